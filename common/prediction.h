@@ -1,0 +1,32 @@
+/* The prediction: what interestd publishes per event (docs/FORMATS.md).
+ * model/ fills the interest fields, daemon/ the provenance, stream/ encodes. */
+#ifndef IX_COMMON_PREDICTION_H
+#define IX_COMMON_PREDICTION_H
+
+#include <stdint.h>
+
+#define PRED_TOPK 10
+
+typedef struct {
+  uint64_t category_id; /* 0 with p>0 means the "other" bucket */
+  float p;              /* probability (next, long) or p_next - p_long (rising) */
+} pred_cat_t;
+
+typedef struct {
+  /* provenance (daemon/) */
+  uint64_t user_id;
+  int32_t src_partition;   /* input partition of the event this answers */
+  int64_t src_offset;      /* input offset: downstream de-duplication key */
+  int64_t event_ts_ms;     /* the source event's time */
+  int64_t emit_ts_ms;      /* wall clock when the prediction was made */
+  /* interest (model/) */
+  uint32_t n_events;       /* events applied to this user's state so far */
+  float fluctuation;       /* Jensen-Shannon divergence (base 2) p_next vs p_long, [0,1] */
+  float shift_prob;        /* P(next event outside the long-term profile) */
+  uint32_t n_next, n_long, n_rising;
+  pred_cat_t next[PRED_TOPK];   /* top of p_next, descending p */
+  pred_cat_t longterm[PRED_TOPK]; /* top of p_long, descending p */
+  pred_cat_t rising[PRED_TOPK]; /* largest p_next - p_long > 0, descending */
+} prediction_t;
+
+#endif

@@ -1,0 +1,1 @@
+typedef int ix_daemon_placeholder_t;

@@ -1,0 +1,1 @@
+typedef int ix_model_placeholder_t;

@@ -1,0 +1,1 @@
+typedef int ix_state_placeholder_t;

@@ -1,0 +1,41 @@
+/* msgpack codecs for events and predictions (docs/FORMATS.md).
+ * Decoders validate strictly: on failure they return a negative IX_E* code,
+ * fill errstr with a sentence naming the field, and leave *out zeroed. */
+#ifndef IX_STREAM_CODEC_H
+#define IX_STREAM_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/event.h"
+#include "common/prediction.h"
+
+#define CODEC_MAX_MSG 4096     /* larger input messages are rejected (IX_ETOOBIG) */
+#define CODEC_MAX_STRID 256    /* longest accepted string id, bytes */
+
+/* Growable output buffer. Zero-initialise; free with codec_buf_free(). */
+typedef struct {
+  char *data;
+  size_t len, cap;
+} codec_buf_t;
+void codec_buf_free(codec_buf_t *buf);
+
+/* Deterministic 64-bit id for a string id: FNV-1a 64 of its bytes;
+ * a decimal string of an unsigned 64-bit value maps to that value. */
+uint64_t codec_hash_id(const char *s, size_t len);
+
+/* Decode one event message. Returns 0 or IX_ENOTMAP, IX_ETRUNC, IX_ETOOBIG,
+ * IX_EMISSING, IX_ETYPE, IX_ERANGE, IX_EMALFORMED. */
+int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
+                       size_t errstr_size);
+/* Append-free encode: buf->len is reset to the encoded size. */
+int codec_encode_event(const event_t *ev, codec_buf_t *buf);
+
+int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf);
+int codec_decode_prediction(const void *buf, size_t len, prediction_t *out,
+                            char *errstr, size_t errstr_size);
+
+/* Name of an action ("view", "cart", "fav", "buy", "other"). */
+const char *codec_action_name(action_t action);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder, replaced by codec.c */
+typedef int ix_stream_placeholder_t;

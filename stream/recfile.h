@@ -1,0 +1,42 @@
+/* Record files: recorded topics on disk (docs/FORMATS.md). Header with magic
+ * and version, then length-prefixed records each with its own CRC-32.
+ * Appendable; a corrupted or truncated tail is reported with its byte offset
+ * and every record before it stays readable. */
+#ifndef IX_STREAM_RECFILE_H
+#define IX_STREAM_RECFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  int32_t partition;
+  int64_t offset;
+  int64_t ts_ms;
+  const void *key;   /* borrowed; valid until the next recfile_read() */
+  size_t key_len;
+  const void *value; /* borrowed; valid until the next recfile_read() */
+  size_t value_len;
+} rec_t;
+
+typedef struct rec_writer rec_writer_t;
+typedef struct rec_reader rec_reader_t;
+
+/* Create (truncate) or, with append=1, open for append (validating the
+ * existing file's header; a damaged tail is refused, naming its offset).
+ * Free with recfile_writer_close(). */
+int recfile_writer_open(const char *path, int append, rec_writer_t **out,
+                        char *errstr, size_t errstr_size);
+int recfile_write(rec_writer_t *w, const rec_t *rec);
+/* Flushes, fsyncs and closes; accepts NULL. Returns 0 or an error. */
+int recfile_writer_close(rec_writer_t *w);
+
+int recfile_reader_open(const char *path, rec_reader_t **out, char *errstr,
+                        size_t errstr_size);
+/* 0 and *rec filled; IX_EEOF at a clean end; IX_ECRC / IX_ETRUNC /
+ * IX_EMALFORMED for a damaged record (see recfile_reader_error_offset). */
+int recfile_read(rec_reader_t *r, rec_t *rec);
+/* Byte offset of the record that failed (or of the next record). */
+uint64_t recfile_reader_error_offset(const rec_reader_t *r);
+void recfile_reader_close(rec_reader_t *r);
+
+#endif
