@@ -1,1 +1,0 @@
-typedef int ix_daemon_placeholder_t;
