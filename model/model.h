@@ -9,6 +9,7 @@
 
 #include "common/event.h"
 #include "common/prediction.h"
+#include "model/arch.h"
 
 typedef struct model model_t;
 
@@ -35,5 +36,29 @@ void model_state_init(const model_t *m, void *state);
  * fields are left to the caller. Returns 0 or a negative IX_E*. */
 int model_step_batch(model_t *m, void *const *states, const event_t *events,
                      size_t n, prediction_t *preds);
+
+/* Build a model from in-memory parameters (e.g. freshly trained): dims,
+ * half-life, vocab_ids[V] (ids[0] = 0) and the flat params of arch.h are
+ * copied. note may be NULL. Errors as model_load. Free with model_destroy(). */
+int model_from_params(const arch_dims_t *dims, float half_life_s, const uint64_t *vocab_ids,
+                      const float *params, const char *note, model_t **out, char *errstr,
+                      size_t errstr_size);
+
+/* p_next(category_id) from a state (the prediction made after the state's
+ * last event), by the NLL rule of arch.h: p(c) when c is in the vocabulary or
+ * the state's recent list, else the "other" mass g p_vocab[0]. Recomputes the
+ * head (one V x H gemv); uses the model's scratch, so not reentrant. */
+float model_prob(model_t *m, const void *state, uint64_t category_id);
+
+/* Override the profile half-life (seconds, > 0) stored in the model file. */
+void model_set_half_life(model_t *m, float half_life_s);
+
+/* Borrowed views, valid until model_destroy(). */
+const arch_dims_t *model_dims(const model_t *m);
+const float *model_params(const model_t *m);
+const uint64_t *model_vocab_ids(const model_t *m);
+float model_half_life(const model_t *m);
+/* Vocabulary index of a raw category id (0 = "other"). */
+int32_t model_vocab_index(const model_t *m, uint64_t category_id);
 
 #endif

@@ -1,0 +1,179 @@
+/* Model architecture v1: the single source of truth for dimensions, the flat
+ * parameter layout, the per-user state blob and the feature construction.
+ * Training (model/train*.c) and serving (model/model.c) both build on this
+ * header, so the forward pass that is trained is the forward pass that runs.
+ *
+ * Per event of a user, in this order (serving and training alike):
+ *   1. x   = arch_features(state, event)             (state BEFORE the event)
+ *   2. h,c = LSTM(x, h, c)                            (model/lstm.h)
+ *   3. arch_state_advance(state, event)               (recent list, profile,
+ *                                                      prev_*, n_events)
+ *   4. p_next = head(h, state->recent)                (model/head.h)
+ * The prediction made after event t is scored against event t+1's category.
+ *
+ * Dimensions: V, H, EC, EA, I are runtime values stored in the model file
+ * (arch_dims_t); K (recent slots) and P (profile slots) are compile-time
+ * because they fix the state blob layout. */
+#ifndef IX_MODEL_ARCH_H
+#define IX_MODEL_ARCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/event.h"
+
+#define ARCH_VERSION 1
+
+#define ARCH_K 16         /* recent distinct categories kept in the state (copy head) */
+#define ARCH_P 16         /* long-term profile slots */
+#define ARCH_N_ACTIONS 5  /* view, cart, fav, buy, other (common/event.h action_t) */
+#define ARCH_N_TIME 7     /* time/position features, see ARCH_T_* below */
+
+#define ARCH_DEFAULT_V 1000  /* vocabulary incl. index 0 = "other" */
+#define ARCH_DEFAULT_H 64
+#define ARCH_DEFAULT_EC 32   /* category embedding width */
+#define ARCH_DEFAULT_EA 8    /* action embedding width */
+#define ARCH_DEFAULT_HALF_LIFE_S (72.0f * 3600.0f)
+
+/* Upper bounds accepted from a model file (sanity, not tuning). */
+#define ARCH_MAX_V (1u << 22)
+#define ARCH_MAX_H 1024u
+#define ARCH_MAX_E 1024u
+
+/* Flags (arch_dims_t.flags). */
+#define ARCH_F_SHIFT_UNIT 0x1u /* optional learned shift unit present (see layout) */
+
+typedef struct {
+  uint32_t V;     /* vocabulary size, index 0 = "other" bucket */
+  uint32_t H;     /* LSTM hidden size */
+  uint32_t EC;    /* category embedding width */
+  uint32_t EA;    /* action embedding width */
+  uint32_t I;     /* LSTM input size, >= EC + EA + ARCH_N_TIME (rest zero-padded) */
+  uint32_t flags; /* ARCH_F_* */
+} arch_dims_t;
+
+/* Default dims: V=1000, H=64, EC=32, EA=8, I=48, flags=0. */
+void arch_dims_default(arch_dims_t *d);
+/* The smallest valid I for EC and EA: EC + EA + ARCH_N_TIME rounded up to 8. */
+uint32_t arch_input_size(uint32_t EC, uint32_t EA);
+/* 0 if the dims are usable, else IX_EMISMATCH/IX_ERANGE with a sentence. */
+int arch_dims_check(const arch_dims_t *d, char *errstr, size_t errstr_size);
+
+/* ---- Input vector x (I floats) ----------------------------------------------
+ *   x[0 .. EC)                 E_c[idx(c_t)]            category embedding
+ *   x[EC .. EC+EA)             E_a[action_t]            action embedding
+ *   x[EC+EA + ARCH_T_*]        time/position features:                       */
+#define ARCH_T_LOGGAP 0  /* log1p(gap_s) / 12, gap_s = (ts - prev_ts)/1000, >= 0; 0 on first event */
+#define ARCH_T_LT60S 1   /* gap_s < 60                (0/1; 0 on first event) */
+#define ARCH_T_LT1H 2    /* gap_s < 3600              (0/1; 0 on first event) */
+#define ARCH_T_GT1D 3    /* gap_s > 86400             (0/1; 0 on first event) */
+#define ARCH_T_FIRST 4   /* first event of the user   (0/1) */
+#define ARCH_T_REPEAT 5  /* c_t == c_{t-1} (raw category ids; 0 on first event) */
+#define ARCH_T_LOGN 6    /* log1p(n_prev) / 8, n_prev = events applied before this one */
+/*   x[EC+EA+ARCH_N_TIME .. I)  0                                               */
+
+/* ---- Flat parameter layout ---------------------------------------------------
+ * ONE float array, row-major, in this order (offsets from arch_layout()):
+ *   emb_cat  [V x EC]       category embedding E_c (row 0 = "other")
+ *   emb_act  [5 x EA]       action embedding E_a
+ *   w_ih     [4H x I]       PyTorch nn.LSTM weight_ih_l0, gate rows (i, f, g, o)
+ *   w_hh     [4H x H]       PyTorch weight_hh_l0
+ *   b_ih     [4H]           PyTorch bias_ih_l0
+ *   b_hh     [4H]           PyTorch bias_hh_l0
+ *   head_wv  [V x H]        vocabulary logits z = W_v h + b_v
+ *   head_bv  [V]
+ *   copy_wp  [K x H]        copy logit per recency rank k: s_k = P[k].h + b_p[k]
+ *   copy_bp  [K]                                          + w_f * log1p(cnt_k)
+ *   copy_wf  [1]
+ *   gate_wg  [H]            g = sigmoid(w_g.h + b_g): weight of the vocab softmax
+ *   gate_bg  [1]
+ *   -- only when flags & ARCH_F_SHIFT_UNIT:
+ *   shift_w  [H]            shift_prob = sigmoid(w_s.h + w_d * logit(derived) + b_s),
+ *   shift_wd [1]            derived = 1 - sum_{c in profile} p_next(c), clamped
+ *   shift_b  [1]            to [1e-6, 1 - 1e-6] before the logit
+ * Offsets not present are set to layout.total. */
+typedef struct {
+  size_t emb_cat, emb_act;
+  size_t w_ih, w_hh, b_ih, b_hh;
+  size_t head_wv, head_bv;
+  size_t copy_wp, copy_bp, copy_wf;
+  size_t gate_wg, gate_bg;
+  size_t shift_w, shift_wd, shift_b;
+  size_t total; /* number of floats */
+} arch_layout_t;
+
+void arch_layout(const arch_dims_t *d, arch_layout_t *layout);
+
+/* ---- Per-user state blob -----------------------------------------------------
+ * Byte size at ARCH_K = ARCH_P = 16: 552 header + 8*H (h and c, fp32)
+ *   = 1064 bytes per user at H = 64.
+ * A fresh state is all zero except what arch_state_init sets (nothing else:
+ * zero bytes are a valid fresh state). The blob is plain data, copied
+ * verbatim into checkpoints; it is only meaningful with the model whose
+ * model_fingerprint() made it (recent[].idx, profile[].idx are vocab indices). */
+typedef struct {
+  uint64_t cat;   /* raw category id */
+  uint32_t count; /* events of this category since it entered the list */
+  int32_t idx;    /* vocab index of cat (0 = "other") */
+} arch_recent_t;  /* 16 bytes */
+
+typedef struct {
+  uint64_t cat;   /* raw category id */
+  float weight;   /* decayed count, as of arch_state_t.profile_ts_ms */
+  int32_t idx;    /* vocab index of cat (0 = "other") */
+} arch_slot_t;    /* 16 bytes */
+
+typedef struct {
+  uint32_t n_events;     /* events applied so far */
+  uint8_t prev_action;   /* action_t of the previous event */
+  uint8_t n_recent;      /* filled recent[] slots, 0..ARCH_K */
+  uint8_t n_profile;     /* filled profile[] slots, 0..ARCH_P */
+  uint8_t reserved0;
+  int64_t prev_ts_ms;    /* previous event's time */
+  int64_t profile_ts_ms; /* time the profile weights refer to */
+  uint64_t prev_cat;     /* previous event's raw category id */
+  int32_t prev_idx;      /* its vocab index */
+  uint32_t reserved1;
+  arch_recent_t recent[ARCH_K]; /* recency-ranked: recent[0] = current category */
+  arch_slot_t profile[ARCH_P];  /* unordered; weights decay with the half-life */
+  /* followed by float h[H], float c[H] */
+} arch_state_t;
+
+#define ARCH_STATE_HEADER_BYTES 552u
+_Static_assert(sizeof(arch_state_t) == ARCH_STATE_HEADER_BYTES, "state header layout changed");
+
+static inline size_t arch_state_size(const arch_dims_t *d) {
+  return sizeof(arch_state_t) + 2u * (size_t)d->H * sizeof(float);
+}
+static inline float *arch_state_h(arch_state_t *s) { return (float *)(void *)(s + 1); }
+static inline float *arch_state_c(arch_state_t *s, const arch_dims_t *d) {
+  return arch_state_h(s) + d->H;
+}
+static inline const float *arch_state_hc(const arch_state_t *s) {
+  return (const float *)(const void *)(s + 1);
+}
+
+/* Zero a state blob of arch_state_size(d) bytes (h = c = 0, empty lists). */
+void arch_state_init(const arch_dims_t *d, arch_state_t *s);
+
+/* The ARCH_N_TIME time/position features of ev given the state BEFORE ev. */
+void arch_time_features(const arch_state_t *s, const event_t *ev, float *t);
+
+/* Build the full input x[I] for ev given the state BEFORE ev; cat_idx is the
+ * vocab index of ev->category_id (0 when unknown). params is the flat array. */
+void arch_features(const arch_dims_t *d, const float *params, const arch_state_t *s,
+                   const event_t *ev, int32_t cat_idx, float *x);
+
+/* Step 3 above: move ev's category to the front of the recent list (count+1;
+ * a new category enters with count 1, evicting the least recent when full),
+ * decay the profile to ev's time and add 1 to ev's category (model/profile.h),
+ * set prev_* and n_events += 1. Leaves h and c alone. */
+void arch_state_advance(arch_state_t *s, const event_t *ev, int32_t cat_idx,
+                        float half_life_s);
+
+/* Action index for the embedding: ACTION_OTHER for anything out of range. */
+static inline uint32_t arch_action_index(action_t a) {
+  return ((unsigned)a < ARCH_N_ACTIONS) ? (uint32_t)a : (uint32_t)ACTION_OTHER;
+}
+
+#endif

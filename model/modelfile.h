@@ -1,0 +1,47 @@
+/* The model file: everything needed to run a model, checksummed.
+ * Layout (little-endian):
+ *   magic "IXMODEL1" (8 bytes) | version u32 (= MODELFILE_VERSION)
+ *   V H EC EA I flags  (u32 each, arch_dims_t) | half_life_s f32
+ *   n_params u64 (= arch_layout().total) | note_len u32 | note bytes
+ *   vocab ids: V x u64 (ids[0] = 0, the "other" bucket)
+ *   params: n_params x f32 (the flat array of arch.h)
+ *   crc32 u32 (zlib CRC-32 of every byte before it)
+ * A truncated, corrupted or mismatched file fails with a sentence saying so. */
+#ifndef IX_MODEL_MODELFILE_H
+#define IX_MODEL_MODELFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/arch.h"
+
+#define MODELFILE_MAGIC "IXMODEL1"
+#define MODELFILE_VERSION 1u
+#define MODELFILE_NOTE_MAX 1024u
+
+typedef struct {
+  arch_dims_t dims;
+  float half_life_s;
+  uint64_t *vocab_ids; /* V ids, owned */
+  float *params;       /* arch_layout(dims).total floats, owned */
+  char note[MODELFILE_NOTE_MAX + 1]; /* free text, e.g. how it was trained */
+  uint32_t crc;        /* the file's CRC-32 (filled by read and write) */
+} modelfile_t;
+
+/* Write atomically (temp file + rename). Returns 0 or IX_EIO/IX_EINVAL with
+ * errstr filled. Sets mf->crc. */
+int modelfile_write(const char *path, modelfile_t *mf, char *errstr, size_t errstr_size);
+
+/* Read and validate; on success *mf owns vocab_ids and params (free with
+ * modelfile_free). Errors: IX_ENOENT/IX_EIO (open/read), IX_EBADMAGIC,
+ * IX_EVERSION, IX_ETRUNC, IX_ECRC, IX_EMISMATCH (dims/param count), with a
+ * sentence naming the file. */
+int modelfile_read(const char *path, modelfile_t *mf, char *errstr, size_t errstr_size);
+/* The same over a memory buffer (what fuzzers call). */
+int modelfile_parse(const void *buf, size_t len, modelfile_t *mf, char *errstr,
+                    size_t errstr_size);
+
+/* Free what read/parse allocated; accepts a zeroed or freed struct. */
+void modelfile_free(modelfile_t *mf);
+
+#endif
