@@ -1,0 +1,528 @@
+/* Event and prediction messages: msgpack maps with short keys, encoded and
+ * strictly decoded with msgpack-c. The byte-level contract is docs/FORMATS.md.
+ * A bounded structural pre-scan runs before msgpack-c sees outside bytes. */
+#include "stream/codec.h"
+
+#include <inttypes.h>
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+
+#define CODEC_MAX_DEPTH 16 /* deeper nesting (only possible in ignored values) is malformed */
+
+/* ---------------------------------------------------------------- buffer */
+
+void codec_buf_free(codec_buf_t *buf) {
+  if (!buf) return;
+  free(buf->data);
+  buf->data = NULL;
+  buf->len = buf->cap = 0;
+}
+
+static int buf_write(void *data, const char *src, size_t len) {
+  codec_buf_t *buf = data;
+  if (buf->len + len > buf->cap) {
+    size_t cap = buf->cap ? buf->cap : 128;
+    while (cap < buf->len + len) cap *= 2;
+    char *p = realloc(buf->data, cap);
+    if (!p) return -1;
+    buf->data = p;
+    buf->cap = cap;
+  }
+  memcpy(buf->data + buf->len, src, len);
+  buf->len += len;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- ids */
+
+uint64_t codec_hash_id(const char *s, size_t len) {
+  /* Canonical decimal (no sign, no leading zero, fits 64 bits) -> its value. */
+  if (len >= 1 && len <= 20 && (s[0] != '0' || len == 1)) {
+    uint64_t v = 0;
+    size_t i;
+    for (i = 0; i < len; i++) {
+      unsigned d = (unsigned char)s[i] - '0';
+      if (d > 9 || v > (UINT64_MAX - d) / 10) break;
+      v = v * 10 + d;
+    }
+    if (i == len) return v;
+  }
+  uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a 64 offset basis */
+  for (size_t i = 0; i < len; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 0x100000001b3ULL; /* FNV 64 prime */
+  }
+  return h;
+}
+
+const char *codec_action_name(action_t action) {
+  switch (action) {
+  case ACTION_VIEW: return "view";
+  case ACTION_CART: return "cart";
+  case ACTION_FAV: return "fav";
+  case ACTION_BUY: return "buy";
+  default: return "other";
+  }
+}
+
+/* ---------------------------------------------------------------- errors */
+
+static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...) {
+  if (errstr && errstr_size) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, errstr_size, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+static const char *mp_type_name(msgpack_object_type t) {
+  switch (t) {
+  case MSGPACK_OBJECT_NIL: return "nil";
+  case MSGPACK_OBJECT_BOOLEAN: return "boolean";
+  case MSGPACK_OBJECT_POSITIVE_INTEGER: return "integer";
+  case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "negative integer";
+  case MSGPACK_OBJECT_FLOAT32: return "float32";
+  case MSGPACK_OBJECT_FLOAT64: return "float64";
+  case MSGPACK_OBJECT_STR: return "string";
+  case MSGPACK_OBJECT_ARRAY: return "array";
+  case MSGPACK_OBJECT_MAP: return "map";
+  case MSGPACK_OBJECT_BIN: return "binary";
+  case MSGPACK_OBJECT_EXT: return "ext";
+  default: return "unknown";
+  }
+}
+
+/* ---------------------------------------------------------------- pre-scan */
+
+static uint64_t be(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+/* Walks one msgpack object at p[*pos..len). msgpack-c allocates a container's
+ * element array before reading the elements, so a 5-byte message claiming 4
+ * billion elements would make it allocate ~100 GB; this walk proves every
+ * count and length fits in the bytes we actually have. Returns 0, IX_ETRUNC,
+ * or IX_EMALFORMED (with *what set). */
+static int mp_scan(const uint8_t *p, size_t len, size_t *pos, int depth, const char **what) {
+  if (depth > CODEC_MAX_DEPTH) {
+    *what = "nested deeper than 16 levels";
+    return IX_EMALFORMED;
+  }
+  if (*pos >= len) return IX_ETRUNC;
+  uint8_t b = p[(*pos)++];
+  uint64_t n = 0;    /* payload bytes to skip */
+  uint64_t items = 0; /* child objects to walk */
+  int lenbytes = 0;
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return 0;
+  if (b >= 0xa0 && b <= 0xbf) {
+    n = b & 0x1f;
+  } else if (b >= 0x90 && b <= 0x9f) {
+    items = b & 0x0f;
+  } else if (b >= 0x80 && b <= 0x8f) {
+    items = 2u * (b & 0x0f);
+  } else {
+    switch (b) {
+    case 0xc1: *what = "reserved byte 0xc1"; return IX_EMALFORMED;
+    case 0xc4: case 0xd9: lenbytes = 1; break;   /* bin8, str8 */
+    case 0xc5: case 0xda: lenbytes = 2; break;   /* bin16, str16 */
+    case 0xc6: case 0xdb: lenbytes = 4; break;   /* bin32, str32 */
+    case 0xc7: lenbytes = 1; n = 1; break;       /* ext8: len, type */
+    case 0xc8: lenbytes = 2; n = 1; break;
+    case 0xc9: lenbytes = 4; n = 1; break;
+    case 0xca: n = 4; break;
+    case 0xcb: n = 8; break;
+    case 0xcc: case 0xd0: n = 1; break;
+    case 0xcd: case 0xd1: n = 2; break;
+    case 0xce: case 0xd2: n = 4; break;
+    case 0xcf: case 0xd3: n = 8; break;
+    case 0xd4: n = 2; break; /* fixext: type + data */
+    case 0xd5: n = 3; break;
+    case 0xd6: n = 5; break;
+    case 0xd7: n = 9; break;
+    case 0xd8: n = 17; break;
+    case 0xdc: case 0xde: lenbytes = 2; break;
+    case 0xdd: case 0xdf: lenbytes = 4; break;
+    default: *what = "unknown type byte"; return IX_EMALFORMED;
+    }
+    if (lenbytes) {
+      if (len - *pos < (size_t)lenbytes) return IX_ETRUNC;
+      uint64_t count = be(p + *pos, lenbytes);
+      *pos += (size_t)lenbytes;
+      if (b == 0xdc || b == 0xdd) items = count;
+      else if (b == 0xde || b == 0xdf) items = 2 * count;
+      else n += count;
+    }
+  }
+  if (items) {
+    if (items > len - *pos) return IX_ETRUNC; /* each element takes at least one byte */
+    for (uint64_t i = 0; i < items; i++) {
+      int rc = mp_scan(p, len, pos, depth + 1, what);
+      if (rc) return rc;
+    }
+    return 0;
+  }
+  if (n > len - *pos) return IX_ETRUNC;
+  *pos += (size_t)n;
+  return 0;
+}
+
+/* Common front half of both decoders: size, structure, top-level map, then
+ * msgpack-c. On success *result holds the map (free with
+ * msgpack_unpacked_destroy). */
+static int decode_map(const void *buf, size_t len, msgpack_unpacked *result, const char *what_msg,
+                      char *errstr, size_t errstr_size) {
+  const uint8_t *p = buf;
+  if (len == 0 || !buf) return fail(IX_ETRUNC, errstr, errstr_size, "%s message is empty", what_msg);
+  if (len > CODEC_MAX_MSG)
+    return fail(IX_ETOOBIG, errstr, errstr_size, "%s message is %zu bytes, more than the %d allowed",
+                what_msg, len, CODEC_MAX_MSG);
+  if (!((p[0] >= 0x80 && p[0] <= 0x8f) || p[0] == 0xde || p[0] == 0xdf))
+    return fail(IX_ENOTMAP, errstr, errstr_size,
+                "%s message is not a msgpack map (first byte 0x%02x)", what_msg, p[0]);
+  size_t pos = 0;
+  const char *what = "malformed";
+  int rc = mp_scan(p, len, &pos, 0, &what);
+  if (rc == IX_ETRUNC)
+    return fail(rc, errstr, errstr_size, "%s message is truncated (%zu bytes)", what_msg, len);
+  if (rc) return fail(rc, errstr, errstr_size, "%s message is malformed: %s", what_msg, what);
+  if (pos != len)
+    return fail(IX_EMALFORMED, errstr, errstr_size,
+                "%s message has %zu trailing bytes after the map (at byte %zu)", what_msg, len - pos,
+                pos);
+  size_t off = 0;
+  msgpack_unpacked_init(result);
+  msgpack_unpack_return ur = msgpack_unpack_next(result, buf, len, &off);
+  if (ur == MSGPACK_UNPACK_NOMEM_ERROR) {
+    msgpack_unpacked_destroy(result);
+    return fail(IX_ENOMEM, errstr, errstr_size, "out of memory decoding %s message", what_msg);
+  }
+  if (ur != MSGPACK_UNPACK_SUCCESS || off != len || result->data.type != MSGPACK_OBJECT_MAP) {
+    msgpack_unpacked_destroy(result);
+    return fail(IX_EMALFORMED, errstr, errstr_size, "%s message is malformed (msgpack-c: %d)",
+                what_msg, (int)ur);
+  }
+  return 0;
+}
+
+static int key_is(const msgpack_object *k, const char *name) {
+  size_t n = strlen(name);
+  return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+/* ---------------------------------------------------------------- event */
+
+static const struct {
+  const char *name;
+  action_t action;
+} g_action_names[] = {
+    {"view", ACTION_VIEW}, {"pv", ACTION_VIEW}, {"click", ACTION_VIEW},
+    {"cart", ACTION_CART}, {"fav", ACTION_FAV}, {"buy", ACTION_BUY},
+};
+
+static action_t action_from(const msgpack_object *o) {
+  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+    return o->via.u64 <= ACTION_BUY ? (action_t)o->via.u64 : ACTION_OTHER;
+  if (o->type == MSGPACK_OBJECT_STR) {
+    for (size_t i = 0; i < sizeof g_action_names / sizeof g_action_names[0]; i++) {
+      size_t n = strlen(g_action_names[i].name);
+      if (o->via.str.size == n && memcmp(o->via.str.ptr, g_action_names[i].name, n) == 0)
+        return g_action_names[i].action;
+    }
+  }
+  return ACTION_OTHER;
+}
+
+static int id_from(const msgpack_object *o, const char *key, const char *label, uint64_t *out,
+                   char *errstr, size_t errstr_size) {
+  switch (o->type) {
+  case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    *out = o->via.u64;
+    return 0;
+  case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+    return fail(IX_ERANGE, errstr, errstr_size, "field '%s' (%s) is negative: %" PRId64, key, label,
+                o->via.i64);
+  case MSGPACK_OBJECT_STR:
+    if (o->via.str.size == 0)
+      return fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' (%s) is an empty string", key,
+                  label);
+    if (o->via.str.size > CODEC_MAX_STRID)
+      return fail(IX_ETOOBIG, errstr, errstr_size,
+                  "field '%s' (%s) is a %u-byte string, more than the %d allowed", key, label,
+                  (unsigned)o->via.str.size, CODEC_MAX_STRID);
+    *out = codec_hash_id(o->via.str.ptr, o->via.str.size);
+    return 0;
+  default:
+    return fail(IX_ETYPE, errstr, errstr_size,
+                "field '%s' (%s) has the wrong type: %s (want integer or string)", key, label,
+                mp_type_name(o->type));
+  }
+}
+
+int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
+                       size_t errstr_size) {
+  memset(out, 0, sizeof *out);
+  if (errstr && errstr_size) errstr[0] = '\0';
+  msgpack_unpacked result;
+  int rc = decode_map(buf, len, &result, "event", errstr, errstr_size);
+  if (rc) return rc;
+
+  event_t ev = {0};
+  ev.action = ACTION_OTHER;
+  enum { F_U = 1, F_I = 2, F_C = 4, F_A = 8, F_T = 16 };
+  unsigned seen = 0;
+  const msgpack_object_map *map = &result.data.via.map;
+  for (uint32_t i = 0; i < map->size && !rc; i++) {
+    const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+    unsigned bit = 0;
+    if (key_is(k, "u")) bit = F_U;
+    else if (key_is(k, "i")) bit = F_I;
+    else if (key_is(k, "c")) bit = F_C;
+    else if (key_is(k, "a")) bit = F_A;
+    else if (key_is(k, "t")) bit = F_T;
+    else continue; /* unknown keys are ignored */
+    if (seen & bit) {
+      rc = fail(IX_EMALFORMED, errstr, errstr_size, "field '%.*s' appears twice",
+                (int)k->via.str.size, k->via.str.ptr);
+      break;
+    }
+    seen |= bit;
+    switch (bit) {
+    case F_U: rc = id_from(v, "u", "user id", &ev.user_id, errstr, errstr_size); break;
+    case F_I: rc = id_from(v, "i", "item id", &ev.item_id, errstr, errstr_size); break;
+    case F_C: rc = id_from(v, "c", "category id", &ev.category_id, errstr, errstr_size); break;
+    case F_A: ev.action = action_from(v); break;
+    case F_T:
+      if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (v->via.u64 > (uint64_t)INT64_MAX)
+          rc = fail(IX_ERANGE, errstr, errstr_size, "field 't' (event time) is too large: %" PRIu64,
+                    v->via.u64);
+        else
+          ev.ts_ms = (int64_t)v->via.u64;
+      } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        rc = fail(IX_ERANGE, errstr, errstr_size, "field 't' (event time) is negative: %" PRId64,
+                  v->via.i64);
+      } else {
+        rc = fail(IX_ETYPE, errstr, errstr_size,
+                  "field 't' (event time) has the wrong type: %s (want integer ms since the epoch)",
+                  mp_type_name(v->type));
+      }
+      break;
+    }
+  }
+  if (!rc) {
+    if (!(seen & F_U)) rc = fail(IX_EMISSING, errstr, errstr_size, "field 'u' (user id) is missing");
+    else if (!(seen & F_C))
+      rc = fail(IX_EMISSING, errstr, errstr_size, "field 'c' (category id) is missing");
+    else if (!(seen & F_T))
+      rc = fail(IX_EMISSING, errstr, errstr_size, "field 't' (event time) is missing");
+  }
+  msgpack_unpacked_destroy(&result);
+  if (!rc) *out = ev;
+  return rc;
+}
+
+/* msgpack-c's pack functions return nonzero when the write callback failed. */
+#define PK(call)                                                                                   \
+  do {                                                                                             \
+    if ((call) != 0) goto nomem;                                                                   \
+  } while (0)
+
+static int pack_key(msgpack_packer *pk, const char *k) {
+  size_t n = strlen(k);
+  return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, k, n);
+}
+
+int codec_encode_event(const event_t *ev, codec_buf_t *buf) {
+  if (!ev || !buf || ev->ts_ms < 0 || (unsigned)ev->action >= ACTION__COUNT) return IX_EINVAL;
+  buf->len = 0;
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, buf, buf_write);
+  PK(msgpack_pack_map(&pk, 5));
+  PK(pack_key(&pk, "u"));
+  PK(msgpack_pack_uint64(&pk, ev->user_id));
+  PK(pack_key(&pk, "i"));
+  PK(msgpack_pack_uint64(&pk, ev->item_id));
+  PK(pack_key(&pk, "c"));
+  PK(msgpack_pack_uint64(&pk, ev->category_id));
+  PK(pack_key(&pk, "a"));
+  PK(msgpack_pack_uint32(&pk, (uint32_t)ev->action));
+  PK(pack_key(&pk, "t"));
+  PK(msgpack_pack_int64(&pk, ev->ts_ms));
+  return 0;
+nomem:
+  buf->len = 0;
+  return IX_ENOMEM;
+}
+
+/* ---------------------------------------------------------------- prediction */
+
+static int pack_cats(msgpack_packer *pk, const char *key, const pred_cat_t *cats, uint32_t n) {
+  if (pack_key(pk, key) || msgpack_pack_array(pk, n)) return -1;
+  for (uint32_t i = 0; i < n; i++)
+    if (msgpack_pack_array(pk, 2) || msgpack_pack_uint64(pk, cats[i].category_id) ||
+        msgpack_pack_float(pk, cats[i].p))
+      return -1;
+  return 0;
+}
+
+int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf) {
+  if (!pred || !buf || pred->n_next > PRED_TOPK || pred->n_long > PRED_TOPK ||
+      pred->n_rising > PRED_TOPK)
+    return IX_EINVAL;
+  buf->len = 0;
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, buf, buf_write);
+  PK(msgpack_pack_map(&pk, 11));
+  PK(pack_key(&pk, "u"));
+  PK(msgpack_pack_uint64(&pk, pred->user_id));
+  PK(pack_key(&pk, "sp"));
+  PK(msgpack_pack_int32(&pk, pred->src_partition));
+  PK(pack_key(&pk, "so"));
+  PK(msgpack_pack_int64(&pk, pred->src_offset));
+  PK(pack_key(&pk, "t"));
+  PK(msgpack_pack_int64(&pk, pred->event_ts_ms));
+  PK(pack_key(&pk, "et"));
+  PK(msgpack_pack_int64(&pk, pred->emit_ts_ms));
+  PK(pack_key(&pk, "n"));
+  PK(msgpack_pack_uint32(&pk, pred->n_events));
+  PK(pack_key(&pk, "fl"));
+  PK(msgpack_pack_float(&pk, pred->fluctuation));
+  PK(pack_key(&pk, "sh"));
+  PK(msgpack_pack_float(&pk, pred->shift_prob));
+  PK(pack_cats(&pk, "nx", pred->next, pred->n_next));
+  PK(pack_cats(&pk, "lt", pred->longterm, pred->n_long));
+  PK(pack_cats(&pk, "ri", pred->rising, pred->n_rising));
+  return 0;
+nomem:
+  buf->len = 0;
+  return IX_ENOMEM;
+}
+
+static int int_from(const msgpack_object *o, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                    char *errstr, size_t errstr_size) {
+  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+    if (o->via.u64 > (uint64_t)hi)
+      return fail(IX_ERANGE, errstr, errstr_size, "field '%s' is out of range: %" PRIu64, key,
+                  o->via.u64);
+    *out = (int64_t)o->via.u64;
+    return 0;
+  }
+  if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+    if (o->via.i64 < lo)
+      return fail(IX_ERANGE, errstr, errstr_size, "field '%s' is out of range: %" PRId64, key,
+                  o->via.i64);
+    *out = o->via.i64;
+    return 0;
+  }
+  return fail(IX_ETYPE, errstr, errstr_size, "field '%s' has the wrong type: %s (want integer)", key,
+              mp_type_name(o->type));
+}
+
+static int float_from(const msgpack_object *o, const char *key, float *out, char *errstr,
+                      size_t errstr_size) {
+  switch (o->type) {
+  case MSGPACK_OBJECT_FLOAT32:
+  case MSGPACK_OBJECT_FLOAT64: *out = (float)o->via.f64; return 0;
+  case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (float)o->via.u64; return 0;
+  case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (float)o->via.i64; return 0;
+  default:
+    return fail(IX_ETYPE, errstr, errstr_size, "field '%s' has the wrong type: %s (want float)",
+                key, mp_type_name(o->type));
+  }
+}
+
+static int cats_from(const msgpack_object *o, const char *key, pred_cat_t *cats, uint32_t *n,
+                     char *errstr, size_t errstr_size) {
+  if (o->type != MSGPACK_OBJECT_ARRAY)
+    return fail(IX_ETYPE, errstr, errstr_size,
+                "field '%s' has the wrong type: %s (want array of [category, p] pairs)", key,
+                mp_type_name(o->type));
+  if (o->via.array.size > PRED_TOPK)
+    return fail(IX_ETOOBIG, errstr, errstr_size, "field '%s' has %u entries, more than %d", key,
+                (unsigned)o->via.array.size, PRED_TOPK);
+  for (uint32_t i = 0; i < o->via.array.size; i++) {
+    const msgpack_object *e = &o->via.array.ptr[i];
+    if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2)
+      return fail(IX_ETYPE, errstr, errstr_size,
+                  "field '%s' entry %u is not a [category, p] pair", key, (unsigned)i);
+    char name[32];
+    snprintf(name, sizeof name, "%s[%u][0]", key, (unsigned)i);
+    int rc = id_from(&e->via.array.ptr[0], name, "category id", &cats[i].category_id, errstr,
+                     errstr_size);
+    if (rc) return rc;
+    snprintf(name, sizeof name, "%s[%u][1]", key, (unsigned)i);
+    if ((rc = float_from(&e->via.array.ptr[1], name, &cats[i].p, errstr, errstr_size))) return rc;
+  }
+  *n = o->via.array.size;
+  return 0;
+}
+
+int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char *errstr,
+                            size_t errstr_size) {
+  memset(out, 0, sizeof *out);
+  if (errstr && errstr_size) errstr[0] = '\0';
+  msgpack_unpacked result;
+  int rc = decode_map(buf, len, &result, "prediction", errstr, errstr_size);
+  if (rc) return rc;
+
+  static const char *const keys[] = {"u", "sp", "so", "t", "et", "n", "fl", "sh", "nx", "lt", "ri"};
+  enum { NKEYS = sizeof keys / sizeof keys[0] };
+  prediction_t *pred = calloc(1, sizeof *pred); /* kept off the stack: ~300 bytes, fuzzed */
+  if (!pred) {
+    msgpack_unpacked_destroy(&result);
+    return fail(IX_ENOMEM, errstr, errstr_size, "out of memory decoding prediction");
+  }
+  unsigned seen = 0;
+  const msgpack_object_map *map = &result.data.via.map;
+  for (uint32_t i = 0; i < map->size && !rc; i++) {
+    const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+    int which = -1;
+    for (int j = 0; j < NKEYS; j++)
+      if (key_is(k, keys[j])) which = j;
+    if (which < 0) continue;
+    if (seen & (1u << which)) {
+      rc = fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' appears twice", keys[which]);
+      break;
+    }
+    seen |= 1u << which;
+    int64_t x = 0;
+    switch (which) {
+    case 0: rc = id_from(v, "u", "user id", &pred->user_id, errstr, errstr_size); break;
+    case 1:
+      if (!(rc = int_from(v, "sp", INT32_MIN, INT32_MAX, &x, errstr, errstr_size)))
+        pred->src_partition = (int32_t)x;
+      break;
+    case 2: rc = int_from(v, "so", INT64_MIN, INT64_MAX, &pred->src_offset, errstr, errstr_size); break;
+    case 3: rc = int_from(v, "t", INT64_MIN, INT64_MAX, &pred->event_ts_ms, errstr, errstr_size); break;
+    case 4: rc = int_from(v, "et", INT64_MIN, INT64_MAX, &pred->emit_ts_ms, errstr, errstr_size); break;
+    case 5:
+      if (!(rc = int_from(v, "n", 0, UINT32_MAX, &x, errstr, errstr_size)))
+        pred->n_events = (uint32_t)x;
+      break;
+    case 6: rc = float_from(v, "fl", &pred->fluctuation, errstr, errstr_size); break;
+    case 7: rc = float_from(v, "sh", &pred->shift_prob, errstr, errstr_size); break;
+    case 8: rc = cats_from(v, "nx", pred->next, &pred->n_next, errstr, errstr_size); break;
+    case 9: rc = cats_from(v, "lt", pred->longterm, &pred->n_long, errstr, errstr_size); break;
+    case 10: rc = cats_from(v, "ri", pred->rising, &pred->n_rising, errstr, errstr_size); break;
+    }
+  }
+  for (int j = 0; j < NKEYS && !rc; j++)
+    if (!(seen & (1u << j)))
+      rc = fail(IX_EMISSING, errstr, errstr_size, "field '%s' is missing from the prediction",
+                keys[j]);
+  msgpack_unpacked_destroy(&result);
+  if (!rc) *out = *pred;
+  free(pred);
+  return rc;
+}

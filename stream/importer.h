@@ -1,0 +1,106 @@
+/* interestctl import and split: real CSV data sets -> record files of events
+ * keyed by user id, and deterministic train/dev/test splits of such files
+ * (docs/FORMATS.md, "Importer" and "Splits"). */
+#ifndef IX_STREAM_IMPORTER_H
+#define IX_STREAM_IMPORTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/event.h"
+
+typedef enum {
+  IMPORT_TAOBAO = 0, /* UserBehavior.csv: user,item,category,pv|cart|fav|buy,unix seconds */
+  IMPORT_TMALL = 1,  /* user_log_format1.csv: header; user,item,cat,seller,brand,mmdd,0..3 */
+} import_format_t;
+
+#define IMPORT_DEFAULT_PARTITIONS 8
+#define IMPORT_TMALL_YEAR 2015       /* user_log_format1 has no year; IJCAI-15 is 2015 */
+#define IMPORT_TMALL_UTC_OFFSET_S (8 * 3600) /* days start at midnight UTC+8 */
+#define IMPORT_MAX_REPORTED 10       /* malformed lines kept with their reasons */
+
+typedef struct {
+  import_format_t format;
+  const char *input;   /* CSV path */
+  const char *output;  /* record file path, created or truncated; NULL = parse and count only */
+  int32_t partitions;  /* > 0 */
+  int strict;          /* any malformed line fails the import (IX_EMALFORMED), nothing written */
+} importer_opts_t;
+
+typedef struct {
+  uint64_t line;       /* 1-based line number in the input */
+  char reason[96];
+} import_bad_line_t;
+
+typedef struct {
+  uint64_t lines;          /* lines read, header included */
+  uint64_t events;         /* records written */
+  uint64_t malformed;      /* lines refused (all counted, first IMPORT_MAX_REPORTED kept) */
+  uint64_t users, items, categories; /* distinct ids among the events */
+  uint64_t actions[ACTION__COUNT];
+  int64_t min_ts_ms, max_ts_ms;      /* 0 when there are no events */
+  int32_t partitions;
+  uint64_t n_bad_kept;
+  import_bad_line_t bad[IMPORT_MAX_REPORTED];
+} importer_stats_t;
+
+/* Parses the whole input, sorts the events by (event time, input line) and
+ * writes one record per event: key = decimal user id, value = the event
+ * message (stream/codec), partition = importer_partition() of the key,
+ * offsets 0,1,2.. per partition, timestamp = event time. Holds all events in
+ * memory (48 bytes each). Returns 0 or a negative IX_E* with errstr filled;
+ * *stats is filled in both cases. */
+int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *errstr,
+                 size_t errstr_size);
+
+/* Kafka's default partitioner for a non-empty key, bit for bit: Java
+ * Utils.toPositive(Utils.murmur2(key)) % partitions, which is librdkafka's
+ * "murmur2" / "murmur2_random" partitioner. partitions > 0. */
+int32_t importer_partition(const void *key, size_t key_len, int32_t partitions);
+/* Kafka's murmur2 (seed 0x9747b28c) of the bytes. */
+uint32_t importer_murmur2(const void *key, size_t key_len);
+
+/* Parses one CSV line (without its line ending) of the given format into
+ * *ev. Returns 0, or IX_EMALFORMED with reason filled. Exposed for tests. */
+int importer_parse_line(import_format_t format, const char *line, size_t len, event_t *ev,
+                        char *reason, size_t reason_size);
+
+/* Prints the summary of an import (as docs/FORMATS.md shows) to out. */
+void importer_print_summary(const importer_stats_t *stats, FILE *out);
+
+/* ---------------------------------------------------------------- splits */
+
+typedef enum { SPLIT_BY_TIME = 0, SPLIT_BY_USER = 1 } split_by_t;
+enum { SPLIT_TRAIN = 0, SPLIT_DEV = 1, SPLIT_TEST = 2, SPLIT__COUNT };
+
+typedef struct {
+  split_by_t by;
+  const char *input;       /* record file of events */
+  const char *out_prefix;  /* writes <prefix>.train.rec, .dev.rec, .test.rec */
+  /* by time (event time "t" of each message): train < dev_start <= dev <
+   * test_start <= test < test_end (test_end 0 = no end; later events dropped) */
+  int64_t dev_start_ms, test_start_ms, test_end_ms;
+  /* by user: bucket = splitmix64(user_id ^ seed) % 100; [0,test_pct) test,
+   * [test_pct, test_pct+dev_pct) dev, the rest train */
+  unsigned dev_pct, test_pct;
+  uint64_t seed;
+} split_opts_t;
+
+typedef struct {
+  uint64_t records[SPLIT__COUNT];
+  uint64_t users[SPLIT__COUNT];
+  uint64_t dropped;        /* at or after test_end */
+  uint64_t total;
+} split_stats_t;
+
+/* Copies every record (partition, offset, timestamp, key, value unchanged)
+ * into one of the three files. A record whose value is not a valid event, or
+ * a damaged input, fails the split with the record's byte offset in errstr.
+ * Returns 0 or a negative IX_E*. */
+int split_run(const split_opts_t *opts, split_stats_t *stats, char *errstr, size_t errstr_size);
+
+/* The split a user goes to under SPLIT_BY_USER (exposed for tests and eval). */
+int split_user_bucket(uint64_t user_id, uint64_t seed, unsigned dev_pct, unsigned test_pct);
+
+#endif

@@ -1,2 +1,0 @@
-/* placeholder, replaced by codec.c */
-typedef int ix_stream_placeholder_t;
