@@ -1,0 +1,206 @@
+/* Metrics registry: counters, gauges and fixed-bucket histograms, rendered in
+ * the Prometheus text exposition format (version 0.0.4) for GET /metrics.
+ *
+ * Threading: one thread (the libuv loop thread) registers, updates and
+ * renders. Updates are plain stores and increments: no locks, no allocation,
+ * no system calls. Registration and rendering allocate.
+ *
+ * Ownership: every series belongs to its registry; pointers returned by the
+ * *_new() functions stay valid until metrics_gauge_delete() (gauges only) or
+ * metrics_destroy().
+ *
+ * Naming (Prometheus conventions): prefix interestd_, counters end in _total,
+ * units in the name (_seconds, _bytes), base units only. Labels form a small
+ * fixed set per metric (reason="not_map", partition="3"); never user ids.
+ *
+ * ---------------------------------------------------------------------------
+ * What interestd exports (docs/OPERATIONS.md has the same table).
+ * metrics_daemon_register() below registers exactly these; use it rather than
+ * spelling the names again.
+ *
+ *  name                                      type       labels                   meaning
+ *  interestd_events_consumed_total           counter    -                        messages read from the input topic(s)
+ *  interestd_events_processed_total          counter    -                        events applied to a user's state
+ *  interestd_events_rejected_total           counter    reason                   messages not applied (see reasons below)
+ *  interestd_predictions_produced_total      counter    -                        predictions handed to the producer
+ *  interestd_predictions_delivered_total     counter    -                        predictions acknowledged by the broker
+ *  interestd_predictions_failed_total        counter    -                        predictions whose delivery failed
+ *  interestd_batch_size_events               histogram  -                        events per processing batch
+ *  interestd_step_duration_seconds           histogram  -                        model step time per batch (features+LSTM+head)
+ *  interestd_event_to_prediction_seconds     histogram  -                        from the event being read off the consumer queue
+ *                                                                                to its prediction's delivery report
+ *  interestd_consumer_lag_messages           gauge      partition                high watermark - next offset to consume
+ *  interestd_partitions_assigned             gauge      -                        input partitions owned by this process
+ *  interestd_users_in_state                  gauge      -                        users held in the state store
+ *  interestd_state_bytes                     gauge      -                        memory used by the state store
+ *  interestd_evictions_total                 counter    cause="lru"|"ttl"        users dropped (memory limit | idle TTL)
+ *  interestd_checkpoint_duration_seconds     histogram  -                        time to write one checkpoint
+ *  interestd_checkpoint_failures_total       counter    -                        checkpoints that failed
+ *  interestd_checkpoint_age_seconds          gauge      -                        seconds since the last successful checkpoint
+ *                                                                                (since start when there was none)
+ *  interestd_build_info                      gauge      version                  always 1
+ *  interestd_model_info                      gauge      fingerprint, description always 1; labels change on SIGHUP reload
+ *
+ * Reject reasons (label reason=): derived from the codec's error code by
+ * metrics_reject_reason(): IX_ENOTMAP "not_map", IX_ETRUNC "truncated",
+ * IX_ETOOBIG "too_big", IX_EMISSING "missing_field", IX_ETYPE "wrong_type",
+ * IX_ERANGE "out_of_range", IX_EMALFORMED "malformed", anything else "other".
+ * ---------------------------------------------------------------------------
+ */
+#ifndef IX_DAEMON_METRICS_H
+#define IX_DAEMON_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct metrics metrics_t;
+typedef struct metrics_counter metrics_counter_t;
+typedef struct metrics_gauge metrics_gauge_t;
+typedef struct metrics_histogram metrics_histogram_t;
+typedef struct metrics_info metrics_info_t;
+
+#define METRICS_MAX_LABELS 4    /* label pairs per series */
+#define METRICS_MAX_BUCKETS 32  /* finite bucket bounds per histogram (+Inf is implicit) */
+
+/* Growable text buffer. Zero-initialise; free with metrics_buf_free(). */
+typedef struct {
+  char *data;  /* NUL-terminated when len > 0 */
+  size_t len, cap;
+} metrics_buf_t;
+void metrics_buf_free(metrics_buf_t *buf);
+
+/* Create an empty registry. Returns 0 or IX_ENOMEM. Free with metrics_destroy(). */
+int metrics_new(metrics_t **out);
+/* Frees the registry and every series in it. Accepts NULL. */
+void metrics_destroy(metrics_t *reg);
+
+/* Registration. name must match [a-zA-Z_:][a-zA-Z0-9_:]*; help is one line.
+ * The variadic tail is label (name, value) pairs terminated by NULL, e.g.
+ *   metrics_counter_new(reg, &c, "interestd_events_rejected_total",
+ *                       "Messages not applied, by reason.", "reason", "not_map", NULL);
+ * Registering the same name again with different label values adds a series
+ * to the same family (HELP/TYPE rendered once); the type, help and label
+ * names must match. Registering an existing (name, labels) returns the
+ * existing series. Label values are copied and escaped on output.
+ * Returns 0, IX_EINVAL (bad name/label, type or label-name mismatch,
+ * too many labels or buckets, unsorted buckets) or IX_ENOMEM. */
+int metrics_counter_new(metrics_t *reg, metrics_counter_t **out, const char *name,
+                        const char *help, ...) __attribute__((sentinel));
+int metrics_gauge_new(metrics_t *reg, metrics_gauge_t **out, const char *name,
+                      const char *help, ...) __attribute__((sentinel));
+/* bounds: nbounds strictly increasing finite upper bounds (copied); the
+ * +Inf bucket is added implicitly. All series of one family must have the
+ * same bounds. */
+int metrics_histogram_new(metrics_t *reg, metrics_histogram_t **out, const char *name,
+                          const char *help, const double *bounds, size_t nbounds, ...)
+    __attribute__((sentinel));
+/* Info-style gauge: renders `name{labels} 1`; labels are set (and replaced,
+ * e.g. after a model reload) with metrics_info_set(). Renders nothing until
+ * the first set. */
+int metrics_info_new(metrics_t *reg, metrics_info_t **out, const char *name,
+                     const char *help);
+/* Replace the info's labels: (name, value) pairs terminated by NULL.
+ * Allocates; not for the hot path. Returns 0, IX_EINVAL or IX_ENOMEM (the
+ * previous labels are kept on failure). */
+int metrics_info_set(metrics_info_t *info, ...) __attribute__((sentinel));
+
+/* Remove one gauge series (e.g. consumer lag of a revoked partition) and free
+ * it; the pointer is invalid afterwards. The family stays (HELP/TYPE still
+ * rendered). Accepts NULL. */
+void metrics_gauge_delete(metrics_t *reg, metrics_gauge_t *g);
+
+/* Hot path: loop thread only, no locks, no allocation. */
+void metrics_counter_inc(metrics_counter_t *c);
+void metrics_counter_add(metrics_counter_t *c, uint64_t n);
+/* For mirroring a monotonic total kept elsewhere (e.g. store_stats_t's
+ * evicted_lru); the value must never go down. */
+void metrics_counter_set(metrics_counter_t *c, uint64_t v);
+uint64_t metrics_counter_get(const metrics_counter_t *c);
+void metrics_gauge_set(metrics_gauge_t *g, double v);
+void metrics_gauge_add(metrics_gauge_t *g, double delta);
+double metrics_gauge_get(const metrics_gauge_t *g);
+void metrics_histogram_observe(metrics_histogram_t *h, double v);
+/* Observation count and sum so far. */
+uint64_t metrics_histogram_count(const metrics_histogram_t *h);
+double metrics_histogram_sum(const metrics_histogram_t *h);
+/* Non-cumulative count of bucket i (0..nbounds; nbounds is the +Inf bucket). */
+uint64_t metrics_histogram_bucket(const metrics_histogram_t *h, size_t i);
+
+/* Collect hooks run at the start of every metrics_render(), in registration
+ * order, on the rendering (loop) thread: the place to refresh gauges that are
+ * cheaper to read on demand (users in state, lag, checkpoint age).
+ * At most 16 hooks. Returns 0, IX_EFULL or IX_EINVAL. */
+typedef void (*metrics_collect_fn)(void *arg, metrics_t *reg);
+int metrics_on_collect(metrics_t *reg, metrics_collect_fn fn, void *arg);
+
+/* Render every family (registration order; series in registration order)
+ * in Prometheus text format 0.0.4, replacing buf's contents. Runs the
+ * collect hooks first. Returns 0 or IX_ENOMEM. */
+int metrics_render(metrics_t *reg, metrics_buf_t *buf);
+
+/* Standard bucket bounds (seconds or events). */
+extern const double metrics_buckets_latency[];   /* 0.5 ms .. 10 s */
+extern const size_t metrics_buckets_latency_n;
+extern const double metrics_buckets_step[];      /* 5 us .. 0.5 s */
+extern const size_t metrics_buckets_step_n;
+extern const double metrics_buckets_batch[];     /* 1 .. 4096 events, powers of 2 */
+extern const size_t metrics_buckets_batch_n;
+extern const double metrics_buckets_checkpoint[];/* 10 ms .. 10 min */
+extern const size_t metrics_buckets_checkpoint_n;
+
+/* ---- interestd's own metric set (the table above) ---------------------- */
+
+#define METRICS_REJECT_REASONS 8
+/* Index into metrics_daemon_t.events_rejected for a codec error code
+ * (0 -> "other" too; the caller only counts failures). */
+size_t metrics_reject_index(int err);
+/* Label value for an index from metrics_reject_index() (static string). */
+const char *metrics_reject_reason_name(size_t idx);
+/* Label value for a codec error code, e.g. IX_ENOTMAP -> "not_map". */
+const char *metrics_reject_reason(int err);
+
+/* Borrowed pointers into the registry; valid until metrics_destroy(). */
+typedef struct {
+  metrics_t *reg;
+  metrics_counter_t *events_consumed;
+  metrics_counter_t *events_processed;
+  metrics_counter_t *events_rejected[METRICS_REJECT_REASONS]; /* by metrics_reject_index() */
+  metrics_counter_t *predictions_produced;
+  metrics_counter_t *predictions_delivered;
+  metrics_counter_t *predictions_failed;
+  metrics_histogram_t *batch_size;
+  metrics_histogram_t *step_seconds;
+  metrics_histogram_t *event_to_prediction_seconds;
+  metrics_gauge_t *partitions_assigned;
+  metrics_gauge_t *users_in_state;
+  metrics_gauge_t *state_bytes;
+  metrics_counter_t *evictions_lru;
+  metrics_counter_t *evictions_ttl;
+  metrics_histogram_t *checkpoint_seconds;
+  metrics_counter_t *checkpoint_failures;
+  metrics_gauge_t *checkpoint_age_seconds;
+  metrics_info_t *build_info;
+  metrics_info_t *model_info;
+  /* private: CLOCK_MONOTONIC ns of the last successful checkpoint (or of
+   * registration), read by the collect hook that sets checkpoint_age_seconds */
+  uint64_t checkpoint_last_ok_ns;
+} metrics_daemon_t;
+
+/* Register the whole table above into reg (build_info gets version=
+ * `version`), fill *md and install a collect hook that refreshes
+ * checkpoint_age_seconds; *md must therefore stay at the same address until
+ * metrics_destroy(reg). Lag gauges are per partition: see
+ * metrics_daemon_lag(). Returns 0, IX_EINVAL or IX_ENOMEM. */
+int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_t *md);
+/* A checkpoint finished: observes its duration and, when ok, restarts the
+ * age clock; otherwise counts a failure. */
+void metrics_daemon_checkpoint_done(metrics_daemon_t *md, double seconds, int ok);
+/* Set model_info's labels: fingerprint as 8 lowercase hex digits. */
+int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
+                             const char *description);
+/* The interestd_consumer_lag_messages{partition="p"} gauge, registered on
+ * first use (allocates then; call on assignment, not per event). Returns NULL
+ * on ENOMEM. Remove it on revocation with metrics_gauge_delete(md->reg, g). */
+metrics_gauge_t *metrics_daemon_lag(metrics_daemon_t *md, int32_t partition);
+
+#endif
