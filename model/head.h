@@ -52,7 +52,8 @@ float head_prob_target(const head_out_t *out, const float *p_vocab, const arch_s
  * q[0] = g p_vocab[0] (the "other" bucket, never ranked). Out-of-vocabulary
  * recent categories get their copy mass in oov_p[k] (0 for in-vocab slots;
  * ARCH_K floats). Afterwards p_next(c) = idx(c) > 0 ? q[idx(c)] : oov_p[k]. */
-void head_mix(const head_out_t *out, const arch_state_t *s, float *p_vocab, float *oov_p);
+void head_mix(const head_out_t *out, const arch_state_t *s, float *p_vocab, float *oov_p,
+              size_t V);
 
 /* Top k of p_next over real categories (q from head_mix, indices 1..V-1, and
  * the out-of-vocabulary recent slots), descending p, ties by smaller vocab

@@ -29,6 +29,12 @@ void lstm_step(lstm_t *cell, const float *x, float *h, float *c);
 void lstm_step_batch(lstm_t *cell, size_t n, const float *x, float *const *h,
                      float *const *c);
 
+/* As lstm_step_batch, with add[b*ld_add .. +4H) added to row b's gate
+ * pre-activations (before the GEMM accumulates [x, h]): the serving path
+ * passes precomputed embedding projections here. */
+void lstm_step_batch_add(lstm_t *cell, size_t n, const float *x, float *const *h,
+                         float *const *c, const float *add, size_t ld_add);
+
 /* The pointwise part of the cell, exported for training: given the gate
  * pre-activations pre[4H] (W_ih x + b_ih + W_hh h + b_hh, order i, f, g, o)
  * and c_prev[H], write c[H], h[H] and, when act != NULL, the activated gates

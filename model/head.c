@@ -1,0 +1,123 @@
+/* The prediction head: gated mixture of a vocabulary softmax and a copy
+ * distribution over the recent categories (formulas in head.h). */
+#include "model/head.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+#undef I
+
+#include "model/kernels.h"
+
+void head_vocab_logits(const arch_dims_t *d, const float *params, size_t n, const float *h,
+                       size_t ldh, float *z, size_t ldz) {
+  arch_layout_t L;
+  arch_layout(d, &L);
+  for (size_t b = 0; b < n; b++) memcpy(z + b * ldz, params + L.head_bv, d->V * sizeof(float));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)d->V, (int)d->H, 1.0f, h,
+              (int)ldh, params + L.head_wv, (int)d->H, 1.0f, z, (int)ldz);
+}
+
+static float dotf(size_t n, const float *a, const float *b) {
+  float s = 0.0f;
+  for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+void head_finish(const arch_dims_t *d, const float *params, const float *h,
+                 const arch_state_t *s, float *z, head_out_t *out) {
+  arch_layout_t L;
+  arch_layout(d, &L);
+  const size_t H = d->H;
+  kern_softmax(d->V, z);
+  out->p_vocab_other = z[0];
+  out->g_logit = dotf(H, params + L.gate_wg, h) + params[L.gate_bg];
+  out->g = 1.0f / (1.0f + expf(-out->g_logit));
+  unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
+  out->n_recent = n;
+  memset(out->s_copy, 0, sizeof(out->s_copy));
+  memset(out->p_copy, 0, sizeof(out->p_copy));
+  if (n == 0) return;
+  float wf = params[L.copy_wf], mx = -INFINITY;
+  for (unsigned k = 0; k < n; k++) {
+    out->s_copy[k] = dotf(H, params + L.copy_wp + k * H, h) + params[L.copy_bp + k] +
+                     wf * log1pf((float)s->recent[k].count);
+    if (out->s_copy[k] > mx) mx = out->s_copy[k];
+  }
+  float sum = 0.0f;
+  for (unsigned k = 0; k < n; k++) sum += (out->p_copy[k] = expf(out->s_copy[k] - mx));
+  for (unsigned k = 0; k < n; k++) out->p_copy[k] /= sum;
+}
+
+void head_forward(const arch_dims_t *d, const float *params, const float *h,
+                  const arch_state_t *s, float *p_vocab, head_out_t *out) {
+  arch_layout_t L;
+  arch_layout(d, &L);
+  const size_t H = d->H;
+  for (size_t j = 0; j < d->V; j++)
+    p_vocab[j] = dotf(H, params + L.head_wv + j * H, h) + params[L.head_bv + j];
+  head_finish(d, params, h, s, p_vocab, out);
+}
+
+float head_prob(const head_out_t *out, const float *p_vocab, const arch_state_t *s,
+                uint64_t cat, int32_t cat_idx) {
+  float p = cat_idx > 0 ? out->g * p_vocab[cat_idx] : 0.0f;
+  float pc = 0.0f;
+  for (unsigned k = 0; k < out->n_recent; k++)
+    if (s->recent[k].cat == cat) pc += out->p_copy[k];
+  return p + (1.0f - out->g) * pc;
+}
+
+float head_prob_target(const head_out_t *out, const float *p_vocab, const arch_state_t *s,
+                       uint64_t cat, int32_t cat_idx) {
+  if (cat_idx > 0) return head_prob(out, p_vocab, s, cat, cat_idx);
+  for (unsigned k = 0; k < out->n_recent; k++)
+    if (s->recent[k].cat == cat) return head_prob(out, p_vocab, s, cat, cat_idx);
+  return out->g * out->p_vocab_other;
+}
+
+void head_mix(const head_out_t *out, const arch_state_t *s, float *p_vocab, float *oov_p,
+              size_t V) {
+  const float g = out->g, cg = 1.0f - out->g;
+  for (size_t j = 0; j < V; j++) p_vocab[j] *= g;
+  memset(oov_p, 0, ARCH_K * sizeof(float));
+  for (unsigned k = 0; k < out->n_recent; k++) {
+    int32_t idx = s->recent[k].idx;
+    if (idx > 0 && (size_t)idx < V) p_vocab[idx] += cg * out->p_copy[k];
+    else oov_p[k] = cg * out->p_copy[k];
+  }
+}
+
+/* Insert (c, v) into the descending list of at most k; strict > keeps the
+ * earlier candidate first on ties. */
+static inline void topk_put(size_t k, size_t *m, uint64_t *cat, float *p, uint64_t c, float v) {
+  size_t at = *m < k ? *m : k - 1;
+  while (at > 0 && p[at - 1] < v) {
+    p[at] = p[at - 1];
+    cat[at] = cat[at - 1];
+    at--;
+  }
+  p[at] = v;
+  cat[at] = c;
+  if (*m < k) (*m)++;
+}
+
+size_t head_topk(const arch_dims_t *d, const float *q, const float *oov_p,
+                 const arch_state_t *s, const uint64_t *vocab_ids, size_t k,
+                 uint64_t *cat, float *p) {
+  if (k == 0) return 0;
+  size_t m = 0;
+  float thr = -1.0f; /* admit anything until full */
+  for (size_t j = 1; j < d->V; j++) {
+    if (q[j] > thr) {
+      topk_put(k, &m, cat, p, vocab_ids[j], q[j]);
+      if (m == k) thr = p[k - 1];
+    }
+  }
+  unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
+  for (unsigned r = 0; r < n; r++) {
+    if (s->recent[r].idx > 0 || !(oov_p[r] > 0.0f)) continue;
+    if (m < k || oov_p[r] > p[m - 1]) topk_put(k, &m, cat, p, s->recent[r].cat, oov_p[r]);
+  }
+  return m;
+}

@@ -1,0 +1,490 @@
+/* Compute kernels of model/ (see kernels.h): batch-invariant GEMM against
+ * packed weights and vectorised exp/sigmoid/tanh, in AVX-512F, AVX2+FMA and
+ * portable C, chosen once per process. */
+#include "model/kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+
+#define PANEL 64
+
+/* ---- packing ------------------------------------------------------------ */
+
+int kern_w_pack(kern_w_t *w, size_t K, size_t N, const float *W, size_t ldw) {
+  memset(w, 0, sizeof(*w));
+  size_t Np = (N + 15) / 16 * 16;
+  size_t bytes = Np * K * sizeof(float);
+  if (bytes == 0) bytes = 64;
+  bytes = (bytes + 63) / 64 * 64;
+  float *p = aligned_alloc(64, bytes);
+  if (!p) return IX_ENOMEM;
+  memset(p, 0, bytes);
+  for (size_t p0 = 0; p0 < Np; p0 += PANEL) {
+    size_t pw = Np - p0 < PANEL ? Np - p0 : PANEL;
+    float *panel = p + p0 * K;
+    for (size_t k = 0; k < K; k++)
+      for (size_t j = 0; j < pw; j++)
+        panel[k * pw + j] = (p0 + j < N) ? W[(p0 + j) * ldw + k] : 0.0f;
+  }
+  w->K = K;
+  w->N = N;
+  w->Np = Np;
+  w->panels = p;
+  return 0;
+}
+
+void kern_w_free(kern_w_t *w) {
+  if (!w) return;
+  free(w->panels);
+  memset(w, 0, sizeof(*w));
+}
+
+/* ---- portable C ------------------------------------------------------------ */
+
+static void gemm_scalar(const kern_w_t *w, size_t n, const float *A, size_t lda, float *C,
+                        size_t ldc) {
+  const size_t K = w->K;
+  for (size_t p0 = 0; p0 < w->Np; p0 += PANEL) {
+    size_t pw = w->Np - p0 < PANEL ? w->Np - p0 : PANEL;
+    const float *panel = w->panels + p0 * K;
+    for (size_t b = 0; b < n; b++) {
+      float acc[PANEL];
+      float *c = C + b * ldc + p0;
+      const float *a = A + b * lda;
+      memcpy(acc, c, pw * sizeof(float));
+      for (size_t k = 0; k < K; k++) {
+        const float *wk = panel + k * pw;
+        float ak = a[k];
+        for (size_t j = 0; j < pw; j++) acc[j] += wk[j] * ak;
+      }
+      memcpy(c, acc, pw * sizeof(float));
+    }
+  }
+}
+
+static void exp_scalar(size_t n, const float *x, float *y) {
+  for (size_t i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+static void sigmoid_scalar(size_t n, const float *x, float *y) {
+  for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+static void tanh_scalar(size_t n, const float *x, float *y) {
+  for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+
+/* Cephes-style constants shared by the vector paths. */
+#define EXP_HI 88.0f
+#define EXP_LO (-87.33654f)
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f
+#define LN2_LO (-2.12194440e-4f)
+#define EP0 1.9875691500E-4f
+#define EP1 1.3981999507E-3f
+#define EP2 8.3334519073E-3f
+#define EP3 4.1665795894E-2f
+#define EP4 1.6666665459E-1f
+#define EP5 5.0000001201E-1f
+#define TP0 (-5.70498872745E-3f)
+#define TP1 2.06390887954E-2f
+#define TP2 (-5.37397155531E-2f)
+#define TP3 1.33314422036E-1f
+#define TP4 (-3.33332819422E-1f)
+#define TANH_SMALL 0.625f
+
+/* ---- AVX-512F ---------------------------------------------------------------- */
+
+#define T512 __attribute__((target("avx512f,avx512dq")))
+
+T512 static inline __m512 exp512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+  __m512 nn = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(nn, _mm512_set1_ps(LN2_HI), x);
+  r = _mm512_fnmadd_ps(nn, _mm512_set1_ps(LN2_LO), r);
+  __m512 p = _mm512_set1_ps(EP0);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP1));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP2));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP3));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP4));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP5));
+  __m512 r2 = _mm512_mul_ps(r, r);
+  p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, nn);
+}
+
+T512 static inline __m512 sigmoid512(__m512 x) {
+  __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+  return _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+T512 static inline __m512 tanh512(__m512 x) {
+  const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
+  __m512 a = _mm512_castsi512_ps(_mm512_andnot_si512(signbit, _mm512_castps_si512(x)));
+  /* small |x|: odd polynomial */
+  __m512 z = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(TP0);
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TP1));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TP2));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TP3));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TP4));
+  __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+  /* large |x|: 1 - 2 / (exp(2|x|) + 1), sign restored */
+  __m512 e = exp512(_mm512_add_ps(a, a));
+  __m512 t = _mm512_sub_ps(_mm512_set1_ps(1.0f),
+                           _mm512_div_ps(_mm512_set1_ps(2.0f),
+                                         _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+  __m512i sx = _mm512_and_si512(signbit, _mm512_castps_si512(x));
+  __m512 large = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sx));
+  __mmask16 m = _mm512_cmp_ps_mask(a, _mm512_set1_ps(TANH_SMALL), _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(m, large, small);
+}
+
+#define V512_MAP(NAME, FN, SCALAR)                                          \
+  T512 static void NAME(size_t n, const float *x, float *y) {               \
+    size_t i = 0;                                                           \
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, FN(_mm512_loadu_ps(x + i))); \
+    if (i < n) {                                                            \
+      __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);                      \
+      _mm512_mask_storeu_ps(y + i, m, FN(_mm512_maskz_loadu_ps(m, x + i))); \
+    }                                                                       \
+  }
+V512_MAP(exp_avx512, exp512, expf)
+V512_MAP(sigmoid_avx512, sigmoid512, x)
+V512_MAP(tanh_avx512, tanh512, tanhf)
+
+/* R rows x NV vectors of 16 columns, panel stride pw floats per k. */
+T512 static inline __attribute__((always_inline)) void mk512(int R, int NV, size_t K,
+                                                             const float *panel, size_t pw,
+                                                             const float *A, size_t lda,
+                                                             float *C, size_t ldc) {
+  __m512 acc[6][4];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = _mm512_loadu_ps(C + r * ldc + v * 16);
+  for (size_t k = 0; k < K; k++) {
+    __m512 wv[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) wv[v] = _mm512_load_ps(panel + k * pw + v * 16);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+      __m512 ab = _mm512_set1_ps(A[r * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(wv[v], ab, acc[r][v]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(C + r * ldc + v * 16, acc[r][v]);
+}
+
+#define MK512_ROWS(NV)                                                                    \
+  do {                                                                                    \
+    size_t b = 0;                                                                         \
+    for (; b + 6 <= n; b += 6) mk512(6, NV, K, panel, pw, A + b * lda, lda, C + b * ldc + p0, ldc); \
+    switch (n - b) {                                                                      \
+    case 5: mk512(5, NV, K, panel, pw, A + b * lda, lda, C + b * ldc + p0, ldc); break;   \
+    case 4: mk512(4, NV, K, panel, pw, A + b * lda, lda, C + b * ldc + p0, ldc); break;   \
+    case 3: mk512(3, NV, K, panel, pw, A + b * lda, lda, C + b * ldc + p0, ldc); break;   \
+    case 2: mk512(2, NV, K, panel, pw, A + b * lda, lda, C + b * ldc + p0, ldc); break;   \
+    case 1: mk512(1, NV, K, panel, pw, A + b * lda, lda, C + b * ldc + p0, ldc); break;   \
+    default: break;                                                                       \
+    }                                                                                     \
+  } while (0)
+
+T512 static void gemm_avx512(const kern_w_t *w, size_t n, const float *A, size_t lda, float *C,
+                             size_t ldc) {
+  const size_t K = w->K;
+  for (size_t p0 = 0; p0 < w->Np; p0 += PANEL) {
+    size_t pw = w->Np - p0 < PANEL ? w->Np - p0 : PANEL;
+    const float *panel = w->panels + p0 * K;
+    switch (pw / 16) {
+    case 4: MK512_ROWS(4); break;
+    case 3: MK512_ROWS(3); break;
+    case 2: MK512_ROWS(2); break;
+    default: MK512_ROWS(1); break;
+    }
+  }
+}
+
+T512 static void lstm_pw_avx512(size_t H, const float *pre, const float *c_prev, float *c,
+                                float *h, float *act) {
+  size_t j = 0;
+  for (; j + 16 <= H; j += 16) {
+    __m512 ig = sigmoid512(_mm512_loadu_ps(pre + j));
+    __m512 fg = sigmoid512(_mm512_loadu_ps(pre + H + j));
+    __m512 gg = tanh512(_mm512_loadu_ps(pre + 2 * H + j));
+    __m512 og = sigmoid512(_mm512_loadu_ps(pre + 3 * H + j));
+    __m512 cn = _mm512_fmadd_ps(fg, _mm512_loadu_ps(c_prev + j), _mm512_mul_ps(ig, gg));
+    _mm512_storeu_ps(c + j, cn);
+    _mm512_storeu_ps(h + j, _mm512_mul_ps(og, tanh512(cn)));
+    if (act) {
+      _mm512_storeu_ps(act + j, ig);
+      _mm512_storeu_ps(act + H + j, fg);
+      _mm512_storeu_ps(act + 2 * H + j, gg);
+      _mm512_storeu_ps(act + 3 * H + j, og);
+    }
+  }
+  if (j < H) {
+    __mmask16 m = (__mmask16)((1u << (H - j)) - 1u);
+    __m512 ig = sigmoid512(_mm512_maskz_loadu_ps(m, pre + j));
+    __m512 fg = sigmoid512(_mm512_maskz_loadu_ps(m, pre + H + j));
+    __m512 gg = tanh512(_mm512_maskz_loadu_ps(m, pre + 2 * H + j));
+    __m512 og = sigmoid512(_mm512_maskz_loadu_ps(m, pre + 3 * H + j));
+    __m512 cn = _mm512_fmadd_ps(fg, _mm512_maskz_loadu_ps(m, c_prev + j), _mm512_mul_ps(ig, gg));
+    _mm512_mask_storeu_ps(c + j, m, cn);
+    _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(og, tanh512(cn)));
+    if (act) {
+      _mm512_mask_storeu_ps(act + j, m, ig);
+      _mm512_mask_storeu_ps(act + H + j, m, fg);
+      _mm512_mask_storeu_ps(act + 2 * H + j, m, gg);
+      _mm512_mask_storeu_ps(act + 3 * H + j, m, og);
+    }
+  }
+}
+
+T512 static void softmax_avx512(size_t n, float *x) {
+  if (n == 0) return;
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(x + i));
+  __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
+  if (i < n) mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, x + i));
+  __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (i = 0; i + 16 <= n; i += 16) {
+    __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
+    _mm512_storeu_ps(x + i, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  if (i < n) {
+    __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), m));
+    e = _mm512_maskz_mov_ps(tail, e);
+    _mm512_mask_storeu_ps(x + i, tail, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+  if (i < n)
+    _mm512_mask_storeu_ps(x + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + i), inv));
+}
+
+/* ---- AVX2 + FMA ---------------------------------------------------------------- */
+
+#define T256 __attribute__((target("avx2,fma")))
+
+T256 static inline __m256 exp256(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+  __m256 nn = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(LN2_HI), x);
+  r = _mm256_fnmadd_ps(nn, _mm256_set1_ps(LN2_LO), r);
+  __m256 p = _mm256_set1_ps(EP0);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EP1));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EP2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EP3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EP4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EP5));
+  __m256 r2 = _mm256_mul_ps(r, r);
+  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(nn), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+T256 static inline __m256 sigmoid256(__m256 x) {
+  __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
+  return _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+T256 static inline __m256 tanh256(__m256 x) {
+  const __m256 signbit = _mm256_set1_ps(-0.0f);
+  __m256 a = _mm256_andnot_ps(signbit, x);
+  __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(TP0);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(TP1));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(TP2));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(TP3));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(TP4));
+  __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+  __m256 e = exp256(_mm256_add_ps(a, a));
+  __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.0f),
+                           _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+  __m256 large = _mm256_or_ps(t, _mm256_and_ps(signbit, x));
+  __m256 m = _mm256_cmp_ps(a, _mm256_set1_ps(TANH_SMALL), _CMP_LT_OQ);
+  return _mm256_blendv_ps(large, small, m);
+}
+
+#define V256_MAP(NAME, FN, SCALAR)                                         \
+  T256 static void NAME(size_t n, const float *x, float *y) {              \
+    size_t i = 0;                                                          \
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, FN(_mm256_loadu_ps(x + i))); \
+    if (i < n) {                                                           \
+      float buf[8] = {0};                                                  \
+      memcpy(buf, x + i, (n - i) * sizeof(float));                         \
+      _mm256_storeu_ps(buf, FN(_mm256_loadu_ps(buf)));                     \
+      memcpy(y + i, buf, (n - i) * sizeof(float));                         \
+    }                                                                      \
+  }
+V256_MAP(exp_avx2, exp256, expf)
+V256_MAP(sigmoid_avx2, sigmoid256, x)
+V256_MAP(tanh_avx2, tanh256, tanhf)
+
+T256 static inline __attribute__((always_inline)) void mk256(int R, size_t K, const float *panel,
+                                                             size_t pw, const float *A,
+                                                             size_t lda, float *C, size_t ldc) {
+  __m256 acc[4][2];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; v++) acc[r][v] = _mm256_loadu_ps(C + r * ldc + v * 8);
+  for (size_t k = 0; k < K; k++) {
+    __m256 w0 = _mm256_loadu_ps(panel + k * pw);
+    __m256 w1 = _mm256_loadu_ps(panel + k * pw + 8);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      __m256 ab = _mm256_broadcast_ss(A + r * lda + k);
+      acc[r][0] = _mm256_fmadd_ps(w0, ab, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(w1, ab, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; v++) _mm256_storeu_ps(C + r * ldc + v * 8, acc[r][v]);
+}
+
+T256 static void gemm_avx2(const kern_w_t *w, size_t n, const float *A, size_t lda, float *C,
+                           size_t ldc) {
+  const size_t K = w->K;
+  for (size_t p0 = 0; p0 < w->Np; p0 += PANEL) {
+    size_t pw = w->Np - p0 < PANEL ? w->Np - p0 : PANEL;
+    for (size_t c0 = 0; c0 < pw; c0 += 16) {
+      const float *panel = w->panels + p0 * K + c0;
+      float *cc = C + p0 + c0;
+      size_t b = 0;
+      for (; b + 4 <= n; b += 4) mk256(4, K, panel, pw, A + b * lda, lda, cc + b * ldc, ldc);
+      switch (n - b) {
+      case 3: mk256(3, K, panel, pw, A + b * lda, lda, cc + b * ldc, ldc); break;
+      case 2: mk256(2, K, panel, pw, A + b * lda, lda, cc + b * ldc, ldc); break;
+      case 1: mk256(1, K, panel, pw, A + b * lda, lda, cc + b * ldc, ldc); break;
+      default: break;
+      }
+    }
+  }
+}
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+typedef struct {
+  const char *name;
+  void (*gemm)(const kern_w_t *, size_t, const float *, size_t, float *, size_t);
+  void (*exp)(size_t, const float *, float *);
+  void (*sigmoid)(size_t, const float *, float *);
+  void (*tanh)(size_t, const float *, float *);
+  int avx512;
+} kern_set_t;
+
+static const kern_set_t KERN_SCALAR = {"scalar", gemm_scalar, exp_scalar, sigmoid_scalar,
+                                       tanh_scalar, 0};
+static const kern_set_t KERN_AVX2 = {"avx2", gemm_avx2, exp_avx2, sigmoid_avx2, tanh_avx2, 0};
+static const kern_set_t KERN_AVX512 = {"avx512", gemm_avx512, exp_avx512, sigmoid_avx512,
+                                       tanh_avx512, 1};
+
+static const kern_set_t *kern_set = &KERN_SCALAR;
+static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
+
+static void kern_choose(void) {
+  __builtin_cpu_init();
+  int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const char *force = getenv("IX_KERNEL");
+  if (force && strcmp(force, "scalar") == 0) kern_set = &KERN_SCALAR;
+  else if (force && strcmp(force, "avx2") == 0 && has2) kern_set = &KERN_AVX2;
+  else if (force && strcmp(force, "avx2") == 0) kern_set = &KERN_SCALAR;
+  else if (has512) kern_set = &KERN_AVX512;
+  else if (has2) kern_set = &KERN_AVX2;
+  else kern_set = &KERN_SCALAR;
+}
+
+static inline const kern_set_t *K_(void) {
+  pthread_once(&kern_once, kern_choose);
+  return kern_set;
+}
+
+const char *kern_name(void) { return K_()->name; }
+
+int kern_select(const char *name) {
+  K_();
+  int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (strcmp(name, "scalar") == 0) kern_set = &KERN_SCALAR;
+  else if (strcmp(name, "avx2") == 0 && has2) kern_set = &KERN_AVX2;
+  else if (strcmp(name, "avx512") == 0 && has512) kern_set = &KERN_AVX512;
+  else return IX_EINVAL;
+  return 0;
+}
+
+void kern_gemm(const kern_w_t *w, size_t n, const float *A, size_t lda, float *C, size_t ldc) {
+  if (n == 0) return;
+  K_()->gemm(w, n, A, lda, C, ldc);
+}
+
+void kern_exp(size_t n, const float *x, float *y) { K_()->exp(n, x, y); }
+void kern_sigmoid(size_t n, const float *x, float *y) { K_()->sigmoid(n, x, y); }
+void kern_tanh(size_t n, const float *x, float *y) { K_()->tanh(n, x, y); }
+
+void kern_lstm_pointwise(size_t H, const float *pre, const float *c_prev, float *c, float *h,
+                         float *act) {
+  const kern_set_t *ks = K_();
+  if (ks->avx512) {
+    lstm_pw_avx512(H, pre, c_prev, c, h, act);
+    return;
+  }
+  /* generic: activate into a local buffer in chunks */
+  float buf[4 * 64];
+  for (size_t j0 = 0; j0 < H; j0 += 64) {
+    size_t m = H - j0 < 64 ? H - j0 : 64;
+    ks->sigmoid(m, pre + j0, buf);
+    ks->sigmoid(m, pre + H + j0, buf + 64);
+    ks->tanh(m, pre + 2 * H + j0, buf + 128);
+    ks->sigmoid(m, pre + 3 * H + j0, buf + 192);
+    float cn[64];
+    for (size_t j = 0; j < m; j++) cn[j] = buf[64 + j] * c_prev[j0 + j] + buf[j] * buf[128 + j];
+    float tc[64];
+    ks->tanh(m, cn, tc);
+    for (size_t j = 0; j < m; j++) {
+      c[j0 + j] = cn[j];
+      h[j0 + j] = buf[192 + j] * tc[j];
+    }
+    if (act) {
+      memcpy(act + j0, buf, m * sizeof(float));
+      memcpy(act + H + j0, buf + 64, m * sizeof(float));
+      memcpy(act + 2 * H + j0, buf + 128, m * sizeof(float));
+      memcpy(act + 3 * H + j0, buf + 192, m * sizeof(float));
+    }
+  }
+}
+
+void kern_softmax(size_t n, float *x) {
+  const kern_set_t *ks = K_();
+  if (n == 0) return;
+  if (ks->avx512) {
+    softmax_avx512(n, x);
+    return;
+  }
+  float mx = x[0];
+  for (size_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  for (size_t i = 0; i < n; i++) x[i] -= mx;
+  ks->exp(n, x, x);
+  float sum = 0.0f;
+  for (size_t i = 0; i < n; i++) sum += x[i];
+  float inv = 1.0f / sum;
+  for (size_t i = 0; i < n; i++) x[i] *= inv;
+}

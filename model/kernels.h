@@ -1,0 +1,56 @@
+/* Private compute kernels of model/: a batch-invariant small GEMM against
+ * packed weights, and vectorised activations. Chosen once per process by CPU
+ * (AVX-512F, AVX2+FMA, or portable C); IX_KERNEL=scalar|avx2|avx512 forces
+ * one (tests compare them).
+ *
+ * Why not OpenBLAS sgemm here: its per-row results depend on the batch size
+ * (small-matrix kernels, edge kernels; measured, see docs/PERFORMANCE.md), and
+ * the daemon needs a user's state to come out bit-identical whatever wave it
+ * was stepped in. kern_gemm computes every output element as the same chain
+ * acc = C; acc = fma(w_k, a_k, acc) for k = 0..K-1, whatever n and whatever
+ * row position, so it is batch-invariant by construction. */
+#ifndef IX_MODEL_KERNELS_H
+#define IX_MODEL_KERNELS_H
+
+#include <stddef.h>
+
+/* Weights W [N x K] (row-major, PyTorch's out x in) packed K-major in panels
+ * of 64 output columns; N is padded to a multiple of 16 (Np). */
+typedef struct {
+  size_t K, N, Np;
+  float *panels; /* Np * K floats, 64-byte aligned, owned */
+} kern_w_t;
+
+/* Pack W (row j = output j, ldw floats apart; column k of row j at W[j*ldw + k]).
+ * Returns 0 or IX_ENOMEM. Free with kern_w_free (accepts a zeroed struct). */
+int kern_w_pack(kern_w_t *w, size_t K, size_t N, const float *W, size_t ldw);
+void kern_w_free(kern_w_t *w);
+
+/* C[b][0..Np) += sum_k A[b][k] W[j][k], for b < n. A rows lda apart, C rows ldc
+ * apart with ldc >= Np (columns N..Np receive garbage-free zeros-weights sums
+ * and may be ignored). Batch-invariant (see above). */
+void kern_gemm(const kern_w_t *w, size_t n, const float *A, size_t lda, float *C,
+               size_t ldc);
+
+/* y = f(x) elementwise; y may equal x. */
+void kern_exp(size_t n, const float *x, float *y);
+void kern_sigmoid(size_t n, const float *x, float *y);
+void kern_tanh(size_t n, const float *x, float *y);
+
+/* LSTM pointwise for one row: pre[4H] (i, f, g, o), c_prev[H] -> c[H], h[H];
+ * act[4H] gets the activated gates when not NULL. c may alias c_prev. */
+void kern_lstm_pointwise(size_t H, const float *pre, const float *c_prev, float *c, float *h,
+                         float *act);
+
+/* In-place softmax of x[n]; returns nothing; deterministic for a given n. */
+void kern_softmax(size_t n, float *x);
+
+/* Switch the kernel set ("avx512", "avx2", "scalar") for tests and benches;
+ * returns 0, or IX_EINVAL when this CPU cannot run it. Not thread-safe:
+ * call before any model work. */
+int kern_select(const char *name);
+
+/* Name of the kernel set in use: "avx512", "avx2" or "scalar". */
+const char *kern_name(void);
+
+#endif

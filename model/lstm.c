@@ -1,0 +1,115 @@
+/* The LSTM cell, forward only, PyTorch nn.LSTM layout (gates i, f, g, o).
+ * A batch's gate pre-activations are one GEMM over the rows [x_b, h_b]
+ * against [W_ih | W_hh] (concatenated and packed at construction), starting
+ * from b_ih + b_hh; then the pointwise part per row. */
+#include "model/lstm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "model/kernels.h"
+
+struct lstm {
+  size_t I, H, G, max_batch;
+  kern_w_t w;   /* [W_ih | W_hh], 4H x (I + H), packed */
+  float *bias;  /* b_ih + b_hh, 4H */
+  float *xh;    /* scratch: max_batch rows of I + H */
+  float *pre;   /* scratch: max_batch rows of w.Np */
+};
+
+int lstm_new(size_t I, size_t H, const float *w_ih, const float *w_hh, const float *b_ih,
+             const float *b_hh, size_t max_batch, lstm_t **out) {
+  *out = NULL;
+  if (H == 0 || max_batch == 0) return IX_EINVAL;
+  int rc = IX_ENOMEM;
+  float *cat = NULL;
+  lstm_t *cell = calloc(1, sizeof(*cell));
+  if (!cell) goto err;
+  cell->I = I;
+  cell->H = H;
+  cell->G = 4 * H;
+  cell->max_batch = max_batch;
+  size_t K = I + H;
+  cat = malloc(cell->G * K * sizeof(float));
+  cell->bias = malloc(cell->G * sizeof(float));
+  if (!cat || !cell->bias) goto err;
+  for (size_t j = 0; j < cell->G; j++) {
+    if (I) memcpy(cat + j * K, w_ih + j * I, I * sizeof(float));
+    memcpy(cat + j * K + I, w_hh + j * H, H * sizeof(float));
+    cell->bias[j] = (b_ih ? b_ih[j] : 0.0f) + (b_hh ? b_hh[j] : 0.0f);
+  }
+  if ((rc = kern_w_pack(&cell->w, K, cell->G, cat, K)) < 0) goto err;
+  rc = IX_ENOMEM;
+  cell->xh = malloc(max_batch * K * sizeof(float));
+  cell->pre = malloc(max_batch * cell->w.Np * sizeof(float));
+  if (!cell->xh || !cell->pre) goto err;
+  free(cat);
+  *out = cell;
+  return 0;
+err:
+  free(cat);
+  lstm_destroy(cell);
+  return rc;
+}
+
+void lstm_destroy(lstm_t *cell) {
+  if (!cell) return;
+  kern_w_free(&cell->w);
+  free(cell->bias);
+  free(cell->xh);
+  free(cell->pre);
+  free(cell);
+}
+
+size_t lstm_input_size(const lstm_t *cell) { return cell->I; }
+size_t lstm_hidden_size(const lstm_t *cell) { return cell->H; }
+
+/* One chunk of at most max_batch rows. */
+static void step_chunk(lstm_t *cell, size_t n, const float *x, float *const *h,
+                       float *const *c, const float *add, size_t ld_add) {
+  const size_t I = cell->I, H = cell->H, K = I + H, Np = cell->w.Np;
+  for (size_t b = 0; b < n; b++) {
+    float *row = cell->xh + b * K;
+    if (I) memcpy(row, x + b * I, I * sizeof(float));
+    memcpy(row + I, h[b], H * sizeof(float));
+    float *pre = cell->pre + b * Np;
+    if (add) {
+      const float *a = add + b * ld_add;
+      for (size_t j = 0; j < cell->G; j++) pre[j] = cell->bias[j] + a[j];
+    } else {
+      memcpy(pre, cell->bias, cell->G * sizeof(float));
+    }
+    memset(pre + cell->G, 0, (Np - cell->G) * sizeof(float));
+  }
+  kern_gemm(&cell->w, n, cell->xh, K, cell->pre, Np);
+  for (size_t b = 0; b < n; b++)
+    kern_lstm_pointwise(H, cell->pre + b * Np, c[b], c[b], h[b], NULL);
+}
+
+void lstm_step_batch_add(lstm_t *cell, size_t n, const float *x, float *const *h,
+                         float *const *c, const float *add, size_t ld_add) {
+  for (size_t b0 = 0; b0 < n; b0 += cell->max_batch) {
+    size_t m = n - b0 < cell->max_batch ? n - b0 : cell->max_batch;
+    step_chunk(cell, m, x + b0 * cell->I, h + b0, c + b0, add ? add + b0 * ld_add : NULL,
+               ld_add);
+  }
+}
+
+void lstm_step_batch(lstm_t *cell, size_t n, const float *x, float *const *h,
+                     float *const *c) {
+  lstm_step_batch_add(cell, n, x, h, c, NULL, 0);
+}
+
+void lstm_step(lstm_t *cell, const float *x, float *h, float *c) {
+  step_chunk(cell, 1, x, &h, &c, NULL, 0);
+}
+
+void lstm_pointwise(size_t H, const float *pre, const float *c_prev, float *c, float *h,
+                    float *act) {
+  kern_lstm_pointwise(H, pre, c_prev, c, h, act);
+}
+
+void lstm_sigmoid_vec(size_t n, const float *x, float *y) { kern_sigmoid(n, x, y); }
+void lstm_tanh_vec(size_t n, const float *x, float *y) { kern_tanh(n, x, y); }
+void lstm_exp_vec(size_t n, const float *x, float *y) { kern_exp(n, x, y); }

@@ -1,1 +1,0 @@
-typedef int ix_model_placeholder_t;

@@ -1,0 +1,104 @@
+/* Long-term profile: decayed category counts in ARCH_P slots of the state,
+ * p_long, the Jensen-Shannon divergence against p_next, rising categories. */
+#include "model/profile.h"
+
+#include <math.h>
+#include <string.h>
+
+void profile_decay(arch_state_t *s, int64_t ts_ms, float half_life_s) {
+  if (s->n_profile == 0 || ts_ms <= s->profile_ts_ms || !(half_life_s > 0.0f)) {
+    if (ts_ms > s->profile_ts_ms || s->n_profile == 0) s->profile_ts_ms = ts_ms;
+    return;
+  }
+  double dt_s = (double)(ts_ms - s->profile_ts_ms) / 1000.0;
+  float f = (float)exp2(-dt_s / (double)half_life_s);
+  for (unsigned j = 0; j < s->n_profile; j++) s->profile[j].weight *= f;
+  s->profile_ts_ms = ts_ms;
+}
+
+void profile_add(arch_state_t *s, uint64_t cat, int32_t idx) {
+  unsigned n = s->n_profile;
+  for (unsigned j = 0; j < n; j++) {
+    if (s->profile[j].cat == cat) {
+      s->profile[j].weight += 1.0f;
+      return;
+    }
+  }
+  unsigned slot;
+  if (n < ARCH_P) {
+    slot = n;
+    s->n_profile = (uint8_t)(n + 1);
+  } else {
+    slot = 0;
+    for (unsigned j = 1; j < n; j++)
+      if (s->profile[j].weight < s->profile[slot].weight) slot = j;
+  }
+  s->profile[slot].cat = cat;
+  s->profile[slot].weight = 1.0f;
+  s->profile[slot].idx = idx;
+}
+
+float profile_plong(const arch_state_t *s, float *p) {
+  float sum = 0.0f;
+  for (unsigned j = 0; j < s->n_profile; j++) sum += s->profile[j].weight;
+  for (unsigned j = 0; j < s->n_profile; j++) p[j] = sum > 0.0f ? s->profile[j].weight / sum : 0.0f;
+  return sum;
+}
+
+/* x log2(2x / (x + y)), 0 for x == 0 */
+static double js_term(double x, double y) {
+  return x > 0.0 ? x * log2(2.0 * x / (x + y)) : 0.0;
+}
+
+float profile_js(size_t n, const float *pnext, const float *plong) {
+  double inside = 0.0, js = 0.0;
+  for (size_t j = 0; j < n; j++) {
+    double p = pnext[j] > 0.0f ? pnext[j] : 0.0, q = plong[j] > 0.0f ? plong[j] : 0.0;
+    inside += p;
+    js += 0.5 * js_term(p, q) + 0.5 * js_term(q, p);
+  }
+  double outside = 1.0 - inside;
+  if (outside > 0.0) js += 0.5 * outside; /* p > 0 where q == 0: 0.5 p log2(2) */
+  if (js < 0.0) js = 0.0;
+  if (js > 1.0) js = 1.0;
+  return (float)js;
+}
+
+float profile_shift_prob(size_t n, const float *pnext) {
+  double in = 0.0;
+  for (size_t j = 0; j < n; j++) in += pnext[j];
+  double p = 1.0 - in;
+  return (float)(p < 0.0 ? 0.0 : p > 1.0 ? 1.0 : p);
+}
+
+size_t profile_rising(const arch_state_t *s, const float *plong, const float *pnext_prof,
+                      size_t n_cand, const uint64_t *cand_cat, const float *cand_p,
+                      size_t k, uint64_t *out_cat, float *out_diff) {
+  size_t m = 0;
+  /* insert (cat, diff) keeping out sorted descending, at most k */
+#define RISING_PUT(CAT, DIFF)                                                   \
+  do {                                                                          \
+    float d_ = (DIFF);                                                          \
+    if (d_ > 0.0f && (m < k || d_ > out_diff[m - 1])) {                         \
+      size_t at_ = m < k ? m : k - 1;                                           \
+      while (at_ > 0 && out_diff[at_ - 1] < d_) {                               \
+        out_diff[at_] = out_diff[at_ - 1];                                      \
+        out_cat[at_] = out_cat[at_ - 1];                                        \
+        at_--;                                                                  \
+      }                                                                         \
+      out_diff[at_] = d_;                                                       \
+      out_cat[at_] = (CAT);                                                     \
+      if (m < k) m++;                                                           \
+    }                                                                           \
+  } while (0)
+  if (k == 0) return 0;
+  for (size_t i = 0; i < n_cand; i++) {
+    int in_profile = 0;
+    for (unsigned j = 0; j < s->n_profile; j++)
+      if (s->profile[j].cat == cand_cat[i]) in_profile = 1;
+    if (!in_profile) RISING_PUT(cand_cat[i], cand_p[i]);
+  }
+  for (unsigned j = 0; j < s->n_profile; j++) RISING_PUT(s->profile[j].cat, pnext_prof[j] - plong[j]);
+#undef RISING_PUT
+  return m;
+}
