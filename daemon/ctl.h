@@ -11,5 +11,6 @@ int ctl_eval(int argc, char **argv);    /* model + baselines on a split */
 int ctl_record(int argc, char **argv);  /* Kafka topic -> record file */
 int ctl_replay(int argc, char **argv);  /* record file -> Kafka topic, or --offline */
 int ctl_cat(int argc, char **argv);     /* print a record file's messages */
+int ctl_broker(int argc, char **argv);  /* embedded mock broker for local tests */
 
 #endif

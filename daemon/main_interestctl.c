@@ -16,6 +16,7 @@ static const struct {
     {"record", ctl_record, "consume a Kafka topic into a record file"},
     {"replay", ctl_replay, "produce a record file into a topic, or process it offline"},
     {"cat", ctl_cat, "print a record file's records"},
+    {"broker", ctl_broker, "run an embedded mock Kafka broker for local tests"},
 };
 
 static void usage(FILE *out) {
