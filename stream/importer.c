@@ -115,9 +115,8 @@ static int parse_ids(const field_t *f, const char *const names[3], event_t *ev, 
 
 static const int g_days_in_month[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
-int importer_parse_line(import_format_t format, const char *line, size_t len, event_t *ev,
-                        char *reason, size_t reason_size) {
-  memset(ev, 0, sizeof *ev);
+static int parse_line(import_format_t format, const char *line, size_t len, event_t *ev,
+                      char *reason, size_t reason_size) {
   field_t f[8];
   if (len == 0) return bad(reason, reason_size, "empty line");
   if (format == IMPORT_TAOBAO) {
@@ -169,6 +168,14 @@ int importer_parse_line(import_format_t format, const char *line, size_t len, ev
     return bad(reason, reason_size, "unknown input format %d", (int)format);
   }
   return 0;
+}
+
+int importer_parse_line(import_format_t format, const char *line, size_t len, event_t *ev,
+                        char *reason, size_t reason_size) {
+  memset(ev, 0, sizeof *ev);
+  int rc = parse_line(format, line, len, ev, reason, reason_size);
+  if (rc) memset(ev, 0, sizeof *ev); /* never a half-filled event */
+  return rc;
 }
 
 /* ---------------------------------------------------------------- import */
