@@ -34,7 +34,8 @@ void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms
                 int create, int *created);
 
 /* Evict least-recently-seen users until within the memory limit; returns
- * how many were evicted. */
+ * how many were evicted. Exact least-recently-seen order (ties broken by
+ * touch order) as long as now_ms never goes backwards between calls. */
 size_t store_evict(store_t *st);
 /* Drop users idle for longer than the TTL at now_ms; returns how many. */
 size_t store_expire(store_t *st, int64_t now_ms);
@@ -46,12 +47,27 @@ typedef int (*store_visit_fn)(void *ctx, uint64_t user_id, int64_t last_seen_ms,
 /* Visit a partition's users (order unspecified); stops early when fn returns
  * non-zero and returns that value. */
 int store_foreach(const store_t *st, int32_t partition, store_visit_fn fn, void *ctx);
-/* Insert or overwrite a user's blob verbatim (used by checkpoint restore). */
+/* Insert or overwrite a user's blob verbatim (used by checkpoint restore),
+ * with last_seen_ms as its last-seen time; it is ordered among the
+ * partition's users by that time. Returns 0 or IX_ENOMEM. */
 int store_put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,
               const void *blob);
 
 size_t store_blob_size(const store_t *st);
 size_t store_partition_users(const store_t *st, int32_t partition);
 void store_get_stats(const store_t *st, store_stats_t *stats);
+
+/* Users the memory limit allows (what store_evict() trims down to), counting
+ * per user the slab slot (blob rounded up to 16 bytes + 40 bytes of metadata)
+ * and the hash index; UINT64_MAX when unlimited. Allocation happens in slabs
+ * of STORE_SLAB_SLOTS users, so stats.bytes may exceed the limit by less than
+ * one slab plus what was inserted since the last store_evict(). */
+#define STORE_SLAB_SLOTS 1024u
+uint64_t store_capacity(const store_t *st);
+/* Size the index for n more users now (e.g. before a restore), so inserts do
+ * not rehash. Returns 0 or IX_ENOMEM. */
+int store_reserve(store_t *st, size_t n);
+/* Users held across all partitions (same as stats.users). */
+size_t store_users(const store_t *st);
 
 #endif

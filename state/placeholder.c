@@ -1,1 +1,0 @@
-typedef int ix_state_placeholder_t;

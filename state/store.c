@@ -1,0 +1,538 @@
+/* Per-user state store: (partition, user id) -> fixed-size blob.
+ * Blobs and their metadata live in mmap'd slabs of STORE_SLAB_SLOTS slots
+ * that never move; an open-addressing index (linear probing, backward-shift
+ * deletion) maps keys to slot numbers; each partition keeps its users on a
+ * doubly linked list in touch order (most recent at the head), so eviction
+ * compares the partitions' tails and TTL expiry only looks at tails. */
+#include "state/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/err.h"
+
+#define SLAB_SLOTS STORE_SLAB_SLOTS
+#define SLAB_SHIFT 10u
+_Static_assert((1u << SLAB_SHIFT) == SLAB_SLOTS, "slab shift");
+#define NIL UINT32_MAX
+#define PART_FREE UINT32_MAX
+#define BLOB_ALIGN 16u
+#define TABLE_MIN 1024u
+#define PUT_MAX_WALK 4096u
+/* Grow the index above 3/4 load. */
+#define TABLE_FITS(users, cap) ((uint64_t)(users) * 4u <= (uint64_t)(cap) * 3u)
+
+/* Metadata of one slot; 40 bytes. When free, prev/next link the free list. */
+typedef struct {
+  uint64_t user_id;
+  int64_t last_seen_ms;
+  uint64_t seq;        /* store-wide touch counter: breaks last_seen ties */
+  uint32_t prev, next; /* partition list (towards head / towards tail) */
+  uint32_t part;       /* index into st->parts, PART_FREE when free */
+  uint32_t unused;
+} slot_t;
+_Static_assert(sizeof(slot_t) == 40, "slot metadata size");
+
+typedef struct {
+  slot_t *slots;        /* SLAB_SLOTS entries, NULL when the slab is unmapped */
+  unsigned char *blobs; /* SLAB_SLOTS * stride bytes, after the metadata */
+  uint32_t live;
+} slab_t;
+
+typedef struct {
+  int32_t id;
+  uint32_t head, tail; /* most / least recently touched */
+  uint64_t users;
+} part_t;
+
+typedef struct {
+  uint32_t slot1; /* slot number + 1; 0 = empty bucket */
+  uint32_t tag;   /* high half of the key hash; its low bits give the home */
+} bucket_t;
+
+struct store {
+  size_t blob_size, stride, slab_bytes;
+  size_t mem_limit;
+  int64_t ttl_ms;
+  uint64_t capacity;
+
+  slab_t *slabs;
+  uint32_t nslabs, slabs_cap, slabs_mapped;
+  uint32_t free_head;
+  uint64_t free_count;
+
+  bucket_t *table;
+  uint64_t mask; /* table size - 1 */
+
+  part_t *parts;
+  uint32_t nparts, parts_cap, last_part;
+
+  uint64_t users, seq;
+  uint64_t evicted_lru, evicted_ttl;
+};
+
+static inline uint32_t key_tag(int32_t partition, uint64_t user_id) {
+  uint64_t x = user_id ^ ((uint64_t)(uint32_t)partition * 0x9E3779B97F4A7C15ull);
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  return (uint32_t)(x >> 32);
+}
+
+static inline slot_t *slot_at(const store_t *st, uint32_t i) {
+  return &st->slabs[i >> SLAB_SHIFT].slots[i & (SLAB_SLOTS - 1)];
+}
+static inline unsigned char *blob_at(const store_t *st, uint32_t i) {
+  return st->slabs[i >> SLAB_SHIFT].blobs + (size_t)(i & (SLAB_SLOTS - 1)) * st->stride;
+}
+
+static size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+static uint64_t table_size_for(uint64_t users) {
+  uint64_t cap = TABLE_MIN;
+  while (!TABLE_FITS(users, cap)) cap <<= 1;
+  return cap;
+}
+
+static uint64_t fixed_bytes(void) {
+  return sizeof(store_t) + 64 * sizeof(part_t) + 1024 * sizeof(slab_t);
+}
+
+/* Largest user count whose slots and index fit in limit bytes. */
+static uint64_t capacity_for(size_t limit, size_t stride) {
+  uint64_t per_user = stride + sizeof(slot_t);
+  if (limit <= fixed_bytes()) return 0;
+  uint64_t lo = 0, hi = (limit - fixed_bytes()) / per_user;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo + 1) / 2;
+    uint64_t cost = fixed_bytes() + mid * per_user + table_size_for(mid) * sizeof(bucket_t);
+    if (cost <= limit) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/* ---- free list (doubly linked through prev/next of free slots) ----------- */
+
+static void free_push(store_t *st, uint32_t i) {
+  slot_t *s = slot_at(st, i);
+  s->part = PART_FREE;
+  s->prev = NIL;
+  s->next = st->free_head;
+  if (st->free_head != NIL) slot_at(st, st->free_head)->prev = i;
+  st->free_head = i;
+  st->free_count++;
+}
+
+static void free_unlink(store_t *st, uint32_t i) {
+  slot_t *s = slot_at(st, i);
+  if (s->prev != NIL) slot_at(st, s->prev)->next = s->next;
+  else st->free_head = s->next;
+  if (s->next != NIL) slot_at(st, s->next)->prev = s->prev;
+  st->free_count--;
+}
+
+static int slab_map(store_t *st) {
+  uint32_t k = 0;
+  while (k < st->nslabs && st->slabs[k].slots) k++;
+  if (k == st->nslabs) {
+    if ((uint64_t)(st->nslabs + 1) * SLAB_SLOTS >= (uint64_t)NIL) return IX_EFULL;
+    if (st->nslabs == st->slabs_cap) {
+      uint32_t cap = st->slabs_cap ? st->slabs_cap * 2 : 64;
+      slab_t *n = realloc(st->slabs, cap * sizeof *n);
+      if (!n) return IX_ENOMEM;
+      st->slabs = n;
+      st->slabs_cap = cap;
+    }
+    st->slabs[st->nslabs++] = (slab_t){0};
+  }
+  void *mem = mmap(NULL, st->slab_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return IX_ENOMEM;
+  /* 4 KiB pages: after a checkpoint fork, the parent's first write to a blob
+   * copies 4 KiB instead of a 2 MiB transparent huge page. */
+  (void)madvise(mem, st->slab_bytes, MADV_NOHUGEPAGE);
+  slab_t *sb = &st->slabs[k];
+  sb->slots = mem;
+  sb->blobs = (unsigned char *)mem + (size_t)SLAB_SLOTS * sizeof(slot_t);
+  sb->live = 0;
+  st->slabs_mapped++;
+  /* Push in reverse so allocation walks the slab upwards. */
+  for (uint32_t j = SLAB_SLOTS; j-- > 0;) free_push(st, k * SLAB_SLOTS + j);
+  return 0;
+}
+
+/* Unmap an empty slab, but keep one slab's worth of free slots elsewhere so
+ * a workload hovering at a slab boundary does not map and unmap repeatedly. */
+static void slab_maybe_unmap(store_t *st, uint32_t k) {
+  slab_t *sb = &st->slabs[k];
+  if (sb->live != 0 || st->free_count < 2u * SLAB_SLOTS) return;
+  for (uint32_t j = 0; j < SLAB_SLOTS; j++) free_unlink(st, k * SLAB_SLOTS + j);
+  munmap(sb->slots, st->slab_bytes);
+  sb->slots = NULL;
+  sb->blobs = NULL;
+  st->slabs_mapped--;
+}
+
+static int slot_alloc(store_t *st, uint32_t *out) {
+  if (st->free_head == NIL) {
+    int rc = slab_map(st);
+    if (rc) return rc;
+  }
+  uint32_t i = st->free_head;
+  free_unlink(st, i);
+  st->slabs[i >> SLAB_SHIFT].live++;
+  *out = i;
+  return 0;
+}
+
+/* ---- index --------------------------------------------------------------- */
+
+static int table_resize(store_t *st, uint64_t cap) {
+  bucket_t *t = calloc(cap, sizeof *t);
+  if (!t) return IX_ENOMEM;
+  uint64_t mask = cap - 1;
+  if (st->table) {
+    for (uint64_t i = 0; i <= st->mask; i++) {
+      bucket_t b = st->table[i];
+      if (!b.slot1) continue;
+      uint64_t p = b.tag & mask;
+      while (t[p].slot1) p = (p + 1) & mask;
+      t[p] = b;
+    }
+    free(st->table);
+  }
+  st->table = t;
+  st->mask = mask;
+  return 0;
+}
+
+static int table_reserve(store_t *st, uint64_t users) {
+  if (st->table && TABLE_FITS(users, st->mask + 1)) return 0;
+  return table_resize(st, table_size_for(users));
+}
+
+static void table_delete_at(store_t *st, uint64_t i) {
+  uint64_t mask = st->mask, j = i;
+  for (;;) {
+    j = (j + 1) & mask;
+    bucket_t b = st->table[j];
+    if (!b.slot1) break;
+    uint64_t home = b.tag & mask;
+    /* b may stay when its home lies cyclically in (i, j]. */
+    int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+    if (stays) continue;
+    st->table[i] = b;
+    i = j;
+  }
+  st->table[i] = (bucket_t){0, 0};
+}
+
+/* Bucket holding (partition, user), or the empty bucket where it would go. */
+static inline uint64_t table_find(const store_t *st, int32_t partition, uint64_t user_id,
+                                  uint32_t tag, int *found) {
+  uint64_t mask = st->mask, p = tag & mask;
+  for (;;) {
+    bucket_t b = st->table[p];
+    if (!b.slot1) {
+      *found = 0;
+      return p;
+    }
+    if (b.tag == tag) {
+      const slot_t *s = slot_at(st, b.slot1 - 1);
+      if (s->user_id == user_id && st->parts[s->part].id == partition) {
+        *found = 1;
+        return p;
+      }
+    }
+    p = (p + 1) & mask;
+  }
+}
+
+/* ---- partitions and their lists ------------------------------------------ */
+
+static int part_find(const store_t *st, int32_t partition, uint32_t *idx) {
+  if (st->last_part < st->nparts && st->parts[st->last_part].id == partition) {
+    *idx = st->last_part;
+    return 1;
+  }
+  for (uint32_t k = 0; k < st->nparts; k++)
+    if (st->parts[k].id == partition) {
+      *idx = k;
+      return 1;
+    }
+  return 0;
+}
+
+static int part_get_or_add(store_t *st, int32_t partition, uint32_t *idx) {
+  if (part_find(st, partition, idx)) {
+    st->last_part = *idx;
+    return 0;
+  }
+  if (st->nparts == st->parts_cap) {
+    uint32_t cap = st->parts_cap ? st->parts_cap * 2 : 64;
+    part_t *n = realloc(st->parts, cap * sizeof *n);
+    if (!n) return IX_ENOMEM;
+    st->parts = n;
+    st->parts_cap = cap;
+  }
+  st->parts[st->nparts] = (part_t){.id = partition, .head = NIL, .tail = NIL, .users = 0};
+  *idx = st->last_part = st->nparts++;
+  return 0;
+}
+
+static inline void list_unlink(store_t *st, part_t *pt, slot_t *s) {
+  if (s->prev != NIL) slot_at(st, s->prev)->next = s->next;
+  else pt->head = s->next;
+  if (s->next != NIL) slot_at(st, s->next)->prev = s->prev;
+  else pt->tail = s->prev;
+}
+
+static inline void list_push_head(store_t *st, part_t *pt, uint32_t i, slot_t *s) {
+  s->prev = NIL;
+  s->next = pt->head;
+  if (pt->head != NIL) slot_at(st, pt->head)->prev = i;
+  else pt->tail = i;
+  pt->head = i;
+}
+
+static inline void touch(store_t *st, uint32_t i, slot_t *s, int64_t now_ms) {
+  s->last_seen_ms = now_ms;
+  s->seq = ++st->seq;
+  part_t *pt = &st->parts[s->part];
+  if (pt->head != i) {
+    list_unlink(st, pt, s);
+    list_push_head(st, pt, i, s);
+  }
+}
+
+/* Remove a live slot from the index, its partition and the live count. */
+static void slot_remove(store_t *st, uint32_t i) {
+  slot_t *s = slot_at(st, i);
+  part_t *pt = &st->parts[s->part];
+  int found = 0;
+  uint64_t b = table_find(st, pt->id, s->user_id, key_tag(pt->id, s->user_id), &found);
+  if (found) table_delete_at(st, b);
+  list_unlink(st, pt, s);
+  pt->users--;
+  st->users--;
+  free_push(st, i);
+  uint32_t k = i >> SLAB_SHIFT;
+  st->slabs[k].live--;
+  slab_maybe_unmap(st, k);
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+int store_new(const store_opts_t *opts, store_t **out) {
+  *out = NULL;
+  if (!opts || opts->blob_size == 0 || opts->blob_size > (64u << 20) || opts->idle_ttl_ms < 0)
+    return IX_EINVAL;
+  store_t *st = calloc(1, sizeof *st);
+  if (!st) return IX_ENOMEM;
+  st->blob_size = opts->blob_size;
+  st->stride = round_up(opts->blob_size, BLOB_ALIGN);
+  long page = sysconf(_SC_PAGESIZE);
+  st->slab_bytes = round_up((size_t)SLAB_SLOTS * (sizeof(slot_t) + st->stride), page > 0 ? (size_t)page : 4096);
+  st->mem_limit = opts->mem_limit_bytes;
+  st->ttl_ms = opts->idle_ttl_ms;
+  st->free_head = NIL;
+  st->capacity = UINT64_MAX;
+  uint64_t presize = 0;
+  if (st->mem_limit) {
+    st->capacity = capacity_for(st->mem_limit, st->stride);
+    if (st->capacity == 0) {
+      free(st);
+      return IX_EINVAL;
+    }
+    presize = st->capacity;
+  }
+  if (table_resize(st, table_size_for(presize)) != 0) {
+    free(st);
+    return IX_ENOMEM;
+  }
+  *out = st;
+  return 0;
+}
+
+void store_destroy(store_t *st) {
+  if (!st) return;
+  for (uint32_t k = 0; k < st->nslabs; k++)
+    if (st->slabs[k].slots) munmap(st->slabs[k].slots, st->slab_bytes);
+  free(st->slabs);
+  free(st->table);
+  free(st->parts);
+  free(st);
+}
+
+/* Find or insert; *slot gets the slot number. Sets *created on insert. */
+static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, uint32_t *slot,
+                  int *created) {
+  uint32_t tag = key_tag(partition, user_id);
+  int found;
+  uint64_t b = table_find(st, partition, user_id, tag, &found);
+  if (found) {
+    *slot = st->table[b].slot1 - 1;
+    *created = 0;
+    return 0;
+  }
+  if (!create) return IX_ENOENT;
+  if (!TABLE_FITS(st->users + 1, st->mask + 1)) {
+    int rc = table_reserve(st, st->users + 1);
+    if (rc) return rc;
+    b = table_find(st, partition, user_id, tag, &found);
+  }
+  uint32_t pidx, i;
+  int rc = part_get_or_add(st, partition, &pidx);
+  if (rc) return rc;
+  rc = slot_alloc(st, &i);
+  if (rc) return rc;
+  slot_t *s = slot_at(st, i);
+  s->user_id = user_id;
+  s->part = pidx;
+  s->unused = 0;
+  part_t *pt = &st->parts[pidx];
+  list_push_head(st, pt, i, s);
+  pt->users++;
+  st->users++;
+  st->table[b] = (bucket_t){i + 1, tag};
+  *slot = i;
+  *created = 1;
+  return 0;
+}
+
+void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms, int create,
+                int *created) {
+  int made = 0;
+  uint32_t i;
+  if (created) *created = 0;
+  if (lookup(st, partition, user_id, create, &i, &made) != 0) return NULL;
+  unsigned char *blob = blob_at(st, i);
+  if (made) {
+    memset(blob, 0, st->blob_size);
+    if (created) *created = 1;
+  }
+  touch(st, i, slot_at(st, i), now_ms);
+  return blob;
+}
+
+int store_put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,
+              const void *blob) {
+  int made;
+  uint32_t i;
+  int rc = lookup(st, partition, user_id, 1, &i, &made);
+  if (rc) return rc;
+  memcpy(blob_at(st, i), blob, st->blob_size);
+  slot_t *s = slot_at(st, i);
+  touch(st, i, s, last_seen_ms);
+  /* Keep the list ordered by last seen: walk an older put back past newer
+   * users (a restore inserts oldest first, so it never walks). The walk is
+   * bounded; beyond it the order is approximate. */
+  part_t *pt = &st->parts[s->part];
+  uint32_t after = NIL; /* the node that will precede i (towards the head) */
+  for (uint32_t j = s->next, steps = 0; j != NIL && steps < PUT_MAX_WALK; steps++) {
+    const slot_t *o = slot_at(st, j);
+    if (o->last_seen_ms <= last_seen_ms) break;
+    after = j;
+    j = o->next;
+  }
+  if (after != NIL) {
+    list_unlink(st, pt, s);
+    slot_t *a = slot_at(st, after);
+    s->prev = after;
+    s->next = a->next;
+    if (a->next != NIL) slot_at(st, a->next)->prev = i;
+    else pt->tail = i;
+    a->next = i;
+  }
+  return 0;
+}
+
+size_t store_evict(store_t *st) {
+  size_t n = 0;
+  while (st->users > st->capacity) {
+    /* The globally least recent user is the oldest of the partitions' tails. */
+    uint32_t victim = NIL;
+    const slot_t *vs = NULL;
+    for (uint32_t k = 0; k < st->nparts; k++) {
+      uint32_t t = st->parts[k].tail;
+      if (t == NIL) continue;
+      const slot_t *s = slot_at(st, t);
+      if (!vs || s->last_seen_ms < vs->last_seen_ms ||
+          (s->last_seen_ms == vs->last_seen_ms && s->seq < vs->seq)) {
+        victim = t;
+        vs = s;
+      }
+    }
+    slot_remove(st, victim);
+    st->evicted_lru++;
+    n++;
+  }
+  return n;
+}
+
+size_t store_expire(store_t *st, int64_t now_ms) {
+  if (st->ttl_ms <= 0) return 0;
+  size_t n = 0;
+  for (uint32_t k = 0; k < st->nparts; k++) {
+    /* Lists are in touch order, so idle users gather at the tail. */
+    uint32_t t;
+    while ((t = st->parts[k].tail) != NIL && now_ms - slot_at(st, t)->last_seen_ms > st->ttl_ms) {
+      slot_remove(st, t);
+      n++;
+    }
+  }
+  st->evicted_ttl += n;
+  return n;
+}
+
+size_t store_drop_partition(store_t *st, int32_t partition) {
+  uint32_t k;
+  if (!part_find(st, partition, &k)) return 0;
+  size_t n = 0;
+  uint32_t t;
+  while ((t = st->parts[k].tail) != NIL) {
+    slot_remove(st, t);
+    n++;
+  }
+  return n;
+}
+
+int store_foreach(const store_t *st, int32_t partition, store_visit_fn fn, void *ctx) {
+  uint32_t k;
+  if (!part_find(st, partition, &k)) return 0;
+  /* Oldest first, so a restore that re-inserts in this order keeps it. */
+  for (uint32_t i = st->parts[k].tail; i != NIL;) {
+    const slot_t *s = slot_at(st, i);
+    uint32_t prev = s->prev;
+    int rc = fn(ctx, s->user_id, s->last_seen_ms, blob_at(st, i));
+    if (rc) return rc;
+    i = prev;
+  }
+  return 0;
+}
+
+size_t store_blob_size(const store_t *st) { return st->blob_size; }
+
+size_t store_partition_users(const store_t *st, int32_t partition) {
+  uint32_t k;
+  return part_find(st, partition, &k) ? (size_t)st->parts[k].users : 0;
+}
+
+size_t store_users(const store_t *st) { return (size_t)st->users; }
+
+uint64_t store_capacity(const store_t *st) { return st->capacity; }
+
+int store_reserve(store_t *st, size_t n) { return table_reserve(st, st->users + n); }
+
+void store_get_stats(const store_t *st, store_stats_t *stats) {
+  stats->users = st->users;
+  stats->bytes = sizeof *st + (uint64_t)st->slabs_mapped * st->slab_bytes +
+                 (st->mask + 1) * sizeof(bucket_t) + (uint64_t)st->parts_cap * sizeof(part_t) +
+                 (uint64_t)st->slabs_cap * sizeof(slab_t);
+  stats->evicted_lru = st->evicted_lru;
+  stats->evicted_ttl = st->evicted_ttl;
+}

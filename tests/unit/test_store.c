@@ -1,0 +1,396 @@
+/* The per-user state store: lookup, LRU eviction order, TTL expiry,
+ * partitions, foreach, stats, and a randomised run against a reference. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "state/store.h"
+
+static store_t *new_store(size_t blob, size_t limit, int64_t ttl) {
+  store_opts_t o = {.blob_size = blob, .mem_limit_bytes = limit, .idle_ttl_ms = ttl};
+  store_t *st = NULL;
+  assert_int_equal(store_new(&o, &st), 0);
+  assert_non_null(st);
+  return st;
+}
+
+static void test_store_rejects_bad_options(void **unused) {
+  store_t *st = (store_t *)1;
+  store_opts_t o = {.blob_size = 0};
+  assert_int_equal(store_new(&o, &st), IX_EINVAL);
+  assert_null(st);
+  o = (store_opts_t){.blob_size = 64, .mem_limit_bytes = 100};
+  assert_int_equal(store_new(&o, &st), IX_EINVAL); /* too small for one user */
+  store_destroy(NULL);
+}
+
+static void test_store_get_creates_zeroed_blob_and_finds_it(void **unused) {
+  store_t *st = new_store(100, 0, 0);
+  int created = -1;
+  assert_null(store_get(st, 0, 42, 1, 0, &created));
+  assert_int_equal(created, 0);
+  unsigned char *b = store_get(st, 0, 42, 1, 1, &created);
+  assert_non_null(b);
+  assert_int_equal(created, 1);
+  for (int i = 0; i < 100; i++) assert_int_equal(b[i], 0);
+  assert_int_equal((uintptr_t)b % 16, 0);
+  memset(b, 0xAB, 100);
+  unsigned char *again = store_get(st, 0, 42, 2, 1, &created);
+  assert_ptr_equal(again, b);
+  assert_int_equal(created, 0);
+  assert_int_equal(again[99], 0xAB);
+  /* Same user id in another partition is another key. */
+  unsigned char *other = store_get(st, 1, 42, 3, 1, &created);
+  assert_int_equal(created, 1);
+  assert_ptr_not_equal(other, b);
+  assert_int_equal(other[0], 0);
+  assert_int_equal(store_partition_users(st, 0), 1);
+  assert_int_equal(store_partition_users(st, 1), 1);
+  assert_int_equal(store_partition_users(st, 7), 0);
+  assert_int_equal(store_users(st), 2);
+  assert_int_equal(store_blob_size(st), 100);
+  assert_true(store_capacity(st) == UINT64_MAX);
+  store_destroy(st);
+}
+
+static void test_store_blob_pointers_stay_valid_while_growing(void **unused) {
+  store_t *st = new_store(24, 0, 0);
+  unsigned char *first = store_get(st, 3, 1, 0, 1, NULL);
+  memcpy(first, "first-user-blob-content", 24);
+  for (uint64_t u = 2; u < 50000; u++) assert_non_null(store_get(st, 3, u, 0, 1, NULL));
+  /* Index resized and many slabs mapped: the first blob has not moved. */
+  assert_ptr_equal(store_get(st, 3, 1, 0, 0, NULL), first);
+  assert_memory_equal(first, "first-user-blob-content", 24);
+  store_destroy(st);
+}
+
+static int in_list(const uint64_t *v, size_t n, uint64_t x) {
+  for (size_t i = 0; i < n; i++)
+    if (v[i] == x) return 1;
+  return 0;
+}
+
+static void test_store_evicts_least_recent_when_full(void **unused) {
+  store_t *st = new_store(64, 48 * 1024, 0);
+  uint64_t cap = store_capacity(st);
+  assert_true(cap >= 20 && cap < 1000);
+  size_t n = (size_t)cap + 8;
+  /* Users over three partitions, seen at times 100, 101, ... */
+  for (uint64_t u = 0; u < n; u++) assert_non_null(store_get(st, (int32_t)(u % 3), u, 100 + (int64_t)u, 1, NULL));
+  /* Touch the five oldest again: now most recent. */
+  for (uint64_t u = 0; u < 5; u++) assert_non_null(store_get(st, (int32_t)(u % 3), u, 10000 + (int64_t)u, 0, NULL));
+  assert_int_equal(store_evict(st), 8);
+  assert_int_equal(store_users(st), cap);
+  /* Evicted: users 5..12, the least recently seen. */
+  uint64_t gone[8] = {5, 6, 7, 8, 9, 10, 11, 12};
+  for (uint64_t u = 0; u < n; u++) {
+    void *b = store_get(st, (int32_t)(u % 3), u, 20000, 0, NULL);
+    if (in_list(gone, 8, u)) assert_null(b);
+    else assert_non_null(b);
+  }
+  store_stats_t s;
+  store_get_stats(st, &s);
+  assert_int_equal(s.evicted_lru, 8);
+  assert_int_equal(s.evicted_ttl, 0);
+  assert_int_equal(s.users, cap);
+  assert_int_equal(store_evict(st), 0);
+  store_destroy(st);
+}
+
+static void test_store_eviction_breaks_time_ties_by_touch_order(void **unused) {
+  store_t *st = new_store(64, 48 * 1024, 0);
+  uint64_t cap = store_capacity(st);
+  /* All seen at the same millisecond, in two partitions. */
+  for (uint64_t u = 0; u < cap + 3; u++) assert_non_null(store_get(st, (int32_t)(u & 1), u, 7, 1, NULL));
+  assert_non_null(store_get(st, 0, 0, 7, 0, NULL)); /* user 0 touched last */
+  assert_int_equal(store_evict(st), 3);
+  assert_non_null(store_get(st, 0, 0, 7, 0, NULL));
+  for (uint64_t u = 1; u <= 3; u++) assert_null(store_get(st, (int32_t)(u & 1), u, 7, 0, NULL));
+  assert_non_null(store_get(st, 0, 4, 7, 0, NULL));
+  store_destroy(st);
+}
+
+static void test_store_expires_idle_users_after_ttl(void **unused) {
+  store_t *st = new_store(32, 0, 1000);
+  store_get(st, 0, 1, 0, 1, NULL);
+  store_get(st, 1, 2, 500, 1, NULL);
+  store_get(st, 0, 3, 900, 1, NULL);
+  store_get(st, 2, 4, 0, 1, NULL);
+  assert_int_equal(store_expire(st, 1000), 0); /* idle exactly the TTL: kept */
+  store_get(st, 2, 4, 1000, 0, NULL);          /* seen again: refreshed */
+  assert_int_equal(store_expire(st, 1200), 1);
+  assert_null(store_get(st, 0, 1, 1200, 0, NULL));
+  assert_int_equal(store_expire(st, 1600), 1);
+  assert_null(store_get(st, 1, 2, 1600, 0, NULL));
+  assert_int_equal(store_users(st), 2);
+  assert_int_equal(store_expire(st, 2001), 2); /* users 3 (900) and 4 (1000) */
+  store_stats_t s;
+  store_get_stats(st, &s);
+  assert_int_equal(s.evicted_ttl, 4);
+  assert_int_equal(s.users, 0);
+  store_destroy(st);
+
+  st = new_store(32, 0, 0); /* TTL 0: never expires */
+  store_get(st, 0, 1, 0, 1, NULL);
+  assert_int_equal(store_expire(st, INT64_MAX / 2), 0);
+  store_destroy(st);
+}
+
+static void test_store_drop_partition_leaves_other_partitions_intact(void **unused) {
+  store_t *st = new_store(16, 0, 0);
+  for (int32_t p = 0; p < 3; p++)
+    for (uint64_t u = 0; u < 3000; u++) {
+      uint64_t *b = store_get(st, p, u, 1, 1, NULL);
+      b[0] = u * 10 + (uint64_t)p;
+      b[1] = ~u;
+    }
+  assert_int_equal(store_drop_partition(st, 1), 3000);
+  assert_int_equal(store_drop_partition(st, 1), 0);
+  assert_int_equal(store_drop_partition(st, 99), 0);
+  assert_int_equal(store_partition_users(st, 1), 0);
+  assert_int_equal(store_users(st), 6000);
+  for (int32_t p = 0; p < 3; p++)
+    for (uint64_t u = 0; u < 3000; u++) {
+      uint64_t *b = store_get(st, p, u, 2, 0, NULL);
+      if (p == 1) {
+        assert_null(b);
+        continue;
+      }
+      assert_non_null(b);
+      assert_true(b[0] == u * 10 + (uint64_t)p);
+      assert_true(b[1] == ~u);
+    }
+  /* The partition can be filled again (as after a re-assignment). */
+  int created = 0;
+  assert_non_null(store_get(st, 1, 5, 3, 1, &created));
+  assert_int_equal(created, 1);
+  store_destroy(st);
+}
+
+typedef struct {
+  uint64_t ids[16];
+  int64_t seen[16];
+  size_t n;
+  size_t stop_after;
+} visit_t;
+
+static int visit(void *ctx, uint64_t user_id, int64_t last_seen_ms, const void *blob) {
+  visit_t *v = ctx;
+  assert_true(*(const uint64_t *)blob == user_id * 3);
+  v->ids[v->n] = user_id;
+  v->seen[v->n] = last_seen_ms;
+  v->n++;
+  return v->n == v->stop_after ? 77 : 0;
+}
+
+static void test_store_foreach_visits_one_partition_oldest_first(void **unused) {
+  store_t *st = new_store(8, 0, 0);
+  uint64_t order[] = {5, 3, 9, 1};
+  for (size_t i = 0; i < 4; i++) *(uint64_t *)store_get(st, 2, order[i], 10 + (int64_t)i, 1, NULL) = order[i] * 3;
+  *(uint64_t *)store_get(st, 4, 100, 1, 1, NULL) = 300;
+  store_get(st, 2, 3, 50, 0, NULL); /* 3 becomes newest */
+  visit_t v = {.stop_after = 100};
+  assert_int_equal(store_foreach(st, 2, visit, &v), 0);
+  assert_int_equal(v.n, 4);
+  uint64_t want[] = {5, 9, 1, 3};
+  int64_t want_seen[] = {10, 12, 13, 50};
+  for (int i = 0; i < 4; i++) {
+    assert_true(v.ids[i] == want[i]);
+    assert_true(v.seen[i] == want_seen[i]);
+  }
+  visit_t early = {.stop_after = 2};
+  assert_int_equal(store_foreach(st, 2, visit, &early), 77);
+  assert_int_equal(early.n, 2);
+  visit_t none = {.stop_after = 100};
+  assert_int_equal(store_foreach(st, 8, visit, &none), 0);
+  assert_int_equal(none.n, 0);
+  store_destroy(st);
+}
+
+static void test_store_put_inserts_or_overwrites_verbatim(void **unused) {
+  store_t *st = new_store(12, 0, 500);
+  unsigned char a[12] = "hello world", b[12] = "HELLO WORLD";
+  assert_int_equal(store_put(st, 0, 7, 1000, a), 0);
+  int created = 1;
+  unsigned char *p = store_get(st, 0, 7, 1001, 0, &created);
+  assert_memory_equal(p, a, 12);
+  assert_int_equal(store_put(st, 0, 7, 2000, b), 0);
+  assert_memory_equal(store_get(st, 0, 7, 2000, 0, NULL), b, 12);
+  assert_int_equal(store_users(st), 1);
+  assert_int_equal(store_put(st, 0, 8, 100, a), 0); /* old last-seen kept */
+  assert_int_equal(store_expire(st, 700), 1);
+  assert_null(store_get(st, 0, 8, 700, 0, NULL));
+  store_destroy(st);
+}
+
+static void test_store_stats_count_slabs_and_index_and_release_memory(void **unused) {
+  store_t *st = new_store(1000, 0, 0);
+  store_stats_t s0, s1, s2;
+  store_get_stats(st, &s0);
+  assert_int_equal(s0.users, 0);
+  assert_true(s0.bytes > 0 && s0.bytes < 64 * 1024);
+  for (uint64_t u = 0; u < 10 * STORE_SLAB_SLOTS; u++) assert_non_null(store_get(st, (int32_t)(u % 4), u, 0, 1, NULL));
+  store_get_stats(st, &s1);
+  assert_int_equal(s1.users, 10 * STORE_SLAB_SLOTS);
+  /* Honest: at least blob + metadata + index per user, not wildly more. */
+  assert_true(s1.bytes >= s1.users * (1008 + 40 + 8));
+  assert_true(s1.bytes <= s1.users * (1008 + 40 + 32) + 64 * 1024);
+  for (int32_t p = 0; p < 4; p++) store_drop_partition(st, p);
+  store_get_stats(st, &s2);
+  assert_int_equal(s2.users, 0);
+  /* Empty slabs are unmapped, except about one kept for reuse. */
+  assert_true(s2.bytes < s1.bytes / 4);
+  for (uint64_t u = 0; u < 3 * STORE_SLAB_SLOTS; u++) assert_non_null(store_get(st, 0, u, 0, 1, NULL));
+  assert_int_equal(store_users(st), 3 * STORE_SLAB_SLOTS);
+  store_destroy(st);
+}
+
+/* ---- randomised run against a reference model --------------------------- */
+
+#define REF_USERS 200000u
+#define REF_PARTS 8
+typedef struct {
+  uint8_t present;
+  uint64_t value;
+  int64_t seen;
+  uint64_t seq;
+} ref_t;
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+static ref_t *g_ref;
+static int cmp_lru(const void *a, const void *b) {
+  const ref_t *x = &g_ref[*(const uint32_t *)a], *y = &g_ref[*(const uint32_t *)b];
+  if (x->seen != y->seen) return x->seen < y->seen ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void check_all(store_t *st, ref_t *ref, int64_t now) {
+  size_t n = 0;
+  for (uint32_t u = 0; u < REF_USERS; u++) {
+    uint64_t *b = store_get(st, (int32_t)(u % REF_PARTS), u, now, 0, NULL);
+    if (!ref[u].present) {
+      assert_null(b);
+      continue;
+    }
+    n++;
+    assert_non_null(b);
+    assert_true(b[0] == u && b[1] == ref[u].value);
+    ref[u].seen = now; /* the check itself touched it */
+  }
+  assert_int_equal(store_users(st), n);
+}
+
+static void test_store_random_access_matches_reference(void **unused) {
+  store_t *st = new_store(24, 8u << 20, 0);
+  uint64_t cap = store_capacity(st);
+  assert_true(cap > 50000 && cap < REF_USERS);
+  ref_t *ref = calloc(REF_USERS, sizeof *ref);
+  uint32_t *order = malloc(REF_USERS * sizeof *order);
+  assert_non_null(ref);
+  assert_non_null(order);
+  uint64_t seq = 0;
+  int64_t now = 0;
+  size_t users = 0;
+  for (int round = 0; round < 6; round++) {
+    for (int op = 0; op < 60000; op++) {
+      uint32_t u = (uint32_t)(rnd() % REF_USERS);
+      int32_t p = (int32_t)(u % REF_PARTS);
+      now += (int64_t)(rnd() % 3); /* ties on purpose */
+      uint64_t r = rnd() % 10;
+      if (r < 6) { /* get, create */
+        int created = 0;
+        uint64_t *b = store_get(st, p, u, now, 1, &created);
+        assert_non_null(b);
+        assert_int_equal(created, !ref[u].present);
+        if (created) {
+          assert_true(b[0] == 0 && b[1] == 0 && b[2] == 0);
+          b[0] = u;
+          ref[u].present = 1;
+          users++;
+        } else {
+          assert_true(b[0] == u && b[1] == ref[u].value);
+        }
+        b[1] = ref[u].value = rnd();
+        ref[u].seen = now;
+        ref[u].seq = ++seq;
+      } else if (r < 8) { /* lookup only */
+        uint64_t *b = store_get(st, p, u, now, 0, NULL);
+        if (!ref[u].present) {
+          assert_null(b);
+        } else {
+          assert_non_null(b);
+          assert_true(b[1] == ref[u].value);
+          ref[u].seen = now;
+          ref[u].seq = ++seq;
+        }
+      } else { /* put */
+        uint64_t blob[3] = {u, rnd(), 0};
+        int64_t seen = now; /* monotonic, as the daemon's clock: exact LRU */
+        assert_int_equal(store_put(st, p, u, seen, blob), 0);
+        if (!ref[u].present) users++;
+        ref[u] = (ref_t){1, blob[1], seen, ++seq};
+      }
+    }
+    if (round == 3) { /* drop one partition */
+      size_t dropped = store_drop_partition(st, 5);
+      size_t want = 0;
+      for (uint32_t u = 5; u < REF_USERS; u += REF_PARTS)
+        if (ref[u].present) {
+          ref[u].present = 0;
+          want++;
+        }
+      assert_int_equal(dropped, want);
+      users -= want;
+    }
+    /* Evict to the limit; the reference drops its oldest (seen, seq). */
+    size_t m = 0;
+    for (uint32_t u = 0; u < REF_USERS; u++)
+      if (ref[u].present) order[m++] = u;
+    assert_int_equal(m, users);
+    g_ref = ref;
+    qsort(order, m, sizeof *order, cmp_lru);
+    size_t excess = m > cap ? m - (size_t)cap : 0;
+    for (size_t i = 0; i < excess; i++) ref[order[i]].present = 0;
+    assert_int_equal(store_evict(st), excess);
+    users -= excess;
+    check_all(st, ref, ++now);
+    /* check_all touched every present user in id order: mirror that order. */
+    for (uint32_t u = 0; u < REF_USERS; u++) ref[u].seq = ref[u].present ? ++seq : 0;
+  }
+  store_stats_t s;
+  store_get_stats(st, &s);
+  assert_int_equal(s.users, users);
+  assert_true(s.evicted_lru > 0);
+  free(order);
+  free(ref);
+  store_destroy(st);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_store_rejects_bad_options),
+      cmocka_unit_test(test_store_get_creates_zeroed_blob_and_finds_it),
+      cmocka_unit_test(test_store_blob_pointers_stay_valid_while_growing),
+      cmocka_unit_test(test_store_evicts_least_recent_when_full),
+      cmocka_unit_test(test_store_eviction_breaks_time_ties_by_touch_order),
+      cmocka_unit_test(test_store_expires_idle_users_after_ttl),
+      cmocka_unit_test(test_store_drop_partition_leaves_other_partitions_intact),
+      cmocka_unit_test(test_store_foreach_visits_one_partition_oldest_first),
+      cmocka_unit_test(test_store_put_inserts_or_overwrites_verbatim),
+      cmocka_unit_test(test_store_stats_count_slabs_and_index_and_release_memory),
+      cmocka_unit_test(test_store_random_access_matches_reference),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
