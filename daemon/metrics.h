@@ -95,8 +95,9 @@ int metrics_histogram_new(metrics_t *reg, metrics_histogram_t **out, const char 
                           const char *help, const double *bounds, size_t nbounds, ...)
     __attribute__((sentinel));
 /* Info-style gauge: renders `name{labels} 1`; labels are set (and replaced,
- * e.g. after a model reload) with metrics_info_set(). Renders nothing until
- * the first set. */
+ * e.g. after a model reload) with metrics_info_set(). Renders no sample until
+ * the first set. One series per info family: a second metrics_info_new() of
+ * the same name returns IX_EEXIST. */
 int metrics_info_new(metrics_t *reg, metrics_info_t **out, const char *name,
                      const char *help);
 /* Replace the info's labels: (name, value) pairs terminated by NULL.
@@ -119,6 +120,8 @@ uint64_t metrics_counter_get(const metrics_counter_t *c);
 void metrics_gauge_set(metrics_gauge_t *g, double v);
 void metrics_gauge_add(metrics_gauge_t *g, double delta);
 double metrics_gauge_get(const metrics_gauge_t *g);
+/* Counts v in the first bucket whose bound is >= v (Prometheus "le");
+ * NaN is ignored (it would poison _sum). */
 void metrics_histogram_observe(metrics_histogram_t *h, double v);
 /* Observation count and sum so far. */
 uint64_t metrics_histogram_count(const metrics_histogram_t *h);
