@@ -1,0 +1,971 @@
+/* Checkpoint files: writer (synchronous, or in a forked copy-on-write child
+ * like Redis's BGSAVE), reader/validator and generation management.
+ * Code reachable from the forked child (write_one and what it calls) uses
+ * only system calls and memory allocated before the fork: the parent has
+ * other threads (librdkafka, OpenBLAS) whose locks the child must not need. */
+#include "state/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/crc.h"
+#include "common/err.h"
+#include "common/log.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "checkpoint files are little-endian; add byte swapping for this target");
+
+#define MOD "ckpt"
+static const unsigned char CKPT_MAGIC[8] = {'I', 'X', 'C', 'K', 'P', 'T', '\r', '\n'};
+#define REC_HEAD 16u                     /* user id + last seen */
+#define BLOCK_TARGET_BYTES (1u << 20)    /* records per block aim at ~1 MiB */
+#define MAX_BLOB_BYTES (64u << 20)
+#define MAX_BLOCK_BYTES (64ull << 20)
+#define MAX_PRUNE 16u
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static void put_u32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t get_u32(const unsigned char *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+static uint64_t get_u64(const unsigned char *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+static uint64_t now_us(int clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void fmt(char *buf, size_t size, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static void fmt(char *buf, size_t size, const char *f, ...) {
+  if (!buf || !size) return;
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(buf, size, f, ap);
+  va_end(ap);
+}
+
+/* Append "; msg" (or msg when empty) to buf. */
+static void append(char *buf, size_t size, const char *msg) {
+  if (!buf || !size) return;
+  size_t len = strnlen(buf, size);
+  if (len + 1 >= size) return;
+  snprintf(buf + len, size - len, "%s%s", len ? "; " : "", msg);
+}
+
+static const char *errdesc(int e) {
+  const char *d = strerrordesc_np(e);
+  return d ? d : "unknown error";
+}
+
+static int write_all(int fd, const void *buf, size_t len) {
+  const unsigned char *p = buf;
+  while (len) {
+    ssize_t w = write(fd, p, len);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Reads up to len bytes; returns bytes read (< len only at EOF) or -1. */
+static ssize_t read_full(int fd, void *buf, size_t len) {
+  unsigned char *p = buf;
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = read(fd, p + got, len - got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  return (ssize_t)got;
+}
+
+static int fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+static int mkdir_p(const char *dir) {
+  char path[PATH_MAX];
+  size_t len = strlen(dir);
+  if (len == 0 || len >= sizeof path) return -1;
+  memcpy(path, dir, len + 1);
+  for (size_t i = 1; i <= len; i++) {
+    if (path[i] != '/' && path[i] != '\0') continue;
+    char c = path[i];
+    path[i] = '\0';
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+    path[i] = c;
+  }
+  struct stat sb;
+  if (stat(dir, &sb) != 0) return -1;
+  if (!S_ISDIR(sb.st_mode)) {
+    errno = ENOTDIR;
+    return -1;
+  }
+  return 0;
+}
+
+static size_t record_size(size_t blob_size) { return REC_HEAD + blob_size; }
+
+static uint32_t block_records_for(size_t blob_size) {
+  size_t r = BLOCK_TARGET_BYTES / record_size(blob_size);
+  if (r < 1) r = 1;
+  if (r > 65536) r = 65536;
+  return (uint32_t)r;
+}
+
+static uint64_t file_bytes_for(uint64_t users, uint32_t block_records, size_t blob_size) {
+  uint64_t blocks = (users + block_records - 1) / block_records;
+  return CKPT_HEADER_BYTES + users * record_size(blob_size) + blocks * 4u;
+}
+
+/* ---- file names ---------------------------------------------------------- */
+
+/* Parses "p<partition>-<generation>.ckpt" exactly. */
+static int parse_name(const char *name, int32_t *partition, uint64_t *gen) {
+  if (name[0] != 'p') return 0;
+  const char *p = name + 1;
+  if (*p == '-') p++;
+  if (!(*p >= '0' && *p <= '9')) return 0;
+  char *end;
+  errno = 0;
+  long part = strtol(name + 1, &end, 10);
+  if (*end != '-' || errno || part < INT32_MIN || part > INT32_MAX) return 0;
+  p = end + 1;
+  if (!(*p >= '1' && *p <= '9')) return 0;
+  errno = 0;
+  unsigned long long g = strtoull(p, &end, 10);
+  if (errno || strcmp(end, ".ckpt") != 0) return 0;
+  *partition = (int32_t)part;
+  *gen = g;
+  return 1;
+}
+
+static void file_path(char *buf, size_t size, const char *dir, int32_t partition, uint64_t gen) {
+  snprintf(buf, size, "%s/p%d-%llu.ckpt", dir, (int)partition, (unsigned long long)gen);
+}
+
+typedef void (*scan_fn)(void *ctx, int32_t partition, uint64_t gen);
+
+/* Calls fn for every checkpoint file name in dir. Returns 0, or -1 with errno. */
+static int scan_dir(const char *dir, scan_fn fn, void *ctx) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    int32_t p;
+    uint64_t g;
+    if (parse_name(de->d_name, &p, &g)) fn(ctx, p, g);
+  }
+  closedir(d);
+  return 0;
+}
+
+typedef struct {
+  int32_t partition;
+  uint64_t *gens;
+  size_t n, cap;
+  int oom;
+} gen_list_t;
+
+static void collect_gens(void *ctx, int32_t partition, uint64_t gen) {
+  gen_list_t *gl = ctx;
+  if (partition != gl->partition) return;
+  if (gl->n == gl->cap) {
+    size_t cap = gl->cap ? gl->cap * 2 : 8;
+    uint64_t *n = realloc(gl->gens, cap * sizeof *n);
+    if (!n) {
+      gl->oom = 1;
+      return;
+    }
+    gl->gens = n;
+    gl->cap = cap;
+  }
+  gl->gens[gl->n++] = gen;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* ---- writer -------------------------------------------------------------- */
+
+typedef struct {
+  int32_t partition;
+  int64_t next_offset;
+  uint64_t generation;
+  uint64_t prune[MAX_PRUNE];
+  unsigned nprune;
+} job_t;
+
+typedef struct {
+  int32_t partition;
+  uint64_t last_gen;
+} gen_entry_t;
+
+struct ckpt {
+  char *dir;
+  unsigned keep;
+  gen_entry_t *gens; /* newest generation this process assigned per partition */
+  size_t ngens, gens_cap;
+  unsigned char *buf; /* block buffer, sized for buf_blob */
+  size_t buf_size, buf_blob;
+
+  /* running or last snapshot */
+  pid_t pid;
+  int fd;
+  int started;
+  job_t *jobs;
+  ckpt_result_t *results;
+  size_t n, reported;
+  unsigned char rbuf[sizeof(ckpt_result_t)];
+  size_t rfill;
+  uint64_t t_start_us;
+
+  ckpt_stats_t stats;
+};
+
+typedef struct {
+  int fd;
+  unsigned char *buf;
+  size_t rec_size, blob_size;
+  uint32_t block_records, in_block, block_index;
+  uint32_t header_crc;
+  uint64_t users;
+  int err;
+} wctx_t;
+
+static int flush_block(wctx_t *w) {
+  if (w->in_block == 0) return 0;
+  size_t len = (size_t)w->in_block * w->rec_size;
+  unsigned char idx[4];
+  put_u32(idx, w->block_index);
+  uint32_t crc = ix_crc32(w->header_crc, idx, 4);
+  crc = ix_crc32(crc, w->buf, len);
+  put_u32(w->buf + len, crc);
+  if (write_all(w->fd, w->buf, len + 4) != 0) return -1;
+  w->block_index++;
+  w->in_block = 0;
+  return 0;
+}
+
+static int visit_write(void *ctx, uint64_t user_id, int64_t last_seen_ms, const void *blob) {
+  wctx_t *w = ctx;
+  unsigned char *r = w->buf + (size_t)w->in_block * w->rec_size;
+  put_u64(r, user_id);
+  put_u64(r + 8, (uint64_t)last_seen_ms);
+  memcpy(r + REC_HEAD, blob, w->blob_size);
+  w->users++;
+  if (++w->in_block == w->block_records && flush_block(w) != 0) {
+    w->err = errno;
+    return 1;
+  }
+  return 0;
+}
+
+static void build_header(unsigned char *h, int32_t partition, uint32_t fingerprint,
+                         int64_t next_offset, uint64_t gen, uint64_t users, int64_t created_ms,
+                         uint32_t blob_size, uint32_t block_records) {
+  memset(h, 0, CKPT_HEADER_BYTES);
+  memcpy(h, CKPT_MAGIC, 8);
+  put_u32(h + 8, CKPT_FORMAT_VERSION);
+  put_u32(h + 12, CKPT_HEADER_BYTES);
+  put_u32(h + 16, (uint32_t)partition);
+  put_u32(h + 20, fingerprint);
+  put_u64(h + 24, (uint64_t)next_offset);
+  put_u64(h + 32, gen);
+  put_u64(h + 40, users);
+  put_u64(h + 48, (uint64_t)created_ms);
+  put_u32(h + 56, blob_size);
+  put_u32(h + 60, block_records);
+  put_u64(h + 64, file_bytes_for(users, block_records, blob_size));
+  put_u32(h + 72, 0); /* flags, reserved */
+  put_u32(h + 76, ix_crc32(0, h, 76));
+}
+
+/* Write job's file from st using buf (>= block bytes + 4). Fills res. Safe
+ * in a forked child: system calls and stack buffers only. */
+static void write_one(const char *dir, const store_t *st, const job_t *job, uint32_t fingerprint,
+                      unsigned char *buf, ckpt_result_t *res) {
+  char tmp[PATH_MAX], path[PATH_MAX];
+  memset(res, 0, sizeof *res);
+  res->partition = job->partition;
+  res->generation = job->generation;
+  res->next_offset = job->next_offset;
+  file_path(path, sizeof path, dir, job->partition, job->generation);
+  snprintf(tmp, sizeof tmp, "%s/.p%d-%llu.ckpt.tmp.%ld", dir, (int)job->partition,
+           (unsigned long long)job->generation, (long)getpid());
+
+  size_t blob_size = store_blob_size(st);
+  uint64_t users = store_partition_users(st, job->partition);
+  wctx_t w = {.buf = buf, .blob_size = blob_size, .rec_size = record_size(blob_size),
+              .block_records = block_records_for(blob_size)};
+  unsigned char h[CKPT_HEADER_BYTES];
+  build_header(h, job->partition, fingerprint, job->next_offset, job->generation, users,
+               (int64_t)(now_us(CLOCK_REALTIME) / 1000u), (uint32_t)blob_size, w.block_records);
+  w.header_crc = get_u32(h + 76);
+  const char *step = "create";
+  int e = 0;
+  w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (w.fd < 0) goto fail_errno;
+  step = "write";
+  if (write_all(w.fd, h, sizeof h) != 0) goto fail_errno;
+  store_foreach(st, job->partition, visit_write, &w);
+  if (w.err) {
+    errno = w.err;
+    goto fail_errno;
+  }
+  if (flush_block(&w) != 0) goto fail_errno;
+  if (w.users != users) {
+    res->err = IX_ESTATE;
+    fmt(res->reason, sizeof res->reason, "%s: store listed %llu users, expected %llu", tmp,
+             (unsigned long long)w.users, (unsigned long long)users);
+    goto fail;
+  }
+  step = "fsync";
+  if (fsync(w.fd) != 0) goto fail_errno;
+  step = "close";
+  int fd = w.fd;
+  w.fd = -1;
+  if (close(fd) != 0) goto fail_errno;
+  step = "rename";
+  if (rename(tmp, path) != 0) goto fail_errno;
+  step = "fsync directory of";
+  if (fsync_dir(dir) != 0) {
+    e = errno;
+    res->err = IX_ESYS;
+    fmt(res->reason, sizeof res->reason, "%s: %s failed: %s", path, step, errdesc(e));
+    return; /* renamed, but not known durable */
+  }
+  for (unsigned k = 0; k < job->nprune; k++) {
+    char old[PATH_MAX];
+    file_path(old, sizeof old, dir, job->partition, job->prune[k]);
+    (void)unlink(old);
+  }
+  res->users = users;
+  res->bytes = file_bytes_for(users, w.block_records, blob_size);
+  return;
+
+fail_errno:
+  e = errno;
+  res->err = IX_ESYS;
+  fmt(res->reason, sizeof res->reason, "%s: %s failed: %s", tmp, step, errdesc(e));
+fail:
+  if (w.fd >= 0) close(w.fd);
+  (void)unlink(tmp);
+}
+
+static int ensure_buf(ckpt_t *ck, size_t blob_size) {
+  size_t need = (size_t)block_records_for(blob_size) * record_size(blob_size) + 4;
+  if (ck->buf && ck->buf_blob == blob_size) return 0;
+  unsigned char *b = malloc(need);
+  if (!b) return IX_ENOMEM;
+  free(ck->buf);
+  ck->buf = b;
+  ck->buf_size = need;
+  ck->buf_blob = blob_size;
+  return 0;
+}
+
+static gen_entry_t *gen_entry(ckpt_t *ck, int32_t partition) {
+  for (size_t k = 0; k < ck->ngens; k++)
+    if (ck->gens[k].partition == partition) return &ck->gens[k];
+  if (ck->ngens == ck->gens_cap) {
+    size_t cap = ck->gens_cap ? ck->gens_cap * 2 : 16;
+    gen_entry_t *n = realloc(ck->gens, cap * sizeof *n);
+    if (!n) return NULL;
+    ck->gens = n;
+    ck->gens_cap = cap;
+  }
+  ck->gens[ck->ngens] = (gen_entry_t){partition, 0};
+  return &ck->gens[ck->ngens++];
+}
+
+typedef struct {
+  job_t *jobs;
+  size_t n;
+  uint64_t *seen; /* per job: existing generations, flat MAX_PRUNE*2 each */
+  unsigned *nseen;
+} plan_t;
+
+#define SEEN_CAP (MAX_PRUNE + 8u)
+
+static void plan_visit(void *ctx, int32_t partition, uint64_t gen) {
+  plan_t *pl = ctx;
+  for (size_t i = 0; i < pl->n; i++) {
+    if (pl->jobs[i].partition != partition) continue;
+    uint64_t *s = pl->seen + i * SEEN_CAP;
+    unsigned *ns = &pl->nseen[i];
+    if (*ns < SEEN_CAP) {
+      s[(*ns)++] = gen;
+    } else { /* keep the newest SEEN_CAP: replace the smallest */
+      unsigned m = 0;
+      for (unsigned k = 1; k < SEEN_CAP; k++)
+        if (s[k] < s[m]) m = k;
+      if (gen > s[m]) s[m] = gen;
+    }
+  }
+}
+
+/* Assign each job a generation above any on disk or assigned by this
+ * process, and the older generations to delete once it is durable. */
+static int plan_jobs(ckpt_t *ck, job_t *jobs, size_t n, char *errstr, size_t errstr_size) {
+  int rc = IX_ENOMEM;
+  plan_t pl = {.jobs = jobs, .n = n};
+  pl.seen = calloc(n ? n * SEEN_CAP : 1, sizeof *pl.seen);
+  pl.nseen = calloc(n ? n : 1, sizeof *pl.nseen);
+  if (!pl.seen || !pl.nseen) goto out;
+  if (scan_dir(ck->dir, plan_visit, &pl) != 0) {
+    rc = IX_ESYS;
+    fmt(errstr, errstr_size, "cannot list checkpoint directory %s: %s", ck->dir, errdesc(errno));
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint64_t *s = pl.seen + i * SEEN_CAP;
+    unsigned ns = pl.nseen[i];
+    qsort(s, ns, sizeof *s, cmp_desc);
+    gen_entry_t *ge = gen_entry(ck, jobs[i].partition);
+    if (!ge) goto out;
+    uint64_t g = ge->last_gen;
+    if (ns && s[0] > g) g = s[0];
+    jobs[i].generation = ge->last_gen = g + 1;
+    /* Newest first: the new file plus keep-1 older ones stay. */
+    jobs[i].nprune = 0;
+    for (unsigned k = ck->keep - 1; k < ns && jobs[i].nprune < MAX_PRUNE; k++)
+      jobs[i].prune[jobs[i].nprune++] = s[k];
+  }
+  rc = 0;
+out:
+  if (rc == IX_ENOMEM) fmt(errstr, errstr_size, "out of memory planning a checkpoint");
+  free(pl.seen);
+  free(pl.nseen);
+  return rc;
+}
+
+static void clean_stale_tmp(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    const char *t = strstr(de->d_name, ".ckpt.tmp.");
+    if (de->d_name[0] != '.' || !t) continue;
+    char *end;
+    long pid = strtol(t + 10, &end, 10);
+    if (*end || pid <= 0) continue;
+    if (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    if (unlink(path) == 0) LOG_INFO(MOD, "removed stale temporary checkpoint %s", path);
+  }
+  closedir(d);
+}
+
+int ckpt_new(const ckpt_opts_t *opts, ckpt_t **out, char *errstr, size_t errstr_size) {
+  *out = NULL;
+  if (!opts || !opts->dir || !*opts->dir || (opts->keep != 0 && opts->keep < 2)) {
+    fmt(errstr, errstr_size, "checkpoint options: need a directory and keep >= 2");
+    return IX_EINVAL;
+  }
+  if (strlen(opts->dir) > PATH_MAX - 64) {
+    fmt(errstr, errstr_size, "checkpoint directory path is too long");
+    return IX_EINVAL;
+  }
+  if (mkdir_p(opts->dir) != 0) {
+    fmt(errstr, errstr_size, "cannot create checkpoint directory %s: %s", opts->dir,
+        errdesc(errno));
+    return IX_ESYS;
+  }
+  ckpt_t *ck = calloc(1, sizeof *ck);
+  if (!ck || !(ck->dir = strdup(opts->dir))) {
+    free(ck);
+    fmt(errstr, errstr_size, "out of memory");
+    return IX_ENOMEM;
+  }
+  ck->keep = opts->keep ? opts->keep : 2;
+  ck->fd = -1;
+  clean_stale_tmp(ck->dir);
+  *out = ck;
+  return 0;
+}
+
+void ckpt_destroy(ckpt_t *ck) {
+  if (!ck) return;
+  if (ck->pid > 0) {
+    const ckpt_result_t *r;
+    size_t n;
+    ckpt_snapshot_wait(ck, &r, &n);
+  }
+  free(ck->jobs);
+  free(ck->results);
+  free(ck->gens);
+  free(ck->buf);
+  free(ck->dir);
+  free(ck);
+}
+
+static void count_result(ckpt_t *ck, const ckpt_result_t *r) {
+  if (r->err == 0) {
+    ck->stats.files_written++;
+    LOG_DEBUG(MOD, "partition %d: checkpoint generation %llu durable (%llu users, next offset %lld)",
+              (int)r->partition, (unsigned long long)r->generation,
+              (unsigned long long)r->users, (long long)r->next_offset);
+  } else {
+    ck->stats.files_failed++;
+    LOG_WARN(MOD, "partition %d: checkpoint failed: %s", (int)r->partition, r->reason);
+  }
+}
+
+int ckpt_write_partition(ckpt_t *ck, const store_t *st, int32_t partition, int64_t next_offset,
+                         uint32_t fingerprint, ckpt_result_t *res, char *errstr,
+                         size_t errstr_size) {
+  ckpt_result_t local;
+  if (!res) res = &local;
+  memset(res, 0, sizeof *res);
+  res->partition = partition;
+  res->next_offset = next_offset;
+  job_t job = {.partition = partition, .next_offset = next_offset};
+  int rc = ensure_buf(ck, store_blob_size(st));
+  if (rc == 0) rc = plan_jobs(ck, &job, 1, errstr, errstr_size);
+  else fmt(errstr, errstr_size, "out of memory for the checkpoint buffer");
+  if (rc) {
+    res->err = rc;
+    fmt(res->reason, sizeof res->reason, "%s", errstr ? errstr : ix_strerror(rc));
+    ck->stats.files_failed++;
+    return rc;
+  }
+  write_one(ck->dir, st, &job, fingerprint, ck->buf, res);
+  count_result(ck, res);
+  if (res->err) fmt(errstr, errstr_size, "%s", res->reason);
+  return res->err;
+}
+
+/* ---- forked snapshot ------------------------------------------------------ */
+
+__attribute__((noreturn)) static void child_main(ckpt_t *ck, const store_t *st, int wfd,
+                                                 pid_t parent, uint32_t fingerprint) {
+  /* Die with the daemon (no half-owned writer outliving it), and let
+   * SIGTERM/SIGINT/SIGHUP kill the child instead of running the parent's
+   * handlers (libuv's would write into the parent's signal pipe). */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(3);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  sigaction(SIGCHLD, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (size_t i = 0; i < ck->n; i++) {
+    ckpt_result_t r;
+    write_one(ck->dir, st, &ck->jobs[i], fingerprint, ck->buf, &r);
+    (void)write_all(wfd, &r, sizeof r);
+  }
+  _exit(0);
+}
+
+int ckpt_snapshot_start(ckpt_t *ck, const store_t *st, const int32_t *partitions,
+                        const int64_t *next_offsets, size_t n, uint32_t fingerprint,
+                        char *errstr, size_t errstr_size) {
+  if (ck->pid > 0) {
+    fmt(errstr, errstr_size, "a checkpoint snapshot is already running (pid %ld)", (long)ck->pid);
+    return IX_ESTATE;
+  }
+  free(ck->jobs);
+  free(ck->results);
+  ck->jobs = NULL;
+  ck->results = NULL;
+  ck->n = ck->reported = ck->rfill = 0;
+  ck->started = 0;
+  job_t *jobs = calloc(n ? n : 1, sizeof *jobs);
+  ckpt_result_t *results = calloc(n ? n : 1, sizeof *results);
+  if (!jobs || !results || ensure_buf(ck, store_blob_size(st)) != 0) {
+    free(jobs);
+    free(results);
+    fmt(errstr, errstr_size, "out of memory starting a checkpoint snapshot");
+    return IX_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    jobs[i].partition = partitions[i];
+    jobs[i].next_offset = next_offsets[i];
+  }
+  int rc = plan_jobs(ck, jobs, n, errstr, errstr_size);
+  if (rc) {
+    free(jobs);
+    free(results);
+    return rc;
+  }
+  for (size_t i = 0; i < n; i++) {
+    results[i].partition = jobs[i].partition;
+    results[i].generation = jobs[i].generation;
+    results[i].next_offset = jobs[i].next_offset;
+    results[i].err = IX_ESYS;
+    fmt(results[i].reason, sizeof results[i].reason, "snapshot child did not report");
+  }
+  ck->jobs = jobs;
+  ck->results = results;
+  ck->n = n;
+
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) {
+    fmt(errstr, errstr_size, "checkpoint snapshot: pipe failed: %s", errdesc(errno));
+    return IX_ESYS;
+  }
+  pid_t parent = getpid();
+  uint64_t t0 = now_us(CLOCK_MONOTONIC);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pfd[0]);
+    child_main(ck, st, pfd[1], parent, fingerprint);
+  }
+  uint64_t t1 = now_us(CLOCK_MONOTONIC);
+  close(pfd[1]);
+  if (pid < 0) {
+    int e = errno;
+    close(pfd[0]);
+    fmt(errstr, errstr_size, "checkpoint snapshot: fork failed: %s", errdesc(e));
+    return IX_ESYS;
+  }
+  fcntl(pfd[0], F_SETFL, fcntl(pfd[0], F_GETFL) | O_NONBLOCK);
+  ck->pid = pid;
+  ck->fd = pfd[0];
+  ck->started = 1;
+  ck->t_start_us = t0;
+  ck->stats.last_fork_us = t1 - t0;
+  if (t1 - t0 > ck->stats.max_fork_us) ck->stats.max_fork_us = t1 - t0;
+  return 0;
+}
+
+int ckpt_snapshot_fd(const ckpt_t *ck) { return ck->pid > 0 ? ck->fd : -1; }
+int ckpt_snapshot_running(const ckpt_t *ck) { return ck->pid > 0; }
+
+static void finish_snapshot(ckpt_t *ck) {
+  int status = 0;
+  while (waitpid(ck->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  close(ck->fd);
+  ck->fd = -1;
+  ck->pid = 0;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < ck->n; i++) {
+    ckpt_result_t *r = &ck->results[i];
+    if (i >= ck->reported) {
+      if (WIFSIGNALED(status))
+        fmt(r->reason, sizeof r->reason,
+                 "p%d-%llu.ckpt: snapshot child was killed by signal %d before finishing it",
+                 (int)r->partition, (unsigned long long)r->generation, WTERMSIG(status));
+      else
+        fmt(r->reason, sizeof r->reason,
+                 "p%d-%llu.ckpt: snapshot child exited (status %d) before finishing it",
+                 (int)r->partition, (unsigned long long)r->generation,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+    count_result(ck, r);
+    if (r->err == 0) bytes += r->bytes;
+  }
+  ck->stats.snapshots++;
+  ck->stats.last_bytes = bytes;
+  ck->stats.last_snapshot_ms = (now_us(CLOCK_MONOTONIC) - ck->t_start_us) / 1000u;
+}
+
+int ckpt_snapshot_poll(ckpt_t *ck, const ckpt_result_t **results, size_t *n) {
+  if (!ck->started) return IX_ESTATE;
+  if (ck->pid > 0) {
+    for (;;) {
+      ssize_t r = read(ck->fd, ck->rbuf + ck->rfill, sizeof ck->rbuf - ck->rfill);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        break; /* treat as EOF: reap the child */
+      }
+      if (r == 0) break;
+      ck->rfill += (size_t)r;
+      if (ck->rfill == sizeof ck->rbuf) {
+        ck->rfill = 0;
+        if (ck->reported < ck->n) {
+          ckpt_result_t *dst = &ck->results[ck->reported++];
+          memcpy(dst, ck->rbuf, sizeof *dst);
+          dst->reason[sizeof dst->reason - 1] = '\0';
+        }
+      }
+    }
+    finish_snapshot(ck);
+  }
+  if (results) *results = ck->results;
+  if (n) *n = ck->n;
+  return 1;
+}
+
+int ckpt_snapshot_wait(ckpt_t *ck, const ckpt_result_t **results, size_t *n) {
+  for (;;) {
+    int rc = ckpt_snapshot_poll(ck, results, n);
+    if (rc != 0) return rc;
+    struct pollfd p = {.fd = ck->fd, .events = POLLIN};
+    if (poll(&p, 1, -1) < 0 && errno != EINTR) return IX_ESYS;
+  }
+}
+
+void ckpt_get_stats(const ckpt_t *ck, ckpt_stats_t *stats) { *stats = ck->stats; }
+
+/* ---- reader --------------------------------------------------------------- */
+
+static int fail(char *errstr, size_t errstr_size, int rc, const char *name, const char *f, ...)
+    __attribute__((format(printf, 5, 6)));
+static int fail(char *errstr, size_t errstr_size, int rc, const char *name, const char *f, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(msg, sizeof msg, f, ap);
+  va_end(ap);
+  fmt(errstr, errstr_size, "%s: %s", name, msg);
+  return rc;
+}
+
+int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerprint,
+                 store_t *st, ckpt_file_info_t *info, char *errstr, size_t errstr_size) {
+  unsigned char h[CKPT_HEADER_BYTES];
+  ssize_t got = read_full(fd, h, sizeof h);
+  if (got < 0) return fail(errstr, errstr_size, IX_ESYS, name, "read failed: %s", errdesc(errno));
+  if (got < 8 || memcmp(h, CKPT_MAGIC, 8) != 0) {
+    if (got < 8 && memcmp(h, CKPT_MAGIC, (size_t)got) == 0)
+      return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %zd bytes, header needs %u",
+                  got, CKPT_HEADER_BYTES);
+    return fail(errstr, errstr_size, IX_EBADMAGIC, name, "not a checkpoint file (bad magic)");
+  }
+  if (got < 16)
+    return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %zd bytes, header needs %u",
+                got, CKPT_HEADER_BYTES);
+  uint32_t version = get_u32(h + 8);
+  if (version != CKPT_FORMAT_VERSION)
+    return fail(errstr, errstr_size, IX_EVERSION, name,
+                "format version %u, this build reads version %u", version, CKPT_FORMAT_VERSION);
+  if (get_u32(h + 12) != CKPT_HEADER_BYTES)
+    return fail(errstr, errstr_size, IX_EMALFORMED, name, "header size %u, expected %u",
+                get_u32(h + 12), CKPT_HEADER_BYTES);
+  if ((size_t)got < sizeof h)
+    return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %zd bytes, header needs %u",
+                got, CKPT_HEADER_BYTES);
+  uint32_t hcrc = ix_crc32(0, h, 76);
+  if (hcrc != get_u32(h + 76))
+    return fail(errstr, errstr_size, IX_ECRC, name, "header checksum mismatch (stored %08x, computed %08x)",
+                get_u32(h + 76), hcrc);
+
+  ckpt_file_info_t fi = {
+      .version = version,
+      .partition = (int32_t)get_u32(h + 16),
+      .fingerprint = get_u32(h + 20),
+      .next_offset = (int64_t)get_u64(h + 24),
+      .generation = get_u64(h + 32),
+      .users = get_u64(h + 40),
+      .created_ms = (int64_t)get_u64(h + 48),
+      .blob_size = get_u32(h + 56),
+      .block_records = get_u32(h + 60),
+      .file_bytes = get_u64(h + 64),
+  };
+  if (info) *info = fi;
+  if (fi.blob_size == 0 || fi.blob_size > MAX_BLOB_BYTES || fi.block_records == 0 ||
+      (uint64_t)fi.block_records * record_size(fi.blob_size) > MAX_BLOCK_BYTES)
+    return fail(errstr, errstr_size, IX_EMALFORMED, name,
+                "implausible blob size %u or block size %u", fi.blob_size, fi.block_records);
+  uint64_t rec = record_size(fi.blob_size);
+  if (fi.users > (UINT64_MAX / 2) / rec ||
+      fi.file_bytes != file_bytes_for(fi.users, fi.block_records, fi.blob_size))
+    return fail(errstr, errstr_size, IX_EMALFORMED, name,
+                "header says %llu users but %llu bytes", (unsigned long long)fi.users,
+                (unsigned long long)fi.file_bytes);
+  if (get_u32(h + 72) != 0)
+    return fail(errstr, errstr_size, IX_EMALFORMED, name, "unknown flags %08x", get_u32(h + 72));
+  if (fi.next_offset < 0)
+    return fail(errstr, errstr_size, IX_EMALFORMED, name, "negative next offset %lld",
+                (long long)fi.next_offset);
+
+  /* A regular file's length is known up front: reject truncation before
+   * touching the store. */
+  struct stat sb;
+  off_t pos = lseek(fd, 0, SEEK_CUR);
+  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && pos >= 0) {
+    uint64_t have = (uint64_t)sb.st_size - (uint64_t)pos + CKPT_HEADER_BYTES;
+    if (have < fi.file_bytes)
+      return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %llu of %llu bytes",
+                  (unsigned long long)have, (unsigned long long)fi.file_bytes);
+    if (have > fi.file_bytes)
+      return fail(errstr, errstr_size, IX_EMALFORMED, name,
+                  "%llu bytes after the last block", (unsigned long long)(have - fi.file_bytes));
+    posix_fadvise(fd, pos, 0, POSIX_FADV_SEQUENTIAL);
+  }
+
+  if (st) {
+    if (fi.partition != partition)
+      return fail(errstr, errstr_size, IX_EMALFORMED, name,
+                  "holds partition %d, expected partition %d", (int)fi.partition, (int)partition);
+    if (fi.fingerprint != fingerprint)
+      return fail(errstr, errstr_size, IX_EMISMATCH, name,
+                  "written by a model with fingerprint %08x, the loaded model has %08x; "
+                  "refusing to restore (load the matching model or move the checkpoint away)",
+                  fi.fingerprint, fingerprint);
+    if (fi.blob_size != store_blob_size(st))
+      return fail(errstr, errstr_size, IX_EMISMATCH, name,
+                  "state blobs of %u bytes, the store holds %zu-byte blobs", fi.blob_size,
+                  store_blob_size(st));
+    if (store_reserve(st, fi.users) != 0)
+      return fail(errstr, errstr_size, IX_ENOMEM, name, "out of memory for %llu users",
+                  (unsigned long long)fi.users);
+  }
+
+  size_t block_bytes = (size_t)(fi.block_records < fi.users ? fi.block_records : fi.users) * rec;
+  unsigned char *buf = malloc(block_bytes + 4);
+  if (!buf) return fail(errstr, errstr_size, IX_ENOMEM, name, "out of memory");
+  size_t before = st ? store_partition_users(st, partition) : 0;
+  uint64_t done = 0;
+  uint32_t k = 0;
+  int rc = 0;
+  while (done < fi.users) {
+    uint64_t left = fi.users - done;
+    size_t nrec = (size_t)(left < fi.block_records ? left : fi.block_records);
+    size_t len = nrec * rec;
+    got = read_full(fd, buf, len + 4);
+    if (got < 0) {
+      rc = fail(errstr, errstr_size, IX_ESYS, name, "read failed: %s", errdesc(errno));
+      break;
+    }
+    if ((size_t)got < len + 4) {
+      rc = fail(errstr, errstr_size, IX_ETRUNC, name, "truncated in block %u (records %llu..)", k,
+                (unsigned long long)done);
+      break;
+    }
+    unsigned char idx[4];
+    put_u32(idx, k);
+    uint32_t crc = ix_crc32(ix_crc32(hcrc, idx, 4), buf, len);
+    if (crc != get_u32(buf + len)) {
+      rc = fail(errstr, errstr_size, IX_ECRC, name,
+                "checksum mismatch in block %u (records %llu..%llu, bytes %llu..%llu)", k,
+                (unsigned long long)done, (unsigned long long)(done + nrec - 1),
+                (unsigned long long)(CKPT_HEADER_BYTES + done * rec + (uint64_t)k * 4u),
+                (unsigned long long)(CKPT_HEADER_BYTES + (done + nrec) * rec + (uint64_t)k * 4u + 3));
+      break;
+    }
+    if (st) {
+      for (size_t r = 0; r < nrec; r++) {
+        const unsigned char *p = buf + r * rec;
+        if (store_put(st, partition, get_u64(p), (int64_t)get_u64(p + 8), p + REC_HEAD) != 0) {
+          rc = fail(errstr, errstr_size, IX_ENOMEM, name, "out of memory inserting users");
+          break;
+        }
+      }
+      if (rc) break;
+    }
+    done += nrec;
+    k++;
+  }
+  if (rc == 0) {
+    unsigned char extra;
+    got = read_full(fd, &extra, 1);
+    if (got != 0)
+      rc = fail(errstr, errstr_size, IX_EMALFORMED, name, "bytes after the last block");
+  }
+  if (rc == 0 && st && store_partition_users(st, partition) - before != fi.users)
+    rc = fail(errstr, errstr_size, IX_EMALFORMED, name, "duplicate user ids (%llu records, %zu users)",
+              (unsigned long long)fi.users, store_partition_users(st, partition) - before);
+  free(buf);
+  return rc;
+}
+
+int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerprint,
+                           store_t *st, ckpt_restore_info_t *info, char *errstr,
+                           size_t errstr_size) {
+  memset(info, 0, sizeof *info);
+  if (errstr && errstr_size) errstr[0] = '\0';
+  store_drop_partition(st, partition);
+  gen_list_t gl = {.partition = partition};
+  if (scan_dir(dir, collect_gens, &gl) != 0) {
+    if (errno == ENOENT) return 0;
+    fmt(errstr, errstr_size, "cannot list checkpoint directory %s: %s", dir, errdesc(errno));
+    return IX_ESYS;
+  }
+  if (gl.oom) {
+    free(gl.gens);
+    fmt(errstr, errstr_size, "out of memory listing %s", dir);
+    return IX_ENOMEM;
+  }
+  if (gl.n) qsort(gl.gens, gl.n, sizeof *gl.gens, cmp_desc);
+  int rc = 0;
+  for (size_t i = 0; i < gl.n; i++) {
+    char path[PATH_MAX], why[512];
+    file_path(path, sizeof path, dir, partition, gl.gens[i]);
+    why[0] = '\0';
+    ckpt_file_info_t fi;
+    int frc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      frc = fail(why, sizeof why, IX_ESYS, path, "open failed: %s", errdesc(errno));
+    } else {
+      frc = ckpt_load_fd(fd, path, partition, fingerprint, st, &fi, why, sizeof why);
+      close(fd);
+      if (frc == 0 && fi.generation != gl.gens[i])
+        frc = fail(why, sizeof why, IX_EMALFORMED, path, "holds generation %llu, not %llu",
+                   (unsigned long long)fi.generation, (unsigned long long)gl.gens[i]);
+    }
+    if (frc == 0) {
+      info->generation = fi.generation;
+      info->next_offset = fi.next_offset;
+      info->users = fi.users;
+      info->created_ms = fi.created_ms;
+      LOG_INFO(MOD, "partition %d: restored %llu users from %s (next offset %lld)",
+               (int)partition, (unsigned long long)fi.users, path, (long long)fi.next_offset);
+      break;
+    }
+    store_drop_partition(st, partition);
+    if (frc == IX_EMISMATCH || frc == IX_ENOMEM) {
+      LOG_ERROR(MOD, "partition %d: %s", (int)partition, why);
+      append(errstr, errstr_size, why);
+      rc = frc;
+      break;
+    }
+    LOG_WARN(MOD, "partition %d: skipping unusable checkpoint %s", (int)partition, why);
+    append(errstr, errstr_size, why);
+    info->skipped++;
+  }
+  if (rc == 0 && info->generation == 0 && gl.n)
+    LOG_WARN(MOD, "partition %d: no valid checkpoint in %s (%u skipped)", (int)partition, dir,
+             info->skipped);
+  free(gl.gens);
+  return rc;
+}
