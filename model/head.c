@@ -109,7 +109,7 @@ size_t head_topk(const arch_dims_t *d, const float *q, const float *oov_p,
   size_t m = 0;
   float thr = -1.0f; /* admit anything until full */
   for (size_t j = 1; j < d->V; j++) {
-    if (q[j] > thr) {
+    if (q[j] > thr && vocab_ids[j] != 0) {
       topk_put(k, &m, cat, p, vocab_ids[j], q[j]);
       if (m == k) thr = p[k - 1];
     }

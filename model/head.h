@@ -57,7 +57,8 @@ void head_mix(const head_out_t *out, const arch_state_t *s, float *p_vocab, floa
 
 /* Top k of p_next over real categories (q from head_mix, indices 1..V-1, and
  * the out-of-vocabulary recent slots), descending p, ties by smaller vocab
- * index then recency. vocab_ids maps index -> raw id. Returns the count
+ * index then recency. vocab_ids maps index -> raw id; unused vocab slots
+ * (id 0) are never ranked. Returns the count
  * written (<= k). */
 size_t head_topk(const arch_dims_t *d, const float *q, const float *oov_p,
                  const arch_state_t *s, const uint64_t *vocab_ids, size_t k,

@@ -247,6 +247,9 @@ static int cmp_desc_long(const void *a, const void *b) {
 static void predict_one(model_t *m, const arch_state_t *s, const float *h, float *z,
                         const head_out_t *ho, prediction_t *pred) {
   float oov_p[ARCH_K];
+  memset(pred->next, 0, sizeof pred->next);
+  memset(pred->longterm, 0, sizeof pred->longterm);
+  memset(pred->rising, 0, sizeof pred->rising);
   head_mix(ho, s, z, oov_p, m->dims.V);
   float pp[ARCH_P], plong[ARCH_P];
   unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
@@ -277,12 +280,14 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   float cp[MODEL_CAND];
   size_t nc = head_topk(&m->dims, z, oov_p, s, vocab_ids(m->vocab), MODEL_CAND, cand, cp);
   size_t nn = nc < PRED_TOPK ? nc : PRED_TOPK;
-  for (size_t i = 0; i < nn; i++) pred->next[i] = (pred_cat_t){cand[i], cp[i]};
+  /* field by field: the arrays were zeroed, padding included, so the bytes
+   * of a prediction are deterministic */
+  for (size_t i = 0; i < nn; i++) pred->next[i].category_id = cand[i], pred->next[i].p = cp[i];
   pred->n_next = (uint32_t)nn;
   uint64_t rc[PRED_TOPK];
   float rd[PRED_TOPK];
   size_t nr = profile_rising(s, plong, pp, nc, cand, cp, PRED_TOPK, rc, rd);
-  for (size_t i = 0; i < nr; i++) pred->rising[i] = (pred_cat_t){rc[i], rd[i]};
+  for (size_t i = 0; i < nr; i++) pred->rising[i].category_id = rc[i], pred->rising[i].p = rd[i];
   pred->n_rising = (uint32_t)nr;
   pred_cat_t lt[ARCH_P];
   for (unsigned j = 0; j < np; j++) lt[j] = (pred_cat_t){s->profile[j].cat, plong[j]};
@@ -297,7 +302,8 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
     lt[i] = e;
   }
   unsigned nl = np < PRED_TOPK ? np : PRED_TOPK;
-  memcpy(pred->longterm, lt, nl * sizeof(pred_cat_t));
+  for (unsigned i = 0; i < nl; i++)
+    pred->longterm[i].category_id = lt[i].category_id, pred->longterm[i].p = lt[i].p;
   pred->n_long = nl;
 }
 

@@ -44,6 +44,7 @@ int vocab_new(const uint64_t *ids, size_t V, vocab_t **out) {
   vb->ids[0] = 0;
   for (size_t i = 1; i < V; i++) {
     vb->ids[i] = ids[i];
+    if (ids[i] == 0) continue; /* unused slot (fewer categories than V - 1) */
     size_t h = (size_t)vocab_hash(ids[i]) & vb->mask;
     while (vb->vals[h] != 0) {
       if (vb->keys[h] == ids[i]) {

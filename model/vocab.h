@@ -9,7 +9,8 @@
 typedef struct vocab vocab_t;
 
 /* Build from ids[0..V): ids[0] is ignored (the "other" bucket; store 0 there),
- * ids[1..V) must be distinct. The ids are copied. Returns 0, IX_EINVAL
+ * ids[1..V) must be distinct, except 0, which marks an unused slot (no
+ * category maps to it). The ids are copied. Returns 0, IX_EINVAL
  * (duplicate id, V == 0) or IX_ENOMEM. Free with vocab_destroy(). */
 int vocab_new(const uint64_t *ids, size_t V, vocab_t **out);
 void vocab_destroy(vocab_t *vb);
