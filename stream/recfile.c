@@ -17,8 +17,8 @@
 
 static const uint8_t g_magic[8] = {'I', 'X', 'R', 'E', 'C', 'O', 'R', 'D'};
 
-#define WBUF_SIZE (256u * 1024u)
-#define RBUF_SIZE (256u * 1024u)
+#define WBUF_SIZE (64u * 1024u)
+#define RBUF_SIZE (64u * 1024u)
 
 /* ---------------------------------------------------------------- helpers */
 
