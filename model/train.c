@@ -664,6 +664,27 @@ out:
   return rc;
 }
 
+int train_loss(const train_opts_t *o, const event_t *events, size_t n, const float *params,
+               double *mean_nll, uint64_t *targets, char *errstr, size_t errstr_size) {
+  trainer_t *t = NULL;
+  int rc = trainer_new(o, events, n, &t, errstr, errstr_size);
+  if (rc < 0) return rc;
+  memcpy(t->params, params, t->P * sizeof(float));
+  epoch_begin(t);
+  double sum = 0;
+  uint64_t cnt = 0;
+  for (;;) {
+    double loss = chunk_forward(t);
+    if (t->T_eff == 0) break;
+    sum += loss;
+    cnt += t->R;
+  }
+  *mean_nll = cnt ? sum / (double)cnt : NAN;
+  *targets = cnt;
+  trainer_free(t);
+  return 0;
+}
+
 /* ------------------------------------------------------- gradient dump */
 
 static int write_floats(const char *path, const float *x, size_t n) {

@@ -80,6 +80,13 @@ void train_result_free(train_result_t *res);
 size_t train_build_vocab(const event_t *events, size_t n, int64_t train_end_ms, uint32_t V,
                          uint64_t *ids);
 
+/* Mean training loss (NLL of every non-first training event, by the
+ * training forward pass) of params over the same data and vocabulary
+ * train_run would build from (o, events). For tests: it must equal the
+ * serving path's NLL on the same targets. Returns 0 or IX_E*. */
+int train_loss(const train_opts_t *o, const event_t *events, size_t n, const float *params,
+               double *mean_nll, uint64_t *targets, char *errstr, size_t errstr_size);
+
 /* Gradient check support (tests/integration/test_torch_grad.sh): initialise
  * as train_run would, run chunks 0 .. chunk-1 forward only (carrying the
  * slots' states, no update), then compute chunk `chunk`'s mean loss and its
