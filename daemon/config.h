@@ -1,0 +1,91 @@
+/* interestd's configuration: one INI file (libinih) plus command-line
+ * overrides "section.key=value". Every key is checked when loaded (unknown
+ * keys are errors); librdkafka properties are checked by librdkafka itself.
+ * Errors name the file, the line and the reason. See docs/DAEMON.md. */
+#ifndef IX_DAEMON_CONFIG_H
+#define IX_DAEMON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/log.h"
+
+typedef enum {
+  EMIT_EVERY = 0,    /* one prediction per event */
+  EMIT_INTERVAL = 1, /* at most one prediction per user per interval_ms (event time) */
+  EMIT_CHANGE = 2,   /* when the top-N next categories change or the fluctuation moves */
+} emit_policy_t;
+
+typedef enum {
+  MODEL_RELOAD_REFUSE = 0, /* SIGHUP with an incompatible model: keep the old one */
+  MODEL_RELOAD_RESET = 1,  /* SIGHUP with an incompatible model: swap, drop all states */
+} model_reload_t;
+
+typedef struct {
+  emit_policy_t policy;
+  uint32_t interval_ms;        /* EMIT_INTERVAL */
+  float fluctuation_threshold; /* EMIT_CHANGE: |fluct - last emitted fluct| >= this */
+  uint32_t top_n_change;       /* EMIT_CHANGE: compare the top N next categories (1..10) */
+} emit_opts_t;
+
+typedef struct {
+  char *path; /* the file loaded, or NULL for defaults only */
+  struct {
+    char *brokers, *group, *input_topic, *output_topic;
+    char *dlq_topic;          /* NULL or "" = no dead-letter topic */
+    char **props;             /* "key=value" for both clients, NULL-terminated */
+    char **consumer_props;    /* [kafka.consumer] */
+    char **producer_props;    /* [kafka.producer] */
+  } kafka;
+  struct {
+    char *path;
+    model_reload_t reload;
+  } model;
+  struct {
+    uint64_t memory_limit_mb; /* 0 = unlimited */
+    uint64_t idle_ttl_s;      /* 0 = never expire */
+    char *checkpoint_dir;     /* NULL or "" = no checkpoints */
+    uint32_t checkpoint_interval_s;
+  } state;
+  struct {
+    uint32_t max_events;      /* events per pipeline batch */
+    uint32_t max_wait_us;     /* wait this long for a fuller batch; 0 = take what is ready */
+    uint32_t max_inflight;    /* pause consuming beyond this many unacknowledged messages */
+  } batch;
+  emit_opts_t emit;
+  struct {
+    log_level_t level;
+  } log;
+  struct {
+    char *listen;             /* address; "" = metrics off */
+    uint32_t port;
+  } metrics;
+  struct {
+    uint32_t shutdown_timeout_s; /* bound on finishing in-flight work at SIGTERM */
+  } daemon;
+} config_t;
+
+/* Loads defaults, then path (NULL = none), then each "section.key=value"
+ * override in order. Returns 0 or IX_ECONFIG / IX_ENOENT / IX_ENOMEM with
+ * errstr naming the file and line (or the override) and the reason.
+ * Free with config_destroy(). */
+int config_load(const char *path, const char *const *overrides, size_t n_overrides,
+                config_t **out, char *errstr, size_t errstr_size);
+void config_destroy(config_t *cfg);
+
+/* Full validation beyond syntax: required keys present, model file loads,
+ * checkpoint directory usable. Returns 0 or IX_ECONFIG with errstr. */
+int config_check(const config_t *cfg, char *errstr, size_t errstr_size);
+
+/* Writes the effective configuration as INI (secrets in kafka properties
+ * whose name contains "password" or "secret" are masked). */
+void config_print(const config_t *cfg, void *file /* FILE * */);
+
+/* The installed default config file (e.g. /etc/interestd/interestd.conf). */
+const char *config_default_path(void);
+
+/* "every" | "interval" | "change" -> policy; 0 or IX_EINVAL. */
+int config_parse_policy(const char *s, emit_policy_t *policy);
+const char *config_policy_name(emit_policy_t policy);
+
+#endif

@@ -1,0 +1,1279 @@
+/* The loop: consumer fd -> pipeline -> producer; delivery-report fd ->
+ * per-partition in-flight tracking -> offsets stored for commit. Timers for
+ * checkpoints, idle expiry and status; signals for reload and shutdown.
+ *
+ * At-least-once: every consumed message gets an in-flight entry in its
+ * partition's ring, counting the messages produced for it (prediction, or
+ * dead-letter copy). An entry completes when that count drops to zero; the
+ * partition's stored offset advances over completed entries only, and (with
+ * checkpoints) never past the newest durable checkpoint. */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "daemon/http.h"
+#include "daemon/metrics.h"
+#include "daemon/notify.h"
+#include "daemon/pipeline.h"
+#include "model/model.h"
+#include "state/checkpoint.h"
+#include "state/store.h"
+#include "stream/codec.h"
+#include "stream/consumer.h"
+#include "stream/producer.h"
+
+#ifndef INTERESTD_VERSION
+#define INTERESTD_VERSION "0"
+#endif
+
+#define DRAIN_ROUNDS 16           /* batches per wake-up before yielding to other handles */
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+#define REVOKE_WAIT_MAX_MS 10000  /* bound on finishing a revoked partition's in-flight work */
+
+/* ---------------------------------------------------------------- latency */
+
+/* Log-spaced histogram from 1 us: bucket b covers [2^(b/8), 2^((b+1)/8)) us. */
+typedef struct {
+  uint64_t n[DAEMON_LAT_BUCKETS];
+  uint64_t count;
+} lathist_t;
+
+static void lat_add(lathist_t *h, double seconds) {
+  double us = seconds * 1e6;
+  int b = 0;
+  if (us > 1.0) {
+    int e;
+    double m = frexp(us, &e); /* us = m * 2^e, m in [0.5, 1) */
+    b = (e - 1) * 8 + (int)((m * 2.0 - 1.0) * 8.0);
+    /* linear split of each octave is close enough to log for p50/p99 */
+  }
+  if (b < 0) b = 0;
+  if (b >= DAEMON_LAT_BUCKETS) b = DAEMON_LAT_BUCKETS - 1;
+  h->n[b]++;
+  h->count++;
+}
+
+static double lat_quantile(const lathist_t *h, double q) {
+  if (!h->count) return 0.0;
+  uint64_t want = (uint64_t)(q * (double)h->count);
+  if (want >= h->count) want = h->count - 1;
+  uint64_t acc = 0;
+  for (int b = 0; b < DAEMON_LAT_BUCKETS; b++) {
+    acc += h->n[b];
+    if (acc > want) {
+      int e = b / 8 + 1;
+      double m = (1.0 + ((b % 8) + 0.5) / 8.0) / 2.0;
+      return ldexp(m, e) / 1e6; /* bucket middle */
+    }
+  }
+  return 0.0;
+}
+
+/* ---------------------------------------------------------------- types */
+
+typedef struct {
+  int64_t offset;
+  uint32_t pending;   /* messages produced for this input, not yet acknowledged */
+  int64_t msg_ts_ms;  /* input message timestamp (wall clock) */
+  uint64_t read_ns;   /* CLOCK_MONOTONIC when read off the queue */
+} entry_t;
+
+typedef struct {
+  int owned;
+  uint16_t gen;        /* bumped on each assignment and revocation */
+  entry_t *ring;
+  uint32_t cap, head, count;
+  uint32_t head_seq;   /* sequence number of ring[head] */
+  int64_t consumed_next; /* offset after the last consumed message; -1 = none yet */
+  int64_t acked_next;    /* every message before it is fully acknowledged; -1 = none */
+  int64_t stored_next;   /* last offset stored for commit */
+  int64_t ckpt_next;     /* newest durable checkpoint's offset; -1 = none */
+  int dirty;
+  metrics_gauge_t *lag;
+} part_t;
+
+typedef struct backlog {
+  struct backlog *next;
+  uint64_t opaque;
+  int dlq;
+  int64_t not_before_ms;
+  uint32_t attempts;
+  size_t key_len, value_len;
+  char *key, *value;
+  size_t n_headers;
+  producer_header_t headers[PRODUCER_MAX_HEADERS];
+  char *header_mem[PRODUCER_MAX_HEADERS * 2];
+} backlog_t;
+
+typedef enum { RUNNING = 0, STOPPING, CLOSING, CLOSED } phase_t;
+
+struct ixd {
+  uv_loop_t loop;
+  config_t *cfg;
+  char *config_path;
+  char **overrides;
+  size_t n_overrides;
+  daemon_prediction_fn on_prediction;
+  void (*on_stop)(void *ctx);
+  void *ctx;
+  int ready_fd;
+
+  model_t *model;
+  pipeline_t *pipe;
+  consumer_t *consumer;
+  producer_t *producer;
+  producer_topic_t *out_topic, *dlq_topic;
+  ckpt_t *ckpt;
+  metrics_t *metrics;
+  metrics_daemon_t md;
+  http_server_t *http;
+  notify_t *notify;
+
+  uv_poll_t consumer_poll, producer_poll, ckpt_poll;
+  uv_timer_t kick_timer, batch_timer, retry_timer, ckpt_timer, expire_timer, status_timer,
+      stop_timer;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  int handle_signals;
+  uv_async_t stop_async;
+  int ckpt_poll_active;
+
+  part_t *parts;
+  int32_t n_parts;
+  uint32_t owned;
+
+  rec_t *recs;
+  uint32_t *rec_seq; /* ring sequence of each message in the batch */
+  size_t recs_cap;
+  codec_buf_t enc;
+
+  backlog_t *bl_head, *bl_tail;
+  uint64_t bl_len;
+  uint64_t outstanding;
+  int paused;
+  int batch_waiting;
+
+  phase_t phase;
+  int ready_sent;
+  int exit_code;
+  uint64_t stop_deadline_ms;
+
+  daemon_stats_t st;
+  lathist_t lat, e2e, win_lat, win_e2e;
+  uint64_t win_delivered_base;
+  /* checkpoint in progress */
+  int32_t *ck_parts;
+  uint16_t *ck_gens;
+  size_t ck_n;
+};
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ms(void) { return mono_ns() / 1000000u; }
+
+/* opaque: bit 63 dlq | bits 62..48 generation | 47..32 partition | 31..0 sequence */
+static uint64_t make_opaque(int dlq, uint16_t gen, int32_t partition, uint32_t seq) {
+  return ((uint64_t)(dlq ? 1 : 0) << 63) | ((uint64_t)(gen & 0x7fff) << 48) |
+         ((uint64_t)(uint16_t)partition << 32) | seq;
+}
+
+/* ---------------------------------------------------------------- partitions */
+
+static part_t *part_get(daemon_t *d, int32_t partition) {
+  if (partition < 0 || partition >= d->n_parts) return NULL;
+  return &d->parts[partition];
+}
+
+static int parts_ensure(daemon_t *d, int32_t partition) {
+  if (partition < d->n_parts) return 0;
+  if (partition > 65535) return IX_ERANGE;
+  int32_t n = d->n_parts ? d->n_parts : 16;
+  while (n <= partition) n *= 2;
+  part_t *p = realloc(d->parts, (size_t)n * sizeof *p);
+  if (!p) return IX_ENOMEM;
+  memset(p + d->n_parts, 0, (size_t)(n - d->n_parts) * sizeof *p);
+  d->parts = p;
+  d->n_parts = n;
+  return 0;
+}
+
+static entry_t *ring_push(part_t *pt, uint32_t *seq) {
+  if (pt->count == pt->cap) {
+    uint32_t cap = pt->cap ? pt->cap * 2 : 1024;
+    entry_t *r = malloc((size_t)cap * sizeof *r);
+    if (!r) return NULL;
+    for (uint32_t i = 0; i < pt->count; i++) r[i] = pt->ring[(pt->head + i) % pt->cap];
+    free(pt->ring);
+    pt->ring = r;
+    pt->cap = cap;
+    pt->head = 0;
+  }
+  *seq = pt->head_seq + pt->count;
+  entry_t *e = &pt->ring[(pt->head + pt->count) % pt->cap];
+  pt->count++;
+  return e;
+}
+
+static entry_t *ring_find(part_t *pt, uint32_t seq) {
+  uint32_t idx = seq - pt->head_seq;
+  if (idx >= pt->count) return NULL;
+  return &pt->ring[(pt->head + idx) % pt->cap];
+}
+
+static void part_reset(part_t *pt) {
+  free(pt->ring);
+  pt->ring = NULL;
+  pt->cap = pt->count = pt->head = 0;
+  pt->head_seq = 0;
+  pt->consumed_next = pt->acked_next = pt->stored_next = pt->ckpt_next = -1;
+  pt->dirty = 0;
+}
+
+/* Pops completed entries and stores the partition's commit offset. */
+static void part_advance(daemon_t *d, int32_t partition, part_t *pt) {
+  while (pt->count && pt->ring[pt->head].pending == 0) {
+    pt->acked_next = pt->ring[pt->head].offset + 1;
+    pt->head = (pt->head + 1) % pt->cap;
+    pt->head_seq++;
+    pt->count--;
+  }
+  pt->dirty = 0;
+  int64_t next = pt->acked_next;
+  if (d->ckpt && next > pt->ckpt_next) next = pt->ckpt_next; /* never ahead of the checkpoint */
+  if (next > pt->stored_next && pt->owned) {
+    if (consumer_store_offset(d->consumer, partition, next) == 0) pt->stored_next = next;
+  }
+}
+
+static void advance_dirty(daemon_t *d) {
+  for (int32_t i = 0; i < d->n_parts; i++)
+    if (d->parts[i].dirty) part_advance(d, i, &d->parts[i]);
+}
+
+/* ---------------------------------------------------------------- pause */
+
+static void owned_list(daemon_t *d, int32_t *out, size_t *n) {
+  *n = 0;
+  for (int32_t i = 0; i < d->n_parts; i++)
+    if (d->parts[i].owned) out[(*n)++] = i;
+}
+
+static void set_paused(daemon_t *d, int paused) {
+  if (d->paused == paused) return;
+  d->paused = paused;
+  int32_t *list = malloc(((size_t)d->n_parts + 1) * sizeof *list);
+  if (!list) return;
+  size_t n;
+  owned_list(d, list, &n);
+  if (paused) {
+    d->st.pauses++;
+    LOG_DEBUG("daemon", "backpressure: pausing %zu partitions (%" PRIu64 " outstanding, %" PRIu64
+              " waiting)", n, d->outstanding, d->bl_len);
+    consumer_pause(d->consumer, list, n);
+  } else {
+    LOG_DEBUG("daemon", "backpressure over: resuming %zu partitions", n);
+    consumer_resume(d->consumer, list, n);
+  }
+  free(list);
+}
+
+static void kick_cb(uv_timer_t *t);
+
+static void check_pressure(daemon_t *d) {
+  uint64_t limit = d->cfg->batch.max_inflight;
+  if (!d->paused && (d->bl_len > 0 || d->outstanding >= limit)) {
+    set_paused(d, 1);
+  } else if (d->paused && d->bl_len == 0 && d->outstanding < limit / 2) {
+    set_paused(d, 0);
+    uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
+  }
+}
+
+/* ---------------------------------------------------------------- producing */
+
+static void backlog_free(backlog_t *b) {
+  free(b->key);
+  free(b->value);
+  for (size_t i = 0; i < PRODUCER_MAX_HEADERS * 2; i++) free(b->header_mem[i]);
+  free(b);
+}
+
+static backlog_t *backlog_new(uint64_t opaque, int dlq, const void *key, size_t key_len,
+                              const void *value, size_t value_len,
+                              const producer_header_t *hdrs, size_t n_hdrs) {
+  backlog_t *b = calloc(1, sizeof *b);
+  if (!b) return NULL;
+  b->opaque = opaque;
+  b->dlq = dlq;
+  b->key = malloc(key_len ? key_len : 1);
+  b->value = malloc(value_len ? value_len : 1);
+  if (!b->key || !b->value) goto err;
+  if (key_len) memcpy(b->key, key, key_len);
+  if (value_len) memcpy(b->value, value, value_len);
+  b->key_len = key_len;
+  b->value_len = value_len;
+  for (size_t i = 0; i < n_hdrs && i < PRODUCER_MAX_HEADERS; i++) {
+    b->header_mem[2 * i] = strdup(hdrs[i].name);
+    b->header_mem[2 * i + 1] = strdup(hdrs[i].value);
+    if (!b->header_mem[2 * i] || !b->header_mem[2 * i + 1]) goto err;
+    b->headers[i].name = b->header_mem[2 * i];
+    b->headers[i].value = b->header_mem[2 * i + 1];
+    b->n_headers++;
+  }
+  return b;
+err:
+  backlog_free(b);
+  return NULL;
+}
+
+static void backlog_append(daemon_t *d, backlog_t *b) {
+  if (d->bl_tail) d->bl_tail->next = b;
+  else d->bl_head = b;
+  d->bl_tail = b;
+  d->bl_len++;
+}
+
+static void retry_cb(uv_timer_t *t);
+
+/* Sends what is due at the head of the backlog, in order. */
+static void backlog_retry(daemon_t *d) {
+  int64_t now = (int64_t)mono_ms();
+  while (d->bl_head) {
+    backlog_t *b = d->bl_head;
+    if (b->not_before_ms > now) {
+      uv_timer_start(&d->retry_timer, retry_cb, (uint64_t)(b->not_before_ms - now), 0);
+      break;
+    }
+    int rc = producer_send(d->producer, b->dlq ? d->dlq_topic : d->out_topic,
+                           PRODUCER_PARTITION_ANY, b->key, b->key_len, b->value, b->value_len, 0,
+                           b->headers, b->n_headers, b->opaque);
+    if (rc == IX_EFULL) break; /* retried when delivery reports free room */
+    if (rc) {
+      /* a local refusal (e.g. too large): keep it, try again later, say so */
+      b->attempts++;
+      b->not_before_ms = now + RETRY_MAX_MS;
+      uv_timer_start(&d->retry_timer, retry_cb, RETRY_MAX_MS, 0);
+      break;
+    }
+    d->outstanding++;
+    d->bl_head = b->next;
+    if (!d->bl_head) d->bl_tail = NULL;
+    d->bl_len--;
+    backlog_free(b);
+  }
+}
+
+static void retry_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  backlog_retry(d);
+  check_pressure(d);
+}
+
+/* Sends one message for entry (partition, seq); 0 or IX_ENOMEM. On success
+ * the entry's pending count is incremented by the caller. */
+static int send_msg(daemon_t *d, int dlq, uint64_t opaque, const void *key, size_t key_len,
+                    const void *value, size_t value_len, const producer_header_t *hdrs,
+                    size_t n_hdrs) {
+  if (!d->bl_head) {
+    int rc = producer_send(d->producer, dlq ? d->dlq_topic : d->out_topic,
+                           PRODUCER_PARTITION_ANY, key, key_len, value, value_len, 0, hdrs,
+                           n_hdrs, opaque);
+    if (rc == 0) {
+      d->outstanding++;
+      return 0;
+    }
+    if (rc != IX_EFULL) LOG_WARN("daemon", "produce refused; will retry");
+  }
+  backlog_t *b = backlog_new(opaque, dlq, key, key_len, value, value_len, hdrs, n_hdrs);
+  if (!b) return IX_ENOMEM;
+  backlog_append(d, b);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- delivery */
+
+static void on_delivery(void *ctx, const producer_report_t *r) {
+  daemon_t *d = ctx;
+  int dlq = (int)(r->opaque >> 63);
+  uint16_t gen = (uint16_t)((r->opaque >> 48) & 0x7fff);
+  int32_t partition = (int32_t)((r->opaque >> 32) & 0xffff);
+  uint32_t seq = (uint32_t)r->opaque;
+  if (d->outstanding) d->outstanding--;
+  if (r->err) {
+    d->st.failed++;
+    if (!dlq) metrics_counter_inc(d->md.predictions_failed);
+    LOG_WARN("daemon", "%s for input partition %d could not be delivered (%s); sending again",
+             dlq ? "dead-letter copy" : "prediction", (int)partition, r->errstr);
+    backlog_t *b = backlog_new(r->opaque, dlq, r->key, r->key_len, r->value, r->value_len,
+                               r->headers, r->n_headers);
+    if (!b) {
+      LOG_ERROR("daemon", "out of memory keeping an undelivered message; its input offset "
+                          "stays uncommitted and will be re-processed after a restart");
+      return;
+    }
+    /* exponential backoff per message */
+    b->attempts = 1;
+    b->not_before_ms = (int64_t)mono_ms() + RETRY_MIN_MS;
+    backlog_append(d, b);
+    return;
+  }
+  if (dlq) d->st.dlq_delivered++;
+  else {
+    d->st.delivered++;
+    metrics_counter_inc(d->md.predictions_delivered);
+  }
+  part_t *pt = part_get(d, partition);
+  if (!pt || !pt->owned || (pt->gen & 0x7fff) != gen) return; /* revoked meanwhile */
+  entry_t *e = ring_find(pt, seq);
+  if (!e || e->pending == 0) return;
+  if (!dlq) {
+    double lat = (double)(mono_ns() - e->read_ns) / 1e9;
+    double e2e = (double)(wall_ms() - e->msg_ts_ms) / 1e3;
+    if (e2e < 0) e2e = 0;
+    lat_add(&d->lat, lat);
+    lat_add(&d->win_lat, lat);
+    lat_add(&d->e2e, e2e);
+    lat_add(&d->win_e2e, e2e);
+    metrics_histogram_observe(d->md.event_to_prediction_seconds, lat);
+  }
+  if (--e->pending == 0) pt->dirty = 1;
+}
+
+static void finish_stop(daemon_t *d);
+
+static void serve_deliveries(daemon_t *d) {
+  producer_poll(d->producer, 0);
+  advance_dirty(d);
+  backlog_retry(d);
+  check_pressure(d);
+  if (d->phase == STOPPING && d->outstanding == 0 && d->bl_len == 0) finish_stop(d);
+}
+
+static void producer_poll_cb(uv_poll_t *h, int status, int events) {
+  serve_deliveries(h->data);
+}
+
+/* ---------------------------------------------------------------- processing */
+
+static const char *reason_labels[8] = {"not_map",      "truncated",  "too_big",
+                                       "missing_field", "wrong_type", "out_of_range",
+                                       "malformed",     "other"};
+
+const char *daemon_reject_label(size_t i) { return i < 8 ? reason_labels[i] : "other"; }
+
+static size_t reason_index(const char *label) {
+  for (size_t i = 0; i < 8; i++)
+    if (strcmp(label, reason_labels[i]) == 0) return i;
+  return 7;
+}
+
+static void fatal(daemon_t *d, int rc, const char *what) {
+  LOG_ERROR("daemon", "%s: %s; stopping", what, ix_strerror(rc));
+  d->exit_code = rc;
+  daemon_stop(d);
+}
+
+static void process_batch(daemon_t *d, size_t n) {
+  int64_t now = wall_ms();
+  uint64_t now_ns = mono_ns();
+  /* in-flight entries first, in input order */
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    rec_t *r = &d->recs[i];
+    part_t *pt = part_get(d, r->partition);
+    if (!pt || !pt->owned) continue; /* revoked while queued: the next owner reads it */
+    uint32_t seq;
+    entry_t *e = ring_push(pt, &seq);
+    if (!e) {
+      fatal(d, IX_ENOMEM, "tracking in-flight messages");
+      return;
+    }
+    e->offset = r->offset;
+    e->pending = 0;
+    e->msg_ts_ms = r->ts_ms > 0 ? r->ts_ms : now;
+    e->read_ns = now_ns;
+    pt->consumed_next = r->offset + 1;
+    pt->dirty = 1;
+    d->recs[kept] = *r;
+    d->rec_seq[kept++] = seq;
+  }
+  n = kept;
+  d->st.consumed += n;
+  metrics_counter_add(d->md.events_consumed, n);
+  if (!n) return;
+
+  pipeline_result_t res;
+  int rc = pipeline_process(d->pipe, d->recs, n, now, &res);
+  if (rc) {
+    fatal(d, rc, "processing a batch");
+    return;
+  }
+  d->st.batches++;
+  d->st.processed += res.n_processed;
+  d->st.suppressed += res.n_suppressed;
+  d->st.evicted_lru += res.n_evicted;
+  metrics_counter_add(d->md.events_processed, res.n_processed);
+  metrics_histogram_observe(d->md.batch_size, (double)n);
+  metrics_histogram_observe(d->md.step_seconds, (double)res.step_ns / 1e9);
+
+  for (size_t k = 0; k < res.n_rejects; k++) {
+    const pipeline_reject_t *rj = &res.rejects[k];
+    const rec_t *r = &d->recs[rj->src];
+    const char *label = pipeline_reject_reason(rj->err);
+    size_t ri = reason_index(label);
+    d->st.rejected++;
+    d->st.rejected_by[ri]++;
+    metrics_counter_inc(d->md.events_rejected[metrics_reject_index(rj->err)]);
+    LOG_WARN("daemon", "rejected message at partition %d offset %" PRId64 ": %s (%s)",
+             (int)r->partition, r->offset, rj->reason, label);
+    if (!d->dlq_topic) continue;
+    part_t *pt = part_get(d, r->partition);
+    char src[64];
+    snprintf(src, sizeof src, "%s/%d/%" PRId64, d->cfg->kafka.input_topic, (int)r->partition,
+             r->offset);
+    producer_header_t hdrs[3] = {{"interestd-reason", label},
+                                 {"interestd-error", rj->reason},
+                                 {"interestd-source", src}};
+    uint64_t op = make_opaque(1, pt->gen, r->partition, d->rec_seq[rj->src]);
+    if (send_msg(d, 1, op, r->key, r->key_len, r->value, r->value_len, hdrs, 3)) {
+      fatal(d, IX_ENOMEM, "queueing a dead-letter message");
+      return;
+    }
+    ring_find(pt, d->rec_seq[rj->src])->pending++;
+    d->st.dlq_produced++;
+  }
+  for (size_t k = 0; k < res.n_preds; k++) {
+    const prediction_t *pred = &res.preds[k];
+    size_t i = res.pred_src[k];
+    part_t *pt = part_get(d, d->recs[i].partition);
+    rc = codec_encode_prediction(pred, &d->enc);
+    if (rc) {
+      fatal(d, rc, "encoding a prediction");
+      return;
+    }
+    char key[24];
+    int klen = snprintf(key, sizeof key, "%" PRIu64, pred->user_id);
+    uint64_t op = make_opaque(0, pt->gen, d->recs[i].partition, d->rec_seq[i]);
+    if (send_msg(d, 0, op, key, (size_t)klen, d->enc.data, d->enc.len, NULL, 0)) {
+      fatal(d, IX_ENOMEM, "queueing a prediction");
+      return;
+    }
+    ring_find(pt, d->rec_seq[i])->pending++;
+    d->st.produced++;
+    metrics_counter_inc(d->md.predictions_produced);
+    if (d->on_prediction) d->on_prediction(d->ctx, pred);
+  }
+  advance_dirty(d);
+}
+
+static void batch_timer_cb(uv_timer_t *t);
+
+/* Drains the consumer queue in batches; yields after DRAIN_ROUNDS batches. */
+static void drain(daemon_t *d, int timer_fired) {
+  if (d->phase != RUNNING || d->paused) return;
+  uint32_t max = d->cfg->batch.max_events;
+  if (d->cfg->batch.max_wait_us && !timer_fired) {
+    if (d->batch_waiting) return;
+    if (consumer_queue_length(d->consumer) < max) {
+      /* wait for a fuller batch (uv timers have millisecond resolution) */
+      d->batch_waiting = 1;
+      uv_timer_start(&d->batch_timer, batch_timer_cb, (d->cfg->batch.max_wait_us + 999) / 1000,
+                     0);
+      return;
+    }
+  }
+  d->batch_waiting = 0;
+  if (d->recs_cap < max) {
+    rec_t *r = realloc(d->recs, max * sizeof *r);
+    if (r) d->recs = r;
+    uint32_t *s = realloc(d->rec_seq, max * sizeof *s);
+    if (s) d->rec_seq = s;
+    if (!r || !s) {
+      fatal(d, IX_ENOMEM, "growing the batch");
+      return;
+    }
+    d->recs_cap = max;
+  }
+  for (int round = 0; round < DRAIN_ROUNDS; round++) {
+    size_t n = consumer_poll(d->consumer, d->recs, max);
+    if (n == 0) return;
+    process_batch(d, n);
+    consumer_release(d->consumer);
+    /* serve reports between batches so offsets advance under load */
+    producer_poll(d->producer, 0);
+    advance_dirty(d);
+    backlog_retry(d);
+    check_pressure(d);
+    if (d->phase != RUNNING || d->paused) return;
+  }
+  uv_timer_start(&d->kick_timer, kick_cb, 0, 0); /* more is waiting: continue next turn */
+}
+
+static void kick_cb(uv_timer_t *t) { drain(t->data, 0); }
+static void batch_timer_cb(uv_timer_t *t) { drain(t->data, 1); }
+static void consumer_poll_cb(uv_poll_t *h, int status, int events) { drain(h->data, 0); }
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static void ckpt_poll_cb(uv_poll_t *h, int status, int events);
+
+static void ckpt_timer_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  if (!d->ckpt || ckpt_snapshot_running(d->ckpt) || d->phase != RUNNING) return;
+  size_t n = 0;
+  int64_t *offs = malloc(((size_t)d->n_parts + 1) * sizeof *offs);
+  int32_t *list = realloc(d->ck_parts, ((size_t)d->n_parts + 1) * sizeof *list);
+  uint16_t *gens = realloc(d->ck_gens, ((size_t)d->n_parts + 1) * sizeof *gens);
+  if (list) d->ck_parts = list;
+  if (gens) d->ck_gens = gens;
+  if (!offs || !list || !gens) {
+    free(offs);
+    return;
+  }
+  for (int32_t i = 0; i < d->n_parts; i++) {
+    part_t *pt = &d->parts[i];
+    if (!pt->owned || pt->consumed_next < 0 || pt->consumed_next <= pt->ckpt_next) continue;
+    list[n] = i;
+    gens[n] = pt->gen;
+    offs[n++] = pt->consumed_next; /* the state holds every consumed event */
+  }
+  if (n) {
+    char why[256];
+    int rc = ckpt_snapshot_start(d->ckpt, pipeline_store(d->pipe), list, offs, n,
+                                 pipeline_fingerprint(d->pipe), why, sizeof why);
+    if (rc) {
+      LOG_WARN("daemon", "checkpoint not started: %s", why);
+      metrics_daemon_checkpoint_done(&d->md, 0.0, 0);
+      d->st.checkpoint_failures++;
+    } else {
+      d->ck_n = n;
+      uv_poll_init(&d->loop, &d->ckpt_poll, ckpt_snapshot_fd(d->ckpt));
+      d->ckpt_poll.data = d;
+      uv_poll_start(&d->ckpt_poll, UV_READABLE, ckpt_poll_cb);
+      d->ckpt_poll_active = 1;
+    }
+  }
+  free(offs);
+}
+
+static void ckpt_poll_closed(uv_handle_t *h) { ((daemon_t *)h->data)->ckpt_poll_active = 0; }
+
+static void ckpt_apply_results(daemon_t *d, const ckpt_result_t *res, size_t n) {
+  ckpt_stats_t cs;
+  ckpt_get_stats(d->ckpt, &cs);
+  int all_ok = 1;
+  for (size_t i = 0; i < n; i++) {
+    part_t *pt = part_get(d, res[i].partition);
+    if (res[i].err) {
+      all_ok = 0;
+      LOG_WARN("daemon", "checkpoint of partition %d failed: %s", (int)res[i].partition,
+               res[i].reason);
+      continue;
+    }
+    if (pt && pt->owned && i < d->ck_n && d->ck_gens[i] == pt->gen &&
+        res[i].next_offset > pt->ckpt_next) {
+      pt->ckpt_next = res[i].next_offset;
+      pt->dirty = 1;
+    }
+  }
+  if (all_ok) d->st.checkpoints++;
+  else d->st.checkpoint_failures++;
+  metrics_daemon_checkpoint_done(&d->md, (double)cs.last_snapshot_ms / 1e3, all_ok);
+  advance_dirty(d);
+}
+
+static void ckpt_poll_cb(uv_poll_t *h, int status, int events) {
+  daemon_t *d = h->data;
+  const ckpt_result_t *res;
+  size_t n;
+  int rc = ckpt_snapshot_poll(d->ckpt, &res, &n);
+  if (rc == 0) return;
+  uv_poll_stop(h);
+  if (!uv_is_closing((uv_handle_t *)h)) uv_close((uv_handle_t *)h, ckpt_poll_closed);
+  if (rc == 1) ckpt_apply_results(d, res, n);
+}
+
+/* Synchronous checkpoint of one partition (revocation, shutdown). */
+static void ckpt_partition_now(daemon_t *d, int32_t partition, part_t *pt) {
+  if (!d->ckpt || pt->consumed_next < 0 || pt->consumed_next <= pt->ckpt_next) return;
+  char why[256];
+  ckpt_result_t res;
+  uint64_t t0 = mono_ns();
+  int rc = ckpt_write_partition(d->ckpt, pipeline_store(d->pipe), partition, pt->consumed_next,
+                                pipeline_fingerprint(d->pipe), &res, why, sizeof why);
+  metrics_daemon_checkpoint_done(&d->md, (double)(mono_ns() - t0) / 1e9, rc == 0);
+  if (rc) {
+    d->st.checkpoint_failures++;
+    LOG_WARN("daemon", "checkpoint of partition %d failed: %s", (int)partition, why);
+    return;
+  }
+  pt->ckpt_next = pt->consumed_next;
+}
+
+/* ---------------------------------------------------------------- rebalance */
+
+static void send_ready(daemon_t *d) {
+  if (d->ready_sent) return;
+  d->ready_sent = 1;
+  notify_ready(d->notify);
+  notify_watchdog_start(d->notify);
+  if (d->ready_fd >= 0) {
+    ssize_t w = write(d->ready_fd, "ready\n", 6);
+    (void)w;
+  }
+}
+
+/* Waits (serving delivery reports) until the partitions' in-flight entries
+ * are done or the time is up. Runs inside the rebalance callback, so it
+ * blocks the loop: bounded by REVOKE_WAIT_MAX_MS or the shutdown deadline. */
+static void wait_inflight(daemon_t *d, const consumer_part_t *parts, size_t n) {
+  uint64_t deadline = mono_ms() + REVOKE_WAIT_MAX_MS;
+  if (d->phase != RUNNING && d->stop_deadline_ms && d->stop_deadline_ms < deadline)
+    deadline = d->stop_deadline_ms;
+  for (;;) {
+    size_t busy = 0;
+    for (size_t i = 0; i < n; i++) {
+      part_t *pt = part_get(d, parts[i].partition);
+      if (pt && pt->owned) {
+        part_advance(d, parts[i].partition, pt);
+        busy += pt->count;
+      }
+    }
+    if (!busy) return;
+    if (mono_ms() >= deadline) {
+      LOG_WARN("daemon", "giving up partitions with %zu events not fully acknowledged; "
+                         "they will be re-processed by the next owner", busy);
+      return;
+    }
+    backlog_retry(d);
+    producer_poll(d->producer, 50);
+  }
+}
+
+static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts, size_t n) {
+  daemon_t *d = ctx;
+  char list[512];
+  size_t len = 0;
+  list[0] = '\0';
+  for (size_t i = 0; i < n && len < sizeof list - 16; i++)
+    len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", i ? "," : "",
+                            (int)parts[i].partition);
+  if (ev == CONSUMER_ASSIGN) {
+    for (size_t i = 0; i < n; i++) {
+      int32_t p = parts[i].partition;
+      if (parts_ensure(d, p)) {
+        LOG_ERROR("daemon", "partition %d cannot be tracked", (int)p);
+        continue;
+      }
+      part_t *pt = &d->parts[p];
+      part_reset(pt);
+      pt->owned = 1;
+      pt->gen++;
+      d->owned++;
+      store_drop_partition(pipeline_store(d->pipe), p);
+      if (d->ckpt) {
+        char why[512];
+        ckpt_restore_info_t info;
+        notify_extend_timeout(d->notify, 60ull * 1000000u);
+        int rc = ckpt_restore_partition(d->cfg->state.checkpoint_dir, p,
+                                        pipeline_fingerprint(d->pipe), pipeline_store(d->pipe),
+                                        &info, why, sizeof why);
+        if (rc) {
+          LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); starting from the "
+                             "committed offset with empty states", (int)p, why);
+          store_drop_partition(pipeline_store(d->pipe), p);
+        } else if (info.generation > 0) {
+          /* the checkpoint is the truth for state: resume right after it */
+          parts[i].offset = info.next_offset;
+          pt->ckpt_next = pt->consumed_next = pt->acked_next = pt->stored_next =
+              info.next_offset;
+          LOG_INFO("daemon", "partition %d: restored %" PRIu64 " users from checkpoint "
+                   "generation %" PRIu64 ", resuming at offset %" PRId64, (int)p, info.users,
+                   info.generation, info.next_offset);
+        }
+      }
+      pt->lag = metrics_daemon_lag(&d->md, p);
+    }
+    LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
+             d->cfg->kafka.input_topic, d->owned);
+    metrics_gauge_set(d->md.partitions_assigned, d->owned);
+    send_ready(d);
+    return;
+  }
+  if (ev == CONSUMER_REVOKE) wait_inflight(d, parts, n);
+  for (size_t i = 0; i < n; i++) {
+    int32_t p = parts[i].partition;
+    part_t *pt = part_get(d, p);
+    if (!pt || !pt->owned) continue;
+    if (ev == CONSUMER_REVOKE) {
+      part_advance(d, p, pt);
+      ckpt_partition_now(d, p, pt);
+      part_advance(d, p, pt);
+    }
+    store_drop_partition(pipeline_store(d->pipe), p);
+    pt->owned = 0;
+    pt->gen++;
+    part_reset(pt);
+    if (pt->lag) metrics_gauge_delete(d->metrics, pt->lag);
+    pt->lag = NULL;
+    d->owned--;
+  }
+  if (ev == CONSUMER_REVOKE) consumer_commit(d->consumer);
+  LOG_INFO("daemon", "%s partitions [%s] (now %u owned)",
+           ev == CONSUMER_LOST ? "lost" : "revoked", list, d->owned);
+  metrics_gauge_set(d->md.partitions_assigned, d->owned);
+}
+
+/* ---------------------------------------------------------------- shutdown */
+
+static void close_handle(uv_handle_t *h) {
+  if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void walk_close(uv_handle_t *h, void *arg) { close_handle(h); }
+
+static void finish_stop(daemon_t *d) {
+  if (d->phase >= CLOSING) return;
+  d->phase = CLOSING;
+  uv_timer_stop(&d->stop_timer);
+  if (d->outstanding || d->bl_len)
+    LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " messages unacknowledged; their input "
+             "offsets stay uncommitted and will be re-processed", d->outstanding + d->bl_len);
+  advance_dirty(d);
+  /* leave the group: revokes everything (checkpoint, commit) through on_rebalance */
+  consumer_close(d->consumer);
+  uint64_t left = d->stop_deadline_ms > mono_ms() ? d->stop_deadline_ms - mono_ms() : 0;
+  if (producer_flush(d->producer, (int)(left > 1000 ? left : 1000)))
+    LOG_WARN("daemon", "producer not fully flushed at shutdown");
+  if (d->ckpt && ckpt_snapshot_running(d->ckpt)) {
+    const ckpt_result_t *res;
+    size_t n;
+    ckpt_snapshot_wait(d->ckpt, &res, &n);
+  }
+  uv_poll_stop(&d->consumer_poll);
+  uv_poll_stop(&d->producer_poll);
+  close_handle((uv_handle_t *)&d->consumer_poll);
+  close_handle((uv_handle_t *)&d->producer_poll);
+  if (d->ckpt_poll_active) close_handle((uv_handle_t *)&d->ckpt_poll);
+  uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer, &d->ckpt_timer,
+                          &d->expire_timer, &d->status_timer, &d->stop_timer};
+  for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
+    close_handle((uv_handle_t *)timers[i]);
+  if (d->handle_signals) {
+    close_handle((uv_handle_t *)&d->sig_term);
+    close_handle((uv_handle_t *)&d->sig_int);
+    close_handle((uv_handle_t *)&d->sig_hup);
+  }
+  close_handle((uv_handle_t *)&d->stop_async);
+  if (d->http) http_server_close(d->http, NULL, NULL);
+  d->http = NULL;
+  if (d->notify) notify_close(d->notify);
+  d->notify = NULL;
+  LOG_INFO("daemon", "stopped: consumed %" PRIu64 ", processed %" PRIu64 ", rejected %" PRIu64
+           ", produced %" PRIu64 ", delivered %" PRIu64 ", dlq %" PRIu64 "/%" PRIu64
+           ", failed deliveries %" PRIu64,
+           d->st.consumed, d->st.processed, d->st.rejected, d->st.produced, d->st.delivered,
+           d->st.dlq_produced, d->st.dlq_delivered, d->st.failed);
+  d->phase = CLOSED;
+}
+
+static void stop_timer_cb(uv_timer_t *t) { finish_stop(t->data); }
+
+void daemon_stop(daemon_t *d) {
+  if (d->phase == STOPPING) {
+    LOG_WARN("daemon", "second stop request: not waiting for in-flight messages");
+    finish_stop(d);
+    return;
+  }
+  if (d->phase != RUNNING) return;
+  d->phase = STOPPING;
+  notify_stopping(d->notify);
+  if (d->on_stop) d->on_stop(d->ctx);
+  LOG_INFO("daemon", "stopping: %" PRIu64 " messages in flight", d->outstanding + d->bl_len);
+  uv_poll_stop(&d->consumer_poll);
+  uv_timer_stop(&d->kick_timer);
+  uv_timer_stop(&d->batch_timer);
+  uv_timer_stop(&d->ckpt_timer);
+  uint64_t ms = (uint64_t)d->cfg->daemon.shutdown_timeout_s * 1000u;
+  /* keep most of the budget for waiting, the rest for commit and flush */
+  uint64_t wait = ms * 3 / 4;
+  d->stop_deadline_ms = mono_ms() + ms;
+  uv_timer_start(&d->stop_timer, stop_timer_cb, wait, 0);
+  serve_deliveries(d);
+}
+
+static void stop_async_cb(uv_async_t *a) { daemon_stop(a->data); }
+void daemon_stop_async(daemon_t *d) { uv_async_send(&d->stop_async); }
+
+/* ---------------------------------------------------------------- reload */
+
+int daemon_reload(daemon_t *d) {
+  notify_reloading(d->notify);
+  char why[512];
+  config_t *cfg = NULL;
+  model_t *m = NULL;
+  int rc = config_load(d->config_path, (const char *const *)d->overrides, d->n_overrides, &cfg,
+                       why, sizeof why);
+  if (rc) {
+    LOG_ERROR("daemon", "reload refused, keeping the running configuration: %s", why);
+    goto out;
+  }
+  rc = model_load(cfg->model.path, &m, why, sizeof why);
+  if (rc) {
+    LOG_ERROR("daemon", "reload refused, keeping the running model: %s: %s", cfg->model.path,
+              why);
+    goto out;
+  }
+  uint32_t old_fp = pipeline_fingerprint(d->pipe);
+  rc = pipeline_set_model(d->pipe, m, cfg->model.reload == MODEL_RELOAD_RESET);
+  if (rc) {
+    LOG_ERROR("daemon", "reload refused: model %s (%s) has another state fingerprint "
+              "(%08x, running %08x); its states would be meaningless to the old ones. Restart "
+              "to change models, or set model.reload = reset to drop all states on reload",
+              cfg->model.path, model_describe(m), model_fingerprint(m), old_fp);
+    goto out;
+  }
+  if (model_fingerprint(m) != old_fp)
+    LOG_WARN("daemon", "model reloaded with a new fingerprint: every user's state was reset");
+  model_destroy(d->model);
+  d->model = m;
+  m = NULL;
+  metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
+  /* kafka, state and metrics settings need a restart */
+  const config_t *o = d->cfg;
+  if (strcmp(o->kafka.brokers, cfg->kafka.brokers) || strcmp(o->kafka.group, cfg->kafka.group) ||
+      strcmp(o->kafka.input_topic, cfg->kafka.input_topic) ||
+      strcmp(o->kafka.output_topic, cfg->kafka.output_topic) ||
+      strcmp(o->kafka.dlq_topic, cfg->kafka.dlq_topic) ||
+      strcmp(o->state.checkpoint_dir, cfg->state.checkpoint_dir) ||
+      o->state.memory_limit_mb != cfg->state.memory_limit_mb ||
+      strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port)
+    LOG_WARN("daemon", "reload: changes to [kafka], [state] and [metrics] take effect only "
+                       "after a restart");
+  /* take the new values that apply live; keep the running ones for the rest */
+  d->cfg->emit = cfg->emit;
+  d->cfg->batch = cfg->batch;
+  d->cfg->log = cfg->log;
+  d->cfg->daemon = cfg->daemon;
+  d->cfg->model.reload = cfg->model.reload;
+  char *tmp = d->cfg->model.path;
+  d->cfg->model.path = cfg->model.path;
+  cfg->model.path = tmp;
+  log_set_level(d->cfg->log.level);
+  pipeline_set_emit(d->pipe, &d->cfg->emit);
+  LOG_INFO("daemon", "reloaded: model %s (%s), emit policy %s", d->cfg->model.path,
+           model_describe(d->model), config_policy_name(d->cfg->emit.policy));
+  rc = 0;
+out:
+  model_destroy(m);
+  config_destroy(cfg);
+  notify_ready(d->notify);
+  return rc;
+}
+
+static void signal_cb(uv_signal_t *s, int signum) {
+  daemon_t *d = s->data;
+  if (signum == SIGHUP) {
+    LOG_INFO("daemon", "SIGHUP: reloading configuration and model");
+    daemon_reload(d);
+    return;
+  }
+  LOG_INFO("daemon", "%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  daemon_stop(d);
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static void expire_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  size_t n = store_expire(pipeline_store(d->pipe), wall_ms());
+  d->st.evicted_ttl += n;
+  if (n) LOG_DEBUG("daemon", "expired %zu idle users", n);
+}
+
+static void update_gauges(daemon_t *d) {
+  store_stats_t ss;
+  store_get_stats(pipeline_store(d->pipe), &ss);
+  metrics_gauge_set(d->md.users_in_state, (double)ss.users);
+  metrics_gauge_set(d->md.state_bytes, (double)ss.bytes);
+  metrics_counter_set(d->md.evictions_lru, ss.evicted_lru);
+  metrics_counter_set(d->md.evictions_ttl, ss.evicted_ttl);
+  for (int32_t i = 0; i < d->n_parts; i++) {
+    part_t *pt = &d->parts[i];
+    if (!pt->owned || !pt->lag) continue;
+    int64_t hi = consumer_high_watermark(d->consumer, i);
+    if (hi >= 0 && pt->consumed_next >= 0) metrics_gauge_set(pt->lag, (double)(hi - pt->consumed_next));
+  }
+}
+
+static void collect_cb(void *arg, metrics_t *reg) { update_gauges(arg); }
+
+static void status_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  update_gauges(d);
+  notify_status(d->notify, "%u partitions, consumed %" PRIu64 ", produced %" PRIu64
+                ", delivered %" PRIu64 ", rejected %" PRIu64 ", in flight %" PRIu64,
+                d->owned, d->st.consumed, d->st.produced, d->st.delivered, d->st.rejected,
+                d->outstanding + d->bl_len);
+}
+
+static int health_cb(void *arg, char *reason, size_t reason_size) {
+  daemon_t *d = arg;
+  if (d->phase != RUNNING) {
+    snprintf(reason, reason_size, "stopping");
+    return 0;
+  }
+  if (!d->ready_sent) {
+    snprintf(reason, reason_size, "waiting for a partition assignment");
+    return 0;
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+uv_loop_t *daemon_loop(daemon_t *d) { return &d->loop; }
+
+void daemon_get_stats(daemon_t *d, daemon_stats_t *out, int reset_window) {
+  store_stats_t ss;
+  store_get_stats(pipeline_store(d->pipe), &ss);
+  *out = d->st;
+  out->users = ss.users;
+  out->evicted_lru = ss.evicted_lru;
+  out->evicted_ttl = ss.evicted_ttl;
+  out->outstanding = d->outstanding;
+  out->backlog = d->bl_len;
+  out->partitions = d->owned;
+  out->lat_p50 = lat_quantile(&d->lat, 0.50);
+  out->lat_p99 = lat_quantile(&d->lat, 0.99);
+  out->e2e_p50 = lat_quantile(&d->e2e, 0.50);
+  out->e2e_p99 = lat_quantile(&d->e2e, 0.99);
+  out->win_lat_p50 = lat_quantile(&d->win_lat, 0.50);
+  out->win_lat_p99 = lat_quantile(&d->win_lat, 0.99);
+  out->win_e2e_p50 = lat_quantile(&d->win_e2e, 0.50);
+  out->win_e2e_p99 = lat_quantile(&d->win_e2e, 0.99);
+  out->win_delivered = d->st.delivered - d->win_delivered_base;
+  if (reset_window) {
+    memset(&d->win_lat, 0, sizeof d->win_lat);
+    memset(&d->win_e2e, 0, sizeof d->win_e2e);
+    d->win_delivered_base = d->st.delivered;
+  }
+}
+
+static char **kafka_props(const config_t *cfg, char **specific) {
+  size_t n = 0, m = 0;
+  while (cfg->kafka.props && cfg->kafka.props[n]) n++;
+  while (specific && specific[m]) m++;
+  char **all = calloc(n + m + 1, sizeof *all);
+  if (!all) return NULL;
+  for (size_t i = 0; i < n; i++) all[i] = cfg->kafka.props[i];
+  for (size_t i = 0; i < m; i++) all[n + i] = specific[i];
+  return all;
+}
+
+int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t errstr_size) {
+  *out = NULL;
+  daemon_t *d = calloc(1, sizeof *d);
+  if (!d) {
+    config_destroy(opts->cfg);
+    return IX_ENOMEM;
+  }
+  d->cfg = opts->cfg;
+  d->on_prediction = opts->on_prediction;
+  d->on_stop = opts->on_stop;
+  d->ctx = opts->ctx;
+  d->ready_fd = opts->ready_fd;
+  d->handle_signals = opts->handle_signals;
+  config_t *cfg = d->cfg;
+  int rc = IX_ENOMEM;
+  char **cprops = NULL, **pprops = NULL;
+  if (opts->config_path && !(d->config_path = strdup(opts->config_path))) goto err;
+  if (opts->n_overrides) {
+    d->overrides = calloc(opts->n_overrides, sizeof *d->overrides);
+    if (!d->overrides) goto err;
+    for (size_t i = 0; i < opts->n_overrides; i++)
+      if (!(d->overrides[d->n_overrides++] = strdup(opts->overrides[i]))) goto err;
+  }
+  log_set_level(cfg->log.level);
+  if (uv_loop_init(&d->loop)) {
+    snprintf(errstr, errstr_size, "cannot create the event loop");
+    rc = IX_ESYS;
+    goto err;
+  }
+  d->loop.data = d;
+  rc = metrics_new(&d->metrics);
+  if (!rc) rc = metrics_daemon_register(d->metrics, INTERESTD_VERSION, &d->md);
+  if (!rc) rc = metrics_on_collect(d->metrics, collect_cb, d);
+  if (rc) {
+    snprintf(errstr, errstr_size, "cannot set up metrics: %s", ix_strerror(rc));
+    goto err;
+  }
+  rc = model_load(cfg->model.path, &d->model, errstr, errstr_size);
+  if (rc) {
+    char why[512];
+    snprintf(why, sizeof why, "model %s: %s", cfg->model.path, errstr);
+    snprintf(errstr, errstr_size, "%s", why);
+    goto err;
+  }
+  metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
+  store_opts_t so = {.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
+                     .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
+  rc = pipeline_new(d->model, &so, &cfg->emit, &d->pipe);
+  if (rc) {
+    snprintf(errstr, errstr_size, "cannot create the pipeline: %s", ix_strerror(rc));
+    goto err;
+  }
+  if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir) {
+    ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
+    rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
+    if (rc) goto err;
+  }
+  rc = IX_ENOMEM;
+  pprops = kafka_props(cfg, cfg->kafka.producer_props);
+  cprops = kafka_props(cfg, cfg->kafka.consumer_props);
+  if (!pprops || !cprops) goto err;
+  producer_opts_t po = {.brokers = cfg->kafka.brokers, .props = (const char *const *)pprops,
+                        .on_delivery = on_delivery, .ctx = d, .use_fd = 1};
+  rc = producer_new(&po, &d->producer, errstr, errstr_size);
+  if (rc) goto err;
+  d->out_topic = producer_topic(d->producer, cfg->kafka.output_topic);
+  if (cfg->kafka.dlq_topic && *cfg->kafka.dlq_topic)
+    d->dlq_topic = producer_topic(d->producer, cfg->kafka.dlq_topic);
+  if (!d->out_topic || (*cfg->kafka.dlq_topic && !d->dlq_topic)) {
+    snprintf(errstr, errstr_size, "cannot create producer topic handles");
+    rc = IX_EKAFKA;
+    goto err;
+  }
+  consumer_opts_t co = {.brokers = cfg->kafka.brokers, .group = cfg->kafka.group,
+                        .topic = cfg->kafka.input_topic, .props = (const char *const *)cprops,
+                        .on_rebalance = on_rebalance, .ctx = d};
+  rc = consumer_new(&co, &d->consumer, errstr, errstr_size);
+  if (rc) goto err;
+  free(cprops);
+  free(pprops);
+  cprops = pprops = NULL;
+
+  rc = notify_new(&d->loop, &d->notify);
+  if (rc) {
+    snprintf(errstr, errstr_size, "cannot set up systemd notification");
+    goto err;
+  }
+  if (cfg->metrics.listen && *cfg->metrics.listen) {
+    http_options_t ho = {.host = cfg->metrics.listen, .port = (int)cfg->metrics.port};
+    rc = http_server_start(&d->loop, &ho, d->metrics, health_cb, d, &d->http, errstr,
+                           errstr_size);
+    if (rc) goto err;
+  }
+
+  uv_poll_init(&d->loop, &d->consumer_poll, consumer_fd(d->consumer));
+  uv_poll_init(&d->loop, &d->producer_poll, producer_fd(d->producer));
+  d->consumer_poll.data = d->producer_poll.data = d;
+  uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer, &d->ckpt_timer,
+                          &d->expire_timer, &d->status_timer, &d->stop_timer};
+  for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
+    uv_timer_init(&d->loop, timers[i]);
+    timers[i]->data = d;
+  }
+  uv_async_init(&d->loop, &d->stop_async, stop_async_cb);
+  d->stop_async.data = d;
+  if (d->handle_signals) {
+    uv_signal_t *sigs[] = {&d->sig_term, &d->sig_int, &d->sig_hup};
+    int nums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+      uv_signal_init(&d->loop, sigs[i]);
+      sigs[i]->data = d;
+      uv_signal_start(sigs[i], signal_cb, nums[i]);
+    }
+  }
+  uv_poll_start(&d->consumer_poll, UV_READABLE, consumer_poll_cb);
+  uv_poll_start(&d->producer_poll, UV_READABLE, producer_poll_cb);
+  if (d->ckpt) {
+    uint64_t ms = (uint64_t)cfg->state.checkpoint_interval_s * 1000u;
+    uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, ms, ms);
+  }
+  if (cfg->state.idle_ttl_s) {
+    uint64_t ms = cfg->state.idle_ttl_s * 1000u / 4;
+    if (ms > 60000) ms = 60000;
+    if (ms < 1000) ms = 1000;
+    uv_timer_start(&d->expire_timer, expire_cb, ms, ms);
+  }
+  uv_timer_start(&d->status_timer, status_cb, 1000, 5000);
+  /* the loop may have missed the queue's first edge while subscribing */
+  uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
+  LOG_INFO("daemon", "interestd %s: %s -> %s (group %s, brokers %s), model %s (%s), emit %s",
+           INTERESTD_VERSION, cfg->kafka.input_topic, cfg->kafka.output_topic, cfg->kafka.group,
+           cfg->kafka.brokers, cfg->model.path, model_describe(d->model),
+           config_policy_name(cfg->emit.policy));
+  if (d->http) LOG_INFO("daemon", "metrics on http://%s:%d/metrics", cfg->metrics.listen,
+                        http_server_port(d->http));
+  *out = d;
+  return 0;
+err:
+  free(cprops);
+  free(pprops);
+  daemon_destroy(d);
+  return rc;
+}
+
+int daemon_run(daemon_t *d) {
+  uv_run(&d->loop, UV_RUN_DEFAULT);
+  return d->exit_code;
+}
+
+void daemon_destroy(daemon_t *d) {
+  if (!d) return;
+  if (d->loop.data == d) {
+    if (d->phase != CLOSED) {
+      /* never ran or failed in daemon_new: close what exists */
+      d->phase = CLOSING;
+      if (d->http) http_server_close(d->http, NULL, NULL);
+      if (d->notify) notify_close(d->notify);
+      uv_walk(&d->loop, walk_close, NULL);
+      d->phase = CLOSED;
+    }
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&d->loop)) LOG_WARN("daemon", "event loop closed with handles open");
+  }
+  consumer_destroy(d->consumer);
+  producer_destroy(d->producer, 0);
+  while (d->bl_head) {
+    backlog_t *b = d->bl_head;
+    d->bl_head = b->next;
+    backlog_free(b);
+  }
+  ckpt_destroy(d->ckpt);
+  pipeline_destroy(d->pipe);
+  model_destroy(d->model);
+  metrics_destroy(d->metrics);
+  for (int32_t i = 0; i < d->n_parts; i++) free(d->parts[i].ring);
+  free(d->parts);
+  free(d->recs);
+  free(d->rec_seq);
+  free(d->ck_parts);
+  free(d->ck_gens);
+  codec_buf_free(&d->enc);
+  config_destroy(d->cfg);
+  free(d->config_path);
+  for (size_t i = 0; i < d->n_overrides; i++) free(d->overrides[i]);
+  free(d->overrides);
+  free(d);
+}

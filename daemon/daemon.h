@@ -1,0 +1,94 @@
+/* The interestd process: one libuv loop that moves events from the input
+ * topic through the pipeline to the output topic, with at-least-once
+ * delivery (an input offset is stored for commit only once every message
+ * derived from the events up to it is acknowledged), a dead-letter topic for
+ * bad messages, backpressure by pausing partitions, SIGHUP reloads and a
+ * bounded graceful shutdown. docs/DAEMON.md describes the behaviour.
+ * All functions: loop thread only, unless noted. */
+#ifndef IX_DAEMON_DAEMON_H
+#define IX_DAEMON_DAEMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/prediction.h"
+#include "daemon/config.h"
+
+typedef struct ixd daemon_t;
+
+/* Called on the loop thread for each prediction handed to the producer
+ * (before delivery); borrowed for the call. */
+typedef void (*daemon_prediction_fn)(void *ctx, const prediction_t *pred);
+
+typedef struct {
+  config_t *cfg;                 /* taken over: freed by daemon_destroy() */
+  const char *config_path;       /* re-read on SIGHUP; NULL = keep cfg */
+  const char *const *overrides;  /* "--set" values re-applied on SIGHUP (copied) */
+  size_t n_overrides;
+  int handle_signals;            /* SIGTERM/SIGINT stop, SIGHUP reloads */
+  int ready_fd;                  /* >= 0: write "ready\n" here once partitions are assigned */
+  daemon_prediction_fn on_prediction; /* may be NULL */
+  void (*on_stop)(void *ctx);    /* called once when the shutdown begins; may be NULL */
+  void *ctx;
+} daemon_opts_t;
+
+#define DAEMON_LAT_BUCKETS 192
+
+typedef struct {
+  uint64_t consumed;        /* messages read off the input topic */
+  uint64_t processed;       /* events applied to a state */
+  uint64_t rejected;        /* messages that were not events */
+  uint64_t rejected_by[8];  /* by pipeline_reject_reason() label, see daemon_reject_label() */
+  uint64_t suppressed;      /* processed, prediction held back by the emission policy */
+  uint64_t produced;        /* predictions handed to the producer */
+  uint64_t delivered;       /* predictions acknowledged */
+  uint64_t failed;          /* delivery reports with an error (message re-sent) */
+  uint64_t dlq_produced, dlq_delivered;
+  uint64_t batches;
+  uint64_t pauses;          /* times consumption was paused for backpressure */
+  uint64_t users;           /* users in state now */
+  uint64_t evicted_lru, evicted_ttl;
+  uint64_t outstanding;     /* messages handed to the producer, not yet acknowledged */
+  uint64_t backlog;         /* messages waiting to be (re-)sent */
+  uint32_t partitions;      /* input partitions owned */
+  uint64_t checkpoints, checkpoint_failures;
+  /* event-to-prediction latency (read off the consumer queue -> delivery
+   * report) and end-to-end latency (input message timestamp -> delivery
+   * report, wall clock), in seconds: over the whole run and over the window
+   * since the last daemon_get_stats(.., reset_window = 1) */
+  double lat_p50, lat_p99, e2e_p50, e2e_p99;
+  double win_lat_p50, win_lat_p99, win_e2e_p50, win_e2e_p99;
+  uint64_t win_delivered;
+} daemon_stats_t;
+
+/* Creates the loop, the pipeline (loading cfg->model.path), the producer and
+ * the consumer (subscribing), the metrics server and the signal handlers.
+ * Returns 0 or a negative IX_E* with errstr filled. Free with daemon_destroy(). */
+int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t errstr_size);
+/* Frees everything; call after daemon_run() returned. Accepts NULL. */
+void daemon_destroy(daemon_t *d);
+
+/* The daemon's loop (borrowed), for adding timers (e.g. the demo's display). */
+uv_loop_t *daemon_loop(daemon_t *d);
+
+/* Runs the loop until a stop finished. Returns 0 after a clean shutdown,
+ * or a negative IX_E* when processing failed. */
+int daemon_run(daemon_t *d);
+
+/* Begins the graceful shutdown: stop consuming, wait (bounded by
+ * daemon.shutdown_timeout_s) for in-flight messages, commit, leave the
+ * group, close. A second call cuts the wait short. */
+void daemon_stop(daemon_t *d);
+/* Any thread (async-signal-safe is not promised): asks the loop to stop. */
+void daemon_stop_async(daemon_t *d);
+
+/* SIGHUP: re-reads the config and the model; on any error keeps the old
+ * ones (logged). Returns 0 when the new config is in service. */
+int daemon_reload(daemon_t *d);
+
+void daemon_get_stats(daemon_t *d, daemon_stats_t *stats, int reset_window);
+/* Label of rejected_by[i]. */
+const char *daemon_reject_label(size_t i);
+
+#endif

@@ -1,0 +1,336 @@
+/* librdkafka consumer-group member routed to a pipe for the loop. The main
+ * queue is forwarded to the consumer queue (rd_kafka_poll_set_consumer), so
+ * messages, rebalances and errors all arrive on one queue and one fd. */
+#include "stream/consumer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "stream/kafkaconf.h"
+
+#define CONSUMER_MAX_BATCH 65536
+
+struct consumer {
+  rd_kafka_t *rk;
+  rd_kafka_queue_t *rkqu;    /* the consumer queue (main queue forwarded to it) */
+  rd_kafka_topic_t *rkt;     /* for watermarks and metadata */
+  char *topic;
+  int pipefd[2];             /* [0] watched by the caller, [1] written by librdkafka */
+  rd_kafka_message_t **msgs; /* last batch, owned until consumer_release() */
+  size_t n_msgs, cap_msgs;
+  consumer_rebalance_fn on_rebalance;
+  void *ctx;
+  int cooperative;
+  int closed;
+};
+
+static void clear_fd(consumer_t *c) {
+  char buf[256];
+  while (read(c->pipefd[0], buf, sizeof buf) > 0) {}
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  consumer_t *c = opaque;
+  int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  consumer_part_t *cp = calloc((size_t)parts->cnt + 1, sizeof *cp);
+  if (!cp) {
+    LOG_ERROR("consumer", "out of memory in rebalance; aborting");
+    abort();
+  }
+  for (int i = 0; i < parts->cnt; i++) {
+    cp[i].partition = parts->elems[i].partition;
+    cp[i].offset = CONSUMER_OFFSET_COMMITTED;
+  }
+  rd_kafka_error_t *error = NULL;
+  rd_kafka_resp_err_t aerr = 0;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (c->on_rebalance) c->on_rebalance(c->ctx, CONSUMER_ASSIGN, cp, (size_t)parts->cnt);
+    for (int i = 0; i < parts->cnt; i++)
+      parts->elems[i].offset =
+          cp[i].offset == CONSUMER_OFFSET_COMMITTED ? RD_KAFKA_OFFSET_INVALID : cp[i].offset;
+    if (cooperative) error = rd_kafka_incremental_assign(rk, parts);
+    else aerr = rd_kafka_assign(rk, parts);
+  } else {
+    consumer_event_t ev = rd_kafka_assignment_lost(rk) ? CONSUMER_LOST : CONSUMER_REVOKE;
+    if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+      LOG_WARN("consumer", "rebalance error: %s", rd_kafka_err2str(err));
+    if (c->on_rebalance) c->on_rebalance(c->ctx, ev, cp, (size_t)parts->cnt);
+    if (cooperative) error = rd_kafka_incremental_unassign(rk, parts);
+    else aerr = rd_kafka_assign(rk, NULL);
+  }
+  if (error) {
+    LOG_ERROR("consumer", "rebalance: %s", rd_kafka_error_string(error));
+    rd_kafka_error_destroy(error);
+  } else if (aerr) {
+    LOG_ERROR("consumer", "rebalance: %s", rd_kafka_err2str(aerr));
+  }
+  free(cp);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    char why[512];
+    rd_kafka_fatal_error(rk, why, sizeof why);
+    LOG_ERROR("consumer", "fatal: %s", why);
+  } else {
+    LOG_WARN("consumer", "%s: %s", rd_kafka_err2name(err), reason);
+  }
+}
+
+static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+               size_t errstr_size) {
+  char why[512];
+  if (rd_kafka_conf_set(conf, k, v, why, sizeof why) != RD_KAFKA_CONF_OK) {
+    snprintf(errstr, errstr_size, "Kafka property '%s': %s", k, why);
+    return IX_ECONFIG;
+  }
+  return 0;
+}
+
+int consumer_check_property(const char *key, const char *value, char *errstr,
+                            size_t errstr_size) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  int rc = set(conf, key, value, errstr, errstr_size);
+  rd_kafka_conf_destroy(conf);
+  return rc;
+}
+
+int consumer_new(const consumer_opts_t *opts, consumer_t **out, char *errstr,
+                 size_t errstr_size) {
+  *out = NULL;
+  consumer_t *c = calloc(1, sizeof *c);
+  if (!c) return IX_ENOMEM;
+  c->pipefd[0] = c->pipefd[1] = -1;
+  c->on_rebalance = opts->on_rebalance;
+  c->ctx = opts->ctx;
+  c->closed = 1; /* nothing to close until subscribed */
+  rd_kafka_conf_t *conf = NULL;
+  int rc = IX_ECONFIG;
+  if (!opts->brokers || !opts->group || !opts->topic) {
+    snprintf(errstr, errstr_size, "consumer needs brokers, a group and a topic");
+    goto err;
+  }
+  static const char *const defaults[][2] = {
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"auto.offset.reset", "earliest"},
+      {"enable.auto.commit", "true"},
+      {"auto.commit.interval.ms", "1000"},
+      {"enable.partition.eof", "false"},
+  };
+  conf = kafkaconf_new(opts->brokers, NULL, errstr, errstr_size);
+  if (!conf) goto err;
+  for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+    if (set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size)) goto err;
+  if (set(conf, "group.id", opts->group, errstr, errstr_size)) goto err;
+  for (size_t i = 0; opts->props && opts->props[i]; i++)
+    if (kafkaconf_set_kv(conf, opts->props[i], errstr, errstr_size)) goto err;
+  /* At-least-once depends on this: only the caller stores offsets. */
+  if (set(conf, "enable.auto.offset.store", "false", errstr, errstr_size)) goto err;
+  rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+  rd_kafka_conf_set_error_cb(conf, error_cb);
+  rd_kafka_conf_set_opaque(conf, c);
+
+  rc = IX_ESYS;
+  if (pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+    snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
+    goto err;
+  }
+  rc = IX_EKAFKA;
+  c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+  if (!c->rk) goto err;
+  conf = NULL; /* owned by rk */
+  rd_kafka_poll_set_consumer(c->rk);
+  c->rkqu = rd_kafka_queue_get_consumer(c->rk);
+  rd_kafka_queue_io_event_enable(c->rkqu, c->pipefd[1], "1", 1);
+  c->topic = strdup(opts->topic);
+  c->rkt = rd_kafka_topic_new(c->rk, opts->topic, NULL);
+  if (!c->topic || !c->rkt) {
+    snprintf(errstr, errstr_size, "out of memory");
+    goto err;
+  }
+  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(sub, opts->topic, RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, sub);
+  rd_kafka_topic_partition_list_destroy(sub);
+  if (err) {
+    snprintf(errstr, errstr_size, "subscribing to '%s': %s", opts->topic, rd_kafka_err2str(err));
+    goto err;
+  }
+  c->closed = 0;
+  *out = c;
+  return 0;
+err:
+  if (conf) rd_kafka_conf_destroy(conf);
+  consumer_destroy(c);
+  return rc;
+}
+
+void consumer_release(consumer_t *c) {
+  for (size_t i = 0; i < c->n_msgs; i++) rd_kafka_message_destroy(c->msgs[i]);
+  c->n_msgs = 0;
+}
+
+int consumer_close(consumer_t *c) {
+  if (c->closed) return 0;
+  c->closed = 1;
+  consumer_release(c);
+  rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
+  if (err) {
+    LOG_ERROR("consumer", "close: %s", rd_kafka_err2str(err));
+    return IX_EKAFKA;
+  }
+  return 0;
+}
+
+void consumer_destroy(consumer_t *c) {
+  if (!c) return;
+  if (c->rk) {
+    consumer_close(c);
+    if (c->rkt) rd_kafka_topic_destroy(c->rkt);
+    if (c->rkqu) rd_kafka_queue_destroy(c->rkqu);
+    rd_kafka_destroy(c->rk);
+  }
+  free(c->msgs);
+  free(c->topic);
+  if (c->pipefd[0] >= 0) close(c->pipefd[0]);
+  if (c->pipefd[1] >= 0) close(c->pipefd[1]);
+  free(c);
+}
+
+int consumer_fd(const consumer_t *c) { return c->pipefd[0]; }
+
+size_t consumer_queue_length(const consumer_t *c) { return rd_kafka_queue_length(c->rkqu); }
+
+size_t consumer_poll(consumer_t *c, rec_t *out, size_t max) {
+  consumer_release(c);
+  if (max > CONSUMER_MAX_BATCH) max = CONSUMER_MAX_BATCH;
+  if (c->cap_msgs < max) {
+    rd_kafka_message_t **m = realloc(c->msgs, max * sizeof *m);
+    if (!m) return 0;
+    c->msgs = m;
+    c->cap_msgs = max;
+  }
+  clear_fd(c); /* before draining: a later enqueue re-arms it */
+  for (;;) {
+    ssize_t got = rd_kafka_consume_batch_queue(c->rkqu, 0, c->msgs, max);
+    if (got <= 0) return 0;
+    size_t n = 0;
+    for (ssize_t i = 0; i < got; i++) {
+      rd_kafka_message_t *m = c->msgs[i];
+      if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+          LOG_WARN("consumer", "partition %d: %s", (int)m->partition, rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      c->msgs[n] = m;
+      rec_t *r = &out[n++];
+      r->partition = m->partition;
+      r->offset = m->offset;
+      r->ts_ms = rd_kafka_message_timestamp(m, NULL);
+      r->key = m->key;
+      r->key_len = m->key_len;
+      r->value = m->payload;
+      r->value_len = m->len;
+    }
+    c->n_msgs = n;
+    if (n) return n;
+  }
+}
+
+static rd_kafka_topic_partition_list_t *one_part(consumer_t *c, int32_t partition,
+                                                 int64_t offset) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, c->topic, partition)->offset = offset;
+  return l;
+}
+
+int consumer_store_offset(consumer_t *c, int32_t partition, int64_t next_offset) {
+  rd_kafka_topic_partition_list_t *l = one_part(c, partition, next_offset);
+  rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
+  if (!err) err = l->elems[0].err;
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err) {
+    LOG_DEBUG("consumer", "storing offset %lld of partition %d: %s", (long long)next_offset,
+              (int)partition, rd_kafka_err2str(err));
+    return IX_EKAFKA;
+  }
+  return 0;
+}
+
+int consumer_commit(consumer_t *c) {
+  rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    LOG_WARN("consumer", "commit: %s", rd_kafka_err2str(err));
+    return IX_EKAFKA;
+  }
+  return 0;
+}
+
+int consumer_committed(consumer_t *c, int32_t partition, int timeout_ms, int64_t *offset) {
+  rd_kafka_topic_partition_list_t *l = one_part(c, partition, RD_KAFKA_OFFSET_INVALID);
+  rd_kafka_resp_err_t err = rd_kafka_committed(c->rk, l, timeout_ms);
+  if (!err) err = l->elems[0].err;
+  *offset = l->elems[0].offset < 0 ? CONSUMER_OFFSET_COMMITTED : l->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(l);
+  return err ? IX_EKAFKA : 0;
+}
+
+static int pause_resume(consumer_t *c, const int32_t *partitions, size_t n, int pause) {
+  if (!n) return 0;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+  for (size_t i = 0; i < n; i++) rd_kafka_topic_partition_list_add(l, c->topic, partitions[i]);
+  rd_kafka_resp_err_t err =
+      pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err) {
+    LOG_WARN("consumer", "%s: %s", pause ? "pause" : "resume", rd_kafka_err2str(err));
+    return IX_EKAFKA;
+  }
+  return 0;
+}
+
+int consumer_pause(consumer_t *c, const int32_t *partitions, size_t n) {
+  return pause_resume(c, partitions, n, 1);
+}
+
+int consumer_resume(consumer_t *c, const int32_t *partitions, size_t n) {
+  return pause_resume(c, partitions, n, 0);
+}
+
+int consumer_seek(consumer_t *c, int32_t partition, int64_t offset, int timeout_ms) {
+  rd_kafka_topic_partition_list_t *l = one_part(c, partition, offset);
+  rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, l, timeout_ms);
+  rd_kafka_resp_err_t err = error ? rd_kafka_error_code(error) : l->elems[0].err;
+  if (error) rd_kafka_error_destroy(error);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err) {
+    LOG_WARN("consumer", "seek partition %d to %lld: %s", (int)partition, (long long)offset,
+             rd_kafka_err2str(err));
+    return IX_EKAFKA;
+  }
+  return 0;
+}
+
+int consumer_partition_count(consumer_t *c, int timeout_ms) {
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(c->rk, 0, c->rkt, &md, timeout_ms);
+  if (err) return IX_EKAFKA;
+  int n = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : IX_ENOENT;
+  rd_kafka_metadata_destroy(md);
+  return n;
+}
+
+int64_t consumer_high_watermark(consumer_t *c, int32_t partition) {
+  int64_t lo = -1, hi = -1;
+  if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &lo, &hi)) return -1;
+  return hi;
+}
