@@ -164,16 +164,21 @@ int recfile_read(rec_reader_t *r, rec_t *rec) {
   if (n == 0) return IX_EEOF; /* not sticky: a writer may append more */
   if ((size_t)n < RECFILE_REC_HEAD) return r->err = IX_ETRUNC;
   const uint8_t *h = r->buf + r->pos;
-  if (ix_crc32(0, h, RECFILE_REC_HEAD - 4) != get32(h + RECFILE_REC_HEAD - 4)) return r->err = IX_ECRC;
   uint32_t key_len = get32(h), value_len = get32(h + 4);
-  if (key_len > RECFILE_MAX_KEY || value_len > RECFILE_MAX_VALUE) return r->err = IX_EMALFORMED;
   size_t total = RECFILE_REC_HEAD + (size_t)key_len + value_len + 4;
-  n = rd_fill(r, total);
-  if (n < 0) return r->err = IX_EIO;
-  if ((size_t)n < total) return r->err = IX_ETRUNC;
-  h = r->buf + r->pos;
-  uint32_t crc = ix_crc32(0, h, total - 4);
-  if (crc != get32(h + total - 4)) return r->err = IX_ECRC;
+  /* The record CRC covers the head too, so an intact record needs one CRC
+   * call. The head CRC is checked first only where the lengths would make us
+   * read or allocate (beyond what is buffered) or report anything but ECRC. */
+  if (key_len > RECFILE_MAX_KEY || value_len > RECFILE_MAX_VALUE || total > (size_t)n) {
+    if (ix_crc32(0, h, RECFILE_REC_HEAD - 4) != get32(h + RECFILE_REC_HEAD - 4))
+      return r->err = IX_ECRC;
+    if (key_len > RECFILE_MAX_KEY || value_len > RECFILE_MAX_VALUE) return r->err = IX_EMALFORMED;
+    n = rd_fill(r, total);
+    if (n < 0) return r->err = IX_EIO;
+    if ((size_t)n < total) return r->err = IX_ETRUNC;
+    h = r->buf + r->pos;
+  }
+  if (ix_crc32(0, h, total - 4) != get32(h + total - 4)) return r->err = IX_ECRC;
   rec->partition = (int32_t)get32(h + 8);
   rec->offset = (int64_t)get64(h + 12);
   rec->ts_ms = (int64_t)get64(h + 20);
