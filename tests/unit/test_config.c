@@ -1,0 +1,270 @@
+/* daemon/config: defaults, every section parsed, errors that name the file,
+ * the line and the reason (unknown keys and sections, bad values, bad
+ * librdkafka properties), --set overrides routed to the right section, the
+ * forbidden offset-store property, and config_check on the model and the
+ * checkpoint directory. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "daemon/config.h"
+#include "model/arch.h"
+#include "model/modelfile.h"
+
+static char dir[] = "/tmp/test_config_XXXXXX";
+static char model_path[256];
+
+static const char *write_file(const char *name, const char *text) {
+  static char path[256];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+static int setup(void **unused) {
+  assert_non_null(mkdtemp(dir));
+  /* a small valid model file for config_check */
+  modelfile_t mf = {0};
+  arch_dims_default(&mf.dims);
+  mf.dims.V = 8;
+  mf.dims.H = 8;
+  mf.half_life_s = 3600.0f;
+  arch_layout_t L;
+  arch_layout(&mf.dims, &L);
+  mf.params = calloc(L.total, sizeof(float));
+  mf.vocab_ids = calloc(mf.dims.V, sizeof(uint64_t));
+  for (uint32_t i = 1; i < mf.dims.V; i++) mf.vocab_ids[i] = 100 + i;
+  snprintf(model_path, sizeof model_path, "%s/m.ixm", dir);
+  char err[256];
+  assert_int_equal(modelfile_write(model_path, &mf, err, sizeof err), 0);
+  free(mf.params);
+  free(mf.vocab_ids);
+  return 0;
+}
+
+static int teardown(void **unused) {
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+  return 0;
+}
+
+static void test_config_defaults_without_a_file(void **unused) {
+  config_t *c;
+  char err[512];
+  assert_int_equal(config_load(NULL, NULL, 0, &c, err, sizeof err), 0);
+  assert_string_equal(c->kafka.input_topic, "events");
+  assert_string_equal(c->kafka.output_topic, "interests");
+  assert_int_equal(c->emit.policy, EMIT_EVERY);
+  assert_int_equal(c->batch.max_events, 256);
+  assert_null(c->kafka.props);
+  config_destroy(c);
+}
+
+static void test_config_parses_every_section(void **unused) {
+  const char *path = write_file("full.conf",
+                                "; comment\n"
+                                "[kafka]\n"
+                                "brokers = k1:9092,k2:9092\n"
+                                "group = g1\n"
+                                "input_topic = in\n"
+                                "output_topic = out\n"
+                                "dlq_topic = dead\n"
+                                "security.protocol = SASL_SSL\n"
+                                "[kafka.consumer]\n"
+                                "fetch.wait.max.ms = 10\n"
+                                "[kafka.producer]\n"
+                                "linger.ms = 3\n"
+                                "[model]\n"
+                                "path = /x/m.ixm\n"
+                                "reload = reset\n"
+                                "[state]\n"
+                                "memory_limit_mb = 64\n"
+                                "idle_ttl_s = 3600\n"
+                                "checkpoint_dir = /var/lib/x\n"
+                                "checkpoint_interval_s = 30\n"
+                                "[batch]\n"
+                                "max_events = 512\n"
+                                "max_wait_us = 2000\n"
+                                "[emit]\n"
+                                "policy = change\n"
+                                "interval_ms = 250\n"
+                                "fluctuation_threshold = 0.25\n"
+                                "top_n_change = 2\n"
+                                "[log]\n"
+                                "level = debug\n"
+                                "[metrics]\n"
+                                "listen = 0.0.0.0\n"
+                                "port = 9999\n"
+                                "[daemon]\n"
+                                "shutdown_timeout_s = 5\n");
+  config_t *c;
+  char err[512];
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_string_equal(c->kafka.brokers, "k1:9092,k2:9092");
+  assert_string_equal(c->kafka.group, "g1");
+  assert_string_equal(c->kafka.dlq_topic, "dead");
+  assert_string_equal(c->kafka.props[0], "security.protocol=SASL_SSL");
+  assert_null(c->kafka.props[1]);
+  assert_string_equal(c->kafka.consumer_props[0], "fetch.wait.max.ms=10");
+  assert_string_equal(c->kafka.producer_props[0], "linger.ms=3");
+  assert_string_equal(c->model.path, "/x/m.ixm");
+  assert_int_equal(c->model.reload, MODEL_RELOAD_RESET);
+  assert_int_equal(c->state.memory_limit_mb, 64);
+  assert_int_equal(c->state.idle_ttl_s, 3600);
+  assert_string_equal(c->state.checkpoint_dir, "/var/lib/x");
+  assert_int_equal(c->state.checkpoint_interval_s, 30);
+  assert_int_equal(c->batch.max_events, 512);
+  assert_int_equal(c->batch.max_wait_us, 2000);
+  assert_int_equal(c->emit.policy, EMIT_CHANGE);
+  assert_int_equal(c->emit.interval_ms, 250);
+  assert_true(c->emit.fluctuation_threshold == 0.25f);
+  assert_int_equal(c->emit.top_n_change, 2);
+  assert_int_equal(c->log.level, LOG_LVL_DEBUG);
+  assert_string_equal(c->metrics.listen, "0.0.0.0");
+  assert_int_equal(c->metrics.port, 9999);
+  assert_int_equal(c->daemon.shutdown_timeout_s, 5);
+  config_destroy(c);
+}
+
+/* Loads text and expects failure whose message contains each needle. */
+static void expect_error(const char *text, const char *n1, const char *n2) {
+  const char *path = write_file("bad.conf", text);
+  config_t *c = NULL;
+  char err[512] = "";
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), IX_ECONFIG);
+  assert_null(c);
+  if (!strstr(err, n1) || (n2 && !strstr(err, n2))) fail_msg("unexpected message: %s", err);
+}
+
+static void test_config_errors_name_file_line_and_reason(void **unused) {
+  expect_error("[batch]\nmax_events = 10\nmax_evnts = 3\n", "bad.conf:3:", "unknown key 'max_evnts'");
+  expect_error("\n[nosuch]\nx = 1\n", "bad.conf:3:", "unknown section [nosuch]");
+  expect_error("[batch]\nmax_events = 0\n", "bad.conf:2:", "between 1 and 65536");
+  expect_error("[batch]\nmax_events = 12x\n", "bad.conf:2:", "not a non-negative integer");
+  expect_error("[emit]\n\n\npolicy = sometimes\n", "bad.conf:4:", "every, interval or change");
+  expect_error("[emit]\nfluctuation_threshold = 1.5\n", "bad.conf:2:", "[0, 1]");
+  expect_error("[log]\nlevel = loud\n", "bad.conf:2:", "log.level");
+  expect_error("[kafka]\nbrokers = a\nno.such.property = 1\n", "bad.conf:3:", "no.such.property");
+  expect_error("[kafka.consumer]\nenable.auto.offset.store = true\n", "bad.conf:2:",
+               "enable.auto.offset.store cannot be set");
+  expect_error("[kafka]\nthis line has no equals sign\n", "bad.conf:2:", "syntax");
+}
+
+static void test_config_overrides_go_to_the_right_section(void **unused) {
+  const char *sets[] = {"kafka.brokers=b:1", "kafka.security.protocol=SSL",
+                        "kafka.consumer.fetch.wait.max.ms=7", "kafka.producer.linger.ms=0",
+                        "emit.policy=interval", "batch.max_events=9"};
+  config_t *c;
+  char err[512];
+  assert_int_equal(config_load(NULL, sets, 6, &c, err, sizeof err), 0);
+  assert_string_equal(c->kafka.brokers, "b:1");
+  assert_string_equal(c->kafka.props[0], "security.protocol=SSL");
+  assert_string_equal(c->kafka.consumer_props[0], "fetch.wait.max.ms=7");
+  assert_string_equal(c->kafka.producer_props[0], "linger.ms=0");
+  assert_int_equal(c->emit.policy, EMIT_INTERVAL);
+  assert_int_equal(c->batch.max_events, 9);
+  config_destroy(c);
+  /* an override wins over the file; a bad override is named */
+  const char *path = write_file("o.conf", "[batch]\nmax_events = 100\n");
+  const char *one[] = {"batch.max_events=5"};
+  assert_int_equal(config_load(path, one, 1, &c, err, sizeof err), 0);
+  assert_int_equal(c->batch.max_events, 5);
+  config_destroy(c);
+  const char *bad[] = {"batch.max_events=-1"};
+  assert_int_equal(config_load(path, bad, 1, &c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "--set batch.max_events=-1"));
+  const char *nodot[] = {"maxevents=3"};
+  assert_int_equal(config_load(NULL, nodot, 1, &c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "section.key=value"));
+}
+
+static void test_config_missing_file_is_named(void **unused) {
+  config_t *c;
+  char err[512];
+  assert_int_equal(config_load("/nonexistent/x.conf", NULL, 0, &c, err, sizeof err), IX_ENOENT);
+  assert_non_null(strstr(err, "/nonexistent/x.conf"));
+}
+
+static void test_config_check_validates_model_and_directories(void **unused) {
+  char text[1024];
+  snprintf(text, sizeof text, "[model]\npath = %s\n[state]\ncheckpoint_dir = %s/ckpt\n",
+           model_path, dir);
+  const char *path = write_file("ok.conf", text);
+  config_t *c;
+  char err[512];
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(config_check(c, err, sizeof err), 0);
+  config_destroy(c);
+
+  snprintf(text, sizeof text, "[kafka]\ngroup = g\n[model]\npath = %s/missing.ixm\n", dir);
+  path = write_file("nomodel.conf", text);
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(config_check(c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "nomodel.conf:4"));
+  assert_non_null(strstr(err, "missing.ixm"));
+  config_destroy(c);
+
+  /* a corrupt model file is refused with the model's own reason */
+  const char *junk = write_file("junk.ixm", "not a model");
+  char jp[512];
+  snprintf(jp, sizeof jp, "model.path=%s", junk);
+  const char *sets[] = {jp};
+  assert_int_equal(config_load(NULL, sets, 1, &c, err, sizeof err), 0);
+  assert_int_equal(config_check(c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "--set"));
+  config_destroy(c);
+
+  snprintf(text, sizeof text, "[model]\npath = %s\n[state]\ncheckpoint_dir = %s\n", model_path,
+           model_path);
+  path = write_file("ckfile.conf", text);
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(config_check(c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "ckfile.conf:4"));
+  config_destroy(c);
+
+  snprintf(text, sizeof text, "[kafka]\ninput_topic = t\noutput_topic = t\n[model]\npath = %s\n",
+           model_path);
+  path = write_file("same.conf", text);
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(config_check(c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "must differ"));
+  config_destroy(c);
+}
+
+static void test_config_default_file_in_the_tree_is_valid_syntax(void **unused) {
+  const char *src = getenv("IX_SOURCE_DIR");
+  if (!src) src = ".";
+  char path[1024];
+  snprintf(path, sizeof path, "%s/daemon/interestd.conf", src);
+  config_t *c;
+  char err[512];
+  int rc = config_load(path, NULL, 0, &c, err, sizeof err);
+  if (rc) fail_msg("%s", err);
+  assert_int_equal(c->emit.policy, EMIT_EVERY);
+  config_destroy(c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_config_defaults_without_a_file),
+      cmocka_unit_test(test_config_parses_every_section),
+      cmocka_unit_test(test_config_errors_name_file_line_and_reason),
+      cmocka_unit_test(test_config_overrides_go_to_the_right_section),
+      cmocka_unit_test(test_config_missing_file_is_named),
+      cmocka_unit_test(test_config_check_validates_model_and_directories),
+      cmocka_unit_test(test_config_default_file_in_the_tree_is_valid_syntax),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
