@@ -640,12 +640,15 @@ int train_run(const train_opts_t *o, const event_t *events, size_t n, train_resu
       char el[32], left[32];
       fmt_dur(el, sizeof el, c->seconds);
       fmt_dur(left, sizeof left, c->seconds / ep * (o->max_epochs - ep));
-      fprintf(o->progress,
-              "epoch %2u/%u  loss %.4f  dev MRR@10 %.4f  dev NLL %.4f  best %.4f@%u  "
-              "%.0f ev/s  elapsed %s  left <= %s%s\n",
-              ep, o->max_epochs, c->train_loss, c->dev_metric, c->dev_nll,
-              o->dev_eval ? best_metric : NAN, res->best_epoch, c->events_per_s, el, left,
-              improved ? "" : "  (lr decayed)");
+      if (o->dev_eval)
+        fprintf(o->progress,
+                "epoch %2u/%u  loss %.4f  dev MRR@10 %.4f  dev NLL %.4f  best %.4f@%u  "
+                "%.0f ev/s  elapsed %s  left <= %s%s\n",
+                ep, o->max_epochs, c->train_loss, c->dev_metric, c->dev_nll, best_metric,
+                res->best_epoch, c->events_per_s, el, left, improved ? "" : "  (lr decayed)");
+      else
+        fprintf(o->progress, "epoch %2u/%u  loss %.4f  %.0f ev/s  elapsed %s  left %s\n", ep,
+                o->max_epochs, c->train_loss, c->events_per_s, el, left);
       fflush(o->progress);
     }
     if (o->dev_eval && bad >= o->patience) break;
