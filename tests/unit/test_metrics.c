@@ -6,8 +6,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -296,6 +298,87 @@ static void test_metrics_daemon_set_has_every_documented_metric(void **state) {
   metrics_destroy(reg);
 }
 
+static char *slurp(const char *rel) {
+  const char *src = getenv("IX_SOURCE_DIR");
+  if (!src) fail_msg("IX_SOURCE_DIR is not set (ctest sets it)");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", src, rel);
+  FILE *f = fopen(path, "rb");
+  if (!f) fail_msg("cannot open %s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  assert_non_null(buf);
+  assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
+}
+
+/* Every interestd_* name in text must be a registered family (histogram
+ * series suffixes allowed); returns how many names were checked. */
+static int check_names_registered(const char *text, const char *rendered, const char *what) {
+  int checked = 0;
+  for (const char *p = strstr(text, "interestd_"); p; p = strstr(p + 1, "interestd_")) {
+    if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) continue;
+    char name[128];
+    size_t n = 0;
+    while (n < sizeof name - 1 && (isalnum((unsigned char)p[n]) || p[n] == '_')) {
+      name[n] = p[n];
+      n++;
+    }
+    name[n] = '\0';
+    /* a metric name goes on with a letter (not interestd_<version>_amd64.deb) */
+    if (!islower((unsigned char)name[strlen("interestd_")])) continue;
+    char want[160];
+    snprintf(want, sizeof want, "# TYPE %s ", name);
+    if (!strstr(rendered, want)) {
+      static const char *const sfx[] = {"_bucket", "_sum", "_count"};
+      int ok = 0;
+      for (size_t i = 0; i < 3 && !ok; i++) {
+        size_t sl = strlen(sfx[i]);
+        if (n > sl && strcmp(name + n - sl, sfx[i]) == 0) {
+          snprintf(want, sizeof want, "# TYPE %.*s histogram", (int)(n - sl), name);
+          ok = strstr(rendered, want) != NULL;
+        }
+      }
+      if (!ok) fail_msg("%s names %s, which interestd does not export", what, name);
+    }
+    checked++;
+  }
+  return checked;
+}
+
+static void test_metrics_docs_and_dashboard_match_the_registry(void **state) {
+  metrics_t *reg;
+  metrics_daemon_t md;
+  metrics_buf_t buf = {0};
+  assert_int_equal(metrics_new(&reg), 0);
+  assert_int_equal(metrics_daemon_register(reg, "x", &md), 0);
+  assert_int_equal(metrics_render(reg, &buf), 0);
+  char *ops = slurp("docs/OPERATIONS.md");
+  char *dash = slurp("docs/grafana-dashboard.json");
+  char *hdr = slurp("daemon/metrics.h");
+  assert_true(check_names_registered(ops, buf.data, "docs/OPERATIONS.md") >= 19);
+  assert_true(check_names_registered(dash, buf.data, "docs/grafana-dashboard.json") >= 19);
+  assert_true(check_names_registered(hdr, buf.data, "daemon/metrics.h") >= 19);
+  /* and every exported family is documented in the table and the header */
+  for (const char *t = strstr(buf.data, "# TYPE "); t; t = strstr(t + 1, "# TYPE ")) {
+    char row[160], name[128];
+    sscanf(t + 7, "%127s", name);
+    snprintf(row, sizeof row, "| `%s` |", name);
+    if (!strstr(ops, row)) fail_msg("docs/OPERATIONS.md has no table row for %s", name);
+    snprintf(row, sizeof row, " *  %s ", name);
+    if (!strstr(hdr, row)) fail_msg("daemon/metrics.h's table lacks %s", name);
+  }
+  free(ops);
+  free(dash);
+  free(hdr);
+  metrics_buf_free(&buf);
+  metrics_destroy(reg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_metrics_render_is_exact_prometheus_text),
@@ -306,6 +389,7 @@ int main(void) {
       cmocka_unit_test(test_metrics_gauge_delete_removes_only_that_series),
       cmocka_unit_test(test_metrics_collect_hooks_run_before_render),
       cmocka_unit_test(test_metrics_daemon_set_has_every_documented_metric),
+      cmocka_unit_test(test_metrics_docs_and_dashboard_match_the_registry),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
