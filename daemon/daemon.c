@@ -141,7 +141,8 @@ struct ixd {
 
   uv_poll_t consumer_poll, producer_poll, ckpt_poll;
   uv_timer_t kick_timer, batch_timer, retry_timer, ckpt_timer, expire_timer, status_timer,
-      stop_timer;
+      stop_timer, barrier_timer;
+  int ckpt_barrier;
   uv_signal_t sig_term, sig_int, sig_hup;
   int handle_signals;
   uv_async_t stop_async;
@@ -459,12 +460,14 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
 }
 
 static void finish_stop(daemon_t *d);
+static void maybe_checkpoint(daemon_t *d);
 
 static void serve_deliveries(daemon_t *d) {
   producer_poll(d->producer, 0);
   advance_dirty(d);
   backlog_retry(d);
   check_pressure(d);
+  maybe_checkpoint(d);
   if (d->phase == STOPPING && d->outstanding == 0 && d->bl_len == 0) finish_stop(d);
 }
 
@@ -589,7 +592,7 @@ static void batch_timer_cb(uv_timer_t *t);
 
 /* Drains the consumer queue in batches; yields after DRAIN_ROUNDS batches. */
 static void drain(daemon_t *d, int timer_fired) {
-  if (d->phase != RUNNING || d->paused) return;
+  if (d->phase != RUNNING || d->paused || d->ckpt_barrier) return;
   uint32_t max = d->cfg->batch.max_events;
   if (d->cfg->batch.max_wait_us && !timer_fired) {
     if (d->batch_waiting) return;
@@ -636,14 +639,20 @@ static void consumer_poll_cb(uv_poll_t *h, int status, int events) { drain(h->da
 
 static void ckpt_poll_cb(uv_poll_t *h, int status, int events);
 
-static void ckpt_timer_cb(uv_timer_t *t) {
-  daemon_t *d = t->data;
-  if (!d->ckpt || ckpt_snapshot_running(d->ckpt) || d->phase != RUNNING) return;
+static void kick_cb(uv_timer_t *t);
+
+/* The checkpoint barrier: a snapshot is taken only when nothing is in flight,
+ * so each partition's checkpoint offset is both the offset its states are
+ * consistent with and one whose predictions are all acknowledged. Restoring
+ * it and seeking there then applies every event to state exactly once and
+ * loses no prediction. The barrier stops draining the consumer queue (not
+ * fetching) until the in-flight messages are acknowledged: a few ms. */
+static void start_snapshot(daemon_t *d) {
   size_t n = 0;
   int64_t *offs = malloc(((size_t)d->n_parts + 1) * sizeof *offs);
   int32_t *list = realloc(d->ck_parts, ((size_t)d->n_parts + 1) * sizeof *list);
-  uint16_t *gens = realloc(d->ck_gens, ((size_t)d->n_parts + 1) * sizeof *gens);
   if (list) d->ck_parts = list;
+  uint16_t *gens = realloc(d->ck_gens, ((size_t)d->n_parts + 1) * sizeof *gens);
   if (gens) d->ck_gens = gens;
   if (!offs || !list || !gens) {
     free(offs);
@@ -654,7 +663,7 @@ static void ckpt_timer_cb(uv_timer_t *t) {
     if (!pt->owned || pt->consumed_next < 0 || pt->consumed_next <= pt->ckpt_next) continue;
     list[n] = i;
     gens[n] = pt->gen;
-    offs[n++] = pt->consumed_next; /* the state holds every consumed event */
+    offs[n++] = pt->consumed_next; /* == acked_next: nothing is in flight */
   }
   if (n) {
     char why[256];
@@ -673,6 +682,37 @@ static void ckpt_timer_cb(uv_timer_t *t) {
     }
   }
   free(offs);
+}
+
+static void maybe_checkpoint(daemon_t *d) {
+  if (!d->ckpt_barrier || d->outstanding || d->bl_len) return;
+  d->ckpt_barrier = 0;
+  uv_timer_stop(&d->barrier_timer);
+  if (d->phase == RUNNING) {
+    start_snapshot(d);
+    uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
+  }
+}
+
+static void barrier_timeout_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  if (!d->ckpt_barrier) return;
+  LOG_WARN("daemon", "checkpoint skipped: %" PRIu64 " messages stayed unacknowledged",
+           d->outstanding + d->bl_len);
+  d->ckpt_barrier = 0;
+  d->st.checkpoint_failures++;
+  metrics_daemon_checkpoint_done(&d->md, 0.0, 0);
+  uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
+}
+
+static void ckpt_timer_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  if (!d->ckpt || ckpt_snapshot_running(d->ckpt) || d->ckpt_poll_active ||
+      d->phase != RUNNING || d->ckpt_barrier)
+    return;
+  d->ckpt_barrier = 1;
+  uv_timer_start(&d->barrier_timer, barrier_timeout_cb, 5000, 0);
+  maybe_checkpoint(d);
 }
 
 static void ckpt_poll_closed(uv_handle_t *h) { ((daemon_t *)h->data)->ckpt_poll_active = 0; }
@@ -715,6 +755,13 @@ static void ckpt_poll_cb(uv_poll_t *h, int status, int events) {
 /* Synchronous checkpoint of one partition (revocation, shutdown). */
 static void ckpt_partition_now(daemon_t *d, int32_t partition, part_t *pt) {
   if (!d->ckpt || pt->consumed_next < 0 || pt->consumed_next <= pt->ckpt_next) return;
+  if (pt->count) {
+    /* predictions still unacknowledged: the previous checkpoint stays the
+     * newest, and the next owner re-applies the events after it */
+    LOG_WARN("daemon", "partition %d: not checkpointed (%u events unacknowledged)",
+             (int)partition, pt->count);
+    return;
+  }
   char why[256];
   ckpt_result_t res;
   uint64_t t0 = mono_ns();
@@ -874,8 +921,9 @@ static void finish_stop(daemon_t *d) {
   close_handle((uv_handle_t *)&d->consumer_poll);
   close_handle((uv_handle_t *)&d->producer_poll);
   if (d->ckpt_poll_active) close_handle((uv_handle_t *)&d->ckpt_poll);
-  uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer, &d->ckpt_timer,
-                          &d->expire_timer, &d->status_timer, &d->stop_timer};
+  uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
+                          &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
+                          &d->stop_timer,   &d->barrier_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     close_handle((uv_handle_t *)timers[i]);
   if (d->handle_signals) {
@@ -1187,8 +1235,9 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   uv_poll_init(&d->loop, &d->consumer_poll, consumer_fd(d->consumer));
   uv_poll_init(&d->loop, &d->producer_poll, producer_fd(d->producer));
   d->consumer_poll.data = d->producer_poll.data = d;
-  uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer, &d->ckpt_timer,
-                          &d->expire_timer, &d->status_timer, &d->stop_timer};
+  uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
+                          &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
+                          &d->stop_timer,   &d->barrier_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
     uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;

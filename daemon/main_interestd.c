@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
       config_destroy(cfg);
       return 2;
     }
-  } else if (demo && !config_path && !n_sets) {
+  } else if (demo) {
     cfg->log.level = LOG_LVL_WARN; /* keep the demo's display readable */
   }
   log_set_level(cfg->log.level);
