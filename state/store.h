@@ -15,6 +15,9 @@ typedef struct {
   size_t blob_size;        /* bytes per user (model_state_size) */
   size_t mem_limit_bytes;  /* 0 = unlimited; enforced by store_evict() */
   int64_t idle_ttl_ms;     /* 0 = never; enforced by store_expire() */
+  int small_pages;         /* 1 = 4 KiB pages; 0 (default) = transparent huge
+                            * pages: a checkpoint fork copies 512x fewer page
+                            * table entries (see docs/STATE.md) */
 } store_opts_t;
 
 typedef struct {
@@ -59,11 +62,11 @@ void store_get_stats(const store_t *st, store_stats_t *stats);
 
 /* Users the memory limit allows (what store_evict() trims down to), counting
  * per user the slab slot (blob rounded up to 16 bytes + 40 bytes of metadata)
- * and the hash index; UINT64_MAX when unlimited. Allocation happens in slabs
- * of STORE_SLAB_SLOTS users, so stats.bytes may exceed the limit by less than
- * one slab plus what was inserted since the last store_evict(). */
-#define STORE_SLAB_SLOTS 1024u
+ * and the hash index; UINT64_MAX when unlimited. Memory is mapped in 2 MiB
+ * slabs of store_slab_slots() users, so stats.bytes may exceed the limit by
+ * less than one slab plus what was inserted since the last store_evict(). */
 uint64_t store_capacity(const store_t *st);
+size_t store_slab_slots(const store_t *st);
 /* Size the index for n more users now (e.g. before a restore), so inserts do
  * not rehash. Returns 0 or IX_ENOMEM. */
 int store_reserve(store_t *st, size_t n);

@@ -1,0 +1,136 @@
+/* Checkpoint write and restore speed: fills a store with N users of a
+ * blob-sized state in one partition, writes its checkpoint synchronously,
+ * restores it into a fresh store (the daemon's start-up path) and checks the
+ * restored state equals the original. Also times a forked snapshot of the
+ * same store (the fork is the loop stall).
+ * Usage: bench_restore [users=1000000] [blob_bytes=1032] [dir=$TMPDIR or /tmp] [small_pages=0] */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "state/checkpoint.h"
+#include "state/store.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void fill(unsigned char *b, size_t len, uint64_t u) {
+  uint64_t x = u * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i + 8 <= len; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    memcpy(b + i, &x, 8);
+  }
+}
+
+typedef struct {
+  store_t *other;
+  size_t blob;
+  uint64_t mismatches, visited;
+} cmp_t;
+
+static int compare(void *ctx, uint64_t user_id, int64_t last_seen_ms, const void *blob) {
+  cmp_t *c = ctx;
+  c->visited++;
+  const unsigned char *o = store_get(c->other, 0, user_id, last_seen_ms, 0, NULL);
+  if (!o || memcmp(o, blob, c->blob) != 0) c->mismatches++;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  size_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
+  size_t blob = argc > 2 ? strtoull(argv[2], NULL, 10) : 1032;
+  const char *base = argc > 3 ? argv[3] : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  log_set_level(LOG_LVL_WARN);
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/ix_bench_restore_XXXXXX", base);
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  printf("bench_restore: users=%zu blob=%zu dir=%s pages=%s\n", n, blob, dir,
+         argc > 4 && atoi(argv[4]) ? "4KiB" : "huge (THP)");
+
+  store_opts_t so = {.blob_size = blob, .small_pages = argc > 4 ? atoi(argv[4]) : 0};
+  store_t *st = NULL, *st2 = NULL;
+  ckpt_t *ck = NULL;
+  char err[1024];
+  int rc = 1;
+  if (store_new(&so, &st) != 0) goto out;
+  double t0 = now_s();
+  for (size_t u = 0; u < n; u++) {
+    unsigned char *b = store_get(st, 0, u * 11400714819323198485ull, (int64_t)u, 1, NULL);
+    if (!b) goto out;
+    fill(b, blob, u);
+  }
+  double t1 = now_s();
+  printf("fill store:       %.3f s\n", t1 - t0);
+
+  ckpt_opts_t co = {.dir = dir};
+  if (ckpt_new(&co, &ck, err, sizeof err) != 0) {
+    fprintf(stderr, "%s\n", err);
+    goto out;
+  }
+  ckpt_result_t res;
+  t0 = now_s();
+  if (ckpt_write_partition(ck, st, 0, 123, 0xABCD, &res, err, sizeof err) != 0) {
+    fprintf(stderr, "%s\n", err);
+    goto out;
+  }
+  t1 = now_s();
+  printf("write (sync):     %.3f s  %.1f MiB  %.0f MiB/s (incl. fsync)\n", t1 - t0,
+         (double)res.bytes / 1048576.0, (double)res.bytes / 1048576.0 / (t1 - t0));
+
+  if (store_new(&so, &st2) != 0) goto out;
+  ckpt_restore_info_t info;
+  t0 = now_s();
+  if (ckpt_restore_partition(dir, 0, 0xABCD, st2, &info, err, sizeof err) != 0 ||
+      info.generation == 0) {
+    fprintf(stderr, "restore failed: %s\n", err);
+    goto out;
+  }
+  t1 = now_s();
+  printf("restore:          %.3f s  for %" PRIu64 " users (%.2f M users/s, %.0f MiB/s)\n", t1 - t0,
+         info.users, (double)info.users / (t1 - t0) / 1e6,
+         (double)res.bytes / 1048576.0 / (t1 - t0));
+
+  cmp_t c = {.other = st2, .blob = blob};
+  store_foreach(st, 0, compare, &c);
+  printf("verify:           %" PRIu64 " users compared, %" PRIu64 " mismatches\n", c.visited, c.mismatches);
+  if (c.mismatches || c.visited != n || store_partition_users(st2, 0) != n) goto out;
+  store_destroy(st2);
+  st2 = NULL;
+
+  int32_t part = 0;
+  int64_t off = 456;
+  if (ckpt_snapshot_start(ck, st, &part, &off, 1, 0xABCD, err, sizeof err) != 0) {
+    fprintf(stderr, "%s\n", err);
+    goto out;
+  }
+  const ckpt_result_t *sr;
+  size_t nr;
+  ckpt_snapshot_wait(ck, &sr, &nr);
+  ckpt_stats_t cs;
+  ckpt_get_stats(ck, &cs);
+  printf("snapshot (fork):  fork stall %.2f ms, child wrote %.1f MiB in %" PRIu64 " ms (%s)\n",
+         (double)cs.last_fork_us / 1000.0, (double)cs.last_bytes / 1048576.0,
+         cs.last_snapshot_ms, sr[0].err ? sr[0].reason : "ok");
+  rc = sr[0].err ? 1 : 0;
+out:
+  ckpt_destroy(ck);
+  store_destroy(st);
+  store_destroy(st2);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);
+  if (rc) fprintf(stderr, "bench_restore: FAILED\n");
+  return rc;
+}
