@@ -24,14 +24,13 @@ static float dotf(size_t n, const float *a, const float *b) {
   return s;
 }
 
-void head_finish(const arch_dims_t *d, const float *params, const float *h,
-                 const arch_state_t *s, float *z, head_out_t *out) {
+void head_finish_dots(const arch_dims_t *d, const float *params, const float *dots,
+                      const arch_state_t *s, float *z, head_out_t *out) {
   arch_layout_t L;
   arch_layout(d, &L);
-  const size_t H = d->H;
   kern_softmax(d->V, z);
   out->p_vocab_other = z[0];
-  out->g_logit = dotf(H, params + L.gate_wg, h) + params[L.gate_bg];
+  out->g_logit = dots[ARCH_K] + params[L.gate_bg];
   out->g = 1.0f / (1.0f + expf(-out->g_logit));
   unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
   out->n_recent = n;
@@ -40,13 +39,24 @@ void head_finish(const arch_dims_t *d, const float *params, const float *h,
   if (n == 0) return;
   float wf = params[L.copy_wf], mx = -INFINITY;
   for (unsigned k = 0; k < n; k++) {
-    out->s_copy[k] = dotf(H, params + L.copy_wp + k * H, h) + params[L.copy_bp + k] +
-                     wf * log1pf((float)s->recent[k].count);
+    out->s_copy[k] = dots[k] + params[L.copy_bp + k] + wf * log1pf((float)s->recent[k].count);
     if (out->s_copy[k] > mx) mx = out->s_copy[k];
   }
   float sum = 0.0f;
   for (unsigned k = 0; k < n; k++) sum += (out->p_copy[k] = expf(out->s_copy[k] - mx));
   for (unsigned k = 0; k < n; k++) out->p_copy[k] /= sum;
+}
+
+void head_finish(const arch_dims_t *d, const float *params, const float *h,
+                 const arch_state_t *s, float *z, head_out_t *out) {
+  arch_layout_t L;
+  arch_layout(d, &L);
+  const size_t H = d->H;
+  float dots[ARCH_K + 1];
+  unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
+  for (unsigned k = 0; k < ARCH_K; k++) dots[k] = k < n ? dotf(H, params + L.copy_wp + k * H, h) : 0.0f;
+  dots[ARCH_K] = dotf(H, params + L.gate_wg, h);
+  head_finish_dots(d, params, dots, s, z, out);
 }
 
 void head_forward(const arch_dims_t *d, const float *params, const float *h,
@@ -102,10 +112,9 @@ static inline void topk_put(size_t k, size_t *m, uint64_t *cat, float *p, uint64
   if (*m < k) (*m)++;
 }
 
-size_t head_topk(const arch_dims_t *d, const float *q, const float *oov_p,
-                 const arch_state_t *s, const uint64_t *vocab_ids, size_t k,
-                 uint64_t *cat, float *p) {
-  if (k == 0) return 0;
+/* Full scan with a running threshold (the reference; also the fallback). */
+static size_t topk_scan(const arch_dims_t *d, const float *q, const uint64_t *vocab_ids, size_t k,
+                        uint64_t *cat, float *p) {
   size_t m = 0;
   float thr = -1.0f; /* admit anything until full */
   for (size_t j = 1; j < d->V; j++) {
@@ -114,6 +123,69 @@ size_t head_topk(const arch_dims_t *d, const float *q, const float *oov_p,
       if (m == k) thr = p[k - 1];
     }
   }
+  return m;
+}
+
+#define TOPK_COLS 64
+#define TOPK_MAXCAND 512
+#define TOPK_MAXV 4096 /* larger vocabularies use the full scan */
+
+/* Two passes: the column maxima over 64 interleaved columns give a lower
+ * bound for the k-th largest value (the k-th largest column maximum: k
+ * columns hold an element at least that large); then only the elements at or
+ * above it are ranked, in index order, so ties resolve as in the full scan.
+ * Falls back to the full scan when the bound is unusable. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static size_t topk_vocab(const arch_dims_t *d, const float *q, const uint64_t *vocab_ids,
+                         size_t k, uint64_t *cat, float *p) {
+  size_t V = d->V;
+  if (k > TOPK_COLS / 2 || V < 4 * TOPK_COLS || V - 1 > TOPK_MAXV)
+    return topk_scan(d, q, vocab_ids, k, cat, p);
+  float cm[TOPK_COLS];
+  const float *q1 = q + 1;
+  size_t n = V - 1, full = n / TOPK_COLS * TOPK_COLS;
+  memcpy(cm, q1, sizeof cm);
+  for (size_t j = TOPK_COLS; j < full; j += TOPK_COLS)
+    for (size_t l = 0; l < TOPK_COLS; l++) cm[l] = q1[j + l] > cm[l] ? q1[j + l] : cm[l];
+  for (size_t j = full; j < n; j++)
+    cm[j - full] = q1[j] > cm[j - full] ? q1[j] : cm[j - full];
+  /* the k-th largest column maximum: the smallest value with fewer than k
+   * values above it (counting is branch-free and vectorises) */
+  int32_t above[TOPK_COLS] = {0};
+  for (size_t t = 0; t < TOPK_COLS; t++)
+    for (size_t l = 0; l < TOPK_COLS; l++) above[l] += cm[t] > cm[l];
+  float thr = INFINITY;
+  for (size_t l = 0; l < TOPK_COLS; l++)
+    if ((size_t)above[l] < k && cm[l] < thr) thr = cm[l];
+  uint32_t cand[TOPK_MAXV + 16];
+  size_t nc = kern_indices_ge(n, q1, thr, cand);
+  if (nc > TOPK_MAXCAND) return topk_scan(d, q, vocab_ids, k, cat, p);
+  /* rank each candidate by counting: larger values first, ties by index */
+  float cv[TOPK_MAXCAND];
+  for (size_t i = 0; i < nc; i++) cv[i] = vocab_ids[cand[i] + 1] != 0 ? q1[cand[i]] : -1.0f;
+  int32_t rank[TOPK_MAXCAND];
+  memset(rank, 0, nc * sizeof(int32_t));
+  for (size_t t = 0; t < nc; t++) {
+    const float v = cv[t];
+    for (size_t i = 0; i < nc; i++) rank[i] += (v > cv[i]) + ((v == cv[i]) & (i > t));
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < nc; i++) {
+    if (cv[i] >= 0.0f && (size_t)rank[i] < k) {
+      cat[rank[i]] = vocab_ids[cand[i] + 1];
+      p[rank[i]] = cv[i];
+      m++;
+    }
+  }
+  if (m < k) return topk_scan(d, q, vocab_ids, k, cat, p); /* unused slots took the bound */
+  return m;
+}
+
+size_t head_topk(const arch_dims_t *d, const float *q, const float *oov_p,
+                 const arch_state_t *s, const uint64_t *vocab_ids, size_t k,
+                 uint64_t *cat, float *p) {
+  if (k == 0) return 0;
+  size_t m = topk_vocab(d, q, vocab_ids, k, cat, p);
   unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
   for (unsigned r = 0; r < n; r++) {
     if (s->recent[r].idx > 0 || !(oov_p[r] > 0.0f)) continue;

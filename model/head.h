@@ -33,6 +33,12 @@ void head_vocab_logits(const arch_dims_t *d, const float *params, size_t n, cons
 void head_finish(const arch_dims_t *d, const float *params, const float *h,
                  const arch_state_t *s, float *z, head_out_t *out);
 
+/* As head_finish, with the H-dot products given: dots[k] = P[k].h for
+ * k < ARCH_K and dots[ARCH_K] = w_g.h (the serving path computes them for a
+ * whole wave in one GEMM). */
+void head_finish_dots(const arch_dims_t *d, const float *params, const float *dots,
+                      const arch_state_t *s, float *z, head_out_t *out);
+
 /* head_vocab_logits + head_finish for one user; p_vocab is V floats. */
 void head_forward(const arch_dims_t *d, const float *params, const float *h,
                   const arch_state_t *s, float *p_vocab, head_out_t *out);

@@ -276,6 +276,26 @@ T512 static void softmax_avx512(size_t n, float *x) {
     _mm512_mask_storeu_ps(x + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + i), inv));
 }
 
+T512 static size_t indices_ge_avx512(size_t n, const float *x, float thr, uint32_t *idx) {
+  size_t m = 0, i = 0;
+  __m512 t = _mm512_set1_ps(thr);
+  __m512i iv = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  for (; i + 16 <= n; i += 16) {
+    __mmask16 k = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), t, _CMP_GE_OQ);
+    if (k) {
+      /* compress in a register, then a plain store: the memory form of
+       * vpcompressd is microcoded and slow on AMD Zen 4/5 */
+      _mm512_storeu_si512((void *)(idx + m), _mm512_maskz_compress_epi32(k, iv));
+      m += (size_t)__builtin_popcount(k);
+    }
+    iv = _mm512_add_epi32(iv, step);
+  }
+  for (; i < n; i++)
+    if (x[i] >= thr) idx[m++] = (uint32_t)i;
+  return m;
+}
+
 /* ---- AVX2 + FMA ---------------------------------------------------------------- */
 
 #define T256 __attribute__((target("avx2,fma")))
@@ -470,6 +490,16 @@ void kern_lstm_pointwise(size_t H, const float *pre, const float *c_prev, float 
       memcpy(act + 3 * H + j0, buf + 192, m * sizeof(float));
     }
   }
+}
+
+size_t kern_indices_ge(size_t n, const float *x, float thr, uint32_t *idx) {
+  if (K_()->avx512) return indices_ge_avx512(n, x, thr, idx);
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    idx[m] = (uint32_t)i;
+    m += x[i] >= thr; /* branch-free */
+  }
+  return m;
 }
 
 void kern_softmax(size_t n, float *x) {

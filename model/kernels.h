@@ -13,6 +13,7 @@
 #define IX_MODEL_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Weights W [N x K] (row-major, PyTorch's out x in) packed K-major in panels
  * of 64 output columns; N is padded to a multiple of 16 (Np). */
@@ -44,6 +45,10 @@ void kern_lstm_pointwise(size_t H, const float *pre, const float *c_prev, float 
 
 /* In-place softmax of x[n]; returns nothing; deterministic for a given n. */
 void kern_softmax(size_t n, float *x);
+
+/* Indices i in [0, n) with x[i] >= thr, ascending, written to idx (room for
+ * n + 16 entries: whole vectors are stored); returns how many. */
+size_t kern_indices_ge(size_t n, const float *x, float thr, uint32_t *idx);
 
 /* Switch the kernel set ("avx512", "avx2", "scalar") for tests and benches;
  * returns 0, or IX_EINVAL when this CPU cannot run it. Not thread-safe:

@@ -37,6 +37,7 @@ struct model {
   float *t_act; /* ARCH_N_ACTIONS x G, biases folded in */
   lstm_t *cell; /* x = time features, W = [W_ih[:, time] | W_hh], no bias */
   kern_w_t head_w;
+  kern_w_t dots_w; /* [copy_wp (K rows) ; gate_wg], K + 1 rows of H */
   /* scratch, sized at load */
   float *x;    /* MODEL_MAX_BATCH x ARCH_N_TIME */
   float *add;  /* MODEL_MAX_BATCH x G */
@@ -44,6 +45,7 @@ struct model {
   int32_t *idx;
   float *hbuf; /* MODEL_HEAD_BATCH x H */
   float *z;    /* MODEL_HEAD_BATCH x Vp */
+  float *dots; /* MODEL_HEAD_BATCH x dots_w.Np */
 };
 
 static void model_free_parts(model_t *m) {
@@ -53,6 +55,8 @@ static void model_free_parts(model_t *m) {
   free(m->t_act);
   lstm_destroy(m->cell);
   kern_w_free(&m->head_w);
+  kern_w_free(&m->dots_w);
+  free(m->dots);
   free(m->x);
   free(m->add);
   free(m->hp);
@@ -152,6 +156,16 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
   }
   if ((rc = kern_w_pack(&m->head_w, H, V, params + L->head_wv, H)) < 0) goto oom;
   m->Vp = m->head_w.Np;
+  {
+    float *wd = malloc((ARCH_K + 1) * H * sizeof(float));
+    if (!wd) goto oom;
+    memcpy(wd, params + L->copy_wp, (size_t)ARCH_K * H * sizeof(float));
+    memcpy(wd + (size_t)ARCH_K * H, params + L->gate_wg, H * sizeof(float));
+    rc = kern_w_pack(&m->dots_w, H, ARCH_K + 1, wd, H);
+    free(wd);
+    if (rc < 0) goto oom;
+  }
+  m->dots = malloc(MODEL_HEAD_BATCH * m->dots_w.Np * sizeof(float));
   rc = IX_ENOMEM;
   m->x = malloc(MODEL_MAX_BATCH * ARCH_N_TIME * sizeof(float));
   m->add = malloc(MODEL_MAX_BATCH * G * sizeof(float));
@@ -160,7 +174,8 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
   m->idx = malloc(MODEL_MAX_BATCH * sizeof(int32_t));
   m->hbuf = malloc(MODEL_HEAD_BATCH * H * sizeof(float));
   m->z = malloc(MODEL_HEAD_BATCH * m->Vp * sizeof(float));
-  if (!m->x || !m->add || !m->hp || !m->cp || !m->idx || !m->hbuf || !m->z) goto oom;
+  if (!m->x || !m->add || !m->hp || !m->cp || !m->idx || !m->hbuf || !m->z || !m->dots)
+    goto oom;
   m->fingerprint = compute_fingerprint(m);
   snprintf(m->describe, sizeof m->describe,
            "lstm h=%u vocab=%u emb=%u+%u in=%u%s half_life=%.0fs state=%zuB fp=%08x kernel=%s",
@@ -234,6 +249,8 @@ static void head_logits(model_t *m, size_t n, arch_state_t *const *st) {
     memset(z + V, 0, (Vp - V) * sizeof(float));
   }
   kern_gemm(&m->head_w, n, m->hbuf, H, m->z, Vp);
+  memset(m->dots, 0, n * m->dots_w.Np * sizeof(float));
+  kern_gemm(&m->dots_w, n, m->hbuf, H, m->dots, m->dots_w.Np);
 }
 
 static int cmp_desc_long(const void *a, const void *b) {
@@ -335,7 +352,7 @@ static void step_chunk(model_t *m, void *const *states, const event_t *events, s
       head_out_t ho;
       const float *h = arch_state_h(st[b]);
       float *z = m->z + b * m->Vp;
-      head_finish(&m->dims, m->params, h, st[b], z, &ho);
+      head_finish_dots(&m->dims, m->params, m->dots + b * m->dots_w.Np, st[b], z, &ho);
       predict_one(m, st[b], h, z, &ho, &preds[b0 + b]);
     }
   }
@@ -356,6 +373,6 @@ float model_prob(model_t *m, const void *state, uint64_t category_id) {
   arch_state_t *s = (arch_state_t *)(uintptr_t)state; /* read only */
   head_logits(m, 1, &s);
   head_out_t ho;
-  head_finish(&m->dims, m->params, arch_state_h(s), s, m->z, &ho);
+  head_finish_dots(&m->dims, m->params, m->dots, s, m->z, &ho);
   return head_prob_target(&ho, m->z, s, category_id, vocab_index(m->vocab, category_id));
 }

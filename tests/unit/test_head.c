@@ -185,6 +185,42 @@ static void test_head_topk_skips_unused_vocab_slots(void **st) {
   fx_free(&f);
 }
 
+/* The two-pass top-k equals a full sort (p descending, index ascending) on a
+ * large vocabulary, with ties, unused slots and skewed distributions. */
+static void test_head_topk_matches_full_sort(void **st) {
+  (void)st;
+  enum { V = 1000, KK = 26 };
+  arch_dims_t d = {.V = V, .H = 4, .EC = 1, .EA = 1, .I = 16};
+  float *q = malloc(V * sizeof(float)), oov[ARCH_K] = {0};
+  uint64_t *ids = malloc(V * sizeof(uint64_t));
+  arch_state_t *s = calloc(1, sizeof(arch_state_t) + 64);
+  uint64_t seed = 1;
+  for (int trial = 0; trial < 400; trial++) {
+    for (int j = 0; j < V; j++) {
+      float r = (frand(&seed) + 1.0f) / 2.0f;
+      int mode = trial % 4;
+      q[j] = mode == 0 ? r : mode == 1 ? r * r * r * r : mode == 2 ? (float)(int)(r * 8) / 8 : r / (1 + j);
+      ids[j] = (trial % 3 == 0 && j % 7 == 3) ? 0 : 10 + (uint64_t)j;
+    }
+    ids[0] = 0;
+    uint64_t cat[KK];
+    float p[KK];
+    size_t n = head_topk(&d, q, oov, s, ids, KK, cat, p);
+    assert_int_equal(n, KK);
+    /* reference: repeated selection of the best remaining (p desc, index asc) */
+    char used[V] = {0};
+    for (int r = 0; r < KK; r++) {
+      int best = -1;
+      for (int j = 1; j < V; j++)
+        if (ids[j] && !used[j] && (best < 0 || q[j] > q[best])) best = j;
+      used[best] = 1;
+      assert_true(cat[r] == ids[best]);
+      assert_true(p[r] == q[best]);
+    }
+  }
+  free(q), free(ids), free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_head_mixture_by_hand),
@@ -192,6 +228,7 @@ int main(void) {
       cmocka_unit_test(test_head_copy_serves_out_of_vocabulary_category),
       cmocka_unit_test(test_head_batched_logits_match_single),
       cmocka_unit_test(test_head_topk_skips_unused_vocab_slots),
+      cmocka_unit_test(test_head_topk_matches_full_sort),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
