@@ -129,7 +129,8 @@ static void test_c_forward_matches_torch(void **st) {
     for (unsigned k = 0; k < w; k++) {
       const float *e = exp + (size_t)(first + k) * per;
       const float *eh = e, *ec = e + H, *eq = e + 2 * H + I;
-      const uint64_t *oc = (const uint64_t *)(const void *)(eq + V);
+      uint64_t oc[ARCH_K]; /* u64 inside a float stream: may be misaligned */
+      memcpy(oc, eq + V, sizeof oc);
       const float *op = eq + V + 2 * K, *tail = op + K, *ewrong = tail + 3;
       arch_state_t *s = sp[k];
       e_h = fmax(e_h, rel_err(H, arch_state_h(s), eh, 1e-3));
