@@ -1,0 +1,526 @@
+/* Shared helpers for the interestd integration tests: an in-process mock
+ * cluster, a random model file, the bundled Taobao events, producing with
+ * the offsets the broker assigned, spawning interestd processes (killed
+ * with the test: PR_SET_PDEATHSIG and an atexit hook), collecting a topic
+ * through the recorder, and the offline pipeline as the reference.
+ * Header-only: each test is one executable. */
+#ifndef IX_TESTS_DAEMON_HARNESS_H
+#define IX_TESTS_DAEMON_HARNESS_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "daemon/pipeline.h"
+#include "model/arch.h"
+#include "model/model.h"
+#include "model/modelfile.h"
+#include "stream/codec.h"
+#include "stream/importer.h"
+#include "stream/mockbroker.h"
+#include "stream/producer.h"
+#include "stream/recfile.h"
+#include "stream/recorder.h"
+
+#define H_UNUSED __attribute__((unused))
+#define H_CHECK(cond, ...)                                                                   \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
+      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+      fprintf(stderr, __VA_ARGS__);                                                          \
+      fprintf(stderr, "\n");                                                                 \
+      exit(1);                                                                               \
+    }                                                                                        \
+  } while (0)
+
+static char h_dir[256];
+static pid_t h_children[16];
+static int h_n_children;
+
+static H_UNUSED double h_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static H_UNUSED void h_sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static H_UNUSED void h_cleanup(void) {
+  for (int i = 0; i < h_n_children; i++)
+    if (h_children[i] > 0) {
+      kill(h_children[i], SIGKILL);
+      waitpid(h_children[i], NULL, 0);
+    }
+  if (h_dir[0] && !getenv("IX_KEEP_TMP")) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", h_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", h_dir);
+  }
+}
+
+static H_UNUSED void h_init(const char *name) {
+  snprintf(h_dir, sizeof h_dir, "/tmp/%s_XXXXXX", name);
+  H_CHECK(mkdtemp(h_dir), "mkdtemp");
+  atexit(h_cleanup);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  log_set_level(LOG_LVL_WARN);
+}
+
+static const char *h_path(const char *name) {
+  static char buf[8][512];
+  static int k;
+  char *p = buf[k++ % 8];
+  snprintf(p, 512, "%s/%s", h_dir, name);
+  return p;
+}
+
+static H_UNUSED uint64_t h_rng(uint64_t *s) {
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return *s >> 33;
+}
+
+/* A random (untrained) model with the Taobao categories in its vocabulary
+ * would need the data; random ids are enough: unknown categories go to the
+ * "other" bucket and the copy head, and every code path runs. */
+static H_UNUSED void h_write_model(const char *path, uint64_t seed) {
+  modelfile_t mf = {0};
+  arch_dims_default(&mf.dims);
+  mf.dims.V = 200;
+  mf.dims.H = 32;
+  mf.half_life_s = 72 * 3600.0f;
+  arch_layout_t L;
+  arch_layout(&mf.dims, &L);
+  mf.params = malloc(L.total * sizeof(float));
+  mf.vocab_ids = malloc(mf.dims.V * sizeof(uint64_t));
+  uint64_t s = seed;
+  for (size_t i = 0; i < L.total; i++)
+    mf.params[i] = ((float)(h_rng(&s) % 20001) - 10000.0f) / 40000.0f;
+  mf.vocab_ids[0] = 0;
+  for (uint32_t i = 1; i < mf.dims.V; i++) mf.vocab_ids[i] = 1000 + i;
+  char err[256];
+  H_CHECK(modelfile_write(path, &mf, err, sizeof err) == 0, "%s", err);
+  free(mf.params);
+  free(mf.vocab_ids);
+}
+
+typedef struct {
+  int32_t partition;
+  int64_t offset; /* assigned by the broker */
+  size_t key_len, value_len;
+  char *key, *value;
+  int bad;        /* not a valid event */
+} h_msg_t;
+
+/* The first n events of the bundled Taobao sample, in event-time order,
+ * keyed and partitioned by user like the importer does. */
+static h_msg_t *h_load_events(size_t n, int partitions) {
+  const char *src = getenv("IX_SOURCE_DIR");
+  H_CHECK(src, "IX_SOURCE_DIR is not set");
+  char csv[1024];
+  snprintf(csv, sizeof csv, "%s/../shared/data/taobao_userbehavior_head100k/small_sample.csv",
+           src);
+  H_CHECK(access(csv, R_OK) == 0, "the bundled data set is missing: %s", csv);
+  const char *rec = h_path("events.rec");
+  importer_opts_t io = {.format = IMPORT_TAOBAO, .input = csv, .output = rec,
+                        .partitions = partitions};
+  importer_stats_t is;
+  char err[512];
+  H_CHECK(importer_run(&io, &is, err, sizeof err) == 0, "%s", err);
+  H_CHECK(is.events >= n, "only %" PRIu64 " events", is.events);
+  rec_reader_t *r;
+  H_CHECK(recfile_reader_open(rec, &r, err, sizeof err) == 0, "%s", err);
+  h_msg_t *m = calloc(n, sizeof *m);
+  rec_t x;
+  for (size_t i = 0; i < n; i++) {
+    H_CHECK(recfile_read(r, &x) == 0, "reading %s", rec);
+    m[i].partition = x.partition;
+    m[i].key_len = x.key_len;
+    m[i].value_len = x.value_len;
+    m[i].key = malloc(x.key_len + 1);
+    m[i].value = malloc(x.value_len + 1);
+    memcpy(m[i].key, x.key, x.key_len);
+    memcpy(m[i].value, x.value, x.value_len);
+  }
+  recfile_reader_close(r);
+  return m;
+}
+
+static H_UNUSED void h_free_msgs(h_msg_t *m, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(m[i].key);
+    free(m[i].value);
+  }
+  free(m);
+}
+
+typedef struct {
+  h_msg_t *msgs;
+  size_t acked, failed;
+} h_prod_ctx_t;
+
+static H_UNUSED void h_dr(void *ctx, const producer_report_t *r) {
+  h_prod_ctx_t *pc = ctx;
+  if (r->err) {
+    pc->failed++;
+    return;
+  }
+  pc->msgs[r->opaque].offset = r->offset;
+  pc->acked++;
+}
+
+/* Produces msgs[lo..hi) to their partitions, optionally paced at rate
+ * messages/s (0 = at once), and waits for every acknowledgement. */
+static H_UNUSED void h_produce(const char *brokers, const char *topic, h_msg_t *msgs, size_t lo,
+                      size_t hi, double rate) {
+  h_prod_ctx_t pc = {.msgs = msgs};
+  producer_opts_t po = {.brokers = brokers, .on_delivery = h_dr, .ctx = &pc};
+  producer_t *p;
+  char err[512];
+  H_CHECK(producer_new(&po, &p, err, sizeof err) == 0, "%s", err);
+  producer_topic_t *t = producer_topic(p, topic);
+  double t0 = h_now();
+  for (size_t i = lo; i < hi;) {
+    if (rate > 0) {
+      double due = t0 + (double)(i - lo) / rate;
+      while (h_now() < due) producer_poll(p, 1);
+    }
+    int rc = producer_send(p, t, msgs[i].partition, msgs[i].key, msgs[i].key_len,
+                           msgs[i].value, msgs[i].value_len, 0, NULL, 0, i);
+    if (rc == IX_EFULL) {
+      producer_poll(p, 10);
+      continue;
+    }
+    H_CHECK(rc == 0, "produce failed");
+    i++;
+  }
+  H_CHECK(producer_flush(p, 30000) == 0, "producer flush timed out");
+  H_CHECK(pc.failed == 0 && pc.acked == hi - lo, "%zu acked, %zu failed", pc.acked, pc.failed);
+  producer_destroy(p, 1000);
+}
+
+/* interestd config for the mock broker. extra: more INI lines (may be ""). */
+static H_UNUSED void h_write_conf(const char *path, const char *brokers, const char *group,
+                         const char *model, const char *extra) {
+  FILE *f = fopen(path, "w");
+  H_CHECK(f, "writing %s", path);
+  fprintf(f,
+          "[kafka]\nbrokers = %s\ngroup = %s\ninput_topic = events\noutput_topic = interests\n"
+          "[kafka.consumer]\nsession.timeout.ms = 6000\nheartbeat.interval.ms = 500\n"
+          "fetch.wait.max.ms = 10\n"
+          "[model]\npath = %s\n"
+          "[metrics]\nlisten = 127.0.0.1\nport = 0\n"
+          "[log]\nlevel = info\n%s\n",
+          brokers, group, model, extra);
+  fclose(f);
+}
+
+static H_UNUSED int h_interestd_path(char *out, size_t size) {
+  const char *bin = getenv("IX_BINARY_DIR");
+  H_CHECK(bin, "IX_BINARY_DIR is not set");
+  snprintf(out, size, "%s/daemon/interestd", bin);
+  return access(out, X_OK);
+}
+
+/* Starts interestd -c conf with stderr to log. */
+static H_UNUSED pid_t h_spawn(const char *conf, const char *log) {
+  char exe[1024];
+  H_CHECK(h_interestd_path(exe, sizeof exe) == 0, "interestd not built at %s", exe);
+  pid_t pid = fork();
+  H_CHECK(pid >= 0, "fork");
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    FILE *f = freopen(log, "a", stderr);
+    if (!f) _exit(126);
+    execl(exe, exe, "-c", conf, (char *)NULL);
+    _exit(127);
+  }
+  h_children[h_n_children++] = pid;
+  return pid;
+}
+
+/* Waits for pid to exit within timeout_s; returns its exit status (0..255),
+ * or -1 on timeout (the process is then killed), -2 when killed by a signal. */
+static H_UNUSED int h_wait_exit(pid_t pid, double timeout_s) {
+  double end = h_now() + timeout_s;
+  int status;
+  for (;;) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (h_now() > end) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      status = -1;
+      break;
+    }
+    h_sleep_ms(20);
+  }
+  for (int i = 0; i < h_n_children; i++)
+    if (h_children[i] == pid) h_children[i] = 0;
+  if (status == -1) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+}
+
+static H_UNUSED char *h_read_file(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return strdup("");
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  size_t got = fread(s, 1, (size_t)n, f);
+  s[got] = '\0';
+  fclose(f);
+  return s;
+}
+
+/* Partitions currently owned according to a daemon log ("assigned
+ * partitions [..]" / "revoked partitions [..]" lines), as a bit mask. */
+static H_UNUSED uint64_t h_owned_from_log(const char *log) {
+  char *s = h_read_file(log);
+  uint64_t mask = 0;
+  for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
+    int assign = strstr(line, "assigned partitions [") != NULL;
+    int revoke = strstr(line, "revoked partitions [") || strstr(line, "lost partitions [");
+    if (!assign && !revoke) continue;
+    char *p = strstr(line, "partitions [") + strlen("partitions [");
+    while (*p && *p != ']') {
+      char *q = p;
+      long v = strtol(p, &p, 10);
+      if (p == q || v < 0 || v > 63) break;
+      if (assign) mask |= 1ull << v;
+      else mask &= ~(1ull << v);
+      if (*p == ',') p++;
+    }
+  }
+  free(s);
+  return mask;
+}
+
+static H_UNUSED int h_wait_log(const char *log, const char *needle, double timeout_s) {
+  double end = h_now() + timeout_s;
+  while (h_now() < end) {
+    char *s = h_read_file(log);
+    int found = strstr(s, needle) != NULL;
+    free(s);
+    if (found) return 1;
+    h_sleep_ms(50);
+  }
+  return 0;
+}
+
+/* The metrics port from the daemon's log. */
+static H_UNUSED int h_metrics_port(const char *log) {
+  char *s = h_read_file(log);
+  char *p = strstr(s, "metrics on http://127.0.0.1:");
+  int port = p ? atoi(p + strlen("metrics on http://127.0.0.1:")) : 0;
+  free(s);
+  return port;
+}
+
+/* GET path from 127.0.0.1:port; returns the malloc'd response or NULL. */
+static H_UNUSED char *h_http_get(int port, const char *path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return NULL;
+  }
+  char req[256];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+  if (write(fd, req, (size_t)n) != n) {
+    close(fd);
+    return NULL;
+  }
+  size_t cap = 1 << 16, len = 0;
+  char *buf = malloc(cap);
+  ssize_t r;
+  while ((r = read(fd, buf + len, cap - len - 1)) > 0) {
+    len += (size_t)r;
+    if (len + 1 == cap) buf = realloc(buf, cap *= 2);
+  }
+  buf[len] = '\0';
+  close(fd);
+  return buf;
+}
+
+/* Sum of a metric's samples (all label sets) in a Prometheus text body. */
+static H_UNUSED double h_metric_sum(const char *body, const char *name) {
+  double sum = 0;
+  size_t nl = strlen(name);
+  for (const char *p = body; (p = strstr(p, name)); p += nl) {
+    if (p != body && p[-1] != '\n') continue;
+    const char *q = p + nl;
+    if (*q == '{') q = strchr(q, '}') + 1;
+    else if (*q != ' ') continue;
+    sum += strtod(q, NULL);
+  }
+  return sum;
+}
+
+/* Reads a topic (all partitions, from the start) into a record file until
+ * count messages or timeout; returns the number read. */
+static H_UNUSED uint64_t h_collect(const char *brokers, const char *topic, const char *out,
+                          uint64_t count, int timeout_ms) {
+  recorder_opts_t ro = {.brokers = brokers, .topic = topic, .output = out,
+                        .from_offset = RECORDER_FROM_BEGINNING, .max_count = count,
+                        .timeout_ms = timeout_ms};
+  recorder_stats_t rs;
+  char err[512];
+  int rc = recorder_run(&ro, &rs, err, sizeof err);
+  if (rc) fprintf(stderr, "recorder: %s\n", err);
+  return rs.records;
+}
+
+/* Committed offset of (group, topic, partition); -1 when none. */
+static H_UNUSED int64_t h_committed(const char *brokers, const char *group, const char *topic,
+                           int32_t partition) {
+  char err[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err);
+  rd_kafka_conf_set(conf, "group.id", group, err, sizeof err);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  H_CHECK(rk, "%s", err);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, partition);
+  rd_kafka_resp_err_t e = rd_kafka_committed(rk, l, 10000);
+  int64_t off = e ? -2 : l->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_destroy(rk);
+  return off < 0 ? -1 : off;
+}
+
+/* The reference: the pipeline run offline over msgs[0..n) in order (each
+ * partition's messages in offset order), predictions indexed like msgs
+ * (preds[i].n_next == 0 with ok[i] == 0 for a rejected message). */
+static prediction_t *h_offline(const char *model_path, const h_msg_t *msgs, size_t n,
+                               int *ok) {
+  model_t *m;
+  char err[512];
+  H_CHECK(model_load(model_path, &m, err, sizeof err) == 0, "%s", err);
+  store_opts_t so = {0};
+  emit_opts_t eo = {.policy = EMIT_EVERY, .top_n_change = 3};
+  pipeline_t *p;
+  H_CHECK(pipeline_new(m, &so, &eo, &p) == 0, "pipeline");
+  prediction_t *out = calloc(n, sizeof *out);
+  rec_t *recs = calloc(n, sizeof *recs);
+  for (size_t i = 0; i < n; i++)
+    recs[i] = (rec_t){.partition = msgs[i].partition, .offset = msgs[i].offset,
+                      .key = msgs[i].key, .key_len = msgs[i].key_len,
+                      .value = msgs[i].value, .value_len = msgs[i].value_len};
+  for (size_t lo = 0; lo < n; lo += 256) {
+    size_t k = n - lo < 256 ? n - lo : 256;
+    pipeline_result_t res;
+    H_CHECK(pipeline_process(p, recs + lo, k, 0, &res) == 0, "offline batch");
+    for (size_t i = 0; i < k; i++) ok[lo + i] = 0;
+    for (size_t j = 0; j < res.n_preds; j++) {
+      out[lo + res.pred_src[j]] = res.preds[j];
+      ok[lo + res.pred_src[j]] = 1;
+    }
+  }
+  free(recs);
+  pipeline_destroy(p);
+  model_destroy(m);
+  return out;
+}
+
+/* Interest fields and provenance equal (emit time differs by design). */
+static H_UNUSED int h_same_prediction(const prediction_t *a, const prediction_t *b) {
+  return a->user_id == b->user_id && a->src_partition == b->src_partition &&
+         a->src_offset == b->src_offset && a->event_ts_ms == b->event_ts_ms &&
+         a->n_events == b->n_events && a->fluctuation == b->fluctuation &&
+         a->shift_prob == b->shift_prob && a->n_next == b->n_next && a->n_long == b->n_long &&
+         a->n_rising == b->n_rising &&
+         memcmp(a->next, b->next, a->n_next * sizeof a->next[0]) == 0 &&
+         memcmp(a->longterm, b->longterm, a->n_long * sizeof a->longterm[0]) == 0 &&
+         memcmp(a->rising, b->rising, a->n_rising * sizeof a->rising[0]) == 0;
+}
+
+/* Finds msgs index of (partition, offset); -1 when absent. msgs are in
+ * per-partition offset order, so a linear index per partition works. */
+typedef struct {
+  size_t *idx[64];
+  int64_t n[64];
+} h_index_t;
+
+static H_UNUSED void h_index_build(h_index_t *ix, const h_msg_t *msgs, size_t n) {
+  memset(ix, 0, sizeof *ix);
+  for (size_t i = 0; i < n; i++) {
+    int32_t p = msgs[i].partition;
+    if (msgs[i].offset + 1 > ix->n[p]) ix->n[p] = msgs[i].offset + 1;
+  }
+  for (int p = 0; p < 64; p++) {
+    if (!ix->n[p]) continue;
+    ix->idx[p] = malloc((size_t)ix->n[p] * sizeof(size_t));
+    for (int64_t o = 0; o < ix->n[p]; o++) ix->idx[p][o] = (size_t)-1;
+  }
+  for (size_t i = 0; i < n; i++) ix->idx[msgs[i].partition][msgs[i].offset] = i;
+}
+
+static H_UNUSED long h_index_find(const h_index_t *ix, int32_t p, int64_t o) {
+  if (p < 0 || p >= 64 || o < 0 || o >= ix->n[p]) return -1;
+  size_t i = ix->idx[p][o];
+  return i == (size_t)-1 ? -1 : (long)i;
+}
+
+static H_UNUSED void h_index_free(h_index_t *ix) {
+  for (int p = 0; p < 64; p++) free(ix->idx[p]);
+}
+
+/* Reads a record file of predictions; checks each against the reference and
+ * counts how many each input message got into counts[] (indexed like msgs). */
+static H_UNUSED uint64_t h_check_output(const char *rec, const h_msg_t *msgs, size_t n,
+                               const prediction_t *ref, const int *ok, uint32_t *counts,
+                               int compare_values) {
+  h_index_t ix;
+  h_index_build(&ix, msgs, n);
+  rec_reader_t *r;
+  char err[512];
+  H_CHECK(recfile_reader_open(rec, &r, err, sizeof err) == 0, "%s", err);
+  rec_t x;
+  uint64_t total = 0;
+  while (recfile_read(r, &x) == 0) {
+    prediction_t p;
+    H_CHECK(codec_decode_prediction(x.value, x.value_len, &p, err, sizeof err) == 0,
+            "output message: %s", err);
+    long i = h_index_find(&ix, p.src_partition, p.src_offset);
+    H_CHECK(i >= 0, "prediction for unknown input %d/%" PRId64, (int)p.src_partition,
+            p.src_offset);
+    H_CHECK(ok[i], "prediction for a rejected message %d/%" PRId64, (int)p.src_partition,
+            p.src_offset);
+    char key[32];
+    snprintf(key, sizeof key, "%" PRIu64, p.user_id);
+    H_CHECK(x.key_len == strlen(key) && memcmp(x.key, key, x.key_len) == 0,
+            "output key is not the user id");
+    if (compare_values)
+      H_CHECK(h_same_prediction(&p, &ref[i]),
+              "prediction for %d/%" PRId64 " (user %" PRIu64 ", n_events %u vs %u) differs "
+              "from the offline pipeline", (int)p.src_partition, p.src_offset, p.user_id,
+              p.n_events, ref[i].n_events);
+    counts[i]++;
+    total++;
+  }
+  recfile_reader_close(r);
+  h_index_free(&ix);
+  return total;
+}
+
+#endif
