@@ -59,7 +59,7 @@ int main(void) {
           log);
 
   int *ok = calloc(n, sizeof *ok);
-  prediction_t *ref = h_offline(model, msgs, n, ok);
+  prediction_t *ref = h_offline(model, msgs, n, ok); /* before the model file is changed */
   uint32_t *counts = calloc(n, sizeof *counts);
   h_check_output(out, msgs, n, ref, ok, counts, 1);
   for (size_t i = 0; i < n; i++)
@@ -101,6 +101,23 @@ int main(void) {
   body = h_http_get(port, "/healthz");
   H_CHECK(body && strstr(body, " 200 "), "healthz not 200");
   free(body);
+
+  /* SIGHUP with a corrupt model, then with a model of other weights: both
+   * refused, the running model stays in service */
+  FILE *junk = fopen(model, "r+");
+  H_CHECK(junk && fseek(junk, 100, SEEK_SET) == 0 && fputs("garbage", junk) >= 0, "corrupt");
+  fclose(junk);
+  kill(pid, SIGHUP);
+  H_CHECK(h_wait_log(log, "reload refused, keeping the running model", 10),
+          "corrupt model not refused (log %s)", log);
+  h_write_model(model, 8); /* valid, other weights: another state fingerprint */
+  kill(pid, SIGHUP);
+  H_CHECK(h_wait_log(log, "has another state fingerprint", 10),
+          "incompatible model not refused (log %s)", log);
+  body = h_http_get(port, "/healthz");
+  H_CHECK(body && strstr(body, " 200 "), "healthz after refused reloads");
+  free(body);
+  printf("SIGHUP: corrupt and incompatible models refused, daemon still healthy\n");
 
   /* SIGTERM: clean exit, everything committed */
   double ts = h_now();
