@@ -46,6 +46,7 @@ struct model {
   float *hbuf; /* MODEL_HEAD_BATCH x H */
   float *z;    /* MODEL_HEAD_BATCH x Vp */
   float *dots; /* MODEL_HEAD_BATCH x dots_w.Np */
+  int state_round; /* experiment: 0 fp32, 16 round h,c to bf16, 15 to fp16 */
 };
 
 static void model_free_parts(model_t *m) {
@@ -176,6 +177,12 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
   m->z = malloc(MODEL_HEAD_BATCH * m->Vp * sizeof(float));
   if (!m->x || !m->add || !m->hp || !m->cp || !m->idx || !m->hbuf || !m->z || !m->dots)
     goto oom;
+  {
+    /* Experiment knob (docs/PERFORMANCE.md, "state precision"): round h and
+     * c after each step as if the blob stored them in bf16 or fp16. */
+    const char *r = getenv("IX_STATE_ROUND");
+    m->state_round = r && !strcmp(r, "bf16") ? 16 : r && !strcmp(r, "fp16") ? 15 : 0;
+  }
   m->fingerprint = compute_fingerprint(m);
   snprintf(m->describe, sizeof m->describe,
            "lstm h=%u vocab=%u emb=%u+%u in=%u%s half_life=%.0fs state=%zuB fp=%08x kernel=%s",
@@ -341,6 +348,21 @@ static void step_chunk(model_t *m, void *const *states, const event_t *events, s
     m->cp[b] = arch_state_c(s, &m->dims);
   }
   lstm_step_batch_add(m->cell, n, m->x, m->hp, m->cp, m->add, G);
+  if (m->state_round) {
+    for (size_t b = 0; b < n; b++) {
+      float *v = m->hp[b]; /* h then c, contiguous */
+      for (size_t j = 0; j < 2 * (size_t)m->dims.H; j++) {
+        if (m->state_round == 16) {
+          uint32_t u;
+          memcpy(&u, &v[j], 4);
+          u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u; /* round to nearest even */
+          memcpy(&v[j], &u, 4);
+        } else {
+          v[j] = (float)(_Float16)v[j];
+        }
+      }
+    }
+  }
   for (size_t b = 0; b < n; b++)
     arch_state_advance(states[b], &events[b], m->idx[b], m->half_life_s);
   if (!preds) return;
