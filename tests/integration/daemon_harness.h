@@ -84,10 +84,10 @@ static H_UNUSED void h_init(const char *name) {
   log_set_level(LOG_LVL_WARN);
 }
 
-static const char *h_path(const char *name) {
-  static char buf[8][512];
+static H_UNUSED const char *h_path(const char *name) {
+  static char buf[64][512]; /* enough for a test's paths to stay valid */
   static int k;
-  char *p = buf[k++ % 8];
+  char *p = buf[k++ % 64];
   snprintf(p, 512, "%s/%s", h_dir, name);
   return p;
 }
@@ -131,7 +131,7 @@ typedef struct {
 
 /* The first n events of the bundled Taobao sample, in event-time order,
  * keyed and partitioned by user like the importer does. */
-static h_msg_t *h_load_events(size_t n, int partitions) {
+static H_UNUSED h_msg_t *h_load_events(size_t n, int partitions) {
   const char *src = getenv("IX_SOURCE_DIR");
   H_CHECK(src, "IX_SOURCE_DIR is not set");
   char csv[1024];
@@ -411,7 +411,7 @@ static H_UNUSED int64_t h_committed(const char *brokers, const char *group, cons
 /* The reference: the pipeline run offline over msgs[0..n) in order (each
  * partition's messages in offset order), predictions indexed like msgs
  * (preds[i].n_next == 0 with ok[i] == 0 for a rejected message). */
-static prediction_t *h_offline(const char *model_path, const h_msg_t *msgs, size_t n,
+static H_UNUSED prediction_t *h_offline(const char *model_path, const h_msg_t *msgs, size_t n,
                                int *ok) {
   model_t *m;
   char err[512];
