@@ -199,9 +199,14 @@ err:
   return rc;
 }
 
+extern void openblas_set_num_threads(int);
+
 int model_load(const char *path, model_t **out, char *errstr, size_t errstr_size) {
   modelfile_t mf;
   *out = NULL;
+  /* Serving is one thread by design (scale-out is more processes); OpenBLAS's
+   * own threads only add hand-off latency to the head's small sgemm. */
+  openblas_set_num_threads(1);
   int rc = modelfile_read(path, &mf, errstr, errstr_size);
   if (rc < 0) return rc;
   float *params = mf.params;
@@ -331,6 +336,20 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   pred->n_long = nl;
 }
 
+
+/* float -> IEEE half -> float, round to nearest even, without _Float16 (which
+ * clang 14 lacks on x86). Only for the IX_STATE_ROUND=fp16 experiment. */
+static float round_fp16(float v) {
+  float a = fabsf(v);
+  if (!(a < 65520.0f)) return a != a ? v : copysignf(INFINITY, v); /* NaN stays, overflow */
+  if (a < 6.103515625e-05f) return nearbyintf(v * 16777216.0f) / 16777216.0f; /* subnormal: 2^-24 steps */
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu; /* keep 10 mantissa bits */
+  memcpy(&v, &u, 4);
+  return v;
+}
+
 static void step_chunk(model_t *m, void *const *states, const event_t *events, size_t n,
                        prediction_t *preds) {
   const size_t G = m->G;
@@ -358,7 +377,7 @@ static void step_chunk(model_t *m, void *const *states, const event_t *events, s
           u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u; /* round to nearest even */
           memcpy(&v[j], &u, 4);
         } else {
-          v[j] = (float)(_Float16)v[j];
+          v[j] = round_fp16(v[j]);
         }
       }
     }

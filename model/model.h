@@ -14,6 +14,7 @@
 typedef struct model model_t;
 
 /* Load and validate a model file (magic, version, dimensions, checksum).
+ * Pins OpenBLAS to one thread: the serving path is single-threaded.
  * On failure returns a negative IX_E* and fills errstr with a sentence.
  * Free with model_destroy(). */
 int model_load(const char *path, model_t **out, char *errstr, size_t errstr_size);
