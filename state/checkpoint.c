@@ -35,6 +35,8 @@ static const unsigned char CKPT_MAGIC[8] = {'I', 'X', 'C', 'K', 'P', 'T', '\r', 
 #define MAX_BLOB_BYTES (64u << 20)
 #define MAX_BLOCK_BYTES (64ull << 20)
 #define MAX_PRUNE 16u
+#define DROP_BYTES (8u << 20)     /* restore frees consumed page cache in these steps */
+#define DROP_ALIGN (2u << 20)     /* largest page cache folio */
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -242,7 +244,7 @@ struct ckpt {
   unsigned keep;
   gen_entry_t *gens; /* newest generation this process assigned per partition */
   size_t ngens, gens_cap;
-  unsigned char *buf; /* block buffer, sized for buf_blob */
+  unsigned char *buf; /* writer's staging buffer, sized for buf_blob */
   size_t buf_size, buf_blob;
 
   /* running or last snapshot */
@@ -259,9 +261,17 @@ struct ckpt {
   ckpt_stats_t stats;
 };
 
+/* The writer stages header, records and block CRCs in one buffer and writes
+ * it out in whole WRITE_ALIGN units at WRITE_ALIGN-aligned file offsets:
+ * the page cache then holds the file in 2 MiB folios, which a restore frees
+ * as it reads them and the store's huge-page slabs reuse (docs/STATE.md). */
+#define WRITE_ALIGN (2u << 20)
+
 typedef struct {
   int fd;
-  unsigned char *buf;
+  unsigned char *buf; /* staging: >= WRITE_ALIGN + header + block + 4 */
+  size_t fill;        /* staged bytes; buf[0] is at a WRITE_ALIGN file offset */
+  size_t block_start; /* offset in buf of the block being built */
   size_t rec_size, blob_size;
   uint32_t block_records, in_block, block_index;
   uint32_t header_crc;
@@ -269,23 +279,37 @@ typedef struct {
   int err;
 } wctx_t;
 
+
+/* Write out the staged whole WRITE_ALIGN units (all when final). */
+static int stage_flush(wctx_t *w, int final) {
+  size_t out = final ? w->fill : w->fill / WRITE_ALIGN * WRITE_ALIGN;
+  if (out == 0) return 0;
+  if (write_all(w->fd, w->buf, out) != 0) return -1;
+  memmove(w->buf, w->buf + out, w->fill - out);
+  w->fill -= out;
+  w->block_start -= out;
+  return 0;
+}
+
 static int flush_block(wctx_t *w) {
   if (w->in_block == 0) return 0;
   size_t len = (size_t)w->in_block * w->rec_size;
   unsigned char idx[4];
   put_u32(idx, w->block_index);
   uint32_t crc = ix_crc32(w->header_crc, idx, 4);
-  crc = ix_crc32(crc, w->buf, len);
-  put_u32(w->buf + len, crc);
-  if (write_all(w->fd, w->buf, len + 4) != 0) return -1;
+  crc = ix_crc32(crc, w->buf + w->block_start, len);
+  put_u32(w->buf + w->block_start + len, crc);
+  w->fill = w->block_start + len + 4;
   w->block_index++;
   w->in_block = 0;
+  if (w->fill >= WRITE_ALIGN && stage_flush(w, 0) != 0) return -1;
+  w->block_start = w->fill;
   return 0;
 }
 
 static int visit_write(void *ctx, uint64_t user_id, int64_t last_seen_ms, const void *blob) {
   wctx_t *w = ctx;
-  unsigned char *r = w->buf + (size_t)w->in_block * w->rec_size;
+  unsigned char *r = w->buf + w->block_start + (size_t)w->in_block * w->rec_size;
   put_u64(r, user_id);
   put_u64(r + 8, (uint64_t)last_seen_ms);
   memcpy(r + REC_HEAD, blob, w->blob_size);
@@ -317,7 +341,7 @@ static void build_header(unsigned char *h, int32_t partition, uint32_t fingerpri
   put_u32(h + 76, ix_crc32(0, h, 76));
 }
 
-/* Write job's file from st using buf (>= block bytes + 4). Fills res. Safe
+/* Write job's file from st using buf (stage_bytes_for() bytes). Fills res. Safe
  * in a forked child: system calls and stack buffers only. */
 static void write_one(const char *dir, const store_t *st, const job_t *job, uint32_t fingerprint,
                       unsigned char *buf, ckpt_result_t *res) {
@@ -338,18 +362,19 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
   build_header(h, job->partition, fingerprint, job->next_offset, job->generation, users,
                (int64_t)(now_us(CLOCK_REALTIME) / 1000u), (uint32_t)blob_size, w.block_records);
   w.header_crc = get_u32(h + 76);
+  memcpy(buf, h, sizeof h);
+  w.fill = w.block_start = sizeof h;
   const char *step = "create";
   int e = 0;
   w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (w.fd < 0) goto fail_errno;
   step = "write";
-  if (write_all(w.fd, h, sizeof h) != 0) goto fail_errno;
   store_foreach(st, job->partition, visit_write, &w);
   if (w.err) {
     errno = w.err;
     goto fail_errno;
   }
-  if (flush_block(&w) != 0) goto fail_errno;
+  if (flush_block(&w) != 0 || stage_flush(&w, 1) != 0) goto fail_errno;
   if (w.users != users) {
     res->err = IX_ESTATE;
     fmt(res->reason, sizeof res->reason, "%s: store listed %llu users, expected %llu", tmp,
@@ -389,8 +414,12 @@ fail:
   (void)unlink(tmp);
 }
 
+static size_t stage_bytes_for(size_t blob_size) {
+  return WRITE_ALIGN + CKPT_HEADER_BYTES + (size_t)block_records_for(blob_size) * record_size(blob_size) + 4;
+}
+
 static int ensure_buf(ckpt_t *ck, size_t blob_size) {
-  size_t need = (size_t)block_records_for(blob_size) * record_size(blob_size) + 4;
+  size_t need = stage_bytes_for(blob_size);
   if (ck->buf && ck->buf_blob == blob_size) return 0;
   unsigned char *b = malloc(need);
   if (!b) return IX_ENOMEM;
@@ -821,7 +850,9 @@ int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerpri
    * touching the store. */
   struct stat sb;
   off_t pos = lseek(fd, 0, SEEK_CUR);
+  int regular = 0;
   if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && pos >= 0) {
+    regular = 1;
     uint64_t have = (uint64_t)sb.st_size - (uint64_t)pos + CKPT_HEADER_BYTES;
     if (have < fi.file_bytes)
       return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %llu of %llu bytes",
@@ -854,7 +885,7 @@ int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerpri
   unsigned char *buf = malloc(block_bytes + 4);
   if (!buf) return fail(errstr, errstr_size, IX_ENOMEM, name, "out of memory");
   size_t before = st ? store_partition_users(st, partition) : 0;
-  uint64_t done = 0;
+  uint64_t done = 0, dropped = regular ? ((uint64_t)pos - CKPT_HEADER_BYTES) & ~(uint64_t)(DROP_ALIGN - 1) : 0;
   uint32_t k = 0;
   int rc = 0;
   while (done < fi.users) {
@@ -894,6 +925,19 @@ int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerpri
     }
     done += nrec;
     k++;
+    if (st && regular) {
+      /* Hand the file's page cache back as soon as it is consumed: those
+       * pages are the cheapest memory the next slabs can get (see
+       * docs/STATE.md, "Restore"). */
+      uint64_t at = (uint64_t)pos + done * rec + (uint64_t)k * 4u;
+      if (at - dropped >= DROP_BYTES || done == fi.users) {
+        /* The kernel drops only whole folios (up to 2 MiB) inside the
+         * range: start each range at the folio boundary the last one
+         * stopped short of. */
+        posix_fadvise(fd, (off_t)dropped, (off_t)(at - dropped), POSIX_FADV_DONTNEED);
+        dropped = at & ~(uint64_t)(DROP_ALIGN - 1);
+      }
+    }
   }
   if (rc == 0) {
     unsigned char extra;
