@@ -277,13 +277,52 @@ typedef struct {
   uint32_t header_crc;
   uint64_t users;
   int err;
+  /* Page cache recycling: the generations this write will prune are dropped
+   * from the cache as fast as the new file fills it, so the new file's
+   * folios reuse their memory instead of taking never-touched memory. */
+  const char *dir;
+  const job_t *job;
+  unsigned next_prune;
+  int rfd;
+  uint64_t roff, rsize;
 } wctx_t;
+
+/* Drop `bytes` more of the to-be-pruned files' page cache. System calls
+ * only (runs in the forked child). */
+static void recycle_cache(wctx_t *w, uint64_t bytes) {
+  while (bytes) {
+    if (w->rfd < 0) {
+      if (!w->job || w->next_prune >= w->job->nprune) return;
+      char old[PATH_MAX];
+      file_path(old, sizeof old, w->dir, w->job->partition, w->job->prune[w->next_prune++]);
+      struct stat sb;
+      w->rfd = open(old, O_RDONLY | O_CLOEXEC);
+      if (w->rfd < 0) continue;
+      if (fstat(w->rfd, &sb) != 0 || sb.st_size <= 0) {
+        close(w->rfd);
+        w->rfd = -1;
+        continue;
+      }
+      w->roff = 0;
+      w->rsize = (uint64_t)sb.st_size;
+    }
+    uint64_t n = w->rsize - w->roff < bytes ? w->rsize - w->roff : bytes;
+    (void)posix_fadvise(w->rfd, (off_t)w->roff, (off_t)n, POSIX_FADV_DONTNEED);
+    w->roff += n;
+    bytes -= n;
+    if (w->roff >= w->rsize) {
+      close(w->rfd);
+      w->rfd = -1;
+    }
+  }
+}
 
 
 /* Write out the staged whole WRITE_ALIGN units (all when final). */
 static int stage_flush(wctx_t *w, int final) {
   size_t out = final ? w->fill : w->fill / WRITE_ALIGN * WRITE_ALIGN;
   if (out == 0) return 0;
+  recycle_cache(w, out);
   if (write_all(w->fd, w->buf, out) != 0) return -1;
   memmove(w->buf, w->buf + out, w->fill - out);
   w->fill -= out;
@@ -357,7 +396,8 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
   size_t blob_size = store_blob_size(st);
   uint64_t users = store_partition_users(st, job->partition);
   wctx_t w = {.buf = buf, .blob_size = blob_size, .rec_size = record_size(blob_size),
-              .block_records = block_records_for(blob_size)};
+              .block_records = block_records_for(blob_size), .dir = dir, .job = job,
+              .rfd = -1};
   unsigned char h[CKPT_HEADER_BYTES];
   build_header(h, job->partition, fingerprint, job->next_offset, job->generation, users,
                (int64_t)(now_us(CLOCK_REALTIME) / 1000u), (uint32_t)blob_size, w.block_records);
@@ -375,6 +415,8 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
     goto fail_errno;
   }
   if (flush_block(&w) != 0 || stage_flush(&w, 1) != 0) goto fail_errno;
+  if (w.rfd >= 0) close(w.rfd);
+  w.rfd = -1;
   if (w.users != users) {
     res->err = IX_ESTATE;
     fmt(res->reason, sizeof res->reason, "%s: store listed %llu users, expected %llu", tmp,
@@ -410,6 +452,7 @@ fail_errno:
   res->err = IX_ESYS;
   fmt(res->reason, sizeof res->reason, "%s: %s failed: %s", tmp, step, errdesc(e));
 fail:
+  if (w.rfd >= 0) close(w.rfd);
   if (w.fd >= 0) close(w.fd);
   (void)unlink(tmp);
 }

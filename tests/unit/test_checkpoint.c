@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -522,6 +523,119 @@ static void test_ckpt_load_fd_rejects_trailing_bytes_and_bad_version(void **stat
   store_destroy(st2);
 }
 
+/* The writer stages blocks and writes 2 MiB-aligned chunks; the file must
+ * still be exactly the documented layout (docs/STATE.md), rebuilt here
+ * independently from the store's contents with zlib's crc32. A restore,
+ * which drops the file from the page cache as it reads, leaves the file
+ * intact and restorable again; a write that prunes (and first uncaches)
+ * the oldest generation still produces a valid file. */
+static unsigned char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  *len = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = malloc(*len ? *len : 1);
+  assert_int_equal(fread(b, 1, *len, f), *len);
+  fclose(f);
+  return b;
+}
+
+static void le32(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static void le64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void test_ckpt_file_bytes_match_documented_layout_across_write_chunks(void **state) {
+  fixture_t *fx = *state;
+  const uint64_t n = 50000; /* 5.8 MB: blocks straddle the 2 MiB write chunks */
+  store_t *st = new_store();
+  populate(st, 3, n, 4, 77);
+  ckpt_t *ck = new_ckpt(fx->dir);
+  ckpt_result_t res;
+  char err[512];
+  assert_int_equal(ckpt_write_partition(ck, st, 3, 4242, FP, &res, err, sizeof err), 0);
+  char path[512];
+  path_of(path, sizeof path, fx->dir, 3, 1);
+  size_t len;
+  unsigned char *got = read_file(path, &len);
+
+  const uint32_t rec = 16 + BLOB, per_block = (1u << 20) / rec;
+  const uint64_t blocks = (n + per_block - 1) / per_block;
+  size_t want_len = 80 + n * rec + blocks * 4;
+  assert_int_equal(len, want_len);
+  assert_true(want_len > 2 * (2u << 20));
+  unsigned char *want = calloc(1, want_len);
+  memcpy(want, "IXCKPT\r\n", 8);
+  le32(want + 8, CKPT_FORMAT_VERSION);
+  le32(want + 12, 80);
+  le32(want + 16, 3);
+  le32(want + 20, FP);
+  le64(want + 24, 4242);
+  le64(want + 32, 1);
+  le64(want + 40, n);
+  memcpy(want + 48, got + 48, 8); /* creation time: not predictable */
+  le32(want + 56, BLOB);
+  le32(want + 60, per_block);
+  le64(want + 64, want_len);
+  le32(want + 76, (uint32_t)crc32(0, want, 76));
+  snap_t a = take(st, 3); /* oldest first, as written */
+  assert_int_equal(a.n, n);
+  size_t at = 80;
+  for (uint64_t b = 0; b < blocks; b++) {
+    size_t start = at;
+    for (uint64_t r = b * per_block; r < n && r < (b + 1) * per_block; r++) {
+      le64(want + at, a.ids[r]);
+      le64(want + at + 8, (uint64_t)a.seen[r]);
+      memcpy(want + at + 16, a.blobs + r * BLOB, BLOB);
+      at += rec;
+    }
+    unsigned char idx[4];
+    le32(idx, (uint32_t)b);
+    uLong c = crc32(crc32(crc32(0, want, 76), idx, 4), want + start, (uInt)(at - start));
+    le32(want + at, (uint32_t)c);
+    at += 4;
+  }
+  assert_int_equal(at, want_len);
+  assert_memory_equal(got, want, want_len);
+
+  for (int round = 0; round < 2; round++) {
+    store_t *st2 = new_store();
+    ckpt_restore_info_t info;
+    assert_int_equal(ckpt_restore_partition(fx->dir, 3, FP, st2, &info, err, sizeof err), 0);
+    assert_int_equal(info.generation, 1);
+    snap_t b = take(st2, 3);
+    assert_same(&a, &b);
+    snap_free(&b);
+    store_destroy(st2);
+  }
+  free(got);
+  got = read_file(path, &len);
+  assert_int_equal(len, want_len);
+  assert_memory_equal(got, want, want_len);
+
+  /* Generations 2 and 3; the third prunes (and first uncaches) generation 1. */
+  assert_int_equal(ckpt_write_partition(ck, st, 3, 4243, FP, &res, err, sizeof err), 0);
+  assert_int_equal(ckpt_write_partition(ck, st, 3, 4244, FP, &res, err, sizeof err), 0);
+  assert_false(exists(path));
+  store_t *st3 = new_store();
+  ckpt_restore_info_t info;
+  assert_int_equal(ckpt_restore_partition(fx->dir, 3, FP, st3, &info, err, sizeof err), 0);
+  assert_int_equal(info.generation, 3);
+  assert_true(info.next_offset == 4244);
+  snap_t c = take(st3, 3);
+  assert_same(&a, &c);
+  snap_free(&c);
+  snap_free(&a);
+  store_destroy(st3);
+  free(got);
+  free(want);
+  ckpt_destroy(ck);
+  store_destroy(st);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ckpt_round_trip_is_bit_exact, setup, teardown),
@@ -533,6 +647,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_ckpt_snapshot_child_sees_store_as_of_fork, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_snapshot_reports_failed_and_killed_children, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_load_fd_rejects_trailing_bytes_and_bad_version, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ckpt_file_bytes_match_documented_layout_across_write_chunks, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
