@@ -1,6 +1,9 @@
 /* The error table's text half: names and messages from IX_ERRNO_MAP. */
 #include "common/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *ix_strerror(int err) {
   switch (err) {
   case IX_OK: return "success";
@@ -19,4 +22,14 @@ const char *ix_err_name(int err) {
 #undef XX
   default: return "EUNKNOWN";
   }
+}
+
+int ix_fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...) {
+  if (errstr && errstr_size) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, errstr_size, fmt, ap);
+    va_end(ap);
+  }
+  return code;
 }

@@ -4,6 +4,8 @@
 #ifndef IX_COMMON_ERR_H
 #define IX_COMMON_ERR_H
 
+#include <stddef.h>
+
 #define IX_ERRNO_MAP(XX)                                                     \
   XX(EINVAL,      "invalid argument")                                        \
   XX(ENOMEM,      "out of memory")                                           \
@@ -41,5 +43,10 @@ typedef enum {
 const char *ix_strerror(int err);
 /* Symbolic name, e.g. "EMISSING" (static string). */
 const char *ix_err_name(int err);
+
+/* Formats a user-facing sentence into errstr (when not NULL) and returns
+ * code, so a failure path reads: return ix_fail(IX_EIO, errstr, n, "...", ...). */
+int ix_fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

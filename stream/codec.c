@@ -72,17 +72,6 @@ const char *codec_action_name(action_t action) {
 
 /* ---------------------------------------------------------------- errors */
 
-static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...) {
-  if (errstr && errstr_size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 static const char *mp_type_name(msgpack_object_type t) {
   switch (t) {
@@ -183,21 +172,21 @@ static int mp_scan(const uint8_t *p, size_t len, size_t *pos, int depth, const c
 static int decode_map(const void *buf, size_t len, msgpack_unpacked *result, const char *what_msg,
                       char *errstr, size_t errstr_size) {
   const uint8_t *p = buf;
-  if (len == 0 || !buf) return fail(IX_ETRUNC, errstr, errstr_size, "%s message is empty", what_msg);
+  if (len == 0 || !buf) return ix_fail(IX_ETRUNC, errstr, errstr_size, "%s message is empty", what_msg);
   if (len > CODEC_MAX_MSG)
-    return fail(IX_ETOOBIG, errstr, errstr_size, "%s message is %zu bytes, more than the %d allowed",
+    return ix_fail(IX_ETOOBIG, errstr, errstr_size, "%s message is %zu bytes, more than the %d allowed",
                 what_msg, len, CODEC_MAX_MSG);
   if (!((p[0] >= 0x80 && p[0] <= 0x8f) || p[0] == 0xde || p[0] == 0xdf))
-    return fail(IX_ENOTMAP, errstr, errstr_size,
+    return ix_fail(IX_ENOTMAP, errstr, errstr_size,
                 "%s message is not a msgpack map (first byte 0x%02x)", what_msg, p[0]);
   size_t pos = 0;
   const char *what = "malformed";
   int rc = mp_scan(p, len, &pos, 0, &what);
   if (rc == IX_ETRUNC)
-    return fail(rc, errstr, errstr_size, "%s message is truncated (%zu bytes)", what_msg, len);
-  if (rc) return fail(rc, errstr, errstr_size, "%s message is malformed: %s", what_msg, what);
+    return ix_fail(rc, errstr, errstr_size, "%s message is truncated (%zu bytes)", what_msg, len);
+  if (rc) return ix_fail(rc, errstr, errstr_size, "%s message is malformed: %s", what_msg, what);
   if (pos != len)
-    return fail(IX_EMALFORMED, errstr, errstr_size,
+    return ix_fail(IX_EMALFORMED, errstr, errstr_size,
                 "%s message has %zu trailing bytes after the map (at byte %zu)", what_msg, len - pos,
                 pos);
   size_t off = 0;
@@ -205,11 +194,11 @@ static int decode_map(const void *buf, size_t len, msgpack_unpacked *result, con
   msgpack_unpack_return ur = msgpack_unpack_next(result, buf, len, &off);
   if (ur == MSGPACK_UNPACK_NOMEM_ERROR) {
     msgpack_unpacked_destroy(result);
-    return fail(IX_ENOMEM, errstr, errstr_size, "out of memory decoding %s message", what_msg);
+    return ix_fail(IX_ENOMEM, errstr, errstr_size, "out of memory decoding %s message", what_msg);
   }
   if (ur != MSGPACK_UNPACK_SUCCESS || off != len || result->data.type != MSGPACK_OBJECT_MAP) {
     msgpack_unpacked_destroy(result);
-    return fail(IX_EMALFORMED, errstr, errstr_size, "%s message is malformed (msgpack-c: %d)",
+    return ix_fail(IX_EMALFORMED, errstr, errstr_size, "%s message is malformed (msgpack-c: %d)",
                 what_msg, (int)ur);
   }
   return 0;
@@ -250,20 +239,20 @@ static int id_from(const msgpack_object *o, const char *key, const char *label, 
     *out = o->via.u64;
     return 0;
   case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-    return fail(IX_ERANGE, errstr, errstr_size, "field '%s' (%s) is negative: %" PRId64, key, label,
+    return ix_fail(IX_ERANGE, errstr, errstr_size, "field '%s' (%s) is negative: %" PRId64, key, label,
                 o->via.i64);
   case MSGPACK_OBJECT_STR:
     if (o->via.str.size == 0)
-      return fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' (%s) is an empty string", key,
+      return ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' (%s) is an empty string", key,
                   label);
     if (o->via.str.size > CODEC_MAX_STRID)
-      return fail(IX_ETOOBIG, errstr, errstr_size,
+      return ix_fail(IX_ETOOBIG, errstr, errstr_size,
                   "field '%s' (%s) is a %u-byte string, more than the %d allowed", key, label,
                   (unsigned)o->via.str.size, CODEC_MAX_STRID);
     *out = codec_hash_id(o->via.str.ptr, o->via.str.size);
     return 0;
   default:
-    return fail(IX_ETYPE, errstr, errstr_size,
+    return ix_fail(IX_ETYPE, errstr, errstr_size,
                 "field '%s' (%s) has the wrong type: %s (want integer or string)", key, label,
                 mp_type_name(o->type));
   }
@@ -292,7 +281,7 @@ int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
     else if (key_is(k, "t")) bit = F_T;
     else continue; /* unknown keys are ignored */
     if (seen & bit) {
-      rc = fail(IX_EMALFORMED, errstr, errstr_size, "field '%.*s' appears twice",
+      rc = ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%.*s' appears twice",
                 (int)k->via.str.size, k->via.str.ptr);
       break;
     }
@@ -305,15 +294,15 @@ int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
     case F_T:
       if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         if (v->via.u64 > (uint64_t)INT64_MAX)
-          rc = fail(IX_ERANGE, errstr, errstr_size, "field 't' (event time) is too large: %" PRIu64,
+          rc = ix_fail(IX_ERANGE, errstr, errstr_size, "field 't' (event time) is too large: %" PRIu64,
                     v->via.u64);
         else
           ev.ts_ms = (int64_t)v->via.u64;
       } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        rc = fail(IX_ERANGE, errstr, errstr_size, "field 't' (event time) is negative: %" PRId64,
+        rc = ix_fail(IX_ERANGE, errstr, errstr_size, "field 't' (event time) is negative: %" PRId64,
                   v->via.i64);
       } else {
-        rc = fail(IX_ETYPE, errstr, errstr_size,
+        rc = ix_fail(IX_ETYPE, errstr, errstr_size,
                   "field 't' (event time) has the wrong type: %s (want integer ms since the epoch)",
                   mp_type_name(v->type));
       }
@@ -321,11 +310,11 @@ int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
     }
   }
   if (!rc) {
-    if (!(seen & F_U)) rc = fail(IX_EMISSING, errstr, errstr_size, "field 'u' (user id) is missing");
+    if (!(seen & F_U)) rc = ix_fail(IX_EMISSING, errstr, errstr_size, "field 'u' (user id) is missing");
     else if (!(seen & F_C))
-      rc = fail(IX_EMISSING, errstr, errstr_size, "field 'c' (category id) is missing");
+      rc = ix_fail(IX_EMISSING, errstr, errstr_size, "field 'c' (category id) is missing");
     else if (!(seen & F_T))
-      rc = fail(IX_EMISSING, errstr, errstr_size, "field 't' (event time) is missing");
+      rc = ix_fail(IX_EMISSING, errstr, errstr_size, "field 't' (event time) is missing");
   }
   msgpack_unpacked_destroy(&result);
   if (!rc) *out = ev;
@@ -413,19 +402,19 @@ static int int_from(const msgpack_object *o, const char *key, int64_t lo, int64_
                     char *errstr, size_t errstr_size) {
   if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
     if (o->via.u64 > (uint64_t)hi)
-      return fail(IX_ERANGE, errstr, errstr_size, "field '%s' is out of range: %" PRIu64, key,
+      return ix_fail(IX_ERANGE, errstr, errstr_size, "field '%s' is out of range: %" PRIu64, key,
                   o->via.u64);
     *out = (int64_t)o->via.u64;
     return 0;
   }
   if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
     if (o->via.i64 < lo)
-      return fail(IX_ERANGE, errstr, errstr_size, "field '%s' is out of range: %" PRId64, key,
+      return ix_fail(IX_ERANGE, errstr, errstr_size, "field '%s' is out of range: %" PRId64, key,
                   o->via.i64);
     *out = o->via.i64;
     return 0;
   }
-  return fail(IX_ETYPE, errstr, errstr_size, "field '%s' has the wrong type: %s (want integer)", key,
+  return ix_fail(IX_ETYPE, errstr, errstr_size, "field '%s' has the wrong type: %s (want integer)", key,
               mp_type_name(o->type));
 }
 
@@ -437,7 +426,7 @@ static int float_from(const msgpack_object *o, const char *key, float *out, char
   case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (float)o->via.u64; return 0;
   case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (float)o->via.i64; return 0;
   default:
-    return fail(IX_ETYPE, errstr, errstr_size, "field '%s' has the wrong type: %s (want float)",
+    return ix_fail(IX_ETYPE, errstr, errstr_size, "field '%s' has the wrong type: %s (want float)",
                 key, mp_type_name(o->type));
   }
 }
@@ -445,16 +434,16 @@ static int float_from(const msgpack_object *o, const char *key, float *out, char
 static int cats_from(const msgpack_object *o, const char *key, pred_cat_t *cats, uint32_t *n,
                      char *errstr, size_t errstr_size) {
   if (o->type != MSGPACK_OBJECT_ARRAY)
-    return fail(IX_ETYPE, errstr, errstr_size,
+    return ix_fail(IX_ETYPE, errstr, errstr_size,
                 "field '%s' has the wrong type: %s (want array of [category, p] pairs)", key,
                 mp_type_name(o->type));
   if (o->via.array.size > PRED_TOPK)
-    return fail(IX_ETOOBIG, errstr, errstr_size, "field '%s' has %u entries, more than %d", key,
+    return ix_fail(IX_ETOOBIG, errstr, errstr_size, "field '%s' has %u entries, more than %d", key,
                 (unsigned)o->via.array.size, PRED_TOPK);
   for (uint32_t i = 0; i < o->via.array.size; i++) {
     const msgpack_object *e = &o->via.array.ptr[i];
     if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2)
-      return fail(IX_ETYPE, errstr, errstr_size,
+      return ix_fail(IX_ETYPE, errstr, errstr_size,
                   "field '%s' entry %u is not a [category, p] pair", key, (unsigned)i);
     char name[32];
     snprintf(name, sizeof name, "%s[%u][0]", key, (unsigned)i);
@@ -481,7 +470,7 @@ int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char
   prediction_t *pred = calloc(1, sizeof *pred); /* kept off the stack: ~300 bytes, fuzzed */
   if (!pred) {
     msgpack_unpacked_destroy(&result);
-    return fail(IX_ENOMEM, errstr, errstr_size, "out of memory decoding prediction");
+    return ix_fail(IX_ENOMEM, errstr, errstr_size, "out of memory decoding prediction");
   }
   unsigned seen = 0;
   const msgpack_object_map *map = &result.data.via.map;
@@ -492,7 +481,7 @@ int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char
       if (key_is(k, keys[j])) which = j;
     if (which < 0) continue;
     if (seen & (1u << which)) {
-      rc = fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' appears twice", keys[which]);
+      rc = ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' appears twice", keys[which]);
       break;
     }
     seen |= 1u << which;
@@ -519,7 +508,7 @@ int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char
   }
   for (int j = 0; j < NKEYS && !rc; j++)
     if (!(seen & (1u << j)))
-      rc = fail(IX_EMISSING, errstr, errstr_size, "field '%s' is missing from the prediction",
+      rc = ix_fail(IX_EMISSING, errstr, errstr_size, "field '%s' is missing from the prediction",
                 keys[j]);
   msgpack_unpacked_destroy(&result);
   if (!rc) *out = *pred;

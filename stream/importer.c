@@ -204,17 +204,6 @@ static uint64_t count_distinct(uint64_t *v, size_t n) {
   return d;
 }
 
-static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...) {
-  if (errstr && errstr_size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 static int is_header(const char *line, size_t len) {
   return len >= 8 && memcmp(line, "user_id,", 8) == 0;
@@ -224,10 +213,10 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
                  size_t errstr_size) {
   memset(stats, 0, sizeof *stats);
   if (opts->partitions <= 0)
-    return fail(IX_EINVAL, errstr, errstr_size, "partitions must be positive, not %d",
+    return ix_fail(IX_EINVAL, errstr, errstr_size, "partitions must be positive, not %d",
                 (int)opts->partitions);
   if (opts->format != IMPORT_TAOBAO && opts->format != IMPORT_TMALL)
-    return fail(IX_EINVAL, errstr, errstr_size, "unknown input format %d", (int)opts->format);
+    return ix_fail(IX_EINVAL, errstr, errstr_size, "unknown input format %d", (int)opts->format);
   stats->partitions = opts->partitions;
 
   FILE *in = NULL;
@@ -242,7 +231,7 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
 
   in = fopen(opts->input, "rb");
   if (!in) {
-    rc = fail(errno == ENOENT ? IX_ENOENT : IX_ESYS, errstr, errstr_size, "cannot open %s: %s",
+    rc = ix_fail(errno == ENOENT ? IX_ENOENT : IX_ESYS, errstr, errstr_size, "cannot open %s: %s",
               opts->input, strerror(errno));
     goto out;
   }
@@ -269,7 +258,7 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
       size_t cap = cap_evs ? cap_evs * 2 : 4096;
       line_event_t *p = realloc(evs, cap * sizeof *p);
       if (!p) {
-        rc = fail(IX_ENOMEM, errstr, errstr_size, "out of memory after %zu events", n_evs);
+        rc = ix_fail(IX_ENOMEM, errstr, errstr_size, "out of memory after %zu events", n_evs);
         goto out;
       }
       evs = p;
@@ -280,12 +269,12 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
     n_evs++;
   }
   if (ferror(in)) {
-    rc = fail(IX_EIO, errstr, errstr_size, "read error on %s after line %llu", opts->input,
+    rc = ix_fail(IX_EIO, errstr, errstr_size, "read error on %s after line %llu", opts->input,
               (unsigned long long)stats->lines);
     goto out;
   }
   if (opts->strict && stats->malformed) {
-    rc = fail(IX_EMALFORMED, errstr, errstr_size,
+    rc = ix_fail(IX_EMALFORMED, errstr, errstr_size,
               "%s: %llu malformed line(s), the first at line %llu: %s (--strict: nothing written)",
               opts->input, (unsigned long long)stats->malformed,
               (unsigned long long)stats->bad[0].line, stats->bad[0].reason);
@@ -297,7 +286,7 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
 
   ids = malloc((n_evs ? n_evs : 1) * sizeof *ids);
   if (!ids) {
-    rc = fail(IX_ENOMEM, errstr, errstr_size, "out of memory");
+    rc = ix_fail(IX_ENOMEM, errstr, errstr_size, "out of memory");
     goto out;
   }
   for (int which = 0; which < 3; which++) {
@@ -321,7 +310,7 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
 
   next_off = calloc((size_t)opts->partitions, sizeof *next_off);
   if (!next_off) {
-    rc = fail(IX_ENOMEM, errstr, errstr_size, "out of memory");
+    rc = ix_fail(IX_ENOMEM, errstr, errstr_size, "out of memory");
     goto out;
   }
   if ((rc = recfile_writer_open(opts->output, RECFILE_CREATE, &w, errstr, errstr_size))) goto out;
@@ -329,7 +318,7 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
     char key[24];
     int key_len = snprintf(key, sizeof key, "%llu", (unsigned long long)evs[i].ev.user_id);
     if ((rc = codec_encode_event(&evs[i].ev, &val))) {
-      fail(rc, errstr, errstr_size, "cannot encode the event of line %llu: %s",
+      ix_fail(rc, errstr, errstr_size, "cannot encode the event of line %llu: %s",
            (unsigned long long)evs[i].line, ix_strerror(rc));
       goto out;
     }
@@ -342,14 +331,14 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
     rec.value = val.data;
     rec.value_len = val.len;
     if ((rc = recfile_write(w, &rec))) {
-      fail(rc, errstr, errstr_size, "cannot write %s: %s", opts->output, ix_strerror(rc));
+      ix_fail(rc, errstr, errstr_size, "cannot write %s: %s", opts->output, ix_strerror(rc));
       goto out;
     }
     stats->events++;
   }
   rc = recfile_writer_close(w);
   w = NULL;
-  if (rc) fail(rc, errstr, errstr_size, "cannot finish %s: %s", opts->output, ix_strerror(rc));
+  if (rc) ix_fail(rc, errstr, errstr_size, "cannot finish %s: %s", opts->output, ix_strerror(rc));
 
 out:
   if (w) recfile_writer_close(w);

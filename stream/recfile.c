@@ -35,17 +35,6 @@ static uint64_t get64(const uint8_t *p) {
   return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
-static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...) {
-  if (errstr && errstr_size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
   while (n) {
@@ -116,25 +105,25 @@ static int reader_from_fd(int fd, const char *path, rec_reader_t **out, char *er
   if (!r || !(r->buf = malloc(RBUF_SIZE))) {
     free(r);
     close(fd);
-    return fail(IX_ENOMEM, errstr, errstr_size, "out of memory opening %s", path);
+    return ix_fail(IX_ENOMEM, errstr, errstr_size, "out of memory opening %s", path);
   }
   r->fd = fd;
   r->cap = RBUF_SIZE;
   ssize_t n = rd_fill(r, RECFILE_HEADER_SIZE);
   int rc = 0;
   if (n < 0) {
-    rc = fail(IX_EIO, errstr, errstr_size, "%s: read error: %s", path, strerror(errno));
+    rc = ix_fail(IX_EIO, errstr, errstr_size, "%s: read error: %s", path, strerror(errno));
   } else if ((size_t)n < RECFILE_HEADER_SIZE) {
-    rc = fail(IX_ETRUNC, errstr, errstr_size,
+    rc = ix_fail(IX_ETRUNC, errstr, errstr_size,
               "%s: file is %zd bytes, shorter than the %d-byte record file header", path, n,
               RECFILE_HEADER_SIZE);
   } else if (memcmp(r->buf, g_magic, 8) != 0) {
-    rc = fail(IX_EBADMAGIC, errstr, errstr_size, "%s: not a record file (bad magic)", path);
+    rc = ix_fail(IX_EBADMAGIC, errstr, errstr_size, "%s: not a record file (bad magic)", path);
   } else if (get32(r->buf + 8) != RECFILE_VERSION) {
-    rc = fail(IX_EVERSION, errstr, errstr_size, "%s: record file version %u, this build reads %d",
+    rc = ix_fail(IX_EVERSION, errstr, errstr_size, "%s: record file version %u, this build reads %d",
               path, get32(r->buf + 8), RECFILE_VERSION);
   } else if (get32(r->buf + 12) != 0) {
-    rc = fail(IX_EVERSION, errstr, errstr_size, "%s: unknown record file flags 0x%x", path,
+    rc = ix_fail(IX_EVERSION, errstr, errstr_size, "%s: unknown record file flags 0x%x", path,
               get32(r->buf + 12));
   }
   if (rc) {
@@ -151,7 +140,7 @@ int recfile_reader_open(const char *path, rec_reader_t **out, char *errstr, size
   *out = NULL;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return fail(errno == ENOENT ? IX_ENOENT : IX_ESYS, errstr, errstr_size, "cannot open %s: %s",
+    return ix_fail(errno == ENOENT ? IX_ENOENT : IX_ESYS, errstr, errstr_size, "cannot open %s: %s",
                 path, strerror(errno));
   return reader_from_fd(fd, path, out, errstr, errstr_size);
 }
@@ -239,24 +228,24 @@ int recfile_writer_open(const char *path, int append, rec_writer_t **out, char *
                         size_t errstr_size) {
   *out = NULL;
   if (append != RECFILE_CREATE && append != RECFILE_APPEND && append != RECFILE_APPEND_TRUNCATE)
-    return fail(IX_EINVAL, errstr, errstr_size, "invalid record file open mode %d", append);
+    return ix_fail(IX_EINVAL, errstr, errstr_size, "invalid record file open mode %d", append);
   rec_writer_t *w = calloc(1, sizeof *w);
   if (!w || !(w->buf = malloc(WBUF_SIZE))) {
     free(w);
-    return fail(IX_ENOMEM, errstr, errstr_size, "out of memory opening %s", path);
+    return ix_fail(IX_ENOMEM, errstr, errstr_size, "out of memory opening %s", path);
   }
   w->fd = -1;
   int rc = 0;
   int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append == RECFILE_CREATE ? O_TRUNC : 0);
   w->fd = open(path, flags, 0644);
   if (w->fd < 0) {
-    rc = fail(IX_ESYS, errstr, errstr_size, "cannot open %s for writing: %s", path,
+    rc = ix_fail(IX_ESYS, errstr, errstr_size, "cannot open %s for writing: %s", path,
               strerror(errno));
     goto err;
   }
   struct stat st;
   if (fstat(w->fd, &st) != 0) {
-    rc = fail(IX_ESYS, errstr, errstr_size, "cannot stat %s: %s", path, strerror(errno));
+    rc = ix_fail(IX_ESYS, errstr, errstr_size, "cannot stat %s: %s", path, strerror(errno));
     goto err;
   }
   uint64_t end = 0; /* where the next record goes; 0 = write a fresh header */
@@ -266,7 +255,7 @@ int recfile_writer_open(const char *path, int append, rec_writer_t **out, char *
     char rerr[256];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      rc = fail(IX_ESYS, errstr, errstr_size, "cannot open %s: %s", path, strerror(errno));
+      rc = ix_fail(IX_ESYS, errstr, errstr_size, "cannot open %s: %s", path, strerror(errno));
       goto err;
     }
     rc = reader_from_fd(fd, path, &r, rerr, sizeof rerr);
@@ -276,7 +265,7 @@ int recfile_writer_open(const char *path, int append, rec_writer_t **out, char *
       if (rc == IX_ETRUNC && append == RECFILE_APPEND_TRUNCATE) {
         rc = 0;
       } else {
-        fail(rc, errstr, errstr_size, "cannot append: %s", rerr);
+        ix_fail(rc, errstr, errstr_size, "cannot append: %s", rerr);
         goto err;
       }
     } else {
@@ -288,7 +277,7 @@ int recfile_writer_open(const char *path, int append, rec_writer_t **out, char *
       recfile_reader_close(r);
       if (rrc != IX_EEOF) {
         if (append != RECFILE_APPEND_TRUNCATE) {
-          rc = fail(rrc, errstr, errstr_size,
+          rc = ix_fail(rrc, errstr, errstr_size,
                     "cannot append to %s: damaged record at byte offset %llu (%s); %llu bytes "
                     "follow it (truncate them explicitly to append)",
                     path, (unsigned long long)end, ix_strerror(rrc),
@@ -298,14 +287,14 @@ int recfile_writer_open(const char *path, int append, rec_writer_t **out, char *
       }
     }
     if (end && (uint64_t)st.st_size != end && ftruncate(w->fd, (off_t)end) != 0) {
-      rc = fail(IX_ESYS, errstr, errstr_size, "cannot truncate %s at %llu: %s", path,
+      rc = ix_fail(IX_ESYS, errstr, errstr_size, "cannot truncate %s at %llu: %s", path,
                 (unsigned long long)end, strerror(errno));
       goto err;
     }
   }
   if (end == 0) {
     if (ftruncate(w->fd, 0) != 0) {
-      rc = fail(IX_ESYS, errstr, errstr_size, "cannot truncate %s: %s", path, strerror(errno));
+      rc = ix_fail(IX_ESYS, errstr, errstr_size, "cannot truncate %s: %s", path, strerror(errno));
       goto err;
     }
     uint8_t h[RECFILE_HEADER_SIZE];
@@ -315,7 +304,7 @@ int recfile_writer_open(const char *path, int append, rec_writer_t **out, char *
     end = 0;
   }
   if (lseek(w->fd, (off_t)end, SEEK_SET) < 0) {
-    rc = fail(IX_ESYS, errstr, errstr_size, "cannot seek in %s: %s", path, strerror(errno));
+    rc = ix_fail(IX_ESYS, errstr, errstr_size, "cannot seek in %s: %s", path, strerror(errno));
     goto err;
   }
   *out = w;

@@ -27,17 +27,6 @@ int split_user_bucket(uint64_t user_id, uint64_t seed, unsigned dev_pct, unsigne
   return SPLIT_TRAIN;
 }
 
-static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *errstr, size_t errstr_size, const char *fmt, ...) {
-  if (errstr && errstr_size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -49,13 +38,13 @@ int split_run(const split_opts_t *opts, split_stats_t *stats, char *errstr, size
   if (opts->by == SPLIT_BY_TIME) {
     if (opts->dev_start_ms > opts->test_start_ms ||
         (opts->test_end_ms && opts->test_end_ms < opts->test_start_ms))
-      return fail(IX_EINVAL, errstr, errstr_size,
+      return ix_fail(IX_EINVAL, errstr, errstr_size,
                   "time boundaries must satisfy dev-start <= test-start <= test-end");
   } else if (opts->by == SPLIT_BY_USER) {
     if (opts->dev_pct + opts->test_pct > 100 || opts->dev_pct > 100 || opts->test_pct > 100)
-      return fail(IX_EINVAL, errstr, errstr_size, "dev-pct + test-pct must be at most 100");
+      return ix_fail(IX_EINVAL, errstr, errstr_size, "dev-pct + test-pct must be at most 100");
   } else {
-    return fail(IX_EINVAL, errstr, errstr_size, "unknown split kind %d", (int)opts->by);
+    return ix_fail(IX_EINVAL, errstr, errstr_size, "unknown split kind %d", (int)opts->by);
   }
 
   rec_reader_t *r = NULL;
@@ -68,7 +57,7 @@ int split_run(const split_opts_t *opts, split_stats_t *stats, char *errstr, size
     char path[4096];
     if (snprintf(path, sizeof path, "%s.%s.rec", opts->out_prefix, g_split_names[s]) >=
         (int)sizeof path) {
-      rc = fail(IX_EINVAL, errstr, errstr_size, "output prefix is too long");
+      rc = ix_fail(IX_EINVAL, errstr, errstr_size, "output prefix is too long");
       goto out;
     }
     if ((rc = recfile_writer_open(path, RECFILE_CREATE, &w[s], errstr, errstr_size))) goto out;
@@ -79,7 +68,7 @@ int split_run(const split_opts_t *opts, split_stats_t *stats, char *errstr, size
     event_t ev;
     char derr[160];
     if ((rc = codec_decode_event(rec.value, rec.value_len, &ev, derr, sizeof derr))) {
-      fail(rc, errstr, errstr_size, "%s: record at byte offset %llu is not an event: %s",
+      ix_fail(rc, errstr, errstr_size, "%s: record at byte offset %llu is not an event: %s",
            opts->input, (unsigned long long)recfile_reader_record_offset(r), derr);
       goto out;
     }
@@ -98,7 +87,7 @@ int split_run(const split_opts_t *opts, split_stats_t *stats, char *errstr, size
       continue;
     }
     if ((rc = recfile_write(w[s], &rec))) {
-      fail(rc, errstr, errstr_size, "cannot write %s.%s.rec: %s", opts->out_prefix,
+      ix_fail(rc, errstr, errstr_size, "cannot write %s.%s.rec: %s", opts->out_prefix,
            g_split_names[s], ix_strerror(rc));
       goto out;
     }
@@ -107,7 +96,7 @@ int split_run(const split_opts_t *opts, split_stats_t *stats, char *errstr, size
       size_t cap = cap_users[s] ? cap_users[s] * 2 : 1024;
       uint64_t *p = realloc(users[s], cap * sizeof *p);
       if (!p) {
-        rc = fail(IX_ENOMEM, errstr, errstr_size, "out of memory");
+        rc = ix_fail(IX_ENOMEM, errstr, errstr_size, "out of memory");
         goto out;
       }
       users[s] = p;
@@ -116,7 +105,7 @@ int split_run(const split_opts_t *opts, split_stats_t *stats, char *errstr, size
     users[s][n_users[s]++] = ev.user_id;
   }
   if (rrc != IX_EEOF) {
-    rc = fail(rrc, errstr, errstr_size, "%s: damaged record at byte offset %llu (%s)",
+    rc = ix_fail(rrc, errstr, errstr_size, "%s: damaged record at byte offset %llu (%s)",
               opts->input, (unsigned long long)recfile_reader_error_offset(r), ix_strerror(rrc));
     goto out;
   }
@@ -129,7 +118,7 @@ int split_run(const split_opts_t *opts, split_stats_t *stats, char *errstr, size
     int crc = recfile_writer_close(w[s]);
     w[s] = NULL;
     if (crc && !rc)
-      rc = fail(crc, errstr, errstr_size, "cannot finish %s.%s.rec: %s", opts->out_prefix,
+      rc = ix_fail(crc, errstr, errstr_size, "cannot finish %s.%s.rec: %s", opts->out_prefix,
                 g_split_names[s], ix_strerror(crc));
   }
 out:
