@@ -42,6 +42,11 @@ struct pipeline {
   slot_t *slots;
   size_t n_slots;
   void **states;
+  void **blob_of;         /* store blob of input i */
+  uint32_t *slot_of;      /* slots[] index of input i's (partition, user) */
+  const void **heads;     /* state each head row reads, by position in order[] */
+  char *snap;             /* copies of states that a later wave changes */
+  size_t snap_bytes;
   event_t *wave_events;
   prediction_t *wave_preds;
   prediction_t *preds;    /* output, compacted */
@@ -101,6 +106,9 @@ static void free_scratch(pipeline_t *p) {
   free(p->wave_start);
   free(p->slots);
   free(p->states);
+  free(p->blob_of);
+  free(p->slot_of);
+  free(p->heads);
   free(p->wave_events);
   free(p->wave_preds);
   free(p->preds);
@@ -114,6 +122,7 @@ void pipeline_destroy(pipeline_t *p) {
   if (!p) return;
   store_destroy(p->store);
   free_scratch(p);
+  free(p->snap);
   free(p);
 }
 
@@ -132,6 +141,9 @@ static int grow(pipeline_t *p, size_t n) {
   p->wave_start = malloc((cap + 2) * sizeof *p->wave_start);
   p->slots = malloc(n_slots * sizeof *p->slots);
   p->states = malloc(cap * sizeof *p->states);
+  p->blob_of = malloc(cap * sizeof *p->blob_of);
+  p->slot_of = malloc(cap * sizeof *p->slot_of);
+  p->heads = malloc(cap * sizeof *p->heads);
   p->wave_events = malloc(cap * sizeof *p->wave_events);
   p->wave_preds = malloc(cap * sizeof *p->wave_preds);
   p->preds = malloc(cap * sizeof *p->preds);
@@ -140,7 +152,7 @@ static int grow(pipeline_t *p, size_t n) {
   p->by_src = malloc(cap * sizeof *p->by_src);
   p->rejects = malloc(cap * sizeof *p->rejects);
   if (!p->events || !p->ok || !p->wave_of || !p->order || !p->wave_start || !p->slots ||
-      !p->states || !p->wave_events || !p->wave_preds || !p->preds || !p->pred_src ||
+      !p->states || !p->blob_of || !p->slot_of || !p->heads || !p->wave_events || !p->wave_preds || !p->preds || !p->pred_src ||
       !p->emitted || !p->by_src || !p->rejects) {
     free_scratch(p);
     p->events = NULL; /* free_scratch on destroy must not double free */
@@ -150,6 +162,9 @@ static int grow(pipeline_t *p, size_t n) {
     p->wave_start = NULL;
     p->slots = NULL;
     p->states = NULL;
+    p->blob_of = NULL;
+    p->slot_of = NULL;
+    p->heads = NULL;
     p->wave_events = NULL;
     p->wave_preds = NULL;
     p->preds = NULL;
@@ -173,12 +188,14 @@ static uint64_t mix64(uint64_t x) {
   return x;
 }
 
-/* Occurrence number (0-based) of (partition, user) so far in this batch. */
-static uint32_t occurrence(pipeline_t *p, int32_t partition, uint64_t user) {
+/* Occurrence number (0-based) of (partition, user) so far in this batch;
+ * *slot: its slots[] index (the final count there is the user's total). */
+static uint32_t occurrence(pipeline_t *p, int32_t partition, uint64_t user, uint32_t *slot) {
   size_t mask = p->n_slots - 1;
   size_t i = (size_t)mix64(user ^ ((uint64_t)(uint32_t)partition << 40)) & mask;
   for (;;) {
     slot_t *s = &p->slots[i];
+    *slot = (uint32_t)i;
     if (s->count == 0) {
       s->user = user;
       s->partition = partition;
@@ -242,7 +259,7 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
       continue;
     }
     p->ok[i] = 1;
-    uint32_t w = occurrence(p, msgs[i].partition, p->events[i].user_id);
+    uint32_t w = occurrence(p, msgs[i].partition, p->events[i].user_id, &p->slot_of[i]);
     p->wave_of[i] = w;
     if (w + 1 > n_waves) n_waves = w + 1;
   }
@@ -256,7 +273,18 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
   for (size_t w = n_waves; w > 0; w--) p->wave_start[w] = p->wave_start[w - 1];
   p->wave_start[0] = 0;
 
-  /* 3. one batched model step per wave */
+  /* 3. one batched LSTM step per wave (a user's events stay in order), then
+   * the head once over the whole batch: waves are small (a user with many
+   * events in the batch makes many waves), the head's GEMM wants many rows.
+   * A state that a later wave changes is copied for its head row. */
+  size_t n_good = p->wave_start[n_waves];
+  if (p->snap_bytes < n_good * p->state_size) {
+    size_t want = p->cap * p->state_size;
+    char *snap = realloc(p->snap, want);
+    if (!snap) return IX_ENOMEM;
+    p->snap = snap;
+    p->snap_bytes = want;
+  }
   size_t n_processed = 0, n_new = 0, n_suppressed = 0;
   uint64_t step_ns = 0;
   for (size_t w = 0; w < n_waves; w++) {
@@ -273,29 +301,45 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
         n_new++;
       }
       p->states[j] = blob;
+      p->blob_of[i] = blob;
       p->wave_events[j] = p->events[i];
     }
     uint64_t t0 = mono_ns();
-    rc = model_step_batch(p->model, p->states, p->wave_events, k, p->wave_preds);
+    rc = model_step_batch(p->model, p->states, p->wave_events, k, NULL);
     step_ns += mono_ns() - t0;
     if (rc) return rc;
     for (size_t j = 0; j < k; j++) {
       size_t i = p->order[lo + j];
-      prediction_t *pred = &p->wave_preds[j];
-      emit_memo_t *memo = (emit_memo_t *)((char *)p->states[j] + p->state_size);
-      n_processed++;
-      if (!should_emit(&p->emit, memo, &p->wave_events[j], pred)) {
-        n_suppressed++;
-        continue;
+      if (p->wave_of[i] + 1 == p->slots[p->slot_of[i]].count) {
+        p->heads[lo + j] = p->states[j]; /* the user's last event here: state final */
+      } else {
+        char *copy = p->snap + (lo + j) * p->state_size;
+        memcpy(copy, p->states[j], p->state_size);
+        p->heads[lo + j] = copy;
       }
-      pred->user_id = p->wave_events[j].user_id;
-      pred->src_partition = msgs[i].partition;
-      pred->src_offset = msgs[i].offset;
-      pred->event_ts_ms = p->wave_events[j].ts_ms;
-      pred->emit_ts_ms = now_ms;
-      p->by_src[i] = *pred;
-      p->emitted[i] = 1;
     }
+  }
+  uint64_t t0 = mono_ns();
+  rc = model_predict_batch(p->model, p->heads, n_good, p->wave_preds);
+  step_ns += mono_ns() - t0;
+  if (rc) return rc;
+  /* emission, per user in event order (wave order) */
+  for (size_t pos = 0; pos < n_good; pos++) {
+    size_t i = p->order[pos];
+    prediction_t *pred = &p->wave_preds[pos];
+    emit_memo_t *memo = (emit_memo_t *)((char *)p->blob_of[i] + p->state_size);
+    n_processed++;
+    if (!should_emit(&p->emit, memo, &p->events[i], pred)) {
+      n_suppressed++;
+      continue;
+    }
+    pred->user_id = p->events[i].user_id;
+    pred->src_partition = msgs[i].partition;
+    pred->src_offset = msgs[i].offset;
+    pred->event_ts_ms = p->events[i].ts_ms;
+    pred->emit_ts_ms = now_ms;
+    p->by_src[i] = *pred;
+    p->emitted[i] = 1;
   }
   /* 4. predictions in input order */
   size_t n_preds = 0;

@@ -45,7 +45,7 @@ typedef struct {
   size_t n_new_users;  /* states created by this batch */
   size_t n_waves;
   size_t n_evicted;    /* users dropped for the memory limit after the batch */
-  uint64_t step_ns;    /* time spent in model_step_batch() */
+  uint64_t step_ns;    /* time in the model: model_step_batch() + model_predict_batch() */
 } pipeline_result_t;
 
 /* Bytes of a state blob in the store: the model's state followed by the

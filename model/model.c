@@ -350,6 +350,8 @@ static float round_fp16(float v) {
   return v;
 }
 
+static void predict_chunk(model_t *m, void *const *states, size_t n, prediction_t *preds);
+
 static void step_chunk(model_t *m, void *const *states, const event_t *events, size_t n,
                        prediction_t *preds) {
   const size_t G = m->G;
@@ -384,7 +386,11 @@ static void step_chunk(model_t *m, void *const *states, const event_t *events, s
   }
   for (size_t b = 0; b < n; b++)
     arch_state_advance(states[b], &events[b], m->idx[b], m->half_life_s);
-  if (!preds) return;
+  if (preds) predict_chunk(m, states, n, preds);
+}
+
+/* The head for n states (read only), in chunks of MODEL_HEAD_BATCH rows. */
+static void predict_chunk(model_t *m, void *const *states, size_t n, prediction_t *preds) {
   for (size_t b0 = 0; b0 < n; b0 += MODEL_HEAD_BATCH) {
     size_t nb = n - b0 < MODEL_HEAD_BATCH ? n - b0 : MODEL_HEAD_BATCH;
     arch_state_t *const *st = (arch_state_t *const *)(states + b0);
@@ -407,6 +413,14 @@ int model_step_batch(model_t *m, void *const *states, const event_t *events, siz
     size_t nb = n - b0 < MODEL_MAX_BATCH ? n - b0 : MODEL_MAX_BATCH;
     step_chunk(m, states + b0, events + b0, nb, preds ? preds + b0 : NULL);
   }
+  return 0;
+}
+
+int model_predict_batch(model_t *m, const void *const *states, size_t n, prediction_t *preds) {
+  if (n == 0) return 0;
+  if (!m || !states || !preds) return IX_EINVAL;
+  /* the head only reads the states */
+  predict_chunk(m, (void *const *)(uintptr_t)states, n, preds);
   return 0;
 }
 

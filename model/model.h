@@ -38,6 +38,13 @@ void model_state_init(const model_t *m, void *state);
 int model_step_batch(model_t *m, void *const *states, const event_t *events,
                      size_t n, prediction_t *preds);
 
+/* The interest fields of preds[i] from states[i] as they are (read only): what
+ * model_step_batch() fills after its step. Lets a caller step several waves
+ * without predictions, keep copies of the states, and run the head once over
+ * the whole batch (bigger GEMMs). Same bytes as model_step_batch()'s
+ * predictions: every kernel is batch-invariant. 0 or a negative IX_E*. */
+int model_predict_batch(model_t *m, const void *const *states, size_t n, prediction_t *preds);
+
 /* Build a model from in-memory parameters (e.g. freshly trained): dims,
  * half-life, vocab_ids[V] (ids[0] = 0) and the flat params of arch.h are
  * copied. note may be NULL. Errors as model_load. Free with model_destroy(). */
