@@ -513,11 +513,7 @@ int config_check(const config_t *c, char *errstr, size_t errstr_size) {
       }
     }
   }
-  if (c->metrics.listen && *c->metrics.listen && c->metrics.port == 0) {
-    snprintf(errstr, errstr_size, "%s: metrics.port must be set when metrics.listen is",
-             where_set(c, "metrics.port"));
-    return IX_ECONFIG;
-  }
+  /* metrics.port 0 is valid: a free port, chosen and logged at start */
   return 0;
 }
 
