@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/hash.h"
 #include "model/arch.h"
 #include "model/profile.h"
 
@@ -66,14 +67,6 @@ struct bl {
   float *cand_e;
   size_t cap_cand;
 };
-
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  return x ^ (x >> 33);
-}
 
 static const char *const g_names[BL__COUNT] = {"repeat", "recency", "freq", "decay",
                                                "pop",    "markov",  "blend"};
@@ -163,7 +156,7 @@ int bl_new(const bl_params_t *p, uint32_t n_users, float profile_half_life_s, bl
 }
 
 static uint32_t cat_find(const bl_t *b, uint64_t id) {
-  size_t h = mix64(id) & b->map_mask;
+  size_t h = ix_fmix64(id) & b->map_mask;
   while (b->map_val[h] != UINT32_MAX) {
     if (b->map_key[h] == id) return b->map_val[h];
     h = (h + 1) & b->map_mask;
@@ -196,7 +189,7 @@ static int cat_intern(bl_t *b, uint64_t id, uint32_t *out) {
     }
     memset(v, 0xff, cap * sizeof *v);
     for (size_t i = 0; i < b->n_cats; i++) {
-      size_t h = mix64(b->cat_id[i]) & (cap - 1);
+      size_t h = ix_fmix64(b->cat_id[i]) & (cap - 1);
       while (v[h] != UINT32_MAX) h = (h + 1) & (cap - 1);
       k[h] = b->cat_id[i];
       v[h] = (uint32_t)i;
@@ -219,7 +212,7 @@ static int cat_intern(bl_t *b, uint64_t id, uint32_t *out) {
     b->cap_cats = cap;
   }
   c = (uint32_t)b->n_cats++;
-  size_t h = mix64(id) & b->map_mask;
+  size_t h = ix_fmix64(id) & b->map_mask;
   while (b->map_val[h] != UINT32_MAX) h = (h + 1) & b->map_mask;
   b->map_key[h] = id;
   b->map_val[h] = c;

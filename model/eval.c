@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/hash.h"
 #include "model/profile.h"
 
 /* ------------------------------------------------------------ accumulator */
@@ -173,14 +174,6 @@ typedef struct {
   size_t mask;
 } umap_t;
 
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  return x ^ (x >> 33);
-}
-
 void eval_data_free(eval_data_t *data) {
   if (!data) return;
   free(data->ev);
@@ -220,7 +213,7 @@ int eval_data_build(const event_t *events, size_t n, const eval_window_t *win,
   uint32_t n_users = 0;
   for (size_t i = 0; i < n; i++) {
     uint64_t id = data->ev[i].user_id;
-    size_t h = mix64(id) & map.mask;
+    size_t h = ix_fmix64(id) & map.mask;
     while (map.val[h] != UINT32_MAX && map.key[h] != id) h = (h + 1) & map.mask;
     if (map.val[h] == UINT32_MAX) {
       map.key[h] = id;

@@ -13,6 +13,7 @@
 #undef I
 
 #include "common/err.h"
+#include "common/hash.h"
 #include "model/head.h"
 #include "model/lstm.h"
 #include "model/vocab.h"
@@ -55,10 +56,9 @@ static double now_s(void) {
 /* ------------------------------------------------------------------ rng */
 
 static uint64_t rng_next(uint64_t *s) {
-  uint64_t x = (*s += 0x9e3779b97f4a7c15ULL);
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
+  uint64_t x = ix_splitmix64(*s);
+  *s += 0x9e3779b97f4a7c15ULL;
+  return x;
 }
 static float rng_uniform(uint64_t *s, float a) { /* U(-a, a) */
   return a * (2.0f * (float)(rng_next(s) >> 40) * (1.0f / 16777216.0f) - 1.0f);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/hash.h"
 
 struct vocab {
   size_t V;
@@ -14,16 +15,6 @@ struct vocab {
   uint64_t *keys;    /* table: raw ids */
   int32_t *vals;     /* table: index, 0 = empty slot */
 };
-
-static inline uint64_t vocab_hash(uint64_t x) {
-  /* splitmix64 finaliser */
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
 
 int vocab_new(const uint64_t *ids, size_t V, vocab_t **out) {
   *out = NULL;
@@ -45,7 +36,7 @@ int vocab_new(const uint64_t *ids, size_t V, vocab_t **out) {
   for (size_t i = 1; i < V; i++) {
     vb->ids[i] = ids[i];
     if (ids[i] == 0) continue; /* unused slot (fewer categories than V - 1) */
-    size_t h = (size_t)vocab_hash(ids[i]) & vb->mask;
+    size_t h = (size_t)ix_fmix64(ids[i]) & vb->mask;
     while (vb->vals[h] != 0) {
       if (vb->keys[h] == ids[i]) {
         vocab_destroy(vb);
@@ -69,7 +60,7 @@ void vocab_destroy(vocab_t *vb) {
 }
 
 int32_t vocab_index(const vocab_t *vb, uint64_t category_id) {
-  size_t h = (size_t)vocab_hash(category_id) & vb->mask;
+  size_t h = (size_t)ix_fmix64(category_id) & vb->mask;
   for (;;) {
     int32_t v = vb->vals[h];
     if (v == 0) return 0;

@@ -7,21 +7,15 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/hash.h"
 #include "stream/codec.h"
 #include "stream/importer.h"
 #include "stream/recfile.h"
 
 static const char *const g_split_names[SPLIT__COUNT] = {"train", "dev", "test"};
 
-static uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 int split_user_bucket(uint64_t user_id, uint64_t seed, unsigned dev_pct, unsigned test_pct) {
-  unsigned b = (unsigned)(splitmix64(user_id ^ seed) % 100);
+  unsigned b = (unsigned)(ix_splitmix64(user_id ^ seed) % 100);
   if (b < test_pct) return SPLIT_TEST;
   if (b < test_pct + dev_pct) return SPLIT_DEV;
   return SPLIT_TRAIN;
