@@ -21,8 +21,7 @@ static void usage(FILE *out) {
 
 int ctl_record(int argc, char **argv) {
   recorder_opts_t o = {.from_offset = RECORDER_FROM_BEGINNING, .timeout_ms = 0};
-  const char *props[64];
-  size_t nprops = 0;
+  ctlutil_props_t props = {.n = 0};
   static const struct option longopts[] = {
       {"brokers", required_argument, 0, 'b'}, {"topic", required_argument, 0, 't'},
       {"output", required_argument, 0, 'o'},  {"from", required_argument, 0, 'f'},
@@ -51,23 +50,18 @@ int ctl_record(int argc, char **argv) {
       }
       break;
     case 'n':
-      if (ctlutil_parse_u64(optarg, &o.max_count)) {
-        fprintf(stderr, "interestctl record: --count takes a number, not '%s'\n", optarg);
-        return 2;
-      }
+      if (ctlutil_opt_u64("record", "count", optarg, &o.max_count)) return 2;
       break;
     case 'e': o.until_end = 1; break;
     case 'w': o.timeout_ms = atoi(optarg); break;
     case 'X':
-      if (nprops + 1 >= sizeof props / sizeof props[0]) return 2;
-      props[nprops++] = optarg;
+      if (ctlutil_props_add(&props, "record", optarg)) return 2;
       break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
   }
-  props[nprops] = NULL;
-  o.props = props;
+  o.props = props.v;
   if (!o.brokers || !o.topic || !o.output) {
     usage(stderr);
     return 2;

@@ -30,8 +30,7 @@ int ctl_replay(int argc, char **argv) {
     if (strcmp(argv[i], "--offline") == 0) return ctl_replay_offline(argc, argv);
 
   replayer_opts_t o = {.speed = 0};
-  const char *props[64];
-  size_t nprops = 0;
+  ctlutil_props_t props = {.n = 0};
   static const struct option longopts[] = {
       {"brokers", required_argument, 0, 'b'}, {"topic", required_argument, 0, 't'},
       {"input", required_argument, 0, 'i'},   {"speed", required_argument, 0, 's'},
@@ -53,22 +52,17 @@ int ctl_replay(int argc, char **argv) {
       break;
     case 'F': o.speed = 0; break;
     case 'n':
-      if (ctlutil_parse_u64(optarg, &o.max_count)) {
-        fprintf(stderr, "interestctl replay: --count takes a number, not '%s'\n", optarg);
-        return 2;
-      }
+      if (ctlutil_opt_u64("replay", "count", optarg, &o.max_count)) return 2;
       break;
     case 'R': o.repartition = 1; break;
     case 'X':
-      if (nprops + 1 >= sizeof props / sizeof props[0]) return 2;
-      props[nprops++] = optarg;
+      if (ctlutil_props_add(&props, "replay", optarg)) return 2;
       break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
   }
-  props[nprops] = NULL;
-  o.props = props;
+  o.props = props.v;
   if (!o.brokers || !o.topic || !o.input) {
     usage(stderr);
     return 2;

@@ -67,3 +67,19 @@ int ctlutil_parse_time_ms(const char *s, int64_t *out_ms) {
   *out_ms = ((int64_t)t - offset_s) * 1000;
   return 0;
 }
+
+int ctlutil_props_add(ctlutil_props_t *p, const char *cmd, const char *kv) {
+  if (p->n >= CTLUTIL_MAX_PROPS) {
+    fprintf(stderr, "interestctl %s: more than %d -X properties\n", cmd, CTLUTIL_MAX_PROPS);
+    return 2;
+  }
+  p->v[p->n++] = kv;
+  p->v[p->n] = NULL;
+  return 0;
+}
+
+int ctlutil_opt_u64(const char *cmd, const char *opt, const char *arg, uint64_t *out) {
+  if (ctlutil_parse_u64(arg, out) == 0) return 0;
+  fprintf(stderr, "interestctl %s: --%s takes a number, not '%s'\n", cmd, opt, arg);
+  return 2;
+}
