@@ -15,47 +15,19 @@
 # Bounded to about 3 minutes: 10 kills, each restart waits ~11 s for the mock
 # broker's group rebalance (session.timeout.ms=6000).
 set -euo pipefail
-CTL=$IX_BINARY_DIR/daemon/interestctl
-D=$IX_BINARY_DIR/daemon/interestd
-SRC=$IX_SOURCE_DIR
-DATA=$SRC/../shared/data/taobao_userbehavior_head100k/small_sample.csv
-MODEL=$SRC/model/weights/taobao-h64.ixm
-PY=/usr/bin/python3
+. "$IX_SOURCE_DIR/tests/integration/lib.sh"
 KILLS=${IX_CRASH_KILLS:-10}
 RATE=${IX_CRASH_RATE:-800}
 SEED=${IX_CRASH_SEED:-$(( $(date +%s) % 100000 ))}
 echo "crash-recovery: seed $SEED (IX_CRASH_SEED=$SEED repeats the kill schedule), $KILLS kills, feed $RATE events/s"
 RANDOM=$SEED
-T=$(mktemp -d)
-BROKER= DAEMON= FEED=
-cleanup() {
-  [ -n "$DAEMON" ] && kill -9 "$DAEMON" 2>/dev/null
-  [ -n "$FEED" ] && kill "$FEED" 2>/dev/null
-  [ -n "$BROKER" ] && kill "$BROKER" 2>/dev/null
-  wait 2>/dev/null; rm -rf "$T"
-}
-trap cleanup EXIT
 fail() { echo "FAIL: $*"; for f in "$T"/d.*.log; do [ -f "$f" ] && { echo "== $f"; grep -v '\[kafka\]' "$f" | tail -5; }; done; exit 1; }
 now() { date +%s.%N; }
 
 "$CTL" import --format taobao --input "$DATA" --output "$T/in.rec" --partitions 8 >/dev/null
-"$CTL" broker --topic events:8 --topic interests:32 > "$T/bootstrap" 2> "$T/broker.log" &
-BROKER=$!
-for _ in $(seq 100); do [ -s "$T/bootstrap" ] && break; sleep 0.1; done
-BS=$(cat "$T/bootstrap"); [ -n "$BS" ] || fail "broker printed no bootstrap address"
+ix_broker events:8 interests:32
 
-cat > "$T/interestd.conf" <<EOF
-[kafka]
-brokers = $BS
-group = crash-recovery
-input_topic = events
-output_topic = interests
-[kafka.consumer]
-session.timeout.ms = 6000
-heartbeat.interval.ms = 500
-fetch.wait.max.ms = 10
-[model]
-path = $MODEL
+ix_conf "$T/interestd.conf" crash-recovery <<EOF
 [state]
 checkpoint_dir = $T/ckpt
 checkpoint_interval_s = 1

@@ -7,53 +7,21 @@
 #   -> WATCHDOG=1 ... -> SIGTERM: STOPPING=1 -> exit 0
 # plus /healthz 200 and /metrics while it runs.
 set -euo pipefail
-SRC=${IX_SOURCE_DIR:?set IX_SOURCE_DIR}
-BIN=${IX_BINARY_DIR:?set IX_BINARY_DIR}
 fail() { echo "FAIL: $*" >&2; exit 1; }
-[ -x "$BIN/daemon/interestd" ] || fail "build first: $BIN/daemon/interestd"
-[ -x "$BIN/daemon/interestctl" ] || fail "build first: $BIN/daemon/interestctl"
-MODEL=$(ls "$SRC"/model/weights/*.ixm 2>/dev/null | head -1)
-[ -n "$MODEL" ] || fail "no bundled model in model/weights/*.ixm"
+. "$IX_SOURCE_DIR/tests/integration/lib.sh"
 
-TMP=$(mktemp -d)
-BROKER_PID=
-cleanup() {
-  [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-"$BIN/daemon/interestctl" broker --topic events:2 --topic interests:2 >"$TMP/broker.out" 2>"$TMP/broker.err" &
-BROKER_PID=$!
-for _ in $(seq 100); do
-  BOOT=$(grep -E '^[0-9.]+:[0-9]+' "$TMP/broker.out" | head -1 || true)
-  [ -n "$BOOT" ] && break
-  sleep 0.1
-done
-[ -n "$BOOT" ] || { cat "$TMP/broker.err" >&2; fail "mock broker did not start"; }
-
-cat >"$TMP/interestd.conf" <<EOF
-[kafka]
-brokers = $BOOT
-group = notify-test
-input_topic = events
-output_topic = interests
-[kafka.consumer]
-session.timeout.ms = 6000
-heartbeat.interval.ms = 500
-fetch.wait.max.ms = 10
-[model]
-path = $MODEL
+ix_broker events:2 interests:2
+ix_conf "$T/interestd.conf" notify-test <<EOF
 [state]
-checkpoint_dir = $TMP/ckpt
+checkpoint_dir = $T/ckpt
 checkpoint_interval_s = 1
 [metrics]
 listen = 127.0.0.1
 port = 0
 EOF
-# (no --check-config here: it refuses metrics.port = 0, which the daemon accepts)
+"$D" --check-config -c "$T/interestd.conf" > /dev/null || fail "--check-config refused the test's config"
 
-/usr/bin/python3 - "$BIN/daemon/interestd" "$TMP" <<'PY'
+"$PY" - "$D" "$T" <<'PY'
 import os, re, signal, socket, subprocess, sys, time, urllib.request
 
 daemon, tmp = sys.argv[1], sys.argv[2]

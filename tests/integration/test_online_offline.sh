@@ -12,21 +12,8 @@
 #   - the messages the daemon sent to its dead-letter topic are exactly the
 #     ones offline replay rejected.
 set -euo pipefail
-CTL=$IX_BINARY_DIR/daemon/interestctl
-D=$IX_BINARY_DIR/daemon/interestd
-SRC=$IX_SOURCE_DIR
-DATA=$SRC/../shared/data/taobao_userbehavior_head100k/small_sample.csv
-MODEL=$SRC/model/weights/taobao-h64.ixm
-PY=/usr/bin/python3
+. "$IX_SOURCE_DIR/tests/integration/lib.sh"
 N=20000
-T=$(mktemp -d)
-BROKER= DAEMON=
-cleanup() {
-  [ -n "$DAEMON" ] && kill -9 "$DAEMON" 2>/dev/null
-  [ -n "$BROKER" ] && kill "$BROKER" 2>/dev/null
-  wait 2>/dev/null; rm -rf "$T"
-}
-trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$T/d.log" ] && tail -20 "$T/d.log"; exit 1; }
 
 head -n $N "$DATA" > "$T/slice.csv"
@@ -46,29 +33,16 @@ for p, v in ((0, msgpack.packb([1, 2])), (1, msgpack.packb({"u": 1, "i": 2, "a":
 ixrec.write_records(sys.argv[2], recs)
 EOF
 
-"$CTL" broker --topic events:8 --topic interests:8 --topic dlq:1 > "$T/bootstrap" 2> "$T/broker.log" &
-BROKER=$!
-for _ in $(seq 100); do [ -s "$T/bootstrap" ] && break; sleep 0.1; done
-BS=$(cat "$T/bootstrap"); [ -n "$BS" ] || fail "broker printed no bootstrap address"
+ix_broker events:8 interests:8 dlq:1
 "$CTL" replay --brokers "$BS" --topic events --input "$T/in.rec" --fast 2>/dev/null
 # the topic holds the file's records at the file's offsets (a fresh topic)
 "$CTL" record --brokers "$BS" --topic events --output "$T/topic.rec" --until-end --timeout-ms 20000 2>/dev/null
 "$CTL" cat --json "$T/in.rec" | sort > "$T/a"; "$CTL" cat --json "$T/topic.rec" | sort > "$T/b"
 cmp -s "$T/a" "$T/b" || fail "the input topic does not hold the record file's records at its offsets"
 
-cat > "$T/interestd.conf" <<EOF
+ix_conf "$T/interestd.conf" online-offline <<EOF
 [kafka]
-brokers = $BS
-group = online-offline
-input_topic = events
-output_topic = interests
 dlq_topic = dlq
-[kafka.consumer]
-session.timeout.ms = 6000
-heartbeat.interval.ms = 500
-fetch.wait.max.ms = 10
-[model]
-path = $MODEL
 [state]
 checkpoint_dir =
 [metrics]

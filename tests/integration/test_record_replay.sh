@@ -3,21 +3,13 @@
 # kcat as an independent client: every record comes back with the same
 # partition, offset, timestamp, key and value; --speed paces by timestamps.
 set -euo pipefail
-CTL=$IX_BINARY_DIR/daemon/interestctl
-DATA=$IX_SOURCE_DIR/../shared/data/taobao_userbehavior_head100k/small_sample.csv
-T=$(mktemp -d)
-BROKER=
-cleanup() { [ -n "$BROKER" ] && kill "$BROKER" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+. "$IX_SOURCE_DIR/tests/integration/lib.sh"
 
 head -n 5000 "$DATA" > "$T/slice.csv"
 "$CTL" import --format taobao --input "$T/slice.csv" --output "$T/in.rec" --partitions 4 >/dev/null
 
-"$CTL" broker --topic clicks:4 --topic small:2 > "$T/bootstrap" &
-BROKER=$!
-for _ in $(seq 50); do [ -s "$T/bootstrap" ] && break; sleep 0.1; done
-BS=$(cat "$T/bootstrap")
-[ -n "$BS" ] || { echo "FAIL: broker printed no bootstrap address"; exit 1; }
+ix_broker clicks:4 small:2
 
 "$CTL" replay --brokers "$BS" --topic clicks --input "$T/in.rec" --fast
 "$CTL" record --brokers "$BS" --topic clicks --output "$T/out.rec" --until-end --timeout-ms 20000
