@@ -743,6 +743,8 @@ int ckpt_snapshot_start(ckpt_t *ck, const store_t *st, const int32_t *partitions
   ck->t_start_us = t0;
   ck->stats.last_fork_us = t1 - t0;
   if (t1 - t0 > ck->stats.max_fork_us) ck->stats.max_fork_us = t1 - t0;
+  LOG_DEBUG(MOD, "snapshot of %zu partitions started: fork took %llu us (writer pid %ld)", n,
+            (unsigned long long)(t1 - t0), (long)pid);
   return 0;
 }
 
@@ -776,6 +778,8 @@ static void finish_snapshot(ckpt_t *ck) {
   ck->stats.snapshots++;
   ck->stats.last_bytes = bytes;
   ck->stats.last_snapshot_ms = (now_us(CLOCK_MONOTONIC) - ck->t_start_us) / 1000u;
+  LOG_DEBUG(MOD, "snapshot of %zu partitions finished: %llu bytes in %llu ms", ck->n,
+            (unsigned long long)bytes, (unsigned long long)ck->stats.last_snapshot_ms);
 }
 
 int ckpt_snapshot_poll(ckpt_t *ck, const ckpt_result_t **results, size_t *n) {
