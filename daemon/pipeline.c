@@ -51,8 +51,7 @@ struct pipeline {
   prediction_t *wave_preds;
   prediction_t *preds;    /* output, compacted */
   size_t *pred_src;
-  int *emitted;
-  prediction_t *by_src;   /* emitted prediction of input i (when emitted[i]) */
+  size_t *emitted;        /* 1 + position in wave_preds of input i's emitted prediction; 0 = none */
   pipeline_reject_t *rejects;
 };
 
@@ -114,7 +113,6 @@ static void free_scratch(pipeline_t *p) {
   free(p->preds);
   free(p->pred_src);
   free(p->emitted);
-  free(p->by_src);
   free(p->rejects);
 }
 
@@ -149,11 +147,10 @@ static int grow(pipeline_t *p, size_t n) {
   p->preds = malloc(cap * sizeof *p->preds);
   p->pred_src = malloc(cap * sizeof *p->pred_src);
   p->emitted = malloc(cap * sizeof *p->emitted);
-  p->by_src = malloc(cap * sizeof *p->by_src);
   p->rejects = malloc(cap * sizeof *p->rejects);
   if (!p->events || !p->ok || !p->wave_of || !p->order || !p->wave_start || !p->slots ||
       !p->states || !p->blob_of || !p->slot_of || !p->heads || !p->wave_events || !p->wave_preds || !p->preds || !p->pred_src ||
-      !p->emitted || !p->by_src || !p->rejects) {
+      !p->emitted || !p->rejects) {
     free_scratch(p);
     p->events = NULL; /* free_scratch on destroy must not double free */
     p->ok = NULL;
@@ -170,7 +167,6 @@ static int grow(pipeline_t *p, size_t n) {
     p->preds = NULL;
     p->pred_src = NULL;
     p->emitted = NULL;
-    p->by_src = NULL;
     p->rejects = NULL;
     return IX_ENOMEM;
   }
@@ -338,14 +334,13 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
     pred->src_offset = msgs[i].offset;
     pred->event_ts_ms = p->events[i].ts_ms;
     pred->emit_ts_ms = now_ms;
-    p->by_src[i] = *pred;
-    p->emitted[i] = 1;
+    p->emitted[i] = pos + 1; /* copied once, in input order, below */
   }
   /* 4. predictions in input order */
   size_t n_preds = 0;
   for (size_t i = 0; i < n; i++) {
     if (!p->emitted[i]) continue;
-    p->preds[n_preds] = p->by_src[i];
+    p->preds[n_preds] = p->wave_preds[p->emitted[i] - 1];
     p->pred_src[n_preds++] = i;
   }
   res->preds = p->preds;
