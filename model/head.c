@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 #undef I
 
@@ -24,27 +25,67 @@ static float dotf(size_t n, const float *a, const float *b) {
   return s;
 }
 
-void head_finish_dots(const arch_dims_t *d, const float *params, const float *dots,
-                      const arch_state_t *s, float *z, head_out_t *out) {
-  arch_layout_t L;
-  arch_layout(d, &L);
-  kern_softmax(d->V, z);
-  out->p_vocab_other = z[0];
-  out->g_logit = dots[ARCH_K] + params[L.gate_bg];
+/* log1pf(count) for small counts, from log1pf itself (same bits); the copy
+ * logits need one per recent slot per prediction. */
+#define LOG1P_TAB 256
+static float log1p_tab[LOG1P_TAB];
+static pthread_once_t log1p_once = PTHREAD_ONCE_INIT;
+static void log1p_init(void) {
+  for (unsigned i = 0; i < LOG1P_TAB; i++) log1p_tab[i] = log1pf((float)i);
+}
+static inline float log1p_count(uint32_t c) {
+  return c < LOG1P_TAB ? log1p_tab[c] : log1pf((float)c);
+}
+
+/* Gate and copy distribution (everything but the vocabulary softmax). */
+static void finish_gate_copy(const arch_layout_t *L, const float *params, const float *dots,
+                             const arch_state_t *s, head_out_t *out) {
+  pthread_once(&log1p_once, log1p_init);
+  out->g_logit = dots[ARCH_K] + params[L->gate_bg];
   out->g = 1.0f / (1.0f + expf(-out->g_logit));
   unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
   out->n_recent = n;
   memset(out->s_copy, 0, sizeof(out->s_copy));
   memset(out->p_copy, 0, sizeof(out->p_copy));
   if (n == 0) return;
-  float wf = params[L.copy_wf], mx = -INFINITY;
+  float wf = params[L->copy_wf], mx = -INFINITY;
   for (unsigned k = 0; k < n; k++) {
-    out->s_copy[k] = dots[k] + params[L.copy_bp + k] + wf * log1pf((float)s->recent[k].count);
+    out->s_copy[k] = dots[k] + params[L->copy_bp + k] + wf * log1p_count(s->recent[k].count);
     if (out->s_copy[k] > mx) mx = out->s_copy[k];
   }
   float sum = 0.0f;
   for (unsigned k = 0; k < n; k++) sum += (out->p_copy[k] = expf(out->s_copy[k] - mx));
   for (unsigned k = 0; k < n; k++) out->p_copy[k] /= sum;
+}
+
+void head_finish_dots(const arch_dims_t *d, const float *params, const float *dots,
+                      const arch_state_t *s, float *z, head_out_t *out) {
+  arch_layout_t L;
+  arch_layout(d, &L);
+  kern_softmax(d->V, z);
+  out->p_vocab_other = z[0];
+  finish_gate_copy(&L, params, dots, s, out);
+}
+
+/* The copy mass into q (already g p_vocab) or oov_p. */
+static void mix_copy(const head_out_t *out, const arch_state_t *s, float *q, float *oov_p,
+                     size_t V) {
+  const float cg = 1.0f - out->g;
+  memset(oov_p, 0, ARCH_K * sizeof(float));
+  for (unsigned k = 0; k < out->n_recent; k++) {
+    int32_t idx = s->recent[k].idx;
+    if (idx > 0 && (size_t)idx < V) q[idx] += cg * out->p_copy[k];
+    else oov_p[k] = cg * out->p_copy[k];
+  }
+}
+
+void head_finish_mix(const arch_dims_t *d, const float *params, const float *dots,
+                     const arch_state_t *s, float *z, head_out_t *out, float *oov_p) {
+  arch_layout_t L;
+  arch_layout(d, &L);
+  finish_gate_copy(&L, params, dots, s, out);
+  out->p_vocab_other = kern_softmax_gate(d->V, z, out->g);
+  mix_copy(out, s, z, oov_p, d->V);
 }
 
 void head_finish(const arch_dims_t *d, const float *params, const float *h,
@@ -88,14 +129,9 @@ float head_prob_target(const head_out_t *out, const float *p_vocab, const arch_s
 
 void head_mix(const head_out_t *out, const arch_state_t *s, float *p_vocab, float *oov_p,
               size_t V) {
-  const float g = out->g, cg = 1.0f - out->g;
+  const float g = out->g;
   for (size_t j = 0; j < V; j++) p_vocab[j] *= g;
-  memset(oov_p, 0, ARCH_K * sizeof(float));
-  for (unsigned k = 0; k < out->n_recent; k++) {
-    int32_t idx = s->recent[k].idx;
-    if (idx > 0 && (size_t)idx < V) p_vocab[idx] += cg * out->p_copy[k];
-    else oov_p[k] = cg * out->p_copy[k];
-  }
+  mix_copy(out, s, p_vocab, oov_p, V);
 }
 
 /* Insert (c, v) into the descending list of at most k; strict > keeps the
@@ -154,9 +190,17 @@ static size_t topk_vocab(const arch_dims_t *d, const float *q, const uint64_t *v
   int32_t above[TOPK_COLS] = {0};
   for (size_t t = 0; t < TOPK_COLS; t++)
     for (size_t l = 0; l < TOPK_COLS; l++) above[l] += cm[t] > cm[l];
-  float thr = INFINITY;
-  for (size_t l = 0; l < TOPK_COLS; l++)
-    if ((size_t)above[l] < k && cm[l] < thr) thr = cm[l];
+  /* q >= 0, so the float order is the order of the bit patterns: an unsigned
+   * min reduction, branch-free (a data-dependent branch here mispredicted
+   * often enough to be a quarter of this function's time) */
+  uint32_t cmb[TOPK_COLS], thr_bits = UINT32_MAX;
+  memcpy(cmb, cm, sizeof cmb);
+  for (size_t l = 0; l < TOPK_COLS; l++) {
+    uint32_t t = (size_t)above[l] < k ? cmb[l] : UINT32_MAX;
+    thr_bits = t < thr_bits ? t : thr_bits;
+  }
+  float thr;
+  memcpy(&thr, &thr_bits, sizeof thr);
   uint32_t cand[TOPK_MAXV + 16];
   size_t nc = kern_indices_ge(n, q1, thr, cand);
   if (nc > TOPK_MAXCAND) return topk_scan(d, q, vocab_ids, k, cat, p);
@@ -169,15 +213,20 @@ static size_t topk_vocab(const arch_dims_t *d, const float *q, const uint64_t *v
     const float v = cv[t];
     for (size_t i = 0; i < nc; i++) rank[i] += (v > cv[i]) + ((v == cv[i]) & (i > t));
   }
+  /* scatter the ranked ones, branch-free: the others go to slot k */
+  uint64_t cat_l[TOPK_COLS / 2 + 1];
+  float p_l[TOPK_COLS / 2 + 1];
   size_t m = 0;
   for (size_t i = 0; i < nc; i++) {
-    if (cv[i] >= 0.0f && (size_t)rank[i] < k) {
-      cat[rank[i]] = vocab_ids[cand[i] + 1];
-      p[rank[i]] = cv[i];
-      m++;
-    }
+    size_t ok = (cv[i] >= 0.0f) & ((size_t)rank[i] < k);
+    size_t at = ok ? (size_t)rank[i] : k;
+    cat_l[at] = vocab_ids[cand[i] + 1];
+    p_l[at] = cv[i];
+    m += ok;
   }
   if (m < k) return topk_scan(d, q, vocab_ids, k, cat, p); /* unused slots took the bound */
+  memcpy(cat, cat_l, k * sizeof *cat);
+  memcpy(p, p_l, k * sizeof *p);
   return m;
 }
 

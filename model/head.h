@@ -39,6 +39,12 @@ void head_finish(const arch_dims_t *d, const float *params, const float *h,
 void head_finish_dots(const arch_dims_t *d, const float *params, const float *dots,
                       const arch_state_t *s, float *z, head_out_t *out);
 
+/* head_finish_dots followed by head_mix, in fewer passes over z (same bits):
+ * z[V] holds the logits on entry and q (see head_mix) on return; oov_p gets
+ * ARCH_K floats; out->p_vocab_other is p_vocab[0] before the gate. */
+void head_finish_mix(const arch_dims_t *d, const float *params, const float *dots,
+                     const arch_state_t *s, float *z, head_out_t *out, float *oov_p);
+
 /* head_vocab_logits + head_finish for one user; p_vocab is V floats. */
 void head_forward(const arch_dims_t *d, const float *params, const float *h,
                   const arch_state_t *s, float *p_vocab, head_out_t *out);

@@ -39,6 +39,22 @@ int kern_w_pack(kern_w_t *w, size_t K, size_t N, const float *W, size_t ldw) {
   return 0;
 }
 
+int kern_w_pack_gates(kern_w_t *w, size_t K, size_t H, const float *W, size_t ldw) {
+  memset(w, 0, sizeof(*w));
+  if (H == 0 || H % 16) return IX_EINVAL;
+  float *perm = malloc(4 * H * K * sizeof(float));
+  if (!perm) return IX_ENOMEM;
+  /* row hb*64 + v*16 + l of the permuted matrix = gate v, hidden unit 16hb + l */
+  for (size_t hb = 0; hb < H / 16; hb++)
+    for (size_t v = 0; v < 4; v++)
+      for (size_t l = 0; l < 16; l++)
+        memcpy(perm + (hb * 64 + v * 16 + l) * K, W + (v * H + hb * 16 + l) * ldw,
+               K * sizeof(float));
+  int rc = kern_w_pack(w, K, 4 * H, perm, K);
+  free(perm);
+  return rc;
+}
+
 void kern_w_free(kern_w_t *w) {
   if (!w) return;
   free(w->panels);
@@ -250,8 +266,76 @@ T512 static void lstm_pw_avx512(size_t H, const float *pre, const float *c_prev,
   }
 }
 
-T512 static void softmax_avx512(size_t n, float *x) {
-  if (n == 0) return;
+/* Fused LSTM step: the 64-column panel hb holds gates i, f, g, o of hidden
+ * units 16hb..16hb+15 (kern_w_pack_gates), so a tile's four vectors per row
+ * are one hidden block's four gates and the pointwise part runs on the
+ * registers. Same fma chains and the same activation code as gemm_avx512 +
+ * lstm_pw_avx512, so the bits are the same as the unfused path. */
+T512 static inline __attribute__((always_inline)) void mk512_lstm(int R, size_t K, size_t H,
+                                                                  const float *panel,
+                                                                  const float *A, size_t lda,
+                                                                  const float *bias,
+                                                                  const float *add,
+                                                                  size_t ld_add,
+                                                                  float *const *h,
+                                                                  float *const *c, size_t off) {
+  __m512 acc[6][4];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+      __m512 b = _mm512_loadu_ps(bias + v * H + off);
+      acc[r][v] = add ? _mm512_add_ps(b, _mm512_loadu_ps(add + r * ld_add + v * H + off)) : b;
+    }
+  for (size_t k = 0; k < K; k++) {
+    __m512 wv[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) wv[v] = _mm512_load_ps(panel + k * PANEL + v * 16);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+      __m512 ab = _mm512_set1_ps(A[r * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; v++) acc[r][v] = _mm512_fmadd_ps(wv[v], ab, acc[r][v]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; r++) {
+    __m512 ig = sigmoid512(acc[r][0]);
+    __m512 fg = sigmoid512(acc[r][1]);
+    __m512 gg = tanh512(acc[r][2]);
+    __m512 og = sigmoid512(acc[r][3]);
+    float *cr = c[r] + off;
+    __m512 cn = _mm512_fmadd_ps(fg, _mm512_loadu_ps(cr), _mm512_mul_ps(ig, gg));
+    _mm512_storeu_ps(cr, cn);
+    _mm512_storeu_ps(h[r] + off, _mm512_mul_ps(og, tanh512(cn)));
+  }
+}
+
+#define MK512_LSTM(R_) \
+  mk512_lstm(R_, K, H, panel, A + b * lda, lda, bias, add ? add + b * ld_add : NULL, ld_add, \
+             h + b, c + b, off)
+
+T512 static void lstm_fused_avx512(const kern_w_t *w, size_t H, size_t n, const float *A,
+                                   size_t lda, const float *bias, const float *add,
+                                   size_t ld_add, float *const *h, float *const *c) {
+  const size_t K = w->K;
+  for (size_t off = 0; off < H; off += 16) {
+    const float *panel = w->panels + off * 4 * K;
+    size_t b = 0;
+    for (; b + 6 <= n; b += 6) MK512_LSTM(6);
+    switch (n - b) {
+    case 5: MK512_LSTM(5); break;
+    case 4: MK512_LSTM(4); break;
+    case 3: MK512_LSTM(3); break;
+    case 2: MK512_LSTM(2); break;
+    case 1: MK512_LSTM(1); break;
+    default: break;
+    }
+  }
+}
+
+T512 static float softmax_avx512(size_t n, float *x, const float *gate) {
+  if (n == 0) return 0.0f;
   __m512 mx = _mm512_set1_ps(-INFINITY);
   size_t i = 0;
   for (; i + 16 <= n; i += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(x + i));
@@ -270,10 +354,23 @@ T512 static void softmax_avx512(size_t n, float *x) {
     _mm512_mask_storeu_ps(x + i, tail, e);
     sum = _mm512_add_ps(sum, e);
   }
-  __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  const float inv1 = 1.0f / _mm512_reduce_add_ps(sum);
+  const float p0 = x[0] * inv1;
+  __m512 inv = _mm512_set1_ps(inv1);
+  if (gate) {
+    /* (e inv) g, two roundings, as softmax then a separate pass times g */
+    __m512 g = _mm512_set1_ps(*gate);
+    for (i = 0; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv), g));
+    if (i < n)
+      _mm512_mask_storeu_ps(x + i, tail,
+                            _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + i), inv), g));
+    return p0;
+  }
   for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
   if (i < n)
     _mm512_mask_storeu_ps(x + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + i), inv));
+  return p0;
 }
 
 T512 static size_t indices_ge_avx512(size_t n, const float *x, float thr, uint32_t *idx) {
@@ -502,11 +599,21 @@ size_t kern_indices_ge(size_t n, const float *x, float thr, uint32_t *idx) {
   return m;
 }
 
+float kern_softmax_gate(size_t n, float *x, float g) {
+  const kern_set_t *ks = K_();
+  if (n == 0) return 0.0f;
+  if (ks->avx512) return softmax_avx512(n, x, &g);
+  kern_softmax(n, x);
+  float p0 = x[0];
+  for (size_t i = 0; i < n; i++) x[i] *= g;
+  return p0;
+}
+
 void kern_softmax(size_t n, float *x) {
   const kern_set_t *ks = K_();
   if (n == 0) return;
   if (ks->avx512) {
-    softmax_avx512(n, x);
+    softmax_avx512(n, x, NULL);
     return;
   }
   float mx = x[0];
@@ -517,4 +624,12 @@ void kern_softmax(size_t n, float *x) {
   for (size_t i = 0; i < n; i++) sum += x[i];
   float inv = 1.0f / sum;
   for (size_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+int kern_lstm_fused(const kern_w_t *w, size_t H, size_t n, const float *A, size_t lda,
+                    const float *bias, const float *add, size_t ld_add, float *const *h,
+                    float *const *c) {
+  if (!K_()->avx512 || H % 16 || w->N != 4 * H) return IX_EINVAL;
+  if (n) lstm_fused_avx512(w, H, n, A, lda, bias, add, ld_add, h, c);
+  return 0;
 }

@@ -33,6 +33,21 @@ void kern_w_free(kern_w_t *w);
 void kern_gemm(const kern_w_t *w, size_t n, const float *A, size_t lda, float *C,
                size_t ldc);
 
+/* Pack the LSTM weights W [4H x K] (gate rows i, f, g, o, ldw floats apart)
+ * for kern_lstm_fused: panel hb holds the four gates of hidden units
+ * 16hb..16hb+15. H must be a multiple of 16 (else IX_EINVAL); IX_ENOMEM. */
+int kern_w_pack_gates(kern_w_t *w, size_t K, size_t H, const float *W, size_t ldw);
+
+/* One LSTM step for n rows, GEMM and pointwise fused: pre = bias + add[b]
+ * (add may be NULL) + W [A_b]; then c[b] = f c[b] + i g, h[b] = o tanh(c[b])
+ * on H floats each. A rows (lda apart) must not alias h or c. w from
+ * kern_w_pack_gates. Returns 0, or IX_EINVAL when the kernel set has no fused
+ * path (only avx512 has one): the caller then uses kern_gemm +
+ * kern_lstm_pointwise, which give the same bits. */
+int kern_lstm_fused(const kern_w_t *w, size_t H, size_t n, const float *A, size_t lda,
+                    const float *bias, const float *add, size_t ld_add, float *const *h,
+                    float *const *c);
+
 /* y = f(x) elementwise; y may equal x. */
 void kern_exp(size_t n, const float *x, float *y);
 void kern_sigmoid(size_t n, const float *x, float *y);
@@ -45,6 +60,10 @@ void kern_lstm_pointwise(size_t H, const float *pre, const float *c_prev, float 
 
 /* In-place softmax of x[n]; returns nothing; deterministic for a given n. */
 void kern_softmax(size_t n, float *x);
+
+/* kern_softmax, then x[i] *= g: the same bits as the two steps, in fewer
+ * passes. Returns x[0] as it was after the softmax, before the scaling. */
+float kern_softmax_gate(size_t n, float *x, float g);
 
 /* Indices i in [0, n) with x[i] >= thr, ascending, written to idx (room for
  * n + 16 entries: whole vectors are stored); returns how many. */

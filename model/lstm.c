@@ -13,6 +13,7 @@
 struct lstm {
   size_t I, H, G, max_batch;
   kern_w_t w;   /* [W_ih | W_hh], 4H x (I + H), packed */
+  kern_w_t wg;  /* the same packed by hidden block for kern_lstm_fused (H % 16 == 0) */
   float *bias;  /* b_ih + b_hh, 4H */
   float *xh;    /* scratch: max_batch rows of I + H */
   float *pre;   /* scratch: max_batch rows of w.Np */
@@ -40,6 +41,7 @@ int lstm_new(size_t I, size_t H, const float *w_ih, const float *w_hh, const flo
     cell->bias[j] = (b_ih ? b_ih[j] : 0.0f) + (b_hh ? b_hh[j] : 0.0f);
   }
   if ((rc = kern_w_pack(&cell->w, K, cell->G, cat, K)) < 0) goto err;
+  if (H % 16 == 0 && (rc = kern_w_pack_gates(&cell->wg, K, H, cat, K)) < 0) goto err;
   rc = IX_ENOMEM;
   cell->xh = malloc(max_batch * K * sizeof(float));
   cell->pre = malloc(max_batch * cell->w.Np * sizeof(float));
@@ -56,6 +58,7 @@ err:
 void lstm_destroy(lstm_t *cell) {
   if (!cell) return;
   kern_w_free(&cell->w);
+  kern_w_free(&cell->wg);
   free(cell->bias);
   free(cell->xh);
   free(cell->pre);
@@ -69,6 +72,15 @@ size_t lstm_hidden_size(const lstm_t *cell) { return cell->H; }
 static void step_chunk(lstm_t *cell, size_t n, const float *x, float *const *h,
                        float *const *c, const float *add, size_t ld_add) {
   const size_t I = cell->I, H = cell->H, K = I + H, Np = cell->w.Np;
+  if (cell->wg.panels) {
+    for (size_t b = 0; b < n; b++) {
+      float *row = cell->xh + b * K;
+      if (I) memcpy(row, x + b * I, I * sizeof(float));
+      memcpy(row + I, h[b], H * sizeof(float));
+    }
+    if (kern_lstm_fused(&cell->wg, H, n, cell->xh, K, cell->bias, add, ld_add, h, c) == 0)
+      return;
+  }
   for (size_t b = 0; b < n; b++) {
     float *row = cell->xh + b * K;
     if (I) memcpy(row, x + b * I, I * sizeof(float));

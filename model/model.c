@@ -272,14 +272,12 @@ static int cmp_desc_long(const void *a, const void *b) {
   return 0;
 }
 
-/* Fill one prediction from the finished head (z = p_vocab). */
+/* Fill one prediction from the finished head (z = q of head_mix, oov_p). */
 static void predict_one(model_t *m, const arch_state_t *s, const float *h, float *z,
-                        const head_out_t *ho, prediction_t *pred) {
-  float oov_p[ARCH_K];
+                        const head_out_t *ho, const float *oov_p, prediction_t *pred) {
   memset(pred->next, 0, sizeof pred->next);
   memset(pred->longterm, 0, sizeof pred->longterm);
   memset(pred->rising, 0, sizeof pred->rising);
-  head_mix(ho, s, z, oov_p, m->dims.V);
   float pp[ARCH_P], plong[ARCH_P];
   unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
   for (unsigned j = 0; j < np; j++) {
@@ -399,8 +397,9 @@ static void predict_chunk(model_t *m, void *const *states, size_t n, prediction_
       head_out_t ho;
       const float *h = arch_state_h(st[b]);
       float *z = m->z + b * m->Vp;
-      head_finish_dots(&m->dims, m->params, m->dots + b * m->dots_w.Np, st[b], z, &ho);
-      predict_one(m, st[b], h, z, &ho, &preds[b0 + b]);
+      float oov_p[ARCH_K];
+      head_finish_mix(&m->dims, m->params, m->dots + b * m->dots_w.Np, st[b], z, &ho, oov_p);
+      predict_one(m, st[b], h, z, &ho, oov_p, &preds[b0 + b]);
     }
   }
 }

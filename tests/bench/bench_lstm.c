@@ -3,7 +3,12 @@
  * against OpenBLAS sgemm measured in the same run; PyTorch LSTMCell at batch
  * 1 and 256 in the same run (tests/bench/torch_lstmcell.py as a subprocess).
  * Each figure is the best of several timed repetitions (the machine is shared).
- *   bench_lstm [--quick] [--no-torch]
+ *   bench_lstm [--quick] [--no-torch] [--cputime] [--batch N]
+ * --cputime times with this thread's CPU clock instead of the wall clock (for
+ * A/B runs on a busy machine: time the thread spent descheduled is not
+ * counted; cache interference still is). --batch N runs only that batch row
+ * (for perf; no PyTorch, no ratios); --only cell|blas|model|head times one
+ * column of it (the others print as 1 event/s).
  * Env: IX_SOURCE_DIR (to find the python script; default: from argv[0]). */
 #include <cblas.h>
 #undef I
@@ -22,9 +27,10 @@
 #define HID 64
 #define POOL 32768 /* users whose states the waves cycle through (~35 MB) */
 
+static clockid_t bench_clock = CLOCK_MONOTONIC;
 static double now(void) {
   struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(bench_clock, &t);
   return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
@@ -58,28 +64,33 @@ static int reps = 5;
 
 int main(int argc, char **argv) {
   int quick = 0, torch = 1;
+  size_t only_batch = 0;
+  const char *only = NULL; /* --only cell|blas|model|head: one column (for perf) */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) quick = 1, reps = 3, rep_time = 0.1;
     else if (!strcmp(argv[i], "--no-torch")) torch = 0;
+    else if (!strcmp(argv[i], "--cputime")) bench_clock = CLOCK_THREAD_CPUTIME_ID;
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) only_batch = (size_t)atol(argv[++i]);
+    else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
   }
   openblas_set_num_threads(1);
   const char *ct = getenv("OPENBLAS_CORETYPE");
-  printf("bench_lstm: one thread; OPENBLAS_CORETYPE=%s; OpenBLAS core %s; model kernels %s\n",
-         ct ? ct : "(unset: auto-detected)", openblas_get_corename(), kern_name());
+  printf("bench_lstm: %s clock; one thread; OPENBLAS_CORETYPE=%s; OpenBLAS core %s; model kernels %s\n",
+         bench_clock == CLOCK_MONOTONIC ? "wall" : "thread CPU", ct ? ct : "(unset: auto-detected)",
+         openblas_get_corename(), kern_name());
 
   /* ---- sgemm peak reference: 256x96 . 96x256 ---- */
   enum { PM = 256, PK = 96, PN = 256 };
   float *A = malloc(PM * PK * 4), *B = malloc(PK * PN * 4), *C = malloc(PM * PN * 4);
   for (int i = 0; i < PM * PK; i++) A[i] = frand();
   for (int i = 0; i < PK * PN; i++) B[i] = frand();
-  double t_sgemm;
-  BEST_OF(t_sgemm, cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PM, PN, PK, 1.0f, A, PK, B, PN,
+  double t_sgemm = 1.0, t_kern = 1.0;
+  if (!only) BEST_OF(t_sgemm, cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PM, PN, PK, 1.0f, A, PK, B, PN,
                       0.0f, C, PN));
   double peak = 2.0 * PM * PN * PK / t_sgemm * 1e-9;
   kern_w_t kw;
   kern_w_pack(&kw, PK, PN, B, PK); /* (shape only; values irrelevant) */
-  double t_kern;
-  BEST_OF(t_kern, kern_gemm(&kw, PM, A, PK, C, PN));
+  if (!only) BEST_OF(t_kern, kern_gemm(&kw, PM, A, PK, C, PN));
   double kpeak = 2.0 * PM * PN * PK / t_kern * 1e-9;
   printf("sgemm 256x96.96x256: OpenBLAS %.1f GFLOP/s (the peak reference); model kern_gemm "
          "%.1f GFLOP/s\n", peak, kpeak);
@@ -101,9 +112,9 @@ int main(int argc, char **argv) {
   float **hp = malloc(1024 * sizeof(float *)), **cp = malloc(1024 * sizeof(float *));
   const double cell_flops = 2.0 * G * (IN + HID);
 
-  double t1;
+  double t1 = 1.0;
   size_t u1 = 0;
-  BEST_OF(t1, {
+  if (!only) BEST_OF(t1, {
         float *h = hc + (u1 % POOL) * 2 * HID;
         lstm_step(cell, x, h, h + HID);
         u1++;
@@ -146,9 +157,12 @@ int main(int argc, char **argv) {
   event_t *evs = malloc(1024 * sizeof(event_t));
   void **sp = malloc(1024 * sizeof(void *));
   prediction_t *preds = malloc(1024 * sizeof(prediction_t));
-  /* warm the states: a few events each */
+  /* warm the states to steady state: 40 events each fill the recent list and
+   * the profile (ARCH_K = ARCH_P = 16 slots), so every row of the table sees
+   * the same per-user work (with 3 events each, later rows ran on fuller
+   * states than earlier ones and the head looked slower at large batches) */
   int64_t ts = 1511700000000;
-  for (int e = 0; e < 3; e++)
+  for (int e = 0; e < 40; e++)
     for (size_t u0 = 0; u0 < POOL; u0 += 512) {
       for (size_t b = 0; b < 512; b++) {
         sp[b] = states + (u0 + b) * ss;
@@ -160,7 +174,9 @@ int main(int argc, char **argv) {
   const double model_flops = 2.0 * G * (ARCH_N_TIME + HID);
   for (size_t bi = 0; bi < nb; bi++) {
     size_t n = batches[bi], u = 0;
-    BEST_OF(t_cell[bi], {
+    t_cell[bi] = t_blas[bi] = t_mcell[bi] = t_mhead[bi] = 1.0;
+    if (only_batch && n != only_batch) continue;
+    if (!only || !strcmp(only, "cell")) BEST_OF(t_cell[bi], {
           for (size_t b = 0; b < n; b++) {
             float *h = hc + ((u + b) % POOL) * 2 * HID;
             hp[b] = h, cp[b] = h + HID;
@@ -170,7 +186,7 @@ int main(int argc, char **argv) {
         });
     t_cell[bi] /= n;
     u = 0;
-    BEST_OF(t_blas[bi], {
+    if (!only || !strcmp(only, "blas")) BEST_OF(t_blas[bi], {
           for (size_t b = 0; b < n; b++) {
             float *h = hc + ((u + b) % POOL) * 2 * HID;
             hp[b] = h;
@@ -185,6 +201,7 @@ int main(int argc, char **argv) {
         });
     t_blas[bi] /= n;
     for (int head = 0; head < 2; head++) {
+      if (only && strcmp(only, head ? "head" : "model")) continue;
       size_t uu = 0;
       double t;
       BEST_OF(t, {
@@ -214,6 +231,7 @@ int main(int argc, char **argv) {
          "states cycle through %d users)\n",
          IN, HID, IN + HID, ARCH_N_TIME + HID, d.V, POOL);
 
+  if (only_batch) torch = 0; /* --batch: one row only, no ratios */
   if (torch) {
     char script[1024], cmd[1200];
     const char *src = getenv("IX_SOURCE_DIR");
@@ -245,7 +263,8 @@ int main(int argc, char **argv) {
            "batch 256: lstm_step_batch %.1fx, model cell %.1fx\n",
            tt[0] / t1, tt[0] / t_cell[0], (tt[1] / 256) / t_cell[8], (tt[1] / 256) / t_mcell[8]);
   }
-  printf("\ntargets (H=64): batched cell >= 3 M ev/s: %s (generic %.2f, model %.2f at 256); "
+  if (!only_batch)
+    printf("\ntargets (H=64): batched cell >= 3 M ev/s: %s (generic %.2f, model %.2f at 256); "
          "cell+head >= 300 k ev/s: %s (%.0f k at 256)\n",
          (1e-6 / t_cell[8] >= 3 || 1e-6 / t_mcell[8] >= 3) ? "yes" : "NO", 1e-6 / t_cell[8],
          1e-6 / t_mcell[8], 1e-3 / t_mhead[8] >= 300 ? "yes" : "NO", 1e-3 / t_mhead[8]);

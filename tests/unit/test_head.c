@@ -13,6 +13,7 @@
 
 #include "model/arch.h"
 #include "model/head.h"
+#include "model/kernels.h"
 
 static float frand(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -122,6 +123,36 @@ static void test_head_probabilities_sum_to_one_and_topk_is_sorted(void **st) {
   fx_free(&f);
 }
 
+/* The serving path's head_finish_mix gives the same bits as head_finish_dots
+ * then head_mix, on every kernel set (V not a multiple of 16: the tail; a
+ * count past the log1p table), and the same "other" mass. */
+static void test_head_finish_mix_equals_finish_then_mix_bitwise(void **st) {
+  (void)st;
+  static const char *KS[] = {"avx512", "avx2", "scalar"};
+  for (size_t ks = 0; ks < 3; ks++) {
+    if (kern_select(KS[ks]) < 0) continue;
+    fx_t f;
+    fx_init(&f, 203, 16, 77 + ks);
+    for (int k = 0; k < 12; k++)
+      add_recent(f.s, k % 4 ? f.ids[3 + 13 * k] : (uint64_t)(70000 + k), k % 4 ? 3 + 13 * k : 0,
+                 k == 5 ? 100000u : (uint32_t)(1 + 3 * k));
+    float dots[ARCH_K + 1];
+    for (int k = 0; k <= ARCH_K; k++) dots[k] = frand(&(uint64_t){(uint64_t)k + 5});
+    float *z1 = malloc(203 * sizeof(float)), *z2 = malloc(203 * sizeof(float));
+    for (int j = 0; j < 203; j++) z1[j] = z2[j] = 4.0f * frand(&(uint64_t){(uint64_t)j * 3 + 1});
+    head_out_t a, b;
+    float oov1[ARCH_K], oov2[ARCH_K];
+    head_finish_dots(&f.d, f.params, dots, f.s, z1, &a);
+    head_mix(&a, f.s, z1, oov1, 203);
+    head_finish_mix(&f.d, f.params, dots, f.s, z2, &b, oov2);
+    assert_memory_equal(z1, z2, 203 * sizeof(float));
+    assert_memory_equal(oov1, oov2, sizeof oov1);
+    assert_memory_equal(&a, &b, sizeof a);
+    free(z1), free(z2);
+    fx_free(&f);
+  }
+}
+
 /* An out-of-vocabulary category in the recent list, with the gate closed
  * and the copy logit of its rank high, gets nearly all the mass and ranks
  * first; the "other" bucket never does, even with a huge logit. */
@@ -229,6 +260,7 @@ int main(void) {
       cmocka_unit_test(test_head_batched_logits_match_single),
       cmocka_unit_test(test_head_topk_skips_unused_vocab_slots),
       cmocka_unit_test(test_head_topk_matches_full_sort),
+      cmocka_unit_test(test_head_finish_mix_equals_finish_then_mix_bitwise),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
