@@ -12,7 +12,8 @@
  *      input message's produce timestamp to its prediction's produce timestamp.
  * usage: bench_e2e [N_EVENTS (100000)] [N_PY (20000), 0 = skip] [LATENCY_RATE (half of
  *        the measured saturation)] [latency-only (skip 1-3; needs LATENCY_RATE)]
- * BENCH_E2E_CONF: extra INI lines for the latency run's daemon (experiments). */
+ * BENCH_E2E_CONF: extra INI lines for the latency run's daemon; BENCH_E2E_FEEDER: one
+ * librdkafka key=value for the latency feeder's producer (both for experiments). */
 #include <pthread.h>
 #include <sys/resource.h>
 
@@ -194,7 +195,11 @@ static void feed_dr(void *ctx, const producer_report_t *r) { ((size_t *)ctx)[r->
 static void *feeder(void *arg) {
   feed_t *f = arg;
   size_t acks[2] = {0, 0};
-  producer_opts_t po = {.brokers = f->brokers, .on_delivery = feed_dr, .ctx = acks};
+  /* BENCH_E2E_FEEDER: one librdkafka "key=value" for the feeder (experiments) */
+  const char *fp = getenv("BENCH_E2E_FEEDER");
+  const char *props[] = {fp && *fp ? fp : NULL, NULL};
+  producer_opts_t po = {.brokers = f->brokers, .props = props, .on_delivery = feed_dr,
+                        .ctx = acks};
   producer_t *p;
   char err[512];
   H_CHECK(producer_new(&po, &p, err, sizeof err) == 0, "%s", err);
