@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -666,6 +668,12 @@ __attribute__((noreturn)) static void child_main(ckpt_t *ck, const store_t *st, 
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+  /* The daemon's loop comes first: the writer yields the CPU to it (nice 10)
+   * and takes the lowest best-effort I/O priority. It only has to finish
+   * before the next snapshot is due. */
+  (void)setpriority(PRIO_PROCESS, 0, 10);
+  (void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
+                (2 << 13) | 7 /* IOPRIO_CLASS_BE, level 7 */);
   for (size_t i = 0; i < ck->n; i++) {
     ckpt_result_t r;
     write_one(ck->dir, st, &ck->jobs[i], fingerprint, ck->buf, &r);
