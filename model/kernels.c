@@ -275,8 +275,8 @@ T512 static inline __attribute__((always_inline)) void mk512_lstm(int R, size_t 
                                                                   const float *panel,
                                                                   const float *A, size_t lda,
                                                                   const float *bias,
-                                                                  const float *add,
-                                                                  size_t ld_add,
+                                                                  const float *const *add_a,
+                                                                  const float *const *add_b,
                                                                   float *const *h,
                                                                   float *const *c, size_t off) {
   __m512 acc[6][4];
@@ -284,8 +284,13 @@ T512 static inline __attribute__((always_inline)) void mk512_lstm(int R, size_t 
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
     for (int v = 0; v < 4; v++) {
-      __m512 b = _mm512_loadu_ps(bias + v * H + off);
-      acc[r][v] = add ? _mm512_add_ps(b, _mm512_loadu_ps(add + r * ld_add + v * H + off)) : b;
+      __m512 b = _mm512_loadu_ps(bias + v * H + off), a;
+      if (add_a) {
+        a = _mm512_loadu_ps(add_a[r] + v * H + off);
+        if (add_b) a = _mm512_add_ps(a, _mm512_loadu_ps(add_b[r] + v * H + off));
+        b = _mm512_add_ps(b, a);
+      }
+      acc[r][v] = b;
     }
   for (size_t k = 0; k < K; k++) {
     __m512 wv[4];
@@ -312,12 +317,13 @@ T512 static inline __attribute__((always_inline)) void mk512_lstm(int R, size_t 
 }
 
 #define MK512_LSTM(R_) \
-  mk512_lstm(R_, K, H, panel, A + b * lda, lda, bias, add ? add + b * ld_add : NULL, ld_add, \
-             h + b, c + b, off)
+  mk512_lstm(R_, K, H, panel, A + b * lda, lda, bias, add_a ? add_a + b : NULL, \
+             add_b ? add_b + b : NULL, h + b, c + b, off)
 
 T512 static void lstm_fused_avx512(const kern_w_t *w, size_t H, size_t n, const float *A,
-                                   size_t lda, const float *bias, const float *add,
-                                   size_t ld_add, float *const *h, float *const *c) {
+                                   size_t lda, const float *bias, const float *const *add_a,
+                                   const float *const *add_b, float *const *h,
+                                   float *const *c) {
   const size_t K = w->K;
   for (size_t off = 0; off < H; off += 16) {
     const float *panel = w->panels + off * 4 * K;
@@ -627,9 +633,9 @@ void kern_softmax(size_t n, float *x) {
 }
 
 int kern_lstm_fused(const kern_w_t *w, size_t H, size_t n, const float *A, size_t lda,
-                    const float *bias, const float *add, size_t ld_add, float *const *h,
-                    float *const *c) {
+                    const float *bias, const float *const *add_a, const float *const *add_b,
+                    float *const *h, float *const *c) {
   if (!K_()->avx512 || H % 16 || w->N != 4 * H) return IX_EINVAL;
-  if (n) lstm_fused_avx512(w, H, n, A, lda, bias, add, ld_add, h, c);
+  if (n) lstm_fused_avx512(w, H, n, A, lda, bias, add_a, add_b, h, c);
   return 0;
 }

@@ -38,15 +38,17 @@ void kern_gemm(const kern_w_t *w, size_t n, const float *A, size_t lda, float *C
  * 16hb..16hb+15. H must be a multiple of 16 (else IX_EINVAL); IX_ENOMEM. */
 int kern_w_pack_gates(kern_w_t *w, size_t K, size_t H, const float *W, size_t ldw);
 
-/* One LSTM step for n rows, GEMM and pointwise fused: pre = bias + add[b]
- * (add may be NULL) + W [A_b]; then c[b] = f c[b] + i g, h[b] = o tanh(c[b])
+/* One LSTM step for n rows, GEMM and pointwise fused: pre = bias +
+ * (add_a[b] + add_b[b]) + W [A_b] (add_b may be NULL: bias + add_a[b]; both
+ * NULL: bias; rows of 4H floats, read in place, so the caller need not
+ * gather them); then c[b] = f c[b] + i g, h[b] = o tanh(c[b])
  * on H floats each. A rows (lda apart) must not alias h or c. w from
  * kern_w_pack_gates. Returns 0, or IX_EINVAL when the kernel set has no fused
  * path (only avx512 has one): the caller then uses kern_gemm +
  * kern_lstm_pointwise, which give the same bits. */
 int kern_lstm_fused(const kern_w_t *w, size_t H, size_t n, const float *A, size_t lda,
-                    const float *bias, const float *add, size_t ld_add, float *const *h,
-                    float *const *c);
+                    const float *bias, const float *const *add_a, const float *const *add_b,
+                    float *const *h, float *const *c);
 
 /* y = f(x) elementwise; y may equal x. */
 void kern_exp(size_t n, const float *x, float *y);

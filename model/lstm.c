@@ -70,7 +70,8 @@ size_t lstm_hidden_size(const lstm_t *cell) { return cell->H; }
 
 /* One chunk of at most max_batch rows. */
 static void step_chunk(lstm_t *cell, size_t n, const float *x, float *const *h,
-                       float *const *c, const float *add, size_t ld_add) {
+                       float *const *c, const float *const *add_a,
+                       const float *const *add_b) {
   const size_t I = cell->I, H = cell->H, K = I + H, Np = cell->w.Np;
   if (cell->wg.panels) {
     for (size_t b = 0; b < n; b++) {
@@ -78,7 +79,7 @@ static void step_chunk(lstm_t *cell, size_t n, const float *x, float *const *h,
       if (I) memcpy(row, x + b * I, I * sizeof(float));
       memcpy(row + I, h[b], H * sizeof(float));
     }
-    if (kern_lstm_fused(&cell->wg, H, n, cell->xh, K, cell->bias, add, ld_add, h, c) == 0)
+    if (kern_lstm_fused(&cell->wg, H, n, cell->xh, K, cell->bias, add_a, add_b, h, c) == 0)
       return;
   }
   for (size_t b = 0; b < n; b++) {
@@ -86,8 +87,11 @@ static void step_chunk(lstm_t *cell, size_t n, const float *x, float *const *h,
     if (I) memcpy(row, x + b * I, I * sizeof(float));
     memcpy(row + I, h[b], H * sizeof(float));
     float *pre = cell->pre + b * Np;
-    if (add) {
-      const float *a = add + b * ld_add;
+    if (add_a && add_b) {
+      const float *a = add_a[b], *a2 = add_b[b];
+      for (size_t j = 0; j < cell->G; j++) pre[j] = cell->bias[j] + (a[j] + a2[j]);
+    } else if (add_a) {
+      const float *a = add_a[b];
       for (size_t j = 0; j < cell->G; j++) pre[j] = cell->bias[j] + a[j];
     } else {
       memcpy(pre, cell->bias, cell->G * sizeof(float));
@@ -100,21 +104,22 @@ static void step_chunk(lstm_t *cell, size_t n, const float *x, float *const *h,
 }
 
 void lstm_step_batch_add(lstm_t *cell, size_t n, const float *x, float *const *h,
-                         float *const *c, const float *add, size_t ld_add) {
+                         float *const *c, const float *const *add_a,
+                         const float *const *add_b) {
   for (size_t b0 = 0; b0 < n; b0 += cell->max_batch) {
     size_t m = n - b0 < cell->max_batch ? n - b0 : cell->max_batch;
-    step_chunk(cell, m, x + b0 * cell->I, h + b0, c + b0, add ? add + b0 * ld_add : NULL,
-               ld_add);
+    step_chunk(cell, m, x + b0 * cell->I, h + b0, c + b0, add_a ? add_a + b0 : NULL,
+               add_b ? add_b + b0 : NULL);
   }
 }
 
 void lstm_step_batch(lstm_t *cell, size_t n, const float *x, float *const *h,
                      float *const *c) {
-  lstm_step_batch_add(cell, n, x, h, c, NULL, 0);
+  lstm_step_batch_add(cell, n, x, h, c, NULL, NULL);
 }
 
 void lstm_step(lstm_t *cell, const float *x, float *h, float *c) {
-  step_chunk(cell, 1, x, &h, &c, NULL, 0);
+  step_chunk(cell, 1, x, &h, &c, NULL, NULL);
 }
 
 void lstm_pointwise(size_t H, const float *pre, const float *c_prev, float *c, float *h,

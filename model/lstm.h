@@ -29,11 +29,13 @@ void lstm_step(lstm_t *cell, const float *x, float *h, float *c);
 void lstm_step_batch(lstm_t *cell, size_t n, const float *x, float *const *h,
                      float *const *c);
 
-/* As lstm_step_batch, with add[b*ld_add .. +4H) added to row b's gate
- * pre-activations (before the GEMM accumulates [x, h]): the serving path
- * passes precomputed embedding projections here. */
+/* As lstm_step_batch, with add_a[b][j] + add_b[b][j] added to row b's gate
+ * pre-activations j < 4H (before the GEMM accumulates [x, h]; add_b may be
+ * NULL, then add_a[b] alone): the serving path passes rows of its
+ * precomputed embedding-projection tables here, read in place. */
 void lstm_step_batch_add(lstm_t *cell, size_t n, const float *x, float *const *h,
-                         float *const *c, const float *add, size_t ld_add);
+                         float *const *c, const float *const *add_a,
+                         const float *const *add_b);
 
 /* The pointwise part of the cell, exported for training: given the gate
  * pre-activations pre[4H] (W_ih x + b_ih + W_hh h + b_hh, order i, f, g, o)

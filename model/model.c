@@ -40,7 +40,7 @@ struct model {
   kern_w_t dots_w; /* [copy_wp (K rows) ; gate_wg], K + 1 rows of H */
   /* scratch, sized at load */
   float *x;    /* MODEL_MAX_BATCH x ARCH_N_TIME */
-  float *add;  /* MODEL_MAX_BATCH x G */
+  const float **tc, **ta; /* MODEL_MAX_BATCH rows of t_cat, t_act (the GEMM's start) */
   float **hp, **cp;
   int32_t *idx;
   float *hbuf; /* MODEL_HEAD_BATCH x H */
@@ -59,7 +59,8 @@ static void model_free_parts(model_t *m) {
   kern_w_free(&m->dots_w);
   free(m->dots);
   free(m->x);
-  free(m->add);
+  free(m->tc);
+  free(m->ta);
   free(m->hp);
   free(m->cp);
   free(m->idx);
@@ -169,13 +170,14 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
   m->dots = malloc(MODEL_HEAD_BATCH * m->dots_w.Np * sizeof(float));
   rc = IX_ENOMEM;
   m->x = malloc(MODEL_MAX_BATCH * ARCH_N_TIME * sizeof(float));
-  m->add = malloc(MODEL_MAX_BATCH * G * sizeof(float));
+  m->tc = malloc(MODEL_MAX_BATCH * sizeof(float *));
+  m->ta = malloc(MODEL_MAX_BATCH * sizeof(float *));
   m->hp = malloc(MODEL_MAX_BATCH * sizeof(float *));
   m->cp = malloc(MODEL_MAX_BATCH * sizeof(float *));
   m->idx = malloc(MODEL_MAX_BATCH * sizeof(int32_t));
   m->hbuf = malloc(MODEL_HEAD_BATCH * H * sizeof(float));
   m->z = malloc(MODEL_HEAD_BATCH * m->Vp * sizeof(float));
-  if (!m->x || !m->add || !m->hp || !m->cp || !m->idx || !m->hbuf || !m->z || !m->dots)
+  if (!m->x || !m->tc || !m->ta || !m->hp || !m->cp || !m->idx || !m->hbuf || !m->z || !m->dots)
     goto oom;
   {
     /* Experiment knob (docs/PERFORMANCE.md, "state precision"): round h and
@@ -359,14 +361,12 @@ static void step_chunk(model_t *m, void *const *states, const event_t *events, s
     int32_t idx = vocab_index(m->vocab, ev->category_id);
     m->idx[b] = idx;
     arch_time_features(s, ev, m->x + b * ARCH_N_TIME);
-    const float *tc = m->t_cat + (size_t)idx * G;
-    const float *ta = m->t_act + (size_t)arch_action_index(ev->action) * G;
-    float *add = m->add + b * G;
-    for (size_t j = 0; j < G; j++) add[j] = tc[j] + ta[j];
+    m->tc[b] = m->t_cat + (size_t)idx * G;
+    m->ta[b] = m->t_act + (size_t)arch_action_index(ev->action) * G;
     m->hp[b] = arch_state_h(s);
     m->cp[b] = arch_state_c(s, &m->dims);
   }
-  lstm_step_batch_add(m->cell, n, m->x, m->hp, m->cp, m->add, G);
+  lstm_step_batch_add(m->cell, n, m->x, m->hp, m->cp, m->tc, m->ta);
   if (m->state_round) {
     for (size_t b = 0; b < n; b++) {
       float *v = m->hp[b]; /* h then c, contiguous */

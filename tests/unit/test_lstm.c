@@ -126,7 +126,7 @@ static void test_lstm_batch_equals_single_steps_bitwise(void **st) {
 }
 
 /* The fused GEMM + pointwise step (avx512, H % 16 == 0) gives the same bits
- * as kern_gemm then kern_lstm_pointwise, with and without the added rows, for
+ * as kern_gemm then kern_lstm_pointwise, with none, one or two added rows, for
  * every remainder of the 6-row tile; and the kernel sets without a fused path
  * say so. */
 static void test_lstm_fused_equals_gemm_then_pointwise(void **st) {
@@ -137,15 +137,16 @@ static void test_lstm_fused_equals_gemm_then_pointwise(void **st) {
     int fused_seen = 0;
     for (size_t hi = 0; hi < 2; hi++)
       for (size_t ni = 0; ni < 5; ni++)
-        for (int with_add = 0; with_add < 2; with_add++) {
+        for (int with_add = 0; with_add < 3; with_add++) { /* none, a, a + b */
           const size_t H = Hs[hi], G = 4 * H, K = 7 + H, n = ns[ni];
           uint64_t seed = 11 + hi * 100 + ni * 10 + (uint64_t)with_add;
-          float *W = malloc(G * K * 4), *bias = malloc(G * 4), *add = malloc(n * G * 4);
+          float *W = malloc(G * K * 4), *bias = malloc(G * 4), *add = malloc(n * G * 4),
+                *add2 = malloc(n * G * 4);
           float *A = malloc(n * K * 4), *h0 = malloc(n * H * 4), *c0 = malloc(n * H * 4);
           float *h1 = malloc(n * H * 4), *c1 = malloc(n * H * 4), *pre = malloc(n * G * 4);
           for (size_t i = 0; i < G * K; i++) W[i] = 0.3f * frand(&seed);
           for (size_t i = 0; i < G; i++) bias[i] = 0.2f * frand(&seed);
-          for (size_t i = 0; i < n * G; i++) add[i] = frand(&seed);
+          for (size_t i = 0; i < n * G; i++) add[i] = frand(&seed), add2[i] = frand(&seed);
           for (size_t i = 0; i < n * K; i++) A[i] = frand(&seed);
           for (size_t i = 0; i < n * H; i++) c0[i] = c1[i] = 2.0f * frand(&seed);
           kern_w_t w, wg;
@@ -153,15 +154,18 @@ static void test_lstm_fused_equals_gemm_then_pointwise(void **st) {
           assert_int_equal(kern_w_pack_gates(&wg, K, H, W, K), 0);
           assert_int_equal(w.Np, G);
           for (size_t b = 0; b < n; b++)
-            for (size_t j = 0; j < G; j++) pre[b * G + j] = bias[j] + (with_add ? add[b * G + j] : 0.0f);
-          if (!with_add)
-            for (size_t b = 0; b < n; b++) memcpy(pre + b * G, bias, G * 4);
+            for (size_t j = 0; j < G; j++)
+              pre[b * G + j] = with_add == 2 ? bias[j] + (add[b * G + j] + add2[b * G + j])
+                               : with_add ? bias[j] + add[b * G + j] : bias[j];
           kern_gemm(&w, n, A, K, pre, G);
           for (size_t b = 0; b < n; b++)
             kern_lstm_pointwise(H, pre + b * G, c0 + b * H, c0 + b * H, h0 + b * H, NULL);
           float *hp[40], *cp[40];
           for (size_t b = 0; b < n; b++) hp[b] = h1 + b * H, cp[b] = c1 + b * H;
-          int rc = kern_lstm_fused(&wg, H, n, A, K, bias, with_add ? add : NULL, G, hp, cp);
+          const float *ap[40], *bp[40];
+          for (size_t b = 0; b < n; b++) ap[b] = add + b * G, bp[b] = add2 + b * G;
+          int rc = kern_lstm_fused(&wg, H, n, A, K, bias, with_add ? ap : NULL,
+                                   with_add == 2 ? bp : NULL, hp, cp);
           if (strcmp(KSETS[ks], "avx512") == 0) {
             assert_int_equal(rc, 0);
             fused_seen = 1;
@@ -171,7 +175,7 @@ static void test_lstm_fused_equals_gemm_then_pointwise(void **st) {
             assert_int_not_equal(rc, 0);
           }
           kern_w_free(&w), kern_w_free(&wg);
-          free(W), free(bias), free(add), free(A), free(h0), free(c0), free(h1), free(c1), free(pre);
+          free(W), free(bias), free(add), free(add2), free(A), free(h0), free(c0), free(h1), free(c1), free(pre);
         }
     if (strcmp(KSETS[ks], "avx512") == 0) assert_true(fused_seen);
   }
