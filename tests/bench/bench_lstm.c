@@ -241,7 +241,8 @@ int main(int argc, char **argv) {
       char *slash = strrchr(script, '/');
       if (slash) strcpy(slash + 1, "torch_lstmcell.py");
     }
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %d %d 1,256", script, IN, HID);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %d %d 1,256 %s", script, IN, HID,
+             bench_clock == CLOCK_MONOTONIC ? "wall" : "cpu");
     FILE *p = popen(cmd, "r");
     double tt[2] = {0, 0};
     char line[256];
@@ -256,9 +257,10 @@ int main(int argc, char **argv) {
       fprintf(stderr, "bench_lstm: PyTorch baseline failed (%s)\n", cmd);
       return 1;
     }
-    printf("\nPyTorch LSTMCell(%d->%d), no_grad, 1 thread: batch 1 %.2f us/step (%.3f M ev/s); "
+    printf("\nPyTorch LSTMCell(%d->%d), no_grad, 1 thread, %s clock: batch 1 %.2f us/step (%.3f M ev/s); "
            "batch 256 %.1f us/step (%.2f M ev/s)\n",
-           IN, HID, tt[0] * 1e6, 1e-6 / tt[0], tt[1] * 1e6, 256e-6 / tt[1]);
+           IN, HID, bench_clock == CLOCK_MONOTONIC ? "wall" : "thread CPU", tt[0] * 1e6,
+           1e-6 / tt[0], tt[1] * 1e6, 256e-6 / tt[1]);
     printf("ratio C/PyTorch: batch 1: single-user lstm_step %.1fx, lstm_step_batch(1) %.1fx; "
            "batch 256: lstm_step_batch %.1fx, model cell %.1fx\n",
            tt[0] / t1, tt[0] / t_cell[0], (tt[1] / 256) / t_cell[8], (tt[1] / 256) / t_mcell[8]);
