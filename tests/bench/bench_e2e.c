@@ -263,23 +263,7 @@ int main(int argc, char **argv) {
             "%s", err);
   const char *brokers = mockbroker_bootstraps(mb);
   char *model = strdup(h_path("model.ixm"));
-  modelfile_t mf = {0}; /* default dims (V=1000, H=64): the served size */
-  {
-    arch_dims_default(&mf.dims);
-    mf.half_life_s = 72 * 3600.0f;
-    arch_layout_t L;
-    arch_layout(&mf.dims, &L);
-    mf.params = malloc(L.total * sizeof(float));
-    mf.vocab_ids = malloc(mf.dims.V * sizeof(uint64_t));
-    uint64_t s = 3;
-    for (size_t i = 0; i < L.total; i++)
-      mf.params[i] = ((float)(h_rng(&s) % 20001) - 10000.0f) / 40000.0f;
-    mf.vocab_ids[0] = 0;
-    for (uint32_t i = 1; i < mf.dims.V; i++) mf.vocab_ids[i] = 1000 + i;
-    H_CHECK(modelfile_write(model, &mf, err, sizeof err) == 0, "%s", err);
-    free(mf.params);
-    free(mf.vocab_ids);
-  }
+  h_write_model_sized(model, 3, 0, 0); /* random weights, the served size */
   h_msg_t *msgs = h_load_events(n_events, PARTS);
   h_produce(brokers, "events", msgs, 0, n_events, 0);
   printf("bench_e2e: %zu Taobao events preloaded into 8 partitions; model V=1000 H=64\n",

@@ -21,21 +21,7 @@ int main(int argc, char **argv) {
   h_init("bench_pipeline");
   char err[512];
   const char *path = h_path("model.ixm");
-  modelfile_t mf = {0}; /* the served size, as bench_e2e */
-  arch_dims_default(&mf.dims);
-  mf.half_life_s = 72 * 3600.0f;
-  arch_layout_t L;
-  arch_layout(&mf.dims, &L);
-  mf.params = malloc(L.total * sizeof(float));
-  mf.vocab_ids = malloc(mf.dims.V * sizeof(uint64_t));
-  uint64_t s = 3;
-  for (size_t i = 0; i < L.total; i++)
-    mf.params[i] = ((float)(h_rng(&s) % 20001) - 10000.0f) / 40000.0f;
-  mf.vocab_ids[0] = 0;
-  for (uint32_t i = 1; i < mf.dims.V; i++) mf.vocab_ids[i] = 1000 + i;
-  H_CHECK(modelfile_write(path, &mf, err, sizeof err) == 0, "%s", err);
-  free(mf.params);
-  free(mf.vocab_ids);
+  h_write_model_sized(path, 3, 0, 0); /* random weights, the served size, as bench_e2e */
   model_t *m;
   H_CHECK(model_load(path, &m, err, sizeof err) == 0, "%s", err);
 
@@ -53,7 +39,7 @@ int main(int argc, char **argv) {
   H_CHECK(n == N, "partitioning lost events");
 
   printf("bench_pipeline: %zu events, batches of %zu from one partition, model V=%u H=%u\n", N,
-         batch, mf.dims.V, mf.dims.H);
+         batch, model_dims(m)->V, model_dims(m)->H);
   for (int pass = 0; pass < passes; pass++) {
     pipeline_t *pl;
     store_opts_t so = {0};

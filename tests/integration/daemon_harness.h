@@ -100,11 +100,12 @@ static H_UNUSED uint64_t h_rng(uint64_t *s) {
 /* A random (untrained) model with the Taobao categories in its vocabulary
  * would need the data; random ids are enough: unknown categories go to the
  * "other" bucket and the copy head, and every code path runs. */
-static H_UNUSED void h_write_model(const char *path, uint64_t seed) {
+/* V, H: vocabulary and hidden sizes, 0 = the served default (V=1000, H=64). */
+static H_UNUSED void h_write_model_sized(const char *path, uint64_t seed, uint32_t V, uint32_t H) {
   modelfile_t mf = {0};
   arch_dims_default(&mf.dims);
-  mf.dims.V = 200;
-  mf.dims.H = 32;
+  if (V) mf.dims.V = V;
+  if (H) mf.dims.H = H;
   mf.half_life_s = 72 * 3600.0f;
   arch_layout_t L;
   arch_layout(&mf.dims, &L);
@@ -119,6 +120,11 @@ static H_UNUSED void h_write_model(const char *path, uint64_t seed) {
   H_CHECK(modelfile_write(path, &mf, err, sizeof err) == 0, "%s", err);
   free(mf.params);
   free(mf.vocab_ids);
+}
+
+/* A small random model (V=200, H=32): fast for tests. */
+static H_UNUSED void h_write_model(const char *path, uint64_t seed) {
+  h_write_model_sized(path, seed, 200, 32);
 }
 
 typedef struct {
