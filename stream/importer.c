@@ -52,17 +52,6 @@ int32_t importer_partition(const void *key, size_t key_len, int32_t partitions) 
 
 /* ---------------------------------------------------------------- CSV lines */
 
-static int bad(char *reason, size_t reason_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int bad(char *reason, size_t reason_size, const char *fmt, ...) {
-  if (reason && reason_size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, reason_size, fmt, ap);
-    va_end(ap);
-  }
-  return IX_EMALFORMED;
-}
 
 typedef struct {
   const char *p;
@@ -108,7 +97,7 @@ static int parse_ids(const field_t *f, const char *const names[3], event_t *ev, 
   uint64_t *dst[3] = {&ev->user_id, &ev->item_id, &ev->category_id};
   for (int i = 0; i < 3; i++)
     if (parse_u64(&f[i], dst[i]))
-      return bad(reason, reason_size, "%s '%.*s' is not an unsigned 64-bit number", names[i],
+      return ix_fail(IX_EMALFORMED, reason, reason_size, "%s '%.*s' is not an unsigned 64-bit number", names[i],
                  (int)(f[i].len > 24 ? 24 : f[i].len), f[i].p);
   return 0;
 }
@@ -118,16 +107,16 @@ static const int g_days_in_month[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 
 static int parse_line(import_format_t format, const char *line, size_t len, event_t *ev,
                       char *reason, size_t reason_size) {
   field_t f[8];
-  if (len == 0) return bad(reason, reason_size, "empty line");
+  if (len == 0) return ix_fail(IX_EMALFORMED, reason, reason_size, "empty line");
   if (format == IMPORT_TAOBAO) {
     static const char *const names[3] = {"user_id", "item_id", "category_id"};
     int n = split_fields(line, len, f, 5);
     if (n != 5)
-      return bad(reason, reason_size, "%s fields, want 5 (user,item,category,behavior,timestamp)",
+      return ix_fail(IX_EMALFORMED, reason, reason_size, "%s fields, want 5 (user,item,category,behavior,timestamp)",
                  n > 5 ? "more than 5" : n == 4 ? "4" : n == 3 ? "3" : n == 2 ? "2" : "1");
     int rc = parse_ids(f, names, ev, reason, reason_size);
     if (rc) return rc;
-    if (f[3].len == 0) return bad(reason, reason_size, "behavior is empty");
+    if (f[3].len == 0) return ix_fail(IX_EMALFORMED, reason, reason_size, "behavior is empty");
     if (field_is(&f[3], "pv")) ev->action = ACTION_VIEW;
     else if (field_is(&f[3], "cart")) ev->action = ACTION_CART;
     else if (field_is(&f[3], "fav")) ev->action = ACTION_FAV;
@@ -135,14 +124,14 @@ static int parse_line(import_format_t format, const char *line, size_t len, even
     else ev->action = ACTION_OTHER; /* kept and counted, never rejected */
     uint64_t s;
     if (parse_u64(&f[4], &s) || s > (uint64_t)INT64_MAX / 1000)
-      return bad(reason, reason_size, "timestamp '%.*s' is not Unix seconds",
+      return ix_fail(IX_EMALFORMED, reason, reason_size, "timestamp '%.*s' is not Unix seconds",
                  (int)(f[4].len > 24 ? 24 : f[4].len), f[4].p);
     ev->ts_ms = (int64_t)s * 1000;
   } else if (format == IMPORT_TMALL) {
     static const char *const names[3] = {"user_id", "item_id", "cat_id"};
     int n = split_fields(line, len, f, 7);
     if (n != 7)
-      return bad(reason, reason_size,
+      return ix_fail(IX_EMALFORMED, reason, reason_size,
                  "%d fields, want 7 (user_id,item_id,cat_id,seller_id,brand_id,time_stamp,"
                  "action_type)",
                  n);
@@ -150,22 +139,22 @@ static int parse_line(import_format_t format, const char *line, size_t len, even
     if (rc) return rc;
     uint64_t mmdd;
     if ((f[5].len != 3 && f[5].len != 4) || parse_u64(&f[5], &mmdd))
-      return bad(reason, reason_size, "time_stamp '%.*s' is not mmdd",
+      return ix_fail(IX_EMALFORMED, reason, reason_size, "time_stamp '%.*s' is not mmdd",
                  (int)(f[5].len > 24 ? 24 : f[5].len), f[5].p);
     int mm = (int)(mmdd / 100), dd = (int)(mmdd % 100);
     if (mm < 1 || mm > 12 || dd < 1 || dd > g_days_in_month[mm - 1])
-      return bad(reason, reason_size, "time_stamp '%.*s' is not a day of %d", (int)f[5].len,
+      return ix_fail(IX_EMALFORMED, reason, reason_size, "time_stamp '%.*s' is not a day of %d", (int)f[5].len,
                  f[5].p, IMPORT_TMALL_YEAR);
     struct tm tm = {.tm_year = IMPORT_TMALL_YEAR - 1900, .tm_mon = mm - 1, .tm_mday = dd};
     ev->ts_ms = ((int64_t)timegm(&tm) - IMPORT_TMALL_UTC_OFFSET_S) * 1000;
-    if (f[6].len == 0) return bad(reason, reason_size, "action_type is empty");
+    if (f[6].len == 0) return ix_fail(IX_EMALFORMED, reason, reason_size, "action_type is empty");
     if (field_is(&f[6], "0")) ev->action = ACTION_VIEW;      /* click */
     else if (field_is(&f[6], "1")) ev->action = ACTION_CART; /* add-to-cart */
     else if (field_is(&f[6], "2")) ev->action = ACTION_BUY;  /* purchase */
     else if (field_is(&f[6], "3")) ev->action = ACTION_FAV;  /* add-to-favourite */
     else ev->action = ACTION_OTHER;
   } else {
-    return bad(reason, reason_size, "unknown input format %d", (int)format);
+    return ix_fail(IX_EMALFORMED, reason, reason_size, "unknown input format %d", (int)format);
   }
   return 0;
 }
