@@ -122,6 +122,17 @@ static H_UNUSED void h_write_model_sized(const char *path, uint64_t seed, uint32
   free(mf.vocab_ids);
 }
 
+/* A one-broker mock cluster with topics "events" and "interests" of parts
+ * partitions each (the daemon tests' layout); exits the test on failure. */
+static H_UNUSED mockbroker_t *h_mockbroker(int parts) {
+  char err[512];
+  mockbroker_t *mb;
+  H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
+  H_CHECK(mockbroker_create_topic(mb, "events", parts, err, sizeof err) == 0, "%s", err);
+  H_CHECK(mockbroker_create_topic(mb, "interests", parts, err, sizeof err) == 0, "%s", err);
+  return mb;
+}
+
 /* A small random model (V=200, H=32): fast for tests. */
 static H_UNUSED void h_write_model(const char *path, uint64_t seed) {
   h_write_model_sized(path, seed, 200, 32);

@@ -12,10 +12,7 @@
 int main(void) {
   h_init("test_daemon_e2e");
   char err[512];
-  mockbroker_t *mb;
-  H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
-  H_CHECK(mockbroker_create_topic(mb, "events", PARTS, err, sizeof err) == 0, "%s", err);
-  H_CHECK(mockbroker_create_topic(mb, "interests", PARTS, err, sizeof err) == 0, "%s", err);
+  mockbroker_t *mb = h_mockbroker(PARTS);
   H_CHECK(mockbroker_create_topic(mb, "dead", 1, err, sizeof err) == 0, "%s", err);
   const char *brokers = mockbroker_bootstraps(mb);
 

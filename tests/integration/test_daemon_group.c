@@ -19,11 +19,7 @@ static int popcount64(uint64_t x) { return __builtin_popcountll(x); }
 
 int main(void) {
   h_init("test_daemon_group");
-  char err[512];
-  mockbroker_t *mb;
-  H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
-  H_CHECK(mockbroker_create_topic(mb, "events", PARTS, err, sizeof err) == 0, "%s", err);
-  H_CHECK(mockbroker_create_topic(mb, "interests", PARTS, err, sizeof err) == 0, "%s", err);
+  mockbroker_t *mb = h_mockbroker(PARTS);
   const char *brokers = mockbroker_bootstraps(mb);
   const char *model = h_path("model.ixm");
   h_write_model(model, 11);

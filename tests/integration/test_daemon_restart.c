@@ -25,11 +25,7 @@ static void *feeder(void *arg) {
 
 int main(void) {
   h_init("test_daemon_restart");
-  char err[512];
-  mockbroker_t *mb;
-  H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
-  H_CHECK(mockbroker_create_topic(mb, "events", PARTS, err, sizeof err) == 0, "%s", err);
-  H_CHECK(mockbroker_create_topic(mb, "interests", PARTS, err, sizeof err) == 0, "%s", err);
+  mockbroker_t *mb = h_mockbroker(PARTS);
   const char *brokers = mockbroker_bootstraps(mb);
   const char *model = h_path("model.ixm");
   h_write_model(model, 5);
