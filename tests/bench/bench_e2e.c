@@ -65,15 +65,28 @@ static double wait_cpu(pid_t pid, double timeout_s) {
 
 typedef struct {
   const char *brokers;
-  uint64_t count;
+  const char *in, *out, *group; /* topics and consumer group */
+  uint64_t count;               /* stop after this many messages */
+  /* latency control (lat != NULL): for every message after the first n_skip,
+   * wall-clock ms at produce minus the input's produce timestamp, the same
+   * figure as interestd's; seen counts the messages forwarded so far */
+  uint64_t n_skip;
+  double *lat;
+  volatile uint64_t seen;
 } pt_t;
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void *passthrough(void *arg) {
   pt_t *pt = arg;
   char err[512];
   rd_kafka_conf_t *cc = rd_kafka_conf_new(), *pc = rd_kafka_conf_new();
   rd_kafka_conf_set(cc, "bootstrap.servers", pt->brokers, err, sizeof err);
-  rd_kafka_conf_set(cc, "group.id", "bench-passthrough", err, sizeof err);
+  rd_kafka_conf_set(cc, "group.id", pt->group, err, sizeof err);
   rd_kafka_conf_set(cc, "auto.offset.reset", "earliest", err, sizeof err);
   rd_kafka_conf_set(cc, "fetch.wait.max.ms", "5", err, sizeof err);
   rd_kafka_conf_set(pc, "bootstrap.servers", pt->brokers, err, sizeof err);
@@ -84,11 +97,11 @@ static void *passthrough(void *arg) {
   H_CHECK(c && p, "%s", err);
   rd_kafka_poll_set_consumer(c);
   rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(sub, "events", RD_KAFKA_PARTITION_UA);
+  rd_kafka_topic_partition_list_add(sub, pt->in, RD_KAFKA_PARTITION_UA);
   rd_kafka_subscribe(c, sub);
   rd_kafka_topic_partition_list_destroy(sub);
   rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(c);
-  rd_kafka_topic_t *out = rd_kafka_topic_new(p, "passthrough-out", NULL);
+  rd_kafka_topic_t *out = rd_kafka_topic_new(p, pt->out, NULL);
   rd_kafka_message_t *msgs[1024];
   uint64_t done = 0;
   while (done < pt->count) {
@@ -99,10 +112,13 @@ static void *passthrough(void *arg) {
         while (rd_kafka_produce(out, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, m->payload,
                                 m->len, m->key, m->key_len, NULL) != 0)
           rd_kafka_poll(p, 10);
+        if (pt->lat && done >= pt->n_skip)
+          pt->lat[done - pt->n_skip] = (double)(wall_ms() - rd_kafka_message_timestamp(m, NULL));
         done++;
       }
       rd_kafka_message_destroy(m);
     }
+    pt->seen = done;
     rd_kafka_poll(p, 0);
   }
   rd_kafka_flush(p, 30000);
@@ -125,6 +141,16 @@ typedef struct {
   double p50, p99, p999, max;
   uint64_t n, warmup;
 } lat_t;
+
+/* Sorts lat[0..k) and fills the quantiles. */
+static void lat_summary(double *lat, size_t k, lat_t *out) {
+  qsort(lat, k, sizeof *lat, cmp_double);
+  out->n = k;
+  out->p50 = k ? lat[k / 2] : 0;
+  out->p99 = k ? lat[(size_t)((double)k * 0.99)] : 0;
+  out->p999 = k ? lat[(size_t)((double)k * 0.999)] : 0;
+  out->max = k ? lat[k - 1] : 0;
+}
 
 /* Latency of every prediction whose input was produced at or after from_ms
  * (the warm-up before it is counted in warmup, not in the figures); the
@@ -168,18 +194,14 @@ static void latency(const char *in_rec, const char *out_rec, int64_t from_ms, la
   }
   recfile_reader_close(r);
   if (dump) fclose(dump);
-  qsort(lat, k, sizeof *lat, cmp_double);
-  out->n = k;
-  out->p50 = k ? lat[k / 2] : 0;
-  out->p99 = k ? lat[(size_t)((double)k * 0.99)] : 0;
-  out->p999 = k ? lat[(size_t)((double)k * 0.999)] : 0;
-  out->max = k ? lat[k - 1] : 0;
+  lat_summary(lat, k, out);
   free(lat);
   for (int p = 0; p < PARTS; p++) free(ts[p]);
 }
 
 typedef struct {
   const char *brokers;
+  const char *topic;
   const h_msg_t *msgs;
   size_t n_msgs;     /* events to cycle through */
   size_t lo, n;      /* send n events starting at msgs[lo], wrapping around */
@@ -203,7 +225,7 @@ static void *feeder(void *arg) {
   producer_t *p;
   char err[512];
   H_CHECK(producer_new(&po, &p, err, sizeof err) == 0, "%s", err);
-  producer_topic_t *t = producer_topic(p, "lat-in");
+  producer_topic_t *t = producer_topic(p, f->topic);
   struct timespec wall;
   clock_gettime(CLOCK_REALTIME, &wall);
   f->start_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
@@ -257,8 +279,9 @@ int main(int argc, char **argv) {
   mockbroker_t *mb;
   H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
   const char *topics[][2] = {{"events", "8"},   {"interests", "16"}, {"passthrough-out", "16"},
-                             {"python-out", "16"}, {"lat-in", "8"},   {"lat-out", "16"}};
-  for (size_t i = 0; i < 6; i++)
+                             {"python-out", "16"}, {"lat-in", "8"},   {"lat-out", "16"},
+                             {"ctl-in", "8"},      {"ctl-out", "16"}};
+  for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
     H_CHECK(mockbroker_create_topic(mb, topics[i][0], atoi(topics[i][1]), err, sizeof err) == 0,
             "%s", err);
   const char *brokers = mockbroker_bootstraps(mb);
@@ -288,7 +311,7 @@ int main(int argc, char **argv) {
          cpu * 1e6 / (double)n_events);
 
   /* 2. pass-through ceiling */
-  pt_t pt = {brokers, n_events};
+  pt_t pt = {brokers, "events", "passthrough-out", "bench-passthrough", n_events, 0, NULL, 0};
   pthread_create(&th, NULL, passthrough, &pt);
   h_collect(brokers, "passthrough-out", h_path("pt.rec"), n_events, 60000);
   pthread_join(th, NULL);
@@ -335,11 +358,13 @@ latency_run:;
    * has fetched the committed offsets and started its fetchers, so events
    * sent right away wait for that (100-300 ms here). 2000 events at 5000/s,
    * then wait until all are answered. */
-  feed_t f = {brokers, msgs, n_events, 0, n_warm, 5000, 0, 0};
+  feed_t f = {.brokers = brokers, .topic = "lat-in", .msgs = msgs, .n_msgs = n_events, .lo = 0,
+              .n = n_warm, .rate = 5000};
   pthread_create(&th, NULL, feeder, &f);
   pthread_join(th, NULL);
   H_CHECK(wait_delivered(port, (double)n_warm, 30), "warm-up not answered");
-  f = (feed_t){brokers, msgs, n_events, n_warm, n_lat, rate, 0, 0};
+  f = (feed_t){.brokers = brokers, .topic = "lat-in", .msgs = msgs, .n_msgs = n_events,
+               .lo = n_warm, .n = n_lat, .rate = rate};
   pthread_create(&th, NULL, feeder, &f);
   pthread_join(th, NULL);
   H_CHECK(wait_delivered(port, (double)(n_warm + n_lat), 30), "not every event answered");
@@ -357,6 +382,32 @@ latency_run:;
          rate, argc > 3 ? "given" : "half", n_lat, n_warm, L.p50, L.p99, L.p999, L.max,
          f.max_behind * 1e3);
   double p99 = L.p99;
+
+  /* 5. the same paced feed through the plain pass-through (no decoding, no
+   * model, same client settings): the floor that the mock broker, the feeder
+   * and librdkafka set at this rate on this machine */
+  pt_t lp = {brokers, "ctl-in", "ctl-out", "bench-ctl", n_warm + n_lat, n_warm,
+             calloc(n_lat, sizeof(double)), 0};
+  pthread_t th_pt;
+  pthread_create(&th_pt, NULL, passthrough, &lp);
+  f = (feed_t){.brokers = brokers, .topic = "ctl-in", .msgs = msgs, .n_msgs = n_events, .lo = 0,
+               .n = n_warm, .rate = 5000};
+  pthread_create(&th, NULL, feeder, &f);
+  pthread_join(th, NULL);
+  double wend = h_now() + 30;
+  while (lp.seen < n_warm && h_now() < wend) h_sleep_ms(20);
+  H_CHECK(lp.seen >= n_warm, "pass-through warm-up not answered");
+  f = (feed_t){.brokers = brokers, .topic = "ctl-in", .msgs = msgs, .n_msgs = n_events,
+               .lo = n_warm, .n = n_lat, .rate = rate};
+  pthread_create(&th, NULL, feeder, &f);
+  pthread_join(th, NULL);
+  pthread_join(th_pt, NULL);
+  lat_t C = {0};
+  lat_summary(lp.lat, n_lat, &C);
+  free(lp.lat);
+  printf("pass-through at the same rate and feed (the floor): p50 %.0f ms, p99 %.0f ms, p99.9 "
+         "%.0f ms, max %.0f ms (feeder at most %.1f ms behind schedule)\n",
+         C.p50, C.p99, C.p999, C.max, f.max_behind * 1e3);
   if (body) {
     double cnt = h_metric_sum(body, "interestd_event_to_prediction_seconds_count");
     double sum = h_metric_sum(body, "interestd_event_to_prediction_seconds_sum");
