@@ -7,6 +7,9 @@
 #include <pthread.h>
 #include <string.h>
 #undef I
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "model/kernels.h"
 
@@ -170,10 +173,11 @@ static size_t topk_scan(const arch_dims_t *d, const float *q, const uint64_t *vo
  * bound for the k-th largest value (the k-th largest column maximum: k
  * columns hold an element at least that large); then only the elements at or
  * above it are ranked, in index order, so ties resolve as in the full scan.
- * Falls back to the full scan when the bound is unusable. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static size_t topk_vocab(const arch_dims_t *d, const float *q, const uint64_t *vocab_ids,
-                         size_t k, uint64_t *cat, float *p) {
+ * Falls back to the full scan when the bound is unusable. The portable
+ * version; topk_vocab_avx512 below computes the same result. */
+__attribute__((target_clones("avx2", "default")))
+static size_t topk_vocab_generic(const arch_dims_t *d, const float *q, const uint64_t *vocab_ids,
+                                 size_t k, uint64_t *cat, float *p) {
   size_t V = d->V;
   if (k > TOPK_COLS / 2 || V < 4 * TOPK_COLS || V - 1 > TOPK_MAXV)
     return topk_scan(d, q, vocab_ids, k, cat, p);
@@ -228,6 +232,187 @@ static size_t topk_vocab(const arch_dims_t *d, const float *q, const uint64_t *v
   memcpy(cat, cat_l, k * sizeof *cat);
   memcpy(p, p_l, k * sizeof *p);
   return m;
+}
+
+/* cat[rank[i]] = vocab_ids[cand[i]], p[rank[i]] = cv[i] for i < m (the
+ * ranks are a permutation of 0..m-1). Plain scalar code on purpose: built for
+ * AVX-512 this loop becomes gathers and scatters, which are slow on AMD. */
+__attribute__((noinline)) static void topk_place(size_t m, const uint32_t *cand, const float *cv,
+                                                 const int32_t *rank, const uint64_t *vocab_ids,
+                                                 uint64_t *cat, float *p) {
+  for (size_t i = 0; i < m; i++) {
+    cat[rank[i]] = vocab_ids[cand[i]];
+    p[rank[i]] = cv[i];
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define T512H __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,popcnt")))
+
+/* rank[c] for the nc candidate values cv (padded with -2 to nv whole
+ * vectors): larger values first, ties by index. The accumulators stay in
+ * registers when nv is a constant (the usual nc is 30-50). */
+T512H static inline __attribute__((always_inline)) void rank_avx512(size_t nv, size_t nc,
+                                                                   const float *cv,
+                                                                   int32_t *rank) {
+  __m512i r[TOPK_MAXCAND / 16];
+  const __m512i one = _mm512_set1_epi32(1);
+  for (size_t w = 0; w < nv; w++) r[w] = _mm512_setzero_si512();
+  for (size_t u = 0; u < nc; u++) {
+    const __m512 v = _mm512_set1_ps(cv[u]);
+    for (size_t w = 0; w < nv; w++) {
+      /* lanes c > u count cv[u] >= cv[c], lanes c < u count cv[u] > cv[c]
+       * (lane c == u: > is false) */
+      long sh = (long)u + 1 - 16 * (long)w;
+      __mmask16 after = sh <= 0 ? (__mmask16)0xffff : sh >= 16 ? 0 : (__mmask16)(0xffffu << sh);
+      __m512 x = _mm512_loadu_ps(cv + 16 * w);
+      __mmask16 mk = _mm512_mask_cmp_ps_mask(after, v, x, _CMP_GE_OQ) |
+                     _mm512_mask_cmp_ps_mask((__mmask16)~after, v, x, _CMP_GT_OQ);
+      r[w] = _mm512_mask_add_epi32(r[w], mk, r[w], one);
+    }
+  }
+  for (size_t w = 0; w < nv; w++) _mm512_storeu_si512((void *)(rank + 16 * w), r[w]);
+}
+
+/* The same algorithm as topk_vocab_generic, written for AVX-512 (its compiled
+ * form spent most of its time in a serial min reduction, a memory-operand
+ * compress and candidate gathers): the column maxima in four registers, the
+ * k-th largest of them by counting in registers, the candidates' indices and
+ * values compressed together in one pass, their ranks counted 16 at a time.
+ * Any bound with at least k elements at or above it gives the same top k, so
+ * the result equals the full scan's (test_head_topk checks it). */
+T512H static size_t topk_vocab_avx512(const arch_dims_t *d, const float *q,
+                                      const uint64_t *vocab_ids, size_t k, uint64_t *cat,
+                                      float *p) {
+  size_t V = d->V;
+  if (k > TOPK_COLS / 2 || V < 4 * TOPK_COLS || V - 1 > TOPK_MAXV)
+    return topk_scan(d, q, vocab_ids, k, cat, p);
+  const float *q1 = q + 1;
+  const size_t n = V - 1, full = n / TOPK_COLS * TOPK_COLS;
+  __m512 c0 = _mm512_loadu_ps(q1), c1 = _mm512_loadu_ps(q1 + 16),
+         c2 = _mm512_loadu_ps(q1 + 32), c3 = _mm512_loadu_ps(q1 + 48);
+  for (size_t j = TOPK_COLS; j < full; j += TOPK_COLS) {
+    c0 = _mm512_max_ps(c0, _mm512_loadu_ps(q1 + j));
+    c1 = _mm512_max_ps(c1, _mm512_loadu_ps(q1 + j + 16));
+    c2 = _mm512_max_ps(c2, _mm512_loadu_ps(q1 + j + 32));
+    c3 = _mm512_max_ps(c3, _mm512_loadu_ps(q1 + j + 48));
+  }
+  {
+    /* the last partial row, up to 63 elements, into the first columns */
+    size_t r = n - full;
+    __m512 *cs[4] = {&c0, &c1, &c2, &c3};
+    for (size_t l = 0; l < 4 && r > 16 * l; l++) {
+      size_t rl = r - 16 * l;
+      __mmask16 mk = rl >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rl) - 1u);
+      *cs[l] = _mm512_mask_max_ps(*cs[l], mk, *cs[l], _mm512_maskz_loadu_ps(mk, q1 + full + 16 * l));
+    }
+  }
+  /* above[l] = how many column maxima exceed column l's; the bound is the
+   * smallest maximum with fewer than k above it (q >= 0: the unsigned order
+   * of the bit patterns is the float order) */
+  float cm[TOPK_COLS];
+  _mm512_storeu_ps(cm, c0);
+  _mm512_storeu_ps(cm + 16, c1);
+  _mm512_storeu_ps(cm + 32, c2);
+  _mm512_storeu_ps(cm + 48, c3);
+  const __m512i one = _mm512_set1_epi32(1);
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t t = 0; t < TOPK_COLS; t++) {
+    __m512 v = _mm512_set1_ps(cm[t]);
+    a0 = _mm512_mask_add_epi32(a0, _mm512_cmp_ps_mask(v, c0, _CMP_GT_OQ), a0, one);
+    a1 = _mm512_mask_add_epi32(a1, _mm512_cmp_ps_mask(v, c1, _CMP_GT_OQ), a1, one);
+    a2 = _mm512_mask_add_epi32(a2, _mm512_cmp_ps_mask(v, c2, _CMP_GT_OQ), a2, one);
+    a3 = _mm512_mask_add_epi32(a3, _mm512_cmp_ps_mask(v, c3, _CMP_GT_OQ), a3, one);
+  }
+  const __m512i kk = _mm512_set1_epi32((int)k);
+  __m512i big = _mm512_set1_epi32(-1);
+  __m512i b = _mm512_mask_min_epu32(big, _mm512_cmplt_epi32_mask(a0, kk), big, _mm512_castps_si512(c0));
+  b = _mm512_mask_min_epu32(b, _mm512_cmplt_epi32_mask(a1, kk), b, _mm512_castps_si512(c1));
+  b = _mm512_mask_min_epu32(b, _mm512_cmplt_epi32_mask(a2, kk), b, _mm512_castps_si512(c2));
+  b = _mm512_mask_min_epu32(b, _mm512_cmplt_epi32_mask(a3, kk), b, _mm512_castps_si512(c3));
+  uint32_t thr_bits = _mm512_reduce_min_epu32(b);
+  float thr;
+  memcpy(&thr, &thr_bits, sizeof thr);
+  /* candidates: index and value of every element >= thr, in index order,
+   * compressed in registers (the memory form of vpcompressd is microcoded
+   * and slow on AMD Zen 4/5); whole vectors are stored, so the buffers have
+   * 16 spare slots */
+  uint32_t cand[TOPK_MAXV + 16];
+  float cv[TOPK_MAXV + 32];
+  const __m512 t = _mm512_set1_ps(thr);
+  __m512i iv = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+  const __m512i step = _mm512_set1_epi32(16);
+  size_t nc = 0, i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 x = _mm512_loadu_ps(q1 + i);
+    __mmask16 mk = _mm512_cmp_ps_mask(x, t, _CMP_GE_OQ);
+    _mm512_storeu_si512((void *)(cand + nc), _mm512_maskz_compress_epi32(mk, iv));
+    _mm512_storeu_ps(cv + nc, _mm512_maskz_compress_ps(mk, x));
+    nc += (size_t)_mm_popcnt_u32(mk);
+    iv = _mm512_add_epi32(iv, step);
+  }
+  if (i < n) {
+    __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
+    __m512 x = _mm512_maskz_loadu_ps(tail, q1 + i);
+    __mmask16 mk = _mm512_mask_cmp_ps_mask(tail, x, t, _CMP_GE_OQ);
+    _mm512_storeu_si512((void *)(cand + nc), _mm512_maskz_compress_epi32(mk, iv));
+    _mm512_storeu_ps(cv + nc, _mm512_maskz_compress_ps(mk, x));
+    nc += (size_t)_mm_popcnt_u32(mk);
+  }
+  if (nc > TOPK_MAXCAND) return topk_scan(d, q, vocab_ids, k, cat, p);
+  /* unused vocabulary slots rank below everything (-1); padding to whole
+   * vectors with -2 (never above a real candidate, and its ranks are unused) */
+  for (size_t c = 0; c < nc; c++) cv[c] = vocab_ids[cand[c]] != 0 ? cv[c] : -1.0f;
+  const size_t nv = (nc + 15) / 16;
+  for (size_t c = nc; c < nv * 16; c++) cv[c] = -2.0f;
+  /* rank[c] = #{u < c: cv[u] >= cv[c]} + #{u > c: cv[u] > cv[c]}: larger
+   * values first, ties by index, as the full scan orders them */
+  int32_t rank[TOPK_MAXCAND];
+  switch (nv) {
+  case 1: rank_avx512(1, nc, cv, rank); break;
+  case 2: rank_avx512(2, nc, cv, rank); break;
+  case 3: rank_avx512(3, nc, cv, rank); break;
+  case 4: rank_avx512(4, nc, cv, rank); break;
+  default: rank_avx512(nv, nc, cv, rank); break;
+  }
+  /* keep rank < k of the used slots (cv >= 0; the padding is -2), compressed
+   * in order; ranks are distinct, so m <= k */
+  size_t m = 0;
+  for (size_t w = 0; w < nv; w++) {
+    __m512i rw = _mm512_loadu_si512((const void *)(rank + 16 * w));
+    __m512 xw = _mm512_loadu_ps(cv + 16 * w);
+    __mmask16 ok = _mm512_cmp_ps_mask(xw, _mm512_setzero_ps(), _CMP_GE_OQ) &
+                   _mm512_cmplt_epi32_mask(rw, _mm512_set1_epi32((int)k));
+    _mm512_storeu_si512((void *)(rank + m), _mm512_maskz_compress_epi32(ok, rw));
+    _mm512_storeu_ps(cv + m, _mm512_maskz_compress_ps(ok, xw));
+    _mm512_storeu_si512((void *)(cand + m),
+                        _mm512_maskz_compress_epi32(ok, _mm512_loadu_si512((const void *)(cand + 16 * w))));
+    m += (size_t)_mm_popcnt_u32(ok);
+  }
+  if (m < k) return topk_scan(d, q, vocab_ids, k, cat, p); /* unused slots took the bound */
+  topk_place(m, cand, cv, rank, vocab_ids, cat, p);
+  return m;
+}
+
+static int avx512_ok;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+static void avx512_probe(void) {
+  __builtin_cpu_init();
+  avx512_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("popcnt");
+}
+#endif
+
+/* The AVX-512 top-k runs with the avx512 kernel set (IX_KERNEL=scalar|avx2
+ * selects the portable one; both give the full scan's result). */
+static size_t topk_vocab(const arch_dims_t *d, const float *q, const uint64_t *vocab_ids,
+                         size_t k, uint64_t *cat, float *p) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  pthread_once(&avx512_once, avx512_probe);
+  if (avx512_ok && strcmp(kern_name(), "avx512") == 0) return topk_vocab_avx512(d, q, vocab_ids, k, cat, p);
+#endif
+  return topk_vocab_generic(d, q, vocab_ids, k, cat, p);
 }
 
 size_t head_topk(const arch_dims_t *d, const float *q, const float *oov_p,

@@ -92,13 +92,23 @@ size_t profile_rising(const arch_state_t *s, const float *plong, const float *pn
     }                                                                           \
   } while (0)
   if (k == 0) return 0;
+  /* the profile's ids, unused slots repeating the first (a repeat changes no
+   * answer), for a branch-free membership test over all ARCH_P slots */
+  const unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
+  uint64_t pc[ARCH_P];
+  for (unsigned j = 0; j < ARCH_P; j++) pc[j] = s->profile[j < np ? j : 0].cat;
   for (size_t i = 0; i < n_cand; i++) {
+    const float d = cand_p[i];
+    /* the membership test only for a candidate that would enter the list
+     * (with candidates in descending order, as head_topk returns them, none
+     * do once the list is full) */
+    if (!(d > 0.0f && (m < k || d > out_diff[m - 1]))) continue;
     int in_profile = 0;
-    for (unsigned j = 0; j < s->n_profile; j++)
-      if (s->profile[j].cat == cand_cat[i]) in_profile = 1;
-    if (!in_profile) RISING_PUT(cand_cat[i], cand_p[i]);
+    if (np)
+      for (unsigned j = 0; j < ARCH_P; j++) in_profile |= pc[j] == cand_cat[i];
+    if (!in_profile) RISING_PUT(cand_cat[i], d);
   }
-  for (unsigned j = 0; j < s->n_profile; j++) RISING_PUT(s->profile[j].cat, pnext_prof[j] - plong[j]);
+  for (unsigned j = 0; j < np; j++) RISING_PUT(s->profile[j].cat, pnext_prof[j] - plong[j]);
 #undef RISING_PUT
   return m;
 }
