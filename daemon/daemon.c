@@ -6,7 +6,10 @@
  * partition's ring, counting the messages produced for it (prediction, or
  * dead-letter copy). An entry completes when that count drops to zero; the
  * partition's stored offset advances over completed entries only, and (with
- * checkpoints) never past the newest durable checkpoint. */
+ * checkpoints) never past the newest durable checkpoint. A checkpoint is
+ * taken at the applied offset without waiting for acknowledgements, and is
+ * published (renamed into place) only once every message for the events
+ * before its offset is acknowledged. */
 #include "daemon/daemon.h"
 
 #include <errno.h>
@@ -39,6 +42,8 @@
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 5000
 #define REVOKE_WAIT_MAX_MS 10000  /* bound on finishing a revoked partition's in-flight work */
+#define CKPT_SLICE_US 200         /* a snapshot copies users for at most this long... */
+#define CKPT_SLICE_MS 1           /* ...every this many ms (other handles run in between) */
 
 /* ---------------------------------------------------------------- latency */
 
@@ -141,8 +146,7 @@ struct ixd {
 
   uv_poll_t consumer_poll, producer_poll, ckpt_poll;
   uv_timer_t kick_timer, batch_timer, retry_timer, ckpt_timer, expire_timer, status_timer,
-      stop_timer, barrier_timer;
-  int ckpt_barrier;
+      stop_timer, ckpt_slice_timer;
   uv_signal_t sig_term, sig_int, sig_hup;
   int handle_signals;
   uv_async_t stop_async;
@@ -172,6 +176,7 @@ struct ixd {
   lathist_t lat, e2e, win_lat, win_e2e;
   uint64_t win_delivered_base;
   /* checkpoint in progress */
+  int ck_active; /* a snapshot started and not finished (its handles run) */
   int32_t *ck_parts;
   uint16_t *ck_gens;
   size_t ck_n;
@@ -460,14 +465,14 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
 }
 
 static void finish_stop(daemon_t *d);
-static void maybe_checkpoint(daemon_t *d);
+static void ckpt_pump(daemon_t *d);
 
 static void serve_deliveries(daemon_t *d) {
   producer_poll(d->producer, 0);
   advance_dirty(d);
   backlog_retry(d);
   check_pressure(d);
-  maybe_checkpoint(d);
+  ckpt_pump(d);
   if (d->phase == STOPPING && d->outstanding == 0 && d->bl_len == 0) finish_stop(d);
 }
 
@@ -605,7 +610,7 @@ static void batch_timer_cb(uv_timer_t *t);
 
 /* Drains the consumer queue in batches; yields after DRAIN_ROUNDS batches. */
 static void drain(daemon_t *d, int timer_fired) {
-  if (d->phase != RUNNING || d->paused || d->ckpt_barrier) return;
+  if (d->phase != RUNNING || d->paused) return;
   uint32_t max = d->cfg->batch.max_events;
   if (d->cfg->batch.max_wait_us && !timer_fired) {
     if (d->batch_waiting) return;
@@ -651,15 +656,16 @@ static void consumer_poll_cb(uv_poll_t *h, int status, int events) { drain(h->da
 /* ---------------------------------------------------------------- checkpoints */
 
 static void ckpt_poll_cb(uv_poll_t *h, int status, int events);
+static void ckpt_slice_cb(uv_timer_t *t);
 
-static void kick_cb(uv_timer_t *t);
-
-/* The checkpoint barrier: a snapshot is taken only when nothing is in flight,
- * so each partition's checkpoint offset is both the offset its states are
- * consistent with and one whose predictions are all acknowledged. Restoring
- * it and seeking there then applies every event to state exactly once and
- * loses no prediction. The barrier stops draining the consumer queue (not
- * fetching) until the in-flight messages are acknowledged: a few ms. */
+/* An incremental snapshot (state/checkpoint.h) of every owned partition at
+ * its applied offset A, taken between batches without waiting for anything:
+ * the loop copies users in slices of CKPT_SLICE_US every CKPT_SLICE_MS (the
+ * store copies a user first when a batch is about to change it), and a
+ * writer thread writes the files. A partition's file is published (renamed
+ * into place) only once acked(p) >= A: a visible checkpoint never holds
+ * state past a prediction that could still be lost, so a crash restores it
+ * and re-reads every event whose prediction was not acknowledged. */
 static void start_snapshot(daemon_t *d) {
   size_t n = 0;
   int64_t *offs = malloc(((size_t)d->n_parts + 1) * sizeof *offs);
@@ -676,7 +682,7 @@ static void start_snapshot(daemon_t *d) {
     if (!pt->owned || pt->consumed_next < 0 || pt->consumed_next <= pt->ckpt_next) continue;
     list[n] = i;
     gens[n] = pt->gen;
-    offs[n++] = pt->consumed_next; /* == acked_next: nothing is in flight */
+    offs[n++] = pt->consumed_next; /* applied: every consumed event is in the store */
   }
   if (n) {
     char why[256];
@@ -688,81 +694,86 @@ static void start_snapshot(daemon_t *d) {
       d->st.checkpoint_failures++;
     } else {
       d->ck_n = n;
+      d->ck_active = 1;
       uv_poll_init(&d->loop, &d->ckpt_poll, ckpt_snapshot_fd(d->ckpt));
       d->ckpt_poll.data = d;
       uv_poll_start(&d->ckpt_poll, UV_READABLE, ckpt_poll_cb);
       d->ckpt_poll_active = 1;
+      uv_timer_start(&d->ckpt_slice_timer, ckpt_slice_cb, 0, CKPT_SLICE_MS);
     }
   }
   free(offs);
 }
 
-static void maybe_checkpoint(daemon_t *d) {
-  if (!d->ckpt_barrier || d->outstanding || d->bl_len) return;
-  d->ckpt_barrier = 0;
-  uv_timer_stop(&d->barrier_timer);
-  if (d->phase == RUNNING) {
-    start_snapshot(d);
-    uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
-  }
-}
-
-static void barrier_timeout_cb(uv_timer_t *t) {
-  daemon_t *d = t->data;
-  if (!d->ckpt_barrier) return;
-  LOG_WARN("daemon", "checkpoint skipped: %" PRIu64 " messages stayed unacknowledged",
-           d->outstanding + d->bl_len);
-  d->ckpt_barrier = 0;
-  d->st.checkpoint_failures++;
-  metrics_daemon_checkpoint_done(&d->md, 0.0, 0);
-  uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
-}
-
 static void ckpt_timer_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
-  if (!d->ckpt || ckpt_snapshot_running(d->ckpt) || d->ckpt_poll_active ||
-      d->phase != RUNNING || d->ckpt_barrier)
+  if (!d->ckpt || d->ck_active || ckpt_snapshot_running(d->ckpt) || d->ckpt_poll_active ||
+      d->phase != RUNNING)
     return;
-  d->ckpt_barrier = 1;
-  uv_timer_start(&d->barrier_timer, barrier_timeout_cb, 5000, 0);
-  maybe_checkpoint(d);
+  start_snapshot(d);
 }
 
 static void ckpt_poll_closed(uv_handle_t *h) { ((daemon_t *)h->data)->ckpt_poll_active = 0; }
 
-static void ckpt_apply_results(daemon_t *d, const ckpt_result_t *res, size_t n) {
-  ckpt_stats_t cs;
-  ckpt_get_stats(d->ckpt, &cs);
-  int all_ok = 1;
+/* Moves the running snapshot on: publishes each written file whose events
+ * are all acknowledged, discards files of partitions no longer owned, takes
+ * each durable offset, and closes the snapshot's handles when it is over. */
+static void ckpt_pump(daemon_t *d) {
+  if (!d->ck_active) return;
+  const ckpt_result_t *res;
+  size_t n;
+  int rc = ckpt_snapshot_poll(d->ckpt, &res, &n);
+  if (rc < 0) return;
   for (size_t i = 0; i < n; i++) {
     part_t *pt = part_get(d, res[i].partition);
-    if (res[i].err) {
-      all_ok = 0;
-      LOG_WARN("daemon", "checkpoint of partition %d failed: %s", (int)res[i].partition,
-               res[i].reason);
-      continue;
-    }
-    if (pt && pt->owned && i < d->ck_n && d->ck_gens[i] == pt->gen &&
-        res[i].next_offset > pt->ckpt_next) {
+    int mine = pt && pt->owned && i < d->ck_n && d->ck_gens[i] == pt->gen;
+    if (res[i].state == CKPT_WRITTEN || res[i].state == CKPT_COPYING) {
+      if (!mine) ckpt_snapshot_discard(d->ckpt, i);
+      else if (res[i].state == CKPT_WRITTEN && pt->acked_next >= res[i].next_offset)
+        ckpt_snapshot_publish(d->ckpt, i);
+    } else if (res[i].state == CKPT_DURABLE && mine && res[i].next_offset > pt->ckpt_next) {
       pt->ckpt_next = res[i].next_offset;
       pt->dirty = 1;
     }
   }
-  if (all_ok) d->st.checkpoints++;
-  else d->st.checkpoint_failures++;
-  metrics_daemon_checkpoint_done(&d->md, (double)cs.last_snapshot_ms / 1e3, all_ok);
+  if (rc == 1) {
+    d->ck_active = 0;
+    uv_timer_stop(&d->ckpt_slice_timer);
+    if (d->ckpt_poll_active) {
+      uv_poll_stop(&d->ckpt_poll);
+      if (!uv_is_closing((uv_handle_t *)&d->ckpt_poll))
+        uv_close((uv_handle_t *)&d->ckpt_poll, ckpt_poll_closed);
+    }
+    ckpt_stats_t cs;
+    ckpt_get_stats(d->ckpt, &cs);
+    int all_ok = 1;
+    for (size_t i = 0; i < n; i++)
+      if (res[i].state == CKPT_FAILED) {
+        all_ok = 0;
+        LOG_WARN("daemon", "checkpoint of partition %d failed: %s", (int)res[i].partition,
+                 res[i].reason);
+      }
+    if (all_ok) d->st.checkpoints++;
+    else d->st.checkpoint_failures++;
+    metrics_daemon_checkpoint_done(&d->md, (double)cs.last_snapshot_ms / 1e3, all_ok);
+  }
   advance_dirty(d);
 }
 
-static void ckpt_poll_cb(uv_poll_t *h, int status, int events) {
-  daemon_t *d = h->data;
-  const ckpt_result_t *res;
-  size_t n;
-  int rc = ckpt_snapshot_poll(d->ckpt, &res, &n);
-  if (rc == 0) return;
-  uv_poll_stop(h);
-  if (!uv_is_closing((uv_handle_t *)h)) uv_close((uv_handle_t *)h, ckpt_poll_closed);
-  if (rc == 1) ckpt_apply_results(d, res, n);
+static void ckpt_slice_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  ckpt_snapshot_step(d->ckpt, CKPT_SLICE_US);
+  ckpt_pump(d);
+}
+
+static void ckpt_poll_cb(uv_poll_t *h, int status, int events) { ckpt_pump(h->data); }
+
+/* The running snapshot gives up its file for partition p (revoked, or about
+ * to be replaced by a restore): nothing more is copied for it. */
+static void ckpt_forget_partition(daemon_t *d, int32_t p) {
+  if (!d->ckpt || !d->ck_active) return;
+  for (size_t i = 0; i < d->ck_n; i++)
+    if (d->ck_parts[i] == p) ckpt_snapshot_discard(d->ckpt, i);
 }
 
 /* Synchronous checkpoint of one partition (revocation, shutdown). */
@@ -849,6 +860,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       pt->owned = 1;
       pt->gen++;
       d->owned++;
+      ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
       if (d->ckpt) {
         char why[512];
@@ -889,6 +901,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       ckpt_partition_now(d, p, pt);
       part_advance(d, p, pt);
     }
+    ckpt_forget_partition(d, p);
     store_drop_partition(pipeline_store(d->pipe), p);
     pt->owned = 0;
     pt->gen++;
@@ -924,11 +937,9 @@ static void finish_stop(daemon_t *d) {
   uint64_t left = d->stop_deadline_ms > mono_ms() ? d->stop_deadline_ms - mono_ms() : 0;
   if (producer_flush(d->producer, (int)(left > 1000 ? left : 1000)))
     LOG_WARN("daemon", "producer not fully flushed at shutdown");
-  if (d->ckpt && ckpt_snapshot_running(d->ckpt)) {
-    const ckpt_result_t *res;
-    size_t n;
-    ckpt_snapshot_wait(d->ckpt, &res, &n);
-  }
+  /* the revocations above wrote every partition synchronously */
+  if (d->ckpt) ckpt_snapshot_abort(d->ckpt);
+  d->ck_active = 0;
   uv_poll_stop(&d->consumer_poll);
   uv_poll_stop(&d->producer_poll);
   close_handle((uv_handle_t *)&d->consumer_poll);
@@ -936,7 +947,7 @@ static void finish_stop(daemon_t *d) {
   if (d->ckpt_poll_active) close_handle((uv_handle_t *)&d->ckpt_poll);
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
-                          &d->stop_timer,   &d->barrier_timer};
+                          &d->stop_timer,   &d->ckpt_slice_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     close_handle((uv_handle_t *)timers[i]);
   if (d->handle_signals) {
@@ -1005,6 +1016,12 @@ int daemon_reload(daemon_t *d) {
     goto out;
   }
   uint32_t old_fp = pipeline_fingerprint(d->pipe);
+  if (d->ckpt && (model_fingerprint(m) != old_fp ||
+                  model_state_size(m) != model_state_size(d->model))) {
+    /* the store may be replaced: a snapshot must not be copying from it */
+    ckpt_snapshot_abort(d->ckpt);
+    ckpt_pump(d);
+  }
   rc = pipeline_set_model(d->pipe, m, cfg->model.reload == MODEL_RELOAD_RESET);
   if (rc) {
     LOG_ERROR("daemon", "reload refused: model %s (%s) has another state fingerprint "
@@ -1250,7 +1267,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   d->consumer_poll.data = d->producer_poll.data = d;
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
-                          &d->stop_timer,   &d->barrier_timer};
+                          &d->stop_timer,   &d->ckpt_slice_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
     uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;

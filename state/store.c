@@ -33,7 +33,7 @@ typedef struct {
   uint64_t seq;        /* store-wide touch counter: breaks last_seen ties */
   uint32_t prev, next; /* partition list (towards head / towards tail) */
   uint32_t part;       /* index into st->parts, PART_FREE when free */
-  uint32_t unused;
+  uint32_t snap;       /* capture id when created or captured (see store_capture_begin) */
 } slot_t;
 _Static_assert(sizeof(slot_t) == 40, "slot metadata size");
 
@@ -46,6 +46,7 @@ typedef struct {
 typedef struct {
   int32_t id;
   uint32_t head, tail; /* most / least recently touched */
+  uint32_t cap_idx;    /* index in the running capture's list, NIL when not in it */
   uint64_t users;
 } part_t;
 
@@ -75,6 +76,19 @@ struct store {
 
   uint64_t users, seq;
   uint64_t evicted_lru, evicted_ttl;
+
+  /* snapshot capture (application-level copy-on-write): a live slot of a
+   * partition with cap_idx != NIL whose snap != cap_id has not been
+   * delivered yet */
+  int cap_on;
+  uint32_t cap_id;
+  store_capture_fn cap_fn;
+  void *cap_ctx;
+  uint64_t *cap_pending; /* per capture index: users not delivered yet */
+  size_t cap_n;
+  uint64_t cap_left;     /* sum of cap_pending */
+  uint64_t cap_cursor, cap_end; /* scan position and end (slot numbers) */
+  uint64_t cap_before;   /* delivered before a change, this capture */
 };
 
 static inline uint32_t key_tag(int32_t partition, uint64_t user_id) {
@@ -291,7 +305,8 @@ static int part_get_or_add(store_t *st, int32_t partition, uint32_t *idx) {
     st->parts = n;
     st->parts_cap = cap;
   }
-  st->parts[st->nparts] = (part_t){.id = partition, .head = NIL, .tail = NIL, .users = 0};
+  st->parts[st->nparts] =
+      (part_t){.id = partition, .head = NIL, .tail = NIL, .cap_idx = NIL, .users = 0};
   *idx = st->last_part = st->nparts++;
   return 0;
 }
@@ -321,9 +336,32 @@ static inline void touch(store_t *st, uint32_t i, slot_t *s, int64_t now_ms) {
   }
 }
 
+/* Deliver slot i to the running capture as it is now. */
+static void capture_slot(store_t *st, uint32_t i, slot_t *s) {
+  uint32_t idx = st->parts[s->part].cap_idx;
+  s->snap = st->cap_id;
+  st->cap_pending[idx]--;
+  st->cap_left--;
+  st->cap_fn(st->cap_ctx, idx, s->user_id, s->last_seen_ms, blob_at(st, i));
+}
+
+static inline int capture_pending(const store_t *st, const slot_t *s) {
+  return s->snap != st->cap_id && s->part != PART_FREE && st->parts[s->part].cap_idx != NIL;
+}
+
+/* The application-level copy-on-write: called before slot i is changed or
+ * removed, so the capture gets its image from the capture's start. */
+static inline void capture_before_change(store_t *st, uint32_t i, slot_t *s) {
+  if (st->cap_on && capture_pending(st, s)) {
+    st->cap_before++;
+    capture_slot(st, i, s);
+  }
+}
+
 /* Remove a live slot from the index, its partition and the live count. */
 static void slot_remove(store_t *st, uint32_t i) {
   slot_t *s = slot_at(st, i);
+  capture_before_change(st, i, s);
   part_t *pt = &st->parts[s->part];
   int found = 0;
   uint64_t b = table_find(st, pt->id, s->user_id, key_tag(pt->id, s->user_id), &found);
@@ -383,6 +421,7 @@ void store_destroy(store_t *st) {
   free(st->slabs);
   free(st->table);
   free(st->parts);
+  free(st->cap_pending);
   free(st);
 }
 
@@ -395,6 +434,8 @@ static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, 
   if (found) {
     *slot = st->table[b].slot1 - 1;
     *created = 0;
+    /* the caller is about to change it (touch, blob write) */
+    capture_before_change(st, *slot, slot_at(st, *slot));
     return 0;
   }
   if (!create) return IX_ENOENT;
@@ -411,7 +452,7 @@ static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, 
   slot_t *s = slot_at(st, i);
   s->user_id = user_id;
   s->part = pidx;
-  s->unused = 0;
+  s->snap = st->cap_id; /* created now: never part of a running capture */
   part_t *pt = &st->parts[pidx];
   list_push_head(st, pt, i, s);
   pt->users++;
@@ -437,8 +478,8 @@ void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms
   return blob;
 }
 
-int store_put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,
-              const void *blob) {
+static int put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,
+               const void *blob, int ordered) {
   int made;
   uint32_t i;
   int rc = lookup(st, partition, user_id, 1, &i, &made);
@@ -446,6 +487,7 @@ int store_put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_see
   memcpy(blob_at(st, i), blob, st->blob_size);
   slot_t *s = slot_at(st, i);
   touch(st, i, s, last_seen_ms);
+  if (!ordered) return 0;
   /* Keep the list ordered by last seen: walk an older put back past newer
    * users (a restore inserts oldest first, so it never walks). The walk is
    * bounded; beyond it the order is approximate. */
@@ -466,6 +508,68 @@ int store_put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_see
     else pt->tail = i;
     a->next = i;
   }
+  return 0;
+}
+
+int store_put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,
+              const void *blob) {
+  return put(st, partition, user_id, last_seen_ms, blob, 1);
+}
+
+int store_load(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,
+               const void *blob) {
+  return put(st, partition, user_id, last_seen_ms, blob, 0);
+}
+
+typedef struct {
+  int64_t seen;
+  uint32_t rank; /* position from the tail: keeps the load order among ties */
+  uint32_t slot;
+} order_t;
+
+static int cmp_order(const void *a, const void *b) {
+  const order_t *x = a, *y = b;
+  if (x->seen != y->seen) return x->seen < y->seen ? -1 : 1;
+  return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+int store_order_partition(store_t *st, int32_t partition) {
+  uint32_t k;
+  if (!part_find(st, partition, &k)) return 0;
+  part_t *pt = &st->parts[k];
+  /* Already in order (a file written oldest first): nothing to do. */
+  int sorted = 1;
+  int64_t prev = INT64_MIN;
+  for (uint32_t i = pt->tail; i != NIL; i = slot_at(st, i)->prev) {
+    int64_t t = slot_at(st, i)->last_seen_ms;
+    if (t < prev) {
+      sorted = 0;
+      break;
+    }
+    prev = t;
+  }
+  if (sorted) return 0;
+  order_t *o = malloc((size_t)pt->users * sizeof *o);
+  if (!o) return IX_ENOMEM;
+  size_t n = 0;
+  for (uint32_t i = pt->tail; i != NIL; i = slot_at(st, i)->prev, n++)
+    o[n] = (order_t){slot_at(st, i)->last_seen_ms, (uint32_t)n, i};
+  qsort(o, n, sizeof *o, cmp_order);
+  /* Relink oldest first at the tail; touch sequence numbers follow the new
+   * order, so eviction's tie-break agrees with it. */
+  pt->head = pt->tail = NIL;
+  for (size_t j = 0; j < n; j++) { /* pushed at the head: the newest ends there */
+    slot_t *s = slot_at(st, o[j].slot);
+    s->prev = NIL;
+    s->next = pt->head;
+    if (pt->head != NIL) slot_at(st, pt->head)->prev = o[j].slot;
+    else pt->tail = o[j].slot;
+    pt->head = o[j].slot;
+  }
+  uint64_t base = st->seq;
+  for (size_t j = 0; j < n; j++) slot_at(st, o[j].slot)->seq = base + 1 + j;
+  st->seq = base + n;
+  free(o);
   return 0;
 }
 
@@ -510,6 +614,7 @@ size_t store_expire(store_t *st, int64_t now_ms) {
 size_t store_drop_partition(store_t *st, int32_t partition) {
   uint32_t k;
   if (!part_find(st, partition, &k)) return 0;
+  store_capture_cancel(st, partition); /* its users leave: no pre-images */
   size_t n = 0;
   uint32_t t;
   while ((t = st->parts[k].tail) != NIL) {
@@ -556,3 +661,88 @@ void store_get_stats(const store_t *st, store_stats_t *stats) {
   stats->evicted_lru = st->evicted_lru;
   stats->evicted_ttl = st->evicted_ttl;
 }
+
+/* ---- snapshot capture ---------------------------------------------------- */
+
+int store_capture_begin(store_t *st, const int32_t *partitions, size_t n, store_capture_fn fn,
+                        void *ctx, uint64_t *users) {
+  if (st->cap_on) return IX_ESTATE;
+  if (!fn || (n && !partitions)) return IX_EINVAL;
+  uint64_t *pending = calloc(n ? n : 1, sizeof *pending);
+  if (!pending) return IX_ENOMEM;
+  for (uint32_t k = 0; k < st->nparts; k++) st->parts[k].cap_idx = NIL;
+  uint64_t left = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t k;
+    if (part_find(st, partitions[i], &k)) {
+      if (st->parts[k].cap_idx != NIL) { /* listed twice */
+        for (uint32_t j = 0; j < st->nparts; j++) st->parts[j].cap_idx = NIL;
+        free(pending);
+        return IX_EINVAL;
+      }
+      st->parts[k].cap_idx = (uint32_t)i;
+      pending[i] = st->parts[k].users;
+    }
+    if (users) users[i] = pending[i];
+    left += pending[i];
+  }
+  /* Every live slot now has snap <= the old id, so != the new one: all of
+   * them are pending; slots created from here on get the new id. */
+  st->cap_id++;
+  st->cap_on = 1;
+  st->cap_fn = fn;
+  st->cap_ctx = ctx;
+  free(st->cap_pending);
+  st->cap_pending = pending;
+  st->cap_n = n;
+  st->cap_left = left;
+  st->cap_cursor = 0;
+  st->cap_end = (uint64_t)st->nslabs * st->sps;
+  st->cap_before = 0;
+  return 0;
+}
+
+int store_capture_step(store_t *st, size_t max_users) {
+  if (!st->cap_on) return 1;
+  size_t done = 0;
+  uint64_t scanned = 0, max_scan = (uint64_t)max_users * 8 + 64;
+  while (st->cap_left && done < max_users && scanned < max_scan && st->cap_cursor < st->cap_end) {
+    uint32_t k = (uint32_t)(st->cap_cursor / st->sps);
+    if (!st->slabs[k].slots) { /* unmapped: every user it had was delivered or dropped */
+      st->cap_cursor = (uint64_t)(k + 1) * st->sps;
+      continue;
+    }
+    uint32_t i = (uint32_t)st->cap_cursor++;
+    scanned++;
+    slot_t *s = slot_at(st, i);
+    if (capture_pending(st, s)) {
+      capture_slot(st, i, s);
+      done++;
+    }
+  }
+  /* Users of the capture live only in slabs that existed at its start, so
+   * the scan ends with none left. */
+  return st->cap_left == 0 || st->cap_cursor >= st->cap_end;
+}
+
+void store_capture_cancel(store_t *st, int32_t partition) {
+  uint32_t k;
+  if (!st->cap_on || !part_find(st, partition, &k) || st->parts[k].cap_idx == NIL) return;
+  uint32_t idx = st->parts[k].cap_idx;
+  st->cap_left -= st->cap_pending[idx];
+  st->cap_pending[idx] = 0;
+  st->parts[k].cap_idx = NIL;
+}
+
+void store_capture_end(store_t *st) {
+  if (!st->cap_on) return;
+  for (uint32_t k = 0; k < st->nparts; k++) st->parts[k].cap_idx = NIL;
+  st->cap_on = 0;
+  st->cap_fn = NULL;
+  st->cap_ctx = NULL;
+  st->cap_left = 0;
+}
+
+int store_capture_active(const store_t *st) { return st->cap_on; }
+uint64_t store_capture_left(const store_t *st) { return st->cap_on ? st->cap_left : 0; }
+uint64_t store_capture_before_change(const store_t *st) { return st->cap_before; }

@@ -2,6 +2,8 @@
  * input partition. Blobs live in contiguous slabs and never move, so a
  * pointer returned by store_get() stays valid until the next call to
  * store_evict(), store_expire(), store_drop_partition() or store_destroy().
+ * A capture (store_capture_begin) hands a consistent image of some
+ * partitions to a checkpoint writer while the store keeps changing.
  * Not thread-safe. */
 #ifndef IX_STATE_STORE_H
 #define IX_STATE_STORE_H
@@ -55,6 +57,53 @@ int store_foreach(const store_t *st, int32_t partition, store_visit_fn fn, void 
  * partition's users by that time. Returns 0 or IX_ENOMEM. */
 int store_put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,
               const void *blob);
+
+/* Like store_put() but without ordering: the user goes to the head of the
+ * partition's list whatever its last-seen time (O(1); a restore inserts many
+ * users in file order, which need not be last-seen order). Call
+ * store_order_partition() after the last one. Returns 0 or IX_ENOMEM. */
+int store_load(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,
+               const void *blob);
+/* Re-order a partition's list by last-seen time (ties keep their current
+ * order) and renumber its touch order to match. O(users) when it is in
+ * order already, else a sort. Returns 0 or IX_ENOMEM (order left as is). */
+int store_order_partition(store_t *st, int32_t partition);
+
+/* Snapshot capture: application-level copy-on-write for checkpoints written
+ * while the store keeps changing.
+ *
+ * store_capture_begin() fixes the users of partitions[0..n) as they are at
+ * that moment (users[i] receives partition i's count; may be NULL). Each of
+ * them is then handed to fn exactly once, with its user id, last-seen time
+ * and blob as they were at the begin call: either by store_capture_step(),
+ * which scans slots in memory order, or just before the store would change
+ * or remove the user (a store_get()/store_put()/store_load() hit,
+ * store_evict(), store_expire()), whichever comes first. Users created after
+ * the begin are not handed over. The blob pointer passed to fn is borrowed:
+ * copy it before returning, and do not call the store from fn. Costs O(1) at
+ * begin and one branch per store call while no capture runs.
+ * One capture at a time (IX_ESTATE); IX_EINVAL when a partition is listed
+ * twice; IX_ENOMEM. A caller that writes through a blob pointer must have
+ * obtained it with store_get() after the begin call (true when captures
+ * begin between batches). */
+typedef void (*store_capture_fn)(void *ctx, size_t index, uint64_t user_id,
+                                 int64_t last_seen_ms, const void *blob);
+int store_capture_begin(store_t *st, const int32_t *partitions, size_t n, store_capture_fn fn,
+                        void *ctx, uint64_t *users);
+/* Hand over up to max_users more users. Returns 1 once every user of the
+ * capture has been handed over (or the capture is not running), else 0. */
+int store_capture_step(store_t *st, size_t max_users);
+/* Stop capturing one partition: its remaining users are not handed over
+ * (store_drop_partition() does this itself, so dropping a partition during a
+ * capture costs no copies; the capture's part for it is then incomplete). */
+void store_capture_cancel(store_t *st, int32_t partition);
+/* End the capture (finished or not). */
+void store_capture_end(store_t *st);
+int store_capture_active(const store_t *st);
+/* Users not handed over yet (0 when no capture runs). */
+uint64_t store_capture_left(const store_t *st);
+/* Users of the current or last capture handed over before a change. */
+uint64_t store_capture_before_change(const store_t *st);
 
 size_t store_blob_size(const store_t *st);
 size_t store_partition_users(const store_t *st, int32_t partition);

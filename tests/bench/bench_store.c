@@ -114,15 +114,17 @@ int main(int argc, char **argv) {
         ckpt_snapshot_wait(ck, &res, &nr);
         ckpt_stats_t cs;
         ckpt_get_stats(ck, &cs);
-        printf("fork stall:    %8.2f ms for %.1f MiB of store (snapshot of %d partitions took %llu ms, %.1f MiB)\n",
-               (double)cs.last_fork_us / 1000.0, (double)s.bytes / 1048576.0, PARTS,
-               (unsigned long long)cs.last_snapshot_ms, (double)cs.last_bytes / 1048576.0);
-        printf("cow penalty:   %8.1f ns/touch during the snapshot vs %.1f ns/touch before (%zu random touches)\n",
-               cow * 1e9 / (double)touch, base * 1e9 / (double)touch, touch);
+        printf("snapshot start: %7.3f ms for %.1f MiB of store (snapshot of %d partitions took %llu ms, %.1f MiB, longest step %.2f ms)\n",
+               (double)cs.last_start_us / 1000.0, (double)s.bytes / 1048576.0, PARTS,
+               (unsigned long long)cs.last_snapshot_ms, (double)cs.last_bytes / 1048576.0,
+               (double)cs.max_step_us / 1000.0);
+        printf("copy-before-change: %8.1f ns/touch during the snapshot vs %.1f ns/touch before (%zu random touches, %llu users copied first)\n",
+               cow * 1e9 / (double)touch, base * 1e9 / (double)touch, touch,
+               (unsigned long long)cs.last_before_change);
         for (size_t i = 0; i < nr; i++)
           if (res[i].err) printf("  snapshot error: %s\n", res[i].reason);
       } else {
-        printf("fork: %s\n", err);
+        printf("snapshot: %s\n", err);
       }
       ckpt_destroy(ck);
     }

@@ -1,6 +1,6 @@
 /* Checkpoints: bit-exact round trip, corruption and truncation fall back to
  * the previous generation, fingerprint refusal, generations kept, and the
- * forked snapshot seeing the store as of the fork. */
+ * incremental snapshot writing the store as of its start while it changes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -352,9 +352,55 @@ static void test_ckpt_keeps_newest_two_generations(void **state) {
   store_destroy(st2);
 }
 
-static void test_ckpt_snapshot_child_sees_store_as_of_fork(void **state) {
+/* Waits (on the notification fd, as an event loop would) until partition
+ * result i reaches `want` or a terminal state; returns its state. */
+static ckpt_state_t wait_state(ckpt_t *ck, size_t i, ckpt_state_t want) {
+  const ckpt_result_t *res = NULL;
+  size_t n = 0;
+  for (int k = 0; k < 20000; k++) {
+    ckpt_snapshot_step(ck, 1000);
+    int rc = ckpt_snapshot_poll(ck, &res, &n);
+    assert_true(rc == 0 || rc == 1);
+    assert_true(i < n);
+    ckpt_state_t s = res[i].state;
+    if (s == want || s == CKPT_DURABLE || s == CKPT_FAILED || s == CKPT_DISCARDED) return s;
+    int fd = ckpt_snapshot_fd(ck);
+    if (fd >= 0) {
+      struct pollfd p = {.fd = fd, .events = POLLIN};
+      (void)poll(&p, 1, 5);
+    }
+  }
+  fail_msg("partition result %zu never reached state %d", i, (int)want);
+  return CKPT_FAILED;
+}
+
+static int tmp_files(const char *dir) {
+  int n = 0;
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  while (d && (de = readdir(d)))
+    if (strstr(de->d_name, ".tmp.")) n++;
+  if (d) closedir(d);
+  return n;
+}
+
+/* The incremental snapshot's files equal the partitions exactly as they were
+ * at ckpt_snapshot_start(), although the store changes between slices:
+ * blobs rewritten and users re-touched (copied first), new users (not in
+ * it), users evicted for the memory limit and expired for idleness (copied
+ * before they go). A written file stays invisible until it is published. */
+static void test_ckpt_snapshot_equals_state_at_start_while_store_changes(void **state) {
   fixture_t *fx = *state;
-  store_t *st = new_store();
+  /* a memory limit for ~45,600 users: 45,100 now, so the new users below
+   * soon push the oldest out */
+  store_opts_t o = {.blob_size = BLOB, .mem_limit_bytes = 4u << 20, .idle_ttl_ms = 1000000};
+  store_t *st = NULL;
+  for (;;) {
+    assert_int_equal(store_new(&o, &st), 0);
+    if (store_capacity(st) >= 45600) break;
+    store_destroy(st);
+    o.mem_limit_bytes += 16u << 10;
+  }
   populate(st, 0, 5000, 1, 0);
   populate(st, 1, 40000, 1, 0);
   populate(st, 2, 100, 1, 0);
@@ -366,53 +412,89 @@ static void test_ckpt_snapshot_child_sees_store_as_of_fork(void **state) {
   int64_t offs[2] = {500, 40000};
   char err[256];
   assert_int_equal(ckpt_snapshot_start(ck, st, parts, offs, 2, FP, err, sizeof err), 0);
-  /* The parent mutates right away: changed blobs, a dropped partition, new users. */
-  for (uint64_t u = 0; u < 5000; u++) {
-    unsigned char *b = store_get(st, 0, u * 7 + 1, 99999, 0, NULL);
-    fill(b, 0, u, 77);
-  }
-  store_drop_partition(st, 1);
-  populate(st, 0, 9000, 5, 100000);
   assert_true(ckpt_snapshot_running(ck));
+  assert_true(ckpt_snapshot_fd(ck) >= 0);
   assert_int_equal(ckpt_snapshot_start(ck, st, parts, offs, 2, FP, err, sizeof err), IX_ESTATE);
   /* A synchronous write meanwhile takes a later generation. */
   ckpt_result_t sync;
   assert_int_equal(ckpt_write_partition(ck, st, 2, 7, FP, &sync, err, sizeof err), 0);
+  assert_int_equal(sync.generation, 1);
 
-  /* Completion through the pipe fd, as an event loop would see it. */
-  int fd = ckpt_snapshot_fd(ck);
-  assert_true(fd >= 0);
+  uint64_t x = 12345, now = 1000000;
+  int rounds = 0, copied = 0;
+  while (!copied) {
+    copied = ckpt_snapshot_step(ck, 20);
+    rounds++;
+    for (int k = 0; k < 300; k++) { /* rewrite random users of both partitions */
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      int32_t p = (int32_t)((x >> 33) % 2);
+      uint64_t u = (x >> 40) % (p ? 40000 : 5000);
+      unsigned char *b = store_get(st, p, u * 7 + 1, (int64_t)++now, 0, NULL);
+      if (b) fill(b, p, u * 7 + 1, 100 + (unsigned)rounds);
+    }
+    /* new users push the store over its limit: the oldest are evicted */
+    for (int k = 0; k < 200; k++) {
+      unsigned char *b = store_get(st, k % 2, 1000000 + (uint64_t)rounds * 1000 + (uint64_t)k,
+                                   (int64_t)++now, 1, NULL);
+      assert_non_null(b);
+      fill(b, 0, (uint64_t)k, 9);
+    }
+    store_evict(st);
+    if (rounds == 3) assert_true(store_expire(st, 1000000 + 400) > 0); /* idle before 400 */
+  }
+  ckpt_stats_t cs;
+  ckpt_get_stats(ck, &cs);
+  assert_true(rounds > 3);              /* it took several slices */
+  assert_true(cs.last_before_change > 0); /* some users were copied before a change */
+  store_stats_t ss;
+  store_get_stats(st, &ss);
+  assert_true(ss.evicted_lru > 0);
+  assert_true(ss.evicted_ttl > 0);
+
+  /* Written but not published: nothing visible under the final name. */
+  char path0[512], path1[512];
+  assert_int_equal(wait_state(ck, 0, CKPT_WRITTEN), CKPT_WRITTEN);
+  assert_int_equal(wait_state(ck, 1, CKPT_WRITTEN), CKPT_WRITTEN);
   const ckpt_result_t *res = NULL;
   size_t n = 0;
-  int rc = 0, wakeups = 0;
-  while (rc == 0) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    assert_int_equal(poll(&p, 1, 10000), 1);
-    wakeups++;
-    rc = ckpt_snapshot_poll(ck, &res, &n);
-  }
-  assert_int_equal(rc, 1);
-  assert_true(wakeups >= 1);
-  assert_int_equal(ckpt_snapshot_fd(ck), -1);
+  assert_int_equal(ckpt_snapshot_poll(ck, &res, &n), 0);
   assert_int_equal(n, 2);
+  path_of(path0, sizeof path0, fx->dir, 0, res[0].generation);
+  path_of(path1, sizeof path1, fx->dir, 1, res[1].generation);
+  assert_false(exists(path0));
+  assert_false(exists(path1));
+  assert_int_equal(tmp_files(fx->dir), 2);
+  store_t *r = new_store();
+  ckpt_restore_info_t info;
+  assert_int_equal(ckpt_restore_partition(fx->dir, 0, FP, r, &info, err, sizeof err), 0);
+  assert_int_equal(info.generation, 0);
+
+  assert_int_equal(ckpt_snapshot_publish(ck, 0), 0);
+  assert_int_equal(ckpt_snapshot_publish(ck, 0), IX_ESTATE); /* once */
+  assert_int_equal(ckpt_snapshot_publish(ck, 1), 0);
+  assert_int_equal(wait_state(ck, 0, CKPT_DURABLE), CKPT_DURABLE);
+  assert_int_equal(wait_state(ck, 1, CKPT_DURABLE), CKPT_DURABLE);
+  assert_int_equal(ckpt_snapshot_poll(ck, &res, &n), 1);
+  assert_false(ckpt_snapshot_running(ck));
+  assert_int_equal(ckpt_snapshot_fd(ck), -1);
   assert_int_equal(res[0].err, 0);
   assert_int_equal(res[1].err, 0);
   assert_int_equal(res[0].partition, 0);
   assert_true(res[1].next_offset == 40000);
+  assert_int_equal(res[0].users, 5000);
   assert_int_equal(res[1].users, 40000);
   assert_int_equal(res[0].generation, 1);
-  ckpt_stats_t cs;
+  assert_int_equal(tmp_files(fx->dir), 0);
   ckpt_get_stats(ck, &cs);
   assert_int_equal(cs.snapshots, 1);
   assert_int_equal(cs.files_written, 3);
-  assert_true(cs.last_bytes > 40000u * BLOB);
+  assert_true(cs.last_bytes > 45000u * BLOB);
 
-  store_t *r = new_store();
-  ckpt_restore_info_t info;
   assert_int_equal(ckpt_restore_partition(fx->dir, 0, FP, r, &info, err, sizeof err), 0);
   assert_true(info.next_offset == 500);
   assert_int_equal(ckpt_restore_partition(fx->dir, 1, FP, r, &info, err, sizeof err), 0);
   assert_true(info.next_offset == 40000);
+  /* the same users, last-seen times and blobs, in the same recency order */
   snap_t r0 = take(r, 0), r1 = take(r, 1);
   assert_same(&s0, &r0);
   assert_same(&s1, &r1);
@@ -428,55 +510,86 @@ static void test_ckpt_snapshot_child_sees_store_as_of_fork(void **state) {
   store_destroy(st);
 }
 
-/* A file-size limit makes the child's write fail: with SIGXFSZ ignored the
- * write returns EFBIG and the child reports it; with the default action the
- * child is killed and the parent reports the signal. */
-static void test_ckpt_snapshot_reports_failed_and_killed_children(void **state) {
+/* A revoked partition's part is discarded (no file, no temporary file); a
+ * partition dropped without that fails with a reason; abort leaves nothing;
+ * a failed write is reported with the file and the step. */
+static void test_ckpt_snapshot_discard_drop_abort_and_write_failure(void **state) {
   fixture_t *fx = *state;
   store_t *st = new_store();
-  populate(st, 0, 5000, 1, 0);
+  populate(st, 0, 3000, 1, 0);
+  populate(st, 1, 3000, 1, 0);
+  populate(st, 2, 3000, 1, 0);
   ckpt_t *ck = new_ckpt(fx->dir);
+  int32_t parts[3] = {0, 1, 2};
+  int64_t offs[3] = {1, 2, 3};
   char err[256], path[512];
-  int32_t p = 0;
-  int64_t off = 1;
-  struct rlimit old, small = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY};
-  struct rlimit nocore = {0, 0};
-  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-  small.rlim_max = old.rlim_max;
-  assert_int_equal(setrlimit(RLIMIT_CORE, &nocore), 0);
   const ckpt_result_t *res;
   size_t n;
+  assert_int_equal(ckpt_snapshot_start(ck, st, parts, offs, 3, FP, err, sizeof err), 0);
+  ckpt_snapshot_step(ck, 10);
+  assert_int_equal(ckpt_snapshot_discard(ck, 1), 0);
+  store_drop_partition(st, 1);
+  store_drop_partition(st, 2); /* without a discard */
+  assert_int_equal(ckpt_snapshot_wait(ck, &res, &n), 1);
+  assert_int_equal(n, 3);
+  assert_int_equal(res[0].state, CKPT_DURABLE);
+  assert_int_equal(res[1].state, CKPT_DISCARDED);
+  assert_int_equal(res[2].state, CKPT_FAILED);
+  assert_int_equal(res[2].err, IX_ESTATE);
+  assert_non_null(strstr(res[2].reason, "of 3000 users copied"));
+  path_of(path, sizeof path, fx->dir, 1, res[1].generation);
+  assert_false(exists(path));
+  path_of(path, sizeof path, fx->dir, 2, res[2].generation);
+  assert_false(exists(path));
+  assert_int_equal(tmp_files(fx->dir), 0);
+  assert_false(store_capture_active(st));
 
+  /* Abort half-way: nothing visible, nothing left behind, store released. */
+  assert_int_equal(ckpt_snapshot_start(ck, st, parts, offs, 1, FP, err, sizeof err), 0);
+  ckpt_snapshot_step(ck, 10);
+  ckpt_snapshot_abort(ck);
+  assert_false(ckpt_snapshot_running(ck));
+  assert_false(store_capture_active(st));
+  assert_int_equal(ckpt_snapshot_poll(ck, &res, &n), 1);
+  assert_int_equal(res[0].state, CKPT_DISCARDED);
+  path_of(path, sizeof path, fx->dir, 0, res[0].generation);
+  assert_false(exists(path));
+  assert_int_equal(tmp_files(fx->dir), 0);
+
+  /* A file-size limit makes the writer's write fail (SIGXFSZ ignored). */
+  struct rlimit old, small = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY};
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+  small.rlim_max = old.rlim_max;
   signal(SIGXFSZ, SIG_IGN);
   assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
-  int rc = ckpt_snapshot_start(ck, st, &p, &off, 1, FP, err, sizeof err);
+  int rc = ckpt_snapshot_start(ck, st, parts, offs, 1, FP, err, sizeof err);
+  if (rc == 0) assert_int_equal(ckpt_snapshot_wait(ck, &res, &n), 1);
   assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+  signal(SIGXFSZ, SIG_DFL);
   assert_int_equal(rc, 0);
-  assert_int_equal(ckpt_snapshot_wait(ck, &res, &n), 1);
-  assert_int_equal(n, 1);
+  assert_int_equal(res[0].state, CKPT_FAILED);
   assert_int_equal(res[0].err, IX_ESYS);
   assert_non_null(strstr(res[0].reason, "write failed"));
   assert_non_null(strstr(res[0].reason, fx->dir));
   path_of(path, sizeof path, fx->dir, 0, res[0].generation);
   assert_false(exists(path));
-
-  signal(SIGXFSZ, SIG_DFL);
-  assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
-  rc = ckpt_snapshot_start(ck, st, &p, &off, 1, FP, err, sizeof err);
-  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-  assert_int_equal(rc, 0);
-  assert_int_equal(ckpt_snapshot_wait(ck, &res, &n), 1);
-  assert_int_equal(res[0].err, IX_ESYS);
-  assert_non_null(strstr(res[0].reason, "killed by signal"));
+  assert_int_equal(tmp_files(fx->dir), 0);
 
   ckpt_stats_t cs;
   ckpt_get_stats(ck, &cs);
   assert_int_equal(cs.files_failed, 2);
-  assert_int_equal(cs.files_written, 0);
-  /* Nothing valid on disk: a restore finds no checkpoint. */
+  assert_int_equal(cs.files_written, 1);
+  assert_int_equal(cs.snapshots, 3);
+  /* The one durable file restores partition 0 as it was. */
+  store_t *r = new_store();
   ckpt_restore_info_t info;
-  assert_int_equal(ckpt_restore_partition(fx->dir, 0, FP, st, &info, err, sizeof err), 0);
-  assert_int_equal(info.generation, 0);
+  assert_int_equal(ckpt_restore_partition(fx->dir, 0, FP, r, &info, err, sizeof err), 0);
+  assert_int_equal(info.users, 3000);
+  snap_t a = take(st, 0), b = take(r, 0);
+  assert_same(&a, &b);
+  snap_free(&a);
+  snap_free(&b);
+  store_destroy(r);
   ckpt_destroy(ck);
   store_destroy(st);
 }
@@ -644,8 +757,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_ckpt_no_valid_generation_leaves_partition_empty, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_fingerprint_mismatch_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_keeps_newest_two_generations, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_ckpt_snapshot_child_sees_store_as_of_fork, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_ckpt_snapshot_reports_failed_and_killed_children, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ckpt_snapshot_equals_state_at_start_while_store_changes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ckpt_snapshot_discard_drop_abort_and_write_failure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_load_fd_rejects_trailing_bytes_and_bad_version, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_file_bytes_match_documented_layout_across_write_chunks, setup, teardown),
   };

@@ -1,5 +1,6 @@
 /* The per-user state store: lookup, LRU eviction order, TTL expiry,
- * partitions, foreach, stats, and a randomised run against a reference. */
+ * partitions, foreach, stats, a randomised run against a reference, and the
+ * snapshot capture (copy before change) and re-ordering after a load. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -380,6 +381,143 @@ static void test_store_random_access_matches_reference(void **unused) {
   store_destroy(st);
 }
 
+/* ---- snapshot capture ---------------------------------------------------- */
+
+#define CAP_USERS 3000u
+
+typedef struct {
+  unsigned count[2 * CAP_USERS + 64]; /* hand-overs per user id */
+  int64_t seen[2 * CAP_USERS + 64];
+  unsigned char first[2 * CAP_USERS + 64]; /* blob byte 0 when handed over */
+  size_t index_of[2 * CAP_USERS + 64];
+  uint64_t total;
+} capture_log_t;
+
+static void on_cap(void *ctx, size_t index, uint64_t user_id, int64_t seen, const void *blob) {
+  capture_log_t *c = ctx;
+  assert_true(user_id < 2 * CAP_USERS + 64);
+  c->count[user_id]++;
+  c->seen[user_id] = seen;
+  c->first[user_id] = ((const unsigned char *)blob)[0];
+  c->index_of[user_id] = index;
+  c->total++;
+}
+
+/* Every user of the captured partitions is handed over exactly once, with
+ * its last-seen time and blob as of the begin call, whether the scan reaches
+ * it first or a change (get, put, eviction, expiry) does; users created
+ * later, and users of other partitions, are not. */
+static void test_store_capture_hands_each_user_over_once_as_of_begin(void **unused) {
+  store_t *st = new_store(64, 0, 100000);
+  /* users 0..2999 in partition 5, 3000..5999 in partition 6, 6000.. in 7 */
+  for (uint64_t u = 0; u < 2 * CAP_USERS + 10; u++) {
+    int32_t p = u < CAP_USERS ? 5 : u < 2 * CAP_USERS ? 6 : 7;
+    unsigned char *b = store_get(st, p, u, 1000 + (int64_t)u, 1, NULL);
+    b[0] = (unsigned char)(u * 7);
+  }
+  static capture_log_t log; /* large: not on the stack */
+  memset(&log, 0, sizeof log);
+  int32_t parts[2] = {6, 5};
+  uint64_t users[2];
+  assert_int_equal(store_capture_begin(st, parts, 2, on_cap, &log, users), 0);
+  assert_int_equal(store_capture_begin(st, parts, 2, on_cap, &log, users), IX_ESTATE);
+  assert_int_equal(users[0], CAP_USERS);
+  assert_int_equal(users[1], CAP_USERS);
+  assert_int_equal(store_capture_left(st), 2 * CAP_USERS);
+  int done = store_capture_step(st, 100);
+  assert_false(done);
+  /* changes before the scan gets there */
+  for (uint64_t u = 0; u < 2 * CAP_USERS; u += 3) {
+    unsigned char *b = store_get(st, u < CAP_USERS ? 5 : 6, u, 900000, 0, NULL);
+    b[0] = 0xEE;
+  }
+  unsigned char blob[64];
+  memset(blob, 0xDD, sizeof blob);
+  assert_int_equal(store_put(st, 5, 1, 5, blob), 0);
+  assert_int_equal(store_load(st, 6, CAP_USERS + 1, 5, blob), 0);
+  size_t expired = store_expire(st, 1000 + 100000 + 50); /* idle users 0..49 of partition 5 */
+  assert_true(expired >= 30); /* 1049 - 1000 minus the re-touched multiples of 3 */
+  for (uint64_t u = 0; u < 20; u++) /* created after the begin */
+    assert_non_null(store_get(st, 5, 2 * CAP_USERS + 30 + u, 900001, 1, NULL));
+  while (!done) done = store_capture_step(st, 100);
+  assert_int_equal(store_capture_left(st), 0);
+  assert_true(store_capture_before_change(st) > CAP_USERS / 2);
+  assert_int_equal(log.total, 2 * CAP_USERS);
+  for (uint64_t u = 0; u < 2 * CAP_USERS; u++) {
+    assert_int_equal(log.count[u], 1);
+    assert_true(log.seen[u] == 1000 + (int64_t)u);
+    assert_int_equal(log.first[u], (unsigned char)(u * 7));
+    assert_int_equal(log.index_of[u], u < CAP_USERS ? 1 : 0);
+  }
+  for (uint64_t u = 2 * CAP_USERS; u < 2 * CAP_USERS + 50; u++) assert_int_equal(log.count[u], 0);
+  store_capture_end(st);
+  assert_false(store_capture_active(st));
+  /* No capture: changes hand nothing over. */
+  store_get(st, 6, CAP_USERS + 5, 900002, 0, NULL);
+  assert_int_equal(log.total, 2 * CAP_USERS);
+
+  /* A cancelled (dropped) partition stops being handed over; the other
+   * partition completes. */
+  memset(&log, 0, sizeof log);
+  assert_int_equal(store_capture_begin(st, parts, 2, on_cap, &log, users), 0);
+  store_drop_partition(st, 6);
+  while (!store_capture_step(st, 1000)) {
+  }
+  assert_int_equal(log.total, users[1]);
+  assert_int_equal(store_capture_left(st), 0);
+  store_capture_end(st);
+  int32_t twice[2] = {5, 5};
+  assert_int_equal(store_capture_begin(st, twice, 2, on_cap, &log, NULL), IX_EINVAL);
+  assert_false(store_capture_active(st));
+  store_destroy(st);
+}
+
+typedef struct {
+  int64_t prev;
+  size_t n, out_of_order;
+} order_check_t;
+
+static int order_visit(void *ctx, uint64_t id, int64_t seen, const void *b) {
+  order_check_t *c = ctx;
+  if (seen < c->prev) c->out_of_order++;
+  c->prev = seen;
+  c->n++;
+  return 0;
+}
+
+/* store_load() inserts in any order; store_order_partition() restores
+ * last-seen order, which eviction then follows. */
+static void test_store_order_partition_sorts_loaded_users(void **unused) {
+  store_t *st = new_store(32, 0, 100);
+  unsigned char blob[32] = {0};
+  uint64_t x = 99;
+  int64_t oldest = INT64_MAX;
+  for (uint64_t u = 0; u < 5000; u++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    int64_t seen = 1000 + (int64_t)(x >> 50);
+    if (seen < oldest) oldest = seen;
+    assert_int_equal(store_load(st, 3, u, seen, blob), 0);
+  }
+  order_check_t c = {.prev = INT64_MIN};
+  store_foreach(st, 3, order_visit, &c);
+  assert_true(c.out_of_order > 1000); /* loaded in random order */
+  assert_int_equal(store_order_partition(st, 3), 0);
+  c = (order_check_t){.prev = INT64_MIN};
+  store_foreach(st, 3, order_visit, &c);
+  assert_int_equal(c.n, 5000);
+  assert_int_equal(c.out_of_order, 0);
+  /* expiry pops from the tail: exactly the users idle past the TTL */
+  size_t due = 0;
+  x = 99;
+  for (uint64_t u = 0; u < 5000; u++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    if (1000 + (int64_t)(x >> 50) < oldest + 10) due++;
+  }
+  assert_int_equal(store_expire(st, oldest + 10 + 100), due);
+  assert_int_equal(store_order_partition(st, 3), 0); /* in order: a no-op */
+  store_destroy(st);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_store_rejects_bad_options),
@@ -393,6 +531,8 @@ int main(void) {
       cmocka_unit_test(test_store_put_inserts_or_overwrites_verbatim),
       cmocka_unit_test(test_store_stats_count_slabs_and_index_and_release_memory),
       cmocka_unit_test(test_store_random_access_matches_reference),
+      cmocka_unit_test(test_store_capture_hands_each_user_over_once_as_of_begin),
+      cmocka_unit_test(test_store_order_partition_sorts_loaded_users),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
