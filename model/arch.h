@@ -105,12 +105,25 @@ typedef struct {
 void arch_layout(const arch_dims_t *d, arch_layout_t *layout);
 
 /* ---- Per-user state blob -----------------------------------------------------
- * Byte size at ARCH_K = ARCH_P = 16: 552 header + 8*H (h and c, fp32)
- *   = 1064 bytes per user at H = 64.
+ * Byte size at ARCH_K = ARCH_P = 16: 552 header + 4*H (h and c as bfloat16)
+ *   = 808 bytes per user at H = 64.
+ * h and c are STORED as bfloat16 (the upper 16 bits of an IEEE float32,
+ * rounded to nearest even; arch_bf16_from_f32) and computed in float32: each
+ * step reads them widened (exact), runs the cell in float32 and rounds the
+ * new h and c once when it stores them. The head reads h from the state, so
+ * the prediction made after an event sees the rounded h, as does the next
+ * step. bf16 rather than fp16: float32's exponent range (c is not bounded,
+ * fp16 overflows at 65504), conversion is a shift one way and a rounding
+ * add the other, and products of bf16 pairs are exact in float32 (the cell's
+ * GEMM can then use vdpbf16ps); measured on the dev day, neither costs
+ * accuracy (docs/PERFORMANCE.md, "State precision").
  * A fresh state is all zero except what arch_state_init sets (nothing else:
- * zero bytes are a valid fresh state). The blob is plain data, copied
- * verbatim into checkpoints; it is only meaningful with the model whose
- * model_fingerprint() made it (recent[].idx, profile[].idx are vocab indices). */
+ * zero bytes are a valid fresh state, bf16 0 = +0.0f). The blob is plain
+ * data, copied verbatim into checkpoints; it is only meaningful with the
+ * model whose model_fingerprint() made it (recent[].idx, profile[].idx are
+ * vocab indices; the fingerprint covers ARCH_STATE_FORMAT). */
+#define ARCH_STATE_FORMAT 2 /* 1: h, c float32 (1064 B at H=64); 2: bf16 (808 B) */
+
 typedef struct {
   uint64_t cat;   /* raw category id */
   uint32_t count; /* events of this category since it entered the list */
@@ -143,15 +156,33 @@ typedef struct {
 _Static_assert(sizeof(arch_state_t) == ARCH_STATE_HEADER_BYTES, "state header layout changed");
 
 static inline size_t arch_state_size(const arch_dims_t *d) {
-  return sizeof(arch_state_t) + 2u * (size_t)d->H * sizeof(float);
+  return sizeof(arch_state_t) + 2u * (size_t)d->H * sizeof(uint16_t);
 }
-static inline float *arch_state_h(arch_state_t *s) { return (float *)(void *)(s + 1); }
-static inline float *arch_state_c(arch_state_t *s, const arch_dims_t *d) {
-  return arch_state_h(s) + d->H;
+/* h[H] then c[H], bfloat16 bit patterns (borrowed views into the blob). */
+static inline uint16_t *arch_state_h16(arch_state_t *s) { return (uint16_t *)(void *)(s + 1); }
+static inline uint16_t *arch_state_c16(arch_state_t *s, const arch_dims_t *d) {
+  return arch_state_h16(s) + d->H;
 }
-static inline const float *arch_state_hc(const arch_state_t *s) {
-  return (const float *)(const void *)(s + 1);
+static inline const uint16_t *arch_state_hc16(const arch_state_t *s) {
+  return (const uint16_t *)(const void *)(s + 1);
 }
+
+/* float32 -> bfloat16, round to nearest even; NaN stays a (quiet) NaN;
+ * subnormal inputs become signed zero, as the AVX512_BF16 conversion
+ * (vcvtneps2bf16) does, so every kernel stores the same bits. */
+static inline uint16_t arch_bf16_from_f32(float v) {
+  union { float f; uint32_t u; } x = {v};
+  if ((x.u & 0x7f800000u) == 0) return (uint16_t)((x.u >> 16) & 0x8000u);
+  if ((x.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x.u >> 16) | 0x0040u);
+  return (uint16_t)((x.u + 0x7fffu + ((x.u >> 16) & 1u)) >> 16);
+}
+/* bfloat16 -> float32 (exact). */
+static inline float arch_bf16_to_f32(uint16_t b) {
+  union { uint32_t u; float f; } x = {(uint32_t)b << 16};
+  return x.f;
+}
+/* The state's h as float32 (H values). */
+void arch_state_get_h(const arch_dims_t *d, const arch_state_t *s, float *h);
 
 /* Zero a state blob of arch_state_size(d) bytes (h = c = 0, empty lists). */
 void arch_state_init(const arch_dims_t *d, arch_state_t *s);

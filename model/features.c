@@ -77,6 +77,11 @@ void arch_state_init(const arch_dims_t *d, arch_state_t *s) {
   memset(s, 0, arch_state_size(d));
 }
 
+void arch_state_get_h(const arch_dims_t *d, const arch_state_t *s, float *h) {
+  const uint16_t *h16 = arch_state_hc16(s);
+  for (size_t j = 0; j < d->H; j++) h[j] = arch_bf16_to_f32(h16[j]);
+}
+
 /* log1pf(n) for small n, from log1pf itself (same bits): one call fewer per
  * event on the serving path. */
 #define LOGN_TAB 512

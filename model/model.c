@@ -42,11 +42,11 @@ struct model {
   float *x;    /* MODEL_MAX_BATCH x ARCH_N_TIME */
   const float **tc, **ta; /* MODEL_MAX_BATCH rows of t_cat, t_act (the GEMM's start) */
   float **hp, **cp;
+  float *hc32; /* MODEL_MAX_BATCH rows of h[H], c[H] widened from the states' bf16 */
   int32_t *idx;
   float *hbuf; /* MODEL_HEAD_BATCH x H */
   float *z;    /* MODEL_HEAD_BATCH x Vp */
   float *dots; /* MODEL_HEAD_BATCH x dots_w.Np */
-  int state_round; /* experiment: 0 fp32, 16 round h,c to bf16, 15 to fp16 */
 };
 
 static void model_free_parts(model_t *m) {
@@ -63,6 +63,7 @@ static void model_free_parts(model_t *m) {
   free(m->ta);
   free(m->hp);
   free(m->cp);
+  free(m->hc32);
   free(m->idx);
   free(m->hbuf);
   free(m->z);
@@ -75,9 +76,11 @@ void model_destroy(model_t *m) {
 }
 
 static uint32_t compute_fingerprint(const model_t *m) {
-  uint32_t layout[10] = {ARCH_VERSION, (uint32_t)ARCH_STATE_HEADER_BYTES, ARCH_K, ARCH_P,
+  /* ARCH_STATE_FORMAT: a checkpoint of float32 h, c (format 1) must not be
+   * read as bf16 ones; its fingerprint differs, so restore refuses it. */
+  uint32_t layout[11] = {ARCH_VERSION, (uint32_t)ARCH_STATE_HEADER_BYTES, ARCH_K, ARCH_P,
                          m->dims.V, m->dims.H, m->dims.EC, m->dims.EA, m->dims.I,
-                         m->dims.flags};
+                         m->dims.flags, ARCH_STATE_FORMAT};
   uint32_t crc = ix_crc32(0, layout, sizeof layout);
   crc = ix_crc32(crc, vocab_ids(m->vocab), (size_t)m->dims.V * sizeof(uint64_t));
   return ix_crc32(crc, m->params, m->L.total * sizeof(float));
@@ -174,17 +177,12 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
   m->ta = malloc(MODEL_MAX_BATCH * sizeof(float *));
   m->hp = malloc(MODEL_MAX_BATCH * sizeof(float *));
   m->cp = malloc(MODEL_MAX_BATCH * sizeof(float *));
+  m->hc32 = malloc(MODEL_MAX_BATCH * 2 * H * sizeof(float));
   m->idx = malloc(MODEL_MAX_BATCH * sizeof(int32_t));
   m->hbuf = malloc(MODEL_HEAD_BATCH * H * sizeof(float));
   m->z = malloc(MODEL_HEAD_BATCH * m->Vp * sizeof(float));
-  if (!m->x || !m->tc || !m->ta || !m->hp || !m->cp || !m->idx || !m->hbuf || !m->z || !m->dots)
+  if (!m->x || !m->tc || !m->ta || !m->hp || !m->cp || !m->hc32 || !m->idx || !m->hbuf || !m->z || !m->dots)
     goto oom;
-  {
-    /* Experiment knob (docs/PERFORMANCE.md, "state precision"): round h and
-     * c after each step as if the blob stored them in bf16 or fp16. */
-    const char *r = getenv("IX_STATE_ROUND");
-    m->state_round = r && !strcmp(r, "bf16") ? 16 : r && !strcmp(r, "fp16") ? 15 : 0;
-  }
   m->fingerprint = compute_fingerprint(m);
   snprintf(m->describe, sizeof m->describe,
            "lstm h=%u vocab=%u emb=%u+%u in=%u%s half_life=%.0fs state=%zuB fp=%08x kernel=%s",
@@ -257,7 +255,7 @@ static void head_logits(model_t *m, size_t n, arch_state_t *const *st) {
   const size_t H = m->dims.H, V = m->dims.V, Vp = m->Vp;
   const float *bv = m->params + m->L.head_bv;
   for (size_t b = 0; b < n; b++) {
-    memcpy(m->hbuf + b * H, arch_state_h(st[b]), H * sizeof(float));
+    arch_state_get_h(&m->dims, st[b], m->hbuf + b * H);
     float *z = m->z + b * Vp;
     memcpy(z, bv, V * sizeof(float));
     memset(z + V, 0, (Vp - V) * sizeof(float));
@@ -337,19 +335,6 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
 }
 
 
-/* float -> IEEE half -> float, round to nearest even, without _Float16 (which
- * clang 14 lacks on x86). Only for the IX_STATE_ROUND=fp16 experiment. */
-static float round_fp16(float v) {
-  float a = fabsf(v);
-  if (!(a < 65520.0f)) return a != a ? v : copysignf(INFINITY, v); /* NaN stays, overflow */
-  if (a < 6.103515625e-05f) return nearbyintf(v * 16777216.0f) / 16777216.0f; /* subnormal: 2^-24 steps */
-  uint32_t u;
-  memcpy(&u, &v, 4);
-  u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu; /* keep 10 mantissa bits */
-  memcpy(&v, &u, 4);
-  return v;
-}
-
 static void predict_chunk(model_t *m, void *const *states, size_t n, prediction_t *preds);
 
 static void step_chunk(model_t *m, void *const *states, const event_t *events, size_t n,
@@ -363,24 +348,20 @@ static void step_chunk(model_t *m, void *const *states, const event_t *events, s
     arch_time_features(s, ev, m->x + b * ARCH_N_TIME);
     m->tc[b] = m->t_cat + (size_t)idx * G;
     m->ta[b] = m->t_act + (size_t)arch_action_index(ev->action) * G;
-    m->hp[b] = arch_state_h(s);
-    m->cp[b] = arch_state_c(s, &m->dims);
+    /* gather: h, c widened from the blob's bf16 (exact) */
+    const size_t H = m->dims.H;
+    float *h = m->hc32 + b * 2 * H, *c = h + H;
+    const uint16_t *h16 = arch_state_hc16(s);
+    for (size_t j = 0; j < 2 * H; j++) h[j] = arch_bf16_to_f32(h16[j]);
+    m->hp[b] = h;
+    m->cp[b] = c;
   }
   lstm_step_batch_add(m->cell, n, m->x, m->hp, m->cp, m->tc, m->ta);
-  if (m->state_round) {
-    for (size_t b = 0; b < n; b++) {
-      float *v = m->hp[b]; /* h then c, contiguous */
-      for (size_t j = 0; j < 2 * (size_t)m->dims.H; j++) {
-        if (m->state_round == 16) {
-          uint32_t u;
-          memcpy(&u, &v[j], 4);
-          u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u; /* round to nearest even */
-          memcpy(&v[j], &u, 4);
-        } else {
-          v[j] = round_fp16(v[j]);
-        }
-      }
-    }
+  /* scatter: the new h, c rounded to bf16 into the blob */
+  for (size_t b = 0; b < n; b++) {
+    uint16_t *h16 = arch_state_h16(states[b]);
+    const float *h = m->hp[b];
+    for (size_t j = 0; j < 2 * (size_t)m->dims.H; j++) h16[j] = arch_bf16_from_f32(h[j]);
   }
   for (size_t b = 0; b < n; b++)
     arch_state_advance(states[b], &events[b], m->idx[b], m->half_life_s);
@@ -395,7 +376,7 @@ static void predict_chunk(model_t *m, void *const *states, size_t n, prediction_
     head_logits(m, nb, st);
     for (size_t b = 0; b < nb; b++) {
       head_out_t ho;
-      const float *h = arch_state_h(st[b]);
+      const float *h = m->hbuf + b * m->dims.H;
       float *z = m->z + b * m->Vp;
       float oov_p[ARCH_K];
       head_finish_mix(&m->dims, m->params, m->dots + b * m->dots_w.Np, st[b], z, &ho, oov_p);

@@ -2,19 +2,29 @@
 """Reference forward pass of model/arch.h in PyTorch, for
 tests/integration/test_torch_forward.c.
 
-Writes into OUTDIR:
+  torch_forward.py OUTDIR SEED gen|check
+
+Both modes write into OUTDIR (the same bytes for the same SEED):
   model.ixm     random weights in the model file format of model/modelfile.h
                 (written here independently, so the format is checked too)
   events.bin    the event sequence: per event <QQQqii (user, item, category,
                 ts_ms, action, pad)
-  expected.bin  per event, after applying it (float32 unless noted):
-                h[H] c[H] (torch.nn.LSTM), x[I] (the input built here),
+  raw.bin       per event: x[I] (the input built here), then h[H] c[H] of
+                torch.nn.LSTM's own float32 trajectory (no rounding): the
+                reference of the generic cell
+  dims.txt      "V H EC EA I K n_events"
+"check" also reads cstates.bin, the C serving path's state per event (float32
+values of its bf16 h, c): h[H] c[H] before the event, h[H] c[H] after it, and
+writes expected.bin, per event (float32 unless noted):
+                h[H] c[H]: torch.nn.LSTM's step from the C state before the
+                event (teacher forcing; not rounded: the C test checks that
+                the stored bf16 values are its rounding),
                 q[V] (p_next per vocabulary index; q[0] = the "other" mass),
                 oov_cat[K] (u64) oov_p[K], fluctuation, shift_prob,
                 p_target (NLL rule for the user's next category; -1 if none),
-                h_wrong[H] (same weights read with gates (i, g, f, o): a
-                negative control the C forward must NOT match)
-  dims.txt      "V H EC EA I K n_events"
+                all from the C state's h after the event,
+                h_wrong[H] (the step with the weights read with gates
+                (i, g, f, o): a negative control the C forward must NOT match)
 """
 import math
 import os
@@ -28,6 +38,8 @@ import torch
 torch.set_num_threads(1)
 OUT = sys.argv[1]
 SEED = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+MODE = sys.argv[3] if len(sys.argv) > 3 else "gen"
+assert MODE in ("gen", "check"), MODE
 rng = np.random.default_rng(SEED)
 
 V, H, EC, EA, NT, K, P = 120, 64, 32, 8, 7, 16, 16
@@ -113,7 +125,6 @@ class U:
         self.prof = []    # [cat, weight(f32), idx]
         self.prof_ts = 0
         self.h = torch.zeros(1, 1, H); self.c = torch.zeros(1, 1, H)
-        self.hw = torch.zeros(1, 1, H); self.cw = torch.zeros(1, 1, H)
 
 st = {u: U() for u in users}
 f32 = np.float32
@@ -187,16 +198,28 @@ for i, ev in enumerate(events):
     for j in range(i + 1, len(events)):
         if events[j][0] == ev[0]: next_cat[i] = events[j][2]; break
 
-out = open(os.path.join(OUT, "expected.bin"), "wb")
+cst = None
+if MODE == "check":
+    cst = np.fromfile(os.path.join(OUT, "cstates.bin"), dtype=np.float32).reshape(len(events), 4 * H)
+out = open(os.path.join(OUT, "expected.bin"), "wb") if MODE == "check" else None
+raw = open(os.path.join(OUT, "raw.bin"), "wb")
 with torch.no_grad():
     for i, ev in enumerate(events):
         s = st[ev[0]]
         x, idx = features(s, ev)
         xt = torch.from_numpy(x).view(1, 1, I)
-        _, (s.h, s.c) = lstm(xt, (s.h, s.c))
-        _, (s.hw, s.cw) = lstm_wrong(xt, (s.hw, s.cw))
+        _, (s.h, s.c) = lstm(xt, (s.h, s.c))  # torch's own float32 trajectory
+        raw.write(x.tobytes())
+        raw.write(s.h.view(H).numpy().astype(np.float32).tobytes())
+        raw.write(s.c.view(H).numpy().astype(np.float32).tobytes())
         advance(s, ev, idx)
-        h = s.h.view(H)
+        if out is None:
+            continue
+        row = torch.from_numpy(cst[i].copy())
+        hc_pre = (row[:H].view(1, 1, H), row[H:2 * H].view(1, 1, H))
+        _, (h1, c1) = lstm(xt, hc_pre)
+        _, (hw, _) = lstm_wrong(xt, hc_pre)
+        h = row[2 * H:3 * H]  # the C state's h after the event
         q, oov_cat, oov_p, g, pv = head(s, h)
         pn = []
         for cat, w, pidx in s.prof:
@@ -215,14 +238,15 @@ with torch.no_grad():
             elif any(r[0] == c for r in s.recent):
                 pt = float(sum(oov_p[k] for k in range(K) if oov_cat[k] == c))
             else: pt = float(g * pv[0])
-        out.write(h.numpy().astype(np.float32).tobytes())
-        out.write(s.c.view(H).numpy().astype(np.float32).tobytes())
-        out.write(x.tobytes())
+        out.write(h1.view(H).numpy().astype(np.float32).tobytes())
+        out.write(c1.view(H).numpy().astype(np.float32).tobytes())
         out.write(q.numpy().astype(np.float32).tobytes())
         out.write(oov_cat.tobytes()); out.write(oov_p.tobytes())
         out.write(struct.pack("<fff", fl, shift, pt))
-        out.write(s.hw.view(H).numpy().astype(np.float32).tobytes())
-out.close()
+        out.write(hw.view(H).numpy().astype(np.float32).tobytes())
+raw.close()
+if out is not None:
+    out.close()
 with open(os.path.join(OUT, "dims.txt"), "w") as f:
     f.write(f"{V} {H} {EC} {EA} {I} {K} {len(events)}\n")
-print(f"torch_forward.py: {len(events)} events, {len(users)} users, V={V} H={H} I={I}, torch {torch.__version__}")
+print(f"torch_forward.py {MODE}: {len(events)} events, {len(users)} users, V={V} H={H} I={I}, torch {torch.__version__}")

@@ -38,7 +38,7 @@ static void fx_init(fx_t *f, uint32_t V, uint32_t H, uint64_t seed) {
   f->ids[0] = 0;
   for (uint32_t j = 1; j < V; j++) f->ids[j] = 1000 + 7 * j;
   f->s = calloc(1, arch_state_size(&f->d));
-  f->h = arch_state_h(f->s);
+  f->h = calloc(H, sizeof(float)); /* the head takes h as float32 apart from the state */
   for (uint32_t j = 0; j < H; j++) f->h[j] = frand(&seed);
 }
 
@@ -46,6 +46,7 @@ static void fx_free(fx_t *f) {
   free(f->params);
   free(f->ids);
   free(f->s);
+  free(f->h);
 }
 
 static void add_recent(arch_state_t *s, uint64_t cat, int32_t idx, uint32_t count) {

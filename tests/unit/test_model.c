@@ -1,7 +1,9 @@
 /* Serving engine (model.h): a user's state and prediction do not depend on
  * the wave it was stepped in (bit-identical), predictions are well formed,
  * unknown categories update the state, model_prob agrees with the ranking,
- * waves larger than the internal chunk work. */
+ * waves larger than the internal chunk work, h and c are stored as bf16
+ * (808-byte state at H = 64) and a checkpoint of the float32 layout is
+ * refused on restore. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,11 +11,17 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/crc.h"
+#include "common/err.h"
 #include "model/arch.h"
 #include "model/model.h"
+#include "state/checkpoint.h"
+#include "state/store.h"
 
 #define NU 1100 /* users: more than one internal chunk of 1024 */
 #define NE 6    /* events per user */
@@ -145,8 +153,9 @@ static void test_model_unknown_category_updates_state(void **st) {
   assert_int_equal(s->n_events, 1);
   assert_true(s->recent[0].cat == 123456789 && s->recent[0].idx == 0);
   assert_true(s->profile[0].cat == 123456789);
-  float hsum = 0;
-  for (int j = 0; j < 64; j++) hsum += fabsf(arch_state_h(s)[j]);
+  float hsum = 0, h[64];
+  arch_state_get_h(model_dims(m), s, h);
+  for (int j = 0; j < 64; j++) hsum += fabsf(h[j]);
   assert_true(hsum > 0.0f);
   assert_int_equal(p.n_events, 1);
   assert_int_equal(p.n_long, 1);
@@ -174,8 +183,103 @@ static void test_model_unknown_category_updates_state(void **st) {
 static void test_model_state_size_documented(void **st) {
   (void)st;
   model_t *m = random_model(0);
-  assert_int_equal(model_state_size(m), 1064); /* arch.h: 552 + 8 * H at H = 64 */
+  assert_int_equal(model_state_size(m), 808); /* arch.h: 552 + 4 * H (bf16 h, c) at H = 64 */
   assert_int_equal(model_step_batch(m, NULL, NULL, 0, NULL), 0);
+  model_destroy(m);
+}
+
+/* The blob holds exactly the bf16 rounding (nearest even) of h and c; the
+ * rounding helper agrees with hand-made bit patterns. */
+static void test_state_stores_h_c_as_bf16(void **st) {
+  (void)st;
+  assert_int_equal(arch_bf16_from_f32(1.0f), 0x3f80);
+  assert_int_equal(arch_bf16_from_f32(-2.0f), 0xc000);
+  assert_int_equal(arch_bf16_from_f32(1.00390625f), 0x3f80);  /* 1 + 2^-8: tie, to even */
+  assert_int_equal(arch_bf16_from_f32(1.01171875f), 0x3f82);  /* 1 + 3*2^-8: tie, to even */
+  assert_int_equal(arch_bf16_from_f32(nextafterf(1.00390625f, 2.0f)), 0x3f81); /* above the tie */
+  assert_int_equal(arch_bf16_from_f32(1e-40f), 0x0000);       /* subnormal -> 0 */
+  assert_int_equal(arch_bf16_from_f32(-1e-40f), 0x8000);
+  assert_int_equal(arch_bf16_from_f32(3.4e38f), 0x7f80);      /* rounds up to inf */
+  assert_true(arch_bf16_to_f32(arch_bf16_from_f32(NAN)) != arch_bf16_to_f32(arch_bf16_from_f32(NAN)));
+  assert_true(arch_bf16_to_f32(0x3f81) == 1.0078125f);
+  model_t *m = random_model(0);
+  const arch_dims_t *d = model_dims(m);
+  arch_state_t *s = calloc(1, model_state_size(m));
+  model_state_init(m, s);
+  void *sp = s;
+  int nonzero = 0;
+  for (int e = 0; e < 5; e++) {
+    event_t ev = ev_of(3, e);
+    assert_int_equal(model_step_batch(m, &sp, &ev, 1, NULL), 0);
+  }
+  const uint16_t *hc = arch_state_hc16(s);
+  for (uint32_t j = 0; j < 2 * d->H; j++) {
+    float v = arch_bf16_to_f32(hc[j]);
+    assert_true(isfinite(v));
+    nonzero += v != 0.0f;
+  }
+  assert_true(nonzero > (int)d->H);
+  assert_true(arch_state_c16(s, d) == arch_state_h16(s) + d->H);
+  free(s);
+  model_destroy(m);
+}
+
+/* The fingerprint the float32-state layout (ARCH_STATE_FORMAT 1, 1064-byte
+ * blob at H = 64) gave the same model: the formula of that build. */
+static uint32_t fingerprint_fp32_layout(const model_t *m) {
+  const arch_dims_t *d = model_dims(m);
+  uint32_t layout[10] = {ARCH_VERSION, (uint32_t)ARCH_STATE_HEADER_BYTES, ARCH_K, ARCH_P,
+                         d->V, d->H, d->EC, d->EA, d->I, d->flags};
+  arch_layout_t L;
+  arch_layout(d, &L);
+  uint32_t crc = ix_crc32(0, layout, sizeof layout);
+  crc = ix_crc32(crc, model_vocab_ids(m), (size_t)d->V * sizeof(uint64_t));
+  return ix_crc32(crc, model_params(m), L.total * sizeof(float));
+}
+
+/* A checkpoint written by the float32-state build for the shipped model is
+ * refused with a message naming both fingerprints, not misread as bf16. */
+static void test_checkpoint_of_fp32_state_layout_is_refused(void **st) {
+  (void)st;
+  const char *src = getenv("IX_SOURCE_DIR");
+  assert_non_null(src);
+  char path[1024], err[512];
+  snprintf(path, sizeof path, "%s/model/weights/taobao-h64.ixm", src);
+  model_t *m;
+  int rc = model_load(path, &m, err, sizeof err);
+  if (rc) fail_msg("model_load: %s", err);
+  uint32_t old_fp = fingerprint_fp32_layout(m);
+  /* docs/img/results_taobao.md records fp=f647da93 for the shipped model
+   * under the float32 layout: the formula above is that build's */
+  assert_int_equal(old_fp, 0xf647da93u);
+  assert_int_not_equal(model_fingerprint(m), old_fp);
+  char dir[] = "/tmp/ix_model_ckpt_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  /* the old daemon's store: 1064-byte model state (+ the pipeline's trailer,
+   * whatever its size: the fingerprint check comes first) */
+  store_opts_t so = {.blob_size = 1064 + 32, .small_pages = 1};
+  store_t *old = NULL, *cur = NULL;
+  assert_int_equal(store_new(&so, &old), 0);
+  for (uint64_t u = 1; u <= 10; u++) assert_non_null(store_get(old, 0, u, 1000, 1, NULL));
+  ckpt_opts_t co = {.dir = dir};
+  ckpt_t *ck = NULL;
+  assert_int_equal(ckpt_new(&co, &ck, err, sizeof err), 0);
+  assert_int_equal(ckpt_write_partition(ck, old, 0, 42, old_fp, NULL, err, sizeof err), 0);
+  so.blob_size = model_state_size(m) + 32;
+  assert_int_equal(store_new(&so, &cur), 0);
+  ckpt_restore_info_t info;
+  err[0] = 0;
+  rc = ckpt_restore_partition(dir, 0, model_fingerprint(m), cur, &info, err, sizeof err);
+  print_message("restore of a float32-layout checkpoint: %s\n", err);
+  assert_int_equal(rc, IX_EMISMATCH);
+  assert_int_equal(store_partition_users(cur, 0), 0);
+  assert_non_null(strstr(err, "fingerprint f647da93"));
+  ckpt_destroy(ck);
+  store_destroy(old);
+  store_destroy(cur);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
   model_destroy(m);
 }
 
@@ -185,6 +289,8 @@ int main(void) {
       cmocka_unit_test(test_model_step_with_shift_unit),
       cmocka_unit_test(test_model_unknown_category_updates_state),
       cmocka_unit_test(test_model_state_size_documented),
+      cmocka_unit_test(test_state_stores_h_c_as_bf16),
+      cmocka_unit_test(test_checkpoint_of_fp32_state_layout_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
