@@ -538,8 +538,10 @@ int metrics_render(metrics_t *reg, metrics_buf_t *buf) {
 
 /* ---- standard buckets ---------------------------------------------------- */
 
-const double metrics_buckets_latency[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                          0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+/* finer around the 10 ms target, so p99 can be read off the buckets */
+const double metrics_buckets_latency[] = {0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01,
+                                          0.015,  0.02,  0.025, 0.05,  0.1,   0.25,   0.5,
+                                          1,      2.5,   5,     10};
 const size_t metrics_buckets_latency_n =
     sizeof metrics_buckets_latency / sizeof metrics_buckets_latency[0];
 const double metrics_buckets_step[] = {0.000005, 0.00001, 0.000025, 0.00005, 0.0001,
