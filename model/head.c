@@ -9,6 +9,8 @@
 #undef I
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#define HEAD_X86 1
+#define T512H __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,popcnt")))
 #endif
 
 #include "model/kernels.h"
@@ -40,6 +42,112 @@ static inline float log1p_count(uint32_t c) {
   return c < LOG1P_TAB ? log1p_tab[c] : log1pf((float)c);
 }
 
+#if HEAD_X86
+static int avx512_ok;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+static void avx512_probe(void) {
+  __builtin_cpu_init();
+  avx512_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("popcnt");
+}
+
+/* glibc's expf (the FMA build, __expf_fma, of the algorithm from Arm's
+ * optimized-routines: exp(x) = 2^(k/32) 2^(r/32) with a 32-entry table and a
+ * cubic in double precision) for 16 floats at once, the same operations in
+ * the same order, so the same bits. Lanes with |x| >= 88 (glibc's special
+ * cases) are left to expf by the caller. Whether it matches the libm of this
+ * process is checked once at first use (expf_x16_ok), else expf is used. */
+static const uint64_t EXPF_TAB[32] = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540};
+#define EXPF_INVLN2N 0x40471547652b82feull /* 32 / ln 2 */
+#define EXPF_SHIFT 0x4338000000000000ull   /* 0x1.8p52 */
+#define EXPF_C0 0x3ebc6af84b912394ull
+#define EXPF_C1 0x3f2ebfce50fac4f3ull
+#define EXPF_C2 0x3f962e42ff0c52d6ull
+
+T512H static inline __m512d expf_x8(__m512d xd) {
+  const __m512d invln2n = _mm512_castsi512_pd(_mm512_set1_epi64((long long)EXPF_INVLN2N));
+  const __m512d shift = _mm512_castsi512_pd(_mm512_set1_epi64((long long)EXPF_SHIFT));
+  __m512d kd = _mm512_fmadd_pd(invln2n, xd, shift);
+  __m512i ki = _mm512_castpd_si512(kd);
+  kd = _mm512_sub_pd(kd, shift);
+  __m512d r = _mm512_fmsub_pd(invln2n, xd, kd);
+  const __m512i t0 = _mm512_loadu_si512((const void *)EXPF_TAB),
+                t1 = _mm512_loadu_si512((const void *)(EXPF_TAB + 8)),
+                t2 = _mm512_loadu_si512((const void *)(EXPF_TAB + 16)),
+                t3 = _mm512_loadu_si512((const void *)(EXPF_TAB + 24));
+  __m512i t = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)),
+                                      _mm512_permutex2var_epi64(t0, ki, t1),
+                                      _mm512_permutex2var_epi64(t2, ki, t3));
+  t = _mm512_add_epi64(t, _mm512_slli_epi64(ki, 47));
+  __m512d sc = _mm512_castsi512_pd(t);
+  __m512d z = _mm512_fmadd_pd(r, _mm512_castsi512_pd(_mm512_set1_epi64((long long)EXPF_C0)),
+                              _mm512_castsi512_pd(_mm512_set1_epi64((long long)EXPF_C1)));
+  __m512d r2 = _mm512_mul_pd(r, r);
+  __m512d y = _mm512_fmadd_pd(r, _mm512_castsi512_pd(_mm512_set1_epi64((long long)EXPF_C2)),
+                              _mm512_set1_pd(1.0));
+  y = _mm512_fmadd_pd(z, r2, y);
+  return _mm512_mul_pd(y, sc);
+}
+
+/* y[k] = expf(x[k]) for k < n <= 16 (lanes at n and beyond: 0); returns 0,
+ * or -1 when a lane needs glibc's special-case path (|x| >= 88 or not
+ * finite), y then unspecified. */
+T512H static int expf_x16(unsigned n, const float *x, float *y) {
+  __mmask16 live = (__mmask16)((1u << n) - 1u);
+  __m512 v = _mm512_maskz_loadu_ps(live, x);
+  /* glibc: (bits >> 20) & 0x7ff >= top12(88.0f) */
+  __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(v), 20), _mm512_set1_epi32(0x7ff));
+  if (_mm512_mask_cmpge_epu32_mask(live, top, _mm512_set1_epi32(0x42b))) return -1;
+  __m256 lo = _mm512_cvtpd_ps(expf_x8(_mm512_cvtps_pd(_mm512_castps512_ps256(v))));
+  __m256 hi = _mm512_cvtpd_ps(expf_x8(_mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1))));
+  __m512 e = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+  _mm512_storeu_ps(y, _mm512_maskz_mov_ps(live, e));
+  return 0;
+}
+
+/* y[k] /= s for k < 16 (exact IEEE division, as the scalar loop) */
+T512H static void div_x16(float *y, float s) {
+  _mm512_storeu_ps(y, _mm512_div_ps(_mm512_loadu_ps(y), _mm512_set1_ps(s)));
+}
+
+/* expf_x16 against this process's expf on inputs of every magnitude the copy
+ * logits reach: a different libm (or a non-FMA build of it) is caught here and
+ * the scalar loop is used instead. */
+static int expf_x16_ok;
+static pthread_once_t expf_x16_once = PTHREAD_ONCE_INIT;
+static void expf_x16_probe(void) {
+  pthread_once(&avx512_once, avx512_probe);
+  if (!avx512_ok) return;
+  uint32_t u = 0x9e3779b9u;
+  for (int t = 0; t < 4096; t++) {
+    float x[16], y[16];
+    for (int l = 0; l < 16; l++) {
+      u = u * 1664525u + 1013904223u;
+      x[l] = -87.0f * (float)(u >> 8) / 16777216.0f; /* [-87, 0] */
+      if (t & 1) x[l] *= 1.0f / 64.0f;             /* and near 0 */
+    }
+    if (expf_x16(16, x, y) != 0) return;
+    for (int l = 0; l < 16; l++)
+      if (memcmp(&y[l], &(float){expf(x[l])}, sizeof(float)) != 0) return;
+  }
+  expf_x16_ok = 1;
+}
+
+static int head_fast_expf_active(void) {
+  pthread_once(&expf_x16_once, expf_x16_probe);
+  return expf_x16_ok;
+}
+#endif
+
 /* Gate and copy distribution (everything but the vocabulary softmax). */
 static void finish_gate_copy(const arch_layout_t *L, const float *params, const float *dots,
                              const arch_state_t *s, head_out_t *out) {
@@ -56,6 +164,20 @@ static void finish_gate_copy(const arch_layout_t *L, const float *params, const 
     out->s_copy[k] = dots[k] + params[L->copy_bp + k] + wf * log1p_count(s->recent[k].count);
     if (out->s_copy[k] > mx) mx = out->s_copy[k];
   }
+#if HEAD_X86
+  if (head_fast_expf_active()) {
+    /* the same expf, the same sequential sum, the same divisions, in
+     * vectors where the order does not matter */
+    float x[ARCH_K];
+    for (unsigned k = 0; k < n; k++) x[k] = out->s_copy[k] - mx;
+    if (expf_x16(n, x, out->p_copy) == 0) {
+      float sum = 0.0f;
+      for (unsigned k = 0; k < n; k++) sum += out->p_copy[k];
+      div_x16(out->p_copy, sum); /* lanes >= n: 0 / sum = 0 */
+      return;
+    }
+  }
+#endif
   float sum = 0.0f;
   for (unsigned k = 0; k < n; k++) sum += (out->p_copy[k] = expf(out->s_copy[k] - mx));
   for (unsigned k = 0; k < n; k++) out->p_copy[k] /= sum;
@@ -246,8 +368,7 @@ __attribute__((noinline)) static void topk_place(size_t m, const uint32_t *cand,
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define T512H __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,popcnt")))
+#if HEAD_X86
 
 /* rank[c] for the nc candidate values cv (padded with -2 to nv whole
  * vectors): larger values first, ties by index. The accumulators stay in
@@ -394,21 +515,13 @@ T512H static size_t topk_vocab_avx512(const arch_dims_t *d, const float *q,
   return m;
 }
 
-static int avx512_ok;
-static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
-static void avx512_probe(void) {
-  __builtin_cpu_init();
-  avx512_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("popcnt");
-}
 #endif
 
 /* The AVX-512 top-k runs with the avx512 kernel set (IX_KERNEL=scalar|avx2
  * selects the portable one; both give the full scan's result). */
 static size_t topk_vocab(const arch_dims_t *d, const float *q, const uint64_t *vocab_ids,
                          size_t k, uint64_t *cat, float *p) {
-#if defined(__x86_64__) && defined(__GNUC__)
+#if HEAD_X86
   pthread_once(&avx512_once, avx512_probe);
   if (avx512_ok && strcmp(kern_name(), "avx512") == 0) return topk_vocab_avx512(d, q, vocab_ids, k, cat, p);
 #endif

@@ -1,8 +1,10 @@
-/* head_topk against a full sort, for every kernel set this CPU can run (the
+/* The head's fast paths against plain references, bit for bit:
+ * head_topk against a full sort, for every kernel set this CPU can run (the
  * avx512 set has its own top-k), over vocabulary sizes that hit every tail
  * and fallback path, k from 1 to past the two-pass limit, flat, peaked,
  * tied and zero-heavy distributions, unused vocabulary slots and
- * out-of-vocabulary recent slots. */
+ * out-of-vocabulary recent slots; the copy distribution (vectorised expf on
+ * AVX-512) against expf from libm. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -125,10 +127,52 @@ static void test_head_topk_serving_shape_many_users(void **st) {
   }
 }
 
+/* gate and copy distribution of head_finish_dots == the scalar formulas
+ * with libm's expf, bitwise, for 0..ARCH_K filled slots, logits from tiny to
+ * past 88 (where the vector expf hands over to libm) */
+static void test_head_copy_distribution_equals_libm_bitwise(void **st) {
+  (void)st;
+  arch_dims_t d = {.V = 8, .H = 4, .EC = 1, .EA = 1, .I = 16};
+  arch_layout_t L;
+  arch_layout(&d, &L);
+  float *params = calloc(L.total, sizeof(float));
+  arch_state_t *s = calloc(1, arch_state_size(&d));
+  float z[8], dots[ARCH_K + 1];
+  for (int t = 0; t < 20000; t++) {
+    float scale = (t % 4 == 0) ? 0.01f : (t % 4 == 1) ? 3.0f : (t % 4 == 2) ? 30.0f : 80.0f;
+    for (unsigned k = 0; k <= ARCH_K; k++) dots[k] = (urand() * 2 - 1) * scale;
+    for (unsigned k = 0; k < ARCH_K; k++) params[L.copy_bp + k] = urand() - 0.5f;
+    params[L.copy_wf] = urand() * 2;
+    params[L.gate_bg] = urand() - 0.5f;
+    s->n_recent = (uint8_t)(t % (ARCH_K + 1));
+    for (unsigned k = 0; k < s->n_recent; k++)
+      s->recent[k] = (arch_recent_t){.cat = 50 + k, .count = 1 + (uint32_t)(urand() * (t % 2 ? 400 : 9)), .idx = 1};
+    for (int j = 0; j < 8; j++) z[j] = urand();
+    head_out_t o;
+    head_finish_dots(&d, params, dots, s, z, &o);
+    /* reference: the formulas of head.h with libm */
+    unsigned n = s->n_recent;
+    float sc[ARCH_K] = {0}, pc[ARCH_K] = {0}, mx = -INFINITY, sum = 0.0f;
+    for (unsigned k = 0; k < n; k++) {
+      sc[k] = dots[k] + params[L.copy_bp + k] + params[L.copy_wf] * log1pf((float)s->recent[k].count);
+      if (sc[k] > mx) mx = sc[k];
+    }
+    for (unsigned k = 0; k < n; k++) sum += (pc[k] = expf(sc[k] - mx));
+    for (unsigned k = 0; k < n; k++) pc[k] /= sum;
+    float g = 1.0f / (1.0f + expf(-(dots[ARCH_K] + params[L.gate_bg])));
+    assert_int_equal(o.n_recent, n);
+    assert_memory_equal(&o.g, &g, sizeof g);
+    assert_memory_equal(o.s_copy, sc, sizeof sc);
+    assert_memory_equal(o.p_copy, pc, sizeof pc);
+  }
+  free(params), free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_head_topk_equals_full_sort_on_every_kernel_set),
       cmocka_unit_test(test_head_topk_serving_shape_many_users),
+      cmocka_unit_test(test_head_copy_distribution_equals_libm_bitwise),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
