@@ -372,7 +372,10 @@ __attribute__((noinline)) static void topk_place(size_t m, const uint32_t *cand,
 
 /* rank[c] for the nc candidate values cv (padded with -2 to nv whole
  * vectors): larger values first, ties by index. The accumulators stay in
- * registers when nv is a constant (the usual nc is 30-50). */
+ * registers when nv is a constant (the usual nc is 30-50). First without the
+ * tie rule (one compare per pair): the ranks of the R used slots (cv >= 0)
+ * are then a permutation of 0..R-1 exactly when no two of them are equal
+ * (their sum is R(R-1)/2); otherwise counted again with it. */
 T512H static inline __attribute__((always_inline)) void rank_avx512(size_t nv, size_t nc,
                                                                    const float *cv,
                                                                    int32_t *rank) {
@@ -381,15 +384,31 @@ T512H static inline __attribute__((always_inline)) void rank_avx512(size_t nv, s
   for (size_t w = 0; w < nv; w++) r[w] = _mm512_setzero_si512();
   for (size_t u = 0; u < nc; u++) {
     const __m512 v = _mm512_set1_ps(cv[u]);
-    for (size_t w = 0; w < nv; w++) {
-      /* lanes c > u count cv[u] >= cv[c], lanes c < u count cv[u] > cv[c]
-       * (lane c == u: > is false) */
-      long sh = (long)u + 1 - 16 * (long)w;
-      __mmask16 after = sh <= 0 ? (__mmask16)0xffff : sh >= 16 ? 0 : (__mmask16)(0xffffu << sh);
-      __m512 x = _mm512_loadu_ps(cv + 16 * w);
-      __mmask16 mk = _mm512_mask_cmp_ps_mask(after, v, x, _CMP_GE_OQ) |
-                     _mm512_mask_cmp_ps_mask((__mmask16)~after, v, x, _CMP_GT_OQ);
-      r[w] = _mm512_mask_add_epi32(r[w], mk, r[w], one);
+    for (size_t w = 0; w < nv; w++)
+      r[w] = _mm512_mask_add_epi32(r[w], _mm512_cmp_ps_mask(v, _mm512_loadu_ps(cv + 16 * w), _CMP_GT_OQ),
+                                   r[w], one);
+  }
+  __m512i sum = _mm512_setzero_si512();
+  size_t used = 0;
+  for (size_t w = 0; w < nv; w++) {
+    __mmask16 ok = _mm512_cmp_ps_mask(_mm512_loadu_ps(cv + 16 * w), _mm512_setzero_ps(), _CMP_GE_OQ);
+    sum = _mm512_mask_add_epi32(sum, ok, sum, r[w]);
+    used += (size_t)_mm_popcnt_u32(ok);
+  }
+  if ((size_t)_mm512_reduce_add_epi32(sum) != used * (used - (used > 0)) / 2) {
+    for (size_t w = 0; w < nv; w++) r[w] = _mm512_setzero_si512();
+    for (size_t u = 0; u < nc; u++) {
+      const __m512 v = _mm512_set1_ps(cv[u]);
+      for (size_t w = 0; w < nv; w++) {
+        /* lanes c > u count cv[u] >= cv[c], lanes c < u count cv[u] > cv[c]
+         * (lane c == u: > is false) */
+        long sh = (long)u + 1 - 16 * (long)w;
+        __mmask16 after = sh <= 0 ? (__mmask16)0xffff : sh >= 16 ? 0 : (__mmask16)(0xffffu << sh);
+        __m512 x = _mm512_loadu_ps(cv + 16 * w);
+        __mmask16 mk = _mm512_mask_cmp_ps_mask(after, v, x, _CMP_GE_OQ) |
+                       _mm512_mask_cmp_ps_mask((__mmask16)~after, v, x, _CMP_GT_OQ);
+        r[w] = _mm512_mask_add_epi32(r[w], mk, r[w], one);
+      }
     }
   }
   for (size_t w = 0; w < nv; w++) _mm512_storeu_si512((void *)(rank + 16 * w), r[w]);

@@ -3,7 +3,12 @@
 #include "model/profile.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PROFILE_X86 1
+#endif
 
 void profile_decay(arch_state_t *s, int64_t ts_ms, float half_life_s) {
   if (s->n_profile == 0 || ts_ms <= s->profile_ts_ms || !(half_life_s > 0.0f)) {
@@ -71,6 +76,27 @@ float profile_shift_prob(size_t n, const float *pnext) {
   return (float)(p < 0.0 ? 0.0 : p > 1.0 ? 1.0 : p);
 }
 
+/* Is c one of the ARCH_P ids in pc? (unused slots repeat a used one) */
+static int in_ids_scalar(const uint64_t *pc, uint64_t c) {
+  int in = 0;
+  for (unsigned j = 0; j < ARCH_P; j++) in |= pc[j] == c;
+  return in;
+}
+#if PROFILE_X86
+_Static_assert(ARCH_P == 16, "in_ids_avx512 compares two vectors of 8 ids");
+__attribute__((target("avx512f"))) static int in_ids_avx512(const uint64_t *pc, uint64_t c) {
+  __m512i v = _mm512_set1_epi64((long long)c);
+  return (_mm512_cmpeq_epi64_mask(_mm512_loadu_si512((const void *)pc), v) |
+          _mm512_cmpeq_epi64_mask(_mm512_loadu_si512((const void *)(pc + 8)), v)) != 0;
+}
+static int (*in_ids)(const uint64_t *, uint64_t) = in_ids_scalar;
+static pthread_once_t in_ids_once = PTHREAD_ONCE_INIT;
+static void in_ids_choose(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) in_ids = in_ids_avx512;
+}
+#endif
+
 size_t profile_rising(const arch_state_t *s, const float *plong, const float *pnext_prof,
                       size_t n_cand, const uint64_t *cand_cat, const float *cand_p,
                       size_t k, uint64_t *out_cat, float *out_diff) {
@@ -95,6 +121,11 @@ size_t profile_rising(const arch_state_t *s, const float *plong, const float *pn
   /* the profile's ids, unused slots repeating the first (a repeat changes no
    * answer), for a branch-free membership test over all ARCH_P slots */
   const unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
+  int (*member)(const uint64_t *, uint64_t) = in_ids_scalar;
+#if PROFILE_X86
+  pthread_once(&in_ids_once, in_ids_choose);
+  member = in_ids;
+#endif
   uint64_t pc[ARCH_P];
   for (unsigned j = 0; j < ARCH_P; j++) pc[j] = s->profile[j < np ? j : 0].cat;
   for (size_t i = 0; i < n_cand; i++) {
@@ -103,10 +134,7 @@ size_t profile_rising(const arch_state_t *s, const float *plong, const float *pn
      * (with candidates in descending order, as head_topk returns them, none
      * do once the list is full) */
     if (!(d > 0.0f && (m < k || d > out_diff[m - 1]))) continue;
-    int in_profile = 0;
-    if (np)
-      for (unsigned j = 0; j < ARCH_P; j++) in_profile |= pc[j] == cand_cat[i];
-    if (!in_profile) RISING_PUT(cand_cat[i], d);
+    if (!np || !member(pc, cand_cat[i])) RISING_PUT(cand_cat[i], d);
   }
   for (unsigned j = 0; j < np; j++) RISING_PUT(s->profile[j].cat, pnext_prof[j] - plong[j]);
 #undef RISING_PUT
