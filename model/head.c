@@ -356,14 +356,16 @@ static size_t topk_vocab_generic(const arch_dims_t *d, const float *q, const uin
   return m;
 }
 
-/* cat[rank[i]] = vocab_ids[cand[i]], p[rank[i]] = cv[i] for i < m (the
- * ranks are a permutation of 0..m-1). Plain scalar code on purpose: built for
- * AVX-512 this loop becomes gathers and scatters, which are slow on AMD. */
+/* cat[rank[i]] = the id of cand[i] (vocabulary index, or V + r for recent
+ * slot r), p[rank[i]] = cv[i] for i < m (the ranks are a permutation of
+ * 0..m-1). Plain scalar code on purpose: built for AVX-512 this loop becomes
+ * gathers and scatters, which are slow on AMD. */
 __attribute__((noinline)) static void topk_place(size_t m, const uint32_t *cand, const float *cv,
                                                  const int32_t *rank, const uint64_t *vocab_ids,
-                                                 uint64_t *cat, float *p) {
+                                                 size_t V, const arch_state_t *s, uint64_t *cat,
+                                                 float *p) {
   for (size_t i = 0; i < m; i++) {
-    cat[rank[i]] = vocab_ids[cand[i]];
+    cat[rank[i]] = cand[i] < V ? vocab_ids[cand[i]] : s->recent[cand[i] - V].cat;
     p[rank[i]] = cv[i];
   }
 }
@@ -379,7 +381,7 @@ __attribute__((noinline)) static void topk_place(size_t m, const uint32_t *cand,
 T512H static inline __attribute__((always_inline)) void rank_avx512(size_t nv, size_t nc,
                                                                    const float *cv,
                                                                    int32_t *rank) {
-  __m512i r[TOPK_MAXCAND / 16];
+  __m512i r[(TOPK_MAXCAND + ARCH_K) / 16];
   const __m512i one = _mm512_set1_epi32(1);
   for (size_t w = 0; w < nv; w++) r[w] = _mm512_setzero_si512();
   for (size_t u = 0; u < nc; u++) {
@@ -421,12 +423,11 @@ T512H static inline __attribute__((always_inline)) void rank_avx512(size_t nv, s
  * values compressed together in one pass, their ranks counted 16 at a time.
  * Any bound with at least k elements at or above it gives the same top k, so
  * the result equals the full scan's (test_head_topk checks it). */
-T512H static size_t topk_vocab_avx512(const arch_dims_t *d, const float *q,
-                                      const uint64_t *vocab_ids, size_t k, uint64_t *cat,
-                                      float *p) {
+T512H static size_t topk_avx512(const arch_dims_t *d, const float *q, const float *oov_p,
+                                const arch_state_t *s, const uint64_t *vocab_ids, size_t k,
+                                uint64_t *cat, float *p) {
   size_t V = d->V;
-  if (k > TOPK_COLS / 2 || V < 4 * TOPK_COLS || V - 1 > TOPK_MAXV)
-    return topk_scan(d, q, vocab_ids, k, cat, p);
+  if (k > TOPK_COLS / 2 || V < 4 * TOPK_COLS || V - 1 > TOPK_MAXV) return SIZE_MAX;
   const float *q1 = q + 1;
   const size_t n = V - 1, full = n / TOPK_COLS * TOPK_COLS;
   __m512 c0 = _mm512_loadu_ps(q1), c1 = _mm512_loadu_ps(q1 + 16),
@@ -477,8 +478,8 @@ T512H static size_t topk_vocab_avx512(const arch_dims_t *d, const float *q,
    * compressed in registers (the memory form of vpcompressd is microcoded
    * and slow on AMD Zen 4/5); whole vectors are stored, so the buffers have
    * 16 spare slots */
-  uint32_t cand[TOPK_MAXV + 16];
-  float cv[TOPK_MAXV + 32];
+  uint32_t cand[TOPK_MAXV + 16 + ARCH_K];
+  float cv[TOPK_MAXV + 32 + ARCH_K];
   const __m512 t = _mm512_set1_ps(thr);
   __m512i iv = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
   const __m512i step = _mm512_set1_epi32(16);
@@ -499,15 +500,25 @@ T512H static size_t topk_vocab_avx512(const arch_dims_t *d, const float *q,
     _mm512_storeu_ps(cv + nc, _mm512_maskz_compress_ps(mk, x));
     nc += (size_t)_mm_popcnt_u32(mk);
   }
-  if (nc > TOPK_MAXCAND) return topk_scan(d, q, vocab_ids, k, cat, p);
-  /* unused vocabulary slots rank below everything (-1); padding to whole
-   * vectors with -2 (never above a real candidate, and its ranks are unused) */
+  if (nc > TOPK_MAXCAND) return SIZE_MAX;
+  /* unused vocabulary slots rank below everything (-1) */
   for (size_t c = 0; c < nc; c++) cv[c] = vocab_ids[cand[c]] != 0 ? cv[c] : -1.0f;
+  /* the out-of-vocabulary recent categories with copy mass join as V + r:
+   * after every vocabulary candidate and in recency order, so the tie rule
+   * (earlier first) ranks them as head_topk's merge does */
+  const unsigned nr = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
+  for (unsigned r = 0; r < nr; r++) {
+    cand[nc] = (uint32_t)(V + r);
+    cv[nc] = oov_p[r];
+    nc += s->recent[r].idx <= 0 && oov_p[r] > 0.0f;
+  }
+  /* padding to whole vectors with -2 (never above a real candidate, and its
+   * ranks are unused) */
   const size_t nv = (nc + 15) / 16;
   for (size_t c = nc; c < nv * 16; c++) cv[c] = -2.0f;
   /* rank[c] = #{u < c: cv[u] >= cv[c]} + #{u > c: cv[u] > cv[c]}: larger
    * values first, ties by index, as the full scan orders them */
-  int32_t rank[TOPK_MAXCAND];
+  int32_t rank[TOPK_MAXCAND + ARCH_K];
   switch (nv) {
   case 1: rank_avx512(1, nc, cv, rank); break;
   case 2: rank_avx512(2, nc, cv, rank); break;
@@ -529,29 +540,31 @@ T512H static size_t topk_vocab_avx512(const arch_dims_t *d, const float *q,
                         _mm512_maskz_compress_epi32(ok, _mm512_loadu_si512((const void *)(cand + 16 * w))));
     m += (size_t)_mm_popcnt_u32(ok);
   }
-  if (m < k) return topk_scan(d, q, vocab_ids, k, cat, p); /* unused slots took the bound */
-  topk_place(m, cand, cv, rank, vocab_ids, cat, p);
-  return m;
+  if (m < k) return SIZE_MAX; /* unused slots took the bound */
+  topk_place(m, cand, cv, rank, vocab_ids, V, s, cat, p);
+  /* every vocabulary element left out is < thr: the k-th must be >= thr
+   * (it may not be when unused slots were among the >= thr and recent slots
+   * below thr filled the list) */
+  return p[k - 1] >= thr ? m : SIZE_MAX;
 }
 
 #endif
-
-/* The AVX-512 top-k runs with the avx512 kernel set (IX_KERNEL=scalar|avx2
- * selects the portable one; both give the full scan's result). */
-static size_t topk_vocab(const arch_dims_t *d, const float *q, const uint64_t *vocab_ids,
-                         size_t k, uint64_t *cat, float *p) {
-#if HEAD_X86
-  pthread_once(&avx512_once, avx512_probe);
-  if (avx512_ok && strcmp(kern_name(), "avx512") == 0) return topk_vocab_avx512(d, q, vocab_ids, k, cat, p);
-#endif
-  return topk_vocab_generic(d, q, vocab_ids, k, cat, p);
-}
 
 size_t head_topk(const arch_dims_t *d, const float *q, const float *oov_p,
                  const arch_state_t *s, const uint64_t *vocab_ids, size_t k,
                  uint64_t *cat, float *p) {
   if (k == 0) return 0;
-  size_t m = topk_vocab(d, q, vocab_ids, k, cat, p);
+#if HEAD_X86
+  /* the AVX-512 top-k (vocabulary and out-of-vocabulary slots in one
+   * ranking) runs with the avx512 kernel set; IX_KERNEL=scalar|avx2 selects
+   * the portable one; both give the full scan's result */
+  pthread_once(&avx512_once, avx512_probe);
+  if (avx512_ok && strcmp(kern_name(), "avx512") == 0) {
+    size_t m = topk_avx512(d, q, oov_p, s, vocab_ids, k, cat, p);
+    if (m != SIZE_MAX) return m;
+  }
+#endif
+  size_t m = topk_vocab_generic(d, q, vocab_ids, k, cat, p);
   unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
   for (unsigned r = 0; r < n; r++) {
     if (s->recent[r].idx > 0 || !(oov_p[r] > 0.0f)) continue;
