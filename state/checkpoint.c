@@ -262,6 +262,11 @@ typedef struct {
   char tmp[PATH_MAX], path[PATH_MAX];
   /* writer thread only */
   int fd;
+  unsigned char *stage; /* large files: output staged into 2 MiB-aligned writes */
+  size_t fill;          /* staged bytes; stage[0] is at a WRITE_ALIGN file offset */
+  unsigned next_prune;  /* page cache recycling of the generations to prune */
+  int rfd;
+  uint64_t roff, rsize;
   uint64_t written;
   uint32_t in_block, block_index, crc;
   int failed, err;
@@ -756,14 +761,68 @@ static void writer_post(ckpt_t *ck, size_t i, ckpt_state_t state, int err, const
   (void)w;
 }
 
+/* Releases the writer's per-file resources (not the temporary file). */
+static void sjob_close(sjob_t *sj) {
+  if (sj->fd >= 0) close(sj->fd);
+  sj->fd = -1;
+  if (sj->rfd >= 0) close(sj->rfd);
+  sj->rfd = -1;
+  free(sj->stage);
+  sj->stage = NULL;
+  sj->fill = 0;
+}
+
 static void sjob_fail(sjob_t *sj, int err, const char *step, int e) {
   if (sj->failed) return;
   sj->failed = 1;
   sj->err = err;
   if (step) fmt(sj->reason, sizeof sj->reason, "%s: %s failed: %s", sj->tmp, step, errdesc(e));
-  if (sj->fd >= 0) close(sj->fd);
-  sj->fd = -1;
+  sjob_close(sj);
   (void)unlink(sj->tmp);
+}
+
+/* As the synchronous writer does (see WRITE_ALIGN and recycle_cache): a
+ * large file is written in whole 2 MiB units at 2 MiB-aligned offsets, so
+ * the page cache holds it in 2 MiB folios that a restore hands back to the
+ * store's huge-page slabs, and the page cache of the generations this file
+ * will replace is dropped as fast as the new file fills it. */
+static void sjob_recycle(ckpt_t *ck, sjob_t *sj, uint64_t bytes) {
+  while (bytes) {
+    if (sj->rfd < 0) {
+      if (sj->next_prune >= sj->job.nprune) return;
+      char old[PATH_MAX];
+      file_path(old, sizeof old, ck->dir, sj->job.partition, sj->job.prune[sj->next_prune++]);
+      struct stat sb;
+      sj->rfd = open(old, O_RDONLY | O_CLOEXEC);
+      if (sj->rfd < 0) continue;
+      if (fstat(sj->rfd, &sb) != 0 || sb.st_size <= 0) {
+        close(sj->rfd);
+        sj->rfd = -1;
+        continue;
+      }
+      sj->roff = 0;
+      sj->rsize = (uint64_t)sb.st_size;
+    }
+    uint64_t k = sj->rsize - sj->roff < bytes ? sj->rsize - sj->roff : bytes;
+    (void)posix_fadvise(sj->rfd, (off_t)sj->roff, (off_t)k, POSIX_FADV_DONTNEED);
+    sj->roff += k;
+    bytes -= k;
+    if (sj->roff >= sj->rsize) {
+      close(sj->rfd);
+      sj->rfd = -1;
+    }
+  }
+}
+
+/* Writes the staged whole WRITE_ALIGN units (everything when final). */
+static int sjob_flush(ckpt_t *ck, sjob_t *sj, int final) {
+  size_t out = final ? sj->fill : sj->fill / WRITE_ALIGN * WRITE_ALIGN;
+  if (out == 0) return 0;
+  sjob_recycle(ck, sj, out);
+  if (write_all(sj->fd, sj->stage, out) != 0) return -1;
+  memmove(sj->stage, sj->stage + out, sj->fill - out);
+  sj->fill -= out;
+  return 0;
 }
 
 static int sjob_open(ckpt_t *ck, sjob_t *sj) {
@@ -772,11 +831,19 @@ static int sjob_open(ckpt_t *ck, sjob_t *sj) {
     sjob_fail(sj, IX_ESYS, "create", errno);
     return -1;
   }
+  /* Small files are written as they come (a stage per partition would cost
+   * more memory than they hold). */
+  if (file_bytes_for(sj->users, ck->block_records, ck->blob_size) >= 2ull * WRITE_ALIGN)
+    sj->stage = malloc(WRITE_ALIGN + ck->wbuf_size);
+  if (sj->stage) {
+    memcpy(sj->stage, sj->header, CKPT_HEADER_BYTES);
+    sj->fill = CKPT_HEADER_BYTES;
+    return 0;
+  }
   if (write_all(sj->fd, sj->header, CKPT_HEADER_BYTES) != 0) {
     sjob_fail(sj, IX_ESYS, "write", errno);
     return -1;
   }
-  (void)ck;
   return 0;
 }
 
@@ -788,7 +855,8 @@ static void run_data(ckpt_t *ck, sjob_t *sj, const cmd_t *c) {
         (unsigned long long)sj->users);
     return;
   }
-  unsigned char *out = ck->wbuf;
+  /* frame into the stage (room for a whole framed chunk is kept) or wbuf */
+  unsigned char *out = sj->stage ? sj->stage + sj->fill : ck->wbuf;
   size_t o = 0;
   const unsigned char *p = c->data;
   uint32_t left = c->nrec;
@@ -814,7 +882,14 @@ static void run_data(ckpt_t *ck, sjob_t *sj, const cmd_t *c) {
       sj->block_index++;
     }
   }
-  if (write_all(sj->fd, out, o) != 0) {
+  int rc;
+  if (sj->stage) {
+    sj->fill += o;
+    rc = sj->fill >= WRITE_ALIGN ? sjob_flush(ck, sj, 0) : 0;
+  } else {
+    rc = write_all(sj->fd, out, o);
+  }
+  if (rc != 0) {
     sjob_fail(sj, IX_ESYS, "write", errno);
     return;
   }
@@ -827,8 +902,14 @@ static void run_end(ckpt_t *ck, size_t i) {
   if (!sj->failed && sj->in_block) {
     unsigned char crc[4];
     put_u32(crc, sj->crc);
-    if (write_all(sj->fd, crc, 4) != 0) sjob_fail(sj, IX_ESYS, "write", errno);
+    if (sj->stage) {
+      memcpy(sj->stage + sj->fill, crc, 4); /* fill < WRITE_ALIGN: room is left */
+      sj->fill += 4;
+    } else if (write_all(sj->fd, crc, 4) != 0) {
+      sjob_fail(sj, IX_ESYS, "write", errno);
+    }
   }
+  if (!sj->failed && sj->stage && sjob_flush(ck, sj, 1) != 0) sjob_fail(sj, IX_ESYS, "write", errno);
   if (!sj->failed && sj->written != sj->users) {
     sjob_fail(sj, IX_ESTATE, NULL, 0);
     fmt(sj->reason, sizeof sj->reason,
@@ -839,6 +920,7 @@ static void run_end(ckpt_t *ck, size_t i) {
   if (!sj->failed) {
     int fd = sj->fd;
     sj->fd = -1;
+    sjob_close(sj);
     if (close(fd) != 0) sjob_fail(sj, IX_ESYS, "close", errno);
   }
   if (sj->failed) {
@@ -878,8 +960,7 @@ static void run_discard(ckpt_t *ck, size_t i) {
   ckpt_state_t s = ck->shared[i].state;
   pthread_mutex_unlock(&ck->mu);
   if (s != CKPT_COPYING && s != CKPT_WRITTEN) return; /* publishing went first, or terminal */
-  if (sj->fd >= 0) close(sj->fd);
-  sj->fd = -1;
+  sjob_close(sj);
   (void)unlink(sj->tmp);
   writer_post(ck, i, CKPT_DISCARDED, 0, "discarded", 0, 0);
 }
@@ -1176,7 +1257,7 @@ int ckpt_snapshot_start(ckpt_t *ck, store_t *st, const int32_t *partitions,
     sjob_t *sj = &ck->sjobs[i];
     sj->job = jobs[i];
     sj->users = users[i];
-    sj->fd = -1;
+    sj->fd = sj->rfd = -1;
     total += users[i];
     build_header(sj->header, jobs[i].partition, fingerprint, jobs[i].next_offset,
                  jobs[i].generation, users[i], created, (uint32_t)blob_size, ck->block_records);

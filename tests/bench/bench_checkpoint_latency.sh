@@ -9,8 +9,9 @@
 #     events under new user ids), so the store holds N_USERS states
 #     (1M x 1192 B = 1.2 GB);
 #   measurement: real Taobao events re-keyed to random users of that set, fed
-#     at RATE events/s for SECONDS s, while (run B) a forked checkpoint of all
-#     32 partitions is taken every INTERVAL s.
+#     at RATE events/s for SECONDS s, while (run B) a checkpoint of all
+#     32 partitions is taken every INTERVAL s (an incremental snapshot since
+#     2026-11-23 evening; a forked one before).
 # Latency per event = the prediction's Kafka timestamp (set when interestd
 # produced it) minus the input message's (set when the feed produced it):
 # fetch wait, queueing, processing and produce, on one clock. Reported: p50,
@@ -178,9 +179,10 @@ def line(label, xs):
     print(f"{label:44s} n={len(xs):6d}  p50 {q(xs,.5):6.1f} ms  p99 {q(xs,.99):6.1f} ms  "
           f"p99.9 {q(xs,.999):6.1f} ms  max {max(xs)*1000 if xs else float('nan'):6.1f} ms")
 
-# snapshot windows of run B from its log: from the fork (the line is logged
-# right after it) to the parent reaping the writer.
-ts_re = re.compile(r"^(\S+)Z debug \[ckpt\] snapshot of (\d+) partitions (started|finished)(?:: fork took (\d+) us)?(?:: (\d+) bytes in (\d+) ms)?")
+# snapshot windows of run B from its log: from the start (the line is logged
+# right after the fork, or after the incremental snapshot's start) to the
+# end (writer reaped, or every file published or failed).
+ts_re = re.compile(r"^(\S+)Z debug \[ckpt\] snapshot of (\d+) partitions (started|finished)(?:: (?:fork|start) took (\d+) us)?(?:: (\d+) bytes in (\d+) ms)?")
 def ms(s):
     return datetime.datetime.fromisoformat(s).replace(tzinfo=datetime.timezone.utc).timestamp() * 1000
 windows, forks, start = [], [], None
@@ -195,7 +197,7 @@ for l in open(f"{T}/B.log"):
 a, na = latencies("A"); b, nb = latencies("B")
 print(f"run A: {len(a)} of {na} measured events answered; run B: {len(b)} of {nb}")
 print(f"run B: {len(windows)} snapshots: " + ", ".join(f"{b/2**20:.0f} MiB in {(e-s)/1000:.2f} s" for s, e, b in windows[:8]))
-print(f"run B: fork stalls {', '.join(f'{f/1000:.1f}' for f in forks[:8])} ms")
+print(f"run B: start stalls (fork, or snapshot start) {', '.join(f'{f/1000:.1f}' for f in forks[:8])} ms")
 # an event is 'during a checkpoint' when its time in the daemon (input
 # timestamp to prediction timestamp) overlaps a snapshot window, so events
 # held back by the checkpoint barrier before the fork count as well
