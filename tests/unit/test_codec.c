@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <msgpack.h> /* only as the reference for the hand-written prediction encoder */
+
 #include "common/err.h"
 #include "stream/codec.h"
 
@@ -448,6 +450,106 @@ static void assert_pred_equal(const prediction_t *a, const prediction_t *b) {
   }
 }
 
+/* The prediction encoder writes bytes by hand; they must be exactly what
+ * msgpack-c's packer made before (smallest integer forms, float32), on
+ * random values and on every integer-width boundary. */
+static void ref_cats(msgpack_packer *pk, const char *k, const pred_cat_t *c, uint32_t n) {
+  msgpack_pack_str(pk, strlen(k));
+  msgpack_pack_str_body(pk, k, strlen(k));
+  msgpack_pack_array(pk, n);
+  for (uint32_t i = 0; i < n; i++) {
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_uint64(pk, c[i].category_id);
+    msgpack_pack_float(pk, c[i].p);
+  }
+}
+
+static void ref_key(msgpack_packer *pk, const char *k) {
+  msgpack_pack_str(pk, strlen(k));
+  msgpack_pack_str_body(pk, k, strlen(k));
+}
+
+static void ref_encode(const prediction_t *p, msgpack_sbuffer *sb) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 11);
+  ref_key(&pk, "u");
+  msgpack_pack_uint64(&pk, p->user_id);
+  ref_key(&pk, "sp");
+  msgpack_pack_int32(&pk, p->src_partition);
+  ref_key(&pk, "so");
+  msgpack_pack_int64(&pk, p->src_offset);
+  ref_key(&pk, "t");
+  msgpack_pack_int64(&pk, p->event_ts_ms);
+  ref_key(&pk, "et");
+  msgpack_pack_int64(&pk, p->emit_ts_ms);
+  ref_key(&pk, "n");
+  msgpack_pack_uint32(&pk, p->n_events);
+  ref_key(&pk, "fl");
+  msgpack_pack_float(&pk, p->fluctuation);
+  ref_key(&pk, "sh");
+  msgpack_pack_float(&pk, p->shift_prob);
+  ref_cats(&pk, "nx", p->next, p->n_next);
+  ref_cats(&pk, "lt", p->longterm, p->n_long);
+  ref_cats(&pk, "ri", p->rising, p->n_rising);
+}
+
+static uint64_t rng_next(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+/* a value near an integer-width boundary, or anywhere */
+static int64_t edge_int(uint64_t *s) {
+  static const int64_t edges[] = {0,      1,      31,     32,          127,        128,
+                                  255,    256,    65535,  65536,       4294967295LL,
+                                  4294967296LL, INT64_MAX, -1, -31, -32, -33, -127, -128,
+                                  -129,   -32767, -32768, -32769, INT32_MIN + 1LL, INT32_MIN,
+                                  INT32_MIN - 1LL, INT64_MIN};
+  uint64_t r = rng_next(s);
+  if (r % 3) return edges[r % (sizeof edges / sizeof edges[0])];
+  return (int64_t)(rng_next(s) >> (rng_next(s) % 64));
+}
+
+static void test_prediction_encoding_is_msgpack_c_bytes(void **state) {
+  (void)state;
+  uint64_t s = 88172645463325252ULL;
+  codec_buf_t buf = {0};
+  for (int iter = 0; iter < 20000; iter++) {
+    prediction_t p = iter == 0 ? sample_prediction() : (prediction_t){0};
+    if (iter) {
+      p.user_id = (uint64_t)edge_int(&s);
+      int64_t sp = edge_int(&s);
+      p.src_partition = sp > INT32_MAX || sp < INT32_MIN ? (int32_t)(sp % 1000) : (int32_t)sp;
+      p.src_offset = edge_int(&s);
+      p.event_ts_ms = edge_int(&s);
+      p.emit_ts_ms = edge_int(&s);
+      p.n_events = (uint32_t)edge_int(&s);
+      uint32_t bits = (uint32_t)rng_next(&s);
+      memcpy(&p.fluctuation, &bits, sizeof bits);
+      p.shift_prob = (float)(rng_next(&s) % 1000) / 1000.0f;
+      p.n_next = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      p.n_long = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      p.n_rising = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      for (int i = 0; i < PRED_TOPK; i++) {
+        p.next[i] = (pred_cat_t){(uint64_t)edge_int(&s), (float)i / 7.0f};
+        p.longterm[i] = (pred_cat_t){(uint64_t)edge_int(&s), -(float)i};
+        p.rising[i] = (pred_cat_t){(uint64_t)edge_int(&s), 1e-30f * (float)i};
+      }
+    }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    ref_encode(&p, &sb);
+    assert_int_equal(codec_encode_prediction(&p, &buf), 0);
+    assert_int_equal(buf.len, sb.size);
+    assert_memory_equal(buf.data, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+  }
+  codec_buf_free(&buf);
+}
+
 static void test_prediction_round_trip_every_field(void **state) {
   codec_buf_t buf = {0};
   prediction_t in = sample_prediction(), out;
@@ -681,6 +783,7 @@ int main(void) {
       cmocka_unit_test(test_prediction_round_trip_every_field),
       cmocka_unit_test(test_prediction_accepts_float64_and_int_probabilities),
       cmocka_unit_test(test_prediction_rejections),
+      cmocka_unit_test(test_prediction_encoding_is_msgpack_c_bytes),
       cmocka_unit_test(test_random_and_mutated_bytes_never_crash),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
