@@ -50,6 +50,70 @@ int kern_lstm_fused(const kern_w_t *w, size_t H, size_t n, const float *A, size_
                     const float *bias, const float *const *add_a, const float *const *add_b,
                     float *const *h, float *const *c);
 
+/* ---- bf16 LSTM step (the serving cell: model/arch.h stores h, c as bf16) ----
+ * Weights W [4H x K] (gate rows i, f, g, o) rounded to bfloat16 (nearest even,
+ * kern_bf16_from_f32), K padded to an even 2Kp, packed in pairs (column k
+ * even in the low 16 bits of a 32-bit word, k + 1 in the high 16 bits) and,
+ * as kern_w_pack_gates, one 64-word panel row per 16 hidden units (gates i,
+ * f, g, o of units 16hb..16hb+15; units >= H are zero). A rows are 2Kp bf16
+ * values. Every output is the chain acc = C; for each pair p: acc =
+ * fma(w[2p+1], a[2p+1], acc); acc = fma(w[2p], a[2p], acc): the order of
+ * AVX512_BF16's vdpbf16ps (measured bit-exact on this CPU), whose products of
+ * two bf16 values are exact in float32, so the scalar, AVX2 and AVX-512F
+ * fallbacks give the same bits as vdpbf16ps (except for products or sums
+ * below 2^-126, which vdpbf16ps flushes to zero; h, x and weights are never
+ * that small here). Batch-invariant like kern_gemm. */
+typedef struct {
+  size_t K, Kp, H, Hp; /* Kp pairs; Hp = H rounded up to 16 */
+  uint32_t *panels;    /* (Hp / 16) panels of Kp x 64 words, 64-byte aligned, owned */
+} kern_wb_t;
+
+/* float32 -> bf16, round to nearest even, subnormals to signed zero, NaN
+ * quiet (as vcvtneps2bf16); bf16 -> float32 is exact. */
+static inline uint16_t kern_bf16_from_f32(float v) {
+  union { float f; uint32_t u; } x = {v};
+  if ((x.u & 0x7f800000u) == 0) return (uint16_t)((x.u >> 16) & 0x8000u);
+  if ((x.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x.u >> 16) | 0x0040u);
+  return (uint16_t)((x.u + 0x7fffu + ((x.u >> 16) & 1u)) >> 16);
+}
+static inline float kern_bf16_to_f32(uint16_t b) {
+  union { uint32_t u; float f; } x = {(uint32_t)b << 16};
+  return x.f;
+}
+
+/* Pack W (row j at W[j*ldw], K columns) as above. 0, IX_EINVAL (H or K 0)
+ * or IX_ENOMEM. Free with kern_wb_free (accepts a zeroed struct). */
+int kern_wb_pack_gates(kern_wb_t *w, size_t K, size_t H, const float *W, size_t ldw);
+void kern_wb_free(kern_wb_t *w);
+
+/* C[b][v*H + u] += (W_bf16 A_b) for gate v, unit u < H, b < n (C rows ldc
+ * apart, natural gate order; units >= H are not written). A rows lda
+ * uint16 apart (lda >= 2Kp). Same bits on every kernel set. */
+void kern_gemm_bf16(const kern_wb_t *w, size_t n, const uint16_t *A, size_t lda, float *C,
+                    size_t ldc);
+
+/* The fused bf16 step for n rows: pre = bias + (add_a[b] + add_b[b]) + W A_b
+ * (add rows as kern_lstm_fused; bias may not be NULL), c = f c + i g, h = o
+ * tanh(c) in float32 from c widened from c16[b], and h16[b], c16[b] (H
+ * values each) get the bf16 roundings. A must not alias h16/c16. Returns 0,
+ * or IX_EINVAL when the kernel set has no fused path (avx512 has one when
+ * H % 16 == 0): the caller then uses kern_gemm_bf16 +
+ * kern_lstm_pointwise_bf16, which give the same bits. */
+int kern_lstm_bf16_fused(const kern_wb_t *w, size_t n, const uint16_t *A, size_t lda,
+                         const float *bias, const float *const *add_a,
+                         const float *const *add_b, uint16_t *const *h16,
+                         uint16_t *const *c16);
+
+/* The bf16 cell's pointwise part for one row: pre[4H] (i, f, g, o, H apart),
+ * c16[H] (c_prev, overwritten with c) and h16[H] (written), as bf16. avx512:
+ * the fused path's activations (a rational tanh, sigmoid from it; same bits
+ * as kern_lstm_bf16_fused); other sets: kern_lstm_pointwise, then rounding. */
+void kern_lstm_pointwise_bf16(size_t H, const float *pre, uint16_t *c16, uint16_t *h16);
+
+/* 1 when the avx512 set uses the vdpbf16ps/vcvtneps2bf16 instructions
+ * (AVX512_BF16), 0 when it emulates them (same bits). */
+int kern_uses_bf16_insn(void);
+
 /* y = f(x) elementwise; y may equal x. */
 void kern_exp(size_t n, const float *x, float *y);
 void kern_sigmoid(size_t n, const float *x, float *y);
@@ -71,7 +135,8 @@ float kern_softmax_gate(size_t n, float *x, float g);
  * n + 16 entries: whole vectors are stored); returns how many. */
 size_t kern_indices_ge(size_t n, const float *x, float thr, uint32_t *idx);
 
-/* Switch the kernel set ("avx512", "avx2", "scalar") for tests and benches;
+/* Switch the kernel set ("avx512", "avx2", "scalar"; "avx512-emul" is avx512
+ * without the AVX512_BF16 instructions, for tests) for tests and benches;
  * returns 0, or IX_EINVAL when this CPU cannot run it. Not thread-safe:
  * call before any model work. */
 int kern_select(const char *name);

@@ -37,6 +37,24 @@ void lstm_step_batch_add(lstm_t *cell, size_t n, const float *x, float *const *h
                          float *const *c, const float *const *add_a,
                          const float *const *add_b);
 
+/* ---- bf16 cell (the serving cell; model/arch.h stores h and c as bf16) ----
+ * As lstm_new, but the weights [W_ih | W_hh] are rounded to bfloat16 and the
+ * cell steps with lstm_step_batch_bf16 only (not lstm_step/lstm_step_batch).
+ * The biases stay float32. Free with lstm_destroy(). 0, IX_EINVAL, IX_ENOMEM. */
+int lstm_new_bf16(size_t I, size_t H, const float *w_ih, const float *w_hh, const float *b_ih,
+                  const float *b_hh, size_t max_batch, lstm_t **out);
+
+/* One step for n users with bf16 state: x rows (I floats, row stride I) are
+ * rounded to bf16; h16[b], c16[b] point at user b's H bf16 values, read and
+ * overwritten with the roundings of the float32 results. Gate
+ * pre-activations: b_ih + b_hh + (add_a[b] + add_b[b]) (add_* as in
+ * lstm_step_batch_add) + W_bf16 [x_bf16, h] with products exact and summed in
+ * float32 (kernels.h, kern_gemm_bf16); the pointwise part in float32 as in
+ * lstm_step. Batch-invariant; allocation-free. */
+void lstm_step_batch_bf16(lstm_t *cell, size_t n, const float *x, uint16_t *const *h16,
+                          uint16_t *const *c16, const float *const *add_a,
+                          const float *const *add_b);
+
 /* The pointwise part of the cell, exported for training: given the gate
  * pre-activations pre[4H] (W_ih x + b_ih + W_hh h + b_hh, order i, f, g, o)
  * and c_prev[H], write c[H], h[H] and, when act != NULL, the activated gates

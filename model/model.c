@@ -1,8 +1,13 @@
 /* The serving engine (model.h): one batched step for a wave of distinct users.
  * The input projection of the embeddings is folded into lookup tables at load
  * (T_cat = E_c W_ih[:, cat]^T, T_act = E_a W_ih[:, act]^T + b_ih + b_hh), so
- * the per-wave GEMM runs over [time features, h] only; every kernel is
- * batch-invariant, so a user's state does not depend on which wave it was in. */
+ * the per-wave GEMM runs over [time features, h] only, in bf16: h is stored
+ * as bf16 in the state (arch.h), the time features are rounded to bf16 and
+ * the weights of that GEMM, [W_ih[:, time] | W_hh], are rounded to bf16 at
+ * load (products exact, sums float32: vdpbf16ps where the CPU has it, the
+ * same bits without); the embedding tables and biases stay float32. Every
+ * kernel is batch-invariant, so a user's state does not depend on which wave
+ * it was in. */
 #include "model/model.h"
 
 #include <math.h>
@@ -35,14 +40,13 @@ struct model {
   size_t G, Vp;
   float *t_cat; /* V x G */
   float *t_act; /* ARCH_N_ACTIONS x G, biases folded in */
-  lstm_t *cell; /* x = time features, W = [W_ih[:, time] | W_hh], no bias */
+  lstm_t *cell; /* bf16 cell: x = time features, W = [W_ih[:, time] | W_hh], no bias */
   kern_w_t head_w;
   kern_w_t dots_w; /* [copy_wp (K rows) ; gate_wg], K + 1 rows of H */
   /* scratch, sized at load */
   float *x;    /* MODEL_MAX_BATCH x ARCH_N_TIME */
   const float **tc, **ta; /* MODEL_MAX_BATCH rows of t_cat, t_act (the GEMM's start) */
-  float **hp, **cp;
-  float *hc32; /* MODEL_MAX_BATCH rows of h[H], c[H] widened from the states' bf16 */
+  uint16_t **hp, **cp; /* the wave's h, c in their state blobs (bf16) */
   int32_t *idx;
   float *hbuf; /* MODEL_HEAD_BATCH x H */
   float *z;    /* MODEL_HEAD_BATCH x Vp */
@@ -63,7 +67,6 @@ static void model_free_parts(model_t *m) {
   free(m->ta);
   free(m->hp);
   free(m->cp);
-  free(m->hc32);
   free(m->idx);
   free(m->hbuf);
   free(m->z);
@@ -155,7 +158,8 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
     if (!w_t) goto oom;
     for (size_t j = 0; j < G; j++)
       for (size_t k = 0; k < ARCH_N_TIME; k++) w_t[j * ARCH_N_TIME + k] = w_ih[j * I + EC + EA + k];
-    rc = lstm_new(ARCH_N_TIME, H, w_t, params + L->w_hh, NULL, NULL, MODEL_MAX_BATCH, &m->cell);
+    rc = lstm_new_bf16(ARCH_N_TIME, H, w_t, params + L->w_hh, NULL, NULL, MODEL_MAX_BATCH,
+                       &m->cell);
     free(w_t);
     if (rc < 0) goto oom;
   }
@@ -175,13 +179,12 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
   m->x = malloc(MODEL_MAX_BATCH * ARCH_N_TIME * sizeof(float));
   m->tc = malloc(MODEL_MAX_BATCH * sizeof(float *));
   m->ta = malloc(MODEL_MAX_BATCH * sizeof(float *));
-  m->hp = malloc(MODEL_MAX_BATCH * sizeof(float *));
-  m->cp = malloc(MODEL_MAX_BATCH * sizeof(float *));
-  m->hc32 = malloc(MODEL_MAX_BATCH * 2 * H * sizeof(float));
+  m->hp = malloc(MODEL_MAX_BATCH * sizeof(uint16_t *));
+  m->cp = malloc(MODEL_MAX_BATCH * sizeof(uint16_t *));
   m->idx = malloc(MODEL_MAX_BATCH * sizeof(int32_t));
   m->hbuf = malloc(MODEL_HEAD_BATCH * H * sizeof(float));
   m->z = malloc(MODEL_HEAD_BATCH * m->Vp * sizeof(float));
-  if (!m->x || !m->tc || !m->ta || !m->hp || !m->cp || !m->hc32 || !m->idx || !m->hbuf || !m->z || !m->dots)
+  if (!m->x || !m->tc || !m->ta || !m->hp || !m->cp || !m->idx || !m->hbuf || !m->z || !m->dots)
     goto oom;
   m->fingerprint = compute_fingerprint(m);
   snprintf(m->describe, sizeof m->describe,
@@ -348,21 +351,11 @@ static void step_chunk(model_t *m, void *const *states, const event_t *events, s
     arch_time_features(s, ev, m->x + b * ARCH_N_TIME);
     m->tc[b] = m->t_cat + (size_t)idx * G;
     m->ta[b] = m->t_act + (size_t)arch_action_index(ev->action) * G;
-    /* gather: h, c widened from the blob's bf16 (exact) */
-    const size_t H = m->dims.H;
-    float *h = m->hc32 + b * 2 * H, *c = h + H;
-    const uint16_t *h16 = arch_state_hc16(s);
-    for (size_t j = 0; j < 2 * H; j++) h[j] = arch_bf16_to_f32(h16[j]);
-    m->hp[b] = h;
-    m->cp[b] = c;
+    m->hp[b] = arch_state_h16(s);
+    m->cp[b] = arch_state_c16(s, &m->dims);
   }
-  lstm_step_batch_add(m->cell, n, m->x, m->hp, m->cp, m->tc, m->ta);
-  /* scatter: the new h, c rounded to bf16 into the blob */
-  for (size_t b = 0; b < n; b++) {
-    uint16_t *h16 = arch_state_h16(states[b]);
-    const float *h = m->hp[b];
-    for (size_t j = 0; j < 2 * (size_t)m->dims.H; j++) h16[j] = arch_bf16_from_f32(h[j]);
-  }
+  /* h, c read and written in place, as bf16 */
+  lstm_step_batch_bf16(m->cell, n, m->x, m->hp, m->cp, m->tc, m->ta);
   for (size_t b = 0; b < n; b++)
     arch_state_advance(states[b], &events[b], m->idx[b], m->half_life_s);
   if (preds) predict_chunk(m, states, n, preds);

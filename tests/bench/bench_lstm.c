@@ -3,12 +3,14 @@
  * against OpenBLAS sgemm measured in the same run; PyTorch LSTMCell at batch
  * 1 and 256 in the same run (tests/bench/torch_lstmcell.py as a subprocess).
  * Each figure is the best of several timed repetitions (the machine is shared).
- *   bench_lstm [--quick] [--no-torch] [--cputime] [--batch N]
+ *   bench_lstm [--quick] [--no-torch] [--cputime] [--batch N] [--only cell|bf16|blas|model|head]
  * --cputime times with this thread's CPU clock instead of the wall clock (for
  * A/B runs on a busy machine: time the thread spent descheduled is not
  * counted; cache interference still is). --batch N runs only that batch row
  * (for perf; no PyTorch, no ratios); --only cell|blas|model|head times one
- * column of it (the others print as 1 event/s).
+ * column of it (the others print as 1 event/s); bf16 = the bf16 cell
+ * (lstm_new_bf16: weights and x rounded to bf16, h and c stored as bf16, the
+ * serving model's cell) on the same I=48 -> H=64 shape as the generic cell.
  * Env: IX_SOURCE_DIR (to find the python script; default: from argv[0]). */
 #include <cblas.h>
 #undef I
@@ -106,6 +108,10 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < G; i++) b_ih[i] = 0.1f * frand(), b_hh[i] = 0.1f * frand();
   lstm_t *cell;
   if (lstm_new(IN, HID, w_ih, w_hh, b_ih, b_hh, 1024, &cell) < 0) return 1;
+  lstm_t *cellb;
+  if (lstm_new_bf16(IN, HID, w_ih, w_hh, b_ih, b_hh, 1024, &cellb) < 0) return 1;
+  uint16_t *hcb = calloc((size_t)POOL * 2 * HID, 2);
+  uint16_t **hpb = malloc(1024 * sizeof(uint16_t *)), **cpb = malloc(1024 * sizeof(uint16_t *));
   float *hc = calloc((size_t)POOL * 2 * HID, 4);
   float *x = malloc(1024 * IN * 4);
   for (int i = 0; i < 1024 * IN; i++) x[i] = frand();
@@ -132,9 +138,9 @@ int main(int argc, char **argv) {
 
   static const size_t batches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
   const size_t nb = sizeof batches / sizeof batches[0];
-  double t_cell[10], t_blas[10], t_mcell[10], t_mhead[10];
-  printf("\n%6s %12s %9s %12s %12s %14s %9s %14s\n", "batch", "cell Mev/s", "GFLOP/s",
-         "blas Mev/s", "model cell", "model GFLOP/s", "peak %", "cell+head k/s");
+  double t_cell[10], t_bf[10], t_blas[10], t_mcell[10], t_mhead[10];
+  printf("\n%6s %12s %9s %12s %12s %12s %14s %9s %14s\n", "batch", "cell Mev/s", "GFLOP/s",
+         "bf16 Mev/s", "blas Mev/s", "model cell", "model GFLOP/s", "peak %", "cell+head k/s");
   /* the serving model: default dims V=1000, H=64, random weights */
   arch_dims_t d;
   arch_dims_default(&d);
@@ -174,7 +180,7 @@ int main(int argc, char **argv) {
   const double model_flops = 2.0 * G * (ARCH_N_TIME + HID);
   for (size_t bi = 0; bi < nb; bi++) {
     size_t n = batches[bi], u = 0;
-    t_cell[bi] = t_blas[bi] = t_mcell[bi] = t_mhead[bi] = 1.0;
+    t_cell[bi] = t_bf[bi] = t_blas[bi] = t_mcell[bi] = t_mhead[bi] = 1.0;
     if (only_batch && n != only_batch) continue;
     if (!only || !strcmp(only, "cell")) BEST_OF(t_cell[bi], {
           for (size_t b = 0; b < n; b++) {
@@ -185,6 +191,16 @@ int main(int argc, char **argv) {
           lstm_step_batch(cell, n, x, hp, cp);
         });
     t_cell[bi] /= n;
+    u = 0;
+    if (!only || !strcmp(only, "bf16")) BEST_OF(t_bf[bi], {
+          for (size_t b = 0; b < n; b++) {
+            uint16_t *h = hcb + ((u + b) % POOL) * 2 * HID;
+            hpb[b] = h, cpb[b] = h + HID;
+          }
+          u += n;
+          lstm_step_batch_bf16(cellb, n, x, hpb, cpb, NULL, NULL);
+        });
+    t_bf[bi] /= n;
     u = 0;
     if (!only || !strcmp(only, "blas")) BEST_OF(t_blas[bi], {
           for (size_t b = 0; b < n; b++) {
@@ -219,12 +235,13 @@ int main(int argc, char **argv) {
           });
       (head ? t_mhead : t_mcell)[bi] = t / n;
     }
-    printf("%6zu %12.2f %9.1f %12.2f %12.2f %14.1f %9.0f %14.0f\n", n, 1e-6 / t_cell[bi],
-           cell_flops / t_cell[bi] * 1e-9, 1e-6 / t_blas[bi], 1e-6 / t_mcell[bi],
+    printf("%6zu %12.2f %9.1f %12.2f %12.2f %12.2f %14.1f %9.0f %14.0f\n", n, 1e-6 / t_cell[bi],
+           cell_flops / t_cell[bi] * 1e-9, 1e-6 / t_bf[bi], 1e-6 / t_blas[bi], 1e-6 / t_mcell[bi],
            model_flops / t_mcell[bi] * 1e-9, 100.0 * (cell_flops / t_cell[bi] * 1e-9) / peak,
            1e-3 / t_mhead[bi]);
   }
-  printf("(cell = generic lstm_step_batch I=%d H=%d, GEMM over [x,h] K=%d; blas = the same with "
+  printf("(cell = generic lstm_step_batch I=%d H=%d, GEMM over [x,h] K=%d; bf16 = the bf16 cell "
+         "lstm_step_batch_bf16 on the same shape (bf16 weights, x, h, c); blas = the same with "
          "cblas_sgemm instead of kern_gemm (not batch-invariant); model cell = model_step_batch "
          "without head: embedding projections folded into tables, GEMM over [time, h] K=%d, "
          "plus features/recent/profile; cell+head = model_step_batch with predictions, V=%u; "
@@ -261,18 +278,22 @@ int main(int argc, char **argv) {
            "batch 256 %.1f us/step (%.2f M ev/s)\n",
            IN, HID, bench_clock == CLOCK_MONOTONIC ? "wall" : "thread CPU", tt[0] * 1e6,
            1e-6 / tt[0], tt[1] * 1e6, 256e-6 / tt[1]);
-    printf("ratio C/PyTorch: batch 1: single-user lstm_step %.1fx, lstm_step_batch(1) %.1fx; "
-           "batch 256: lstm_step_batch %.1fx, model cell %.1fx\n",
-           tt[0] / t1, tt[0] / t_cell[0], (tt[1] / 256) / t_cell[8], (tt[1] / 256) / t_mcell[8]);
+    printf("ratio C/PyTorch: batch 1: single-user lstm_step %.1fx, lstm_step_batch(1) %.1fx, "
+           "bf16 cell %.1fx; batch 256: lstm_step_batch %.1fx, bf16 cell %.1fx, model cell %.1fx\n",
+           tt[0] / t1, tt[0] / t_cell[0], tt[0] / t_bf[0], (tt[1] / 256) / t_cell[8],
+           (tt[1] / 256) / t_bf[8], (tt[1] / 256) / t_mcell[8]);
   }
   if (!only_batch)
-    printf("\ntargets (H=64): batched cell >= 3 M ev/s: %s (generic %.2f, model %.2f at 256); "
-         "cell+head >= 300 k ev/s: %s (%.0f k at 256)\n",
-         (1e-6 / t_cell[8] >= 3 || 1e-6 / t_mcell[8] >= 3) ? "yes" : "NO", 1e-6 / t_cell[8],
-         1e-6 / t_mcell[8], 1e-3 / t_mhead[8] >= 300 ? "yes" : "NO", 1e-3 / t_mhead[8]);
+    printf("\ntargets (H=64): batched cell >= 3 M ev/s: %s (generic fp32 %.2f, bf16 %.2f, model "
+         "%.2f at 256); cell+head >= 300 k ev/s: %s (%.0f k at 256)\n",
+         (1e-6 / t_bf[8] >= 3 || 1e-6 / t_mcell[8] >= 3) ? "yes" : "NO", 1e-6 / t_cell[8],
+         1e-6 / t_bf[8], 1e-6 / t_mcell[8], 1e-3 / t_mhead[8] >= 300 ? "yes" : "NO",
+         1e-3 / t_mhead[8]);
   (void)quick;
   model_destroy(m);
   lstm_destroy(cell);
+  lstm_destroy(cellb);
+  free(hcb), free(hpb), free(cpb);
   free(states), free(evs), free(sp), free(preds), free(params), free(ids), free(hc), free(x),
       free(hp), free(cp), free(wcat), free(xh), free(pre), free(w_ih), free(w_hh), free(b_ih),
       free(b_hh);

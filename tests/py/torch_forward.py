@@ -18,7 +18,10 @@ values of its bf16 h, c): h[H] c[H] before the event, h[H] c[H] after it, and
 writes expected.bin, per event (float32 unless noted):
                 h[H] c[H]: torch.nn.LSTM's step from the C state before the
                 event (teacher forcing; not rounded: the C test checks that
-                the stored bf16 values are its rounding),
+                the stored bf16 values are its rounding), with the serving
+                cell's rounding (model/model.c): W_hh and the time-feature
+                columns of W_ih rounded to bf16, the time features of x
+                rounded to bf16 (embeddings, biases float32),
                 q[V] (p_next per vocabulary index; q[0] = the "other" mass),
                 oov_cat[K] (u64) oov_p[K], fluctuation, shift_prob,
                 p_target (NLL rule for the user's next category; -1 if none),
@@ -111,6 +114,20 @@ b_ih, b_hh = par("b_ih"), par("b_hh")
 lstm = make_lstm(W_ih, W_hh, b_ih, b_hh)
 perm = np.concatenate([np.arange(0, H), np.arange(2 * H, 3 * H), np.arange(H, 2 * H), np.arange(3 * H, 4 * H)])
 lstm_wrong = make_lstm(W_ih[perm], W_hh[perm], b_ih[perm], b_hh[perm])
+
+def bf16(a):
+    """float32 -> bfloat16 -> float32, nearest even, subnormals to zero (arch.h)"""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7fff + ((u >> 16) & 1)) >> 16) << 16
+    r = np.where((u & 0x7f800000) == 0, u & 0x80000000, r)
+    return r.astype(np.uint32).view(np.float32).reshape(np.shape(a))
+
+TS = slice(EC + EA, EC + EA + NT)  # the time features of x and their W_ih columns
+W_ih_s = W_ih.copy()
+W_ih_s[:, TS] = bf16(W_ih[:, TS])
+W_hh_s = bf16(W_hh)
+lstm_s = make_lstm(W_ih_s, W_hh_s, b_ih, b_hh)
+lstm_s_wrong = make_lstm(W_ih_s[perm], W_hh_s[perm], b_ih[perm], b_hh[perm])
 Wv = torch.from_numpy(par("head_wv", (V, H)))
 bv = torch.from_numpy(par("head_bv"))
 Pk = torch.from_numpy(par("copy_wp", (K, H)))
@@ -217,8 +234,11 @@ with torch.no_grad():
             continue
         row = torch.from_numpy(cst[i].copy())
         hc_pre = (row[:H].view(1, 1, H), row[H:2 * H].view(1, 1, H))
-        _, (h1, c1) = lstm(xt, hc_pre)
-        _, (hw, _) = lstm_wrong(xt, hc_pre)
+        xs = x.copy()
+        xs[TS] = bf16(x[TS])
+        xst = torch.from_numpy(xs).view(1, 1, I)
+        _, (h1, c1) = lstm_s(xst, hc_pre)
+        _, (hw, _) = lstm_s_wrong(xst, hc_pre)
         h = row[2 * H:3 * H]  # the C state's h after the event
         q, oov_cat, oov_p, g, pv = head(s, h)
         pn = []

@@ -1,6 +1,10 @@
 /* LSTM cell: gate order and values by hand, batch == looped single steps
  * (bit-identical, any batch composition), chunking, activation accuracy on
- * every kernel set this CPU can run. */
+ * every kernel set this CPU can run. The bf16 cell (the serving cell): its
+ * GEMM gives the same bits on every kernel set (vdpbf16ps and its
+ * emulations), fused == GEMM + pointwise bitwise, batch-invariant, and every
+ * kernel's stored h, c are the bf16 rounding of a double-precision step
+ * within 1e-5. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +19,8 @@
 #include "model/lstm.h"
 
 static const char *KSETS[] = {"avx512", "avx2", "scalar"};
+/* "avx512-emul": avx512 without the AVX512_BF16 instructions (same bits) */
+static const char *KSETS_BF[] = {"avx512", "avx512-emul", "avx2", "scalar"};
 
 static float frand(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -268,6 +274,199 @@ static void test_lstm_pointwise_reports_activated_gates(void **st) {
   }
 }
 
+/* bf16 inputs: random floats rounded to bf16 */
+static void rand_bf16(uint64_t *seed, size_t n, float scale, uint16_t *out) {
+  for (size_t i = 0; i < n; i++) out[i] = kern_bf16_from_f32(scale * frand(seed));
+}
+
+/* kern_gemm_bf16: the same bits on every kernel set, for odd K (padding) and
+ * H not a multiple of 16; and within float32 rounding of a double sum of the
+ * exact products (so it computes what it should). */
+static void test_gemm_bf16_same_bits_on_every_kernel(void **st) {
+  (void)st;
+  const size_t shapes[][3] = {{1, 71, 64}, {13, 71, 64}, {7, 9, 24}, {6, 112, 16}, {3, 5, 8}};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const size_t n = shapes[si][0], K = shapes[si][1], H = shapes[si][2], G = 4 * H;
+    uint64_t seed = 77 + si;
+    float *W = malloc(G * K * 4), *ref = malloc(n * G * 4), *C = malloc(n * G * 4);
+    for (size_t i = 0; i < G * K; i++) W[i] = 0.3f * frand(&seed);
+    kern_wb_t w;
+    assert_int_equal(kern_wb_pack_gates(&w, K, H, W, K), 0);
+    const size_t lda = 2 * w.Kp;
+    uint16_t *A = calloc(n * lda, 2);
+    for (size_t b = 0; b < n; b++) rand_bf16(&seed, K, 1.0f, A + b * lda);
+    int first = 1, sets = 0;
+    for (size_t ks = 0; ks < 4; ks++) {
+      if (kern_select(KSETS_BF[ks]) < 0) continue;
+      sets++;
+      for (size_t i = 0; i < n * G; i++) C[i] = 0.125f * (float)(i % 7);
+      kern_gemm_bf16(&w, n, A, lda, C, G);
+      if (first) memcpy(ref, C, n * G * 4), first = 0;
+      else assert_memory_equal(ref, C, n * G * 4);
+    }
+    assert_true(sets >= 2); /* at least scalar and one vector set */
+    for (size_t b = 0; b < n; b++)
+      for (size_t j = 0; j < G; j++) {
+        double sum = 0.125 * (double)((b * G + j) % 7), mag = fabs(sum);
+        for (size_t k = 0; k < K; k++) {
+          double p = (double)kern_bf16_to_f32(kern_bf16_from_f32(W[j * K + k])) *
+                     kern_bf16_to_f32(A[b * lda + k]);
+          sum += p, mag += fabs(p);
+        }
+        assert_true(fabs(ref[b * G + j] - sum) <= 1e-6 * mag);
+      }
+    kern_wb_free(&w);
+    free(W), free(ref), free(C), free(A);
+  }
+  kern_wb_t bad;
+  float w1[4] = {0};
+  assert_int_not_equal(kern_wb_pack_gates(&bad, 1, 0, w1, 1), 0);
+}
+
+/* The fused bf16 step (avx512, H % 16 == 0, with and without the BF16
+ * instructions) gives the same bits as kern_gemm_bf16 then
+ * kern_lstm_pointwise_bf16, with none, one or two added rows, for every
+ * remainder of the 6-row tile; vdpbf16ps and its emulation agree bitwise. */
+static void test_lstm_bf16_fused_equals_gemm_then_pointwise(void **st) {
+  (void)st;
+  const size_t Hs[] = {16, 64}, ns[] = {1, 5, 6, 13, 40};
+  for (size_t hi = 0; hi < 2; hi++)
+    for (size_t ni = 0; ni < 5; ni++)
+      for (int with_add = 0; with_add < 3; with_add++) {
+        const size_t H = Hs[hi], G = 4 * H, K = 7 + H, n = ns[ni];
+        uint64_t seed = 31 + hi * 100 + ni * 10 + (uint64_t)with_add;
+        float *W = malloc(G * K * 4), *bias = malloc(G * 4), *add = malloc(n * G * 4),
+              *add2 = malloc(n * G * 4), *pre = malloc(n * G * 4);
+        for (size_t i = 0; i < G * K; i++) W[i] = 0.3f * frand(&seed);
+        for (size_t i = 0; i < G; i++) bias[i] = 0.2f * frand(&seed);
+        for (size_t i = 0; i < n * G; i++) add[i] = frand(&seed), add2[i] = frand(&seed);
+        kern_wb_t w;
+        assert_int_equal(kern_wb_pack_gates(&w, K, H, W, K), 0);
+        const size_t lda = 2 * w.Kp;
+        uint16_t *A = calloc(n * lda, 2), *hc0 = malloc(n * 2 * H * 2), *hc[2];
+        for (size_t b = 0; b < n; b++) rand_bf16(&seed, K, 1.0f, A + b * lda);
+        rand_bf16(&seed, n * 2 * H, 2.0f, hc0);
+        const float *ap[40], *bp[40];
+        for (size_t b = 0; b < n; b++) ap[b] = add + b * G, bp[b] = add2 + b * G;
+        int fused = 0;
+        for (int v = 0; v < 2; v++) {
+          if (kern_select(v ? "avx512-emul" : "avx512") < 0) continue;
+          /* reference: GEMM then pointwise */
+          uint16_t *r = malloc(n * 2 * H * 2);
+          memcpy(r, hc0, n * 2 * H * 2);
+          for (size_t b = 0; b < n; b++)
+            for (size_t j = 0; j < G; j++)
+              pre[b * G + j] = with_add == 2 ? bias[j] + (add[b * G + j] + add2[b * G + j])
+                               : with_add ? bias[j] + add[b * G + j] : bias[j];
+          kern_gemm_bf16(&w, n, A, lda, pre, G);
+          for (size_t b = 0; b < n; b++)
+            kern_lstm_pointwise_bf16(H, pre + b * G, r + b * 2 * H + H, r + b * 2 * H);
+          hc[v] = malloc(n * 2 * H * 2);
+          memcpy(hc[v], hc0, n * 2 * H * 2);
+          uint16_t *hp[40], *cp[40];
+          for (size_t b = 0; b < n; b++) hp[b] = hc[v] + b * 2 * H, cp[b] = hp[b] + H;
+          assert_int_equal(kern_lstm_bf16_fused(&w, n, A, lda, bias, with_add ? ap : NULL,
+                                                with_add == 2 ? bp : NULL, hp, cp), 0);
+          assert_memory_equal(r, hc[v], n * 2 * H * 2);
+          free(r);
+          fused++;
+        }
+        if (fused == 2) assert_memory_equal(hc[0], hc[1], n * 2 * H * 2);
+        for (int v = 0; v < fused; v++) free(hc[v]);
+        if (kern_select("avx2") == 0)
+          assert_int_not_equal(kern_lstm_bf16_fused(&w, n, A, lda, bias, NULL, NULL, NULL, NULL), 0);
+        kern_wb_free(&w);
+        free(W), free(bias), free(add), free(add2), free(pre), free(A), free(hc0);
+      }
+}
+
+/* Distance from t to the reals that round (nearest even) to bf16 b. */
+static double bf16_gap(double t, uint16_t b) {
+  double v = kern_bf16_to_f32(b);
+  double a = kern_bf16_to_f32((uint16_t)(b + 1)), c = kern_bf16_to_f32((uint16_t)(b - 1));
+  double lo = (v + fmin(a, c)) / 2, hi = (v + fmax(a, c)) / 2;
+  if ((b & 0x7fffu) == 0) lo = -1e-38, hi = 1e-38;
+  return t < lo ? lo - t : t > hi ? t - hi : 0.0;
+}
+
+/* lstm_step_batch_bf16 on every kernel set: a batch equals one-at-a-time
+ * steps and a shuffled batch bitwise (batch invariance), over chunks; each
+ * stored h, c is the bf16 rounding of a double-precision step on the same
+ * bf16 inputs and weights within 1e-5 (the kernels' activations differ in
+ * the last bits, so their roundings may differ by one step at a boundary). */
+static void test_lstm_bf16_batch_invariant_and_accurate(void **st) {
+  (void)st;
+  const size_t Hs[] = {64, 24}, I = 7, N = 37;
+  for (size_t hi = 0; hi < 2; hi++) {
+    const size_t H = Hs[hi], G = 4 * H;
+    uint64_t seed = 1234 + hi;
+    float *w_ih = malloc(G * I * 4), *w_hh = malloc(G * H * 4), *b_ih = malloc(G * 4),
+          *b_hh = malloc(G * 4), *x = malloc(N * I * 4);
+    for (size_t i = 0; i < G * I; i++) w_ih[i] = 0.4f * frand(&seed);
+    for (size_t i = 0; i < G * H; i++) w_hh[i] = 0.3f * frand(&seed);
+    for (size_t i = 0; i < G; i++) b_ih[i] = 0.2f * frand(&seed), b_hh[i] = 0.2f * frand(&seed);
+    for (size_t i = 0; i < N * I; i++) x[i] = frand(&seed);
+    uint16_t *hc0 = malloc(N * 2 * H * 2);
+    rand_bf16(&seed, N * 2 * H, 1.5f, hc0);
+    for (size_t ks = 0; ks < 4; ks++) {
+      if (kern_select(KSETS_BF[ks]) < 0) continue;
+      lstm_t *cell;
+      assert_int_equal(lstm_new_bf16(I, H, w_ih, w_hh, b_ih, b_hh, 16, &cell), 0);
+      uint16_t *A = malloc(N * 2 * H * 2), *B = malloc(N * 2 * H * 2), *C = malloc(N * 2 * H * 2);
+      memcpy(A, hc0, N * 2 * H * 2), memcpy(B, hc0, N * 2 * H * 2), memcpy(C, hc0, N * 2 * H * 2);
+      uint16_t *hp[N], *cp[N];
+      for (size_t b = 0; b < N; b++) hp[b] = A + b * 2 * H, cp[b] = hp[b] + H;
+      lstm_step_batch_bf16(cell, N, x, hp, cp, NULL, NULL); /* 3 chunks of <= 16 */
+      for (size_t b = 0; b < N; b++) {
+        uint16_t *h1 = B + b * 2 * H, *c1 = h1 + H;
+        lstm_step_batch_bf16(cell, 1, x + b * I, &h1, &c1, NULL, NULL);
+      }
+      assert_memory_equal(A, B, N * 2 * H * 2);
+      /* reversed order */
+      float xr[N * 7];
+      for (size_t b = 0; b < N; b++) {
+        memcpy(xr + b * I, x + (N - 1 - b) * I, I * 4);
+        hp[b] = C + (N - 1 - b) * 2 * H, cp[b] = hp[b] + H;
+      }
+      lstm_step_batch_bf16(cell, N, xr, hp, cp, NULL, NULL);
+      assert_memory_equal(A, C, N * 2 * H * 2);
+      /* accuracy against double on the same rounded inputs and weights */
+      double worst = 0;
+      for (size_t b = 0; b < N; b++) {
+        const uint16_t *h0 = hc0 + b * 2 * H, *c0 = h0 + H;
+        double hd[64], cd[64], scale = 1e-3;
+        for (size_t u = 0; u < H; u++) {
+          double g4[4];
+          for (size_t v = 0; v < 4; v++) {
+            size_t j = v * H + u;
+            double s = (double)(b_ih[j] + b_hh[j]);
+            for (size_t k = 0; k < I; k++)
+              s += (double)kern_bf16_to_f32(kern_bf16_from_f32(w_ih[j * I + k])) *
+                   kern_bf16_to_f32(kern_bf16_from_f32(x[b * I + k]));
+            for (size_t k = 0; k < H; k++)
+              s += (double)kern_bf16_to_f32(kern_bf16_from_f32(w_hh[j * H + k])) *
+                   kern_bf16_to_f32(h0[k]);
+            g4[v] = s;
+          }
+          cd[u] = sigm(g4[1]) * kern_bf16_to_f32(c0[u]) + sigm(g4[0]) * tanh(g4[2]);
+          hd[u] = sigm(g4[3]) * tanh(cd[u]);
+        }
+        for (size_t u = 0; u < H; u++) scale = fmax(scale, fmax(fabs(hd[u]), fabs(cd[u])));
+        for (size_t u = 0; u < H; u++) {
+          worst = fmax(worst, bf16_gap(hd[u], A[b * 2 * H + u]) / scale);
+          worst = fmax(worst, bf16_gap(cd[u], A[b * 2 * H + H + u]) / scale);
+        }
+      }
+      print_message("bf16 cell H=%zu kernel %s: stored h, c off the rounding of the double "
+                    "step by at most %.2e\n", H, KSETS_BF[ks], worst);
+      assert_true(worst < 1e-5);
+      free(A), free(B), free(C);
+      lstm_destroy(cell);
+    }
+    free(w_ih), free(w_hh), free(b_ih), free(b_hh), free(x), free(hc0);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lstm_gate_order_by_hand),
@@ -277,6 +476,9 @@ int main(void) {
       cmocka_unit_test(test_kern_gemm_matches_reference),
       cmocka_unit_test(test_activations_accurate_on_every_kernel),
       cmocka_unit_test(test_lstm_pointwise_reports_activated_gates),
+      cmocka_unit_test(test_gemm_bf16_same_bits_on_every_kernel),
+      cmocka_unit_test(test_lstm_bf16_fused_equals_gemm_then_pointwise),
+      cmocka_unit_test(test_lstm_bf16_batch_invariant_and_accurate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
