@@ -484,6 +484,28 @@ T512H static size_t topk_avx512(const arch_dims_t *d, const float *q, const floa
   __m512i iv = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
   const __m512i step = _mm512_set1_epi32(16);
   size_t nc = 0, i = 0;
+  /* 64 at a time: the four stores of a group need only the group's start,
+   * so the serial chain (mask -> popcount -> offset) is once per 64 */
+  for (; i + 64 <= n; i += 64) {
+    __m512 x0 = _mm512_loadu_ps(q1 + i), x1 = _mm512_loadu_ps(q1 + i + 16),
+           x2 = _mm512_loadu_ps(q1 + i + 32), x3 = _mm512_loadu_ps(q1 + i + 48);
+    __mmask16 m0 = _mm512_cmp_ps_mask(x0, t, _CMP_GE_OQ), m1 = _mm512_cmp_ps_mask(x1, t, _CMP_GE_OQ),
+              m2 = _mm512_cmp_ps_mask(x2, t, _CMP_GE_OQ), m3 = _mm512_cmp_ps_mask(x3, t, _CMP_GE_OQ);
+    size_t o1 = (size_t)_mm_popcnt_u32(m0), o2 = o1 + (size_t)_mm_popcnt_u32(m1),
+           o3 = o2 + (size_t)_mm_popcnt_u32(m2), o4 = o3 + (size_t)_mm_popcnt_u32(m3);
+    _mm512_storeu_si512((void *)(cand + nc), _mm512_maskz_compress_epi32(m0, iv));
+    _mm512_storeu_ps(cv + nc, _mm512_maskz_compress_ps(m0, x0));
+    _mm512_storeu_si512((void *)(cand + nc + o1), _mm512_maskz_compress_epi32(m1, _mm512_add_epi32(iv, step)));
+    _mm512_storeu_ps(cv + nc + o1, _mm512_maskz_compress_ps(m1, x1));
+    _mm512_storeu_si512((void *)(cand + nc + o2),
+                        _mm512_maskz_compress_epi32(m2, _mm512_add_epi32(iv, _mm512_add_epi32(step, step))));
+    _mm512_storeu_ps(cv + nc + o2, _mm512_maskz_compress_ps(m2, x2));
+    _mm512_storeu_si512((void *)(cand + nc + o3),
+                        _mm512_maskz_compress_epi32(m3, _mm512_add_epi32(iv, _mm512_set1_epi32(48))));
+    _mm512_storeu_ps(cv + nc + o3, _mm512_maskz_compress_ps(m3, x3));
+    nc += o4;
+    iv = _mm512_add_epi32(iv, _mm512_set1_epi32(64));
+  }
   for (; i + 16 <= n; i += 16) {
     __m512 x = _mm512_loadu_ps(q1 + i);
     __mmask16 mk = _mm512_cmp_ps_mask(x, t, _CMP_GE_OQ);
