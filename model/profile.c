@@ -246,14 +246,14 @@ float profile_shift_prob(size_t n, const float *pnext) {
 }
 
 /* Is c one of the ARCH_P ids in pc? (unused slots repeat a used one) */
-static int in_ids_scalar(const uint64_t *pc, uint64_t c) {
+static inline int in_ids_scalar(const uint64_t *pc, uint64_t c) {
   int in = 0;
   for (unsigned j = 0; j < ARCH_P; j++) in |= pc[j] == c;
   return in;
 }
 #if PROFILE_X86
 _Static_assert(ARCH_P == 16, "in_ids_avx512 compares two vectors of 8 ids");
-__attribute__((target("avx512f"))) static int in_ids_avx512(const uint64_t *pc, uint64_t c) {
+__attribute__((target("avx512f"))) static inline int in_ids_avx512(const uint64_t *pc, uint64_t c) {
   __m512i v = _mm512_set1_epi64((long long)c);
   return (_mm512_cmpeq_epi64_mask(_mm512_loadu_si512((const void *)pc), v) |
           _mm512_cmpeq_epi64_mask(_mm512_loadu_si512((const void *)(pc + 8)), v)) != 0;
@@ -266,9 +266,11 @@ static void in_ids_choose(void) {
 }
 #endif
 
-size_t profile_rising(const arch_state_t *s, const float *plong, const float *pnext_prof,
-                      size_t n_cand, const uint64_t *cand_cat, const float *cand_p,
-                      size_t k, uint64_t *out_cat, float *out_diff) {
+/* profile_rising with the membership test given (a constant after inlining) */
+static inline __attribute__((always_inline)) size_t
+rising_impl(const arch_state_t *s, const float *plong, const float *pnext_prof, size_t n_cand,
+            const uint64_t *cand_cat, const float *cand_p, size_t k, uint64_t *out_cat,
+            float *out_diff, int (*member)(const uint64_t *, uint64_t)) {
   size_t m = 0;
   /* insert (cat, diff) keeping out sorted descending, at most k */
 #define RISING_PUT(CAT, DIFF)                                                   \
@@ -290,11 +292,6 @@ size_t profile_rising(const arch_state_t *s, const float *plong, const float *pn
   /* the profile's ids, unused slots repeating the first (a repeat changes no
    * answer), for a branch-free membership test over all ARCH_P slots */
   const unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
-  int (*member)(const uint64_t *, uint64_t) = in_ids_scalar;
-#if PROFILE_X86
-  pthread_once(&in_ids_once, in_ids_choose);
-  member = in_ids;
-#endif
   uint64_t pc[ARCH_P];
   for (unsigned j = 0; j < ARCH_P; j++) pc[j] = s->profile[j < np ? j : 0].cat;
   for (size_t i = 0; i < n_cand; i++) {
@@ -308,4 +305,26 @@ size_t profile_rising(const arch_state_t *s, const float *plong, const float *pn
   for (unsigned j = 0; j < np; j++) RISING_PUT(s->profile[j].cat, pnext_prof[j] - plong[j]);
 #undef RISING_PUT
   return m;
+}
+
+#if PROFILE_X86
+__attribute__((target("avx512f"))) static size_t
+rising_avx512(const arch_state_t *s, const float *plong, const float *pnext_prof, size_t n_cand,
+              const uint64_t *cand_cat, const float *cand_p, size_t k, uint64_t *out_cat,
+              float *out_diff) {
+  return rising_impl(s, plong, pnext_prof, n_cand, cand_cat, cand_p, k, out_cat, out_diff,
+                     in_ids_avx512);
+}
+#endif
+
+size_t profile_rising(const arch_state_t *s, const float *plong, const float *pnext_prof,
+                      size_t n_cand, const uint64_t *cand_cat, const float *cand_p,
+                      size_t k, uint64_t *out_cat, float *out_diff) {
+#if PROFILE_X86
+  pthread_once(&in_ids_once, in_ids_choose);
+  if (in_ids == in_ids_avx512)
+    return rising_avx512(s, plong, pnext_prof, n_cand, cand_cat, cand_p, k, out_cat, out_diff);
+#endif
+  return rising_impl(s, plong, pnext_prof, n_cand, cand_cat, cand_p, k, out_cat, out_diff,
+                     in_ids_scalar);
 }
