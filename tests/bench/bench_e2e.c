@@ -13,7 +13,8 @@
  *   5. the same paced feed through the plain pass-through: the floor that the mock
  *      broker, the feeder and librdkafka set at that rate on this machine.
  * usage: bench_e2e [N_EVENTS (100000)] [N_PY (20000), 0 = skip] [LATENCY_RATE (half of
- *        the measured saturation)] [latency-only (skip 1-3; needs LATENCY_RATE)]
+ *        the measured saturation)] [latency-only (skip 1-3; needs LATENCY_RATE) |
+ *        saturation-only (1 alone; LATENCY_RATE is ignored)]
  * BENCH_E2E_CONF: extra INI lines for the latency run's daemon; BENCH_E2E_FEEDER: one
  * librdkafka key=value for the latency feeders' producer, default linger.ms=5 (both for
  * experiments; see feeder_prop()). */
@@ -296,6 +297,7 @@ int main(int argc, char **argv) {
   size_t n_events = argc > 1 ? strtoul(argv[1], NULL, 10) : 100000;
   size_t n_py = argc > 2 ? strtoul(argv[2], NULL, 10) : 20000;
   int lat_only = argc > 4 && strcmp(argv[4], "latency-only") == 0 && strtod(argv[3], NULL) > 0;
+  int sat_only = argc > 4 && strcmp(argv[4], "saturation-only") == 0;
   h_init("bench_e2e");
   char err[512];
   mockbroker_t *mb;
@@ -331,6 +333,13 @@ int main(int argc, char **argv) {
   printf("interestd saturation:      %8.0f events/s (%" PRIu64 " predictions); daemon CPU "
          "%.2f us/event (user+sys, all threads, start to exit)\n", sat, got,
          cpu * 1e6 / (double)n_events);
+
+  if (sat_only) {
+    h_free_msgs(msgs, n_events);
+    free(model);
+    mockbroker_destroy(mb);
+    return 0;
+  }
 
   /* 2. pass-through ceiling */
   pt_t pt = {brokers, "events", "passthrough-out", "bench-passthrough", n_events, 0, NULL, 0};
@@ -437,7 +446,8 @@ latency_run:;
   pthread_create(&th, NULL, feeder, &f);
   pthread_join(th, NULL);
   double wend = h_now() + 30;
-  while (__atomic_load_n(&lp.seen, __ATOMIC_ACQUIRE) < n_warm && h_now() < wend) h_sleep_ms(20);
+  while (__atomic_load_n(&lp.seen, __ATOMIC_ACQUIRE) < n_warm && h_now() < wend)
+    h_sleep_ms(20);
   H_CHECK(lp.seen >= n_warm, "pass-through warm-up not answered");
   f = (feed_t){.brokers = brokers, .topic = "ctl-in", .msgs = msgs, .n_msgs = n_events,
                .lo = n_warm, .n = n_lat, .rate = rate};
