@@ -1304,7 +1304,10 @@ int ckpt_snapshot_step(ckpt_t *ck, uint64_t budget_us) {
   int done = 0;
   for (;;) {
     pthread_mutex_lock(&ck->mu);
-    int room = ck->q_bytes < QUEUE_MAX_BYTES && ck->pool_n > 0;
+    /* a group of STEP_USERS may start that many chunks: take them from the
+     * pool, never from fresh memory (page faults in the loop) */
+    size_t need = ck->n < STEP_USERS ? ck->n : STEP_USERS;
+    int room = ck->q_bytes < QUEUE_MAX_BYTES && ck->pool_n >= need;
     pthread_mutex_unlock(&ck->mu);
     if (!room) break; /* the writer is behind (or still filling the pool) */
     done = store_capture_step(ck->st, STEP_USERS);
