@@ -1,7 +1,8 @@
 /* Private compute kernels of model/: a batch-invariant small GEMM against
  * packed weights, and vectorised activations. Chosen once per process by CPU
  * (AVX-512F, AVX2+FMA, or portable C); IX_KERNEL=scalar|avx2|avx512 forces
- * one (tests compare them).
+ * one (tests compare them); IX_KERNEL=avx512-emul is avx512 without the
+ * AVX512_BF16 instructions (same bits; what a CPU without them runs).
  *
  * Why not OpenBLAS sgemm here: its per-row results depend on the batch size
  * (small-matrix kernels, edge kernels; measured, see docs/PERFORMANCE.md), and
