@@ -97,6 +97,18 @@ size_t lstm_input_size(const lstm_t *cell) { return cell->I; }
 size_t lstm_hidden_size(const lstm_t *cell) { return cell->H; }
 
 /* One chunk of at most max_batch rows. */
+/* pre[0..G) = bias + (a + a2), bias + a, or bias, as the fused kernels add
+ * them (a2 only with a). */
+static void init_pre(const lstm_t *cell, float *pre, const float *a, const float *a2) {
+  if (a && a2) {
+    for (size_t j = 0; j < cell->G; j++) pre[j] = cell->bias[j] + (a[j] + a2[j]);
+  } else if (a) {
+    for (size_t j = 0; j < cell->G; j++) pre[j] = cell->bias[j] + a[j];
+  } else {
+    memcpy(pre, cell->bias, cell->G * sizeof(float));
+  }
+}
+
 static void step_chunk(lstm_t *cell, size_t n, const float *x, float *const *h,
                        float *const *c, const float *const *add_a,
                        const float *const *add_b) {
@@ -115,15 +127,7 @@ static void step_chunk(lstm_t *cell, size_t n, const float *x, float *const *h,
     if (I) memcpy(row, x + b * I, I * sizeof(float));
     memcpy(row + I, h[b], H * sizeof(float));
     float *pre = cell->pre + b * Np;
-    if (add_a && add_b) {
-      const float *a = add_a[b], *a2 = add_b[b];
-      for (size_t j = 0; j < cell->G; j++) pre[j] = cell->bias[j] + (a[j] + a2[j]);
-    } else if (add_a) {
-      const float *a = add_a[b];
-      for (size_t j = 0; j < cell->G; j++) pre[j] = cell->bias[j] + a[j];
-    } else {
-      memcpy(pre, cell->bias, cell->G * sizeof(float));
-    }
+    init_pre(cell, pre, add_a ? add_a[b] : NULL, add_b ? add_b[b] : NULL);
     memset(pre + cell->G, 0, (Np - cell->G) * sizeof(float));
   }
   kern_gemm(&cell->w, n, cell->xh, K, cell->pre, Np);
@@ -154,18 +158,8 @@ static void step_chunk_bf16(lstm_t *cell, size_t n, const float *x, uint16_t *co
   }
   if (kern_lstm_bf16_fused(&cell->wb, n, cell->ab, lda, cell->bias, add_a, add_b, h16, c16) == 0)
     return;
-  for (size_t b = 0; b < n; b++) {
-    float *pre = cell->pre + b * G;
-    if (add_a && add_b) {
-      const float *a = add_a[b], *a2 = add_b[b];
-      for (size_t j = 0; j < G; j++) pre[j] = cell->bias[j] + (a[j] + a2[j]);
-    } else if (add_a) {
-      const float *a = add_a[b];
-      for (size_t j = 0; j < G; j++) pre[j] = cell->bias[j] + a[j];
-    } else {
-      memcpy(pre, cell->bias, G * sizeof(float));
-    }
-  }
+  for (size_t b = 0; b < n; b++)
+    init_pre(cell, cell->pre + b * G, add_a ? add_a[b] : NULL, add_b ? add_b[b] : NULL);
   kern_gemm_bf16(&cell->wb, n, cell->ab, lda, cell->pre, G);
   for (size_t b = 0; b < n; b++) kern_lstm_pointwise_bf16(H, cell->pre + b * G, c16[b], h16[b]);
 }

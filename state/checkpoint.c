@@ -253,6 +253,50 @@ typedef struct cmd {
   unsigned char data[];
 } cmd_t;
 
+/* Page cache recycling, for both writers: the generations a write will
+ * prune are dropped from the page cache as fast as the new file fills it, so
+ * the new file's folios reuse their memory instead of taking never-touched
+ * memory. System calls only. */
+typedef struct {
+  unsigned next; /* next index into job->prune to open */
+  int fd;        /* file being dropped, or -1 */
+  uint64_t off, size;
+} recycler_t;
+
+/* Drops `bytes` more of job's to-be-pruned files' page cache. */
+static void recycler_drop(recycler_t *r, const char *dir, const job_t *job, uint64_t bytes) {
+  while (bytes) {
+    if (r->fd < 0) {
+      if (!job || r->next >= job->nprune) return;
+      char old[PATH_MAX];
+      file_path(old, sizeof old, dir, job->partition, job->prune[r->next++]);
+      struct stat sb;
+      r->fd = open(old, O_RDONLY | O_CLOEXEC);
+      if (r->fd < 0) continue;
+      if (fstat(r->fd, &sb) != 0 || sb.st_size <= 0) {
+        close(r->fd);
+        r->fd = -1;
+        continue;
+      }
+      r->off = 0;
+      r->size = (uint64_t)sb.st_size;
+    }
+    uint64_t n = r->size - r->off < bytes ? r->size - r->off : bytes;
+    (void)posix_fadvise(r->fd, (off_t)r->off, (off_t)n, POSIX_FADV_DONTNEED);
+    r->off += n;
+    bytes -= n;
+    if (r->off >= r->size) {
+      close(r->fd);
+      r->fd = -1;
+    }
+  }
+}
+
+static void recycler_close(recycler_t *r) {
+  if (r->fd >= 0) close(r->fd);
+  r->fd = -1;
+}
+
 /* One partition's file in an incremental snapshot. */
 typedef struct {
   job_t job;
@@ -264,9 +308,7 @@ typedef struct {
   int fd;
   unsigned char *stage; /* large files: output staged into 2 MiB-aligned writes */
   size_t fill;          /* staged bytes; stage[0] is at a WRITE_ALIGN file offset */
-  unsigned next_prune;  /* page cache recycling of the generations to prune */
-  int rfd;
-  uint64_t roff, rsize;
+  recycler_t rc;        /* page cache of the generations to prune */
   uint64_t written;
   uint32_t in_block, block_index, crc;
   int failed, err;
@@ -329,52 +371,18 @@ typedef struct {
   uint32_t header_crc;
   uint64_t users;
   int err;
-  /* Page cache recycling: the generations this write will prune are dropped
-   * from the cache as fast as the new file fills it, so the new file's
-   * folios reuse their memory instead of taking never-touched memory. */
+  /* page cache recycling (recycler_t) of job's generations to prune */
   const char *dir;
   const job_t *job;
-  unsigned next_prune;
-  int rfd;
-  uint64_t roff, rsize;
+  recycler_t rc;
 } wctx_t;
-
-/* Drop `bytes` more of the to-be-pruned files' page cache. System calls
- * only (runs in the forked child). */
-static void recycle_cache(wctx_t *w, uint64_t bytes) {
-  while (bytes) {
-    if (w->rfd < 0) {
-      if (!w->job || w->next_prune >= w->job->nprune) return;
-      char old[PATH_MAX];
-      file_path(old, sizeof old, w->dir, w->job->partition, w->job->prune[w->next_prune++]);
-      struct stat sb;
-      w->rfd = open(old, O_RDONLY | O_CLOEXEC);
-      if (w->rfd < 0) continue;
-      if (fstat(w->rfd, &sb) != 0 || sb.st_size <= 0) {
-        close(w->rfd);
-        w->rfd = -1;
-        continue;
-      }
-      w->roff = 0;
-      w->rsize = (uint64_t)sb.st_size;
-    }
-    uint64_t n = w->rsize - w->roff < bytes ? w->rsize - w->roff : bytes;
-    (void)posix_fadvise(w->rfd, (off_t)w->roff, (off_t)n, POSIX_FADV_DONTNEED);
-    w->roff += n;
-    bytes -= n;
-    if (w->roff >= w->rsize) {
-      close(w->rfd);
-      w->rfd = -1;
-    }
-  }
-}
 
 
 /* Write out the staged whole WRITE_ALIGN units (all when final). */
 static int stage_flush(wctx_t *w, int final) {
   size_t out = final ? w->fill : w->fill / WRITE_ALIGN * WRITE_ALIGN;
   if (out == 0) return 0;
-  recycle_cache(w, out);
+  recycler_drop(&w->rc, w->dir, w->job, out);
   if (write_all(w->fd, w->buf, out) != 0) return -1;
   memmove(w->buf, w->buf + out, w->fill - out);
   w->fill -= out;
@@ -433,7 +441,7 @@ static void build_header(unsigned char *h, int32_t partition, uint32_t fingerpri
 }
 
 /* Write job's file from st using buf (stage_bytes_for() bytes). Fills res. Safe
- * in a forked child: system calls and stack buffers only. */
+ * in any thread: system calls and stack buffers only. */
 static void write_one(const char *dir, const store_t *st, const job_t *job, uint32_t fingerprint,
                       unsigned char *buf, ckpt_result_t *res) {
   char tmp[PATH_MAX], path[PATH_MAX];
@@ -450,7 +458,7 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
   uint64_t users = store_partition_users(st, job->partition);
   wctx_t w = {.buf = buf, .blob_size = blob_size, .rec_size = record_size(blob_size),
               .block_records = block_records_for(blob_size), .dir = dir, .job = job,
-              .rfd = -1};
+              .rc = {.fd = -1}};
   unsigned char h[CKPT_HEADER_BYTES];
   build_header(h, job->partition, fingerprint, job->next_offset, job->generation, users,
                (int64_t)(now_us(CLOCK_REALTIME) / 1000u), (uint32_t)blob_size, w.block_records);
@@ -468,8 +476,7 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
     goto fail_errno;
   }
   if (flush_block(&w) != 0 || stage_flush(&w, 1) != 0) goto fail_errno;
-  if (w.rfd >= 0) close(w.rfd);
-  w.rfd = -1;
+  recycler_close(&w.rc);
   if (w.users != users) {
     res->err = IX_ESTATE;
     fmt(res->reason, sizeof res->reason, "%s: store listed %llu users, expected %llu", tmp,
@@ -506,7 +513,7 @@ fail_errno:
   res->err = IX_ESYS;
   fmt(res->reason, sizeof res->reason, "%s: %s failed: %s", tmp, step, errdesc(e));
 fail:
-  if (w.rfd >= 0) close(w.rfd);
+  recycler_close(&w.rc);
   if (w.fd >= 0) close(w.fd);
   (void)unlink(tmp);
 }
@@ -765,8 +772,7 @@ static void writer_post(ckpt_t *ck, size_t i, ckpt_state_t state, int err, const
 static void sjob_close(sjob_t *sj) {
   if (sj->fd >= 0) close(sj->fd);
   sj->fd = -1;
-  if (sj->rfd >= 0) close(sj->rfd);
-  sj->rfd = -1;
+  recycler_close(&sj->rc);
   free(sj->stage);
   sj->stage = NULL;
   sj->fill = 0;
@@ -781,44 +787,12 @@ static void sjob_fail(sjob_t *sj, int err, const char *step, int e) {
   (void)unlink(sj->tmp);
 }
 
-/* As the synchronous writer does (see WRITE_ALIGN and recycle_cache): a
- * large file is written in whole 2 MiB units at 2 MiB-aligned offsets, so
- * the page cache holds it in 2 MiB folios that a restore hands back to the
- * store's huge-page slabs, and the page cache of the generations this file
- * will replace is dropped as fast as the new file fills it. */
-static void sjob_recycle(ckpt_t *ck, sjob_t *sj, uint64_t bytes) {
-  while (bytes) {
-    if (sj->rfd < 0) {
-      if (sj->next_prune >= sj->job.nprune) return;
-      char old[PATH_MAX];
-      file_path(old, sizeof old, ck->dir, sj->job.partition, sj->job.prune[sj->next_prune++]);
-      struct stat sb;
-      sj->rfd = open(old, O_RDONLY | O_CLOEXEC);
-      if (sj->rfd < 0) continue;
-      if (fstat(sj->rfd, &sb) != 0 || sb.st_size <= 0) {
-        close(sj->rfd);
-        sj->rfd = -1;
-        continue;
-      }
-      sj->roff = 0;
-      sj->rsize = (uint64_t)sb.st_size;
-    }
-    uint64_t k = sj->rsize - sj->roff < bytes ? sj->rsize - sj->roff : bytes;
-    (void)posix_fadvise(sj->rfd, (off_t)sj->roff, (off_t)k, POSIX_FADV_DONTNEED);
-    sj->roff += k;
-    bytes -= k;
-    if (sj->roff >= sj->rsize) {
-      close(sj->rfd);
-      sj->rfd = -1;
-    }
-  }
-}
-
-/* Writes the staged whole WRITE_ALIGN units (everything when final). */
+/* Writes the staged whole WRITE_ALIGN units (everything when final), as the
+ * synchronous writer does (see WRITE_ALIGN and recycler_t). */
 static int sjob_flush(ckpt_t *ck, sjob_t *sj, int final) {
   size_t out = final ? sj->fill : sj->fill / WRITE_ALIGN * WRITE_ALIGN;
   if (out == 0) return 0;
-  sjob_recycle(ck, sj, out);
+  recycler_drop(&sj->rc, ck->dir, &sj->job, out);
   if (write_all(sj->fd, sj->stage, out) != 0) return -1;
   memmove(sj->stage, sj->stage + out, sj->fill - out);
   sj->fill -= out;
@@ -1257,7 +1231,7 @@ int ckpt_snapshot_start(ckpt_t *ck, store_t *st, const int32_t *partitions,
     sjob_t *sj = &ck->sjobs[i];
     sj->job = jobs[i];
     sj->users = users[i];
-    sj->fd = sj->rfd = -1;
+    sj->fd = sj->rc.fd = -1;
     total += users[i];
     build_header(sj->header, jobs[i].partition, fingerprint, jobs[i].next_offset,
                  jobs[i].generation, users[i], created, (uint32_t)blob_size, ck->block_records);
