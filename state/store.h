@@ -18,8 +18,8 @@ typedef struct {
   size_t mem_limit_bytes;  /* 0 = unlimited; enforced by store_evict() */
   int64_t idle_ttl_ms;     /* 0 = never; enforced by store_expire() */
   int small_pages;         /* 1 = 4 KiB pages; 0 (default) = transparent huge
-                            * pages: a checkpoint fork copies 512x fewer page
-                            * table entries (see docs/STATE.md) */
+                            * pages: fewer TLB misses on random users, and
+                            * faster restores (see docs/STATE.md) */
 } store_opts_t;
 
 typedef struct {
