@@ -182,6 +182,12 @@ static void file_path(char *buf, size_t size, const char *dir, int32_t partition
   snprintf(buf, size, "%s/p%d-%llu.ckpt", dir, (int)partition, (unsigned long long)gen);
 }
 
+/* This process's temporary name for that file (clean_stale_tmp's pattern). */
+static void tmp_path(char *buf, size_t size, const char *dir, int32_t partition, uint64_t gen) {
+  snprintf(buf, size, "%s/.p%d-%llu.ckpt.tmp.%ld", dir, (int)partition,
+           (unsigned long long)gen, (long)getpid());
+}
+
 typedef void (*scan_fn)(void *ctx, int32_t partition, uint64_t gen);
 
 /* Calls fn for every checkpoint file name in dir. Returns 0, or -1 with errno. */
@@ -253,6 +259,15 @@ typedef struct cmd {
   unsigned char data[];
 } cmd_t;
 
+/* Frees a chain of commands. */
+static void free_cmds(cmd_t *c) {
+  while (c) {
+    cmd_t *next = c->next;
+    free(c);
+    c = next;
+  }
+}
+
 /* Page cache recycling, for both writers: the generations a write will
  * prune are dropped from the page cache as fast as the new file fills it, so
  * the new file's folios reuse their memory instead of taking never-touched
@@ -296,6 +311,12 @@ static void recycler_close(recycler_t *r) {
   if (r->fd >= 0) close(r->fd);
   r->fd = -1;
 }
+
+/* Both writers: write buf's whole WRITE_ALIGN units (everything when final)
+ * to fd, dropping as much of job's pruned generations' page cache first, and
+ * move the rest to the front. Returns the bytes written, or -1 with errno. */
+static ssize_t stage_write(int fd, unsigned char *buf, size_t *fill, recycler_t *rc,
+                           const char *dir, const job_t *job, int final);
 
 /* One partition's file in an incremental snapshot. */
 typedef struct {
@@ -378,15 +399,22 @@ typedef struct {
 } wctx_t;
 
 
+static ssize_t stage_write(int fd, unsigned char *buf, size_t *fill, recycler_t *rc,
+                           const char *dir, const job_t *job, int final) {
+  size_t out = final ? *fill : *fill / WRITE_ALIGN * WRITE_ALIGN;
+  if (out == 0) return 0;
+  recycler_drop(rc, dir, job, out);
+  if (write_all(fd, buf, out) != 0) return -1;
+  memmove(buf, buf + out, *fill - out);
+  *fill -= out;
+  return (ssize_t)out;
+}
+
 /* Write out the staged whole WRITE_ALIGN units (all when final). */
 static int stage_flush(wctx_t *w, int final) {
-  size_t out = final ? w->fill : w->fill / WRITE_ALIGN * WRITE_ALIGN;
-  if (out == 0) return 0;
-  recycler_drop(&w->rc, w->dir, w->job, out);
-  if (write_all(w->fd, w->buf, out) != 0) return -1;
-  memmove(w->buf, w->buf + out, w->fill - out);
-  w->fill -= out;
-  w->block_start -= out;
+  ssize_t out = stage_write(w->fd, w->buf, &w->fill, &w->rc, w->dir, w->job, final);
+  if (out < 0) return -1;
+  w->block_start -= (size_t)out;
   return 0;
 }
 
@@ -440,6 +468,29 @@ static void build_header(unsigned char *h, int32_t partition, uint32_t fingerpri
   put_u32(h + 76, ix_crc32(0, h, 76));
 }
 
+/* Both writers: rename tmp to path, fsync dir, then delete job's pruned
+ * generations. Returns 0, or -1 with reason set: tmp is removed when the
+ * rename failed; after a failed directory fsync the file is renamed but not
+ * known durable. */
+static int publish_file(const char *dir, const char *tmp, const char *path, const job_t *job,
+                        char *reason, size_t reason_size) {
+  if (rename(tmp, path) != 0) {
+    fmt(reason, reason_size, "%s: rename failed: %s", tmp, errdesc(errno));
+    (void)unlink(tmp);
+    return -1;
+  }
+  if (fsync_dir(dir) != 0) {
+    fmt(reason, reason_size, "%s: fsync directory of failed: %s", path, errdesc(errno));
+    return -1;
+  }
+  for (unsigned k = 0; k < job->nprune; k++) {
+    char old[PATH_MAX];
+    file_path(old, sizeof old, dir, job->partition, job->prune[k]);
+    (void)unlink(old);
+  }
+  return 0;
+}
+
 /* Write job's file from st using buf (stage_bytes_for() bytes). Fills res. Safe
  * in any thread: system calls and stack buffers only. */
 static void write_one(const char *dir, const store_t *st, const job_t *job, uint32_t fingerprint,
@@ -451,8 +502,7 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
   res->generation = job->generation;
   res->next_offset = job->next_offset;
   file_path(path, sizeof path, dir, job->partition, job->generation);
-  snprintf(tmp, sizeof tmp, "%s/.p%d-%llu.ckpt.tmp.%ld", dir, (int)job->partition,
-           (unsigned long long)job->generation, (long)getpid());
+  tmp_path(tmp, sizeof tmp, dir, job->partition, job->generation);
 
   size_t blob_size = store_blob_size(st);
   uint64_t users = store_partition_users(st, job->partition);
@@ -489,19 +539,9 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
   int fd = w.fd;
   w.fd = -1;
   if (close(fd) != 0) goto fail_errno;
-  step = "rename";
-  if (rename(tmp, path) != 0) goto fail_errno;
-  step = "fsync directory of";
-  if (fsync_dir(dir) != 0) {
-    e = errno;
+  if (publish_file(dir, tmp, path, job, res->reason, sizeof res->reason) != 0) {
     res->err = IX_ESYS;
-    fmt(res->reason, sizeof res->reason, "%s: %s failed: %s", path, step, errdesc(e));
-    return; /* renamed, but not known durable */
-  }
-  for (unsigned k = 0; k < job->nprune; k++) {
-    char old[PATH_MAX];
-    file_path(old, sizeof old, dir, job->partition, job->prune[k]);
-    (void)unlink(old);
+    return;
   }
   res->users = users;
   res->bytes = file_bytes_for(users, w.block_records, blob_size);
@@ -665,6 +705,14 @@ int ckpt_new(const ckpt_opts_t *opts, ckpt_t **out, char *errstr, size_t errstr_
 
 static void queue_push(ckpt_t *ck, cmd_t *c);
 static void free_snapshot(ckpt_t *ck);
+static void chunk_give(ckpt_t *ck, cmd_t *c);
+
+/* Empties the writer's notification pipe (non-blocking). */
+static void drain_notify(ckpt_t *ck) {
+  char buf[64];
+  while (read(ck->nfd[0], buf, sizeof buf) > 0) {
+  }
+}
 
 void ckpt_destroy(ckpt_t *ck) {
   if (!ck) return;
@@ -681,16 +729,8 @@ void ckpt_destroy(ckpt_t *ck) {
     }
   }
   free_snapshot(ck);
-  while (ck->pool) {
-    cmd_t *next = ck->pool->next;
-    free(ck->pool);
-    ck->pool = next;
-  }
-  while (ck->q_head) { /* only QUIT-less leftovers after a failed start */
-    cmd_t *next = ck->q_head->next;
-    free(ck->q_head);
-    ck->q_head = next;
-  }
+  free_cmds(ck->pool);
+  free_cmds(ck->q_head); /* only QUIT-less leftovers after a failed start */
   close(ck->nfd[0]);
   close(ck->nfd[1]);
   pthread_mutex_destroy(&ck->mu);
@@ -790,13 +830,8 @@ static void sjob_fail(sjob_t *sj, int err, const char *step, int e) {
 /* Writes the staged whole WRITE_ALIGN units (everything when final), as the
  * synchronous writer does (see WRITE_ALIGN and recycler_t). */
 static int sjob_flush(ckpt_t *ck, sjob_t *sj, int final) {
-  size_t out = final ? sj->fill : sj->fill / WRITE_ALIGN * WRITE_ALIGN;
-  if (out == 0) return 0;
-  recycler_drop(&sj->rc, ck->dir, &sj->job, out);
-  if (write_all(sj->fd, sj->stage, out) != 0) return -1;
-  memmove(sj->stage, sj->stage + out, sj->fill - out);
-  sj->fill -= out;
-  return 0;
+  return stage_write(sj->fd, sj->stage, &sj->fill, &sj->rc, ck->dir, &sj->job, final) < 0 ? -1
+                                                                                          : 0;
 }
 
 static int sjob_open(ckpt_t *ck, sjob_t *sj) {
@@ -908,21 +943,9 @@ static void run_end(ckpt_t *ck, size_t i) {
 static void run_publish(ckpt_t *ck, size_t i) {
   sjob_t *sj = &ck->sjobs[i];
   char why[sizeof sj->reason];
-  if (rename(sj->tmp, sj->path) != 0) {
-    fmt(why, sizeof why, "%s: rename failed: %s", sj->tmp, errdesc(errno));
-    (void)unlink(sj->tmp);
+  if (publish_file(ck->dir, sj->tmp, sj->path, &sj->job, why, sizeof why) != 0) {
     writer_post(ck, i, CKPT_FAILED, IX_ESYS, why, 0, 0);
     return;
-  }
-  if (fsync_dir(ck->dir) != 0) {
-    fmt(why, sizeof why, "%s: fsync directory of failed: %s", sj->path, errdesc(errno));
-    writer_post(ck, i, CKPT_FAILED, IX_ESYS, why, 0, 0); /* renamed, not known durable */
-    return;
-  }
-  for (unsigned k = 0; k < sj->job.nprune; k++) {
-    char old[PATH_MAX];
-    file_path(old, sizeof old, ck->dir, sj->job.partition, sj->job.prune[k]);
-    (void)unlink(old);
   }
   writer_post(ck, i, CKPT_DURABLE, 0, NULL, sj->users,
               file_bytes_for(sj->users, ck->block_records, ck->blob_size));
@@ -952,16 +975,18 @@ static void prefill_pool(ckpt_t *ck) {
     if (!c) return;
     memset(c, 0, sizeof *c + cap);
     c->cap = cap;
-    pthread_mutex_lock(&ck->mu);
-    if (cap == ck->chunk_cap) {
-      c->next = ck->pool;
-      ck->pool = c;
-      ck->pool_n++;
-      c = NULL;
-    }
-    pthread_mutex_unlock(&ck->mu);
-    free(c);
+    chunk_give(ck, c);
   }
+}
+
+/* Returns c to the pool if it fits and the pool wants it (NULL then), else
+ * c for the caller to free. Call with mu held. */
+static cmd_t *pool_put_locked(ckpt_t *ck, cmd_t *c) {
+  if (c->cap != ck->chunk_cap || ck->pool_n >= ck->pool_target) return c;
+  c->next = ck->pool;
+  ck->pool = c;
+  ck->pool_n++;
+  return NULL;
 }
 
 static void *writer_main(void *arg) {
@@ -1002,12 +1027,7 @@ static void *writer_main(void *arg) {
     pthread_mutex_lock(&ck->mu);
     if (c->kind == CMD_DATA) {
       ck->q_bytes -= c->cap;
-      if (c->cap == ck->chunk_cap && ck->pool_n < ck->pool_target) {
-        c->next = ck->pool;
-        ck->pool = c;
-        ck->pool_n++;
-        c = NULL;
-      }
+      c = pool_put_locked(ck, c);
     }
     pthread_mutex_unlock(&ck->mu);
     free(c);
@@ -1051,12 +1071,7 @@ static cmd_t *chunk_take(ckpt_t *ck, int may_alloc) {
 
 static void chunk_give(ckpt_t *ck, cmd_t *c) {
   pthread_mutex_lock(&ck->mu);
-  if (c->cap == ck->chunk_cap && ck->pool_n < ck->pool_target) {
-    c->next = ck->pool;
-    ck->pool = c;
-    ck->pool_n++;
-    c = NULL;
-  }
+  c = pool_put_locked(ck, c);
   pthread_mutex_unlock(&ck->mu);
   free(c);
 }
@@ -1178,11 +1193,7 @@ int ckpt_snapshot_start(ckpt_t *ck, store_t *st, const int32_t *partitions,
   }
   ck->pool_target = n + QUEUE_MAX_BYTES / cap + 2;
   pthread_mutex_unlock(&ck->mu);
-  while (old) {
-    cmd_t *next = old->next;
-    free(old);
-    old = next;
-  }
+  free_cmds(old);
   job_t *jobs = calloc(n ? n : 1, sizeof *jobs);
   ck->sjobs = calloc(n ? n : 1, sizeof *ck->sjobs);
   ck->shared = calloc(n ? n : 1, sizeof *ck->shared);
@@ -1237,17 +1248,14 @@ int ckpt_snapshot_start(ckpt_t *ck, store_t *st, const int32_t *partitions,
                  jobs[i].generation, users[i], created, (uint32_t)blob_size, ck->block_records);
     sj->header_crc = get_u32(sj->header + 76);
     file_path(sj->path, sizeof sj->path, ck->dir, jobs[i].partition, jobs[i].generation);
-    snprintf(sj->tmp, sizeof sj->tmp, "%s/.p%d-%llu.ckpt.tmp.%ld", ck->dir,
-             (int)jobs[i].partition, (unsigned long long)jobs[i].generation, (long)getpid());
+    tmp_path(sj->tmp, sizeof sj->tmp, ck->dir, jobs[i].partition, jobs[i].generation);
     ckpt_result_t r = {.partition = jobs[i].partition, .state = CKPT_COPYING,
                        .generation = jobs[i].generation, .next_offset = jobs[i].next_offset};
     ck->shared[i] = ck->results[i] = r;
   }
   free(jobs);
   free(users);
-  char drain[64];
-  while (read(ck->nfd[0], drain, sizeof drain) > 0) {
-  }
+  drain_notify(ck);
   ck->st = st;
   ck->running = ck->started = 1;
   ck->t_start_us = t0;
@@ -1305,9 +1313,7 @@ int ckpt_snapshot_poll(ckpt_t *ck, const ckpt_result_t **results, size_t *n) {
   if (results) *results = ck->results;
   if (n) *n = ck->n;
   if (!ck->running) return 1;
-  char drain[64];
-  while (read(ck->nfd[0], drain, sizeof drain) > 0) {
-  }
+  drain_notify(ck);
   int all = 1;
   pthread_mutex_lock(&ck->mu);
   for (size_t i = 0; i < ck->n; i++) {

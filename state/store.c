@@ -559,14 +559,8 @@ int store_order_partition(store_t *st, int32_t partition) {
   /* Relink oldest first at the tail; touch sequence numbers follow the new
    * order, so eviction's tie-break agrees with it. */
   pt->head = pt->tail = NIL;
-  for (size_t j = 0; j < n; j++) { /* pushed at the head: the newest ends there */
-    slot_t *s = slot_at(st, o[j].slot);
-    s->prev = NIL;
-    s->next = pt->head;
-    if (pt->head != NIL) slot_at(st, pt->head)->prev = o[j].slot;
-    else pt->tail = o[j].slot;
-    pt->head = o[j].slot;
-  }
+  for (size_t j = 0; j < n; j++) /* pushed at the head: the newest ends there */
+    list_push_head(st, pt, o[j].slot, slot_at(st, o[j].slot));
   uint64_t base = st->seq;
   for (size_t j = 0; j < n; j++) slot_at(st, o[j].slot)->seq = base + 1 + j;
   st->seq = base + n;
@@ -665,19 +659,23 @@ void store_get_stats(const store_t *st, store_stats_t *stats) {
 
 /* ---- snapshot capture ---------------------------------------------------- */
 
+static void capture_unlist_all(store_t *st) {
+  for (uint32_t k = 0; k < st->nparts; k++) st->parts[k].cap_idx = NIL;
+}
+
 int store_capture_begin(store_t *st, const int32_t *partitions, size_t n, store_capture_fn fn,
                         void *ctx, uint64_t *users) {
   if (st->cap_on) return IX_ESTATE;
   if (!fn || (n && !partitions)) return IX_EINVAL;
   uint64_t *pending = calloc(n ? n : 1, sizeof *pending);
   if (!pending) return IX_ENOMEM;
-  for (uint32_t k = 0; k < st->nparts; k++) st->parts[k].cap_idx = NIL;
+  capture_unlist_all(st);
   uint64_t left = 0;
   for (size_t i = 0; i < n; i++) {
     uint32_t k;
     if (part_find(st, partitions[i], &k)) {
       if (st->parts[k].cap_idx != NIL) { /* listed twice */
-        for (uint32_t j = 0; j < st->nparts; j++) st->parts[j].cap_idx = NIL;
+        capture_unlist_all(st);
         free(pending);
         return IX_EINVAL;
       }
@@ -737,7 +735,7 @@ void store_capture_cancel(store_t *st, int32_t partition) {
 
 void store_capture_end(store_t *st) {
   if (!st->cap_on) return;
-  for (uint32_t k = 0; k < st->nparts; k++) st->parts[k].cap_idx = NIL;
+  capture_unlist_all(st);
   st->cap_on = 0;
   st->cap_fn = NULL;
   st->cap_ctx = NULL;
