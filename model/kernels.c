@@ -814,22 +814,29 @@ static int cpu_has512(void) {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
          __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+static int cpu_has2(void) {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
 static const kern_set_t *avx512_set(void) {
   return __builtin_cpu_supports("avx512bf16") ? &KERN_AVX512 : &KERN_AVX512_EMUL;
 }
 
+/* The set called name when this CPU runs it, else NULL. */
+static const kern_set_t *set_named(const char *name) {
+  if (strcmp(name, "scalar") == 0) return &KERN_SCALAR;
+  if (strcmp(name, "avx2") == 0) return cpu_has2() ? &KERN_AVX2 : NULL;
+  if (strcmp(name, "avx512") == 0) return cpu_has512() ? avx512_set() : NULL;
+  if (strcmp(name, "avx512-emul") == 0) return cpu_has512() ? &KERN_AVX512_EMUL : NULL;
+  return NULL;
+}
+
 static void kern_choose(void) {
   __builtin_cpu_init();
-  int has512 = cpu_has512();
-  int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   const char *force = getenv("IX_KERNEL");
-  if (force && strcmp(force, "scalar") == 0) kern_set = &KERN_SCALAR;
-  else if (force && strcmp(force, "avx2") == 0 && has2) kern_set = &KERN_AVX2;
-  else if (force && strcmp(force, "avx2") == 0) kern_set = &KERN_SCALAR;
-  else if (force && strcmp(force, "avx512-emul") == 0 && has512) kern_set = &KERN_AVX512_EMUL;
-  else if (has512) kern_set = avx512_set();
-  else if (has2) kern_set = &KERN_AVX2;
-  else kern_set = &KERN_SCALAR;
+  const kern_set_t *set = force ? set_named(force) : NULL;
+  if (!set && force && strcmp(force, "avx2") == 0) set = &KERN_SCALAR; /* avx2 forced, absent */
+  if (!set) set = cpu_has512() ? avx512_set() : cpu_has2() ? &KERN_AVX2 : &KERN_SCALAR;
+  kern_set = set;
 }
 
 static inline const kern_set_t *K_(void) {
@@ -841,13 +848,9 @@ const char *kern_name(void) { return K_()->name; }
 
 int kern_select(const char *name) {
   K_();
-  int has512 = cpu_has512();
-  int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (strcmp(name, "scalar") == 0) kern_set = &KERN_SCALAR;
-  else if (strcmp(name, "avx2") == 0 && has2) kern_set = &KERN_AVX2;
-  else if (strcmp(name, "avx512") == 0 && has512) kern_set = avx512_set();
-  else if (strcmp(name, "avx512-emul") == 0 && has512) kern_set = &KERN_AVX512_EMUL;
-  else return IX_EINVAL;
+  const kern_set_t *set = set_named(name);
+  if (!set) return IX_EINVAL;
+  kern_set = set;
   return 0;
 }
 
