@@ -108,9 +108,9 @@ void arch_layout(const arch_dims_t *d, arch_layout_t *layout);
  * Byte size at ARCH_K = ARCH_P = 16: 552 header + 4*H (h and c as bfloat16)
  *   = 808 bytes per user at H = 64.
  * h and c are STORED as bfloat16 (the upper 16 bits of an IEEE float32,
- * rounded to nearest even; arch_bf16_from_f32) and computed in float32: each
- * step reads them widened (exact), runs the cell in float32 and rounds the
- * new h and c once when it stores them. The head reads h from the state, so
+ * rounded to nearest even: kern_bf16_from_f32 in model/kernels.h) and
+ * computed in float32: each step reads them widened (exact), runs the cell
+ * in float32 and rounds the new h and c once when it stores them. The head reads h from the state, so
  * the prediction made after an event sees the rounded h, as does the next
  * step. bf16 rather than fp16: float32's exponent range (c is not bounded,
  * fp16 overflows at 65504), conversion is a shift one way and a rounding
@@ -167,20 +167,6 @@ static inline const uint16_t *arch_state_hc16(const arch_state_t *s) {
   return (const uint16_t *)(const void *)(s + 1);
 }
 
-/* float32 -> bfloat16, round to nearest even; NaN stays a (quiet) NaN;
- * subnormal inputs become signed zero, as the AVX512_BF16 conversion
- * (vcvtneps2bf16) does, so every kernel stores the same bits. */
-static inline uint16_t arch_bf16_from_f32(float v) {
-  union { float f; uint32_t u; } x = {v};
-  if ((x.u & 0x7f800000u) == 0) return (uint16_t)((x.u >> 16) & 0x8000u);
-  if ((x.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x.u >> 16) | 0x0040u);
-  return (uint16_t)((x.u + 0x7fffu + ((x.u >> 16) & 1u)) >> 16);
-}
-/* bfloat16 -> float32 (exact). */
-static inline float arch_bf16_to_f32(uint16_t b) {
-  union { uint32_t u; float f; } x = {(uint32_t)b << 16};
-  return x.f;
-}
 /* The state's h as float32 (H values). */
 void arch_state_get_h(const arch_dims_t *d, const arch_state_t *s, float *h);
 

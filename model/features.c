@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "model/kernels.h"
 #include "model/profile.h"
 
 void arch_dims_default(arch_dims_t *d) {
@@ -79,7 +80,7 @@ void arch_state_init(const arch_dims_t *d, arch_state_t *s) {
 
 void arch_state_get_h(const arch_dims_t *d, const arch_state_t *s, float *h) {
   const uint16_t *h16 = arch_state_hc16(s);
-  for (size_t j = 0; j < d->H; j++) h[j] = arch_bf16_to_f32(h16[j]);
+  for (size_t j = 0; j < d->H; j++) h[j] = kern_bf16_to_f32(h16[j]);
 }
 
 /* log1pf(n) for small n, from log1pf itself (same bits): one call fewer per

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "model/arch.h"
+#include "model/kernels.h"
 #include "model/lstm.h"
 #include "model/model.h"
 
@@ -74,11 +75,11 @@ static double rel_err(size_t n, const float *a, const float *b, double floor) {
 /* Distance from t to the interval of reals that round (nearest even) to the
  * bf16 value b: 0 when b is t's rounding. */
 static double bf16_gap(double t, uint16_t b) {
-  double v = arch_bf16_to_f32(b), lo, hi;
+  double v = kern_bf16_to_f32(b), lo, hi;
   if ((b & 0x7fffu) == 0) {
     lo = -FLT_MIN, hi = FLT_MIN; /* subnormals flush to zero */
   } else {
-    double a = arch_bf16_to_f32((uint16_t)(b + 1)), c = arch_bf16_to_f32((uint16_t)(b - 1));
+    double a = kern_bf16_to_f32((uint16_t)(b + 1)), c = kern_bf16_to_f32((uint16_t)(b - 1));
     lo = (v + fmin(a, c)) / 2, hi = (v + fmax(a, c)) / 2;
   }
   return t < lo ? lo - t : t > hi ? t - hi : 0.0;
@@ -162,7 +163,7 @@ static void test_c_forward_matches_torch(void **st) {
                         (action_t)recs[i].action};
       memcpy(xw + w * I, raw + (size_t)i * rper, I * sizeof(float));
       const uint16_t *hc = arch_state_hc16(sp[w]);
-      for (unsigned j = 0; j < 2 * H; j++) pre[(size_t)i * 2 * H + j] = arch_bf16_to_f32(hc[j]);
+      for (unsigned j = 0; j < 2 * H; j++) pre[(size_t)i * 2 * H + j] = kern_bf16_to_f32(hc[j]);
       w++, i++;
     }
     assert_int_equal(model_step_batch(m, sp, ev, w, preds + first), 0);
@@ -184,7 +185,7 @@ static void test_c_forward_matches_torch(void **st) {
   for (unsigned i = 0; i < N; i++) {
     float hpost[2 * 64 * 8];
     assert_true(2 * H <= sizeof hpost / sizeof hpost[0]);
-    for (unsigned j = 0; j < 2 * H; j++) hpost[j] = arch_bf16_to_f32(post[(size_t)i * 2 * H + j]);
+    for (unsigned j = 0; j < 2 * H; j++) hpost[j] = kern_bf16_to_f32(post[(size_t)i * 2 * H + j]);
     assert_int_equal(fwrite(pre + (size_t)i * 2 * H, sizeof(float), 2 * H, f), 2 * H);
     assert_int_equal(fwrite(hpost, sizeof(float), 2 * H, f), 2 * H);
   }
@@ -204,7 +205,7 @@ static void test_c_forward_matches_torch(void **st) {
     const float *op = eq + V + 2 * K, *tail = op + K, *ewrong = tail + 3;
     const uint16_t *h16 = post + (size_t)i * 2 * H;
     float hpost[64 * 8];
-    for (unsigned j = 0; j < H; j++) hpost[j] = arch_bf16_to_f32(h16[j]);
+    for (unsigned j = 0; j < H; j++) hpost[j] = kern_bf16_to_f32(h16[j]);
     e_h = fmax(e_h, rounding_err(H, h16, eh, 1e-3));
     e_c = fmax(e_c, rounding_err(H, h16 + H, ec, 1e-3));
     e_wrong = fmin(e_wrong, rel_err(H, hpost, ewrong, 1e-3));

@@ -19,6 +19,7 @@
 #include "common/crc.h"
 #include "common/err.h"
 #include "model/arch.h"
+#include "model/kernels.h"
 #include "model/model.h"
 #include "state/checkpoint.h"
 #include "state/store.h"
@@ -192,16 +193,16 @@ static void test_model_state_size_documented(void **st) {
  * rounding helper agrees with hand-made bit patterns. */
 static void test_state_stores_h_c_as_bf16(void **st) {
   (void)st;
-  assert_int_equal(arch_bf16_from_f32(1.0f), 0x3f80);
-  assert_int_equal(arch_bf16_from_f32(-2.0f), 0xc000);
-  assert_int_equal(arch_bf16_from_f32(1.00390625f), 0x3f80);  /* 1 + 2^-8: tie, to even */
-  assert_int_equal(arch_bf16_from_f32(1.01171875f), 0x3f82);  /* 1 + 3*2^-8: tie, to even */
-  assert_int_equal(arch_bf16_from_f32(nextafterf(1.00390625f, 2.0f)), 0x3f81); /* above the tie */
-  assert_int_equal(arch_bf16_from_f32(1e-40f), 0x0000);       /* subnormal -> 0 */
-  assert_int_equal(arch_bf16_from_f32(-1e-40f), 0x8000);
-  assert_int_equal(arch_bf16_from_f32(3.4e38f), 0x7f80);      /* rounds up to inf */
-  assert_true(arch_bf16_to_f32(arch_bf16_from_f32(NAN)) != arch_bf16_to_f32(arch_bf16_from_f32(NAN)));
-  assert_true(arch_bf16_to_f32(0x3f81) == 1.0078125f);
+  assert_int_equal(kern_bf16_from_f32(1.0f), 0x3f80);
+  assert_int_equal(kern_bf16_from_f32(-2.0f), 0xc000);
+  assert_int_equal(kern_bf16_from_f32(1.00390625f), 0x3f80);  /* 1 + 2^-8: tie, to even */
+  assert_int_equal(kern_bf16_from_f32(1.01171875f), 0x3f82);  /* 1 + 3*2^-8: tie, to even */
+  assert_int_equal(kern_bf16_from_f32(nextafterf(1.00390625f, 2.0f)), 0x3f81); /* above the tie */
+  assert_int_equal(kern_bf16_from_f32(1e-40f), 0x0000);       /* subnormal -> 0 */
+  assert_int_equal(kern_bf16_from_f32(-1e-40f), 0x8000);
+  assert_int_equal(kern_bf16_from_f32(3.4e38f), 0x7f80);      /* rounds up to inf */
+  assert_true(kern_bf16_to_f32(kern_bf16_from_f32(NAN)) != kern_bf16_to_f32(kern_bf16_from_f32(NAN)));
+  assert_true(kern_bf16_to_f32(0x3f81) == 1.0078125f);
   model_t *m = random_model(0);
   const arch_dims_t *d = model_dims(m);
   arch_state_t *s = calloc(1, model_state_size(m));
@@ -214,7 +215,7 @@ static void test_state_stores_h_c_as_bf16(void **st) {
   }
   const uint16_t *hc = arch_state_hc16(s);
   for (uint32_t j = 0; j < 2 * d->H; j++) {
-    float v = arch_bf16_to_f32(hc[j]);
+    float v = kern_bf16_to_f32(hc[j]);
     assert_true(isfinite(v));
     nonzero += v != 0.0f;
   }
