@@ -27,6 +27,16 @@ static float frand(uint64_t *s) {
   return (float)((*s >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
 }
 
+/* Reference pre-activations of n rows: bias, plus add (with_add >= 1) and
+ * add2 (with_add == 2) summed first, as the fused kernels add them. */
+static void ref_pre(size_t n, size_t G, const float *bias, const float *add, const float *add2,
+                    int with_add, float *pre) {
+  for (size_t b = 0; b < n; b++)
+    for (size_t j = 0; j < G; j++)
+      pre[b * G + j] = with_add == 2 ? bias[j] + (add[b * G + j] + add2[b * G + j])
+                       : with_add ? bias[j] + add[b * G + j] : bias[j];
+}
+
 static double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 /* I = 1, H = 1. Only the biases differ per gate, so a wrong gate order
@@ -159,10 +169,7 @@ static void test_lstm_fused_equals_gemm_then_pointwise(void **st) {
           assert_int_equal(kern_w_pack(&w, K, G, W, K), 0);
           assert_int_equal(kern_w_pack_gates(&wg, K, H, W, K), 0);
           assert_int_equal(w.Np, G);
-          for (size_t b = 0; b < n; b++)
-            for (size_t j = 0; j < G; j++)
-              pre[b * G + j] = with_add == 2 ? bias[j] + (add[b * G + j] + add2[b * G + j])
-                               : with_add ? bias[j] + add[b * G + j] : bias[j];
+          ref_pre(n, G, bias, add, add2, with_add, pre);
           kern_gemm(&w, n, A, K, pre, G);
           for (size_t b = 0; b < n; b++)
             kern_lstm_pointwise(H, pre + b * G, c0 + b * H, c0 + b * H, h0 + b * H, NULL);
@@ -354,10 +361,7 @@ static void test_lstm_bf16_fused_equals_gemm_then_pointwise(void **st) {
           /* reference: GEMM then pointwise */
           uint16_t *r = malloc(n * 2 * H * 2);
           memcpy(r, hc0, n * 2 * H * 2);
-          for (size_t b = 0; b < n; b++)
-            for (size_t j = 0; j < G; j++)
-              pre[b * G + j] = with_add == 2 ? bias[j] + (add[b * G + j] + add2[b * G + j])
-                               : with_add ? bias[j] + add[b * G + j] : bias[j];
+          ref_pre(n, G, bias, add, add2, with_add, pre);
           kern_gemm_bf16(&w, n, A, lda, pre, G);
           for (size_t b = 0; b < n; b++)
             kern_lstm_pointwise_bf16(H, pre + b * G, r + b * 2 * H + H, r + b * 2 * H);
