@@ -15,7 +15,8 @@
  * usage: bench_e2e [N_EVENTS (100000)] [N_PY (20000), 0 = skip] [LATENCY_RATE (half of
  *        the measured saturation)] [latency-only (skip 1-3; needs LATENCY_RATE) |
  *        saturation-only (1 alone; LATENCY_RATE is ignored)]
- * BENCH_E2E_CONF: extra INI lines for the latency run's daemon; BENCH_E2E_FEEDER: one
+ * BENCH_E2E_PT_BYTES: pad the pass-through's output messages to this many bytes;
+ * BENCH_E2E_CONF: extra INI lines for both daemons (saturation, latency); BENCH_E2E_FEEDER: one
  * librdkafka key=value for the latency feeders' producer, default linger.ms=5 (both for
  * experiments; see feeder_prop()). */
 #include <pthread.h>
@@ -26,21 +27,56 @@
 #define PARTS 8
 #define OUT_PARTS 16
 
-static double rate_from_output(const char *rec, uint64_t *n_out) {
-  rec_reader_t *r;
+/* Reads count messages of topic (all partitions, from the start) and returns
+ * their rate from the produce timestamps, first to last; *n_out = messages
+ * read (fewer on timeout). Counts and timestamps only: the throughput runs
+ * share the two cores with this reader, so it does no more than that (the
+ * record-file writer used before cost about 1 us per message, CRC included). */
+static double rate_of_topic(const char *brokers, const char *topic, uint64_t count, int timeout_ms,
+                            uint64_t *n_out) {
   char err[512];
-  H_CHECK(recfile_reader_open(rec, &r, err, sizeof err) == 0, "%s", err);
-  rec_t x;
+  rd_kafka_conf_t *cc = rd_kafka_conf_new();
+  rd_kafka_conf_set(cc, "bootstrap.servers", brokers, err, sizeof err);
+  rd_kafka_conf_set(cc, "group.id", "bench-rate", err, sizeof err);
+  rd_kafka_conf_set(cc, "enable.auto.commit", "false", err, sizeof err);
+  rd_kafka_conf_set(cc, "fetch.wait.max.ms", "100", err, sizeof err);
+  rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof err);
+  H_CHECK(c, "%s", err);
+  const rd_kafka_metadata_t *md;
+  rd_kafka_topic_t *t = rd_kafka_topic_new(c, topic, NULL);
+  H_CHECK(rd_kafka_metadata(c, 0, t, &md, 10000) == 0 && md->topic_cnt == 1, "metadata of %s",
+          topic);
+  int nparts = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(t);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+  for (int p = 0; p < nparts; p++)
+    rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  H_CHECK(rd_kafka_assign(c, l) == 0, "assign %s", topic);
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(c);
+  rd_kafka_message_t *msgs[1024];
   int64_t lo = INT64_MAX, hi = 0;
   uint64_t n = 0;
-  while (recfile_read(r, &x) == 0) {
-    if (x.ts_ms < lo) lo = x.ts_ms;
-    if (x.ts_ms > hi) hi = x.ts_ms;
-    n++;
+  double idle_until = h_now() + timeout_ms / 1000.0;
+  while (n < count && h_now() < idle_until) {
+    ssize_t k = rd_kafka_consume_batch_queue(q, 100, msgs, 1024);
+    for (ssize_t i = 0; i < k; i++) {
+      if (!msgs[i]->err) {
+        int64_t ts = rd_kafka_message_timestamp(msgs[i], NULL);
+        if (ts < lo) lo = ts;
+        if (ts > hi) hi = ts;
+        n++;
+      }
+      rd_kafka_message_destroy(msgs[i]);
+    }
+    if (k > 0) idle_until = h_now() + timeout_ms / 1000.0;
   }
-  recfile_reader_close(r);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_consumer_close(c);
+  rd_kafka_destroy(c);
   *n_out = n;
-  return hi > lo ? (double)(n - 1) * 1000.0 / (double)(hi - lo) : 0.0;
+  return n > 1 && hi > lo ? (double)(n - 1) * 1000.0 / (double)(hi - lo) : 0.0;
 }
 
 /* Like h_wait_exit, and returns the process's CPU seconds (user + system,
@@ -108,6 +144,11 @@ static void *passthrough(void *arg) {
   rd_kafka_topic_t *out = rd_kafka_topic_new(p, pt->out, NULL);
   rd_kafka_message_t *msgs[1024];
   uint64_t done = 0;
+  /* BENCH_E2E_PT_BYTES=N: forward each message padded with zeros to N bytes
+   * (an experiment: a pass-through whose output is the size of a prediction) */
+  static char pad[CODEC_MAX_MSG];
+  size_t pad_to = getenv("BENCH_E2E_PT_BYTES") ? strtoul(getenv("BENCH_E2E_PT_BYTES"), NULL, 10) : 0;
+  if (pad_to > sizeof pad) pad_to = sizeof pad;
   while (done < pt->count) {
     /* wait for one message, then take what else is ready: a batch call with a
      * timeout would wait for 1024 messages and add its own latency */
@@ -121,8 +162,16 @@ static void *passthrough(void *arg) {
     for (ssize_t i = 0; i < n; i++) {
       rd_kafka_message_t *m = msgs[i];
       if (!m->err) {
-        while (rd_kafka_produce(out, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, m->payload,
-                                m->len, m->key, m->key_len, NULL) != 0)
+        void *val = m->payload;
+        size_t len = m->len;
+        if (pad_to > len) {
+          memcpy(pad, m->payload, len);
+          memset(pad + len, 0, pad_to - len);
+          val = pad;
+          len = pad_to;
+        }
+        while (rd_kafka_produce(out, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, val, len, m->key,
+                                m->key_len, NULL) != 0)
           rd_kafka_poll(p, 10);
         if (pt->lat && done >= pt->n_skip)
           pt->lat[done - pt->n_skip] = (double)(wall_ms() - rd_kafka_message_timestamp(m, NULL));
@@ -322,11 +371,12 @@ int main(int argc, char **argv) {
   pthread_t th;
   if (lat_only) goto latency_run;
   const char *conf = h_path("sat.conf");
-  h_write_conf(conf, brokers, "bench-sat", model,
-               "[kafka.consumer]\nfetch.wait.max.ms = 5\n[log]\nlevel = warn\n");
+  char sextra[2048];
+  snprintf(sextra, sizeof sextra, "[kafka.consumer]\nfetch.wait.max.ms = 5\n[log]\nlevel = warn\n%s",
+           getenv("BENCH_E2E_CONF") ? getenv("BENCH_E2E_CONF") : "");
+  h_write_conf(conf, brokers, "bench-sat", model, sextra);
   pid_t d = h_spawn(conf, h_path("sat.log"));
-  h_collect(brokers, "interests", h_path("sat.rec"), n_events, 60000);
-  sat = rate_from_output(h_path("sat.rec"), &got);
+  sat = rate_of_topic(brokers, "interests", n_events, 60000, &got);
   kill(d, SIGTERM);
   double cpu = wait_cpu(d, 20);
   H_CHECK(got == n_events, "interestd produced %" PRIu64, got);
@@ -344,9 +394,8 @@ int main(int argc, char **argv) {
   /* 2. pass-through ceiling */
   pt_t pt = {brokers, "events", "passthrough-out", "bench-passthrough", n_events, 0, NULL, 0};
   pthread_create(&th, NULL, passthrough, &pt);
-  h_collect(brokers, "passthrough-out", h_path("pt.rec"), n_events, 60000);
+  ceil_rate = rate_of_topic(brokers, "passthrough-out", n_events, 60000, &got);
   pthread_join(th, NULL);
-  ceil_rate = rate_from_output(h_path("pt.rec"), &got);
   printf("pass-through (no model):   %8.0f msgs/s   -> interestd at %.0f%% of it\n", ceil_rate,
          100.0 * sat / ceil_rate);
 
@@ -357,8 +406,7 @@ int main(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "timeout 600 /usr/bin/python3 %s %s events python-out %zu bench-py",
              script, brokers, n_py);
     H_CHECK(system(cmd) == 0, "python peer failed: %s", cmd);
-    h_collect(brokers, "python-out", h_path("py.rec"), n_py, 30000);
-    py = rate_from_output(h_path("py.rec"), &got);
+    py = rate_of_topic(brokers, "python-out", n_py, 30000, &got);
     printf("python peer (torch):       %8.0f events/s (%" PRIu64 " events) -> interestd %.0fx\n",
            py, got, sat / py);
   }

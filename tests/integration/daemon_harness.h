@@ -147,7 +147,11 @@ typedef struct {
 } h_msg_t;
 
 /* The first n events of the bundled Taobao sample, in event-time order,
- * keyed and partitioned by user like the importer does. */
+ * keyed and partitioned by user like the importer does. For n beyond the
+ * sample, the sample is replayed again with every user under a new id (user
+ * + k * H_REPLAY_ID_STEP in round k) and every time shifted by k * 10 days:
+ * real histories, more users, no invented behaviour. */
+#define H_REPLAY_ID_STEP 100000000ull
 static H_UNUSED h_msg_t *h_load_events(size_t n, int partitions) {
   const char *src = getenv("IX_SOURCE_DIR");
   H_CHECK(src, "IX_SOURCE_DIR is not set");
@@ -161,12 +165,13 @@ static H_UNUSED h_msg_t *h_load_events(size_t n, int partitions) {
   importer_stats_t is;
   char err[512];
   H_CHECK(importer_run(&io, &is, err, sizeof err) == 0, "%s", err);
-  H_CHECK(is.events >= n, "only %" PRIu64 " events", is.events);
+  H_CHECK(is.events > 0, "no events in %s", csv);
+  size_t base = n < is.events ? n : (size_t)is.events;
   rec_reader_t *r;
   H_CHECK(recfile_reader_open(rec, &r, err, sizeof err) == 0, "%s", err);
   h_msg_t *m = calloc(n, sizeof *m);
   rec_t x;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < base; i++) {
     H_CHECK(recfile_read(r, &x) == 0, "reading %s", rec);
     m[i].partition = x.partition;
     m[i].key_len = x.key_len;
@@ -177,6 +182,26 @@ static H_UNUSED h_msg_t *h_load_events(size_t n, int partitions) {
     memcpy(m[i].value, x.value, x.value_len);
   }
   recfile_reader_close(r);
+  codec_buf_t buf = {0};
+  for (size_t i = base; i < n; i++) {
+    const h_msg_t *orig = &m[i % base];
+    uint64_t k = i / base;
+    event_t ev;
+    H_CHECK(codec_decode_event(orig->value, orig->value_len, &ev, err, sizeof err) == 0, "%s", err);
+    ev.user_id += k * H_REPLAY_ID_STEP;
+    ev.ts_ms += (int64_t)k * 10 * 86400000;
+    H_CHECK(codec_encode_event(&ev, &buf) == 0, "encoding a replayed event");
+    char key[24];
+    int kl = snprintf(key, sizeof key, "%" PRIu64, ev.user_id);
+    m[i].partition = importer_partition(key, (size_t)kl, partitions);
+    m[i].key_len = (size_t)kl;
+    m[i].value_len = buf.len;
+    m[i].key = malloc((size_t)kl + 1);
+    m[i].value = malloc(buf.len + 1);
+    memcpy(m[i].key, key, (size_t)kl + 1);
+    memcpy(m[i].value, buf.data, buf.len);
+  }
+  codec_buf_free(&buf);
   return m;
 }
 
