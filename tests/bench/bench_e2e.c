@@ -32,6 +32,16 @@
  * read (fewer on timeout). Counts and timestamps only: the throughput runs
  * share the two cores with this reader, so it does no more than that (the
  * record-file writer used before cost about 1 us per message, CRC included). */
+/* fetch.wait.max.ms of the daemons, the pass-through and the floor:
+ * BENCH_E2E_FETCH_WAIT, default 1. The mock holds every fetch for the full wait
+ * when the consumer is caught up, even if data arrives meanwhile; a real broker
+ * answers at once. 1 ms is the nearest the mock comes to that, for every
+ * consumer in the run alike (docs/PERFORMANCE.md, "Daemon end to end"). */
+static const char *fetch_wait(void) {
+  const char *v = getenv("BENCH_E2E_FETCH_WAIT");
+  return v && *v ? v : "1";
+}
+
 static double rate_of_topic(const char *brokers, const char *topic, uint64_t count, int timeout_ms,
                             uint64_t *n_out) {
   char err[512];
@@ -128,7 +138,7 @@ static void *passthrough(void *arg) {
   rd_kafka_conf_set(cc, "bootstrap.servers", pt->brokers, err, sizeof err);
   rd_kafka_conf_set(cc, "group.id", pt->group, err, sizeof err);
   rd_kafka_conf_set(cc, "auto.offset.reset", "earliest", err, sizeof err);
-  rd_kafka_conf_set(cc, "fetch.wait.max.ms", "5", err, sizeof err);
+  rd_kafka_conf_set(cc, "fetch.wait.max.ms", fetch_wait(), err, sizeof err);
   rd_kafka_conf_set(pc, "bootstrap.servers", pt->brokers, err, sizeof err);
   rd_kafka_conf_set(pc, "linger.ms", "1", err, sizeof err);
   rd_kafka_conf_set(pc, "partitioner", "murmur2_random", err, sizeof err);
@@ -372,8 +382,8 @@ int main(int argc, char **argv) {
   if (lat_only) goto latency_run;
   const char *conf = h_path("sat.conf");
   char sextra[2048];
-  snprintf(sextra, sizeof sextra, "[kafka.consumer]\nfetch.wait.max.ms = 5\n[log]\nlevel = warn\n%s",
-           getenv("BENCH_E2E_CONF") ? getenv("BENCH_E2E_CONF") : "");
+  snprintf(sextra, sizeof sextra, "[kafka.consumer]\nfetch.wait.max.ms = %s\n[log]\nlevel = warn\n%s",
+           fetch_wait(), getenv("BENCH_E2E_CONF") ? getenv("BENCH_E2E_CONF") : "");
   h_write_conf(conf, brokers, "bench-sat", model, sextra);
   pid_t d = h_spawn(conf, h_path("sat.log"));
   sat = rate_of_topic(brokers, "interests", n_events, 60000, &got);
@@ -425,7 +435,7 @@ latency_run:;
   /* BENCH_E2E_CONF: more INI lines for the latency daemon (experiments) */
   snprintf(lextra, sizeof lextra,
            "[kafka]\ninput_topic = lat-in\noutput_topic = lat-out\n"
-           "[kafka.consumer]\nfetch.wait.max.ms = 5\n[log]\nlevel = info\n%s",
+           "[kafka.consumer]\nfetch.wait.max.ms = %s\n[log]\nlevel = info\n%s", fetch_wait(),
            getenv("BENCH_E2E_CONF") ? getenv("BENCH_E2E_CONF") : "");
   h_write_conf(lconf, brokers, "bench-lat", model, lextra);
   /* h_write_conf wrote input/output topics first; the later keys win */
@@ -455,8 +465,8 @@ latency_run:;
   lat_t L = {0};
   latency(h_path("lat-in.rec"), h_path("lat-out.rec"), f.start_ms, &L);
   H_CHECK(L.n == n_lat, "%" PRIu64 " of %zu measured events answered", L.n, n_lat);
-  printf("feeder: %s; daemon fetch.wait.max.ms=5; latency from the input's produce timestamp "
-         "(feeder linger included)\n", feeder_prop());
+  printf("feeder: %s; daemon fetch.wait.max.ms=%s; latency from the input's produce timestamp "
+         "(feeder linger included)\n", feeder_prop(), fetch_wait());
   printf("interestd at %.0f events/s (%s), %zu events after a %zu-event warm-up: produce -> "
          "prediction produced p50 %.0f ms, p99 %.0f ms, p99.9 %.0f ms, max %.0f ms (feeder at "
          "most %.1f ms behind schedule)\n",

@@ -6,6 +6,7 @@ comparison point; same input topic, same message formats, one thread.
 
 usage: bench_e2e_peer.py BOOTSTRAP INPUT_TOPIC OUTPUT_TOPIC COUNT GROUP
 """
+import os
 import sys
 import msgpack
 import torch
@@ -24,7 +25,7 @@ ACTIONS = {"view": 0, "cart": 1, "fav": 2, "buy": 3}
 states = {}
 
 consumer = Consumer({"bootstrap.servers": boot, "group.id": group,
-                     "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5,
+                     "auto.offset.reset": "earliest", "fetch.wait.max.ms": int(os.environ.get("BENCH_E2E_FETCH_WAIT") or 1),
                      "enable.auto.commit": True})
 producer = Producer({"bootstrap.servers": boot, "linger.ms": 1})
 consumer.subscribe([topic_in])
