@@ -42,6 +42,11 @@
 
 /* Flags (arch_dims_t.flags). */
 #define ARCH_F_SHIFT_UNIT 0x1u /* optional learned shift unit present (see layout) */
+/* Serve the head's vocabulary logits with W_v rounded to bf16 (kern_gemm_bf16p,
+ * h is bf16 already): a serving choice, stored with the model; parameters,
+ * layout, training and the state are the same as without it. */
+#define ARCH_F_HEAD_BF16 0x2u
+#define ARCH_F_ALL (ARCH_F_SHIFT_UNIT | ARCH_F_HEAD_BF16)
 
 typedef struct {
   uint32_t V;     /* vocabulary size, index 0 = "other" bucket */

@@ -43,7 +43,7 @@ int arch_dims_check(const arch_dims_t *d, char *errstr, size_t errstr_size) {
              d->I, d->EC, d->EA, ARCH_N_TIME);
     return IX_EMISMATCH;
   }
-  if (d->flags & ~(uint32_t)ARCH_F_SHIFT_UNIT) {
+  if (d->flags & ~(uint32_t)ARCH_F_ALL) {
     snprintf(errstr, errstr_size, "unknown architecture flags 0x%x", d->flags);
     return IX_EMISMATCH;
   }

@@ -95,6 +95,39 @@ void kern_wb_free(kern_wb_t *w) {
   memset(w, 0, sizeof(*w));
 }
 
+int kern_wbp_pack(kern_wbp_t *w, size_t K, size_t N, const float *W, size_t ldw) {
+  memset(w, 0, sizeof(*w));
+  if (N == 0 || K == 0) return IX_EINVAL;
+  const size_t Kp = (K + 1) / 2, Np = (N + 15) / 16 * 16;
+  uint32_t *p = aligned_alloc(64, (Np * Kp * sizeof(uint32_t) + 63) / 64 * 64);
+  if (!p) return IX_ENOMEM;
+  for (size_t p0 = 0; p0 < Np; p0 += PANEL) {
+    const size_t pw = Np - p0 < PANEL ? Np - p0 : PANEL;
+    for (size_t kp = 0; kp < Kp; kp++)
+      for (size_t j = 0; j < pw; j++) {
+        uint32_t lo = 0, hi = 0;
+        if (p0 + j < N) {
+          const float *row = W + (p0 + j) * ldw;
+          lo = kern_bf16_from_f32(row[2 * kp]);
+          if (2 * kp + 1 < K) hi = kern_bf16_from_f32(row[2 * kp + 1]);
+        }
+        p[p0 * Kp + kp * pw + j] = lo | hi << 16;
+      }
+  }
+  w->K = K;
+  w->Kp = Kp;
+  w->N = N;
+  w->Np = Np;
+  w->panels = p;
+  return 0;
+}
+
+void kern_wbp_free(kern_wbp_t *w) {
+  if (!w) return;
+  free(w->panels);
+  memset(w, 0, sizeof(*w));
+}
+
 static inline float bits_f32(uint32_t u) {
   union { uint32_t u; float f; } x = {u};
   return x.f;
@@ -147,6 +180,31 @@ static void gemm_bf16_scalar(const kern_wb_t *w, size_t n, const uint16_t *A, si
       }
       for (size_t v = 0; v < 4; v++)
         for (size_t l = 0; l < nu; l++) c[v * H + l] = acc[v * 16 + l];
+    }
+  }
+}
+
+/* kern_gemm_bf16p in C: the pair order of vdpbf16ps, as gemm_bf16_scalar. */
+static void gemm_bf16p_scalar(const kern_wbp_t *w, size_t n, const uint16_t *A, size_t lda,
+                              float *C, size_t ldc) {
+  const size_t Kp = w->Kp;
+  for (size_t p0 = 0; p0 < w->Np; p0 += PANEL) {
+    const size_t pw = w->Np - p0 < PANEL ? w->Np - p0 : PANEL;
+    const uint32_t *panel = w->panels + p0 * Kp;
+    for (size_t b = 0; b < n; b++) {
+      float acc[PANEL];
+      float *c = C + b * ldc + p0;
+      const uint16_t *a = A + b * lda;
+      memcpy(acc, c, pw * sizeof(float));
+      for (size_t kp = 0; kp < Kp; kp++) {
+        const float alo = kern_bf16_to_f32(a[2 * kp]), ahi = kern_bf16_to_f32(a[2 * kp + 1]);
+        const uint32_t *wk = panel + kp * pw;
+        for (size_t j = 0; j < pw; j++) {
+          acc[j] += bits_f32(wk[j] & 0xffff0000u) * ahi;
+          acc[j] += bits_f32(wk[j] << 16) * alo;
+        }
+      }
+      memcpy(c, acc, pw * sizeof(float));
     }
   }
 }
@@ -563,6 +621,85 @@ T512BF static inline __m256i bf16x16_round_insn(__m512 x) {
 DEF_LSTM_BF16_512(lstm_bf16_avx512_emul, T512, DOT_BF16_EMUL, bf16x16_round_emul)
 DEF_LSTM_BF16_512(lstm_bf16_avx512_insn, T512BF, DOT_BF16_INSN, bf16x16_round_insn)
 
+/* kern_gemm_bf16p on AVX-512: R rows x NV vectors of 16 columns of one panel
+ * (pw words per pair), the chain of DOT_BF16_* per element. */
+#define DOTP_BF16_INSN(R_)                                                                 \
+  do {                                                                                     \
+    uint32_t ap_;                                                                          \
+    memcpy(&ap_, A + (R_) * lda + 2 * kp, 4);                                              \
+    __m512i ab_ = _mm512_set1_epi32((int)ap_);                                             \
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[R_][v] =                      \
+        _mm512_dpbf16_ps(acc[R_][v], (__m512bh)wv[v], (__m512bh)ab_);                      \
+  } while (0)
+#define DOTP_BF16_EMUL(R_)                                                                 \
+  do {                                                                                     \
+    uint32_t ap_;                                                                          \
+    memcpy(&ap_, A + (R_) * lda + 2 * kp, 4);                                              \
+    __m512 hi_ = _mm512_set1_ps(bits_f32(ap_ & 0xffff0000u));                              \
+    __m512 lo_ = _mm512_set1_ps(bits_f32(ap_ << 16));                                      \
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                                 \
+      __m512 whi_ = _mm512_castsi512_ps(_mm512_and_si512(wv[v], _mm512_set1_epi32((int)0xffff0000u))); \
+      __m512 wlo_ = _mm512_castsi512_ps(_mm512_slli_epi32(wv[v], 16));                    \
+      acc[R_][v] = _mm512_fmadd_ps(lo_, wlo_, _mm512_fmadd_ps(hi_, whi_, acc[R_][v]));    \
+    }                                                                                      \
+  } while (0)
+
+#define DEF_GEMM_BF16P_512(NAME, TGT, DOT)                                                    \
+  TGT static inline __attribute__((always_inline)) void NAME##_mk(                            \
+      int R, int NV, size_t Kp, const uint32_t *panel, size_t pw, const uint16_t *A,          \
+      size_t lda, float *C, size_t ldc) {                                                     \
+    __m512 acc[6][4];                                                                         \
+    _Pragma("GCC unroll 6") for (int r = 0; r < R; r++)                                       \
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] =                          \
+        _mm512_loadu_ps(C + r * ldc + v * 16);                                                \
+    for (size_t kp = 0; kp < Kp; kp++) {                                                      \
+      __m512i wv[4];                                                                          \
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) wv[v] =                            \
+          _mm512_load_si512((const void *)(panel + kp * pw + v * 16));                        \
+      if (R > 0) DOT(0);                                                                      \
+      if (R > 1) DOT(1);                                                                      \
+      if (R > 2) DOT(2);                                                                      \
+      if (R > 3) DOT(3);                                                                      \
+      if (R > 4) DOT(4);                                                                      \
+      if (R > 5) DOT(5);                                                                      \
+    }                                                                                         \
+    _Pragma("GCC unroll 6") for (int r = 0; r < R; r++)                                       \
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                      \
+        _mm512_storeu_ps(C + r * ldc + v * 16, acc[r][v]);                                    \
+  }                                                                                           \
+  TGT static inline __attribute__((always_inline)) void NAME##_rows(                          \
+      int NV, size_t Kp, const uint32_t *panel, size_t pw, size_t n, const uint16_t *A,       \
+      size_t lda, float *C, size_t ldc) {                                                     \
+    size_t b = 0;                                                                             \
+    _Pragma("GCC unroll 1") for (; b + 6 <= n; b += 6)                                        \
+      NAME##_mk(6, NV, Kp, panel, pw, A + b * lda, lda, C + b * ldc, ldc);                    \
+    switch (n - b) {                                                                          \
+    case 5: NAME##_mk(5, NV, Kp, panel, pw, A + b * lda, lda, C + b * ldc, ldc); break;       \
+    case 4: NAME##_mk(4, NV, Kp, panel, pw, A + b * lda, lda, C + b * ldc, ldc); break;       \
+    case 3: NAME##_mk(3, NV, Kp, panel, pw, A + b * lda, lda, C + b * ldc, ldc); break;       \
+    case 2: NAME##_mk(2, NV, Kp, panel, pw, A + b * lda, lda, C + b * ldc, ldc); break;       \
+    case 1: NAME##_mk(1, NV, Kp, panel, pw, A + b * lda, lda, C + b * ldc, ldc); break;       \
+    default: break;                                                                           \
+    }                                                                                         \
+  }                                                                                           \
+  TGT static void NAME(const kern_wbp_t *w, size_t n, const uint16_t *A, size_t lda,          \
+                       float *C, size_t ldc) {                                                \
+    const size_t Kp = w->Kp;                                                                  \
+    for (size_t p0 = 0; p0 < w->Np; p0 += PANEL) {                                            \
+      const size_t pw = w->Np - p0 < PANEL ? w->Np - p0 : PANEL;                              \
+      const uint32_t *panel = w->panels + p0 * Kp;                                            \
+      switch (pw / 16) {                                                                      \
+      case 4: NAME##_rows(4, Kp, panel, pw, n, A, lda, C + p0, ldc); break;                   \
+      case 3: NAME##_rows(3, Kp, panel, pw, n, A, lda, C + p0, ldc); break;                   \
+      case 2: NAME##_rows(2, Kp, panel, pw, n, A, lda, C + p0, ldc); break;                   \
+      default: NAME##_rows(1, Kp, panel, pw, n, A, lda, C + p0, ldc); break;                  \
+      }                                                                                       \
+    }                                                                                         \
+  }
+
+DEF_GEMM_BF16P_512(gemm_bf16p_avx512_emul, T512, DOTP_BF16_EMUL)
+DEF_GEMM_BF16P_512(gemm_bf16p_avx512_insn, T512BF, DOTP_BF16_INSN)
+
 /* The fused epilogue on pre-activations from memory (the unfused avx512 path,
  * any H): same operations, so the same bits. */
 T512 static void lstm_pw_bf16_avx512(size_t H, const float *pre, uint16_t *c16, uint16_t *h16) {
@@ -784,6 +921,42 @@ T256 static void gemm_bf16_avx2(const kern_wb_t *w, size_t n, const uint16_t *A,
   }
 }
 
+/* kern_gemm_bf16p on AVX2: one row, one panel (up to 8 vectors) at a time. */
+T256 static void gemm_bf16p_avx2(const kern_wbp_t *w, size_t n, const uint16_t *A, size_t lda,
+                                 float *C, size_t ldc) {
+  const size_t Kp = w->Kp;
+  const __m256i himask = _mm256_set1_epi32((int)0xffff0000u);
+  for (size_t p0 = 0; p0 < w->Np; p0 += PANEL) {
+    const size_t pw = w->Np - p0 < PANEL ? w->Np - p0 : PANEL, nq = pw / 8;
+    const uint32_t *panel = w->panels + p0 * Kp;
+    for (size_t b = 0; b < n; b++) {
+      float *c = C + b * ldc + p0;
+      __m256 acc[8];
+#pragma GCC unroll 8
+      for (size_t q = 0; q < 8; q++) acc[q] = q < nq ? _mm256_loadu_ps(c + q * 8) : _mm256_setzero_ps();
+      const uint16_t *a = A + b * lda;
+      for (size_t kp = 0; kp < Kp; kp++) {
+        uint32_t ap;
+        memcpy(&ap, a + 2 * kp, 4);
+        const __m256 hi = _mm256_set1_ps(bits_f32(ap & 0xffff0000u));
+        const __m256 lo = _mm256_set1_ps(bits_f32(ap << 16));
+        const uint32_t *wk = panel + kp * pw;
+#pragma GCC unroll 8
+        for (size_t q = 0; q < 8; q++) {
+          if (q >= nq) break;
+          __m256i wv = _mm256_load_si256((const __m256i *)(const void *)(wk + q * 8));
+          __m256 whi = _mm256_castsi256_ps(_mm256_and_si256(wv, himask));
+          __m256 wlo = _mm256_castsi256_ps(_mm256_slli_epi32(wv, 16));
+          acc[q] = _mm256_fmadd_ps(lo, wlo, _mm256_fmadd_ps(hi, whi, acc[q]));
+        }
+      }
+#pragma GCC unroll 8
+      for (size_t q = 0; q < 8; q++)
+        if (q < nq) _mm256_storeu_ps(c + q * 8, acc[q]);
+    }
+  }
+}
+
 /* ---- dispatch ------------------------------------------------------------------ */
 
 typedef struct {
@@ -793,18 +966,20 @@ typedef struct {
   void (*sigmoid)(size_t, const float *, float *);
   void (*tanh)(size_t, const float *, float *);
   void (*gemm_bf16)(const kern_wb_t *, size_t, const uint16_t *, size_t, float *, size_t);
+  void (*gemm_bf16p)(const kern_wbp_t *, size_t, const uint16_t *, size_t, float *, size_t);
   int avx512;
   int bf16insn; /* avx512 only: vdpbf16ps/vcvtneps2bf16 (same bits as the emulation) */
 } kern_set_t;
 
 static const kern_set_t KERN_SCALAR = {"scalar", gemm_scalar, exp_scalar, sigmoid_scalar,
-                                       tanh_scalar, gemm_bf16_scalar, 0, 0};
+                                       tanh_scalar, gemm_bf16_scalar, gemm_bf16p_scalar, 0, 0};
 static const kern_set_t KERN_AVX2 = {"avx2", gemm_avx2, exp_avx2, sigmoid_avx2, tanh_avx2,
-                                     gemm_bf16_avx2, 0, 0};
+                                     gemm_bf16_avx2, gemm_bf16p_avx2, 0, 0};
 static const kern_set_t KERN_AVX512 = {"avx512", gemm_avx512, exp_avx512, sigmoid_avx512,
-                                       tanh_avx512, gemm_bf16_avx2, 1, 1};
+                                       tanh_avx512, gemm_bf16_avx2, gemm_bf16p_avx512_insn, 1, 1};
 static const kern_set_t KERN_AVX512_EMUL = {"avx512", gemm_avx512, exp_avx512, sigmoid_avx512,
-                                            tanh_avx512, gemm_bf16_avx2, 1, 0};
+                                            tanh_avx512, gemm_bf16_avx2, gemm_bf16p_avx512_emul,
+                                            1, 0};
 
 static const kern_set_t *kern_set = &KERN_SCALAR;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
@@ -946,6 +1121,12 @@ void kern_gemm_bf16(const kern_wb_t *w, size_t n, const uint16_t *A, size_t lda,
                     size_t ldc) {
   if (n == 0) return;
   K_()->gemm_bf16(w, n, A, lda, C, ldc);
+}
+
+void kern_gemm_bf16p(const kern_wbp_t *w, size_t n, const uint16_t *A, size_t lda, float *C,
+                     size_t ldc) {
+  if (n == 0) return;
+  K_()->gemm_bf16p(w, n, A, lda, C, ldc);
 }
 
 int kern_lstm_bf16_fused(const kern_wb_t *w, size_t n, const uint16_t *A, size_t lda,

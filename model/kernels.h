@@ -111,6 +111,31 @@ int kern_lstm_bf16_fused(const kern_wb_t *w, size_t n, const uint16_t *A, size_t
  * as kern_lstm_bf16_fused); other sets: kern_lstm_pointwise, then rounding. */
 void kern_lstm_pointwise_bf16(size_t H, const float *pre, uint16_t *c16, uint16_t *h16);
 
+/* ---- bf16 GEMM, plain layout (the head's vocabulary logits) ----
+ * Weights W [N x K] rounded to bf16 (kern_bf16_from_f32), K padded to an even
+ * 2Kp, N to Np (a multiple of 16), packed in panels of 64 output columns as
+ * kern_w_pack (the last panel may be narrower), each word a pair (column k
+ * even low, k + 1 high; padding 0). Every output is the chain of
+ * kern_gemm_bf16 (acc = C; per pair, high element first, each product exact
+ * in float32), so vdpbf16ps and the emulations (IX_KERNEL=avx512-emul, avx2,
+ * scalar) give the same bits, with the same denormal caveat as above.
+ * Batch-invariant like kern_gemm. */
+typedef struct {
+  size_t K, Kp, N, Np;
+  uint32_t *panels; /* Np x Kp words, 64-byte aligned, owned */
+} kern_wbp_t;
+
+/* Pack W (row j at W[j*ldw], K columns). 0, IX_EINVAL (N or K 0) or
+ * IX_ENOMEM. Free with kern_wbp_free (accepts a zeroed struct). */
+int kern_wbp_pack(kern_wbp_t *w, size_t K, size_t N, const float *W, size_t ldw);
+void kern_wbp_free(kern_wbp_t *w);
+
+/* C[b][0..Np) += W_bf16 A_b for b < n: A rows (bf16, lda uint16 apart, lda
+ * >= 2Kp; a pad element beyond K must be 0), C rows ldc >= Np floats apart
+ * (columns N..Np get the zero weights' sums). */
+void kern_gemm_bf16p(const kern_wbp_t *w, size_t n, const uint16_t *A, size_t lda, float *C,
+                     size_t ldc);
+
 /* 1 when the avx512 set uses the vdpbf16ps/vcvtneps2bf16 instructions
  * (AVX512_BF16), 0 when it emulates them (same bits). */
 int kern_uses_bf16_insn(void);

@@ -7,7 +7,9 @@
  * load (products exact, sums float32: vdpbf16ps where the CPU has it, the
  * same bits without); the embedding tables and biases stay float32. Every
  * kernel is batch-invariant, so a user's state does not depend on which wave
- * it was in. */
+ * it was in. The head's vocabulary logits run in bf16 too when the model
+ * file says so (ARCH_F_HEAD_BF16: W_v rounded at load, h taken from the
+ * state as it is; kern_gemm_bf16p), else in float32 (kern_gemm). */
 #include "model/model.h"
 
 #include <math.h>
@@ -41,7 +43,8 @@ struct model {
   float *t_cat; /* V x G */
   float *t_act; /* ARCH_N_ACTIONS x G, biases folded in */
   lstm_t *cell; /* bf16 cell: x = time features, W = [W_ih[:, time] | W_hh], no bias */
-  kern_w_t head_w;
+  kern_w_t head_w;    /* W_v, float32 (without ARCH_F_HEAD_BF16) */
+  kern_wbp_t head_wb; /* W_v, bf16 (with ARCH_F_HEAD_BF16) */
   kern_w_t dots_w; /* [copy_wp (K rows) ; gate_wg], K + 1 rows of H */
   /* scratch, sized at load */
   float *x;    /* MODEL_MAX_BATCH x ARCH_N_TIME */
@@ -49,6 +52,8 @@ struct model {
   uint16_t **hp, **cp; /* the wave's h, c in their state blobs (bf16) */
   int32_t *idx;
   float *hbuf; /* MODEL_HEAD_BATCH x H */
+  uint16_t *hbuf16; /* MODEL_HEAD_BATCH x H16 (H rounded up to even, pad 0) */
+  size_t H16;
   float *z;    /* MODEL_HEAD_BATCH x Vp */
   float *dots; /* MODEL_HEAD_BATCH x dots_w.Np */
 };
@@ -60,6 +65,8 @@ static void model_free_parts(model_t *m) {
   free(m->t_act);
   lstm_destroy(m->cell);
   kern_w_free(&m->head_w);
+  kern_wbp_free(&m->head_wb);
+  free(m->hbuf16);
   kern_w_free(&m->dots_w);
   free(m->dots);
   free(m->x);
@@ -80,10 +87,12 @@ void model_destroy(model_t *m) {
 
 static uint32_t compute_fingerprint(const model_t *m) {
   /* ARCH_STATE_FORMAT: a checkpoint of float32 h, c (format 1) must not be
-   * read as bf16 ones; its fingerprint differs, so restore refuses it. */
+   * read as bf16 ones; its fingerprint differs, so restore refuses it.
+   * ARCH_F_HEAD_BF16 is left out: the head's precision does not change what
+   * a state means, so states stay valid across it. */
   uint32_t layout[11] = {ARCH_VERSION, (uint32_t)ARCH_STATE_HEADER_BYTES, ARCH_K, ARCH_P,
                          m->dims.V, m->dims.H, m->dims.EC, m->dims.EA, m->dims.I,
-                         m->dims.flags, ARCH_STATE_FORMAT};
+                         m->dims.flags & ~(uint32_t)ARCH_F_HEAD_BF16, ARCH_STATE_FORMAT};
   uint32_t crc = ix_crc32(0, layout, sizeof layout);
   crc = ix_crc32(crc, vocab_ids(m->vocab), (size_t)m->dims.V * sizeof(uint64_t));
   return ix_crc32(crc, m->params, m->L.total * sizeof(float));
@@ -163,8 +172,14 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
     free(w_t);
     if (rc < 0) goto oom;
   }
-  if ((rc = kern_w_pack(&m->head_w, H, V, params + L->head_wv, H)) < 0) goto oom;
-  m->Vp = m->head_w.Np;
+  if (dims->flags & ARCH_F_HEAD_BF16) {
+    if ((rc = kern_wbp_pack(&m->head_wb, H, V, params + L->head_wv, H)) < 0) goto oom;
+    m->Vp = m->head_wb.Np;
+  } else {
+    if ((rc = kern_w_pack(&m->head_w, H, V, params + L->head_wv, H)) < 0) goto oom;
+    m->Vp = m->head_w.Np;
+  }
+  m->H16 = (H + 1) / 2 * 2;
   {
     float *wd = malloc((ARCH_K + 1) * H * sizeof(float));
     if (!wd) goto oom;
@@ -183,14 +198,17 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
   m->cp = malloc(MODEL_MAX_BATCH * sizeof(uint16_t *));
   m->idx = malloc(MODEL_MAX_BATCH * sizeof(int32_t));
   m->hbuf = malloc(MODEL_HEAD_BATCH * H * sizeof(float));
+  m->hbuf16 = calloc(MODEL_HEAD_BATCH * m->H16, sizeof(uint16_t)); /* pads stay 0 */
   m->z = malloc(MODEL_HEAD_BATCH * m->Vp * sizeof(float));
-  if (!m->x || !m->tc || !m->ta || !m->hp || !m->cp || !m->idx || !m->hbuf || !m->z || !m->dots)
+  if (!m->x || !m->tc || !m->ta || !m->hp || !m->cp || !m->idx || !m->hbuf || !m->hbuf16 || !m->z ||
+      !m->dots)
     goto oom;
   m->fingerprint = compute_fingerprint(m);
   snprintf(m->describe, sizeof m->describe,
-           "lstm h=%u vocab=%u emb=%u+%u in=%u%s half_life=%.0fs state=%zuB fp=%08x kernel=%s",
+           "lstm h=%u vocab=%u emb=%u+%u in=%u%s%s half_life=%.0fs state=%zuB fp=%08x kernel=%s",
            dims->H, dims->V, dims->EC, dims->EA, dims->I,
-           (dims->flags & ARCH_F_SHIFT_UNIT) ? " shift_unit" : "", (double)half_life_s,
+           (dims->flags & ARCH_F_SHIFT_UNIT) ? " shift_unit" : "",
+           (dims->flags & ARCH_F_HEAD_BF16) ? " head=bf16" : "", (double)half_life_s,
            arch_state_size(dims), m->fingerprint, kern_name());
   *out = m;
   return 0;
@@ -263,7 +281,13 @@ static void head_logits(model_t *m, size_t n, arch_state_t *const *st) {
     memcpy(z, bv, V * sizeof(float));
     memset(z + V, 0, (Vp - V) * sizeof(float));
   }
-  kern_gemm(&m->head_w, n, m->hbuf, H, m->z, Vp);
+  if (m->dims.flags & ARCH_F_HEAD_BF16) {
+    for (size_t b = 0; b < n; b++)
+      memcpy(m->hbuf16 + b * m->H16, arch_state_h16(st[b]), H * sizeof(uint16_t));
+    kern_gemm_bf16p(&m->head_wb, n, m->hbuf16, m->H16, m->z, Vp);
+  } else {
+    kern_gemm(&m->head_w, n, m->hbuf, H, m->z, Vp);
+  }
   memset(m->dots, 0, n * m->dots_w.Np * sizeof(float));
   kern_gemm(&m->dots_w, n, m->hbuf, H, m->dots, m->dots_w.Np);
 }

@@ -21,6 +21,7 @@
 void train_opts_default(train_opts_t *o) {
   memset(o, 0, sizeof *o);
   arch_dims_default(&o->dims);
+  o->dims.flags |= ARCH_F_HEAD_BF16; /* new models are served with the bf16 head */
   o->half_life_s = ARCH_DEFAULT_HALF_LIFE_S;
   o->batch = 32;
   o->bptt = 32;

@@ -49,7 +49,8 @@ typedef struct {
   void *dev_ctx;
 } train_opts_t;
 
-/* Defaults: dims of arch_dims_default, half-life ARCH_DEFAULT_HALF_LIFE_S,
+/* Defaults: dims of arch_dims_default with ARCH_F_HEAD_BF16 (new models are
+ * served with the bf16 head), half-life ARCH_DEFAULT_HALF_LIFE_S,
  * batch 32, bptt 32, 30 epochs, patience 3, lr 3e-3, lr_decay 0.5, clip 5,
  * seed 1, 1 thread, no time limit. */
 void train_opts_default(train_opts_t *o);

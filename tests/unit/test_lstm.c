@@ -2,7 +2,8 @@
  * (bit-identical, any batch composition), chunking, activation accuracy on
  * every kernel set this CPU can run. The bf16 cell (the serving cell): its
  * GEMM gives the same bits on every kernel set (vdpbf16ps and its
- * emulations), fused == GEMM + pointwise bitwise, batch-invariant, and every
+ * emulations; the head's kern_gemm_bf16p too), fused == GEMM + pointwise
+ * bitwise, batch-invariant, and every
  * kernel's stored h, c are the bf16 rounding of a double-precision step
  * within 1e-5. */
 #include <stdarg.h>
@@ -330,6 +331,70 @@ static void test_gemm_bf16_same_bits_on_every_kernel(void **st) {
   assert_int_not_equal(kern_wb_pack_gates(&bad, 1, 0, w1, 1), 0);
 }
 
+/* kern_gemm_bf16p (the head's logits): the same bits on every kernel set,
+ * vdpbf16ps included where the CPU has it, for every panel width (N % 64 of
+ * 0, 16, 32, 48 and N not a multiple of 16), odd K (padding), every
+ * remainder of the 6-row tile; a row's result does not depend on the batch
+ * it is in; and within float32 rounding of a double sum of the exact
+ * products. */
+static void test_gemm_bf16p_same_bits_on_every_kernel(void **st) {
+  (void)st;
+  const size_t shapes[][3] = {{13, 64, 1000}, {1, 64, 1000}, {6, 64, 1024}, {11, 9, 40},
+                              {5, 71, 97},    {17, 2, 16},   {3, 1, 130}};
+  int saw_insn = 0;
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const size_t n = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+    uint64_t seed = 91 + si;
+    float *W = malloc(N * K * 4);
+    for (size_t i = 0; i < N * K; i++) W[i] = 0.3f * frand(&seed);
+    kern_wbp_t w;
+    assert_int_equal(kern_wbp_pack(&w, K, N, W, K), 0);
+    assert_int_equal(w.Np, (N + 15) / 16 * 16);
+    const size_t lda = 2 * w.Kp, ldc = w.Np + 3;
+    uint16_t *A = calloc(n * lda, 2);
+    float *ref = malloc(n * ldc * 4), *C = malloc(n * ldc * 4);
+    for (size_t b = 0; b < n; b++) rand_bf16(&seed, K, 1.0f, A + b * lda);
+    int first = 1, sets = 0;
+    for (size_t ks = 0; ks < 4; ks++) {
+      if (kern_select(KSETS_BF[ks]) < 0) continue;
+      sets++;
+      saw_insn |= kern_uses_bf16_insn();
+      for (size_t i = 0; i < n * ldc; i++) C[i] = 0.125f * (float)(i % 7);
+      kern_gemm_bf16p(&w, n, A, lda, C, ldc);
+      if (first) memcpy(ref, C, n * ldc * 4), first = 0;
+      else assert_memory_equal(ref, C, n * ldc * 4);
+      /* each row alone, from the same start: the same bits */
+      for (size_t b = 0; b < n; b++) {
+        float row[1100];
+        for (size_t j = 0; j < w.Np; j++) row[j] = 0.125f * (float)((b * ldc + j) % 7);
+        kern_gemm_bf16p(&w, 1, A + b * lda, lda, row, w.Np);
+        assert_memory_equal(row, ref + b * ldc, w.Np * 4);
+      }
+    }
+    assert_true(sets >= 2); /* at least scalar and one vector set */
+    for (size_t b = 0; b < n; b++)
+      for (size_t j = 0; j < w.Np; j++) {
+        double sum = 0.125 * (double)((b * ldc + j) % 7), mag = fabs(sum);
+        for (size_t k = 0; j < N && k < K; k++) {
+          double p = (double)kern_bf16_to_f32(kern_bf16_from_f32(W[j * K + k])) *
+                     kern_bf16_to_f32(A[b * lda + k]);
+          sum += p, mag += fabs(p);
+        }
+        assert_true(fabs(ref[b * ldc + j] - sum) <= 1e-6 * mag);
+      }
+    kern_wbp_free(&w);
+    free(W), free(ref), free(C), free(A);
+  }
+  /* vdpbf16ps itself was compared where this CPU has it */
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512bf16")) assert_true(saw_insn);
+  kern_wbp_t bad;
+  float w1[4] = {0};
+  assert_int_not_equal(kern_wbp_pack(&bad, 1, 0, w1, 1), 0);
+  assert_int_not_equal(kern_wbp_pack(&bad, 0, 4, w1, 1), 0);
+  kern_wbp_free(&bad);
+}
+
 /* The fused bf16 step (avx512, H % 16 == 0, with and without the BF16
  * instructions) gives the same bits as kern_gemm_bf16 then
  * kern_lstm_pointwise_bf16, with none, one or two added rows, for every
@@ -481,6 +546,7 @@ int main(void) {
       cmocka_unit_test(test_activations_accurate_on_every_kernel),
       cmocka_unit_test(test_lstm_pointwise_reports_activated_gates),
       cmocka_unit_test(test_gemm_bf16_same_bits_on_every_kernel),
+      cmocka_unit_test(test_gemm_bf16p_same_bits_on_every_kernel),
       cmocka_unit_test(test_lstm_bf16_fused_equals_gemm_then_pointwise),
       cmocka_unit_test(test_lstm_bf16_batch_invariant_and_accurate),
   };

@@ -1,7 +1,9 @@
 /* Serving engine (model.h): a user's state and prediction do not depend on
  * the wave it was stepped in (bit-identical), predictions are well formed,
  * unknown categories update the state, model_prob agrees with the ranking,
- * waves larger than the internal chunk work, h and c are stored as bf16
+ * waves larger than the internal chunk work, the bf16 head (ARCH_F_HEAD_BF16)
+ * is batch-invariant and within its rounding bound of the float32 head,
+ * h and c are stored as bf16
  * (808-byte state at H = 64) and a checkpoint of the float32 layout is
  * refused on restore. */
 #include <stdarg.h>
@@ -142,6 +144,82 @@ static void test_model_step_with_shift_unit(void **st) {
   run_model_invariance(ARCH_F_SHIFT_UNIT);
 }
 
+static void test_model_bf16_head_is_batch_invariant_bitwise(void **st) {
+  (void)st;
+  run_model_invariance(ARCH_F_HEAD_BF16);
+  run_model_invariance(ARCH_F_HEAD_BF16 | ARCH_F_SHIFT_UNIT);
+}
+
+/* The bf16 head (ARCH_F_HEAD_BF16) against the float32 head on the same
+ * parameters: the states are the same bits (the head does not touch them;
+ * the fingerprint is the same), and every p(c) is within the bound that
+ * rounding W_v to bf16 allows. Rounding moves logit j by at most
+ * e_j = 2^-9 sum_k |W_v[j][k] h_k| (plus float32 sums, 1e-6 of that
+ * magnitude), so log p_vocab moves by at most 2 max_j e_j, and the mixture
+ * p = g p_vocab + (1-g) p_copy (g, p_copy unchanged) by no more in log. */
+static void test_model_bf16_head_close_to_fp32_head(void **st) {
+  (void)st;
+  model_t *mf = random_model(0), *mb = random_model(ARCH_F_HEAD_BF16);
+  assert_int_equal(model_fingerprint(mf), model_fingerprint(mb));
+  assert_non_null(strstr(model_describe(mb), "head=bf16"));
+  assert_null(strstr(model_describe(mf), "head=bf16"));
+  const arch_dims_t *d = model_dims(mf);
+  arch_layout_t L;
+  arch_layout(d, &L);
+  const float *wv = model_params(mf) + L.head_wv;
+  const size_t ss = model_state_size(mf), nu = 40, H = d->H;
+  unsigned char *A = malloc(nu * ss), *B = malloc(nu * ss);
+  prediction_t pa, pb;
+  double worst_ratio = 0; /* max over users of (max |log p_b/p_f|) / bound */
+  size_t differ = 0, compared = 0;
+  for (size_t u = 0; u < nu; u++) {
+    model_state_init(mf, A + u * ss);
+    model_state_init(mb, B + u * ss);
+    for (int e = 0; e < NE; e++) {
+      event_t ev = ev_of(u, e);
+      void *a = A + u * ss, *b = B + u * ss;
+      assert_int_equal(model_step_batch(mf, &a, &ev, 1, &pa), 0);
+      assert_int_equal(model_step_batch(mb, &b, &ev, 1, &pb), 0);
+      assert_memory_equal(a, b, ss);
+      check_prediction(&pb);
+    }
+    float h[1024];
+    arch_state_get_h(d, (const arch_state_t *)(A + u * ss), h);
+    double emax = 0;
+    for (size_t j = 0; j < d->V; j++) {
+      double m = 0;
+      for (size_t k = 0; k < H; k++) m += fabs((double)wv[j * H + k] * h[k]);
+      emax = fmax(emax, m * (1.0 / 512 + 1e-6));
+    }
+    const double bound = 2 * emax + 1e-5;
+    double worst = 0;
+    for (uint32_t j = 0; j < d->V + 5; j++) {
+      uint64_t cat = j < d->V ? 7000 + j : 90000 + j; /* the vocabulary, "other", unknowns */
+      float p1 = model_prob(mf, A + u * ss, cat), p2 = model_prob(mb, B + u * ss, cat);
+      assert_true(p1 > 0.0f && p2 > 0.0f);
+      worst = fmax(worst, fabs(log((double)p2 / p1)));
+      differ += p1 != p2;
+      compared++;
+    }
+    assert_true(worst <= bound);
+    worst_ratio = fmax(worst_ratio, worst / bound);
+  }
+  print_message("bf16 head vs fp32 head: max |log p ratio| at %.2f of the bound; %zu of %zu "
+                "probabilities differ\n", worst_ratio, differ, compared);
+  assert_true(differ > compared / 2); /* the bf16 path was taken */
+  free(A), free(B);
+  model_destroy(mf);
+  model_destroy(mb);
+  /* an unknown flag is refused */
+  arch_dims_t bad;
+  arch_dims_default(&bad);
+  bad.flags = 0x4;
+  char err[256];
+  assert_int_not_equal(arch_dims_check(&bad, err, sizeof err), 0);
+  bad.flags = ARCH_F_HEAD_BF16 | ARCH_F_SHIFT_UNIT;
+  assert_int_equal(arch_dims_check(&bad, err, sizeof err), 0);
+}
+
 static void test_model_unknown_category_updates_state(void **st) {
   (void)st;
   model_t *m = random_model(0);
@@ -226,11 +304,12 @@ static void test_state_stores_h_c_as_bf16(void **st) {
 }
 
 /* The fingerprint the float32-state layout (ARCH_STATE_FORMAT 1, 1064-byte
- * blob at H = 64) gave the same model: the formula of that build. */
+ * blob at H = 64) gave the same model: the formula of that build (whose
+ * model file had no ARCH_F_HEAD_BF16 flag). */
 static uint32_t fingerprint_fp32_layout(const model_t *m) {
   const arch_dims_t *d = model_dims(m);
   uint32_t layout[10] = {ARCH_VERSION, (uint32_t)ARCH_STATE_HEADER_BYTES, ARCH_K, ARCH_P,
-                         d->V, d->H, d->EC, d->EA, d->I, d->flags};
+                         d->V, d->H, d->EC, d->EA, d->I, d->flags & ~(uint32_t)ARCH_F_HEAD_BF16};
   arch_layout_t L;
   arch_layout(d, &L);
   uint32_t crc = ix_crc32(0, layout, sizeof layout);
@@ -288,6 +367,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_model_step_is_batch_invariant_bitwise),
       cmocka_unit_test(test_model_step_with_shift_unit),
+      cmocka_unit_test(test_model_bf16_head_is_batch_invariant_bitwise),
+      cmocka_unit_test(test_model_bf16_head_close_to_fp32_head),
       cmocka_unit_test(test_model_unknown_category_updates_state),
       cmocka_unit_test(test_model_state_size_documented),
       cmocka_unit_test(test_state_stores_h_c_as_bf16),
