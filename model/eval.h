@@ -51,7 +51,7 @@ uint32_t eval_bucket_lo(unsigned bucket);
 
 typedef struct {
   char name[EVAL_NAME_MAX];
-  char params[96];       /* tuned hyper-parameters, free text */
+  char params[160];      /* tuned hyper-parameters, free text */
   uint64_t n_targets;
   uint64_t n_outside;    /* targets outside the long-term profile */
   double acc1, rec5, rec10, mrr10; /* fractions in [0, 1] */

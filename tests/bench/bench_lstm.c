@@ -3,14 +3,18 @@
  * against OpenBLAS sgemm measured in the same run; PyTorch LSTMCell at batch
  * 1 and 256 in the same run (tests/bench/torch_lstmcell.py as a subprocess).
  * Each figure is the best of several timed repetitions (the machine is shared).
- *   bench_lstm [--quick] [--no-torch] [--cputime] [--batch N] [--only cell|bf16|blas|model|head]
+ *   bench_lstm [--quick] [--no-torch] [--cputime] [--batch N]
+ *              [--only cell|bf16|blas|model|head|bf16head]
  * --cputime times with this thread's CPU clock instead of the wall clock (for
  * A/B runs on a busy machine: time the thread spent descheduled is not
  * counted; cache interference still is). --batch N runs only that batch row
- * (for perf; no PyTorch, no ratios); --only cell|blas|model|head times one
+ * (for perf; no PyTorch, no ratios); --only cell|blas|model|head|bf16head times one
  * column of it (the others print as 1 event/s); bf16 = the bf16 cell
  * (lstm_new_bf16: weights and x rounded to bf16, h and c stored as bf16, the
- * serving model's cell) on the same I=48 -> H=64 shape as the generic cell.
+ * serving model's cell) on the same I=48 -> H=64 shape as the generic cell;
+ * cell+head = the serving step with predictions and the float32 head
+ * (kern_gemm), bf16 head = the same model served with ARCH_F_HEAD_BF16
+ * (kern_gemm_bf16p), timed right after it on the same states (A/B).
  * Env: IX_SOURCE_DIR (to find the python script; default: from argv[0]). */
 #include <cblas.h>
 #undef I
@@ -67,7 +71,7 @@ static int reps = 5;
 int main(int argc, char **argv) {
   int quick = 0, torch = 1;
   size_t only_batch = 0;
-  const char *only = NULL; /* --only cell|blas|model|head: one column (for perf) */
+  const char *only = NULL; /* --only cell|bf16|blas|model|head|bf16head: one column (for perf) */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) quick = 1, reps = 3, rep_time = 0.1;
     else if (!strcmp(argv[i], "--no-torch")) torch = 0;
@@ -138,9 +142,10 @@ int main(int argc, char **argv) {
 
   static const size_t batches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
   const size_t nb = sizeof batches / sizeof batches[0];
-  double t_cell[10], t_bf[10], t_blas[10], t_mcell[10], t_mhead[10];
-  printf("\n%6s %12s %9s %12s %12s %12s %14s %9s %14s\n", "batch", "cell Mev/s", "GFLOP/s",
-         "bf16 Mev/s", "blas Mev/s", "model cell", "model GFLOP/s", "peak %", "cell+head k/s");
+  double t_cell[10], t_bf[10], t_blas[10], t_mcell[10], t_mhead[10], t_mheadb[10];
+  printf("\n%6s %12s %9s %12s %12s %12s %14s %9s %14s %14s\n", "batch", "cell Mev/s", "GFLOP/s",
+         "bf16 Mev/s", "blas Mev/s", "model cell", "model GFLOP/s", "peak %", "cell+head k/s",
+         "bf16 head k/s");
   /* the serving model: default dims V=1000, H=64, random weights */
   arch_dims_t d;
   arch_dims_default(&d);
@@ -157,6 +162,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
+  /* the same model served with the bf16 head: same states (same fingerprint) */
+  model_t *mb;
+  d.flags |= ARCH_F_HEAD_BF16;
+  if (model_from_params(&d, ARCH_DEFAULT_HALF_LIFE_S, ids, params, NULL, &mb, err, sizeof err)) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  d.flags &= ~(uint32_t)ARCH_F_HEAD_BF16;
   size_t ss = model_state_size(m);
   unsigned char *states = malloc((size_t)POOL * ss);
   for (size_t u = 0; u < POOL; u++) model_state_init(m, states + u * ss);
@@ -180,7 +193,7 @@ int main(int argc, char **argv) {
   const double model_flops = 2.0 * G * (ARCH_N_TIME + HID);
   for (size_t bi = 0; bi < nb; bi++) {
     size_t n = batches[bi], u = 0;
-    t_cell[bi] = t_bf[bi] = t_blas[bi] = t_mcell[bi] = t_mhead[bi] = 1.0;
+    t_cell[bi] = t_bf[bi] = t_blas[bi] = t_mcell[bi] = t_mhead[bi] = t_mheadb[bi] = 1.0;
     if (only_batch && n != only_batch) continue;
     if (!only || !strcmp(only, "cell")) BEST_OF(t_cell[bi], {
           for (size_t b = 0; b < n; b++) {
@@ -216,8 +229,9 @@ int main(int argc, char **argv) {
           u += n;
         });
     t_blas[bi] /= n;
-    for (int head = 0; head < 2; head++) {
-      if (only && strcmp(only, head ? "head" : "model")) continue;
+    for (int head = 0; head < 3; head++) {
+      static const char *const col[3] = {"model", "head", "bf16head"};
+      if (only && strcmp(only, col[head])) continue;
       size_t uu = 0;
       double t;
       BEST_OF(t, {
@@ -231,20 +245,21 @@ int main(int argc, char **argv) {
               if (evs[b].category_id == 0) evs[b].category_id = ((arch_state_t *)sp[b])->prev_cat;
             }
             uu += n;
-            model_step_batch(m, sp, evs, n, head ? preds : NULL);
+            model_step_batch(head == 2 ? mb : m, sp, evs, n, head ? preds : NULL);
           });
-      (head ? t_mhead : t_mcell)[bi] = t / n;
+      (head == 2 ? t_mheadb : head ? t_mhead : t_mcell)[bi] = t / n;
     }
-    printf("%6zu %12.2f %9.1f %12.2f %12.2f %12.2f %14.1f %9.0f %14.0f\n", n, 1e-6 / t_cell[bi],
-           cell_flops / t_cell[bi] * 1e-9, 1e-6 / t_bf[bi], 1e-6 / t_blas[bi], 1e-6 / t_mcell[bi],
-           model_flops / t_mcell[bi] * 1e-9, 100.0 * (cell_flops / t_cell[bi] * 1e-9) / peak,
-           1e-3 / t_mhead[bi]);
+    printf("%6zu %12.2f %9.1f %12.2f %12.2f %12.2f %14.1f %9.0f %14.0f %14.0f\n", n,
+           1e-6 / t_cell[bi], cell_flops / t_cell[bi] * 1e-9, 1e-6 / t_bf[bi], 1e-6 / t_blas[bi],
+           1e-6 / t_mcell[bi], model_flops / t_mcell[bi] * 1e-9,
+           100.0 * (cell_flops / t_cell[bi] * 1e-9) / peak, 1e-3 / t_mhead[bi], 1e-3 / t_mheadb[bi]);
   }
   printf("(cell = generic lstm_step_batch I=%d H=%d, GEMM over [x,h] K=%d; bf16 = the bf16 cell "
          "lstm_step_batch_bf16 on the same shape (bf16 weights, x, h, c); blas = the same with "
          "cblas_sgemm instead of kern_gemm (not batch-invariant); model cell = model_step_batch "
          "without head: embedding projections folded into tables, GEMM over [time, h] K=%d, "
-         "plus features/recent/profile; cell+head = model_step_batch with predictions, V=%u; "
+         "plus features/recent/profile; cell+head = model_step_batch with predictions, V=%u, "
+         "float32 head; bf16 head = the same with ARCH_F_HEAD_BF16; "
          "states cycle through %d users)\n",
          IN, HID, IN + HID, ARCH_N_TIME + HID, d.V, POOL);
 
@@ -285,12 +300,13 @@ int main(int argc, char **argv) {
   }
   if (!only_batch)
     printf("\ntargets (H=64): batched cell >= 3 M ev/s: %s (generic fp32 %.2f, bf16 %.2f, model "
-         "%.2f at 256); cell+head >= 300 k ev/s: %s (%.0f k at 256)\n",
+         "%.2f at 256); cell+head >= 300 k ev/s: %s (%.0f k at 256; bf16 head %.0f k)\n",
          (1e-6 / t_bf[8] >= 3 || 1e-6 / t_mcell[8] >= 3) ? "yes" : "NO", 1e-6 / t_cell[8],
          1e-6 / t_bf[8], 1e-6 / t_mcell[8], 1e-3 / t_mhead[8] >= 300 ? "yes" : "NO",
-         1e-3 / t_mhead[8]);
+         1e-3 / t_mhead[8], 1e-3 / t_mheadb[8]);
   (void)quick;
   model_destroy(m);
+  model_destroy(mb);
   lstm_destroy(cell);
   lstm_destroy(cellb);
   free(hcb), free(hpb), free(cpb);
