@@ -6,6 +6,9 @@
  *   vocab ids: V x u64 (ids[0] = 0, the "other" bucket)
  *   params: n_params x f32 (the flat array of arch.h)
  *   crc32 u32 (zlib CRC-32 of every byte before it)
+ * flags: ARCH_F_* of arch.h (shift unit, bf16 head); unknown flags are
+ * refused, so a file with ARCH_F_HEAD_BF16 does not load in a build older
+ * than that flag (clear it to serve the same weights there).
  * A truncated, corrupted or mismatched file fails with a sentence saying so. */
 #ifndef IX_MODEL_MODELFILE_H
 #define IX_MODEL_MODELFILE_H
