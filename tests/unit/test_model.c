@@ -220,6 +220,42 @@ static void test_model_bf16_head_close_to_fp32_head(void **st) {
   assert_int_equal(arch_dims_check(&bad, err, sizeof err), 0);
 }
 
+/* The whole serving step of a bf16-head model gives the same states and
+ * predictions with vdpbf16ps (avx512) and with its emulation (avx512-emul),
+ * when this CPU can run both. */
+static void test_model_bf16_head_insn_equals_emulation(void **st) {
+  (void)st;
+  __builtin_cpu_init();
+  if (kern_select("avx512") < 0 || kern_select("avx512-emul") < 0) {
+    /* only a CPU without AVX-512F may lack them (then test_lstm compares the
+     * GEMM on the sets it has) */
+    assert_false(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"));
+    return;
+  }
+  model_t *m = random_model(ARCH_F_HEAD_BF16 | ARCH_F_SHIFT_UNIT);
+  const size_t ss = model_state_size(m), nu = 200;
+  unsigned char *S[2] = {malloc(nu * ss), malloc(nu * ss)};
+  prediction_t *P[2] = {calloc(nu, sizeof(prediction_t)), calloc(nu, sizeof(prediction_t))};
+  void **sp = malloc(nu * sizeof(void *));
+  event_t *evs = malloc(nu * sizeof(event_t));
+  int used_insn = 0;
+  for (int v = 0; v < 2; v++) {
+    assert_int_equal(kern_select(v ? "avx512-emul" : "avx512"), 0);
+    used_insn |= kern_uses_bf16_insn();
+    for (size_t u = 0; u < nu; u++) model_state_init(m, S[v] + u * ss);
+    for (int e = 0; e < NE; e++) {
+      for (size_t u = 0; u < nu; u++) sp[u] = S[v] + u * ss, evs[u] = ev_of(u, e);
+      assert_int_equal(model_step_batch(m, sp, evs, nu, P[v]), 0);
+    }
+  }
+  assert_memory_equal(S[0], S[1], nu * ss);
+  assert_memory_equal(P[0], P[1], nu * sizeof(prediction_t));
+  if (__builtin_cpu_supports("avx512bf16")) assert_true(used_insn);
+  kern_select("avx512"); /* back to this CPU's default set */
+  free(S[0]), free(S[1]), free(P[0]), free(P[1]), free(sp), free(evs);
+  model_destroy(m);
+}
+
 static void test_model_unknown_category_updates_state(void **st) {
   (void)st;
   model_t *m = random_model(0);
@@ -369,6 +405,7 @@ int main(void) {
       cmocka_unit_test(test_model_step_with_shift_unit),
       cmocka_unit_test(test_model_bf16_head_is_batch_invariant_bitwise),
       cmocka_unit_test(test_model_bf16_head_close_to_fp32_head),
+      cmocka_unit_test(test_model_bf16_head_insn_equals_emulation),
       cmocka_unit_test(test_model_unknown_category_updates_state),
       cmocka_unit_test(test_model_state_size_documented),
       cmocka_unit_test(test_state_stores_h_c_as_bf16),
