@@ -53,7 +53,7 @@ typedef struct {
   uint64_t count;
 } lathist_t;
 
-static void lat_add(lathist_t *h, double seconds) {
+static int lat_bucket(double seconds) {
   double us = seconds * 1e6;
   int b = 0;
   if (us > 1.0) {
@@ -64,6 +64,11 @@ static void lat_add(lathist_t *h, double seconds) {
   }
   if (b < 0) b = 0;
   if (b >= DAEMON_LAT_BUCKETS) b = DAEMON_LAT_BUCKETS - 1;
+  return b;
+}
+
+/* Counts one observation in bucket b (from lat_bucket) of h. */
+static void lat_count(lathist_t *h, int b) {
   h->n[b]++;
   h->count++;
 }
@@ -160,6 +165,14 @@ struct ixd {
   uint32_t *rec_seq; /* ring sequence of each message in the batch */
   size_t recs_cap;
   codec_buf_t enc;
+
+  /* clocks shared by the delivery reports of one non-blocking poll
+   * (serve_reports): read at its first report, so one read per poll rather
+   * than two per message; elsewhere (flush, blocking waits) each report
+   * reads its own */
+  int ack_cached;
+  uint64_t ack_ns;
+  int64_t ack_wall_ms;
 
   backlog_t *bl_head, *bl_tail;
   uint64_t bl_len;
@@ -394,14 +407,15 @@ static void retry_cb(uv_timer_t *t) {
   check_pressure(d);
 }
 
-/* Sends one message for entry (partition, seq); 0 or IX_ENOMEM. On success
- * the entry's pending count is incremented by the caller. */
+/* Sends one message for entry (partition, seq) with timestamp ts_ms (0 =
+ * now); 0 or IX_ENOMEM. On success the entry's pending count is incremented
+ * by the caller. */
 static int send_msg(daemon_t *d, int dlq, uint64_t opaque, const void *key, size_t key_len,
                     const void *value, size_t value_len, const producer_header_t *hdrs,
-                    size_t n_hdrs) {
+                    size_t n_hdrs, int64_t ts_ms) {
   if (!d->bl_head) {
     int rc = producer_send(d->producer, dlq ? d->dlq_topic : d->out_topic,
-                           PRODUCER_PARTITION_ANY, key, key_len, value, value_len, 0, hdrs,
+                           PRODUCER_PARTITION_ANY, key, key_len, value, value_len, ts_ms, hdrs,
                            n_hdrs, opaque);
     if (rc == 0) {
       d->outstanding++;
@@ -452,23 +466,38 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
   entry_t *e = ring_find(pt, seq);
   if (!e || e->pending == 0) return;
   if (!dlq) {
-    double lat = (double)(mono_ns() - e->read_ns) / 1e9;
-    double e2e = (double)(wall_ms() - e->msg_ts_ms) / 1e3;
+    if (!d->ack_cached || !d->ack_ns) {
+      d->ack_ns = mono_ns();
+      d->ack_wall_ms = wall_ms();
+    }
+    double lat = (double)(d->ack_ns - e->read_ns) / 1e9;
+    double e2e = (double)(d->ack_wall_ms - e->msg_ts_ms) / 1e3;
     if (e2e < 0) e2e = 0;
-    lat_add(&d->lat, lat);
-    lat_add(&d->win_lat, lat);
-    lat_add(&d->e2e, e2e);
-    lat_add(&d->win_e2e, e2e);
+    int b = lat_bucket(lat);
+    lat_count(&d->lat, b);
+    lat_count(&d->win_lat, b);
+    b = lat_bucket(e2e);
+    lat_count(&d->e2e, b);
+    lat_count(&d->win_e2e, b);
     metrics_histogram_observe(d->md.event_to_prediction_seconds, lat);
   }
   if (--e->pending == 0) pt->dirty = 1;
+}
+
+/* Serves the delivery reports that are ready, without blocking. The reports
+ * of one call arrive back to back, so they share one reading of the clocks. */
+static void serve_reports(daemon_t *d) {
+  d->ack_cached = 1;
+  d->ack_ns = 0;
+  producer_poll(d->producer, 0);
+  d->ack_cached = 0;
 }
 
 static void finish_stop(daemon_t *d);
 static void ckpt_pump(daemon_t *d);
 
 static void serve_deliveries(daemon_t *d) {
-  producer_poll(d->producer, 0);
+  serve_reports(d);
   advance_dirty(d);
   backlog_retry(d);
   check_pressure(d);
@@ -575,13 +604,16 @@ static void process_batch(daemon_t *d, size_t n) {
                                  {"interestd-error", rj->reason},
                                  {"interestd-source", src}};
     uint64_t op = make_opaque(1, pt->gen, r->partition, d->rec_seq[rj->src]);
-    if (send_msg(d, 1, op, r->key, r->key_len, r->value, r->value_len, hdrs, 3)) {
+    if (send_msg(d, 1, op, r->key, r->key_len, r->value, r->value_len, hdrs, 3, 0)) {
       fatal(d, IX_ENOMEM, "queueing a dead-letter message");
       return;
     }
     ring_find(pt, d->rec_seq[rj->src])->pending++;
     d->st.dlq_produced++;
   }
+  /* one wall-clock reading for the batch's predictions, taken after the
+   * model ran: librdkafka otherwise reads the clock for every message */
+  int64_t send_ms = res.n_preds ? wall_ms() : 0;
   for (size_t k = 0; k < res.n_preds; k++) {
     const prediction_t *pred = &res.preds[k];
     size_t i = res.pred_src[k];
@@ -594,7 +626,7 @@ static void process_batch(daemon_t *d, size_t n) {
     char key[20];
     size_t klen = key_of(pred->user_id, key);
     uint64_t op = make_opaque(0, pt->gen, d->recs[i].partition, d->rec_seq[i]);
-    if (send_msg(d, 0, op, key, klen, d->enc.data, d->enc.len, NULL, 0)) {
+    if (send_msg(d, 0, op, key, klen, d->enc.data, d->enc.len, NULL, 0, send_ms)) {
       fatal(d, IX_ENOMEM, "queueing a prediction");
       return;
     }
@@ -640,7 +672,7 @@ static void drain(daemon_t *d, int timer_fired) {
     process_batch(d, n);
     consumer_release(d->consumer);
     /* serve reports between batches so offsets advance under load */
-    producer_poll(d->producer, 0);
+    serve_reports(d);
     advance_dirty(d);
     backlog_retry(d);
     check_pressure(d);

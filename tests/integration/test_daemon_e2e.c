@@ -94,6 +94,13 @@ int main(void) {
   H_CHECK(rejected == N_BAD, "interestd_events_rejected_total = %g", rejected);
   H_CHECK(processed == N_EVENTS, "interestd_events_processed_total = %g", processed);
   H_CHECK(strstr(body, "reason=\"not_map\""), "no not_map reason label");
+  /* the delivery reports time every prediction once (read -> acknowledged) */
+  double lat_n = h_metric_sum(body, "interestd_event_to_prediction_seconds_count");
+  double lat_sum = h_metric_sum(body, "interestd_event_to_prediction_seconds_sum");
+  printf("metrics: event_to_prediction count %.0f, mean %.4f s\n", lat_n,
+         lat_n > 0 ? lat_sum / lat_n : 0.0);
+  H_CHECK(lat_n == N_EVENTS, "event_to_prediction_seconds_count = %g", lat_n);
+  H_CHECK(lat_sum > 0 && lat_sum / lat_n < 30.0, "event_to_prediction_seconds_sum = %g", lat_sum);
   free(body);
   body = h_http_get(port, "/healthz");
   H_CHECK(body && strstr(body, " 200 "), "healthz not 200");
