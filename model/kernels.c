@@ -61,6 +61,13 @@ void kern_w_free(kern_w_t *w) {
   memset(w, 0, sizeof(*w));
 }
 
+/* row[k] and row[k + 1] (0 past K) as one bf16 pair, the low element first */
+static inline uint32_t bf16_pair(const float *row, size_t k, size_t K) {
+  uint32_t lo = kern_bf16_from_f32(row[k]);
+  uint32_t hi = k + 1 < K ? kern_bf16_from_f32(row[k + 1]) : 0;
+  return lo | hi << 16;
+}
+
 int kern_wb_pack_gates(kern_wb_t *w, size_t K, size_t H, const float *W, size_t ldw) {
   memset(w, 0, sizeof(*w));
   if (H == 0 || K == 0) return IX_EINVAL;
@@ -72,14 +79,9 @@ int kern_wb_pack_gates(kern_wb_t *w, size_t K, size_t H, const float *W, size_t 
     for (size_t kp = 0; kp < Kp; kp++)
       for (size_t v = 0; v < 4; v++)
         for (size_t l = 0; l < 16; l++) {
-          size_t u = hb * 16 + l, k = 2 * kp;
-          uint32_t lo = 0, hi = 0;
-          if (u < H) {
-            const float *row = W + (v * H + u) * ldw;
-            lo = kern_bf16_from_f32(row[k]);
-            if (k + 1 < K) hi = kern_bf16_from_f32(row[k + 1]);
-          }
-          p[(hb * Kp + kp) * 64 + v * 16 + l] = lo | hi << 16;
+          size_t u = hb * 16 + l;
+          p[(hb * Kp + kp) * 64 + v * 16 + l] =
+              u < H ? bf16_pair(W + (v * H + u) * ldw, 2 * kp, K) : 0;
         }
   w->K = K;
   w->Kp = Kp;
@@ -104,15 +106,8 @@ int kern_wbp_pack(kern_wbp_t *w, size_t K, size_t N, const float *W, size_t ldw)
   for (size_t p0 = 0; p0 < Np; p0 += PANEL) {
     const size_t pw = Np - p0 < PANEL ? Np - p0 : PANEL;
     for (size_t kp = 0; kp < Kp; kp++)
-      for (size_t j = 0; j < pw; j++) {
-        uint32_t lo = 0, hi = 0;
-        if (p0 + j < N) {
-          const float *row = W + (p0 + j) * ldw;
-          lo = kern_bf16_from_f32(row[2 * kp]);
-          if (2 * kp + 1 < K) hi = kern_bf16_from_f32(row[2 * kp + 1]);
-        }
-        p[p0 * Kp + kp * pw + j] = lo | hi << 16;
-      }
+      for (size_t j = 0; j < pw; j++)
+        p[p0 * Kp + kp * pw + j] = p0 + j < N ? bf16_pair(W + (p0 + j) * ldw, 2 * kp, K) : 0;
   }
   w->K = K;
   w->Kp = Kp;

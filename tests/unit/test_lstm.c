@@ -287,6 +287,24 @@ static void rand_bf16(uint64_t *seed, size_t n, float scale, uint16_t *out) {
   for (size_t i = 0; i < n; i++) out[i] = kern_bf16_from_f32(scale * frand(seed));
 }
 
+/* got[b][j] (row stride ldc, j < cols), computed from C[b][j] = 0.125 *
+ * ((b * ldc + j) % 7) plus row j < N of W (N x K floats, rounded to bf16)
+ * times row b of A (bf16, stride lda), is within float32 rounding of the
+ * double sum of the exact products; columns j >= N hold the start value. */
+static void assert_exact_products(const float *got, size_t ldc, size_t n, size_t cols, size_t N,
+                                  size_t K, const float *W, const uint16_t *A, size_t lda) {
+  for (size_t b = 0; b < n; b++)
+    for (size_t j = 0; j < cols; j++) {
+      double sum = 0.125 * (double)((b * ldc + j) % 7), mag = fabs(sum);
+      for (size_t k = 0; j < N && k < K; k++) {
+        double p = (double)kern_bf16_to_f32(kern_bf16_from_f32(W[j * K + k])) *
+                   kern_bf16_to_f32(A[b * lda + k]);
+        sum += p, mag += fabs(p);
+      }
+      assert_true(fabs(got[b * ldc + j] - sum) <= 1e-6 * mag);
+    }
+}
+
 /* kern_gemm_bf16: the same bits on every kernel set, for odd K (padding) and
  * H not a multiple of 16; and within float32 rounding of a double sum of the
  * exact products (so it computes what it should). */
@@ -313,16 +331,7 @@ static void test_gemm_bf16_same_bits_on_every_kernel(void **st) {
       else assert_memory_equal(ref, C, n * G * 4);
     }
     assert_true(sets >= 2); /* at least scalar and one vector set */
-    for (size_t b = 0; b < n; b++)
-      for (size_t j = 0; j < G; j++) {
-        double sum = 0.125 * (double)((b * G + j) % 7), mag = fabs(sum);
-        for (size_t k = 0; k < K; k++) {
-          double p = (double)kern_bf16_to_f32(kern_bf16_from_f32(W[j * K + k])) *
-                     kern_bf16_to_f32(A[b * lda + k]);
-          sum += p, mag += fabs(p);
-        }
-        assert_true(fabs(ref[b * G + j] - sum) <= 1e-6 * mag);
-      }
+    assert_exact_products(ref, G, n, G, G, K, W, A, lda);
     kern_wb_free(&w);
     free(W), free(ref), free(C), free(A);
   }
@@ -372,16 +381,7 @@ static void test_gemm_bf16p_same_bits_on_every_kernel(void **st) {
       }
     }
     assert_true(sets >= 2); /* at least scalar and one vector set */
-    for (size_t b = 0; b < n; b++)
-      for (size_t j = 0; j < w.Np; j++) {
-        double sum = 0.125 * (double)((b * ldc + j) % 7), mag = fabs(sum);
-        for (size_t k = 0; j < N && k < K; k++) {
-          double p = (double)kern_bf16_to_f32(kern_bf16_from_f32(W[j * K + k])) *
-                     kern_bf16_to_f32(A[b * lda + k]);
-          sum += p, mag += fabs(p);
-        }
-        assert_true(fabs(ref[b * ldc + j] - sum) <= 1e-6 * mag);
-      }
+    assert_exact_products(ref, ldc, n, w.Np, N, K, W, A, lda);
     kern_wbp_free(&w);
     free(W), free(ref), free(C), free(A);
   }
