@@ -31,6 +31,7 @@
 #include "state/checkpoint.h"
 #include "state/store.h"
 #include "stream/codec.h"
+#include "daemon/order.h"
 #include "stream/consumer.h"
 #include "stream/producer.h"
 
@@ -39,6 +40,7 @@
 #endif
 
 #define DRAIN_ROUNDS 16           /* batches per wake-up before yielding to other handles */
+#define WINDOW_BATCHES 4          /* batches taken off the queue at once and ordered oldest first */
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 5000
 #define REVOKE_WAIT_MAX_MS 10000  /* bound on finishing a revoked partition's in-flight work */
@@ -164,6 +166,9 @@ struct ixd {
   rec_t *recs;
   uint32_t *rec_seq; /* ring sequence of each message in the batch */
   size_t recs_cap;
+  rec_t *win;        /* the window: up to WINDOW_BATCHES batches, oldest first */
+  order_t *order;    /* its scratch, for win_cap messages */
+  size_t win_cap;
   codec_buf_t enc;
 
   /* clocks shared by the delivery reports of one non-blocking poll
@@ -655,27 +660,43 @@ static void drain(daemon_t *d, int timer_fired) {
     }
   }
   d->batch_waiting = 0;
-  if (d->recs_cap < max) {
+  size_t wmax = (size_t)max * WINDOW_BATCHES;
+  if (d->recs_cap < max || d->win_cap < wmax) {
     rec_t *r = realloc(d->recs, max * sizeof *r);
     if (r) d->recs = r;
     uint32_t *s = realloc(d->rec_seq, max * sizeof *s);
     if (s) d->rec_seq = s;
-    if (!r || !s) {
+    rec_t *w = realloc(d->win, wmax * sizeof *w);
+    if (w) d->win = w;
+    order_free(d->order);
+    d->order = order_new(wmax);
+    if (!r || !s || !w || !d->order) {
       fatal(d, IX_ENOMEM, "growing the batch");
       return;
     }
     d->recs_cap = max;
+    d->win_cap = wmax;
   }
-  for (int round = 0; round < DRAIN_ROUNDS; round++) {
-    size_t n = consumer_poll(d->consumer, d->recs, max);
+  for (int round = 0; round < DRAIN_ROUNDS / WINDOW_BATCHES; round++) {
+    /* take a window and process it oldest first, in batches. The whole
+     * window is processed even if pressure pauses the consumer meanwhile
+     * (its messages are off the queue); only a stop cuts it short, which
+     * loses nothing: offsets are stored only up to what was processed, and
+     * each partition's messages stay in order, so the rest is read again */
+    size_t n = consumer_poll(d->consumer, d->win, wmax);
     if (n == 0) return;
-    process_batch(d, n);
+    order_oldest_first(d->order, d->win, n);
+    for (size_t off = 0; off < n && d->phase == RUNNING; off += max) {
+      size_t k = n - off < max ? n - off : max;
+      memcpy(d->recs, d->win + off, k * sizeof *d->recs);
+      process_batch(d, k);
+      /* serve reports between batches so offsets advance under load */
+      serve_reports(d);
+      advance_dirty(d);
+      backlog_retry(d);
+      check_pressure(d);
+    }
     consumer_release(d->consumer);
-    /* serve reports between batches so offsets advance under load */
-    serve_reports(d);
-    advance_dirty(d);
-    backlog_retry(d);
-    check_pressure(d);
     if (d->phase != RUNNING || d->paused) return;
   }
   uv_timer_start(&d->kick_timer, kick_cb, 0, 0); /* more is waiting: continue next turn */
@@ -1378,6 +1399,8 @@ void daemon_destroy(daemon_t *d) {
   for (int32_t i = 0; i < d->n_parts; i++) free(d->parts[i].ring);
   free(d->parts);
   free(d->recs);
+  free(d->win);
+  order_free(d->order);
   free(d->rec_seq);
   free(d->ck_parts);
   free(d->ck_gens);
