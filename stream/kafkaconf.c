@@ -1,6 +1,7 @@
 /* librdkafka configuration helpers shared by the daemon and the tools. */
 #include "stream/kafkaconf.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,57 +38,68 @@ int kafkaconf_set_kv(rd_kafka_conf_t *conf, const char *kv, char *errstr, size_t
   return 0;
 }
 
-/* librdkafka statistics (statistics.interval.ms > 0) summarised into one log
- * line per broker: request counts, round-trip time, time in librdkafka's
- * queues. Reads only the fields it names, with strstr: the JSON layout is
- * librdkafka's (STATISTICS.md), and a field that is missing prints as -1. */
-static double stats_num(const char *from, const char *end, const char *key) {
-  const char *p = strstr(from, key);
-  if (!p || (end && p >= end)) return -1;
-  return strtod(p + strlen(key), NULL);
+/* librdkafka statistics (statistics.interval.ms > 0) summarised into log
+ * lines: the client's queue and totals, then per broker the request counts,
+ * round-trip time and time in librdkafka's queues, and for a producer the
+ * messages per batch. The JSON (librdkafka's STATISTICS.md) is parsed with
+ * jansson; a field that is missing prints as -1, and a document that does
+ * not parse is reported once per callback and otherwise ignored. */
+static double stats_num(const json_t *obj, const char *key) {
+  const json_t *v = json_object_get(obj, key);
+  return json_is_number(v) ? json_number_value(v) : -1;
 }
 
 /* "avg/p99" in ms of a latency window ("rtt", "int_latency", ...) given in us */
-static void stats_window(char *out, size_t size, const char *from, const char *end,
-                         const char *name) {
-  char key[64];
-  snprintf(key, sizeof key, "\"%s\":", name);
-  const char *w = strstr(from, key);
-  if (!w || (end && w >= end)) {
+static void stats_window(char *out, size_t size, const json_t *broker, const char *name) {
+  const json_t *w = json_object_get(broker, name);
+  if (!json_is_object(w)) {
     snprintf(out, size, "-");
     return;
   }
-  snprintf(out, size, "%.2f/%.2f", stats_num(w, end, "\"avg\":") / 1e3,
-           stats_num(w, end, "\"p99\":") / 1e3);
+  snprintf(out, size, "%.2f/%.2f", stats_num(w, "avg") / 1e3, stats_num(w, "p99") / 1e3);
+}
+
+int kafkaconf_stats_log(const char *client, const char *json, size_t json_len) {
+  json_error_t jerr;
+  json_t *root = json_loadb(json, json_len, 0, &jerr);
+  if (!json_is_object(root)) {
+    log_write(LOG_LVL_WARN, "kafka", "stats %s: unreadable statistics JSON: %s (line %d)",
+              client, root ? "not an object" : jerr.text, root ? 0 : jerr.line);
+    json_decref(root);
+    return IX_EMALFORMED;
+  }
+  log_write(LOG_LVL_INFO, "kafka", "stats %s: messages in queue %.0f, sent %.0f, received %.0f",
+            client, stats_num(root, "msg_cnt"), stats_num(root, "txmsgs"),
+            stats_num(root, "rxmsgs"));
+  const char *key;
+  json_t *b;
+  json_object_foreach(json_object_get(root, "brokers"), key, b) {
+    int nodeid = (int)stats_num(b, "nodeid");
+    if (nodeid < 0) continue; /* librdkafka's internal and bootstrap pseudo-brokers */
+    char rtt[48], intl[48], outl[48];
+    stats_window(rtt, sizeof rtt, b, "rtt");
+    stats_window(intl, sizeof intl, b, "int_latency");
+    stats_window(outl, sizeof outl, b, "outbuf_latency");
+    const json_t *req = json_object_get(b, "req");
+    log_write(LOG_LVL_INFO, "kafka", "stats %s broker %d: requests Produce %.0f Fetch %.0f; "
+              "ms avg/p99: rtt %s, int_latency %s, outbuf_latency %s", client,
+              nodeid, stats_num(req, "Produce"), stats_num(req, "Fetch"), rtt, intl, outl);
+  }
+  /* producer: messages per batch, averaged over the window, of the first topic */
+  const json_t *type = json_object_get(root, "type");
+  if (json_is_string(type) && strcmp(json_string_value(type), "producer") == 0) {
+    void *it = json_object_iter(json_object_get(root, "topics"));
+    const json_t *bc = it ? json_object_get(json_object_iter_value(it), "batchcnt") : NULL;
+    if (json_is_object(bc))
+      log_write(LOG_LVL_INFO, "kafka", "stats %s: messages per produce batch avg %.1f p99 %.0f",
+                client, stats_num(bc, "avg"), stats_num(bc, "p99"));
+  }
+  json_decref(root);
+  return 0;
 }
 
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
-  log_write(LOG_LVL_INFO, "kafka", "stats %s: messages in queue %.0f, sent %.0f, received %.0f",
-            rd_kafka_name(rk), stats_num(json, NULL, "\"msg_cnt\":"),
-            stats_num(json, NULL, "\"txmsgs\":"), stats_num(json, NULL, "\"rxmsgs\":"));
-  const char *brokers = strstr(json, "\"brokers\":{");
-  const char *topics = strstr(json, "\"topics\":{");
-  for (const char *b = brokers; b && (b = strstr(b, "\"nodeid\":"));) {
-    const char *next = strstr(b + 1, "\"nodeid\":");
-    const char *end = next ? next : topics;
-    int nodeid = (int)stats_num(b, end, "\"nodeid\":");
-    char rtt[48], intl[48], outl[48];
-    stats_window(rtt, sizeof rtt, b, end, "rtt");
-    stats_window(intl, sizeof intl, b, end, "int_latency");
-    stats_window(outl, sizeof outl, b, end, "outbuf_latency");
-    double fetch = stats_num(b, end, "\"Fetch\":"), produce = stats_num(b, end, "\"Produce\":");
-    if (nodeid >= 0)
-      log_write(LOG_LVL_INFO, "kafka", "stats %s broker %d: requests Produce %.0f Fetch %.0f; "
-                "ms avg/p99: rtt %s, int_latency %s, outbuf_latency %s", rd_kafka_name(rk),
-                nodeid, produce, fetch, rtt, intl, outl);
-    b = next;
-  }
-  /* producer: messages per batch, averaged over the window, of the first topic */
-  const char *bc = topics && strstr(json, "\"type\": \"producer\"") ? strstr(topics, "\"batchcnt\":")
-                                                                  : NULL;
-  if (bc)
-    log_write(LOG_LVL_INFO, "kafka", "stats %s: messages per produce batch avg %.1f p99 %.0f",
-              rd_kafka_name(rk), stats_num(bc, NULL, "\"avg\":"), stats_num(bc, NULL, "\"p99\":"));
+  kafkaconf_stats_log(rd_kafka_name(rk), json, json_len);
   return 0; /* librdkafka frees json */
 }
 

@@ -17,6 +17,13 @@ rd_kafka_conf_t *kafkaconf_new(const char *brokers, const char *const *props, ch
 /* Applies one "key=value" string. Returns 0 or IX_ECONFIG with errstr. */
 int kafkaconf_set_kv(rd_kafka_conf_t *conf, const char *kv, char *errstr, size_t errstr_size);
 
+/* Logs the summary of one librdkafka statistics document (the statistics
+ * callback that kafkaconf_new sets calls it): client totals, one line per
+ * real broker (request counts; rtt, int_latency, outbuf_latency avg/p99 in
+ * ms), and a producer's messages per batch. A missing field prints as -1.
+ * Returns 0, or IX_EMALFORMED (and a warning) when json is not a JSON object. */
+int kafkaconf_stats_log(const char *client, const char *json, size_t json_len);
+
 /* librdkafka log callback that writes through common/log (set by kafkaconf_new). */
 void kafkaconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
