@@ -1,6 +1,8 @@
-/* Event and prediction messages: msgpack maps with short keys, encoded and
- * strictly decoded with msgpack-c. The byte-level contract is docs/FORMATS.md.
- * A bounded structural pre-scan runs before msgpack-c sees outside bytes. */
+/* Event and prediction messages: msgpack maps with short keys, strictly
+ * decoded. The byte-level contract is docs/FORMATS.md. A bounded structural
+ * pre-scan (mp_scan) runs first; then events are read straight from the
+ * bytes (mp_read, the daemon's per-message path) and predictions through
+ * msgpack-c's object tree. Both classify types as msgpack-c does. */
 #include "stream/codec.h"
 
 #include <inttypes.h>
@@ -166,16 +168,17 @@ static int mp_scan(const uint8_t *p, size_t len, size_t *pos, int depth, const c
   return 0;
 }
 
-/* Common front half of both decoders: size, structure, top-level map, then
- * msgpack-c. On success *result holds the map (free with
- * msgpack_unpacked_destroy). */
-static int decode_map(const void *buf, size_t len, msgpack_unpacked *result, const char *what_msg,
-                      char *errstr, size_t errstr_size) {
+/* Common front half of both decoders: size, structure (mp_scan), a top-level
+ * map and nothing after it. */
+static int check_map(const void *buf, size_t len, const char *what_msg, char *errstr,
+                     size_t errstr_size) {
   const uint8_t *p = buf;
-  if (len == 0 || !buf) return ix_fail(IX_ETRUNC, errstr, errstr_size, "%s message is empty", what_msg);
+  if (len == 0 || !buf)
+    return ix_fail(IX_ETRUNC, errstr, errstr_size, "%s message is empty", what_msg);
   if (len > CODEC_MAX_MSG)
-    return ix_fail(IX_ETOOBIG, errstr, errstr_size, "%s message is %zu bytes, more than the %d allowed",
-                what_msg, len, CODEC_MAX_MSG);
+    return ix_fail(IX_ETOOBIG, errstr, errstr_size,
+                   "%s message is %zu bytes, more than the %d allowed", what_msg, len,
+                   CODEC_MAX_MSG);
   if (!((p[0] >= 0x80 && p[0] <= 0x8f) || p[0] == 0xde || p[0] == 0xdf))
     return ix_fail(IX_ENOTMAP, errstr, errstr_size,
                 "%s message is not a msgpack map (first byte 0x%02x)", what_msg, p[0]);
@@ -187,8 +190,17 @@ static int decode_map(const void *buf, size_t len, msgpack_unpacked *result, con
   if (rc) return ix_fail(rc, errstr, errstr_size, "%s message is malformed: %s", what_msg, what);
   if (pos != len)
     return ix_fail(IX_EMALFORMED, errstr, errstr_size,
-                "%s message has %zu trailing bytes after the map (at byte %zu)", what_msg, len - pos,
-                pos);
+                   "%s message has %zu trailing bytes after the map (at byte %zu)", what_msg,
+                   len - pos, pos);
+  return 0;
+}
+
+/* check_map, then msgpack-c. On success *result holds the map (free with
+ * msgpack_unpacked_destroy). */
+static int decode_map(const void *buf, size_t len, msgpack_unpacked *result, const char *what_msg,
+                      char *errstr, size_t errstr_size) {
+  int rc = check_map(buf, len, what_msg, errstr, errstr_size);
+  if (rc) return rc;
   size_t off = 0;
   msgpack_unpacked_init(result);
   msgpack_unpack_return ur = msgpack_unpack_next(result, buf, len, &off);
@@ -204,9 +216,81 @@ static int decode_map(const void *buf, size_t len, msgpack_unpacked *result, con
   return 0;
 }
 
-static int key_is(const msgpack_object *k, const char *name) {
+/* A value as the field rules see it: msgpack-c's classification of its type
+ * (so both decoders name types alike), and the integer or string it holds. */
+typedef struct {
+  msgpack_object_type type;
+  uint64_t u64;    /* POSITIVE_INTEGER */
+  int64_t i64;     /* NEGATIVE_INTEGER */
+  const char *str; /* STR: not terminated */
+  uint32_t size;
+} mp_val_t;
+
+static mp_val_t val_of(const msgpack_object *o) {
+  mp_val_t v = {.type = o->type};
+  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) v.u64 = o->via.u64;
+  if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) v.i64 = o->via.i64;
+  if (o->type == MSGPACK_OBJECT_STR) {
+    v.str = o->via.str.ptr;
+    v.size = o->via.str.size;
+  }
+  return v;
+}
+
+static mp_val_t int_val(int64_t d) {
+  mp_val_t v = {.type = d < 0 ? MSGPACK_OBJECT_NEGATIVE_INTEGER : MSGPACK_OBJECT_POSITIVE_INTEGER};
+  if (d < 0) v.i64 = d;
+  else v.u64 = (uint64_t)d;
+  return v;
+}
+
+/* Reads the object at p[*pos], in bytes mp_scan accepted, as msgpack-c would
+ * classify it (signed formats holding a value >= 0 are POSITIVE_INTEGER), and
+ * moves *pos past it, containers included. The event decoder's reader: it
+ * spares msgpack-c's object tree (a zone allocation per message). */
+static mp_val_t mp_read(const uint8_t *p, size_t len, size_t *pos) {
+  size_t at = *pos;
+  uint8_t b = p[at];
+  mp_val_t v = {0};
+  if (b <= 0x7f || b >= 0xe0) {
+    *pos = at + 1;
+    return b <= 0x7f ? int_val(b) : int_val((int8_t)b);
+  }
+  if ((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb)) {
+    int n = b <= 0xbf ? 0 : 1 << (b - 0xd9);
+    v.type = MSGPACK_OBJECT_STR;
+    v.size = n ? (uint32_t)be(p + at + 1, n) : (uint32_t)(b & 0x1f);
+    v.str = (const char *)p + at + 1 + n;
+    *pos = at + 1 + (size_t)n + v.size;
+    return v;
+  }
+  if (b >= 0xcc && b <= 0xd3) {
+    int n = 1 << ((b - 0xcc) & 3);
+    uint64_t u = be(p + at + 1, n);
+    *pos = at + 1 + (size_t)n;
+    if (b <= 0xcf) {
+      v.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+      v.u64 = u;
+      return v;
+    }
+    return int_val(n == 1 ? (int8_t)u : n == 2 ? (int16_t)u : n == 4 ? (int32_t)u : (int64_t)u);
+  }
+  if (b == 0xc0) v.type = MSGPACK_OBJECT_NIL;
+  else if (b == 0xc2 || b == 0xc3) v.type = MSGPACK_OBJECT_BOOLEAN;
+  else if (b == 0xca) v.type = MSGPACK_OBJECT_FLOAT32;
+  else if (b == 0xcb) v.type = MSGPACK_OBJECT_FLOAT64;
+  else if (b >= 0xc4 && b <= 0xc6) v.type = MSGPACK_OBJECT_BIN;
+  else if ((b >= 0xc7 && b <= 0xc9) || (b >= 0xd4 && b <= 0xd8)) v.type = MSGPACK_OBJECT_EXT;
+  else if ((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd) v.type = MSGPACK_OBJECT_ARRAY;
+  else v.type = MSGPACK_OBJECT_MAP;
+  const char *what;
+  mp_scan(p, len, pos, 0, &what); /* already proven well-formed: skips it */
+  return v;
+}
+
+static int key_is(const mp_val_t *k, const char *name) {
   size_t n = strlen(name);
-  return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
+  return k->type == MSGPACK_OBJECT_STR && k->size == n && memcmp(k->str, name, n) == 0;
 }
 
 /* ---------------------------------------------------------------- event */
@@ -219,37 +303,34 @@ static const struct {
     {"cart", ACTION_CART}, {"fav", ACTION_FAV}, {"buy", ACTION_BUY},
 };
 
-static action_t action_from(const msgpack_object *o) {
+static action_t action_from(const mp_val_t *o) {
   if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-    return o->via.u64 <= ACTION_BUY ? (action_t)o->via.u64 : ACTION_OTHER;
+    return o->u64 <= ACTION_BUY ? (action_t)o->u64 : ACTION_OTHER;
   if (o->type == MSGPACK_OBJECT_STR) {
-    for (size_t i = 0; i < sizeof g_action_names / sizeof g_action_names[0]; i++) {
-      size_t n = strlen(g_action_names[i].name);
-      if (o->via.str.size == n && memcmp(o->via.str.ptr, g_action_names[i].name, n) == 0)
-        return g_action_names[i].action;
-    }
+    for (size_t i = 0; i < sizeof g_action_names / sizeof g_action_names[0]; i++)
+      if (key_is(o, g_action_names[i].name)) return g_action_names[i].action;
   }
   return ACTION_OTHER;
 }
 
-static int id_from(const msgpack_object *o, const char *key, const char *label, uint64_t *out,
+static int id_from(const mp_val_t *o, const char *key, const char *label, uint64_t *out,
                    char *errstr, size_t errstr_size) {
   switch (o->type) {
   case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    *out = o->via.u64;
+    *out = o->u64;
     return 0;
   case MSGPACK_OBJECT_NEGATIVE_INTEGER:
     return ix_fail(IX_ERANGE, errstr, errstr_size, "field '%s' (%s) is negative: %" PRId64, key, label,
-                o->via.i64);
+                o->i64);
   case MSGPACK_OBJECT_STR:
-    if (o->via.str.size == 0)
+    if (o->size == 0)
       return ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' (%s) is an empty string", key,
                   label);
-    if (o->via.str.size > CODEC_MAX_STRID)
+    if (o->size > CODEC_MAX_STRID)
       return ix_fail(IX_ETOOBIG, errstr, errstr_size,
                   "field '%s' (%s) is a %u-byte string, more than the %d allowed", key, label,
-                  (unsigned)o->via.str.size, CODEC_MAX_STRID);
-    *out = codec_hash_id(o->via.str.ptr, o->via.str.size);
+                  (unsigned)o->size, CODEC_MAX_STRID);
+    *out = codec_hash_id(o->str, o->size);
     return 0;
   default:
     return ix_fail(IX_ETYPE, errstr, errstr_size,
@@ -262,17 +343,24 @@ int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
                        size_t errstr_size) {
   memset(out, 0, sizeof *out);
   if (errstr && errstr_size) errstr[0] = '\0';
-  msgpack_unpacked result;
-  int rc = decode_map(buf, len, &result, "event", errstr, errstr_size);
+  int rc = check_map(buf, len, "event", errstr, errstr_size);
   if (rc) return rc;
+  const uint8_t *p = buf;
+  size_t pos = 1;
+  uint64_t count = p[0] & 0x0f;
+  if (p[0] == 0xde || p[0] == 0xdf) {
+    int n = p[0] == 0xde ? 2 : 4;
+    count = be(p + 1, n);
+    pos += (size_t)n;
+  }
 
   event_t ev = {0};
   ev.action = ACTION_OTHER;
   enum { F_U = 1, F_I = 2, F_C = 4, F_A = 8, F_T = 16 };
   unsigned seen = 0;
-  const msgpack_object_map *map = &result.data.via.map;
-  for (uint32_t i = 0; i < map->size && !rc; i++) {
-    const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+  for (uint64_t i = 0; i < count && !rc; i++) {
+    mp_val_t kv = mp_read(p, len, &pos), vv = mp_read(p, len, &pos);
+    const mp_val_t *k = &kv, *v = &vv;
     unsigned bit = 0;
     if (key_is(k, "u")) bit = F_U;
     else if (key_is(k, "i")) bit = F_I;
@@ -281,8 +369,8 @@ int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
     else if (key_is(k, "t")) bit = F_T;
     else continue; /* unknown keys are ignored */
     if (seen & bit) {
-      rc = ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%.*s' appears twice",
-                (int)k->via.str.size, k->via.str.ptr);
+      rc = ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%.*s' appears twice", (int)k->size,
+                   k->str);
       break;
     }
     seen |= bit;
@@ -293,14 +381,14 @@ int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
     case F_A: ev.action = action_from(v); break;
     case F_T:
       if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (v->via.u64 > (uint64_t)INT64_MAX)
+        if (v->u64 > (uint64_t)INT64_MAX)
           rc = ix_fail(IX_ERANGE, errstr, errstr_size, "field 't' (event time) is too large: %" PRIu64,
-                    v->via.u64);
+                    v->u64);
         else
-          ev.ts_ms = (int64_t)v->via.u64;
+          ev.ts_ms = (int64_t)v->u64;
       } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
         rc = ix_fail(IX_ERANGE, errstr, errstr_size, "field 't' (event time) is negative: %" PRId64,
-                  v->via.i64);
+                  v->i64);
       } else {
         rc = ix_fail(IX_ETYPE, errstr, errstr_size,
                   "field 't' (event time) has the wrong type: %s (want integer ms since the epoch)",
@@ -316,7 +404,6 @@ int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
     else if (!(seen & F_T))
       rc = ix_fail(IX_EMISSING, errstr, errstr_size, "field 't' (event time) is missing");
   }
-  msgpack_unpacked_destroy(&result);
   if (!rc) *out = ev;
   return rc;
 }
@@ -521,8 +608,8 @@ static int cats_from(const msgpack_object *o, const char *key, pred_cat_t *cats,
                   "field '%s' entry %u is not a [category, p] pair", key, (unsigned)i);
     char name[32];
     snprintf(name, sizeof name, "%s[%u][0]", key, (unsigned)i);
-    int rc = id_from(&e->via.array.ptr[0], name, "category id", &cats[i].category_id, errstr,
-                     errstr_size);
+    mp_val_t c = val_of(&e->via.array.ptr[0]);
+    int rc = id_from(&c, name, "category id", &cats[i].category_id, errstr, errstr_size);
     if (rc) return rc;
     snprintf(name, sizeof name, "%s[%u][1]", key, (unsigned)i);
     if ((rc = float_from(&e->via.array.ptr[1], name, &cats[i].p, errstr, errstr_size))) return rc;
@@ -549,10 +636,11 @@ int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char
   unsigned seen = 0;
   const msgpack_object_map *map = &result.data.via.map;
   for (uint32_t i = 0; i < map->size && !rc; i++) {
-    const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+    const msgpack_object *v = &map->ptr[i].val;
+    mp_val_t k = val_of(&map->ptr[i].key);
     int which = -1;
     for (int j = 0; j < NKEYS; j++)
-      if (key_is(k, keys[j])) which = j;
+      if (key_is(&k, keys[j])) which = j;
     if (which < 0) continue;
     if (seen & (1u << which)) {
       rc = ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' appears twice", keys[which]);
@@ -561,7 +649,11 @@ int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char
     seen |= 1u << which;
     int64_t x = 0;
     switch (which) {
-    case 0: rc = id_from(v, "u", "user id", &pred->user_id, errstr, errstr_size); break;
+    case 0: {
+      mp_val_t u = val_of(v);
+      rc = id_from(&u, "u", "user id", &pred->user_id, errstr, errstr_size);
+      break;
+    }
     case 1:
       if (!(rc = int_from(v, "sp", INT32_MIN, INT32_MAX, &x, errstr, errstr_size)))
         pred->src_partition = (int32_t)x;

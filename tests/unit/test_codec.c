@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <msgpack.h> /* only as the reference for the hand-written prediction encoder */
+#include <msgpack.h> /* only as the reference for the hand-written encoder and event reader */
 
 #include "common/err.h"
 #include "stream/codec.h"
@@ -723,6 +723,169 @@ static int check_arbitrary(const uint8_t *b, size_t n, codec_buf_t *buf) {
   return ok;
 }
 
+/* ------------------------------------------- event reader against msgpack-c */
+
+/* The event rules of docs/FORMATS.md applied to msgpack-c's object tree: the
+ * reference for the decoder's own byte reader (which replaced this tree on
+ * the daemon's path). Returns the IX_ code and fills err like the decoder. */
+static const char *ref_type(msgpack_object_type t) {
+  static const char *names[] = {"nil", "boolean", "integer", "negative integer", "float64",
+                                "string", "array", "map", "binary", "ext", "float32"};
+  return (size_t)t < sizeof names / sizeof names[0] ? names[t] : "unknown";
+}
+
+static int ref_id(const msgpack_object *o, const char *key, const char *label, uint64_t *out,
+                  char *err, size_t n) {
+  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+    *out = o->via.u64;
+    return 0;
+  }
+  if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+    snprintf(err, n, "field '%s' (%s) is negative: %lld", key, label, (long long)o->via.i64);
+    return IX_ERANGE;
+  }
+  if (o->type == MSGPACK_OBJECT_STR && o->via.str.size == 0) {
+    snprintf(err, n, "field '%s' (%s) is an empty string", key, label);
+    return IX_EMALFORMED;
+  }
+  if (o->type == MSGPACK_OBJECT_STR && o->via.str.size > CODEC_MAX_STRID) {
+    snprintf(err, n, "field '%s' (%s) is a %u-byte string, more than the %d allowed", key, label,
+             (unsigned)o->via.str.size, CODEC_MAX_STRID);
+    return IX_ETOOBIG;
+  }
+  if (o->type == MSGPACK_OBJECT_STR) {
+    *out = codec_hash_id(o->via.str.ptr, o->via.str.size);
+    return 0;
+  }
+  snprintf(err, n, "field '%s' (%s) has the wrong type: %s (want integer or string)", key, label,
+           ref_type(o->type));
+  return IX_ETYPE;
+}
+
+static int ref_decode_event(const msgpack_object_map *map, event_t *ev, char *err, size_t n) {
+  static const char *keys = "uicat";
+  const char *labels[] = {"user id", "item id", "category id"};
+  uint64_t *ids[] = {&ev->user_id, &ev->item_id, &ev->category_id};
+  unsigned seen = 0;
+  memset(ev, 0, sizeof *ev);
+  ev->action = ACTION_OTHER;
+  for (uint32_t i = 0; i < map->size; i++) {
+    const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != 1 || !strchr(keys, k->via.str.ptr[0]) ||
+        !k->via.str.ptr[0])
+      continue;
+    int f = (int)(strchr(keys, k->via.str.ptr[0]) - keys);
+    char key[2] = {keys[f], 0};
+    if (seen & (1u << f)) {
+      snprintf(err, n, "field '%s' appears twice", key);
+      return IX_EMALFORMED;
+    }
+    seen |= 1u << f;
+    int rc = 0;
+    if (f < 3) rc = ref_id(v, key, labels[f], ids[f], err, n);
+    if (f == 3) {
+      ev->action = ACTION_OTHER;
+      if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= ACTION_BUY)
+        ev->action = (action_t)v->via.u64;
+      const char *an[] = {"view", "pv", "click", "cart", "fav", "buy"};
+      action_t aa[] = {ACTION_VIEW, ACTION_VIEW, ACTION_VIEW, ACTION_CART, ACTION_FAV, ACTION_BUY};
+      for (int j = 0; j < 6 && v->type == MSGPACK_OBJECT_STR; j++)
+        if (v->via.str.size == strlen(an[j]) && !memcmp(v->via.str.ptr, an[j], v->via.str.size))
+          ev->action = aa[j];
+    }
+    if (f == 4) {
+      if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= (uint64_t)INT64_MAX) {
+        ev->ts_ms = (int64_t)v->via.u64;
+      } else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        snprintf(err, n, "field 't' (event time) is too large: %llu",
+                 (unsigned long long)v->via.u64);
+        rc = IX_ERANGE;
+      } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        snprintf(err, n, "field 't' (event time) is negative: %lld", (long long)v->via.i64);
+        rc = IX_ERANGE;
+      } else {
+        snprintf(err, n, "field 't' (event time) has the wrong type: %s (want integer ms since "
+                 "the epoch)", ref_type(v->type));
+        rc = IX_ETYPE;
+      }
+    }
+    if (rc) return rc;
+  }
+  const char *missing = !(seen & 1)    ? "field 'u' (user id) is missing"
+                        : !(seen & 4)  ? "field 'c' (category id) is missing"
+                        : !(seen & 16) ? "field 't' (event time) is missing"
+                                       : NULL;
+  if (missing) {
+    snprintf(err, n, "%s", missing);
+    return IX_EMISSING;
+  }
+  return 0;
+}
+
+/* one msgpack value of a random kind and encoding width (ints in signed and
+ * unsigned formats, decimal and other strings, floats, containers, ...) */
+static void rnd_value(mp_t *m, int depth) {
+  switch (rnd() % (depth > 2 ? 12 : 14)) {
+  case 0: mp_byte(m, (uint8_t)(rnd() % 128)); break;                    /* positive fixint */
+  case 1: mp_byte(m, (uint8_t)(0xe0 | (rnd() % 32))); break;            /* negative fixint */
+  case 2: { int w = (int)(rnd() % 4); mp_byte(m, (uint8_t)(0xcc + w)); mp_be(m, rnd() * rnd(), 1 << w); break; }
+  case 3: { int w = (int)(rnd() % 4); mp_byte(m, (uint8_t)(0xd0 + w)); mp_be(m, rnd() * rnd(), 1 << w); break; }
+  case 4: { char d[24]; int k = snprintf(d, sizeof d, "%llu", (unsigned long long)(rnd() * rnd())); mp_strn(m, d, (size_t)k); break; }
+  case 5: { static const char *w[] = {"pv", "buy", "cart", "fav", "view", "click", "", "x", "0", "007"};
+            mp_str(m, w[rnd() % 10]); break; }
+  case 6: { char big[300]; size_t k = rnd() % sizeof big; memset(big, 'a' + (int)(rnd() % 26), k); mp_strn(m, big, k); break; }
+  case 7: mp_byte(m, (uint8_t[]){0xc0, 0xc2, 0xc3}[rnd() % 3]); break; /* nil, false, true */
+  case 8: mp_f64(m, (double)rnd()); break;
+  case 9: mp_byte(m, 0xca); mp_be(m, rnd(), 4); break;                  /* float32 */
+  case 10: { size_t k = rnd() % 5; mp_byte(m, 0xc4); mp_byte(m, (uint8_t)k); for (size_t i = 0; i < k; i++) mp_byte(m, 7); break; }
+  case 11: mp_byte(m, 0xd4); mp_byte(m, 1); mp_byte(m, 2); break;        /* fixext1 */
+  case 12: { unsigned k = (unsigned)(rnd() % 3); mp_array(m, k); for (unsigned i = 0; i < k; i++) rnd_value(m, depth + 1); break; }
+  default: { unsigned k = (unsigned)(rnd() % 3); mp_map(m, k); for (unsigned i = 0; i < 2 * k; i++) rnd_value(m, depth + 1); break; }
+  }
+}
+
+static void test_event_reader_matches_msgpack_c(void **state) {
+  (void)state;
+  static const char *keys[] = {"u", "i", "c", "a", "t", "u", "t", "x", "uu", ""};
+  int agreed_ok = 0, agreed_err = 0;
+  for (int it = 0; it < 200000; it++) {
+    mp_t m = {0};
+    unsigned n = (unsigned)(rnd() % 8), base = it % 2 ? 3 : 0; /* odd: u, c, t first */
+    mp_map(&m, base + n);
+    for (unsigned f = 0; f < base; f++) {
+      mp_str(&m, (const char *[]){"u", "c", "t"}[f]);
+      mp_uint(&m, rnd() * rnd());
+    }
+    for (unsigned f = 0; f < n; f++) {
+      if (rnd() % 8 == 0) rnd_value(&m, 1); /* a key that is not a string */
+      else mp_str(&m, keys[rnd() % 10]);
+      if (rnd() % 3 == 0) mp_uint(&m, rnd() * rnd()); /* mostly plausible values */
+      else rnd_value(&m, 0);
+    }
+    event_t got, want;
+    char gerr[256] = "", werr[256] = "";
+    int grc = codec_decode_event(m.b, m.n, &got, gerr, sizeof gerr);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&u, (const char *)m.b, m.n, &off), MSGPACK_UNPACK_SUCCESS);
+    int wrc = ref_decode_event(&u.data.via.map, &want, werr, sizeof werr);
+    msgpack_unpacked_destroy(&u);
+    if (grc != wrc || strcmp(gerr, werr) != 0)
+      fail_msg("iteration %d: reader %s '%s', msgpack-c %s '%s'", it, ix_err_name(grc), gerr,
+               ix_err_name(wrc), werr);
+    if (!grc) {
+      assert_memory_equal(&got, &want, sizeof got);
+      agreed_ok++;
+    } else {
+      agreed_err++;
+    }
+  }
+  /* both outcomes were exercised */
+  assert_true(agreed_ok > 5000 && agreed_err > 5000);
+  print_message("%d decoded, %d rejected alike\n", agreed_ok, agreed_err);
+}
+
 static void test_random_and_mutated_bytes_never_crash(void **state) {
   codec_buf_t buf = {0};
   uint8_t b[128];
@@ -784,6 +947,7 @@ int main(void) {
       cmocka_unit_test(test_prediction_accepts_float64_and_int_probabilities),
       cmocka_unit_test(test_prediction_rejections),
       cmocka_unit_test(test_prediction_encoding_is_msgpack_c_bytes),
+      cmocka_unit_test(test_event_reader_matches_msgpack_c),
       cmocka_unit_test(test_random_and_mutated_bytes_never_crash),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
