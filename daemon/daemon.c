@@ -163,12 +163,10 @@ struct ixd {
   int32_t n_parts;
   uint32_t owned;
 
-  rec_t *recs;
-  uint32_t *rec_seq; /* ring sequence of each message in the batch */
-  size_t recs_cap;
   rec_t *win;        /* the window: up to WINDOW_BATCHES batches, oldest first */
-  order_t *order;    /* its scratch, for win_cap messages */
-  size_t win_cap;
+  uint32_t *rec_seq; /* ring sequence of each message in the batch being processed */
+  order_t *order;    /* the window's ordering scratch */
+  size_t batch_cap;  /* batch size the buffers hold (win: WINDOW_BATCHES times it) */
   codec_buf_t enc;
 
   /* clocks shared by the delivery reports of one non-blocking poll
@@ -547,13 +545,14 @@ static size_t key_of(uint64_t v, char out[20]) {
   return n;
 }
 
-static void process_batch(daemon_t *d, size_t n) {
+/* Processes recs[0..n) (a slice of the window, compacted in place). */
+static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   int64_t now = wall_ms();
   uint64_t now_ns = mono_ns();
   /* in-flight entries first, in input order */
   size_t kept = 0;
   for (size_t i = 0; i < n; i++) {
-    rec_t *r = &d->recs[i];
+    rec_t *r = &recs[i];
     part_t *pt = part_get(d, r->partition);
     if (!pt || !pt->owned) continue; /* revoked while queued: the next owner reads it */
     uint32_t seq;
@@ -568,7 +567,7 @@ static void process_batch(daemon_t *d, size_t n) {
     e->read_ns = now_ns;
     pt->consumed_next = r->offset + 1;
     pt->dirty = 1;
-    d->recs[kept] = *r;
+    recs[kept] = *r;
     d->rec_seq[kept++] = seq;
   }
   n = kept;
@@ -577,7 +576,7 @@ static void process_batch(daemon_t *d, size_t n) {
   if (!n) return;
 
   pipeline_result_t res;
-  int rc = pipeline_process(d->pipe, d->recs, n, now, &res);
+  int rc = pipeline_process(d->pipe, recs, n, now, &res);
   if (rc) {
     fatal(d, rc, "processing a batch");
     return;
@@ -592,7 +591,7 @@ static void process_batch(daemon_t *d, size_t n) {
 
   for (size_t k = 0; k < res.n_rejects; k++) {
     const pipeline_reject_t *rj = &res.rejects[k];
-    const rec_t *r = &d->recs[rj->src];
+    const rec_t *r = &recs[rj->src];
     const char *label = pipeline_reject_reason(rj->err);
     size_t ri = reason_index(label);
     d->st.rejected++;
@@ -622,7 +621,7 @@ static void process_batch(daemon_t *d, size_t n) {
   for (size_t k = 0; k < res.n_preds; k++) {
     const prediction_t *pred = &res.preds[k];
     size_t i = res.pred_src[k];
-    part_t *pt = part_get(d, d->recs[i].partition);
+    part_t *pt = part_get(d, recs[i].partition);
     rc = codec_encode_prediction(pred, &d->enc);
     if (rc) {
       fatal(d, rc, "encoding a prediction");
@@ -630,7 +629,7 @@ static void process_batch(daemon_t *d, size_t n) {
     }
     char key[20];
     size_t klen = key_of(pred->user_id, key);
-    uint64_t op = make_opaque(0, pt->gen, d->recs[i].partition, d->rec_seq[i]);
+    uint64_t op = make_opaque(0, pt->gen, recs[i].partition, d->rec_seq[i]);
     if (send_msg(d, 0, op, key, klen, d->enc.data, d->enc.len, NULL, 0, send_ms)) {
       fatal(d, IX_ENOMEM, "queueing a prediction");
       return;
@@ -661,21 +660,18 @@ static void drain(daemon_t *d, int timer_fired) {
   }
   d->batch_waiting = 0;
   size_t wmax = (size_t)max * WINDOW_BATCHES;
-  if (d->recs_cap < max || d->win_cap < wmax) {
-    rec_t *r = realloc(d->recs, max * sizeof *r);
-    if (r) d->recs = r;
+  if (d->batch_cap < max) {
     uint32_t *s = realloc(d->rec_seq, max * sizeof *s);
     if (s) d->rec_seq = s;
     rec_t *w = realloc(d->win, wmax * sizeof *w);
     if (w) d->win = w;
     order_free(d->order);
     d->order = order_new(wmax);
-    if (!r || !s || !w || !d->order) {
+    if (!s || !w || !d->order) {
       fatal(d, IX_ENOMEM, "growing the batch");
       return;
     }
-    d->recs_cap = max;
-    d->win_cap = wmax;
+    d->batch_cap = max;
   }
   for (int round = 0; round < DRAIN_ROUNDS / WINDOW_BATCHES; round++) {
     /* take a window and process it oldest first, in batches. The whole
@@ -687,9 +683,7 @@ static void drain(daemon_t *d, int timer_fired) {
     if (n == 0) return;
     order_oldest_first(d->order, d->win, n);
     for (size_t off = 0; off < n && d->phase == RUNNING; off += max) {
-      size_t k = n - off < max ? n - off : max;
-      memcpy(d->recs, d->win + off, k * sizeof *d->recs);
-      process_batch(d, k);
+      process_batch(d, d->win + off, n - off < max ? n - off : max);
       /* serve reports between batches so offsets advance under load */
       serve_reports(d);
       advance_dirty(d);
@@ -1398,7 +1392,6 @@ void daemon_destroy(daemon_t *d) {
   metrics_destroy(d->metrics);
   for (int32_t i = 0; i < d->n_parts; i++) free(d->parts[i].ring);
   free(d->parts);
-  free(d->recs);
   free(d->win);
   order_free(d->order);
   free(d->rec_seq);

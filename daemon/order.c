@@ -61,28 +61,23 @@ static void merge(const item_t *src, item_t *dst, size_t lo, size_t mid, size_t 
 
 int order_oldest_first(order_t *o, rec_t *recs, size_t n) {
   if (n < 2 || n > o->max) return 0;
-  /* keys: running maximum of the partition's timestamps; messages arrive in
-   * runs of one partition, so the lookup is redone only when it changes */
-  size_t npm = 0, cur = 0;
-  int32_t cur_part = recs[0].partition;
-  int have = 0, sorted = 1;
+  /* keys: running maximum of the partition's timestamps (messages arrive in
+   * runs of one partition, so the lookup is redone only when it changes),
+   * and where each natural run of non-decreasing keys starts */
+  size_t npm = 1, cur = 0, nr = 1;
+  o->pm[0] = (pmax_t){recs[0].partition, INT64_MIN};
+  o->runs[0] = 0;
   for (size_t i = 0; i < n; i++) {
-    if (!have || recs[i].partition != cur_part) {
-      cur_part = recs[i].partition;
-      for (cur = 0; cur < npm && o->pm[cur].partition != cur_part; cur++) {}
-      if (cur == npm) o->pm[npm++] = (pmax_t){cur_part, INT64_MIN};
-      have = 1;
+    if (recs[i].partition != o->pm[cur].partition) {
+      for (cur = 0; cur < npm && o->pm[cur].partition != recs[i].partition; cur++) {}
+      if (cur == npm) o->pm[npm++] = (pmax_t){recs[i].partition, INT64_MIN};
     }
     if (recs[i].ts_ms > o->pm[cur].max_ts) o->pm[cur].max_ts = recs[i].ts_ms;
     o->a[i] = (item_t){o->pm[cur].max_ts, (uint32_t)i};
-    if (i && o->a[i].key < o->a[i - 1].key) sorted = 0;
+    if (i && o->a[i].key < o->a[i - 1].key) o->runs[nr++] = i;
   }
-  if (sorted) return 0;
-  /* natural runs, then bottom-up merges of neighbouring runs */
-  size_t nr = 0;
-  o->runs[nr++] = 0;
-  for (size_t i = 1; i < n; i++)
-    if (o->a[i].key < o->a[i - 1].key) o->runs[nr++] = i;
+  if (nr == 1) return 0; /* already oldest first */
+  /* bottom-up merges of neighbouring runs */
   o->runs[nr] = n;
   item_t *src = o->a, *dst = o->b;
   while (nr > 1) {
