@@ -28,7 +28,7 @@ typedef struct pipeline pipeline_t;
 /* A message that was not applied. */
 typedef struct {
   size_t src;          /* index into the input batch */
-  int err;             /* negative IX_E* from the codec */
+  int err;             /* negative IX_E* from the codec; its label: ix_reject_reason() */
   char reason[200];    /* the codec's sentence naming the field */
 } pipeline_reject_t;
 
@@ -82,9 +82,5 @@ const model_t *pipeline_model(const pipeline_t *p);
 int pipeline_set_model(pipeline_t *p, model_t *model, int reset);
 /* New emission options apply from the next batch; per-user memory is kept. */
 void pipeline_set_emit(pipeline_t *p, const emit_opts_t *emit);
-
-/* Label for a rejection error: "not_map", "truncated", "too_big",
- * "missing_field", "wrong_type", "out_of_range", "malformed", "other". */
-const char *pipeline_reject_reason(int err);
 
 #endif
