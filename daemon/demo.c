@@ -91,11 +91,14 @@ const char *demo_default_model(void) {
   return p;
 }
 
+/* The sample the demo streams: a ../shared/data folder beside the source tree
+ * overrides the one the repository carries (data/, gzip); an installed
+ * package carries it in its data directory. */
 const char *demo_default_data(void) {
   static const char *const candidates[] = {
       INTERESTD_SOURCE_DIR "/../shared/data/taobao_userbehavior_head100k/small_sample.csv",
-      INTERESTD_DATADIR "/data/taobao_userbehavior_head100k/small_sample.csv",
-      INTERESTD_DATADIR "/small_sample.csv"};
+      INTERESTD_SOURCE_DIR "/data/taobao_userbehavior_head100k/small_sample.csv.gz",
+      INTERESTD_DATADIR "/data/taobao_userbehavior_head100k/small_sample.csv.gz"};
   for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
     if (access(candidates[i], R_OK) == 0) return candidates[i];
   return NULL;
@@ -374,8 +377,9 @@ int demo_run(const demo_opts_t *opts) {
 
   const char *data = opts->data ? opts->data : demo_default_data();
   if (!data) {
-    fprintf(stderr, "interestd --demo: the bundled Taobao sample was not found; pass --data "
-                    "FILE (UserBehavior.csv format)\n");
+    fprintf(stderr, "interestd --demo: no Taobao sample found (looked in " INTERESTD_SOURCE_DIR
+                    "/data and " INTERESTD_DATADIR "/data); pass --data FILE "
+                    "(UserBehavior.csv format, plain or gzip)\n");
     goto out;
   }
   if (!opts->model_given) {

@@ -18,7 +18,7 @@ typedef struct {
   const char *const *overrides;
   size_t n_overrides;
   int model_given;             /* 0: look for the bundled model instead of cfg->model.path */
-  const char *data;            /* Taobao UserBehavior CSV; NULL = the bundled sample */
+  const char *data;            /* Taobao UserBehavior CSV (plain or gzip); NULL = the bundled sample */
   double rate;                 /* events/s; 0 = as fast as possible */
   int loop;                    /* replay the data until Ctrl-C */
   int partitions;              /* input/output partitions (0 = 8) */

@@ -33,7 +33,7 @@ static void usage(FILE *out) {
           "      --demo             run on an embedded broker with the bundled clickstream\n"
           "      --rate N           demo: events per second fed (default %.0f; 0 = max)\n"
           "      --loop             demo: replay the data until Ctrl-C\n"
-          "      --data CSV         demo: Taobao UserBehavior CSV to stream\n"
+          "      --data CSV         demo: Taobao UserBehavior CSV (plain or gzip) to stream\n"
           "      --events N         demo: stream only the first N events\n"
           "      --quiet            demo: final summary only\n"
           "  -V, --version          print the version\n",

@@ -4,10 +4,12 @@
 #include "stream/importer.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <zlib.h>
 
 #include "common/err.h"
 #include "stream/codec.h"
@@ -194,6 +196,39 @@ static uint64_t count_distinct(uint64_t *v, size_t n) {
 }
 
 
+/* The input as a stdio stream read through zlib, so a gzip-compressed CSV
+ * (the repository's bundled samples) and a plain one read the same way;
+ * zlib passes bytes that are not gzip through unchanged. A damaged or
+ * truncated gzip stream is a read error (ferror), never a short input. */
+static ssize_t gz_read(void *cookie, char *buf, size_t size) {
+  gzFile gz = cookie;
+  int n = gzread(gz, buf, size > INT_MAX ? INT_MAX : (unsigned)size);
+  if (n == 0) {
+    /* at the end zlib reports a stream cut short as Z_BUF_ERROR, not -1 */
+    int zerr = Z_OK;
+    gzerror(gz, &zerr);
+    if (zerr != Z_OK) n = -1;
+  }
+  return n < 0 ? -1 : n;
+}
+
+static int gz_close(void *cookie) { return gzclose_r((gzFile)cookie) == Z_OK ? 0 : EOF; }
+
+static FILE *open_input(const char *path) {
+  gzFile gz = gzopen(path, "rb");
+  if (!gz) return NULL;
+  gzbuffer(gz, 1u << 20);
+  FILE *in = fopencookie(gz, "rb", (cookie_io_functions_t){.read = gz_read, .close = gz_close});
+  if (!in) {
+    int e = errno;
+    gzclose_r(gz);
+    errno = e;
+    return NULL;
+  }
+  setvbuf(in, NULL, _IOFBF, 1 << 20);
+  return in;
+}
+
 static int is_header(const char *line, size_t len) {
   return len >= 8 && memcmp(line, "user_id,", 8) == 0;
 }
@@ -218,13 +253,13 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
   size_t n_evs = 0, cap_evs = 0, line_cap = 0;
   int rc = 0;
 
-  in = fopen(opts->input, "rb");
+  errno = 0;
+  in = open_input(opts->input);
   if (!in) {
     rc = ix_fail(errno == ENOENT ? IX_ENOENT : IX_ESYS, errstr, errstr_size, "cannot open %s: %s",
               opts->input, strerror(errno));
     goto out;
   }
-  setvbuf(in, NULL, _IOFBF, 1 << 20);
   ssize_t got;
   while ((got = getline(&line, &line_cap, in)) >= 0) {
     size_t len = (size_t)got;

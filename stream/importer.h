@@ -22,7 +22,7 @@ typedef enum {
 
 typedef struct {
   import_format_t format;
-  const char *input;   /* CSV path */
+  const char *input;   /* CSV path; gzip-compressed or plain */
   const char *output;  /* record file path, created or truncated; NULL = parse and count only */
   int32_t partitions;  /* > 0 */
   int strict;          /* any malformed line fails the import (IX_EMALFORMED), nothing written */

@@ -21,8 +21,8 @@ cleanup() {
 trap cleanup EXIT
 
 # a small model trained on the bundled data (a few seconds)
-CSV=$IX_SOURCE_DIR/../shared/data/taobao_userbehavior_head100k/small_sample.csv
-head -n 20000 "$CSV" > "$WORK/head.csv"
+CSV=$IX_SOURCE_DIR/data/taobao_userbehavior_head100k/small_sample.csv.gz
+gzip -dc "$CSV" | sed -n '1,20000p' > "$WORK/head.csv"
 "$BIN/interestctl" import --format taobao --input "$WORK/head.csv" --output "$WORK/train.rec" >/dev/null
 "$BIN/interestctl" train --events "$WORK/train.rec" --out "$WORK/model.ixm" --epochs 1 \
     --hidden 16 --vocab 100 >/dev/null 2>&1
