@@ -2,7 +2,7 @@
 # (the caller defines fail()): paths, a scratch directory T removed at exit,
 # the embedded broker, a daemon config. At exit the processes whose pids are
 # in DAEMON and FEED are killed (-9) and the broker is stopped.
-CTL=$IX_BINARY_DIR/daemon/interestctl
+CTL=$IX_BINARY_DIR/ctl/interestctl
 D=$IX_BINARY_DIR/daemon/interestd
 SRC=$IX_SOURCE_DIR
 DATA=$SRC/data/taobao_userbehavior_head100k/small_sample.csv.gz # the bundled sample; the importer reads gzip

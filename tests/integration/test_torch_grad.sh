@@ -5,7 +5,7 @@
 # mid-chunk user reset, carried state, and all three NLL cases.
 set -euo pipefail
 : "${IX_SOURCE_DIR:?}" "${IX_BINARY_DIR:?}"
-CTL=$IX_BINARY_DIR/daemon/interestctl
+CTL=$IX_BINARY_DIR/ctl/interestctl
 CSV=$IX_SOURCE_DIR/data/taobao_userbehavior_head100k/small_sample.csv.gz
 [ -x "$CTL" ] || { echo "missing $CTL"; exit 1; }
 [ -f "$CSV" ] || { echo "missing $CSV"; exit 1; }

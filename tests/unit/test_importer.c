@@ -1,4 +1,4 @@
-/* stream/importer: the Kafka-compatible partitioner, CSV line parsing, the
+/* ctl/importer: the Kafka-compatible partitioner, CSV line parsing, the
  * import of slices of the real data sets (tests/data, see its README) and of
  * hand-made malformed files, gzip-compressed input, the whole bundled Taobao
  * and Tmall files (data/, gzip) against
@@ -20,8 +20,9 @@
 #include <zlib.h>
 
 #include "common/err.h"
+#include "ctl/importer.h"
+#include "ctl/split.h"
 #include "stream/codec.h"
-#include "stream/importer.h"
 #include "stream/recfile.h"
 
 static char g_dir[256];

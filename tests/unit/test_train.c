@@ -12,10 +12,10 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "ctl/importer.h"
 #include "model/eval.h"
 #include "model/model.h"
 #include "model/train.h"
-#include "stream/importer.h"
 
 #define SLICE_LINES 4000
 

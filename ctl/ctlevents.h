@@ -1,8 +1,8 @@
 /* Loading a record file of events for the offline model commands
  * (interestctl train / eval), and the time windows of the evaluation
  * protocol (docs/MODEL.md). */
-#ifndef IX_DAEMON_CTLEVENTS_H
-#define IX_DAEMON_CTLEVENTS_H
+#ifndef IX_CTL_CTLEVENTS_H
+#define IX_CTL_CTLEVENTS_H
 
 #include <stddef.h>
 #include <stdint.h>

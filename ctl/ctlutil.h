@@ -1,6 +1,6 @@
 /* Small argument parsers shared by the interestctl subcommands. */
-#ifndef IX_DAEMON_CTLUTIL_H
-#define IX_DAEMON_CTLUTIL_H
+#ifndef IX_CTL_CTLUTIL_H
+#define IX_CTL_CTLUTIL_H
 
 #include <stddef.h>
 #include <stdint.h>

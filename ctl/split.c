@@ -8,8 +8,8 @@
 
 #include "common/err.h"
 #include "common/hash.h"
+#include "ctl/split.h"
 #include "stream/codec.h"
-#include "stream/importer.h"
 #include "stream/recfile.h"
 
 static const char *const g_split_names[SPLIT__COUNT] = {"train", "dev", "test"};

@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "daemon/ctl.h"
-#include "daemon/ctlevents.h"
-#include "daemon/ctlutil.h"
+#include "ctl/ctl.h"
+#include "ctl/ctlevents.h"
+#include "ctl/ctlutil.h"
 #include "model/eval.h"
 #include "model/model.h"
 #include "model/modelfile.h"

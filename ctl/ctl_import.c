@@ -1,5 +1,5 @@
 /* interestctl import: a real CSV data set -> a record file of event messages
- * (stream/importer). Prints every count docs/FORMATS.md promises and the
+ * (ctl/importer). Prints every count docs/FORMATS.md promises and the
  * first malformed lines with their line numbers. */
 #include <getopt.h>
 #include <stdio.h>
@@ -7,9 +7,9 @@
 #include <time.h>
 
 #include "common/err.h"
-#include "daemon/ctl.h"
-#include "daemon/ctlutil.h"
-#include "stream/importer.h"
+#include "ctl/ctl.h"
+#include "ctl/ctlutil.h"
+#include "ctl/importer.h"
 
 static void usage(FILE *out) {
   fprintf(out,

@@ -1,7 +1,7 @@
 /* interestd --demo: mock cluster + feeder thread + the real daemon + a
  * once-a-second display. The feeder is the only thread of ours besides the
  * loop; it sleeps to pace the stream (the loop never does). */
-#include "daemon/demo.h"
+#include "ctl/demo.h"
 
 #include <glob.h>
 #include <inttypes.h>
@@ -15,8 +15,8 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "ctl/importer.h"
 #include "daemon/daemon.h"
-#include "stream/importer.h"
 #include "stream/mockbroker.h"
 #include "stream/producer.h"
 #include "stream/recfile.h"

@@ -1,6 +1,6 @@
 /* Record file -> event array for interestctl train/eval, and the split
  * windows of the evaluation protocol. */
-#include "daemon/ctlevents.h"
+#include "ctl/ctlevents.h"
 
 #include <stdio.h>
 #include <stdlib.h>

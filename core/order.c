@@ -1,6 +1,6 @@
 /* Oldest-first window order: prefix-max keys per partition, then a stable
  * natural merge sort of (key, index) pairs; see order.h. */
-#include "daemon/order.h"
+#include "core/order.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* interestctl import: the real data sets (Taobao UserBehavior, Tmall
  * user_log_format1) into record files of event messages keyed by user id,
  * in event-time order, partitioned exactly as a Kafka producer would. */
-#include "stream/importer.h"
+#include "ctl/importer.h"
 
 #include <errno.h>
 #include <limits.h>

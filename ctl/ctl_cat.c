@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "daemon/ctl.h"
-#include "daemon/ctlutil.h"
+#include "ctl/ctl.h"
+#include "ctl/ctlutil.h"
 #include "stream/codec.h"
 #include "stream/recfile.h"
 

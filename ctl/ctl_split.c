@@ -1,14 +1,14 @@
 /* interestctl split: a record file of events -> <prefix>.train/.dev/.test.rec,
- * by event time or by user (stream/importer.h, split_run). */
+ * by event time or by user (ctl/importer.h, split_run). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
-#include "daemon/ctl.h"
-#include "daemon/ctlutil.h"
-#include "stream/importer.h"
+#include "ctl/ctl.h"
+#include "ctl/ctlutil.h"
+#include "ctl/split.h"
 
 static void usage(FILE *out) {
   fprintf(out,

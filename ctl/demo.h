@@ -3,8 +3,8 @@
  * into the input topic from a producer thread at a given rate, and runs the
  * real daemon (same loop and code path; only the bootstrap address differs)
  * while showing throughput, latency and a few users' interests each second. */
-#ifndef IX_DAEMON_DEMO_H
-#define IX_DAEMON_DEMO_H
+#ifndef IX_CTL_DEMO_H
+#define IX_CTL_DEMO_H
 
 #include <stddef.h>
 

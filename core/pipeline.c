@@ -1,5 +1,5 @@
 /* Decode, group into waves, step the model, apply the emission policy. */
-#include "daemon/pipeline.h"
+#include "core/pipeline.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -14,8 +14,8 @@
  * within the window (a timestamp that goes backwards does not jump ahead of
  * its partition); ties keep input order. Cost: O(n log r) for r runs of
  * non-decreasing keys, O(n) when the window is already in order. */
-#ifndef IX_DAEMON_ORDER_H
-#define IX_DAEMON_ORDER_H
+#ifndef IX_CORE_ORDER_H
+#define IX_CORE_ORDER_H
 
 #include <stddef.h>
 

@@ -1,5 +1,5 @@
 /* interestctl replay --offline: the daemon's processing over a record file,
- * with no broker. The same pipeline (daemon/pipeline.c: codec, state store,
+ * with no broker. The same pipeline (core/pipeline.c: codec, state store,
  * model, emission policy) the daemon runs, fed in batches of batch.max_events
  * records in file order, writing one output record per prediction.
  *
@@ -20,9 +20,9 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/reject.h"
+#include "core/pipeline.h"
+#include "ctl/ctl.h"
 #include "daemon/config.h"
-#include "daemon/ctl.h"
-#include "daemon/pipeline.h"
 #include "model/model.h"
 #include "state/checkpoint.h"
 #include "state/store.h"

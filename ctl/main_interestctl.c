@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/ctl.h"
+#include "ctl/ctl.h"
 
 static const struct {
   const char *name;
@@ -17,6 +17,7 @@ static const struct {
     {"replay", ctl_replay, "produce a record file into a topic, or process it offline"},
     {"cat", ctl_cat, "print a record file's records"},
     {"broker", ctl_broker, "run an embedded mock Kafka broker for local tests"},
+    {"demo", ctl_demo, "run the daemon on an embedded broker with the bundled clickstream"},
 };
 
 static void usage(FILE *out) {

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "daemon/ctl.h"
-#include "daemon/ctlutil.h"
+#include "ctl/ctl.h"
+#include "ctl/ctlutil.h"
 #include "stream/replayer.h"
 
 static void usage(FILE *out) {

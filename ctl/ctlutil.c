@@ -1,5 +1,5 @@
 /* Argument parsers for interestctl: numbers and times, strictly. */
-#include "daemon/ctlutil.h"
+#include "ctl/ctlutil.h"
 
 #include <errno.h>
 #include <stdio.h>

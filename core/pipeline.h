@@ -11,14 +11,14 @@
  * Deterministic: the output depends only on the messages, the states and the
  * now_ms the caller passes (emit_ts_ms, and the store's last-seen time for
  * LRU eviction and idle TTL); emission decisions use event time. Not thread-safe (one loop thread). */
-#ifndef IX_DAEMON_PIPELINE_H
-#define IX_DAEMON_PIPELINE_H
+#ifndef IX_CORE_PIPELINE_H
+#define IX_CORE_PIPELINE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/prediction.h"
-#include "daemon/config.h"
+#include "core/emit.h"
 #include "model/model.h"
 #include "state/store.h"
 #include "stream/recfile.h"

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "daemon/ctl.h"
+#include "ctl/ctl.h"
 #include "stream/mockbroker.h"
 
 static void usage(FILE *out) {

@@ -10,9 +10,9 @@
 
 #include "common/clock.h"
 #include "common/err.h"
-#include "daemon/ctl.h"
-#include "daemon/ctlevents.h"
-#include "daemon/ctlutil.h"
+#include "ctl/ctl.h"
+#include "ctl/ctlevents.h"
+#include "ctl/ctlutil.h"
 #include "model/baselines.h"
 #include "model/eval.h"
 #include "model/model.h"
