@@ -1,7 +1,8 @@
-/* Checkpoint files: writer (synchronous, or an incremental snapshot copied
- * by the caller's loop in slices with application-level copy-on-write in the
- * store and written by a writer thread), reader/validator and generation
- * management. */
+/* Checkpoint writers: the synchronous one (ckpt_write_partition) and the
+ * incremental snapshot engine (copied by the caller's loop in slices with
+ * application-level copy-on-write in the store, written by a writer thread
+ * from a pool of chunks), with generation management (numbering, pruning,
+ * publishing). The file format is ckpt_file.c's; reading is ckpt_restore.c's. */
 #include "state/checkpoint.h"
 
 #include <dirent.h>
@@ -11,225 +12,27 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/crc.h"
 #include "common/err.h"
 #include "common/log.h"
-
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-               "checkpoint files are little-endian; add byte swapping for this target");
+#include "state/ckpt_file.h"
 
 #define MOD "ckpt"
-static const unsigned char CKPT_MAGIC[8] = {'I', 'X', 'C', 'K', 'P', 'T', '\r', '\n'};
-#define REC_HEAD 16u                     /* user id + last seen */
-#define BLOCK_TARGET_BYTES (1u << 20)    /* records per block aim at ~1 MiB */
-#define MAX_BLOB_BYTES (64u << 20)
-#define MAX_BLOCK_BYTES (64ull << 20)
-#define MAX_PRUNE 16u
-#define DROP_BYTES (8u << 20)     /* restore frees consumed page cache in these steps */
-#define DROP_ALIGN (2u << 20)     /* largest page cache folio */
-
-/* ---- small helpers ------------------------------------------------------- */
-
-static void put_u32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t get_u32(const unsigned char *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
+#define CKF_MAX_PRUNE 16u
 
 static uint64_t now_us(int clock) {
   struct timespec ts;
   clock_gettime(clock, &ts);
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void fmt(char *buf, size_t size, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static void fmt(char *buf, size_t size, const char *f, ...) {
-  if (!buf || !size) return;
-  va_list ap;
-  va_start(ap, f);
-  vsnprintf(buf, size, f, ap);
-  va_end(ap);
-}
-
-/* Append "; msg" (or msg when empty) to buf. */
-static void append(char *buf, size_t size, const char *msg) {
-  if (!buf || !size) return;
-  size_t len = strnlen(buf, size);
-  if (len + 1 >= size) return;
-  snprintf(buf + len, size - len, "%s%s", len ? "; " : "", msg);
-}
-
-static const char *errdesc(int e) {
-  const char *d = strerrordesc_np(e);
-  return d ? d : "unknown error";
-}
-
-static int write_all(int fd, const void *buf, size_t len) {
-  const unsigned char *p = buf;
-  while (len) {
-    ssize_t w = write(fd, p, len);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += w;
-    len -= (size_t)w;
-  }
-  return 0;
-}
-
-/* Reads up to len bytes; returns bytes read (< len only at EOF) or -1. */
-static ssize_t read_full(int fd, void *buf, size_t len) {
-  unsigned char *p = buf;
-  size_t got = 0;
-  while (got < len) {
-    ssize_t r = read(fd, p + got, len - got);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    if (r == 0) break;
-    got += (size_t)r;
-  }
-  return (ssize_t)got;
-}
-
-static int fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
-}
-
-static int mkdir_p(const char *dir) {
-  char path[PATH_MAX];
-  size_t len = strlen(dir);
-  if (len == 0 || len >= sizeof path) return -1;
-  memcpy(path, dir, len + 1);
-  for (size_t i = 1; i <= len; i++) {
-    if (path[i] != '/' && path[i] != '\0') continue;
-    char c = path[i];
-    path[i] = '\0';
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
-    path[i] = c;
-  }
-  struct stat sb;
-  if (stat(dir, &sb) != 0) return -1;
-  if (!S_ISDIR(sb.st_mode)) {
-    errno = ENOTDIR;
-    return -1;
-  }
-  return 0;
-}
-
-static size_t record_size(size_t blob_size) { return REC_HEAD + blob_size; }
-
-static uint32_t block_records_for(size_t blob_size) {
-  size_t r = BLOCK_TARGET_BYTES / record_size(blob_size);
-  if (r < 1) r = 1;
-  if (r > 65536) r = 65536;
-  return (uint32_t)r;
-}
-
-static uint64_t file_bytes_for(uint64_t users, uint32_t block_records, size_t blob_size) {
-  uint64_t blocks = (users + block_records - 1) / block_records;
-  return CKPT_HEADER_BYTES + users * record_size(blob_size) + blocks * 4u;
-}
-
-/* ---- file names ---------------------------------------------------------- */
-
-/* Parses "p<partition>-<generation>.ckpt" exactly. */
-static int parse_name(const char *name, int32_t *partition, uint64_t *gen) {
-  if (name[0] != 'p') return 0;
-  const char *p = name + 1;
-  if (*p == '-') p++;
-  if (!(*p >= '0' && *p <= '9')) return 0;
-  char *end;
-  errno = 0;
-  long part = strtol(name + 1, &end, 10);
-  if (*end != '-' || errno || part < INT32_MIN || part > INT32_MAX) return 0;
-  p = end + 1;
-  if (!(*p >= '1' && *p <= '9')) return 0;
-  errno = 0;
-  unsigned long long g = strtoull(p, &end, 10);
-  if (errno || strcmp(end, ".ckpt") != 0) return 0;
-  *partition = (int32_t)part;
-  *gen = g;
-  return 1;
-}
-
-static void file_path(char *buf, size_t size, const char *dir, int32_t partition, uint64_t gen) {
-  snprintf(buf, size, "%s/p%d-%llu.ckpt", dir, (int)partition, (unsigned long long)gen);
-}
-
-/* This process's temporary name for that file (clean_stale_tmp's pattern). */
-static void tmp_path(char *buf, size_t size, const char *dir, int32_t partition, uint64_t gen) {
-  snprintf(buf, size, "%s/.p%d-%llu.ckpt.tmp.%ld", dir, (int)partition,
-           (unsigned long long)gen, (long)getpid());
-}
-
-typedef void (*scan_fn)(void *ctx, int32_t partition, uint64_t gen);
-
-/* Calls fn for every checkpoint file name in dir. Returns 0, or -1 with errno. */
-static int scan_dir(const char *dir, scan_fn fn, void *ctx) {
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  struct dirent *de;
-  while ((de = readdir(d)) != NULL) {
-    int32_t p;
-    uint64_t g;
-    if (parse_name(de->d_name, &p, &g)) fn(ctx, p, g);
-  }
-  closedir(d);
-  return 0;
-}
-
-typedef struct {
-  int32_t partition;
-  uint64_t *gens;
-  size_t n, cap;
-  int oom;
-} gen_list_t;
-
-static void collect_gens(void *ctx, int32_t partition, uint64_t gen) {
-  gen_list_t *gl = ctx;
-  if (partition != gl->partition) return;
-  if (gl->n == gl->cap) {
-    size_t cap = gl->cap ? gl->cap * 2 : 8;
-    uint64_t *n = realloc(gl->gens, cap * sizeof *n);
-    if (!n) {
-      gl->oom = 1;
-      return;
-    }
-    gl->gens = n;
-    gl->cap = cap;
-  }
-  gl->gens[gl->n++] = gen;
-}
-
-static int cmp_desc(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? 1 : x > y ? -1 : 0;
 }
 
 /* ---- writer -------------------------------------------------------------- */
@@ -238,7 +41,7 @@ typedef struct {
   int32_t partition;
   int64_t next_offset;
   uint64_t generation;
-  uint64_t prune[MAX_PRUNE];
+  uint64_t prune[CKF_MAX_PRUNE];
   unsigned nprune;
 } job_t;
 
@@ -284,7 +87,7 @@ static void recycler_drop(recycler_t *r, const char *dir, const job_t *job, uint
     if (r->fd < 0) {
       if (!job || r->next >= job->nprune) return;
       char old[PATH_MAX];
-      file_path(old, sizeof old, dir, job->partition, job->prune[r->next++]);
+      ckf_file_path(old, sizeof old, dir, job->partition, job->prune[r->next++]);
       struct stat sb;
       r->fd = open(old, O_RDONLY | O_CLOEXEC);
       if (r->fd < 0) continue;
@@ -404,7 +207,7 @@ static ssize_t stage_write(int fd, unsigned char *buf, size_t *fill, recycler_t 
   size_t out = final ? *fill : *fill / WRITE_ALIGN * WRITE_ALIGN;
   if (out == 0) return 0;
   recycler_drop(rc, dir, job, out);
-  if (write_all(fd, buf, out) != 0) return -1;
+  if (ckf_write_all(fd, buf, out) != 0) return -1;
   memmove(buf, buf + out, *fill - out);
   *fill -= out;
   return (ssize_t)out;
@@ -422,10 +225,10 @@ static int flush_block(wctx_t *w) {
   if (w->in_block == 0) return 0;
   size_t len = (size_t)w->in_block * w->rec_size;
   unsigned char idx[4];
-  put_u32(idx, w->block_index);
+  ckf_put_u32(idx, w->block_index);
   uint32_t crc = ix_crc32(w->header_crc, idx, 4);
   crc = ix_crc32(crc, w->buf + w->block_start, len);
-  put_u32(w->buf + w->block_start + len, crc);
+  ckf_put_u32(w->buf + w->block_start + len, crc);
   w->fill = w->block_start + len + 4;
   w->block_index++;
   w->in_block = 0;
@@ -437,35 +240,15 @@ static int flush_block(wctx_t *w) {
 static int visit_write(void *ctx, uint64_t user_id, int64_t last_seen_ms, const void *blob) {
   wctx_t *w = ctx;
   unsigned char *r = w->buf + w->block_start + (size_t)w->in_block * w->rec_size;
-  put_u64(r, user_id);
-  put_u64(r + 8, (uint64_t)last_seen_ms);
-  memcpy(r + REC_HEAD, blob, w->blob_size);
+  ckf_put_u64(r, user_id);
+  ckf_put_u64(r + 8, (uint64_t)last_seen_ms);
+  memcpy(r + CKF_REC_HEAD, blob, w->blob_size);
   w->users++;
   if (++w->in_block == w->block_records && flush_block(w) != 0) {
     w->err = errno;
     return 1;
   }
   return 0;
-}
-
-static void build_header(unsigned char *h, int32_t partition, uint32_t fingerprint,
-                         int64_t next_offset, uint64_t gen, uint64_t users, int64_t created_ms,
-                         uint32_t blob_size, uint32_t block_records) {
-  memset(h, 0, CKPT_HEADER_BYTES);
-  memcpy(h, CKPT_MAGIC, 8);
-  put_u32(h + 8, CKPT_FORMAT_VERSION);
-  put_u32(h + 12, CKPT_HEADER_BYTES);
-  put_u32(h + 16, (uint32_t)partition);
-  put_u32(h + 20, fingerprint);
-  put_u64(h + 24, (uint64_t)next_offset);
-  put_u64(h + 32, gen);
-  put_u64(h + 40, users);
-  put_u64(h + 48, (uint64_t)created_ms);
-  put_u32(h + 56, blob_size);
-  put_u32(h + 60, block_records);
-  put_u64(h + 64, file_bytes_for(users, block_records, blob_size));
-  put_u32(h + 72, 0); /* flags, reserved */
-  put_u32(h + 76, ix_crc32(0, h, 76));
 }
 
 /* Both writers: rename tmp to path, fsync dir, then delete job's pruned
@@ -475,17 +258,17 @@ static void build_header(unsigned char *h, int32_t partition, uint32_t fingerpri
 static int publish_file(const char *dir, const char *tmp, const char *path, const job_t *job,
                         char *reason, size_t reason_size) {
   if (rename(tmp, path) != 0) {
-    fmt(reason, reason_size, "%s: rename failed: %s", tmp, errdesc(errno));
+    ckf_fmt(reason, reason_size, "%s: rename failed: %s", tmp, ckf_errdesc(errno));
     (void)unlink(tmp);
     return -1;
   }
-  if (fsync_dir(dir) != 0) {
-    fmt(reason, reason_size, "%s: fsync directory of failed: %s", path, errdesc(errno));
+  if (ckf_fsync_dir(dir) != 0) {
+    ckf_fmt(reason, reason_size, "%s: fsync directory of failed: %s", path, ckf_errdesc(errno));
     return -1;
   }
   for (unsigned k = 0; k < job->nprune; k++) {
     char old[PATH_MAX];
-    file_path(old, sizeof old, dir, job->partition, job->prune[k]);
+    ckf_file_path(old, sizeof old, dir, job->partition, job->prune[k]);
     (void)unlink(old);
   }
   return 0;
@@ -501,18 +284,18 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
   res->partition = job->partition;
   res->generation = job->generation;
   res->next_offset = job->next_offset;
-  file_path(path, sizeof path, dir, job->partition, job->generation);
-  tmp_path(tmp, sizeof tmp, dir, job->partition, job->generation);
+  ckf_file_path(path, sizeof path, dir, job->partition, job->generation);
+  ckf_tmp_path(tmp, sizeof tmp, dir, job->partition, job->generation);
 
   size_t blob_size = store_blob_size(st);
   uint64_t users = store_partition_users(st, job->partition);
-  wctx_t w = {.buf = buf, .blob_size = blob_size, .rec_size = record_size(blob_size),
-              .block_records = block_records_for(blob_size), .dir = dir, .job = job,
+  wctx_t w = {.buf = buf, .blob_size = blob_size, .rec_size = ckf_record_size(blob_size),
+              .block_records = ckf_block_records_for(blob_size), .dir = dir, .job = job,
               .rc = {.fd = -1}};
   unsigned char h[CKPT_HEADER_BYTES];
-  build_header(h, job->partition, fingerprint, job->next_offset, job->generation, users,
+  ckf_build_header(h, job->partition, fingerprint, job->next_offset, job->generation, users,
                (int64_t)(now_us(CLOCK_REALTIME) / 1000u), (uint32_t)blob_size, w.block_records);
-  w.header_crc = get_u32(h + 76);
+  w.header_crc = ckf_get_u32(h + 76);
   memcpy(buf, h, sizeof h);
   w.fill = w.block_start = sizeof h;
   const char *step = "create";
@@ -529,7 +312,7 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
   recycler_close(&w.rc);
   if (w.users != users) {
     res->err = IX_ESTATE;
-    fmt(res->reason, sizeof res->reason, "%s: store listed %llu users, expected %llu", tmp,
+    ckf_fmt(res->reason, sizeof res->reason, "%s: store listed %llu users, expected %llu", tmp,
              (unsigned long long)w.users, (unsigned long long)users);
     goto fail;
   }
@@ -544,14 +327,14 @@ static void write_one(const char *dir, const store_t *st, const job_t *job, uint
     return;
   }
   res->users = users;
-  res->bytes = file_bytes_for(users, w.block_records, blob_size);
+  res->bytes = ckf_file_bytes_for(users, w.block_records, blob_size);
   res->state = CKPT_DURABLE;
   return;
 
 fail_errno:
   e = errno;
   res->err = IX_ESYS;
-  fmt(res->reason, sizeof res->reason, "%s: %s failed: %s", tmp, step, errdesc(e));
+  ckf_fmt(res->reason, sizeof res->reason, "%s: %s failed: %s", tmp, step, ckf_errdesc(e));
 fail:
   recycler_close(&w.rc);
   if (w.fd >= 0) close(w.fd);
@@ -559,7 +342,7 @@ fail:
 }
 
 static size_t stage_bytes_for(size_t blob_size) {
-  return WRITE_ALIGN + CKPT_HEADER_BYTES + (size_t)block_records_for(blob_size) * record_size(blob_size) + 4;
+  return WRITE_ALIGN + CKPT_HEADER_BYTES + (size_t)ckf_block_records_for(blob_size) * ckf_record_size(blob_size) + 4;
 }
 
 static int ensure_buf(ckpt_t *ck, size_t blob_size) {
@@ -591,11 +374,11 @@ static gen_entry_t *gen_entry(ckpt_t *ck, int32_t partition) {
 typedef struct {
   job_t *jobs;
   size_t n;
-  uint64_t *seen; /* per job: existing generations, flat MAX_PRUNE*2 each */
+  uint64_t *seen; /* per job: existing generations, flat CKF_MAX_PRUNE*2 each */
   unsigned *nseen;
 } plan_t;
 
-#define SEEN_CAP (MAX_PRUNE + 8u)
+#define SEEN_CAP (CKF_MAX_PRUNE + 8u)
 
 static void plan_visit(void *ctx, int32_t partition, uint64_t gen) {
   plan_t *pl = ctx;
@@ -622,15 +405,15 @@ static int plan_jobs(ckpt_t *ck, job_t *jobs, size_t n, char *errstr, size_t err
   pl.seen = calloc(n ? n * SEEN_CAP : 1, sizeof *pl.seen);
   pl.nseen = calloc(n ? n : 1, sizeof *pl.nseen);
   if (!pl.seen || !pl.nseen) goto out;
-  if (scan_dir(ck->dir, plan_visit, &pl) != 0) {
+  if (ckf_scan_dir(ck->dir, plan_visit, &pl) != 0) {
     rc = IX_ESYS;
-    fmt(errstr, errstr_size, "cannot list checkpoint directory %s: %s", ck->dir, errdesc(errno));
+    ckf_fmt(errstr, errstr_size, "cannot list checkpoint directory %s: %s", ck->dir, ckf_errdesc(errno));
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
     uint64_t *s = pl.seen + i * SEEN_CAP;
     unsigned ns = pl.nseen[i];
-    qsort(s, ns, sizeof *s, cmp_desc);
+    qsort(s, ns, sizeof *s, ckf_cmp_desc);
     gen_entry_t *ge = gen_entry(ck, jobs[i].partition);
     if (!ge) goto out;
     uint64_t g = ge->last_gen;
@@ -638,12 +421,12 @@ static int plan_jobs(ckpt_t *ck, job_t *jobs, size_t n, char *errstr, size_t err
     jobs[i].generation = ge->last_gen = g + 1;
     /* Newest first: the new file plus keep-1 older ones stay. */
     jobs[i].nprune = 0;
-    for (unsigned k = ck->keep - 1; k < ns && jobs[i].nprune < MAX_PRUNE; k++)
+    for (unsigned k = ck->keep - 1; k < ns && jobs[i].nprune < CKF_MAX_PRUNE; k++)
       jobs[i].prune[jobs[i].nprune++] = s[k];
   }
   rc = 0;
 out:
-  if (rc == IX_ENOMEM) fmt(errstr, errstr_size, "out of memory planning a checkpoint");
+  if (rc == IX_ENOMEM) ckf_fmt(errstr, errstr_size, "out of memory planning a checkpoint");
   free(pl.seen);
   free(pl.nseen);
   return rc;
@@ -670,27 +453,27 @@ static void clean_stale_tmp(const char *dir) {
 int ckpt_new(const ckpt_opts_t *opts, ckpt_t **out, char *errstr, size_t errstr_size) {
   *out = NULL;
   if (!opts || !opts->dir || !*opts->dir || (opts->keep != 0 && opts->keep < 2)) {
-    fmt(errstr, errstr_size, "checkpoint options: need a directory and keep >= 2");
+    ckf_fmt(errstr, errstr_size, "checkpoint options: need a directory and keep >= 2");
     return IX_EINVAL;
   }
   if (strlen(opts->dir) > PATH_MAX - 64) {
-    fmt(errstr, errstr_size, "checkpoint directory path is too long");
+    ckf_fmt(errstr, errstr_size, "checkpoint directory path is too long");
     return IX_EINVAL;
   }
-  if (mkdir_p(opts->dir) != 0) {
-    fmt(errstr, errstr_size, "cannot create checkpoint directory %s: %s", opts->dir,
-        errdesc(errno));
+  if (ckf_mkdir_p(opts->dir) != 0) {
+    ckf_fmt(errstr, errstr_size, "cannot create checkpoint directory %s: %s", opts->dir,
+        ckf_errdesc(errno));
     return IX_ESYS;
   }
   ckpt_t *ck = calloc(1, sizeof *ck);
   if (!ck || !(ck->dir = strdup(opts->dir))) {
     free(ck);
-    fmt(errstr, errstr_size, "out of memory");
+    ckf_fmt(errstr, errstr_size, "out of memory");
     return IX_ENOMEM;
   }
   ck->keep = opts->keep ? opts->keep : 2;
   if (pipe2(ck->nfd, O_CLOEXEC | O_NONBLOCK) != 0) {
-    fmt(errstr, errstr_size, "checkpoint writer: pipe failed: %s", errdesc(errno));
+    ckf_fmt(errstr, errstr_size, "checkpoint writer: pipe failed: %s", ckf_errdesc(errno));
     free(ck->dir);
     free(ck);
     return IX_ESYS;
@@ -766,17 +549,17 @@ int ckpt_write_partition(ckpt_t *ck, const store_t *st, int32_t partition, int64
   job_t job = {.partition = partition, .next_offset = next_offset};
   int rc = ensure_buf(ck, store_blob_size(st));
   if (rc == 0) rc = plan_jobs(ck, &job, 1, errstr, errstr_size);
-  else fmt(errstr, errstr_size, "out of memory for the checkpoint buffer");
+  else ckf_fmt(errstr, errstr_size, "out of memory for the checkpoint buffer");
   if (rc) {
     res->err = rc;
     res->state = CKPT_FAILED;
-    fmt(res->reason, sizeof res->reason, "%s", errstr ? errstr : ix_strerror(rc));
+    ckf_fmt(res->reason, sizeof res->reason, "%s", errstr ? errstr : ix_strerror(rc));
     ck->stats.files_failed++;
     return rc;
   }
   write_one(ck->dir, st, &job, fingerprint, ck->buf, res);
   count_result(ck, res);
-  if (res->err) fmt(errstr, errstr_size, "%s", res->reason);
+  if (res->err) ckf_fmt(errstr, errstr_size, "%s", res->reason);
   return res->err;
 }
 
@@ -801,7 +584,7 @@ static void writer_post(ckpt_t *ck, size_t i, ckpt_state_t state, int err, const
   r->err = err;
   r->users = users;
   r->bytes = bytes;
-  if (reason) fmt(r->reason, sizeof r->reason, "%s", reason);
+  if (reason) ckf_fmt(r->reason, sizeof r->reason, "%s", reason);
   pthread_mutex_unlock(&ck->mu);
   char b = 1;
   ssize_t w = write(ck->nfd[1], &b, 1); /* a full pipe is awake already */
@@ -822,7 +605,7 @@ static void sjob_fail(sjob_t *sj, int err, const char *step, int e) {
   if (sj->failed) return;
   sj->failed = 1;
   sj->err = err;
-  if (step) fmt(sj->reason, sizeof sj->reason, "%s: %s failed: %s", sj->tmp, step, errdesc(e));
+  if (step) ckf_fmt(sj->reason, sizeof sj->reason, "%s: %s failed: %s", sj->tmp, step, ckf_errdesc(e));
   sjob_close(sj);
   (void)unlink(sj->tmp);
 }
@@ -842,14 +625,14 @@ static int sjob_open(ckpt_t *ck, sjob_t *sj) {
   }
   /* Small files are written as they come (a stage per partition would cost
    * more memory than they hold). */
-  if (file_bytes_for(sj->users, ck->block_records, ck->blob_size) >= 2ull * WRITE_ALIGN)
+  if (ckf_file_bytes_for(sj->users, ck->block_records, ck->blob_size) >= 2ull * WRITE_ALIGN)
     sj->stage = malloc(WRITE_ALIGN + ck->wbuf_size);
   if (sj->stage) {
     memcpy(sj->stage, sj->header, CKPT_HEADER_BYTES);
     sj->fill = CKPT_HEADER_BYTES;
     return 0;
   }
-  if (write_all(sj->fd, sj->header, CKPT_HEADER_BYTES) != 0) {
+  if (ckf_write_all(sj->fd, sj->header, CKPT_HEADER_BYTES) != 0) {
     sjob_fail(sj, IX_ESYS, "write", errno);
     return -1;
   }
@@ -860,7 +643,7 @@ static void run_data(ckpt_t *ck, sjob_t *sj, const cmd_t *c) {
   if (sj->failed || (sj->fd < 0 && sjob_open(ck, sj) != 0)) return;
   if (sj->written + c->nrec > sj->users) {
     sjob_fail(sj, IX_ESTATE, NULL, 0);
-    fmt(sj->reason, sizeof sj->reason, "%s: more users copied than the %llu counted", sj->tmp,
+    ckf_fmt(sj->reason, sizeof sj->reason, "%s: more users copied than the %llu counted", sj->tmp,
         (unsigned long long)sj->users);
     return;
   }
@@ -872,7 +655,7 @@ static void run_data(ckpt_t *ck, sjob_t *sj, const cmd_t *c) {
   while (left) {
     if (sj->in_block == 0) {
       unsigned char idx[4];
-      put_u32(idx, sj->block_index);
+      ckf_put_u32(idx, sj->block_index);
       sj->crc = ix_crc32(sj->header_crc, idx, 4);
     }
     uint32_t take = ck->block_records - sj->in_block;
@@ -885,7 +668,7 @@ static void run_data(ckpt_t *ck, sjob_t *sj, const cmd_t *c) {
     left -= take;
     sj->in_block += take;
     if (sj->in_block == ck->block_records) {
-      put_u32(out + o, sj->crc);
+      ckf_put_u32(out + o, sj->crc);
       o += 4;
       sj->in_block = 0;
       sj->block_index++;
@@ -896,7 +679,7 @@ static void run_data(ckpt_t *ck, sjob_t *sj, const cmd_t *c) {
     sj->fill += o;
     rc = sj->fill >= WRITE_ALIGN ? sjob_flush(ck, sj, 0) : 0;
   } else {
-    rc = write_all(sj->fd, out, o);
+    rc = ckf_write_all(sj->fd, out, o);
   }
   if (rc != 0) {
     sjob_fail(sj, IX_ESYS, "write", errno);
@@ -910,18 +693,18 @@ static void run_end(ckpt_t *ck, size_t i) {
   if (!sj->failed && sj->fd < 0) sjob_open(ck, sj);
   if (!sj->failed && sj->in_block) {
     unsigned char crc[4];
-    put_u32(crc, sj->crc);
+    ckf_put_u32(crc, sj->crc);
     if (sj->stage) {
       memcpy(sj->stage + sj->fill, crc, 4); /* fill < WRITE_ALIGN: room is left */
       sj->fill += 4;
-    } else if (write_all(sj->fd, crc, 4) != 0) {
+    } else if (ckf_write_all(sj->fd, crc, 4) != 0) {
       sjob_fail(sj, IX_ESYS, "write", errno);
     }
   }
   if (!sj->failed && sj->stage && sjob_flush(ck, sj, 1) != 0) sjob_fail(sj, IX_ESYS, "write", errno);
   if (!sj->failed && sj->written != sj->users) {
     sjob_fail(sj, IX_ESTATE, NULL, 0);
-    fmt(sj->reason, sizeof sj->reason,
+    ckf_fmt(sj->reason, sizeof sj->reason,
         "%s: %llu of %llu users copied (partition dropped during the snapshot, or out of "
         "memory)", sj->tmp, (unsigned long long)sj->written, (unsigned long long)sj->users);
   }
@@ -937,7 +720,7 @@ static void run_end(ckpt_t *ck, size_t i) {
     return;
   }
   writer_post(ck, i, CKPT_WRITTEN, 0, NULL, sj->users,
-              file_bytes_for(sj->users, ck->block_records, ck->blob_size));
+              ckf_file_bytes_for(sj->users, ck->block_records, ck->blob_size));
 }
 
 static void run_publish(ckpt_t *ck, size_t i) {
@@ -948,7 +731,7 @@ static void run_publish(ckpt_t *ck, size_t i) {
     return;
   }
   writer_post(ck, i, CKPT_DURABLE, 0, NULL, sj->users,
-              file_bytes_for(sj->users, ck->block_records, ck->blob_size));
+              ckf_file_bytes_for(sj->users, ck->block_records, ck->blob_size));
 }
 
 static void run_discard(ckpt_t *ck, size_t i) {
@@ -1093,9 +876,9 @@ static void on_capture(void *ctx, size_t idx, uint64_t user_id, int64_t last_see
   }
   cmd_t *c = sj->cur;
   unsigned char *r = c->data + (size_t)c->nrec * ck->rec_size;
-  put_u64(r, user_id);
-  put_u64(r + 8, (uint64_t)last_seen_ms);
-  memcpy(r + REC_HEAD, blob, ck->blob_size);
+  ckf_put_u64(r, user_id);
+  ckf_put_u64(r + 8, (uint64_t)last_seen_ms);
+  memcpy(r + CKF_REC_HEAD, blob, ck->blob_size);
   if (++c->nrec == ck->chunk_recs) {
     sj->cur = NULL;
     queue_push(ck, c);
@@ -1163,11 +946,11 @@ int ckpt_snapshot_start(ckpt_t *ck, store_t *st, const int32_t *partitions,
                         const int64_t *next_offsets, size_t n, uint32_t fingerprint,
                         char *errstr, size_t errstr_size) {
   if (ck->running) {
-    fmt(errstr, errstr_size, "a checkpoint snapshot is already running");
+    ckf_fmt(errstr, errstr_size, "a checkpoint snapshot is already running");
     return IX_ESTATE;
   }
   if (store_capture_active(st)) {
-    fmt(errstr, errstr_size, "the store is being captured by another snapshot");
+    ckf_fmt(errstr, errstr_size, "the store is being captured by another snapshot");
     return IX_ESTATE;
   }
   uint64_t t0 = now_us(CLOCK_MONOTONIC);
@@ -1176,8 +959,8 @@ int ckpt_snapshot_start(ckpt_t *ck, store_t *st, const int32_t *partitions,
   ck->started = 0;
   size_t blob_size = store_blob_size(st);
   ck->blob_size = blob_size;
-  ck->rec_size = record_size(blob_size);
-  ck->block_records = block_records_for(blob_size);
+  ck->rec_size = ckf_record_size(blob_size);
+  ck->block_records = ckf_block_records_for(blob_size);
   size_t recs = CHUNK_BYTES / ck->rec_size;
   if (recs < 1) recs = 1;
   ck->chunk_recs = (uint32_t)recs;
@@ -1224,15 +1007,15 @@ int ckpt_snapshot_start(ckpt_t *ck, store_t *st, const int32_t *partitions,
   if (rc) goto fail;
   rc = store_capture_begin(st, partitions, n, on_capture, ck, users);
   if (rc) {
-    fmt(errstr, errstr_size, "checkpoint snapshot: cannot capture the store: %s",
+    ckf_fmt(errstr, errstr_size, "checkpoint snapshot: cannot capture the store: %s",
         ix_strerror(rc));
     goto fail;
   }
   rc = start_writer(ck);
   if (rc) {
     store_capture_end(st);
-    fmt(errstr, errstr_size, "checkpoint snapshot: cannot start the writer thread: %s",
-        errdesc(rc));
+    ckf_fmt(errstr, errstr_size, "checkpoint snapshot: cannot start the writer thread: %s",
+        ckf_errdesc(rc));
     rc = IX_ESYS;
     goto fail;
   }
@@ -1244,11 +1027,11 @@ int ckpt_snapshot_start(ckpt_t *ck, store_t *st, const int32_t *partitions,
     sj->users = users[i];
     sj->fd = sj->rc.fd = -1;
     total += users[i];
-    build_header(sj->header, jobs[i].partition, fingerprint, jobs[i].next_offset,
+    ckf_build_header(sj->header, jobs[i].partition, fingerprint, jobs[i].next_offset,
                  jobs[i].generation, users[i], created, (uint32_t)blob_size, ck->block_records);
-    sj->header_crc = get_u32(sj->header + 76);
-    file_path(sj->path, sizeof sj->path, ck->dir, jobs[i].partition, jobs[i].generation);
-    tmp_path(sj->tmp, sizeof sj->tmp, ck->dir, jobs[i].partition, jobs[i].generation);
+    sj->header_crc = ckf_get_u32(sj->header + 76);
+    ckf_file_path(sj->path, sizeof sj->path, ck->dir, jobs[i].partition, jobs[i].generation);
+    ckf_tmp_path(sj->tmp, sizeof sj->tmp, ck->dir, jobs[i].partition, jobs[i].generation);
     ckpt_result_t r = {.partition = jobs[i].partition, .state = CKPT_COPYING,
                        .generation = jobs[i].generation, .next_offset = jobs[i].next_offset};
     ck->shared[i] = ck->results[i] = r;
@@ -1270,7 +1053,7 @@ int ckpt_snapshot_start(ckpt_t *ck, store_t *st, const int32_t *partitions,
   if (n == 0) capture_done(ck);
   return 0;
 oom:
-  fmt(errstr, errstr_size, "out of memory starting a checkpoint snapshot");
+  ckf_fmt(errstr, errstr_size, "out of memory starting a checkpoint snapshot");
   rc = IX_ENOMEM;
 fail:
   free(jobs);
@@ -1393,247 +1176,3 @@ int ckpt_snapshot_wait(ckpt_t *ck, const ckpt_result_t **results, size_t *n) {
 }
 
 void ckpt_get_stats(const ckpt_t *ck, ckpt_stats_t *stats) { *stats = ck->stats; }
-
-/* ---- reader --------------------------------------------------------------- */
-
-static int fail(char *errstr, size_t errstr_size, int rc, const char *name, const char *f, ...)
-    __attribute__((format(printf, 5, 6)));
-static int fail(char *errstr, size_t errstr_size, int rc, const char *name, const char *f, ...) {
-  char msg[256];
-  va_list ap;
-  va_start(ap, f);
-  vsnprintf(msg, sizeof msg, f, ap);
-  va_end(ap);
-  fmt(errstr, errstr_size, "%s: %s", name, msg);
-  return rc;
-}
-
-int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerprint,
-                 store_t *st, ckpt_file_info_t *info, char *errstr, size_t errstr_size) {
-  unsigned char h[CKPT_HEADER_BYTES];
-  ssize_t got = read_full(fd, h, sizeof h);
-  if (got < 0) return fail(errstr, errstr_size, IX_ESYS, name, "read failed: %s", errdesc(errno));
-  if (got < 8 || memcmp(h, CKPT_MAGIC, 8) != 0) {
-    if (got < 8 && memcmp(h, CKPT_MAGIC, (size_t)got) == 0)
-      return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %zd bytes, header needs %u",
-                  got, CKPT_HEADER_BYTES);
-    return fail(errstr, errstr_size, IX_EBADMAGIC, name, "not a checkpoint file (bad magic)");
-  }
-  if (got < 16)
-    return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %zd bytes, header needs %u",
-                got, CKPT_HEADER_BYTES);
-  uint32_t version = get_u32(h + 8);
-  if (version != CKPT_FORMAT_VERSION)
-    return fail(errstr, errstr_size, IX_EVERSION, name,
-                "format version %u, this build reads version %u", version, CKPT_FORMAT_VERSION);
-  if (get_u32(h + 12) != CKPT_HEADER_BYTES)
-    return fail(errstr, errstr_size, IX_EMALFORMED, name, "header size %u, expected %u",
-                get_u32(h + 12), CKPT_HEADER_BYTES);
-  if ((size_t)got < sizeof h)
-    return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %zd bytes, header needs %u",
-                got, CKPT_HEADER_BYTES);
-  uint32_t hcrc = ix_crc32(0, h, 76);
-  if (hcrc != get_u32(h + 76))
-    return fail(errstr, errstr_size, IX_ECRC, name, "header checksum mismatch (stored %08x, computed %08x)",
-                get_u32(h + 76), hcrc);
-
-  ckpt_file_info_t fi = {
-      .version = version,
-      .partition = (int32_t)get_u32(h + 16),
-      .fingerprint = get_u32(h + 20),
-      .next_offset = (int64_t)get_u64(h + 24),
-      .generation = get_u64(h + 32),
-      .users = get_u64(h + 40),
-      .created_ms = (int64_t)get_u64(h + 48),
-      .blob_size = get_u32(h + 56),
-      .block_records = get_u32(h + 60),
-      .file_bytes = get_u64(h + 64),
-  };
-  if (info) *info = fi;
-  if (fi.blob_size == 0 || fi.blob_size > MAX_BLOB_BYTES || fi.block_records == 0 ||
-      (uint64_t)fi.block_records * record_size(fi.blob_size) > MAX_BLOCK_BYTES)
-    return fail(errstr, errstr_size, IX_EMALFORMED, name,
-                "implausible blob size %u or block size %u", fi.blob_size, fi.block_records);
-  uint64_t rec = record_size(fi.blob_size);
-  if (fi.users > (UINT64_MAX / 2) / rec ||
-      fi.file_bytes != file_bytes_for(fi.users, fi.block_records, fi.blob_size))
-    return fail(errstr, errstr_size, IX_EMALFORMED, name,
-                "header says %llu users but %llu bytes", (unsigned long long)fi.users,
-                (unsigned long long)fi.file_bytes);
-  if (get_u32(h + 72) != 0)
-    return fail(errstr, errstr_size, IX_EMALFORMED, name, "unknown flags %08x", get_u32(h + 72));
-  if (fi.next_offset < 0)
-    return fail(errstr, errstr_size, IX_EMALFORMED, name, "negative next offset %lld",
-                (long long)fi.next_offset);
-
-  /* A regular file's length is known up front: reject truncation before
-   * touching the store. */
-  struct stat sb;
-  off_t pos = lseek(fd, 0, SEEK_CUR);
-  int regular = 0;
-  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && pos >= 0) {
-    regular = 1;
-    uint64_t have = (uint64_t)sb.st_size - (uint64_t)pos + CKPT_HEADER_BYTES;
-    if (have < fi.file_bytes)
-      return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %llu of %llu bytes",
-                  (unsigned long long)have, (unsigned long long)fi.file_bytes);
-    if (have > fi.file_bytes)
-      return fail(errstr, errstr_size, IX_EMALFORMED, name,
-                  "%llu bytes after the last block", (unsigned long long)(have - fi.file_bytes));
-    posix_fadvise(fd, pos, 0, POSIX_FADV_SEQUENTIAL);
-  }
-
-  if (st) {
-    if (fi.partition != partition)
-      return fail(errstr, errstr_size, IX_EMALFORMED, name,
-                  "holds partition %d, expected partition %d", (int)fi.partition, (int)partition);
-    if (fi.fingerprint != fingerprint)
-      return fail(errstr, errstr_size, IX_EMISMATCH, name,
-                  "written by a model with fingerprint %08x, the loaded model has %08x; "
-                  "refusing to restore (load the matching model or move the checkpoint away)",
-                  fi.fingerprint, fingerprint);
-    if (fi.blob_size != store_blob_size(st))
-      return fail(errstr, errstr_size, IX_EMISMATCH, name,
-                  "state blobs of %u bytes, the store holds %zu-byte blobs", fi.blob_size,
-                  store_blob_size(st));
-    if (store_reserve(st, fi.users) != 0)
-      return fail(errstr, errstr_size, IX_ENOMEM, name, "out of memory for %llu users",
-                  (unsigned long long)fi.users);
-  }
-
-  size_t block_bytes = (size_t)(fi.block_records < fi.users ? fi.block_records : fi.users) * rec;
-  unsigned char *buf = malloc(block_bytes + 4);
-  if (!buf) return fail(errstr, errstr_size, IX_ENOMEM, name, "out of memory");
-  size_t before = st ? store_partition_users(st, partition) : 0;
-  uint64_t done = 0, dropped = regular ? ((uint64_t)pos - CKPT_HEADER_BYTES) & ~(uint64_t)(DROP_ALIGN - 1) : 0;
-  uint32_t k = 0;
-  int rc = 0;
-  while (done < fi.users) {
-    uint64_t left = fi.users - done;
-    size_t nrec = (size_t)(left < fi.block_records ? left : fi.block_records);
-    size_t len = nrec * rec;
-    got = read_full(fd, buf, len + 4);
-    if (got < 0) {
-      rc = fail(errstr, errstr_size, IX_ESYS, name, "read failed: %s", errdesc(errno));
-      break;
-    }
-    if ((size_t)got < len + 4) {
-      rc = fail(errstr, errstr_size, IX_ETRUNC, name, "truncated in block %u (records %llu..)", k,
-                (unsigned long long)done);
-      break;
-    }
-    unsigned char idx[4];
-    put_u32(idx, k);
-    uint32_t crc = ix_crc32(ix_crc32(hcrc, idx, 4), buf, len);
-    if (crc != get_u32(buf + len)) {
-      rc = fail(errstr, errstr_size, IX_ECRC, name,
-                "checksum mismatch in block %u (records %llu..%llu, bytes %llu..%llu)", k,
-                (unsigned long long)done, (unsigned long long)(done + nrec - 1),
-                (unsigned long long)(CKPT_HEADER_BYTES + done * rec + (uint64_t)k * 4u),
-                (unsigned long long)(CKPT_HEADER_BYTES + (done + nrec) * rec + (uint64_t)k * 4u + 3));
-      break;
-    }
-    if (st) {
-      for (size_t r = 0; r < nrec; r++) {
-        const unsigned char *p = buf + r * rec;
-        if (store_load(st, partition, get_u64(p), (int64_t)get_u64(p + 8), p + REC_HEAD) != 0) {
-          rc = fail(errstr, errstr_size, IX_ENOMEM, name, "out of memory inserting users");
-          break;
-        }
-      }
-      if (rc) break;
-    }
-    done += nrec;
-    k++;
-    if (st && regular) {
-      /* Hand the file's page cache back as soon as it is consumed: those
-       * pages are the cheapest memory the next slabs can get (see
-       * docs/STATE.md, "Restore"). */
-      uint64_t at = (uint64_t)pos + done * rec + (uint64_t)k * 4u;
-      if (at - dropped >= DROP_BYTES || done == fi.users) {
-        /* The kernel drops only whole folios (up to 2 MiB) inside the
-         * range: start each range at the folio boundary the last one
-         * stopped short of. */
-        posix_fadvise(fd, (off_t)dropped, (off_t)(at - dropped), POSIX_FADV_DONTNEED);
-        dropped = at & ~(uint64_t)(DROP_ALIGN - 1);
-      }
-    }
-  }
-  if (rc == 0) {
-    unsigned char extra;
-    got = read_full(fd, &extra, 1);
-    if (got != 0)
-      rc = fail(errstr, errstr_size, IX_EMALFORMED, name, "bytes after the last block");
-  }
-  if (rc == 0 && st && store_partition_users(st, partition) - before != fi.users)
-    rc = fail(errstr, errstr_size, IX_EMALFORMED, name, "duplicate user ids (%llu records, %zu users)",
-              (unsigned long long)fi.users, store_partition_users(st, partition) - before);
-  /* A snapshot file is in copy order, not last-seen order: the store's
-   * recency lists are sorted once here (a no-op pass for files in order). */
-  if (rc == 0 && st && store_order_partition(st, partition) != 0)
-    rc = fail(errstr, errstr_size, IX_ENOMEM, name, "out of memory ordering users");
-  free(buf);
-  return rc;
-}
-
-int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerprint,
-                           store_t *st, ckpt_restore_info_t *info, char *errstr,
-                           size_t errstr_size) {
-  memset(info, 0, sizeof *info);
-  if (errstr && errstr_size) errstr[0] = '\0';
-  store_drop_partition(st, partition);
-  gen_list_t gl = {.partition = partition};
-  if (scan_dir(dir, collect_gens, &gl) != 0) {
-    if (errno == ENOENT) return 0;
-    fmt(errstr, errstr_size, "cannot list checkpoint directory %s: %s", dir, errdesc(errno));
-    return IX_ESYS;
-  }
-  if (gl.oom) {
-    free(gl.gens);
-    fmt(errstr, errstr_size, "out of memory listing %s", dir);
-    return IX_ENOMEM;
-  }
-  if (gl.n) qsort(gl.gens, gl.n, sizeof *gl.gens, cmp_desc);
-  int rc = 0;
-  for (size_t i = 0; i < gl.n; i++) {
-    char path[PATH_MAX], why[512];
-    file_path(path, sizeof path, dir, partition, gl.gens[i]);
-    why[0] = '\0';
-    ckpt_file_info_t fi;
-    int frc;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      frc = fail(why, sizeof why, IX_ESYS, path, "open failed: %s", errdesc(errno));
-    } else {
-      frc = ckpt_load_fd(fd, path, partition, fingerprint, st, &fi, why, sizeof why);
-      close(fd);
-      if (frc == 0 && fi.generation != gl.gens[i])
-        frc = fail(why, sizeof why, IX_EMALFORMED, path, "holds generation %llu, not %llu",
-                   (unsigned long long)fi.generation, (unsigned long long)gl.gens[i]);
-    }
-    if (frc == 0) {
-      info->generation = fi.generation;
-      info->next_offset = fi.next_offset;
-      info->users = fi.users;
-      info->created_ms = fi.created_ms;
-      LOG_INFO(MOD, "partition %d: restored %llu users from %s (next offset %lld)",
-               (int)partition, (unsigned long long)fi.users, path, (long long)fi.next_offset);
-      break;
-    }
-    store_drop_partition(st, partition);
-    if (frc == IX_EMISMATCH || frc == IX_ENOMEM) {
-      LOG_ERROR(MOD, "partition %d: %s", (int)partition, why);
-      append(errstr, errstr_size, why);
-      rc = frc;
-      break;
-    }
-    LOG_WARN(MOD, "partition %d: skipping unusable checkpoint %s", (int)partition, why);
-    append(errstr, errstr_size, why);
-    info->skipped++;
-  }
-  if (rc == 0 && info->generation == 0 && gl.n)
-    LOG_WARN(MOD, "partition %d: no valid checkpoint in %s (%u skipped)", (int)partition, dir,
-             info->skipped);
-  free(gl.gens);
-  return rc;
-}
