@@ -154,16 +154,16 @@ static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_
     prediction_t pred = res.preds[k];
     /* the daemon's wall clock, replaced by event time for reproducible bytes */
     pred.emit_ts_ms = pred.event_ts_ms;
-    rc = codec_encode_prediction(&pred, enc);
+    char key[CODEC_KEY_MAX];
+    size_t klen;
+    rc = codec_prediction_message(&pred, enc, key, &klen);
     if (rc) {
       snprintf(errstr, errstr_size, "encoding the prediction for partition %d offset %" PRId64
                ": %s", (int)pred.src_partition, pred.src_offset, ix_strerror(rc));
       return rc;
     }
-    char key[24];
-    int klen = snprintf(key, sizeof key, "%" PRIu64, pred.user_id);
     rec_t out = {.partition = pred.src_partition, .offset = pred.src_offset,
-                 .ts_ms = pred.event_ts_ms, .key = key, .key_len = (size_t)klen,
+                 .ts_ms = pred.event_ts_ms, .key = key, .key_len = klen,
                  .value = enc->data, .value_len = enc->len};
     rc = recfile_write(w, &out);
     if (rc) {

@@ -93,7 +93,7 @@ static int parse_u64(const char *v, uint64_t lo, uint64_t hi, uint64_t *out) {
 
 const char *config_default_path(void) { return INTERESTD_SYSCONFDIR "/interestd.conf"; }
 
-int config_parse_policy(const char *s, emit_policy_t *policy) {
+static int config_parse_policy(const char *s, emit_policy_t *policy) {
   if (strcmp(s, "every") == 0) *policy = EMIT_EVERY;
   else if (strcmp(s, "interval") == 0) *policy = EMIT_INTERVAL;
   else if (strcmp(s, "change") == 0) *policy = EMIT_CHANGE;

@@ -72,8 +72,6 @@ void config_print(const config_t *cfg, void *file /* FILE * */);
 /* The installed default config file (e.g. /etc/interestd/interestd.conf). */
 const char *config_default_path(void);
 
-/* "every" | "interval" | "change" -> policy; 0 or IX_EINVAL. */
-int config_parse_policy(const char *s, emit_policy_t *policy);
 const char *config_policy_name(emit_policy_t policy);
 
 #endif
