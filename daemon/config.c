@@ -559,3 +559,16 @@ void config_print(const config_t *c, void *file) {
   fprintf(f, "\n[metrics]\nlisten = %s\nport = %u\n", c->metrics.listen, c->metrics.port);
   fprintf(f, "\n[daemon]\nshutdown_timeout_s = %u\n", c->daemon.shutdown_timeout_s);
 }
+
+int config_args_take(config_args_t *args, int opt, const char *arg, const char *prog) {
+  if (opt == 'c') {
+    args->path = arg;
+    return 0;
+  }
+  if (args->n_sets == CONFIG_MAX_SETS) {
+    fprintf(stderr, "%s: too many --set options\n", prog);
+    return 2;
+  }
+  args->sets[args->n_sets++] = arg;
+  return 0;
+}
