@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #include "common/log.h"
+#include "stream/input.h"
+#include "stream/output.h"
 
 typedef enum {
   EMIT_EVERY = 0,    /* one prediction per event */
@@ -53,6 +55,8 @@ typedef struct {
     uint32_t max_inflight;    /* pause consuming beyond this many unacknowledged messages */
   } batch;
   emit_opts_t emit;
+  input_opts_t input;         /* [input]: event format and JSON field mapping (stream/input.h) */
+  output_opts_t output;       /* [output]: prediction format, categories per list */
   struct {
     log_level_t level;
   } log;

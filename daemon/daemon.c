@@ -31,6 +31,7 @@
 #include "state/checkpoint.h"
 #include "state/store.h"
 #include "stream/codec.h"
+#include "stream/output.h"
 #include "daemon/order.h"
 #include "stream/consumer.h"
 #include "stream/producer.h"
@@ -168,6 +169,7 @@ struct ixd {
   order_t *order;    /* the window's ordering scratch */
   size_t batch_cap;  /* batch size the buffers hold (win: WINDOW_BATCHES times it) */
   codec_buf_t enc;
+  input_t *input;           /* [input] decoder, borrowed by the pipeline */
 
   /* clocks shared by the delivery reports of one non-blocking poll
    * (serve_reports): read at its first report, so one read per poll rather
@@ -622,7 +624,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     const prediction_t *pred = &res.preds[k];
     size_t i = res.pred_src[k];
     part_t *pt = part_get(d, recs[i].partition);
-    rc = codec_encode_prediction(pred, &d->enc);
+    rc = output_encode(&d->cfg->output, pred, &d->enc);
     if (rc) {
       fatal(d, rc, "encoding a prediction");
       return;
@@ -1091,9 +1093,10 @@ int daemon_reload(daemon_t *d) {
       strcmp(o->kafka.dlq_topic, cfg->kafka.dlq_topic) ||
       strcmp(o->state.checkpoint_dir, cfg->state.checkpoint_dir) ||
       o->state.memory_limit_mb != cfg->state.memory_limit_mb ||
-      strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port)
-    LOG_WARN("daemon", "reload: changes to [kafka], [state] and [metrics] take effect only "
-                       "after a restart");
+      strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port ||
+      memcmp(&o->output, &cfg->output, sizeof o->output) || o->input.format != cfg->input.format)
+    LOG_WARN("daemon", "reload: changes to [kafka], [state], [metrics], [input] and [output] "
+                       "take effect only after a restart");
   /* take the new values that apply live; keep the running ones for the rest */
   d->cfg->emit = cfg->emit;
   d->cfg->batch = cfg->batch;
@@ -1267,6 +1270,8 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     snprintf(errstr, errstr_size, "cannot create the pipeline: %s", ix_strerror(rc));
     goto err;
   }
+  if ((rc = input_new(&cfg->input, &d->input, errstr, errstr_size))) goto err;
+  pipeline_set_input(d->pipe, d->input);
   if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
     rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
@@ -1398,6 +1403,7 @@ void daemon_destroy(daemon_t *d) {
   free(d->ck_parts);
   free(d->ck_gens);
   codec_buf_free(&d->enc);
+  input_destroy(d->input);
   config_destroy(d->cfg);
   free(d->config_path);
   for (size_t i = 0; i < d->n_overrides; i++) free(d->overrides[i]);

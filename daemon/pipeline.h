@@ -21,6 +21,7 @@
 #include "daemon/config.h"
 #include "model/model.h"
 #include "state/store.h"
+#include "stream/input.h"
 #include "stream/recfile.h"
 
 typedef struct pipeline pipeline_t;
@@ -82,6 +83,10 @@ const model_t *pipeline_model(const pipeline_t *p);
 int pipeline_set_model(pipeline_t *p, model_t *model, int reset);
 /* New emission options apply from the next batch; per-user memory is kept. */
 void pipeline_set_emit(pipeline_t *p, const emit_opts_t *emit);
+
+/* Decode messages with input (borrowed; NULL = msgpack, the default) from
+ * the next batch on. */
+void pipeline_set_input(pipeline_t *p, const input_t *input);
 
 /* Label for a rejection error: "not_map", "truncated", "too_big",
  * "missing_field", "wrong_type", "out_of_range", "malformed", "other". */

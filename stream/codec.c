@@ -303,13 +303,17 @@ static const struct {
     {"cart", ACTION_CART}, {"fav", ACTION_FAV}, {"buy", ACTION_BUY},
 };
 
+action_t codec_action_from_name(const char *s, size_t len) {
+  for (size_t i = 0; i < sizeof g_action_names / sizeof g_action_names[0]; i++)
+    if (strlen(g_action_names[i].name) == len && memcmp(s, g_action_names[i].name, len) == 0)
+      return g_action_names[i].action;
+  return ACTION_OTHER;
+}
+
 static action_t action_from(const mp_val_t *o) {
   if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
     return o->u64 <= ACTION_BUY ? (action_t)o->u64 : ACTION_OTHER;
-  if (o->type == MSGPACK_OBJECT_STR) {
-    for (size_t i = 0; i < sizeof g_action_names / sizeof g_action_names[0]; i++)
-      if (key_is(o, g_action_names[i].name)) return g_action_names[i].action;
-  }
+  if (o->type == MSGPACK_OBJECT_STR) return codec_action_from_name(o->str, o->size);
   return ACTION_OTHER;
 }
 
