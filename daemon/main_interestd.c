@@ -17,7 +17,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: interestd [-c FILE] [--set SECTION.KEY=VALUE]... [--log-level LEVEL]\n"
           "       interestd --check-config [-c FILE] [--set ...] [--print-config]\n"
-          "       interestd --demo [--rate N] [--loop] [--data CSV] [--events N] [--quiet]\n"
+          "       interestd --demo [--rate N] [--loop] [--data CSV] [--events N] [--json] [--quiet]\n"
           "       interestd --version\n"
           "\n"
           "Consumes clickstream events from Kafka, keeps a per-user LSTM state and\n"
@@ -35,6 +35,7 @@ static void usage(FILE *out) {
           "      --loop             demo: replay the data until Ctrl-C\n"
           "      --data CSV         demo: Taobao UserBehavior CSV to stream\n"
           "      --events N         demo: stream only the first N events\n"
+          "      --json             demo: Segment-style JSON events in, JSON predictions out\n"
           "      --quiet            demo: final summary only\n"
           "  -V, --version          print the version\n",
           config_default_path(), DEMO_DEFAULT_RATE);
@@ -44,17 +45,18 @@ int main(int argc, char **argv) {
   const char *config_path = NULL, *log_level = NULL, *data = NULL;
   const char *sets[MAX_SETS];
   size_t n_sets = 0;
-  int check = 0, print = 0, demo = 0, loop = 0, quiet = 0;
+  int check = 0, print = 0, demo = 0, loop = 0, quiet = 0, json = 0;
   double rate = DEMO_DEFAULT_RATE;
   unsigned long max_events = 0;
-  enum { OPT_CHECK = 256, OPT_PRINT, OPT_DEMO, OPT_RATE, OPT_LOOP, OPT_DATA, OPT_EVENTS, OPT_QUIET };
+  enum { OPT_CHECK = 256, OPT_PRINT, OPT_DEMO, OPT_RATE, OPT_LOOP, OPT_DATA, OPT_EVENTS, OPT_QUIET, OPT_JSON };
   static const struct option longopts[] = {
       {"config", required_argument, 0, 'c'},  {"set", required_argument, 0, 's'},
       {"log-level", required_argument, 0, 'l'}, {"check-config", no_argument, 0, OPT_CHECK},
       {"print-config", no_argument, 0, OPT_PRINT}, {"demo", no_argument, 0, OPT_DEMO},
       {"rate", required_argument, 0, OPT_RATE}, {"loop", no_argument, 0, OPT_LOOP},
       {"data", required_argument, 0, OPT_DATA}, {"events", required_argument, 0, OPT_EVENTS},
-      {"quiet", no_argument, 0, OPT_QUIET},   {"version", no_argument, 0, 'V'},
+      {"quiet", no_argument, 0, OPT_QUIET},   {"json", no_argument, 0, OPT_JSON},
+      {"version", no_argument, 0, 'V'},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "c:s:l:Vh", longopts, NULL)) != -1) {
@@ -83,6 +85,7 @@ int main(int argc, char **argv) {
     case OPT_DATA: data = optarg; break;
     case OPT_EVENTS: max_events = strtoul(optarg, NULL, 10); break;
     case OPT_QUIET: quiet = 1; break;
+    case OPT_JSON: json = 1; break;
     case 'V': printf("interestd %s\n", INTERESTD_VERSION); return 0;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -147,7 +150,8 @@ int main(int argc, char **argv) {
     }
     demo_opts_t dopts = {.cfg = cfg, .config_path = config_path, .overrides = sets,
                          .n_overrides = n_sets, .model_given = model_given, .data = data,
-                         .rate = rate, .loop = loop, .max_events = max_events, .quiet = quiet};
+                         .rate = rate, .loop = loop, .max_events = max_events, .quiet = quiet,
+                         .json = json};
     return demo_run(&dopts);
   }
 
