@@ -299,6 +299,48 @@ static void test_json_rejects_name_the_shop_field(void **unused) {
   input_destroy(in);
 }
 
+/* The two topic examples of docs/OPERATIONS.md, mapping and message as written there. */
+static void test_json_documented_topic_examples(void **unused) {
+  event_t ev;
+  char why[256];
+  input_t *seg = make_input((const char *const[]){
+      "format", "json", "user_field", "userId", "category_field", "properties.category_id",
+      "item_field", "properties.product_id", "action_field", "event", "time_field", "timestamp",
+      "time_format", "iso8601", "action_map",
+      "Product Viewed=view, Product Added=cart, Product Added to Wishlist=fav, Order Completed=buy",
+      NULL});
+  assert_int_equal(decode_text(seg,
+                               "{\"type\":\"track\",\"event\":\"Product Added\",\"userId\":\"u-1029\","
+                               "\"timestamp\":\"2019-10-01T08:00:00.123+02:00\",\n \"properties\":{\"product_id\":"
+                               "\"507f1f77bcf86cd799439011\",\"category_id\":\"1487580005134238\",\"price\":9.5}}",
+                               NULL, -1, &ev, why, sizeof why),
+                   0);
+  assert_int_equal(ev.user_id, codec_hash_id("u-1029", 6));
+  assert_int_equal(ev.category_id, 1487580005134238ull);
+  assert_int_equal(ev.item_id, codec_hash_id("507f1f77bcf86cd799439011", 24));
+  assert_int_equal(ev.action, ACTION_CART);
+  assert_int_equal(ev.ts_ms, 1569909600123ll); /* 2019-10-01T06:00:00.123Z */
+  input_destroy(seg);
+  input_t *sp = make_input((const char *const[]){
+      "format", "json", "user_field", "domain_userid", "category_field", "se_category",
+      "item_field", "se_label", "action_field", "se_action", "time_field", "derived_tstamp",
+      "time_format", "iso8601", "action_map",
+      "view-product=view, add-to-basket=cart, add-to-wishlist=fav, purchase=buy", NULL});
+  assert_int_equal(
+      decode_text(sp,
+                  "{\"app_id\":\"shop\",\"event\":\"struct\",\"domain_userid\":"
+                  "\"5f1c3e0a-8d7e-4b59-9d8e-3b2a1c0d9e8f\",\n \"derived_tstamp\":\"2019-10-01T06:00:00.000Z\","
+                  "\"se_category\":\"2053013555631882655\",\n \"se_action\":\"add-to-basket\",\"se_label\":"
+                  "\"SKU-1004856\"}",
+                  NULL, -1, &ev, why, sizeof why),
+      0);
+  assert_int_equal(ev.user_id, codec_hash_id("5f1c3e0a-8d7e-4b59-9d8e-3b2a1c0d9e8f", 36));
+  assert_int_equal(ev.category_id, 2053013555631882655ull);
+  assert_int_equal(ev.action, ACTION_CART);
+  assert_int_equal(ev.ts_ms, 1569909600000ll);
+  input_destroy(sp);
+}
+
 static void test_msgpack_input_keeps_the_codec_rules(void **unused) {
   /* format = msgpack ignores the mapping: the bytes go to codec_decode_event */
   input_t *in = make_input((const char *const[]){"user_field", "user.id", NULL});
@@ -361,6 +403,7 @@ int main(void) {
       cmocka_unit_test(test_json_mapping_reads_nested_shop_fields),
       cmocka_unit_test(test_json_time_formats_key_and_timestamp),
       cmocka_unit_test(test_json_rejects_name_the_shop_field),
+      cmocka_unit_test(test_json_documented_topic_examples),
       cmocka_unit_test(test_msgpack_input_keeps_the_codec_rules),
       cmocka_unit_test(test_timefmt_parses_the_documented_forms),
   };
