@@ -56,6 +56,7 @@ int ctl_eval(int argc, char **argv) {
   size_t n_drop = 0;
   int64_t tz = 0;
   ctlev_windows_t win = {0};
+  const char *dev_arg = NULL, *test_arg = NULL, *end_arg = NULL;
   int use_dev = 0, baselines = 1;
   double half_life_h = 0;
   uint64_t wave = 256;
@@ -70,9 +71,10 @@ int ctl_eval(int argc, char **argv) {
       bad = n_drop == CTLEV_MAX_DROP || ctlutil_parse_u64(optarg, &drop[n_drop++]) < 0;
       break;
     case 'z': bad = ctlev_parse_offset(optarg, &tz) < 0; break;
-    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; break;
-    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; break;
-    case 'E': bad = ctlutil_parse_time_ms(optarg, &win.test_end_ms) < 0; break;
+    /* read again after every option, in --tz (which may come later) */
+    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; dev_arg = optarg; break;
+    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;
+    case 'E': bad = ctlutil_parse_time_ms(optarg, &win.test_end_ms) < 0; end_arg = optarg; break;
     case 's':
       if (strcmp(optarg, "dev") == 0) use_dev = 1;
       else if (strcmp(optarg, "test") == 0) use_dev = 0;
@@ -92,6 +94,9 @@ int ctl_eval(int argc, char **argv) {
       return 2;
     }
   }
+  if (dev_arg) ctlutil_parse_time_ms_tz(dev_arg, tz, &win.dev_start_ms);
+  if (test_arg) ctlutil_parse_time_ms_tz(test_arg, tz, &win.test_start_ms);
+  if (end_arg) ctlutil_parse_time_ms_tz(end_arg, tz, &win.test_end_ms);
   if (!events_path && optind < argc) events_path = argv[optind++];
   if (!events_path || optind < argc || (!model_path && !baselines)) {
     usage(stderr);
@@ -124,7 +129,9 @@ int ctl_eval(int argc, char **argv) {
   }
   eval_window_t wdev = {win.dev_start_ms, win.test_start_ms, hl};
   eval_window_t wtest = {win.test_start_ms, win.test_end_ms, hl};
-  if ((rc = eval_data_build(ev, n, &wdev, &dev)) < 0 ||
+  /* the dev window is where the baselines tune: without them it is not needed */
+  int need_dev = baselines || use_dev;
+  if ((need_dev && (rc = eval_data_build(ev, n, &wdev, &dev)) < 0) ||
       (rc = eval_data_build(ev, n, use_dev ? &wdev : &wtest, &rep)) < 0) {
     fprintf(stderr, "interestctl eval: cannot prepare the data: %s\n", ix_strerror(rc));
     goto out;
@@ -137,8 +144,21 @@ int ctl_eval(int argc, char **argv) {
   printf("train < %s <= dev < %s <= test < %s; reporting the %s window: %zu targets\n", a, b, d,
          use_dev ? "dev" : "test", rep.n_targets);
   fflush(stdout);
-  if (rep.n_targets == 0 || dev.n_targets == 0) {
-    fprintf(stderr, "interestctl eval: the dev or the reported window has no targets\n");
+  if (rep.n_targets == 0 || (need_dev && dev.n_targets == 0)) {
+    int dev_empty = use_dev ? rep.n_targets == 0 : dev.n_targets == 0 && rep.n_targets != 0;
+    if (dev_empty)
+      fprintf(stderr,
+              "interestctl eval: the dev window [%s, %s) has no targets (no event in it follows an "
+              "earlier event of the same user). It is the local day (--tz) before the test window "
+              "unless --dev-start and --test-start set it; the baselines tune on it: with "
+              "--no-baselines (and --model) none is needed\n",
+              a, b);
+    else
+      fprintf(stderr,
+              "interestctl eval: the test window [%s, %s) has no targets (no event in it follows an "
+              "earlier event of the same user). By default it is the last local day (--tz) of the "
+              "data; set it with --test-start and --test-end\n",
+              b, d);
     goto out;
   }
   if (m) {

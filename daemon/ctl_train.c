@@ -83,6 +83,7 @@ int ctl_train(int argc, char **argv) {
   size_t n_drop = 0;
   int64_t tz = 0;
   ctlev_windows_t win = {0};
+  const char *dev_arg = NULL, *test_arg = NULL, *end_arg = NULL; /* train has no --test-end */
   uint64_t grad_chunk = 0;
   int refit = 0;
   double x;
@@ -100,8 +101,9 @@ int ctl_train(int argc, char **argv) {
       bad = n_drop == CTLEV_MAX_DROP || ctlutil_parse_u64(optarg, &drop[n_drop++]) < 0;
       break;
     case 'z': bad = ctlev_parse_offset(optarg, &tz) < 0; break;
-    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; break;
-    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; break;
+    /* read again after every option, in --tz (which may come later) */
+    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; dev_arg = optarg; break;
+    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;
     case 'k': bad = ctlutil_parse_u64(optarg, &grad_chunk) < 0 || grad_chunk > 1000000; break;
     case 'H': case 'V': case 'C': case 'A': case 'B': case 'L': case 'N': case 'P': case 't':
       bad = ctlutil_parse_u64(optarg, &u) < 0 || u > (1u << 24);
@@ -131,6 +133,9 @@ int ctl_train(int argc, char **argv) {
       return 2;
     }
   }
+  if (dev_arg) ctlutil_parse_time_ms_tz(dev_arg, tz, &win.dev_start_ms);
+  if (test_arg) ctlutil_parse_time_ms_tz(test_arg, tz, &win.test_start_ms);
+  if (end_arg) ctlutil_parse_time_ms_tz(end_arg, tz, &win.test_end_ms);
   if (!events_path || (!out_path && !dump) || optind < argc) {
     usage(stderr);
     return 2;
