@@ -355,7 +355,7 @@ static void count_reason(importer_stats_t *stats, const char *reason) {
   char cls[sizeof stats->by_reason[0].reason];
   size_t o = 0;
   int quoted = 0;
-  for (const char *p = reason; *p && o + 4 < sizeof cls; p++) {
+  for (const char *p = reason; *p && o + 6 < sizeof cls; p++) { /* room for '...' and the NUL */
     if (*p == '\'') {
       if (!quoted) {
         memcpy(cls + o, "'...'", 5);

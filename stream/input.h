@@ -6,7 +6,7 @@
  *   input_t        the compiled decoder, shared read-only by one thread
  *   input_decode() one message (value, key, Kafka timestamp) -> event_t
  *
- * JSON is parsed with jansson. Ids follow the msgpack rule (integers as is,
+ * JSON is read with yajl's event (SAX) parser, no tree. Ids follow the msgpack rule (integers as is,
  * strings through codec_hash_id()), so one user gets one id in both formats. */
 #ifndef IX_STREAM_INPUT_H
 #define IX_STREAM_INPUT_H
