@@ -40,6 +40,7 @@ for p, o, ts, key, value in ixrec.read_records(sys.argv[1]):
 bad = [(0, b'{"event_type":"Product Viewed","context":{"user":{"id":"1"}},"event_time":"2017-11-25T00:00:00+08:00","properties":{}}'),
        (1, b'{"event_type": "Product Viewed", "context": '),
        (2, b'{"event_type":"x","context":{"user":{"id":-4}},"event_time":"2017-11-25T00:00:00+08:00","properties":{"category_id":"5"}}')]
+ixrec.write_records(sys.argv[2].replace(".rec", "_good.rec"), out)
 for p, v in bad:
     last[p] += 1
     out.append((p, last[p], out[-1][2], b"7", v))
@@ -107,6 +108,10 @@ EOF
 kill -TERM "$DAEMON"
 wait "$DAEMON" || fail "interestd exited with $? after SIGTERM"
 DAEMON=
+# interestctl record keeps the JSON topic byte for byte (what a shop records to train on)
+"$CTL" record --brokers "$BS" --topic events --output "$T/recorded.rec" --until-end --timeout-ms 20000 2>/dev/null
+cmp -s <("$CTL" cat --json "$T/json.rec" | sort) <("$CTL" cat --json "$T/recorded.rec" | sort) ||
+  fail "the recorded JSON topic differs from what was replayed into it"
 
 # offline replay: the JSON file with the JSON config, the msgpack file with the defaults
 "$CTL" replay --offline --input "$T/json.rec" --output "$T/off_json.rec" -c "$T/json.conf" 2> "$T/off.err" ||
@@ -173,6 +178,19 @@ n, users = map(int, open(f"{T}/py.out").read().split())
 assert n == 50 and users > 1, (n, users)
 print("kcat read 20 JSON predictions; a json-module Python consumer read 50")
 EOF
+# train and eval read the JSON events through the same [input] section
+"$CTL" eval --events "$T/json_good.rec" --input-config "$T/json.conf" --model "$MODEL" --no-baselines \
+    > "$T/eval_json.out" 2>/dev/null || fail "eval --input-config on the JSON events"
+"$CTL" eval --events "$T/mp.rec" --model "$MODEL" --no-baselines > "$T/eval_mp.out" 2>/dev/null ||
+  fail "eval on the msgpack events"
+[ "$(grep '^lstm' "$T/eval_json.out")" = "$(grep '^lstm' "$T/eval_mp.out")" ] ||
+  fail "eval differs: $(grep '^lstm' "$T/eval_json.out") vs $(grep '^lstm' "$T/eval_mp.out")"
+"$CTL" train --events "$T/json_good.rec" --input format=json --input user_field=context.user.id \
+    --input category_field=properties.category_id --input item_field=properties.product.id \
+    --input action_field=event_type --input time_field=event_time --input time_format=iso8601 \
+    --out "$T/json.ixm" --epochs 1 --hidden 16 --vocab 100 > "$T/train.out" 2>&1 ||
+  { tail -3 "$T/train.out"; fail "train --input on the JSON events"; }
+echo "record keeps the JSON topic; eval --input-config == eval of the msgpack events; train --input runs"
 grep -q "field 'properties.category_id' (category id) is missing" "$T/d.log" || fail "no reason naming properties.category_id"
 grep -q "field 'context.user.id' (user id) is negative" "$T/d.log" || fail "no reason naming context.user.id"
 grep -q "not valid JSON" "$T/d.log" || fail "no reason for the broken JSON"
