@@ -1,7 +1,7 @@
 /* The Kafka-free processing core shared by the daemon and offline replay:
  * a batch of input messages in, predictions (and rejections) out.
  *
- *   decode each message (stream/codec) -> reject bad ones with a reason
+ *   decode each message (stream/input: msgpack or JSON) -> reject bad ones with a reason
  *   group the good events by (partition, user) into waves: a user's k-th
  *     event in the batch goes in wave k, so each wave has distinct users and
  *     every user's events are applied in input order
