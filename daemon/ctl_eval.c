@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "daemon/ctl.h"
 #include "daemon/ctlevents.h"
@@ -35,12 +36,6 @@ static void usage(FILE *out) {
           "  --markdown FILE       also write the table as Markdown\n"
           "  --buckets FILE        metrics by user-history length (TSV, for gnuplot)\n"
           "  --wave N              users per model_step_batch (default 256)\n");
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int ctl_eval(int argc, char **argv) {
@@ -188,17 +183,17 @@ int ctl_eval(int argc, char **argv) {
     goto out;
   }
   if (m) {
-    double t0 = now_s();
+    double t0 = ix_mono_s();
     if ((rc = eval_run_model(m, &rep, (size_t)wave, &rows[nrows])) < 0) {
       fprintf(stderr, "interestctl eval: model run failed: %s\n", ix_strerror(rc));
       goto out;
     }
-    fprintf(stderr, "eval: lstm done in %.1fs (%s)\n", now_s() - t0, model_describe(m));
+    fprintf(stderr, "eval: lstm done in %.1fs (%s)\n", ix_mono_s() - t0, model_describe(m));
     nrows++;
   }
   if (baselines) {
     for (int k = 0; k < BL__COUNT; k++) {
-      double t0 = now_s();
+      double t0 = ix_mono_s();
       bl_params_t p;
       eval_row_t drow;
       if ((rc = bl_tune((bl_kind_t)k, &dev, &p, &drow)) < 0 ||
@@ -208,7 +203,7 @@ int ctl_eval(int argc, char **argv) {
         goto out;
       }
       fprintf(stderr, "eval: %-8s tuned on dev (MRR@10 %.4f, NLL %.4f): %s  [%.1fs]\n",
-              bl_name((bl_kind_t)k), drow.mrr10, drow.nll, rows[nrows].params, now_s() - t0);
+              bl_name((bl_kind_t)k), drow.mrr10, drow.nll, rows[nrows].params, ix_mono_s() - t0);
       nrows++;
     }
   }

@@ -19,6 +19,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/reject.h"
 #include "daemon/config.h"
 #include "daemon/ctl.h"
 #include "daemon/pipeline.h"
@@ -32,7 +33,6 @@
 
 #define MAX_SETS 256
 #define REJECTS_SHOWN 10
-#define N_REASONS 8
 
 int ctl_replay_offline(int argc, char **argv);
 
@@ -121,18 +121,8 @@ static void batch_fix(batch_t *b) {
 
 typedef struct {
   uint64_t records, processed, suppressed, preds, rejected, batches, new_users, evicted;
-  uint64_t rejected_by[N_REASONS];
+  uint64_t rejected_by[IX_REJECT_REASONS];
 } totals_t;
-
-static const char *reason_labels[N_REASONS] = {"not_map",      "truncated",  "too_big",
-                                               "missing_field", "wrong_type", "out_of_range",
-                                               "malformed",     "other"};
-
-static size_t reason_index(const char *label) {
-  for (size_t i = 0; i < N_REASONS; i++)
-    if (strcmp(label, reason_labels[i]) == 0) return i;
-  return N_REASONS - 1;
-}
 
 /* Runs one batch through the pipeline and writes its predictions. */
 static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_t *w,
@@ -154,12 +144,13 @@ static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_
   for (size_t k = 0; k < res.n_rejects; k++) {
     const pipeline_reject_t *rj = &res.rejects[k];
     const rec_t *r = &b->recs[rj->src];
-    const char *label = pipeline_reject_reason(rj->err);
+    size_t ri = ix_reject_index(rj->err);
+    const char *label = ix_reject_label(ri);
     if (t->rejected < REJECTS_SHOWN)
       fprintf(stderr, "interestctl replay: rejected partition %d offset %" PRId64 ": %s (%s)\n",
               (int)r->partition, r->offset, rj->reason, label);
     t->rejected++;
-    t->rejected_by[reason_index(label)]++;
+    t->rejected_by[ri]++;
   }
   for (size_t k = 0; k < res.n_preds; k++) {
     prediction_t pred = res.preds[k];
@@ -428,8 +419,8 @@ flush:
           model_describe(model), secs);
   if (t.rejected) {
     fprintf(stderr, "interestctl replay: rejected by reason:");
-    for (size_t i = 0; i < N_REASONS; i++)
-      if (t.rejected_by[i]) fprintf(stderr, " %s %" PRIu64, reason_labels[i], t.rejected_by[i]);
+    for (size_t i = 0; i < IX_REJECT_REASONS; i++)
+      if (t.rejected_by[i]) fprintf(stderr, " %s %" PRIu64, ix_reject_label(i), t.rejected_by[i]);
     fputc('\n', stderr);
   }
   if (check_dir && status == 0 && check_state(check_dir, pipe, &ps, quiet)) status = 1;

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "daemon/http.h"
@@ -200,20 +201,6 @@ struct ixd {
   size_t ck_n;
 };
 
-static uint64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t mono_ms(void) { return mono_ns() / 1000000u; }
-
 /* opaque: bit 63 dlq | bits 62..48 generation | 47..32 partition | 31..0 sequence */
 static uint64_t make_opaque(int dlq, uint16_t gen, int32_t partition, uint32_t seq) {
   return ((uint64_t)(dlq ? 1 : 0) << 63) | ((uint64_t)(gen & 0x7fff) << 48) |
@@ -380,7 +367,7 @@ static void retry_cb(uv_timer_t *t);
 
 /* Sends what is due at the head of the backlog, in order. */
 static void backlog_retry(daemon_t *d) {
-  int64_t now = (int64_t)mono_ms();
+  int64_t now = (int64_t)ix_mono_ms();
   while (d->bl_head) {
     backlog_t *b = d->bl_head;
     if (b->not_before_ms > now) {
@@ -457,7 +444,7 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
     }
     /* exponential backoff per message */
     b->attempts = 1;
-    b->not_before_ms = (int64_t)mono_ms() + RETRY_MIN_MS;
+    b->not_before_ms = (int64_t)ix_mono_ms() + RETRY_MIN_MS;
     backlog_append(d, b);
     return;
   }
@@ -472,8 +459,8 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
   if (!e || e->pending == 0) return;
   if (!dlq) {
     if (!d->ack_cached || !d->ack_ns) {
-      d->ack_ns = mono_ns();
-      d->ack_wall_ms = wall_ms();
+      d->ack_ns = ix_mono_ns();
+      d->ack_wall_ms = ix_wall_ms();
     }
     double lat = (double)(d->ack_ns - e->read_ns) / 1e9;
     double e2e = (double)(d->ack_wall_ms - e->msg_ts_ms) / 1e3;
@@ -516,18 +503,6 @@ static void producer_poll_cb(uv_poll_t *h, int status, int events) {
 
 /* ---------------------------------------------------------------- processing */
 
-static const char *reason_labels[8] = {"not_map",      "truncated",  "too_big",
-                                       "missing_field", "wrong_type", "out_of_range",
-                                       "malformed",     "other"};
-
-const char *daemon_reject_label(size_t i) { return i < 8 ? reason_labels[i] : "other"; }
-
-static size_t reason_index(const char *label) {
-  for (size_t i = 0; i < 8; i++)
-    if (strcmp(label, reason_labels[i]) == 0) return i;
-  return 7;
-}
-
 static void fatal(daemon_t *d, int rc, const char *what) {
   LOG_ERROR("daemon", "%s: %s; stopping", what, ix_strerror(rc));
   d->exit_code = rc;
@@ -549,8 +524,8 @@ static size_t key_of(uint64_t v, char out[20]) {
 
 /* Processes recs[0..n) (a slice of the window, compacted in place). */
 static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
-  int64_t now = wall_ms();
-  uint64_t now_ns = mono_ns();
+  int64_t now = ix_wall_ms();
+  uint64_t now_ns = ix_mono_ns();
   /* in-flight entries first, in input order */
   size_t kept = 0;
   for (size_t i = 0; i < n; i++) {
@@ -594,11 +569,11 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   for (size_t k = 0; k < res.n_rejects; k++) {
     const pipeline_reject_t *rj = &res.rejects[k];
     const rec_t *r = &recs[rj->src];
-    const char *label = pipeline_reject_reason(rj->err);
-    size_t ri = reason_index(label);
+    size_t ri = ix_reject_index(rj->err);
+    const char *label = ix_reject_label(ri);
     d->st.rejected++;
     d->st.rejected_by[ri]++;
-    metrics_counter_inc(d->md.events_rejected[metrics_reject_index(rj->err)]);
+    metrics_counter_inc(d->md.events_rejected[ri]);
     LOG_WARN("daemon", "rejected message at partition %d offset %" PRId64 ": %s (%s)",
              (int)r->partition, r->offset, rj->reason, label);
     if (!d->dlq_topic) continue;
@@ -619,7 +594,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   }
   /* one wall-clock reading for the batch's predictions, taken after the
    * model ran: librdkafka otherwise reads the clock for every message */
-  int64_t send_ms = res.n_preds ? wall_ms() : 0;
+  int64_t send_ms = res.n_preds ? ix_wall_ms() : 0;
   for (size_t k = 0; k < res.n_preds; k++) {
     const prediction_t *pred = &res.preds[k];
     size_t i = res.pred_src[k];
@@ -837,10 +812,10 @@ static void ckpt_partition_now(daemon_t *d, int32_t partition, part_t *pt) {
   }
   char why[256];
   ckpt_result_t res;
-  uint64_t t0 = mono_ns();
+  uint64_t t0 = ix_mono_ns();
   int rc = ckpt_write_partition(d->ckpt, pipeline_store(d->pipe), partition, pt->consumed_next,
                                 pipeline_fingerprint(d->pipe), &res, why, sizeof why);
-  metrics_daemon_checkpoint_done(&d->md, (double)(mono_ns() - t0) / 1e9, rc == 0);
+  metrics_daemon_checkpoint_done(&d->md, (double)(ix_mono_ns() - t0) / 1e9, rc == 0);
   if (rc) {
     d->st.checkpoint_failures++;
     LOG_WARN("daemon", "checkpoint of partition %d failed: %s", (int)partition, why);
@@ -866,7 +841,7 @@ static void send_ready(daemon_t *d) {
  * are done or the time is up. Runs inside the rebalance callback, so it
  * blocks the loop: bounded by REVOKE_WAIT_MAX_MS or the shutdown deadline. */
 static void wait_inflight(daemon_t *d, const consumer_part_t *parts, size_t n) {
-  uint64_t deadline = mono_ms() + REVOKE_WAIT_MAX_MS;
+  uint64_t deadline = ix_mono_ms() + REVOKE_WAIT_MAX_MS;
   if (d->phase != RUNNING && d->stop_deadline_ms && d->stop_deadline_ms < deadline)
     deadline = d->stop_deadline_ms;
   for (;;) {
@@ -879,7 +854,7 @@ static void wait_inflight(daemon_t *d, const consumer_part_t *parts, size_t n) {
       }
     }
     if (!busy) return;
-    if (mono_ms() >= deadline) {
+    if (ix_mono_ms() >= deadline) {
       LOG_WARN("daemon", "giving up partitions with %zu events not fully acknowledged; "
                          "they will be re-processed by the next owner", busy);
       return;
@@ -983,7 +958,7 @@ static void finish_stop(daemon_t *d) {
   advance_dirty(d);
   /* leave the group: revokes everything (checkpoint, commit) through on_rebalance */
   consumer_close(d->consumer);
-  uint64_t left = d->stop_deadline_ms > mono_ms() ? d->stop_deadline_ms - mono_ms() : 0;
+  uint64_t left = d->stop_deadline_ms > ix_mono_ms() ? d->stop_deadline_ms - ix_mono_ms() : 0;
   if (producer_flush(d->producer, (int)(left > 1000 ? left : 1000)))
     LOG_WARN("daemon", "producer not fully flushed at shutdown");
   /* the revocations above wrote every partition synchronously */
@@ -1037,7 +1012,7 @@ void daemon_stop(daemon_t *d) {
   uint64_t ms = (uint64_t)d->cfg->daemon.shutdown_timeout_s * 1000u;
   /* keep most of the budget for waiting, the rest for commit and flush */
   uint64_t wait = ms * 3 / 4;
-  d->stop_deadline_ms = mono_ms() + ms;
+  d->stop_deadline_ms = ix_mono_ms() + ms;
   uv_timer_start(&d->stop_timer, stop_timer_cb, wait, 0);
   serve_deliveries(d);
 }
@@ -1133,7 +1108,7 @@ static void signal_cb(uv_signal_t *s, int signum) {
 
 static void expire_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
-  size_t n = store_expire(pipeline_store(d->pipe), wall_ms());
+  size_t n = store_expire(pipeline_store(d->pipe), ix_wall_ms());
   d->st.evicted_ttl += n;
   if (n) LOG_DEBUG("daemon", "expired %zu idle users", n);
 }

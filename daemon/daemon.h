@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "common/prediction.h"
+#include "common/reject.h"
 #include "daemon/config.h"
 
 typedef struct ixd daemon_t;
@@ -39,7 +40,7 @@ typedef struct {
   uint64_t consumed;        /* messages read off the input topic */
   uint64_t processed;       /* events applied to a state */
   uint64_t rejected;        /* messages that were not events */
-  uint64_t rejected_by[8];  /* by pipeline_reject_reason() label, see daemon_reject_label() */
+  uint64_t rejected_by[IX_REJECT_REASONS]; /* by ix_reject_index(), labels ix_reject_label() */
   uint64_t suppressed;      /* processed, prediction held back by the emission policy */
   uint64_t produced;        /* predictions handed to the producer */
   uint64_t delivered;       /* predictions acknowledged */
@@ -88,7 +89,5 @@ void daemon_stop_async(daemon_t *d);
 int daemon_reload(daemon_t *d);
 
 void daemon_get_stats(daemon_t *d, daemon_stats_t *stats, int reset_window);
-/* Label of rejected_by[i]. */
-const char *daemon_reject_label(size_t i);
 
 #endif

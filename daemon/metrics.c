@@ -11,7 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/reject.h"
 
 typedef enum { MT_COUNTER, MT_GAUGE, MT_HISTOGRAM, MT_INFO } mtype_t;
 
@@ -559,39 +561,10 @@ const size_t metrics_buckets_checkpoint_n =
 
 /* ---- interestd's metric set ---------------------------------------------- */
 
-static const char *const reject_names[METRICS_REJECT_REASONS] = {
-    "other", "not_map", "truncated", "too_big", "missing_field", "wrong_type",
-    "out_of_range", "malformed"};
-
-size_t metrics_reject_index(int err) {
-  switch (err) {
-  case IX_ENOTMAP: return 1;
-  case IX_ETRUNC: return 2;
-  case IX_ETOOBIG: return 3;
-  case IX_EMISSING: return 4;
-  case IX_ETYPE: return 5;
-  case IX_ERANGE: return 6;
-  case IX_EMALFORMED: return 7;
-  default: return 0;
-  }
-}
-
-const char *metrics_reject_reason_name(size_t idx) {
-  return idx < METRICS_REJECT_REASONS ? reject_names[idx] : reject_names[0];
-}
-
-const char *metrics_reject_reason(int err) { return reject_names[metrics_reject_index(err)]; }
-
-static uint64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void collect_checkpoint_age(void *arg, metrics_t *reg) {
   metrics_daemon_t *md = arg;
   metrics_gauge_set(md->checkpoint_age_seconds,
-                    (double)(mono_ns() - md->checkpoint_last_ok_ns) / 1e9);
+                    (double)(ix_mono_ns() - md->checkpoint_last_ok_ns) / 1e9);
 }
 
 int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_t *md) {
@@ -606,10 +579,10 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
   if (!rc) rc = metrics_histogram_new(reg, &md->field, name, help, b, b##_n, NULL)
   C(events_consumed, "interestd_events_consumed_total", "Messages read from the input topics.");
   C(events_processed, "interestd_events_processed_total", "Events applied to a user's state.");
-  for (size_t i = 0; i < METRICS_REJECT_REASONS && !rc; i++)
+  for (size_t i = 0; i < IX_REJECT_REASONS && !rc; i++)
     rc = metrics_counter_new(reg, &md->events_rejected[i], "interestd_events_rejected_total",
                              "Input messages not applied, by reason.", "reason",
-                             reject_names[i], NULL);
+                             ix_reject_label(i), NULL);
   C(predictions_produced, "interestd_predictions_produced_total",
     "Predictions handed to the Kafka producer.");
   C(predictions_delivered, "interestd_predictions_delivered_total",
@@ -656,7 +629,7 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
     rc = metrics_info_new(reg, &md->model_info, "interestd_model_info",
                           "The loaded model; always 1.");
   if (!rc) {
-    md->checkpoint_last_ok_ns = mono_ns();
+    md->checkpoint_last_ok_ns = ix_mono_ns();
     rc = metrics_on_collect(reg, collect_checkpoint_age, md);
   }
 #undef C
@@ -667,7 +640,7 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
 
 void metrics_daemon_checkpoint_done(metrics_daemon_t *md, double seconds, int ok) {
   metrics_histogram_observe(md->checkpoint_seconds, seconds);
-  if (ok) md->checkpoint_last_ok_ns = mono_ns();
+  if (ok) md->checkpoint_last_ok_ns = ix_mono_ns();
   else metrics_counter_inc(md->checkpoint_failures);
 }
 

@@ -42,9 +42,8 @@
  *  interestd_model_info                      gauge      fingerprint, description always 1; labels change on SIGHUP reload
  *
  * Reject reasons (label reason=): derived from the codec's error code by
- * metrics_reject_reason(): IX_ENOTMAP "not_map", IX_ETRUNC "truncated",
- * IX_ETOOBIG "too_big", IX_EMISSING "missing_field", IX_ETYPE "wrong_type",
- * IX_ERANGE "out_of_range", IX_EMALFORMED "malformed", anything else "other".
+ * common/reject.h's IX_REJECT_MAP (not_map, truncated, too_big,
+ * missing_field, wrong_type, out_of_range, malformed; anything else other).
  * ---------------------------------------------------------------------------
  */
 #ifndef IX_DAEMON_METRICS_H
@@ -52,6 +51,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/reject.h"
 
 typedef struct metrics metrics_t;
 typedef struct metrics_counter metrics_counter_t;
@@ -153,21 +154,12 @@ extern const size_t metrics_buckets_checkpoint_n;
 
 /* ---- interestd's own metric set (the table above) ---------------------- */
 
-#define METRICS_REJECT_REASONS 8
-/* Index into metrics_daemon_t.events_rejected for a codec error code
- * (0 -> "other" too; the caller only counts failures). */
-size_t metrics_reject_index(int err);
-/* Label value for an index from metrics_reject_index() (static string). */
-const char *metrics_reject_reason_name(size_t idx);
-/* Label value for a codec error code, e.g. IX_ENOTMAP -> "not_map". */
-const char *metrics_reject_reason(int err);
-
 /* Borrowed pointers into the registry; valid until metrics_destroy(). */
 typedef struct {
   metrics_t *reg;
   metrics_counter_t *events_consumed;
   metrics_counter_t *events_processed;
-  metrics_counter_t *events_rejected[METRICS_REJECT_REASONS]; /* by metrics_reject_index() */
+  metrics_counter_t *events_rejected[IX_REJECT_REASONS]; /* by ix_reject_index() */
   metrics_counter_t *predictions_produced;
   metrics_counter_t *predictions_delivered;
   metrics_counter_t *predictions_failed;

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/hash.h"
 #include "stream/codec.h"
 
 /* The emission policy's memory per user, stored after the model's state. */
@@ -56,27 +58,8 @@ struct pipeline {
   const input_t *input;   /* borrowed; NULL = msgpack */
 };
 
-static uint64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 size_t pipeline_blob_size(const model_t *m) {
   return model_state_size(m) + PIPELINE_TRAILER_SIZE;
-}
-
-const char *pipeline_reject_reason(int err) {
-  switch (err) {
-  case IX_ENOTMAP: return "not_map";
-  case IX_ETRUNC: return "truncated";
-  case IX_ETOOBIG: return "too_big";
-  case IX_EMISSING: return "missing_field";
-  case IX_ETYPE: return "wrong_type";
-  case IX_ERANGE: return "out_of_range";
-  case IX_EMALFORMED: return "malformed";
-  default: return "other";
-  }
 }
 
 int pipeline_new(model_t *model, const store_opts_t *store_opts, const emit_opts_t *emit,
@@ -176,20 +159,11 @@ static int grow(pipeline_t *p, size_t n) {
   return 0;
 }
 
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
-
 /* Occurrence number (0-based) of (partition, user) so far in this batch;
  * *slot: its slots[] index (the final count there is the user's total). */
 static uint32_t occurrence(pipeline_t *p, int32_t partition, uint64_t user, uint32_t *slot) {
   size_t mask = p->n_slots - 1;
-  size_t i = (size_t)mix64(user ^ ((uint64_t)(uint32_t)partition << 40)) & mask;
+  size_t i = (size_t)ix_fmix64(user ^ ((uint64_t)(uint32_t)partition << 40)) & mask;
   for (;;) {
     slot_t *s = &p->slots[i];
     *slot = (uint32_t)i;
@@ -302,9 +276,9 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
       p->blob_of[i] = blob;
       p->wave_events[j] = p->events[i];
     }
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = ix_mono_ns();
     rc = model_step_batch(p->model, p->states, p->wave_events, k, NULL);
-    step_ns += mono_ns() - t0;
+    step_ns += ix_mono_ns() - t0;
     if (rc) return rc;
     for (size_t j = 0; j < k; j++) {
       size_t i = p->order[lo + j];
@@ -317,9 +291,9 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
       }
     }
   }
-  uint64_t t0 = mono_ns();
+  uint64_t t0 = ix_mono_ns();
   rc = model_predict_batch(p->model, p->heads, n_good, p->wave_preds);
-  step_ns += mono_ns() - t0;
+  step_ns += ix_mono_ns() - t0;
   if (rc) return rc;
   /* emission, per user in event order (wave order) */
   for (size_t pos = 0; pos < n_good; pos++) {

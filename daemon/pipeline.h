@@ -29,7 +29,7 @@ typedef struct pipeline pipeline_t;
 /* A message that was not applied. */
 typedef struct {
   size_t src;          /* index into the input batch */
-  int err;             /* negative IX_E* from the codec */
+  int err;             /* negative IX_E* from the codec; its label: ix_reject_reason() */
   char reason[200];    /* the codec's sentence naming the field */
 } pipeline_reject_t;
 
@@ -87,9 +87,5 @@ void pipeline_set_emit(pipeline_t *p, const emit_opts_t *emit);
 /* Decode messages with input (borrowed; NULL = msgpack, the default) from
  * the next batch on. */
 void pipeline_set_input(pipeline_t *p, const input_t *input);
-
-/* Label for a rejection error: "not_map", "truncated", "too_big",
- * "missing_field", "wrong_type", "out_of_range", "malformed", "other". */
-const char *pipeline_reject_reason(int err);
 
 #endif

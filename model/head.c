@@ -43,15 +43,6 @@ static inline float log1p_count(uint32_t c) {
 }
 
 #if HEAD_X86
-static int avx512_ok;
-static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
-static void avx512_probe(void) {
-  __builtin_cpu_init();
-  avx512_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("popcnt");
-}
-
 /* glibc's expf (the FMA build, __expf_fma, of the algorithm from Arm's
  * optimized-routines: exp(x) = 2^(k/32) 2^(r/32) with a 32-entry table and a
  * cubic in double precision) for 16 floats at once, the same operations in
@@ -125,8 +116,7 @@ T512H static void div_x16(float *y, float s) {
 static int expf_x16_ok;
 static pthread_once_t expf_x16_once = PTHREAD_ONCE_INIT;
 static void expf_x16_probe(void) {
-  pthread_once(&avx512_once, avx512_probe);
-  if (!avx512_ok) return;
+  if (!kern_cpu_avx512()) return;
   uint32_t u = 0x9e3779b9u;
   for (int t = 0; t < 4096; t++) {
     float x[16], y[16];
@@ -144,7 +134,7 @@ static void expf_x16_probe(void) {
 
 static int head_fast_expf_active(void) {
   pthread_once(&expf_x16_once, expf_x16_probe);
-  return expf_x16_ok;
+  return expf_x16_ok && kern_avx512();
 }
 #endif
 
@@ -580,8 +570,7 @@ size_t head_topk(const arch_dims_t *d, const float *q, const float *oov_p,
   /* the AVX-512 top-k (vocabulary and out-of-vocabulary slots in one
    * ranking) runs with the avx512 kernel set; IX_KERNEL=scalar|avx2 selects
    * the portable one; both give the full scan's result */
-  pthread_once(&avx512_once, avx512_probe);
-  if (avx512_ok && strcmp(kern_name(), "avx512") == 0) {
+  if (kern_avx512()) {
     size_t m = topk_avx512(d, q, oov_p, s, vocab_ids, k, cat, p);
     if (m != SIZE_MAX) return m;
   }

@@ -979,10 +979,15 @@ static const kern_set_t KERN_AVX512_EMUL = {"avx512", gemm_avx512, exp_avx512, s
 static const kern_set_t *kern_set = &KERN_SCALAR;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
 
-/* AVX-512 is used with AVX2+FMA present (every AVX-512 CPU has them). */
+/* The one feature set behind "avx512" for all of model/ (these kernels, the
+ * head's top-k and expf, the profile's log2 and membership test): AVX-512
+ * F/DQ/BW/VL with AVX2, FMA and POPCNT (every AVX-512 CPU since Skylake-SP
+ * has them all). */
 static int cpu_has512(void) {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("avx2") &&
+         __builtin_cpu_supports("fma");
 }
 static int cpu_has2(void) {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -1015,6 +1020,13 @@ static inline const kern_set_t *K_(void) {
 }
 
 const char *kern_name(void) { return K_()->name; }
+
+int kern_cpu_avx512(void) {
+  K_();
+  return cpu_has512();
+}
+
+int kern_avx512(void) { return K_()->avx512; }
 
 int kern_select(const char *name) {
   K_();

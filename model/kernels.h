@@ -1,6 +1,8 @@
 /* Private compute kernels of model/: a batch-invariant small GEMM against
  * packed weights, and vectorised activations. Chosen once per process by CPU
- * (AVX-512F, AVX2+FMA, or portable C); IX_KERNEL=scalar|avx2|avx512 forces
+ * (the AVX-512 feature set of kern_cpu_avx512(), AVX2+FMA, or portable C);
+ * this is model/'s only CPU dispatch (head.c and profile.c ask kern_avx512()).
+ * IX_KERNEL=scalar|avx2|avx512 forces
  * one (tests compare them); IX_KERNEL=avx512-emul is avx512 without the
  * AVX512_BF16 instructions (same bits; what a CPU without them runs).
  *
@@ -135,6 +137,16 @@ void kern_wbp_free(kern_wbp_t *w);
  * (columns N..Np get the zero weights' sums). */
 void kern_gemm_bf16p(const kern_wbp_t *w, size_t n, const uint16_t *A, size_t lda, float *C,
                      size_t ldc);
+
+/* 1 when this CPU has the feature set every AVX-512 path of model/ needs
+ * (AVX-512 F/DQ/BW/VL, AVX2, FMA, POPCNT), whatever IX_KERNEL says. For
+ * probes that check a vector routine's bits once. */
+int kern_cpu_avx512(void);
+
+/* 1 when the chosen kernel set (CPU, IX_KERNEL, kern_select) is avx512 or
+ * avx512-emul: the head's and the profile's AVX-512 paths run only then, so
+ * IX_KERNEL governs all of model/ (they give the same bits either way). */
+int kern_avx512(void);
 
 /* 1 when the avx512 set uses the vdpbf16ps/vcvtneps2bf16 instructions
  * (AVX512_BF16), 0 when it emulates them (same bits). */

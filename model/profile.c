@@ -10,6 +10,8 @@
 #define PROFILE_X86 1
 #endif
 
+#include "model/kernels.h"
+
 void profile_decay(arch_state_t *s, int64_t ts_ms, float half_life_s) {
   if (s->n_profile == 0 || ts_ms <= s->profile_ts_ms || !(half_life_s > 0.0f)) {
     if (ts_ms > s->profile_ts_ms || s->n_profile == 0) s->profile_ts_ms = ts_ms;
@@ -178,8 +180,7 @@ T512P static int log2_x32(const double *x, double *y) {
 static int log2_ok;
 static pthread_once_t log2_once = PTHREAD_ONCE_INIT;
 static void log2_probe(void) {
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) return;
+  if (!kern_cpu_avx512()) return;
   /* the JS arguments 2x/(x+y) lie in (0, 2]: uniform, near 1, near 0 */
   uint64_t u = 0x9e3779b97f4a7c15ull;
   for (int t = 0; t < 2048; t++) {
@@ -205,9 +206,10 @@ float profile_js(size_t n, const float *pnext, const float *plong) {
   size_t j = 0;
 #if PROFILE_X86
   pthread_once(&log2_once, log2_probe);
+  int fast = log2_ok && kern_avx512();
   /* 16 slots at a time: the 32 logarithms in one vector pass, then the same
    * sums in the same order as the loop below */
-  while (log2_ok && j < n) {
+  while (fast && j < n) {
     size_t m = n - j < 16 ? n - j : 16;
     double pv[16], qv[16], arg[32], lg[32];
     for (size_t l = 0; l < 16; l++) {
@@ -257,12 +259,6 @@ __attribute__((target("avx512f"))) static inline int in_ids_avx512(const uint64_
   __m512i v = _mm512_set1_epi64((long long)c);
   return (_mm512_cmpeq_epi64_mask(_mm512_loadu_si512((const void *)pc), v) |
           _mm512_cmpeq_epi64_mask(_mm512_loadu_si512((const void *)(pc + 8)), v)) != 0;
-}
-static int (*in_ids)(const uint64_t *, uint64_t) = in_ids_scalar;
-static pthread_once_t in_ids_once = PTHREAD_ONCE_INIT;
-static void in_ids_choose(void) {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) in_ids = in_ids_avx512;
 }
 #endif
 
@@ -321,8 +317,7 @@ size_t profile_rising(const arch_state_t *s, const float *plong, const float *pn
                       size_t n_cand, const uint64_t *cand_cat, const float *cand_p,
                       size_t k, uint64_t *out_cat, float *out_diff) {
 #if PROFILE_X86
-  pthread_once(&in_ids_once, in_ids_choose);
-  if (in_ids == in_ids_avx512)
+  if (kern_avx512())
     return rising_avx512(s, plong, pnext_prof, n_cand, cand_cat, cand_p, k, out_cat, out_diff);
 #endif
   return rising_impl(s, plong, pnext_prof, n_cand, cand_cat, cand_p, k, out_cat, out_diff,

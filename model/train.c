@@ -12,6 +12,7 @@
 #include <time.h>
 #undef I
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/hash.h"
 #include "model/head.h"
@@ -46,12 +47,6 @@ void train_result_free(train_result_t *res) {
 static int fail(char *errstr, size_t errstr_size, int code, const char *msg) {
   if (errstr && errstr_size) snprintf(errstr, errstr_size, "%s", msg);
   return code;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ------------------------------------------------------------------ rng */
@@ -596,11 +591,11 @@ int train_run(const train_opts_t *o, const event_t *events, size_t n, train_resu
   res->half_life_s = t->half_life_s;
   res->train_events = t->n_ev;
   res->train_targets = t->n_ev - t->n_users;
-  double t0 = now_s(), best_metric = -INFINITY;
+  double t0 = ix_mono_s(), best_metric = -INFINITY;
   float lr = o->lr;
   uint32_t bad = 0;
   for (uint32_t ep = 1; ep <= o->max_epochs; ep++) {
-    double te = now_s(), loss_sum = 0;
+    double te = ix_mono_s(), loss_sum = 0;
     uint64_t targets = 0;
     epoch_begin(t);
     for (;;) {
@@ -616,7 +611,7 @@ int train_run(const train_opts_t *o, const event_t *events, size_t n, train_resu
     train_epoch_t *c = &res->curve[res->n_epochs++];
     c->epoch = ep;
     c->train_loss = targets ? loss_sum / (double)targets : NAN;
-    c->events_per_s = (double)t->n_ev / (now_s() - te);
+    c->events_per_s = (double)t->n_ev / (ix_mono_s() - te);
     c->dev_metric = c->dev_nll = NAN;
     int improved = 1;
     if (o->dev_eval) {
@@ -636,7 +631,7 @@ int train_run(const train_opts_t *o, const event_t *events, size_t n, train_resu
       bad++;
       lr *= o->lr_decay;
     }
-    c->seconds = now_s() - t0;
+    c->seconds = ix_mono_s() - t0;
     if (o->progress) {
       char el[32], left[32];
       fmt_dur(el, sizeof el, c->seconds);
@@ -656,7 +651,7 @@ int train_run(const train_opts_t *o, const event_t *events, size_t n, train_resu
   }
   res->params = best;
   best = NULL;
-  res->seconds = now_s() - t0;
+  res->seconds = ix_mono_s() - t0;
   rc = 0;
 out:
   free(best);

@@ -8,16 +8,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "stream/kafkaconf.h"
 #include "stream/recfile.h"
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Fills *nparts with the topic's partition count. */
 static int topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *nparts, char *errstr,
@@ -115,11 +110,11 @@ int recorder_run(const recorder_opts_t *opts, recorder_stats_t *stats, char *err
     goto out;
   }
 
-  int64_t last_activity = mono_ms();
+  int64_t last_activity = (int64_t)ix_mono_ms();
   for (;;) {
     if (opts->max_count && stats->records >= opts->max_count) break;
     if (opts->until_end && remaining == 0) break;
-    if (opts->timeout_ms > 0 && mono_ms() - last_activity > opts->timeout_ms) {
+    if (opts->timeout_ms > 0 && (int64_t)ix_mono_ms() - last_activity > opts->timeout_ms) {
       if (opts->until_end) {
         snprintf(errstr, errstr_size, "no data for %d ms before reaching the end offsets",
                  opts->timeout_ms);
@@ -129,7 +124,7 @@ int recorder_run(const recorder_opts_t *opts, recorder_stats_t *stats, char *err
     }
     rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 200);
     if (!msg) continue;
-    last_activity = mono_ms();
+    last_activity = (int64_t)ix_mono_ms();
     int32_t p = msg->partition;
     if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       if (opts->until_end && p >= 0 && p < nparts && !done[p] && msg->offset >= high[p]) {

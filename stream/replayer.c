@@ -7,16 +7,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "stream/kafkaconf.h"
 #include "stream/recfile.h"
-
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
   replayer_stats_t *stats = opaque;
@@ -30,7 +25,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
 }
 
 static void sleep_until(double when) {
-  double now = mono_s();
+  double now = ix_mono_s();
   if (when <= now) return;
   double d = when - now;
   struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
@@ -79,7 +74,7 @@ int replayer_run(const replayer_opts_t *opts, replayer_stats_t *stats, char *err
   int32_t nparts = md->topics[0].partition_cnt;
   rd_kafka_metadata_destroy(md);
 
-  double start = mono_s();
+  double start = ix_mono_s();
   int64_t first_ts = 0;
   int have_first = 0;
   rec_t rec;
@@ -136,7 +131,7 @@ int replayer_run(const replayer_opts_t *opts, replayer_stats_t *stats, char *err
 
 flush:
   for (int tries = 0; rd_kafka_outq_len(rk) > 0 && tries < 600; tries++) rd_kafka_flush(rk, 100);
-  stats->seconds = mono_s() - start;
+  stats->seconds = ix_mono_s() - start;
   if (!rc && stats->delivered != stats->records) {
     snprintf(errstr, errstr_size, "%llu of %llu records were not delivered",
              (unsigned long long)(stats->records - stats->delivered),

@@ -238,8 +238,8 @@ static void test_metrics_daemon_set_has_every_documented_metric(void **state) {
   metrics_buf_t buf = {0};
   assert_int_equal(metrics_new(&reg), 0);
   assert_int_equal(metrics_daemon_register(reg, "9.8.7", &md), 0);
-  metrics_counter_inc(md.events_rejected[metrics_reject_index(IX_ETOOBIG)]);
-  metrics_counter_inc(md.events_rejected[metrics_reject_index(IX_EIO)]);
+  metrics_counter_inc(md.events_rejected[ix_reject_index(IX_ETOOBIG)]);
+  metrics_counter_inc(md.events_rejected[ix_reject_index(IX_EIO)]);
   metrics_gauge_t *lag3 = metrics_daemon_lag(&md, 3);
   assert_non_null(lag3);
   assert_ptr_equal(metrics_daemon_lag(&md, 3), lag3);
@@ -283,13 +283,26 @@ static void test_metrics_daemon_set_has_every_documented_metric(void **state) {
   /* age was reset by the successful checkpoint just now */
   assert_true(metrics_gauge_get(md.checkpoint_age_seconds) >= 0);
   assert_true(metrics_gauge_get(md.checkpoint_age_seconds) < 5);
-  assert_string_equal(metrics_reject_reason(IX_ENOTMAP), "not_map");
-  assert_string_equal(metrics_reject_reason(IX_EMISSING), "missing_field");
-  assert_string_equal(metrics_reject_reason(IX_ETYPE), "wrong_type");
-  assert_string_equal(metrics_reject_reason(IX_ERANGE), "out_of_range");
-  assert_string_equal(metrics_reject_reason(IX_ETRUNC), "truncated");
-  assert_string_equal(metrics_reject_reason(0), "other");
-  assert_string_equal(metrics_reject_reason_name(99), "other");
+  assert_string_equal(ix_reject_reason(IX_ENOTMAP), "not_map");
+  assert_string_equal(ix_reject_reason(IX_EMISSING), "missing_field");
+  assert_string_equal(ix_reject_reason(IX_ETYPE), "wrong_type");
+  assert_string_equal(ix_reject_reason(IX_ERANGE), "out_of_range");
+  assert_string_equal(ix_reject_reason(IX_ETRUNC), "truncated");
+  assert_string_equal(ix_reject_reason(0), "other");
+  assert_string_equal(ix_reject_label(99), "other");
+  /* the label values in the order dashboards and earlier scrapes saw them */
+  static const char *const order[] = {"other", "not_map", "truncated", "too_big",
+                                      "missing_field", "wrong_type", "out_of_range",
+                                      "malformed"};
+  assert_int_equal(IX_REJECT_REASONS, sizeof order / sizeof order[0]);
+  const char *at = buf.data;
+  for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+    char line[96];
+    snprintf(line, sizeof line, "interestd_events_rejected_total{reason=\"%s\"}", order[i]);
+    const char *next = strstr(at, line);
+    if (!next) fail_msg("%s missing or out of order in\n%s", line, buf.data);
+    at = next;
+  }
   /* no label value looks like a user id: every label is one of a fixed set */
   assert_null(strstr(buf.data, "user=\""));
   assert_null(strstr(buf.data, "user_id"));

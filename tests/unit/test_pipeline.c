@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/reject.h"
 #include "daemon/pipeline.h"
 #include "model/arch.h"
 #include "model/model.h"
@@ -186,7 +187,7 @@ static void test_pipeline_rejects_bad_messages_with_reasons(void **unused) {
   assert_int_equal(res.preds[1].n_events, 2);
   assert_int_equal(res.n_rejects, 2);
   assert_int_equal(res.rejects[0].src, 1);
-  assert_string_equal(pipeline_reject_reason(res.rejects[0].err), "not_map");
+  assert_string_equal(ix_reject_reason(res.rejects[0].err), "not_map");
   assert_int_equal(res.rejects[1].src, 2);
   assert_true(res.rejects[1].err < 0);
   assert_true(strlen(res.rejects[0].reason) > 0);
