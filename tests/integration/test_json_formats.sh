@@ -11,7 +11,11 @@
 #   - the 3 bad messages are in the dead-letter topic with reasons naming the
 #     shop's fields, and counted in interestd_events_rejected_total;
 #   - kcat and a Python consumer using only the json module (confluent-kafka
-#     for the transport) read the JSON predictions.
+#     for the transport) read the JSON predictions; every one is valid
+#     against docs/prediction.schema.json (a small checker of the keywords the
+#     schema uses: no jsonschema package here);
+#   - interestctl record keeps the JSON topic; train and eval read it with
+#     --input-config / --input.
 set -euo pipefail
 . "$IX_SOURCE_DIR/tests/integration/lib.sh"
 N=3000
@@ -169,6 +173,34 @@ assert not diff, ("online JSON != offline JSON", len(diff), online[min(diff)], o
 diff = [s for s in off_json if off_json[s] != off_mp[s]]
 assert not diff, ("JSON path != msgpack path", len(diff), off_json[min(diff)], off_mp[min(diff)])
 print(f"{n_valid} JSON predictions: online == offline JSON == offline msgpack (all 11 fields, floats as float32)")
+
+# every online prediction against docs/prediction.schema.json (the keywords it uses)
+import os, re
+schema = json.load(open(os.environ["IX_SOURCE_DIR"] + "/docs/prediction.schema.json"))
+def check(v, sc, where):
+    if "$ref" in sc:
+        sc = schema["$defs"][sc["$ref"].split("/")[-1]]
+    t = sc.get("type")
+    ok = {"object": isinstance(v, dict), "array": isinstance(v, list), "string": isinstance(v, str),
+          "integer": isinstance(v, int) and not isinstance(v, bool),
+          "number": isinstance(v, (int, float)) and not isinstance(v, bool)}.get(t, True)
+    assert ok, (where, "type", t, v)
+    if "pattern" in sc: assert re.search(sc["pattern"], v), (where, v)
+    if "minimum" in sc: assert v >= sc["minimum"], (where, v)
+    if "maximum" in sc: assert v <= sc["maximum"], (where, v)
+    if "exclusiveMinimum" in sc: assert v > sc["exclusiveMinimum"], (where, v)
+    if "maxItems" in sc: assert len(v) <= sc["maxItems"], (where, len(v))
+    if t == "object":
+        for k in sc.get("required", []): assert k in v, (where, "missing", k)
+        if sc.get("additionalProperties") is False:
+            assert set(v) <= set(sc["properties"]), (where, set(v) - set(sc["properties"]))
+        for k, sub in sc.get("properties", {}).items():
+            if k in v: check(v[k], sub, f"{where}.{k}")
+    if t == "array" and "items" in sc:
+        for i, x in enumerate(v): check(x, sc["items"], f"{where}[{i}]")
+for _, _, _, _, value in ixrec.read_records(f"{T}/online.rec"):
+    check(json.loads(value), schema, "prediction")
+print(f"{len(online)} JSON predictions valid against docs/prediction.schema.json")
 
 dlq = [(v, ) for _, _, _, _, v in ixrec.read_records(f"{T}/dlq.rec")]
 assert len(dlq) == 3, len(dlq)
