@@ -210,7 +210,9 @@ n, users = map(int, open(f"{T}/py.out").read().split())
 assert n == 50 and users > 1, (n, users)
 print("kcat read 20 JSON predictions; a json-module Python consumer read 50")
 EOF
-# train and eval read the JSON events through the same [input] section
+# cat, train and eval read the JSON events through the same [input] section
+cmp -s <("$CTL" cat --input-config "$T/json.conf" "$T/json_good.rec") <("$CTL" cat "$T/mp.rec") ||
+  fail "cat --input-config of the JSON events differs from cat of the msgpack events"
 "$CTL" eval --events "$T/json_good.rec" --input-config "$T/json.conf" --model "$MODEL" --no-baselines \
     > "$T/eval_json.out" 2>/dev/null || fail "eval --input-config on the JSON events"
 "$CTL" eval --events "$T/mp.rec" --model "$MODEL" --no-baselines > "$T/eval_mp.out" 2>/dev/null ||
@@ -222,7 +224,7 @@ EOF
     --input action_field=event_type --input time_field=event_time --input time_format=iso8601 \
     --out "$T/json.ixm" --epochs 1 --hidden 16 --vocab 100 > "$T/train.out" 2>&1 ||
   { tail -3 "$T/train.out"; fail "train --input on the JSON events"; }
-echo "record keeps the JSON topic; eval --input-config == eval of the msgpack events; train --input runs"
+echo "record keeps the JSON topic; cat and eval --input-config == the msgpack events; train --input runs"
 grep -q "field 'properties.category_id' (category id) is missing" "$T/d.log" || fail "no reason naming properties.category_id"
 grep -q "field 'context.user.id' (user id) is negative" "$T/d.log" || fail "no reason naming context.user.id"
 grep -q "not valid JSON" "$T/d.log" || fail "no reason for the broken JSON"
