@@ -327,6 +327,7 @@ int ctl_replay_offline(int argc, char **argv) {
     fprintf(stderr, "interestctl replay: model %s: %s\n", model_path, errstr);
     goto out;
   }
+  model_set_next_count(model, cfg->output.next_categories);
   store_opts_t so = {.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
                      .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
   rc = pipeline_new(model, &so, &cfg->emit, &pipe);

@@ -1039,6 +1039,7 @@ int daemon_reload(daemon_t *d) {
               why);
     goto out;
   }
+  model_set_next_count(m, d->cfg->output.next_categories); /* [output] keeps its running value */
   uint32_t old_fp = pipeline_fingerprint(d->pipe);
   if (d->ckpt && (model_fingerprint(m) != old_fp ||
                   model_state_size(m) != model_state_size(d->model))) {
@@ -1237,6 +1238,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     snprintf(errstr, errstr_size, "%s", why);
     goto err;
   }
+  model_set_next_count(d->model, cfg->output.next_categories);
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
   store_opts_t so = {.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
                      .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};

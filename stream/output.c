@@ -12,7 +12,7 @@
 
 void output_opts_init(output_opts_t *o) {
   o->format = OUTPUT_MSGPACK;
-  o->categories = PRED_TOPK;
+  o->next_categories = PRED_TOPK;
 }
 
 int output_opts_set(output_opts_t *o, const char *key, const char *value, char *why,
@@ -23,37 +23,33 @@ int output_opts_set(output_opts_t *o, const char *key, const char *value, char *
     else return ix_fail(IX_ECONFIG, why, why_size, "output.format must be msgpack or json, not '%s'", value);
     return 0;
   }
-  if (strcmp(key, "categories") == 0) {
+  if (strcmp(key, "next_categories") == 0) {
     char *end;
     unsigned long v = strtoul(value, &end, 10);
-    if (!*value || *end || value[0] == '-' || v < 1 || v > PRED_TOPK)
-      return ix_fail(IX_ECONFIG, why, why_size, "output.categories must be between 1 and %d, not '%s'",
-                     PRED_TOPK, value);
-    o->categories = (uint32_t)v;
+    if (!*value || *end || value[0] == '-' || v < 1 || v > PRED_MAX_NEXT)
+      return ix_fail(IX_ECONFIG, why, why_size,
+                     "output.next_categories must be between 1 and %d, not '%s'", PRED_MAX_NEXT, value);
+    o->next_categories = (uint32_t)v;
     return 0;
   }
   return ix_fail(IX_ECONFIG, why, why_size, "unknown key '%s' in section [output]", key);
 }
 
 void output_opts_print(const output_opts_t *o, FILE *f) {
-  fprintf(f, "format = %s\ncategories = %u\n", o->format == OUTPUT_JSON ? "json" : "msgpack",
-          o->categories);
+  fprintf(f, "format = %s\nnext_categories = %u\n", o->format == OUTPUT_JSON ? "json" : "msgpack",
+          o->next_categories);
 }
 
 int output_encode(const output_opts_t *o, const prediction_t *pred, codec_buf_t *buf) {
   if (!o) return codec_encode_prediction(pred, buf);
-  if (o->format == OUTPUT_JSON) return output_encode_json(pred, o->categories, buf);
-  if (pred->n_next <= o->categories && pred->n_long <= o->categories &&
-      pred->n_rising <= o->categories)
-    return codec_encode_prediction(pred, buf);
+  if (o->format == OUTPUT_JSON) return output_encode_json(pred, o->next_categories, buf);
+  if (pred->n_next <= o->next_categories) return codec_encode_prediction(pred, buf);
   prediction_t cut = *pred;
-  if (cut.n_next > o->categories) cut.n_next = o->categories;
-  if (cut.n_long > o->categories) cut.n_long = o->categories;
-  if (cut.n_rising > o->categories) cut.n_rising = o->categories;
+  cut.n_next = o->next_categories;
   return codec_encode_prediction(&cut, buf);
 }
 
-/* 11 fixed parts (< 300 bytes) + 3 lists of 10 pairs (< 70 bytes each). */
+/* 11 fixed parts (< 300 bytes) + 40 pairs (< 70 bytes each). */
 #define JSON_MAX_BYTES 4096
 
 /* 10^k for k in [-31, 54]: every exponent put_float() asks for. */
@@ -160,7 +156,7 @@ static char *put_cats(char *o, const char *head, const char *value_name, const p
 }
 
 int output_encode_json(const prediction_t *pred, uint32_t k, codec_buf_t *buf) {
-  if (!pred || !buf || pred->n_next > PRED_TOPK || pred->n_long > PRED_TOPK ||
+  if (!pred || !buf || pred->n_next > PRED_MAX_NEXT || pred->n_long > PRED_TOPK ||
       pred->n_rising > PRED_TOPK)
     return IX_EINVAL;
   buf->len = 0;
@@ -188,9 +184,8 @@ int output_encode_json(const prediction_t *pred, uint32_t k, codec_buf_t *buf) {
   o = put_lit(o, ",\"shift_probability\":");
   o = put_float(o, pred->shift_prob);
   o = put_cats(o, ",\"next\":[", "\",\"p\":", pred->next, pred->n_next < k ? pred->n_next : k);
-  o = put_cats(o, ",\"long_term\":[", "\",\"p\":", pred->longterm, pred->n_long < k ? pred->n_long : k);
-  o = put_cats(o, ",\"rising\":[", "\",\"delta\":", pred->rising,
-               pred->n_rising < k ? pred->n_rising : k);
+  o = put_cats(o, ",\"long_term\":[", "\",\"p\":", pred->longterm, pred->n_long);
+  o = put_cats(o, ",\"rising\":[", "\",\"delta\":", pred->rising, pred->n_rising);
   *o++ = '}';
   buf->len = (size_t)(o - buf->data);
   return 0;

@@ -1,7 +1,7 @@
 /* Output formats: how a prediction_t becomes the bytes of a prediction
  * message. msgpack (stream/codec.h, the default) or JSON with readable names
  * (docs/FORMATS.md "JSON predictions", schema in docs/prediction.schema.json),
- * each list cut to the configured number of categories. */
+ * next cut to the configured number of categories. */
 #ifndef IX_STREAM_OUTPUT_H
 #define IX_STREAM_OUTPUT_H
 
@@ -17,11 +17,13 @@ typedef enum { OUTPUT_MSGPACK = 0, OUTPUT_JSON = 1 } output_format_t;
 /* [output] settings. */
 typedef struct {
   output_format_t format;
-  uint32_t categories; /* pairs per list (next, long_term, rising), 1..PRED_TOPK; default PRED_TOPK */
+  uint32_t next_categories; /* next pairs per prediction, 1..PRED_MAX_NEXT; default PRED_TOPK.
+                               The model makes them (model_set_next_count()); the
+                               encoders cut n_next to this too */
 } output_opts_t;
 
 void output_opts_init(output_opts_t *o);
-/* Sets one [output] key: format (msgpack | json), categories. Returns 0 or
+/* Sets one [output] key: format (msgpack | json), next_categories. Returns 0 or
  * IX_ECONFIG with why naming the key. */
 int output_opts_set(output_opts_t *o, const char *key, const char *value, char *why,
                     size_t why_size);
@@ -33,7 +35,7 @@ int output_encode(const output_opts_t *o, const prediction_t *pred, codec_buf_t 
 
 /* The JSON prediction: one object, ids as decimal strings (exact in every
  * language; 64-bit ids do not fit a JSON double), floats with 9 significant
- * digits (float32 round-trips), at most k pairs per list. */
+ * digits (float32 round-trips), at most k next pairs. */
 int output_encode_json(const prediction_t *pred, uint32_t k, codec_buf_t *buf);
 
 #endif

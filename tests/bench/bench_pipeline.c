@@ -103,8 +103,8 @@ int main(int argc, char **argv) {
     mbytes += recs[i].value_len;
   }
   input_t *shop = shop_input();
-  output_opts_t out_json = {.format = OUTPUT_JSON, .categories = PRED_TOPK};
-  output_opts_t out_mp = {.format = OUTPUT_MSGPACK, .categories = PRED_TOPK};
+  output_opts_t out_json = {.format = OUTPUT_JSON, .next_categories = PRED_TOPK};
+  output_opts_t out_mp = {.format = OUTPUT_MSGPACK, .next_categories = PRED_TOPK};
   if (fmt_both) {
     /* decoding alone, same events, alternating formats */
     double best[2] = {1e30, 1e30};

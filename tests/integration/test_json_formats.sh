@@ -3,7 +3,7 @@
 # 3,000 real Taobao events rewritten as shop-style JSON (non-default names,
 # nested paths, ISO-8601 times with +08:00, the shop's action names) plus 3 bad
 # messages. interestd with [input] format = json and a mapping, [output]
-# format = json answers; the test checks
+# format = json and next_categories = 20 answers; the test checks
 #   - one JSON prediction per valid event, equal to `interestctl replay
 #     --offline` of the same JSON record file (every field but emit_time_ms);
 #   - the same content as the msgpack path: offline replay of the msgpack
@@ -72,6 +72,7 @@ time_format = iso8601
 action_map = Product Viewed=view, Product Added=cart, Product Favorited=fav, Order Completed=buy
 [output]
 format = json
+next_categories = 20
 EOF
 ix_conf "$T/json.conf" json-formats < "$T/json.sections"
 "$D" -c "$T/json.conf" --check-config >/dev/null 2>&1 || fail "--check-config refused the JSON config"
@@ -124,6 +125,8 @@ grep -q "3 rejected" "$T/off.err" || fail "offline replay: $(cat "$T/off.err")"
 ix_conf "$T/mp.conf" json-formats-mp <<EOF
 [state]
 checkpoint_dir =
+[output]
+next_categories = 20
 EOF
 "$CTL" replay --offline --input "$T/mp.rec" --output "$T/off_mp.rec" -c "$T/mp.conf" 2> "$T/offmp.err" ||
   { cat "$T/offmp.err"; fail "offline replay (msgpack)"; }
@@ -178,6 +181,8 @@ print(f"{n_valid} JSON predictions: online == offline JSON == offline msgpack (a
 import os, re
 schema = json.load(open(os.environ["IX_SOURCE_DIR"] + "/docs/prediction.schema.json"))
 def check(v, sc, where):
+    for sub in sc.get("allOf", []):
+        check(v, sub, where)
     if "$ref" in sc:
         sc = schema["$defs"][sc["$ref"].split("/")[-1]]
     t = sc.get("type")
@@ -200,7 +205,9 @@ def check(v, sc, where):
         for i, x in enumerate(v): check(x, sc["items"], f"{where}[{i}]")
 for _, _, _, _, value in ixrec.read_records(f"{T}/online.rec"):
     check(json.loads(value), schema, "prediction")
-print(f"{len(online)} JSON predictions valid against docs/prediction.schema.json")
+n20 = sum(len(d["next"]) == 20 for d in online.values())
+assert n20 > len(online) // 2, ("next_categories = 20 not honoured", n20)
+print(f"{len(online)} JSON predictions valid against docs/prediction.schema.json ({n20} with 20 next categories)")
 
 dlq = [(v, ) for _, _, _, _, v in ixrec.read_records(f"{T}/dlq.rec")]
 assert len(dlq) == 3, len(dlq)

@@ -173,8 +173,8 @@ static void test_config_errors_name_file_line_and_reason(void **unused) {
   expect_error("[input]\nuser_from_key = maybe\n", "bad.conf:2:", "true or false");
   expect_error("[input]\nuser_path = x\n", "bad.conf:2:", "unknown key 'user_path' in section [input]");
   expect_error("[output]\nformat = avro\n", "bad.conf:2:", "output.format must be msgpack or json");
-  expect_error("[output]\ncategories = 0\n", "bad.conf:2:", "between 1 and 10");
-  expect_error("[output]\ncategories = 11\n", "bad.conf:2:", "between 1 and 10");
+  expect_error("[output]\nnext_categories = 0\n", "bad.conf:2:", "between 1 and 20");
+  expect_error("[output]\nnext_categories = 21\n", "bad.conf:2:", "between 1 and 20");
 }
 
 static void test_config_reads_input_mapping_and_output(void **unused) {
@@ -183,7 +183,7 @@ static void test_config_reads_input_mapping_and_output(void **unused) {
                                 "category_field = properties.category_id\nitem_field = properties.product_id\n"
                                 "action_field = event\ntime_field = timestamp\ntime_format = iso8601\n"
                                 "action_map = Product Viewed=view, Product Added = cart,Order Completed=buy\n"
-                                "[output]\nformat = json\ncategories = 5\n");
+                                "[output]\nformat = json\nnext_categories = 20\n");
   config_t *c = NULL;
   char err[512];
   assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
@@ -199,7 +199,7 @@ static void test_config_reads_input_mapping_and_output(void **unused) {
   assert_int_equal(c->input.actions[1].to, ACTION_CART);
   assert_int_equal(c->input.actions[2].to, ACTION_BUY);
   assert_int_equal(c->output.format, OUTPUT_JSON);
-  assert_int_equal(c->output.categories, 5);
+  assert_int_equal(c->output.next_categories, 20);
   config_destroy(c);
   /* defaults: msgpack both ways, every pair; overrides reach [input] */
   const char *ov[] = {"input.format=json", "input.user_from_key=true", "input.time_format=kafka"};
@@ -209,7 +209,7 @@ static void test_config_reads_input_mapping_and_output(void **unused) {
   assert_int_equal(c->input.time_format, TIMEFMT_KAFKA);
   assert_string_equal(c->input.field[INPUT_F_USER], "u");
   assert_int_equal(c->output.format, OUTPUT_MSGPACK);
-  assert_int_equal(c->output.categories, 10);
+  assert_int_equal(c->output.next_categories, 10);
   config_destroy(c);
 }
 

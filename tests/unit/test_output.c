@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <msgpack.h>
+
 #include "common/err.h"
 #include "stream/output.h"
 
@@ -72,13 +74,22 @@ static void test_json_prediction_carries_every_field(void **unused) {
   check_cats(json_object_get(o, "long_term"), p.longterm, p.n_long, "p");
   check_cats(json_object_get(o, "rising"), p.rising, p.n_rising, "delta");
   json_decref(o);
-  /* three categories per list */
-  output_opts_t oo = {.format = OUTPUT_JSON, .categories = 3};
+  /* three next categories; the other lists whole */
+  output_opts_t oo = {.format = OUTPUT_JSON, .next_categories = 3};
   assert_int_equal(output_encode(&oo, &p, &buf), 0);
   o = json_loadb(buf.data, buf.len, 0, &jerr);
   assert_non_null(o);
   assert_int_equal(json_array_size(json_object_get(o, "next")), 3);
   assert_int_equal(json_array_size(json_object_get(o, "long_term")), 2);
+  json_decref(o);
+  /* twenty next categories (the most) */
+  p.n_next = PRED_MAX_NEXT;
+  for (int i = 0; i < PRED_MAX_NEXT; i++) p.next[i] = (pred_cat_t){100u + (uint64_t)i, 0.01f * (float)(20 - i)};
+  oo.next_categories = PRED_MAX_NEXT;
+  assert_int_equal(output_encode(&oo, &p, &buf), 0);
+  o = json_loadb(buf.data, buf.len, 0, &jerr);
+  assert_non_null(o);
+  check_cats(json_object_get(o, "next"), p.next, PRED_MAX_NEXT, "p");
   json_decref(o);
   codec_buf_free(&buf);
 }
@@ -87,17 +98,30 @@ static void test_msgpack_output_is_the_codec_cut_to_the_categories(void **unused
   prediction_t p = sample(), back;
   codec_buf_t a = {0}, b = {0};
   char why[200];
-  output_opts_t all = {.format = OUTPUT_MSGPACK, .categories = PRED_TOPK};
+  output_opts_t all = {.format = OUTPUT_MSGPACK, .next_categories = PRED_TOPK};
   assert_int_equal(output_encode(&all, &p, &a), 0);
   assert_int_equal(codec_encode_prediction(&p, &b), 0);
   assert_int_equal(a.len, b.len);
   assert_memory_equal(a.data, b.data, a.len);
-  output_opts_t four = {.format = OUTPUT_MSGPACK, .categories = 4};
+  output_opts_t four = {.format = OUTPUT_MSGPACK, .next_categories = 4};
   assert_int_equal(output_encode(&four, &p, &a), 0);
   assert_int_equal(codec_decode_prediction(a.data, a.len, &back, why, sizeof why), 0);
   assert_int_equal(back.n_next, 4);
   assert_int_equal(back.n_long, 2);
   assert_int_equal(back.next[3].category_id, p.next[3].category_id);
+  /* 16..20 next pairs: a msgpack array16, read back whole */
+  p.n_next = PRED_MAX_NEXT;
+  for (int i = 0; i < PRED_MAX_NEXT; i++) p.next[i] = (pred_cat_t){7000u + (uint64_t)i, 0.5f / (float)(i + 1)};
+  output_opts_t twenty = {.format = OUTPUT_MSGPACK, .next_categories = PRED_MAX_NEXT};
+  assert_int_equal(output_encode(&twenty, &p, &a), 0);
+  assert_int_equal(codec_decode_prediction(a.data, a.len, &back, why, sizeof why), 0);
+  assert_int_equal(back.n_next, PRED_MAX_NEXT);
+  assert_memory_equal(back.next, p.next, PRED_MAX_NEXT * sizeof p.next[0]);
+  msgpack_unpacked mu;
+  msgpack_unpacked_init(&mu);
+  assert_int_equal(msgpack_unpack_next(&mu, a.data, a.len, NULL), MSGPACK_UNPACK_SUCCESS);
+  assert_int_equal(mu.data.via.map.ptr[8].val.via.array.size, PRED_MAX_NEXT); /* msgpack-c reads it */
+  msgpack_unpacked_destroy(&mu);
   codec_buf_free(&a);
   codec_buf_free(&b);
 }
