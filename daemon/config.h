@@ -9,26 +9,14 @@
 #include <stdint.h>
 
 #include "common/log.h"
+#include "core/emit.h"
 #include "stream/input.h"
 #include "stream/output.h"
-
-typedef enum {
-  EMIT_EVERY = 0,    /* one prediction per event */
-  EMIT_INTERVAL = 1, /* at most one prediction per user per interval_ms (event time) */
-  EMIT_CHANGE = 2,   /* when the top-N next categories change or the fluctuation moves */
-} emit_policy_t;
 
 typedef enum {
   MODEL_RELOAD_REFUSE = 0, /* SIGHUP with an incompatible model: keep the old one */
   MODEL_RELOAD_RESET = 1,  /* SIGHUP with an incompatible model: swap, drop all states */
 } model_reload_t;
-
-typedef struct {
-  emit_policy_t policy;
-  uint32_t interval_ms;        /* EMIT_INTERVAL */
-  float fluctuation_threshold; /* EMIT_CHANGE: |fluct - last emitted fluct| >= this */
-  uint32_t top_n_change;       /* EMIT_CHANGE: compare the top N next categories (1..10) */
-} emit_opts_t;
 
 typedef struct {
   char *path; /* the file loaded, or NULL for defaults only */

@@ -9,7 +9,7 @@ fail() { echo "FAIL: $*"; [ -f "$T/demo.out" ] && tail -20 "$T/demo.out"; exit 1
 timeout 120 "$D" --demo --json --events 5000 --rate 2500 --quiet > "$T/demo.out" 2>&1 &
 DAEMON=$!
 for _ in $(seq 100); do grep -q "embedded Kafka broker at" "$T/demo.out" 2>/dev/null && break; sleep 0.1; done
-B=$(grep -o 'embedded Kafka broker at [^ ]*' "$T/demo.out" | awk '{print $NF}')
+B=$(grep -o 'embedded Kafka broker at [^ ]*' "$T/demo.out" | awk '{print $NF}' || true)
 [ -n "$B" ] || fail "no broker address printed"
 timeout 60 kcat -C -b "$B" -t interests -o beginning -c 1 -q -f '%s\n' > "$T/one.json" 2> "$T/kcat.err" ||
   fail "kcat: $(cat "$T/kcat.err")"

@@ -12,7 +12,7 @@ set -euo pipefail
 . "$IX_SOURCE_DIR/tests/integration/lib.sh"
 fail() { echo "FAIL: $*"; exit 1; }
 
-head -n 20000 "$DATA" > "$T/taobao.csv"
+data_head 20000 > "$T/taobao.csv"
 $PY "$SRC/tests/py/to_shop_csv.py" "$T/taobao.csv" "$T/shop.csv"
 head -n 2 "$T/shop.csv"
 # the documented commands (docs/FORMATS.md, "Any CSV")
@@ -50,7 +50,7 @@ grep -q "299 of 1299 data lines are malformed" "$T/some.err" || fail "$(tail -1 
 echo "malformed imports: all-bad and over-share exit 1 with reasons counted"
 
 # eval on less than two local days: the dev window is named with its options
-awk -F, '$5>=1512230400 && $5<1512316800 { print; if (++n == 3000) exit }' "$DATA" > "$T/oneday.csv"
+awk -F, '$5>=1512230400 && $5<1512316800 ' <(gzip -dc "$DATA") | sed -n 1,3000p > "$T/oneday.csv"
 "$CTL" import --format taobao --input "$T/oneday.csv" --output "$T/oneday.rec" > /dev/null
 if "$CTL" eval --events "$T/oneday.rec" --model "$MODEL" --tz +08:00 > /dev/null 2> "$T/one.err"; then
   fail "eval with an empty dev window exited 0"

@@ -22,7 +22,7 @@ N=3000
 fail() { echo "FAIL: $*"; [ -f "$T/d.log" ] && tail -20 "$T/d.log"; exit 1; }
 command -v kcat >/dev/null || fail "kcat is not installed"
 
-head -n $N "$DATA" > "$T/slice.csv"
+data_head $N > "$T/slice.csv"
 "$CTL" import --format taobao --input "$T/slice.csv" --output "$T/mp.rec" --partitions 4 >/dev/null
 # the same records as shop JSON, same partitions, offsets, timestamps and keys
 $PY - "$T/mp.rec" "$T/json.rec" <<'EOF'
