@@ -199,9 +199,13 @@ struct ixd {
   size_t ck_n;
 };
 
-/* opaque: bit 63 dlq | bits 62..48 generation | 47..32 partition | 31..0 sequence */
+/* opaque: bit 63 dlq | bit 62 truncated dead-letter record | bits 61..48
+ * generation | 47..32 partition | 31..0 sequence */
+#define OPAQUE_DLQ (1ull << 63)
+#define OPAQUE_TRUNCATED (1ull << 62)
+#define OPAQUE_GEN_MASK 0x3fff
 static uint64_t make_opaque(int dlq, uint16_t gen, int32_t partition, uint32_t seq) {
-  return ((uint64_t)(dlq ? 1 : 0) << 63) | ((uint64_t)(gen & 0x7fff) << 48) |
+  return (dlq ? OPAQUE_DLQ : 0) | ((uint64_t)(gen & OPAQUE_GEN_MASK) << 48) |
          ((uint64_t)(uint16_t)partition << 32) | seq;
 }
 
@@ -363,6 +367,22 @@ static void backlog_append(daemon_t *d, backlog_t *b) {
 
 static void retry_cb(uv_timer_t *t);
 
+/* Whether a message that failed with fail is given up on (permanent_failure)
+ * rather than sent again. Predictions whose topic is missing or not writable
+ * are kept and retried: every prediction shares that fate, and once the
+ * operator fixes the topic or its ACL nothing is lost (consumption pauses
+ * meanwhile, visible in interestd_produce_failures_total). */
+static int gives_up(uint64_t opaque, producer_fail_t fail) {
+  if (fail == PRODUCER_FAIL_TRANSIENT) return 0;
+  if (opaque & OPAQUE_DLQ) return 1;
+  return fail != PRODUCER_FAIL_UNKNOWN_TOPIC && fail != PRODUCER_FAIL_NOT_AUTHORIZED;
+}
+
+static void fatal(daemon_t *d, int rc, const char *what);
+static int permanent_failure(daemon_t *d, uint64_t opaque, const void *key, size_t key_len,
+                             const void *value, size_t value_len, const producer_header_t *hdrs,
+                             size_t n_hdrs, producer_fail_t fail, const char *why);
+
 /* Sends what is due at the head of the backlog, in order. */
 static void backlog_retry(daemon_t *d) {
   int64_t now = (int64_t)ix_mono_ms();
@@ -376,17 +396,31 @@ static void backlog_retry(daemon_t *d) {
                            PRODUCER_PARTITION_ANY, b->key, b->key_len, b->value, b->value_len, 0,
                            b->headers, b->n_headers, b->opaque);
     if (rc == IX_EFULL) break; /* retried when delivery reports free room */
-    if (rc) {
-      /* a local refusal (e.g. too large): keep it, try again later, say so */
-      b->attempts++;
+    producer_fail_t fail = PRODUCER_FAIL_TRANSIENT;
+    const char *why = rc ? producer_refusal(&fail) : NULL;
+    if (rc) metrics_counter_inc(d->md.produce_failures[fail]);
+    if (rc && !gives_up(b->opaque, fail)) {
+      /* the output topic refused: keep it at the head, try again later */
+      if (b->attempts++ == 0) LOG_ERROR("daemon", "%s; retrying every %d ms", why, RETRY_MAX_MS);
       b->not_before_ms = now + RETRY_MAX_MS;
       uv_timer_start(&d->retry_timer, retry_cb, RETRY_MAX_MS, 0);
       break;
     }
-    d->outstanding++;
     d->bl_head = b->next;
     if (!d->bl_head) d->bl_tail = NULL;
     d->bl_len--;
+    if (rc == 0) {
+      d->outstanding++;
+    } else {
+      /* a permanent local refusal: never retried (it would block every
+       * message behind it for good) */
+      if (permanent_failure(d, b->opaque, b->key, b->key_len, b->value, b->value_len, b->headers,
+                            b->n_headers, fail, why)) {
+        backlog_free(b);
+        fatal(d, IX_ENOMEM, "queueing a truncated dead-letter record");
+        return;
+      }
+    }
     backlog_free(b);
   }
 }
@@ -397,12 +431,15 @@ static void retry_cb(uv_timer_t *t) {
   check_pressure(d);
 }
 
-/* Sends one message for entry (partition, seq) with timestamp ts_ms (0 =
- * now); 0 or IX_ENOMEM. On success the entry's pending count is incremented
- * by the caller. */
-static int send_msg(daemon_t *d, int dlq, uint64_t opaque, const void *key, size_t key_len,
+/* Sends one message for the in-flight entry named by opaque, whose pending
+ * count the caller has already incremented for it, with timestamp ts_ms
+ * (0 = now). Queued, kept in the backlog (behind older ones, or the local
+ * queue is full), or, on a permanent refusal, handed to permanent_failure().
+ * Returns 0 or IX_ENOMEM. */
+static int send_msg(daemon_t *d, uint64_t opaque, const void *key, size_t key_len,
                     const void *value, size_t value_len, const producer_header_t *hdrs,
                     size_t n_hdrs, int64_t ts_ms) {
+  int dlq = (opaque & OPAQUE_DLQ) != 0;
   if (!d->bl_head) {
     int rc = producer_send(d->producer, dlq ? d->dlq_topic : d->out_topic,
                            PRODUCER_PARTITION_ANY, key, key_len, value, value_len, ts_ms, hdrs,
@@ -411,7 +448,15 @@ static int send_msg(daemon_t *d, int dlq, uint64_t opaque, const void *key, size
       d->outstanding++;
       return 0;
     }
-    if (rc != IX_EFULL) LOG_WARN("daemon", "produce refused; will retry");
+    if (rc != IX_EFULL) {
+      producer_fail_t fail;
+      const char *why = producer_refusal(&fail);
+      metrics_counter_inc(d->md.produce_failures[fail]);
+      if (gives_up(opaque, fail))
+        return permanent_failure(d, opaque, key, key_len, value, value_len, hdrs, n_hdrs, fail,
+                                 why);
+      LOG_ERROR("daemon", "%s; retrying every %d ms", why, RETRY_MAX_MS);
+    }
   }
   backlog_t *b = backlog_new(opaque, dlq, key, key_len, value, value_len, hdrs, n_hdrs);
   if (!b) return IX_ENOMEM;
@@ -419,18 +464,85 @@ static int send_msg(daemon_t *d, int dlq, uint64_t opaque, const void *key, size
   return 0;
 }
 
+/* The in-flight entry opaque names, or NULL when its partition was revoked
+ * meanwhile (or it is complete). */
+static entry_t *entry_of(daemon_t *d, uint64_t opaque, part_t **ptp) {
+  uint16_t gen = (uint16_t)((opaque >> 48) & OPAQUE_GEN_MASK);
+  part_t *pt = part_get(d, (int32_t)((opaque >> 32) & 0xffff));
+  if (!pt || !pt->owned || (pt->gen & OPAQUE_GEN_MASK) != gen) return NULL;
+  entry_t *e = ring_find(pt, (uint32_t)opaque);
+  if (!e || e->pending == 0) return NULL;
+  *ptp = pt;
+  return e;
+}
+
+#define DLQ_KEEP_BYTES 1024 /* of the value and of the key, in a truncated dead-letter record */
+
+/* A message failed permanently (fail, why): sending it again would fail the
+ * same way, and keeping it would block every message behind it. A
+ * dead-letter record is sent again truncated: the first DLQ_KEEP_BYTES of
+ * key and value, the original reason and source headers, and an
+ * interestd-truncated header with the original sizes and the failure. A
+ * prediction, or a truncated record that fails too, is dropped: counted in
+ * interestd_messages_dropped_total{kind,reason}, logged once with its input
+ * partition and offset, and its input offset advances (the policy in
+ * docs/DAEMON.md). Returns 0 or IX_ENOMEM. */
+static int permanent_failure(daemon_t *d, uint64_t opaque, const void *key, size_t key_len,
+                             const void *value, size_t value_len, const producer_header_t *hdrs,
+                             size_t n_hdrs, producer_fail_t fail, const char *why) {
+  int dlq = (opaque & OPAQUE_DLQ) != 0;
+  int32_t partition = (int32_t)((opaque >> 32) & 0xffff);
+  part_t *pt = NULL;
+  entry_t *e = entry_of(d, opaque, &pt);
+  int64_t offset = e ? e->offset : -1;
+  if (dlq && !(opaque & OPAQUE_TRUNCATED)) {
+    producer_header_t h[PRODUCER_MAX_HEADERS];
+    size_t n = 0;
+    for (size_t i = 0; i < n_hdrs && n < PRODUCER_MAX_HEADERS - 1; i++)
+      if (strcmp(hdrs[i].name, "interestd-truncated") != 0) h[n++] = hdrs[i];
+    char note[400];
+    snprintf(note, sizeof note, "key %zu bytes, value %zu bytes, first %d kept; %s", key_len,
+             value_len, DLQ_KEEP_BYTES, why);
+    h[n++] = (producer_header_t){"interestd-truncated", note};
+    LOG_WARN("daemon", "dead-letter copy of input partition %d offset %" PRId64 " failed for good "
+             "(%s): sending it truncated to %d bytes", (int)partition, offset, why,
+             DLQ_KEEP_BYTES);
+    metrics_counter_inc(d->md.dead_letters_truncated);
+    d->st.dlq_truncated++;
+    return send_msg(d, opaque | OPAQUE_TRUNCATED, key,
+                    key_len < DLQ_KEEP_BYTES ? key_len : DLQ_KEEP_BYTES, value,
+                    value_len < DLQ_KEEP_BYTES ? value_len : DLQ_KEEP_BYTES, h, n, 0);
+  }
+  if (e && --e->pending == 0) pt->dirty = 1; /* the entry no longer waits for it */
+  metrics_counter_inc(d->md.messages_dropped[dlq][fail ? fail : PRODUCER_FAIL_OTHER]);
+  d->st.dropped++;
+  LOG_ERROR("daemon", "%s for input partition %d offset %" PRId64 " dropped after a permanent "
+            "failure (%s: %s); the input offset advances past it",
+            dlq ? "truncated dead-letter record" : "prediction", (int)partition, offset,
+            producer_fail_label(fail), why);
+  return 0;
+}
+
 /* ---------------------------------------------------------------- delivery */
 
 static void on_delivery(void *ctx, const producer_report_t *r) {
   daemon_t *d = ctx;
-  int dlq = (int)(r->opaque >> 63);
-  uint16_t gen = (uint16_t)((r->opaque >> 48) & 0x7fff);
+  int dlq = (r->opaque & OPAQUE_DLQ) != 0;
+  uint16_t gen = (uint16_t)((r->opaque >> 48) & OPAQUE_GEN_MASK);
   int32_t partition = (int32_t)((r->opaque >> 32) & 0xffff);
   uint32_t seq = (uint32_t)r->opaque;
   if (d->outstanding) d->outstanding--;
   if (r->err) {
     d->st.failed++;
     if (!dlq) metrics_counter_inc(d->md.predictions_failed);
+    metrics_counter_inc(d->md.produce_failures[r->fail]);
+    if (gives_up(r->opaque, r->fail)) {
+      if (permanent_failure(d, r->opaque, r->key, r->key_len, r->value, r->value_len, r->headers,
+                            r->n_headers, r->fail, r->errstr))
+        LOG_ERROR("daemon", "out of memory keeping a truncated dead-letter record; its input "
+                            "offset stays uncommitted and will be re-processed after a restart");
+      return;
+    }
     LOG_WARN("daemon", "%s for input partition %d could not be delivered (%s); sending again",
              dlq ? "dead-letter copy" : "prediction", (int)partition, r->errstr);
     backlog_t *b = backlog_new(r->opaque, dlq, r->key, r->key_len, r->value, r->value_len,
@@ -452,7 +564,7 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
     metrics_counter_inc(d->md.predictions_delivered);
   }
   part_t *pt = part_get(d, partition);
-  if (!pt || !pt->owned || (pt->gen & 0x7fff) != gen) return; /* revoked meanwhile */
+  if (!pt || !pt->owned || (pt->gen & OPAQUE_GEN_MASK) != gen) return; /* revoked meanwhile */
   entry_t *e = ring_find(pt, seq);
   if (!e || e->pending == 0) return;
   if (!dlq) {
@@ -583,12 +695,12 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
                                  {"interestd-error", rj->reason},
                                  {"interestd-source", src}};
     uint64_t op = make_opaque(1, pt->gen, r->partition, d->rec_seq[rj->src]);
-    if (send_msg(d, 1, op, r->key, r->key_len, r->value, r->value_len, hdrs, 3, 0)) {
+    ring_find(pt, d->rec_seq[rj->src])->pending++;
+    d->st.dlq_produced++;
+    if (send_msg(d, op, r->key, r->key_len, r->value, r->value_len, hdrs, 3, 0)) {
       fatal(d, IX_ENOMEM, "queueing a dead-letter message");
       return;
     }
-    ring_find(pt, d->rec_seq[rj->src])->pending++;
-    d->st.dlq_produced++;
   }
   /* one wall-clock reading for the batch's predictions, taken after the
    * model ran: librdkafka otherwise reads the clock for every message */
@@ -605,11 +717,11 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     char key[20];
     size_t klen = key_of(pred->user_id, key);
     uint64_t op = make_opaque(0, pt->gen, recs[i].partition, d->rec_seq[i]);
-    if (send_msg(d, 0, op, key, klen, d->enc.data, d->enc.len, NULL, 0, send_ms)) {
+    ring_find(pt, d->rec_seq[i])->pending++;
+    if (send_msg(d, op, key, klen, d->enc.data, d->enc.len, NULL, 0, send_ms)) {
       fatal(d, IX_ENOMEM, "queueing a prediction");
       return;
     }
-    ring_find(pt, d->rec_seq[i])->pending++;
     d->st.produced++;
     metrics_counter_inc(d->md.predictions_produced);
     if (d->on_prediction) d->on_prediction(d->ctx, pred);

@@ -46,6 +46,8 @@ typedef struct {
   uint64_t delivered;       /* predictions acknowledged */
   uint64_t failed;          /* delivery reports with an error (message re-sent) */
   uint64_t dlq_produced, dlq_delivered;
+  uint64_t dlq_truncated;   /* dead-letter records re-sent without their value (too large, ...) */
+  uint64_t dropped;         /* messages given up on after a permanent produce failure */
   uint64_t batches;
   uint64_t pauses;          /* times consumption was paused for backpressure */
   uint64_t users;           /* users in state now */
