@@ -167,6 +167,10 @@ int eval_sort_events(event_t *events, size_t n) {
   return 0;
 }
 
+int eval_user_held_out(uint64_t user_id, uint32_t pct, uint64_t seed) {
+  return ix_fmix64(user_id ^ ix_fmix64(seed + 1)) % 100u < pct;
+}
+
 /* Open-addressing map user id -> dense index. */
 typedef struct {
   uint64_t *key;
@@ -188,6 +192,8 @@ int eval_data_build(const event_t *events, size_t n, const eval_window_t *win,
                     eval_data_t *data) {
   memset(data, 0, sizeof *data);
   if (!events || n == 0 || !win || !(win->half_life_s > 0)) return IX_EINVAL;
+  if (win->users != EVAL_USERS_ALL && (win->holdout_pct == 0 || win->holdout_pct >= 100))
+    return IX_EINVAL;
   int rc = IX_ENOMEM;
   umap_t map = {0};
   uint32_t *count = NULL;
@@ -235,7 +241,10 @@ int eval_data_build(const event_t *events, size_t n, const eval_window_t *win,
     }
     uint32_t u = data->user[i];
     data->hist[i] = count[u];
-    if (count[u] > 0 && ev->ts_ms >= win->start_ms) {
+    int eligible = win->users == EVAL_USERS_ALL ||
+                   (win->users == EVAL_USERS_HELD_OUT) ==
+                       !!eval_user_held_out(ev->user_id, win->holdout_pct, win->holdout_seed);
+    if (count[u] > 0 && ev->ts_ms >= win->start_ms && eligible) {
       data->target[i] = 1;
       data->n_targets++;
       const arch_state_t *s = &prof[u];

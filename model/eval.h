@@ -66,10 +66,25 @@ void eval_acc_summary(const eval_acc_t *acc, eval_row_t *row);
 
 /* ---- The data: events in evaluation order, with targets and labels -------- */
 
+/* Which users' events may be targets (eval_window_t.users). */
+typedef enum {
+  EVAL_USERS_ALL = 0,  /* every user (the time split) */
+  EVAL_USERS_HELD_OUT, /* only users eval_user_held_out() selects (the user split) */
+  EVAL_USERS_TRAINING  /* only the others (what training and tuning may see) */
+} eval_users_t;
+
 typedef struct {
   int64_t start_ms, end_ms; /* target window [start, end); events at or after end are not fed */
   float half_life_s;        /* long-term profile half-life for the labels (model's default) */
+  eval_users_t users;       /* whose events are targets (every user is still fed) */
+  uint32_t holdout_pct;     /* the user split: percent of users held out (1..99) */
+  uint64_t holdout_seed;    /* and its seed */
 } eval_window_t;
+
+/* The user split, one rule for `interestctl train` and `eval`: user_id is
+ * held out when fmix64(user_id ^ fmix64(seed + 1)) % 100 < pct. Depends only
+ * on the id, so every tool and every file of the same users agrees. */
+int eval_user_held_out(uint64_t user_id, uint32_t pct, uint64_t seed);
 
 typedef struct {
   size_t n;           /* events, sorted by (time, input order) */

@@ -132,7 +132,7 @@ static void test_train_forward_equals_serving_path(void **unused) {
   assert_int_equal(model_from_params(&r.dims, r.half_life_s, r.vocab_ids, r.params, NULL, &m,
                                      err, sizeof err),
                    0);
-  eval_window_t w = {INT64_MIN, INT64_MAX, r.half_life_s};
+  eval_window_t w = {.start_ms = INT64_MIN, .end_ms = INT64_MAX, .half_life_s = r.half_life_s};
   eval_data_t d;
   assert_int_equal(eval_data_build(g_ev, g_n, &w, &d), 0);
   eval_row_t row;
