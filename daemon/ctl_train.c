@@ -11,6 +11,7 @@
 #include "daemon/ctl.h"
 #include "daemon/ctlevents.h"
 #include "daemon/ctlutil.h"
+#include "model/baselines.h"
 #include "model/eval.h"
 #include "model/model.h"
 #include "model/modelfile.h"
@@ -32,6 +33,10 @@ static void usage(FILE *out) {
           "  --holdout-users PCT  leave out every event of PCT%% of the users (the user\n"
           "                     split of `interestctl eval --split users`; same seed)\n"
           "  --holdout-seed N   seed of the user split (default 1)\n"
+          "  --no-experts       the v1 head (vocabulary/copy gate) instead of the mixture\n"
+          "                     of experts; with experts, their fixed constants (recency\n"
+          "                     beta, decay gamma and half-life) are tuned on the dev day\n"
+          "                     as `interestctl eval` tunes those baselines\n"
           "  --refit            after early stopping, retrain from scratch on train + dev\n"
           "                     (events before test start) for the best epoch count\n"
           "  --grad-dump PREFIX --grad-chunk N\n"
@@ -78,6 +83,7 @@ int ctl_train(int argc, char **argv) {
       {"curve", required_argument, 0, 'u'},     {"grad-dump", required_argument, 0, 'g'},
       {"grad-chunk", required_argument, 0, 'k'}, {"refit", no_argument, 0, 'R'},
       {"holdout-users", required_argument, 0, 'U'}, {"holdout-seed", required_argument, 0, 'S'},
+      {"no-experts", no_argument, 0, 'X'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   train_opts_t to;
@@ -101,6 +107,7 @@ int ctl_train(int argc, char **argv) {
     case 'u': curve_path = optarg; break;
     case 'g': dump = optarg; break;
     case 'R': refit = 1; break;
+    case 'X': to.dims.flags &= ~(uint32_t)ARCH_F_EXPERTS; break;
     case 'U': bad = ctlutil_parse_u64(optarg, &holdout_pct) < 0 || holdout_pct == 0 || holdout_pct > 99; break;
     case 'S': bad = ctlutil_parse_u64(optarg, &holdout_seed) < 0; break;
     case 'd':
@@ -194,6 +201,24 @@ int ctl_train(int argc, char **argv) {
   ctlev_fmt_time(win.test_start_ms, tz, b, sizeof b);
   fprintf(stderr, "train: %zu events; training on events before %s, early stopping on dev "
                   "(%zu targets, until %s)\n", n, a, dc.dev.n_targets, b);
+  if (to.dims.flags & ARCH_F_EXPERTS) {
+    /* the experts' constants: the recency and decay baselines' tuning on the
+     * dev day (the same grid and data as `interestctl eval`) */
+    bl_params_t pr, pd;
+    eval_row_t rr_, rd_;
+    if ((rc = bl_tune(BL_RECENCY, &dc.dev, &pr, &rr_)) < 0 ||
+        (rc = bl_tune(BL_DECAY, &dc.dev, &pd, &rd_)) < 0) {
+      fprintf(stderr, "interestctl train: tuning the expert constants failed: %s\n",
+              ix_strerror(rc));
+      goto out;
+    }
+    to.x_beta = pr.beta;
+    to.x_gamma = pd.gamma;
+    to.x_hl_s = pd.half_life_s;
+    fprintf(stderr, "train: experts: recency beta=%g (dev MRR@10 %.4f), decay gamma=%g "
+                    "half-life=%gs (dev MRR@10 %.4f)\n", (double)to.x_beta, rr_.mrr10,
+            (double)to.x_gamma, (double)to.x_hl_s, rd_.mrr10);
+  }
   to.progress = stderr;
   to.dev_eval = dev_eval;
   to.dev_ctx = &dc;
