@@ -9,24 +9,12 @@
 #include <stdint.h>
 
 #include "common/log.h"
-
-typedef enum {
-  EMIT_EVERY = 0,    /* one prediction per event */
-  EMIT_INTERVAL = 1, /* at most one prediction per user per interval_ms (event time) */
-  EMIT_CHANGE = 2,   /* when the top-N next categories change or the fluctuation moves */
-} emit_policy_t;
+#include "core/emit.h"
 
 typedef enum {
   MODEL_RELOAD_REFUSE = 0, /* SIGHUP with an incompatible model: keep the old one */
   MODEL_RELOAD_RESET = 1,  /* SIGHUP with an incompatible model: swap, drop all states */
 } model_reload_t;
-
-typedef struct {
-  emit_policy_t policy;
-  uint32_t interval_ms;        /* EMIT_INTERVAL */
-  float fluctuation_threshold; /* EMIT_CHANGE: |fluct - last emitted fluct| >= this */
-  uint32_t top_n_change;       /* EMIT_CHANGE: compare the top N next categories (1..10) */
-} emit_opts_t;
 
 typedef struct {
   char *path; /* the file loaded, or NULL for defaults only */
@@ -81,11 +69,23 @@ int config_check(const config_t *cfg, char *errstr, size_t errstr_size);
  * whose name contains "password" or "secret" are masked). */
 void config_print(const config_t *cfg, void *file /* FILE * */);
 
+/* The command line's configuration options, shared by interestd, interestctl
+ * demo and interestctl replay --offline: -c FILE and repeated --set S.K=V
+ * (strings borrowed from argv). Zero-initialise. */
+#define CONFIG_MAX_SETS 256
+typedef struct {
+  const char *path;
+  const char *sets[CONFIG_MAX_SETS];
+  size_t n_sets;
+} config_args_t;
+/* Takes option 'c' (path) or 's' (one more --set) with its argument. Returns
+ * 0, or 2 (a usage error's exit code) after printing "PROG: too many --set
+ * options" to stderr. */
+int config_args_take(config_args_t *args, int opt, const char *arg, const char *prog);
+
 /* The installed default config file (e.g. /etc/interestd/interestd.conf). */
 const char *config_default_path(void);
 
-/* "every" | "interval" | "change" -> policy; 0 or IX_EINVAL. */
-int config_parse_policy(const char *s, emit_policy_t *policy);
 const char *config_policy_name(emit_policy_t policy);
 
 #endif

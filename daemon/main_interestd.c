@@ -1,4 +1,6 @@
-/* interestd: the streaming daemon's entry point (options, then daemon/ or demo). */
+/* interestd: the streaming daemon's entry point (options, then daemon/).
+ * --demo hands over to interestctl demo: the production binary carries no
+ * mock broker, importer or demo. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,15 +11,13 @@
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
-#include "daemon/demo.h"
 
-#define MAX_SETS 256
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: interestd [-c FILE] [--set SECTION.KEY=VALUE]... [--log-level LEVEL]\n"
           "       interestd --check-config [-c FILE] [--set ...] [--print-config]\n"
-          "       interestd --demo [--rate N] [--loop] [--data CSV] [--events N] [--quiet]\n"
+          "       interestd --demo [OPTIONS]   (runs interestctl demo; see its --help)\n"
           "       interestd --version\n"
           "\n"
           "Consumes clickstream events from Kafka, keeps a per-user LSTM state and\n"
@@ -31,58 +31,66 @@ static void usage(FILE *out) {
           "                         (non-zero with the file, line and reason on error)\n"
           "      --print-config     with --check-config: print the effective configuration\n"
           "      --demo             run on an embedded broker with the bundled clickstream\n"
-          "      --rate N           demo: events per second fed (default %.0f; 0 = max)\n"
-          "      --loop             demo: replay the data until Ctrl-C\n"
-          "      --data CSV         demo: Taobao UserBehavior CSV to stream\n"
-          "      --events N         demo: stream only the first N events\n"
-          "      --quiet            demo: final summary only\n"
+          "                         (interestctl demo, with the other options passed on:\n"
+          "                         --rate N, --loop, --data CSV, --events N, --quiet)\n"
           "  -V, --version          print the version\n",
-          config_default_path(), DEMO_DEFAULT_RATE);
+          config_default_path());
+}
+
+/* interestd --demo: exec interestctl demo with the other arguments, from
+ * beside this binary (an installed package) or from the build tree. Returns
+ * only when neither can be run. */
+static int run_demo(int argc, char **argv) {
+  char **args = calloc((size_t)argc + 2, sizeof *args);
+  if (!args) {
+    fprintf(stderr, "interestd --demo: out of memory\n");
+    return 2;
+  }
+  size_t n = 0;
+  args[n++] = "interestctl";
+  args[n++] = "demo";
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--demo") != 0) args[n++] = argv[i];
+  args[n] = NULL;
+  char self[4096], beside[4096 + 16] = "(unknown)";
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len > 0) {
+    self[len] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash) *slash = '\0';
+    snprintf(beside, sizeof beside, "%s/interestctl", self);
+    execv(beside, args);
+  }
+  execv(INTERESTD_CTL_BUILD_PATH, args);
+  fprintf(stderr, "interestd --demo: the demo is `interestctl demo`; no interestctl at %s or %s "
+                  "(install interestctl, from the same package)\n", beside,
+          INTERESTD_CTL_BUILD_PATH);
+  free(args);
+  return 2;
 }
 
 int main(int argc, char **argv) {
-  const char *config_path = NULL, *log_level = NULL, *data = NULL;
-  const char *sets[MAX_SETS];
-  size_t n_sets = 0;
-  int check = 0, print = 0, demo = 0, loop = 0, quiet = 0;
-  double rate = DEMO_DEFAULT_RATE;
-  unsigned long max_events = 0;
-  enum { OPT_CHECK = 256, OPT_PRINT, OPT_DEMO, OPT_RATE, OPT_LOOP, OPT_DATA, OPT_EVENTS, OPT_QUIET };
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--demo") == 0) return run_demo(argc, argv);
+  config_args_t ca = {0};
+  const char *log_level = NULL;
+  int check = 0, print = 0;
+  enum { OPT_CHECK = 256, OPT_PRINT };
   static const struct option longopts[] = {
       {"config", required_argument, 0, 'c'},  {"set", required_argument, 0, 's'},
       {"log-level", required_argument, 0, 'l'}, {"check-config", no_argument, 0, OPT_CHECK},
-      {"print-config", no_argument, 0, OPT_PRINT}, {"demo", no_argument, 0, OPT_DEMO},
-      {"rate", required_argument, 0, OPT_RATE}, {"loop", no_argument, 0, OPT_LOOP},
-      {"data", required_argument, 0, OPT_DATA}, {"events", required_argument, 0, OPT_EVENTS},
-      {"quiet", no_argument, 0, OPT_QUIET},   {"version", no_argument, 0, 'V'},
+      {"print-config", no_argument, 0, OPT_PRINT}, {"version", no_argument, 0, 'V'},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "c:s:l:Vh", longopts, NULL)) != -1) {
-    char *end;
     switch (c) {
-    case 'c': config_path = optarg; break;
+    case 'c':
     case 's':
-      if (n_sets == MAX_SETS) {
-        fprintf(stderr, "interestd: too many --set options\n");
-        return 2;
-      }
-      sets[n_sets++] = optarg;
+      if (config_args_take(&ca, c, optarg, "interestd")) return 2;
       break;
     case 'l': log_level = optarg; break;
     case OPT_CHECK: check = 1; break;
     case OPT_PRINT: print = 1; break;
-    case OPT_DEMO: demo = 1; break;
-    case OPT_RATE:
-      rate = strtod(optarg, &end);
-      if (*end || rate < 0) {
-        fprintf(stderr, "interestd: --rate must be a number >= 0\n");
-        return 2;
-      }
-      break;
-    case OPT_LOOP: loop = 1; break;
-    case OPT_DATA: data = optarg; break;
-    case OPT_EVENTS: max_events = strtoul(optarg, NULL, 10); break;
-    case OPT_QUIET: quiet = 1; break;
     case 'V': printf("interestd %s\n", INTERESTD_VERSION); return 0;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -93,11 +101,11 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (!config_path && !demo && access(config_default_path(), R_OK) == 0)
-    config_path = config_default_path();
+  if (!ca.path && access(config_default_path(), R_OK) == 0)
+    ca.path = config_default_path();
   char errstr[1024];
   config_t *cfg = NULL;
-  int rc = config_load(config_path, sets, n_sets, &cfg, errstr, sizeof errstr);
+  int rc = config_load(ca.path, ca.sets, ca.n_sets, &cfg, errstr, sizeof errstr);
   if (rc) {
     fprintf(stderr, "interestd: %s\n", errstr);
     return check ? 1 : 2;
@@ -108,8 +116,6 @@ int main(int argc, char **argv) {
       config_destroy(cfg);
       return 2;
     }
-  } else if (demo) {
-    cfg->log.level = LOG_LVL_WARN; /* keep the demo's display readable */
   }
   log_set_level(cfg->log.level);
 
@@ -117,43 +123,15 @@ int main(int argc, char **argv) {
     rc = config_check(cfg, errstr, sizeof errstr);
     if (rc) fprintf(stderr, "interestd: %s\n", errstr);
     else fprintf(stderr, "interestd: configuration %s is valid\n",
-                 config_path ? config_path : "(defaults)");
+                 ca.path ? ca.path : "(defaults)");
     if (print) config_print(cfg, stdout);
     config_destroy(cfg);
     return rc ? 1 : 0;
   }
 
-  if (demo) {
-    int model_given = 0;
-    for (size_t i = 0; i < n_sets; i++)
-      if (strncmp(sets[i], "model.path=", 11) == 0) model_given = 1;
-    if (config_path) model_given = 1;
-    if (!config_path) {
-      /* demo defaults for the mock broker: short fetch waits, quick group joins */
-      const char *demo_sets[] = {"kafka.consumer.fetch.wait.max.ms=5",
-                                 "kafka.consumer.session.timeout.ms=6000",
-                                 "kafka.consumer.heartbeat.interval.ms=500",
-                                 "metrics.port=0"};
-      config_t *tmp = NULL;
-      const char *all[MAX_SETS + 4];
-      size_t n = 0;
-      for (size_t i = 0; i < 4; i++) all[n++] = demo_sets[i];
-      for (size_t i = 0; i < n_sets; i++) all[n++] = sets[i];
-      if (config_load(NULL, all, n, &tmp, errstr, sizeof errstr) == 0) {
-        tmp->log.level = cfg->log.level;
-        config_destroy(cfg);
-        cfg = tmp;
-      }
-    }
-    demo_opts_t dopts = {.cfg = cfg, .config_path = config_path, .overrides = sets,
-                         .n_overrides = n_sets, .model_given = model_given, .data = data,
-                         .rate = rate, .loop = loop, .max_events = max_events, .quiet = quiet};
-    return demo_run(&dopts);
-  }
-
   daemon_t *d = NULL;
-  daemon_opts_t dopts = {.cfg = cfg, .config_path = config_path, .overrides = sets,
-                         .n_overrides = n_sets, .handle_signals = 1, .ready_fd = -1};
+  daemon_opts_t dopts = {.cfg = cfg, .config_path = ca.path, .overrides = ca.sets,
+                         .n_overrides = ca.n_sets, .handle_signals = 1, .ready_fd = -1};
   rc = daemon_new(&dopts, &d, errstr, sizeof errstr);
   if (rc) {
     fprintf(stderr, "interestd: %s\n", errstr);

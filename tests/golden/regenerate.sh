@@ -9,7 +9,7 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$SRC/build/release}
-CTL=$BUILD/daemon/interestctl
+CTL=$BUILD/ctl/interestctl
 G=$SRC/tests/golden
 MODEL=$SRC/model/weights/taobao-h64.ixm
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT

@@ -26,12 +26,12 @@
 
 #include "common/err.h"
 #include "common/log.h"
-#include "daemon/pipeline.h"
+#include "core/pipeline.h"
+#include "ctl/importer.h"
 #include "model/arch.h"
 #include "model/model.h"
 #include "model/modelfile.h"
 #include "stream/codec.h"
-#include "stream/importer.h"
 #include "stream/mockbroker.h"
 #include "stream/producer.h"
 #include "stream/recfile.h"
@@ -156,8 +156,7 @@ static H_UNUSED h_msg_t *h_load_events(size_t n, int partitions) {
   const char *src = getenv("IX_SOURCE_DIR");
   H_CHECK(src, "IX_SOURCE_DIR is not set");
   char csv[1024];
-  snprintf(csv, sizeof csv, "%s/../shared/data/taobao_userbehavior_head100k/small_sample.csv",
-           src);
+  snprintf(csv, sizeof csv, "%s/data/taobao_userbehavior_head100k/small_sample.csv.gz", src);
   H_CHECK(access(csv, R_OK) == 0, "the bundled data set is missing: %s", csv);
   const char *rec = h_path("events.rec");
   importer_opts_t io = {.format = IMPORT_TAOBAO, .input = csv, .output = rec,

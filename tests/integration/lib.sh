@@ -2,10 +2,10 @@
 # (the caller defines fail()): paths, a scratch directory T removed at exit,
 # the embedded broker, a daemon config. At exit the processes whose pids are
 # in DAEMON and FEED are killed (-9) and the broker is stopped.
-CTL=$IX_BINARY_DIR/daemon/interestctl
+CTL=$IX_BINARY_DIR/ctl/interestctl
 D=$IX_BINARY_DIR/daemon/interestd
 SRC=$IX_SOURCE_DIR
-DATA=$SRC/../shared/data/taobao_userbehavior_head100k/small_sample.csv
+DATA=$SRC/data/taobao_userbehavior_head100k/small_sample.csv.gz # the bundled sample; the importer reads gzip
 MODEL=$SRC/model/weights/taobao-h64.ixm
 PY=/usr/bin/python3
 T=$(mktemp -d)
@@ -18,6 +18,9 @@ ix_cleanup() {
   rm -rf "$T"
 }
 trap ix_cleanup EXIT
+# data_head N: the first N lines of the bundled sample, as CSV text (reads the
+# whole stream, so no SIGPIPE under pipefail)
+data_head() { gzip -dc "$DATA" | sed -n "1,${1}p"; }
 
 # ix_broker TOPIC:PARTITIONS...: starts `interestctl broker` with these topics;
 # sets BROKER (its pid) and BS (its bootstrap address). Log: $T/broker.log.

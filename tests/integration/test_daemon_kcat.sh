@@ -21,13 +21,13 @@ cleanup() {
 trap cleanup EXIT
 
 # a small model trained on the bundled data (a few seconds)
-CSV=$IX_SOURCE_DIR/../shared/data/taobao_userbehavior_head100k/small_sample.csv
-head -n 20000 "$CSV" > "$WORK/head.csv"
-"$BIN/interestctl" import --format taobao --input "$WORK/head.csv" --output "$WORK/train.rec" >/dev/null
-"$BIN/interestctl" train --events "$WORK/train.rec" --out "$WORK/model.ixm" --epochs 1 \
+CSV=$IX_SOURCE_DIR/data/taobao_userbehavior_head100k/small_sample.csv.gz
+gzip -dc "$CSV" | sed -n '1,20000p' > "$WORK/head.csv"
+"$IX_BINARY_DIR/ctl/interestctl" import --format taobao --input "$WORK/head.csv" --output "$WORK/train.rec" >/dev/null
+"$IX_BINARY_DIR/ctl/interestctl" train --events "$WORK/train.rec" --out "$WORK/model.ixm" --epochs 1 \
     --hidden 16 --vocab 100 >/dev/null 2>&1
 
-"$BIN/interestctl" broker --topic events:2 --topic interests:2 --topic dead:1 > "$WORK/broker.out" &
+"$IX_BINARY_DIR/ctl/interestctl" broker --topic events:2 --topic interests:2 --topic dead:1 > "$WORK/broker.out" &
 BROKER_PID=$!
 for _ in $(seq 100); do [ -s "$WORK/broker.out" ] && break; sleep 0.1; done
 B=$(head -n1 "$WORK/broker.out")

@@ -5,7 +5,7 @@
 # kernels. After a DELIBERATE change (e.g. a new shipped model), regenerate the
 # golden files with tests/golden/regenerate.sh and commit them saying why.
 set -euo pipefail
-CTL=$IX_BINARY_DIR/daemon/interestctl
+CTL=$IX_BINARY_DIR/ctl/interestctl
 SRC=$IX_SOURCE_DIR
 G=$SRC/tests/golden
 MODEL=$SRC/model/weights/taobao-h64.ixm

@@ -16,7 +16,7 @@ set -euo pipefail
 N=20000
 fail() { echo "FAIL: $*"; [ -f "$T/d.log" ] && tail -20 "$T/d.log"; exit 1; }
 
-head -n $N "$DATA" > "$T/slice.csv"
+data_head $N > "$T/slice.csv"
 "$CTL" import --format taobao --input "$T/slice.csv" --output "$T/ok.rec" --partitions 8 >/dev/null
 # three bad messages after the last offsets of partitions 0, 1, 2
 $PY - "$T/ok.rec" "$T/in.rec" <<'EOF'

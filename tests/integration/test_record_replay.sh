@@ -6,7 +6,7 @@ set -euo pipefail
 fail() { echo "FAIL: $*"; exit 1; }
 . "$IX_SOURCE_DIR/tests/integration/lib.sh"
 
-head -n 5000 "$DATA" > "$T/slice.csv"
+data_head 5000 > "$T/slice.csv"
 "$CTL" import --format taobao --input "$T/slice.csv" --output "$T/in.rec" --partitions 4 >/dev/null
 
 ix_broker clicks:4 small:2

@@ -5,8 +5,8 @@
 # mid-chunk user reset, carried state, and all three NLL cases.
 set -euo pipefail
 : "${IX_SOURCE_DIR:?}" "${IX_BINARY_DIR:?}"
-CTL=$IX_BINARY_DIR/daemon/interestctl
-CSV=$IX_SOURCE_DIR/../shared/data/taobao_userbehavior_head100k/small_sample.csv
+CTL=$IX_BINARY_DIR/ctl/interestctl
+CSV=$IX_SOURCE_DIR/data/taobao_userbehavior_head100k/small_sample.csv.gz
 [ -x "$CTL" ] || { echo "missing $CTL"; exit 1; }
 [ -f "$CSV" ] || { echo "missing $CSV"; exit 1; }
 /usr/bin/python3 -c 'import torch' || { echo "python3-torch is required (Debian python3-torch)"; exit 1; }

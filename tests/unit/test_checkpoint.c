@@ -199,21 +199,23 @@ static void test_ckpt_round_trip_is_bit_exact(void **state) {
   store_destroy(st2);
 }
 
-/* Writes gen 1 (version 1, offset 100) and gen 2 (version 2, offset 200) of
- * partition 3; returns the snapshot of gen 1's state. */
-static snap_t two_generations(const char *dir) {
+/* Writes gen 1 (3000 users, version 1, offset 100) and gen 2 (users2 users,
+ * version 2, offset 200) of partition 3; returns the snapshot of gen 1's state. */
+static snap_t two_generations_of(const char *dir, uint64_t users2) {
   store_t *st = new_store();
   ckpt_t *ck = new_ckpt(dir);
   char err[512];
   populate(st, 3, 3000, 1, 0);
   snap_t first = take(st, 3);
   assert_int_equal(ckpt_write_partition(ck, st, 3, 100, FP, NULL, err, sizeof err), 0);
-  populate(st, 3, 4000, 2, 10000);
+  populate(st, 3, users2, 2, 10000);
   assert_int_equal(ckpt_write_partition(ck, st, 3, 200, FP, NULL, err, sizeof err), 0);
   ckpt_destroy(ck);
   store_destroy(st);
   return first;
 }
+
+static snap_t two_generations(const char *dir) { return two_generations_of(dir, 4000); }
 
 static void expect_fallback(const char *dir, const snap_t *first, const char *bad_path,
                             const char *reason) {
@@ -271,6 +273,37 @@ static void test_ckpt_flipped_byte_falls_back_to_previous_generation(void **stat
   flip_byte(path, 0); /* magic */
   expect_fallback(fx->dir, &first, path, "bad magic");
   snap_free(&first);
+}
+
+/* A newer generation that fails part-way through loading (a checksum error
+ * in its last block, after earlier blocks went into the store): restore drops
+ * what that generation inserted and falls back to the older one, whose state
+ * comes back alone and exact. */
+static void test_ckpt_generation_failing_mid_load_leaves_nothing_behind(void **state) {
+  fixture_t *fx = *state;
+  /* gen 2: 25000 users (3 blocks of ~1 MiB), new ids too, other contents */
+  snap_t first = two_generations_of(fx->dir, 25000);
+  char err[1024];
+  char path[512];
+  path_of(path, sizeof path, fx->dir, 3, 2);
+  struct stat sb;
+  assert_int_equal(stat(path, &sb), 0);
+  flip_byte(path, sb.st_size - 100); /* a record of the last block */
+
+  store_t *st = new_store();
+  ckpt_restore_info_t info;
+  assert_int_equal(ckpt_restore_partition(fx->dir, 3, FP, st, &info, err, sizeof err), 0);
+  assert_non_null(strstr(err, "checksum mismatch in block 2"));
+  assert_int_equal(info.generation, 1);
+  assert_int_equal(info.skipped, 1);
+  assert_true(info.next_offset == 100);
+  /* none of gen 2's users from its first two blocks is left over */
+  assert_int_equal(store_partition_users(st, 3), 3000);
+  snap_t got = take(st, 3);
+  assert_same(&first, &got);
+  snap_free(&got);
+  snap_free(&first);
+  store_destroy(st);
 }
 
 static void test_ckpt_no_valid_generation_leaves_partition_empty(void **state) {
@@ -754,6 +787,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_ckpt_round_trip_is_bit_exact, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_truncated_file_falls_back_to_previous_generation, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_flipped_byte_falls_back_to_previous_generation, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ckpt_generation_failing_mid_load_leaves_nothing_behind,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_no_valid_generation_leaves_partition_empty, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_fingerprint_mismatch_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ckpt_keeps_newest_two_generations, setup, teardown),

@@ -1,6 +1,7 @@
-/* stream/importer: the Kafka-compatible partitioner, CSV line parsing, the
+/* ctl/importer: the Kafka-compatible partitioner, CSV line parsing, the
  * import of slices of the real data sets (tests/data, see its README) and of
- * hand-made malformed files, the whole shared Taobao and Tmall files against
+ * hand-made malformed files, gzip-compressed input, the whole bundled Taobao
+ * and Tmall files (data/, gzip) against
  * their SOURCE.md counts, and the train/dev/test splits. Expected figures for
  * the slices were computed independently with Python from the CSV files. */
 #include <stdarg.h>
@@ -16,10 +17,12 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/err.h"
+#include "ctl/importer.h"
+#include "ctl/split.h"
 #include "stream/codec.h"
-#include "stream/importer.h"
 #include "stream/recfile.h"
 
 static char g_dir[256];
@@ -242,6 +245,48 @@ static void test_import_taobao_slice(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* A gzip-compressed CSV imports to the same bytes as the plain one; a
+ * truncated gzip stream fails the import instead of passing as a short file. */
+static void test_import_gzip_input_reads_like_plain(void **state) {
+  char in[512], gz[300], out[300], out_gz[300];
+  src_path(in, sizeof in, "tests/data/taobao_head1000.csv");
+  tmp_path(gz, sizeof gz, "head1000.csv.gz");
+  tmp_path(out, sizeof out, "plain.rec");
+  tmp_path(out_gz, sizeof out_gz, "gz.rec");
+  FILE *f = fopen(in, "rb");
+  assert_non_null(f);
+  gzFile z = gzopen(gz, "wb9");
+  assert_non_null(z);
+  char buf[4096];
+  size_t n, total = 0;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+    assert_int_equal(gzwrite(z, buf, (unsigned)n), (int)n);
+    total += n;
+  }
+  fclose(f);
+  assert_int_equal(gzclose(z), Z_OK);
+  importer_opts_t o = {.format = IMPORT_TAOBAO, .input = in, .output = out, .partitions = 8};
+  importer_stats_t s, s_gz;
+  char err[512] = "";
+  if (importer_run(&o, &s, err, sizeof err)) fail_msg("%s", err);
+  o.input = gz;
+  o.output = out_gz;
+  if (importer_run(&o, &s_gz, err, sizeof err)) fail_msg("%s", err);
+  assert_int_equal(s_gz.events, 1000);
+  assert_int_equal(s_gz.lines, s.lines);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", out, out_gz);
+  assert_int_equal(system(cmd), 0);
+  /* cut the compressed file in half */
+  struct stat st;
+  assert_int_equal(stat(gz, &st), 0);
+  assert_true(st.st_size > 100 && (size_t)st.st_size < total);
+  assert_int_equal(truncate(gz, st.st_size / 2), 0);
+  err[0] = 0;
+  assert_int_equal(importer_run(&o, &s_gz, err, sizeof err), IX_EIO);
+  assert_non_null(strstr(err, "read error"));
+}
+
 static void test_import_tmall_slice(void **state) {
   char in[512], out[300];
   src_path(in, sizeof in, "tests/data/tmall_head500.csv");
@@ -358,11 +403,11 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* The acceptance check: the whole shared Taobao file, against SOURCE.md. */
+/* The acceptance check: the whole bundled Taobao file, against SOURCE.md. */
 static void test_import_whole_taobao_file_matches_source_md(void **state) {
   char in[512], out[300];
-  src_path(in, sizeof in, "../shared/data/taobao_userbehavior_head100k/small_sample.csv");
-  if (!exists(in)) fail_msg("shared data missing: %s (CI clones shared/ beside the repo)", in);
+  src_path(in, sizeof in, "data/taobao_userbehavior_head100k/small_sample.csv.gz");
+  if (!exists(in)) fail_msg("bundled data missing: %s", in);
   tmp_path(out, sizeof out, "taobao_all.rec");
   importer_opts_t o = {.format = IMPORT_TAOBAO, .input = in, .output = out, .partitions = 8};
   importer_stats_t s;
@@ -401,8 +446,8 @@ static void test_import_whole_taobao_file_matches_source_md(void **state) {
 
 static void test_import_whole_tmall_file_matches_source_md(void **state) {
   char in[512];
-  src_path(in, sizeof in, "../shared/data/tmall_userlog_head100k/user_log_format1_little.csv");
-  if (!exists(in)) fail_msg("shared data missing: %s", in);
+  src_path(in, sizeof in, "data/tmall_userlog_head100k/user_log_format1_little.csv.gz");
+  if (!exists(in)) fail_msg("bundled data missing: %s", in);
   importer_opts_t o = {.format = IMPORT_TMALL, .input = in, .output = NULL, .partitions = 8};
   importer_stats_t s;
   char err[512] = "";
@@ -558,6 +603,7 @@ int main(void) {
       cmocka_unit_test(test_parse_taobao_lines),
       cmocka_unit_test(test_parse_tmall_lines),
       cmocka_unit_test(test_import_taobao_slice),
+      cmocka_unit_test(test_import_gzip_input_reads_like_plain),
       cmocka_unit_test(test_import_tmall_slice),
       cmocka_unit_test(test_import_reports_malformed_lines_with_numbers),
       cmocka_unit_test(test_import_counts_all_but_keeps_first_malformed),

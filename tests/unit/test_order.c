@@ -1,4 +1,4 @@
-/* daemon/order: the oldest-first window is a permutation that keeps every
+/* core/order: the oldest-first window is a permutation that keeps every
  * partition's order, sorts by the partition's running maximum timestamp with
  * ties in input order, leaves an ordered window alone, and refuses a window
  * over its size. Checked against a straightforward reference on random
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/order.h"
+#include "core/order.h"
 
 static uint64_t rng(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;

@@ -1,4 +1,4 @@
-/* daemon/pipeline: one prediction per event in input order with provenance,
+/* core/pipeline: one prediction per event in input order with provenance,
  * results independent of how the stream is cut into batches (waves keep each
  * user's order), rejections with reasons, per-partition states, the interval
  * and change emission policies against an every-event reference, model swaps
@@ -15,7 +15,7 @@
 
 #include "common/err.h"
 #include "common/reject.h"
-#include "daemon/pipeline.h"
+#include "core/pipeline.h"
 #include "model/arch.h"
 #include "model/model.h"
 #include "stream/codec.h"

@@ -10,11 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
+#include "ctl/importer.h"
 #include "model/eval.h"
 #include "model/model.h"
 #include "model/train.h"
-#include "stream/importer.h"
 
 #define SLICE_LINES 4000
 
@@ -25,17 +26,16 @@ static int load_slice(void **state) {
   const char *src = getenv("IX_SOURCE_DIR");
   if (!src) fail_msg("IX_SOURCE_DIR is not set (ctest sets it)");
   char path[4096];
-  snprintf(path, sizeof path, "%s/../shared/data/taobao_userbehavior_head100k/small_sample.csv",
-           src);
-  FILE *f = fopen(path, "r");
+  snprintf(path, sizeof path, "%s/data/taobao_userbehavior_head100k/small_sample.csv.gz", src);
+  gzFile f = gzopen(path, "rb");
   if (!f) fail_msg("cannot open %s", path);
   g_ev = calloc(SLICE_LINES, sizeof *g_ev);
   char line[512], why[128];
-  while (g_n < SLICE_LINES && fgets(line, sizeof line, f)) {
+  while (g_n < SLICE_LINES && gzgets(f, line, sizeof line)) {
     size_t len = strcspn(line, "\r\n");
     if (importer_parse_line(IMPORT_TAOBAO, line, len, &g_ev[g_n], why, sizeof why) == 0) g_n++;
   }
-  fclose(f);
+  gzclose(f);
   if (g_n < SLICE_LINES) fail_msg("only %zu events read from %s", g_n, path);
   return 0;
 }

@@ -1,0 +1,85 @@
+/* The Kafka-free processing core shared by the daemon and offline replay:
+ * a batch of input messages in, predictions (and rejections) out.
+ *
+ *   decode each message (stream/codec) -> reject bad ones with a reason
+ *   group the good events by (partition, user) into waves: a user's k-th
+ *     event in the batch goes in wave k, so each wave has distinct users and
+ *     every user's events are applied in input order
+ *   per wave: get/create the users' state blobs in the store, one
+ *     model_step_batch() call, then the emission policy per event
+ *
+ * Deterministic: the output depends only on the messages, the states and the
+ * now_ms the caller passes (emit_ts_ms, and the store's last-seen time for
+ * LRU eviction and idle TTL); emission decisions use event time. Not thread-safe (one loop thread). */
+#ifndef IX_CORE_PIPELINE_H
+#define IX_CORE_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/prediction.h"
+#include "core/emit.h"
+#include "model/model.h"
+#include "state/store.h"
+#include "stream/rec.h"
+
+typedef struct pipeline pipeline_t;
+
+/* A message that was not applied. */
+typedef struct {
+  size_t src;          /* index into the input batch */
+  int err;             /* negative IX_E* from the codec; its label: ix_reject_reason() */
+  char reason[200];    /* the codec's sentence naming the field */
+} pipeline_reject_t;
+
+/* What one pipeline_process() call produced. Arrays are borrowed; valid
+ * until the next pipeline_process() or pipeline_destroy(). */
+typedef struct {
+  const prediction_t *preds; /* emitted predictions, in input order */
+  const size_t *pred_src;    /* pred_src[i]: index of preds[i]'s input message */
+  size_t n_preds;
+  const pipeline_reject_t *rejects; /* in input order */
+  size_t n_rejects;
+  size_t n_processed;  /* events applied to a state */
+  size_t n_suppressed; /* applied, but the emission policy held the prediction back */
+  size_t n_new_users;  /* states created by this batch */
+  size_t n_waves;
+  size_t n_evicted;    /* users dropped for the memory limit after the batch */
+  uint64_t step_ns;    /* time in the model: model_step_batch() + model_predict_batch() */
+} pipeline_result_t;
+
+/* Bytes of a state blob in the store: the model's state followed by the
+ * emission policy's per-user memory (PIPELINE_TRAILER_SIZE). */
+#define PIPELINE_TRAILER_SIZE 128
+
+/* model is borrowed (must outlive the pipeline or be replaced with
+ * pipeline_set_model()). The store is created here with store_opts
+ * (blob_size is filled in). Returns 0 or a negative IX_E*. Free with
+ * pipeline_destroy(). */
+int pipeline_new(model_t *model, const store_opts_t *store_opts, const emit_opts_t *emit,
+                 pipeline_t **out);
+void pipeline_destroy(pipeline_t *p);
+
+/* Processes msgs[0..n) (borrowed for the call) as one batch. Returns 0 (bad
+ * messages are rejections, not errors) or a negative IX_E* when the batch
+ * could not be processed (IX_ENOMEM: no room for new states, or the model's
+ * own error); states may then be partly updated, so callers stop. */
+int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
+                     pipeline_result_t *res);
+
+/* The state store (borrowed): checkpoints, revocation, eviction, stats. */
+store_t *pipeline_store(pipeline_t *p);
+/* Fingerprint of the blob layout for checkpoints (the model's). */
+uint32_t pipeline_fingerprint(const pipeline_t *p);
+const model_t *pipeline_model(const pipeline_t *p);
+
+/* Swap the model (borrowed; the caller frees the old one after this returns).
+ * With a model whose fingerprint and state size equal the current one's,
+ * states are kept. Otherwise the states were made for other weights: with
+ * reset != 0 every state is dropped (a new empty store) and the model is
+ * swapped; with reset == 0 the swap is refused with IX_EMISMATCH. */
+int pipeline_set_model(pipeline_t *p, model_t *model, int reset);
+/* New emission options apply from the next batch; per-user memory is kept. */
+void pipeline_set_emit(pipeline_t *p, const emit_opts_t *emit);
+
+#endif

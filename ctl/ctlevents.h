@@ -1,0 +1,36 @@
+/* Loading a record file of events for the offline model commands
+ * (interestctl train / eval), and the time windows of the evaluation
+ * protocol (docs/MODEL.md). */
+#ifndef IX_CTL_CTLEVENTS_H
+#define IX_CTL_CTLEVENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/event.h"
+
+#define CTLEV_MAX_DROP 64
+
+/* Read every record of a record file and decode its value as an event
+ * (records in file order). Users in drop[0..n_drop) are left out. On success
+ * *out is malloc'd (free()). A damaged record or an undecodable value fails
+ * with errstr naming the byte offset. */
+int ctlev_load(const char *path, const uint64_t *drop, size_t n_drop, event_t **out,
+               size_t *n_out, char *errstr, size_t errstr_size);
+
+/* The protocol's windows: train < dev_start <= dev < test_start <= test <
+ * test_end. Any value given as 0 is derived from the data: test = the last
+ * calendar day (local time at utc_offset_s) holding events, dev = the day
+ * before. */
+typedef struct {
+  int64_t dev_start_ms, test_start_ms, test_end_ms;
+} ctlev_windows_t;
+void ctlev_windows(const event_t *ev, size_t n, int64_t utc_offset_s, ctlev_windows_t *w);
+
+/* Parse "+08:00", "-05:30", "Z" or "0" into seconds east of UTC; 0 or IX_EINVAL. */
+int ctlev_parse_offset(const char *s, int64_t *out_s);
+
+/* "2017-12-02 00:00 +08:00" style rendering of an epoch-ms time at an offset. */
+void ctlev_fmt_time(int64_t ms, int64_t utc_offset_s, char *buf, size_t n);
+
+#endif
