@@ -4,7 +4,7 @@
  * waves larger than the internal chunk work, the bf16 head (ARCH_F_HEAD_BF16)
  * is batch-invariant and within its rounding bound of the float32 head,
  * h and c are stored as bf16
- * (808-byte state at H = 64) and a checkpoint of the float32 layout is
+ * (872-byte state at H = 64) and a checkpoint of the float32 layout is
  * refused on restore. */
 #include <stdarg.h>
 #include <stddef.h>
