@@ -309,6 +309,7 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   memset(pred->next, 0, sizeof pred->next);
   memset(pred->longterm, 0, sizeof pred->longterm);
   memset(pred->rising, 0, sizeof pred->rising);
+  memset(pred->falling, 0, sizeof pred->falling);
   float pp[ARCH_P], plong[ARCH_P];
   unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
   for (unsigned j = 0; j < np; j++) {
@@ -347,6 +348,9 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   size_t nr = profile_rising(s, plong, pp, nc, cand, cp, PRED_TOPK, rc, rd);
   for (size_t i = 0; i < nr; i++) pred->rising[i].category_id = rc[i], pred->rising[i].p = rd[i];
   pred->n_rising = (uint32_t)nr;
+  size_t nf = profile_falling(s, plong, pp, PRED_TOPK, rc, rd);
+  for (size_t i = 0; i < nf; i++) pred->falling[i].category_id = rc[i], pred->falling[i].p = rd[i];
+  pred->n_falling = (uint32_t)nf;
   pred_cat_t lt[ARCH_P];
   for (unsigned j = 0; j < np; j++) lt[j] = (pred_cat_t){s->profile[j].cat, plong[j]};
   /* insertion sort: stable, so ties keep slot order (qsort is not stable) */
