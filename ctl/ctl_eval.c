@@ -193,6 +193,7 @@ int ctl_eval(int argc, char **argv) {
     }
   }
   eval_print_table(stdout, rows, nrows, 0);
+  if (m) eval_print_falling(stdout, &rows[0], 0);
   if (md_path) {
     FILE *f = fopen(md_path, "w");
     if (!f) {
@@ -200,6 +201,7 @@ int ctl_eval(int argc, char **argv) {
       goto out;
     }
     eval_print_table(f, rows, nrows, 1);
+    if (m) eval_print_falling(f, &rows[0], 1);
     if (fclose(f) != 0) goto out;
   }
   if (bk_path) {

@@ -22,6 +22,7 @@
 /* History-length buckets (events of the user before the target):
  * 1, 2-4, 5-9, 10-19, 20-49, 50-99, 100-199, 200+ */
 #define EVAL_N_BUCKETS 8
+#define EVAL_FALL_BINS 5
 
 /* ---- Metric accumulator (pure arithmetic; unit-tested on hand-made input) -- */
 
@@ -59,7 +60,20 @@ typedef struct {
   double auc_shift, auc_fluct;
   uint64_t b_n[EVAL_N_BUCKETS];
   double b_mrr10[EVAL_N_BUCKETS], b_rec5[EVAL_N_BUCKETS];
+  /* The falling side (lstm only): every (target, category of the previous
+   * prediction's falling list) pair, by bin of the category's predicted
+   * p_next (EVAL_FALL_BINS, upper bounds eval_fall_bin_hi): pairs, sums of its
+   * long-term share p_long and of p_next, and how often it was the target.
+   * Calibrated when observed ~ p_next; "falling" holds when observed < p_long. */
+  uint64_t fall_n[EVAL_FALL_BINS + 1]; /* last: all bins */
+  double fall_plong[EVAL_FALL_BINS + 1], fall_pnext[EVAL_FALL_BINS + 1];
+  uint64_t fall_hit[EVAL_FALL_BINS + 1];
 } eval_row_t;
+
+/* Upper bound of falling bin b's p_next (0.02, 0.05, 0.1, 0.2, 1). */
+double eval_fall_bin_hi(unsigned b);
+/* The falling calibration table of row (nothing when it has no pairs). */
+void eval_print_falling(FILE *out, const eval_row_t *row, int markdown);
 
 /* Summarise the accumulator into row (name and params are left alone). */
 void eval_acc_summary(const eval_acc_t *acc, eval_row_t *row);

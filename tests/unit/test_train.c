@@ -142,6 +142,16 @@ static void test_train_forward_equals_serving_path(void **unused) {
   assert_int_equal(row.n_targets, n_train);
   assert_float_equal(row.nll, l_train, 1e-4 * l_train);
   assert_true(row.mrr10 > 0.2);
+  /* the falling calibration: bins add up to "all"; each pair's p_next = p_long
+   * - drop lies in [0, p_long); hits are targets */
+  uint64_t nb = 0, hb = 0;
+  for (unsigned b = 0; b < EVAL_FALL_BINS; b++) nb += row.fall_n[b], hb += row.fall_hit[b];
+  assert_true(row.fall_n[EVAL_FALL_BINS] > 100);
+  assert_int_equal(nb, row.fall_n[EVAL_FALL_BINS]);
+  assert_int_equal(hb, row.fall_hit[EVAL_FALL_BINS]);
+  assert_true(row.fall_hit[EVAL_FALL_BINS] <= row.n_targets);
+  assert_true(row.fall_pnext[EVAL_FALL_BINS] >= 0);
+  assert_true(row.fall_pnext[EVAL_FALL_BINS] < row.fall_plong[EVAL_FALL_BINS]);
   eval_data_free(&d);
   model_destroy(m);
   train_result_free(&r);
