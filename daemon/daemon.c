@@ -33,6 +33,7 @@
 #include "state/checkpoint.h"
 #include "state/store.h"
 #include "stream/codec.h"
+#include "stream/output.h"
 #include "stream/consumer.h"
 #include "stream/producer.h"
 
@@ -169,6 +170,7 @@ struct ixd {
   order_t *order;    /* the window's ordering scratch */
   size_t batch_cap;  /* batch size the buffers hold (win: WINDOW_BATCHES times it) */
   codec_buf_t enc;
+  input_t *input;           /* [input] decoder, borrowed by the pipeline */
 
   /* clocks shared by the delivery reports of one non-blocking poll
    * (serve_reports): read at its first report, so one read per poll rather
@@ -588,7 +590,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     part_t *pt = part_get(d, recs[i].partition);
     char key[CODEC_KEY_MAX];
     size_t klen;
-    rc = codec_prediction_message(pred, &d->enc, key, &klen);
+    rc = output_message(&d->cfg->output, pred, &d->enc, key, &klen);
     if (rc) {
       fatal(d, rc, "encoding a prediction");
       return;
@@ -1031,6 +1033,7 @@ int daemon_reload(daemon_t *d) {
               why);
     goto out;
   }
+  model_set_next_count(m, d->cfg->output.next_categories); /* [output] keeps its running value */
   uint32_t old_fp = pipeline_fingerprint(d->pipe);
   if (d->ckpt && (model_fingerprint(m) != old_fp ||
                   model_state_size(m) != model_state_size(d->model))) {
@@ -1060,9 +1063,10 @@ int daemon_reload(daemon_t *d) {
       strcmp(o->kafka.dlq_topic, cfg->kafka.dlq_topic) ||
       strcmp(o->state.checkpoint_dir, cfg->state.checkpoint_dir) ||
       o->state.memory_limit_mb != cfg->state.memory_limit_mb ||
-      strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port)
-    LOG_WARN("daemon", "reload: changes to [kafka], [state] and [metrics] take effect only "
-                       "after a restart");
+      strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port ||
+      memcmp(&o->output, &cfg->output, sizeof o->output) || o->input.format != cfg->input.format)
+    LOG_WARN("daemon", "reload: changes to [kafka], [state], [metrics], [input] and [output] "
+                       "take effect only after a restart");
   /* take the new values that apply live; keep the running ones for the rest */
   d->cfg->emit = cfg->emit;
   d->cfg->batch = cfg->batch;
@@ -1228,6 +1232,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     snprintf(errstr, errstr_size, "%s", why);
     goto err;
   }
+  model_set_next_count(d->model, cfg->output.next_categories);
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
   store_opts_t so = {.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
                      .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
@@ -1236,6 +1241,8 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     snprintf(errstr, errstr_size, "cannot create the pipeline: %s", ix_strerror(rc));
     goto err;
   }
+  if ((rc = input_new(&cfg->input, &d->input, errstr, errstr_size))) goto err;
+  pipeline_set_input(d->pipe, d->input);
   if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
     rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
@@ -1367,6 +1374,7 @@ void daemon_destroy(daemon_t *d) {
   free(d->ck_parts);
   free(d->ck_gens);
   codec_buf_free(&d->enc);
+  input_destroy(d->input);
   config_destroy(d->cfg);
   free(d->config_path);
   for (size_t i = 0; i < d->n_overrides; i++) free(d->overrides[i]);

@@ -539,10 +539,12 @@ static void test_prediction_encoding_is_msgpack_c_bytes(void **state) {
       uint32_t bits = (uint32_t)rng_next(&s);
       memcpy(&p.fluctuation, &bits, sizeof bits);
       p.shift_prob = (float)(rng_next(&s) % 1000) / 1000.0f;
-      p.n_next = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      p.n_next = (uint32_t)(rng_next(&s) % (PRED_MAX_NEXT + 1)); /* 16..20: array16 */
       p.n_long = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
       p.n_rising = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
       p.n_falling = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      for (int i = PRED_TOPK; i < PRED_MAX_NEXT; i++)
+        p.next[i] = (pred_cat_t){(uint64_t)edge_int(&s), (float)i / 9.0f};
       for (int i = 0; i < PRED_TOPK; i++) {
         p.falling[i] = (pred_cat_t){(uint64_t)edge_int(&s), 0.5f / (float)(i + 1)};
         p.next[i] = (pred_cat_t){(uint64_t)edge_int(&s), (float)i / 7.0f};
@@ -663,8 +665,8 @@ static void test_prediction_rejections(void **state) {
         if (k >= 8) mp_array(&m, 0);
         else mp_uint(&m, 1);
       } else if (b == 0) {
-        mp_array(&m, PRED_TOPK + 1);
-        for (int i = 0; i <= PRED_TOPK; i++) { mp_array(&m, 2); mp_uint(&m, 1); mp_f64(&m, 0.1); }
+        mp_array(&m, PRED_MAX_NEXT + 1);
+        for (int i = 0; i <= PRED_MAX_NEXT; i++) { mp_array(&m, 2); mp_uint(&m, 1); mp_f64(&m, 0.1); }
       } else if (b == 1) {
         mp_array(&m, 1); mp_array(&m, 3); mp_uint(&m, 1); mp_f64(&m, 0.1); mp_uint(&m, 1);
       } else if (b == 2) {
@@ -685,7 +687,10 @@ static void test_prediction_rejections(void **state) {
     snprintf(needle, sizeof needle, "'%s", bad[b].key);
     expect_pred_error(m.b, m.n, bad[b].code, needle);
   }
-  in.n_next = PRED_TOPK + 1;
+  in.n_next = PRED_MAX_NEXT + 1;
+  assert_int_equal(codec_encode_prediction(&in, &buf), IX_EINVAL);
+  in.n_next = 0;
+  in.n_long = PRED_TOPK + 1;
   assert_int_equal(codec_encode_prediction(&in, &buf), IX_EINVAL);
   codec_buf_free(&buf);
 }
