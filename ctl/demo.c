@@ -333,6 +333,7 @@ static void show(demo_t *dm, int final) {
       printf(" %s%" PRIu64 " %.2f", p->next[i].category_id ? "cat " : "", p->next[i].category_id,
              (double)p->next[i].p);
     if (p->n_rising) printf("  rising: cat %" PRIu64, p->rising[0].category_id);
+    if (p->n_falling) printf("  falling: cat %" PRIu64, p->falling[0].category_id);
     printf("\n");
   }
   fflush(stdout);

@@ -7,7 +7,7 @@ first use, so tools that only read files do not load torch."""
 from .ixm import Dims, ModelFile, layout, load_ixm, parse_ixm, save_ixm  # noqa: F401
 from .records import load_events, read_records, windows, write_records  # noqa: F401
 
-_LAZY = ("Cell", "Head", "IxModel", "UserState", "bf16")
+_LAZY = ("Cell", "ExpertsHead", "Head", "IxModel", "UserState", "bf16")
 
 
 def __getattr__(name):

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAGIC = b"IXMODEL1"
-VERSION = 1
+VERSION = 2       # written for models with experts; others are written as version 1
+VERSION_MIN = 1
 NOTE_MAX = 1024
 K = 16            # ARCH_K: recent distinct categories in the state (copy head)
 P = 16            # ARCH_P: long-term profile slots
@@ -15,7 +16,9 @@ N_ACTIONS = 5     # view, cart, fav, buy, other
 N_TIME = 7        # time/position features
 F_SHIFT_UNIT = 0x1
 F_HEAD_BF16 = 0x2
-F_ALL = F_SHIFT_UNIT | F_HEAD_BF16
+F_EXPERTS = 0x4   # the head mixes experts (arch.h "Experts"); model file version 2
+F_ALL = F_SHIFT_UNIT | F_HEAD_BF16 | F_EXPERTS
+N_EXPERTS = 4     # vocabulary, copy, recency, decay (ARCH_X_*)
 DEFAULT_HALF_LIFE_S = 72.0 * 3600.0
 _HDR = struct.Struct("<8sI6IfQI")
 
@@ -32,7 +35,7 @@ class Dims:
     EC: int = 32
     EA: int = 8
     I: int = 48
-    flags: int = F_HEAD_BF16
+    flags: int = F_HEAD_BF16 | F_EXPERTS
 
     def check(self):
         if not (2 <= self.V <= 1 << 22 and 1 <= self.H <= 1024 and 1 <= self.EC <= 1024
@@ -49,8 +52,12 @@ def layout(d):
     G = 4 * d.H
     blocks = [("emb_cat", (d.V, d.EC)), ("emb_act", (N_ACTIONS, d.EA)), ("w_ih", (G, d.I)),
               ("w_hh", (G, d.H)), ("b_ih", (G,)), ("b_hh", (G,)), ("head_wv", (d.V, d.H)),
-              ("head_bv", (d.V,)), ("copy_wp", (K, d.H)), ("copy_bp", (K,)), ("copy_wf", (1,)),
-              ("gate_wg", (d.H,)), ("gate_bg", (1,))]
+              ("head_bv", (d.V,)), ("copy_wp", (K, d.H)), ("copy_bp", (K,)), ("copy_wf", (1,))]
+    if d.flags & F_EXPERTS:
+        blocks += [("mix_w", (N_EXPERTS, d.H)), ("mix_b", (N_EXPERTS,)), ("x_beta", (1,)),
+                   ("x_gamma", (1,)), ("x_hl", (1,))]
+    else:
+        blocks += [("gate_wg", (d.H,)), ("gate_bg", (1,))]
     if d.flags & F_SHIFT_UNIT:
         blocks += [("shift_w", (d.H,)), ("shift_wd", (1,)), ("shift_b", (1,))]
     out, n = {}, 0
@@ -88,8 +95,11 @@ def parse_ixm(buf, name="<buffer>"):
     magic, ver, V, H, EC, EA, I, flags, hl, n_params, note_len = _HDR.unpack_from(buf, 0)
     if magic != MAGIC:
         raise ValueError(f"{name}: not a model file (bad magic)")
-    if ver != VERSION:
-        raise ValueError(f"{name}: model file version {ver}, this reader knows {VERSION}")
+    if not VERSION_MIN <= ver <= VERSION:
+        raise ValueError(f"{name}: model file version {ver} is not supported "
+                         f"(this reader knows {VERSION_MIN}..{VERSION})")
+    if ver == 1 and flags & F_EXPERTS:
+        raise ValueError(f"{name}: a version-1 file cannot have the experts flag")
     if note_len > NOTE_MAX:
         raise ValueError(f"{name}: note of {note_len} bytes, more than {NOTE_MAX}")
     d = Dims(V, H, EC, EA, I, flags)
@@ -125,7 +135,8 @@ def save_ixm(path, mf):
     if params.size != total or vocab.size != d.V:
         raise ValueError(f"params ({params.size}) or vocab ({vocab.size}) do not fit the dims")
     note = mf.note[:NOTE_MAX]
-    body = _HDR.pack(MAGIC, VERSION, d.V, d.H, d.EC, d.EA, d.I, d.flags, float(mf.half_life_s),
+    ver = 2 if d.flags & F_EXPERTS else 1
+    body = _HDR.pack(MAGIC, ver, d.V, d.H, d.EC, d.EA, d.I, d.flags, float(mf.half_life_s),
                      total, len(note)) + note + vocab.tobytes() + params.tobytes()
     crc = zlib.crc32(body) & 0xffffffff
     tmp = f"{path}.tmp{os.getpid()}"

@@ -3,8 +3,10 @@
 Components, each its own module so a new head can replace one piece:
   IxModel.emb_cat, IxModel.emb_act   category and action embeddings (features)
   Cell                               the LSTM cell, PyTorch nn.LSTM layout (i, f, g, o)
-  Head                               gated mixture of a vocabulary softmax and a
+  Head                               v1: gated mixture of a vocabulary softmax and a
                                      copy distribution over the recent list
+  ExpertsHead                        ARCH_F_EXPERTS: learned mixture of the vocabulary,
+                                     copy, recency and decayed-frequency experts
   UserState                          the per-user state bookkeeping of arch.h
                                      (recent list, profile, previous event)
 Training computes in float32 like `interestctl train`; `serve_step` applies the
@@ -16,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ixm import F_HEAD_BF16, F_SHIFT_UNIT, K, N_ACTIONS, N_TIME, P, Dims, ModelFile, layout
+from .ixm import (F_EXPERTS, F_HEAD_BF16, F_SHIFT_UNIT, K, N_ACTIONS, N_EXPERTS, N_TIME, P, Dims,
+                  ModelFile, layout)
 
 
 def bf16(a):
@@ -32,7 +35,9 @@ def bf16(a):
 
 class UserState:
     """arch_state_t without h and c: what arch_features reads and
-    arch_state_advance writes, with float32 arithmetic where arch.c has it."""
+    arch_state_advance writes, with float32 arithmetic where arch.c has it.
+    recent entries are [cat, count, idx, dec_w]; dec_w (float32) is the decay
+    expert's weight, kept only when advance() is given the experts' constants."""
     __slots__ = ("n", "prev_cat", "prev_ts", "recent", "prof", "prof_ts")
 
     def __init__(self):
@@ -59,16 +64,25 @@ class UserState:
         t[6] = f32(np.log1p(f32(self.n))) / f32(8)
         return t
 
-    def advance(self, cat, ts, idx, half_life_s):
-        """arch_state_advance (recent list, profile, prev_*, n)."""
+    def advance(self, cat, ts, idx, half_life_s, experts=None):
+        """arch_state_advance (recent list, profile, prev_*, n); experts =
+        (gamma, half_life_s) of the decay expert when the model has them."""
         f32 = np.float32
+        if experts is not None and self.n > 0:
+            gamma, hl = experts
+            fac = gamma
+            if hl > 0 and ts > self.prev_ts:
+                fac *= 2.0 ** (-((ts - self.prev_ts) / 1000.0) / hl)
+            for e in self.recent:
+                e[3] = f32(float(e[3]) * fac)
         for r, e in enumerate(self.recent):
             if e[0] == cat:
                 e[1] += 1
+                e[3] = f32(e[3] + f32(1))
                 self.recent.insert(0, self.recent.pop(r))
                 break
         else:
-            self.recent.insert(0, [cat, 1, idx])
+            self.recent.insert(0, [cat, 1, idx, f32(1)])
             del self.recent[K:]
         if self.prof and ts > self.prof_ts:
             fac = f32(2.0 ** (-((ts - self.prof_ts) / 1000.0) / float(f32(half_life_s))))
@@ -134,38 +148,78 @@ class Head(nn.Module):
             self.shift_wd = nn.Parameter(torch.zeros(1))
             self.shift_b = nn.Parameter(torch.zeros(1))
 
-    def parts(self, h, rec_logcnt, rec_mask, wv=None):
-        """Per row: p_vocab [R, V], g [R], p_copy [R, K] (0 on empty slots)."""
+    def vocab_copy(self, h, rec_logcnt, rec_mask, wv=None):
+        """p_vocab [R, V] and p_copy [R, K] (0 on empty slots)."""
         z = torch.nn.functional.linear(h, self.wv if wv is None else wv, self.bv)
         pv = torch.softmax(z, dim=-1)
-        g = torch.sigmoid(h @ self.gate_wg + self.gate_bg)
         s = torch.nn.functional.linear(h, self.copy_wp, self.copy_bp) + self.copy_wf * rec_logcnt
         s = s.masked_fill(~rec_mask, float("-inf"))
         pc = torch.softmax(s, dim=-1)
-        pc = torch.where(rec_mask, pc, torch.zeros_like(pc))
-        return pv, g, pc
+        return pv, torch.where(rec_mask, pc, torch.zeros_like(pc))
+
+    def parts(self, h, rec_logcnt, rec_mask, wv=None, rec_dec=None):
+        """Per row: p_vocab [R, V], the vocabulary's weight g [R] and the mass
+        of each recent slot [R, K] (0 on empty slots): p(c) = g p_vocab[idx(c)]
+        [idx(c) != 0] + the mass of c's slot."""
+        pv, pc = self.vocab_copy(h, rec_logcnt, rec_mask, wv)
+        g = torch.sigmoid(h @ self.gate_wg + self.gate_bg)
+        return pv, g, (1 - g).unsqueeze(1) * pc
 
     @staticmethod
-    def target_prob(pv, g, pc, tgt_idx, tgt_k):
+    def target_prob(pv, g, ms, tgt_idx, tgt_k):
         """The NLL rule's probability of the target: tgt_idx its vocab index,
         tgt_k its position in the recent list (-1 when not there)."""
         in_rec = tgt_k >= 0
         pv_t = pv.gather(1, tgt_idx.unsqueeze(1)).squeeze(1)
         vocab = torch.where((tgt_idx > 0) | ~in_rec, g * pv_t, torch.zeros_like(g))
-        pc_t = pc.gather(1, tgt_k.clamp(min=0).unsqueeze(1)).squeeze(1)
-        copy = torch.where(in_rec, (1 - g) * pc_t, torch.zeros_like(g))
-        return vocab + copy
+        ms_t = ms.gather(1, tgt_k.clamp(min=0).unsqueeze(1)).squeeze(1)
+        return vocab + torch.where(in_rec, ms_t, torch.zeros_like(g))
 
     @staticmethod
-    def next_dist(pv, g, pc, rec_idx):
+    def next_dist(pv, g, ms, rec_idx):
         """q [R, V]: p_next per vocabulary index (q[:, 0] = g * p_vocab[0]);
-        oov [R, K]: the copy mass of recent categories outside the vocabulary."""
+        oov [R, K]: the mass of recent categories outside the vocabulary."""
         q = g.unsqueeze(1) * pv
-        cm = (1 - g).unsqueeze(1) * pc
+        cm = ms
         known = rec_idx > 0
         q = q.scatter_add(1, rec_idx, torch.where(known, cm, torch.zeros_like(cm)))
         q[:, 0] = g * pv[:, 0]
         return q, torch.where(known, torch.zeros_like(cm), cm)
+
+
+class ExpertsHead(Head):
+    """ARCH_F_EXPERTS: p_next(c) = sum_e pi_e p_e(c), pi = softmax(W_m h + b_m)
+    over the vocabulary softmax, the copy softmax, recency (beta^rank over the
+    filled slots) and the decayed frequency of the recent slots (dec_w).
+    beta, gamma and the half-life are fixed constants stored with the model
+    (buffers here: not trained)."""
+
+    def __init__(self, V, H, shift_unit=False):
+        super().__init__(V, H, shift_unit)
+        del self.gate_wg, self.gate_bg
+        self.mix_w = nn.Parameter(torch.zeros(N_EXPERTS, H))
+        self.mix_b = nn.Parameter(torch.zeros(N_EXPERTS))
+        self.register_buffer("x_beta", torch.zeros(1))
+        self.register_buffer("x_gamma", torch.zeros(1))
+        self.register_buffer("x_hl", torch.zeros(1))
+
+    def decay_constants(self):
+        """(gamma, half_life_s) for UserState.advance, as Python floats of the
+        stored float32 values."""
+        return float(self.x_gamma), float(self.x_hl)
+
+    def parts(self, h, rec_logcnt, rec_mask, wv=None, rec_dec=None):
+        pv, pc = self.vocab_copy(h, rec_logcnt, rec_mask, wv)
+        pi = torch.softmax(torch.nn.functional.linear(h, self.mix_w, self.mix_b), dim=-1)
+        k = torch.arange(K, device=h.device, dtype=h.dtype)
+        beta = float(self.x_beta)
+        rw = torch.where(rec_mask, torch.tensor(beta, dtype=torch.float64).pow(k.double()).to(h.dtype),
+                         torch.zeros_like(rec_logcnt))
+        prec = rw / rw.sum(-1, keepdim=True).clamp(min=1e-30)
+        dw = torch.where(rec_mask, rec_dec, torch.zeros_like(rec_dec))
+        pdec = dw / dw.sum(-1, keepdim=True).clamp(min=1e-30)
+        ms = pi[:, 1:2] * pc + pi[:, 2:3] * prec + pi[:, 3:4] * pdec
+        return pv, pi[:, 0], ms
 
 
 class IxModel(nn.Module):
@@ -179,7 +233,8 @@ class IxModel(nn.Module):
         self.emb_cat = nn.Parameter(torch.zeros(d.V, d.EC))
         self.emb_act = nn.Parameter(torch.zeros(N_ACTIONS, d.EA))
         self.cell = Cell(d.I, d.H)
-        self.head = Head(d.V, d.H, bool(d.flags & F_SHIFT_UNIT))
+        head = ExpertsHead if d.flags & F_EXPERTS else Head
+        self.head = head(d.V, d.H, bool(d.flags & F_SHIFT_UNIT))
         self._index = None
 
     # ---- the flat parameter array of arch.h ----
@@ -187,8 +242,12 @@ class IxModel(nn.Module):
         b = {"emb_cat": self.emb_cat, "emb_act": self.emb_act, "w_ih": self.cell.w_ih,
              "w_hh": self.cell.w_hh, "b_ih": self.cell.b_ih, "b_hh": self.cell.b_hh,
              "head_wv": self.head.wv, "head_bv": self.head.bv, "copy_wp": self.head.copy_wp,
-             "copy_bp": self.head.copy_bp, "copy_wf": self.head.copy_wf,
-             "gate_wg": self.head.gate_wg, "gate_bg": self.head.gate_bg}
+             "copy_bp": self.head.copy_bp, "copy_wf": self.head.copy_wf}
+        if isinstance(self.head, ExpertsHead):
+            b.update(mix_w=self.head.mix_w, mix_b=self.head.mix_b, x_beta=self.head.x_beta,
+                     x_gamma=self.head.x_gamma, x_hl=self.head.x_hl)
+        else:
+            b.update(gate_wg=self.head.gate_wg, gate_bg=self.head.gate_bg)
         if self.head.shift_unit:
             b.update(shift_w=self.head.shift_w, shift_wd=self.head.shift_wd, shift_b=self.head.shift_b)
         return b
@@ -227,6 +286,10 @@ class IxModel(nn.Module):
             self._index = {int(c): j for j, c in enumerate(self.vocab) if j > 0}
         return self._index.get(int(cat), 0)
 
+    def experts(self):
+        """The decay expert's (gamma, half-life) for UserState.advance, or None."""
+        return self.head.decay_constants() if isinstance(self.head, ExpertsHead) else None
+
     def inputs(self, cidx, aidx, tfeat, round_time=False):
         """x [..., I] from vocab indices, action indices and time features."""
         if round_time:
@@ -260,18 +323,19 @@ class IxModel(nn.Module):
         xproj = torch.nn.functional.linear(x, w_ih, self.cell.b_ih + self.cell.b_hh)
         h, c = self.cell.step(xproj, h, c, w_hh)
         h, c = bf16(h), bf16(c)
-        st.advance(cat, ts, idx, self.half_life_s)
-        rec_idx, rec_logcnt, rec_mask = recent_tensors(st.recent)
-        pv, g, pc = self.head.parts(h.unsqueeze(0), rec_logcnt, rec_mask, wv)
-        q, oov = Head.next_dist(pv, g, pc, rec_idx)
+        st.advance(cat, ts, idx, self.half_life_s, self.experts())
+        rec_idx, rec_logcnt, rec_mask, rec_dec = recent_tensors(st.recent)
+        pv, g, ms = self.head.parts(h.unsqueeze(0), rec_logcnt, rec_mask, wv, rec_dec)
+        q, oov = Head.next_dist(pv, g, ms, rec_idx)
         return h, c, q[0], oov[0], g[0]
 
 
-def recent_tensors(recent):
-    """(idx [1, K], log1p(count) [1, K], mask [1, K]) of a recent list."""
+def recent_tensors(recent, dtype=torch.float32):
+    """(idx, log1p(count), mask, dec_w), each [1, K], of a recent list."""
     idx = torch.zeros(1, K, dtype=torch.long)
-    lc = torch.zeros(1, K)
+    lc = torch.zeros(1, K, dtype=dtype)
+    dec = torch.zeros(1, K, dtype=dtype)
     mask = torch.zeros(1, K, dtype=torch.bool)
-    for k, (_, cnt, ix) in enumerate(recent):
-        idx[0, k], lc[0, k], mask[0, k] = ix, math.log1p(cnt), True
-    return idx, lc, mask
+    for k, (_, cnt, ix, dw) in enumerate(recent):
+        idx[0, k], lc[0, k], mask[0, k], dec[0, k] = ix, math.log1p(cnt), True, float(dw)
+    return idx, lc, mask, dec

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from .ixm import F_HEAD_BF16, K, Dims, input_size, save_ixm
+from .ixm import F_EXPERTS, F_HEAD_BF16, K, Dims, input_size, save_ixm
 from .model import Head, IxModel, UserState
 from .records import load_events, parse_tz, windows
 
@@ -88,6 +88,7 @@ class Seqs:
         self.rec_idx = np.zeros((n, K), dtype=np.int64)
         self.rec_lc = np.zeros((n, K), dtype=np.float32)
         self.rec_mask = np.zeros((n, K), dtype=bool)
+        self.rec_dec = np.zeros((n, K), dtype=np.float32)
         self.tgt_idx = np.zeros(n, dtype=np.int64)
         self.tgt_k = np.full(n, -1, dtype=np.int64)
         self.has_tgt = np.zeros(n, dtype=bool)
@@ -96,16 +97,18 @@ class Seqs:
         for j in range(n):
             self.cidx[j] = index.get(int(cats[j]), 0)
         hl = model.half_life_s
+        experts = model.experts()
         for u in range(self.n_users):
             st = UserState()
             a, b = starts[u], starts[u] + self.u_len[u]
             for j in range(a, b):
                 cat, ts = int(cats[j]), int(tss[j])
                 self.tf[j] = st.time_features(cat, ts)
-                st.advance(cat, ts, int(self.cidx[j]), hl)
+                st.advance(cat, ts, int(self.cidx[j]), hl, experts)
                 if j + 1 < b:
-                    for k, (rc, cnt, ix) in enumerate(st.recent):
+                    for k, (rc, cnt, ix, dw) in enumerate(st.recent):
                         self.rec_idx[j, k], self.rec_lc[j, k] = ix, math.log1p(cnt)
+                        self.rec_dec[j, k] = dw
                         self.rec_mask[j, k] = True
                         if rc == int(cats[j + 1]):
                             self.tgt_k[j] = k
@@ -116,7 +119,7 @@ class Seqs:
 
     def to(self, device):
         self.t = {k: torch.from_numpy(getattr(self, k)).to(device) for k in
-                  ("cidx", "aidx", "tf", "rec_idx", "rec_lc", "rec_mask", "tgt_idx", "tgt_k")}
+                  ("cidx", "aidx", "tf", "rec_idx", "rec_lc", "rec_mask", "rec_dec", "tgt_idx", "tgt_k")}
         return self
 
 
@@ -175,9 +178,9 @@ def chunk_forward(model, seqs, evs, reset, h, c, device):
     sel = (ev >= 0) & torch.from_numpy(seqs.has_tgt).to(device)[evc]
     te = evc[sel]
     HT = Hs[sel]
-    pv, g, pc = model.head.parts(HT, t["rec_lc"][te], t["rec_mask"][te])
-    p = Head.target_prob(pv, g, pc, t["tgt_idx"][te], t["tgt_k"][te])
-    return p, (pv, g, pc), te, h, c
+    pv, g, ms = model.head.parts(HT, t["rec_lc"][te], t["rec_mask"][te], None, t["rec_dec"][te])
+    p = Head.target_prob(pv, g, ms, t["tgt_idx"][te], t["tgt_k"][te])
+    return p, (pv, g, ms), te, h, c
 
 
 class CAdam:
@@ -226,8 +229,14 @@ def init_params(model, vocab_count, seed):
         model.head.copy_wp.copy_(torch.from_numpy(rng.uniform(K * H, np.float32(0.1) * k).reshape(K, H)))
         model.head.copy_bp.copy_(torch.from_numpy(-0.5 * np.arange(K, dtype=np.float32)))
         model.head.copy_wf.fill_(0.3)
-        model.head.gate_wg.copy_(torch.from_numpy(rng.uniform(H, np.float32(0.1) * k)))
-        model.head.gate_bg.zero_()
+        if d.flags & F_EXPERTS:
+            model.head.mix_w.copy_(torch.from_numpy(
+                rng.uniform(4 * H, np.float32(0.1) * k).reshape(4, H)))
+            model.head.mix_b.zero_()
+            # x_beta, x_gamma, x_hl: set by the caller (fixed, not trained)
+        else:
+            model.head.gate_wg.copy_(torch.from_numpy(rng.uniform(H, np.float32(0.1) * k)))
+            model.head.gate_bg.zero_()
     return rng
 
 
@@ -239,10 +248,10 @@ def evaluate(model, seqs, device, B=256, T=64):
     h = torch.zeros(B, H, device=device)
     c = torch.zeros(B, H, device=device)
     for evs, reset in chunks(seqs, np.arange(seqs.n_users), B, T):
-        p, (pv, g, pc), te, h, c = chunk_forward(model, seqs, evs, reset, h, c, device)
+        p, (pv, g, ms), te, h, c = chunk_forward(model, seqs, evs, reset, h, c, device)
         if te.numel() == 0:
             continue
-        q, oov = Head.next_dist(pv, g, pc, seqs.t["rec_idx"][te])
+        q, oov = Head.next_dist(pv, g, ms, seqs.t["rec_idx"][te])
         tidx, tk = seqs.t["tgt_idx"][te], seqs.t["tgt_k"][te]
         listed = (tidx > 0) | (tk >= 0)
         pt = torch.where(tidx > 0, q.gather(1, tidx.unsqueeze(1)).squeeze(1),
@@ -265,6 +274,12 @@ def train(ev, dev_start, test_start, dims, args, device, log=sys.stderr):
     model = IxModel(dims, args.half_life * 3600.0, None)
     model.vocab = build_vocab(tr["cat"], dims.V)
     model._index = None
+    if dims.flags & F_EXPERTS:
+        beta, gamma, hl = args.expert_constants
+        with torch.no_grad():
+            model.head.x_beta.fill_(beta)
+            model.head.x_gamma.fill_(gamma)
+            model.head.x_hl.fill_(hl)
     seqs = Seqs(tr, model)
     vocab_count = np.bincount(seqs.cidx, minlength=dims.V)
     rng = init_params(model, vocab_count, args.seed)
@@ -348,7 +363,16 @@ def main(argv=None):
     ap.add_argument("--half-life", type=float, default=72.0, help="hours")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     ap.add_argument("--curve", help="the training curve as a TSV")
+    ap.add_argument("--no-experts", action="store_true",
+                    help="the v1 head (vocabulary/copy gate) instead of the mixture of experts")
+    ap.add_argument("--expert-constants", default="0.65,0.7,21600", metavar="BETA,GAMMA,HL_S",
+                    help="the experts' fixed constants: recency beta, decay gamma and half-life "
+                         "in seconds (default: interestctl train's untuned defaults; interestctl "
+                         "train tunes them on the dev day and prints them: pass those to match it)")
     args = ap.parse_args(argv)
+    args.expert_constants = [float(x) for x in args.expert_constants.split(",")]
+    if len(args.expert_constants) != 3:
+        ap.error("--expert-constants wants BETA,GAMMA,HL_S")
     torch.set_num_threads(args.threads)
     dev_name = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     device = torch.device(dev_name)
@@ -358,7 +382,8 @@ def main(argv=None):
         print("train: the dev window is empty", file=sys.stderr)
         return 1
     dims = Dims(args.vocab, args.hidden, args.emb_cat, args.emb_act,
-                input_size(args.emb_cat, args.emb_act), F_HEAD_BF16)
+                input_size(args.emb_cat, args.emb_act),
+                F_HEAD_BF16 | (0 if args.no_experts else F_EXPERTS))
     torch.manual_seed(args.seed)
     model, curve, best_epoch = train(ev, dev_start, test_start, dims, args, device)
     note = (f"interestd_torch.train --batch {args.batch} --bptt {args.bptt} --lr {args.lr} "

@@ -32,11 +32,15 @@ ARGS=(--events "$TMP/taobao.rec" --drop-user 1004381 --tz +08:00 --batch 16 --lr
 echo "# $(date -u +%FT%TZ) $(git -C "$SRC" rev-parse --short HEAD) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
      "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, torch $($PY -c 'import torch; print(torch.__version__)')"
 echo "# threads side round events/s per epoch"
+# the experts' constants interestctl train tunes on the dev day, given to PyTorch too
+XC=$("$CTL" train "${ARGS[@]}" --epochs 1 --out "$TMP/c.ixm" 2>&1 |
+  sed -n 's/^train: experts: recency beta=\([0-9.e+-]*\) .*decay gamma=\([0-9.e+-]*\) half-life=\([0-9.e+-]*\)s.*/\1,\2,\3/p')
+echo "# expert constants: ${XC:?interestctl train did not print them}"
 for th in 1 2; do
   for r in $(seq "$ROUNDS"); do
     "$CTL" train "${ARGS[@]}" --threads "$th" --out "$TMP/c.ixm" --curve "$TMP/c.tsv" 2>/dev/null
     echo "$th C $r $(awk '!/^#/ {printf "%s ", $6}' "$TMP/c.tsv")" | tee -a "$TMP/all"
-    PYTHONPATH=$SRC/python $PY -m interestd_torch.train "${ARGS[@]}" --threads "$th" --device cpu \
+    PYTHONPATH=$SRC/python $PY -m interestd_torch.train "${ARGS[@]}" --threads "$th" --device cpu --expert-constants "$XC" \
       --out "$TMP/p.ixm" --curve "$TMP/p.tsv" 2>/dev/null
     echo "$th torch $r $(awk '!/^#/ {printf "%s ", $6}' "$TMP/p.tsv")" | tee -a "$TMP/all"
   done

@@ -1,8 +1,10 @@
 #!/bin/bash
 # Train in PyTorch, serve in C, and the reverse (python/interestd_torch):
 #  1. python3 -m interestd_torch.train and interestctl train, same recipe and
-#     data (Taobao head100k, 2 epochs): each epoch's training loss and dev NLL
-#     agree to 2e-3 (same vocabulary, seeded initialisation, shuffle, slots);
+#     data (Taobao head100k, 2 epochs, the head with experts; the PyTorch side
+#     is given the expert constants interestctl train tuned on the dev day):
+#     each epoch's training loss and dev NLL agree to 2e-3 (same vocabulary,
+#     seeded initialisation, shuffle, slots);
 #  2. both files pass interestctl eval, whose dev MRR@10 / NLL (bf16 serving
 #     path) agree with the PyTorch trainer's float32 dev figures to 2e-3;
 #  3. the C serving path on each file (PyTorch-trained and C-trained) against
@@ -29,8 +31,12 @@ COMMON=(--events "$TMP/taobao.rec" --drop-user 1004381 --tz +08:00 --batch 16 --
         --patience 4 --seed 1 --epochs 2)
 
 echo "== 1. the same recipe on both sides"
-$PY -m interestd_torch.train "${COMMON[@]}" --device cpu --out "$TMP/py.ixm" --curve "$TMP/py.tsv" 2>&1 | tee "$TMP/py.log"
 "$CTL" train "${COMMON[@]}" --out "$TMP/c.ixm" --curve "$TMP/c.tsv" 2>&1 | tee "$TMP/c.log"
+XC=$(sed -n 's/^train: experts: recency beta=\([0-9.e+-]*\) .*decay gamma=\([0-9.e+-]*\) half-life=\([0-9.e+-]*\)s.*/\1,\2,\3/p' "$TMP/c.log")
+[ -n "$XC" ] || { echo "FAIL: interestctl train did not print the expert constants"; exit 1; }
+echo "expert constants from interestctl train: $XC"
+$PY -m interestd_torch.train "${COMMON[@]}" --expert-constants "$XC" --device cpu \
+  --out "$TMP/py.ixm" --curve "$TMP/py.tsv" 2>&1 | tee "$TMP/py.log"
 $PY - "$TMP/py.tsv" "$TMP/c.tsv" <<'PYEOF'
 import sys
 rows = [[l.split("\t") for l in open(p) if not l.startswith("#")] for p in sys.argv[1:]]

@@ -2,10 +2,13 @@
 """Reference forward pass of model/arch.h in PyTorch (python/interestd_torch),
 for tests/integration/test_torch_forward.c.
 
-  torch_forward.py OUTDIR SEED gen|check [MODEL.ixm]
+  torch_forward.py OUTDIR SEED gen|check [v1|experts|file] [MODEL.ixm]
 
-Without MODEL.ixm the model has random weights (with the shift unit, float32
-head); with it, the model is that file (e.g. one trained by
+v1 (the default) and experts: random weights with the shift unit and the
+float32 head, the v1 head (vocabulary/copy gate) or the head with experts
+(ARCH_F_EXPERTS, model file version 2: p_next = sum_e pi_e p_e with pi =
+softmax(W_m h + b_m) over vocabulary, copy, recency beta^rank and the decayed
+frequency of the recent slots, arch.h "Experts"). file: the model is MODEL.ixm (e.g. one trained by
 `interestctl train` or by `python3 -m interestd_torch.train`) and is copied
 to OUTDIR/model.ixm through load_ixm/save_ixm (so the copy must be served
 exactly like the original). Both modes write into OUTDIR (the same bytes for
@@ -46,20 +49,22 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 from interestd_torch import Dims, IxModel, ModelFile, UserState, layout, load_ixm, save_ixm  # noqa: E402
-from interestd_torch.ixm import F_HEAD_BF16, F_SHIFT_UNIT, K, N_TIME, input_size  # noqa: E402
+from interestd_torch.ixm import F_EXPERTS, F_SHIFT_UNIT, K, N_TIME, input_size  # noqa: E402
 from interestd_torch.model import Head, recent_tensors  # noqa: E402
 
 torch.set_num_threads(1)
 OUT = sys.argv[1]
 SEED = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 MODE = sys.argv[3] if len(sys.argv) > 3 else "gen"
-MODEL = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
+VARIANT = sys.argv[4] if len(sys.argv) > 4 else "v1"
+MODEL = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else None
 assert MODE in ("gen", "check"), MODE
+assert VARIANT in ("v1", "experts", "file") and (VARIANT == "file") == (MODEL is not None), VARIANT
 rng = np.random.default_rng(SEED)
 
 if MODEL is None:
     V, H, EC, EA = 120, 64, 32, 8
-    d = Dims(V, H, EC, EA, input_size(EC, EA), F_SHIFT_UNIT)
+    d = Dims(V, H, EC, EA, input_size(EC, EA), F_SHIFT_UNIT | (F_EXPERTS if VARIANT == "experts" else 0))
     lay, n = layout(d)
     params = (rng.standard_normal(n) * 0.25).astype(np.float32)
     mf = ModelFile(d, float(np.float32(3600.0 * 6)),
@@ -69,6 +74,10 @@ if MODEL is None:
     blk["emb_cat"][:] *= 3.0
     blk["copy_bp"][:] = np.linspace(1.0, -1.0, K, dtype=np.float32)
     blk["copy_wf"][:] = 0.7
+    if VARIANT == "experts":
+        blk["x_beta"][:] = 0.6
+        blk["x_gamma"][:] = 0.8
+        blk["x_hl"][:] = 7200.0
 else:
     mf = load_ixm(MODEL)
 save_ixm(os.path.join(OUT, "model.ixm"), mf)
@@ -162,7 +171,7 @@ with torch.no_grad():
         raw.write(x.numpy().astype(np.float32).tobytes())
         raw.write(hc[u][0].view(H).numpy().astype(np.float32).tobytes())
         raw.write(hc[u][1].view(H).numpy().astype(np.float32).tobytes())
-        s.advance(cat, ts, idx, model.half_life_s)
+        s.advance(cat, ts, idx, model.half_life_s, model.experts())
         if out is None:
             continue
         row = torch.from_numpy(cst[i].copy())
@@ -174,13 +183,13 @@ with torch.no_grad():
         hp, cp = cell.step(xproj, hpre, cpre, W_hh_s)  # the package's serving cell
         e_cell = max(e_cell, float((hp - h1.view(H)).abs().max()), float((cp - c1.view(H)).abs().max()))
         h = row[2 * H:3 * H]  # the C state's h after the event
-        rec_idx, rec_lc, rec_mask = recent_tensors(s.recent)
-        pv, g, pc = hd.parts(h.unsqueeze(0), rec_lc, rec_mask, Wv_s)
-        q, oov = Head.next_dist(pv, g, pc, rec_idx)
+        rec_idx, rec_lc, rec_mask, rec_dec = recent_tensors(s.recent)
+        pv, g, ms = hd.parts(h.unsqueeze(0), rec_lc, rec_mask, Wv_s, rec_dec)
+        q, oov = Head.next_dist(pv, g, ms, rec_idx)
         q, oov, g, pv = q[0], oov[0], float(g[0]), pv[0]
         oov_cat = np.zeros(K, dtype=np.uint64)
         oov_p = np.zeros(K, dtype=np.float32)
-        for k, (rc, cnt, ix) in enumerate(s.recent):
+        for k, (rc, cnt, ix, _) in enumerate(s.recent):
             if ix == 0:
                 oov_cat[k], oov_p[k] = rc, float(oov[k])
         pn = []
@@ -215,6 +224,6 @@ if out is not None:
         sys.exit(f"torch_forward.py: the package's Cell.step differs from torch.nn.LSTM by {e_cell:.2e}")
 with open(os.path.join(OUT, "dims.txt"), "w") as f:
     f.write(f"{V} {H} {EC} {EA} {I} {K} {len(events)} {d.flags}\n")
-print(f"torch_forward.py {MODE}: {len(events)} events, {len(users)} users, V={V} H={H} I={I} "
+print(f"torch_forward.py {MODE} {VARIANT}: {len(events)} events, {len(users)} users, V={V} H={H} I={I} "
       f"flags={d.flags:#x} ({MODEL or 'random weights'}), torch {torch.__version__}"
       + (f"; package cell vs nn.LSTM {e_cell:.1e}" if out is not None else ""))

@@ -3,9 +3,11 @@
 
 Reads PREFIX.json (dims, layout, the chunks' (step, slot, reset) rows and the
 slots' users' events), PREFIX.params.f32 and PREFIX.grad.f32 as written by
-`interestctl train --grad-dump PREFIX --grad-chunk N`. Runs the model of
-python/interestd_torch (IxModel: embeddings, Cell, Head and its NLL rule,
-UserState's time features and recent list) in float64 on those weights,
+`interestctl train --grad-dump PREFIX --grad-chunk N`. Re-implements the model
+of model/arch.h independently in float64 torch (features from the raw events,
+recent-list bookkeeping, LSTM cell, the head: gated vocab/copy (v1) or the
+mixture of experts (ARCH_F_EXPERTS: vocab, copy, recency, decayed frequency
+with learned weights softmax(W_m h + b_m)), the NLL rule),
 replays chunks 0..N-1 without gradient (truncated BPTT carries h, c), takes
 the mean NLL of chunk N and compares d loss / d params with the C gradient,
 block by block: relative L2 error and max error relative to the block's
@@ -16,14 +18,8 @@ import json
 import math
 import sys
 
-import os
-
 import numpy as np
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
-from interestd_torch import Dims, IxModel, UserState, layout  # noqa: E402
-from interestd_torch.model import Head  # noqa: E402
 
 TOL = 1e-4
 K = 16
@@ -37,12 +33,27 @@ def main(prefix):
     V, H, EC, EA, I, B = (meta[k] for k in ("V", "H", "EC", "EA", "I", "B"))
     assert meta["K"] == K
     assert params_np.size == L["total"] == grad_c.size, "dump sizes disagree with the layout"
-    dims = Dims(V, H, EC, EA, I, 0)
-    lay, total = layout(dims)
-    assert total == L["total"] and all(lay[k][0] == L[k] for k in lay), "layouts disagree"
-    model = IxModel(dims)
-    model.load_flat(params_np)
-    model.double()
+    G = 4 * H
+    flat = torch.tensor(params_np.astype(np.float64), requires_grad=True)
+
+    def blk(name, rows, cols=None):
+        n = rows * (cols or 1)
+        v = flat[L[name]:L[name] + n]
+        return v.view(rows, cols) if cols else v
+
+    emb_cat, emb_act = blk("emb_cat", V, EC), blk("emb_act", 5, EA)
+    w_ih, w_hh = blk("w_ih", G, I), blk("w_hh", G, H)
+    b_ih, b_hh = blk("b_ih", G), blk("b_hh", G)
+    head_wv, head_bv = blk("head_wv", V, H), blk("head_bv", V)
+    copy_wp, copy_bp, copy_wf = blk("copy_wp", K, H), blk("copy_bp", K), blk("copy_wf", 1)
+    experts = meta.get("experts", 0) == 1
+    if experts:
+        mix_w, mix_b = blk("mix_w", 4, H), blk("mix_b", 4)
+        x_beta = float(params_np[L["x_beta"]])
+        x_gamma = float(params_np[L["x_gamma"]])
+        x_hl = float(params_np[L["x_hl"]])
+    else:
+        gate_wg, gate_bg = blk("gate_wg", H), blk("gate_bg", 1)
 
     users = meta["events"]  # in slot-assignment order: [cat, idx, action, ts_ms]
     next_user = 0
@@ -62,8 +73,8 @@ def main(prefix):
         for step in sorted(steps):
             for b, reset, cidx in steps[step]:
                 if reset:
-                    slot[b] = dict(user=next_user, pos=0, st=UserState(),
-                                   h=torch.zeros(H, dtype=torch.float64),
+                    slot[b] = dict(user=next_user, pos=0, recent=[], decw=[], n=0, prev_ts=0,
+                                   prev_cat=0, h=torch.zeros(H, dtype=torch.float64),
                                    c=torch.zeros(H, dtype=torch.float64))
                     next_user += 1
                     if last and step > 0:
@@ -74,30 +85,79 @@ def main(prefix):
                 evs = users[st["user"]]
                 cat, idx, act, ts = evs[st["pos"]]
                 assert idx == cidx, "vocab index of the event disagrees"
-                us = st["st"]
-                tf = torch.from_numpy(us.time_features(cat, ts).astype(np.float64))
-                x = model.inputs(torch.tensor(idx), torch.tensor(act), tf)
-                st["h"], st["c"] = model.cell.step(model.cell.input_proj(x), st["h"], st["c"])
-                us.advance(cat, ts, idx, 72.0 * 3600.0)  # the profile is not used here
+                # input features (arch.h)
+                tf = [0.0] * 7
+                if st["n"] == 0:
+                    tf[4] = 1.0
+                else:
+                    gap = max(ts - st["prev_ts"], 0) / 1000.0
+                    tf[0] = math.log1p(gap) / 12.0
+                    tf[1] = 1.0 if gap < 60 else 0.0
+                    tf[2] = 1.0 if gap < 3600 else 0.0
+                    tf[3] = 1.0 if gap > 86400 else 0.0
+                    tf[5] = 1.0 if cat == st["prev_cat"] else 0.0
+                tf[6] = math.log1p(st["n"]) / 8.0
+                pad = I - EC - EA - 7
+                x = torch.cat([emb_cat[idx], emb_act[act],
+                               torch.tensor(tf + [0.0] * pad, dtype=torch.float64)])
+                pre = w_ih @ x + b_ih + w_hh @ st["h"] + b_hh
+                ig, fg = torch.sigmoid(pre[:H]), torch.sigmoid(pre[H:2 * H])
+                gg, og = torch.tanh(pre[2 * H:3 * H]), torch.sigmoid(pre[3 * H:])
+                st["c"] = fg * st["c"] + ig * gg
+                st["h"] = og * torch.tanh(st["c"])
+                # state advance: recent list (move to front, count+1; new: count 1);
+                # the decay expert's weights: * gamma 2^(-gap/hl), then +1 (new: 1)
+                rec, dw = st["recent"], st["decw"]
+                if experts and st["n"] > 0:
+                    f = x_gamma
+                    if x_hl > 0 and ts > st["prev_ts"]:
+                        f *= 2.0 ** (-(ts - st["prev_ts"]) / 1000.0 / x_hl)
+                    dw[:] = [w * f for w in dw]
+                hit = [k for k, r in enumerate(rec) if r[0] == cat]
+                if hit:
+                    e = rec.pop(hit[0])
+                    e = (e[0], e[1] + 1, e[2])
+                    w = dw.pop(hit[0]) + 1.0
+                else:
+                    e = (cat, 1, idx)
+                    w = 1.0
+                    if len(rec) == K:
+                        rec.pop()
+                        dw.pop()
+                rec.insert(0, e)
+                dw.insert(0, w)
+                st["n"] += 1
+                st["prev_ts"], st["prev_cat"] = ts, cat
                 st["pos"] += 1
                 if not last or st["pos"] >= len(evs):
                     continue
                 # head and the NLL rule for the next event's category
                 tcat, tidx = evs[st["pos"]][0], evs[st["pos"]][1]
-                rec = us.recent
-                lc = torch.zeros(1, K, dtype=torch.float64)
-                mask = torch.zeros(1, K, dtype=torch.bool)
-                for k, r in enumerate(rec):
-                    lc[0, k], mask[0, k] = math.log1p(r[1]), True
+                h = st["h"]
+                pv = torch.softmax(head_wv @ h + head_bv, 0)
+                cnt = torch.tensor([math.log1p(r[1]) for r in rec], dtype=torch.float64)
+                sc = copy_wp[:len(rec)] @ h + copy_bp[:len(rec)] + copy_wf[0] * cnt
+                pc = torch.softmax(sc, 0)
+                if experts:
+                    pi = torch.softmax(mix_w @ h + mix_b, 0)
+                    g = pi[0]
+                    rw = torch.tensor([x_beta ** k for k in range(len(rec))], dtype=torch.float64)
+                    dwt = torch.tensor(dw, dtype=torch.float64)
+                    slot_p = pi[1] * pc + pi[2] * rw / rw.sum() + pi[3] * dwt / dwt.sum()
+                else:
+                    g = torch.sigmoid(gate_wg @ h + gate_bg[0])
+                    slot_p = (1 - g) * pc
                 kk = [k for k, r in enumerate(rec) if r[0] == tcat]
-                pv, g, pc = model.head.parts(st["h"].unsqueeze(0), lc, mask)
-                p = Head.target_prob(pv, g, pc, torch.tensor([tidx]),
-                                     torch.tensor([kk[0] if kk else -1]))[0]
                 if tidx > 0:
-                    stats["copied"] += bool(kk)
+                    p = g * pv[tidx]
+                    if kk:
+                        p = p + slot_p[kk[0]]
+                        stats["copied"] += 1
                 elif kk:
+                    p = slot_p[kk[0]]
                     stats["oov_copied"] += 1
                 else:
+                    p = g * pv[0]
                     stats["oov_other"] += 1
                 term = -torch.log(p)
                 loss_sum = term if loss_sum is None else loss_sum + term
@@ -105,10 +165,7 @@ def main(prefix):
     assert stats["targets"] == meta["targets"], (stats, meta["targets"])
     loss = loss_sum / stats["targets"]
     loss.backward()
-    grads = {n: t.grad for n, t in model._blocks().items()}
-    grad_t = np.zeros(total, dtype=np.float64)
-    for n, (o, shape) in lay.items():
-        grad_t[o:o + int(np.prod(shape))] = grads[n].numpy().ravel()
+    grad_t = flat.grad.numpy()
     print("loss torch %.9f  C %.9f  targets %d  coverage %s" %
           (loss.item(), meta["loss"], stats["targets"], stats))
     ok = abs(loss.item() - meta["loss"]) <= 1e-5 * abs(loss.item())
@@ -121,8 +178,15 @@ def main(prefix):
             ok = False
 
     names = ["emb_cat", "emb_act", "w_ih", "w_hh", "b_ih", "b_hh", "head_wv", "head_bv",
-             "copy_wp", "copy_bp", "copy_wf", "gate_wg", "gate_bg"]
-    ends = [L[n] for n in names[1:]] + [L["total"]]
+             "copy_wp", "copy_bp", "copy_wf"]
+    names += ["mix_w", "mix_b"] if experts else ["gate_wg", "gate_bg"]
+    ends = [L[n] for n in names[1:]] + [L["x_beta"] if experts else L["total"]]
+    if experts:
+        # the fixed expert constants are not trained: their gradient is zero
+        fixed = grad_c[L["x_beta"]:L["total"]]
+        if np.any(fixed != 0):
+            print("FAIL: gradient on the fixed expert constants: %s" % fixed)
+            ok = False
 
     def compare(gc, verbose):
         good = True
