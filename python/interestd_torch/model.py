@@ -211,13 +211,19 @@ class ExpertsHead(Head):
     def parts(self, h, rec_logcnt, rec_mask, wv=None, rec_dec=None):
         pv, pc = self.vocab_copy(h, rec_logcnt, rec_mask, wv)
         pi = torch.softmax(torch.nn.functional.linear(h, self.mix_w, self.mix_b), dim=-1)
-        k = torch.arange(K, device=h.device, dtype=h.dtype)
-        beta = float(self.x_beta)
-        rw = torch.where(rec_mask, torch.tensor(beta, dtype=torch.float64).pow(k.double()).to(h.dtype),
-                         torch.zeros_like(rec_logcnt))
+        # beta^k as model/head.c forms it: a float32 running product
+        bk = np.ones(K, dtype=np.float32)
+        for j in range(1, K):
+            bk[j] = bk[j - 1] * np.float32(self.x_beta.item())
+        bk = torch.from_numpy(bk).to(device=h.device, dtype=h.dtype)
+        zero = torch.zeros_like(rec_logcnt)
+        rw = torch.where(rec_mask, bk.expand_as(rec_logcnt), zero)
         prec = rw / rw.sum(-1, keepdim=True).clamp(min=1e-30)
-        dw = torch.where(rec_mask, rec_dec, torch.zeros_like(rec_dec))
-        pdec = dw / dw.sum(-1, keepdim=True).clamp(min=1e-30)
+        dw = torch.where(rec_mask, rec_dec.clamp(min=0), zero)
+        sd = dw.sum(-1, keepdim=True)
+        n = rec_mask.sum(-1, keepdim=True).clamp(min=1).to(h.dtype)
+        pdec = torch.where(sd > 0, dw / sd.clamp(min=1e-30),
+                           torch.where(rec_mask, 1.0 / n, zero))
         ms = pi[:, 1:2] * pc + pi[:, 2:3] * prec + pi[:, 3:4] * pdec
         return pv, pi[:, 0], ms
 
