@@ -411,6 +411,14 @@ flush:
           t.records, t.batches, (unsigned)b.cap, t.processed, t.preds, output, t.suppressed,
           config_policy_name(cfg->emit.policy), t.rejected, ss.users, t.evicted,
           model_describe(model), secs);
+  /* live quality, as the daemon exports it (interestd_quality_*) */
+  for (unsigned q = 0; q < PIPELINE_Q_N; q++) {
+    const pipeline_quality_t *pq = pipeline_quality(pipe, q);
+    double nt = pq->targets ? (double)pq->targets : 1.0;
+    fprintf(stderr, "interestctl replay: quality %-8s targets %" PRIu64 " Acc@1 %.4f Recall@5 %.4f "
+            "Recall@10 %.4f MRR@10 %.4f\n", pipeline_quality_name(q), pq->targets,
+            (double)pq->hit1 / nt, (double)pq->hit5 / nt, (double)pq->hit10 / nt, pq->rr_sum / nt);
+  }
   if (t.rejected) {
     fprintf(stderr, "interestctl replay: rejected by reason:");
     for (size_t i = 0; i < IX_REJECT_REASONS; i++)
