@@ -29,6 +29,7 @@
 #include "daemon/http.h"
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
+#include "daemon/quality.h"
 #include "model/model.h"
 #include "state/checkpoint.h"
 #include "state/store.h"
@@ -150,6 +151,7 @@ struct ixd {
   ckpt_t *ckpt;
   metrics_t *metrics;
   metrics_daemon_t md;
+  quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
   http_server_t *http;
   notify_t *notify;
 
@@ -554,6 +556,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   metrics_counter_add(d->md.events_processed, res.n_processed);
   metrics_histogram_observe(d->md.batch_size, (double)n);
   metrics_histogram_observe(d->md.step_seconds, (double)res.step_ns / 1e9);
+  quality_metrics_update(&d->qm, d->pipe);
 
   for (size_t k = 0; k < res.n_rejects; k++) {
     const pipeline_reject_t *rj = &res.rejects[k];
@@ -1055,6 +1058,8 @@ int daemon_reload(daemon_t *d) {
   d->model = m;
   m = NULL;
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
+  if (quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))
+    LOG_WARN("daemon", "cannot register the quality metrics of the reloaded model");
   /* kafka, state and metrics settings need a restart */
   const config_t *o = d->cfg;
   if (strcmp(o->kafka.brokers, cfg->kafka.brokers) || strcmp(o->kafka.group, cfg->kafka.group) ||
@@ -1243,6 +1248,10 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   }
   if ((rc = input_new(&cfg->input, &d->input, errstr, errstr_size))) goto err;
   pipeline_set_input(d->pipe, d->input);
+  if ((rc = quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))) {
+    snprintf(errstr, errstr_size, "cannot register the quality metrics: %s", ix_strerror(rc));
+    goto err;
+  }
   if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
     rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
