@@ -1175,6 +1175,13 @@ void daemon_get_stats(daemon_t *d, daemon_stats_t *out, int reset_window) {
   out->win_e2e_p50 = lat_quantile(&d->win_e2e, 0.50);
   out->win_e2e_p99 = lat_quantile(&d->win_e2e, 0.99);
   out->win_delivered = d->st.delivered - d->win_delivered_base;
+  for (unsigned q = 0; q < 3 && q < PIPELINE_Q_N; q++) {
+    const pipeline_quality_t *pq = pipeline_quality(d->pipe, q);
+    double nt = pq->targets ? (double)pq->targets : 1.0;
+    if (q == 0) out->q_targets = pq->targets;
+    out->q_mrr10[q] = pq->rr_sum / nt;
+    out->q_rec5[q] = (double)pq->hit5 / nt;
+  }
   if (reset_window) {
     memset(&d->win_lat, 0, sizeof d->win_lat);
     memset(&d->win_e2e, 0, sizeof d->win_e2e);
