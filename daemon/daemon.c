@@ -152,6 +152,11 @@ struct ixd {
   metrics_t *metrics;
   metrics_daemon_t md;
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
+  /* model.shadow_path: a candidate scored on the same events with its own
+   * states (not checkpointed), every prediction scored, nothing emitted */
+  model_t *shadow_model;
+  pipeline_t *shadow_pipe;
+  quality_metrics_t qm_shadow;
   http_server_t *http;
   notify_t *notify;
 
@@ -557,6 +562,18 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   metrics_histogram_observe(d->md.batch_size, (double)n);
   metrics_histogram_observe(d->md.step_seconds, (double)res.step_ns / 1e9);
   quality_metrics_update(&d->qm, d->pipe);
+  if (d->shadow_pipe) {
+    pipeline_result_t sres;
+    int src = pipeline_process(d->shadow_pipe, recs, n, now, &sres);
+    if (src) {
+      /* the shadow must never stop the served model: log and drop it */
+      LOG_ERROR("daemon", "shadow model failed (%s); scoring it stops", ix_strerror(src));
+      pipeline_destroy(d->shadow_pipe);
+      d->shadow_pipe = NULL;
+    } else {
+      quality_metrics_update(&d->qm_shadow, d->shadow_pipe);
+    }
+  }
 
   for (size_t k = 0; k < res.n_rejects; k++) {
     const pipeline_reject_t *rj = &res.rejects[k];
@@ -883,6 +900,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       d->owned++;
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
+      if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
       if (d->ckpt) {
         char why[512];
         ckpt_restore_info_t info;
@@ -924,6 +942,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     }
     ckpt_forget_partition(d, p);
     store_drop_partition(pipeline_store(d->pipe), p);
+    if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
     pt->owned = 0;
     pt->gen++;
     part_reset(pt);
@@ -1182,6 +1201,13 @@ void daemon_get_stats(daemon_t *d, daemon_stats_t *out, int reset_window) {
     out->q_mrr10[q] = pq->rr_sum / nt;
     out->q_rec5[q] = (double)pq->hit5 / nt;
   }
+  out->q_shadow = d->shadow_pipe != NULL;
+  if (d->shadow_pipe) {
+    const pipeline_quality_t *pq = pipeline_quality(d->shadow_pipe, PIPELINE_Q_MODEL);
+    double nt = pq->targets ? (double)pq->targets : 1.0;
+    out->q_shadow_mrr10 = pq->rr_sum / nt;
+    out->q_shadow_rec5 = (double)pq->hit5 / nt;
+  }
   if (reset_window) {
     memset(&d->win_lat, 0, sizeof d->win_lat);
     memset(&d->win_e2e, 0, sizeof d->win_e2e);
@@ -1258,6 +1284,22 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   if ((rc = quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))) {
     snprintf(errstr, errstr_size, "cannot register the quality metrics: %s", ix_strerror(rc));
     goto err;
+  }
+  if (cfg->model.shadow_path && *cfg->model.shadow_path) {
+    errstr[0] = '\0';
+    emit_opts_t every = {.policy = EMIT_EVERY, .top_n_change = PRED_TOPK};
+    if ((rc = model_load(cfg->model.shadow_path, &d->shadow_model, errstr, errstr_size)) ||
+        (rc = pipeline_new(d->shadow_model, &so, &every, &d->shadow_pipe)) ||
+        (rc = quality_metrics_bind(&d->qm_shadow, d->md.reg, model_fingerprint(d->shadow_model)))) {
+      char why[512];
+      snprintf(why, sizeof why, "model.shadow_path %s: %s", cfg->model.shadow_path,
+               errstr[0] ? errstr : ix_strerror(rc));
+      snprintf(errstr, errstr_size, "%s", why);
+      goto err;
+    }
+    pipeline_set_input(d->shadow_pipe, d->input);
+    LOG_INFO("daemon", "shadow model %s (%s): scored on every event, nothing emitted",
+             cfg->model.shadow_path, model_describe(d->shadow_model));
   }
   if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
@@ -1380,6 +1422,8 @@ void daemon_destroy(daemon_t *d) {
   }
   ckpt_destroy(d->ckpt);
   pipeline_destroy(d->pipe);
+  pipeline_destroy(d->shadow_pipe);
+  model_destroy(d->shadow_model);
   model_destroy(d->model);
   metrics_destroy(d->metrics);
   for (int32_t i = 0; i < d->n_parts; i++) free(d->parts[i].ring);

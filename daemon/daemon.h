@@ -65,6 +65,8 @@ typedef struct {
    * and MRR@10, Recall@5 of the served model [0], recency [1], decay [2] */
   uint64_t q_targets;
   double q_mrr10[3], q_rec5[3];
+  int q_shadow; /* model.shadow_path in use: its MRR@10 and Recall@5 below */
+  double q_shadow_mrr10, q_shadow_rec5;
 } daemon_stats_t;
 
 /* Creates the loop, the pipeline (loading cfg->model.path), the producer and

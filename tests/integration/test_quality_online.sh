@@ -27,6 +27,23 @@ for h in recency decay; do
   t=$(awk -v h="$h" '$3 == "quality" && $4 == h {print $6}' "$T/replay.err")
   [ "$t" = "$n" ] || fail "$h scored on $t targets, not $n"
 done
+# a shadow model (model.shadow_path; here the previous model, without experts)
+# is scored on the same events with its own states: its figures are eval's
+# for it, and the served model's are unchanged
+V1=$SRC/tests/data/taobao-h64-v1.ixm
+"$CTL" replay --offline --input "$T/events.rec" --output "$T/pred2.rec" --model "$MODEL" \
+  --set model.shadow_path="$V1" 2> "$T/replay2.err" || fail "replay with shadow: $(tail -3 "$T/replay2.err")"
+"$CTL" eval --events "$T/events.rec" --model "$V1" --no-baselines \
+  --dev-start 0 --test-start 1 --test-end 9999999999999 > "$T/eval_v1.out" 2>/dev/null || fail "eval v1"
+shadow=$(awk '/quality shadow/ {print $6, $8, $10, $12, $14}' "$T/replay2.err")
+off_v1=$(awk '$1 == "lstm" {print $2, $3, $4, $5, $6}' "$T/eval_v1.out")
+served2=$(awk '/quality lstm/ {print $6, $8, $10, $12, $14}' "$T/replay2.err")
+echo "shadow  (targets Acc@1 Recall@5 Recall@10 MRR@10): $shadow; eval of it: $off_v1"
+grep "shadow .* s in its pipeline" "$T/replay2.err" || fail "no shadow cost line"
+[ -n "$shadow" ] && [ "$shadow" = "$off_v1" ] || fail "shadow quality differs from interestctl eval"
+[ "$served2" = "$online" ] || fail "the shadow changed the served model's figures"
+cmp -s "$T/pred.rec" "$T/pred2.rec" || fail "the shadow changed the written predictions"
+[ "$shadow" != "$online" ] || fail "shadow and served models score alike: the check is blind"
 # a broken comparison would be seen: eval of a window without the first day
 # scores fewer targets
 other=$("$CTL" eval --events "$T/events.rec" --model "$MODEL" --no-baselines --tz +08:00 \
