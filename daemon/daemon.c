@@ -97,6 +97,15 @@ static double lat_quantile(const lathist_t *h, double q) {
 
 /* ---------------------------------------------------------------- types */
 
+/* A partition's lag gauge and where consumption starts when nothing was
+ * consumed yet: the restored checkpoint or the committed offset read at
+ * assignment; -1 = unknown (then the low watermark, auto.offset.reset =
+ * earliest) */
+typedef struct {
+  metrics_gauge_t *gauge;
+  int64_t start;
+} lagpart_t;
+
 typedef enum { RUNNING = 0, STOPPING, CLOSING, CLOSED } phase_t;
 
 struct ixd {
@@ -129,8 +138,11 @@ struct ixd {
   int ckpt_poll_active;
 
   inflight_t *inflight;     /* the commit rule (daemon/inflight.h) */
-  metrics_gauge_t **lag;    /* by partition, while owned */
+  lagpart_t *lag;           /* by partition, while owned */
   int32_t n_lag;
+  uint64_t progress_ns;     /* last consumption, assignment or "nothing to consume" (healthz) */
+  uint64_t unowned_since_ns; /* owned dropped to 0 then (healthz) */
+  uint64_t paused_since_ns;
   uint32_t owned;
 
   rec_t *win;        /* the window: up to WINDOW_BATCHES batches, oldest first */
@@ -211,6 +223,7 @@ static void set_paused(daemon_t *d, int paused) {
     return;
   }
   d->paused = paused;
+  if (paused) d->paused_since_ns = ix_mono_ns();
   size_t n;
   owned_list(d, list, &n);
   if (paused) {
@@ -495,6 +508,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     d->rec_tok[kept++] = tok;
   }
   n = kept;
+  if (n) d->progress_ns = now_ns;
   d->st.consumed += n;
   metrics_counter_add(d->md.events_consumed, n);
   if (!n) return;
@@ -834,7 +848,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       if (rc == 0 && p >= d->n_lag) {
         int32_t n_lag = d->n_lag ? d->n_lag : 16;
         while (n_lag <= p) n_lag *= 2;
-        metrics_gauge_t **lag = realloc(d->lag, (size_t)n_lag * sizeof *lag);
+        lagpart_t *lag = realloc(d->lag, (size_t)n_lag * sizeof *lag);
         if (!lag) rc = IX_ENOMEM;
         else {
           memset(lag + d->n_lag, 0, (size_t)(n_lag - d->n_lag) * sizeof *lag);
@@ -871,7 +885,17 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                    info.generation, info.next_offset);
         }
       }
-      d->lag[p] = metrics_daemon_lag(&d->md, p);
+      d->lag[p].gauge = metrics_daemon_lag(&d->md, p);
+      d->lag[p].start = inflight_part(d->inflight, p).consumed_next;
+      if (d->lag[p].start < 0) {
+        /* the committed offset, once, so the lag of a partition that never
+         * gets a message is still right; a short bound: the coordinator
+         * just answered */
+        int64_t committed;
+        if (consumer_committed(d->consumer, p, 1000, &committed) == 0 && committed >= 0)
+          d->lag[p].start = committed;
+      }
+      d->progress_ns = ix_mono_ns();
     }
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
              d->cfg->kafka.input_topic, d->owned);
@@ -891,9 +915,10 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     ckpt_forget_partition(d, p);
     store_drop_partition(pipeline_store(d->pipe), p);
     inflight_revoke(d->inflight, p);
-    if (d->lag[p]) metrics_gauge_delete(d->metrics, d->lag[p]);
-    d->lag[p] = NULL;
+    if (d->lag[p].gauge) metrics_gauge_delete(d->metrics, d->lag[p].gauge);
+    d->lag[p].gauge = NULL;
     d->owned--;
+    if (!d->owned) d->unowned_since_ns = ix_mono_ns();
   }
   if (ev == CONSUMER_REVOKE) consumer_commit(d->consumer);
   LOG_INFO("daemon", "%s partitions [%s] (now %u owned)",
@@ -1072,6 +1097,20 @@ static void expire_cb(uv_timer_t *t) {
   if (n) LOG_DEBUG("daemon", "expired %zu idle users", n);
 }
 
+/* High watermark minus the next offset to consume: the one after the last
+ * consumed message, else where consumption starts (restored checkpoint,
+ * committed offset, else the low watermark). -1 when the watermarks are
+ * not known yet. */
+static int64_t part_lag(daemon_t *d, int32_t p) {
+  int64_t hi = consumer_high_watermark(d->consumer, p);
+  if (hi < 0) return -1;
+  int64_t pos = inflight_part(d->inflight, p).consumed_next;
+  if (pos < 0 && p < d->n_lag) pos = d->lag[p].start;
+  if (pos < 0) pos = consumer_low_watermark(d->consumer, p);
+  if (pos < 0) return -1;
+  return hi > pos ? hi - pos : 0;
+}
+
 static void update_gauges(daemon_t *d) {
   store_stats_t ss;
   store_get_stats(pipeline_store(d->pipe), &ss);
@@ -1080,11 +1119,12 @@ static void update_gauges(daemon_t *d) {
   metrics_counter_set(d->md.evictions_lru, ss.evicted_lru);
   metrics_counter_set(d->md.evictions_ttl, ss.evicted_ttl);
   for (int32_t i = 0; i < d->n_lag; i++) {
-    if (!d->lag[i] || !owns(d, i)) continue;
-    int64_t consumed_next = inflight_part(d->inflight, i).consumed_next;
-    int64_t hi = consumer_high_watermark(d->consumer, i);
-    if (hi >= 0 && consumed_next >= 0) metrics_gauge_set(d->lag[i], (double)(hi - consumed_next));
+    if (!d->lag[i].gauge || !owns(d, i)) continue;
+    int64_t lag = part_lag(d, i);
+    if (lag >= 0) metrics_gauge_set(d->lag[i].gauge, (double)lag);
   }
+  metrics_gauge_set(d->md.consumer_paused, d->paused);
+  metrics_gauge_set(d->md.retry_backlog, (double)backlog_len(d->backlog));
 }
 
 static void collect_cb(void *arg, metrics_t *reg) { update_gauges(arg); }
@@ -1106,6 +1146,33 @@ static int health_cb(void *arg, char *reason, size_t reason_size) {
   }
   if (!d->ready_sent) {
     snprintf(reason, reason_size, "waiting for a partition assignment");
+    return 0;
+  }
+  uint64_t stall_ns = (uint64_t)d->cfg->daemon.health_stall_s * 1000000000ull;
+  if (!stall_ns) return 1;
+  uint64_t now = ix_mono_ns();
+  if (!d->owned && now - d->unowned_since_ns > stall_ns) {
+    snprintf(reason, reason_size, "owns no input partition for %.0f s (more group members than "
+             "partitions, or the group coordinator is unreachable)",
+             (double)(now - d->unowned_since_ns) / 1e9);
+    return 0;
+  }
+  if (d->paused && now - d->paused_since_ns > stall_ns) {
+    snprintf(reason, reason_size, "consumption paused for %.0f s: %" PRIu64 " messages in the "
+             "retry backlog, %" PRIu64 " unacknowledged (see interestd_produce_failures_total)",
+             (double)(now - d->paused_since_ns) / 1e9, backlog_len(d->backlog), d->outstanding);
+    return 0;
+  }
+  int64_t waiting = 0;
+  for (int32_t i = 0; i < d->n_lag; i++) {
+    if (!owns(d, i)) continue;
+    int64_t lag = part_lag(d, i);
+    if (lag > 0) waiting += lag;
+  }
+  if (!waiting) d->progress_ns = now; /* nothing to consume counts as keeping up */
+  else if (now - d->progress_ns > stall_ns) {
+    snprintf(reason, reason_size, "stalled: %" PRId64 " messages waiting on owned partitions, "
+             "none consumed for %.0f s", waiting, (double)(now - d->progress_ns) / 1e9);
     return 0;
   }
   return 1;

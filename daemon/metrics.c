@@ -603,6 +603,9 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
                                producer_fail_label((producer_fail_t)i), NULL);
   C(dead_letters_truncated, "interestd_dead_letters_truncated_total",
     "Dead-letter records sent without the original value (it could not be produced whole).");
+  G(consumer_paused, "interestd_consumer_paused",
+    "1 while consumption is paused by backpressure (retry backlog or unacknowledged limit).");
+  G(retry_backlog, "interestd_retry_backlog_messages", "Messages waiting in the retry backlog.");
   H(batch_size, "interestd_batch_size_events", "Events per processing batch.",
     metrics_buckets_batch);
   H(step_seconds, "interestd_step_duration_seconds",

@@ -30,6 +30,8 @@
  *  interestd_messages_dropped_total          counter    kind, reason             messages given up on after a permanent failure
  *                                                                                (kind="prediction"|"dead_letter")
  *  interestd_dead_letters_truncated_total    counter    -                        dead-letter records sent without the value
+ *  interestd_consumer_paused                 gauge      -                        1 while consumption is paused (backpressure)
+ *  interestd_retry_backlog_messages          gauge      -                        messages waiting in the retry backlog
  *  interestd_batch_size_events               histogram  -                        events per processing batch
  *  interestd_step_duration_seconds           histogram  -                        model step time per batch (features+LSTM+head)
  *  interestd_event_to_prediction_seconds     histogram  -                        from the event being read off the consumer queue
@@ -175,6 +177,8 @@ typedef struct {
   metrics_counter_t *produce_failures[PRODUCER_FAIL_N];
   metrics_counter_t *messages_dropped[2][PRODUCER_FAIL_N];
   metrics_counter_t *dead_letters_truncated;
+  metrics_gauge_t *consumer_paused;
+  metrics_gauge_t *retry_backlog;
   metrics_histogram_t *batch_size;
   metrics_histogram_t *step_seconds;
   metrics_histogram_t *event_to_prediction_seconds;

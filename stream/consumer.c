@@ -334,3 +334,9 @@ int64_t consumer_high_watermark(consumer_t *c, int32_t partition) {
   if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &lo, &hi)) return -1;
   return hi;
 }
+
+int64_t consumer_low_watermark(consumer_t *c, int32_t partition) {
+  int64_t lo = -1, hi = -1;
+  if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &lo, &hi)) return -1;
+  return lo;
+}

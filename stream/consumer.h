@@ -92,6 +92,8 @@ int consumer_seek(consumer_t *c, int32_t partition, int64_t offset, int timeout_
 int consumer_partition_count(consumer_t *c, int timeout_ms);
 /* High watermark of a partition from the last fetch (no request), or -1. */
 int64_t consumer_high_watermark(consumer_t *c, int32_t partition);
+/* Low watermark (oldest offset kept) from the last fetch (no request), or -1. */
+int64_t consumer_low_watermark(consumer_t *c, int32_t partition);
 
 /* Leaves the group: revokes every partition through the rebalance callback
  * and commits. Idempotent. Returns 0 or IX_EKAFKA. */

@@ -9,6 +9,11 @@
  * poison_drop: the same with message.max.bytes so small that even the
  *              truncated record is refused: the record is dropped and
  *              counted, the offset still advances.
+ * health:      every Produce request fails (retriable) until cleared:
+ *              consumption pauses, /healthz says 503 with the reason after
+ *              daemon.health_stall_s, the lag gauges add up to everything not
+ *              consumed (partitions never consumed from included), and once
+ *              the errors stop every event is answered and /healthz is 200.
  * pred_fail:   the first Produce requests of the daemon fail with
  *              INVALID_RECORD (non-retriable): those predictions are dropped
  *              and counted, no other event loses its prediction, offsets are
@@ -240,12 +245,75 @@ static void test_prediction_failure(void) {
   mockbroker_destroy(mb);
 }
 
+static void test_health_and_lag(void) {
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  rd_kafka_resp_err_t errs[3000];
+  for (size_t i = 0; i < 3000; i++) errs[i] = RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+  rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 0 /* Produce */, 3000, errs);
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *conf = h_path("health.conf");
+  h_write_conf(conf, brokers, "health", model,
+               "[batch]\nmax_events = 1\nmax_inflight = 16\n[daemon]\nhealth_stall_s = 2\n");
+  const char *log = h_path("health.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "metrics on http://127.0.0.1:", 20), "no metrics port (log %s)", log);
+  int port = h_metrics_port(log);
+  char *body = NULL;
+  double end = h_now() + 30;
+  while (h_now() < end) {
+    free(body);
+    body = h_http_get(port, "/healthz");
+    if (body && strstr(body, " 503 ") && strstr(body, "consumption paused")) break;
+    h_sleep_ms(200);
+  }
+  H_CHECK(body && strstr(body, "consumption paused"), "healthz: %s (log %s)", body ? body : "-",
+          log);
+  printf("health: %s", strstr(body, "\r\n\r\n") ? strstr(body, "\r\n\r\n") + 4 : body);
+  free(body);
+  H_CHECK(metric(port, "interestd_consumer_paused") == 1, "interestd_consumer_paused != 1");
+  /* lag: everything not consumed, on every partition */
+  double consumed = metric(port, "interestd_events_consumed_total");
+  double lag = metric(port, "interestd_consumer_lag_messages");
+  printf("health: consumed %.0f, lag %.0f of %d\n", consumed, lag, N_EVENTS);
+  H_CHECK(consumed < N_EVENTS / 2, "consumed %g while paused", consumed);
+  H_CHECK(lag == N_EVENTS - consumed, "lag %g, want %g", lag, N_EVENTS - consumed);
+  /* the errors stop: everything goes through and healthz recovers */
+  rd_kafka_mock_clear_request_errors(mockbroker_cluster(mb), 0);
+  end = h_now() + 60;
+  double delivered = 0;
+  while (h_now() < end && (delivered = metric(port, "interestd_predictions_delivered_total")) <
+                              N_EVENTS)
+    h_sleep_ms(200);
+  H_CHECK(delivered >= N_EVENTS, "delivered %g of %d (log %s)", delivered, N_EVENTS, log);
+  end = h_now() + 10;
+  while (h_now() < end) {
+    body = h_http_get(port, "/healthz");
+    int ok = body && strstr(body, " 200 ");
+    free(body);
+    if (ok) break;
+    h_sleep_ms(200);
+  }
+  body = h_http_get(port, "/healthz");
+  H_CHECK(body && strstr(body, " 200 "), "healthz after recovery: %s", body ? body : "-");
+  free(body);
+  H_CHECK(metric(port, "interestd_consumer_lag_messages") == 0, "lag after recovery");
+  stop_and_check_commits(pid, log, brokers, "health", msgs, N_EVENTS);
+  printf("health: recovered, every event delivered, offsets committed\n");
+  h_free_msgs(msgs, N_EVENTS);
+  mockbroker_destroy(mb);
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_faults");
   const char *only = argc > 1 ? argv[1] : NULL;
   if (!only || !strcmp(only, "poison")) test_poison(0);
   if (!only || !strcmp(only, "poison_drop")) test_poison(1);
   if (!only || !strcmp(only, "pred_fail")) test_prediction_failure();
+  if (!only || !strcmp(only, "health")) test_health_and_lag();
   printf("PASS\n");
   return 0;
 }
