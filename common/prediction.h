@@ -5,7 +5,8 @@
 
 #include <stdint.h>
 
-#define PRED_TOPK 10
+#define PRED_TOPK 10     /* pairs in long-term and rising; next's default */
+#define PRED_MAX_NEXT 20 /* most next pairs ([output] next_categories, model_set_next_count()) */
 
 typedef struct {
   uint64_t category_id; /* 0 with p>0 means the "other" bucket */
@@ -24,7 +25,7 @@ typedef struct {
   float fluctuation;       /* Jensen-Shannon divergence (base 2) p_next vs p_long, [0,1] */
   float shift_prob;        /* P(next event outside the long-term profile) */
   uint32_t n_next, n_long, n_rising;
-  pred_cat_t next[PRED_TOPK];   /* top of p_next, descending p */
+  pred_cat_t next[PRED_MAX_NEXT]; /* top of p_next, descending p (n_next, default <= PRED_TOPK) */
   pred_cat_t longterm[PRED_TOPK]; /* top of p_long, descending p */
   pred_cat_t rising[PRED_TOPK]; /* largest p_next - p_long > 0, descending */
 } prediction_t;

@@ -24,6 +24,8 @@ static void usage(FILE *out) {
           "usage: interestctl eval --events FILE.rec [--model FILE.ixm] [options]\n"
           "  --drop-user ID        leave a user out (repeatable; e.g. a truncated last user)\n"
           "  --tz +HH:MM           local time for the default day windows (default +00:00)\n"
+          "  --input-config F      read the events as the [input] section of interestd.conf F says\n"
+          "  --input KEY=VALUE     one [input] key (format=json, user_field=..., ...); repeatable\n"
           "  --dev-start T --test-start T --test-end T\n"
           "                        windows (ISO-8601 or epoch ms); default: test = last local\n"
           "                        day of the data, dev = the day before, train = earlier\n"
@@ -44,13 +46,17 @@ int ctl_eval(int argc, char **argv) {
       {"test-end", required_argument, 0, 'E'},  {"split", required_argument, 0, 's'},
       {"half-life", required_argument, 0, 'l'}, {"no-baselines", no_argument, 0, 'n'},
       {"markdown", required_argument, 0, 'M'},  {"buckets", required_argument, 0, 'b'},
-      {"wave", required_argument, 0, 'w'},      {"help", no_argument, 0, 'h'},
+      {"wave", required_argument, 0, 'w'},      {"input", required_argument, 0, 'I'},   {"input-config", required_argument, 0, 'F'},
+      {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   const char *events_path = NULL, *model_path = NULL, *md_path = NULL, *bk_path = NULL;
   uint64_t drop[CTLEV_MAX_DROP];
   size_t n_drop = 0;
   int64_t tz = 0;
   ctlev_windows_t win = {0};
+  const char *dev_arg = NULL, *test_arg = NULL, *end_arg = NULL;
+  input_opts_t input; /* --input-config / --input: the events' format, as the daemon's [input] */
+  int have_input = 0;
   int use_dev = 0, baselines = 1;
   double half_life_h = 0;
   uint64_t wave = 256;
@@ -65,9 +71,28 @@ int ctl_eval(int argc, char **argv) {
       bad = n_drop == CTLEV_MAX_DROP || ctlutil_parse_u64(optarg, &drop[n_drop++]) < 0;
       break;
     case 'z': bad = ctlev_parse_offset(optarg, &tz) < 0; break;
-    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; break;
-    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; break;
-    case 'E': bad = ctlutil_parse_time_ms(optarg, &win.test_end_ms) < 0; break;
+    case 'F':
+      if (!have_input && input_opts_init(&input)) return 1;
+      have_input = 1;
+      if (ctlev_input_file(&input, "eval", optarg)) {
+        input_opts_free(&input);
+        return 2;
+      }
+      have_input = 1;
+      break;
+    case 'I':
+      if (!have_input && input_opts_init(&input)) return 1;
+      have_input = 1;
+      if (ctlev_input_kv(&input, "eval", optarg)) {
+        input_opts_free(&input);
+        return 2;
+      }
+      have_input = 1;
+      break;
+    /* read again after every option, in --tz (which may come later) */
+    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; dev_arg = optarg; break;
+    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;
+    case 'E': bad = ctlutil_parse_time_ms(optarg, &win.test_end_ms) < 0; end_arg = optarg; break;
     case 's':
       if (strcmp(optarg, "dev") == 0) use_dev = 1;
       else if (strcmp(optarg, "test") == 0) use_dev = 0;
@@ -87,6 +112,9 @@ int ctl_eval(int argc, char **argv) {
       return 2;
     }
   }
+  if (dev_arg) ctlutil_parse_time_ms_tz(dev_arg, tz, &win.dev_start_ms);
+  if (test_arg) ctlutil_parse_time_ms_tz(test_arg, tz, &win.test_start_ms);
+  if (end_arg) ctlutil_parse_time_ms_tz(end_arg, tz, &win.test_end_ms);
   if (!events_path && optind < argc) events_path = argv[optind++];
   if (!events_path || optind < argc || (!model_path && !baselines)) {
     usage(stderr);
@@ -101,7 +129,10 @@ int ctl_eval(int argc, char **argv) {
   eval_data_t dev = {0}, rep = {0};
   eval_row_t rows[1 + BL__COUNT];
   size_t nrows = 0;
-  if ((rc = ctlev_load(events_path, drop, n_drop, &ev, &n, err, sizeof err)) < 0) {
+  rc = ctlev_load_input(events_path, have_input ? &input : NULL, drop, n_drop, &ev, &n, err,
+                        sizeof err);
+  if (have_input) input_opts_free(&input);
+  if (rc < 0) {
     fprintf(stderr, "interestctl eval: %s\n", err);
     return 1;
   }
@@ -119,7 +150,9 @@ int ctl_eval(int argc, char **argv) {
   }
   eval_window_t wdev = {win.dev_start_ms, win.test_start_ms, hl};
   eval_window_t wtest = {win.test_start_ms, win.test_end_ms, hl};
-  if ((rc = eval_data_build(ev, n, &wdev, &dev)) < 0 ||
+  /* the dev window is where the baselines tune: without them it is not needed */
+  int need_dev = baselines || use_dev;
+  if ((need_dev && (rc = eval_data_build(ev, n, &wdev, &dev)) < 0) ||
       (rc = eval_data_build(ev, n, use_dev ? &wdev : &wtest, &rep)) < 0) {
     fprintf(stderr, "interestctl eval: cannot prepare the data: %s\n", ix_strerror(rc));
     goto out;
@@ -132,8 +165,21 @@ int ctl_eval(int argc, char **argv) {
   printf("train < %s <= dev < %s <= test < %s; reporting the %s window: %zu targets\n", a, b, d,
          use_dev ? "dev" : "test", rep.n_targets);
   fflush(stdout);
-  if (rep.n_targets == 0 || dev.n_targets == 0) {
-    fprintf(stderr, "interestctl eval: the dev or the reported window has no targets\n");
+  if (rep.n_targets == 0 || (need_dev && dev.n_targets == 0)) {
+    int dev_empty = use_dev ? rep.n_targets == 0 : dev.n_targets == 0 && rep.n_targets != 0;
+    if (dev_empty)
+      fprintf(stderr,
+              "interestctl eval: the dev window [%s, %s) has no targets (no event in it follows an "
+              "earlier event of the same user). It is the local day (--tz) before the test window "
+              "unless --dev-start and --test-start set it; the baselines tune on it: with "
+              "--no-baselines (and --model) none is needed\n",
+              a, b);
+    else
+      fprintf(stderr,
+              "interestctl eval: the test window [%s, %s) has no targets (no event in it follows an "
+              "earlier event of the same user). By default it is the last local day (--tz) of the "
+              "data; set it with --test-start and --test-end\n",
+              b, d);
     goto out;
   }
   if (m) {

@@ -27,9 +27,10 @@
 #include "state/checkpoint.h"
 #include "state/store.h"
 #include "stream/codec.h"
+#include "stream/input.h"
+#include "stream/output.h"
 #include "stream/recfile.h"
 
-#define MAX_SETS 256
 #define REJECTS_SHOWN 10
 
 int ctl_replay_offline(int argc, char **argv);
@@ -124,7 +125,7 @@ typedef struct {
 
 /* Runs one batch through the pipeline and writes its predictions. */
 static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_t *w,
-                     codec_buf_t *enc, totals_t *t, char *errstr, size_t errstr_size) {
+                     const output_opts_t *oo, codec_buf_t *enc, totals_t *t, char *errstr, size_t errstr_size) {
   if (b->n == 0) return 0;
   batch_fix(b);
   pipeline_result_t res;
@@ -154,16 +155,16 @@ static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_
     prediction_t pred = res.preds[k];
     /* the daemon's wall clock, replaced by event time for reproducible bytes */
     pred.emit_ts_ms = pred.event_ts_ms;
-    rc = codec_encode_prediction(&pred, enc);
+    char key[CODEC_KEY_MAX];
+    size_t klen;
+    rc = output_message(oo, &pred, enc, key, &klen);
     if (rc) {
       snprintf(errstr, errstr_size, "encoding the prediction for partition %d offset %" PRId64
                ": %s", (int)pred.src_partition, pred.src_offset, ix_strerror(rc));
       return rc;
     }
-    char key[24];
-    int klen = snprintf(key, sizeof key, "%" PRIu64, pred.user_id);
     rec_t out = {.partition = pred.src_partition, .offset = pred.src_offset,
-                 .ts_ms = pred.event_ts_ms, .key = key, .key_len = (size_t)klen,
+                 .ts_ms = pred.event_ts_ms, .key = key, .key_len = klen,
                  .value = enc->data, .value_len = enc->len};
     rc = recfile_write(w, &out);
     if (rc) {
@@ -262,10 +263,8 @@ static int check_state(const char *dir, pipeline_t *pipe, const parts_t *ps, int
 }
 
 int ctl_replay_offline(int argc, char **argv) {
-  const char *input = NULL, *output = NULL, *config_path = NULL, *model_path = NULL,
-             *check_dir = NULL;
-  const char *sets[MAX_SETS + 1];
-  size_t n_sets = 0;
+  const char *input = NULL, *output = NULL, *model_path = NULL, *check_dir = NULL;
+  config_args_t ca = {0};
   int quiet = 0;
   static const struct option longopts[] = {
       {"offline", no_argument, 0, 'O'},         {"input", required_argument, 0, 'i'},
@@ -280,13 +279,9 @@ int ctl_replay_offline(int argc, char **argv) {
     case 'O': break;
     case 'i': input = optarg; break;
     case 'o': output = optarg; break;
-    case 'c': config_path = optarg; break;
+    case 'c':
     case 's':
-      if (n_sets == MAX_SETS) {
-        fprintf(stderr, "interestctl replay: too many --set options\n");
-        return 2;
-      }
-      sets[n_sets++] = optarg;
+      if (config_args_take(&ca, c, optarg, "interestctl replay")) return 2;
       break;
     case 'm': model_path = optarg; break;
     case 'C': check_dir = optarg; break;
@@ -305,6 +300,7 @@ int ctl_replay_offline(int argc, char **argv) {
   config_t *cfg = NULL;
   model_t *model = NULL;
   pipeline_t *pipe = NULL;
+  input_t *in = NULL;
   rec_reader_t *rd = NULL;
   rec_writer_t *w = NULL;
   codec_buf_t enc = {0};
@@ -312,7 +308,7 @@ int ctl_replay_offline(int argc, char **argv) {
   parts_t ps = {0};
   totals_t t = {0};
 
-  rc = config_load(config_path, sets, n_sets, &cfg, errstr, sizeof errstr);
+  rc = config_load(ca.path, ca.sets, ca.n_sets, &cfg, errstr, sizeof errstr);
   if (rc) {
     fprintf(stderr, "interestctl replay: %s\n", errstr);
     return 2;
@@ -324,6 +320,7 @@ int ctl_replay_offline(int argc, char **argv) {
     fprintf(stderr, "interestctl replay: model %s: %s\n", model_path, errstr);
     goto out;
   }
+  model_set_next_count(model, cfg->output.next_categories);
   store_opts_t so = {.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
                      .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
   rc = pipeline_new(model, &so, &cfg->emit, &pipe);
@@ -331,6 +328,11 @@ int ctl_replay_offline(int argc, char **argv) {
     fprintf(stderr, "interestctl replay: cannot create the pipeline: %s\n", ix_strerror(rc));
     goto out;
   }
+  if ((rc = input_new(&cfg->input, &in, errstr, sizeof errstr))) {
+    fprintf(stderr, "interestctl replay: %s\n", errstr);
+    goto out;
+  }
+  pipeline_set_input(pipe, in);
   b.cap = cfg->batch.max_events ? cfg->batch.max_events : 1;
   b.recs = malloc(b.cap * sizeof *b.recs);
   b.key_at = malloc(b.cap * sizeof *b.key_at);
@@ -371,7 +373,7 @@ int ctl_replay_offline(int argc, char **argv) {
     }
     if (r.ts_ms > clock_ms) clock_ms = r.ts_ms;
     if (b.n == b.cap) {
-      rc = run_batch(pipe, &b, clock_ms, w, &enc, &t, errstr, sizeof errstr);
+      rc = run_batch(pipe, &b, clock_ms, w, &cfg->output, &enc, &t, errstr, sizeof errstr);
       if (rc) goto fail;
     }
     rc = batch_add(&b, &r);
@@ -381,14 +383,14 @@ int ctl_replay_offline(int argc, char **argv) {
     }
     t.records++;
   }
-  rc = run_batch(pipe, &b, clock_ms, w, &enc, &t, errstr, sizeof errstr);
+  rc = run_batch(pipe, &b, clock_ms, w, &cfg->output, &enc, &t, errstr, sizeof errstr);
   if (rc) goto fail;
   status = 0;
 flush:
   /* records before a damaged one are processed and written, and the exit
    * status still says the input was bad */
   if (status) {
-    rc = run_batch(pipe, &b, clock_ms, w, &enc, &t, errstr, sizeof errstr);
+    rc = run_batch(pipe, &b, clock_ms, w, &cfg->output, &enc, &t, errstr, sizeof errstr);
     if (rc) goto fail;
   }
   rc = recfile_writer_close(w);
@@ -424,6 +426,7 @@ out:
   if (w) recfile_writer_close(w);
   recfile_reader_close(rd);
   pipeline_destroy(pipe);
+  input_destroy(in);
   model_destroy(model);
   config_destroy(cfg);
   codec_buf_free(&enc);

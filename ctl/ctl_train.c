@@ -21,6 +21,8 @@ static void usage(FILE *out) {
           "usage: interestctl train --events FILE.rec --out MODEL.ixm [options]\n"
           "  --drop-user ID     leave a user out (repeatable)\n"
           "  --tz +HH:MM        local time for the default day windows (default +00:00)\n"
+          "  --input-config F   read the events as the [input] section of interestd.conf F says\n"
+          "  --input KEY=VALUE  one [input] key (format=json, user_field=..., ...); repeatable\n"
           "  --dev-start T --test-start T\n"
           "                     train on events before dev start, early-stop on dev\n"
           "                     (default: dev = the day before the last local day)\n"
@@ -74,6 +76,7 @@ int ctl_train(int argc, char **argv) {
       {"threads", required_argument, 0, 't'},   {"half-life", required_argument, 0, 'l'},
       {"curve", required_argument, 0, 'u'},     {"grad-dump", required_argument, 0, 'g'},
       {"grad-chunk", required_argument, 0, 'k'}, {"refit", no_argument, 0, 'R'},
+      {"input", required_argument, 0, 'I'},   {"input-config", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   train_opts_t to;
@@ -83,6 +86,10 @@ int ctl_train(int argc, char **argv) {
   size_t n_drop = 0;
   int64_t tz = 0;
   ctlev_windows_t win = {0};
+  const char *dev_arg = NULL, *test_arg = NULL, *end_arg = NULL;
+  input_opts_t input; /* --input-config / --input: the events' format, as the daemon's [input] */
+  int have_input = 0;
+  /* train has no --test-end */
   uint64_t grad_chunk = 0;
   int refit = 0;
   double x;
@@ -100,8 +107,27 @@ int ctl_train(int argc, char **argv) {
       bad = n_drop == CTLEV_MAX_DROP || ctlutil_parse_u64(optarg, &drop[n_drop++]) < 0;
       break;
     case 'z': bad = ctlev_parse_offset(optarg, &tz) < 0; break;
-    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; break;
-    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; break;
+    case 'F':
+      if (!have_input && input_opts_init(&input)) return 1;
+      have_input = 1;
+      if (ctlev_input_file(&input, "train", optarg)) {
+        input_opts_free(&input);
+        return 2;
+      }
+      have_input = 1;
+      break;
+    case 'I':
+      if (!have_input && input_opts_init(&input)) return 1;
+      have_input = 1;
+      if (ctlev_input_kv(&input, "train", optarg)) {
+        input_opts_free(&input);
+        return 2;
+      }
+      have_input = 1;
+      break;
+    /* read again after every option, in --tz (which may come later) */
+    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; dev_arg = optarg; break;
+    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;
     case 'k': bad = ctlutil_parse_u64(optarg, &grad_chunk) < 0 || grad_chunk > 1000000; break;
     case 'H': case 'V': case 'C': case 'A': case 'B': case 'L': case 'N': case 'P': case 't':
       bad = ctlutil_parse_u64(optarg, &u) < 0 || u > (1u << 24);
@@ -131,6 +157,9 @@ int ctl_train(int argc, char **argv) {
       return 2;
     }
   }
+  if (dev_arg) ctlutil_parse_time_ms_tz(dev_arg, tz, &win.dev_start_ms);
+  if (test_arg) ctlutil_parse_time_ms_tz(test_arg, tz, &win.test_start_ms);
+  if (end_arg) ctlutil_parse_time_ms_tz(end_arg, tz, &win.test_end_ms);
   if (!events_path || (!out_path && !dump) || optind < argc) {
     usage(stderr);
     return 2;
@@ -142,7 +171,10 @@ int ctl_train(int argc, char **argv) {
   size_t n = 0;
   devctx_t dc = {0};
   train_result_t res = {0};
-  if ((rc = ctlev_load(events_path, drop, n_drop, &ev, &n, err, sizeof err)) < 0) {
+  rc = ctlev_load_input(events_path, have_input ? &input : NULL, drop, n_drop, &ev, &n, err,
+                        sizeof err);
+  if (have_input) input_opts_free(&input);
+  if (rc < 0) {
     fprintf(stderr, "interestctl train: %s\n", err);
     return 1;
   }

@@ -24,14 +24,10 @@ typedef struct {
   int partitions;              /* input/output partitions (0 = 8) */
   unsigned long max_events;    /* stream only this many events per pass (0 = all) */
   int quiet;                   /* no per-second display (final summary only) */
+  int json;                    /* events as Segment-style JSON, predictions as JSON */
 } demo_opts_t;
 
 /* Runs the demo; returns the process exit code. */
 int demo_run(const demo_opts_t *opts);
-
-/* The bundled model and data, looked up in the source tree and the installed
- * data directory; NULL when not found. Static strings. */
-const char *demo_default_model(void);
-const char *demo_default_data(void);
 
 #endif

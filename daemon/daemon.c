@@ -36,6 +36,7 @@
 #include "state/checkpoint.h"
 #include "state/store.h"
 #include "stream/codec.h"
+#include "stream/output.h"
 #include "stream/consumer.h"
 #include "stream/producer.h"
 
@@ -150,6 +151,7 @@ struct ixd {
   order_t *order;    /* the window's ordering scratch */
   size_t batch_cap;  /* batch size the buffers hold (win: WINDOW_BATCHES times it) */
   codec_buf_t enc;
+  input_t *input;           /* [input] decoder, borrowed by the pipeline */
 
   /* clocks shared by the delivery reports of one non-blocking poll
    * (serve_reports): read at its first report, so one read per poll rather
@@ -477,17 +479,6 @@ static void fatal(daemon_t *d, int rc, const char *what) {
 
 /* user id as decimal text, the output key (snprintf was a visible cost per
  * prediction); returns the length, no terminator */
-static size_t key_of(uint64_t v, char out[20]) {
-  char tmp[20];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-  return n;
-}
-
 /* Processes recs[0..n) (a slice of the window, compacted in place). */
 static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   int64_t now = ix_wall_ms();
@@ -558,13 +549,13 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   for (size_t k = 0; k < res.n_preds; k++) {
     const prediction_t *pred = &res.preds[k];
     size_t i = res.pred_src[k];
-    rc = codec_encode_prediction(pred, &d->enc);
+    char key[CODEC_KEY_MAX];
+    size_t klen;
+    rc = output_message(&d->cfg->output, pred, &d->enc, key, &klen);
     if (rc) {
       fatal(d, rc, "encoding a prediction");
       return;
     }
-    char key[20];
-    size_t klen = key_of(pred->user_id, key);
     uint64_t op = d->rec_tok[i];
     inflight_expect(d->inflight, d->rec_tok[i]);
     if (send_msg(d, op, key, klen, d->enc.data, d->enc.len, NULL, 0, send_ms)) {
@@ -615,7 +606,12 @@ static void drain(daemon_t *d, int timer_fired) {
      * (its messages are off the queue); only a stop cuts it short, which
      * loses nothing: offsets are stored only up to what was processed, and
      * each partition's messages stay in order, so the rest is read again */
-    size_t n = consumer_poll(d->consumer, d->win, wmax);
+    ssize_t got = consumer_poll(d->consumer, d->win, wmax);
+    if (got < 0) {
+      fatal(d, (int)got, "taking messages off the consumer queue");
+      return;
+    }
+    size_t n = (size_t)got;
     if (n == 0) return;
     order_oldest_first(d->order, d->win, n);
     for (size_t off = 0; off < n && d->phase == RUNNING; off += max) {
@@ -1024,6 +1020,7 @@ static int reload(daemon_t *d) {
               why);
     goto out;
   }
+  model_set_next_count(m, d->cfg->output.next_categories); /* [output] keeps its running value */
   uint32_t old_fp = pipeline_fingerprint(d->pipe);
   if (d->ckpt && (model_fingerprint(m) != old_fp ||
                   model_state_size(m) != model_state_size(d->model))) {
@@ -1053,9 +1050,10 @@ static int reload(daemon_t *d) {
       strcmp(o->kafka.dlq_topic, cfg->kafka.dlq_topic) ||
       strcmp(o->state.checkpoint_dir, cfg->state.checkpoint_dir) ||
       o->state.memory_limit_mb != cfg->state.memory_limit_mb ||
-      strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port)
-    LOG_WARN("daemon", "reload: changes to [kafka], [state] and [metrics] take effect only "
-                       "after a restart");
+      strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port ||
+      memcmp(&o->output, &cfg->output, sizeof o->output) || o->input.format != cfg->input.format)
+    LOG_WARN("daemon", "reload: changes to [kafka], [state], [metrics], [input] and [output] "
+                       "take effect only after a restart");
   /* take the new values that apply live; keep the running ones for the rest */
   d->cfg->emit = cfg->emit;
   d->cfg->batch = cfg->batch;
@@ -1263,6 +1261,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     snprintf(errstr, errstr_size, "%s", why);
     goto err;
   }
+  model_set_next_count(d->model, cfg->output.next_categories);
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
   store_opts_t so = {.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
                      .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
@@ -1271,6 +1270,8 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     snprintf(errstr, errstr_size, "cannot create the pipeline: %s", ix_strerror(rc));
     goto err;
   }
+  if ((rc = input_new(&cfg->input, &d->input, errstr, errstr_size))) goto err;
+  pipeline_set_input(d->pipe, d->input);
   if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
     rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
@@ -1410,6 +1411,7 @@ void daemon_destroy(daemon_t *d) {
   free(d->ck_parts);
   free(d->ck_gens);
   codec_buf_free(&d->enc);
+  input_destroy(d->input);
   config_destroy(d->cfg);
   free(d->config_path);
   for (size_t i = 0; i < d->n_overrides; i++) free(d->overrides[i]);

@@ -30,7 +30,10 @@
 #define MODEL_HEAD_BATCH 64  /* rows per head GEMM chunk (keeps logits in L2) */
 #define MODEL_CAND (PRED_TOPK + ARCH_P)
 
+_Static_assert(PRED_MAX_NEXT <= MODEL_CAND, "next categories come from the head's candidates");
+
 struct model {
+  uint32_t n_next;      /* next categories per prediction (model_set_next_count) */
   arch_dims_t dims;
   arch_layout_t L;
   float *params;
@@ -114,6 +117,7 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
     return IX_EINVAL;
   }
   model_t *m = calloc(1, sizeof(*m));
+  if (m) m->n_next = PRED_TOPK;
   if (!m) {
     free(params);
     snprintf(errstr, errstr_size, "out of memory creating the model");
@@ -267,6 +271,12 @@ float model_half_life(const model_t *m) { return m->half_life_s; }
 int32_t model_vocab_index(const model_t *m, uint64_t category_id) {
   return vocab_index(m->vocab, category_id);
 }
+int model_set_next_count(model_t *m, uint32_t n) {
+  if (!m || n < 1 || n > PRED_MAX_NEXT) return IX_EINVAL;
+  m->n_next = n;
+  return 0;
+}
+
 void model_set_half_life(model_t *m, float half_life_s) {
   if (half_life_s > 0.0f) m->half_life_s = half_life_s;
 }
@@ -333,7 +343,7 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   uint64_t cand[MODEL_CAND];
   float cp[MODEL_CAND];
   size_t nc = head_topk(&m->dims, z, oov_p, s, vocab_ids(m->vocab), MODEL_CAND, cand, cp);
-  size_t nn = nc < PRED_TOPK ? nc : PRED_TOPK;
+  size_t nn = nc < m->n_next ? nc : m->n_next;
   /* field by field: the arrays were zeroed, padding included, so the bytes
    * of a prediction are deterministic */
   for (size_t i = 0; i < nn; i++) pred->next[i].category_id = cand[i], pred->next[i].p = cp[i];

@@ -530,9 +530,11 @@ static void test_prediction_encoding_is_msgpack_c_bytes(void **state) {
       uint32_t bits = (uint32_t)rng_next(&s);
       memcpy(&p.fluctuation, &bits, sizeof bits);
       p.shift_prob = (float)(rng_next(&s) % 1000) / 1000.0f;
-      p.n_next = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      p.n_next = (uint32_t)(rng_next(&s) % (PRED_MAX_NEXT + 1)); /* 16..20: array16 */
       p.n_long = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
       p.n_rising = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      for (int i = PRED_TOPK; i < PRED_MAX_NEXT; i++)
+        p.next[i] = (pred_cat_t){(uint64_t)edge_int(&s), (float)i / 9.0f};
       for (int i = 0; i < PRED_TOPK; i++) {
         p.next[i] = (pred_cat_t){(uint64_t)edge_int(&s), (float)i / 7.0f};
         p.longterm[i] = (pred_cat_t){(uint64_t)edge_int(&s), -(float)i};
@@ -651,8 +653,8 @@ static void test_prediction_rejections(void **state) {
         if (k >= 8) mp_array(&m, 0);
         else mp_uint(&m, 1);
       } else if (b == 0) {
-        mp_array(&m, PRED_TOPK + 1);
-        for (int i = 0; i <= PRED_TOPK; i++) { mp_array(&m, 2); mp_uint(&m, 1); mp_f64(&m, 0.1); }
+        mp_array(&m, PRED_MAX_NEXT + 1);
+        for (int i = 0; i <= PRED_MAX_NEXT; i++) { mp_array(&m, 2); mp_uint(&m, 1); mp_f64(&m, 0.1); }
       } else if (b == 1) {
         mp_array(&m, 1); mp_array(&m, 3); mp_uint(&m, 1); mp_f64(&m, 0.1); mp_uint(&m, 1);
       } else if (b == 2) {
@@ -673,7 +675,10 @@ static void test_prediction_rejections(void **state) {
     snprintf(needle, sizeof needle, "'%s", bad[b].key);
     expect_pred_error(m.b, m.n, bad[b].code, needle);
   }
-  in.n_next = PRED_TOPK + 1;
+  in.n_next = PRED_MAX_NEXT + 1;
+  assert_int_equal(codec_encode_prediction(&in, &buf), IX_EINVAL);
+  in.n_next = 0;
+  in.n_long = PRED_TOPK + 1;
   assert_int_equal(codec_encode_prediction(&in, &buf), IX_EINVAL);
   codec_buf_free(&buf);
 }
@@ -929,8 +934,37 @@ static void test_random_and_mutated_bytes_never_crash(void **state) {
   codec_buf_free(&pbuf);
 }
 
+/* Keys are the decimal user id, as the importer partitions them; the
+ * prediction message is that key with codec_encode_prediction()'s bytes. */
+static void test_user_key_and_prediction_message(void **state) {
+  char key[CODEC_KEY_MAX];
+  size_t n = codec_user_key(0, key);
+  assert_int_equal(n, 1);
+  assert_memory_equal(key, "0", 1);
+  n = codec_user_key(1000004, key);
+  assert_int_equal(n, 7);
+  assert_memory_equal(key, "1000004", 7);
+  n = codec_user_key(UINT64_MAX, key);
+  assert_int_equal(n, 20);
+  assert_memory_equal(key, "18446744073709551615", 20);
+  prediction_t in = sample_prediction();
+  codec_buf_t a = {0}, b = {0};
+  size_t klen = 0;
+  assert_int_equal(codec_prediction_message(&in, &a, key, &klen), 0);
+  assert_int_equal(codec_encode_prediction(&in, &b), 0);
+  assert_int_equal(a.len, b.len);
+  assert_memory_equal(a.data, b.data, a.len);
+  char want[32];
+  int wl = snprintf(want, sizeof want, "%llu", (unsigned long long)in.user_id);
+  assert_int_equal(klen, (size_t)wl);
+  assert_memory_equal(key, want, klen);
+  codec_buf_free(&a);
+  codec_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_user_key_and_prediction_message),
       cmocka_unit_test(test_event_round_trip_every_field_and_id_kind),
       cmocka_unit_test(test_event_encoding_is_the_documented_bytes),
       cmocka_unit_test(test_event_accepts_string_ids_decimal_and_hashed),

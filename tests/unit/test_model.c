@@ -225,12 +225,12 @@ static void test_model_bf16_head_close_to_fp32_head(void **st) {
  * when this CPU can run both. */
 static void test_model_bf16_head_insn_equals_emulation(void **st) {
   (void)st;
-  __builtin_cpu_init();
   if (kern_select("avx512") < 0 || kern_select("avx512-emul") < 0) {
-    /* only a CPU without AVX-512F may lack them (then test_lstm compares the
-     * GEMM on the sets it has) */
-    assert_false(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"));
-    return;
+    /* only a CPU without the AVX-512 feature set may lack them (then
+     * test_lstm compares the GEMM on the sets it has) */
+    assert_false(kern_cpu_avx512());
+    print_message("kernel sets avx512/avx512-emul: not on this CPU, not tested\n");
+    skip();
   }
   model_t *m = random_model(ARCH_F_HEAD_BF16 | ARCH_F_SHIFT_UNIT);
   const size_t ss = model_state_size(m), nu = 200;
@@ -399,6 +399,55 @@ static void test_checkpoint_of_fp32_state_layout_is_refused(void **st) {
   model_destroy(m);
 }
 
+/* model_set_next_count(): twenty next categories are the default ten
+ * followed by the ranks 11..20 (descending), everything else unchanged. */
+static void test_model_next_count_extends_next_only(void **st) {
+  (void)st;
+  model_t *m = random_model(0);
+  size_t ss = model_state_size(m);
+  enum { U = 40 };
+  unsigned char *A = malloc(U * ss), *B = malloc(U * ss);
+  prediction_t *pa = calloc(U, sizeof(prediction_t)), *pb = calloc(U, sizeof(prediction_t));
+  void *sa[U], *sb[U];
+  for (size_t u = 0; u < U; u++) {
+    model_state_init(m, A + u * ss);
+    model_state_init(m, B + u * ss);
+    sa[u] = A + u * ss;
+    sb[u] = B + u * ss;
+  }
+  assert_int_equal(model_set_next_count(m, 0), IX_EINVAL);
+  assert_int_equal(model_set_next_count(m, PRED_MAX_NEXT + 1), IX_EINVAL);
+  size_t long_next = 0;
+  for (int e = 0; e < NE; e++) {
+    event_t evs[U];
+    for (size_t u = 0; u < U; u++) evs[u] = ev_of(u, e);
+    assert_int_equal(model_set_next_count(m, PRED_TOPK), 0);
+    assert_int_equal(model_step_batch(m, sa, evs, U, pa), 0);
+    assert_int_equal(model_set_next_count(m, PRED_MAX_NEXT), 0);
+    assert_int_equal(model_step_batch(m, sb, evs, U, pb), 0);
+    for (size_t u = 0; u < U; u++) {
+      const prediction_t *a = &pa[u], *b = &pb[u];
+      assert_true(b->n_next >= a->n_next && b->n_next <= PRED_MAX_NEXT);
+      long_next += b->n_next > PRED_TOPK;
+      assert_memory_equal(a->next, b->next, a->n_next * sizeof a->next[0]);
+      for (uint32_t i = 1; i < b->n_next; i++) assert_true(b->next[i - 1].p >= b->next[i].p);
+      assert_int_equal(a->n_long, b->n_long);
+      assert_int_equal(a->n_rising, b->n_rising);
+      assert_memory_equal(a->longterm, b->longterm, sizeof a->longterm);
+      assert_memory_equal(a->rising, b->rising, sizeof a->rising);
+      assert_true(memcmp(&a->fluctuation, &b->fluctuation, sizeof(float)) == 0);
+      assert_true(memcmp(&a->shift_prob, &b->shift_prob, sizeof(float)) == 0);
+    }
+    assert_memory_equal(A, B, U * ss); /* the states do not depend on it */
+  }
+  assert_true(long_next > 0);
+  free(A);
+  free(B);
+  free(pa);
+  free(pb);
+  model_destroy(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_model_step_is_batch_invariant_bitwise),
@@ -410,6 +459,7 @@ int main(void) {
       cmocka_unit_test(test_model_state_size_documented),
       cmocka_unit_test(test_state_stores_h_c_as_bf16),
       cmocka_unit_test(test_checkpoint_of_fp32_state_layout_is_refused),
+      cmocka_unit_test(test_model_next_count_extends_next_only),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
