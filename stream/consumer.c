@@ -275,6 +275,15 @@ int consumer_commit(consumer_t *c) {
   return 0;
 }
 
+int consumer_committed(consumer_t *c, int32_t partition, int timeout_ms, int64_t *offset) {
+  rd_kafka_topic_partition_list_t *l = one_part(c, partition, RD_KAFKA_OFFSET_INVALID);
+  rd_kafka_resp_err_t err = rd_kafka_committed(c->rk, l, timeout_ms);
+  if (!err) err = l->elems[0].err;
+  *offset = l->elems[0].offset < 0 ? CONSUMER_OFFSET_COMMITTED : l->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(l);
+  return err ? IX_EKAFKA : 0;
+}
+
 static int pause_resume(consumer_t *c, const int32_t *partitions, size_t n, int pause) {
   if (!n) return 0;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);

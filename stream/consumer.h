@@ -76,6 +76,10 @@ int consumer_store_offset(consumer_t *c, int32_t partition, int64_t next_offset)
 /* Commits the stored offsets of every owned partition synchronously.
  * Returns 0 (also when there was nothing to commit) or IX_EKAFKA. */
 int consumer_commit(consumer_t *c);
+/* The group's committed offset of partition (a request to the coordinator,
+ * waiting up to timeout_ms): 0 with *offset (CONSUMER_OFFSET_COMMITTED when
+ * none is committed), or IX_EKAFKA. Loop thread. */
+int consumer_committed(consumer_t *c, int32_t partition, int timeout_ms, int64_t *offset);
 
 /* Stops / restarts fetching a partition. Messages of a paused partition
  * still in the queue are discarded by librdkafka and fetched again from the
