@@ -105,6 +105,7 @@ static double lat_quantile(const lathist_t *h, double q) {
 typedef struct {
   metrics_gauge_t *gauge;
   int64_t start;
+  metrics_gauge_t *committed; /* interestd_committed_offset{partition} */
 } lagpart_t;
 
 typedef enum { RUNNING = 0, STOPPING, CLOSING, CLOSED } phase_t;
@@ -169,6 +170,7 @@ struct ixd {
   phase_t phase;
   int ready_sent;
   int exit_code;
+  int final_commit_failed; /* the commit while leaving the group at shutdown */
   uint64_t stop_deadline_ms;
 
   daemon_stats_t st;
@@ -829,6 +831,25 @@ static void wait_inflight(daemon_t *d, const consumer_part_t *parts, size_t n) {
   }
 }
 
+/* The result of an offset commit (on the loop thread, from consumer_poll). */
+static void on_commit(void *ctx, int err, const char *errstr, const consumer_part_t *parts,
+                      size_t n) {
+  daemon_t *d = ctx;
+  if (err) {
+    metrics_counter_inc(d->md.commit_failures);
+    if (d->phase != RUNNING) d->final_commit_failed = 1;
+    LOG_WARN("daemon", "offset commit failed (%s); the stored offsets are committed at the next "
+             "attempt", errstr);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    int32_t p = parts[i].partition;
+    if (p < 0 || p >= d->n_lag || !owns(d, p)) continue;
+    if (!d->lag[p].committed) d->lag[p].committed = metrics_daemon_committed(&d->md, p);
+    if (d->lag[p].committed) metrics_gauge_set(d->lag[p].committed, (double)parts[i].offset);
+  }
+}
+
 static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts, size_t n) {
   daemon_t *d = ctx;
   char list[512];
@@ -837,6 +858,10 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
   for (size_t i = 0; i < n && len < sizeof list - 16; i++)
     len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", i ? "," : "",
                             (int)parts[i].partition);
+  if ((unsigned)ev < 3) metrics_counter_inc(d->md.rebalances[ev]);
+  static const char *const events[3] = {"assign", "revoke", "lost"};
+  metrics_info_set(d->md.last_rebalance, "event", (unsigned)ev < 3 ? events[ev] : "other",
+                   "partitions", list, NULL);
   if (ev == CONSUMER_ASSIGN) {
     for (size_t i = 0; i < n; i++) {
       int32_t p = parts[i].partition;
@@ -913,10 +938,15 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     inflight_revoke(d->inflight, p);
     if (d->lag[p].gauge) metrics_gauge_delete(d->metrics, d->lag[p].gauge);
     d->lag[p].gauge = NULL;
+    if (d->lag[p].committed) metrics_gauge_delete(d->metrics, d->lag[p].committed);
+    d->lag[p].committed = NULL;
     d->owned--;
     if (!d->owned) d->unowned_since_ns = ix_mono_ns();
   }
-  if (ev == CONSUMER_REVOKE) consumer_commit(d->consumer);
+  if (ev == CONSUMER_REVOKE && consumer_commit(d->consumer)) {
+    metrics_counter_inc(d->md.commit_failures);
+    if (d->phase != RUNNING) d->final_commit_failed = 1;
+  }
   LOG_INFO("daemon", "%s partitions [%s] (now %u owned)",
            ev == CONSUMER_LOST ? "lost" : "revoked", list, d->owned);
   metrics_gauge_set(d->md.partitions_assigned, d->owned);
@@ -940,6 +970,12 @@ static void finish_stop(daemon_t *d) {
   advance_dirty(d);
   /* leave the group: revokes everything (checkpoint, commit) through on_rebalance */
   consumer_close(d->consumer);
+  if (d->final_commit_failed) {
+    LOG_ERROR("daemon", "the final offset commit failed: the events after the group's last "
+                        "committed offsets will be read and their predictions sent again by the "
+                        "next owner; exiting with status 1");
+    if (!d->exit_code) d->exit_code = IX_EKAFKA;
+  }
   uint64_t left = d->stop_deadline_ms > ix_mono_ms() ? d->stop_deadline_ms - ix_mono_ms() : 0;
   if (producer_flush(d->producer, (int)(left > 1000 ? left : 1000)))
     LOG_WARN("daemon", "producer not fully flushed at shutdown");
@@ -1130,6 +1166,7 @@ static void collect_cb(void *arg, metrics_t *reg) { update_gauges(arg); }
 static void status_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
   update_gauges(d);
+  log_flush_suppressed(); /* counts of rate-limited log lines (common/log.h) */
   notify_status(d->notify, "%u partitions, consumed %" PRIu64 ", produced %" PRIu64
                 ", delivered %" PRIu64 ", rejected %" PRIu64 ", in flight %" PRIu64,
                 d->owned, d->st.consumed, d->st.produced, d->st.delivered, d->st.rejected,
@@ -1301,7 +1338,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   }
   consumer_opts_t co = {.brokers = cfg->kafka.brokers, .group = cfg->kafka.group,
                         .topic = cfg->kafka.input_topic, .props = (const char *const *)cprops,
-                        .on_rebalance = on_rebalance, .ctx = d};
+                        .on_rebalance = on_rebalance, .on_commit = on_commit, .ctx = d};
   rc = consumer_new(&co, &d->consumer, errstr, errstr_size);
   if (rc) goto err;
   free(cprops);

@@ -26,6 +26,7 @@ struct consumer {
   rd_kafka_message_t **msgs; /* last batch, owned until consumer_release() */
   size_t n_msgs, cap_msgs;
   consumer_rebalance_fn on_rebalance;
+  consumer_commit_fn on_commit;
   void *ctx;
   int cooperative;
   int closed;
@@ -34,6 +35,21 @@ struct consumer {
 static void clear_fd(consumer_t *c) {
   char buf[256];
   while (read(c->pipefd[0], buf, sizeof buf) > 0) {}
+}
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+  consumer_t *c = opaque;
+  if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || !c->on_commit) return; /* nothing to commit */
+  size_t n = 0;
+  consumer_part_t cp[64];
+  for (int i = 0; offsets && i < offsets->cnt && n < 64; i++) {
+    if (offsets->elems[i].err && !err) err = offsets->elems[i].err;
+    if (offsets->elems[i].offset < 0) continue;
+    cp[n].partition = offsets->elems[i].partition;
+    cp[n++].offset = offsets->elems[i].offset;
+  }
+  c->on_commit(c->ctx, err ? IX_EKAFKA : 0, err ? rd_kafka_err2str(err) : NULL, cp, n);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -110,6 +126,7 @@ int consumer_new(const consumer_opts_t *opts, consumer_t **out, char *errstr,
   if (!c) return IX_ENOMEM;
   c->pipefd[0] = c->pipefd[1] = -1;
   c->on_rebalance = opts->on_rebalance;
+  c->on_commit = opts->on_commit;
   c->ctx = opts->ctx;
   c->closed = 1; /* nothing to close until subscribed */
   rd_kafka_conf_t *conf = NULL;
@@ -135,6 +152,7 @@ int consumer_new(const consumer_opts_t *opts, consumer_t **out, char *errstr,
   /* At-least-once depends on this: only the caller stores offsets. */
   if (set(conf, "enable.auto.offset.store", "false", errstr, errstr_size)) goto err;
   rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+  rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
   rd_kafka_conf_set_opaque(conf, c);
 

@@ -35,12 +35,20 @@ typedef enum {
 typedef void (*consumer_rebalance_fn)(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                                       size_t n);
 
+/* The result of one offset commit (auto-commit timer, consumer_commit(),
+ * close): err 0 with parts[i].offset the offsets now committed, or IX_EKAFKA
+ * with errstr (static) naming the reason. Called on the loop thread from
+ * consumer_poll(), consumer_commit() or consumer_close(); parts borrowed. */
+typedef void (*consumer_commit_fn)(void *ctx, int err, const char *errstr,
+                                   const consumer_part_t *parts, size_t n);
+
 typedef struct {
   const char *brokers;      /* bootstrap list */
   const char *group;        /* group.id */
   const char *topic;        /* the subscribed topic */
   const char *const *props; /* librdkafka "key=value" overrides, NULL-terminated; may be NULL */
   consumer_rebalance_fn on_rebalance; /* may be NULL */
+  consumer_commit_fn on_commit;       /* may be NULL */
   void *ctx;
 } consumer_opts_t;
 

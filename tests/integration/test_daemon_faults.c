@@ -14,6 +14,10 @@
  *              daemon.health_stall_s, the lag gauges add up to everything not
  *              consumed (partitions never consumed from included), and once
  *              the errors stop every event is answered and /healthz is 200.
+ * commit:      interestd_committed_offset reaches every partition's end and
+ *              interestd_rebalances_total counts the assignment; then every
+ *              OffsetCommit fails: SIGTERM logs the failed final commit as an
+ *              error and exits 1.
  * pred_fail:   the first Produce requests of the daemon fail with
  *              INVALID_RECORD (non-retriable): those predictions are dropped
  *              and counted, no other event loses its prediction, offsets are
@@ -307,6 +311,52 @@ static void test_health_and_lag(void) {
   mockbroker_destroy(mb);
 }
 
+static void test_commit_failure(void) {
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_msg_t *msgs = h_load_events(N_EVENTS + 200, PARTS);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *conf = h_path("commit.conf");
+  h_write_conf(conf, brokers, "commit", model, "");
+  const char *log = h_path("commit.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_collect(brokers, "interests", h_path("commit_out.rec"), N_EVENTS, 30000) == N_EVENTS,
+          "predictions (log %s)", log);
+  int port = h_metrics_port(log);
+  int64_t end[PARTS] = {0};
+  double want = 0;
+  for (size_t i = 0; i < N_EVENTS; i++)
+    if (msgs[i].offset + 1 > end[msgs[i].partition]) end[msgs[i].partition] = msgs[i].offset + 1;
+  for (int p = 0; p < PARTS; p++) want += (double)end[p];
+  double committed = 0, deadline = h_now() + 15;
+  while (h_now() < deadline &&
+         (committed = metric(port, "interestd_committed_offset")) < want)
+    h_sleep_ms(200);
+  printf("commit: committed offsets sum %.0f of %.0f\n", committed, want);
+  H_CHECK(committed == want, "interestd_committed_offset sums to %g, want %g", committed, want);
+  H_CHECK(metric_series(port, "interestd_rebalances_total{event=\"assign\"} ") >= 1,
+          "no assignment counted");
+  rd_kafka_resp_err_t errs[200];
+  for (size_t i = 0; i < 200; i++) errs[i] = RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION;
+  rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 8 /* OffsetCommit */, 200,
+                                          errs);
+  /* 200 more events, answered but never committed */
+  h_produce(brokers, "events", msgs, N_EVENTS, N_EVENTS + 200, 0);
+  H_CHECK(h_collect(brokers, "interests", h_path("commit_out2.rec"), N_EVENTS + 200, 30000) ==
+              N_EVENTS + 200,
+          "predictions of the last 200 (log %s)", log);
+  kill(pid, SIGTERM);
+  int status = h_wait_exit(pid, 20.0);
+  printf("commit: exit %d with every commit failing\n", status);
+  H_CHECK(status == 1, "exit status %d, want 1 (log %s)", status, log);
+  H_CHECK(h_wait_log(log, "the final offset commit failed", 1), "no error line (log %s)", log);
+  rd_kafka_mock_clear_request_errors(mockbroker_cluster(mb), 8);
+  h_free_msgs(msgs, N_EVENTS + 200);
+  mockbroker_destroy(mb);
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_faults");
   const char *only = argc > 1 ? argv[1] : NULL;
@@ -314,6 +364,7 @@ int main(int argc, char **argv) {
   if (!only || !strcmp(only, "poison_drop")) test_poison(1);
   if (!only || !strcmp(only, "pred_fail")) test_prediction_failure();
   if (!only || !strcmp(only, "health")) test_health_and_lag();
+  if (!only || !strcmp(only, "commit")) test_commit_failure();
   printf("PASS\n");
   return 0;
 }
