@@ -106,6 +106,7 @@ typedef struct {
   metrics_gauge_t *gauge;
   int64_t start;
   metrics_gauge_t *committed; /* interestd_committed_offset{partition} */
+  int64_t committed_off;      /* last offset known committed; -1 = unknown */
 } lagpart_t;
 
 typedef enum { RUNNING = 0, STOPPING, CLOSING, CLOSED } phase_t;
@@ -831,13 +832,30 @@ static void wait_inflight(daemon_t *d, const consumer_part_t *parts, size_t n) {
   }
 }
 
+/* Whether a restored checkpoint's offset lies beyond the end of partition p
+ * on this cluster (logged as an error when it does). Unknown watermarks
+ * (leader unreachable within 5 s) count as not beyond. */
+static int beyond_end(daemon_t *d, int32_t p, int64_t next_offset) {
+  int64_t lo, hi;
+  if (consumer_query_watermarks(d->consumer, p, 5000, &lo, &hi)) {
+    LOG_WARN("daemon", "partition %d: end offset unknown; trusting the checkpoint at %" PRId64,
+             (int)p, next_offset);
+    return 0;
+  }
+  if (next_offset <= hi) return 0;
+  LOG_ERROR("daemon", "partition %d: the checkpoint resumes at offset %" PRId64 " but the "
+            "partition ends at %" PRId64 " (a state directory from another cluster, or a "
+            "recreated topic?): checkpoint ignored, starting cold from the committed offset "
+            "with empty states", (int)p, next_offset, hi);
+  return 1;
+}
+
 /* The result of an offset commit (on the loop thread, from consumer_poll). */
 static void on_commit(void *ctx, int err, const char *errstr, const consumer_part_t *parts,
                       size_t n) {
   daemon_t *d = ctx;
   if (err) {
     metrics_counter_inc(d->md.commit_failures);
-    if (d->phase != RUNNING) d->final_commit_failed = 1;
     LOG_WARN("daemon", "offset commit failed (%s); the stored offsets are committed at the next "
              "attempt", errstr);
     return;
@@ -847,6 +865,7 @@ static void on_commit(void *ctx, int err, const char *errstr, const consumer_par
     if (p < 0 || p >= d->n_lag || !owns(d, p)) continue;
     if (!d->lag[p].committed) d->lag[p].committed = metrics_daemon_committed(&d->md, p);
     if (d->lag[p].committed) metrics_gauge_set(d->lag[p].committed, (double)parts[i].offset);
+    d->lag[p].committed_off = parts[i].offset;
   }
 }
 
@@ -897,6 +916,11 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
           LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); starting from the "
                              "committed offset with empty states", (int)p, why);
           store_drop_partition(pipeline_store(d->pipe), p);
+        } else if (info.generation > 0 && beyond_end(d, p, info.next_offset)) {
+          /* from another cluster or an earlier incarnation of the topic:
+           * resuming there would skip every event up to it */
+          store_drop_partition(pipeline_store(d->pipe), p);
+          metrics_counter_inc(d->md.checkpoints_refused);
         } else if (info.generation > 0) {
           /* the checkpoint is the truth for state: resume right after it */
           parts[i].offset = info.next_offset;
@@ -908,13 +932,14 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       }
       d->lag[p].gauge = metrics_daemon_lag(&d->md, p);
       d->lag[p].start = inflight_part(d->inflight, p).consumed_next;
+      d->lag[p].committed_off = -1;
       if (d->lag[p].start < 0) {
         /* the committed offset, once, so the lag of a partition that never
          * gets a message is still right; a short bound: the coordinator
          * just answered */
         int64_t committed;
         if (consumer_committed(d->consumer, p, 1000, &committed) == 0 && committed >= 0)
-          d->lag[p].start = committed;
+          d->lag[p].start = d->lag[p].committed_off = committed;
       }
       d->progress_ns = ix_mono_ns();
     }
@@ -925,6 +950,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     return;
   }
   if (ev == CONSUMER_REVOKE) wait_inflight(d, parts, n);
+  int uncommitted = 0; /* stored offsets beyond what is known committed */
   for (size_t i = 0; i < n; i++) {
     int32_t p = parts[i].partition;
     if (!owns(d, p)) continue;
@@ -932,6 +958,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       part_advance(d, p);
       ckpt_partition_now(d, p);
       part_advance(d, p);
+      if (inflight_part(d->inflight, p).stored_next > d->lag[p].committed_off) uncommitted = 1;
     }
     ckpt_forget_partition(d, p);
     store_drop_partition(pipeline_store(d->pipe), p);
@@ -945,7 +972,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
   }
   if (ev == CONSUMER_REVOKE && consumer_commit(d->consumer)) {
     metrics_counter_inc(d->md.commit_failures);
-    if (d->phase != RUNNING) d->final_commit_failed = 1;
+    if (d->phase != RUNNING && uncommitted) d->final_commit_failed = 1;
   }
   LOG_INFO("daemon", "%s partitions [%s] (now %u owned)",
            ev == CONSUMER_LOST ? "lost" : "revoked", list, d->owned);

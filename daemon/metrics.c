@@ -607,6 +607,8 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
   G(retry_backlog, "interestd_retry_backlog_messages", "Messages waiting in the retry backlog.");
   C(commit_failures, "interestd_commit_failures_total",
     "Offset commits that failed (auto-commit, revocation, shutdown).");
+  C(checkpoints_refused, "interestd_checkpoints_refused_total",
+    "Restored checkpoints ignored because their offset lies beyond the partition's end.");
   static const char *const rebalance_events[3] = {"assign", "revoke", "lost"};
   for (int i = 0; i < 3 && !rc; i++)
     rc = metrics_counter_new(reg, &md->rebalances[i], "interestd_rebalances_total",

@@ -33,6 +33,8 @@
  *  interestd_consumer_paused                 gauge      -                        1 while consumption is paused (backpressure)
  *  interestd_retry_backlog_messages          gauge      -                        messages waiting in the retry backlog
  *  interestd_commit_failures_total           counter    -                        offset commits that failed
+ *  interestd_checkpoints_refused_total       counter    -                        restored checkpoints ignored: offset beyond the
+ *                                                                                partition's end (another cluster, recreated topic)
  *  interestd_rebalances_total                counter    event                    assign | revoke | lost
  *  interestd_last_rebalance_info             gauge      event, partitions        always 1; the last rebalance
  *  interestd_committed_offset                gauge      partition                offset last committed, per owned partition
@@ -183,6 +185,7 @@ typedef struct {
   metrics_gauge_t *consumer_paused;
   metrics_gauge_t *retry_backlog;
   metrics_counter_t *commit_failures;
+  metrics_counter_t *checkpoints_refused;
   metrics_counter_t *rebalances[3]; /* by consumer_event_t: assign, revoke, lost */
   metrics_info_t *last_rebalance;
   metrics_histogram_t *batch_size;

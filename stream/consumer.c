@@ -330,6 +330,13 @@ int64_t consumer_high_watermark(consumer_t *c, int32_t partition) {
   return hi;
 }
 
+int consumer_query_watermarks(consumer_t *c, int32_t partition, int timeout_ms, int64_t *lo,
+                              int64_t *hi) {
+  rd_kafka_resp_err_t err =
+      rd_kafka_query_watermark_offsets(c->rk, c->topic, partition, lo, hi, timeout_ms);
+  return err ? IX_EKAFKA : 0;
+}
+
 int64_t consumer_low_watermark(consumer_t *c, int32_t partition) {
   int64_t lo = -1, hi = -1;
   if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &lo, &hi)) return -1;

@@ -97,6 +97,10 @@ int consumer_resume(consumer_t *c, const int32_t *partitions, size_t n);
 
 /* High watermark of a partition from the last fetch (no request), or -1. */
 int64_t consumer_high_watermark(consumer_t *c, int32_t partition);
+/* Asks the partition's leader for its watermarks (waits up to timeout_ms):
+ * 0 with *lo and *hi, or IX_EKAFKA. Loop thread. */
+int consumer_query_watermarks(consumer_t *c, int32_t partition, int timeout_ms, int64_t *lo,
+                              int64_t *hi);
 /* Low watermark (oldest offset kept) from the last fetch (no request), or -1. */
 int64_t consumer_low_watermark(consumer_t *c, int32_t partition);
 

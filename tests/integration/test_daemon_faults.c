@@ -18,6 +18,11 @@
  *              interestd_rebalances_total counts the assignment; then every
  *              OffsetCommit fails: SIGTERM logs the failed final commit as an
  *              error and exits 1.
+ * foreign:     a state directory checkpointed against one cluster, reused
+ *              against a fresh cluster whose partitions end before the
+ *              checkpoints' offsets: the checkpoints are refused (error line,
+ *              interestd_checkpoints_refused_total), every event of the new
+ *              cluster is answered.
  * pred_fail:   the first Produce requests of the daemon fail with
  *              INVALID_RECORD (non-retriable): those predictions are dropped
  *              and counted, no other event loses its prediction, offsets are
@@ -357,6 +362,60 @@ static void test_commit_failure(void) {
   mockbroker_destroy(mb);
 }
 
+static void test_foreign_checkpoint(void) {
+  char conf_extra[1024];
+  snprintf(conf_extra, sizeof conf_extra,
+           "[state]\ncheckpoint_dir = %s\ncheckpoint_interval_s = 1\n", h_path("ckpt"));
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
+  /* cluster A: everything processed and checkpointed */
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  const char *conf = h_path("foreign_a.conf");
+  h_write_conf(conf, brokers, "foreign", model, conf_extra);
+  const char *log = h_path("foreign_a.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_collect(brokers, "interests", h_path("fa.rec"), N_EVENTS, 30000) == N_EVENTS,
+          "cluster A predictions (log %s)", log);
+  h_sleep_ms(2500);
+  kill(pid, SIGTERM);
+  H_CHECK(h_wait_exit(pid, 15.0) == 0, "cluster A exit (log %s)", log);
+  mockbroker_destroy(mb);
+  /* cluster B: a quarter of the events, the same state directory */
+  size_t n = N_EVENTS / 4;
+  mb = h_mockbroker(PARTS);
+  brokers = mockbroker_bootstraps(mb);
+  h_produce(brokers, "events", msgs, 0, n, 0);
+  conf = h_path("foreign_b.conf");
+  h_write_conf(conf, brokers, "foreign", model, conf_extra);
+  log = h_path("foreign_b.log");
+  pid = h_spawn(conf, log);
+  uint64_t got = h_collect(brokers, "interests", h_path("fb.rec"), n, 30000);
+  printf("foreign: %" PRIu64 " of %zu events answered on the new cluster\n", got, n);
+  H_CHECK(got == n, "%" PRIu64 " predictions, want %zu (log %s)", got, n, log);
+  /* and from empty states: equal to the offline pipeline over the new events
+   * alone (states restored from cluster A would make them differ) */
+  int *ok = calloc(n, sizeof *ok);
+  prediction_t *ref = h_offline(model, msgs, n, ok);
+  uint32_t *counts = calloc(n, sizeof *counts);
+  h_check_output(h_path("fb.rec"), msgs, n, ref, ok, counts, 1);
+  for (size_t i = 0; i < n; i++) H_CHECK(counts[i] == 1, "event %zu: %u predictions", i, counts[i]);
+  free(ok);
+  free(ref);
+  free(counts);
+  H_CHECK(h_wait_log(log, "checkpoint ignored, starting cold", 5), "no error line (log %s)", log);
+  int port = h_metrics_port(log);
+  double refused = metric(port, "interestd_checkpoints_refused_total");
+  printf("foreign: %.0f checkpoints refused\n", refused);
+  H_CHECK(refused >= 1, "interestd_checkpoints_refused_total = %g", refused);
+  kill(pid, SIGTERM);
+  H_CHECK(h_wait_exit(pid, 15.0) == 0, "cluster B exit (log %s)", log);
+  h_free_msgs(msgs, N_EVENTS);
+  mockbroker_destroy(mb);
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_faults");
   const char *only = argc > 1 ? argv[1] : NULL;
@@ -365,6 +424,7 @@ int main(int argc, char **argv) {
   if (!only || !strcmp(only, "pred_fail")) test_prediction_failure();
   if (!only || !strcmp(only, "health")) test_health_and_lag();
   if (!only || !strcmp(only, "commit")) test_commit_failure();
+  if (!only || !strcmp(only, "foreign")) test_foreign_checkpoint();
   printf("PASS\n");
   return 0;
 }
