@@ -127,7 +127,8 @@ static H_UNUSED void h_write_model_sized(const char *path, uint64_t seed, uint32
  * tests/kafka/kafka.sh start, which holds "bootstrap") is set. On a real
  * cluster each topic and group name gets a suffix unique to this run (h_T), so
  * that tests share one cluster, at once and again later, and the topics are
- * created through the Admin API. */
+ * created through the Admin API, with time retention off (retention.ms=-1:
+ * the events' 2017 timestamps are far past any retention). */
 static mockbroker_t *h_mock;
 static char h_real_bs[512];
 static char h_suffix[48];
@@ -185,6 +186,9 @@ static H_UNUSED void h_create_topic(const char *name, int parts) {
   H_CHECK(rk, "%s", err);
   rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, parts, 1, err, sizeof err);
   H_CHECK(nt, "%s", err);
+  /* The bundled events are from 2017 and keep their timestamps: a broker's
+   * time retention (7 days by default) would delete them within seconds. */
+  H_CHECK(rd_kafka_NewTopic_set_config(nt, "retention.ms", "-1") == 0, "retention.ms");
   rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
   rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
   rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);

@@ -38,7 +38,7 @@ ix_broker events:8 interests:8 dlq:1
 # the topic holds the file's records at the file's offsets (a fresh topic)
 "$CTL" record --brokers "$BS" --topic "events$SFX" --output "$T/topic.rec" --until-end --timeout-ms 20000 2>/dev/null
 "$CTL" cat --json "$T/in.rec" | sort > "$T/a"; "$CTL" cat --json "$T/topic.rec" | sort > "$T/b"
-cmp -s "$T/a" "$T/b" || { diff "$T/a" "$T/b" | head -5; wc -l "$T/a" "$T/b"; false; } || fail "the input topic does not hold the record file's records at its offsets"
+cmp -s "$T/a" "$T/b" || fail "the input topic does not hold the record file's records at its offsets"
 
 ix_conf "$T/interestd.conf" online-offline <<EOF
 [kafka]
