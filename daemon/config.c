@@ -213,6 +213,10 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       c->emit.fluctuation_threshold = f;
       return 0;
     }
+  } else if (strcmp(section, "input") == 0) {
+    return input_opts_set(&c->input, name, value, why, why_size);
+  } else if (strcmp(section, "output") == 0) {
+    return output_opts_set(&c->output, name, value, why, why_size);
   } else if (strcmp(section, "log") == 0) {
     if (strcmp(name, "level") == 0) {
       if (log_parse_level(value, &c->log.level))
@@ -319,6 +323,7 @@ static void set_defaults(config_t *c) {
   c->emit.interval_ms = 1000;
   c->emit.fluctuation_threshold = 0.1f;
   c->emit.top_n_change = 3;
+  output_opts_init(&c->output);
   c->log.level = LOG_LVL_INFO;
   c->metrics.listen = strdup("127.0.0.1");
   c->metrics.port = 9464;
@@ -331,7 +336,8 @@ static void set_defaults(config_t *c) {
 static int split_override(const char *ov, char *section, size_t ssz, char *key, size_t ksz,
                           const char **value) {
   static const char *const sections[] = {"kafka.properties", "kafka.consumer", "kafka.producer",
-                                         "kafka", "model", "state", "batch", "emit", "log",
+                                         "kafka", "model", "state", "batch", "emit", "input",
+                                         "output", "log",
                                          "metrics", "daemon"};
   const char *eq = strchr(ov, '=');
   if (!eq) return IX_EINVAL;
@@ -367,7 +373,7 @@ int config_load(const char *path, const char *const *overrides, size_t n_overrid
   if (!priv) return IX_ENOMEM;
   config_t *c = &priv->cfg;
   set_defaults(c);
-  if (!c->kafka.brokers || !c->kafka.group || !c->kafka.input_topic || !c->kafka.output_topic ||
+  if (input_opts_init(&c->input) || !c->kafka.brokers || !c->kafka.group || !c->kafka.input_topic || !c->kafka.output_topic ||
       !c->kafka.dlq_topic || !c->model.path || !c->state.checkpoint_dir || !c->metrics.listen) {
     config_destroy(c);
     return IX_ENOMEM;
@@ -436,6 +442,7 @@ void config_destroy(config_t *c) {
   free(c->model.path);
   free(c->state.checkpoint_dir);
   free(c->metrics.listen);
+  input_opts_free(&c->input);
   for (keyline_t *k = priv->lines, *next; k; k = next) {
     next = k->next;
     free(k->name);
@@ -555,6 +562,10 @@ void config_print(const config_t *c, void *file) {
              "top_n_change = %u\n",
           config_policy_name(c->emit.policy), c->emit.interval_ms,
           (double)c->emit.fluctuation_threshold, c->emit.top_n_change);
+  fprintf(f, "\n[input]\n");
+  input_opts_print(&c->input, f);
+  fprintf(f, "\n[output]\n");
+  output_opts_print(&c->output, f);
   fprintf(f, "\n[log]\nlevel = %s\n", lvl[c->log.level]);
   fprintf(f, "\n[metrics]\nlisten = %s\nport = %u\n", c->metrics.listen, c->metrics.port);
   fprintf(f, "\n[daemon]\nshutdown_timeout_s = %u\n", c->daemon.shutdown_timeout_s);

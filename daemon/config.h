@@ -10,6 +10,8 @@
 
 #include "common/log.h"
 #include "core/emit.h"
+#include "stream/input.h"
+#include "stream/output.h"
 
 typedef enum {
   MODEL_RELOAD_REFUSE = 0, /* SIGHUP with an incompatible model: keep the old one */
@@ -41,6 +43,8 @@ typedef struct {
     uint32_t max_inflight;    /* pause consuming beyond this many unacknowledged messages */
   } batch;
   emit_opts_t emit;
+  input_opts_t input;         /* [input]: event format and JSON field mapping (stream/input.h) */
+  output_opts_t output;       /* [output]: prediction format, categories per list */
   struct {
     log_level_t level;
   } log;
