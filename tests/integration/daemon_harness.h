@@ -158,6 +158,13 @@ static H_UNUSED const char *h_real_bootstrap(void) {
   return h_real_bs;
 }
 
+/* Drops the per-run suffix: for a program that has a real broker of its own
+ * (bench_e2e on a fresh tests/kafka/kafka.sh broker) and names its topics as
+ * on the mock. Call before anything else of the cluster's. */
+static H_UNUSED void h_plain_names(void) {
+  if (h_real_bootstrap()) h_suffix[0] = '\0';
+}
+
 /* The name of topic or group `name` in this run: itself on the mock, with the
  * run's suffix on a real cluster. Valid for the next 63 calls. */
 static H_UNUSED const char *h_T(const char *name) {
@@ -239,6 +246,19 @@ static H_UNUSED const char *h_cluster(int parts) {
   h_create_topic("events", parts);
   h_create_topic("interests", parts);
   return bs;
+}
+
+/* A one-broker mock cluster with topics "events" and "interests" of parts
+ * partitions each, for the tests that inject faults (rd_kafka_mock_*): always
+ * the mock, whatever the environment says. Exits the test on failure. */
+static H_UNUSED mockbroker_t *h_mockbroker(int parts) {
+  char err[512];
+  mockbroker_t *mb;
+  H_CHECK(!h_real_bootstrap(), "a fault-injection test runs on the mock only");
+  H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
+  H_CHECK(mockbroker_create_topic(mb, "events", parts, err, sizeof err) == 0, "%s", err);
+  H_CHECK(mockbroker_create_topic(mb, "interests", parts, err, sizeof err) == 0, "%s", err);
+  return mb;
 }
 
 static H_UNUSED void h_cluster_destroy(void) {
