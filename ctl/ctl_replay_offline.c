@@ -40,7 +40,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: interestctl replay --offline --input EVENTS.rec --output PRED.rec\n"
           "         [-c interestd.conf] [--set section.key=value]... [--model FILE]\n"
-          "         [--check-state CHECKPOINT_DIR] [--quiet]\n"
+          "         [--check-state CHECKPOINT_DIR] [--write-state CHECKPOINT_DIR] [--quiet]\n"
           "Runs interestd's processing (codec, state store, model, emission policy) over a\n"
           "record file with no broker, in batches of batch.max_events records in file order\n"
           "(each partition's offsets must increase, as a consumer would see them), and\n"
@@ -54,7 +54,11 @@ static void usage(FILE *out) {
           "                     checkpoint from DIR (written by interestd) and compare it\n"
           "                     with the replay's final states: its offset must be the\n"
           "                     partition's end and every user's state bit-identical\n"
-          "                     (exit 1 otherwise)\n",
+          "                     (exit 1 otherwise)\n"
+          "  --write-state DIR  afterwards, write each input partition's states as a\n"
+          "                     checkpoint in DIR at the partition's end of input, with\n"
+          "                     the replayed model's fingerprint: a warm checkpoint set\n"
+          "                     for a daemon that starts with this model (blue/green)\n",
           REJECTS_SHOWN);
 }
 
@@ -276,8 +280,45 @@ static int check_state(const char *dir, pipeline_t *pipe, const parts_t *ps, int
   return bad;
 }
 
+/* Writes each input partition's states as a checkpoint in dir at its end of
+ * input (ckpt_write_partition: fsynced and published). Returns the number of
+ * partitions that failed (printed). */
+static int write_state(const char *dir, pipeline_t *pipe, const parts_t *ps, int quiet) {
+  ckpt_opts_t co = {.dir = dir, .keep = 2};
+  ckpt_t *ck = NULL;
+  char why[1024] = "";
+  if (ckpt_new(&co, &ck, why, sizeof why)) {
+    fprintf(stderr, "interestctl replay: write-state: %s\n", why);
+    return 1;
+  }
+  int bad = 0;
+  uint64_t users = 0, bytes = 0;
+  for (int32_t p = 0; p < ps->n; p++) {
+    if (ps->last[p] < 0) continue;
+    ckpt_result_t res;
+    if (ckpt_write_partition(ck, pipeline_store(pipe), p, ps->last[p] + 1,
+                             pipeline_fingerprint(pipe), &res, why, sizeof why)) {
+      fprintf(stderr, "interestctl replay: write-state: partition %d: %s\n", (int)p, why);
+      bad++;
+      continue;
+    }
+    users += res.users;
+    bytes += res.bytes;
+    if (!quiet)
+      fprintf(stderr, "interestctl replay: write-state: partition %d: generation %" PRIu64
+              " at offset %" PRId64 ", %" PRIu64 " users\n", (int)p, res.generation,
+              res.next_offset, res.users);
+  }
+  ckpt_destroy(ck);
+  fprintf(stderr, "interestctl replay: write-state: %s%" PRIu64 " users, %" PRIu64
+          " bytes in %s (fingerprint %08x)\n", bad ? "FAILED for some partitions; " : "", users,
+          bytes, dir, (unsigned)pipeline_fingerprint(pipe));
+  return bad;
+}
+
 int ctl_replay_offline(int argc, char **argv) {
   const char *input = NULL, *output = NULL, *model_path = NULL, *check_dir = NULL;
+  const char *write_dir = NULL;
   config_args_t ca = {0};
   int quiet = 0;
   static const struct option longopts[] = {
@@ -285,6 +326,7 @@ int ctl_replay_offline(int argc, char **argv) {
       {"output", required_argument, 0, 'o'},    {"config", required_argument, 0, 'c'},
       {"set", required_argument, 0, 's'},       {"model", required_argument, 0, 'm'},
       {"check-state", required_argument, 0, 'C'}, {"quiet", no_argument, 0, 'q'},
+      {"write-state", required_argument, 0, 'W'},
       {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -299,6 +341,7 @@ int ctl_replay_offline(int argc, char **argv) {
       break;
     case 'm': model_path = optarg; break;
     case 'C': check_dir = optarg; break;
+    case 'W': write_dir = optarg; break;
     case 'q': quiet = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -457,6 +500,7 @@ flush:
       if (t.rejected_by[i]) fprintf(stderr, " %s %" PRIu64, ix_reject_label(i), t.rejected_by[i]);
     fputc('\n', stderr);
   }
+  if (write_dir && status == 0 && write_state(write_dir, pipe, &ps, quiet)) status = 1;
   if (check_dir && status == 0 && check_state(check_dir, pipe, &ps, quiet)) status = 1;
   goto out;
 fail:

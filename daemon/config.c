@@ -235,6 +235,10 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       U64(c->daemon.shutdown_timeout_s, 1, 3600);
       return 0;
     }
+    if (strcmp(name, "health_stall_s") == 0) {
+      U64(c->daemon.health_stall_s, 0, 86400);
+      return 0;
+    }
   } else {
     FAIL("unknown section [%s]", section);
   }
@@ -329,6 +333,7 @@ static void set_defaults(config_t *c) {
   c->metrics.listen = strdup("127.0.0.1");
   c->metrics.port = 9464;
   c->daemon.shutdown_timeout_s = 10;
+  c->daemon.health_stall_s = 60;
 }
 
 /* Splits "section.key=value": the section is the longest known one that
@@ -582,6 +587,7 @@ void config_print(const config_t *c, void *file) {
   fprintf(f, "\n[log]\nlevel = %s\n", lvl[c->log.level]);
   fprintf(f, "\n[metrics]\nlisten = %s\nport = %u\n", c->metrics.listen, c->metrics.port);
   fprintf(f, "\n[daemon]\nshutdown_timeout_s = %u\n", c->daemon.shutdown_timeout_s);
+  fprintf(f, "health_stall_s = %u\n", c->daemon.health_stall_s);
 }
 
 int config_args_take(config_args_t *args, int opt, const char *arg, const char *prog) {

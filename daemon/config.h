@@ -56,6 +56,7 @@ typedef struct {
   } metrics;
   struct {
     uint32_t shutdown_timeout_s; /* bound on finishing in-flight work at SIGTERM */
+    uint32_t health_stall_s;     /* /healthz 503 after this long without progress; 0 = off */
   } daemon;
 } config_t;
 
