@@ -85,6 +85,7 @@ static void put_prediction(const prediction_t *p, int json) {
   put_cats("nx", p->next, p->n_next, json);
   put_cats("lt", p->longterm, p->n_long, json);
   put_cats("ri", p->rising, p->n_rising, json);
+  put_cats("fa", p->falling, p->n_falling, json);
   if (json) putchar('}');
 }
 

@@ -29,7 +29,15 @@ static void usage(FILE *out) {
           "  --dev-start T --test-start T --test-end T\n"
           "                        windows (ISO-8601 or epoch ms); default: test = last local\n"
           "                        day of the data, dev = the day before, train = earlier\n"
-          "  --split test|dev      window to report (default test; baselines tune on dev)\n"
+          "  --split test|dev|users\n"
+          "                        what to report (default test; baselines tune on dev):\n"
+          "                        test/dev = that day, every user (the time split);\n"
+          "                        users = every event before test end of the users held\n"
+          "                        out by --holdout-users (the user split)\n"
+          "  --holdout-users PCT   percent of users held out, as `interestctl train\n"
+          "                        --holdout-users` left them out (same --holdout-seed);\n"
+          "                        baselines then tune on the other users' dev day only\n"
+          "  --holdout-seed N      seed of the user split (default 1)\n"
           "  --half-life H         long-term profile half-life in hours (default: the model's,\n"
           "                        else 72)\n"
           "  --no-baselines        evaluate the model only\n"
@@ -48,6 +56,7 @@ int ctl_eval(int argc, char **argv) {
       {"markdown", required_argument, 0, 'M'},  {"buckets", required_argument, 0, 'b'},
       {"wave", required_argument, 0, 'w'},      {"input", required_argument, 0, 'I'},   {"input-config", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'},
+      {"holdout-users", required_argument, 0, 'U'}, {"holdout-seed", required_argument, 0, 'S'},
       {0, 0, 0, 0}};
   const char *events_path = NULL, *model_path = NULL, *md_path = NULL, *bk_path = NULL;
   uint64_t drop[CTLEV_MAX_DROP];
@@ -57,7 +66,8 @@ int ctl_eval(int argc, char **argv) {
   const char *dev_arg = NULL, *test_arg = NULL, *end_arg = NULL;
   input_opts_t input; /* --input-config / --input: the events' format, as the daemon's [input] */
   int have_input = 0;
-  int use_dev = 0, baselines = 1;
+  int use_dev = 0, use_users = 0, baselines = 1;
+  uint64_t holdout_pct = 0, holdout_seed = 1;
   double half_life_h = 0;
   uint64_t wave = 256;
   int c;
@@ -94,12 +104,15 @@ int ctl_eval(int argc, char **argv) {
     case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;
     case 'E': bad = ctlutil_parse_time_ms(optarg, &win.test_end_ms) < 0; end_arg = optarg; break;
     case 's':
-      if (strcmp(optarg, "dev") == 0) use_dev = 1;
-      else if (strcmp(optarg, "test") == 0) use_dev = 0;
+      if (strcmp(optarg, "dev") == 0) use_dev = 1, use_users = 0;
+      else if (strcmp(optarg, "test") == 0) use_dev = 0, use_users = 0;
+      else if (strcmp(optarg, "users") == 0) use_dev = 0, use_users = 1;
       else bad = 1;
       break;
     case 'l': bad = ctlutil_parse_double(optarg, &half_life_h) < 0 || half_life_h <= 0; break;
     case 'n': baselines = 0; break;
+    case 'U': bad = ctlutil_parse_u64(optarg, &holdout_pct) < 0 || holdout_pct == 0 || holdout_pct > 99; break;
+    case 'S': bad = ctlutil_parse_u64(optarg, &holdout_seed) < 0; break;
     case 'M': md_path = optarg; break;
     case 'b': bk_path = optarg; break;
     case 'w': bad = ctlutil_parse_u64(optarg, &wave) < 0 || wave == 0 || wave > 65536; break;
@@ -118,6 +131,10 @@ int ctl_eval(int argc, char **argv) {
   if (!events_path && optind < argc) events_path = argv[optind++];
   if (!events_path || optind < argc || (!model_path && !baselines)) {
     usage(stderr);
+    return 2;
+  }
+  if (use_users && holdout_pct == 0) {
+    fprintf(stderr, "interestctl eval: --split users needs --holdout-users PCT\n");
     return 2;
   }
   openblas_set_num_threads(1);
@@ -148,12 +165,20 @@ int ctl_eval(int argc, char **argv) {
     fprintf(stderr, "interestctl eval: windows must satisfy dev start < test start < test end\n");
     goto out;
   }
-  eval_window_t wdev = {win.dev_start_ms, win.test_start_ms, hl};
-  eval_window_t wtest = {win.test_start_ms, win.test_end_ms, hl};
+  /* with a user split, nothing is tuned on the held-out users */
+  eval_users_t tune_users = holdout_pct ? EVAL_USERS_TRAINING : EVAL_USERS_ALL;
+  eval_window_t wdev = {win.dev_start_ms, win.test_start_ms, hl, tune_users,
+                        (uint32_t)holdout_pct, holdout_seed};
+  eval_window_t wtest = {win.test_start_ms, win.test_end_ms, hl, EVAL_USERS_ALL,
+                         (uint32_t)holdout_pct, holdout_seed};
+  eval_window_t wusers = {INT64_MIN, win.test_end_ms, hl, EVAL_USERS_HELD_OUT,
+                          (uint32_t)holdout_pct, holdout_seed};
+  eval_window_t wrep = use_users ? wusers : use_dev ? wdev : wtest;
+  if (use_dev) wrep.users = EVAL_USERS_ALL;
   /* the dev window is where the baselines tune: without them it is not needed */
   int need_dev = baselines || use_dev;
   if ((need_dev && (rc = eval_data_build(ev, n, &wdev, &dev)) < 0) ||
-      (rc = eval_data_build(ev, n, use_dev ? &wdev : &wtest, &rep)) < 0) {
+      (rc = eval_data_build(ev, n, &wrep, &rep)) < 0) {
     fprintf(stderr, "interestctl eval: cannot prepare the data: %s\n", ix_strerror(rc));
     goto out;
   }
@@ -162,8 +187,14 @@ int ctl_eval(int argc, char **argv) {
   ctlev_fmt_time(win.test_start_ms, tz, b, sizeof b);
   ctlev_fmt_time(win.test_end_ms, tz, d, sizeof d);
   printf("events %zu (users %u) from %s\n", n, rep.n_users, events_path);
-  printf("train < %s <= dev < %s <= test < %s; reporting the %s window: %zu targets\n", a, b, d,
-         use_dev ? "dev" : "test", rep.n_targets);
+  if (use_users)
+    printf("user split: %llu%% of users held out (seed %llu); reporting every event before %s "
+           "of the %s: %zu targets; baselines tuned on the other users' dev day (%zu targets)\n",
+           (unsigned long long)holdout_pct, (unsigned long long)holdout_seed, d,
+           "held-out users", rep.n_targets, dev.n_targets);
+  else
+    printf("train < %s <= dev < %s <= test < %s; reporting the %s window: %zu targets\n", a, b,
+           d, use_dev ? "dev" : "test", rep.n_targets);
   fflush(stdout);
   if (rep.n_targets == 0 || (need_dev && dev.n_targets == 0)) {
     int dev_empty = use_dev ? rep.n_targets == 0 : dev.n_targets == 0 && rep.n_targets != 0;
@@ -208,6 +239,7 @@ int ctl_eval(int argc, char **argv) {
     }
   }
   eval_print_table(stdout, rows, nrows, 0);
+  if (m) eval_print_falling(stdout, &rows[0], 0);
   if (md_path) {
     FILE *f = fopen(md_path, "w");
     if (!f) {
@@ -215,6 +247,7 @@ int ctl_eval(int argc, char **argv) {
       goto out;
     }
     eval_print_table(f, rows, nrows, 1);
+    if (m) eval_print_falling(f, &rows[0], 1);
     if (fclose(f) != 0) goto out;
   }
   if (bk_path) {

@@ -157,6 +157,7 @@ static int apply(config_t *c, const char *section, const char *name, const char 
   }
   if (strcmp(section, "model") == 0) {
     if (strcmp(name, "path") == 0) return set_str(&c->model.path, value);
+    if (strcmp(name, "shadow_path") == 0) return set_str(&c->model.shadow_path, value);
     if (strcmp(name, "reload") == 0) {
       if (strcmp(value, "refuse") == 0) c->model.reload = MODEL_RELOAD_REFUSE;
       else if (strcmp(value, "reset") == 0) c->model.reload = MODEL_RELOAD_RESET;
@@ -445,6 +446,7 @@ void config_destroy(config_t *c) {
   free_props(c->kafka.consumer_props);
   free_props(c->kafka.producer_props);
   free(c->model.path);
+  free(c->model.shadow_path);
   free(c->state.checkpoint_dir);
   free(c->metrics.listen);
   input_opts_free(&c->input);
@@ -491,6 +493,16 @@ int config_check(const config_t *c, char *errstr, size_t errstr_size) {
     snprintf(errstr, errstr_size, "%s: model.path %s: %s", where_set(c, "model.path"),
              c->model.path, why);
     return IX_ECONFIG;
+  }
+  if (c->model.shadow_path && *c->model.shadow_path) {
+    rc = model_load(c->model.shadow_path, &m, why, sizeof why);
+    model_destroy(m);
+    m = NULL;
+    if (rc) {
+      snprintf(errstr, errstr_size, "%s: model.shadow_path %s: %s",
+               where_set(c, "model.shadow_path"), c->model.shadow_path, why);
+      return IX_ECONFIG;
+    }
   }
   if (c->state.checkpoint_dir && *c->state.checkpoint_dir) {
     struct stat sb;
@@ -555,8 +567,9 @@ void config_print(const config_t *c, void *file) {
   print_props(f, "kafka.properties", c->kafka.props);
   print_props(f, "kafka.consumer", c->kafka.consumer_props);
   print_props(f, "kafka.producer", c->kafka.producer_props);
-  fprintf(f, "\n[model]\npath = %s\nreload = %s\n", c->model.path,
-          c->model.reload == MODEL_RELOAD_RESET ? "reset" : "refuse");
+  fprintf(f, "\n[model]\npath = %s\nreload = %s\nshadow_path = %s\n", c->model.path,
+          c->model.reload == MODEL_RELOAD_RESET ? "reset" : "refuse",
+          c->model.shadow_path ? c->model.shadow_path : "");
   fprintf(f, "\n[state]\nmemory_limit_mb = %llu\nidle_ttl_s = %llu\ncheckpoint_dir = %s\n"
              "checkpoint_interval_s = %u\n",
           (unsigned long long)c->state.memory_limit_mb, (unsigned long long)c->state.idle_ttl_s,

@@ -30,6 +30,8 @@ typedef struct {
   struct {
     char *path;
     model_reload_t reload;
+    char *shadow_path; /* a candidate scored on the same events with its own states,
+                          nothing emitted (NULL or "" = none; read at start only) */
   } model;
   struct {
     uint64_t memory_limit_mb; /* 0 = unlimited */

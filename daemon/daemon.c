@@ -32,6 +32,7 @@
 #include "daemon/inflight.h"
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
+#include "daemon/quality.h"
 #include "model/model.h"
 #include "state/checkpoint.h"
 #include "state/store.h"
@@ -130,6 +131,12 @@ struct ixd {
   ckpt_t *ckpt;
   metrics_t *metrics;
   metrics_daemon_t md;
+  quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
+  /* model.shadow_path: a candidate scored on the same events with its own
+   * states (not checkpointed), every prediction scored, nothing emitted */
+  model_t *shadow_model;
+  pipeline_t *shadow_pipe;
+  quality_metrics_t qm_shadow;
   http_server_t *http;
   notify_t *notify;
 
@@ -520,6 +527,19 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   metrics_counter_add(d->md.events_processed, res.n_processed);
   metrics_histogram_observe(d->md.batch_size, (double)n);
   metrics_histogram_observe(d->md.step_seconds, (double)res.step_ns / 1e9);
+  quality_metrics_update(&d->qm, d->pipe);
+  if (d->shadow_pipe) {
+    pipeline_result_t sres;
+    int src = pipeline_process(d->shadow_pipe, recs, n, now, &sres);
+    if (src) {
+      /* the shadow must never stop the served model: log and drop it */
+      LOG_ERROR("daemon", "shadow model failed (%s); scoring it stops", ix_strerror(src));
+      pipeline_destroy(d->shadow_pipe);
+      d->shadow_pipe = NULL;
+    } else {
+      quality_metrics_update(&d->qm_shadow, d->shadow_pipe);
+    }
+  }
 
   for (size_t k = 0; k < res.n_rejects; k++) {
     const pipeline_reject_t *rj = &res.rejects[k];
@@ -905,6 +925,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       d->owned++;
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
+      if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
       if (d->ckpt) {
         char why[512];
         ckpt_restore_info_t info;
@@ -962,6 +983,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     }
     ckpt_forget_partition(d, p);
     store_drop_partition(pipeline_store(d->pipe), p);
+    if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
     inflight_revoke(d->inflight, p);
     if (d->lag[p].gauge) metrics_gauge_delete(d->metrics, d->lag[p].gauge);
     d->lag[p].gauge = NULL;
@@ -1105,6 +1127,8 @@ static int reload(daemon_t *d) {
   d->model = m;
   m = NULL;
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
+  if (quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))
+    LOG_WARN("daemon", "cannot register the quality metrics of the reloaded model");
   /* kafka, state and metrics settings need a restart */
   const config_t *o = d->cfg;
   if (strcmp(o->kafka.brokers, cfg->kafka.brokers) || strcmp(o->kafka.group, cfg->kafka.group) ||
@@ -1263,6 +1287,20 @@ void daemon_get_stats(daemon_t *d, daemon_stats_t *out, int reset_window) {
   out->win_e2e_p50 = lat_quantile(&d->win_e2e, 0.50);
   out->win_e2e_p99 = lat_quantile(&d->win_e2e, 0.99);
   out->win_delivered = d->st.delivered - d->win_delivered_base;
+  for (unsigned q = 0; q < 3 && q < PIPELINE_Q_N; q++) {
+    const pipeline_quality_t *pq = pipeline_quality(d->pipe, q);
+    double nt = pq->targets ? (double)pq->targets : 1.0;
+    if (q == 0) out->q_targets = pq->targets;
+    out->q_mrr10[q] = pq->rr_sum / nt;
+    out->q_rec5[q] = (double)pq->hit5 / nt;
+  }
+  out->q_shadow = d->shadow_pipe != NULL;
+  if (d->shadow_pipe) {
+    const pipeline_quality_t *pq = pipeline_quality(d->shadow_pipe, PIPELINE_Q_MODEL);
+    double nt = pq->targets ? (double)pq->targets : 1.0;
+    out->q_shadow_mrr10 = pq->rr_sum / nt;
+    out->q_shadow_rec5 = (double)pq->hit5 / nt;
+  }
   if (reset_window) {
     memset(&d->win_lat, 0, sizeof d->win_lat);
     memset(&d->win_e2e, 0, sizeof d->win_e2e);
@@ -1336,6 +1374,26 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   }
   if ((rc = input_new(&cfg->input, &d->input, errstr, errstr_size))) goto err;
   pipeline_set_input(d->pipe, d->input);
+  if ((rc = quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))) {
+    snprintf(errstr, errstr_size, "cannot register the quality metrics: %s", ix_strerror(rc));
+    goto err;
+  }
+  if (cfg->model.shadow_path && *cfg->model.shadow_path) {
+    errstr[0] = '\0';
+    emit_opts_t every = {.policy = EMIT_EVERY, .top_n_change = PRED_TOPK};
+    if ((rc = model_load(cfg->model.shadow_path, &d->shadow_model, errstr, errstr_size)) ||
+        (rc = pipeline_new(d->shadow_model, &so, &every, &d->shadow_pipe)) ||
+        (rc = quality_metrics_bind(&d->qm_shadow, d->md.reg, model_fingerprint(d->shadow_model)))) {
+      char why[512];
+      snprintf(why, sizeof why, "model.shadow_path %s: %s", cfg->model.shadow_path,
+               errstr[0] ? errstr : ix_strerror(rc));
+      snprintf(errstr, errstr_size, "%s", why);
+      goto err;
+    }
+    pipeline_set_input(d->shadow_pipe, d->input);
+    LOG_INFO("daemon", "shadow model %s (%s): scored on every event, nothing emitted",
+             cfg->model.shadow_path, model_describe(d->shadow_model));
+  }
   if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
     rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
@@ -1465,6 +1523,8 @@ void daemon_destroy(daemon_t *d) {
   backlog_destroy(d->backlog);
   ckpt_destroy(d->ckpt);
   pipeline_destroy(d->pipe);
+  pipeline_destroy(d->shadow_pipe);
+  model_destroy(d->shadow_model);
   model_destroy(d->model);
   metrics_destroy(d->metrics);
   inflight_destroy(d->inflight);

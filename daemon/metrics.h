@@ -53,6 +53,11 @@
  *                                                                                (since start when there was none)
  *  interestd_build_info                      gauge      version                  always 1
  *  interestd_model_info                      gauge      fingerprint, description always 1; labels change on SIGHUP reload
+ *  interestd_quality_targets_total           counter    model, predictor         events scored against the previous prediction
+ *  interestd_quality_hits_total              counter    model, predictor, k      ... whose category was in its top k (1, 5, 10)
+ *  interestd_quality_reciprocal_rank_sum     gauge      model, predictor         sum of 1/rank over top-10 hits (MRR@10 numerator)
+ *  (the quality families are registered by daemon/quality.c, one series set per model
+ *  fingerprint; predictor = lstm, recency, decay)
  *
  * Reject reasons (label reason=): derived from the codec's error code by
  * common/reject.h's IX_REJECT_MAP (not_map, truncated, too_big,

@@ -48,7 +48,7 @@ struct model {
   lstm_t *cell; /* bf16 cell: x = time features, W = [W_ih[:, time] | W_hh], no bias */
   kern_w_t head_w;    /* W_v, float32 (without ARCH_F_HEAD_BF16) */
   kern_wbp_t head_wb; /* W_v, bf16 (with ARCH_F_HEAD_BF16) */
-  kern_w_t dots_w; /* [copy_wp (K rows) ; gate_wg], K + 1 rows of H */
+  kern_w_t dots_w; /* [copy_wp (K rows) ; gate_wg or mix_w], head_n_dots() rows of H */
   /* scratch, sized at load */
   float *x;    /* MODEL_MAX_BATCH x ARCH_N_TIME */
   const float **tc, **ta; /* MODEL_MAX_BATCH rows of t_cat, t_act (the GEMM's start) */
@@ -185,11 +185,15 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
   }
   m->H16 = (H + 1) / 2 * 2;
   {
-    float *wd = malloc((ARCH_K + 1) * H * sizeof(float));
+    const unsigned nd = head_n_dots(dims);
+    float *wd = malloc(nd * H * sizeof(float));
     if (!wd) goto oom;
     memcpy(wd, params + L->copy_wp, (size_t)ARCH_K * H * sizeof(float));
-    memcpy(wd + (size_t)ARCH_K * H, params + L->gate_wg, H * sizeof(float));
-    rc = kern_w_pack(&m->dots_w, H, ARCH_K + 1, wd, H);
+    if (dims->flags & ARCH_F_EXPERTS)
+      memcpy(wd + (size_t)ARCH_K * H, params + L->mix_w, ARCH_N_EXPERTS * H * sizeof(float));
+    else
+      memcpy(wd + (size_t)ARCH_K * H, params + L->gate_wg, H * sizeof(float));
+    rc = kern_w_pack(&m->dots_w, H, nd, wd, H);
     free(wd);
     if (rc < 0) goto oom;
   }
@@ -315,6 +319,7 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   memset(pred->next, 0, sizeof pred->next);
   memset(pred->longterm, 0, sizeof pred->longterm);
   memset(pred->rising, 0, sizeof pred->rising);
+  memset(pred->falling, 0, sizeof pred->falling);
   float pp[ARCH_P], plong[ARCH_P];
   unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
   for (unsigned j = 0; j < np; j++) {
@@ -353,6 +358,9 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   size_t nr = profile_rising(s, plong, pp, nc, cand, cp, PRED_TOPK, rc, rd);
   for (size_t i = 0; i < nr; i++) pred->rising[i].category_id = rc[i], pred->rising[i].p = rd[i];
   pred->n_rising = (uint32_t)nr;
+  size_t nf = profile_falling(s, plong, pp, PRED_TOPK, rc, rd);
+  for (size_t i = 0; i < nf; i++) pred->falling[i].category_id = rc[i], pred->falling[i].p = rd[i];
+  pred->n_falling = (uint32_t)nf;
   pred_cat_t lt[ARCH_P];
   for (unsigned j = 0; j < np; j++) lt[j] = (pred_cat_t){s->profile[j].cat, plong[j]};
   /* insertion sort: stable, so ties keep slot order (qsort is not stable) */
@@ -391,7 +399,7 @@ static void step_chunk(model_t *m, void *const *states, const event_t *events, s
   /* h, c read and written in place, as bf16 */
   lstm_step_batch_bf16(m->cell, n, m->x, m->hp, m->cp, m->tc, m->ta);
   for (size_t b = 0; b < n; b++)
-    arch_state_advance(states[b], &events[b], m->idx[b], m->half_life_s);
+    arch_state_advance_model(&m->dims, m->params, states[b], &events[b], m->idx[b], m->half_life_s);
   if (preds) predict_chunk(m, states, n, preds);
 }
 
@@ -437,4 +445,21 @@ float model_prob(model_t *m, const void *state, uint64_t category_id) {
   head_out_t ho;
   head_finish_dots(&m->dims, m->params, m->dots, s, m->z, &ho);
   return head_prob_target(&ho, m->z, s, category_id, vocab_index(m->vocab, category_id));
+}
+
+unsigned model_heuristic_rank(const model_t *m, const void *state, model_heuristic_t h,
+                              uint64_t category_id, unsigned k) {
+  const arch_state_t *s = state;
+  unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K, at = n;
+  for (unsigned r = 0; r < n; r++)
+    if (s->recent[r].cat == category_id) at = r;
+  if (at == n) return 0;
+  unsigned rank = at + 1;
+  if (h == MODEL_H_DECAY) {
+    if (!(m->dims.flags & ARCH_F_EXPERTS)) return 0;
+    rank = 1;
+    for (unsigned r = 0; r < n; r++)
+      rank += s->dec_w[r] > s->dec_w[at] || (s->dec_w[r] == s->dec_w[at] && r < at);
+  }
+  return rank <= k ? rank : 0;
 }

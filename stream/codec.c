@@ -455,7 +455,7 @@ nomem:
  * prediction), which was a visible share of the loop's time. The bytes are
  * exactly msgpack-c's (smallest integer forms, float32, fixmap/fixstr/fixarray;
  * test_codec compares both on random and edge values). */
-#define PRED_MAX_BYTES 1024 /* > 1 + 11 keys (3) + 6 ints (9) + 2 floats (5) + 3 * 3 + 40 * 15 */
+#define PRED_MAX_BYTES 1024 /* > 1 + 12 keys (3) + 6 ints (9) + 2 floats (5) + 4 * 3 + 50 * 15 */
 
 static uint8_t *put_be(uint8_t *o, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; i--) o[bytes - 1 - i] = (uint8_t)(v >> (8 * i));
@@ -538,7 +538,7 @@ static uint8_t *put_cats(uint8_t *o, const char *key, const pred_cat_t *cats, ui
 
 int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf) {
   if (!pred || !buf || pred->n_next > PRED_MAX_NEXT || pred->n_long > PRED_TOPK ||
-      pred->n_rising > PRED_TOPK)
+      pred->n_rising > PRED_TOPK || pred->n_falling > PRED_TOPK)
     return IX_EINVAL;
   buf->len = 0;
   if (buf->cap < PRED_MAX_BYTES) {
@@ -548,7 +548,7 @@ int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf) {
     buf->cap = PRED_MAX_BYTES;
   }
   uint8_t *o = (uint8_t *)buf->data;
-  *o++ = 0x80 | 11;
+  *o++ = 0x80 | 12;
   o = put_key(o, "u");
   o = put_uint(o, pred->user_id);
   o = put_key(o, "sp");
@@ -568,6 +568,7 @@ int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf) {
   o = put_cats(o, "nx", pred->next, pred->n_next);
   o = put_cats(o, "lt", pred->longterm, pred->n_long);
   o = put_cats(o, "ri", pred->rising, pred->n_rising);
+  o = put_cats(o, "fa", pred->falling, pred->n_falling);
   buf->len = (size_t)(o - (uint8_t *)buf->data);
   return 0;
 }
@@ -658,7 +659,10 @@ int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char
   int rc = decode_map(buf, len, &result, "prediction", errstr, errstr_size);
   if (rc) return rc;
 
-  static const char *const keys[] = {"u", "sp", "so", "t", "et", "n", "fl", "sh", "nx", "lt", "ri"};
+  /* "fa" (falling) is optional: predictions of releases before it lack it */
+  static const char *const keys[] = {"u", "sp", "so", "t", "et", "n",  "fl",
+                                     "sh", "nx", "lt", "ri", "fa"};
+  enum { OPTIONAL_KEYS = 1u << 11 };
   enum { NKEYS = sizeof keys / sizeof keys[0] };
   prediction_t *pred = calloc(1, sizeof *pred); /* kept off the stack: ~300 bytes, fuzzed */
   if (!pred) {
@@ -702,10 +706,11 @@ int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char
     case 8: rc = cats_from(v, "nx", pred->next, PRED_MAX_NEXT, &pred->n_next, errstr, errstr_size); break;
     case 9: rc = cats_from(v, "lt", pred->longterm, PRED_TOPK, &pred->n_long, errstr, errstr_size); break;
     case 10: rc = cats_from(v, "ri", pred->rising, PRED_TOPK, &pred->n_rising, errstr, errstr_size); break;
+    case 11: rc = cats_from(v, "fa", pred->falling, PRED_TOPK, &pred->n_falling, errstr, errstr_size); break;
     }
   }
   for (int j = 0; j < NKEYS && !rc; j++)
-    if (!(seen & (1u << j)))
+    if (!(seen & (1u << j)) && !(OPTIONAL_KEYS & (1u << j)))
       rc = ix_fail(IX_EMISSING, errstr, errstr_size, "field '%s' is missing from the prediction",
                 keys[j]);
   msgpack_unpacked_destroy(&result);

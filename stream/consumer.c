@@ -239,7 +239,17 @@ ssize_t consumer_poll(consumer_t *c, rec_t *out, size_t max) {
   clear_fd(c); /* before draining: a later enqueue re-arms it */
   for (;;) {
     ssize_t got = rd_kafka_consume_batch_queue(c->rkqu, 0, c->msgs, max);
-    if (got <= 0) return 0;
+    if (got <= 0) {
+      /* A served callback (a rebalance) can end the call with messages still
+       * queued behind it; they arrived while the queue was not empty, so
+       * librdkafka wrote nothing to the fd for them. Wake the caller again
+       * rather than wait for a write that will not come (seen on a real
+       * broker: the fetch lands during the assignment's callback). */
+      if (rd_kafka_queue_length(c->rkqu) > 0 && write(c->pipefd[1], "1", 1) < 0 &&
+          errno != EAGAIN)
+        LOG_WARN("consumer", "waking the loop: %s", strerror(errno));
+      return 0;
+    }
     size_t n = 0;
     for (ssize_t i = 0; i < got; i++) {
       rd_kafka_message_t *m = c->msgs[i];

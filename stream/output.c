@@ -57,7 +57,7 @@ int output_message(const output_opts_t *o, const prediction_t *pred, codec_buf_t
   return 0;
 }
 
-/* 11 fixed parts (< 300 bytes) + 40 pairs (< 70 bytes each). */
+/* 12 fixed parts (< 320 bytes) + 50 pairs (< 70 bytes each). */
 #define JSON_MAX_BYTES 4096
 
 /* 10^k for k in [-31, 54]: every exponent put_float() asks for. */
@@ -165,7 +165,7 @@ static char *put_cats(char *o, const char *head, const char *value_name, const p
 
 int output_encode_json(const prediction_t *pred, uint32_t k, codec_buf_t *buf) {
   if (!pred || !buf || pred->n_next > PRED_MAX_NEXT || pred->n_long > PRED_TOPK ||
-      pred->n_rising > PRED_TOPK)
+      pred->n_rising > PRED_TOPK || pred->n_falling > PRED_TOPK)
     return IX_EINVAL;
   buf->len = 0;
   if (buf->cap < JSON_MAX_BYTES) {
@@ -194,6 +194,7 @@ int output_encode_json(const prediction_t *pred, uint32_t k, codec_buf_t *buf) {
   o = put_cats(o, ",\"next\":[", "\",\"p\":", pred->next, pred->n_next < k ? pred->n_next : k);
   o = put_cats(o, ",\"long_term\":[", "\",\"p\":", pred->longterm, pred->n_long);
   o = put_cats(o, ",\"rising\":[", "\",\"delta\":", pred->rising, pred->n_rising);
+  o = put_cats(o, ",\"falling\":[", "\",\"delta\":", pred->falling, pred->n_falling);
   *o++ = '}';
   buf->len = (size_t)(o - buf->data);
   return 0;

@@ -154,12 +154,13 @@ def from_msgpack(value):
     return {"user_id": str(d["u"]), "source_partition": d["sp"], "source_offset": d["so"],
             "event_time_ms": d["t"], "emit_time_ms": d["et"], "n_events": d["n"],
             "fluctuation": f32(d["fl"]), "shift_probability": f32(d["sh"]),
-            "next": cats(d["nx"], "p"), "long_term": cats(d["lt"], "p"), "rising": cats(d["ri"], "delta")}
+            "next": cats(d["nx"], "p"), "long_term": cats(d["lt"], "p"), "rising": cats(d["ri"], "delta"),
+            "falling": cats(d.get("fa", []), "delta")}
 
 def from_json(value):
     d = json.loads(value)
     for k in ("fluctuation", "shift_probability"): d[k] = f32(d[k])
-    for k in ("next", "long_term", "rising"):
+    for k in ("next", "long_term", "rising", "falling"):
         for c in d[k]:
             for v in ("p", "delta"):
                 if v in c: c[v] = f32(c[v])

@@ -4,7 +4,7 @@
  * waves larger than the internal chunk work, the bf16 head (ARCH_F_HEAD_BF16)
  * is batch-invariant and within its rounding bound of the float32 head,
  * h and c are stored as bf16
- * (808-byte state at H = 64) and a checkpoint of the float32 layout is
+ * (872-byte state at H = 64) and a checkpoint of the float32 layout is
  * refused on restore. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -213,7 +213,7 @@ static void test_model_bf16_head_close_to_fp32_head(void **st) {
   /* an unknown flag is refused */
   arch_dims_t bad;
   arch_dims_default(&bad);
-  bad.flags = 0x4;
+  bad.flags = 0x8;
   char err[256];
   assert_int_not_equal(arch_dims_check(&bad, err, sizeof err), 0);
   bad.flags = ARCH_F_HEAD_BF16 | ARCH_F_SHIFT_UNIT;
@@ -295,10 +295,36 @@ static void test_model_unknown_category_updates_state(void **st) {
   model_destroy(m);
 }
 
+/* The heuristics a state carries, ranked for the live quality metrics:
+ * recency = recent-list order; decay = dec_w descending, ties in recency
+ * order (experts models only); beyond k or absent = 0. */
+static void test_model_heuristic_rank_orders_the_state(void **st) {
+  (void)st;
+  model_t *m = random_model(ARCH_F_EXPERTS), *m1 = random_model(0);
+  arch_state_t *s = calloc(1, model_state_size(m));
+  s->n_recent = 4;
+  const uint64_t cats[4] = {50, 60, 70, 80};
+  const float w[4] = {1.0f, 3.0f, 0.5f, 3.0f};
+  for (unsigned k = 0; k < 4; k++) s->recent[k].cat = cats[k], s->dec_w[k] = w[k];
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_RECENCY, 50, 10), 1);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_RECENCY, 80, 10), 4);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_RECENCY, 80, 3), 0);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_RECENCY, 99, 10), 0);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 60, 10), 1); /* 3.0, earlier */
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 80, 10), 2); /* 3.0, later */
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 50, 10), 3);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 70, 10), 4);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 70, 3), 0);
+  assert_int_equal(model_heuristic_rank(m1, s, MODEL_H_DECAY, 60, 10), 0); /* no experts */
+  free(s);
+  model_destroy(m);
+  model_destroy(m1);
+}
+
 static void test_model_state_size_documented(void **st) {
   (void)st;
   model_t *m = random_model(0);
-  assert_int_equal(model_state_size(m), 808); /* arch.h: 552 + 4 * H (bf16 h, c) at H = 64 */
+  assert_int_equal(model_state_size(m), 872); /* arch.h: 616 + 4 * H (bf16 h, c) at H = 64 */
   assert_int_equal(model_step_batch(m, NULL, NULL, 0, NULL), 0);
   model_destroy(m);
 }
@@ -344,7 +370,7 @@ static void test_state_stores_h_c_as_bf16(void **st) {
  * model file had no ARCH_F_HEAD_BF16 flag). */
 static uint32_t fingerprint_fp32_layout(const model_t *m) {
   const arch_dims_t *d = model_dims(m);
-  uint32_t layout[10] = {ARCH_VERSION, (uint32_t)ARCH_STATE_HEADER_BYTES, ARCH_K, ARCH_P,
+  uint32_t layout[10] = {ARCH_VERSION, 552u /* that build's header */, ARCH_K, ARCH_P,
                          d->V, d->H, d->EC, d->EA, d->I, d->flags & ~(uint32_t)ARCH_F_HEAD_BF16};
   arch_layout_t L;
   arch_layout(d, &L);
@@ -360,7 +386,8 @@ static void test_checkpoint_of_fp32_state_layout_is_refused(void **st) {
   const char *src = getenv("IX_SOURCE_DIR");
   assert_non_null(src);
   char path[1024], err[512];
-  snprintf(path, sizeof path, "%s/model/weights/taobao-h64.ixm", src);
+  /* the v1 shipped model (model file version 1, no experts), still loadable */
+  snprintf(path, sizeof path, "%s/tests/data/taobao-h64-v1.ixm", src);
   model_t *m;
   int rc = model_load(path, &m, err, sizeof err);
   if (rc) fail_msg("model_load: %s", err);
@@ -457,6 +484,7 @@ int main(void) {
       cmocka_unit_test(test_model_bf16_head_insn_equals_emulation),
       cmocka_unit_test(test_model_unknown_category_updates_state),
       cmocka_unit_test(test_model_state_size_documented),
+      cmocka_unit_test(test_model_heuristic_rank_orders_the_state),
       cmocka_unit_test(test_state_stores_h_c_as_bf16),
       cmocka_unit_test(test_checkpoint_of_fp32_state_layout_is_refused),
       cmocka_unit_test(test_model_next_count_extends_next_only),

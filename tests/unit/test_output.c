@@ -36,6 +36,9 @@ static prediction_t sample(void) {
   p.longterm[0] = (pred_cat_t){0, 0.75f};
   p.longterm[1] = (pred_cat_t){2053013555631882655ull, 1e-7f};
   p.rising[0] = (pred_cat_t){7, 0.0625f};
+  p.n_falling = 2;
+  p.falling[0] = (pred_cat_t){0, 0.5f};
+  p.falling[1] = (pred_cat_t){2053013555631882655ull, 0.125f};
   return p;
 }
 
@@ -61,7 +64,7 @@ static void test_json_prediction_carries_every_field(void **unused) {
   json_error_t jerr;
   json_t *o = json_loadb(buf.data, buf.len, JSON_REJECT_DUPLICATES, &jerr);
   if (!o) fail_msg("%s: %.*s", jerr.text, (int)buf.len, buf.data);
-  assert_int_equal(json_object_size(o), 11);
+  assert_int_equal(json_object_size(o), 12);
   assert_string_equal(json_string_value(json_object_get(o, "user_id")), "18446744073709551615");
   assert_int_equal(json_integer_value(json_object_get(o, "source_partition")), 3);
   assert_int_equal(json_integer_value(json_object_get(o, "source_offset")), 9007199254740993ll);
@@ -73,6 +76,7 @@ static void test_json_prediction_carries_every_field(void **unused) {
   check_cats(json_object_get(o, "next"), p.next, p.n_next, "p");
   check_cats(json_object_get(o, "long_term"), p.longterm, p.n_long, "p");
   check_cats(json_object_get(o, "rising"), p.rising, p.n_rising, "delta");
+  check_cats(json_object_get(o, "falling"), p.falling, p.n_falling, "delta");
   json_decref(o);
   /* three next categories; the other lists whole */
   output_opts_t oo = {.format = OUTPUT_JSON, .next_categories = 3};
