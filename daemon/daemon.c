@@ -1469,8 +1469,13 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     rc = IX_ESYS;
     goto err;
   }
-  uv_poll_start(&d->consumer_poll, UV_READABLE, consumer_poll_cb);
-  uv_poll_start(&d->producer_poll, UV_READABLE, producer_poll_cb);
+  uvrc = uv_poll_start(&d->consumer_poll, UV_READABLE, consumer_poll_cb);
+  if (!uvrc) uvrc = uv_poll_start(&d->producer_poll, UV_READABLE, producer_poll_cb);
+  if (uvrc) {
+    snprintf(errstr, errstr_size, "cannot watch the Kafka queues: %s", uv_strerror(uvrc));
+    rc = IX_ESYS;
+    goto err;
+  }
   if (d->ckpt) {
     uint64_t ms = (uint64_t)cfg->state.checkpoint_interval_s * 1000u;
     uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, ms, ms);

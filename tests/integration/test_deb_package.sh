@@ -51,6 +51,7 @@ done
 # Contents and conffiles.
 contents=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|')
 for f in /usr/bin/interestd /usr/bin/interestctl /lib/systemd/system/interestd.service \
+         /lib/systemd/system/interestd@.service \
          /etc/interestd/interestd.conf /usr/share/man/man8/interestd.8 \
          /usr/share/man/man1/interestctl.1 /usr/share/doc/interestd/OPERATIONS.md \
          /usr/share/doc/interestd/grafana-dashboard.json; do
