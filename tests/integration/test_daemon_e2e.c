@@ -95,6 +95,18 @@ int main(void) {
   H_CHECK(rejected == N_BAD, "interestd_events_rejected_total = %g", rejected);
   H_CHECK(processed == N_EVENTS, "interestd_events_processed_total = %g", processed);
   H_CHECK(strstr(body, "reason=\"not_map\""), "no not_map reason label");
+  /* live quality: every predictor scored on the same events (the non-first
+   * events of each user), hits within the targets, labelled by model */
+  double qt = h_metric_sum(body, "interestd_quality_targets_total");
+  double qh = h_metric_sum(body, "interestd_quality_hits_total");
+  double qr = h_metric_sum(body, "interestd_quality_reciprocal_rank_sum");
+  printf("metrics: quality targets %.0f (3 predictors), hits %.0f, reciprocal ranks %.1f\n", qt, qh,
+         qr);
+  H_CHECK(qt > 0 && qt <= 3.0 * N_EVENTS && (long long)qt % 3 == 0, "quality targets %g", qt);
+  H_CHECK(qh > 0 && qh <= 3.0 * qt && qr > 0 && qr <= qt, "quality hits %g, rr %g", qh, qr);
+  H_CHECK(strstr(body, "interestd_quality_targets_total{model=\"") &&
+              strstr(body, "predictor=\"lstm\"") && strstr(body, "predictor=\"recency\""),
+          "quality series without model/predictor labels");
   /* the delivery reports time every prediction once (read -> acknowledged) */
   double lat_n = h_metric_sum(body, "interestd_event_to_prediction_seconds_count");
   double lat_sum = h_metric_sum(body, "interestd_event_to_prediction_seconds_sum");
