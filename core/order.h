@@ -19,7 +19,7 @@
 
 #include <stddef.h>
 
-#include "stream/recfile.h"
+#include "stream/rec.h"
 
 typedef struct order order_t;
 

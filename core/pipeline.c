@@ -57,7 +57,7 @@ struct pipeline {
   pipeline_reject_t *rejects;
 };
 
-size_t pipeline_blob_size(const model_t *m) {
+static size_t pipeline_blob_size(const model_t *m) {
   return model_state_size(m) + PIPELINE_TRAILER_SIZE;
 }
 

@@ -21,7 +21,7 @@
 #include "core/emit.h"
 #include "model/model.h"
 #include "state/store.h"
-#include "stream/recfile.h"
+#include "stream/rec.h"
 
 typedef struct pipeline pipeline_t;
 
@@ -51,7 +51,6 @@ typedef struct {
 /* Bytes of a state blob in the store: the model's state followed by the
  * emission policy's per-user memory (PIPELINE_TRAILER_SIZE). */
 #define PIPELINE_TRAILER_SIZE 128
-size_t pipeline_blob_size(const model_t *m);
 
 /* model is borrowed (must outlive the pipeline or be replaced with
  * pipeline_set_model()). The store is created here with store_opts

@@ -11,7 +11,6 @@
 #include "ctl/demo.h"
 #include "daemon/config.h"
 
-#define MAX_SETS 256
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -35,9 +34,8 @@ static void usage(FILE *out) {
 }
 
 int ctl_demo(int argc, char **argv) {
-  const char *config_path = NULL, *log_level = NULL, *data = NULL;
-  const char *sets[MAX_SETS];
-  size_t n_sets = 0;
+  config_args_t ca = {0};
+  const char *log_level = NULL, *data = NULL;
   int loop = 0, quiet = 0;
   double rate = DEMO_DEFAULT_RATE;
   unsigned long max_events = 0;
@@ -53,13 +51,9 @@ int ctl_demo(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "c:s:l:h", longopts, NULL)) != -1) {
     char *end;
     switch (c) {
-    case 'c': config_path = optarg; break;
+    case 'c':
     case 's':
-      if (n_sets == MAX_SETS) {
-        fprintf(stderr, "interestctl demo: too many --set options\n");
-        return 2;
-      }
-      sets[n_sets++] = optarg;
+      if (config_args_take(&ca, c, optarg, "interestctl demo")) return 2;
       break;
     case 'l': log_level = optarg; break;
     case OPT_RATE:
@@ -82,23 +76,23 @@ int ctl_demo(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  int model_given = config_path != NULL;
-  for (size_t i = 0; i < n_sets; i++)
-    if (strncmp(sets[i], "model.path=", 11) == 0) model_given = 1;
+  int model_given = ca.path != NULL;
+  for (size_t i = 0; i < ca.n_sets; i++)
+    if (strncmp(ca.sets[i], "model.path=", 11) == 0) model_given = 1;
   /* demo defaults for the mock broker (short fetch waits, quick group joins)
    * unless a config file is given; --set overrides them */
   const char *demo_sets[] = {"kafka.consumer.fetch.wait.max.ms=5",
                              "kafka.consumer.session.timeout.ms=6000",
                              "kafka.consumer.heartbeat.interval.ms=500", "metrics.port=0"};
   const size_t n_demo = sizeof demo_sets / sizeof demo_sets[0];
-  const char *all[MAX_SETS + sizeof demo_sets / sizeof demo_sets[0]];
+  const char *all[CONFIG_MAX_SETS + sizeof demo_sets / sizeof demo_sets[0]];
   size_t n = 0;
-  if (!config_path)
+  if (!ca.path)
     for (size_t i = 0; i < n_demo; i++) all[n++] = demo_sets[i];
-  for (size_t i = 0; i < n_sets; i++) all[n++] = sets[i];
+  for (size_t i = 0; i < ca.n_sets; i++) all[n++] = ca.sets[i];
   char errstr[1024];
   config_t *cfg = NULL;
-  if (config_load(config_path, all, n, &cfg, errstr, sizeof errstr)) {
+  if (config_load(ca.path, all, n, &cfg, errstr, sizeof errstr)) {
     fprintf(stderr, "interestctl demo: %s\n", errstr);
     return 2;
   }
@@ -109,8 +103,8 @@ int ctl_demo(int argc, char **argv) {
     return 2;
   }
   log_set_level(cfg->log.level);
-  demo_opts_t dopts = {.cfg = cfg, .config_path = config_path, .overrides = sets,
-                       .n_overrides = n_sets, .model_given = model_given, .data = data,
+  demo_opts_t dopts = {.cfg = cfg, .config_path = ca.path, .overrides = ca.sets,
+                       .n_overrides = ca.n_sets, .model_given = model_given, .data = data,
                        .rate = rate, .loop = loop, .max_events = max_events, .quiet = quiet};
   return demo_run(&dopts);
 }

@@ -29,7 +29,6 @@
 #include "stream/codec.h"
 #include "stream/recfile.h"
 
-#define MAX_SETS 256
 #define REJECTS_SHOWN 10
 
 int ctl_replay_offline(int argc, char **argv);
@@ -154,16 +153,16 @@ static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_
     prediction_t pred = res.preds[k];
     /* the daemon's wall clock, replaced by event time for reproducible bytes */
     pred.emit_ts_ms = pred.event_ts_ms;
-    rc = codec_encode_prediction(&pred, enc);
+    char key[CODEC_KEY_MAX];
+    size_t klen;
+    rc = codec_prediction_message(&pred, enc, key, &klen);
     if (rc) {
       snprintf(errstr, errstr_size, "encoding the prediction for partition %d offset %" PRId64
                ": %s", (int)pred.src_partition, pred.src_offset, ix_strerror(rc));
       return rc;
     }
-    char key[24];
-    int klen = snprintf(key, sizeof key, "%" PRIu64, pred.user_id);
     rec_t out = {.partition = pred.src_partition, .offset = pred.src_offset,
-                 .ts_ms = pred.event_ts_ms, .key = key, .key_len = (size_t)klen,
+                 .ts_ms = pred.event_ts_ms, .key = key, .key_len = klen,
                  .value = enc->data, .value_len = enc->len};
     rc = recfile_write(w, &out);
     if (rc) {
@@ -262,10 +261,8 @@ static int check_state(const char *dir, pipeline_t *pipe, const parts_t *ps, int
 }
 
 int ctl_replay_offline(int argc, char **argv) {
-  const char *input = NULL, *output = NULL, *config_path = NULL, *model_path = NULL,
-             *check_dir = NULL;
-  const char *sets[MAX_SETS + 1];
-  size_t n_sets = 0;
+  const char *input = NULL, *output = NULL, *model_path = NULL, *check_dir = NULL;
+  config_args_t ca = {0};
   int quiet = 0;
   static const struct option longopts[] = {
       {"offline", no_argument, 0, 'O'},         {"input", required_argument, 0, 'i'},
@@ -280,13 +277,9 @@ int ctl_replay_offline(int argc, char **argv) {
     case 'O': break;
     case 'i': input = optarg; break;
     case 'o': output = optarg; break;
-    case 'c': config_path = optarg; break;
+    case 'c':
     case 's':
-      if (n_sets == MAX_SETS) {
-        fprintf(stderr, "interestctl replay: too many --set options\n");
-        return 2;
-      }
-      sets[n_sets++] = optarg;
+      if (config_args_take(&ca, c, optarg, "interestctl replay")) return 2;
       break;
     case 'm': model_path = optarg; break;
     case 'C': check_dir = optarg; break;
@@ -312,7 +305,7 @@ int ctl_replay_offline(int argc, char **argv) {
   parts_t ps = {0};
   totals_t t = {0};
 
-  rc = config_load(config_path, sets, n_sets, &cfg, errstr, sizeof errstr);
+  rc = config_load(ca.path, ca.sets, ca.n_sets, &cfg, errstr, sizeof errstr);
   if (rc) {
     fprintf(stderr, "interestctl replay: %s\n", errstr);
     return 2;

@@ -85,7 +85,7 @@ static const char *first_glob(const char *pattern) {
   return found;
 }
 
-const char *demo_default_model(void) {
+static const char *demo_default_model(void) {
   const char *p = first_glob(INTERESTD_SOURCE_DIR "/model/weights/*.ixm");
   if (!p) p = first_glob(INTERESTD_DATADIR "/*.ixm");
   return p;
@@ -94,7 +94,7 @@ const char *demo_default_model(void) {
 /* The sample the demo streams: a ../shared/data folder beside the source tree
  * overrides the one the repository carries (data/, gzip); an installed
  * package carries it in its data directory. */
-const char *demo_default_data(void) {
+static const char *demo_default_data(void) {
   static const char *const candidates[] = {
       INTERESTD_SOURCE_DIR "/../shared/data/taobao_userbehavior_head100k/small_sample.csv",
       INTERESTD_SOURCE_DIR "/data/taobao_userbehavior_head100k/small_sample.csv.gz",
@@ -435,7 +435,10 @@ int demo_run(const demo_opts_t *opts) {
     goto out;
   }
   clock_gettime(CLOCK_MONOTONIC, &dm.t0);
-  uv_timer_init(daemon_loop(dm.d), &dm.tick);
+  if (uv_timer_init(daemon_loop(dm.d), &dm.tick) != 0) {
+    fprintf(stderr, "interestd --demo: cannot create the display timer\n");
+    goto out;
+  }
   dm.tick.data = &dm;
   uv_timer_start(&dm.tick, tick_cb, 100, 100);
   if (pthread_create(&dm.thread, NULL, feeder_main, &dm) != 0) {

@@ -29,9 +29,4 @@ typedef struct {
 /* Runs the demo; returns the process exit code. */
 int demo_run(const demo_opts_t *opts);
 
-/* The bundled model and data, looked up in the source tree and the installed
- * data directory; NULL when not found. Static strings. */
-const char *demo_default_model(void);
-const char *demo_default_data(void);
-
 #endif

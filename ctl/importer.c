@@ -339,19 +339,19 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
   }
   if ((rc = recfile_writer_open(opts->output, RECFILE_CREATE, &w, errstr, errstr_size))) goto out;
   for (size_t i = 0; i < n_evs; i++) {
-    char key[24];
-    int key_len = snprintf(key, sizeof key, "%llu", (unsigned long long)evs[i].ev.user_id);
+    char key[CODEC_KEY_MAX];
+    size_t key_len = codec_user_key(evs[i].ev.user_id, key);
     if ((rc = codec_encode_event(&evs[i].ev, &val))) {
       ix_fail(rc, errstr, errstr_size, "cannot encode the event of line %llu: %s",
            (unsigned long long)evs[i].line, ix_strerror(rc));
       goto out;
     }
     rec_t rec = {0};
-    rec.partition = importer_partition(key, (size_t)key_len, opts->partitions);
+    rec.partition = importer_partition(key, key_len, opts->partitions);
     rec.offset = next_off[rec.partition]++;
     rec.ts_ms = evs[i].ev.ts_ms;
     rec.key = key;
-    rec.key_len = (size_t)key_len;
+    rec.key_len = key_len;
     rec.value = val.data;
     rec.value_len = val.len;
     if ((rc = recfile_write(w, &rec))) {

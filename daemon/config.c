@@ -93,7 +93,7 @@ static int parse_u64(const char *v, uint64_t lo, uint64_t hi, uint64_t *out) {
 
 const char *config_default_path(void) { return INTERESTD_SYSCONFDIR "/interestd.conf"; }
 
-int config_parse_policy(const char *s, emit_policy_t *policy) {
+static int config_parse_policy(const char *s, emit_policy_t *policy) {
   if (strcmp(s, "every") == 0) *policy = EMIT_EVERY;
   else if (strcmp(s, "interval") == 0) *policy = EMIT_INTERVAL;
   else if (strcmp(s, "change") == 0) *policy = EMIT_CHANGE;
@@ -558,4 +558,17 @@ void config_print(const config_t *c, void *file) {
   fprintf(f, "\n[log]\nlevel = %s\n", lvl[c->log.level]);
   fprintf(f, "\n[metrics]\nlisten = %s\nport = %u\n", c->metrics.listen, c->metrics.port);
   fprintf(f, "\n[daemon]\nshutdown_timeout_s = %u\n", c->daemon.shutdown_timeout_s);
+}
+
+int config_args_take(config_args_t *args, int opt, const char *arg, const char *prog) {
+  if (opt == 'c') {
+    args->path = arg;
+    return 0;
+  }
+  if (args->n_sets == CONFIG_MAX_SETS) {
+    fprintf(stderr, "%s: too many --set options\n", prog);
+    return 2;
+  }
+  args->sets[args->n_sets++] = arg;
+  return 0;
 }

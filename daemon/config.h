@@ -69,11 +69,23 @@ int config_check(const config_t *cfg, char *errstr, size_t errstr_size);
  * whose name contains "password" or "secret" are masked). */
 void config_print(const config_t *cfg, void *file /* FILE * */);
 
+/* The command line's configuration options, shared by interestd, interestctl
+ * demo and interestctl replay --offline: -c FILE and repeated --set S.K=V
+ * (strings borrowed from argv). Zero-initialise. */
+#define CONFIG_MAX_SETS 256
+typedef struct {
+  const char *path;
+  const char *sets[CONFIG_MAX_SETS];
+  size_t n_sets;
+} config_args_t;
+/* Takes option 'c' (path) or 's' (one more --set) with its argument. Returns
+ * 0, or 2 (a usage error's exit code) after printing "PROG: too many --set
+ * options" to stderr. */
+int config_args_take(config_args_t *args, int opt, const char *arg, const char *prog);
+
 /* The installed default config file (e.g. /etc/interestd/interestd.conf). */
 const char *config_default_path(void);
 
-/* "every" | "interval" | "change" -> policy; 0 or IX_EINVAL. */
-int config_parse_policy(const char *s, emit_policy_t *policy);
 const char *config_policy_name(emit_policy_t policy);
 
 #endif

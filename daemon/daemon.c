@@ -509,17 +509,6 @@ static void fatal(daemon_t *d, int rc, const char *what) {
 
 /* user id as decimal text, the output key (snprintf was a visible cost per
  * prediction); returns the length, no terminator */
-static size_t key_of(uint64_t v, char out[20]) {
-  char tmp[20];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-  return n;
-}
-
 /* Processes recs[0..n) (a slice of the window, compacted in place). */
 static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   int64_t now = ix_wall_ms();
@@ -597,13 +586,13 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     const prediction_t *pred = &res.preds[k];
     size_t i = res.pred_src[k];
     part_t *pt = part_get(d, recs[i].partition);
-    rc = codec_encode_prediction(pred, &d->enc);
+    char key[CODEC_KEY_MAX];
+    size_t klen;
+    rc = codec_prediction_message(pred, &d->enc, key, &klen);
     if (rc) {
       fatal(d, rc, "encoding a prediction");
       return;
     }
-    char key[20];
-    size_t klen = key_of(pred->user_id, key);
     uint64_t op = make_opaque(0, pt->gen, recs[i].partition, d->rec_seq[i]);
     if (send_msg(d, 0, op, key, klen, d->enc.data, d->enc.len, NULL, 0, send_ms)) {
       fatal(d, IX_ENOMEM, "queueing a prediction");
@@ -654,7 +643,12 @@ static void drain(daemon_t *d, int timer_fired) {
      * (its messages are off the queue); only a stop cuts it short, which
      * loses nothing: offsets are stored only up to what was processed, and
      * each partition's messages stay in order, so the rest is read again */
-    size_t n = consumer_poll(d->consumer, d->win, wmax);
+    ssize_t got = consumer_poll(d->consumer, d->win, wmax);
+    if (got < 0) {
+      fatal(d, (int)got, "taking messages off the consumer queue");
+      return;
+    }
+    size_t n = (size_t)got;
     if (n == 0) return;
     order_oldest_first(d->order, d->win, n);
     for (size_t off = 0; off < n && d->phase == RUNNING; off += max) {

@@ -80,6 +80,14 @@ static void conn_on_handle_closed(uv_handle_t *h) {
   server_maybe_free(srv);
 }
 
+/* Close callback of a connection that never got linked in (its timer
+ * failed to init). */
+static void conn_free_tcp_only(uv_handle_t *h) {
+  conn_t *c = h->data;
+  free(c->req);
+  free(c);
+}
+
 static void conn_close(conn_t *c) {
   if (c->state == CONN_CLOSE) return;
   c->state = CONN_CLOSE;
@@ -286,7 +294,10 @@ static void srv_on_connection(uv_stream_t *listener, int status) {
     /* accept and close at once, so the backlog does not fill up */
     uv_tcp_t *t = malloc(sizeof *t);
     if (!t) return;
-    uv_tcp_init(srv->loop, t);
+    if (uv_tcp_init(srv->loop, t) < 0) { /* the connection stays in the backlog */
+      free(t);
+      return;
+    }
     uv_accept(listener, (uv_stream_t *)t);
     uv_close((uv_handle_t *)t, srv_on_refused_closed);
     return;
@@ -299,8 +310,18 @@ static void srv_on_connection(uv_stream_t *listener, int status) {
     return;
   }
   c->srv = srv;
-  uv_tcp_init(srv->loop, &c->tcp);
-  uv_timer_init(srv->loop, &c->timer);
+  /* both only fill their structs on Linux; checked all the same, before the
+   * connection is linked in (a handle that failed to init is never closed) */
+  if (uv_tcp_init(srv->loop, &c->tcp) < 0) {
+    free(c->req);
+    free(c);
+    return;
+  }
+  if (uv_timer_init(srv->loop, &c->timer) < 0) {
+    c->tcp.data = c;
+    uv_close((uv_handle_t *)&c->tcp, conn_free_tcp_only);
+    return;
+  }
   c->tcp.data = c->timer.data = c;
   c->open_handles = 2;
   c->next = srv->conns;
@@ -386,8 +407,6 @@ int http_server_start(uv_loop_t *loop, const http_options_t *opts, metrics_t *re
 }
 
 int http_server_port(const http_server_t *srv) { return srv->port; }
-
-unsigned long http_server_requests(const http_server_t *srv) { return srv->requests; }
 
 void http_server_close(http_server_t *srv, void (*on_closed)(void *arg), void *arg) {
   if (!srv || srv->closing) return;

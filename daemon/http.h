@@ -43,9 +43,6 @@ int http_server_start(uv_loop_t *loop, const http_options_t *opts, metrics_t *re
 /* The bound TCP port (the real one when opts->port was 0). */
 int http_server_port(const http_server_t *srv);
 
-/* Requests served so far (any status), for tests and logs. */
-unsigned long http_server_requests(const http_server_t *srv);
-
 /* Stop listening and close every connection. The server is freed once all
  * its handles' close callbacks have run (the loop must keep running);
  * on_closed (may be NULL) is called then. srv is invalid after this call.

@@ -12,7 +12,6 @@
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 
-#define MAX_SETS 256
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -73,9 +72,8 @@ static int run_demo(int argc, char **argv) {
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "--demo") == 0) return run_demo(argc, argv);
-  const char *config_path = NULL, *log_level = NULL;
-  const char *sets[MAX_SETS];
-  size_t n_sets = 0;
+  config_args_t ca = {0};
+  const char *log_level = NULL;
   int check = 0, print = 0;
   enum { OPT_CHECK = 256, OPT_PRINT };
   static const struct option longopts[] = {
@@ -86,13 +84,9 @@ int main(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, "c:s:l:Vh", longopts, NULL)) != -1) {
     switch (c) {
-    case 'c': config_path = optarg; break;
+    case 'c':
     case 's':
-      if (n_sets == MAX_SETS) {
-        fprintf(stderr, "interestd: too many --set options\n");
-        return 2;
-      }
-      sets[n_sets++] = optarg;
+      if (config_args_take(&ca, c, optarg, "interestd")) return 2;
       break;
     case 'l': log_level = optarg; break;
     case OPT_CHECK: check = 1; break;
@@ -107,11 +101,11 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (!config_path && access(config_default_path(), R_OK) == 0)
-    config_path = config_default_path();
+  if (!ca.path && access(config_default_path(), R_OK) == 0)
+    ca.path = config_default_path();
   char errstr[1024];
   config_t *cfg = NULL;
-  int rc = config_load(config_path, sets, n_sets, &cfg, errstr, sizeof errstr);
+  int rc = config_load(ca.path, ca.sets, ca.n_sets, &cfg, errstr, sizeof errstr);
   if (rc) {
     fprintf(stderr, "interestd: %s\n", errstr);
     return check ? 1 : 2;
@@ -129,15 +123,15 @@ int main(int argc, char **argv) {
     rc = config_check(cfg, errstr, sizeof errstr);
     if (rc) fprintf(stderr, "interestd: %s\n", errstr);
     else fprintf(stderr, "interestd: configuration %s is valid\n",
-                 config_path ? config_path : "(defaults)");
+                 ca.path ? ca.path : "(defaults)");
     if (print) config_print(cfg, stdout);
     config_destroy(cfg);
     return rc ? 1 : 0;
   }
 
   daemon_t *d = NULL;
-  daemon_opts_t dopts = {.cfg = cfg, .config_path = config_path, .overrides = sets,
-                         .n_overrides = n_sets, .handle_signals = 1, .ready_fd = -1};
+  daemon_opts_t dopts = {.cfg = cfg, .config_path = ca.path, .overrides = ca.sets,
+                         .n_overrides = ca.n_sets, .handle_signals = 1, .ready_fd = -1};
   rc = daemon_new(&dopts, &d, errstr, sizeof errstr);
   if (rc) {
     fprintf(stderr, "interestd: %s\n", errstr);

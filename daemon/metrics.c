@@ -430,7 +430,6 @@ int metrics_on_collect(metrics_t *reg, metrics_collect_fn fn, void *arg) {
 void metrics_counter_inc(metrics_counter_t *c) { c->value++; }
 void metrics_counter_add(metrics_counter_t *c, uint64_t n) { c->value += n; }
 void metrics_counter_set(metrics_counter_t *c, uint64_t v) { c->value = v; }
-uint64_t metrics_counter_get(const metrics_counter_t *c) { return c->value; }
 void metrics_gauge_set(metrics_gauge_t *g, double v) { g->value = v; }
 void metrics_gauge_add(metrics_gauge_t *g, double delta) { g->value += delta; }
 double metrics_gauge_get(const metrics_gauge_t *g) { return g->value; }

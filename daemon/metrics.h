@@ -117,7 +117,6 @@ void metrics_counter_add(metrics_counter_t *c, uint64_t n);
 /* For mirroring a monotonic total kept elsewhere (e.g. store_stats_t's
  * evicted_lru); the value must never go down. */
 void metrics_counter_set(metrics_counter_t *c, uint64_t v);
-uint64_t metrics_counter_get(const metrics_counter_t *c);
 void metrics_gauge_set(metrics_gauge_t *g, double v);
 void metrics_gauge_add(metrics_gauge_t *g, double delta);
 double metrics_gauge_get(const metrics_gauge_t *g);

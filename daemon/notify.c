@@ -29,7 +29,10 @@ int notify_new(uv_loop_t *loop, notify_t **out) {
   n->enabled = sock && *sock;
   uint64_t usec = 0;
   if (n->enabled && sd_watchdog_enabled(0, &usec) > 0) n->watchdog_usec = usec;
-  uv_timer_init(loop, &n->timer);
+  if (uv_timer_init(loop, &n->timer) < 0) {
+    free(n);
+    return IX_ESYS;
+  }
   uv_unref((uv_handle_t *)&n->timer);
   n->timer.data = n;
   *out = n;
@@ -97,8 +100,6 @@ int notify_watchdog_start(notify_t *n) {
            (unsigned long long)n->watchdog_usec);
   return 0;
 }
-
-void notify_watchdog_stop(notify_t *n) { uv_timer_stop(&n->timer); }
 
 static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 

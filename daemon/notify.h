@@ -21,7 +21,8 @@ typedef struct notify notify_t;
 
 /* Create the notifier for loop. Reads NOTIFY_SOCKET (enabled or not) and
  * the watchdog interval (sd_watchdog_enabled: WATCHDOG_USEC, and
- * WATCHDOG_PID when set must be this process). Returns 0 or IX_ENOMEM.
+ * WATCHDOG_PID when set must be this process). Returns 0, IX_ENOMEM or
+ * IX_ESYS (the timer could not be created).
  * Free with notify_close(). */
 int notify_new(uv_loop_t *loop, notify_t **out);
 
@@ -44,7 +45,6 @@ int notify_watchdog(notify_t *n);                     /* "WATCHDOG=1" (the timer
  * (the timer is unref'd: it does not keep the loop alive). No-op when the
  * watchdog or notifications are disabled. Returns 0 or IX_ESYS. */
 int notify_watchdog_start(notify_t *n);
-void notify_watchdog_stop(notify_t *n);
 
 /* Stop the timer and free the notifier once the timer's close callback has
  * run (the loop must run once more). Accepts NULL. */

@@ -85,7 +85,7 @@ void bl_params_default(bl_kind_t kind, bl_params_t *p) {
   p->w_markov = 0.3f;
 }
 
-void bl_params_describe(const bl_params_t *p, char *buf, size_t n) {
+static void bl_params_describe(const bl_params_t *p, char *buf, size_t n) {
   switch (p->kind) {
   case BL_RECENCY:
     snprintf(buf, n, "beta=%g lr=%g lp=%g", p->beta, p->lambda_rank, p->lambda_prob);

@@ -43,8 +43,6 @@ typedef struct bl bl_t;
 const char *bl_name(bl_kind_t kind);
 /* Default (untuned) parameters of a kind. */
 void bl_params_default(bl_kind_t kind, bl_params_t *p);
-/* Short description of the tuned parameters into buf. */
-void bl_params_describe(const bl_params_t *p, char *buf, size_t n);
 
 /* A baseline for users 0 .. n_users-1 (dense indices). profile_half_life_s is
  * the long-term profile's half-life (for the shift and fluctuation scores).

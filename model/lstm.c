@@ -93,9 +93,6 @@ void lstm_destroy(lstm_t *cell) {
   free(cell);
 }
 
-size_t lstm_input_size(const lstm_t *cell) { return cell->I; }
-size_t lstm_hidden_size(const lstm_t *cell) { return cell->H; }
-
 /* One chunk of at most max_batch rows. */
 /* pre[0..G) = bias + (a + a2), bias + a, or bias, as the fused kernels add
  * them (a2 only with a). */
@@ -135,7 +132,7 @@ static void step_chunk(lstm_t *cell, size_t n, const float *x, float *const *h,
     kern_lstm_pointwise(H, cell->pre + b * Np, c[b], c[b], h[b], NULL);
 }
 
-void lstm_step_batch_add(lstm_t *cell, size_t n, const float *x, float *const *h,
+static void lstm_step_batch_add(lstm_t *cell, size_t n, const float *x, float *const *h,
                          float *const *c, const float *const *add_a,
                          const float *const *add_b) {
   for (size_t b0 = 0; b0 < n; b0 += cell->max_batch) {
@@ -188,6 +185,3 @@ void lstm_pointwise(size_t H, const float *pre, const float *c_prev, float *c, f
   kern_lstm_pointwise(H, pre, c_prev, c, h, act);
 }
 
-void lstm_sigmoid_vec(size_t n, const float *x, float *y) { kern_sigmoid(n, x, y); }
-void lstm_tanh_vec(size_t n, const float *x, float *y) { kern_tanh(n, x, y); }
-void lstm_exp_vec(size_t n, const float *x, float *y) { kern_exp(n, x, y); }

@@ -18,9 +18,6 @@ int lstm_new(size_t I, size_t H, const float *w_ih, const float *w_hh, const flo
              const float *b_hh, size_t max_batch, lstm_t **out);
 void lstm_destroy(lstm_t *cell);
 
-size_t lstm_input_size(const lstm_t *cell);
-size_t lstm_hidden_size(const lstm_t *cell);
-
 /* One step for one user: x[I]; h[H], c[H] are read and overwritten. */
 void lstm_step(lstm_t *cell, const float *x, float *h, float *c);
 
@@ -28,14 +25,6 @@ void lstm_step(lstm_t *cell, const float *x, float *h, float *c);
  * point at user b's H floats, read and overwritten. Allocation-free. */
 void lstm_step_batch(lstm_t *cell, size_t n, const float *x, float *const *h,
                      float *const *c);
-
-/* As lstm_step_batch, with add_a[b][j] + add_b[b][j] added to row b's gate
- * pre-activations j < 4H (before the GEMM accumulates [x, h]; add_b may be
- * NULL, then add_a[b] alone): the serving path passes rows of its
- * precomputed embedding-projection tables here, read in place. */
-void lstm_step_batch_add(lstm_t *cell, size_t n, const float *x, float *const *h,
-                         float *const *c, const float *const *add_a,
-                         const float *const *add_b);
 
 /* ---- bf16 cell (the serving cell; model/arch.h stores h and c as bf16) ----
  * As lstm_new, but the weights [W_ih | W_hh] are rounded to bfloat16 and the
@@ -61,11 +50,5 @@ void lstm_step_batch_bf16(lstm_t *cell, size_t n, const float *x, uint16_t *cons
  * act[4H] = (sigmoid i, sigmoid f, tanh g, sigmoid o). c may alias c_prev. */
 void lstm_pointwise(size_t H, const float *pre, const float *c_prev, float *c, float *h,
                     float *act);
-
-/* Vectorised activations (~1e-7 relative to libm; exact at 0), in place or
- * out of place (y may equal x). Exported for the head and for training. */
-void lstm_sigmoid_vec(size_t n, const float *x, float *y);
-void lstm_tanh_vec(size_t n, const float *x, float *y);
-void lstm_exp_vec(size_t n, const float *x, float *y);
 
 #endif

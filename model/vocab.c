@@ -69,9 +69,4 @@ int32_t vocab_index(const vocab_t *vb, uint64_t category_id) {
   }
 }
 
-uint64_t vocab_id(const vocab_t *vb, int32_t idx) {
-  return (idx > 0 && (size_t)idx < vb->V) ? vb->ids[idx] : 0;
-}
-
-size_t vocab_size(const vocab_t *vb) { return vb->V; }
 const uint64_t *vocab_ids(const vocab_t *vb) { return vb->ids; }

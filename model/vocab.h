@@ -17,9 +17,6 @@ void vocab_destroy(vocab_t *vb);
 
 /* Index of a category id; 0 when unknown. */
 int32_t vocab_index(const vocab_t *vb, uint64_t category_id);
-/* Raw id of an index (0 for index 0 or out of range). */
-uint64_t vocab_id(const vocab_t *vb, int32_t idx);
-size_t vocab_size(const vocab_t *vb);
 /* The id array (V entries, [0] = 0); borrowed, valid until vocab_destroy(). */
 const uint64_t *vocab_ids(const vocab_t *vb);
 

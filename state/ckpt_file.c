@@ -138,7 +138,7 @@ void ckf_build_header(unsigned char *h, int32_t partition, uint32_t fingerprint,
 /* ---- file names ---------------------------------------------------------- */
 
 /* Parses "p<partition>-<generation>.ckpt" exactly. */
-int ckf_parse_name(const char *name, int32_t *partition, uint64_t *gen) {
+static int ckf_parse_name(const char *name, int32_t *partition, uint64_t *gen) {
   if (name[0] != 'p') return 0;
   const char *p = name + 1;
   if (*p == '-') p++;

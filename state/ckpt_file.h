@@ -46,8 +46,6 @@ void ckf_build_header(unsigned char *h, int32_t partition, uint32_t fingerprint,
                       uint32_t blob_size, uint32_t block_records);
 
 /* ---- file names and directories ---- */
-/* Parses "p<partition>-<generation>.ckpt" exactly: 1, or 0 for other names. */
-int ckf_parse_name(const char *name, int32_t *partition, uint64_t *gen);
 void ckf_file_path(char *buf, size_t size, const char *dir, int32_t partition, uint64_t gen);
 /* This process's temporary name for that file. */
 void ckf_tmp_path(char *buf, size_t size, const char *dir, int32_t partition, uint64_t gen);

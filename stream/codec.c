@@ -1,8 +1,11 @@
 /* Event and prediction messages: msgpack maps with short keys, strictly
- * decoded. The byte-level contract is docs/FORMATS.md. A bounded structural
- * pre-scan (mp_scan) runs first; then events are read straight from the
- * bytes (mp_read, the daemon's per-message path) and predictions through
- * msgpack-c's object tree. Both classify types as msgpack-c does. */
+ * decoded; their keys. The byte-level contract is docs/FORMATS.md. Decoding:
+ * a bounded structural pre-scan (mp_scan), then events are read straight
+ * from the bytes (mp_read, the daemon's per-message path) and predictions
+ * (tools and tests) through msgpack-c's object tree; both classify types as
+ * msgpack-c does. Encoding: events through msgpack-c's packer; predictions
+ * (the daemon's per-message path) written by hand with msgpack-c's exact
+ * bytes. */
 #include "stream/codec.h"
 
 #include <inttypes.h>
@@ -556,6 +559,25 @@ int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf) {
   o = put_cats(o, "lt", pred->longterm, pred->n_long);
   o = put_cats(o, "ri", pred->rising, pred->n_rising);
   buf->len = (size_t)(o - (uint8_t *)buf->data);
+  return 0;
+}
+
+size_t codec_user_key(uint64_t user_id, char key[CODEC_KEY_MAX]) {
+  char tmp[CODEC_KEY_MAX];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + user_id % 10);
+    user_id /= 10;
+  } while (user_id);
+  for (size_t i = 0; i < n; i++) key[i] = tmp[n - 1 - i];
+  return n;
+}
+
+int codec_prediction_message(const prediction_t *pred, codec_buf_t *value,
+                             char key[CODEC_KEY_MAX], size_t *key_len) {
+  int rc = codec_encode_prediction(pred, value);
+  if (rc) return rc;
+  *key_len = codec_user_key(pred->user_id, key);
   return 0;
 }
 

@@ -31,7 +31,22 @@ int codec_decode_event(const void *buf, size_t len, event_t *out, char *errstr,
 /* Append-free encode: buf->len is reset to the encoded size. */
 int codec_encode_event(const event_t *ev, codec_buf_t *buf);
 
+/* Append-free encode (buf->len is reset): msgpack-c's exact bytes, written
+ * straight into buf. 0, IX_EINVAL or IX_ENOMEM. */
 int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf);
+
+/* A message key: the user id in decimal, no terminator (keys are partitioned
+ * with Kafka's murmur2, so producers and the importer must agree on these
+ * bytes). Returns the key's length (1..CODEC_KEY_MAX). */
+#define CODEC_KEY_MAX 20
+size_t codec_user_key(uint64_t user_id, char key[CODEC_KEY_MAX]);
+
+/* The Kafka message of a prediction: value = codec_encode_prediction() into
+ * value, key = codec_user_key() of its user into key (*key_len set). Returns
+ * 0, IX_EINVAL or IX_ENOMEM. */
+int codec_prediction_message(const prediction_t *pred, codec_buf_t *value,
+                             char key[CODEC_KEY_MAX], size_t *key_len);
+
 int codec_decode_prediction(const void *buf, size_t len, prediction_t *out,
                             char *errstr, size_t errstr_size);
 

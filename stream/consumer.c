@@ -209,12 +209,12 @@ int consumer_fd(const consumer_t *c) { return c->pipefd[0]; }
 
 size_t consumer_queue_length(const consumer_t *c) { return rd_kafka_queue_length(c->rkqu); }
 
-size_t consumer_poll(consumer_t *c, rec_t *out, size_t max) {
+ssize_t consumer_poll(consumer_t *c, rec_t *out, size_t max) {
   consumer_release(c);
   if (max > CONSUMER_MAX_BATCH) max = CONSUMER_MAX_BATCH;
   if (c->cap_msgs < max) {
     rd_kafka_message_t **m = realloc(c->msgs, max * sizeof *m);
-    if (!m) return 0;
+    if (!m) return IX_ENOMEM;
     c->msgs = m;
     c->cap_msgs = max;
   }
@@ -242,7 +242,7 @@ size_t consumer_poll(consumer_t *c, rec_t *out, size_t max) {
       r->value_len = m->len;
     }
     c->n_msgs = n;
-    if (n) return n;
+    if (n) return (ssize_t)n;
   }
 }
 
@@ -275,15 +275,6 @@ int consumer_commit(consumer_t *c) {
   return 0;
 }
 
-int consumer_committed(consumer_t *c, int32_t partition, int timeout_ms, int64_t *offset) {
-  rd_kafka_topic_partition_list_t *l = one_part(c, partition, RD_KAFKA_OFFSET_INVALID);
-  rd_kafka_resp_err_t err = rd_kafka_committed(c->rk, l, timeout_ms);
-  if (!err) err = l->elems[0].err;
-  *offset = l->elems[0].offset < 0 ? CONSUMER_OFFSET_COMMITTED : l->elems[0].offset;
-  rd_kafka_topic_partition_list_destroy(l);
-  return err ? IX_EKAFKA : 0;
-}
-
 static int pause_resume(consumer_t *c, const int32_t *partitions, size_t n, int pause) {
   if (!n) return 0;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
@@ -304,29 +295,6 @@ int consumer_pause(consumer_t *c, const int32_t *partitions, size_t n) {
 
 int consumer_resume(consumer_t *c, const int32_t *partitions, size_t n) {
   return pause_resume(c, partitions, n, 0);
-}
-
-int consumer_seek(consumer_t *c, int32_t partition, int64_t offset, int timeout_ms) {
-  rd_kafka_topic_partition_list_t *l = one_part(c, partition, offset);
-  rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, l, timeout_ms);
-  rd_kafka_resp_err_t err = error ? rd_kafka_error_code(error) : l->elems[0].err;
-  if (error) rd_kafka_error_destroy(error);
-  rd_kafka_topic_partition_list_destroy(l);
-  if (err) {
-    LOG_WARN("consumer", "seek partition %d to %lld: %s", (int)partition, (long long)offset,
-             rd_kafka_err2str(err));
-    return IX_EKAFKA;
-  }
-  return 0;
-}
-
-int consumer_partition_count(consumer_t *c, int timeout_ms) {
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(c->rk, 0, c->rkt, &md, timeout_ms);
-  if (err) return IX_EKAFKA;
-  int n = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : IX_ENOENT;
-  rd_kafka_metadata_destroy(md);
-  return n;
 }
 
 int64_t consumer_high_watermark(consumer_t *c, int32_t partition) {

@@ -10,8 +10,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-#include "stream/recfile.h" /* rec_t: partition, offset, timestamp, key, value */
+#include "stream/rec.h" /* rec_t: partition, offset, timestamp, key, value */
 
 typedef struct consumer consumer_t;
 
@@ -61,10 +62,11 @@ int consumer_fd(const consumer_t *c);
 size_t consumer_queue_length(const consumer_t *c);
 
 /* Takes up to max ready messages without blocking, serving rebalance
- * callbacks on the way. Fills out[0..n) and returns n (0 = queue empty).
- * Error messages are logged and skipped. The rec_t key/value pointers are
- * borrowed; valid until the next consumer_poll() or consumer_release(). */
-size_t consumer_poll(consumer_t *c, rec_t *out, size_t max);
+ * callbacks on the way. Fills out[0..n) and returns n (0 = queue empty), or
+ * IX_ENOMEM (nothing taken off the queue) when the message array cannot
+ * grow. Error messages are logged and skipped. The rec_t key/value pointers
+ * are borrowed; valid until the next consumer_poll() or consumer_release(). */
+ssize_t consumer_poll(consumer_t *c, rec_t *out, size_t max);
 /* Frees the messages of the last consumer_poll(). */
 void consumer_release(consumer_t *c);
 
@@ -74,22 +76,13 @@ int consumer_store_offset(consumer_t *c, int32_t partition, int64_t next_offset)
 /* Commits the stored offsets of every owned partition synchronously.
  * Returns 0 (also when there was nothing to commit) or IX_EKAFKA. */
 int consumer_commit(consumer_t *c);
-/* The group's committed offset of a partition (synchronous request),
- * CONSUMER_OFFSET_COMMITTED when none. Returns 0 or IX_EKAFKA. */
-int consumer_committed(consumer_t *c, int32_t partition, int timeout_ms, int64_t *offset);
 
 /* Stops / restarts fetching a partition. Messages of a paused partition
  * still in the queue are discarded by librdkafka and fetched again from the
  * last consumed offset on resume. Returns 0 or IX_EKAFKA. */
 int consumer_pause(consumer_t *c, const int32_t *partitions, size_t n);
 int consumer_resume(consumer_t *c, const int32_t *partitions, size_t n);
-/* Moves the fetch position of an owned partition (e.g. to a checkpoint's
- * offset). Returns 0 or IX_EKAFKA. */
-int consumer_seek(consumer_t *c, int32_t partition, int64_t offset, int timeout_ms);
 
-/* Partition count of the subscribed topic from the cluster metadata, or a
- * negative IX_E*. */
-int consumer_partition_count(consumer_t *c, int timeout_ms);
 /* High watermark of a partition from the last fetch (no request), or -1. */
 int64_t consumer_high_watermark(consumer_t *c, int32_t partition);
 

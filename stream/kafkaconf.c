@@ -9,7 +9,7 @@
 #include "common/err.h"
 #include "common/log.h"
 
-void kafkaconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+static void kafkaconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
   /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
   log_level_t lvl = level <= 3 ? LOG_LVL_ERROR : level == 4 ? LOG_LVL_WARN
                   : level <= 6 ? LOG_LVL_INFO : LOG_LVL_DEBUG;

@@ -24,7 +24,4 @@ int kafkaconf_set_kv(rd_kafka_conf_t *conf, const char *kv, char *errstr, size_t
  * Returns 0, or IX_EMALFORMED (and a warning) when json is not a JSON object. */
 int kafkaconf_stats_log(const char *client, const char *json, size_t json_len);
 
-/* librdkafka log callback that writes through common/log (set by kafkaconf_new). */
-void kafkaconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
-
 #endif

@@ -35,7 +35,6 @@ static uint64_t get64(const uint8_t *p) {
   return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
-
 static int write_all(int fd, const uint8_t *p, size_t n) {
   while (n) {
     ssize_t w = write(fd, p, n);
@@ -338,8 +337,6 @@ int recfile_write(rec_writer_t *w, const rec_t *rec) {
     return rc;
   return 0;
 }
-
-int recfile_writer_flush(rec_writer_t *w) { return wr_flush(w); }
 
 int recfile_writer_close(rec_writer_t *w) {
   if (!w) return 0;

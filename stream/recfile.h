@@ -8,15 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-  int32_t partition;
-  int64_t offset;
-  int64_t ts_ms;
-  const void *key;   /* borrowed; valid until the next recfile_read() */
-  size_t key_len;
-  const void *value; /* borrowed; valid until the next recfile_read() */
-  size_t value_len;
-} rec_t;
+#include "stream/rec.h"
 
 #define RECFILE_VERSION 1
 #define RECFILE_HEADER_SIZE 16          /* "IXRECORD", u32 version, u32 flags (0) */
@@ -40,14 +32,13 @@ int recfile_writer_open(const char *path, int append, rec_writer_t **out,
 /* Buffers one record (IX_ETOOBIG beyond RECFILE_MAX_KEY/VALUE; a write
  * error is sticky). */
 int recfile_write(rec_writer_t *w, const rec_t *rec);
-/* Writes buffered records to the file (no fsync). */
-int recfile_writer_flush(rec_writer_t *w);
 /* Flushes, fsyncs and closes; accepts NULL. Returns 0 or an error. */
 int recfile_writer_close(rec_writer_t *w);
 
 int recfile_reader_open(const char *path, rec_reader_t **out, char *errstr,
                         size_t errstr_size);
-/* 0 and *rec filled; IX_EEOF at a clean end; IX_ECRC / IX_ETRUNC /
+/* 0 and *rec filled (key and value valid until the next recfile_read());
+ * IX_EEOF at a clean end; IX_ECRC / IX_ETRUNC /
  * IX_EMALFORMED for a damaged record (see recfile_reader_error_offset). */
 int recfile_read(rec_reader_t *r, rec_t *rec);
 /* Byte offset of the record that failed (or of the next record). */

@@ -199,21 +199,23 @@ static void test_ckpt_round_trip_is_bit_exact(void **state) {
   store_destroy(st2);
 }
 
-/* Writes gen 1 (version 1, offset 100) and gen 2 (version 2, offset 200) of
- * partition 3; returns the snapshot of gen 1's state. */
-static snap_t two_generations(const char *dir) {
+/* Writes gen 1 (3000 users, version 1, offset 100) and gen 2 (users2 users,
+ * version 2, offset 200) of partition 3; returns the snapshot of gen 1's state. */
+static snap_t two_generations_of(const char *dir, uint64_t users2) {
   store_t *st = new_store();
   ckpt_t *ck = new_ckpt(dir);
   char err[512];
   populate(st, 3, 3000, 1, 0);
   snap_t first = take(st, 3);
   assert_int_equal(ckpt_write_partition(ck, st, 3, 100, FP, NULL, err, sizeof err), 0);
-  populate(st, 3, 4000, 2, 10000);
+  populate(st, 3, users2, 2, 10000);
   assert_int_equal(ckpt_write_partition(ck, st, 3, 200, FP, NULL, err, sizeof err), 0);
   ckpt_destroy(ck);
   store_destroy(st);
   return first;
 }
+
+static snap_t two_generations(const char *dir) { return two_generations_of(dir, 4000); }
 
 static void expect_fallback(const char *dir, const snap_t *first, const char *bad_path,
                             const char *reason) {
@@ -279,24 +281,16 @@ static void test_ckpt_flipped_byte_falls_back_to_previous_generation(void **stat
  * comes back alone and exact. */
 static void test_ckpt_generation_failing_mid_load_leaves_nothing_behind(void **state) {
   fixture_t *fx = *state;
-  store_t *st = new_store();
-  ckpt_t *ck = new_ckpt(fx->dir);
-  char err[1024];
-  populate(st, 3, 3000, 1, 0);
-  snap_t first = take(st, 3);
-  assert_int_equal(ckpt_write_partition(ck, st, 3, 100, FP, NULL, err, sizeof err), 0);
   /* gen 2: 25000 users (3 blocks of ~1 MiB), new ids too, other contents */
-  populate(st, 3, 25000, 2, 10000);
-  assert_int_equal(ckpt_write_partition(ck, st, 3, 200, FP, NULL, err, sizeof err), 0);
-  ckpt_destroy(ck);
-  store_destroy(st);
+  snap_t first = two_generations_of(fx->dir, 25000);
+  char err[1024];
   char path[512];
   path_of(path, sizeof path, fx->dir, 3, 2);
   struct stat sb;
   assert_int_equal(stat(path, &sb), 0);
   flip_byte(path, sb.st_size - 100); /* a record of the last block */
 
-  st = new_store();
+  store_t *st = new_store();
   ckpt_restore_info_t info;
   assert_int_equal(ckpt_restore_partition(fx->dir, 3, FP, st, &info, err, sizeof err), 0);
   assert_non_null(strstr(err, "checksum mismatch in block 2"));

@@ -929,8 +929,37 @@ static void test_random_and_mutated_bytes_never_crash(void **state) {
   codec_buf_free(&pbuf);
 }
 
+/* Keys are the decimal user id, as the importer partitions them; the
+ * prediction message is that key with codec_encode_prediction()'s bytes. */
+static void test_user_key_and_prediction_message(void **state) {
+  char key[CODEC_KEY_MAX];
+  size_t n = codec_user_key(0, key);
+  assert_int_equal(n, 1);
+  assert_memory_equal(key, "0", 1);
+  n = codec_user_key(1000004, key);
+  assert_int_equal(n, 7);
+  assert_memory_equal(key, "1000004", 7);
+  n = codec_user_key(UINT64_MAX, key);
+  assert_int_equal(n, 20);
+  assert_memory_equal(key, "18446744073709551615", 20);
+  prediction_t in = sample_prediction();
+  codec_buf_t a = {0}, b = {0};
+  size_t klen = 0;
+  assert_int_equal(codec_prediction_message(&in, &a, key, &klen), 0);
+  assert_int_equal(codec_encode_prediction(&in, &b), 0);
+  assert_int_equal(a.len, b.len);
+  assert_memory_equal(a.data, b.data, a.len);
+  char want[32];
+  int wl = snprintf(want, sizeof want, "%llu", (unsigned long long)in.user_id);
+  assert_int_equal(klen, (size_t)wl);
+  assert_memory_equal(key, want, klen);
+  codec_buf_free(&a);
+  codec_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_user_key_and_prediction_message),
       cmocka_unit_test(test_event_round_trip_every_field_and_id_kind),
       cmocka_unit_test(test_event_encoding_is_the_documented_bytes),
       cmocka_unit_test(test_event_accepts_string_ids_decimal_and_hashed),

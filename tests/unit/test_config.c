@@ -256,8 +256,25 @@ static void test_config_default_file_in_the_tree_is_valid_syntax(void **unused) 
   config_destroy(c);
 }
 
+/* -c and --set as the three programs take them: the last -c wins, --set
+ * values keep their order, one past CONFIG_MAX_SETS is a usage error (2). */
+static void test_config_args_take_path_and_sets(void **state) {
+  config_args_t ca = {0};
+  assert_int_equal(config_args_take(&ca, 'c', "a.conf", "test"), 0);
+  assert_int_equal(config_args_take(&ca, 'c', "b.conf", "test"), 0);
+  assert_string_equal(ca.path, "b.conf");
+  for (size_t i = 0; i < CONFIG_MAX_SETS; i++)
+    assert_int_equal(config_args_take(&ca, 's', i % 2 ? "batch.max_events=64" : "log.level=warn", "test"), 0);
+  assert_int_equal(ca.n_sets, CONFIG_MAX_SETS);
+  assert_string_equal(ca.sets[0], "log.level=warn");
+  assert_string_equal(ca.sets[1], "batch.max_events=64");
+  assert_int_equal(config_args_take(&ca, 's', "x.y=z", "test"), 2);
+  assert_int_equal(ca.n_sets, CONFIG_MAX_SETS);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_config_args_take_path_and_sets),
       cmocka_unit_test(test_config_defaults_without_a_file),
       cmocka_unit_test(test_config_parses_every_section),
       cmocka_unit_test(test_config_errors_name_file_line_and_reason),

@@ -15,6 +15,8 @@
 #include "model/head.h"
 #include "model/kernels.h"
 
+#include "kernel_sets.h"
+
 static float frand(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;
   return (float)((*s >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
@@ -131,7 +133,7 @@ static void test_head_finish_mix_equals_finish_then_mix_bitwise(void **st) {
   (void)st;
   static const char *KS[] = {"avx512", "avx2", "scalar"};
   for (size_t ks = 0; ks < 3; ks++) {
-    if (kern_select(KS[ks]) < 0) continue;
+    if (!kset_select(KS[ks])) continue;
     fx_t f;
     fx_init(&f, 203, 16, 77 + ks);
     for (int k = 0; k < 12; k++)
@@ -152,6 +154,7 @@ static void test_head_finish_mix_equals_finish_then_mix_bitwise(void **st) {
     free(z1), free(z2);
     fx_free(&f);
   }
+  KSET_END();
 }
 
 /* An out-of-vocabulary category in the recent list, with the gate closed

@@ -19,6 +19,8 @@
 #include "model/head.h"
 #include "model/kernels.h"
 
+#include "kernel_sets.h"
+
 static uint64_t rng = 12345;
 static float urand(void) { /* [0, 1) */
   rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -103,10 +105,7 @@ static void test_head_topk_equals_full_sort_on_every_kernel_set(void **st) {
   const char *sets[] = {"avx512", "avx2", "scalar"};
   int ran = 0;
   for (int ks_i = 0; ks_i < 3; ks_i++) {
-    if (kern_select(sets[ks_i]) != 0) {
-      print_message("kernel set %s: not on this CPU, skipped\n", sets[ks_i]);
-      continue;
-    }
+    if (!kset_select(sets[ks_i])) continue;
     ran++;
     for (size_t vi = 0; vi < sizeof Vs / sizeof *Vs; vi++)
       for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
@@ -114,6 +113,7 @@ static void test_head_topk_equals_full_sort_on_every_kernel_set(void **st) {
           for (int rep = 0; rep < 3; rep++) check_one(Vs[vi], ks[ki], mode, rep == 1, rep * 3);
   }
   assert_true(ran >= 1);
+  KSET_END();
 }
 
 /* The serving shape (V = 1000, k = 26 = PRED_TOPK + ARCH_P) on many random
@@ -122,9 +122,10 @@ static void test_head_topk_serving_shape_many_users(void **st) {
   (void)st;
   const char *sets[] = {"avx512", "scalar"};
   for (int ks_i = 0; ks_i < 2; ks_i++) {
-    if (kern_select(sets[ks_i]) != 0) continue;
+    if (!kset_select(sets[ks_i])) continue;
     for (int t = 0; t < 3000; t++) check_one(1000, 26, t % 7, t % 5 == 0, t % 4);
   }
+  KSET_END();
 }
 
 /* gate and copy distribution of head_finish_dots == the scalar formulas

@@ -19,6 +19,8 @@
 #include "model/kernels.h"
 #include "model/lstm.h"
 
+#include "kernel_sets.h"
+
 static const char *KSETS[] = {"avx512", "avx2", "scalar"};
 /* "avx512-emul": avx512 without the AVX512_BF16 instructions (same bits) */
 static const char *KSETS_BF[] = {"avx512", "avx512-emul", "avx2", "scalar"};
@@ -45,7 +47,7 @@ static double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
 static void test_lstm_gate_order_by_hand(void **st) {
   (void)st;
   for (size_t ks = 0; ks < 3; ks++) {
-    if (kern_select(KSETS[ks]) < 0) continue;
+    if (!kset_select(KSETS[ks])) continue;
     float w_ih[4] = {0.5f, -0.25f, 1.0f, 0.75f}; /* i f g o */
     float w_hh[4] = {0.1f, 0.2f, -0.3f, 0.4f};
     float b_ih[4] = {0.3f, 1.5f, -0.2f, 0.1f};
@@ -69,6 +71,7 @@ static void test_lstm_gate_order_by_hand(void **st) {
     assert_true(fabs(h - 0.880797 * tanh(-0.080062)) < 2e-6);
     lstm_destroy(cell);
   }
+  KSET_END();
 }
 
 /* Zero weights, biases saturate i, o and close f: c = tanh(b_g), h = tanh(c).
@@ -106,7 +109,7 @@ static void test_lstm_batch_equals_single_steps_bitwise(void **st) {
   (void)st;
   const size_t I = 48, H = 64, N = 70;
   for (size_t ks = 0; ks < 3; ks++) {
-    if (kern_select(KSETS[ks]) < 0) continue;
+    if (!kset_select(KSETS[ks])) continue;
     lstm_t *cell;
     random_cell(I, H, 16, 7, &cell);
     uint64_t seed = 99;
@@ -140,6 +143,7 @@ static void test_lstm_batch_equals_single_steps_bitwise(void **st) {
     free(x), free(hb), free(cb), free(hs), free(cs), free(hp), free(cpm), free(xp);
     lstm_destroy(cell);
   }
+  KSET_END();
 }
 
 /* The fused GEMM + pointwise step (avx512, H % 16 == 0) gives the same bits
@@ -150,7 +154,7 @@ static void test_lstm_fused_equals_gemm_then_pointwise(void **st) {
   (void)st;
   const size_t Hs[] = {16, 64}, ns[] = {1, 5, 6, 13, 40};
   for (size_t ks = 0; ks < 3; ks++) {
-    if (kern_select(KSETS[ks]) < 0) continue;
+    if (!kset_select(KSETS[ks])) continue;
     int fused_seen = 0;
     for (size_t hi = 0; hi < 2; hi++)
       for (size_t ni = 0; ni < 5; ni++)
@@ -196,6 +200,7 @@ static void test_lstm_fused_equals_gemm_then_pointwise(void **st) {
   kern_w_t bad;
   float w1[4 * 8 * 3] = {0};
   assert_int_not_equal(kern_w_pack_gates(&bad, 3, 8, w1, 3), 0); /* H % 16 != 0 */
+  KSET_END();
 }
 
 /* GEMM vs double reference for odd shapes (remainder rows and panels). */
@@ -203,7 +208,7 @@ static void test_kern_gemm_matches_reference(void **st) {
   (void)st;
   const size_t shapes[][3] = {{1, 7, 16}, {5, 71, 256}, {13, 64, 1000}, {7, 3, 40}, {6, 112, 256}};
   for (size_t ks = 0; ks < 3; ks++) {
-    if (kern_select(KSETS[ks]) < 0) continue;
+    if (!kset_select(KSETS[ks])) continue;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
       size_t n = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
       uint64_t seed = 5 + si;
@@ -225,6 +230,7 @@ static void test_kern_gemm_matches_reference(void **st) {
       free(W), free(A), free(C);
     }
   }
+  KSET_END();
 }
 
 static void test_activations_accurate_on_every_kernel(void **st) {
@@ -232,7 +238,7 @@ static void test_activations_accurate_on_every_kernel(void **st) {
   enum { N = 20001 };
   float *x = malloc(N * 4), *y = malloc(N * 4);
   for (size_t ks = 0; ks < 3; ks++) {
-    if (kern_select(KSETS[ks]) < 0) continue;
+    if (!kset_select(KSETS[ks])) continue;
     for (size_t i = 0; i < N; i++) x[i] = -20.0f + 40.0f * (float)i / (N - 1);
     x[N / 2] = 0.0f;
     x[17] = 1e-5f;
@@ -261,6 +267,7 @@ static void test_activations_accurate_on_every_kernel(void **st) {
     assert_true(worst_e < 1e-6);
   }
   free(x), free(y);
+  KSET_END();
 }
 
 static void test_lstm_pointwise_reports_activated_gates(void **st) {
@@ -323,7 +330,7 @@ static void test_gemm_bf16_same_bits_on_every_kernel(void **st) {
     for (size_t b = 0; b < n; b++) rand_bf16(&seed, K, 1.0f, A + b * lda);
     int first = 1, sets = 0;
     for (size_t ks = 0; ks < 4; ks++) {
-      if (kern_select(KSETS_BF[ks]) < 0) continue;
+      if (!kset_select(KSETS_BF[ks])) continue;
       sets++;
       for (size_t i = 0; i < n * G; i++) C[i] = 0.125f * (float)(i % 7);
       kern_gemm_bf16(&w, n, A, lda, C, G);
@@ -338,6 +345,7 @@ static void test_gemm_bf16_same_bits_on_every_kernel(void **st) {
   kern_wb_t bad;
   float w1[4] = {0};
   assert_int_not_equal(kern_wb_pack_gates(&bad, 1, 0, w1, 1), 0);
+  KSET_END();
 }
 
 /* kern_gemm_bf16p (the head's logits): the same bits on every kernel set,
@@ -365,7 +373,7 @@ static void test_gemm_bf16p_same_bits_on_every_kernel(void **st) {
     for (size_t b = 0; b < n; b++) rand_bf16(&seed, K, 1.0f, A + b * lda);
     int first = 1, sets = 0;
     for (size_t ks = 0; ks < 4; ks++) {
-      if (kern_select(KSETS_BF[ks]) < 0) continue;
+      if (!kset_select(KSETS_BF[ks])) continue;
       sets++;
       saw_insn |= kern_uses_bf16_insn();
       for (size_t i = 0; i < n * ldc; i++) C[i] = 0.125f * (float)(i % 7);
@@ -393,6 +401,7 @@ static void test_gemm_bf16p_same_bits_on_every_kernel(void **st) {
   assert_int_not_equal(kern_wbp_pack(&bad, 1, 0, w1, 1), 0);
   assert_int_not_equal(kern_wbp_pack(&bad, 0, 4, w1, 1), 0);
   kern_wbp_free(&bad);
+  KSET_END();
 }
 
 /* The fused bf16 step (avx512, H % 16 == 0, with and without the BF16
@@ -422,7 +431,7 @@ static void test_lstm_bf16_fused_equals_gemm_then_pointwise(void **st) {
         for (size_t b = 0; b < n; b++) ap[b] = add + b * G, bp[b] = add2 + b * G;
         int fused = 0;
         for (int v = 0; v < 2; v++) {
-          if (kern_select(v ? "avx512-emul" : "avx512") < 0) continue;
+          if (!kset_select(v ? "avx512-emul" : "avx512")) continue;
           /* reference: GEMM then pointwise */
           uint16_t *r = malloc(n * 2 * H * 2);
           memcpy(r, hc0, n * 2 * H * 2);
@@ -447,6 +456,7 @@ static void test_lstm_bf16_fused_equals_gemm_then_pointwise(void **st) {
         kern_wb_free(&w);
         free(W), free(bias), free(add), free(add2), free(pre), free(A), free(hc0);
       }
+  KSET_END();
 }
 
 /* Distance from t to the reals that round (nearest even) to bf16 b. */
@@ -478,7 +488,7 @@ static void test_lstm_bf16_batch_invariant_and_accurate(void **st) {
     uint16_t *hc0 = malloc(N * 2 * H * 2);
     rand_bf16(&seed, N * 2 * H, 1.5f, hc0);
     for (size_t ks = 0; ks < 4; ks++) {
-      if (kern_select(KSETS_BF[ks]) < 0) continue;
+      if (!kset_select(KSETS_BF[ks])) continue;
       lstm_t *cell;
       assert_int_equal(lstm_new_bf16(I, H, w_ih, w_hh, b_ih, b_hh, 16, &cell), 0);
       uint16_t *A = malloc(N * 2 * H * 2), *B = malloc(N * 2 * H * 2), *C = malloc(N * 2 * H * 2);
@@ -534,6 +544,7 @@ static void test_lstm_bf16_batch_invariant_and_accurate(void **st) {
     }
     free(w_ih), free(w_hh), free(b_ih), free(b_hh), free(x), free(hc0);
   }
+  KSET_END();
 }
 
 int main(void) {
