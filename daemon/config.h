@@ -16,6 +16,11 @@ typedef enum {
   MODEL_RELOAD_RESET = 1,  /* SIGHUP with an incompatible model: swap, drop all states */
 } model_reload_t;
 
+typedef enum {
+  REDIS_FORMAT_MSGPACK = 0, /* the output topic's msgpack value */
+  REDIS_FORMAT_JSON = 1,    /* JSON: accepted once stream/codec encodes it */
+} redis_format_t;
+
 typedef struct {
   char *path; /* the file loaded, or NULL for defaults only */
   struct {
@@ -51,6 +56,15 @@ typedef struct {
   struct {
     uint32_t shutdown_timeout_s; /* bound on finishing in-flight work at SIGTERM */
   } daemon;
+  struct {                    /* [redis]: each user's latest prediction (sink/redis.h) */
+    char *address;            /* "host:port"; "" = no Redis sink */
+    uint32_t database;        /* SELECT; 0 = the default database */
+    char *password;           /* AUTH; "" = none */
+    char *key_prefix;         /* key = prefix + user id */
+    int64_t ttl_s;            /* key expiry; -1 = state.idle_ttl_s, 0 = never */
+    redis_format_t format;    /* value encoding */
+    uint32_t max_backlog;     /* pause consuming beyond this many unwritten predictions */
+  } redis;
 } config_t;
 
 /* Loads defaults, then path (NULL = none), then each "section.key=value"
