@@ -30,6 +30,7 @@
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
 #include "model/model.h"
+#include "sink/redis.h"
 #include "state/checkpoint.h"
 #include "state/store.h"
 #include "stream/codec.h"
@@ -151,6 +152,17 @@ struct ixd {
   metrics_daemon_t md;
   http_server_t *http;
   notify_t *notify;
+  /* the Redis sink ([redis]): a prediction's input entry waits for its
+   * write as for its Kafka delivery (one more pending count) */
+  rsink_t *redis;
+  uv_timer_t redis_timer; /* settles entries the sink's acks completed */
+  int redis_timer_armed;
+  int redis_paused; /* the last pause was the sink's backlog */
+  struct {
+    metrics_counter_t *written, *stale, *failed;
+    metrics_gauge_t *backlog, *up;
+    metrics_histogram_t *seconds;
+  } rm;
 
   uv_poll_t consumer_poll, producer_poll, ckpt_poll;
   uv_timer_t kick_timer, batch_timer, retry_timer, ckpt_timer, expire_timer, status_timer,
@@ -309,9 +321,19 @@ static void kick_cb(uv_timer_t *t);
 
 static void check_pressure(daemon_t *d) {
   uint64_t limit = d->cfg->batch.max_inflight;
-  if (!d->paused && (d->bl_len > 0 || d->outstanding >= limit)) {
+  uint64_t rlimit = d->cfg->redis.max_backlog, rlen = rsink_backlog(d->redis);
+  if (!d->paused && (d->bl_len > 0 || d->outstanding >= limit || rlen >= rlimit)) {
+    if (rlen >= rlimit) {
+      d->redis_paused = 1;
+      LOG_WARN("daemon", "%" PRIu64 " predictions wait for Redis (redis.max_backlog %" PRIu64
+               "): pausing consumption until they are written", rlen, rlimit);
+    }
     set_paused(d, 1);
-  } else if (d->paused && d->bl_len == 0 && d->outstanding < limit / 2) {
+  } else if (d->paused && d->bl_len == 0 && d->outstanding < limit / 2 && rlen < rlimit / 2) {
+    if (d->redis_paused)
+      LOG_INFO("daemon", "Redis caught up (%" PRIu64 " predictions waiting): resuming "
+               "consumption", rlen);
+    d->redis_paused = 0;
     set_paused(d, 0);
     uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
   }
@@ -474,6 +496,86 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
   if (--e->pending == 0) pt->dirty = 1;
 }
 
+/* ---------------------------------------------------------------- redis */
+
+static void redis_timer_cb(uv_timer_t *t);
+
+/* A prediction's Redis write finished (loop thread, inside hiredis's read). */
+static void on_redis_ack(void *ctx, uint64_t opaque, int stale, uint64_t latency_ns) {
+  daemon_t *d = ctx;
+  uint16_t gen = (uint16_t)((opaque >> 48) & 0x7fff);
+  int32_t partition = (int32_t)((opaque >> 32) & 0xffff);
+  metrics_histogram_observe(d->rm.seconds, (double)latency_ns / 1e9);
+  part_t *pt = part_get(d, partition);
+  if (!pt || !pt->owned || (pt->gen & 0x7fff) != gen) return; /* revoked meanwhile */
+  entry_t *e = ring_find(pt, (uint32_t)opaque);
+  if (!e || e->pending == 0) return;
+  if (--e->pending == 0) pt->dirty = 1;
+  if (!d->redis_timer_armed && d->phase <= STOPPING) {
+    d->redis_timer_armed = 1;
+    uv_timer_start(&d->redis_timer, redis_timer_cb, 0, 0);
+  }
+}
+
+static void redis_collect(daemon_t *d) {
+  if (!d->redis) return;
+  rsink_stats_t rs;
+  rsink_get_stats(d->redis, &rs);
+  metrics_counter_set(d->rm.written, rs.written);
+  metrics_counter_set(d->rm.stale, rs.stale);
+  metrics_counter_set(d->rm.failed, rs.failed);
+  metrics_gauge_set(d->rm.backlog, (double)rs.backlog);
+  metrics_gauge_set(d->rm.up, rs.up);
+}
+
+/* "host:port" -> the sink; 0 or IX_ECONFIG / IX_ENOMEM with errstr. */
+static int redis_start(daemon_t *d, char *errstr, size_t errstr_size) {
+  const config_t *cfg = d->cfg;
+  int rc = 0;
+  metrics_t *m = d->metrics;
+  if (!rc) rc = metrics_counter_new(m, &d->rm.written, "interestd_redis_writes_total",
+                                    "Predictions written to Redis.", NULL);
+  if (!rc) rc = metrics_counter_new(m, &d->rm.stale, "interestd_redis_stale_writes_total",
+                                    "Writes Redis refused because it held a newer prediction "
+                                    "for the user.", NULL);
+  if (!rc) rc = metrics_counter_new(m, &d->rm.failed, "interestd_redis_write_failures_total",
+                                    "Writes refused by Redis or lost with a connection "
+                                    "(each is written again).", NULL);
+  if (!rc) rc = metrics_gauge_new(m, &d->rm.backlog, "interestd_redis_backlog",
+                                  "Predictions waiting to be written to Redis.", NULL);
+  if (!rc) rc = metrics_gauge_new(m, &d->rm.up, "interestd_redis_up",
+                                  "1 when the Redis sink is connected.", NULL);
+  if (!rc) rc = metrics_histogram_new(m, &d->rm.seconds, "interestd_redis_write_seconds",
+                                      "Time from a write's send to Redis's reply.",
+                                      metrics_buckets_latency, metrics_buckets_latency_n, NULL);
+  if (rc) {
+    snprintf(errstr, errstr_size, "cannot set up the Redis metrics: %s", ix_strerror(rc));
+    return rc;
+  }
+  char host[256];
+  const char *colon = strrchr(cfg->redis.address, ':');
+  size_t hl = (size_t)(colon - cfg->redis.address);
+  if (hl >= sizeof host) {
+    snprintf(errstr, errstr_size, "redis.address: host name too long");
+    return IX_ECONFIG;
+  }
+  memcpy(host, cfg->redis.address, hl);
+  host[hl] = '\0';
+  if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') { /* [::1]:6379 */
+    memmove(host, host + 1, hl - 2);
+    host[hl - 2] = '\0';
+  }
+  int64_t ttl_s = cfg->redis.ttl_s < 0 ? (int64_t)cfg->state.idle_ttl_s : cfg->redis.ttl_s;
+  rsink_conf_t rc_ = {.host = host, .port = atoi(colon + 1), .db = (int)cfg->redis.database,
+                      .password = cfg->redis.password, .prefix = cfg->redis.key_prefix,
+                      .ttl_ms = ttl_s * 1000};
+  rc = rsink_new(&d->loop, &rc_, on_redis_ack, d, &d->redis, errstr, errstr_size);
+  if (rc) return rc;
+  LOG_INFO("daemon", "Redis sink: %s db %u, keys %s<user>, ttl %" PRId64 " s", cfg->redis.address,
+           cfg->redis.database, cfg->redis.key_prefix, ttl_s);
+  return 0;
+}
+
 /* Serves the delivery reports that are ready, without blocking. The reports
  * of one call arrive back to back, so they share one reading of the clocks. */
 static void serve_reports(daemon_t *d) {
@@ -492,11 +594,19 @@ static void serve_deliveries(daemon_t *d) {
   backlog_retry(d);
   check_pressure(d);
   ckpt_pump(d);
-  if (d->phase == STOPPING && d->outstanding == 0 && d->bl_len == 0) finish_stop(d);
+  if (d->phase == STOPPING && d->outstanding == 0 && d->bl_len == 0 &&
+      rsink_backlog(d->redis) == 0)
+    finish_stop(d);
 }
 
 static void producer_poll_cb(uv_poll_t *h, int status, int events) {
   serve_deliveries(h->data);
+}
+
+static void redis_timer_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  d->redis_timer_armed = 0;
+  serve_deliveries(d);
 }
 
 /* ---------------------------------------------------------------- processing */
@@ -599,6 +709,14 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
       return;
     }
     ring_find(pt, d->rec_seq[i])->pending++;
+    if (d->redis) {
+      if (rsink_write(d->redis, key, klen, d->enc.data, d->enc.len, recs[i].partition,
+                      recs[i].offset, op)) {
+        fatal(d, IX_ENOMEM, "queueing a Redis write");
+        return;
+      }
+      ring_find(pt, d->rec_seq[i])->pending++;
+    }
     d->st.produced++;
     metrics_counter_inc(d->md.predictions_produced);
     if (d->on_prediction) d->on_prediction(d->ctx, pred);
@@ -852,7 +970,12 @@ static void wait_inflight(daemon_t *d, const consumer_part_t *parts, size_t n) {
       return;
     }
     backlog_retry(d);
-    producer_poll(d->producer, 50);
+    if (rsink_backlog(d->redis)) {
+      producer_poll(d->producer, 0);
+      rsink_poll(d->redis, 50);
+    } else {
+      producer_poll(d->producer, 50);
+    }
   }
 }
 
@@ -947,6 +1070,9 @@ static void finish_stop(daemon_t *d) {
   if (d->outstanding || d->bl_len)
     LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " messages unacknowledged; their input "
              "offsets stay uncommitted and will be re-processed", d->outstanding + d->bl_len);
+  if (rsink_backlog(d->redis))
+    LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " predictions not written to Redis; their "
+             "input offsets stay uncommitted and will be re-processed", rsink_backlog(d->redis));
   advance_dirty(d);
   /* leave the group: revokes everything (checkpoint, commit) through on_rebalance */
   consumer_close(d->consumer);
@@ -956,6 +1082,8 @@ static void finish_stop(daemon_t *d) {
   /* the revocations above wrote every partition synchronously */
   if (d->ckpt) ckpt_snapshot_abort(d->ckpt);
   d->ck_active = 0;
+  rsink_destroy(d->redis);
+  d->redis = NULL;
   uv_poll_stop(&d->consumer_poll);
   uv_poll_stop(&d->producer_poll);
   close_handle((uv_handle_t *)&d->consumer_poll);
@@ -963,7 +1091,7 @@ static void finish_stop(daemon_t *d) {
   if (d->ckpt_poll_active) close_handle((uv_handle_t *)&d->ckpt_poll);
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
-                          &d->stop_timer,   &d->ckpt_slice_timer};
+                          &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     close_handle((uv_handle_t *)timers[i]);
   if (d->handle_signals) {
@@ -1119,7 +1247,10 @@ static void update_gauges(daemon_t *d) {
   }
 }
 
-static void collect_cb(void *arg, metrics_t *reg) { update_gauges(arg); }
+static void collect_cb(void *arg, metrics_t *reg) {
+  update_gauges(arg);
+  redis_collect(arg);
+}
 
 static void status_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
@@ -1138,6 +1269,14 @@ static int health_cb(void *arg, char *reason, size_t reason_size) {
   }
   if (!d->ready_sent) {
     snprintf(reason, reason_size, "waiting for a partition assignment");
+    return 0;
+  }
+  if (d->redis && !rsink_up(d->redis)) {
+    rsink_stats_t rs;
+    rsink_get_stats(d->redis, &rs);
+    snprintf(reason, reason_size, "redis sink down (%s): %" PRIu64 " predictions waiting%s",
+             rs.last_error[0] ? rs.last_error : "connecting", rs.backlog,
+             d->paused ? ", consumption paused" : "");
     return 0;
   }
   return 1;
@@ -1277,13 +1416,17 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                            errstr_size);
     if (rc) goto err;
   }
+  if (*cfg->redis.address) {
+    rc = redis_start(d, errstr, errstr_size);
+    if (rc) goto err;
+  }
 
   uv_poll_init(&d->loop, &d->consumer_poll, consumer_fd(d->consumer));
   uv_poll_init(&d->loop, &d->producer_poll, producer_fd(d->producer));
   d->consumer_poll.data = d->producer_poll.data = d;
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
-                          &d->stop_timer,   &d->ckpt_slice_timer};
+                          &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
     uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;
@@ -1342,6 +1485,8 @@ void daemon_destroy(daemon_t *d) {
       d->phase = CLOSING;
       if (d->http) http_server_close(d->http, NULL, NULL);
       if (d->notify) notify_close(d->notify);
+      rsink_destroy(d->redis); /* before the walk: it closes its own handles */
+      d->redis = NULL;
       uv_walk(&d->loop, walk_close, NULL);
       d->phase = CLOSED;
     }

@@ -8,6 +8,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,21 @@ int rsink_write(rsink_t *s, const char *user, size_t user_len, const void *value
                  .value_len = (uint32_t)value_len, .buf = buf};
   flush(s);
   return 0;
+}
+
+void rsink_poll(rsink_t *s, int timeout_ms) {
+  if (!s->ac) {
+    if (timeout_ms > 0) poll(NULL, 0, timeout_ms);
+    return;
+  }
+  int ev = rsink_uv_events(s->ac);
+  struct pollfd pfd = {.fd = s->ac->c.fd,
+                       .events = (short)(((ev & UV_READABLE) ? POLLIN : 0) |
+                                         ((ev & UV_WRITABLE) ? POLLOUT : 0))};
+  if (poll(&pfd, 1, timeout_ms) <= 0) return;
+  /* an error or hang-up: let hiredis meet it on read or write */
+  if (s->ac && (pfd.revents & (POLLIN | POLLERR | POLLHUP))) redisAsyncHandleRead(s->ac);
+  if (s->ac && (pfd.revents & (POLLOUT | POLLERR))) redisAsyncHandleWrite(s->ac);
 }
 
 uint64_t rsink_backlog(const rsink_t *s) { return s ? s->count : 0; }

@@ -63,6 +63,11 @@ int rsink_new(uv_loop_t *loop, const rsink_conf_t *conf, rsink_ack_fn on_ack, vo
 int rsink_write(rsink_t *s, const char *user, size_t user_len, const void *value,
                 size_t value_len, int32_t partition, int64_t offset, uint64_t opaque);
 
+/* Serves the connection for up to timeout_ms without the loop (for a
+ * caller that must wait inside a loop callback, e.g. a rebalance): sends,
+ * reads replies, calls on_ack. Reconnects do not happen here. */
+void rsink_poll(rsink_t *s, int timeout_ms);
+
 /* Writes queued or in flight (not yet answered). */
 uint64_t rsink_backlog(const rsink_t *s);
 

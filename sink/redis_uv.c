@@ -54,3 +54,8 @@ int rsink_uv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
   ac->ev.data = p;
   return REDIS_OK;
 }
+
+int rsink_uv_events(const redisAsyncContext *ac) {
+  const uvev_t *p = ac->ev.data;
+  return p ? p->events : 0;
+}

@@ -15,4 +15,7 @@
  * memory freed in the close callback) when hiredis frees ac. */
 int rsink_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 
+/* The events (UV_READABLE | UV_WRITABLE) hiredis waits for on ac. */
+int rsink_uv_events(const redisAsyncContext *ac);
+
 #endif

@@ -25,49 +25,16 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "sink/redis.h"
+#include "../integration/redis_harness.h"
 
-static int have_redis(void) { return system("command -v redis-server >/dev/null 2>&1") == 0; }
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  bind(fd, (struct sockaddr *)&a, sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, (struct sockaddr *)&a, &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
+static int have_redis(void) { return r_have_redis(); }
+static int free_port(void) { return r_free_port(); }
 static pid_t redis_start(int port, const char *password) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    char p[16];
-    snprintf(p, sizeof p, "%d", port);
-    int devnull = open("/dev/null", 1);
-    dup2(devnull, 1);
-    if (password)
-      execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--requirepass", password, (char *)NULL);
-    else
-      execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 200; i++) { /* up to 10 s */
-    redisContext *c = redisConnect("127.0.0.1", port);
-    int ok = c && !c->err;
-    redisFree(c);
-    if (ok) return pid;
-    usleep(50000);
-  }
-  fail_msg("redis-server did not start on port %d", port);
-  return -1;
+  pid_t pid = r_start(port, NULL, password);
+  if (pid < 0) fail_msg("redis-server did not start on port %d", port);
+  return pid;
 }
-
-static void redis_kill(pid_t pid) {
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
-}
+static void redis_kill(pid_t pid) { r_kill(pid); }
 
 static redisContext *client(int port, const char *password, int db) {
   redisContext *c = redisConnect("127.0.0.1", port);
