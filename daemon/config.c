@@ -135,6 +135,13 @@ static int apply(config_t *c, const char *section, const char *name, const char 
     if (strcmp(name, "input_topic") == 0) return set_str(&c->kafka.input_topic, value);
     if (strcmp(name, "output_topic") == 0) return set_str(&c->kafka.output_topic, value);
     if (strcmp(name, "dlq_topic") == 0) return set_str(&c->kafka.dlq_topic, value);
+    if (strcmp(name, "input_partitioner") == 0) {
+      if (ix_partitioner_parse(value, &c->kafka.input_partitioner))
+        FAIL("kafka.input_partitioner must be consistent_random (librdkafka's default), "
+             "consistent, murmur2_random or murmur2 (the Java client's default), not '%s'",
+             value);
+      return 0;
+    }
     both = 1; /* any other key: a librdkafka property for both clients */
   }
   if (both || strcmp(section, "kafka.properties") == 0) {
@@ -578,9 +585,10 @@ void config_print(const config_t *c, void *file) {
   FILE *f = file;
   static const char *const lvl[] = {"error", "warn", "info", "debug"};
   fprintf(f, "[kafka]\nbrokers = %s\ngroup = %s\ninput_topic = %s\noutput_topic = %s\n"
-             "dlq_topic = %s\n",
+             "dlq_topic = %s\ninput_partitioner = %s\n",
           c->kafka.brokers, c->kafka.group, c->kafka.input_topic, c->kafka.output_topic,
-          c->kafka.dlq_topic ? c->kafka.dlq_topic : "");
+          c->kafka.dlq_topic ? c->kafka.dlq_topic : "",
+          c->kafka.input_partitioner == IX_PARTITIONER_MURMUR2 ? "murmur2" : "consistent_random");
   print_props(f, "kafka.properties", c->kafka.props);
   print_props(f, "kafka.consumer", c->kafka.consumer_props);
   print_props(f, "kafka.producer", c->kafka.producer_props);

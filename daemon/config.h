@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "common/log.h"
+#include "common/partition.h"
 #include "core/emit.h"
 
 typedef enum {
@@ -26,6 +27,7 @@ typedef struct {
   struct {
     char *brokers, *group, *input_topic, *output_topic;
     char *dlq_topic;          /* NULL or "" = no dead-letter topic */
+    ix_partitioner_t input_partitioner; /* how the input's producer partitions by user key */
     char **props;             /* "key=value" for both clients, NULL-terminated */
     char **consumer_props;    /* [kafka.consumer] */
     char **producer_props;    /* [kafka.producer] */

@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/partition.h"
 #include "core/order.h"
 #include "core/pipeline.h"
 #include "daemon/http.h"
@@ -158,6 +159,10 @@ struct ixd {
   uv_timer_t redis_timer; /* settles entries the sink's acks completed */
   int redis_timer_armed;
   int redis_paused; /* the last pause was the sink's backlog */
+  /* GET /v1/users/<id> */
+  int32_t input_parts;  /* input topic's partition count, read at each assignment; 0 = unknown */
+  codec_buf_t http_enc;
+  char http_text[256];
   struct {
     metrics_counter_t *written, *stale, *failed;
     metrics_gauge_t *backlog, *up;
@@ -1024,6 +1029,10 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       }
       pt->lag = metrics_daemon_lag(&d->md, p);
     }
+    int np = consumer_partition_count(d->consumer, 5000);
+    if (np > 0) d->input_parts = np;
+    else LOG_WARN("daemon", "partition count of %s unknown (%s): GET /v1/users answers 503",
+                  d->cfg->kafka.input_topic, ix_strerror(np));
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
              d->cfg->kafka.input_topic, d->owned);
     metrics_gauge_set(d->md.partitions_assigned, d->owned);
@@ -1282,6 +1291,49 @@ static int health_cb(void *arg, char *reason, size_t reason_size) {
   return 1;
 }
 
+/* GET /v1/users/<id>: the user's current prediction from the in-memory state
+ * when this process owns the user's partition (msgpack, as on the output
+ * topic); otherwise 404 naming the partition. */
+static int user_cb(void *arg, uint64_t user, const char **ctype, const char **body,
+                   size_t *len) {
+  daemon_t *d = arg;
+  char key[CODEC_KEY_MAX];
+  size_t kl = codec_user_key(user, key);
+  *ctype = "text/plain; charset=utf-8";
+  *body = d->http_text;
+  if (d->input_parts <= 0) {
+    *len = (size_t)snprintf(d->http_text, sizeof d->http_text,
+                            "the partition count of %s is not known yet\n",
+                            d->cfg->kafka.input_topic);
+    return 503;
+  }
+  int32_t p = ix_partition(d->cfg->kafka.input_partitioner, key, kl, d->input_parts);
+  part_t *pt = part_get(d, p);
+  if (!pt || !pt->owned) {
+    *len = (size_t)snprintf(d->http_text, sizeof d->http_text,
+                            "user %.*s is in partition %d of %s, which this process does not "
+                            "own\n", (int)kl, key, (int)p, d->cfg->kafka.input_topic);
+    return 404;
+  }
+  prediction_t pred;
+  int rc = pipeline_user_prediction(d->pipe, p, user, ix_wall_ms(), &pred);
+  if (rc == 0) rc = codec_encode_prediction(&pred, &d->http_enc);
+  if (rc == IX_ENOENT) {
+    *len = (size_t)snprintf(d->http_text, sizeof d->http_text,
+                            "user %.*s (partition %d) has no state here: no events yet, or "
+                            "expired\n", (int)kl, key, (int)p);
+    return 404;
+  }
+  if (rc) {
+    *len = (size_t)snprintf(d->http_text, sizeof d->http_text, "%s\n", ix_strerror(rc));
+    return 500;
+  }
+  *ctype = "application/msgpack";
+  *body = (const char *)d->http_enc.data;
+  *len = d->http_enc.len;
+  return 200;
+}
+
 /* ---------------------------------------------------------------- life cycle */
 
 uv_loop_t *daemon_loop(daemon_t *d) { return &d->loop; }
@@ -1415,6 +1467,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     rc = http_server_start(&d->loop, &ho, d->metrics, health_cb, d, &d->http, errstr,
                            errstr_size);
     if (rc) goto err;
+    http_server_set_user_handler(d->http, user_cb, d);
   }
   if (*cfg->redis.address) {
     rc = redis_start(d, errstr, errstr_size);
@@ -1512,6 +1565,7 @@ void daemon_destroy(daemon_t *d) {
   free(d->ck_parts);
   free(d->ck_gens);
   codec_buf_free(&d->enc);
+  codec_buf_free(&d->http_enc);
   config_destroy(d->cfg);
   free(d->config_path);
   for (size_t i = 0; i < d->n_overrides; i++) free(d->overrides[i]);
