@@ -10,7 +10,10 @@
  *  3. Redis restarted, last third produced: consumption resumes by itself,
  *     all predictions arrive, and every user's Redis value (HGET v) is
  *     byte for byte the user's last prediction on the topic (highest input
- *     offset), with o = that offset; SIGTERM then commits everything.
+ *     offset), with o = that offset;
+ *  4. GET /v1/users/<id> equals each user's last prediction on the topic;
+ *     after a second process joins, users of its partitions get 404 naming
+ *     the partition; SIGTERM then commits everything.
  * Without redis-server on PATH the test says so and exits 77 (skipped). */
 #include "daemon_harness.h"
 #include "redis_harness.h"
@@ -30,6 +33,31 @@ typedef struct {
 static int cmp_user(const void *a, const void *b) {
   const last_t *x = a, *y = b;
   return x->user < y->user ? -1 : x->user > y->user;
+}
+
+/* GET path: the status, and the body (malloc'd, *len bytes; binary-safe). */
+static int get_body(int port, const char *path, char **body, size_t *len) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  H_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect to %d", port);
+  char req[256];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+  H_CHECK(write(fd, req, (size_t)n) == n, "write");
+  size_t cap = 1 << 16, got = 0;
+  char *buf = malloc(cap);
+  ssize_t r;
+  while ((r = read(fd, buf + got, cap - got)) > 0) got += (size_t)r;
+  close(fd);
+  char *end = memmem(buf, got, "\r\n\r\n", 4);
+  H_CHECK(end, "no response head");
+  int status = atoi(buf + 9);
+  *len = got - (size_t)(end + 4 - buf);
+  *body = malloc(*len + 1);
+  memcpy(*body, end + 4, *len);
+  (*body)[*len] = '\0';
+  free(buf);
+  return status;
 }
 
 static double metric(int port, const char *name) {
@@ -62,6 +90,7 @@ int main(void) {
   const char *conf = h_path("interestd.conf");
   char extra[512];
   snprintf(extra, sizeof extra,
+           "[kafka]\ninput_partitioner = murmur2\n"
            "[redis]\naddress = 127.0.0.1:%d\nkey_prefix = t:\nmax_backlog = %d\n"
            "[kafka.consumer]\nauto.commit.interval.ms = 500\n", rport, MAX_BACKLOG);
   h_write_conf(conf, brokers, "redis", model, extra);
@@ -204,6 +233,57 @@ int main(void) {
   H_CHECK((size_t)r->integer == users, "DBSIZE %lld, users %zu", r->integer, users);
   freeReplyObject(r);
   redisFree(c);
+
+  /* GET /v1/users/<id>: the last prediction on the topic, from the state */
+  size_t same = 0;
+  for (size_t i = 0; i < n;) {
+    size_t j = i, best = i;
+    for (; j < n && all[j].user == all[i].user; j++)
+      if (all[j].offset > all[best].offset) best = j;
+    char path[64], *body;
+    size_t blen;
+    snprintf(path, sizeof path, "/v1/users/%" PRIu64, all[i].user);
+    int st = get_body(port, path, &body, &blen);
+    H_CHECK(st == 200, "GET %s: %d %s", path, st, body);
+    prediction_t got_p, want_p;
+    H_CHECK(codec_decode_prediction(body, blen, &got_p, err, sizeof err) == 0, "%s: %s", path,
+            err);
+    H_CHECK(codec_decode_prediction(all[best].value, all[best].len, &want_p, err,
+                                    sizeof err) == 0, "%s", err);
+    H_CHECK(h_same_prediction(&got_p, &want_p), "GET %s differs from the last prediction on "
+            "the topic (offset %" PRId64 " vs %" PRId64 ")", path, got_p.src_offset,
+            want_p.src_offset);
+    free(body);
+    same++;
+    i = j;
+  }
+  printf("GET /v1/users/<id>: all %zu users equal their last prediction on the topic "
+         "(interest fields and provenance; emit time is the request's)\n", same);
+
+  /* a second process joins: users of the partitions it took get 404 naming them */
+  const char *log2 = h_path("interestd2.log");
+  pid_t pid2 = h_spawn(conf, log2);
+  H_CHECK(h_wait_log(log, "revoked partitions [", 60), "no rebalance (log %s)", log);
+  uint64_t mine = h_owned_from_log(log);
+  H_CHECK(mine != 0 && mine != (1ull << PARTS) - 1, "owned mask %" PRIx64, mine);
+  int checked404 = 0;
+  for (size_t i = 0; i < N_EVENTS && checked404 < 20; i++) {
+    int32_t part = msgs[i].partition;
+    if (mine & (1ull << part)) continue;
+    char path[64], *body, want[64];
+    size_t blen;
+    snprintf(path, sizeof path, "/v1/users/%s", msgs[i].key);
+    int st = get_body(port, path, &body, &blen);
+    snprintf(want, sizeof want, "is in partition %d of events", (int)part);
+    H_CHECK(st == 404 && strstr(body, want), "GET %s: %d %s (want 404 naming partition %d)",
+            path, st, body, (int)part);
+    if (checked404 == 0) printf("GET %s after the rebalance: 404 %s", path, body);
+    free(body);
+    checked404++;
+  }
+  H_CHECK(checked404 > 0, "no user of another process's partition");
+  kill(pid2, SIGTERM);
+  H_CHECK(h_wait_exit(pid2, 30.0) == 0, "second daemon exit (log %s)", log2);
 
   /* SIGTERM: everything committed */
   kill(pid, SIGTERM);
