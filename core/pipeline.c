@@ -57,6 +57,7 @@ struct pipeline {
   size_t *pred_src;
   size_t *emitted;        /* 1 + position in wave_preds of input i's emitted prediction; 0 = none */
   pipeline_reject_t *rejects;
+  const input_t *input;   /* borrowed; NULL = msgpack */
 };
 
 static size_t pipeline_blob_size(const model_t *m) {
@@ -208,6 +209,8 @@ static int should_emit(const emit_opts_t *emit, emit_memo_t *memo, const event_t
   return 1;
 }
 
+void pipeline_set_input(pipeline_t *p, const input_t *input) { p->input = input; }
+
 int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
                      pipeline_result_t *res) {
   memset(res, 0, sizeof *res);
@@ -220,8 +223,7 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
   size_t n_waves = 0, n_rejects = 0;
   for (size_t i = 0; i < n; i++) {
     pipeline_reject_t *rj = &p->rejects[n_rejects];
-    int err = codec_decode_event(msgs[i].value, msgs[i].value_len, &p->events[i], rj->reason,
-                                 sizeof rj->reason);
+    int err = input_decode(p->input, &msgs[i], &p->events[i], rj->reason, sizeof rj->reason);
     p->emitted[i] = 0;
     if (err) {
       p->ok[i] = 0;

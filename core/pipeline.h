@@ -1,7 +1,7 @@
 /* The Kafka-free processing core shared by the daemon and offline replay:
  * a batch of input messages in, predictions (and rejections) out.
  *
- *   decode each message (stream/codec) -> reject bad ones with a reason
+ *   decode each message (stream/input: msgpack or JSON) -> reject bad ones with a reason
  *   group the good events by (partition, user) into waves: a user's k-th
  *     event in the batch goes in wave k, so each wave has distinct users and
  *     every user's events are applied in input order
@@ -21,6 +21,7 @@
 #include "core/emit.h"
 #include "model/model.h"
 #include "state/store.h"
+#include "stream/input.h"
 #include "stream/rec.h"
 
 typedef struct pipeline pipeline_t;
@@ -91,5 +92,9 @@ const model_t *pipeline_model(const pipeline_t *p);
 int pipeline_set_model(pipeline_t *p, model_t *model, int reset);
 /* New emission options apply from the next batch; per-user memory is kept. */
 void pipeline_set_emit(pipeline_t *p, const emit_opts_t *emit);
+
+/* Decode messages with input (borrowed; NULL = msgpack, the default) from
+ * the next batch on. */
+void pipeline_set_input(pipeline_t *p, const input_t *input);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "ctl/ctl.h"
+#include "ctl/ctlevents.h"
 #include "ctl/ctlutil.h"
 #include "stream/codec.h"
 #include "stream/recfile.h"
@@ -15,7 +16,9 @@
 enum { AS_AUTO, AS_EVENT, AS_PREDICTION };
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: interestctl cat FILE [--limit N] [--json] [--as auto|event|prediction]\n");
+  fprintf(out, "usage: interestctl cat FILE [--limit N] [--json] [--as auto|event|prediction]\n"
+               "                       [--input-config interestd.conf] [--input KEY=VALUE]...\n"
+               "  --input-config, --input  decode events as the daemon's [input] says (default msgpack)\n");
 }
 
 static void put_bytes(const void *p, size_t n, int json) {
@@ -82,6 +85,7 @@ static void put_prediction(const prediction_t *p, int json) {
   put_cats("nx", p->next, p->n_next, json);
   put_cats("lt", p->longterm, p->n_long, json);
   put_cats("ri", p->rising, p->n_rising, json);
+  put_cats("fa", p->falling, p->n_falling, json);
   if (json) putchar('}');
 }
 
@@ -104,10 +108,13 @@ int ctl_cat(int argc, char **argv) {
   static const struct option longopts[] = {{"limit", required_argument, NULL, 'n'},
                                            {"json", no_argument, NULL, 'j'},
                                            {"as", required_argument, NULL, 'a'},
+                                           {"input", required_argument, NULL, 'I'},
+                                           {"input-config", required_argument, NULL, 'F'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
   uint64_t limit = 0;
-  int json = 0, as = AS_AUTO, c;
+  int json = 0, as = AS_AUTO, c, have_input = 0;
+  input_opts_t io;
   optind = 0;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (c) {
@@ -127,6 +134,15 @@ int ctl_cat(int argc, char **argv) {
         return 2;
       }
       break;
+    case 'I':
+    case 'F':
+      if (!have_input && input_opts_init(&io)) return 1;
+      have_input = 1;
+      if (c == 'I' ? ctlev_input_kv(&io, "cat", optarg) : ctlev_input_file(&io, "cat", optarg)) {
+        input_opts_free(&io);
+        return 2;
+      }
+      break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -137,10 +153,14 @@ int ctl_cat(int argc, char **argv) {
   }
   const char *path = argv[optind];
   rec_reader_t *r = NULL;
+  input_t *in = NULL;
   char errstr[512];
-  int rc = recfile_reader_open(path, &r, errstr, sizeof errstr);
+  int rc = have_input ? input_new(&io, &in, errstr, sizeof errstr) : 0;
+  if (have_input) input_opts_free(&io);
+  if (!rc) rc = recfile_reader_open(path, &r, errstr, sizeof errstr);
   if (rc) {
     fprintf(stderr, "interestctl cat: %s\n", errstr);
+    input_destroy(in);
     return 1;
   }
   uint64_t n = 0;
@@ -161,7 +181,7 @@ int ctl_cat(int argc, char **argv) {
     prediction_t pred;
     char why[256] = "";
     int erc = IX_EINVAL, prc = IX_EINVAL;
-    if (as != AS_PREDICTION) erc = codec_decode_event(rec.value, rec.value_len, &ev, why, sizeof why);
+    if (as != AS_PREDICTION) erc = input_decode(in, &rec, &ev, why, sizeof why);
     if (erc == 0) {
       put_event(&ev, json);
     } else {
@@ -185,6 +205,7 @@ int ctl_cat(int argc, char **argv) {
     status = 1;
   }
   recfile_reader_close(r);
+  input_destroy(in);
   if (fflush(stdout) != 0) status = 1;
   return status;
 }

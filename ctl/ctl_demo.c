@@ -15,7 +15,7 @@
 static void usage(FILE *out) {
   fprintf(out,
           "usage: interestctl demo [-c FILE] [--set SECTION.KEY=VALUE]... [--log-level LEVEL]\n"
-          "                        [--rate N] [--loop] [--data CSV] [--events N] [--quiet]\n"
+          "                        [--rate N] [--loop] [--data CSV] [--events N] [--json] [--quiet]\n"
           "(interestd --demo runs this.) Starts an embedded Kafka-protocol broker, streams the\n"
           "bundled Taobao clickstream into it and runs the daemon on it, showing throughput,\n"
           "latency and a few users' interests each second.\n"
@@ -29,6 +29,8 @@ static void usage(FILE *out) {
           "      --data CSV         Taobao UserBehavior CSV (plain or gzip) to stream\n"
           "                         (default: the bundled sample)\n"
           "      --events N         stream only the first N events\n"
+          "      --json             events in as Segment-style JSON (the [input] mapping of\n"
+          "                         docs/OPERATIONS.md), predictions out as JSON\n"
           "      --quiet            final summary only\n",
           DEMO_DEFAULT_RATE);
 }
@@ -36,16 +38,17 @@ static void usage(FILE *out) {
 int ctl_demo(int argc, char **argv) {
   config_args_t ca = {0};
   const char *log_level = NULL, *data = NULL;
-  int loop = 0, quiet = 0;
+  int loop = 0, quiet = 0, json = 0;
   double rate = DEMO_DEFAULT_RATE;
   unsigned long max_events = 0;
-  enum { OPT_RATE = 256, OPT_LOOP, OPT_DATA, OPT_EVENTS, OPT_QUIET };
+  enum { OPT_RATE = 256, OPT_LOOP, OPT_DATA, OPT_EVENTS, OPT_QUIET, OPT_JSON };
   static const struct option longopts[] = {
       {"config", required_argument, 0, 'c'},   {"set", required_argument, 0, 's'},
       {"log-level", required_argument, 0, 'l'}, {"rate", required_argument, 0, OPT_RATE},
       {"loop", no_argument, 0, OPT_LOOP},       {"data", required_argument, 0, OPT_DATA},
       {"events", required_argument, 0, OPT_EVENTS}, {"quiet", no_argument, 0, OPT_QUIET},
-      {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+      {"json", no_argument, 0, OPT_JSON},       {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "c:s:l:h", longopts, NULL)) != -1) {
@@ -67,6 +70,7 @@ int ctl_demo(int argc, char **argv) {
     case OPT_DATA: data = optarg; break;
     case OPT_EVENTS: max_events = strtoul(optarg, NULL, 10); break;
     case OPT_QUIET: quiet = 1; break;
+    case OPT_JSON: json = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -105,6 +109,7 @@ int ctl_demo(int argc, char **argv) {
   log_set_level(cfg->log.level);
   demo_opts_t dopts = {.cfg = cfg, .config_path = ca.path, .overrides = ca.sets,
                        .n_overrides = ca.n_sets, .model_given = model_given, .data = data,
-                       .rate = rate, .loop = loop, .max_events = max_events, .quiet = quiet};
+                       .rate = rate, .loop = loop, .max_events = max_events, .quiet = quiet,
+                       .json = json};
   return demo_run(&dopts);
 }

@@ -24,10 +24,20 @@ static void usage(FILE *out) {
           "usage: interestctl eval --events FILE.rec [--model FILE.ixm] [options]\n"
           "  --drop-user ID        leave a user out (repeatable; e.g. a truncated last user)\n"
           "  --tz +HH:MM           local time for the default day windows (default +00:00)\n"
+          "  --input-config F      read the events as the [input] section of interestd.conf F says\n"
+          "  --input KEY=VALUE     one [input] key (format=json, user_field=..., ...); repeatable\n"
           "  --dev-start T --test-start T --test-end T\n"
           "                        windows (ISO-8601 or epoch ms); default: test = last local\n"
           "                        day of the data, dev = the day before, train = earlier\n"
-          "  --split test|dev      window to report (default test; baselines tune on dev)\n"
+          "  --split test|dev|users\n"
+          "                        what to report (default test; baselines tune on dev):\n"
+          "                        test/dev = that day, every user (the time split);\n"
+          "                        users = every event before test end of the users held\n"
+          "                        out by --holdout-users (the user split)\n"
+          "  --holdout-users PCT   percent of users held out, as `interestctl train\n"
+          "                        --holdout-users` left them out (same --holdout-seed);\n"
+          "                        baselines then tune on the other users' dev day only\n"
+          "  --holdout-seed N      seed of the user split (default 1)\n"
           "  --half-life H         long-term profile half-life in hours (default: the model's,\n"
           "                        else 72)\n"
           "  --no-baselines        evaluate the model only\n"
@@ -44,14 +54,20 @@ int ctl_eval(int argc, char **argv) {
       {"test-end", required_argument, 0, 'E'},  {"split", required_argument, 0, 's'},
       {"half-life", required_argument, 0, 'l'}, {"no-baselines", no_argument, 0, 'n'},
       {"markdown", required_argument, 0, 'M'},  {"buckets", required_argument, 0, 'b'},
-      {"wave", required_argument, 0, 'w'},      {"help", no_argument, 0, 'h'},
+      {"wave", required_argument, 0, 'w'},      {"input", required_argument, 0, 'I'},   {"input-config", required_argument, 0, 'F'},
+      {"help", no_argument, 0, 'h'},
+      {"holdout-users", required_argument, 0, 'U'}, {"holdout-seed", required_argument, 0, 'S'},
       {0, 0, 0, 0}};
   const char *events_path = NULL, *model_path = NULL, *md_path = NULL, *bk_path = NULL;
   uint64_t drop[CTLEV_MAX_DROP];
   size_t n_drop = 0;
   int64_t tz = 0;
   ctlev_windows_t win = {0};
-  int use_dev = 0, baselines = 1;
+  const char *dev_arg = NULL, *test_arg = NULL, *end_arg = NULL;
+  input_opts_t input; /* --input-config / --input: the events' format, as the daemon's [input] */
+  int have_input = 0;
+  int use_dev = 0, use_users = 0, baselines = 1;
+  uint64_t holdout_pct = 0, holdout_seed = 1;
   double half_life_h = 0;
   uint64_t wave = 256;
   int c;
@@ -65,16 +81,38 @@ int ctl_eval(int argc, char **argv) {
       bad = n_drop == CTLEV_MAX_DROP || ctlutil_parse_u64(optarg, &drop[n_drop++]) < 0;
       break;
     case 'z': bad = ctlev_parse_offset(optarg, &tz) < 0; break;
-    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; break;
-    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; break;
-    case 'E': bad = ctlutil_parse_time_ms(optarg, &win.test_end_ms) < 0; break;
+    case 'F':
+      if (!have_input && input_opts_init(&input)) return 1;
+      have_input = 1;
+      if (ctlev_input_file(&input, "eval", optarg)) {
+        input_opts_free(&input);
+        return 2;
+      }
+      have_input = 1;
+      break;
+    case 'I':
+      if (!have_input && input_opts_init(&input)) return 1;
+      have_input = 1;
+      if (ctlev_input_kv(&input, "eval", optarg)) {
+        input_opts_free(&input);
+        return 2;
+      }
+      have_input = 1;
+      break;
+    /* read again after every option, in --tz (which may come later) */
+    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; dev_arg = optarg; break;
+    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;
+    case 'E': bad = ctlutil_parse_time_ms(optarg, &win.test_end_ms) < 0; end_arg = optarg; break;
     case 's':
-      if (strcmp(optarg, "dev") == 0) use_dev = 1;
-      else if (strcmp(optarg, "test") == 0) use_dev = 0;
+      if (strcmp(optarg, "dev") == 0) use_dev = 1, use_users = 0;
+      else if (strcmp(optarg, "test") == 0) use_dev = 0, use_users = 0;
+      else if (strcmp(optarg, "users") == 0) use_dev = 0, use_users = 1;
       else bad = 1;
       break;
     case 'l': bad = ctlutil_parse_double(optarg, &half_life_h) < 0 || half_life_h <= 0; break;
     case 'n': baselines = 0; break;
+    case 'U': bad = ctlutil_parse_u64(optarg, &holdout_pct) < 0 || holdout_pct == 0 || holdout_pct > 99; break;
+    case 'S': bad = ctlutil_parse_u64(optarg, &holdout_seed) < 0; break;
     case 'M': md_path = optarg; break;
     case 'b': bk_path = optarg; break;
     case 'w': bad = ctlutil_parse_u64(optarg, &wave) < 0 || wave == 0 || wave > 65536; break;
@@ -87,9 +125,16 @@ int ctl_eval(int argc, char **argv) {
       return 2;
     }
   }
+  if (dev_arg) ctlutil_parse_time_ms_tz(dev_arg, tz, &win.dev_start_ms);
+  if (test_arg) ctlutil_parse_time_ms_tz(test_arg, tz, &win.test_start_ms);
+  if (end_arg) ctlutil_parse_time_ms_tz(end_arg, tz, &win.test_end_ms);
   if (!events_path && optind < argc) events_path = argv[optind++];
   if (!events_path || optind < argc || (!model_path && !baselines)) {
     usage(stderr);
+    return 2;
+  }
+  if (use_users && holdout_pct == 0) {
+    fprintf(stderr, "interestctl eval: --split users needs --holdout-users PCT\n");
     return 2;
   }
   openblas_set_num_threads(1);
@@ -101,7 +146,10 @@ int ctl_eval(int argc, char **argv) {
   eval_data_t dev = {0}, rep = {0};
   eval_row_t rows[1 + BL__COUNT];
   size_t nrows = 0;
-  if ((rc = ctlev_load(events_path, drop, n_drop, &ev, &n, err, sizeof err)) < 0) {
+  rc = ctlev_load_input(events_path, have_input ? &input : NULL, drop, n_drop, &ev, &n, err,
+                        sizeof err);
+  if (have_input) input_opts_free(&input);
+  if (rc < 0) {
     fprintf(stderr, "interestctl eval: %s\n", err);
     return 1;
   }
@@ -117,10 +165,20 @@ int ctl_eval(int argc, char **argv) {
     fprintf(stderr, "interestctl eval: windows must satisfy dev start < test start < test end\n");
     goto out;
   }
-  eval_window_t wdev = {win.dev_start_ms, win.test_start_ms, hl};
-  eval_window_t wtest = {win.test_start_ms, win.test_end_ms, hl};
-  if ((rc = eval_data_build(ev, n, &wdev, &dev)) < 0 ||
-      (rc = eval_data_build(ev, n, use_dev ? &wdev : &wtest, &rep)) < 0) {
+  /* with a user split, nothing is tuned on the held-out users */
+  eval_users_t tune_users = holdout_pct ? EVAL_USERS_TRAINING : EVAL_USERS_ALL;
+  eval_window_t wdev = {win.dev_start_ms, win.test_start_ms, hl, tune_users,
+                        (uint32_t)holdout_pct, holdout_seed};
+  eval_window_t wtest = {win.test_start_ms, win.test_end_ms, hl, EVAL_USERS_ALL,
+                         (uint32_t)holdout_pct, holdout_seed};
+  eval_window_t wusers = {INT64_MIN, win.test_end_ms, hl, EVAL_USERS_HELD_OUT,
+                          (uint32_t)holdout_pct, holdout_seed};
+  eval_window_t wrep = use_users ? wusers : use_dev ? wdev : wtest;
+  if (use_dev) wrep.users = EVAL_USERS_ALL;
+  /* the dev window is where the baselines tune: without them it is not needed */
+  int need_dev = baselines || use_dev;
+  if ((need_dev && (rc = eval_data_build(ev, n, &wdev, &dev)) < 0) ||
+      (rc = eval_data_build(ev, n, &wrep, &rep)) < 0) {
     fprintf(stderr, "interestctl eval: cannot prepare the data: %s\n", ix_strerror(rc));
     goto out;
   }
@@ -129,11 +187,30 @@ int ctl_eval(int argc, char **argv) {
   ctlev_fmt_time(win.test_start_ms, tz, b, sizeof b);
   ctlev_fmt_time(win.test_end_ms, tz, d, sizeof d);
   printf("events %zu (users %u) from %s\n", n, rep.n_users, events_path);
-  printf("train < %s <= dev < %s <= test < %s; reporting the %s window: %zu targets\n", a, b, d,
-         use_dev ? "dev" : "test", rep.n_targets);
+  if (use_users)
+    printf("user split: %llu%% of users held out (seed %llu); reporting every event before %s "
+           "of the %s: %zu targets; baselines tuned on the other users' dev day (%zu targets)\n",
+           (unsigned long long)holdout_pct, (unsigned long long)holdout_seed, d,
+           "held-out users", rep.n_targets, dev.n_targets);
+  else
+    printf("train < %s <= dev < %s <= test < %s; reporting the %s window: %zu targets\n", a, b,
+           d, use_dev ? "dev" : "test", rep.n_targets);
   fflush(stdout);
-  if (rep.n_targets == 0 || dev.n_targets == 0) {
-    fprintf(stderr, "interestctl eval: the dev or the reported window has no targets\n");
+  if (rep.n_targets == 0 || (need_dev && dev.n_targets == 0)) {
+    int dev_empty = use_dev ? rep.n_targets == 0 : dev.n_targets == 0 && rep.n_targets != 0;
+    if (dev_empty)
+      fprintf(stderr,
+              "interestctl eval: the dev window [%s, %s) has no targets (no event in it follows an "
+              "earlier event of the same user). It is the local day (--tz) before the test window "
+              "unless --dev-start and --test-start set it; the baselines tune on it: with "
+              "--no-baselines (and --model) none is needed\n",
+              a, b);
+    else
+      fprintf(stderr,
+              "interestctl eval: the test window [%s, %s) has no targets (no event in it follows an "
+              "earlier event of the same user). By default it is the last local day (--tz) of the "
+              "data; set it with --test-start and --test-end\n",
+              b, d);
     goto out;
   }
   if (m) {
@@ -162,6 +239,7 @@ int ctl_eval(int argc, char **argv) {
     }
   }
   eval_print_table(stdout, rows, nrows, 0);
+  if (m) eval_print_falling(stdout, &rows[0], 0);
   if (md_path) {
     FILE *f = fopen(md_path, "w");
     if (!f) {
@@ -169,6 +247,7 @@ int ctl_eval(int argc, char **argv) {
       goto out;
     }
     eval_print_table(f, rows, nrows, 1);
+    if (m) eval_print_falling(f, &rows[0], 1);
     if (fclose(f) != 0) goto out;
   }
   if (bk_path) {

@@ -27,6 +27,8 @@
 #include "state/checkpoint.h"
 #include "state/store.h"
 #include "stream/codec.h"
+#include "stream/input.h"
+#include "stream/output.h"
 #include "stream/recfile.h"
 
 #define REJECTS_SHOWN 10
@@ -123,7 +125,7 @@ typedef struct {
 
 /* Runs one batch through the pipeline and writes its predictions. */
 static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_t *w,
-                     codec_buf_t *enc, totals_t *t, char *errstr, size_t errstr_size) {
+                     const output_opts_t *oo, codec_buf_t *enc, totals_t *t, char *errstr, size_t errstr_size) {
   if (b->n == 0) return 0;
   batch_fix(b);
   pipeline_result_t res;
@@ -155,7 +157,7 @@ static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_
     pred.emit_ts_ms = pred.event_ts_ms;
     char key[CODEC_KEY_MAX];
     size_t klen;
-    rc = codec_prediction_message(&pred, enc, key, &klen);
+    rc = output_message(oo, &pred, enc, key, &klen);
     if (rc) {
       snprintf(errstr, errstr_size, "encoding the prediction for partition %d offset %" PRId64
                ": %s", (int)pred.src_partition, pred.src_offset, ix_strerror(rc));
@@ -298,6 +300,7 @@ int ctl_replay_offline(int argc, char **argv) {
   config_t *cfg = NULL;
   model_t *model = NULL;
   pipeline_t *pipe = NULL;
+  input_t *in = NULL;
   rec_reader_t *rd = NULL;
   rec_writer_t *w = NULL;
   codec_buf_t enc = {0};
@@ -317,6 +320,7 @@ int ctl_replay_offline(int argc, char **argv) {
     fprintf(stderr, "interestctl replay: model %s: %s\n", model_path, errstr);
     goto out;
   }
+  model_set_next_count(model, cfg->output.next_categories);
   store_opts_t so = {.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
                      .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
   rc = pipeline_new(model, &so, &cfg->emit, &pipe);
@@ -324,6 +328,11 @@ int ctl_replay_offline(int argc, char **argv) {
     fprintf(stderr, "interestctl replay: cannot create the pipeline: %s\n", ix_strerror(rc));
     goto out;
   }
+  if ((rc = input_new(&cfg->input, &in, errstr, sizeof errstr))) {
+    fprintf(stderr, "interestctl replay: %s\n", errstr);
+    goto out;
+  }
+  pipeline_set_input(pipe, in);
   b.cap = cfg->batch.max_events ? cfg->batch.max_events : 1;
   b.recs = malloc(b.cap * sizeof *b.recs);
   b.key_at = malloc(b.cap * sizeof *b.key_at);
@@ -364,7 +373,7 @@ int ctl_replay_offline(int argc, char **argv) {
     }
     if (r.ts_ms > clock_ms) clock_ms = r.ts_ms;
     if (b.n == b.cap) {
-      rc = run_batch(pipe, &b, clock_ms, w, &enc, &t, errstr, sizeof errstr);
+      rc = run_batch(pipe, &b, clock_ms, w, &cfg->output, &enc, &t, errstr, sizeof errstr);
       if (rc) goto fail;
     }
     rc = batch_add(&b, &r);
@@ -374,14 +383,14 @@ int ctl_replay_offline(int argc, char **argv) {
     }
     t.records++;
   }
-  rc = run_batch(pipe, &b, clock_ms, w, &enc, &t, errstr, sizeof errstr);
+  rc = run_batch(pipe, &b, clock_ms, w, &cfg->output, &enc, &t, errstr, sizeof errstr);
   if (rc) goto fail;
   status = 0;
 flush:
   /* records before a damaged one are processed and written, and the exit
    * status still says the input was bad */
   if (status) {
-    rc = run_batch(pipe, &b, clock_ms, w, &enc, &t, errstr, sizeof errstr);
+    rc = run_batch(pipe, &b, clock_ms, w, &cfg->output, &enc, &t, errstr, sizeof errstr);
     if (rc) goto fail;
   }
   rc = recfile_writer_close(w);
@@ -417,6 +426,7 @@ out:
   if (w) recfile_writer_close(w);
   recfile_reader_close(rd);
   pipeline_destroy(pipe);
+  input_destroy(in);
   model_destroy(model);
   config_destroy(cfg);
   codec_buf_free(&enc);

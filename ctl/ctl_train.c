@@ -11,6 +11,7 @@
 #include "ctl/ctl.h"
 #include "ctl/ctlevents.h"
 #include "ctl/ctlutil.h"
+#include "model/baselines.h"
 #include "model/eval.h"
 #include "model/model.h"
 #include "model/modelfile.h"
@@ -21,6 +22,8 @@ static void usage(FILE *out) {
           "usage: interestctl train --events FILE.rec --out MODEL.ixm [options]\n"
           "  --drop-user ID     leave a user out (repeatable)\n"
           "  --tz +HH:MM        local time for the default day windows (default +00:00)\n"
+          "  --input-config F   read the events as the [input] section of interestd.conf F says\n"
+          "  --input KEY=VALUE  one [input] key (format=json, user_field=..., ...); repeatable\n"
           "  --dev-start T --test-start T\n"
           "                     train on events before dev start, early-stop on dev\n"
           "                     (default: dev = the day before the last local day)\n"
@@ -29,6 +32,13 @@ static void usage(FILE *out) {
           "  --lr X (0.003) --lr-decay X (0.5) --clip X (5) --seed N (1) --threads N (1)\n"
           "  --half-life H      profile half-life in hours (72)\n"
           "  --curve FILE       the training curve as a TSV\n"
+          "  --holdout-users PCT  leave out every event of PCT%% of the users (the user\n"
+          "                     split of `interestctl eval --split users`; same seed)\n"
+          "  --holdout-seed N   seed of the user split (default 1)\n"
+          "  --no-experts       the v1 head (vocabulary/copy gate) instead of the mixture\n"
+          "                     of experts; with experts, their fixed constants (recency\n"
+          "                     beta, decay gamma and half-life) are tuned on the dev day\n"
+          "                     as `interestctl eval` tunes those baselines\n"
           "  --refit            after early stopping, retrain from scratch on train + dev\n"
           "                     (events before test start) for the best epoch count\n"
           "  --grad-dump PREFIX --grad-chunk N\n"
@@ -74,6 +84,9 @@ int ctl_train(int argc, char **argv) {
       {"threads", required_argument, 0, 't'},   {"half-life", required_argument, 0, 'l'},
       {"curve", required_argument, 0, 'u'},     {"grad-dump", required_argument, 0, 'g'},
       {"grad-chunk", required_argument, 0, 'k'}, {"refit", no_argument, 0, 'R'},
+      {"holdout-users", required_argument, 0, 'U'}, {"holdout-seed", required_argument, 0, 'S'},
+      {"no-experts", no_argument, 0, 'X'},
+      {"input", required_argument, 0, 'I'},   {"input-config", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   train_opts_t to;
@@ -83,8 +96,13 @@ int ctl_train(int argc, char **argv) {
   size_t n_drop = 0;
   int64_t tz = 0;
   ctlev_windows_t win = {0};
+  const char *dev_arg = NULL, *test_arg = NULL, *end_arg = NULL;
+  input_opts_t input; /* --input-config / --input: the events' format, as the daemon's [input] */
+  int have_input = 0;
+  /* train has no --test-end */
   uint64_t grad_chunk = 0;
   int refit = 0;
+  uint64_t holdout_pct = 0, holdout_seed = 1;
   double x;
   int c;
   optind = 1;
@@ -96,12 +114,34 @@ int ctl_train(int argc, char **argv) {
     case 'u': curve_path = optarg; break;
     case 'g': dump = optarg; break;
     case 'R': refit = 1; break;
+    case 'X': to.dims.flags &= ~(uint32_t)ARCH_F_EXPERTS; break;
+    case 'U': bad = ctlutil_parse_u64(optarg, &holdout_pct) < 0 || holdout_pct == 0 || holdout_pct > 99; break;
+    case 'S': bad = ctlutil_parse_u64(optarg, &holdout_seed) < 0; break;
     case 'd':
       bad = n_drop == CTLEV_MAX_DROP || ctlutil_parse_u64(optarg, &drop[n_drop++]) < 0;
       break;
     case 'z': bad = ctlev_parse_offset(optarg, &tz) < 0; break;
-    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; break;
-    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; break;
+    case 'F':
+      if (!have_input && input_opts_init(&input)) return 1;
+      have_input = 1;
+      if (ctlev_input_file(&input, "train", optarg)) {
+        input_opts_free(&input);
+        return 2;
+      }
+      have_input = 1;
+      break;
+    case 'I':
+      if (!have_input && input_opts_init(&input)) return 1;
+      have_input = 1;
+      if (ctlev_input_kv(&input, "train", optarg)) {
+        input_opts_free(&input);
+        return 2;
+      }
+      have_input = 1;
+      break;
+    /* read again after every option, in --tz (which may come later) */
+    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; dev_arg = optarg; break;
+    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;
     case 'k': bad = ctlutil_parse_u64(optarg, &grad_chunk) < 0 || grad_chunk > 1000000; break;
     case 'H': case 'V': case 'C': case 'A': case 'B': case 'L': case 'N': case 'P': case 't':
       bad = ctlutil_parse_u64(optarg, &u) < 0 || u > (1u << 24);
@@ -131,6 +171,9 @@ int ctl_train(int argc, char **argv) {
       return 2;
     }
   }
+  if (dev_arg) ctlutil_parse_time_ms_tz(dev_arg, tz, &win.dev_start_ms);
+  if (test_arg) ctlutil_parse_time_ms_tz(test_arg, tz, &win.test_start_ms);
+  if (end_arg) ctlutil_parse_time_ms_tz(end_arg, tz, &win.test_end_ms);
   if (!events_path || (!out_path && !dump) || optind < argc) {
     usage(stderr);
     return 2;
@@ -142,12 +185,31 @@ int ctl_train(int argc, char **argv) {
   size_t n = 0;
   devctx_t dc = {0};
   train_result_t res = {0};
-  if ((rc = ctlev_load(events_path, drop, n_drop, &ev, &n, err, sizeof err)) < 0) {
+  rc = ctlev_load_input(events_path, have_input ? &input : NULL, drop, n_drop, &ev, &n, err,
+                        sizeof err);
+  if (have_input) input_opts_free(&input);
+  if (rc < 0) {
     fprintf(stderr, "interestctl train: %s\n", err);
     return 1;
   }
+  /* windows from every event, so train and eval derive the same days */
   ctlev_windows(ev, n, tz, &win);
   to.train_end_ms = win.dev_start_ms;
+  size_t n_all = n, n_users_out = 0;
+  if (holdout_pct) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+      if (!eval_user_held_out(ev[i].user_id, (uint32_t)holdout_pct, holdout_seed)) ev[k++] = ev[i];
+      else n_users_out++;
+    n = k;
+    fprintf(stderr, "train: user split: %llu%% of users held out (seed %llu): %zu of %zu events "
+                    "left out\n", (unsigned long long)holdout_pct, (unsigned long long)holdout_seed,
+            n_users_out, n_all);
+    if (n == 0) {
+      fprintf(stderr, "interestctl train: the user split leaves no events\n");
+      goto out;
+    }
+  }
   if (dump) {
     if ((rc = train_grad_dump(&to, ev, n, (uint32_t)grad_chunk, dump, err, sizeof err)) < 0) {
       fprintf(stderr, "interestctl train: %s\n", err);
@@ -160,7 +222,8 @@ int ctl_train(int argc, char **argv) {
     fprintf(stderr, "interestctl train: the dev window is empty\n");
     goto out;
   }
-  eval_window_t wdev = {win.dev_start_ms, win.test_start_ms, to.half_life_s};
+  eval_window_t wdev = {.start_ms = win.dev_start_ms, .end_ms = win.test_start_ms,
+                        .half_life_s = to.half_life_s};
   if ((rc = eval_data_build(ev, n, &wdev, &dc.dev)) < 0 || dc.dev.n_targets == 0) {
     fprintf(stderr, "interestctl train: the dev window has no targets\n");
     goto out;
@@ -170,6 +233,24 @@ int ctl_train(int argc, char **argv) {
   ctlev_fmt_time(win.test_start_ms, tz, b, sizeof b);
   fprintf(stderr, "train: %zu events; training on events before %s, early stopping on dev "
                   "(%zu targets, until %s)\n", n, a, dc.dev.n_targets, b);
+  if (to.dims.flags & ARCH_F_EXPERTS) {
+    /* the experts' constants: the recency and decay baselines' tuning on the
+     * dev day (the same grid and data as `interestctl eval`) */
+    bl_params_t pr, pd;
+    eval_row_t rr_, rd_;
+    if ((rc = bl_tune(BL_RECENCY, &dc.dev, &pr, &rr_)) < 0 ||
+        (rc = bl_tune(BL_DECAY, &dc.dev, &pd, &rd_)) < 0) {
+      fprintf(stderr, "interestctl train: tuning the expert constants failed: %s\n",
+              ix_strerror(rc));
+      goto out;
+    }
+    to.x_beta = pr.beta;
+    to.x_gamma = pd.gamma;
+    to.x_hl_s = pd.half_life_s;
+    fprintf(stderr, "train: experts: recency beta=%g (dev MRR@10 %.4f), decay gamma=%g "
+                    "half-life=%gs (dev MRR@10 %.4f)\n", (double)to.x_beta, rr_.mrr10,
+            (double)to.x_gamma, (double)to.x_hl_s, rd_.mrr10);
+  }
   to.progress = stderr;
   to.dev_eval = dev_eval;
   to.dev_ctx = &dc;
@@ -203,6 +284,10 @@ int ctl_train(int argc, char **argv) {
     old.curve = NULL;
     train_result_free(&old);
   }
+  char hbuf[64] = "";
+  if (holdout_pct)
+    snprintf(hbuf, sizeof hbuf, "; users held out %llu%% seed %llu", (unsigned long long)holdout_pct,
+             (unsigned long long)holdout_seed);
   modelfile_t mf = {0};
   mf.dims = res.dims;
   mf.half_life_s = res.half_life_s;
@@ -211,11 +296,11 @@ int ctl_train(int argc, char **argv) {
   snprintf(mf.note, sizeof mf.note,
            "interestctl train: H=%u V=%u EC=%u EA=%u batch=%u bptt=%u lr=%g clip=%g seed=%llu; "
            "best epoch %u of %u on dev (MRR@10 %.4f NLL %.4f, %.0fs)%s; %llu events trained on; "
-           "%.0fs in all",
+           "%.0fs in all%s",
            res.dims.H, res.dims.V, res.dims.EC, res.dims.EA, to.batch, to.bptt, (double)to.lr,
            (double)to.clip, (unsigned long long)to.seed, sel_epoch, ran_epochs, sel_metric,
            sel_nll, sel_seconds, refit ? "; refit on train+dev" : "",
-           (unsigned long long)res.train_events, res.seconds);
+           (unsigned long long)res.train_events, res.seconds, hbuf);
   if ((rc = modelfile_write(out_path, &mf, err, sizeof err)) < 0) {
     fprintf(stderr, "interestctl train: %s\n", err);
     goto out;

@@ -8,23 +8,68 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "daemon/config.h"
 #include "stream/codec.h"
 #include "stream/recfile.h"
 
+int ctlev_input_file(input_opts_t *o, const char *cmd, const char *path) {
+  config_t *cfg = NULL;
+  char err[600];
+  if (config_load(path, NULL, 0, &cfg, err, sizeof err)) {
+    fprintf(stderr, "interestctl %s: %s\n", cmd, err);
+    return 2;
+  }
+  input_opts_t copy;
+  int rc = input_opts_copy(&copy, &cfg->input);
+  config_destroy(cfg);
+  if (rc) return 2;
+  input_opts_free(o);
+  *o = copy;
+  return 0;
+}
+
+int ctlev_input_kv(input_opts_t *o, const char *cmd, const char *kv) {
+  const char *eq = strchr(kv, '=');
+  char key[64], why[300];
+  if (!eq || (size_t)(eq - kv) >= sizeof key) {
+    fprintf(stderr, "interestctl %s: --input takes KEY=VALUE (an [input] key), not '%s'\n", cmd, kv);
+    return 2;
+  }
+  memcpy(key, kv, (size_t)(eq - kv));
+  key[eq - kv] = '\0';
+  if (input_opts_set(o, key, eq + 1, why, sizeof why)) {
+    fprintf(stderr, "interestctl %s: --input %s: %s\n", cmd, kv, why);
+    return 2;
+  }
+  return 0;
+}
+
 int ctlev_load(const char *path, const uint64_t *drop, size_t n_drop, event_t **out,
                size_t *n_out, char *errstr, size_t errstr_size) {
+  return ctlev_load_input(path, NULL, drop, n_drop, out, n_out, errstr, errstr_size);
+}
+
+int ctlev_load_input(const char *path, const input_opts_t *input, const uint64_t *drop,
+                     size_t n_drop, event_t **out, size_t *n_out, char *errstr,
+                     size_t errstr_size) {
   *out = NULL;
   *n_out = 0;
   rec_reader_t *r = NULL;
-  int rc = recfile_reader_open(path, &r, errstr, errstr_size);
-  if (rc < 0) return rc;
+  input_t *in = NULL;
+  int rc;
+  if (input && (rc = input_new(input, &in, errstr, errstr_size))) return rc;
+  rc = recfile_reader_open(path, &r, errstr, errstr_size);
+  if (rc < 0) {
+    input_destroy(in);
+    return rc;
+  }
   size_t n = 0, cap = 0;
   event_t *ev = NULL;
   rec_t rec;
   char why[256];
   while ((rc = recfile_read(r, &rec)) == 0) {
     event_t e;
-    if ((rc = codec_decode_event(rec.value, rec.value_len, &e, why, sizeof why)) < 0) {
+    if ((rc = input_decode(in, &rec, &e, why, sizeof why)) < 0) {
       snprintf(errstr, errstr_size, "%s: record at byte %llu is not an event: %s", path,
                (unsigned long long)recfile_reader_error_offset(r), why);
       goto err;
@@ -50,6 +95,7 @@ int ctlev_load(const char *path, const uint64_t *drop, size_t n_drop, event_t **
     goto err;
   }
   recfile_reader_close(r);
+  input_destroy(in);
   if (n == 0) {
     free(ev);
     snprintf(errstr, errstr_size, "%s holds no events", path);
@@ -60,6 +106,7 @@ int ctlev_load(const char *path, const uint64_t *drop, size_t n_drop, event_t **
   return 0;
 err:
   recfile_reader_close(r);
+  input_destroy(in);
   free(ev);
   return rc;
 }

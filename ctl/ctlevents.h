@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/event.h"
+#include "stream/input.h"
 
 #define CTLEV_MAX_DROP 64
 
@@ -17,6 +18,18 @@
  * with errstr naming the byte offset. */
 int ctlev_load(const char *path, const uint64_t *drop, size_t n_drop, event_t **out,
                size_t *n_out, char *errstr, size_t errstr_size);
+/* The same, values decoded as the daemon's [input] says (NULL = msgpack), so
+ * a recorded JSON topic trains and evaluates as the daemon reads it. */
+int ctlev_load_input(const char *path, const input_opts_t *input, const uint64_t *drop,
+                     size_t n_drop, event_t **out, size_t *n_out, char *errstr,
+                     size_t errstr_size);
+
+/* --input-config FILE (the [input] section of an interestd.conf) and
+ * --input KEY=VALUE (one [input] key, applied after the file) for the
+ * offline commands. Returns 0, or 2 after printing "interestctl CMD: ..." to
+ * stderr (a usage error). *o must be input_opts_init()ed. */
+int ctlev_input_file(input_opts_t *o, const char *cmd, const char *path);
+int ctlev_input_kv(input_opts_t *o, const char *cmd, const char *kv);
 
 /* The protocol's windows: train < dev_start <= dev < test_start <= test <
  * test_end. Any value given as 0 is derived from the data: test = the last

@@ -30,6 +30,10 @@ int ctlutil_parse_double(const char *s, double *out) {
 }
 
 int ctlutil_parse_time_ms(const char *s, int64_t *out_ms) {
+  return ctlutil_parse_time_ms_tz(s, 0, out_ms);
+}
+
+int ctlutil_parse_time_ms_tz(const char *s, int64_t default_offset_s, int64_t *out_ms) {
   uint64_t ms;
   if (ctlutil_parse_u64(s, &ms) == 0) {
     *out_ms = (int64_t)ms;
@@ -48,8 +52,9 @@ int ctlutil_parse_time_ms(const char *s, int64_t *out_ms) {
       p += 1 + m;
     }
   }
-  long offset_s = 0;
+  long offset_s = (long)default_offset_s;
   if (*p == 'Z') {
+    offset_s = 0;
     p++;
   } else if (*p == '+' || *p == '-') {
     int hh, mm, m = 0;

@@ -12,6 +12,9 @@ int ctlutil_parse_double(const char *s, double *out);
 /* Epoch milliseconds, or ISO-8601 "YYYY-MM-DD[THH:MM[:SS]][Z|+HH:MM|-HH:MM]"
  * (no zone means UTC); 0 or IX_EINVAL. */
 int ctlutil_parse_time_ms(const char *s, int64_t *out_ms);
+/* The same, a time written without a zone (a date alone included) read at
+ * default_offset_s east of UTC: "2017-12-02" with +08:00 is local midnight. */
+int ctlutil_parse_time_ms_tz(const char *s, int64_t default_offset_s, int64_t *out_ms);
 
 /* -X key=value librdkafka properties collected from the command line, as the
  * NULL-terminated list kafkaconf takes (v stays valid while argv does). */

@@ -17,6 +17,8 @@
 #include "common/log.h"
 #include "ctl/importer.h"
 #include "daemon/daemon.h"
+#include "stream/codec.h"
+#include "stream/input.h"
 #include "stream/mockbroker.h"
 #include "stream/producer.h"
 #include "stream/recfile.h"
@@ -331,6 +333,7 @@ static void show(demo_t *dm, int final) {
       printf(" %s%" PRIu64 " %.2f", p->next[i].category_id ? "cat " : "", p->next[i].category_id,
              (double)p->next[i].p);
     if (p->n_rising) printf("  rising: cat %" PRIu64, p->rising[0].category_id);
+    if (p->n_falling) printf("  falling: cat %" PRIu64, p->falling[0].category_id);
     printf("\n");
   }
   fflush(stdout);
@@ -365,6 +368,51 @@ static void on_stop(void *ctx) {
   uv_close((uv_handle_t *)&dm->tick, NULL);
 }
 
+/* ---------------------------------------------------------------- JSON mode */
+
+/* --json: the events as a Segment-style tracker writes them, read through
+ * the [input] mapping docs/OPERATIONS.md shows for such a topic. */
+static const char *const g_json_input[] = {
+    "format", "json", "user_field", "userId", "category_field", "properties.category_id",
+    "item_field", "properties.product_id", "action_field", "event", "time_field", "timestamp",
+    "time_format", "iso8601", "action_map",
+    "Product Viewed=view, Product Added=cart, Product Favorited=fav, Order Completed=buy", NULL};
+
+static int set_json_mode(config_t *cfg, char *errstr, size_t errstr_size) {
+  for (size_t i = 0; g_json_input[i]; i += 2)
+    if (input_opts_set(&cfg->input, g_json_input[i], g_json_input[i + 1], errstr, errstr_size))
+      return IX_ECONFIG;
+  return output_opts_set(&cfg->output, "format", "json", errstr, errstr_size);
+}
+
+/* Rewrites every loaded msgpack event as Segment-style JSON. */
+static int to_json(demo_t *dm) {
+  static const char *const names[] = {"Product Viewed", "Product Added", "Product Favorited",
+                                      "Order Completed", "Checkout Started"};
+  for (size_t i = 0; i < dm->n_recs; i++) {
+    demo_rec_t *d = &dm->recs[i];
+    event_t ev;
+    char why[200];
+    if (codec_decode_event(d->value, d->value_len, &ev, why, sizeof why)) return IX_EMALFORMED;
+    time_t secs = (time_t)(ev.ts_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char *v = malloc(400);
+    if (!v) return IX_ENOMEM;
+    int n = snprintf(v, 400,
+                     "{\"type\":\"track\",\"event\":\"%s\",\"userId\":\"%" PRIu64
+                     "\",\"timestamp\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"properties\":"
+                     "{\"product_id\":\"%" PRIu64 "\",\"category_id\":\"%" PRIu64 "\"}}",
+                     names[ev.action], ev.user_id, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ev.ts_ms % 1000), ev.item_id,
+                     ev.category_id);
+    free(d->value);
+    d->value = v;
+    d->value_len = (uint32_t)n;
+  }
+  return 0;
+}
+
 /* ---------------------------------------------------------------- main */
 
 int demo_run(const demo_opts_t *opts) {
@@ -393,6 +441,13 @@ int demo_run(const demo_opts_t *opts) {
     cfg->model.path = strdup(m);
   }
   if (load_data(&dm, data, partitions)) goto out;
+  if (opts->json) {
+    if (set_json_mode(cfg, errstr, sizeof errstr) || to_json(&dm)) {
+      fprintf(stderr, "interestd --demo --json: %s\n", errstr);
+      goto out;
+    }
+    printf("interestd demo: JSON mode: Segment-style JSON events in, JSON predictions out\n");
+  }
   pick_tracked(&dm, opts->max_events && opts->max_events < dm.n_recs ? opts->max_events
                                                                       : dm.n_recs);
 
@@ -406,9 +461,9 @@ int demo_run(const demo_opts_t *opts) {
   dm.bootstraps = mockbroker_bootstraps(mb);
   printf("interestd demo: embedded Kafka broker at %s\n"
          "  input topic '%s' (%d partitions), output '%s', dead letters '%s'\n"
-         "  watch the predictions: kcat -b %s -t %s -C -o end -f '%%k %%p:%%o %%S bytes\\n'\n",
+         "  watch the predictions: kcat -b %s -t %s -C -o end -f '%%k %%p:%%o %%S bytes\\n'%s\n",
          dm.bootstraps, DEMO_INPUT, partitions, DEMO_OUTPUT, DEMO_DLQ, dm.bootstraps,
-         DEMO_OUTPUT);
+         DEMO_OUTPUT, opts->json ? "\n  (JSON mode: -f '%k %s\\n' prints each prediction)" : "");
   fflush(stdout);
 
   /* same daemon, demo broker */

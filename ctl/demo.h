@@ -24,6 +24,7 @@ typedef struct {
   int partitions;              /* input/output partitions (0 = 8) */
   unsigned long max_events;    /* stream only this many events per pass (0 = all) */
   int quiet;                   /* no per-second display (final summary only) */
+  int json;                    /* events as Segment-style JSON, predictions as JSON */
 } demo_opts_t;
 
 /* Runs the demo; returns the process exit code. */

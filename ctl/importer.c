@@ -15,6 +15,7 @@
 #include "common/partition.h"
 #include "stream/codec.h"
 #include "stream/recfile.h"
+#include "stream/timefmt.h"
 
 /* ---------------------------------------------------------------- partitioner */
 
@@ -141,6 +142,219 @@ int importer_parse_line(import_format_t format, const char *line, size_t len, ev
   return rc;
 }
 
+/* ---------------------------------------------------------------- any CSV */
+
+#define CSV_MAX_COLUMNS 256
+
+int importer_csv_defaults(input_opts_t *o) {
+  static const char *const kv[] = {"user_field", "user_id", "category_field", "category_id",
+                                   "item_field", "product_id", "action_field", "event_type",
+                                   "time_field", "event_time", "time_format", "iso8601",
+                                   "action_map", "purchase=buy, remove_from_cart=other", NULL};
+  int rc = input_opts_init(o);
+  if (rc) return rc;
+  char why[200];
+  for (size_t i = 0; kv[i]; i += 2)
+    if ((rc = input_opts_set(o, kv[i], kv[i + 1], why, sizeof why))) {
+      input_opts_free(o);
+      return rc;
+    }
+  return 0;
+}
+
+typedef struct {
+  const input_opts_t *map;
+  int col[INPUT_F__COUNT]; /* column index of each field; -1 = not in the header */
+  int n_cols;
+  int64_t utc_offset_s;
+} csv_map_t;
+
+/* Splits a CSV line (RFC 4180 quoting: "a,b" and "" inside quotes; no line
+ * breaks inside a field) into at most max fields, unquoting in place into
+ * buf (len bytes). Returns the number of fields, max + 1 for more, or -1 for
+ * a broken quote. */
+static int split_csv(const char *line, size_t len, char *buf, field_t *f, int max) {
+  int n = 0;
+  size_t i = 0, o = 0;
+  while (1) {
+    if (n == max) return max + 1;
+    size_t start = o;
+    if (i < len && line[i] == '"') {
+      i++;
+      while (1) {
+        if (i >= len) return -1;
+        if (line[i] == '"') {
+          if (i + 1 < len && line[i + 1] == '"') {
+            buf[o++] = '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        buf[o++] = line[i++];
+      }
+      if (i < len && line[i] != ',') return -1;
+    } else {
+      while (i < len && line[i] != ',') {
+        if (line[i] == '"') return -1;
+        buf[o++] = line[i++];
+      }
+    }
+    f[n].p = buf + start;
+    f[n].len = o - start;
+    n++;
+    if (i >= len) return n;
+    i++; /* the comma */
+  }
+}
+
+static int csv_map_header(csv_map_t *m, const char *line, size_t len, char *errstr,
+                          size_t errstr_size) {
+  static const char *const what[INPUT_F__COUNT] = {"user", "category", "time", "item", "action"};
+  char *buf = malloc(len + 1);
+  field_t *f = malloc(CSV_MAX_COLUMNS * sizeof *f);
+  int rc = 0;
+  if (!buf || !f) {
+    rc = IX_ENOMEM;
+    goto out;
+  }
+  int n = split_csv(line, len, buf, f, CSV_MAX_COLUMNS);
+  if (n < 0 || n > CSV_MAX_COLUMNS) {
+    rc = ix_fail(IX_EMALFORMED, errstr, errstr_size,
+                 "the header line is not CSV with at most %d columns", CSV_MAX_COLUMNS);
+    goto out;
+  }
+  m->n_cols = n;
+  for (int k = 0; k < INPUT_F__COUNT; k++) {
+    m->col[k] = -1;
+    const char *name = m->map->field[k];
+    if (k == INPUT_F_TIME && m->map->time_format == TIMEFMT_KAFKA) {
+      rc = ix_fail(IX_EINVAL, errstr, errstr_size, "a CSV file has no Kafka timestamps: "
+                   "use --time-format ms, s or iso8601");
+      goto out;
+    }
+    for (int c = 0; c < n; c++)
+      if (f[c].len == strlen(name) && memcmp(f[c].p, name, f[c].len) == 0) m->col[k] = c;
+    if (m->col[k] < 0 && k <= INPUT_F_TIME) {
+      rc = ix_fail(IX_EINVAL, errstr, errstr_size,
+                   "the header has no %s column '%s' (header: %.*s; set it with --%s-column)",
+                   what[k], name, (int)(len > 200 ? 200 : len), line, what[k]);
+      goto out;
+    }
+  }
+out:
+  free(buf);
+  free(f);
+  return rc;
+}
+
+static int csv_id(const field_t *f, const char *col, int required, uint64_t *out, char *reason,
+                  size_t reason_size) {
+  if (f->len == 0) {
+    if (!required) return 0;
+    return ix_fail(IX_EMALFORMED, reason, reason_size, "%s is empty", col);
+  }
+  if (f->len > CODEC_MAX_STRID)
+    return ix_fail(IX_EMALFORMED, reason, reason_size, "%s is longer than %d bytes", col,
+                   CODEC_MAX_STRID);
+  *out = codec_hash_id(f->p, f->len);
+  return 0;
+}
+
+static int csv_time(const csv_map_t *m, const field_t *f, const char *col, int64_t *ms,
+                    char *reason, size_t reason_size) {
+  int v = (int)(f->len > 30 ? 30 : f->len);
+  if (f->len == 0) return ix_fail(IX_EMALFORMED, reason, reason_size, "%s is empty", col);
+  if (m->map->time_format == TIMEFMT_ISO8601) {
+    char why[120];
+    if (timefmt_parse(f->p, f->len, 1, (int)(m->utc_offset_s / 60), ms, why, sizeof why))
+      return ix_fail(IX_EMALFORMED, reason, reason_size, "%s '%.*s': %s", col, v, f->p, why);
+    return 0;
+  }
+  char tmp[40];
+  if (f->len >= sizeof tmp) return ix_fail(IX_EMALFORMED, reason, reason_size, "%s is too long", col);
+  memcpy(tmp, f->p, f->len);
+  tmp[f->len] = '\0';
+  char *end;
+  errno = 0;
+  if (m->map->time_format == TIMEFMT_S) {
+    double secs = strtod(tmp, &end);
+    if (errno || *end || !(secs >= 0 && secs < 9.2e15))
+      return ix_fail(IX_EMALFORMED, reason, reason_size, "%s '%.*s' is not seconds since the epoch",
+                     col, v, f->p);
+    *ms = (int64_t)(secs * 1000.0 + 0.5);
+    return 0;
+  }
+  long long x = strtoll(tmp, &end, 10);
+  if (errno || *end || x < 0 || tmp[0] == '+' || tmp[0] == '-')
+    return ix_fail(IX_EMALFORMED, reason, reason_size, "%s '%.*s' is not ms since the epoch", col,
+                   v, f->p);
+  *ms = x;
+  return 0;
+}
+
+static int parse_csv_line(const csv_map_t *m, const char *line, size_t len, char *buf,
+                          field_t *f, event_t *ev, char *reason, size_t reason_size) {
+  if (len == 0) return ix_fail(IX_EMALFORMED, reason, reason_size, "empty line");
+  int n = split_csv(line, len, buf, f, CSV_MAX_COLUMNS);
+  if (n < 0) return ix_fail(IX_EMALFORMED, reason, reason_size, "a quoted field is not closed");
+  if (n != m->n_cols)
+    return ix_fail(IX_EMALFORMED, reason, reason_size, "%d fields, the header has %d", n > CSV_MAX_COLUMNS ? CSV_MAX_COLUMNS + 1 : n,
+                   m->n_cols);
+  const char *const *col = (const char *const *)m->map->field;
+  int rc;
+  if ((rc = csv_id(&f[m->col[INPUT_F_USER]], col[INPUT_F_USER], 1, &ev->user_id, reason, reason_size)) ||
+      (rc = csv_id(&f[m->col[INPUT_F_CATEGORY]], col[INPUT_F_CATEGORY], 1, &ev->category_id, reason,
+                   reason_size)) ||
+      (rc = csv_time(m, &f[m->col[INPUT_F_TIME]], col[INPUT_F_TIME], &ev->ts_ms, reason, reason_size)))
+    return rc;
+  if (m->col[INPUT_F_ITEM] >= 0 &&
+      (rc = csv_id(&f[m->col[INPUT_F_ITEM]], col[INPUT_F_ITEM], 0, &ev->item_id, reason, reason_size)))
+    return rc;
+  ev->action = ACTION_OTHER;
+  if (m->col[INPUT_F_ACTION] >= 0) {
+    const field_t *a = &f[m->col[INPUT_F_ACTION]];
+    ev->action = codec_action_from_name(a->p, a->len);
+    for (size_t i = 0; i < m->map->n_actions; i++)
+      if (strlen(m->map->actions[i].from) == a->len &&
+          memcmp(m->map->actions[i].from, a->p, a->len) == 0)
+        ev->action = m->map->actions[i].to;
+  }
+  return 0;
+}
+
+/* Counts a malformed line under its reason with the quoted values left out. */
+static void count_reason(importer_stats_t *stats, const char *reason) {
+  char cls[sizeof stats->by_reason[0].reason];
+  size_t o = 0;
+  int quoted = 0;
+  for (const char *p = reason; *p && o + 6 < sizeof cls; p++) { /* room for '...' and the NUL */
+    if (*p == '\'') {
+      if (!quoted) {
+        memcpy(cls + o, "'...'", 5);
+        o += 5;
+      }
+      quoted = !quoted;
+      continue;
+    }
+    if (!quoted) cls[o++] = *p;
+  }
+  cls[o] = '\0';
+  for (size_t i = 0; i < stats->n_reasons; i++)
+    if (strcmp(stats->by_reason[i].reason, cls) == 0) {
+      stats->by_reason[i].n++;
+      return;
+    }
+  if (stats->n_reasons == IMPORT_MAX_REASONS) {
+    snprintf(stats->by_reason[IMPORT_MAX_REASONS - 1].reason, sizeof cls, "other reasons");
+    stats->by_reason[IMPORT_MAX_REASONS - 1].n++;
+    return;
+  }
+  snprintf(stats->by_reason[stats->n_reasons].reason, sizeof cls, "%s", cls);
+  stats->by_reason[stats->n_reasons++].n = 1;
+}
+
 /* ---------------------------------------------------------------- import */
 
 typedef struct {
@@ -211,9 +425,19 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
   if (opts->partitions <= 0)
     return ix_fail(IX_EINVAL, errstr, errstr_size, "partitions must be positive, not %d",
                 (int)opts->partitions);
-  if (opts->format != IMPORT_TAOBAO && opts->format != IMPORT_TMALL)
+  if (opts->format != IMPORT_TAOBAO && opts->format != IMPORT_TMALL && opts->format != IMPORT_CSV)
     return ix_fail(IX_EINVAL, errstr, errstr_size, "unknown input format %d", (int)opts->format);
   stats->partitions = opts->partitions;
+  input_opts_t csv_defaults;
+  int have_defaults = 0;
+  csv_map_t cm = {.map = opts->csv, .utc_offset_s = opts->utc_offset_s};
+  char *csv_buf = NULL;
+  field_t *csv_fields = NULL;
+  if (opts->format == IMPORT_CSV && !cm.map) {
+    if (importer_csv_defaults(&csv_defaults)) return IX_ENOMEM;
+    have_defaults = 1;
+    cm.map = &csv_defaults;
+  }
 
   FILE *in = NULL;
   line_event_t *evs = NULL;
@@ -238,10 +462,34 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
     stats->lines++;
     if (len && line[len - 1] == '\n') len--;
     if (len && line[len - 1] == '\r') len--;
+    if (opts->format == IMPORT_CSV && stats->lines == 1) {
+      if ((rc = csv_map_header(&cm, line, len, errstr, errstr_size))) goto out;
+      csv_fields = malloc(CSV_MAX_COLUMNS * sizeof *csv_fields);
+      if (!csv_fields) {
+        rc = IX_ENOMEM;
+        goto out;
+      }
+      continue;
+    }
     if (stats->lines == 1 && is_header(line, len)) continue;
     char reason[sizeof stats->bad[0].reason];
     event_t ev;
-    if (importer_parse_line(opts->format, line, len, &ev, reason, sizeof reason)) {
+    int bad;
+    if (opts->format == IMPORT_CSV) {
+      char *b = realloc(csv_buf, len + 1);
+      if (!b) {
+        rc = ix_fail(IX_ENOMEM, errstr, errstr_size, "out of memory");
+        goto out;
+      }
+      csv_buf = b;
+      memset(&ev, 0, sizeof ev);
+      bad = parse_csv_line(&cm, line, len, csv_buf, csv_fields, &ev, reason, sizeof reason);
+      if (bad) memset(&ev, 0, sizeof ev);
+    } else {
+      bad = importer_parse_line(opts->format, line, len, &ev, reason, sizeof reason);
+    }
+    if (bad) {
+      count_reason(stats, reason);
       if (stats->n_bad_kept < IMPORT_MAX_REPORTED) {
         stats->bad[stats->n_bad_kept].line = stats->lines;
         memcpy(stats->bad[stats->n_bad_kept].reason, reason, sizeof reason);
@@ -267,6 +515,28 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
   if (ferror(in)) {
     rc = ix_fail(IX_EIO, errstr, errstr_size, "read error on %s after line %llu", opts->input,
               (unsigned long long)stats->lines);
+    goto out;
+  }
+  if (opts->format == IMPORT_CSV && stats->lines == 0) {
+    rc = ix_fail(IX_EMALFORMED, errstr, errstr_size, "%s is empty (a CSV import needs a header line)",
+                 opts->input);
+    goto out;
+  }
+  uint64_t data_lines = stats->malformed + n_evs;
+  if (!opts->strict && stats->malformed &&
+      (n_evs == 0 || (opts->max_malformed_share > 0 &&
+                      (double)stats->malformed > opts->max_malformed_share * (double)data_lines))) {
+    const char *hint = opts->format == IMPORT_CSV ? "; check the column mapping and --time-format" : "";
+    if (n_evs == 0)
+      rc = ix_fail(IX_EMALFORMED, errstr, errstr_size,
+                   "%s: every one of the %llu data lines is malformed (nothing written)%s",
+                   opts->input, (unsigned long long)stats->malformed, hint);
+    else
+      rc = ix_fail(IX_EMALFORMED, errstr, errstr_size,
+                   "%s: %llu of %llu data lines are malformed, more than --max-malformed %g allows "
+                   "(nothing written)%s",
+                   opts->input, (unsigned long long)stats->malformed, (unsigned long long)data_lines,
+                   opts->max_malformed_share, hint);
     goto out;
   }
   if (opts->strict && stats->malformed) {
@@ -339,6 +609,9 @@ int importer_run(const importer_opts_t *opts, importer_stats_t *stats, char *err
 out:
   if (w) recfile_writer_close(w);
   if (in) fclose(in);
+  if (have_defaults) input_opts_free(&csv_defaults);
+  free(csv_buf);
+  free(csv_fields);
   free(line);
   free(evs);
   free(ids);
@@ -369,6 +642,10 @@ static void fmt_time(int64_t ms, long offset_s, char buf[32]) {
 }
 
 void importer_print_summary(const importer_stats_t *s, FILE *out) {
+  importer_print_summary_tz(s, 0, out);
+}
+
+void importer_print_summary_tz(const importer_stats_t *s, int64_t utc_offset_s, FILE *out) {
   char a[32], b[32], c[32], d[32], e[32];
   fprintf(out, "events      %s\n", fmt_count(s->events, a));
   fprintf(out, "users       %s\n", fmt_count(s->users, a));
@@ -379,16 +656,20 @@ void importer_print_summary(const importer_stats_t *s, FILE *out) {
           fmt_count(s->actions[ACTION_FAV], c), fmt_count(s->actions[ACTION_BUY], d),
           fmt_count(s->actions[ACTION_OTHER], e));
   if (s->events || s->min_ts_ms || s->max_ts_ms) {
-    fmt_time(s->min_ts_ms, 0, a);
-    fmt_time(s->max_ts_ms, 0, b);
-    fprintf(out, "time span   %s UTC .. %s UTC\n", a, b);
-    fmt_time(s->min_ts_ms, 8 * 3600, a);
-    fmt_time(s->max_ts_ms, 8 * 3600, b);
-    fprintf(out, "            %s UTC+8 .. %s UTC+8\n", a, b);
+    char zone[16] = "UTC";
+    int64_t z = utc_offset_s < 0 ? -utc_offset_s : utc_offset_s;
+    if (utc_offset_s)
+      snprintf(zone, sizeof zone, "%c%02d:%02d", utc_offset_s < 0 ? '-' : '+', (int)(z / 3600),
+               (int)(z % 3600 / 60));
+    fmt_time(s->min_ts_ms, (long)utc_offset_s, a);
+    fmt_time(s->max_ts_ms, (long)utc_offset_s, b);
+    fprintf(out, "time span   %s %s .. %s %s\n", a, zone, b, zone);
   } else {
     fprintf(out, "time span   (no events)\n");
   }
   fprintf(out, "lines       %s\n", fmt_count(s->lines, a));
   fprintf(out, "malformed   %s\n", fmt_count(s->malformed, a));
+  for (size_t i = 0; i < s->n_reasons; i++)
+    fprintf(out, "            %s  %s\n", fmt_count(s->by_reason[i].n, a), s->by_reason[i].reason);
   fprintf(out, "partitions  %d\n", (int)s->partitions);
 }

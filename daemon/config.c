@@ -135,13 +135,6 @@ static int apply(config_t *c, const char *section, const char *name, const char 
     if (strcmp(name, "input_topic") == 0) return set_str(&c->kafka.input_topic, value);
     if (strcmp(name, "output_topic") == 0) return set_str(&c->kafka.output_topic, value);
     if (strcmp(name, "dlq_topic") == 0) return set_str(&c->kafka.dlq_topic, value);
-    if (strcmp(name, "input_partitioner") == 0) {
-      if (ix_partitioner_parse(value, &c->kafka.input_partitioner))
-        FAIL("kafka.input_partitioner must be consistent_random (librdkafka's default), "
-             "consistent, murmur2_random or murmur2 (the Java client's default), not '%s'",
-             value);
-      return 0;
-    }
     both = 1; /* any other key: a librdkafka property for both clients */
   }
   if (both || strcmp(section, "kafka.properties") == 0) {
@@ -220,6 +213,17 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       c->emit.fluctuation_threshold = f;
       return 0;
     }
+  } else if (strcmp(section, "input") == 0) {
+    if (strcmp(name, "partitioner") == 0) {
+      if (ix_partitioner_parse(value, &c->kafka.input_partitioner))
+        FAIL("input.partitioner must be consistent_random (librdkafka's default), "
+             "consistent, murmur2_random or murmur2 (the Java client's default), not '%s'",
+             value);
+      return 0;
+    }
+    return input_opts_set(&c->input, name, value, why, why_size);
+  } else if (strcmp(section, "output") == 0) {
+    return output_opts_set(&c->output, name, value, why, why_size);
   } else if (strcmp(section, "log") == 0) {
     if (strcmp(name, "level") == 0) {
       if (log_parse_level(value, &c->log.level))
@@ -257,11 +261,10 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       return 0;
     }
     if (strcmp(name, "format") == 0) {
-      if (strcmp(value, "msgpack") == 0) c->redis.format = REDIS_FORMAT_MSGPACK;
-      else if (strcmp(value, "json") == 0)
-        FAIL("redis.format json needs the JSON prediction encoder, which this build lacks; "
-             "use msgpack");
-      else FAIL("redis.format must be msgpack or json, not '%s'", value);
+      if (strcmp(value, "output") == 0) c->redis.format = REDIS_FORMAT_OUTPUT;
+      else if (strcmp(value, "msgpack") == 0) c->redis.format = REDIS_FORMAT_MSGPACK;
+      else if (strcmp(value, "json") == 0) c->redis.format = REDIS_FORMAT_JSON;
+      else FAIL("redis.format must be output, msgpack or json, not '%s'", value);
       return 0;
     }
     if (strcmp(name, "max_backlog") == 0) {
@@ -357,6 +360,7 @@ static void set_defaults(config_t *c) {
   c->emit.interval_ms = 1000;
   c->emit.fluctuation_threshold = 0.1f;
   c->emit.top_n_change = 3;
+  output_opts_init(&c->output);
   c->log.level = LOG_LVL_INFO;
   c->metrics.listen = strdup("127.0.0.1");
   c->metrics.port = 9464;
@@ -365,7 +369,7 @@ static void set_defaults(config_t *c) {
   c->redis.password = strdup("");
   c->redis.key_prefix = strdup("interestd:user:");
   c->redis.ttl_s = -1;
-  c->redis.format = REDIS_FORMAT_MSGPACK;
+  c->redis.format = REDIS_FORMAT_OUTPUT;
   c->redis.max_backlog = 100000;
 }
 
@@ -375,7 +379,8 @@ static void set_defaults(config_t *c) {
 static int split_override(const char *ov, char *section, size_t ssz, char *key, size_t ksz,
                           const char **value) {
   static const char *const sections[] = {"kafka.properties", "kafka.consumer", "kafka.producer",
-                                         "kafka", "model", "state", "batch", "emit", "log",
+                                         "kafka", "model", "state", "batch", "emit", "input",
+                                         "output", "log",
                                          "metrics", "daemon", "redis"};
   const char *eq = strchr(ov, '=');
   if (!eq) return IX_EINVAL;
@@ -411,7 +416,7 @@ int config_load(const char *path, const char *const *overrides, size_t n_overrid
   if (!priv) return IX_ENOMEM;
   config_t *c = &priv->cfg;
   set_defaults(c);
-  if (!c->kafka.brokers || !c->kafka.group || !c->kafka.input_topic || !c->kafka.output_topic ||
+  if (input_opts_init(&c->input) || !c->kafka.brokers || !c->kafka.group || !c->kafka.input_topic || !c->kafka.output_topic ||
       !c->kafka.dlq_topic || !c->model.path || !c->state.checkpoint_dir || !c->metrics.listen ||
       !c->redis.address || !c->redis.password || !c->redis.key_prefix) {
     config_destroy(c);
@@ -484,6 +489,7 @@ void config_destroy(config_t *c) {
   free(c->redis.address);
   free(c->redis.password);
   free(c->redis.key_prefix);
+  input_opts_free(&c->input);
   for (keyline_t *k = priv->lines, *next; k; k = next) {
     next = k->next;
     free(k->name);
@@ -585,10 +591,9 @@ void config_print(const config_t *c, void *file) {
   FILE *f = file;
   static const char *const lvl[] = {"error", "warn", "info", "debug"};
   fprintf(f, "[kafka]\nbrokers = %s\ngroup = %s\ninput_topic = %s\noutput_topic = %s\n"
-             "dlq_topic = %s\ninput_partitioner = %s\n",
+             "dlq_topic = %s\n",
           c->kafka.brokers, c->kafka.group, c->kafka.input_topic, c->kafka.output_topic,
-          c->kafka.dlq_topic ? c->kafka.dlq_topic : "",
-          c->kafka.input_partitioner == IX_PARTITIONER_MURMUR2 ? "murmur2" : "consistent_random");
+          c->kafka.dlq_topic ? c->kafka.dlq_topic : "");
   print_props(f, "kafka.properties", c->kafka.props);
   print_props(f, "kafka.consumer", c->kafka.consumer_props);
   print_props(f, "kafka.producer", c->kafka.producer_props);
@@ -604,6 +609,11 @@ void config_print(const config_t *c, void *file) {
              "top_n_change = %u\n",
           config_policy_name(c->emit.policy), c->emit.interval_ms,
           (double)c->emit.fluctuation_threshold, c->emit.top_n_change);
+  fprintf(f, "\n[input]\npartitioner = %s\n",
+          c->kafka.input_partitioner == IX_PARTITIONER_MURMUR2 ? "murmur2" : "consistent_random");
+  input_opts_print(&c->input, f);
+  fprintf(f, "\n[output]\n");
+  output_opts_print(&c->output, f);
   fprintf(f, "\n[log]\nlevel = %s\n", lvl[c->log.level]);
   fprintf(f, "\n[metrics]\nlisten = %s\nport = %u\n", c->metrics.listen, c->metrics.port);
   fprintf(f, "\n[daemon]\nshutdown_timeout_s = %u\n", c->daemon.shutdown_timeout_s);
@@ -612,8 +622,8 @@ void config_print(const config_t *c, void *file) {
           c->redis.key_prefix);
   if (c->redis.ttl_s < 0) fprintf(f, "ttl_s = state\n");
   else fprintf(f, "ttl_s = %lld\n", (long long)c->redis.ttl_s);
-  fprintf(f, "format = %s\nmax_backlog = %u\n",
-          c->redis.format == REDIS_FORMAT_JSON ? "json" : "msgpack", c->redis.max_backlog);
+  static const char *const rfmt[] = {"output", "msgpack", "json"};
+  fprintf(f, "format = %s\nmax_backlog = %u\n", rfmt[c->redis.format], c->redis.max_backlog);
 }
 
 int config_args_take(config_args_t *args, int opt, const char *arg, const char *prog) {

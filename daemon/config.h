@@ -11,6 +11,8 @@
 #include "common/log.h"
 #include "common/partition.h"
 #include "core/emit.h"
+#include "stream/input.h"
+#include "stream/output.h"
 
 typedef enum {
   MODEL_RELOAD_REFUSE = 0, /* SIGHUP with an incompatible model: keep the old one */
@@ -18,8 +20,9 @@ typedef enum {
 } model_reload_t;
 
 typedef enum {
-  REDIS_FORMAT_MSGPACK = 0, /* the output topic's msgpack value */
-  REDIS_FORMAT_JSON = 1,    /* JSON: accepted once stream/codec encodes it */
+  REDIS_FORMAT_OUTPUT = 0,  /* the output topic's bytes ([output] format) */
+  REDIS_FORMAT_MSGPACK = 1,
+  REDIS_FORMAT_JSON = 2,
 } redis_format_t;
 
 typedef struct {
@@ -27,7 +30,8 @@ typedef struct {
   struct {
     char *brokers, *group, *input_topic, *output_topic;
     char *dlq_topic;          /* NULL or "" = no dead-letter topic */
-    ix_partitioner_t input_partitioner; /* how the input's producer partitions by user key */
+    ix_partitioner_t input_partitioner; /* input.partitioner: how the input's producer
+                                           partitions by user key */
     char **props;             /* "key=value" for both clients, NULL-terminated */
     char **consumer_props;    /* [kafka.consumer] */
     char **producer_props;    /* [kafka.producer] */
@@ -48,6 +52,8 @@ typedef struct {
     uint32_t max_inflight;    /* pause consuming beyond this many unacknowledged messages */
   } batch;
   emit_opts_t emit;
+  input_opts_t input;         /* [input]: event format and JSON field mapping (stream/input.h) */
+  output_opts_t output;       /* [output]: prediction format, categories per list */
   struct {
     log_level_t level;
   } log;

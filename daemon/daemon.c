@@ -2,7 +2,8 @@
  * per-partition in-flight tracking -> offsets stored for commit. Timers for
  * checkpoints, idle expiry and status; signals for reload and shutdown.
  *
- * At-least-once: every consumed message gets an in-flight entry in its
+ * At-least-once (the rule itself is daemon/inflight.h; the retry backlog
+ * daemon/backlog.h): every consumed message gets an in-flight entry in its
  * partition's ring, counting the messages produced for it (prediction, or
  * dead-letter copy). An entry completes when that count drops to zero; the
  * partition's stored offset advances over completed entries only, and (with
@@ -27,7 +28,9 @@
 #include "common/partition.h"
 #include "core/order.h"
 #include "core/pipeline.h"
+#include "daemon/backlog.h"
 #include "daemon/http.h"
+#include "daemon/inflight.h"
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
 #include "model/model.h"
@@ -35,6 +38,7 @@
 #include "state/checkpoint.h"
 #include "state/store.h"
 #include "stream/codec.h"
+#include "stream/output.h"
 #include "stream/consumer.h"
 #include "stream/producer.h"
 
@@ -96,40 +100,6 @@ static double lat_quantile(const lathist_t *h, double q) {
 
 /* ---------------------------------------------------------------- types */
 
-typedef struct {
-  int64_t offset;
-  uint32_t pending;   /* messages produced for this input, not yet acknowledged */
-  int64_t msg_ts_ms;  /* input message timestamp (wall clock) */
-  uint64_t read_ns;   /* CLOCK_MONOTONIC when read off the queue */
-} entry_t;
-
-typedef struct {
-  int owned;
-  uint16_t gen;        /* bumped on each assignment and revocation */
-  entry_t *ring;
-  uint32_t cap, head, count;
-  uint32_t head_seq;   /* sequence number of ring[head] */
-  int64_t consumed_next; /* offset after the last consumed message; -1 = none yet */
-  int64_t acked_next;    /* every message before it is fully acknowledged; -1 = none */
-  int64_t stored_next;   /* last offset stored for commit */
-  int64_t ckpt_next;     /* newest durable checkpoint's offset; -1 = none */
-  int dirty;
-  metrics_gauge_t *lag;
-} part_t;
-
-typedef struct backlog {
-  struct backlog *next;
-  uint64_t opaque;
-  int dlq;
-  int64_t not_before_ms;
-  uint32_t attempts;
-  size_t key_len, value_len;
-  char *key, *value;
-  size_t n_headers;
-  producer_header_t headers[PRODUCER_MAX_HEADERS];
-  char *header_mem[PRODUCER_MAX_HEADERS * 2];
-} backlog_t;
-
 typedef enum { RUNNING = 0, STOPPING, CLOSING, CLOSED } phase_t;
 
 struct ixd {
@@ -162,6 +132,7 @@ struct ixd {
   /* GET /v1/users/<id> */
   int32_t input_parts;  /* input topic's partition count, read at each assignment; 0 = unknown */
   codec_buf_t http_enc;
+  codec_buf_t redis_enc; /* the Redis value when redis.format differs from [output]'s */
   char http_text[256];
   struct {
     metrics_counter_t *written, *stale, *failed;
@@ -174,18 +145,19 @@ struct ixd {
       stop_timer, ckpt_slice_timer;
   uv_signal_t sig_term, sig_int, sig_hup;
   int handle_signals;
-  uv_async_t stop_async;
   int ckpt_poll_active;
 
-  part_t *parts;
-  int32_t n_parts;
+  inflight_t *inflight;     /* the commit rule (daemon/inflight.h) */
+  metrics_gauge_t **lag;    /* by partition, while owned */
+  int32_t n_lag;
   uint32_t owned;
 
   rec_t *win;        /* the window: up to WINDOW_BATCHES batches, oldest first */
-  uint32_t *rec_seq; /* ring sequence of each message in the batch being processed */
+  uint64_t *rec_tok; /* in-flight token of each message in the batch being processed */
   order_t *order;    /* the window's ordering scratch */
   size_t batch_cap;  /* batch size the buffers hold (win: WINDOW_BATCHES times it) */
   codec_buf_t enc;
+  input_t *input;           /* [input] decoder, borrowed by the pipeline */
 
   /* clocks shared by the delivery reports of one non-blocking poll
    * (serve_reports): read at its first report, so one read per poll rather
@@ -195,8 +167,7 @@ struct ixd {
   uint64_t ack_ns;
   int64_t ack_wall_ms;
 
-  backlog_t *bl_head, *bl_tail;
-  uint64_t bl_len;
+  backlog_t *backlog;       /* messages waiting to be sent again (daemon/backlog.h) */
   uint64_t outstanding;
   int paused;
   int batch_waiting;
@@ -216,104 +187,56 @@ struct ixd {
   size_t ck_n;
 };
 
-/* opaque: bit 63 dlq | bits 62..48 generation | 47..32 partition | 31..0 sequence */
-static uint64_t make_opaque(int dlq, uint16_t gen, int32_t partition, uint32_t seq) {
-  return ((uint64_t)(dlq ? 1 : 0) << 63) | ((uint64_t)(gen & 0x7fff) << 48) |
-         ((uint64_t)(uint16_t)partition << 32) | seq;
-}
+/* opaque of a produced message: its input's in-flight token (inflight.h,
+ * bits 61..0) | bit 62 truncated dead-letter record | bit 63 dlq */
+#define OPAQUE_DLQ (1ull << 63)
+#define OPAQUE_TRUNCATED (1ull << 62)
 
 /* ---------------------------------------------------------------- partitions */
 
-static part_t *part_get(daemon_t *d, int32_t partition) {
-  if (partition < 0 || partition >= d->n_parts) return NULL;
-  return &d->parts[partition];
+static int store_offset_cb(void *ctx, int32_t partition, int64_t next) {
+  return consumer_store_offset(((daemon_t *)ctx)->consumer, partition, next);
 }
 
-static int parts_ensure(daemon_t *d, int32_t partition) {
-  if (partition < d->n_parts) return 0;
-  if (partition > 65535) return IX_ERANGE;
-  int32_t n = d->n_parts ? d->n_parts : 16;
-  while (n <= partition) n *= 2;
-  part_t *p = realloc(d->parts, (size_t)n * sizeof *p);
-  if (!p) return IX_ENOMEM;
-  memset(p + d->n_parts, 0, (size_t)(n - d->n_parts) * sizeof *p);
-  d->parts = p;
-  d->n_parts = n;
-  return 0;
-}
-
-static entry_t *ring_push(part_t *pt, uint32_t *seq) {
-  if (pt->count == pt->cap) {
-    uint32_t cap = pt->cap ? pt->cap * 2 : 1024;
-    entry_t *r = malloc((size_t)cap * sizeof *r);
-    if (!r) return NULL;
-    for (uint32_t i = 0; i < pt->count; i++) r[i] = pt->ring[(pt->head + i) % pt->cap];
-    free(pt->ring);
-    pt->ring = r;
-    pt->cap = cap;
-    pt->head = 0;
-  }
-  *seq = pt->head_seq + pt->count;
-  entry_t *e = &pt->ring[(pt->head + pt->count) % pt->cap];
-  pt->count++;
-  return e;
-}
-
-static entry_t *ring_find(part_t *pt, uint32_t seq) {
-  uint32_t idx = seq - pt->head_seq;
-  if (idx >= pt->count) return NULL;
-  return &pt->ring[(pt->head + idx) % pt->cap];
-}
-
-static void part_reset(part_t *pt) {
-  free(pt->ring);
-  pt->ring = NULL;
-  pt->cap = pt->count = pt->head = 0;
-  pt->head_seq = 0;
-  pt->consumed_next = pt->acked_next = pt->stored_next = pt->ckpt_next = -1;
-  pt->dirty = 0;
-}
-
-/* Pops completed entries and stores the partition's commit offset. */
-static void part_advance(daemon_t *d, int32_t partition, part_t *pt) {
-  while (pt->count && pt->ring[pt->head].pending == 0) {
-    pt->acked_next = pt->ring[pt->head].offset + 1;
-    pt->head = (pt->head + 1) % pt->cap;
-    pt->head_seq++;
-    pt->count--;
-  }
-  pt->dirty = 0;
-  int64_t next = pt->acked_next;
-  if (d->ckpt && next > pt->ckpt_next) next = pt->ckpt_next; /* never ahead of the checkpoint */
-  if (next > pt->stored_next && pt->owned) {
-    if (consumer_store_offset(d->consumer, partition, next) == 0) pt->stored_next = next;
-  }
+/* Pops completed entries of partition and stores its commit offset. */
+static void part_advance(daemon_t *d, int32_t partition) {
+  inflight_advance(d->inflight, partition, store_offset_cb, d);
 }
 
 static void advance_dirty(daemon_t *d) {
-  for (int32_t i = 0; i < d->n_parts; i++)
-    if (d->parts[i].dirty) part_advance(d, i, &d->parts[i]);
+  inflight_advance_dirty(d->inflight, store_offset_cb, d);
+}
+
+static int owns(const daemon_t *d, int32_t partition) {
+  return inflight_part(d->inflight, partition).owned;
 }
 
 /* ---------------------------------------------------------------- pause */
 
 static void owned_list(daemon_t *d, int32_t *out, size_t *n) {
   *n = 0;
-  for (int32_t i = 0; i < d->n_parts; i++)
-    if (d->parts[i].owned) out[(*n)++] = i;
+  for (int32_t i = 0; i < inflight_partitions(d->inflight); i++)
+    if (owns(d, i)) out[(*n)++] = i;
 }
 
+/* Pauses or resumes every owned partition. When the list cannot be
+ * allocated nothing changes (logged) and the next pressure check tries
+ * again: the flag never claims a state the consumer is not in. */
 static void set_paused(daemon_t *d, int paused) {
   if (d->paused == paused) return;
+  int32_t *list = malloc(((size_t)inflight_partitions(d->inflight) + 1) * sizeof *list);
+  if (!list) {
+    LOG_ERROR("daemon", "out of memory %s partitions; trying again at the next delivery report",
+              paused ? "pausing" : "resuming");
+    return;
+  }
   d->paused = paused;
-  int32_t *list = malloc(((size_t)d->n_parts + 1) * sizeof *list);
-  if (!list) return;
   size_t n;
   owned_list(d, list, &n);
   if (paused) {
     d->st.pauses++;
     LOG_DEBUG("daemon", "backpressure: pausing %zu partitions (%" PRIu64 " outstanding, %" PRIu64
-              " waiting)", n, d->outstanding, d->bl_len);
+              " waiting)", n, d->outstanding, backlog_len(d->backlog));
     consumer_pause(d->consumer, list, n);
   } else {
     LOG_DEBUG("daemon", "backpressure over: resuming %zu partitions", n);
@@ -326,15 +249,16 @@ static void kick_cb(uv_timer_t *t);
 
 static void check_pressure(daemon_t *d) {
   uint64_t limit = d->cfg->batch.max_inflight;
+  uint64_t waiting = backlog_len(d->backlog);
   uint64_t rlimit = d->cfg->redis.max_backlog, rlen = rsink_backlog(d->redis);
-  if (!d->paused && (d->bl_len > 0 || d->outstanding >= limit || rlen >= rlimit)) {
+  if (!d->paused && (waiting > 0 || d->outstanding >= limit || rlen >= rlimit)) {
     if (rlen >= rlimit) {
       d->redis_paused = 1;
       LOG_WARN("daemon", "%" PRIu64 " predictions wait for Redis (redis.max_backlog %" PRIu64
                "): pausing consumption until they are written", rlen, rlimit);
     }
     set_paused(d, 1);
-  } else if (d->paused && d->bl_len == 0 && d->outstanding < limit / 2 && rlen < rlimit / 2) {
+  } else if (d->paused && waiting == 0 && d->outstanding < limit / 2 && rlen < rlimit / 2) {
     if (d->redis_paused)
       LOG_INFO("daemon", "Redis caught up (%" PRIu64 " predictions waiting): resuming "
                "consumption", rlen);
@@ -346,75 +270,59 @@ static void check_pressure(daemon_t *d) {
 
 /* ---------------------------------------------------------------- producing */
 
-static void backlog_free(backlog_t *b) {
-  free(b->key);
-  free(b->value);
-  for (size_t i = 0; i < PRODUCER_MAX_HEADERS * 2; i++) free(b->header_mem[i]);
-  free(b);
-}
-
-static backlog_t *backlog_new(uint64_t opaque, int dlq, const void *key, size_t key_len,
-                              const void *value, size_t value_len,
-                              const producer_header_t *hdrs, size_t n_hdrs) {
-  backlog_t *b = calloc(1, sizeof *b);
-  if (!b) return NULL;
-  b->opaque = opaque;
-  b->dlq = dlq;
-  b->key = malloc(key_len ? key_len : 1);
-  b->value = malloc(value_len ? value_len : 1);
-  if (!b->key || !b->value) goto err;
-  if (key_len) memcpy(b->key, key, key_len);
-  if (value_len) memcpy(b->value, value, value_len);
-  b->key_len = key_len;
-  b->value_len = value_len;
-  for (size_t i = 0; i < n_hdrs && i < PRODUCER_MAX_HEADERS; i++) {
-    b->header_mem[2 * i] = strdup(hdrs[i].name);
-    b->header_mem[2 * i + 1] = strdup(hdrs[i].value);
-    if (!b->header_mem[2 * i] || !b->header_mem[2 * i + 1]) goto err;
-    b->headers[i].name = b->header_mem[2 * i];
-    b->headers[i].value = b->header_mem[2 * i + 1];
-    b->n_headers++;
-  }
-  return b;
-err:
-  backlog_free(b);
-  return NULL;
-}
-
-static void backlog_append(daemon_t *d, backlog_t *b) {
-  if (d->bl_tail) d->bl_tail->next = b;
-  else d->bl_head = b;
-  d->bl_tail = b;
-  d->bl_len++;
-}
-
 static void retry_cb(uv_timer_t *t);
+
+/* Whether a message that failed with fail is given up on (permanent_failure)
+ * rather than sent again. Predictions whose topic is missing or not writable
+ * are kept and retried: every prediction shares that fate, and once the
+ * operator fixes the topic or its ACL nothing is lost (consumption pauses
+ * meanwhile, visible in interestd_produce_failures_total). */
+static int gives_up(uint64_t opaque, producer_fail_t fail) {
+  if (fail == PRODUCER_FAIL_TRANSIENT) return 0;
+  if (opaque & OPAQUE_DLQ) return 1;
+  return fail != PRODUCER_FAIL_UNKNOWN_TOPIC && fail != PRODUCER_FAIL_NOT_AUTHORIZED;
+}
+
+static void fatal(daemon_t *d, int rc, const char *what);
+static int permanent_failure(daemon_t *d, uint64_t opaque, const void *key, size_t key_len,
+                             const void *value, size_t value_len, const producer_header_t *hdrs,
+                             size_t n_hdrs, producer_fail_t fail, const char *why);
 
 /* Sends what is due at the head of the backlog, in order. */
 static void backlog_retry(daemon_t *d) {
   int64_t now = (int64_t)ix_mono_ms();
-  while (d->bl_head) {
-    backlog_t *b = d->bl_head;
+  const backlog_msg_t *b;
+  while ((b = backlog_head(d->backlog))) {
     if (b->not_before_ms > now) {
       uv_timer_start(&d->retry_timer, retry_cb, (uint64_t)(b->not_before_ms - now), 0);
       break;
     }
-    int rc = producer_send(d->producer, b->dlq ? d->dlq_topic : d->out_topic,
+    int rc = producer_send(d->producer, (b->opaque & OPAQUE_DLQ) ? d->dlq_topic : d->out_topic,
                            PRODUCER_PARTITION_ANY, b->key, b->key_len, b->value, b->value_len, 0,
                            b->headers, b->n_headers, b->opaque);
     if (rc == IX_EFULL) break; /* retried when delivery reports free room */
-    if (rc) {
-      /* a local refusal (e.g. too large): keep it, try again later, say so */
-      b->attempts++;
-      b->not_before_ms = now + RETRY_MAX_MS;
+    producer_fail_t fail = PRODUCER_FAIL_TRANSIENT;
+    const char *why = rc ? producer_refusal(&fail) : NULL;
+    if (rc) metrics_counter_inc(d->md.produce_failures[fail]);
+    if (rc && !gives_up(b->opaque, fail)) {
+      /* the output topic refused: keep it at the head, try again later */
+      if (backlog_defer_head(d->backlog, now + RETRY_MAX_MS) == 1)
+        LOG_ERROR("daemon", "%s; retrying every %d ms", why, RETRY_MAX_MS);
       uv_timer_start(&d->retry_timer, retry_cb, RETRY_MAX_MS, 0);
       break;
     }
-    d->outstanding++;
-    d->bl_head = b->next;
-    if (!d->bl_head) d->bl_tail = NULL;
-    d->bl_len--;
-    backlog_free(b);
+    if (rc == 0) {
+      d->outstanding++;
+    } else if (permanent_failure(d, b->opaque, b->key, b->key_len, b->value, b->value_len,
+                                 b->headers, b->n_headers, fail, why)) {
+      /* a permanent local refusal: never retried (it would block every
+       * message behind it for good); b stays valid meanwhile (it is the
+       * head, a truncated record goes behind it) */
+      backlog_pop(d->backlog);
+      fatal(d, IX_ENOMEM, "queueing a truncated dead-letter record");
+      return;
+    }
+    backlog_pop(d->backlog);
   }
 }
 
@@ -424,13 +332,16 @@ static void retry_cb(uv_timer_t *t) {
   check_pressure(d);
 }
 
-/* Sends one message for entry (partition, seq) with timestamp ts_ms (0 =
- * now); 0 or IX_ENOMEM. On success the entry's pending count is incremented
- * by the caller. */
-static int send_msg(daemon_t *d, int dlq, uint64_t opaque, const void *key, size_t key_len,
+/* Sends one message for the in-flight entry named by opaque, whose pending
+ * count the caller has already incremented for it, with timestamp ts_ms
+ * (0 = now). Queued, kept in the backlog (behind older ones, or the local
+ * queue is full), or, on a permanent refusal, handed to permanent_failure().
+ * Returns 0 or IX_ENOMEM. */
+static int send_msg(daemon_t *d, uint64_t opaque, const void *key, size_t key_len,
                     const void *value, size_t value_len, const producer_header_t *hdrs,
                     size_t n_hdrs, int64_t ts_ms) {
-  if (!d->bl_head) {
+  int dlq = (opaque & OPAQUE_DLQ) != 0;
+  if (!backlog_len(d->backlog)) {
     int rc = producer_send(d->producer, dlq ? d->dlq_topic : d->out_topic,
                            PRODUCER_PARTITION_ANY, key, key_len, value, value_len, ts_ms, hdrs,
                            n_hdrs, opaque);
@@ -438,11 +349,62 @@ static int send_msg(daemon_t *d, int dlq, uint64_t opaque, const void *key, size
       d->outstanding++;
       return 0;
     }
-    if (rc != IX_EFULL) LOG_WARN("daemon", "produce refused; will retry");
+    if (rc != IX_EFULL) {
+      producer_fail_t fail;
+      const char *why = producer_refusal(&fail);
+      metrics_counter_inc(d->md.produce_failures[fail]);
+      if (gives_up(opaque, fail))
+        return permanent_failure(d, opaque, key, key_len, value, value_len, hdrs, n_hdrs, fail,
+                                 why);
+      LOG_ERROR("daemon", "%s; retrying every %d ms", why, RETRY_MAX_MS);
+    }
   }
-  backlog_t *b = backlog_new(opaque, dlq, key, key_len, value, value_len, hdrs, n_hdrs);
-  if (!b) return IX_ENOMEM;
-  backlog_append(d, b);
+  return backlog_push(d->backlog, opaque, key, key_len, value, value_len, hdrs, n_hdrs, 0, 0);
+}
+
+#define DLQ_KEEP_BYTES 1024 /* of the value and of the key, in a truncated dead-letter record */
+
+/* A message failed permanently (fail, why): sending it again would fail the
+ * same way, and keeping it would block every message behind it. A
+ * dead-letter record is sent again truncated: the first DLQ_KEEP_BYTES of
+ * key and value, the original reason and source headers, and an
+ * interestd-truncated header with the original sizes and the failure. A
+ * prediction, or a truncated record that fails too, is dropped: counted in
+ * interestd_messages_dropped_total{kind,reason}, logged once with its input
+ * partition and offset, and its input offset advances (the policy in
+ * docs/DAEMON.md). Returns 0 or IX_ENOMEM. */
+static int permanent_failure(daemon_t *d, uint64_t opaque, const void *key, size_t key_len,
+                             const void *value, size_t value_len, const producer_header_t *hdrs,
+                             size_t n_hdrs, producer_fail_t fail, const char *why) {
+  int dlq = (opaque & OPAQUE_DLQ) != 0;
+  int32_t partition = (int32_t)((opaque >> 32) & 0xffff);
+  const inflight_entry_t *e = inflight_peek(d->inflight, opaque & INFLIGHT_TOKEN_MASK);
+  int64_t offset = e ? e->offset : -1;
+  if (dlq && !(opaque & OPAQUE_TRUNCATED)) {
+    producer_header_t h[PRODUCER_MAX_HEADERS];
+    size_t n = 0;
+    for (size_t i = 0; i < n_hdrs && n < PRODUCER_MAX_HEADERS - 1; i++)
+      if (strcmp(hdrs[i].name, "interestd-truncated") != 0) h[n++] = hdrs[i];
+    char note[400];
+    snprintf(note, sizeof note, "key %zu bytes, value %zu bytes, first %d kept; %s", key_len,
+             value_len, DLQ_KEEP_BYTES, why);
+    h[n++] = (producer_header_t){"interestd-truncated", note};
+    LOG_WARN("daemon", "dead-letter copy of input partition %d offset %" PRId64 " failed for good "
+             "(%s): sending it truncated to %d bytes", (int)partition, offset, why,
+             DLQ_KEEP_BYTES);
+    metrics_counter_inc(d->md.dead_letters_truncated);
+    d->st.dlq_truncated++;
+    return send_msg(d, opaque | OPAQUE_TRUNCATED, key,
+                    key_len < DLQ_KEEP_BYTES ? key_len : DLQ_KEEP_BYTES, value,
+                    value_len < DLQ_KEEP_BYTES ? value_len : DLQ_KEEP_BYTES, h, n, 0);
+  }
+  inflight_ack(d->inflight, opaque & INFLIGHT_TOKEN_MASK); /* no longer awaited */
+  metrics_counter_inc(d->md.messages_dropped[dlq][fail ? fail : PRODUCER_FAIL_OTHER]);
+  d->st.dropped++;
+  LOG_ERROR("daemon", "%s for input partition %d offset %" PRId64 " dropped after a permanent "
+            "failure (%s: %s); the input offset advances past it",
+            dlq ? "truncated dead-letter record" : "prediction", (int)partition, offset,
+            producer_fail_label(fail), why);
   return 0;
 }
 
@@ -450,27 +412,26 @@ static int send_msg(daemon_t *d, int dlq, uint64_t opaque, const void *key, size
 
 static void on_delivery(void *ctx, const producer_report_t *r) {
   daemon_t *d = ctx;
-  int dlq = (int)(r->opaque >> 63);
-  uint16_t gen = (uint16_t)((r->opaque >> 48) & 0x7fff);
+  int dlq = (r->opaque & OPAQUE_DLQ) != 0;
   int32_t partition = (int32_t)((r->opaque >> 32) & 0xffff);
-  uint32_t seq = (uint32_t)r->opaque;
   if (d->outstanding) d->outstanding--;
   if (r->err) {
     d->st.failed++;
     if (!dlq) metrics_counter_inc(d->md.predictions_failed);
-    LOG_WARN("daemon", "%s for input partition %d could not be delivered (%s); sending again",
-             dlq ? "dead-letter copy" : "prediction", (int)partition, r->errstr);
-    backlog_t *b = backlog_new(r->opaque, dlq, r->key, r->key_len, r->value, r->value_len,
-                               r->headers, r->n_headers);
-    if (!b) {
-      LOG_ERROR("daemon", "out of memory keeping an undelivered message; its input offset "
-                          "stays uncommitted and will be re-processed after a restart");
+    metrics_counter_inc(d->md.produce_failures[r->fail]);
+    if (gives_up(r->opaque, r->fail)) {
+      if (permanent_failure(d, r->opaque, r->key, r->key_len, r->value, r->value_len, r->headers,
+                            r->n_headers, r->fail, r->errstr))
+        LOG_ERROR("daemon", "out of memory keeping a truncated dead-letter record; its input "
+                            "offset stays uncommitted and will be re-processed after a restart");
       return;
     }
-    /* exponential backoff per message */
-    b->attempts = 1;
-    b->not_before_ms = (int64_t)ix_mono_ms() + RETRY_MIN_MS;
-    backlog_append(d, b);
+    LOG_WARN("daemon", "%s for input partition %d could not be delivered (%s); sending again",
+             dlq ? "dead-letter copy" : "prediction", (int)partition, r->errstr);
+    if (backlog_push(d->backlog, r->opaque, r->key, r->key_len, r->value, r->value_len,
+                     r->headers, r->n_headers, 1, (int64_t)ix_mono_ms() + RETRY_MIN_MS))
+      LOG_ERROR("daemon", "out of memory keeping an undelivered message; its input offset "
+                          "stays uncommitted and will be re-processed after a restart");
     return;
   }
   if (dlq) d->st.dlq_delivered++;
@@ -478,10 +439,8 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
     d->st.delivered++;
     metrics_counter_inc(d->md.predictions_delivered);
   }
-  part_t *pt = part_get(d, partition);
-  if (!pt || !pt->owned || (pt->gen & 0x7fff) != gen) return; /* revoked meanwhile */
-  entry_t *e = ring_find(pt, seq);
-  if (!e || e->pending == 0) return;
+  const inflight_entry_t *e = inflight_ack(d->inflight, r->opaque & INFLIGHT_TOKEN_MASK);
+  if (!e) return; /* revoked meanwhile */
   if (!dlq) {
     if (!d->ack_cached || !d->ack_ns) {
       d->ack_ns = ix_mono_ns();
@@ -498,7 +457,6 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
     lat_count(&d->win_e2e, b);
     metrics_histogram_observe(d->md.event_to_prediction_seconds, lat);
   }
-  if (--e->pending == 0) pt->dirty = 1;
 }
 
 /* ---------------------------------------------------------------- redis */
@@ -508,14 +466,9 @@ static void redis_timer_cb(uv_timer_t *t);
 /* A prediction's Redis write finished (loop thread, inside hiredis's read). */
 static void on_redis_ack(void *ctx, uint64_t opaque, int stale, uint64_t latency_ns) {
   daemon_t *d = ctx;
-  uint16_t gen = (uint16_t)((opaque >> 48) & 0x7fff);
-  int32_t partition = (int32_t)((opaque >> 32) & 0xffff);
   metrics_histogram_observe(d->rm.seconds, (double)latency_ns / 1e9);
-  part_t *pt = part_get(d, partition);
-  if (!pt || !pt->owned || (pt->gen & 0x7fff) != gen) return; /* revoked meanwhile */
-  entry_t *e = ring_find(pt, (uint32_t)opaque);
-  if (!e || e->pending == 0) return;
-  if (--e->pending == 0) pt->dirty = 1;
+  /* NULL: the partition was revoked meanwhile, its next owner redoes it */
+  if (!inflight_ack(d->inflight, opaque & INFLIGHT_TOKEN_MASK)) return;
   if (!d->redis_timer_armed && d->phase <= STOPPING) {
     d->redis_timer_armed = 1;
     uv_timer_start(&d->redis_timer, redis_timer_cb, 0, 0);
@@ -599,7 +552,7 @@ static void serve_deliveries(daemon_t *d) {
   backlog_retry(d);
   check_pressure(d);
   ckpt_pump(d);
-  if (d->phase == STOPPING && d->outstanding == 0 && d->bl_len == 0 &&
+  if (d->phase == STOPPING && d->outstanding == 0 && backlog_len(d->backlog) == 0 &&
       rsink_backlog(d->redis) == 0)
     finish_stop(d);
 }
@@ -632,22 +585,16 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   size_t kept = 0;
   for (size_t i = 0; i < n; i++) {
     rec_t *r = &recs[i];
-    part_t *pt = part_get(d, r->partition);
-    if (!pt || !pt->owned) continue; /* revoked while queued: the next owner reads it */
-    uint32_t seq;
-    entry_t *e = ring_push(pt, &seq);
-    if (!e) {
-      fatal(d, IX_ENOMEM, "tracking in-flight messages");
+    uint64_t tok;
+    int rc = inflight_push(d->inflight, r->partition, r->offset, r->ts_ms > 0 ? r->ts_ms : now,
+                           now_ns, &tok);
+    if (rc == IX_ESTATE) continue; /* revoked while queued: the next owner reads it */
+    if (rc) {
+      fatal(d, rc, "tracking in-flight messages");
       return;
     }
-    e->offset = r->offset;
-    e->pending = 0;
-    e->msg_ts_ms = r->ts_ms > 0 ? r->ts_ms : now;
-    e->read_ns = now_ns;
-    pt->consumed_next = r->offset + 1;
-    pt->dirty = 1;
     recs[kept] = *r;
-    d->rec_seq[kept++] = seq;
+    d->rec_tok[kept++] = tok;
   }
   n = kept;
   d->st.consumed += n;
@@ -679,20 +626,19 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     LOG_WARN("daemon", "rejected message at partition %d offset %" PRId64 ": %s (%s)",
              (int)r->partition, r->offset, rj->reason, label);
     if (!d->dlq_topic) continue;
-    part_t *pt = part_get(d, r->partition);
     char src[64];
     snprintf(src, sizeof src, "%s/%d/%" PRId64, d->cfg->kafka.input_topic, (int)r->partition,
              r->offset);
     producer_header_t hdrs[3] = {{"interestd-reason", label},
                                  {"interestd-error", rj->reason},
                                  {"interestd-source", src}};
-    uint64_t op = make_opaque(1, pt->gen, r->partition, d->rec_seq[rj->src]);
-    if (send_msg(d, 1, op, r->key, r->key_len, r->value, r->value_len, hdrs, 3, 0)) {
+    uint64_t op = OPAQUE_DLQ | d->rec_tok[rj->src];
+    inflight_expect(d->inflight, d->rec_tok[rj->src]);
+    d->st.dlq_produced++;
+    if (send_msg(d, op, r->key, r->key_len, r->value, r->value_len, hdrs, 3, 0)) {
       fatal(d, IX_ENOMEM, "queueing a dead-letter message");
       return;
     }
-    ring_find(pt, d->rec_seq[rj->src])->pending++;
-    d->st.dlq_produced++;
   }
   /* one wall-clock reading for the batch's predictions, taken after the
    * model ran: librdkafka otherwise reads the clock for every message */
@@ -700,27 +646,36 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   for (size_t k = 0; k < res.n_preds; k++) {
     const prediction_t *pred = &res.preds[k];
     size_t i = res.pred_src[k];
-    part_t *pt = part_get(d, recs[i].partition);
     char key[CODEC_KEY_MAX];
     size_t klen;
-    rc = codec_prediction_message(pred, &d->enc, key, &klen);
+    rc = output_message(&d->cfg->output, pred, &d->enc, key, &klen);
     if (rc) {
       fatal(d, rc, "encoding a prediction");
       return;
     }
-    uint64_t op = make_opaque(0, pt->gen, recs[i].partition, d->rec_seq[i]);
-    if (send_msg(d, 0, op, key, klen, d->enc.data, d->enc.len, NULL, 0, send_ms)) {
+    uint64_t op = d->rec_tok[i];
+    inflight_expect(d->inflight, d->rec_tok[i]);
+    if (send_msg(d, op, key, klen, d->enc.data, d->enc.len, NULL, 0, send_ms)) {
       fatal(d, IX_ENOMEM, "queueing a prediction");
       return;
     }
-    ring_find(pt, d->rec_seq[i])->pending++;
     if (d->redis) {
-      if (rsink_write(d->redis, key, klen, d->enc.data, d->enc.len, recs[i].partition,
+      const codec_buf_t *v = &d->enc;
+      if (d->cfg->redis.format != REDIS_FORMAT_OUTPUT) { /* another format than the topic's */
+        output_opts_t ro = d->cfg->output;
+        ro.format = d->cfg->redis.format == REDIS_FORMAT_JSON ? OUTPUT_JSON : OUTPUT_MSGPACK;
+        if ((rc = output_encode(&ro, pred, &d->redis_enc))) {
+          fatal(d, rc, "encoding a prediction for Redis");
+          return;
+        }
+        v = &d->redis_enc;
+      }
+      inflight_expect(d->inflight, d->rec_tok[i]);
+      if (rsink_write(d->redis, key, klen, v->data, v->len, recs[i].partition,
                       recs[i].offset, op)) {
         fatal(d, IX_ENOMEM, "queueing a Redis write");
         return;
       }
-      ring_find(pt, d->rec_seq[i])->pending++;
     }
     d->st.produced++;
     metrics_counter_inc(d->md.predictions_produced);
@@ -748,8 +703,8 @@ static void drain(daemon_t *d, int timer_fired) {
   d->batch_waiting = 0;
   size_t wmax = (size_t)max * WINDOW_BATCHES;
   if (d->batch_cap < max) {
-    uint32_t *s = realloc(d->rec_seq, max * sizeof *s);
-    if (s) d->rec_seq = s;
+    uint64_t *s = realloc(d->rec_tok, max * sizeof *s);
+    if (s) d->rec_tok = s;
     rec_t *w = realloc(d->win, wmax * sizeof *w);
     if (w) d->win = w;
     order_free(d->order);
@@ -807,21 +762,25 @@ static void ckpt_slice_cb(uv_timer_t *t);
  * and re-reads every event whose prediction was not acknowledged. */
 static void start_snapshot(daemon_t *d) {
   size_t n = 0;
-  int64_t *offs = malloc(((size_t)d->n_parts + 1) * sizeof *offs);
-  int32_t *list = realloc(d->ck_parts, ((size_t)d->n_parts + 1) * sizeof *list);
+  int32_t n_parts = inflight_partitions(d->inflight);
+  int64_t *offs = malloc(((size_t)n_parts + 1) * sizeof *offs);
+  int32_t *list = realloc(d->ck_parts, ((size_t)n_parts + 1) * sizeof *list);
   if (list) d->ck_parts = list;
-  uint16_t *gens = realloc(d->ck_gens, ((size_t)d->n_parts + 1) * sizeof *gens);
+  uint16_t *gens = realloc(d->ck_gens, ((size_t)n_parts + 1) * sizeof *gens);
   if (gens) d->ck_gens = gens;
   if (!offs || !list || !gens) {
     free(offs);
+    LOG_WARN("daemon", "checkpoint not started: out of memory; trying again at the next interval");
+    metrics_daemon_checkpoint_done(&d->md, 0.0, 0);
+    d->st.checkpoint_failures++;
     return;
   }
-  for (int32_t i = 0; i < d->n_parts; i++) {
-    part_t *pt = &d->parts[i];
-    if (!pt->owned || pt->consumed_next < 0 || pt->consumed_next <= pt->ckpt_next) continue;
+  for (int32_t i = 0; i < n_parts; i++) {
+    inflight_part_t pt = inflight_part(d->inflight, i);
+    if (!pt.owned || pt.consumed_next < 0 || pt.consumed_next <= pt.ckpt_next) continue;
     list[n] = i;
-    gens[n] = pt->gen;
-    offs[n++] = pt->consumed_next; /* applied: every consumed event is in the store */
+    gens[n] = pt.gen;
+    offs[n++] = pt.consumed_next; /* applied: every consumed event is in the store */
   }
   if (n) {
     char why[256];
@@ -834,10 +793,17 @@ static void start_snapshot(daemon_t *d) {
     } else {
       d->ck_n = n;
       d->ck_active = 1;
-      uv_poll_init(&d->loop, &d->ckpt_poll, ckpt_snapshot_fd(d->ckpt));
-      d->ckpt_poll.data = d;
-      uv_poll_start(&d->ckpt_poll, UV_READABLE, ckpt_poll_cb);
-      d->ckpt_poll_active = 1;
+      /* the writer's fd wakes the loop when a file is written; without it
+       * the slice timer still pumps the snapshot, only later */
+      int prc = uv_poll_init(&d->loop, &d->ckpt_poll, ckpt_snapshot_fd(d->ckpt));
+      if (prc) {
+        LOG_WARN("daemon", "checkpoint writer not watched (%s); polling it every %d ms",
+                 uv_strerror(prc), CKPT_SLICE_MS);
+      } else {
+        d->ckpt_poll.data = d;
+        uv_poll_start(&d->ckpt_poll, UV_READABLE, ckpt_poll_cb);
+        d->ckpt_poll_active = 1;
+      }
       uv_timer_start(&d->ckpt_slice_timer, ckpt_slice_cb, 0, CKPT_SLICE_MS);
     }
   }
@@ -864,15 +830,14 @@ static void ckpt_pump(daemon_t *d) {
   int rc = ckpt_snapshot_poll(d->ckpt, &res, &n);
   if (rc < 0) return;
   for (size_t i = 0; i < n; i++) {
-    part_t *pt = part_get(d, res[i].partition);
-    int mine = pt && pt->owned && i < d->ck_n && d->ck_gens[i] == pt->gen;
+    inflight_part_t pt = inflight_part(d->inflight, res[i].partition);
+    int mine = pt.owned && i < d->ck_n && d->ck_gens[i] == pt.gen;
     if (res[i].state == CKPT_WRITTEN || res[i].state == CKPT_COPYING) {
       if (!mine) ckpt_snapshot_discard(d->ckpt, i);
-      else if (res[i].state == CKPT_WRITTEN && pt->acked_next >= res[i].next_offset)
+      else if (res[i].state == CKPT_WRITTEN && pt.acked_next >= res[i].next_offset)
         ckpt_snapshot_publish(d->ckpt, i);
-    } else if (res[i].state == CKPT_DURABLE && mine && res[i].next_offset > pt->ckpt_next) {
-      pt->ckpt_next = res[i].next_offset;
-      pt->dirty = 1;
+    } else if (res[i].state == CKPT_DURABLE && mine) {
+      inflight_set_checkpoint(d->inflight, res[i].partition, res[i].next_offset);
     }
   }
   if (rc == 1) {
@@ -916,19 +881,20 @@ static void ckpt_forget_partition(daemon_t *d, int32_t p) {
 }
 
 /* Synchronous checkpoint of one partition (revocation, shutdown). */
-static void ckpt_partition_now(daemon_t *d, int32_t partition, part_t *pt) {
-  if (!d->ckpt || pt->consumed_next < 0 || pt->consumed_next <= pt->ckpt_next) return;
-  if (pt->count) {
+static void ckpt_partition_now(daemon_t *d, int32_t partition) {
+  inflight_part_t pt = inflight_part(d->inflight, partition);
+  if (!d->ckpt || pt.consumed_next < 0 || pt.consumed_next <= pt.ckpt_next) return;
+  if (pt.in_flight) {
     /* predictions still unacknowledged: the previous checkpoint stays the
      * newest, and the next owner re-applies the events after it */
     LOG_WARN("daemon", "partition %d: not checkpointed (%u events unacknowledged)",
-             (int)partition, pt->count);
+             (int)partition, pt.in_flight);
     return;
   }
   char why[256];
   ckpt_result_t res;
   uint64_t t0 = ix_mono_ns();
-  int rc = ckpt_write_partition(d->ckpt, pipeline_store(d->pipe), partition, pt->consumed_next,
+  int rc = ckpt_write_partition(d->ckpt, pipeline_store(d->pipe), partition, pt.consumed_next,
                                 pipeline_fingerprint(d->pipe), &res, why, sizeof why);
   metrics_daemon_checkpoint_done(&d->md, (double)(ix_mono_ns() - t0) / 1e9, rc == 0);
   if (rc) {
@@ -936,7 +902,7 @@ static void ckpt_partition_now(daemon_t *d, int32_t partition, part_t *pt) {
     LOG_WARN("daemon", "checkpoint of partition %d failed: %s", (int)partition, why);
     return;
   }
-  pt->ckpt_next = pt->consumed_next;
+  inflight_set_checkpoint(d->inflight, partition, pt.consumed_next);
 }
 
 /* ---------------------------------------------------------------- rebalance */
@@ -962,10 +928,9 @@ static void wait_inflight(daemon_t *d, const consumer_part_t *parts, size_t n) {
   for (;;) {
     size_t busy = 0;
     for (size_t i = 0; i < n; i++) {
-      part_t *pt = part_get(d, parts[i].partition);
-      if (pt && pt->owned) {
-        part_advance(d, parts[i].partition, pt);
-        busy += pt->count;
+      if (owns(d, parts[i].partition)) {
+        part_advance(d, parts[i].partition);
+        busy += inflight_part(d->inflight, parts[i].partition).in_flight;
       }
     }
     if (!busy) return;
@@ -995,14 +960,24 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
   if (ev == CONSUMER_ASSIGN) {
     for (size_t i = 0; i < n; i++) {
       int32_t p = parts[i].partition;
-      if (parts_ensure(d, p)) {
-        LOG_ERROR("daemon", "partition %d cannot be tracked", (int)p);
+      int rc = inflight_assign(d->inflight, p, -1);
+      if (rc == 0 && p >= d->n_lag) {
+        int32_t n_lag = d->n_lag ? d->n_lag : 16;
+        while (n_lag <= p) n_lag *= 2;
+        metrics_gauge_t **lag = realloc(d->lag, (size_t)n_lag * sizeof *lag);
+        if (!lag) rc = IX_ENOMEM;
+        else {
+          memset(lag + d->n_lag, 0, (size_t)(n_lag - d->n_lag) * sizeof *lag);
+          d->lag = lag;
+          d->n_lag = n_lag;
+        }
+      }
+      if (rc) {
+        /* not tracked, so never processed (process_batch skips it) nor committed */
+        LOG_ERROR("daemon", "partition %d cannot be tracked: %s", (int)p, ix_strerror(rc));
+        inflight_revoke(d->inflight, p);
         continue;
       }
-      part_t *pt = &d->parts[p];
-      part_reset(pt);
-      pt->owned = 1;
-      pt->gen++;
       d->owned++;
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
@@ -1010,9 +985,9 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         char why[512];
         ckpt_restore_info_t info;
         notify_extend_timeout(d->notify, 60ull * 1000000u);
-        int rc = ckpt_restore_partition(d->cfg->state.checkpoint_dir, p,
-                                        pipeline_fingerprint(d->pipe), pipeline_store(d->pipe),
-                                        &info, why, sizeof why);
+        rc = ckpt_restore_partition(d->cfg->state.checkpoint_dir, p,
+                                    pipeline_fingerprint(d->pipe), pipeline_store(d->pipe),
+                                    &info, why, sizeof why);
         if (rc) {
           LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); starting from the "
                              "committed offset with empty states", (int)p, why);
@@ -1020,14 +995,13 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         } else if (info.generation > 0) {
           /* the checkpoint is the truth for state: resume right after it */
           parts[i].offset = info.next_offset;
-          pt->ckpt_next = pt->consumed_next = pt->acked_next = pt->stored_next =
-              info.next_offset;
+          inflight_assign(d->inflight, p, info.next_offset); /* cannot fail: p is tracked */
           LOG_INFO("daemon", "partition %d: restored %" PRIu64 " users from checkpoint "
                    "generation %" PRIu64 ", resuming at offset %" PRId64, (int)p, info.users,
                    info.generation, info.next_offset);
         }
       }
-      pt->lag = metrics_daemon_lag(&d->md, p);
+      d->lag[p] = metrics_daemon_lag(&d->md, p);
     }
     int np = consumer_partition_count(d->consumer, 5000);
     if (np > 0) d->input_parts = np;
@@ -1042,20 +1016,17 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
   if (ev == CONSUMER_REVOKE) wait_inflight(d, parts, n);
   for (size_t i = 0; i < n; i++) {
     int32_t p = parts[i].partition;
-    part_t *pt = part_get(d, p);
-    if (!pt || !pt->owned) continue;
+    if (!owns(d, p)) continue;
     if (ev == CONSUMER_REVOKE) {
-      part_advance(d, p, pt);
-      ckpt_partition_now(d, p, pt);
-      part_advance(d, p, pt);
+      part_advance(d, p);
+      ckpt_partition_now(d, p);
+      part_advance(d, p);
     }
     ckpt_forget_partition(d, p);
     store_drop_partition(pipeline_store(d->pipe), p);
-    pt->owned = 0;
-    pt->gen++;
-    part_reset(pt);
-    if (pt->lag) metrics_gauge_delete(d->metrics, pt->lag);
-    pt->lag = NULL;
+    inflight_revoke(d->inflight, p);
+    if (d->lag[p]) metrics_gauge_delete(d->metrics, d->lag[p]);
+    d->lag[p] = NULL;
     d->owned--;
   }
   if (ev == CONSUMER_REVOKE) consumer_commit(d->consumer);
@@ -1076,9 +1047,9 @@ static void finish_stop(daemon_t *d) {
   if (d->phase >= CLOSING) return;
   d->phase = CLOSING;
   uv_timer_stop(&d->stop_timer);
-  if (d->outstanding || d->bl_len)
+  if (d->outstanding || backlog_len(d->backlog))
     LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " messages unacknowledged; their input "
-             "offsets stay uncommitted and will be re-processed", d->outstanding + d->bl_len);
+             "offsets stay uncommitted and will be re-processed", d->outstanding + backlog_len(d->backlog));
   if (rsink_backlog(d->redis))
     LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " predictions not written to Redis; their "
              "input offsets stay uncommitted and will be re-processed", rsink_backlog(d->redis));
@@ -1108,7 +1079,6 @@ static void finish_stop(daemon_t *d) {
     close_handle((uv_handle_t *)&d->sig_int);
     close_handle((uv_handle_t *)&d->sig_hup);
   }
-  close_handle((uv_handle_t *)&d->stop_async);
   if (d->http) http_server_close(d->http, NULL, NULL);
   d->http = NULL;
   if (d->notify) notify_close(d->notify);
@@ -1133,7 +1103,7 @@ void daemon_stop(daemon_t *d) {
   d->phase = STOPPING;
   notify_stopping(d->notify);
   if (d->on_stop) d->on_stop(d->ctx);
-  LOG_INFO("daemon", "stopping: %" PRIu64 " messages in flight", d->outstanding + d->bl_len);
+  LOG_INFO("daemon", "stopping: %" PRIu64 " messages in flight", d->outstanding + backlog_len(d->backlog));
   uv_poll_stop(&d->consumer_poll);
   uv_timer_stop(&d->kick_timer);
   uv_timer_stop(&d->batch_timer);
@@ -1146,12 +1116,12 @@ void daemon_stop(daemon_t *d) {
   serve_deliveries(d);
 }
 
-static void stop_async_cb(uv_async_t *a) { daemon_stop(a->data); }
-void daemon_stop_async(daemon_t *d) { uv_async_send(&d->stop_async); }
 
 /* ---------------------------------------------------------------- reload */
 
-int daemon_reload(daemon_t *d) {
+/* SIGHUP: re-reads the config and the model; on any error keeps the old
+ * ones (logged). Returns 0 when the new config is in service. */
+static int reload(daemon_t *d) {
   notify_reloading(d->notify);
   char why[512];
   config_t *cfg = NULL;
@@ -1168,6 +1138,7 @@ int daemon_reload(daemon_t *d) {
               why);
     goto out;
   }
+  model_set_next_count(m, d->cfg->output.next_categories); /* [output] keeps its running value */
   uint32_t old_fp = pipeline_fingerprint(d->pipe);
   if (d->ckpt && (model_fingerprint(m) != old_fp ||
                   model_state_size(m) != model_state_size(d->model))) {
@@ -1197,9 +1168,10 @@ int daemon_reload(daemon_t *d) {
       strcmp(o->kafka.dlq_topic, cfg->kafka.dlq_topic) ||
       strcmp(o->state.checkpoint_dir, cfg->state.checkpoint_dir) ||
       o->state.memory_limit_mb != cfg->state.memory_limit_mb ||
-      strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port)
-    LOG_WARN("daemon", "reload: changes to [kafka], [state] and [metrics] take effect only "
-                       "after a restart");
+      strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port ||
+      memcmp(&o->output, &cfg->output, sizeof o->output) || o->input.format != cfg->input.format)
+    LOG_WARN("daemon", "reload: changes to [kafka], [state], [metrics], [input] and [output] "
+                       "take effect only after a restart");
   /* take the new values that apply live; keep the running ones for the rest */
   d->cfg->emit = cfg->emit;
   d->cfg->batch = cfg->batch;
@@ -1225,7 +1197,7 @@ static void signal_cb(uv_signal_t *s, int signum) {
   daemon_t *d = s->data;
   if (signum == SIGHUP) {
     LOG_INFO("daemon", "SIGHUP: reloading configuration and model");
-    daemon_reload(d);
+    reload(d);
     return;
   }
   LOG_INFO("daemon", "%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -1248,11 +1220,11 @@ static void update_gauges(daemon_t *d) {
   metrics_gauge_set(d->md.state_bytes, (double)ss.bytes);
   metrics_counter_set(d->md.evictions_lru, ss.evicted_lru);
   metrics_counter_set(d->md.evictions_ttl, ss.evicted_ttl);
-  for (int32_t i = 0; i < d->n_parts; i++) {
-    part_t *pt = &d->parts[i];
-    if (!pt->owned || !pt->lag) continue;
+  for (int32_t i = 0; i < d->n_lag; i++) {
+    if (!d->lag[i] || !owns(d, i)) continue;
+    int64_t consumed_next = inflight_part(d->inflight, i).consumed_next;
     int64_t hi = consumer_high_watermark(d->consumer, i);
-    if (hi >= 0 && pt->consumed_next >= 0) metrics_gauge_set(pt->lag, (double)(hi - pt->consumed_next));
+    if (hi >= 0 && consumed_next >= 0) metrics_gauge_set(d->lag[i], (double)(hi - consumed_next));
   }
 }
 
@@ -1267,7 +1239,7 @@ static void status_cb(uv_timer_t *t) {
   notify_status(d->notify, "%u partitions, consumed %" PRIu64 ", produced %" PRIu64
                 ", delivered %" PRIu64 ", rejected %" PRIu64 ", in flight %" PRIu64,
                 d->owned, d->st.consumed, d->st.produced, d->st.delivered, d->st.rejected,
-                d->outstanding + d->bl_len);
+                d->outstanding + backlog_len(d->backlog));
 }
 
 static int health_cb(void *arg, char *reason, size_t reason_size) {
@@ -1292,8 +1264,8 @@ static int health_cb(void *arg, char *reason, size_t reason_size) {
 }
 
 /* GET /v1/users/<id>: the user's current prediction from the in-memory state
- * when this process owns the user's partition (msgpack, as on the output
- * topic); otherwise 404 naming the partition. */
+ * when this process owns the user's partition (in the output topic's
+ * format); otherwise 404 naming the partition. */
 static int user_cb(void *arg, uint64_t user, const char **ctype, const char **body,
                    size_t *len) {
   daemon_t *d = arg;
@@ -1308,8 +1280,7 @@ static int user_cb(void *arg, uint64_t user, const char **ctype, const char **bo
     return 503;
   }
   int32_t p = ix_partition(d->cfg->kafka.input_partitioner, key, kl, d->input_parts);
-  part_t *pt = part_get(d, p);
-  if (!pt || !pt->owned) {
+  if (!owns(d, p)) {
     *len = (size_t)snprintf(d->http_text, sizeof d->http_text,
                             "user %.*s is in partition %d of %s, which this process does not "
                             "own\n", (int)kl, key, (int)p, d->cfg->kafka.input_topic);
@@ -1317,7 +1288,7 @@ static int user_cb(void *arg, uint64_t user, const char **ctype, const char **bo
   }
   prediction_t pred;
   int rc = pipeline_user_prediction(d->pipe, p, user, ix_wall_ms(), &pred);
-  if (rc == 0) rc = codec_encode_prediction(&pred, &d->http_enc);
+  if (rc == 0) rc = output_encode(&d->cfg->output, &pred, &d->http_enc);
   if (rc == IX_ENOENT) {
     *len = (size_t)snprintf(d->http_text, sizeof d->http_text,
                             "user %.*s (partition %d) has no state here: no events yet, or "
@@ -1328,7 +1299,7 @@ static int user_cb(void *arg, uint64_t user, const char **ctype, const char **bo
     *len = (size_t)snprintf(d->http_text, sizeof d->http_text, "%s\n", ix_strerror(rc));
     return 500;
   }
-  *ctype = "application/msgpack";
+  *ctype = d->cfg->output.format == OUTPUT_JSON ? "application/json" : "application/msgpack";
   *body = (const char *)d->http_enc.data;
   *len = d->http_enc.len;
   return 200;
@@ -1346,7 +1317,7 @@ void daemon_get_stats(daemon_t *d, daemon_stats_t *out, int reset_window) {
   out->evicted_lru = ss.evicted_lru;
   out->evicted_ttl = ss.evicted_ttl;
   out->outstanding = d->outstanding;
-  out->backlog = d->bl_len;
+  out->backlog = backlog_len(d->backlog);
   out->partitions = d->owned;
   out->lat_p50 = lat_quantile(&d->lat, 0.50);
   out->lat_p99 = lat_quantile(&d->lat, 0.99);
@@ -1419,6 +1390,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     snprintf(errstr, errstr_size, "%s", why);
     goto err;
   }
+  model_set_next_count(d->model, cfg->output.next_categories);
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
   store_opts_t so = {.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
                      .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
@@ -1427,10 +1399,18 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     snprintf(errstr, errstr_size, "cannot create the pipeline: %s", ix_strerror(rc));
     goto err;
   }
+  if ((rc = input_new(&cfg->input, &d->input, errstr, errstr_size))) goto err;
+  pipeline_set_input(d->pipe, d->input);
   if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
     rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
     if (rc) goto err;
+  }
+  rc = inflight_new(d->ckpt != NULL, &d->inflight);
+  if (!rc) rc = backlog_new(&d->backlog);
+  if (rc) {
+    snprintf(errstr, errstr_size, "cannot set up in-flight tracking: %s", ix_strerror(rc));
+    goto err;
   }
   rc = IX_ENOMEM;
   pprops = kafka_props(cfg, cfg->kafka.producer_props);
@@ -1474,26 +1454,32 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     if (rc) goto err;
   }
 
-  uv_poll_init(&d->loop, &d->consumer_poll, consumer_fd(d->consumer));
-  uv_poll_init(&d->loop, &d->producer_poll, producer_fd(d->producer));
+  /* a handle that fails to initialise is not on the loop (nothing to
+   * close); the daemon cannot run without any of them */
+  int uvrc = uv_poll_init(&d->loop, &d->consumer_poll, consumer_fd(d->consumer));
+  if (!uvrc) uvrc = uv_poll_init(&d->loop, &d->producer_poll, producer_fd(d->producer));
   d->consumer_poll.data = d->producer_poll.data = d;
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
                           &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer};
-  for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
-    uv_timer_init(&d->loop, timers[i]);
+  for (size_t i = 0; i < sizeof timers / sizeof timers[0] && !uvrc; i++) {
+    uvrc = uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;
   }
-  uv_async_init(&d->loop, &d->stop_async, stop_async_cb);
-  d->stop_async.data = d;
   if (d->handle_signals) {
     uv_signal_t *sigs[] = {&d->sig_term, &d->sig_int, &d->sig_hup};
     int nums[] = {SIGTERM, SIGINT, SIGHUP};
-    for (int i = 0; i < 3; i++) {
-      uv_signal_init(&d->loop, sigs[i]);
+    for (int i = 0; i < 3 && !uvrc; i++) {
+      uvrc = uv_signal_init(&d->loop, sigs[i]);
       sigs[i]->data = d;
-      uv_signal_start(sigs[i], signal_cb, nums[i]);
+      if (!uvrc) uvrc = uv_signal_start(sigs[i], signal_cb, nums[i]);
     }
+  }
+  if (uvrc) {
+    snprintf(errstr, errstr_size, "cannot set up the event loop's handles: %s",
+             uv_strerror(uvrc));
+    rc = IX_ESYS;
+    goto err;
   }
   uv_poll_start(&d->consumer_poll, UV_READABLE, consumer_poll_cb);
   uv_poll_start(&d->producer_poll, UV_READABLE, producer_poll_cb);
@@ -1548,24 +1534,22 @@ void daemon_destroy(daemon_t *d) {
   }
   consumer_destroy(d->consumer);
   producer_destroy(d->producer, 0);
-  while (d->bl_head) {
-    backlog_t *b = d->bl_head;
-    d->bl_head = b->next;
-    backlog_free(b);
-  }
+  backlog_destroy(d->backlog);
   ckpt_destroy(d->ckpt);
   pipeline_destroy(d->pipe);
   model_destroy(d->model);
   metrics_destroy(d->metrics);
-  for (int32_t i = 0; i < d->n_parts; i++) free(d->parts[i].ring);
-  free(d->parts);
+  inflight_destroy(d->inflight);
+  free(d->lag);
   free(d->win);
   order_free(d->order);
-  free(d->rec_seq);
+  free(d->rec_tok);
   free(d->ck_parts);
   free(d->ck_gens);
   codec_buf_free(&d->enc);
   codec_buf_free(&d->http_enc);
+  codec_buf_free(&d->redis_enc);
+  input_destroy(d->input);
   config_destroy(d->cfg);
   free(d->config_path);
   for (size_t i = 0; i < d->n_overrides; i++) free(d->overrides[i]);

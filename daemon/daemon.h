@@ -46,6 +46,8 @@ typedef struct {
   uint64_t delivered;       /* predictions acknowledged */
   uint64_t failed;          /* delivery reports with an error (message re-sent) */
   uint64_t dlq_produced, dlq_delivered;
+  uint64_t dlq_truncated;   /* dead-letter records re-sent without their value (too large, ...) */
+  uint64_t dropped;         /* messages given up on after a permanent produce failure */
   uint64_t batches;
   uint64_t pauses;          /* times consumption was paused for backpressure */
   uint64_t users;           /* users in state now */
@@ -81,12 +83,6 @@ int daemon_run(daemon_t *d);
  * daemon.shutdown_timeout_s) for in-flight messages, commit, leave the
  * group, close. A second call cuts the wait short. */
 void daemon_stop(daemon_t *d);
-/* Any thread (async-signal-safe is not promised): asks the loop to stop. */
-void daemon_stop_async(daemon_t *d);
-
-/* SIGHUP: re-reads the config and the model; on any error keeps the old
- * ones (logged). Returns 0 when the new config is in service. */
-int daemon_reload(daemon_t *d);
 
 void daemon_get_stats(daemon_t *d, daemon_stats_t *stats, int reset_window);
 

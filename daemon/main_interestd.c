@@ -32,7 +32,7 @@ static void usage(FILE *out) {
           "      --print-config     with --check-config: print the effective configuration\n"
           "      --demo             run on an embedded broker with the bundled clickstream\n"
           "                         (interestctl demo, with the other options passed on:\n"
-          "                         --rate N, --loop, --data CSV, --events N, --quiet)\n"
+          "                         --rate N, --loop, --data CSV, --events N, --json, --quiet)\n"
           "  -V, --version          print the version\n",
           config_default_path());
 }

@@ -588,6 +588,20 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
     "Predictions acknowledged by the broker.");
   C(predictions_failed, "interestd_predictions_failed_total",
     "Predictions whose delivery failed.");
+  for (size_t i = 0; i < PRODUCER_FAIL_N && !rc; i++)
+    rc = metrics_counter_new(reg, &md->produce_failures[i], "interestd_produce_failures_total",
+                             "Produce attempts that failed (delivery report or local refusal), "
+                             "by class; transient ones are sent again.",
+                             "reason", producer_fail_label((producer_fail_t)i), NULL);
+  for (int k = 0; k < 2 && !rc; k++)
+    for (size_t i = 1; i < PRODUCER_FAIL_N && !rc; i++) /* transient failures are never dropped */
+      rc = metrics_counter_new(reg, &md->messages_dropped[k][i], "interestd_messages_dropped_total",
+                               "Messages given up on after a permanent produce failure (their "
+                               "input offset still advances), by kind and reason.",
+                               "kind", k ? "dead_letter" : "prediction", "reason",
+                               producer_fail_label((producer_fail_t)i), NULL);
+  C(dead_letters_truncated, "interestd_dead_letters_truncated_total",
+    "Dead-letter records sent without the original value (it could not be produced whole).");
   H(batch_size, "interestd_batch_size_events", "Events per processing batch.",
     metrics_buckets_batch);
   H(step_seconds, "interestd_step_duration_seconds",

@@ -25,6 +25,11 @@
  *  interestd_predictions_produced_total      counter    -                        predictions handed to the producer
  *  interestd_predictions_delivered_total     counter    -                        predictions acknowledged by the broker
  *  interestd_predictions_failed_total        counter    -                        predictions whose delivery failed
+ *  interestd_produce_failures_total          counter    reason                   failed produce attempts by class (producer.h's
+ *                                                                                PRODUCER_FAIL_MAP; transient ones are re-sent)
+ *  interestd_messages_dropped_total          counter    kind, reason             messages given up on after a permanent failure
+ *                                                                                (kind="prediction"|"dead_letter")
+ *  interestd_dead_letters_truncated_total    counter    -                        dead-letter records sent without the value
  *  interestd_batch_size_events               histogram  -                        events per processing batch
  *  interestd_step_duration_seconds           histogram  -                        model step time per batch (features+LSTM+head)
  *  interestd_event_to_prediction_seconds     histogram  -                        from the event being read off the consumer queue
@@ -53,6 +58,7 @@
 #include <stdint.h>
 
 #include "common/reject.h"
+#include "stream/producer.h"
 
 typedef struct metrics metrics_t;
 typedef struct metrics_counter metrics_counter_t;
@@ -162,6 +168,12 @@ typedef struct {
   metrics_counter_t *predictions_produced;
   metrics_counter_t *predictions_delivered;
   metrics_counter_t *predictions_failed;
+  /* produce failures (delivery reports and local refusals) by class, and
+   * messages given up on (permanent failure) by kind and class; kind 0 =
+   * prediction, 1 = dead-letter record */
+  metrics_counter_t *produce_failures[PRODUCER_FAIL_N];
+  metrics_counter_t *messages_dropped[2][PRODUCER_FAIL_N];
+  metrics_counter_t *dead_letters_truncated;
   metrics_histogram_t *batch_size;
   metrics_histogram_t *step_seconds;
   metrics_histogram_t *event_to_prediction_seconds;

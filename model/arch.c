@@ -63,8 +63,16 @@ void arch_layout(const arch_dims_t *d, arch_layout_t *L) {
   L->copy_wp = off; off += (size_t)ARCH_K * H;
   L->copy_bp = off; off += ARCH_K;
   L->copy_wf = off; off += 1;
-  L->gate_wg = off; off += H;
-  L->gate_bg = off; off += 1;
+  if (d->flags & ARCH_F_EXPERTS) {
+    L->mix_w = off; off += (size_t)ARCH_N_EXPERTS * H;
+    L->mix_b = off; off += ARCH_N_EXPERTS;
+    L->x_beta = off; off += 1;
+    L->x_gamma = off; off += 1;
+    L->x_hl = off; off += 1;
+  } else {
+    L->gate_wg = off; off += H;
+    L->gate_bg = off; off += 1;
+  }
   if (d->flags & ARCH_F_SHIFT_UNIT) {
     L->shift_w = off; off += H;
     L->shift_wd = off; off += 1;
@@ -72,6 +80,8 @@ void arch_layout(const arch_dims_t *d, arch_layout_t *L) {
   }
   L->total = off;
   if (!(d->flags & ARCH_F_SHIFT_UNIT)) L->shift_w = L->shift_wd = L->shift_b = off;
+  if (d->flags & ARCH_F_EXPERTS) L->gate_wg = L->gate_bg = off;
+  else L->mix_w = L->mix_b = L->x_beta = L->x_gamma = L->x_hl = off;
 }
 
 void arch_state_init(const arch_dims_t *d, arch_state_t *s) {
@@ -123,14 +133,17 @@ void arch_features(const arch_dims_t *d, const float *params, const arch_state_t
   if (d->I > used) memset(x + used, 0, (d->I - used) * sizeof(float));
 }
 
-static void recent_touch(arch_state_t *s, uint64_t cat, int32_t idx) {
+/* dec_w (NULL without experts) moves with its slot. */
+static void recent_touch(arch_state_t *s, uint64_t cat, int32_t idx, float *dec_w) {
   unsigned n = s->n_recent, r;
   for (r = 0; r < n; r++)
     if (s->recent[r].cat == cat) break;
   arch_recent_t e;
+  float w = 1.0f;
   if (r < n) {
     e = s->recent[r];
     if (e.count < UINT32_MAX) e.count++;
+    if (dec_w) w = dec_w[r] + 1.0f;
   } else {
     e.cat = cat;
     e.count = 1;
@@ -140,11 +153,15 @@ static void recent_touch(arch_state_t *s, uint64_t cat, int32_t idx) {
   }
   memmove(&s->recent[1], &s->recent[0], r * sizeof(arch_recent_t));
   s->recent[0] = e;
+  if (dec_w) {
+    memmove(&dec_w[1], &dec_w[0], r * sizeof(float));
+    dec_w[0] = w;
+  }
 }
 
-void arch_state_advance(arch_state_t *s, const event_t *ev, int32_t cat_idx,
-                        float half_life_s) {
-  recent_touch(s, ev->category_id, cat_idx);
+static void state_advance(arch_state_t *s, const event_t *ev, int32_t cat_idx,
+                          float half_life_s, float *dec_w) {
+  recent_touch(s, ev->category_id, cat_idx, dec_w);
   profile_decay(s, ev->ts_ms, half_life_s);
   profile_add(s, ev->category_id, cat_idx);
   s->prev_cat = ev->category_id;
@@ -152,4 +169,28 @@ void arch_state_advance(arch_state_t *s, const event_t *ev, int32_t cat_idx,
   s->prev_ts_ms = ev->ts_ms;
   s->prev_action = (uint8_t)arch_action_index(ev->action);
   if (s->n_events < UINT32_MAX) s->n_events++;
+}
+
+void arch_state_advance(arch_state_t *s, const event_t *ev, int32_t cat_idx,
+                        float half_life_s) {
+  state_advance(s, ev, cat_idx, half_life_s, NULL);
+}
+
+void arch_state_advance_model(const arch_dims_t *d, const float *params, arch_state_t *s,
+                              const event_t *ev, int32_t cat_idx, float half_life_s) {
+  if (!(d->flags & ARCH_F_EXPERTS)) {
+    state_advance(s, ev, cat_idx, half_life_s, NULL);
+    return;
+  }
+  arch_layout_t L;
+  arch_layout(d, &L);
+  float *w = s->dec_w;
+  if (s->n_events > 0) {
+    /* the decay baseline's factor (model/baselines.c decay_factor), one event */
+    double f = (double)params[L.x_gamma], hl = (double)params[L.x_hl];
+    int64_t dms = ev->ts_ms - s->prev_ts_ms;
+    if (hl > 0 && dms > 0) f *= exp2(-(double)dms / 1000.0 / hl);
+    for (unsigned k = 0; k < s->n_recent && k < ARCH_K; k++) w[k] = (float)((double)w[k] * f);
+  }
+  state_advance(s, ev, cat_idx, half_life_s, w);
 }

@@ -46,7 +46,31 @@
  * h is bf16 already): a serving choice, stored with the model; parameters,
  * layout, training and the state are the same as without it. */
 #define ARCH_F_HEAD_BF16 0x2u
-#define ARCH_F_ALL (ARCH_F_SHIFT_UNIT | ARCH_F_HEAD_BF16)
+/* The head mixes experts (the heuristics' own signals) with learned,
+ * state-dependent weights instead of the vocab/copy gate; the state carries
+ * ARCH_K decayed weights more (see "Experts" below). */
+#define ARCH_F_EXPERTS 0x4u
+#define ARCH_F_ALL (ARCH_F_SHIFT_UNIT | ARCH_F_HEAD_BF16 | ARCH_F_EXPERTS)
+
+/* ---- Experts (flag ARCH_F_EXPERTS) -------------------------------------------
+ * p_next(c) = sum_e pi_e p_e(c),  pi = softmax(W_m h + b_m) over ARCH_N_EXPERTS:
+ *   ARCH_X_VOCAB    softmax(W_v h + b_v)[idx(c)] [idx(c) != 0]   (learned)
+ *   ARCH_X_COPY     softmax_k(s_k) over the recent slots, s_k as in v1 (learned)
+ *   ARCH_X_RECENCY  beta^k / sum_{k' < n} beta^k' over the n recent slots
+ *                   (the recency baseline; beta fixed in the file)
+ *   ARCH_X_DECAY    w_k / sum_k' w_k' over the recent slots, w_k the slot's
+ *                   decayed count: on each event of the user every w is
+ *                   multiplied by gamma * 2^(-gap_s / half_life) (half_life 0:
+ *                   no time decay), then the event's category gets +1 (a new
+ *                   slot enters with 1); the decay baseline over the recent
+ *                   list (gamma, half_life fixed in the file)
+ * beta, gamma and half_life are not trained: `interestctl train` tunes them
+ * as the baselines are tuned (bl_tune on the dev day) and stores them. */
+#define ARCH_N_EXPERTS 4
+#define ARCH_X_VOCAB 0
+#define ARCH_X_COPY 1
+#define ARCH_X_RECENCY 2
+#define ARCH_X_DECAY 3
 
 typedef struct {
   uint32_t V;     /* vocabulary size, index 0 = "other" bucket */
@@ -91,7 +115,13 @@ int arch_dims_check(const arch_dims_t *d, char *errstr, size_t errstr_size);
  *   copy_bp  [K]                                          + w_f * log1p(cnt_k)
  *   copy_wf  [1]
  *   gate_wg  [H]            g = sigmoid(w_g.h + b_g): weight of the vocab softmax
- *   gate_bg  [1]
+ *   gate_bg  [1]            (both absent with ARCH_F_EXPERTS, replaced by:)
+ *   -- only when flags & ARCH_F_EXPERTS:
+ *   mix_w    [E x H]        expert logits W_m h + b_m, E = ARCH_N_EXPERTS,
+ *   mix_b    [E]            rows in ARCH_X_* order
+ *   x_beta   [1]            ARCH_X_RECENCY's beta     (fixed, not trained)
+ *   x_gamma  [1]            ARCH_X_DECAY's gamma      (fixed, not trained)
+ *   x_hl     [1]            ARCH_X_DECAY's half-life in seconds, 0 = none (fixed)
  *   -- only when flags & ARCH_F_SHIFT_UNIT:
  *   shift_w  [H]            shift_prob = sigmoid(w_s.h + w_d * logit(derived) + b_s),
  *   shift_wd [1]            derived = 1 - sum_{c in profile} p_next(c), clamped
@@ -103,6 +133,7 @@ typedef struct {
   size_t head_wv, head_bv;
   size_t copy_wp, copy_bp, copy_wf;
   size_t gate_wg, gate_bg;
+  size_t mix_w, mix_b, x_beta, x_gamma, x_hl;
   size_t shift_w, shift_wd, shift_b;
   size_t total; /* number of floats */
 } arch_layout_t;
@@ -110,8 +141,8 @@ typedef struct {
 void arch_layout(const arch_dims_t *d, arch_layout_t *layout);
 
 /* ---- Per-user state blob -----------------------------------------------------
- * Byte size at ARCH_K = ARCH_P = 16: 552 header + 4*H (h and c as bfloat16)
- *   = 808 bytes per user at H = 64.
+ * Byte size at ARCH_K = ARCH_P = 16: 616 header + 4*H (h and c as bfloat16)
+ *   = 872 bytes per user at H = 64 (the experts' dec_w is 64 of the 616).
  * h and c are STORED as bfloat16 (the upper 16 bits of an IEEE float32,
  * rounded to nearest even: kern_bf16_from_f32 in model/kernels.h) and
  * computed in float32: each step reads them widened (exact), runs the cell
@@ -127,7 +158,8 @@ void arch_layout(const arch_dims_t *d, arch_layout_t *layout);
  * data, copied verbatim into checkpoints; it is only meaningful with the
  * model whose model_fingerprint() made it (recent[].idx, profile[].idx are
  * vocab indices; the fingerprint covers ARCH_STATE_FORMAT). */
-#define ARCH_STATE_FORMAT 2 /* 1: h, c float32 (1064 B at H=64); 2: bf16 (808 B) */
+#define ARCH_STATE_FORMAT 3 /* 1: h, c float32 (1064 B at H=64); 2: bf16 (808 B);
+                               3: + dec_w[ARCH_K] (872 B) */
 
 typedef struct {
   uint64_t cat;   /* raw category id */
@@ -154,10 +186,12 @@ typedef struct {
   uint32_t reserved1;
   arch_recent_t recent[ARCH_K]; /* recency-ranked: recent[0] = current category */
   arch_slot_t profile[ARCH_P];  /* unordered; weights decay with the half-life */
-  /* followed by float h[H], float c[H] */
+  float dec_w[ARCH_K];          /* ARCH_X_DECAY's weight of recent[k], as of prev_ts_ms
+                                   (ARCH_F_EXPERTS; 0 otherwise) */
+  /* followed by h[H], c[H] (bfloat16) */
 } arch_state_t;
 
-#define ARCH_STATE_HEADER_BYTES 552u
+#define ARCH_STATE_HEADER_BYTES 616u
 _Static_assert(sizeof(arch_state_t) == ARCH_STATE_HEADER_BYTES, "state header layout changed");
 
 static inline size_t arch_state_size(const arch_dims_t *d) {
@@ -192,6 +226,12 @@ void arch_features(const arch_dims_t *d, const float *params, const arch_state_t
  * set prev_* and n_events += 1. Leaves h and c alone. */
 void arch_state_advance(arch_state_t *s, const event_t *ev, int32_t cat_idx,
                         float half_life_s);
+
+/* arch_state_advance for a model of dims d with parameters params: with
+ * ARCH_F_EXPERTS it also decays and bumps dec_w (see "Experts") in step with
+ * the recent list. What serving and training call. */
+void arch_state_advance_model(const arch_dims_t *d, const float *params, arch_state_t *s,
+                              const event_t *ev, int32_t cat_idx, float half_life_s);
 
 /* Action index for the embedding: ACTION_OTHER for anything out of range. */
 static inline uint32_t arch_action_index(action_t a) {

@@ -167,6 +167,10 @@ int eval_sort_events(event_t *events, size_t n) {
   return 0;
 }
 
+int eval_user_held_out(uint64_t user_id, uint32_t pct, uint64_t seed) {
+  return ix_fmix64(user_id ^ ix_fmix64(seed + 1)) % 100u < pct;
+}
+
 /* Open-addressing map user id -> dense index. */
 typedef struct {
   uint64_t *key;
@@ -188,6 +192,8 @@ int eval_data_build(const event_t *events, size_t n, const eval_window_t *win,
                     eval_data_t *data) {
   memset(data, 0, sizeof *data);
   if (!events || n == 0 || !win || !(win->half_life_s > 0)) return IX_EINVAL;
+  if (win->users != EVAL_USERS_ALL && (win->holdout_pct == 0 || win->holdout_pct >= 100))
+    return IX_EINVAL;
   int rc = IX_ENOMEM;
   umap_t map = {0};
   uint32_t *count = NULL;
@@ -235,7 +241,10 @@ int eval_data_build(const event_t *events, size_t n, const eval_window_t *win,
     }
     uint32_t u = data->user[i];
     data->hist[i] = count[u];
-    if (count[u] > 0 && ev->ts_ms >= win->start_ms) {
+    int eligible = win->users == EVAL_USERS_ALL ||
+                   (win->users == EVAL_USERS_HELD_OUT) ==
+                       !!eval_user_held_out(ev->user_id, win->holdout_pct, win->holdout_seed);
+    if (count[u] > 0 && ev->ts_ms >= win->start_ms && eligible) {
       data->target[i] = 1;
       data->n_targets++;
       const arch_state_t *s = &prof[u];
@@ -262,12 +271,67 @@ err:
 
 typedef struct {
   uint64_t next[EVAL_TOPK];
-  uint32_t n_next;
+  uint32_t n_next, n_fall;
   float shift, fluct;
+  uint64_t fall[PRED_TOPK];
+  float fall_d[PRED_TOPK]; /* p_long - p_next */
 } stored_pred_t;
+
+static const double g_fall_hi[EVAL_FALL_BINS] = {0.02, 0.05, 0.1, 0.2, 1.0};
+double eval_fall_bin_hi(unsigned b) { return b < EVAL_FALL_BINS ? g_fall_hi[b] : 1.0; }
+
+/* The falling pairs of one target: p_long from the state the prediction was
+ * made from (the same state: scored before this event's step). */
+static void fall_add(eval_row_t *row, const stored_pred_t *p, const void *state, uint64_t cat) {
+  const arch_state_t *s = state;
+  float plong[ARCH_P];
+  profile_plong(s, plong);
+  unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
+  for (uint32_t i = 0; i < p->n_fall; i++) {
+    double pl = -1;
+    for (unsigned j = 0; j < np; j++)
+      if (s->profile[j].cat == p->fall[i]) pl = plong[j];
+    if (pl < 0) continue; /* cannot happen: falling categories are profile categories */
+    double pn = pl - p->fall_d[i];
+    unsigned b = 0;
+    while (b + 1 < EVAL_FALL_BINS && pn >= g_fall_hi[b]) b++;
+    int hit = p->fall[i] == cat;
+    for (unsigned t = 0; t < 2; t++) {
+      unsigned k = t ? EVAL_FALL_BINS : b;
+      row->fall_n[k]++;
+      row->fall_plong[k] += pl;
+      row->fall_pnext[k] += pn;
+      row->fall_hit[k] += (uint64_t)hit;
+    }
+  }
+}
+
+void eval_print_falling(FILE *out, const eval_row_t *row, int markdown) {
+  if (row->fall_n[EVAL_FALL_BINS] == 0) return;
+  fprintf(out,
+          "%sfalling side (%s): pairs (target, category of the previous prediction's falling "
+          "list) by predicted p_next\n%s",
+          markdown ? "\n" : "", row->name,
+          markdown ? "\n| p_next bin | pairs | mean p_long | mean p_next | observed next |\n"
+                     "|---|---:|---:|---:|---:|\n"
+                   : "");
+  for (unsigned b = 0; b <= EVAL_FALL_BINS; b++) {
+    if (!row->fall_n[b]) continue;
+    char bin[32];
+    if (b == EVAL_FALL_BINS) snprintf(bin, sizeof bin, "all");
+    else snprintf(bin, sizeof bin, "[%.2f, %.2f)", b ? g_fall_hi[b - 1] : 0.0, g_fall_hi[b]);
+    double n = (double)row->fall_n[b];
+    fprintf(out,
+            markdown ? "| %s | %llu | %.4f | %.4f | %.4f |\n"
+                     : "  %-13s pairs %7llu  p_long %.4f  p_next %.4f  observed %.4f\n",
+            bin, (unsigned long long)row->fall_n[b], row->fall_plong[b] / n, row->fall_pnext[b] / n,
+            (double)row->fall_hit[b] / n);
+  }
+}
 
 int eval_run_model(model_t *m, const eval_data_t *data, size_t wave, eval_row_t *row) {
   if (!m || !data || !row || wave == 0) return IX_EINVAL;
+  memset(row, 0, sizeof *row);
   int rc = IX_ENOMEM;
   size_t ssz = model_state_size(m);
   uint32_t nu = data->n_users;
@@ -300,6 +364,7 @@ int eval_run_model(model_t *m, const eval_data_t *data, size_t wave, eval_row_t 
             break;
           }
         float prob = model_prob(m, wstates[w], cat);
+        fall_add(row, p, wstates[w], cat);
         if ((rc = eval_acc_add(acc, rank, prob, p->shift, p->fluct, data->outside[e],
                                data->hist[e])) < 0)
           goto out;
@@ -312,6 +377,11 @@ int eval_run_model(model_t *m, const eval_data_t *data, size_t wave, eval_row_t 
           if (preds[w].next[k].category_id != 0) p->next[p->n_next++] = preds[w].next[k].category_id;
         p->shift = preds[w].shift_prob;
         p->fluct = preds[w].fluctuation;
+        p->n_fall = preds[w].n_falling;
+        for (uint32_t k = 0; k < p->n_fall; k++) {
+          p->fall[k] = preds[w].falling[k].category_id;
+          p->fall_d[k] = preds[w].falling[k].p;
+        }
       }
       nw = 0;
       wave_id++;
@@ -324,7 +394,6 @@ int eval_run_model(model_t *m, const eval_data_t *data, size_t wave, eval_row_t 
     widx[nw] = i;
     nw++;
   }
-  memset(row, 0, sizeof *row);
   snprintf(row->name, sizeof row->name, "lstm");
   snprintf(row->params, sizeof row->params, "%s", model_describe(m));
   eval_acc_summary(acc, row);

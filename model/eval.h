@@ -22,6 +22,7 @@
 /* History-length buckets (events of the user before the target):
  * 1, 2-4, 5-9, 10-19, 20-49, 50-99, 100-199, 200+ */
 #define EVAL_N_BUCKETS 8
+#define EVAL_FALL_BINS 5
 
 /* ---- Metric accumulator (pure arithmetic; unit-tested on hand-made input) -- */
 
@@ -59,17 +60,45 @@ typedef struct {
   double auc_shift, auc_fluct;
   uint64_t b_n[EVAL_N_BUCKETS];
   double b_mrr10[EVAL_N_BUCKETS], b_rec5[EVAL_N_BUCKETS];
+  /* The falling side (lstm only): every (target, category of the previous
+   * prediction's falling list) pair, by bin of the category's predicted
+   * p_next (EVAL_FALL_BINS, upper bounds eval_fall_bin_hi): pairs, sums of its
+   * long-term share p_long and of p_next, and how often it was the target.
+   * Calibrated when observed ~ p_next; "falling" holds when observed < p_long. */
+  uint64_t fall_n[EVAL_FALL_BINS + 1]; /* last: all bins */
+  double fall_plong[EVAL_FALL_BINS + 1], fall_pnext[EVAL_FALL_BINS + 1];
+  uint64_t fall_hit[EVAL_FALL_BINS + 1];
 } eval_row_t;
+
+/* Upper bound of falling bin b's p_next (0.02, 0.05, 0.1, 0.2, 1). */
+double eval_fall_bin_hi(unsigned b);
+/* The falling calibration table of row (nothing when it has no pairs). */
+void eval_print_falling(FILE *out, const eval_row_t *row, int markdown);
 
 /* Summarise the accumulator into row (name and params are left alone). */
 void eval_acc_summary(const eval_acc_t *acc, eval_row_t *row);
 
 /* ---- The data: events in evaluation order, with targets and labels -------- */
 
+/* Which users' events may be targets (eval_window_t.users). */
+typedef enum {
+  EVAL_USERS_ALL = 0,  /* every user (the time split) */
+  EVAL_USERS_HELD_OUT, /* only users eval_user_held_out() selects (the user split) */
+  EVAL_USERS_TRAINING  /* only the others (what training and tuning may see) */
+} eval_users_t;
+
 typedef struct {
   int64_t start_ms, end_ms; /* target window [start, end); events at or after end are not fed */
   float half_life_s;        /* long-term profile half-life for the labels (model's default) */
+  eval_users_t users;       /* whose events are targets (every user is still fed) */
+  uint32_t holdout_pct;     /* the user split: percent of users held out (1..99) */
+  uint64_t holdout_seed;    /* and its seed */
 } eval_window_t;
+
+/* The user split, one rule for `interestctl train` and `eval`: user_id is
+ * held out when fmix64(user_id ^ fmix64(seed + 1)) % 100 < pct. Depends only
+ * on the id, so every tool and every file of the same users agrees. */
+int eval_user_held_out(uint64_t user_id, uint32_t pct, uint64_t seed);
 
 typedef struct {
   size_t n;           /* events, sorted by (time, input order) */

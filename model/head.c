@@ -138,22 +138,11 @@ static int head_fast_expf_active(void) {
 }
 #endif
 
-/* Gate and copy distribution (everything but the vocabulary softmax). */
-static void finish_gate_copy(const arch_layout_t *L, const float *params, const float *dots,
-                             const arch_state_t *s, head_out_t *out) {
-  pthread_once(&log1p_once, log1p_init);
-  out->g_logit = dots[ARCH_K] + params[L->gate_bg];
-  out->g = 1.0f / (1.0f + expf(-out->g_logit));
-  unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
-  out->n_recent = n;
-  memset(out->s_copy, 0, sizeof(out->s_copy));
-  memset(out->p_copy, 0, sizeof(out->p_copy));
-  if (n == 0) return;
-  float wf = params[L->copy_wf], mx = -INFINITY;
-  for (unsigned k = 0; k < n; k++) {
-    out->s_copy[k] = dots[k] + params[L->copy_bp + k] + wf * log1p_count(s->recent[k].count);
+/* The copy softmax over the n filled slots (s_copy given). */
+static void copy_softmax(unsigned n, head_out_t *out) {
+  float mx = -INFINITY;
+  for (unsigned k = 0; k < n; k++)
     if (out->s_copy[k] > mx) mx = out->s_copy[k];
-  }
 #if HEAD_X86
   if (head_fast_expf_active()) {
     /* the same expf, the same sequential sum, the same divisions, in
@@ -173,6 +162,60 @@ static void finish_gate_copy(const arch_layout_t *L, const float *params, const 
   for (unsigned k = 0; k < n; k++) out->p_copy[k] /= sum;
 }
 
+/* Gate or expert weights and the copy distribution (everything but the
+ * vocabulary softmax); m_slot = what the recent slots get. */
+static void finish_gate_copy(const arch_layout_t *L, const float *params, const float *dots,
+                             const arch_state_t *s, head_out_t *out) {
+  pthread_once(&log1p_once, log1p_init);
+  const int experts = L->mix_w < L->total;
+  if (experts) {
+    float lg[ARCH_N_EXPERTS], mx = -INFINITY, sum = 0.0f;
+    for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) {
+      lg[e] = dots[ARCH_K + e] + params[L->mix_b + e];
+      if (lg[e] > mx) mx = lg[e];
+    }
+    for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) sum += (out->pi[e] = expf(lg[e] - mx));
+    for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) out->pi[e] /= sum;
+    out->g = out->pi[ARCH_X_VOCAB];
+    out->g_logit = 0.0f;
+  } else {
+    out->g_logit = dots[ARCH_K] + params[L->gate_bg];
+    out->g = 1.0f / (1.0f + expf(-out->g_logit));
+    out->pi[ARCH_X_VOCAB] = out->g;
+    out->pi[ARCH_X_COPY] = 1.0f - out->g;
+    out->pi[ARCH_X_RECENCY] = out->pi[ARCH_X_DECAY] = 0.0f;
+  }
+  unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
+  out->n_recent = n;
+  memset(out->s_copy, 0, sizeof(out->s_copy));
+  memset(out->p_copy, 0, sizeof(out->p_copy));
+  memset(out->p_rec, 0, sizeof(out->p_rec));
+  memset(out->p_dec, 0, sizeof(out->p_dec));
+  memset(out->m_slot, 0, sizeof(out->m_slot));
+  if (n == 0) return;
+  float wf = params[L->copy_wf];
+  for (unsigned k = 0; k < n; k++)
+    out->s_copy[k] = dots[k] + params[L->copy_bp + k] + wf * log1p_count(s->recent[k].count);
+  copy_softmax(n, out);
+  const float cg = 1.0f - out->g;
+  if (!experts) {
+    for (unsigned k = 0; k < n; k++) out->m_slot[k] = cg * out->p_copy[k];
+    return;
+  }
+  float beta = params[L->x_beta], b = 1.0f, sr = 0.0f, sd = 0.0f;
+  for (unsigned k = 0; k < n; k++) {
+    sr += (out->p_rec[k] = b);
+    b *= beta;
+    sd += (out->p_dec[k] = s->dec_w[k] > 0.0f ? s->dec_w[k] : 0.0f);
+  }
+  for (unsigned k = 0; k < n; k++) {
+    out->p_rec[k] /= sr;
+    out->p_dec[k] = sd > 0.0f ? out->p_dec[k] / sd : 1.0f / (float)n;
+    out->m_slot[k] = out->pi[ARCH_X_COPY] * out->p_copy[k] +
+                     out->pi[ARCH_X_RECENCY] * out->p_rec[k] + out->pi[ARCH_X_DECAY] * out->p_dec[k];
+  }
+}
+
 void head_finish_dots(const arch_dims_t *d, const float *params, const float *dots,
                       const arch_state_t *s, float *z, head_out_t *out) {
   arch_layout_t L;
@@ -185,12 +228,11 @@ void head_finish_dots(const arch_dims_t *d, const float *params, const float *do
 /* The copy mass into q (already g p_vocab) or oov_p. */
 static void mix_copy(const head_out_t *out, const arch_state_t *s, float *q, float *oov_p,
                      size_t V) {
-  const float cg = 1.0f - out->g;
   memset(oov_p, 0, ARCH_K * sizeof(float));
   for (unsigned k = 0; k < out->n_recent; k++) {
     int32_t idx = s->recent[k].idx;
-    if (idx > 0 && (size_t)idx < V) q[idx] += cg * out->p_copy[k];
-    else oov_p[k] = cg * out->p_copy[k];
+    if (idx > 0 && (size_t)idx < V) q[idx] += out->m_slot[k];
+    else oov_p[k] = out->m_slot[k];
   }
 }
 
@@ -208,10 +250,14 @@ void head_finish(const arch_dims_t *d, const float *params, const float *h,
   arch_layout_t L;
   arch_layout(d, &L);
   const size_t H = d->H;
-  float dots[ARCH_K + 1];
+  float dots[ARCH_K + ARCH_N_EXPERTS];
   unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K;
   for (unsigned k = 0; k < ARCH_K; k++) dots[k] = k < n ? dotf(H, params + L.copy_wp + k * H, h) : 0.0f;
-  dots[ARCH_K] = dotf(H, params + L.gate_wg, h);
+  if (d->flags & ARCH_F_EXPERTS)
+    for (unsigned e = 0; e < ARCH_N_EXPERTS; e++)
+      dots[ARCH_K + e] = dotf(H, params + L.mix_w + e * H, h);
+  else
+    dots[ARCH_K] = dotf(H, params + L.gate_wg, h);
   head_finish_dots(d, params, dots, s, z, out);
 }
 
@@ -230,8 +276,8 @@ float head_prob(const head_out_t *out, const float *p_vocab, const arch_state_t 
   float p = cat_idx > 0 ? out->g * p_vocab[cat_idx] : 0.0f;
   float pc = 0.0f;
   for (unsigned k = 0; k < out->n_recent; k++)
-    if (s->recent[k].cat == cat) pc += out->p_copy[k];
-  return p + (1.0f - out->g) * pc;
+    if (s->recent[k].cat == cat) pc += out->m_slot[k];
+  return p + pc;
 }
 
 float head_prob_target(const head_out_t *out, const float *p_vocab, const arch_state_t *s,

@@ -14,8 +14,13 @@
 #include "model/arch.h"
 
 typedef struct {
-  float g;                 /* gate: weight of the vocabulary softmax */
-  float g_logit;           /* w_g.h + b_g */
+  float g;                 /* weight of the vocabulary softmax (v1: the gate; experts: pi[VOCAB]) */
+  float g_logit;           /* w_g.h + b_g (v1 only) */
+  float pi[ARCH_N_EXPERTS];   /* expert weights (v1: {g, 1 - g, 0, 0}) */
+  float p_rec[ARCH_K];        /* ARCH_X_RECENCY over the filled slots (experts only) */
+  float p_dec[ARCH_K];        /* ARCH_X_DECAY over the filled slots (experts only) */
+  float m_slot[ARCH_K];       /* p_next mass of recent slot k from every expert but
+                                 the vocabulary: (1-g) p_copy[k] in v1 */
   uint32_t n_recent;       /* filled copy slots (= state n_recent) */
   float s_copy[ARCH_K];    /* copy logits of the filled slots (0 beyond n_recent) */
   float p_copy[ARCH_K];    /* copy softmax over filled slots (0 beyond n_recent) */
@@ -33,9 +38,15 @@ void head_vocab_logits(const arch_dims_t *d, const float *params, size_t n, cons
 void head_finish(const arch_dims_t *d, const float *params, const float *h,
                  const arch_state_t *s, float *z, head_out_t *out);
 
+/* Rows of the head's small dot products: ARCH_K copy rows then the gate (1)
+ * or the expert logits (ARCH_N_EXPERTS). */
+static inline unsigned head_n_dots(const arch_dims_t *d) {
+  return ARCH_K + ((d->flags & ARCH_F_EXPERTS) ? ARCH_N_EXPERTS : 1u);
+}
+
 /* As head_finish, with the H-dot products given: dots[k] = P[k].h for
- * k < ARCH_K and dots[ARCH_K] = w_g.h (the serving path computes them for a
- * whole wave in one GEMM). */
+ * k < ARCH_K and dots[ARCH_K] = w_g.h, or dots[ARCH_K + e] = W_m[e].h with
+ * experts (the serving path computes them for a whole wave in one GEMM). */
 void head_finish_dots(const arch_dims_t *d, const float *params, const float *dots,
                       const arch_state_t *s, float *z, head_out_t *out);
 

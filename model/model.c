@@ -30,7 +30,10 @@
 #define MODEL_HEAD_BATCH 64  /* rows per head GEMM chunk (keeps logits in L2) */
 #define MODEL_CAND (PRED_TOPK + ARCH_P)
 
+_Static_assert(PRED_MAX_NEXT <= MODEL_CAND, "next categories come from the head's candidates");
+
 struct model {
+  uint32_t n_next;      /* next categories per prediction (model_set_next_count) */
   arch_dims_t dims;
   arch_layout_t L;
   float *params;
@@ -45,7 +48,7 @@ struct model {
   lstm_t *cell; /* bf16 cell: x = time features, W = [W_ih[:, time] | W_hh], no bias */
   kern_w_t head_w;    /* W_v, float32 (without ARCH_F_HEAD_BF16) */
   kern_wbp_t head_wb; /* W_v, bf16 (with ARCH_F_HEAD_BF16) */
-  kern_w_t dots_w; /* [copy_wp (K rows) ; gate_wg], K + 1 rows of H */
+  kern_w_t dots_w; /* [copy_wp (K rows) ; gate_wg or mix_w], head_n_dots() rows of H */
   /* scratch, sized at load */
   float *x;    /* MODEL_MAX_BATCH x ARCH_N_TIME */
   const float **tc, **ta; /* MODEL_MAX_BATCH rows of t_cat, t_act (the GEMM's start) */
@@ -114,6 +117,7 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
     return IX_EINVAL;
   }
   model_t *m = calloc(1, sizeof(*m));
+  if (m) m->n_next = PRED_TOPK;
   if (!m) {
     free(params);
     snprintf(errstr, errstr_size, "out of memory creating the model");
@@ -181,11 +185,15 @@ static int model_build(const arch_dims_t *dims, float half_life_s, const uint64_
   }
   m->H16 = (H + 1) / 2 * 2;
   {
-    float *wd = malloc((ARCH_K + 1) * H * sizeof(float));
+    const unsigned nd = head_n_dots(dims);
+    float *wd = malloc(nd * H * sizeof(float));
     if (!wd) goto oom;
     memcpy(wd, params + L->copy_wp, (size_t)ARCH_K * H * sizeof(float));
-    memcpy(wd + (size_t)ARCH_K * H, params + L->gate_wg, H * sizeof(float));
-    rc = kern_w_pack(&m->dots_w, H, ARCH_K + 1, wd, H);
+    if (dims->flags & ARCH_F_EXPERTS)
+      memcpy(wd + (size_t)ARCH_K * H, params + L->mix_w, ARCH_N_EXPERTS * H * sizeof(float));
+    else
+      memcpy(wd + (size_t)ARCH_K * H, params + L->gate_wg, H * sizeof(float));
+    rc = kern_w_pack(&m->dots_w, H, nd, wd, H);
     free(wd);
     if (rc < 0) goto oom;
   }
@@ -267,6 +275,12 @@ float model_half_life(const model_t *m) { return m->half_life_s; }
 int32_t model_vocab_index(const model_t *m, uint64_t category_id) {
   return vocab_index(m->vocab, category_id);
 }
+int model_set_next_count(model_t *m, uint32_t n) {
+  if (!m || n < 1 || n > PRED_MAX_NEXT) return IX_EINVAL;
+  m->n_next = n;
+  return 0;
+}
+
 void model_set_half_life(model_t *m, float half_life_s) {
   if (half_life_s > 0.0f) m->half_life_s = half_life_s;
 }
@@ -305,6 +319,7 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   memset(pred->next, 0, sizeof pred->next);
   memset(pred->longterm, 0, sizeof pred->longterm);
   memset(pred->rising, 0, sizeof pred->rising);
+  memset(pred->falling, 0, sizeof pred->falling);
   float pp[ARCH_P], plong[ARCH_P];
   unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
   for (unsigned j = 0; j < np; j++) {
@@ -333,7 +348,7 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   uint64_t cand[MODEL_CAND];
   float cp[MODEL_CAND];
   size_t nc = head_topk(&m->dims, z, oov_p, s, vocab_ids(m->vocab), MODEL_CAND, cand, cp);
-  size_t nn = nc < PRED_TOPK ? nc : PRED_TOPK;
+  size_t nn = nc < m->n_next ? nc : m->n_next;
   /* field by field: the arrays were zeroed, padding included, so the bytes
    * of a prediction are deterministic */
   for (size_t i = 0; i < nn; i++) pred->next[i].category_id = cand[i], pred->next[i].p = cp[i];
@@ -343,6 +358,9 @@ static void predict_one(model_t *m, const arch_state_t *s, const float *h, float
   size_t nr = profile_rising(s, plong, pp, nc, cand, cp, PRED_TOPK, rc, rd);
   for (size_t i = 0; i < nr; i++) pred->rising[i].category_id = rc[i], pred->rising[i].p = rd[i];
   pred->n_rising = (uint32_t)nr;
+  size_t nf = profile_falling(s, plong, pp, PRED_TOPK, rc, rd);
+  for (size_t i = 0; i < nf; i++) pred->falling[i].category_id = rc[i], pred->falling[i].p = rd[i];
+  pred->n_falling = (uint32_t)nf;
   pred_cat_t lt[ARCH_P];
   for (unsigned j = 0; j < np; j++) lt[j] = (pred_cat_t){s->profile[j].cat, plong[j]};
   /* insertion sort: stable, so ties keep slot order (qsort is not stable) */
@@ -381,7 +399,7 @@ static void step_chunk(model_t *m, void *const *states, const event_t *events, s
   /* h, c read and written in place, as bf16 */
   lstm_step_batch_bf16(m->cell, n, m->x, m->hp, m->cp, m->tc, m->ta);
   for (size_t b = 0; b < n; b++)
-    arch_state_advance(states[b], &events[b], m->idx[b], m->half_life_s);
+    arch_state_advance_model(&m->dims, m->params, states[b], &events[b], m->idx[b], m->half_life_s);
   if (preds) predict_chunk(m, states, n, preds);
 }
 

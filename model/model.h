@@ -58,6 +58,12 @@ int model_from_params(const arch_dims_t *dims, float half_life_s, const uint64_t
  * head (one V x H gemv); uses the model's scratch, so not reentrant. */
 float model_prob(model_t *m, const void *state, uint64_t category_id);
 
+/* How many next categories a prediction carries: 1..PRED_MAX_NEXT (default
+ * PRED_TOPK). They come from the same candidate list as before (the head's
+ * top PRED_TOPK + ARCH_P), so rising and the first PRED_TOPK are unchanged.
+ * Returns 0 or IX_EINVAL. */
+int model_set_next_count(model_t *m, uint32_t n);
+
 /* Override the profile half-life (seconds, > 0) stored in the model file. */
 void model_set_half_life(model_t *m, float half_life_s);
 

@@ -44,7 +44,7 @@ int modelfile_write(const char *path, modelfile_t *mf, char *errstr, size_t errs
   arch_layout(&mf->dims, &L);
   uint32_t note_len = (uint32_t)strnlen(mf->note, MODELFILE_NOTE_MAX);
   uint64_t n_params = L.total;
-  uint32_t version = MODELFILE_VERSION;
+  uint32_t version = (mf->dims.flags & ARCH_F_EXPERTS) ? MODELFILE_VERSION : MODELFILE_VERSION_MIN;
   mf_buf_t b = {0};
   rc = 0;
   rc |= buf_put(&b, MODELFILE_MAGIC, 8);
@@ -122,9 +122,10 @@ int modelfile_parse(const void *buf, size_t len, modelfile_t *mf, char *errstr,
     return IX_ETRUNC;
   }
   uint32_t version = rd32(p + 8);
-  if (version != MODELFILE_VERSION) {
-    snprintf(errstr, errstr_size, "model file version %u is not supported (this build reads %u)",
-             version, MODELFILE_VERSION);
+  if (version < MODELFILE_VERSION_MIN || version > MODELFILE_VERSION) {
+    snprintf(errstr, errstr_size,
+             "model file version %u is not supported (this build reads versions %u to %u)",
+             version, MODELFILE_VERSION_MIN, MODELFILE_VERSION);
     return IX_EVERSION;
   }
   if (len < MF_FIXED) {
@@ -148,6 +149,12 @@ int modelfile_parse(const void *buf, size_t len, modelfile_t *mf, char *errstr,
   int rc = arch_dims_check(&d, why, sizeof why);
   if (rc < 0) {
     snprintf(errstr, errstr_size, "model file dimensions are invalid: %s", why);
+    return IX_EMISMATCH;
+  }
+  if (version < 2 && (d.flags & ARCH_F_EXPERTS)) {
+    snprintf(errstr, errstr_size,
+             "model file version %u cannot hold a head with experts (flags 0x%x): corrupted "
+             "header?", version, d.flags);
     return IX_EMISMATCH;
   }
   arch_layout_t L;
@@ -200,6 +207,17 @@ int modelfile_parse(const void *buf, size_t len, modelfile_t *mf, char *errstr,
   memcpy(mf->vocab_ids, q, (size_t)d.V * 8);
   q += (size_t)d.V * 8;
   memcpy(mf->params, q, L.total * sizeof(float));
+  if (d.flags & ARCH_F_EXPERTS) {
+    float beta = mf->params[L.x_beta], gamma = mf->params[L.x_gamma], hl = mf->params[L.x_hl];
+    if (!(beta > 0.0f && beta <= 1.0f) || !(gamma > 0.0f && gamma <= 1.0f) ||
+        !(hl >= 0.0f && hl <= 1e9f)) {
+      modelfile_free(mf);
+      snprintf(errstr, errstr_size,
+               "model file expert constants out of range (beta %g, gamma %g in (0, 1]; "
+               "half-life %g s in [0, 1e9])", (double)beta, (double)gamma, (double)hl);
+      return IX_EMISMATCH;
+    }
+  }
   mf->vocab_ids[0] = 0;
   mf->dims = d;
   mf->half_life_s = half_life;

@@ -1,6 +1,6 @@
 /* The model file: everything needed to run a model, checksummed.
  * Layout (little-endian):
- *   magic "IXMODEL1" (8 bytes) | version u32 (= MODELFILE_VERSION)
+ *   magic "IXMODEL1" (8 bytes) | version u32 (1 or 2, MODELFILE_VERSION below)
  *   V H EC EA I flags  (u32 each, arch_dims_t) | half_life_s f32
  *   n_params u64 (= arch_layout().total) | note_len u32 | note bytes
  *   vocab ids: V x u64 (ids[0] = 0, the "other" bucket)
@@ -19,7 +19,14 @@
 #include "model/arch.h"
 
 #define MODELFILE_MAGIC "IXMODEL1"
-#define MODELFILE_VERSION 1u
+/* Version 2: the head with experts (ARCH_F_EXPERTS) exists; files of such
+ * models are written as version 2, others as version 1, so a build before
+ * the experts refuses an experts model by its version ("model file version 2
+ * is not supported") and still reads every other model. This build reads 1
+ * and 2 and refuses any other version, and a version-1 file that claims
+ * ARCH_F_EXPERTS. */
+#define MODELFILE_VERSION 2u
+#define MODELFILE_VERSION_MIN 1u
 #define MODELFILE_NOTE_MAX 1024u
 
 typedef struct {

@@ -323,3 +323,24 @@ size_t profile_rising(const arch_state_t *s, const float *plong, const float *pn
   return rising_impl(s, plong, pnext_prof, n_cand, cand_cat, cand_p, k, out_cat, out_diff,
                      in_ids_scalar);
 }
+
+size_t profile_falling(const arch_state_t *s, const float *plong, const float *pnext_prof,
+                       size_t k, uint64_t *out_cat, float *out_diff) {
+  const unsigned np = s->n_profile <= ARCH_P ? s->n_profile : ARCH_P;
+  size_t m = 0;
+  if (k == 0) return 0;
+  for (unsigned j = 0; j < np; j++) {
+    float d = plong[j] - pnext_prof[j];
+    if (!(d > 0.0f) || (m == k && !(d > out_diff[m - 1]))) continue;
+    size_t at = m < k ? m : k - 1; /* strict >: equal values keep slot order */
+    while (at > 0 && out_diff[at - 1] < d) {
+      out_diff[at] = out_diff[at - 1];
+      out_cat[at] = out_cat[at - 1];
+      at--;
+    }
+    out_diff[at] = d;
+    out_cat[at] = s->profile[j].cat;
+    if (m < k) m++;
+  }
+  return m;
+}

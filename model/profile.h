@@ -40,4 +40,11 @@ size_t profile_rising(const arch_state_t *s, const float *plong, const float *pn
                       size_t n_cand, const uint64_t *cand_cat, const float *cand_p,
                       size_t k, uint64_t *out_cat, float *out_diff);
 
+/* Falling categories: the profile's categories with the largest
+ * p_long(c) - p_next(c) > 0 (pnext_prof[j] = p_next of profile slot j),
+ * descending, ties in slot order, at most k. Only profile categories have
+ * p_long > 0, so only they can fall. Returns how many were written. */
+size_t profile_falling(const arch_state_t *s, const float *plong, const float *pnext_prof,
+                       size_t k, uint64_t *out_cat, float *out_diff);
+
 #endif

@@ -23,6 +23,10 @@ void train_opts_default(train_opts_t *o) {
   memset(o, 0, sizeof *o);
   arch_dims_default(&o->dims);
   o->dims.flags |= ARCH_F_HEAD_BF16; /* new models are served with the bf16 head */
+  o->dims.flags |= ARCH_F_EXPERTS;
+  o->x_beta = 0.65f;
+  o->x_gamma = 0.7f;
+  o->x_hl_s = 21600.0f;
   o->half_life_s = ARCH_DEFAULT_HALF_LIFE_S;
   o->batch = 32;
   o->bptt = 32;
@@ -112,6 +116,7 @@ typedef struct {
   arch_layout_t L;
   size_t P, B, T, I, H, G, XW, V, EC, EA;
   float half_life_s;
+  float x_beta, x_gamma, x_hl_s; /* fixed expert constants (ARCH_F_EXPERTS) */
   float *params, *grad, *am, *av;
   uint64_t adam_t;
   /* data: events grouped by user, (time, input order) within a user */
@@ -198,8 +203,16 @@ static void init_params(trainer_t *t) {
   for (size_t i = 0; i < ARCH_K * t->H; i++) p[L->copy_wp + i] = rng_uniform(s, 0.1f * k);
   for (size_t r = 0; r < ARCH_K; r++) p[L->copy_bp + r] = -0.5f * (float)r;
   p[L->copy_wf] = 0.3f;
-  for (size_t i = 0; i < t->H; i++) p[L->gate_wg + i] = rng_uniform(s, 0.1f * k);
-  p[L->gate_bg] = 0.0f;
+  if (t->d.flags & ARCH_F_EXPERTS) {
+    for (size_t i = 0; i < ARCH_N_EXPERTS * t->H; i++) p[L->mix_w + i] = rng_uniform(s, 0.1f * k);
+    for (size_t e = 0; e < ARCH_N_EXPERTS; e++) p[L->mix_b + e] = 0.0f;
+    p[L->x_beta] = t->x_beta;
+    p[L->x_gamma] = t->x_gamma;
+    p[L->x_hl] = t->x_hl_s;
+  } else {
+    for (size_t i = 0; i < t->H; i++) p[L->gate_wg + i] = rng_uniform(s, 0.1f * k);
+    p[L->gate_bg] = 0.0f;
+  }
 }
 
 static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, trainer_t **out,
@@ -229,6 +242,9 @@ static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, t
   t->EC = t->d.EC;
   t->EA = t->d.EA;
   t->half_life_s = o->half_life_s;
+  t->x_beta = o->x_beta;
+  t->x_gamma = o->x_gamma;
+  t->x_hl_s = o->x_hl_s;
   t->rng = o->seed;
   /* the training events, grouped by user */
   size_t m = 0;
@@ -370,7 +386,7 @@ static double chunk_forward(trainer_t *t) {
       memcpy(t->CP + row * H, t->s_c + b * H, H * sizeof(float));
       t->cidx[row] = t->idx[e];
       t->aidx[row] = (uint8_t)arch_action_index(ev->action);
-      arch_state_advance(st, ev, t->idx[e], t->half_life_s);
+      arch_state_advance_model(&t->d, t->params, st, ev, t->idx[e], t->half_life_s);
       if (t->s_pos[b] + 1 < t->u_len[u]) {
         size_t r = t->R++;
         t->trow[r] = (uint32_t)row;
@@ -434,12 +450,22 @@ static void chunk_backward(trainer_t *t, float scale) {
         j = 0;
         if (kstar >= 0) has_a = 0; /* out of vocabulary, copied: no vocab term */
       }
+      const int experts = (t->d.flags & ARCH_F_EXPERTS) != 0;
       double g = ho->g;
       double A = has_a ? z[j] : 0.0;
-      double Bc = kstar >= 0 ? ho->p_copy[kstar] : 0.0;
-      double pt = g * A + (1.0 - g) * Bc;
+      /* pt = sum_e pi_e P_e; w_e = pi_e P_e / pt (the expert's share of the
+       * target's probability); d loss / d logit_e = pi_e - w_e (experts) */
+      double P[ARCH_N_EXPERTS] = {A, 0, 0, 0};
+      if (kstar >= 0) {
+        P[ARCH_X_COPY] = ho->p_copy[kstar];
+        P[ARCH_X_RECENCY] = ho->p_rec[kstar];
+        P[ARCH_X_DECAY] = ho->p_dec[kstar];
+      }
+      double pt = 0, wgt[ARCH_N_EXPERTS];
+      for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) pt += (double)ho->pi[e] * P[e];
       if (pt < 1e-30) pt = 1e-30;
-      double wv = g * A / pt, wc = (1.0 - g) * Bc / pt;
+      for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) wgt[e] = (double)ho->pi[e] * P[e] / pt;
+      double wv = wgt[ARCH_X_VOCAB], wc = wgt[ARCH_X_COPY];
       float sv = (float)(scale * wv);
       if (has_a && sv != 0.0f) {
         for (size_t i = 0; i < V; i++) z[i] *= sv;
@@ -447,7 +473,6 @@ static void chunk_backward(trainer_t *t, float scale) {
       } else {
         memset(z, 0, V * sizeof(float));
       }
-      float dgl = (float)(-scale * (wv * (1.0 - g) - wc * g));
       memset(dh, 0, H * sizeof(float));
       for (unsigned k = 0; k < ho->n_recent; k++) {
         float ds = (float)(scale * wc * (ho->p_copy[k] - (kstar == (int)k ? 1.0 : 0.0)));
@@ -461,11 +486,25 @@ static void chunk_backward(trainer_t *t, float scale) {
         gr[L->copy_bp + k] += ds;
         gr[L->copy_wf] += ds * log1pf((float)st->recent[k].count);
       }
-      for (size_t i = 0; i < H; i++) {
-        gr[L->gate_wg + i] += dgl * h[i];
-        dh[i] += dgl * p[L->gate_wg + i];
+      if (experts) {
+        for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) {
+          float dl = (float)(scale * ((double)ho->pi[e] - wgt[e]));
+          const float *we = p + L->mix_w + e * H;
+          float *ge = gr + L->mix_w + e * H;
+          for (size_t i = 0; i < H; i++) {
+            ge[i] += dl * h[i];
+            dh[i] += dl * we[i];
+          }
+          gr[L->mix_b + e] += dl;
+        }
+      } else {
+        float dgl = (float)(-scale * (wv * (1.0 - g) - wc * g));
+        for (size_t i = 0; i < H; i++) {
+          gr[L->gate_wg + i] += dgl * h[i];
+          dh[i] += dgl * p[L->gate_wg + i];
+        }
+        gr[L->gate_bg] += dgl;
       }
-      gr[L->gate_bg] += dgl;
     }
     /* dW_v += dZ^T HT; db_v += colsum dZ; dHT += dZ W_v */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, (int)H, (int)t->R, 1.0f, t->Z,
@@ -714,9 +753,12 @@ int train_grad_dump(const train_opts_t *o, const event_t *events, size_t n, uint
   fprintf(js,
           "\"layout\":{\"emb_cat\":%zu,\"emb_act\":%zu,\"w_ih\":%zu,\"w_hh\":%zu,\"b_ih\":%zu,"
           "\"b_hh\":%zu,\"head_wv\":%zu,\"head_bv\":%zu,\"copy_wp\":%zu,\"copy_bp\":%zu,"
-          "\"copy_wf\":%zu,\"gate_wg\":%zu,\"gate_bg\":%zu,\"total\":%zu},\"chunks\":[",
+          "\"copy_wf\":%zu,\"gate_wg\":%zu,\"gate_bg\":%zu,\"mix_w\":%zu,\"mix_b\":%zu,"
+          "\"x_beta\":%zu,\"x_gamma\":%zu,\"x_hl\":%zu,\"total\":%zu},\"experts\":%d,"
+          "\"chunks\":[",
           L->emb_cat, L->emb_act, L->w_ih, L->w_hh, L->b_ih, L->b_hh, L->head_wv, L->head_bv,
-          L->copy_wp, L->copy_bp, L->copy_wf, L->gate_wg, L->gate_bg, L->total);
+          L->copy_wp, L->copy_bp, L->copy_wf, L->gate_wg, L->gate_bg, L->mix_w, L->mix_b,
+          L->x_beta, L->x_gamma, L->x_hl, L->total, (t->d.flags & ARCH_F_EXPERTS) ? 1 : 0);
   double loss = 0;
   for (uint32_t k = 0; k <= chunk; k++) {
     /* record the rows before they run: slot user and event per (step, slot) */

@@ -41,6 +41,9 @@ typedef struct {
   float lr;               /* Adam step size */
   float lr_decay;         /* lr *= lr_decay after an epoch without improvement */
   float clip;             /* global gradient norm clip (0 = none) */
+  /* the fixed expert constants stored with ARCH_F_EXPERTS (arch.h): recency
+   * beta, decay gamma and half-life (seconds, 0 = none); not trained */
+  float x_beta, x_gamma, x_hl_s;
   uint64_t seed;
   int threads;            /* OpenBLAS threads (1 = deterministic) */
   int64_t train_end_ms;   /* only events before this time are trained on */
@@ -50,7 +53,8 @@ typedef struct {
 } train_opts_t;
 
 /* Defaults: dims of arch_dims_default with ARCH_F_HEAD_BF16 (new models are
- * served with the bf16 head), half-life ARCH_DEFAULT_HALF_LIFE_S,
+ * served with the bf16 head) and ARCH_F_EXPERTS (beta 0.65, gamma 0.7,
+ * half-life 6 h: the baselines' Taobao tuning; `interestctl train` tunes them), half-life ARCH_DEFAULT_HALF_LIFE_S,
  * batch 32, bptt 32, 30 epochs, patience 3, lr 3e-3, lr_decay 0.5, clip 5,
  * seed 1, 1 thread, no time limit. */
 void train_opts_default(train_opts_t *o);

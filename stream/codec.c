@@ -306,13 +306,17 @@ static const struct {
     {"cart", ACTION_CART}, {"fav", ACTION_FAV}, {"buy", ACTION_BUY},
 };
 
+action_t codec_action_from_name(const char *s, size_t len) {
+  for (size_t i = 0; i < sizeof g_action_names / sizeof g_action_names[0]; i++)
+    if (strlen(g_action_names[i].name) == len && memcmp(s, g_action_names[i].name, len) == 0)
+      return g_action_names[i].action;
+  return ACTION_OTHER;
+}
+
 static action_t action_from(const mp_val_t *o) {
   if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
     return o->u64 <= ACTION_BUY ? (action_t)o->u64 : ACTION_OTHER;
-  if (o->type == MSGPACK_OBJECT_STR) {
-    for (size_t i = 0; i < sizeof g_action_names / sizeof g_action_names[0]; i++)
-      if (key_is(o, g_action_names[i].name)) return g_action_names[i].action;
-  }
+  if (o->type == MSGPACK_OBJECT_STR) return codec_action_from_name(o->str, o->size);
   return ACTION_OTHER;
 }
 
@@ -451,7 +455,7 @@ nomem:
  * prediction), which was a visible share of the loop's time. The bytes are
  * exactly msgpack-c's (smallest integer forms, float32, fixmap/fixstr/fixarray;
  * test_codec compares both on random and edge values). */
-#define PRED_MAX_BYTES 1024 /* > 1 + 11 keys (3) + 6 ints (9) + 2 floats (5) + 3 * (1 + 10 * 15) */
+#define PRED_MAX_BYTES 1024 /* > 1 + 12 keys (3) + 6 ints (9) + 2 floats (5) + 4 * 3 + 50 * 15 */
 
 static uint8_t *put_be(uint8_t *o, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; i--) o[bytes - 1 - i] = (uint8_t)(v >> (8 * i));
@@ -517,7 +521,13 @@ static uint8_t *put_key(uint8_t *o, const char *k) {
 
 static uint8_t *put_cats(uint8_t *o, const char *key, const pred_cat_t *cats, uint32_t n) {
   o = put_key(o, key);
-  *o++ = (uint8_t)(0x90 | n); /* n <= PRED_TOPK < 16 */
+  if (n < 16) {
+    *o++ = (uint8_t)(0x90 | n);
+  } else { /* array16: next may hold up to PRED_MAX_NEXT pairs */
+    *o++ = 0xdc;
+    *o++ = (uint8_t)(n >> 8);
+    *o++ = (uint8_t)n;
+  }
   for (uint32_t i = 0; i < n; i++) {
     *o++ = 0x92;
     o = put_uint(o, cats[i].category_id);
@@ -527,8 +537,8 @@ static uint8_t *put_cats(uint8_t *o, const char *key, const pred_cat_t *cats, ui
 }
 
 int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf) {
-  if (!pred || !buf || pred->n_next > PRED_TOPK || pred->n_long > PRED_TOPK ||
-      pred->n_rising > PRED_TOPK)
+  if (!pred || !buf || pred->n_next > PRED_MAX_NEXT || pred->n_long > PRED_TOPK ||
+      pred->n_rising > PRED_TOPK || pred->n_falling > PRED_TOPK)
     return IX_EINVAL;
   buf->len = 0;
   if (buf->cap < PRED_MAX_BYTES) {
@@ -538,7 +548,7 @@ int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf) {
     buf->cap = PRED_MAX_BYTES;
   }
   uint8_t *o = (uint8_t *)buf->data;
-  *o++ = 0x80 | 11;
+  *o++ = 0x80 | 12;
   o = put_key(o, "u");
   o = put_uint(o, pred->user_id);
   o = put_key(o, "sp");
@@ -558,6 +568,7 @@ int codec_encode_prediction(const prediction_t *pred, codec_buf_t *buf) {
   o = put_cats(o, "nx", pred->next, pred->n_next);
   o = put_cats(o, "lt", pred->longterm, pred->n_long);
   o = put_cats(o, "ri", pred->rising, pred->n_rising);
+  o = put_cats(o, "fa", pred->falling, pred->n_falling);
   buf->len = (size_t)(o - (uint8_t *)buf->data);
   return 0;
 }
@@ -614,15 +625,15 @@ static int float_from(const msgpack_object *o, const char *key, float *out, char
   }
 }
 
-static int cats_from(const msgpack_object *o, const char *key, pred_cat_t *cats, uint32_t *n,
-                     char *errstr, size_t errstr_size) {
+static int cats_from(const msgpack_object *o, const char *key, pred_cat_t *cats, uint32_t max,
+                     uint32_t *n, char *errstr, size_t errstr_size) {
   if (o->type != MSGPACK_OBJECT_ARRAY)
     return ix_fail(IX_ETYPE, errstr, errstr_size,
                 "field '%s' has the wrong type: %s (want array of [category, p] pairs)", key,
                 mp_type_name(o->type));
-  if (o->via.array.size > PRED_TOPK)
-    return ix_fail(IX_ETOOBIG, errstr, errstr_size, "field '%s' has %u entries, more than %d", key,
-                (unsigned)o->via.array.size, PRED_TOPK);
+  if (o->via.array.size > max)
+    return ix_fail(IX_ETOOBIG, errstr, errstr_size, "field '%s' has %u entries, more than %u", key,
+                (unsigned)o->via.array.size, (unsigned)max);
   for (uint32_t i = 0; i < o->via.array.size; i++) {
     const msgpack_object *e = &o->via.array.ptr[i];
     if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2)
@@ -648,7 +659,10 @@ int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char
   int rc = decode_map(buf, len, &result, "prediction", errstr, errstr_size);
   if (rc) return rc;
 
-  static const char *const keys[] = {"u", "sp", "so", "t", "et", "n", "fl", "sh", "nx", "lt", "ri"};
+  /* "fa" (falling) is optional: predictions of releases before it lack it */
+  static const char *const keys[] = {"u", "sp", "so", "t", "et", "n",  "fl",
+                                     "sh", "nx", "lt", "ri", "fa"};
+  enum { OPTIONAL_KEYS = 1u << 11 };
   enum { NKEYS = sizeof keys / sizeof keys[0] };
   prediction_t *pred = calloc(1, sizeof *pred); /* kept off the stack: ~300 bytes, fuzzed */
   if (!pred) {
@@ -689,13 +703,14 @@ int codec_decode_prediction(const void *buf, size_t len, prediction_t *out, char
       break;
     case 6: rc = float_from(v, "fl", &pred->fluctuation, errstr, errstr_size); break;
     case 7: rc = float_from(v, "sh", &pred->shift_prob, errstr, errstr_size); break;
-    case 8: rc = cats_from(v, "nx", pred->next, &pred->n_next, errstr, errstr_size); break;
-    case 9: rc = cats_from(v, "lt", pred->longterm, &pred->n_long, errstr, errstr_size); break;
-    case 10: rc = cats_from(v, "ri", pred->rising, &pred->n_rising, errstr, errstr_size); break;
+    case 8: rc = cats_from(v, "nx", pred->next, PRED_MAX_NEXT, &pred->n_next, errstr, errstr_size); break;
+    case 9: rc = cats_from(v, "lt", pred->longterm, PRED_TOPK, &pred->n_long, errstr, errstr_size); break;
+    case 10: rc = cats_from(v, "ri", pred->rising, PRED_TOPK, &pred->n_rising, errstr, errstr_size); break;
+    case 11: rc = cats_from(v, "fa", pred->falling, PRED_TOPK, &pred->n_falling, errstr, errstr_size); break;
     }
   }
   for (int j = 0; j < NKEYS && !rc; j++)
-    if (!(seen & (1u << j)))
+    if (!(seen & (1u << j)) && !(OPTIONAL_KEYS & (1u << j)))
       rc = ix_fail(IX_EMISSING, errstr, errstr_size, "field '%s' is missing from the prediction",
                 keys[j]);
   msgpack_unpacked_destroy(&result);

@@ -50,6 +50,9 @@ int codec_prediction_message(const prediction_t *pred, codec_buf_t *value,
 int codec_decode_prediction(const void *buf, size_t len, prediction_t *out,
                             char *errstr, size_t errstr_size);
 
+/* The action a string names in events ("view", "pv", "click", "cart", "fav",
+ * "buy"); ACTION_OTHER for any other string. */
+action_t codec_action_from_name(const char *s, size_t len);
 /* Name of an action ("view", "cart", "fav", "buy", "other"). */
 const char *codec_action_name(action_t action);
 

@@ -51,6 +51,8 @@ err:
   return IX_EKAFKA;
 }
 
+void *mockbroker_cluster(mockbroker_t *mb) { return mb->mcluster; }
+
 void mockbroker_destroy(mockbroker_t *mb) {
   if (!mb) return;
   if (mb->rk) rd_kafka_destroy(mb->rk); /* stops the cluster it owns */

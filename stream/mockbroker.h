@@ -16,6 +16,11 @@ int mockbroker_new(int n_brokers, mockbroker_t **out, char *errstr, size_t errst
 /* Stops the cluster (every client of it loses its connections); accepts NULL. */
 void mockbroker_destroy(mockbroker_t *mb);
 
+/* The librdkafka mock cluster (rd_kafka_mock_cluster_t *) for fault
+ * injection with <librdkafka/rdkafka_mock.h>'s rd_kafka_mock_* functions
+ * (tests only); borrowed, valid until mockbroker_destroy(). */
+void *mockbroker_cluster(mockbroker_t *mb);
+
 /* "127.0.0.1:port,..." — borrowed; valid until mockbroker_destroy(). */
 const char *mockbroker_bootstraps(const mockbroker_t *mb);
 

@@ -33,6 +33,54 @@ struct producer {
   char hdr_values[PRODUCER_MAX_HEADERS][512]; /* NUL-terminated header copies for reports */
 };
 
+static const char *const fail_labels[] = {
+#define XX(name, label) label,
+    PRODUCER_FAIL_MAP(XX)
+#undef XX
+};
+
+const char *producer_fail_label(producer_fail_t f) {
+  return (unsigned)f < PRODUCER_FAIL_N ? fail_labels[f] : "other";
+}
+
+/* The class of a delivery error or a local refusal (see PRODUCER_FAIL_MAP).
+ * Anything librdkafka gives up on that is not named here is transient: it
+ * timed out (__MSG_TIMED_OUT) or a broker was away, and may work later. */
+static producer_fail_t classify(rd_kafka_resp_err_t err) {
+  switch (err) {
+  case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+  case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    return PRODUCER_FAIL_TOO_LARGE;
+  case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+  case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+  case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+  case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    return PRODUCER_FAIL_UNKNOWN_TOPIC;
+  case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+  case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+  case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+  case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    return PRODUCER_FAIL_NOT_AUTHORIZED;
+  case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+  case RD_KAFKA_RESP_ERR__INVALID_ARG:
+  case RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS:
+  case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+    return PRODUCER_FAIL_INVALID;
+  case RD_KAFKA_RESP_ERR__FATAL:
+    return PRODUCER_FAIL_OTHER;
+  default:
+    return PRODUCER_FAIL_TRANSIENT;
+  }
+}
+
+static _Thread_local producer_fail_t refusal_fail;
+static _Thread_local char refusal_text[256];
+
+const char *producer_refusal(producer_fail_t *fail) {
+  if (fail) *fail = refusal_fail;
+  return refusal_text;
+}
+
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   producer_t *p = opaque;
   if (!p->on_delivery) return;
@@ -40,6 +88,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
       .opaque = (uint64_t)(uintptr_t)m->_private,
       .err = m->err ? IX_EKAFKA : 0,
       .errstr = m->err ? rd_kafka_err2str(m->err) : NULL,
+      .fail = m->err ? classify(m->err) : PRODUCER_FAIL_TRANSIENT,
       .partition = m->partition,
       .offset = m->offset,
       .key = m->key,
@@ -191,7 +240,24 @@ int producer_send(producer_t *p, producer_topic_t *topic, int32_t partition, con
   }
   if (!err) return 0;
   if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return IX_EFULL;
-  LOG_ERROR("producer", "produce to '%s': %s", topic->name, rd_kafka_err2str(err));
+  refusal_fail = classify(err);
+  if (refusal_fail == PRODUCER_FAIL_TRANSIENT) refusal_fail = PRODUCER_FAIL_OTHER;
+  if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+    /* librdkafka reuses the broker's code ("Broker: Message size too
+     * large") for its own check against message.max.bytes */
+    char max[32];
+    size_t max_len = sizeof max;
+    if (rd_kafka_conf_get(rd_kafka_conf(p->rk), "message.max.bytes", max, &max_len) !=
+        RD_KAFKA_CONF_OK)
+      snprintf(max, sizeof max, "?");
+    snprintf(refusal_text, sizeof refusal_text,
+             "message of %zu bytes (key %zu, value %zu, plus headers) to '%s' is larger than the "
+             "producer's message.max.bytes (%s): refused locally",
+             key_len + value_len, key_len, value_len, topic->name, max);
+    return IX_ETOOBIG;
+  }
+  snprintf(refusal_text, sizeof refusal_text, "produce to '%s' refused locally: %s",
+           topic->name, rd_kafka_err2str(err));
   return IX_EKAFKA;
 }
 

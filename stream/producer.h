@@ -20,14 +20,38 @@ typedef struct {
 
 #define PRODUCER_MAX_HEADERS 4
 
+/* Why a message was not delivered, by what the sender can do about it: a
+ * transient failure is worth sending again; the others are permanent (the
+ * same message would fail the same way: librdkafka already retried what it
+ * could). One table: the enum and the metric labels (producer_fail_label). */
+#define PRODUCER_FAIL_MAP(XX)                                                  \
+  XX(TRANSIENT, "transient")           /* timeouts, brokers away, leaders moving */ \
+  XX(TOO_LARGE, "too_large")           /* over message.max.bytes, here or at the broker */ \
+  XX(UNKNOWN_TOPIC, "unknown_topic")   /* topic or partition does not exist */ \
+  XX(NOT_AUTHORIZED, "not_authorized") /* topic/cluster authorisation, authentication */ \
+  XX(INVALID, "invalid")               /* record refused as invalid, bad argument */ \
+  XX(OTHER, "other")                   /* any other non-retriable error */
+
+typedef enum {
+#define XX(name, _) PRODUCER_FAIL_##name,
+  PRODUCER_FAIL_MAP(XX)
+#undef XX
+  PRODUCER_FAIL_N
+} producer_fail_t;
+
+/* Metric label of a failure class ("too_large", ...); never NULL. */
+const char *producer_fail_label(producer_fail_t f);
+
 /* One delivery report. err is 0 when the broker acknowledged the message,
- * else IX_EKAFKA with errstr (static) naming the reason; key/value are the
+ * else IX_EKAFKA with errstr (static) naming the reason and fail its class;
+ * key/value are the
  * message's bytes, borrowed for the call (so a failed message can be sent
  * again); opaque is what producer_send() was given. */
 typedef struct {
   uint64_t opaque;
   int err;
   const char *errstr;
+  producer_fail_t fail; /* PRODUCER_FAIL_TRANSIENT when err == 0 */
   int32_t partition;
   int64_t offset;
   const void *key;
@@ -67,11 +91,20 @@ int producer_fd(const producer_t *p);
 producer_topic_t *producer_topic(producer_t *p, const char *name);
 
 /* Queues one message (copied). ts_ms 0 = now. Returns 0, IX_EFULL when the
- * local queue is full (try again after delivery reports were served), or
- * IX_EKAFKA (e.g. message too large; logged). Any thread. */
+ * local queue is full (try again after delivery reports were served), or a
+ * permanent local refusal: IX_ETOOBIG (larger than the producer's
+ * message.max.bytes), IX_EKAFKA (unknown partition, invalid argument, fatal
+ * producer). A refusal is not logged here; producer_refusal() says why.
+ * Any thread. */
 int producer_send(producer_t *p, producer_topic_t *topic, int32_t partition, const void *key,
                   size_t key_len, const void *value, size_t value_len, int64_t ts_ms,
                   const producer_header_t *headers, size_t n_headers, uint64_t opaque);
+
+/* The last refusal of producer_send() on this thread: its class and a
+ * sentence naming the local cause (e.g. "message of 1048620 bytes is larger
+ * than the producer's message.max.bytes (1000000), refused locally").
+ * Borrowed; valid until the next producer_send() on this thread. */
+const char *producer_refusal(producer_fail_t *fail);
 
 /* Serves delivery reports for up to timeout_ms (0 = only what is ready).
  * Returns how many events were served. */

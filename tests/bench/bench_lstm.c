@@ -4,7 +4,7 @@
  * 1 and 256 in the same run (tests/bench/torch_lstmcell.py as a subprocess).
  * Each figure is the best of several timed repetitions (the machine is shared).
  *   bench_lstm [--quick] [--no-torch] [--cputime] [--batch N]
- *              [--only cell|bf16|blas|model|head|bf16head]
+ *              [--only cell|bf16|blas|model|head|bf16head|experts]
  * --cputime times with this thread's CPU clock instead of the wall clock (for
  * A/B runs on a busy machine: time the thread spent descheduled is not
  * counted; cache interference still is). --batch N runs only that batch row
@@ -71,7 +71,7 @@ static int reps = 5;
 int main(int argc, char **argv) {
   int quick = 0, torch = 1;
   size_t only_batch = 0;
-  const char *only = NULL; /* --only cell|bf16|blas|model|head|bf16head: one column (for perf) */
+  const char *only = NULL; /* --only cell|bf16|blas|model|head|bf16head|experts: one column (for perf) */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) quick = 1, reps = 3, rep_time = 0.1;
     else if (!strcmp(argv[i], "--no-torch")) torch = 0;
@@ -142,10 +142,10 @@ int main(int argc, char **argv) {
 
   static const size_t batches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
   const size_t nb = sizeof batches / sizeof batches[0];
-  double t_cell[10], t_bf[10], t_blas[10], t_mcell[10], t_mhead[10], t_mheadb[10];
-  printf("\n%6s %12s %9s %12s %12s %12s %14s %9s %14s %14s\n", "batch", "cell Mev/s", "GFLOP/s",
+  double t_cell[10], t_bf[10], t_blas[10], t_mcell[10], t_mhead[10], t_mheadb[10], t_mx[10];
+  printf("\n%6s %12s %9s %12s %12s %12s %14s %9s %14s %14s %14s\n", "batch", "cell Mev/s", "GFLOP/s",
          "bf16 Mev/s", "blas Mev/s", "model cell", "model GFLOP/s", "peak %", "cell+head k/s",
-         "bf16 head k/s");
+         "bf16 head k/s", "experts k/s");
   /* the serving model: default dims V=1000, H=64, random weights */
   arch_dims_t d;
   arch_dims_default(&d);
@@ -166,6 +166,22 @@ int main(int argc, char **argv) {
   model_t *mb;
   d.flags |= ARCH_F_HEAD_BF16;
   if (model_from_params(&d, ARCH_DEFAULT_HALF_LIFE_S, ids, params, NULL, &mb, err, sizeof err)) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  /* the bf16-head model with experts (ARCH_F_EXPERTS): what `interestctl
+   * train` writes now; same state size, its own parameter layout */
+  model_t *mx;
+  arch_dims_t dx = d;
+  dx.flags |= ARCH_F_EXPERTS;
+  arch_layout_t LX;
+  arch_layout(&dx, &LX);
+  float *params_x = malloc(LX.total * 4);
+  for (size_t i = 0; i < LX.total; i++) params_x[i] = 0.2f * frand();
+  params_x[LX.x_beta] = 0.65f;
+  params_x[LX.x_gamma] = 0.7f;
+  params_x[LX.x_hl] = 21600.0f;
+  if (model_from_params(&dx, ARCH_DEFAULT_HALF_LIFE_S, ids, params_x, NULL, &mx, err, sizeof err)) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
@@ -193,7 +209,7 @@ int main(int argc, char **argv) {
   const double model_flops = 2.0 * G * (ARCH_N_TIME + HID);
   for (size_t bi = 0; bi < nb; bi++) {
     size_t n = batches[bi], u = 0;
-    t_cell[bi] = t_bf[bi] = t_blas[bi] = t_mcell[bi] = t_mhead[bi] = t_mheadb[bi] = 1.0;
+    t_cell[bi] = t_bf[bi] = t_blas[bi] = t_mcell[bi] = t_mhead[bi] = t_mheadb[bi] = t_mx[bi] = 1.0;
     if (only_batch && n != only_batch) continue;
     if (!only || !strcmp(only, "cell")) BEST_OF(t_cell[bi], {
           for (size_t b = 0; b < n; b++) {
@@ -229,8 +245,8 @@ int main(int argc, char **argv) {
           u += n;
         });
     t_blas[bi] /= n;
-    for (int head = 0; head < 3; head++) {
-      static const char *const col[3] = {"model", "head", "bf16head"};
+    for (int head = 0; head < 4; head++) {
+      static const char *const col[4] = {"model", "head", "bf16head", "experts"};
       if (only && strcmp(only, col[head])) continue;
       size_t uu = 0;
       double t;
@@ -245,14 +261,15 @@ int main(int argc, char **argv) {
               if (evs[b].category_id == 0) evs[b].category_id = ((arch_state_t *)sp[b])->prev_cat;
             }
             uu += n;
-            model_step_batch(head == 2 ? mb : m, sp, evs, n, head ? preds : NULL);
+            model_step_batch(head == 3 ? mx : head == 2 ? mb : m, sp, evs, n, head ? preds : NULL);
           });
-      (head == 2 ? t_mheadb : head ? t_mhead : t_mcell)[bi] = t / n;
+      (head == 3 ? t_mx : head == 2 ? t_mheadb : head ? t_mhead : t_mcell)[bi] = t / n;
     }
-    printf("%6zu %12.2f %9.1f %12.2f %12.2f %12.2f %14.1f %9.0f %14.0f %14.0f\n", n,
+    printf("%6zu %12.2f %9.1f %12.2f %12.2f %12.2f %14.1f %9.0f %14.0f %14.0f %14.0f\n", n,
            1e-6 / t_cell[bi], cell_flops / t_cell[bi] * 1e-9, 1e-6 / t_bf[bi], 1e-6 / t_blas[bi],
            1e-6 / t_mcell[bi], model_flops / t_mcell[bi] * 1e-9,
-           100.0 * (cell_flops / t_cell[bi] * 1e-9) / peak, 1e-3 / t_mhead[bi], 1e-3 / t_mheadb[bi]);
+           100.0 * (cell_flops / t_cell[bi] * 1e-9) / peak, 1e-3 / t_mhead[bi], 1e-3 / t_mheadb[bi],
+           1e-3 / t_mx[bi]);
   }
   printf("(cell = generic lstm_step_batch I=%d H=%d, GEMM over [x,h] K=%d; bf16 = the bf16 cell "
          "lstm_step_batch_bf16 on the same shape (bf16 weights, x, h, c); blas = the same with "
@@ -307,6 +324,8 @@ int main(int argc, char **argv) {
   (void)quick;
   model_destroy(m);
   model_destroy(mb);
+  model_destroy(mx);
+  free(params_x);
   lstm_destroy(cell);
   lstm_destroy(cellb);
   free(hcb), free(hpb), free(cpb);

@@ -52,6 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memcmp(&p->fluctuation, &p2->fluctuation, sizeof(float)) != 0 ||
         memcmp(&p->shift_prob, &p2->shift_prob, sizeof(float)) != 0 ||
         p->n_next != p2->n_next || p->n_long != p2->n_long || p->n_rising != p2->n_rising ||
+        p->n_falling != p2->n_falling || !same_cats(p->falling, p2->falling, p->n_falling) ||
         !same_cats(p->next, p2->next, p->n_next) || !same_cats(p->longterm, p2->longterm, p->n_long) ||
         !same_cats(p->rising, p2->rising, p->n_rising))
       abort();

@@ -90,7 +90,7 @@ int main(void) {
   const char *conf = h_path("interestd.conf");
   char extra[512];
   snprintf(extra, sizeof extra,
-           "[kafka]\ninput_partitioner = murmur2\n"
+           "[input]\npartitioner = murmur2\n"
            "[redis]\naddress = 127.0.0.1:%d\nkey_prefix = t:\nmax_backlog = %d\n"
            "[kafka.consumer]\nauto.commit.interval.ms = 500\n", rport, MAX_BACKLOG);
   h_write_conf(conf, brokers, "redis", model, extra);

@@ -37,7 +37,8 @@ typedef struct {
   int32_t action, pad;
 } rec_t;
 
-static char dir[] = "/tmp/ix_torch_fwd_XXXXXX";
+static char dir[64];
+static const char *g_variant = "v1"; /* torch_forward.py's head: v1 or experts */
 
 static void *slurp(const char *name, size_t *len) {
   char p[512];
@@ -57,8 +58,8 @@ static void run_script(const char *mode) {
   const char *src = getenv("IX_SOURCE_DIR");
   assert_non_null(src);
   char cmd[1024];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/py/torch_forward.py %s 1 %s", src, dir,
-           mode);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/py/torch_forward.py %s 1 %s %s", src,
+           dir, mode, g_variant);
   if (system(cmd) != 0) fail_msg("reference script failed (is python3-torch installed?): %s", cmd);
 }
 
@@ -96,7 +97,8 @@ static double rounding_err(size_t n, const uint16_t *b, const float *t, double f
 }
 
 static void test_c_forward_matches_torch(void **st) {
-  (void)st;
+  g_variant = *st ? (const char *)*st : "v1";
+  snprintf(dir, sizeof dir, "/tmp/ix_torch_fwd_XXXXXX");
   assert_non_null(mkdtemp(dir));
   run_script("gen");
 
@@ -260,6 +262,10 @@ static void test_c_forward_matches_torch(void **st) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_c_forward_matches_torch)};
+  /* the v1 head and the head with experts (arch.h, ARCH_F_EXPERTS) */
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_prestate(test_c_forward_matches_torch, (void *)"v1"),
+      cmocka_unit_test_prestate(test_c_forward_matches_torch, (void *)"experts"),
+  };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

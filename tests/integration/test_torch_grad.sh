@@ -13,7 +13,13 @@ CSV=$IX_SOURCE_DIR/data/taobao_userbehavior_head100k/small_sample.csv.gz
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 "$CTL" import --format taobao --input "$CSV" --output "$TMP/taobao.rec" >/dev/null
+# the head with experts (the default) and the v1 gate (--no-experts); the
+# chunks are ones that exercise every case for each
 "$CTL" train --events "$TMP/taobao.rec" --drop-user 1004381 --tz +08:00 \
   --hidden 16 --vocab 60 --emb-cat 8 --emb-act 4 --batch 4 --bptt 6 \
-  --grad-dump "$TMP/g" --grad-chunk 2
+  --grad-dump "$TMP/g" --grad-chunk 5
 /usr/bin/python3 "$IX_SOURCE_DIR/tests/py/torch_grad.py" "$TMP/g"
+"$CTL" train --events "$TMP/taobao.rec" --drop-user 1004381 --tz +08:00 --no-experts \
+  --hidden 16 --vocab 60 --emb-cat 8 --emb-act 4 --batch 4 --bptt 6 \
+  --grad-dump "$TMP/g1" --grad-chunk 2
+/usr/bin/python3 "$IX_SOURCE_DIR/tests/py/torch_grad.py" "$TMP/g1"

@@ -2,7 +2,12 @@
 """Reference forward pass of model/arch.h in PyTorch, for
 tests/integration/test_torch_forward.c.
 
-  torch_forward.py OUTDIR SEED gen|check
+  torch_forward.py OUTDIR SEED gen|check [v1|experts]
+
+v1 (the default): the vocabulary/copy gate; experts: the head with experts
+(ARCH_F_EXPERTS, model file version 2: p_next = sum_e pi_e p_e with
+pi = softmax(W_m h + b_m) over vocabulary, copy, recency beta^rank and the
+decayed frequency of the recent slots, arch.h "Experts").
 
 Both modes write into OUTDIR (the same bytes for the same SEED):
   model.ixm     random weights in the model file format of model/modelfile.h
@@ -43,19 +48,27 @@ OUT = sys.argv[1]
 SEED = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 MODE = sys.argv[3] if len(sys.argv) > 3 else "gen"
 assert MODE in ("gen", "check"), MODE
+VARIANT = sys.argv[4] if len(sys.argv) > 4 else "v1"
+assert VARIANT in ("v1", "experts"), VARIANT
+EXPERTS = VARIANT == "experts"
 rng = np.random.default_rng(SEED)
 
 V, H, EC, EA, NT, K, P = 120, 64, 32, 8, 7, 16, 16
 I = (EC + EA + NT + 7) // 8 * 8
-FLAGS = 1  # ARCH_F_SHIFT_UNIT
+FLAGS = 1 | (4 if EXPERTS else 0)  # ARCH_F_SHIFT_UNIT, ARCH_F_EXPERTS
 HALF_LIFE = np.float32(3600.0 * 6)
 G = 4 * H
 
 # ---- flat layout (model/arch.h) ----
+NX = 4  # experts: vocabulary, copy, recency, decay
 sizes = [("emb_cat", V * EC), ("emb_act", 5 * EA), ("w_ih", G * I), ("w_hh", G * H),
          ("b_ih", G), ("b_hh", G), ("head_wv", V * H), ("head_bv", V), ("copy_wp", K * H),
-         ("copy_bp", K), ("copy_wf", 1), ("gate_wg", H), ("gate_bg", 1), ("shift_w", H),
-         ("shift_wd", 1), ("shift_b", 1)]
+         ("copy_bp", K), ("copy_wf", 1)]
+if EXPERTS:
+    sizes += [("mix_w", NX * H), ("mix_b", NX), ("x_beta", 1), ("x_gamma", 1), ("x_hl", 1)]
+else:
+    sizes += [("gate_wg", H), ("gate_bg", 1)]
+sizes += [("shift_w", H), ("shift_wd", 1), ("shift_b", 1)]
 off, n = {}, 0
 for name, sz in sizes:
     off[name] = (n, sz)
@@ -68,11 +81,15 @@ def par(name, shape=None):
 par("emb_cat")[:] *= 3.0
 par("copy_bp")[:] = np.linspace(1.0, -1.0, K, dtype=np.float32)
 par("copy_wf")[:] = 0.7
+if EXPERTS:
+    par("x_beta")[:] = 0.6
+    par("x_gamma")[:] = 0.8
+    par("x_hl")[:] = 7200.0
 vocab = np.array([0] + [1000 + 3 * j for j in range(1, V)], dtype=np.uint64)
 idx_of = {int(c): j for j, c in enumerate(vocab) if j > 0}
 
 note = b"torch_forward.py reference model"
-hdr = struct.pack("<8sI6IfQI", b"IXMODEL1", 1, V, H, EC, EA, I, FLAGS, float(HALF_LIFE), n, len(note))
+hdr = struct.pack("<8sI6IfQI", b"IXMODEL1", 2 if EXPERTS else 1, V, H, EC, EA, I, FLAGS, float(HALF_LIFE), n, len(note))
 body = hdr + note + vocab.tobytes() + params.tobytes()
 with open(os.path.join(OUT, "model.ixm"), "wb") as f:
     f.write(body + struct.pack("<I", zlib.crc32(body) & 0xffffffff))
@@ -132,13 +149,18 @@ Wv = torch.from_numpy(par("head_wv", (V, H)))
 bv = torch.from_numpy(par("head_bv"))
 Pk = torch.from_numpy(par("copy_wp", (K, H)))
 bp = torch.from_numpy(par("copy_bp"))
-wf, wg, bg = float(par("copy_wf")[0]), torch.from_numpy(par("gate_wg")), float(par("gate_bg")[0])
+wf = float(par("copy_wf")[0])
+if EXPERTS:
+    Wm, bm = torch.from_numpy(par("mix_w", (NX, H))), torch.from_numpy(par("mix_b"))
+    x_beta, x_gamma, x_hl = (float(par(n)[0]) for n in ("x_beta", "x_gamma", "x_hl"))
+else:
+    wg, bg = torch.from_numpy(par("gate_wg")), float(par("gate_bg")[0])
 ws, wd, bs = torch.from_numpy(par("shift_w")), float(par("shift_wd")[0]), float(par("shift_b")[0])
 
 class U:
     def __init__(self):
         self.n = 0; self.prev_cat = 0; self.prev_ts = 0
-        self.recent = []  # [cat, count, idx], most recent first
+        self.recent = []  # [cat, count, idx, dec_w (f32)], most recent first
         self.prof = []    # [cat, weight(f32), idx]
         self.prof_ts = 0
         self.h = torch.zeros(1, 1, H); self.c = torch.zeros(1, 1, H)
@@ -168,11 +190,17 @@ def features(s, ev):
 
 def advance(s, ev, idx):
     u, item, cat, ts, act = ev
+    if EXPERTS and s.n > 0:
+        # the decay expert's weights: * gamma 2^(-gap_s / half-life) in double, stored f32
+        fac = x_gamma
+        if x_hl > 0 and ts > s.prev_ts:
+            fac *= 2.0 ** (-((ts - s.prev_ts) / 1000.0) / x_hl)
+        for e in s.recent: e[3] = f32(float(e[3]) * fac)
     for r, e in enumerate(s.recent):
         if e[0] == cat:
-            e[1] += 1; s.recent.insert(0, s.recent.pop(r)); break
+            e[1] += 1; e[3] = f32(e[3] + f32(1)); s.recent.insert(0, s.recent.pop(r)); break
     else:
-        s.recent.insert(0, [cat, 1, idx]); del s.recent[K:]
+        s.recent.insert(0, [cat, 1, idx, f32(1)]); del s.recent[K:]
     if s.prof and ts > s.prof_ts:
         fac = f32(2.0 ** (-((ts - s.prof_ts) / 1000.0) / float(HALF_LIFE)))
         for e in s.prof: e[1] = f32(e[1] * fac)
@@ -189,16 +217,26 @@ def advance(s, ev, idx):
 def head(s, h):
     z = Wv @ h + bv
     pv = torch.softmax(z, 0)
-    g = torch.sigmoid(wg @ h + bg)
     nrec = len(s.recent)
     sc = torch.stack([Pk[k] @ h + bp[k] + wf * math.log1p(s.recent[k][1]) for k in range(nrec)])
     pc = torch.softmax(sc, 0)
+    if EXPERTS:
+        pi = torch.softmax(Wm @ h + bm, 0)
+        g = pi[0]
+        prec = torch.tensor([x_beta ** k for k in range(nrec)], dtype=torch.float32)
+        prec = prec / prec.sum()
+        pdec = torch.tensor([float(e[3]) for e in s.recent], dtype=torch.float32)
+        pdec = pdec / pdec.sum()
+        mslot = pi[1] * pc + pi[2] * prec + pi[3] * pdec
+    else:
+        g = torch.sigmoid(wg @ h + bg)
+        mslot = (1 - g) * pc
     q = g * pv
     oov_cat = np.zeros(K, dtype=np.uint64); oov_p = np.zeros(K, dtype=np.float32)
     for k in range(nrec):
-        cat, cnt, idx = s.recent[k]
-        if idx > 0: q[idx] = q[idx] + (1 - g) * pc[k]
-        else: oov_cat[k] = cat; oov_p[k] = float((1 - g) * pc[k])
+        cat, cnt, idx = s.recent[k][:3]
+        if idx > 0: q[idx] = q[idx] + mslot[k]
+        else: oov_cat[k] = cat; oov_p[k] = float(mslot[k])
     return q, oov_cat, oov_p, g, pv
 
 def js(pn, pl):
@@ -269,4 +307,4 @@ if out is not None:
     out.close()
 with open(os.path.join(OUT, "dims.txt"), "w") as f:
     f.write(f"{V} {H} {EC} {EA} {I} {K} {len(events)}\n")
-print(f"torch_forward.py {MODE}: {len(events)} events, {len(users)} users, V={V} H={H} I={I}, torch {torch.__version__}")
+print(f"torch_forward.py {MODE} {VARIANT}: {len(events)} events, {len(users)} users, V={V} H={H} I={I}, torch {torch.__version__}")

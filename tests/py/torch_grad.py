@@ -5,7 +5,9 @@ Reads PREFIX.json (dims, layout, the chunks' (step, slot, reset) rows and the
 slots' users' events), PREFIX.params.f32 and PREFIX.grad.f32 as written by
 `interestctl train --grad-dump PREFIX --grad-chunk N`. Re-implements the model
 of model/arch.h independently in float64 torch (features from the raw events,
-recent-list bookkeeping, LSTM cell, gated vocab/copy head, the NLL rule),
+recent-list bookkeeping, LSTM cell, the head: gated vocab/copy (v1) or the
+mixture of experts (ARCH_F_EXPERTS: vocab, copy, recency, decayed frequency
+with learned weights softmax(W_m h + b_m)), the NLL rule),
 replays chunks 0..N-1 without gradient (truncated BPTT carries h, c), takes
 the mean NLL of chunk N and compares d loss / d params with the C gradient,
 block by block: relative L2 error and max error relative to the block's
@@ -44,7 +46,14 @@ def main(prefix):
     b_ih, b_hh = blk("b_ih", G), blk("b_hh", G)
     head_wv, head_bv = blk("head_wv", V, H), blk("head_bv", V)
     copy_wp, copy_bp, copy_wf = blk("copy_wp", K, H), blk("copy_bp", K), blk("copy_wf", 1)
-    gate_wg, gate_bg = blk("gate_wg", H), blk("gate_bg", 1)
+    experts = meta.get("experts", 0) == 1
+    if experts:
+        mix_w, mix_b = blk("mix_w", 4, H), blk("mix_b", 4)
+        x_beta = float(params_np[L["x_beta"]])
+        x_gamma = float(params_np[L["x_gamma"]])
+        x_hl = float(params_np[L["x_hl"]])
+    else:
+        gate_wg, gate_bg = blk("gate_wg", H), blk("gate_bg", 1)
 
     users = meta["events"]  # in slot-assignment order: [cat, idx, action, ts_ms]
     next_user = 0
@@ -64,7 +73,7 @@ def main(prefix):
         for step in sorted(steps):
             for b, reset, cidx in steps[step]:
                 if reset:
-                    slot[b] = dict(user=next_user, pos=0, recent=[], n=0, prev_ts=0,
+                    slot[b] = dict(user=next_user, pos=0, recent=[], decw=[], n=0, prev_ts=0,
                                    prev_cat=0, h=torch.zeros(H, dtype=torch.float64),
                                    c=torch.zeros(H, dtype=torch.float64))
                     next_user += 1
@@ -96,17 +105,27 @@ def main(prefix):
                 gg, og = torch.tanh(pre[2 * H:3 * H]), torch.sigmoid(pre[3 * H:])
                 st["c"] = fg * st["c"] + ig * gg
                 st["h"] = og * torch.tanh(st["c"])
-                # state advance: recent list (move to front, count+1; new: count 1)
-                rec = st["recent"]
+                # state advance: recent list (move to front, count+1; new: count 1);
+                # the decay expert's weights: * gamma 2^(-gap/hl), then +1 (new: 1)
+                rec, dw = st["recent"], st["decw"]
+                if experts and st["n"] > 0:
+                    f = x_gamma
+                    if x_hl > 0 and ts > st["prev_ts"]:
+                        f *= 2.0 ** (-(ts - st["prev_ts"]) / 1000.0 / x_hl)
+                    dw[:] = [w * f for w in dw]
                 hit = [k for k, r in enumerate(rec) if r[0] == cat]
                 if hit:
                     e = rec.pop(hit[0])
                     e = (e[0], e[1] + 1, e[2])
+                    w = dw.pop(hit[0]) + 1.0
                 else:
                     e = (cat, 1, idx)
+                    w = 1.0
                     if len(rec) == K:
                         rec.pop()
+                        dw.pop()
                 rec.insert(0, e)
+                dw.insert(0, w)
                 st["n"] += 1
                 st["prev_ts"], st["prev_cat"] = ts, cat
                 st["pos"] += 1
@@ -116,18 +135,26 @@ def main(prefix):
                 tcat, tidx = evs[st["pos"]][0], evs[st["pos"]][1]
                 h = st["h"]
                 pv = torch.softmax(head_wv @ h + head_bv, 0)
-                g = torch.sigmoid(gate_wg @ h + gate_bg[0])
                 cnt = torch.tensor([math.log1p(r[1]) for r in rec], dtype=torch.float64)
                 sc = copy_wp[:len(rec)] @ h + copy_bp[:len(rec)] + copy_wf[0] * cnt
                 pc = torch.softmax(sc, 0)
+                if experts:
+                    pi = torch.softmax(mix_w @ h + mix_b, 0)
+                    g = pi[0]
+                    rw = torch.tensor([x_beta ** k for k in range(len(rec))], dtype=torch.float64)
+                    dwt = torch.tensor(dw, dtype=torch.float64)
+                    slot_p = pi[1] * pc + pi[2] * rw / rw.sum() + pi[3] * dwt / dwt.sum()
+                else:
+                    g = torch.sigmoid(gate_wg @ h + gate_bg[0])
+                    slot_p = (1 - g) * pc
                 kk = [k for k, r in enumerate(rec) if r[0] == tcat]
                 if tidx > 0:
                     p = g * pv[tidx]
                     if kk:
-                        p = p + (1 - g) * pc[kk[0]]
+                        p = p + slot_p[kk[0]]
                         stats["copied"] += 1
                 elif kk:
-                    p = (1 - g) * pc[kk[0]]
+                    p = slot_p[kk[0]]
                     stats["oov_copied"] += 1
                 else:
                     p = g * pv[0]
@@ -151,8 +178,15 @@ def main(prefix):
             ok = False
 
     names = ["emb_cat", "emb_act", "w_ih", "w_hh", "b_ih", "b_hh", "head_wv", "head_bv",
-             "copy_wp", "copy_bp", "copy_wf", "gate_wg", "gate_bg"]
-    ends = [L[n] for n in names[1:]] + [L["total"]]
+             "copy_wp", "copy_bp", "copy_wf"]
+    names += ["mix_w", "mix_b"] if experts else ["gate_wg", "gate_bg"]
+    ends = [L[n] for n in names[1:]] + [L["x_beta"] if experts else L["total"]]
+    if experts:
+        # the fixed expert constants are not trained: their gradient is zero
+        fixed = grad_c[L["x_beta"]:L["total"]]
+        if np.any(fixed != 0):
+            print("FAIL: gradient on the fixed expert constants: %s" % fixed)
+            ok = False
 
     def compare(gc, verbose):
         good = True

@@ -209,7 +209,7 @@ static void test_bl_run_and_tune_on_tiny_data(void **unused) {
     in[2 * i + 1] = ev((uint64_t)(200 + i % 2), i * 1000 + 1);
     in[2 * i + 1].user_id = 2;
   }
-  eval_window_t w = {10000, 20000, 3600.0f};
+  eval_window_t w = {.start_ms = 10000, .end_ms = 20000, .half_life_s = 3600.0f};
   eval_data_t d;
   assert_int_equal(eval_data_build(in, 40, &w, &d), 0);
   assert_int_equal(d.n_targets, 20);

@@ -414,6 +414,9 @@ static prediction_t sample_prediction(void) {
   p.n_next = PRED_TOPK;
   p.n_long = 3;
   p.n_rising = 0;
+  p.n_falling = 2;
+  p.falling[0] = (pred_cat_t){77, 0.25f};
+  p.falling[1] = (pred_cat_t){78, 0.125f};
   for (int i = 0; i < PRED_TOPK; i++) {
     p.next[i].category_id = i == 0 ? 1234567890123456789ULL : (uint64_t)(1000 + i);
     p.next[i].p = 0.5f / (float)(i + 1);
@@ -436,6 +439,11 @@ static void assert_pred_equal(const prediction_t *a, const prediction_t *b) {
   assert_int_equal(a->n_next, b->n_next);
   assert_int_equal(a->n_long, b->n_long);
   assert_int_equal(a->n_rising, b->n_rising);
+  assert_int_equal(a->n_falling, b->n_falling);
+  for (uint32_t i = 0; i < a->n_falling; i++) {
+    assert_true(a->falling[i].category_id == b->falling[i].category_id);
+    assert_memory_equal(&a->falling[i].p, &b->falling[i].p, sizeof(float));
+  }
   for (uint32_t i = 0; i < a->n_next; i++) {
     assert_true(a->next[i].category_id == b->next[i].category_id);
     assert_memory_equal(&a->next[i].p, &b->next[i].p, sizeof(float));
@@ -472,7 +480,7 @@ static void ref_key(msgpack_packer *pk, const char *k) {
 static void ref_encode(const prediction_t *p, msgpack_sbuffer *sb) {
   msgpack_packer pk;
   msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-  msgpack_pack_map(&pk, 11);
+  msgpack_pack_map(&pk, 12);
   ref_key(&pk, "u");
   msgpack_pack_uint64(&pk, p->user_id);
   ref_key(&pk, "sp");
@@ -492,6 +500,7 @@ static void ref_encode(const prediction_t *p, msgpack_sbuffer *sb) {
   ref_cats(&pk, "nx", p->next, p->n_next);
   ref_cats(&pk, "lt", p->longterm, p->n_long);
   ref_cats(&pk, "ri", p->rising, p->n_rising);
+  ref_cats(&pk, "fa", p->falling, p->n_falling);
 }
 
 static uint64_t rng_next(uint64_t *s) {
@@ -530,10 +539,14 @@ static void test_prediction_encoding_is_msgpack_c_bytes(void **state) {
       uint32_t bits = (uint32_t)rng_next(&s);
       memcpy(&p.fluctuation, &bits, sizeof bits);
       p.shift_prob = (float)(rng_next(&s) % 1000) / 1000.0f;
-      p.n_next = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      p.n_next = (uint32_t)(rng_next(&s) % (PRED_MAX_NEXT + 1)); /* 16..20: array16 */
       p.n_long = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
       p.n_rising = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      p.n_falling = (uint32_t)(rng_next(&s) % (PRED_TOPK + 1));
+      for (int i = PRED_TOPK; i < PRED_MAX_NEXT; i++)
+        p.next[i] = (pred_cat_t){(uint64_t)edge_int(&s), (float)i / 9.0f};
       for (int i = 0; i < PRED_TOPK; i++) {
+        p.falling[i] = (pred_cat_t){(uint64_t)edge_int(&s), 0.5f / (float)(i + 1)};
         p.next[i] = (pred_cat_t){(uint64_t)edge_int(&s), (float)i / 7.0f};
         p.longterm[i] = (pred_cat_t){(uint64_t)edge_int(&s), -(float)i};
         p.rising[i] = (pred_cat_t){(uint64_t)edge_int(&s), 1e-30f * (float)i};
@@ -578,7 +591,8 @@ static void test_prediction_round_trip_every_field(void **state) {
 }
 
 static void test_prediction_accepts_float64_and_int_probabilities(void **state) {
-  /* what Python's msgpack produces: float64, keys in any order */
+  /* what Python's msgpack produces: float64, keys in any order; no "fa" (falling),
+   * as predictions from releases before it: optional */
   mp_t m = {0};
   mp_map(&m, 11);
   mp_str(&m, "ri"); mp_array(&m, 0);
@@ -651,8 +665,8 @@ static void test_prediction_rejections(void **state) {
         if (k >= 8) mp_array(&m, 0);
         else mp_uint(&m, 1);
       } else if (b == 0) {
-        mp_array(&m, PRED_TOPK + 1);
-        for (int i = 0; i <= PRED_TOPK; i++) { mp_array(&m, 2); mp_uint(&m, 1); mp_f64(&m, 0.1); }
+        mp_array(&m, PRED_MAX_NEXT + 1);
+        for (int i = 0; i <= PRED_MAX_NEXT; i++) { mp_array(&m, 2); mp_uint(&m, 1); mp_f64(&m, 0.1); }
       } else if (b == 1) {
         mp_array(&m, 1); mp_array(&m, 3); mp_uint(&m, 1); mp_f64(&m, 0.1); mp_uint(&m, 1);
       } else if (b == 2) {
@@ -673,7 +687,10 @@ static void test_prediction_rejections(void **state) {
     snprintf(needle, sizeof needle, "'%s", bad[b].key);
     expect_pred_error(m.b, m.n, bad[b].code, needle);
   }
-  in.n_next = PRED_TOPK + 1;
+  in.n_next = PRED_MAX_NEXT + 1;
+  assert_int_equal(codec_encode_prediction(&in, &buf), IX_EINVAL);
+  in.n_next = 0;
+  in.n_long = PRED_TOPK + 1;
   assert_int_equal(codec_encode_prediction(&in, &buf), IX_EINVAL);
   codec_buf_free(&buf);
 }

@@ -79,11 +79,14 @@ static void test_config_redis_section(void **unused) {
   assert_string_equal(c->redis.address, ""); /* off by default */
   assert_string_equal(c->redis.key_prefix, "interestd:user:");
   assert_int_equal(c->redis.ttl_s, -1);      /* the state's idle TTL */
-  assert_int_equal(c->redis.format, REDIS_FORMAT_MSGPACK);
+  assert_int_equal(c->redis.format, REDIS_FORMAT_OUTPUT);
   config_destroy(c);
   const char *ok[] = {"redis.address=127.0.0.1:6380", "redis.database=2", "redis.password=pw",
-                      "redis.key_prefix=f:", "redis.ttl_s=60", "redis.max_backlog=500"};
-  assert_int_equal(config_load(NULL, ok, 6, &c, err, sizeof err), 0);
+                      "redis.key_prefix=f:", "redis.ttl_s=60", "redis.max_backlog=500",
+                      "redis.format=json", "input.partitioner=murmur2"};
+  assert_int_equal(config_load(NULL, ok, 8, &c, err, sizeof err), 0);
+  assert_int_equal(c->redis.format, REDIS_FORMAT_JSON);
+  assert_int_equal(c->kafka.input_partitioner, IX_PARTITIONER_MURMUR2);
   assert_string_equal(c->redis.address, "127.0.0.1:6380");
   assert_int_equal(c->redis.database, 2);
   assert_string_equal(c->redis.password, "pw");
@@ -101,7 +104,8 @@ static void test_config_redis_section(void **unused) {
   config_destroy(c);
   const char *bad[][2] = {{"redis.address=localhost", "host:port"},
                           {"redis.address=h:p1", "host:port"},
-                          {"redis.format=xml", "msgpack or json"},
+                          {"redis.format=xml", "output, msgpack or json"},
+                          {"input.partitioner=random", "input.partitioner must be"},
                           {"redis.ttl_s=-5", "redis.ttl_s"},
                           {"redis.max_backlog=0", "between"},
                           {"redis.tls=yes", "unknown key"}};
@@ -199,6 +203,57 @@ static void test_config_errors_name_file_line_and_reason(void **unused) {
   expect_error("[kafka.consumer]\nenable.auto.offset.store = true\n", "bad.conf:2:",
                "enable.auto.offset.store cannot be set");
   expect_error("[kafka]\nthis line has no equals sign\n", "bad.conf:2:", "syntax");
+  /* [input] and [output] (stream/input.h, stream/output.h) */
+  expect_error("[input]\nformat = avro\n", "bad.conf:2:", "input.format must be msgpack or json");
+  expect_error("[input]\nformat = json\nuser_field =\n", "bad.conf:3:", "input.user_field must not be empty");
+  expect_error("[input]\ncategory_field = properties..category\n", "bad.conf:2:", "empty component");
+  expect_error("[input]\ntime_field = .t\n", "bad.conf:2:", "empty component");
+  expect_error("[input]\n\ntime_format = fortnights\n", "bad.conf:3:", "ms, s, iso8601 or kafka");
+  expect_error("[input]\naction_map = add_to_cart=basket\n", "bad.conf:2:",
+               "'basket' is not an action");
+  expect_error("[input]\naction_map = add_to_cart\n", "bad.conf:2:", "is not name=action");
+  expect_error("[input]\naction_map = a=cart, a=buy\n", "bad.conf:2:", "mapped twice");
+  expect_error("[input]\nuser_from_key = maybe\n", "bad.conf:2:", "true or false");
+  expect_error("[input]\nuser_path = x\n", "bad.conf:2:", "unknown key 'user_path' in section [input]");
+  expect_error("[output]\nformat = avro\n", "bad.conf:2:", "output.format must be msgpack or json");
+  expect_error("[output]\nnext_categories = 0\n", "bad.conf:2:", "between 1 and 20");
+  expect_error("[output]\nnext_categories = 21\n", "bad.conf:2:", "between 1 and 20");
+}
+
+static void test_config_reads_input_mapping_and_output(void **unused) {
+  const char *path = write_file("io.conf",
+                                "[input]\nformat = json\nuser_field = user.id\n"
+                                "category_field = properties.category_id\nitem_field = properties.product_id\n"
+                                "action_field = event\ntime_field = timestamp\ntime_format = iso8601\n"
+                                "action_map = Product Viewed=view, Product Added = cart,Order Completed=buy\n"
+                                "[output]\nformat = json\nnext_categories = 20\n");
+  config_t *c = NULL;
+  char err[512];
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(c->input.format, INPUT_JSON);
+  assert_string_equal(c->input.field[INPUT_F_USER], "user.id");
+  assert_string_equal(c->input.field[INPUT_F_CATEGORY], "properties.category_id");
+  assert_string_equal(c->input.field[INPUT_F_ITEM], "properties.product_id");
+  assert_string_equal(c->input.field[INPUT_F_ACTION], "event");
+  assert_string_equal(c->input.field[INPUT_F_TIME], "timestamp");
+  assert_int_equal(c->input.time_format, TIMEFMT_ISO8601);
+  assert_int_equal(c->input.n_actions, 3);
+  assert_string_equal(c->input.actions[1].from, "Product Added");
+  assert_int_equal(c->input.actions[1].to, ACTION_CART);
+  assert_int_equal(c->input.actions[2].to, ACTION_BUY);
+  assert_int_equal(c->output.format, OUTPUT_JSON);
+  assert_int_equal(c->output.next_categories, 20);
+  config_destroy(c);
+  /* defaults: msgpack both ways, every pair; overrides reach [input] */
+  const char *ov[] = {"input.format=json", "input.user_from_key=true", "input.time_format=kafka"};
+  assert_int_equal(config_load(NULL, ov, 3, &c, err, sizeof err), 0);
+  assert_int_equal(c->input.format, INPUT_JSON);
+  assert_int_equal(c->input.user_from_key, 1);
+  assert_int_equal(c->input.time_format, TIMEFMT_KAFKA);
+  assert_string_equal(c->input.field[INPUT_F_USER], "u");
+  assert_int_equal(c->output.format, OUTPUT_MSGPACK);
+  assert_int_equal(c->output.next_categories, 10);
+  config_destroy(c);
 }
 
 static void test_config_overrides_go_to_the_right_section(void **unused) {
@@ -319,6 +374,7 @@ int main(void) {
       cmocka_unit_test(test_config_parses_every_section),
       cmocka_unit_test(test_config_errors_name_file_line_and_reason),
       cmocka_unit_test(test_config_overrides_go_to_the_right_section),
+      cmocka_unit_test(test_config_reads_input_mapping_and_output),
       cmocka_unit_test(test_config_missing_file_is_named),
       cmocka_unit_test(test_config_check_validates_model_and_directories),
       cmocka_unit_test(test_config_default_file_in_the_tree_is_valid_syntax),

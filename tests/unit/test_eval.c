@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "model/eval.h"
 
 static void test_eval_auc_separation_reversal_and_ties(void **unused) {
@@ -92,7 +93,7 @@ static void test_eval_data_targets_order_and_labels(void **unused) {
       ev(9, 5, 250), /* after the window: not fed */
       ev(9, 5, 130), /* user 9: 2nd, in window, repeat -> inside */
   };
-  eval_window_t w = {100, 200, 3600.0f};
+  eval_window_t w = {.start_ms = 100, .end_ms = 200, .half_life_s = 3600.0f};
   eval_data_t d;
   assert_int_equal(eval_data_build(in, 7, &w, &d), 0);
   assert_int_equal(d.n, 7);
@@ -119,6 +120,48 @@ static void test_eval_data_targets_order_and_labels(void **unused) {
   assert_int_equal(tie[2].category_id, 13);
 }
 
+static void test_eval_user_split_partitions_targets_by_user(void **unused) {
+  /* 200 users x 5 events; 30% held out with seed 7 */
+  enum { NU = 200, PER = 5 };
+  static event_t in[NU * PER];
+  for (int u = 0; u < NU; u++)
+    for (int k = 0; k < PER; k++) in[u * PER + k] = ev(1000 + (uint64_t)u, (uint64_t)k, 10 * k + u);
+  eval_window_t all = {.start_ms = INT64_MIN, .end_ms = INT64_MAX, .half_life_s = 3600.0f,
+                       .holdout_pct = 30, .holdout_seed = 7};
+  eval_window_t held = all, rest = all;
+  held.users = EVAL_USERS_HELD_OUT;
+  rest.users = EVAL_USERS_TRAINING;
+  eval_data_t da, dh, dr;
+  assert_int_equal(eval_data_build(in, NU * PER, &all, &da), 0);
+  assert_int_equal(eval_data_build(in, NU * PER, &held, &dh), 0);
+  assert_int_equal(eval_data_build(in, NU * PER, &rest, &dr), 0);
+  /* every user is fed in each; targets split exactly by the rule */
+  assert_int_equal(dh.n_fed, NU * PER);
+  assert_int_equal(da.n_targets, NU * (PER - 1));
+  assert_int_equal(dh.n_targets + dr.n_targets, da.n_targets);
+  size_t n_held = 0;
+  for (int u = 0; u < NU; u++) n_held += (size_t)eval_user_held_out(1000 + (uint64_t)u, 30, 7);
+  assert_int_equal(dh.n_targets, n_held * (PER - 1));
+  assert_true(n_held > 40 && n_held < 80); /* about 30% of 200 */
+  for (size_t i = 0; i < dh.n; i++) {
+    int h = eval_user_held_out(dh.ev[i].user_id, 30, 7);
+    if (dh.target[i]) assert_true(h);
+    if (dr.target[i]) assert_false(h);
+    assert_int_equal(dh.target[i] | dr.target[i], da.target[i]);
+  }
+  /* another seed selects other users; 0% is refused for a split */
+  size_t differ = 0;
+  for (int u = 0; u < NU; u++)
+    differ += eval_user_held_out(1000 + (uint64_t)u, 30, 7) != eval_user_held_out(1000 + (uint64_t)u, 30, 8);
+  assert_true(differ > 20);
+  eval_data_t bad;
+  held.holdout_pct = 0;
+  assert_int_equal(eval_data_build(in, NU * PER, &held, &bad), IX_EINVAL);
+  eval_data_free(&da);
+  eval_data_free(&dh);
+  eval_data_free(&dr);
+}
+
 static void test_eval_prints_markdown_table(void **unused) {
   eval_row_t row;
   memset(&row, 0, sizeof row);
@@ -143,6 +186,7 @@ int main(void) {
       cmocka_unit_test(test_eval_ranking_metrics_and_nll),
       cmocka_unit_test(test_eval_buckets),
       cmocka_unit_test(test_eval_data_targets_order_and_labels),
+      cmocka_unit_test(test_eval_user_split_partitions_targets_by_user),
       cmocka_unit_test(test_eval_prints_markdown_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

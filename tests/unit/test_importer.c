@@ -597,6 +597,109 @@ static void test_split_refuses_non_event_records(void **state) {
   if (!strstr(err, want)) fail_msg("'%s' lacks '%s'", err, want);
 }
 
+/* --format csv: the shop layout made from the Taobao slice (tests/data/README.md)
+ * imports to exactly the events of the Taobao import of the same rows; quoted
+ * fields, a mapping with other columns and epoch seconds, malformed lines
+ * counted by reason, the all-malformed and share failures. */
+static void read_events(const char *path, event_t *ev, size_t max, size_t *n) {
+  rec_reader_t *r = NULL;
+  assert_int_equal(recfile_reader_open(path, &r, NULL, 0), 0);
+  rec_t rec;
+  *n = 0;
+  while (recfile_read(r, &rec) == 0) {
+    assert_true(*n < max);
+    assert_int_equal(codec_decode_event(rec.value, rec.value_len, &ev[(*n)++], NULL, 0), 0);
+  }
+  recfile_reader_close(r);
+}
+
+static void test_import_csv_shop_layout_equals_taobao(void **state) {
+  char in_tb[512], in_csv[512], out_tb[300], out_csv[300], err[512] = "";
+  src_path(in_tb, sizeof in_tb, "tests/data/taobao_head1000.csv");
+  src_path(in_csv, sizeof in_csv, "tests/data/shop_layout_head1000.csv");
+  tmp_path(out_tb, sizeof out_tb, "tb.rec");
+  tmp_path(out_csv, sizeof out_csv, "csv.rec");
+  importer_stats_t s1, s2;
+  importer_opts_t o = {.format = IMPORT_TAOBAO, .input = in_tb, .output = out_tb, .partitions = 8};
+  assert_int_equal(importer_run(&o, &s1, err, sizeof err), 0);
+  o = (importer_opts_t){.format = IMPORT_CSV, .input = in_csv, .output = out_csv, .partitions = 8};
+  if (importer_run(&o, &s2, err, sizeof err)) fail_msg("%s", err);
+  assert_int_equal(s2.events, 1000);
+  assert_int_equal(s2.malformed, 0);
+  static event_t a[1000], b[1000];
+  size_t na, nb;
+  read_events(out_tb, a, 1000, &na);
+  read_events(out_csv, b, 1000, &nb);
+  assert_int_equal(na, nb);
+  assert_memory_equal(a, b, na * sizeof *a);
+}
+
+static void test_import_csv_mapping_quotes_and_failures(void **state) {
+  char in[300], out[300], err[512] = "";
+  tmp_path(in, sizeof in, "shop.csv");
+  tmp_path(out, sizeof out, "shop.rec");
+  write_file(in, "ts,who,\"cat, id\",what,sku\n"
+                 "1569888000.5,u-1,\"12\",add_to_cart,\"a \"\"quoted\"\", sku\"\n"
+                 "1569888001,42,13,purchase,\n"
+                 "1569888002,42,,view,x\n"
+                 "1569888003,42,\"14,view,x\n"
+                 "1569888004,42,14\n"
+                 "later,42,14,view,x\n");
+  input_opts_t m;
+  assert_int_equal(input_opts_init(&m), 0);
+  char why[200];
+  const char *kv[] = {"user_field", "who", "category_field", "cat, id", "item_field", "sku",
+                      "action_field", "what", "time_field", "ts", "time_format", "s",
+                      "action_map", "add_to_cart=cart,purchase=buy", NULL};
+  for (size_t i = 0; kv[i]; i += 2) assert_int_equal(input_opts_set(&m, kv[i], kv[i + 1], why, sizeof why), 0);
+  importer_opts_t o = {.format = IMPORT_CSV, .input = in, .output = out, .partitions = 2, .csv = &m};
+  importer_stats_t s;
+  if (importer_run(&o, &s, err, sizeof err)) fail_msg("%s", err);
+  assert_int_equal(s.events, 2);
+  assert_int_equal(s.malformed, 4);
+  assert_int_equal(s.n_reasons, 4);
+  assert_string_equal(s.by_reason[0].reason, "cat, id is empty");
+  assert_string_equal(s.by_reason[1].reason, "a quoted field is not closed");
+  assert_string_equal(s.by_reason[2].reason, "3 fields, the header has 5");
+  assert_string_equal(s.by_reason[3].reason, "ts '...' is not seconds since the epoch");
+  event_t ev[4];
+  size_t n;
+  read_events(out, ev, 4, &n);
+  assert_int_equal(n, 2);
+  assert_int_equal(ev[0].user_id, codec_hash_id("u-1", 3));
+  assert_int_equal(ev[0].category_id, 12);
+  assert_int_equal(ev[0].item_id, codec_hash_id("a \"quoted\", sku", 15));
+  assert_int_equal(ev[0].action, ACTION_CART);
+  assert_int_equal(ev[0].ts_ms, 1569888000500ll);
+  assert_int_equal(ev[1].item_id, 0); /* empty item: unknown */
+  assert_int_equal(ev[1].action, ACTION_BUY);
+  /* more than a set share malformed: fails, nothing written */
+  o.max_malformed_share = 0.5;
+  char out2[300];
+  tmp_path(out2, sizeof out2, "share.rec");
+  o.output = out2;
+  assert_int_equal(importer_run(&o, &s, err, sizeof err), IX_EMALFORMED);
+  assert_non_null(strstr(err, "4 of 6 data lines are malformed"));
+  assert_false(exists(out2));
+  /* every line malformed (the default mapping does not fit this header... */
+  o.csv = NULL;
+  o.max_malformed_share = 0;
+  assert_int_equal(importer_run(&o, &s, err, sizeof err), IX_EINVAL);
+  assert_non_null(strstr(err, "no user column 'user_id'"));
+  /* ... and a header that fits with rows that do not */
+  write_file(in, "user_id,category_id,event_time\n1,2,yesterday\n3,4,2019-13-01 00:00:00 UTC\n");
+  assert_int_equal(importer_run(&o, &s, err, sizeof err), IX_EMALFORMED);
+  assert_non_null(strstr(err, "every one of the 2 data lines is malformed"));
+  assert_int_equal(s.n_reasons, 2);
+  assert_false(exists(out2));
+  /* a time without a zone is read in the given one */
+  write_file(in, "user_id,category_id,event_time\n1,2,2017-12-02 00:00:00\n");
+  o.utc_offset_s = 8 * 3600;
+  assert_int_equal(importer_run(&o, &s, err, sizeof err), 0);
+  assert_int_equal(s.min_ts_ms, 1512144000000ll); /* 2017-12-01T16:00:00Z */
+  input_opts_free(&m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_partitioner_is_kafkas_murmur2),
@@ -607,6 +710,8 @@ int main(void) {
       cmocka_unit_test(test_import_tmall_slice),
       cmocka_unit_test(test_import_reports_malformed_lines_with_numbers),
       cmocka_unit_test(test_import_counts_all_but_keeps_first_malformed),
+      cmocka_unit_test(test_import_csv_shop_layout_equals_taobao),
+      cmocka_unit_test(test_import_csv_mapping_quotes_and_failures),
       cmocka_unit_test(test_import_whole_taobao_file_matches_source_md),
       cmocka_unit_test(test_import_whole_tmall_file_matches_source_md),
       cmocka_unit_test(test_split_by_time),

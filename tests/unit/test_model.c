@@ -4,7 +4,7 @@
  * waves larger than the internal chunk work, the bf16 head (ARCH_F_HEAD_BF16)
  * is batch-invariant and within its rounding bound of the float32 head,
  * h and c are stored as bf16
- * (808-byte state at H = 64) and a checkpoint of the float32 layout is
+ * (872-byte state at H = 64) and a checkpoint of the float32 layout is
  * refused on restore. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -213,7 +213,7 @@ static void test_model_bf16_head_close_to_fp32_head(void **st) {
   /* an unknown flag is refused */
   arch_dims_t bad;
   arch_dims_default(&bad);
-  bad.flags = 0x4;
+  bad.flags = 0x8;
   char err[256];
   assert_int_not_equal(arch_dims_check(&bad, err, sizeof err), 0);
   bad.flags = ARCH_F_HEAD_BF16 | ARCH_F_SHIFT_UNIT;
@@ -298,7 +298,7 @@ static void test_model_unknown_category_updates_state(void **st) {
 static void test_model_state_size_documented(void **st) {
   (void)st;
   model_t *m = random_model(0);
-  assert_int_equal(model_state_size(m), 808); /* arch.h: 552 + 4 * H (bf16 h, c) at H = 64 */
+  assert_int_equal(model_state_size(m), 872); /* arch.h: 616 + 4 * H (bf16 h, c) at H = 64 */
   assert_int_equal(model_step_batch(m, NULL, NULL, 0, NULL), 0);
   model_destroy(m);
 }
@@ -344,7 +344,7 @@ static void test_state_stores_h_c_as_bf16(void **st) {
  * model file had no ARCH_F_HEAD_BF16 flag). */
 static uint32_t fingerprint_fp32_layout(const model_t *m) {
   const arch_dims_t *d = model_dims(m);
-  uint32_t layout[10] = {ARCH_VERSION, (uint32_t)ARCH_STATE_HEADER_BYTES, ARCH_K, ARCH_P,
+  uint32_t layout[10] = {ARCH_VERSION, 552u /* that build's header */, ARCH_K, ARCH_P,
                          d->V, d->H, d->EC, d->EA, d->I, d->flags & ~(uint32_t)ARCH_F_HEAD_BF16};
   arch_layout_t L;
   arch_layout(d, &L);
@@ -360,7 +360,8 @@ static void test_checkpoint_of_fp32_state_layout_is_refused(void **st) {
   const char *src = getenv("IX_SOURCE_DIR");
   assert_non_null(src);
   char path[1024], err[512];
-  snprintf(path, sizeof path, "%s/model/weights/taobao-h64.ixm", src);
+  /* the v1 shipped model (model file version 1, no experts), still loadable */
+  snprintf(path, sizeof path, "%s/tests/data/taobao-h64-v1.ixm", src);
   model_t *m;
   int rc = model_load(path, &m, err, sizeof err);
   if (rc) fail_msg("model_load: %s", err);
@@ -399,6 +400,55 @@ static void test_checkpoint_of_fp32_state_layout_is_refused(void **st) {
   model_destroy(m);
 }
 
+/* model_set_next_count(): twenty next categories are the default ten
+ * followed by the ranks 11..20 (descending), everything else unchanged. */
+static void test_model_next_count_extends_next_only(void **st) {
+  (void)st;
+  model_t *m = random_model(0);
+  size_t ss = model_state_size(m);
+  enum { U = 40 };
+  unsigned char *A = malloc(U * ss), *B = malloc(U * ss);
+  prediction_t *pa = calloc(U, sizeof(prediction_t)), *pb = calloc(U, sizeof(prediction_t));
+  void *sa[U], *sb[U];
+  for (size_t u = 0; u < U; u++) {
+    model_state_init(m, A + u * ss);
+    model_state_init(m, B + u * ss);
+    sa[u] = A + u * ss;
+    sb[u] = B + u * ss;
+  }
+  assert_int_equal(model_set_next_count(m, 0), IX_EINVAL);
+  assert_int_equal(model_set_next_count(m, PRED_MAX_NEXT + 1), IX_EINVAL);
+  size_t long_next = 0;
+  for (int e = 0; e < NE; e++) {
+    event_t evs[U];
+    for (size_t u = 0; u < U; u++) evs[u] = ev_of(u, e);
+    assert_int_equal(model_set_next_count(m, PRED_TOPK), 0);
+    assert_int_equal(model_step_batch(m, sa, evs, U, pa), 0);
+    assert_int_equal(model_set_next_count(m, PRED_MAX_NEXT), 0);
+    assert_int_equal(model_step_batch(m, sb, evs, U, pb), 0);
+    for (size_t u = 0; u < U; u++) {
+      const prediction_t *a = &pa[u], *b = &pb[u];
+      assert_true(b->n_next >= a->n_next && b->n_next <= PRED_MAX_NEXT);
+      long_next += b->n_next > PRED_TOPK;
+      assert_memory_equal(a->next, b->next, a->n_next * sizeof a->next[0]);
+      for (uint32_t i = 1; i < b->n_next; i++) assert_true(b->next[i - 1].p >= b->next[i].p);
+      assert_int_equal(a->n_long, b->n_long);
+      assert_int_equal(a->n_rising, b->n_rising);
+      assert_memory_equal(a->longterm, b->longterm, sizeof a->longterm);
+      assert_memory_equal(a->rising, b->rising, sizeof a->rising);
+      assert_true(memcmp(&a->fluctuation, &b->fluctuation, sizeof(float)) == 0);
+      assert_true(memcmp(&a->shift_prob, &b->shift_prob, sizeof(float)) == 0);
+    }
+    assert_memory_equal(A, B, U * ss); /* the states do not depend on it */
+  }
+  assert_true(long_next > 0);
+  free(A);
+  free(B);
+  free(pa);
+  free(pb);
+  model_destroy(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_model_step_is_batch_invariant_bitwise),
@@ -410,6 +460,7 @@ int main(void) {
       cmocka_unit_test(test_model_state_size_documented),
       cmocka_unit_test(test_state_stores_h_c_as_bf16),
       cmocka_unit_test(test_checkpoint_of_fp32_state_layout_is_refused),
+      cmocka_unit_test(test_model_next_count_extends_next_only),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,7 +90,7 @@ static void test_modelfile_round_trip_is_bit_exact(void **st) {
                                      "unit test model", &m2, err, sizeof err), 0);
   assert_memory_equal(model_params(m1), mf.params, L.total * sizeof(float));
   assert_int_equal(model_fingerprint(m1), model_fingerprint(m2));
-  assert_int_equal(model_state_size(m1), 552 + 4 * 32); /* bf16 h, c (arch.h) */
+  assert_int_equal(model_state_size(m1), 616 + 4 * 32); /* bf16 h, c (arch.h) */
   assert_true(strstr(model_describe(m1), "h=32") != NULL);
   size_t len1, len2;
   unsigned char *f1 = slurp(path, &len1);
@@ -136,7 +136,7 @@ static void cut_crc(unsigned char *b, size_t *len) { (void)b; *len -= 2; }
 static void flip_weight(unsigned char *b, size_t *len) { b[*len - 500] ^= 0x10; }
 static void flip_vocab(unsigned char *b, size_t *len) { (void)len; b[52 + 15 + 100] ^= 1; }
 static void bad_magic(unsigned char *b, size_t *len) { (void)len; memcpy(b, "PK\3\4XXXX", 8); }
-static void bad_version(unsigned char *b, size_t *len) { (void)len; b[8] = 2; }
+static void bad_version(unsigned char *b, size_t *len) { (void)len; b[8] = 3; }
 static void bad_dims(unsigned char *b, size_t *len) { (void)len; b[16] = 64; } /* H 32 -> 64 */
 static void bad_input(unsigned char *b, size_t *len) { (void)len; b[28] = 8; } /* I too small */
 
@@ -157,7 +157,54 @@ static void test_modelfile_rejects_wrong_magic(void **st) {
 }
 static void test_modelfile_rejects_wrong_version(void **st) {
   (void)st;
-  expect_rejected(bad_version, IX_EVERSION, "version 2 is not supported");
+  expect_rejected(bad_version, IX_EVERSION, "version 3 is not supported");
+}
+
+/* A model with experts is written as version 2 and read back bit for bit; a
+ * version-1 header claiming experts and out-of-range expert constants are
+ * refused; a model without experts is still written as version 1. */
+static void test_modelfile_experts_are_version_2(void **st) {
+  (void)st;
+  modelfile_t mf, back;
+  make_model(&mf, 5);
+  assert_int_equal(modelfile_write(path, &mf, (char[256]){0}, 256), 0);
+  size_t len;
+  unsigned char *b = slurp(path, &len);
+  assert_int_equal(b[8], 1);
+  free(b);
+  modelfile_free(&mf);
+  make_model(&mf, 5);
+  mf.dims.flags = ARCH_F_EXPERTS;
+  arch_layout_t L;
+  arch_layout(&mf.dims, &L);
+  free(mf.params);
+  mf.params = calloc(L.total, sizeof(float));
+  for (size_t i = 0; i < L.x_beta; i++) mf.params[i] = 0.01f * (float)(i % 13) - 0.06f;
+  mf.params[L.x_beta] = 0.65f;
+  mf.params[L.x_gamma] = 1.0f;
+  mf.params[L.x_hl] = 21600.0f;
+  char err[512];
+  assert_int_equal(modelfile_write(path, &mf, err, sizeof err), 0);
+  b = slurp(path, &len);
+  assert_int_equal(b[8], 2);
+  assert_int_equal(modelfile_read(path, &back, err, sizeof err), 0);
+  assert_memory_equal(back.params, mf.params, L.total * sizeof(float));
+  model_t *m;
+  assert_int_equal(model_load(path, &m, err, sizeof err), 0);
+  assert_int_equal(model_state_size(m), 616 + 4 * 32);
+  model_destroy(m);
+  modelfile_free(&back);
+  b[8] = 1;
+  spit(path, b, len);
+  assert_int_equal(modelfile_read(path, &back, err, sizeof err), IX_EMISMATCH);
+  assert_non_null(strstr(err, "cannot hold a head with experts"));
+  free(b);
+  mf.params[L.x_gamma] = 1.5f;
+  assert_int_equal(modelfile_write(path, &mf, err, sizeof err), 0);
+  assert_int_equal(modelfile_read(path, &back, err, sizeof err), IX_EMISMATCH);
+  assert_non_null(strstr(err, "expert constants out of range"));
+  assert_null(back.params);
+  modelfile_free(&mf);
 }
 static void test_modelfile_rejects_dimension_mismatch(void **st) {
   (void)st;
@@ -202,6 +249,7 @@ int main(void) {
       cmocka_unit_test(test_modelfile_rejects_flipped_byte),
       cmocka_unit_test(test_modelfile_rejects_wrong_magic),
       cmocka_unit_test(test_modelfile_rejects_wrong_version),
+      cmocka_unit_test(test_modelfile_experts_are_version_2),
       cmocka_unit_test(test_modelfile_rejects_dimension_mismatch),
       cmocka_unit_test(test_modelfile_rejects_trailing_bytes_and_missing_file),
       cmocka_unit_test(test_model_rejects_non_finite_weights),

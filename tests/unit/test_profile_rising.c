@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/prediction.h"
 #include "model/arch.h"
 #include "model/profile.h"
 
@@ -53,6 +54,32 @@ static int cmp_desc(const void *a, const void *b) {
   return x > y ? -1 : x < y;
 }
 
+/* Falling: the profile's categories with the largest p_long - p_next > 0,
+ * descending, ties in slot order, at most k; nothing else. */
+static void test_profile_falling_orders_profile_drops(void **st) {
+  (void)st;
+  arch_state_t s;
+  memset(&s, 0, sizeof s);
+  s.n_profile = 5;
+  for (unsigned j = 0; j < 5; j++) s.profile[j].cat = 100 + j;
+  const float plong[5] = {0.4f, 0.3f, 0.1f, 0.1f, 0.1f};
+  const float pnext[5] = {0.1f, 0.5f, 0.0f, 0.0f, 0.1f}; /* drops .3, -.2, .1, .1, 0 */
+  uint64_t cat[PRED_TOPK];
+  float d[PRED_TOPK];
+  size_t n = profile_falling(&s, plong, pnext, PRED_TOPK, cat, d);
+  assert_int_equal(n, 3);
+  assert_int_equal(cat[0], 100);
+  assert_int_equal(cat[1], 102); /* tie with 103: slot order */
+  assert_int_equal(cat[2], 103);
+  assert_true(d[0] == 0.4f - 0.1f && d[1] == 0.1f && d[2] == 0.1f);
+  n = profile_falling(&s, plong, pnext, 2, cat, d);
+  assert_int_equal(n, 2);
+  assert_int_equal(cat[1], 102);
+  assert_int_equal(profile_falling(&s, plong, pnext, 0, cat, d), 0);
+  s.n_profile = 0;
+  assert_int_equal(profile_falling(&s, plong, pnext, PRED_TOPK, cat, d), 0);
+}
+
 static void test_profile_rising_equals_reference(void **st) {
   (void)st;
   arch_state_t s;
@@ -88,6 +115,7 @@ static void test_profile_rising_equals_reference(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_profile_rising_equals_reference),
+      cmocka_unit_test(test_profile_falling_orders_profile_drops),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,7 +98,9 @@ static void test_train_reduces_loss_and_is_deterministic(void **unused) {
   assert_int_equal(train_loss(&o, g_ev, g_n, a.params, &l1, &n1, err, sizeof err), 0);
   assert_int_equal(n0, n1);
   assert_int_equal(n0, a.train_targets);
-  assert_true(l1 < l0 - 0.3);
+  /* the experts start from the heuristics (initial loss 2.46 here, where the
+   * v1 head started higher), so the margin is 0.2 nats (measured 0.30) */
+  assert_true(l1 < l0 - 0.2);
   train_result_free(&z);
   /* same seed: bit-identical */
   assert_int_equal(train_run(&o, g_ev, g_n, &b, err, sizeof err), 0);
@@ -132,7 +134,7 @@ static void test_train_forward_equals_serving_path(void **unused) {
   assert_int_equal(model_from_params(&r.dims, r.half_life_s, r.vocab_ids, r.params, NULL, &m,
                                      err, sizeof err),
                    0);
-  eval_window_t w = {INT64_MIN, INT64_MAX, r.half_life_s};
+  eval_window_t w = {.start_ms = INT64_MIN, .end_ms = INT64_MAX, .half_life_s = r.half_life_s};
   eval_data_t d;
   assert_int_equal(eval_data_build(g_ev, g_n, &w, &d), 0);
   eval_row_t row;
@@ -140,6 +142,16 @@ static void test_train_forward_equals_serving_path(void **unused) {
   assert_int_equal(row.n_targets, n_train);
   assert_float_equal(row.nll, l_train, 1e-4 * l_train);
   assert_true(row.mrr10 > 0.2);
+  /* the falling calibration: bins add up to "all"; each pair's p_next = p_long
+   * - drop lies in [0, p_long); hits are targets */
+  uint64_t nb = 0, hb = 0;
+  for (unsigned b = 0; b < EVAL_FALL_BINS; b++) nb += row.fall_n[b], hb += row.fall_hit[b];
+  assert_true(row.fall_n[EVAL_FALL_BINS] > 100);
+  assert_int_equal(nb, row.fall_n[EVAL_FALL_BINS]);
+  assert_int_equal(hb, row.fall_hit[EVAL_FALL_BINS]);
+  assert_true(row.fall_hit[EVAL_FALL_BINS] <= row.n_targets);
+  assert_true(row.fall_pnext[EVAL_FALL_BINS] >= 0);
+  assert_true(row.fall_pnext[EVAL_FALL_BINS] < row.fall_plong[EVAL_FALL_BINS]);
   eval_data_free(&d);
   model_destroy(m);
   train_result_free(&r);

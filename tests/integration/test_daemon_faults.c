@@ -1,0 +1,251 @@
+/* Permanent produce failures against the mock cluster: none of them may stop
+ * the daemon or cost a valid event its prediction.
+ *
+ * poison:      a ~1.1 MB input message with a dead-letter topic; its
+ *              dead-letter copy is over the producer's message.max.bytes
+ *              (refused locally): a truncated dead-letter record (first
+ *              1024 bytes) goes out instead, every valid event after it is
+ *              answered, offsets are committed past it.
+ * poison_drop: the same with message.max.bytes so small that even the
+ *              truncated record is refused: the record is dropped and
+ *              counted, the offset still advances.
+ * pred_fail:   the first Produce requests of the daemon fail with
+ *              INVALID_RECORD (non-retriable): those predictions are dropped
+ *              and counted, no other event loses its prediction, offsets are
+ *              committed. */
+#include "daemon_harness.h"
+
+#include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (the harness includes it) */
+
+#define N_EVENTS 2000
+#define PARTS 4
+#define BIG_LEN (1100 * 1000)
+#define DLQ_KEEP 1024
+
+/* N_EVENTS real events with one ~1.1 MB message (key "big", partition 0)
+ * after the first half, produced in that order; returns msgs, *n, *big. */
+static h_msg_t *produce_with_poison(const char *brokers, size_t *n_out, size_t *big_out) {
+  h_msg_t *ev = h_load_events(N_EVENTS, PARTS);
+  size_t n = N_EVENTS + 1, big = N_EVENTS / 2;
+  h_msg_t *msgs = calloc(n, sizeof *msgs);
+  for (size_t i = 0, e = 0; i < n; i++) {
+    if (i == big) continue;
+    msgs[i] = ev[e];
+    ev[e].key = ev[e].value = NULL;
+    e++;
+  }
+  h_free_msgs(ev, N_EVENTS);
+  msgs[big].partition = 0;
+  msgs[big].key = strdup("big");
+  msgs[big].key_len = 3;
+  msgs[big].value_len = BIG_LEN;
+  msgs[big].value = malloc(BIG_LEN);
+  for (size_t i = 0; i < BIG_LEN; i++) msgs[big].value[i] = (char)('a' + i % 26);
+  msgs[big].bad = 1;
+
+  h_produce(brokers, "events", msgs, 0, big, 0);
+  /* the test's own producer may send it: the broker side has no limit */
+  h_prod_ctx_t pc = {.msgs = msgs};
+  const char *props[] = {"message.max.bytes=3000000", NULL};
+  producer_opts_t po = {.brokers = brokers, .props = props, .on_delivery = h_dr, .ctx = &pc};
+  producer_t *p;
+  char err[512];
+  H_CHECK(producer_new(&po, &p, err, sizeof err) == 0, "%s", err);
+  H_CHECK(producer_send(p, producer_topic(p, "events"), 0, msgs[big].key, msgs[big].key_len,
+                        msgs[big].value, msgs[big].value_len, 0, NULL, 0, big) == 0,
+          "producing the big message");
+  H_CHECK(producer_flush(p, 30000) == 0 && pc.acked == 1, "big message not acknowledged");
+  producer_destroy(p, 1000);
+  h_produce(brokers, "events", msgs, big + 1, n, 0);
+  *n_out = n;
+  *big_out = big;
+  return msgs;
+}
+
+/* SIGTERM: exit 0 and every partition committed to its end. */
+static void stop_and_check_commits(pid_t pid, const char *log, const char *brokers,
+                                   const char *group, const h_msg_t *msgs, size_t n) {
+  kill(pid, SIGTERM);
+  int status = h_wait_exit(pid, 15.0);
+  H_CHECK(status == 0, "exit status %d (log %s)", status, log);
+  int64_t end[PARTS] = {0};
+  for (size_t i = 0; i < n; i++)
+    if (msgs[i].offset + 1 > end[msgs[i].partition]) end[msgs[i].partition] = msgs[i].offset + 1;
+  for (int p = 0; p < PARTS; p++) {
+    int64_t c = h_committed(brokers, group, "events", p);
+    H_CHECK(c == end[p], "partition %d committed %" PRId64 ", want %" PRId64 " (log %s)", p, c,
+            end[p], log);
+  }
+}
+
+static double metric(int port, const char *name) {
+  char *body = h_http_get(port, "/metrics");
+  H_CHECK(body, "GET /metrics");
+  double v = h_metric_sum(body, name);
+  free(body);
+  return v;
+}
+
+/* One metric sample with its labels, e.g. name{kind="prediction",reason="invalid"}. */
+static double metric_series(int port, const char *series) {
+  char *body = h_http_get(port, "/metrics");
+  H_CHECK(body, "GET /metrics");
+  char *p = strstr(body, series);
+  double v = p ? strtod(p + strlen(series), NULL) : -1;
+  free(body);
+  return v;
+}
+
+static void test_poison(int drop_truncated) {
+  char err[512];
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  H_CHECK(mockbroker_create_topic(mb, "dead", 1, err, sizeof err) == 0, "%s", err);
+  const char *brokers = mockbroker_bootstraps(mb);
+  size_t n, big;
+  h_msg_t *msgs = produce_with_poison(brokers, &n, &big);
+
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *conf = h_path(drop_truncated ? "drop.conf" : "poison.conf");
+  const char *group = drop_truncated ? "drop" : "poison";
+  h_write_conf(conf, brokers, group, model,
+               drop_truncated ? "[kafka]\ndlq_topic = dead\n"
+                                "[kafka.producer]\nmessage.max.bytes = 1000\n"
+                              : "[kafka]\ndlq_topic = dead\n");
+  const char *log = h_path(drop_truncated ? "drop.log" : "poison.log");
+  double t0 = h_now();
+  pid_t pid = h_spawn(conf, log);
+
+  const char *out = h_path(drop_truncated ? "drop_out.rec" : "poison_out.rec");
+  uint64_t got = h_collect(brokers, "interests", out, N_EVENTS, 60000);
+  printf("%s: %" PRIu64 " predictions in %.1f s\n", group, got, h_now() - t0);
+  H_CHECK(got == N_EVENTS, "expected %d predictions, got %" PRIu64 " (log %s)", N_EVENTS, got,
+          log);
+  int *ok = calloc(n, sizeof *ok);
+  prediction_t *ref = h_offline(model, msgs, n, ok);
+  H_CHECK(!ok[big], "the big message was not rejected offline");
+  uint32_t *counts = calloc(n, sizeof *counts);
+  h_check_output(out, msgs, n, ref, ok, counts, 1);
+  for (size_t i = 0; i < n; i++)
+    H_CHECK(counts[i] == (i == big ? 0u : 1u), "input %zu got %u predictions", i, counts[i]);
+
+  int port = h_metrics_port(log);
+  H_CHECK(port > 0, "no metrics port in %s", log);
+  /* the dead-letter side settles once its delivery report is in */
+  double want_done = 1;
+  double end = h_now() + 20;
+  while (h_now() < end &&
+         metric(port, "interestd_dead_letters_truncated_total") +
+                 metric(port, "interestd_messages_dropped_total") <
+             want_done + (drop_truncated ? 1 : 0))
+    h_sleep_ms(100);
+  double truncated = metric(port, "interestd_dead_letters_truncated_total");
+  double dropped = metric_series(
+      port, "interestd_messages_dropped_total{kind=\"dead_letter\",reason=\"too_large\"} ");
+  double too_large = metric_series(port, "interestd_produce_failures_total{reason=\"too_large\"} ");
+  printf("%s: truncated %.0f, dead letters dropped %.0f, too_large failures %.0f\n", group,
+         truncated, dropped, too_large);
+  H_CHECK(truncated == 1, "interestd_dead_letters_truncated_total = %g", truncated);
+  H_CHECK(dropped == (drop_truncated ? 1 : 0), "dead-letter drops = %g", dropped);
+  H_CHECK(too_large == (drop_truncated ? 2 : 1), "too_large failures = %g", too_large);
+  H_CHECK(metric(port, "interestd_messages_dropped_total") == dropped, "other drops counted");
+
+  char *text = h_read_file(log);
+  H_CHECK(strstr(text, "refused locally"), "the log does not say the refusal was local");
+  H_CHECK(!strstr(text, "Broker: Message size too large"), "the log blames the broker");
+  if (drop_truncated) {
+    char want[128];
+    snprintf(want, sizeof want, "input partition 0 offset %" PRId64 " dropped", msgs[big].offset);
+    H_CHECK(strstr(text, want), "no drop line naming partition 0 offset %" PRId64 " (log %s)",
+            msgs[big].offset, log);
+  }
+  free(text);
+
+  if (!drop_truncated) {
+    /* the truncated record: the key and the value's first DLQ_KEEP bytes */
+    const char *dlq = h_path("poison_dlq.rec");
+    H_CHECK(h_collect(brokers, "dead", dlq, 1, 10000) == 1, "no dead-letter record");
+    rec_reader_t *r;
+    H_CHECK(recfile_reader_open(dlq, &r, err, sizeof err) == 0, "%s", err);
+    rec_t x;
+    H_CHECK(recfile_read(r, &x) == 0, "reading the dead-letter record");
+    H_CHECK(x.key_len == 3 && memcmp(x.key, "big", 3) == 0, "dead-letter key");
+    H_CHECK(x.value_len == DLQ_KEEP && memcmp(x.value, msgs[big].value, DLQ_KEEP) == 0,
+            "dead-letter value of %zu bytes is not the first %d", x.value_len, DLQ_KEEP);
+    recfile_reader_close(r);
+  }
+  char *body = h_http_get(port, "/healthz");
+  H_CHECK(body && strstr(body, " 200 "), "healthz not 200");
+  free(body);
+  stop_and_check_commits(pid, log, brokers, group, msgs, n);
+  printf("%s: every valid event answered once, offsets committed past the poison message\n",
+         group);
+  free(ok);
+  free(ref);
+  free(counts);
+  h_free_msgs(msgs, n);
+  mockbroker_destroy(mb);
+}
+
+static void test_prediction_failure(void) {
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  /* the next Produce requests (the daemon's first, nobody else produces
+   * now) fail with a non-retriable error */
+  rd_kafka_mock_push_request_errors(mockbroker_cluster(mb), 0 /* Produce */, 2,
+                                    RD_KAFKA_RESP_ERR_INVALID_RECORD,
+                                    RD_KAFKA_RESP_ERR_INVALID_RECORD);
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *conf = h_path("pred.conf");
+  h_write_conf(conf, brokers, "pred", model, "");
+  const char *log = h_path("pred.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "metrics on http://127.0.0.1:", 20), "no metrics port (log %s)", log);
+  int port = h_metrics_port(log);
+  /* wait until every event is accounted for: delivered or dropped */
+  const char *series =
+      "interestd_messages_dropped_total{kind=\"prediction\",reason=\"invalid\"} ";
+  double end = h_now() + 60, delivered = 0, dropped = 0;
+  while (h_now() < end) {
+    delivered = metric(port, "interestd_predictions_delivered_total");
+    dropped = metric_series(port, series);
+    if (delivered + dropped >= N_EVENTS) break;
+    h_sleep_ms(100);
+  }
+  printf("pred_fail: %.0f delivered, %.0f dropped (INVALID_RECORD)\n", delivered, dropped);
+  H_CHECK(dropped > 0, "no prediction dropped (log %s)", log);
+  H_CHECK(delivered + dropped == N_EVENTS, "delivered %g + dropped %g != %d (log %s)", delivered,
+          dropped, N_EVENTS, log);
+  const char *out = h_path("pred_out.rec");
+  uint64_t got = h_collect(brokers, "interests", out, N_EVENTS, 3000);
+  H_CHECK(got == (uint64_t)delivered, "%" PRIu64 " predictions in the topic, %g delivered", got,
+          delivered);
+  int *ok = calloc(N_EVENTS, sizeof *ok);
+  prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);
+  uint32_t *counts = calloc(N_EVENTS, sizeof *counts);
+  h_check_output(out, msgs, N_EVENTS, ref, ok, counts, 1);
+  for (size_t i = 0; i < N_EVENTS; i++) H_CHECK(counts[i] <= 1, "input %zu duplicated", i);
+  char *text = h_read_file(log);
+  H_CHECK(strstr(text, "dropped after a permanent failure (invalid"), "no drop line (log %s)", log);
+  free(text);
+  stop_and_check_commits(pid, log, brokers, "pred", msgs, N_EVENTS);
+  printf("pred_fail: the rest delivered once each, offsets committed\n");
+  free(ok);
+  free(ref);
+  free(counts);
+  h_free_msgs(msgs, N_EVENTS);
+  mockbroker_destroy(mb);
+}
+
+int main(int argc, char **argv) {
+  h_init("test_daemon_faults");
+  const char *only = argc > 1 ? argv[1] : NULL;
+  if (!only || !strcmp(only, "poison")) test_poison(0);
+  if (!only || !strcmp(only, "poison_drop")) test_poison(1);
+  if (!only || !strcmp(only, "pred_fail")) test_prediction_failure();
+  printf("PASS\n");
+  return 0;
+}
