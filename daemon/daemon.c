@@ -128,7 +128,7 @@ struct ixd {
   rsink_t *redis;
   uv_timer_t redis_timer; /* settles entries the sink's acks completed */
   int redis_timer_armed;
-  int redis_paused; /* the last pause was the sink's backlog */
+  int redis_paused; /* the last pause was the sink's backlog: 1 Redis slow, 2 Redis down */
   /* GET /v1/users/<id> */
   int32_t input_parts;  /* input topic's partition count, read at each assignment; 0 = unknown */
   codec_buf_t http_enc;
@@ -253,13 +253,20 @@ static void check_pressure(daemon_t *d) {
   uint64_t rlimit = d->cfg->redis.max_backlog, rlen = rsink_backlog(d->redis);
   if (!d->paused && (waiting > 0 || d->outstanding >= limit || rlen >= rlimit)) {
     if (rlen >= rlimit) {
-      d->redis_paused = 1;
-      LOG_WARN("daemon", "%" PRIu64 " predictions wait for Redis (redis.max_backlog %" PRIu64
-               "): pausing consumption until they are written", rlen, rlimit);
+      /* an outage is worth a warning; a Redis slower than the input (e.g.
+       * fsync on every write) pauses and resumes all along: debug */
+      d->redis_paused = rsink_up(d->redis) ? 1 : 2;
+      if (d->redis_paused == 2)
+        LOG_WARN("daemon", "Redis is down and %" PRIu64 " predictions wait for it "
+                 "(redis.max_backlog %" PRIu64 "): consumption paused until they are written",
+                 rlen, rlimit);
+      else
+        LOG_DEBUG("daemon", "%" PRIu64 " predictions wait for Redis: pausing consumption",
+                  rlen);
     }
     set_paused(d, 1);
   } else if (d->paused && waiting == 0 && d->outstanding < limit / 2 && rlen < rlimit / 2) {
-    if (d->redis_paused)
+    if (d->redis_paused == 2)
       LOG_INFO("daemon", "Redis caught up (%" PRIu64 " predictions waiting): resuming "
                "consumption", rlen);
     d->redis_paused = 0;

@@ -110,19 +110,19 @@ int main(void) {
   r_kill(rpid);
   printf("Redis killed after %.0f writes\n", written);
 
-  /* 2. Redis away: the backlog fills to its bound and consumption stops */
-  double backlog = 0;
-  for (int i = 0; i < 200 && (backlog = metric(port, "interestd_redis_backlog")) < MAX_BACKLOG;
-       i++)
-    h_sleep_ms(100);
-  H_CHECK(backlog >= MAX_BACKLOG, "redis backlog %.0f never reached %d", backlog, MAX_BACKLOG);
-  h_sleep_ms(2000); /* auto-commit runs every 500 ms: give it time to (wrongly) commit */
-  double consumed1 = metric(port, "interestd_events_consumed_total");
-  h_sleep_ms(1500);
-  double consumed2 = metric(port, "interestd_events_consumed_total");
-  double backlog2 = metric(port, "interestd_redis_backlog");
+  /* 2. Redis away: consumption stops once the backlog reaches its bound (it
+   * may already be paused at the kill: Redis fsyncing every write is slower
+   * than the input, so the sink paused and resumed all along) */
+  double consumed1 = 0, consumed2 = -1, backlog2 = 0;
+  for (int i = 0; i < 20 && consumed1 != consumed2; i++) {
+    consumed1 = metric(port, "interestd_events_consumed_total");
+    h_sleep_ms(1500); /* auto-commit runs every 500 ms: time to (wrongly) commit */
+    consumed2 = metric(port, "interestd_events_consumed_total");
+  }
+  backlog2 = metric(port, "interestd_redis_backlog");
   printf("Redis down: backlog %.0f, consumed %.0f then %.0f 1.5 s later (of %zu produced)\n",
          backlog2, consumed1, consumed2, 2 * third);
+  H_CHECK(backlog2 > 0, "nothing waits for Redis");
   H_CHECK(consumed2 == consumed1, "consumption did not pause (%.0f -> %.0f)", consumed1,
           consumed2);
   H_CHECK(consumed2 < (double)(2 * third), "everything was consumed: no pause");
@@ -172,7 +172,12 @@ int main(void) {
   /* 3. Redis back (same append-only file), the last third */
   rpid = r_start(rport, rdir, NULL);
   H_CHECK(rpid > 0, "redis-server did not restart");
-  H_CHECK(h_wait_log(log, "Redis caught up", 60), "consumption did not resume (log %s)", log);
+  double resumed = consumed2;
+  for (int i = 0; i < 600 && resumed == consumed2; i++) {
+    h_sleep_ms(100);
+    resumed = metric(port, "interestd_events_consumed_total");
+  }
+  H_CHECK(resumed > consumed2, "consumption did not resume (log %s)", log);
   h_produce(brokers, "events", msgs, 2 * third, N_EVENTS, 0);
   printf("Redis restarted: consumption resumed by itself\n");
   const char *out = h_path("out.rec");
