@@ -8,7 +8,7 @@
 #      redis-benchmark reads one user's value (HGET <prefix><user> v, one
 #      connection, no pipelining: a feed's point lookup) for as long:
 #      p50/p99 of the GET.
-# usage: bench_redis_sink.sh [N_EVENTS (100000)] [ROUNDS (2)] [RATE (20000)]
+# usage: bench_redis_sink.sh [N_EVENTS (100000)] [ROUNDS (2)] [RATE (20000)]; GET_N lookups (400000)
 # Needs the release build (build/release) and redis-server, redis-benchmark.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,11 +30,15 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 echo "keys in Redis: $(redis-cli -p "$PORT" dbsize)"
-USER=$(redis-cli -p "$PORT" randomkey)
 BENCH_E2E_CONF="$ON" "$B/tests/bench_e2e" "$N" 0 "$RATE" latency-only > /tmp/bench_redis_lat.$$ &
 BPID=$!
-sleep 8 # the latency run's set-up and warm-up; then read while it writes
-redis-benchmark -p "$PORT" -c 1 -n 20000 HGET "$USER" v | grep -A2 -E 'latency summary|throughput summary'
+# read one user's value while the paced run writes: from its warm-up until it
+# ends (GET_N lookups back to back, one connection: about 10 s on the 2 cores)
+USER=""
+for _ in $(seq 300); do USER=$(redis-cli -p "$PORT" randomkey); [ -n "$USER" ] && break; sleep 0.1; done
+[ -n "$USER" ] || { echo "no key in Redis after 30 s"; exit 1; }
+echo "feed: HGET $USER v, one connection, ${GET_N:=400000} lookups while the daemon writes at $RATE events/s"
+redis-benchmark -p "$PORT" -c 1 -n "$GET_N" HGET "$USER" v | grep -A2 -E 'latency summary|throughput summary'
 wait $BPID
 grep -E '^interestd at' /tmp/bench_redis_lat.$$ || true
 rm -f /tmp/bench_redis_lat.$$
