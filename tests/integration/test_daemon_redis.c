@@ -153,13 +153,13 @@ int main(void) {
   for (int p = 0; p < PARTS; p++) sum_committed += committed[p] > 0 ? committed[p] : 0;
   for (size_t i = 0; i < 2 * third; i++) {
     if (msgs[i].offset >= committed[msgs[i].partition]) continue;
-    redisReply *r = redisCommand(cc, "HGET t:%s o", msgs[i].key);
+    redisReply *r = redisCommand(cc, "HGET t:%b o", msgs[i].key, msgs[i].key_len);
     H_CHECK(r && r->type == REDIS_REPLY_STRING, "input %d/%" PRId64 " is committed (%" PRId64
-            ") but user %s is not in Redis", (int)msgs[i].partition, msgs[i].offset,
-            committed[msgs[i].partition], msgs[i].key);
+            ") but user %.*s is not in Redis", (int)msgs[i].partition, msgs[i].offset,
+            committed[msgs[i].partition], (int)msgs[i].key_len, msgs[i].key);
     H_CHECK(strtoll(r->str, NULL, 10) >= msgs[i].offset, "input %d/%" PRId64 " is committed "
-            "but Redis holds user %s at offset %s", (int)msgs[i].partition, msgs[i].offset,
-            msgs[i].key, r->str);
+            "but Redis holds user %.*s at offset %s", (int)msgs[i].partition, msgs[i].offset,
+            (int)msgs[i].key_len, msgs[i].key, r->str);
     freeReplyObject(r);
     covered++;
   }
@@ -277,7 +277,7 @@ int main(void) {
     if (mine & (1ull << part)) continue;
     char path[64], *body, want[64];
     size_t blen;
-    snprintf(path, sizeof path, "/v1/users/%s", msgs[i].key);
+    snprintf(path, sizeof path, "/v1/users/%.*s", (int)msgs[i].key_len, msgs[i].key);
     int st = get_body(port, path, &body, &blen);
     snprintf(want, sizeof want, "is in partition %d of events", (int)part);
     H_CHECK(st == 404 && strstr(body, want), "GET %s: %d %s (want 404 naming partition %d)",
