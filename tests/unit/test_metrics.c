@@ -14,6 +14,7 @@
 
 #include "common/err.h"
 #include "daemon/metrics.h"
+#include "daemon/quality.h"
 
 static void test_metrics_render_is_exact_prometheus_text(void **state) {
   metrics_t *reg;
@@ -334,7 +335,8 @@ static char *slurp(const char *rel) {
 static int check_names_registered(const char *text, const char *rendered, const char *what) {
   int checked = 0;
   for (const char *p = strstr(text, "interestd_"); p; p = strstr(p + 1, "interestd_")) {
-    if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) continue;
+    /* part of a longer name, or a path (python/interestd_torch) */
+    if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '/')) continue;
     char name[128];
     size_t n = 0;
     while (n < sizeof name - 1 && (isalnum((unsigned char)p[n]) || p[n] == '_')) {
@@ -369,7 +371,10 @@ static void test_metrics_docs_and_dashboard_match_the_registry(void **state) {
   metrics_buf_t buf = {0};
   assert_int_equal(metrics_new(&reg), 0);
   assert_int_equal(metrics_daemon_register(reg, "x", &md), 0);
+  quality_metrics_t qm; /* the live quality families, as the daemon binds them */
+  assert_int_equal(quality_metrics_bind(&qm, reg, 0x1234abcdu), 0);
   assert_int_equal(metrics_render(reg, &buf), 0);
+  assert_non_null(strstr(buf.data, "interestd_quality_hits_total{model=\"1234abcd\",predictor=\"lstm\",k=\"5\"} 0"));
   char *ops = slurp("docs/OPERATIONS.md");
   char *dash = slurp("docs/grafana-dashboard.json");
   char *hdr = slurp("daemon/metrics.h");
