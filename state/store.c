@@ -488,6 +488,12 @@ void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms
   return blob;
 }
 
+const void *store_peek(store_t *st, int32_t partition, uint64_t user_id) {
+  int found;
+  uint64_t b = table_find(st, partition, user_id, key_tag(partition, user_id), &found);
+  return found ? blob_at(st, st->table[b].slot1 - 1) : NULL;
+}
+
 static int put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,
                const void *blob, int ordered) {
   int made;
