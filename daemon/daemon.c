@@ -152,11 +152,7 @@ struct ixd {
   codec_buf_t http_enc;
   codec_buf_t redis_enc; /* the Redis value when redis.format differs from [output]'s */
   char http_text[256];
-  struct {
-    metrics_counter_t *written, *stale, *failed;
-    metrics_gauge_t *backlog, *up;
-    metrics_histogram_t *seconds;
-  } rm;
+  metrics_redis_t rm;
 
   uv_poll_t consumer_poll, producer_poll, ckpt_poll;
   uv_timer_t kick_timer, batch_timer, retry_timer, ckpt_timer, expire_timer, status_timer,
@@ -521,21 +517,7 @@ static int redis_start(daemon_t *d, char *errstr, size_t errstr_size) {
   const config_t *cfg = d->cfg;
   int rc = 0;
   metrics_t *m = d->metrics;
-  if (!rc) rc = metrics_counter_new(m, &d->rm.written, "interestd_redis_writes_total",
-                                    "Predictions written to Redis.", NULL);
-  if (!rc) rc = metrics_counter_new(m, &d->rm.stale, "interestd_redis_stale_writes_total",
-                                    "Writes Redis refused because it held a newer prediction "
-                                    "for the user.", NULL);
-  if (!rc) rc = metrics_counter_new(m, &d->rm.failed, "interestd_redis_write_failures_total",
-                                    "Writes refused by Redis or lost with a connection "
-                                    "(each is written again).", NULL);
-  if (!rc) rc = metrics_gauge_new(m, &d->rm.backlog, "interestd_redis_backlog",
-                                  "Predictions waiting to be written to Redis.", NULL);
-  if (!rc) rc = metrics_gauge_new(m, &d->rm.up, "interestd_redis_up",
-                                  "1 when the Redis sink is connected.", NULL);
-  if (!rc) rc = metrics_histogram_new(m, &d->rm.seconds, "interestd_redis_write_seconds",
-                                      "Time from a write's send to Redis's reply.",
-                                      metrics_buckets_latency, metrics_buckets_latency_n, NULL);
+  if (!rc) rc = metrics_redis_register(m, &d->rm);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot set up the Redis metrics: %s", ix_strerror(rc));
     return rc;

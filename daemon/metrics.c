@@ -679,6 +679,25 @@ void metrics_daemon_checkpoint_done(metrics_daemon_t *md, double seconds, int ok
   else metrics_counter_inc(md->checkpoint_failures);
 }
 
+int metrics_redis_register(metrics_t *m, metrics_redis_t *rm) {
+  int rc = metrics_counter_new(m, &rm->written, "interestd_redis_writes_total",
+                               "Predictions written to Redis.", NULL);
+  if (!rc) rc = metrics_counter_new(m, &rm->stale, "interestd_redis_stale_writes_total",
+                                    "Writes Redis refused because it held a newer prediction "
+                                    "for the user.", NULL);
+  if (!rc) rc = metrics_counter_new(m, &rm->failed, "interestd_redis_write_failures_total",
+                                    "Writes refused by Redis or lost with a connection "
+                                    "(each is written again).", NULL);
+  if (!rc) rc = metrics_gauge_new(m, &rm->backlog, "interestd_redis_backlog",
+                                  "Predictions waiting to be written to Redis.", NULL);
+  if (!rc) rc = metrics_gauge_new(m, &rm->up, "interestd_redis_up",
+                                  "1 when the Redis sink is connected.", NULL);
+  if (!rc) rc = metrics_histogram_new(m, &rm->seconds, "interestd_redis_write_seconds",
+                                      "Time from a write's send to Redis's reply.",
+                                      metrics_buckets_latency, metrics_buckets_latency_n, NULL);
+  return rc;
+}
+
 int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
                              const char *description) {
   char fp[16];

@@ -58,6 +58,13 @@
  *  interestd_quality_reciprocal_rank_sum     gauge      model, predictor         sum of 1/rank over top-10 hits (MRR@10 numerator)
  *  (the quality families are registered by daemon/quality.c, one series set per model
  *  fingerprint; predictor = lstm, recency, decay)
+ *  interestd_redis_writes_total              counter    -                        predictions written to Redis
+ *  interestd_redis_stale_writes_total        counter    -                        writes refused: Redis held a newer prediction
+ *  interestd_redis_write_failures_total      counter    -                        error replies and writes lost with a connection
+ *  interestd_redis_backlog                   gauge      -                        predictions waiting to be written to Redis
+ *  interestd_redis_up                        gauge      -                        1 when the Redis sink is connected
+ *  interestd_redis_write_seconds             histogram  -                        a write's send to Redis's reply
+ *  (the Redis families are registered by metrics_redis_register() when [redis] is on)
  *
  * Reject reasons (label reason=): derived from the codec's error code by
  * common/reject.h's IX_REJECT_MAP (not_map, truncated, too_big,
@@ -220,6 +227,18 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
 /* A checkpoint finished: observes its duration and, when ok, restarts the
  * age clock; otherwise counts a failure. */
 void metrics_daemon_checkpoint_done(metrics_daemon_t *md, double seconds, int ok);
+/* The Redis sink's families (the table above); borrowed pointers into the
+ * registry, valid until metrics_destroy(). */
+typedef struct {
+  metrics_counter_t *written, *stale, *failed;
+  metrics_gauge_t *backlog, *up;
+  metrics_histogram_t *seconds;
+} metrics_redis_t;
+
+/* Registers the Redis sink's families (the table above) into reg and fills *rm. Returns
+ * 0, IX_EINVAL or IX_ENOMEM. */
+int metrics_redis_register(metrics_t *reg, metrics_redis_t *rm);
+
 /* Set model_info's labels: fingerprint as 8 lowercase hex digits. */
 int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
                              const char *description);
