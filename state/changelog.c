@@ -307,3 +307,69 @@ int changelog_restore_skip(const changelog_restore_t *rs, uint64_t user_id, int6
   }
   return 0;
 }
+
+/* ---- users changed since the last completed checkpoint ---- */
+
+struct changelog_dirty {
+  offmap_t m;
+};
+
+int changelog_dirty_new(changelog_dirty_t **out) {
+  changelog_dirty_t *dy = calloc(1, sizeof *dy);
+  if (!dy || offmap_grow(&dy->m) != 0) {
+    free(dy);
+    return IX_ENOMEM;
+  }
+  *out = dy;
+  return 0;
+}
+
+void changelog_dirty_destroy(changelog_dirty_t *dy) {
+  if (!dy) return;
+  free(dy->m.keys);
+  free(dy->m.offs);
+  free(dy);
+}
+
+int changelog_dirty_note(changelog_dirty_t *dy, uint64_t user_id, int64_t offset) {
+  if (dy->m.n * 2 >= dy->m.cap && offmap_grow(&dy->m) != 0) return IX_ENOMEM;
+  size_t j = offmap_slot(&dy->m, user_id);
+  if (dy->m.offs[j] < 0) dy->m.n++;
+  dy->m.keys[j] = user_id;
+  if (offset > dy->m.offs[j]) dy->m.offs[j] = offset;
+  return 0;
+}
+
+size_t changelog_dirty_count(const changelog_dirty_t *dy) { return dy->m.n; }
+
+int changelog_dirty_foreach(const changelog_dirty_t *dy,
+                            int (*fn)(void *ctx, uint64_t user_id, int64_t offset), void *ctx) {
+  for (size_t i = 0; i < dy->m.cap; i++) {
+    if (dy->m.offs[i] < 0) continue;
+    int r = fn(ctx, dy->m.keys[i], dy->m.offs[i]);
+    if (r) return r;
+  }
+  return 0;
+}
+
+int changelog_dirty_forget_before(changelog_dirty_t *dy, int64_t next_offset) {
+  offmap_t g = {calloc(dy->m.cap, sizeof *g.keys), malloc(dy->m.cap * sizeof *g.offs),
+                dy->m.cap, 0};
+  if (!g.keys || !g.offs) {
+    free(g.keys);
+    free(g.offs);
+    return IX_ENOMEM;
+  }
+  for (size_t i = 0; i < g.cap; i++) g.offs[i] = -1;
+  for (size_t i = 0; i < dy->m.cap; i++) {
+    if (dy->m.offs[i] < next_offset) continue; /* empty (-1) or written */
+    size_t j = offmap_slot(&g, dy->m.keys[i]);
+    g.keys[j] = dy->m.keys[i];
+    g.offs[j] = dy->m.offs[i];
+    g.n++;
+  }
+  free(dy->m.keys);
+  free(dy->m.offs);
+  dy->m = g;
+  return 0;
+}

@@ -100,4 +100,23 @@ void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t 
  * already in the restored state (skip it: do not apply, do not predict), else 0. */
 int changelog_restore_skip(const changelog_restore_t *rs, uint64_t user_id, int64_t offset);
 
+/* The users of one partition changed since its last completed changelog
+ * checkpoint, each with the input offset of its last applied event (what
+ * the next checkpoint writes). */
+typedef struct changelog_dirty changelog_dirty_t;
+
+int changelog_dirty_new(changelog_dirty_t **out); /* free with changelog_dirty_destroy() */
+void changelog_dirty_destroy(changelog_dirty_t *dy);
+/* user's event at offset was applied. Returns 0 or IX_ENOMEM. */
+int changelog_dirty_note(changelog_dirty_t *dy, uint64_t user_id, int64_t offset);
+size_t changelog_dirty_count(const changelog_dirty_t *dy);
+/* Visit every user (order unspecified); stops when fn returns non-zero and
+ * returns that value. Do not change dy from fn. */
+int changelog_dirty_foreach(const changelog_dirty_t *dy,
+                            int (*fn)(void *ctx, uint64_t user_id, int64_t offset), void *ctx);
+/* A checkpoint at `next_offset` completed: forget the users whose last event
+ * is before it (the ones changed since stay). Returns 0 or IX_ENOMEM (then
+ * nothing is forgotten: the next checkpoint writes them again). */
+int changelog_dirty_forget_before(changelog_dirty_t *dy, int64_t next_offset);
+
 #endif

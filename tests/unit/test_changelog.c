@@ -178,37 +178,39 @@ static rec_t *log_push(log_t *lg) {
 
 typedef struct {
   log_t *lg;
-  const int64_t *last_off; /* per user: offset of the last applied event */
-  const uint8_t *dirty;
+  store_t *st;
 } ckctx_t;
 
-static int write_user(void *ctx, uint64_t user, int64_t last_seen, const void *blob) {
+/* a checkpoint writes every user the dirty tracker holds, with its offset */
+static int write_user(void *ctx, uint64_t user, int64_t off) {
   ckctx_t *c = ctx;
-  if (!c->dirty[user]) return 0;
+  int created;
+  const void *blob = store_get(c->st, P, user, 0, 0, &created);
+  assert_non_null(blob);
   rec_t *r = log_push(c->lg);
   changelog_user_key(user, r->key);
-  r->len = changelog_encode_user(P, FP, user, c->last_off[user], last_seen, blob, BLOB, r->val,
-                                 sizeof r->val);
+  r->len = changelog_encode_user(P, FP, user, off, 0, blob, BLOB, r->val, sizeof r->val);
   assert_int_not_equal(r->len, 0);
   return 0;
 }
 
 /* Runs the owner over events [0, crash_at), checkpointing every `every`
- * events; the checkpoint at crash_at writes its user records but dies
- * before the completion record (when partial, only half of them). */
+ * events (the users changed since the last completed checkpoint, from
+ * changelog_dirty); the checkpoint at crash_at writes its user records but
+ * dies before the completion record (when partial, only half of them). */
 static void run_owner(const ev_t *evs, int64_t crash_at, int64_t every, int partial, log_t *lg) {
   store_t *st;
   store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
   assert_int_equal(store_new(&o, &st), 0);
-  static int64_t last_off[USERS];
-  static uint8_t dirty[USERS];
-  memset(dirty, 0, sizeof dirty);
+  changelog_dirty_t *dy;
+  assert_int_equal(changelog_dirty_new(&dy), 0);
   uint64_t seq = 0;
   for (int64_t off = 0; off <= crash_at; off++) {
     if (off > 0 && (off % every == 0 || off == crash_at)) {
       size_t before = lg->n;
-      ckctx_t c = {lg, last_off, dirty};
-      store_foreach(st, P, write_user, &c);
+      ckctx_t c = {lg, st};
+      changelog_dirty_foreach(dy, write_user, &c);
+      assert_int_equal(lg->n - before, changelog_dirty_count(dy));
       if (off == crash_at) {
         if (partial) lg->n = before + (lg->n - before) / 2;
         break;
@@ -217,16 +219,31 @@ static void run_owner(const ev_t *evs, int64_t crash_at, int64_t every, int part
       changelog_complete_key(P, r->key);
       r->len = changelog_encode_complete(P, FP, off, ++seq, lg->n - 1 - before, 0, r->val,
                                          sizeof r->val);
-      memset(dirty, 0, sizeof dirty);
+      assert_int_equal(changelog_dirty_forget_before(dy, off), 0);
+      assert_int_equal(changelog_dirty_count(dy), 0);
     }
     int created;
     uint8_t *b = store_get(st, P, evs[off].user, off, 1, &created);
     assert_non_null(b);
     apply(b, evs[off].user, off);
-    last_off[evs[off].user] = off;
-    dirty[evs[off].user] = 1;
+    assert_int_equal(changelog_dirty_note(dy, evs[off].user, off), 0);
   }
+  changelog_dirty_destroy(dy);
   store_destroy(st);
+}
+
+static void test_changelog_dirty_forgets_only_what_a_checkpoint_wrote(void **state) {
+  (void)state;
+  changelog_dirty_t *dy;
+  assert_int_equal(changelog_dirty_new(&dy), 0);
+  for (uint64_t u = 0; u < 5000; u++) assert_int_equal(changelog_dirty_note(dy, u, (int64_t)u), 0);
+  assert_int_equal(changelog_dirty_note(dy, 7, 9000), 0); /* changed again after the snapshot */
+  assert_int_equal(changelog_dirty_count(dy), 5000);
+  assert_int_equal(changelog_dirty_forget_before(dy, 4000), 0);
+  assert_int_equal(changelog_dirty_count(dy), 1001); /* 4000..4999 and user 7 */
+  assert_int_equal(changelog_dirty_forget_before(dy, 9001), 0);
+  assert_int_equal(changelog_dirty_count(dy), 0);
+  changelog_dirty_destroy(dy);
 }
 
 /* restore from lg, replay every event from the consistent offset with the
@@ -310,6 +327,7 @@ int main(void) {
       cmocka_unit_test(test_changelog_records_round_trip),
       cmocka_unit_test(test_changelog_decoder_refuses_each_corruption),
       cmocka_unit_test(test_changelog_restore_refuses_other_model_and_partition),
+      cmocka_unit_test(test_changelog_dirty_forgets_only_what_a_checkpoint_wrote),
       cmocka_unit_test(test_changelog_restore_is_exact_after_crash_inside_checkpoint),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
