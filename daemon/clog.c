@@ -387,6 +387,8 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   pt->fp = fingerprint;
   pt->acks_left = 0; /* records handed to the producer and not reported yet */
   pt->phase = WAIT_ACKS;
+  LOG_DEBUG("clog", "partition %d: changelog checkpoint at offset %" PRId64 ", %zu users",
+            (int)p, next_offset, pt->n_recs);
   return 0;
 }
 
@@ -446,6 +448,8 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
                  "its users again", (int)p);
       pt->seq++;
       pt->phase = IDLE;
+      LOG_DEBUG("clog", "partition %d: changelog checkpoint %" PRIu64 " at offset %" PRId64
+                " complete (%zu users)", (int)p, pt->seq, pt->next_offset, pt->n_recs);
       durable(ctx, p, pt->next_offset);
     }
   }
