@@ -48,7 +48,7 @@ struct clog {
   int32_t n_parts;
   part_t *parts;
   metrics_counter_t *from[3], *users_from[3], *bytes_read, *records_written,
-      *produce_failures;
+      *produce_failures, *skipped;
   metrics_histogram_t *restore_seconds;
 };
 
@@ -161,6 +161,10 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
                              "interestd_changelog_produce_failures_total",
                              "Changelog records whose delivery failed.", NULL);
   if (!rc)
+    rc = metrics_counter_new(o->metrics, &c->skipped, "interestd_state_events_skipped_total",
+                             "Events already in a state restored from the changelog (a record "
+                             "newer than its completion): not applied again.", NULL);
+  if (!rc)
     rc = metrics_histogram_new(o->metrics, &c->restore_seconds,
                                "interestd_changelog_restore_seconds",
                                "Time to restore one partition from the changelog.", secs,
@@ -202,7 +206,9 @@ void clog_destroy(clog_t *c, int flush_ms) {
 int clog_skip(void *ctx, int32_t p, uint64_t user_id, int64_t offset) {
   clog_t *c = ctx;
   if (p < 0 || p >= c->n_parts || !c->parts[p].skip) return 0;
-  return changelog_restore_skip(c->parts[p].skip, user_id, offset);
+  int skip = changelog_restore_skip(c->parts[p].skip, user_id, offset);
+  if (skip) metrics_counter_inc(c->skipped);
+  return skip;
 }
 
 void clog_applied(void *ctx, int32_t p, uint64_t user_id, int64_t offset) {
