@@ -16,8 +16,9 @@ typedef struct {
   int64_t last_emit_ts_ms; /* event time of the last emitted prediction */
   float last_fluct;
   uint32_t emitted;        /* 0 = nothing emitted yet for this user */
-  uint32_t n_top;
+  uint32_t n_top;          /* how many of top[] EMIT_CHANGE compares */
   uint64_t top[PRED_TOPK]; /* next[] category ids of the last emitted prediction */
+  uint32_t n_all;          /* how many of top[] are filled (live quality ranks) */
 } emit_memo_t;
 _Static_assert(sizeof(emit_memo_t) <= PIPELINE_TRAILER_SIZE, "trailer too small");
 
@@ -59,7 +60,26 @@ struct pipeline {
   size_t *emitted;        /* 1 + position in wave_preds of input i's emitted prediction; 0 = none */
   pipeline_reject_t *rejects;
   const input_t *input;   /* borrowed; NULL = msgpack */
+  uint8_t *hrank;         /* 2 per input: heuristic ranks before the event (0 = miss) */
+  pipeline_quality_t quality[PIPELINE_Q_N];
 };
+
+const char *pipeline_quality_name(unsigned q) {
+  static const char *const names[PIPELINE_Q_N] = {"lstm", "recency", "decay"};
+  return q < PIPELINE_Q_N ? names[q] : "?";
+}
+
+const pipeline_quality_t *pipeline_quality(const pipeline_t *p, unsigned q) {
+  return q < PIPELINE_Q_N ? &p->quality[q] : NULL;
+}
+
+static void quality_add(pipeline_quality_t *q, unsigned rank) {
+  q->targets++;
+  q->hit1 += rank == 1;
+  q->hit5 += rank >= 1 && rank <= 5;
+  q->hit10 += rank >= 1 && rank <= 10;
+  if (rank >= 1 && rank <= 10) q->rr_sum += 1.0 / rank;
+}
 
 static size_t pipeline_blob_size(const model_t *m) {
   return model_state_size(m) + PIPELINE_TRAILER_SIZE;
@@ -101,6 +121,7 @@ static void free_scratch(pipeline_t *p) {
   free(p->pred_src);
   free(p->emitted);
   free(p->rejects);
+  free(p->hrank);
 }
 
 void pipeline_destroy(pipeline_t *p) {
@@ -135,7 +156,9 @@ static int grow(pipeline_t *p, size_t n) {
   p->pred_src = malloc(cap * sizeof *p->pred_src);
   p->emitted = malloc(cap * sizeof *p->emitted);
   p->rejects = malloc(cap * sizeof *p->rejects);
-  if (!p->events || !p->ok || !p->wave_of || !p->order || !p->wave_start || !p->slots ||
+  p->hrank = malloc(2 * cap);
+  if (!p->hrank ||
+      !p->events || !p->ok || !p->wave_of || !p->order || !p->wave_start || !p->slots ||
       !p->states || !p->blob_of || !p->slot_of || !p->heads || !p->wave_events || !p->wave_preds || !p->preds || !p->pred_src ||
       !p->emitted || !p->rejects) {
     free_scratch(p);
@@ -155,6 +178,7 @@ static int grow(pipeline_t *p, size_t n) {
     p->pred_src = NULL;
     p->emitted = NULL;
     p->rejects = NULL;
+    p->hrank = NULL;
     return IX_ENOMEM;
   }
   p->n_slots = n_slots;
@@ -206,7 +230,8 @@ static int should_emit(const emit_opts_t *emit, emit_memo_t *memo, const event_t
   memo->last_fluct = pred->fluctuation;
   memo->n_top = n;
   memset(memo->top, 0, sizeof memo->top);
-  for (uint32_t k = 0; k < n; k++) memo->top[k] = pred->next[k].category_id;
+  memo->n_all = pred->n_next < PRED_TOPK ? pred->n_next : PRED_TOPK;
+  for (uint32_t k = 0; k < memo->n_all; k++) memo->top[k] = pred->next[k].category_id;
   return 1;
 }
 
@@ -291,6 +316,11 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
       p->states[j] = blob;
       p->blob_of[i] = blob;
       p->wave_events[j] = p->events[i];
+      /* the heuristics' ranks from the state before the event */
+      p->hrank[2 * i] = (uint8_t)model_heuristic_rank(p->model, blob, MODEL_H_RECENCY,
+                                                      p->events[i].category_id, PRED_TOPK);
+      p->hrank[2 * i + 1] = (uint8_t)model_heuristic_rank(p->model, blob, MODEL_H_DECAY,
+                                                          p->events[i].category_id, PRED_TOPK);
     }
     uint64_t t0 = ix_mono_ns();
     rc = model_step_batch(p->model, p->states, p->wave_events, k, NULL);
@@ -318,6 +348,16 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
     emit_memo_t *memo = (emit_memo_t *)((char *)p->blob_of[i] + p->state_size);
     n_processed++;
     if (p->applied) p->applied(p->hook_ctx, msgs[i].partition, p->events[i].user_id, msgs[i].offset);
+    if (memo->emitted) {
+      /* the event against the user's last emitted prediction and the heuristics */
+      unsigned rank = 0;
+      uint32_t na = memo->n_all <= PRED_TOPK ? memo->n_all : PRED_TOPK;
+      for (uint32_t k = 0; k < na && !rank; k++)
+        if (memo->top[k] == p->events[i].category_id) rank = k + 1;
+      quality_add(&p->quality[PIPELINE_Q_MODEL], rank);
+      quality_add(&p->quality[PIPELINE_Q_RECENCY], p->hrank[2 * i]);
+      quality_add(&p->quality[PIPELINE_Q_DECAY], p->hrank[2 * i + 1]);
+    }
     if (!should_emit(&p->emit, memo, &p->events[i], pred)) {
       n_suppressed++;
       continue;
@@ -375,5 +415,6 @@ int pipeline_set_model(pipeline_t *p, model_t *model, int reset) {
   p->store_opts = so;
   p->model = model;
   p->state_size = model_state_size(model);
+  memset(p->quality, 0, sizeof p->quality); /* the figures are per model */
   return 0;
 }

@@ -54,6 +54,23 @@ typedef struct {
  * emission policy's per-user memory (PIPELINE_TRAILER_SIZE). */
 #define PIPELINE_TRAILER_SIZE 128
 
+/* Live quality: for each applied event of a user with an earlier emitted
+ * prediction, the rank (1..10, 0 = not in the top 10) of the event's category
+ * in that prediction's next list (PIPELINE_Q_MODEL; with EMIT_EVERY the
+ * prediction made after the user's previous event, as `interestctl eval`
+ * scores it), and in the orders of the heuristics the user's state carries
+ * just before the event (recency, decayed frequency: model_heuristic_rank).
+ * Cumulative since pipeline_new() or the last model change. */
+enum { PIPELINE_Q_MODEL = 0, PIPELINE_Q_RECENCY, PIPELINE_Q_DECAY, PIPELINE_Q_N };
+typedef struct {
+  uint64_t targets, hit1, hit5, hit10;
+  double rr_sum; /* sum of 1/rank over hits in the top 10: MRR@10 = rr_sum / targets */
+} pipeline_quality_t;
+/* Predictor name of index q: "lstm", "recency", "decay". */
+const char *pipeline_quality_name(unsigned q);
+/* The totals of predictor q (borrowed; valid until pipeline_destroy()). */
+const pipeline_quality_t *pipeline_quality(const pipeline_t *p, unsigned q);
+
 /* model is borrowed (must outlive the pipeline or be replaced with
  * pipeline_set_model()). The store is created here with store_opts
  * (blob_size is filled in). Returns 0 or a negative IX_E*. Free with

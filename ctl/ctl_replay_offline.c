@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/reject.h"
@@ -39,7 +40,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: interestctl replay --offline --input EVENTS.rec --output PRED.rec\n"
           "         [-c interestd.conf] [--set section.key=value]... [--model FILE]\n"
-          "         [--check-state CHECKPOINT_DIR] [--quiet]\n"
+          "         [--check-state CHECKPOINT_DIR] [--write-state CHECKPOINT_DIR] [--quiet]\n"
           "Runs interestd's processing (codec, state store, model, emission policy) over a\n"
           "record file with no broker, in batches of batch.max_events records in file order\n"
           "(each partition's offsets must increase, as a consumer would see them), and\n"
@@ -53,7 +54,11 @@ static void usage(FILE *out) {
           "                     checkpoint from DIR (written by interestd) and compare it\n"
           "                     with the replay's final states: its offset must be the\n"
           "                     partition's end and every user's state bit-identical\n"
-          "                     (exit 1 otherwise)\n",
+          "                     (exit 1 otherwise)\n"
+          "  --write-state DIR  afterwards, write each input partition's states as a\n"
+          "                     checkpoint in DIR at the partition's end of input, with\n"
+          "                     the replayed model's fingerprint: a warm checkpoint set\n"
+          "                     for a daemon that starts with this model (blue/green)\n",
           REJECTS_SHOWN);
 }
 
@@ -121,7 +126,12 @@ static void batch_fix(batch_t *b) {
 typedef struct {
   uint64_t records, processed, suppressed, preds, rejected, batches, new_users, evicted;
   uint64_t rejected_by[IX_REJECT_REASONS];
+  uint64_t main_ns, shadow_ns; /* time in pipeline_process: served model, shadow */
 } totals_t;
+
+/* model.shadow_path: scored on the same batches with its own states (every
+ * prediction scored, none written), as the daemon does; NULL = none */
+static pipeline_t *g_shadow;
 
 /* Runs one batch through the pipeline and writes its predictions. */
 static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_t *w,
@@ -129,7 +139,15 @@ static int run_batch(pipeline_t *pipe, batch_t *b, int64_t clock_ms, rec_writer_
   if (b->n == 0) return 0;
   batch_fix(b);
   pipeline_result_t res;
+  uint64_t t0 = ix_mono_ns();
   int rc = pipeline_process(pipe, b->recs, b->n, clock_ms, &res);
+  uint64_t t1 = ix_mono_ns();
+  t->main_ns += t1 - t0;
+  if (!rc && g_shadow) {
+    pipeline_result_t sres;
+    rc = pipeline_process(g_shadow, b->recs, b->n, clock_ms, &sres);
+    t->shadow_ns += ix_mono_ns() - t1;
+  }
   if (rc) {
     snprintf(errstr, errstr_size, "processing the batch of records %" PRIu64 "..%" PRIu64
              " failed: %s", t->records - b->n, t->records - 1, ix_strerror(rc));
@@ -262,8 +280,45 @@ static int check_state(const char *dir, pipeline_t *pipe, const parts_t *ps, int
   return bad;
 }
 
+/* Writes each input partition's states as a checkpoint in dir at its end of
+ * input (ckpt_write_partition: fsynced and published). Returns the number of
+ * partitions that failed (printed). */
+static int write_state(const char *dir, pipeline_t *pipe, const parts_t *ps, int quiet) {
+  ckpt_opts_t co = {.dir = dir, .keep = 2};
+  ckpt_t *ck = NULL;
+  char why[1024] = "";
+  if (ckpt_new(&co, &ck, why, sizeof why)) {
+    fprintf(stderr, "interestctl replay: write-state: %s\n", why);
+    return 1;
+  }
+  int bad = 0;
+  uint64_t users = 0, bytes = 0;
+  for (int32_t p = 0; p < ps->n; p++) {
+    if (ps->last[p] < 0) continue;
+    ckpt_result_t res;
+    if (ckpt_write_partition(ck, pipeline_store(pipe), p, ps->last[p] + 1,
+                             pipeline_fingerprint(pipe), &res, why, sizeof why)) {
+      fprintf(stderr, "interestctl replay: write-state: partition %d: %s\n", (int)p, why);
+      bad++;
+      continue;
+    }
+    users += res.users;
+    bytes += res.bytes;
+    if (!quiet)
+      fprintf(stderr, "interestctl replay: write-state: partition %d: generation %" PRIu64
+              " at offset %" PRId64 ", %" PRIu64 " users\n", (int)p, res.generation,
+              res.next_offset, res.users);
+  }
+  ckpt_destroy(ck);
+  fprintf(stderr, "interestctl replay: write-state: %s%" PRIu64 " users, %" PRIu64
+          " bytes in %s (fingerprint %08x)\n", bad ? "FAILED for some partitions; " : "", users,
+          bytes, dir, (unsigned)pipeline_fingerprint(pipe));
+  return bad;
+}
+
 int ctl_replay_offline(int argc, char **argv) {
   const char *input = NULL, *output = NULL, *model_path = NULL, *check_dir = NULL;
+  const char *write_dir = NULL;
   config_args_t ca = {0};
   int quiet = 0;
   static const struct option longopts[] = {
@@ -271,6 +326,7 @@ int ctl_replay_offline(int argc, char **argv) {
       {"output", required_argument, 0, 'o'},    {"config", required_argument, 0, 'c'},
       {"set", required_argument, 0, 's'},       {"model", required_argument, 0, 'm'},
       {"check-state", required_argument, 0, 'C'}, {"quiet", no_argument, 0, 'q'},
+      {"write-state", required_argument, 0, 'W'},
       {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -285,6 +341,7 @@ int ctl_replay_offline(int argc, char **argv) {
       break;
     case 'm': model_path = optarg; break;
     case 'C': check_dir = optarg; break;
+    case 'W': write_dir = optarg; break;
     case 'q': quiet = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -298,7 +355,7 @@ int ctl_replay_offline(int argc, char **argv) {
   int status = 1, rc;
   char errstr[1024] = "";
   config_t *cfg = NULL;
-  model_t *model = NULL;
+  model_t *model = NULL, *shadow_model = NULL;
   pipeline_t *pipe = NULL;
   input_t *in = NULL;
   rec_reader_t *rd = NULL;
@@ -333,6 +390,18 @@ int ctl_replay_offline(int argc, char **argv) {
     goto out;
   }
   pipeline_set_input(pipe, in);
+  if (cfg->model.shadow_path && *cfg->model.shadow_path) {
+    emit_opts_t every = {.policy = EMIT_EVERY, .top_n_change = PRED_TOPK};
+    if ((rc = model_load(cfg->model.shadow_path, &shadow_model, errstr, sizeof errstr))) {
+      fprintf(stderr, "interestctl replay: shadow model %s: %s\n", cfg->model.shadow_path, errstr);
+      goto out;
+    }
+    if ((rc = pipeline_new(shadow_model, &so, &every, &g_shadow))) {
+      fprintf(stderr, "interestctl replay: cannot create the shadow pipeline: %s\n", ix_strerror(rc));
+      goto out;
+    }
+    pipeline_set_input(g_shadow, in);
+  }
   b.cap = cfg->batch.max_events ? cfg->batch.max_events : 1;
   b.recs = malloc(b.cap * sizeof *b.recs);
   b.key_at = malloc(b.cap * sizeof *b.key_at);
@@ -411,12 +480,27 @@ flush:
           t.records, t.batches, (unsigned)b.cap, t.processed, t.preds, output, t.suppressed,
           config_policy_name(cfg->emit.policy), t.rejected, ss.users, t.evicted,
           model_describe(model), secs);
+  /* live quality, as the daemon exports it (interestd_quality_*) */
+  for (int sh = 0; sh < 1 + (g_shadow != NULL); sh++)
+    for (unsigned q = 0; q < (sh ? 1u : (unsigned)PIPELINE_Q_N); q++) {
+      const pipeline_quality_t *pq = pipeline_quality(sh ? g_shadow : pipe, q);
+      double nt = pq->targets ? (double)pq->targets : 1.0;
+      fprintf(stderr, "interestctl replay: quality %-8s targets %" PRIu64 " Acc@1 %.4f Recall@5 %.4f "
+              "Recall@10 %.4f MRR@10 %.4f\n", sh ? "shadow" : pipeline_quality_name(q), pq->targets,
+              (double)pq->hit1 / nt, (double)pq->hit5 / nt, (double)pq->hit10 / nt, pq->rr_sum / nt);
+    }
+  if (g_shadow)
+    fprintf(stderr, "interestctl replay: shadow %s: %.3f s in its pipeline against %.3f s for the "
+            "served model's (%.2fx; shadow/served)\n", model_describe(shadow_model),
+            (double)t.shadow_ns / 1e9, (double)t.main_ns / 1e9,
+            t.main_ns ? (double)t.shadow_ns / (double)t.main_ns : 0.0);
   if (t.rejected) {
     fprintf(stderr, "interestctl replay: rejected by reason:");
     for (size_t i = 0; i < IX_REJECT_REASONS; i++)
       if (t.rejected_by[i]) fprintf(stderr, " %s %" PRIu64, ix_reject_label(i), t.rejected_by[i]);
     fputc('\n', stderr);
   }
+  if (write_dir && status == 0 && write_state(write_dir, pipe, &ps, quiet)) status = 1;
   if (check_dir && status == 0 && check_state(check_dir, pipe, &ps, quiet)) status = 1;
   goto out;
 fail:
@@ -426,6 +510,9 @@ out:
   if (w) recfile_writer_close(w);
   recfile_reader_close(rd);
   pipeline_destroy(pipe);
+  pipeline_destroy(g_shadow);
+  g_shadow = NULL;
+  model_destroy(shadow_model);
   input_destroy(in);
   model_destroy(model);
   config_destroy(cfg);

@@ -311,6 +311,14 @@ static void show(demo_t *dm, int final) {
   else
     printf("  throughput %.0f events/s   users in state %" PRIu64 "   partitions %u\n", tput,
            s.users, s.partitions);
+  if (s.q_targets)
+    printf("  quality, %" PRIu64 " events vs the previous prediction: MRR@10 lstm %.3f  recency "
+           "%.3f  decay %.3f   Recall@5 lstm %.3f  recency %.3f  decay %.3f\n",
+           s.q_targets, s.q_mrr10[0], s.q_mrr10[1], s.q_mrr10[2], s.q_rec5[0], s.q_rec5[1],
+           s.q_rec5[2]);
+  if (s.q_targets && s.q_shadow)
+    printf("  shadow model (model.shadow_path, nothing emitted): MRR@10 %.3f  Recall@5 %.3f\n",
+           s.q_shadow_mrr10, s.q_shadow_rec5);
   if (final)
     printf("  latency, produce -> prediction acked: p50 %.1f ms  p99 %.1f ms   (queue read -> "
            "acked: p50 %.1f ms  p99 %.1f ms)\n",

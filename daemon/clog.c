@@ -333,6 +333,16 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   return rc;
 }
 
+void clog_start_cold(clog_t *c, int32_t p) {
+  if (p < 0 || p >= c->n_parts) return;
+  part_t *pt = &c->parts[p];
+  part_reset(pt);
+  pt->gen++;
+  pt->owned = 1;
+  if (changelog_dirty_new(&pt->dirty))
+    LOG_ERROR("clog", "partition %d: out of memory; no changelog checkpoints for it", (int)p);
+}
+
 void clog_revoke(clog_t *c, int32_t p) {
   if (p < 0 || p >= c->n_parts) return;
   part_reset(&c->parts[p]);

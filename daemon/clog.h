@@ -51,6 +51,9 @@ typedef enum { CLOG_FROM_COLD = 0, CLOG_FROM_LOCAL, CLOG_FROM_CHANGELOG } clog_s
  * errstr; st is then as the local restore left it. */
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
                 clog_source_t *source, int64_t *next_offset, char *errstr, size_t errstr_size);
+/* After clog_assign: forget what was restored for p (its states were
+ * dropped: the caller starts it cold); changed users are tracked afresh. */
+void clog_start_cold(clog_t *c, int32_t p);
 /* Partition p leaves: its pending checkpoint, changed users and skip set are dropped. */
 void clog_revoke(clog_t *c, int32_t p);
 

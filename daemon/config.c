@@ -157,6 +157,7 @@ static int apply(config_t *c, const char *section, const char *name, const char 
   }
   if (strcmp(section, "model") == 0) {
     if (strcmp(name, "path") == 0) return set_str(&c->model.path, value);
+    if (strcmp(name, "shadow_path") == 0) return set_str(&c->model.shadow_path, value);
     if (strcmp(name, "reload") == 0) {
       if (strcmp(value, "refuse") == 0) c->model.reload = MODEL_RELOAD_REFUSE;
       else if (strcmp(value, "reset") == 0) c->model.reload = MODEL_RELOAD_RESET;
@@ -239,6 +240,10 @@ static int apply(config_t *c, const char *section, const char *name, const char 
   } else if (strcmp(section, "daemon") == 0) {
     if (strcmp(name, "shutdown_timeout_s") == 0) {
       U64(c->daemon.shutdown_timeout_s, 1, 3600);
+      return 0;
+    }
+    if (strcmp(name, "health_stall_s") == 0) {
+      U64(c->daemon.health_stall_s, 0, 86400);
       return 0;
     }
   } else {
@@ -337,6 +342,7 @@ static void set_defaults(config_t *c) {
   c->metrics.listen = strdup("127.0.0.1");
   c->metrics.port = 9464;
   c->daemon.shutdown_timeout_s = 10;
+  c->daemon.health_stall_s = 60;
 }
 
 /* Splits "section.key=value": the section is the longest known one that
@@ -450,6 +456,7 @@ void config_destroy(config_t *c) {
   free_props(c->kafka.consumer_props);
   free_props(c->kafka.producer_props);
   free(c->model.path);
+  free(c->model.shadow_path);
   free(c->state.checkpoint_dir);
   free(c->state.changelog_topic);
   free(c->state.changelog_mode);
@@ -498,6 +505,16 @@ int config_check(const config_t *c, char *errstr, size_t errstr_size) {
     snprintf(errstr, errstr_size, "%s: model.path %s: %s", where_set(c, "model.path"),
              c->model.path, why);
     return IX_ECONFIG;
+  }
+  if (c->model.shadow_path && *c->model.shadow_path) {
+    rc = model_load(c->model.shadow_path, &m, why, sizeof why);
+    model_destroy(m);
+    m = NULL;
+    if (rc) {
+      snprintf(errstr, errstr_size, "%s: model.shadow_path %s: %s",
+               where_set(c, "model.shadow_path"), c->model.shadow_path, why);
+      return IX_ECONFIG;
+    }
   }
   if (c->state.checkpoint_dir && *c->state.checkpoint_dir) {
     struct stat sb;
@@ -562,8 +579,9 @@ void config_print(const config_t *c, void *file) {
   print_props(f, "kafka.properties", c->kafka.props);
   print_props(f, "kafka.consumer", c->kafka.consumer_props);
   print_props(f, "kafka.producer", c->kafka.producer_props);
-  fprintf(f, "\n[model]\npath = %s\nreload = %s\n", c->model.path,
-          c->model.reload == MODEL_RELOAD_RESET ? "reset" : "refuse");
+  fprintf(f, "\n[model]\npath = %s\nreload = %s\nshadow_path = %s\n", c->model.path,
+          c->model.reload == MODEL_RELOAD_RESET ? "reset" : "refuse",
+          c->model.shadow_path ? c->model.shadow_path : "");
   fprintf(f, "\n[state]\nmemory_limit_mb = %llu\nidle_ttl_s = %llu\ncheckpoint_dir = %s\n"
              "checkpoint_interval_s = %u\n",
           (unsigned long long)c->state.memory_limit_mb, (unsigned long long)c->state.idle_ttl_s,
@@ -581,6 +599,7 @@ void config_print(const config_t *c, void *file) {
   fprintf(f, "\n[log]\nlevel = %s\n", lvl[c->log.level]);
   fprintf(f, "\n[metrics]\nlisten = %s\nport = %u\n", c->metrics.listen, c->metrics.port);
   fprintf(f, "\n[daemon]\nshutdown_timeout_s = %u\n", c->daemon.shutdown_timeout_s);
+  fprintf(f, "health_stall_s = %u\n", c->daemon.health_stall_s);
 }
 
 int config_args_take(config_args_t *args, int opt, const char *arg, const char *prog) {

@@ -30,6 +30,8 @@ typedef struct {
   struct {
     char *path;
     model_reload_t reload;
+    char *shadow_path; /* a candidate scored on the same events with its own states,
+                          nothing emitted (NULL or "" = none; read at start only) */
   } model;
   struct {
     uint64_t memory_limit_mb; /* 0 = unlimited */
@@ -57,6 +59,7 @@ typedef struct {
   } metrics;
   struct {
     uint32_t shutdown_timeout_s; /* bound on finishing in-flight work at SIGTERM */
+    uint32_t health_stall_s;     /* /healthz 503 after this long without progress; 0 = off */
   } daemon;
 } config_t;
 

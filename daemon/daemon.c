@@ -33,6 +33,7 @@
 #include "daemon/inflight.h"
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
+#include "daemon/quality.h"
 #include "model/model.h"
 #include "state/checkpoint.h"
 #include "state/store.h"
@@ -100,6 +101,17 @@ static double lat_quantile(const lathist_t *h, double q) {
 
 /* ---------------------------------------------------------------- types */
 
+/* A partition's lag gauge and where consumption starts when nothing was
+ * consumed yet: the restored checkpoint or the committed offset read at
+ * assignment; -1 = unknown (then the low watermark, auto.offset.reset =
+ * earliest) */
+typedef struct {
+  metrics_gauge_t *gauge;
+  int64_t start;
+  metrics_gauge_t *committed; /* interestd_committed_offset{partition} */
+  int64_t committed_off;      /* last offset known committed; -1 = unknown */
+} lagpart_t;
+
 typedef enum { RUNNING = 0, STOPPING, CLOSING, CLOSED } phase_t;
 
 struct ixd {
@@ -122,6 +134,12 @@ struct ixd {
   clog_t *clog;             /* the changelog topic (daemon/clog.h), NULL in local mode */
   metrics_t *metrics;
   metrics_daemon_t md;
+  quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
+  /* model.shadow_path: a candidate scored on the same events with its own
+   * states (not checkpointed), every prediction scored, nothing emitted */
+  model_t *shadow_model;
+  pipeline_t *shadow_pipe;
+  quality_metrics_t qm_shadow;
   http_server_t *http;
   notify_t *notify;
 
@@ -133,8 +151,11 @@ struct ixd {
   int ckpt_poll_active;
 
   inflight_t *inflight;     /* the commit rule (daemon/inflight.h) */
-  metrics_gauge_t **lag;    /* by partition, while owned */
+  lagpart_t *lag;           /* by partition, while owned */
   int32_t n_lag;
+  uint64_t progress_ns;     /* last consumption, assignment or "nothing to consume" (healthz) */
+  uint64_t unowned_since_ns; /* owned dropped to 0 then (healthz) */
+  uint64_t paused_since_ns;
   uint32_t owned;
 
   rec_t *win;        /* the window: up to WINDOW_BATCHES batches, oldest first */
@@ -160,6 +181,7 @@ struct ixd {
   phase_t phase;
   int ready_sent;
   int exit_code;
+  int final_commit_failed; /* the commit while leaving the group at shutdown */
   uint64_t stop_deadline_ms;
 
   daemon_stats_t st;
@@ -216,6 +238,7 @@ static void set_paused(daemon_t *d, int paused) {
     return;
   }
   d->paused = paused;
+  if (paused) d->paused_since_ns = ix_mono_ns();
   size_t n;
   owned_list(d, list, &n);
   if (paused) {
@@ -489,6 +512,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     d->rec_tok[kept++] = tok;
   }
   n = kept;
+  if (n) d->progress_ns = now_ns;
   d->st.consumed += n;
   metrics_counter_add(d->md.events_consumed, n);
   if (!n) return;
@@ -506,6 +530,19 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   metrics_counter_add(d->md.events_processed, res.n_processed);
   metrics_histogram_observe(d->md.batch_size, (double)n);
   metrics_histogram_observe(d->md.step_seconds, (double)res.step_ns / 1e9);
+  quality_metrics_update(&d->qm, d->pipe);
+  if (d->shadow_pipe) {
+    pipeline_result_t sres;
+    int src = pipeline_process(d->shadow_pipe, recs, n, now, &sres);
+    if (src) {
+      /* the shadow must never stop the served model: log and drop it */
+      LOG_ERROR("daemon", "shadow model failed (%s); scoring it stops", ix_strerror(src));
+      pipeline_destroy(d->shadow_pipe);
+      d->shadow_pipe = NULL;
+    } else {
+      quality_metrics_update(&d->qm_shadow, d->shadow_pipe);
+    }
+  }
 
   for (size_t k = 0; k < res.n_rejects; k++) {
     const pipeline_reject_t *rj = &res.rejects[k];
@@ -849,6 +886,43 @@ static void wait_inflight(daemon_t *d, const consumer_part_t *parts, size_t n) {
   }
 }
 
+/* Whether a restored checkpoint's offset lies beyond the end of partition p
+ * on this cluster (logged as an error when it does). Unknown watermarks
+ * (leader unreachable within 5 s) count as not beyond. */
+static int beyond_end(daemon_t *d, int32_t p, int64_t next_offset) {
+  int64_t lo, hi;
+  if (consumer_query_watermarks(d->consumer, p, 5000, &lo, &hi)) {
+    LOG_WARN("daemon", "partition %d: end offset unknown; trusting the checkpoint at %" PRId64,
+             (int)p, next_offset);
+    return 0;
+  }
+  if (next_offset <= hi) return 0;
+  LOG_ERROR("daemon", "partition %d: the checkpoint resumes at offset %" PRId64 " but the "
+            "partition ends at %" PRId64 " (a state directory from another cluster, or a "
+            "recreated topic?): checkpoint ignored, starting cold from the committed offset "
+            "with empty states", (int)p, next_offset, hi);
+  return 1;
+}
+
+/* The result of an offset commit (on the loop thread, from consumer_poll). */
+static void on_commit(void *ctx, int err, const char *errstr, const consumer_part_t *parts,
+                      size_t n) {
+  daemon_t *d = ctx;
+  if (err) {
+    metrics_counter_inc(d->md.commit_failures);
+    LOG_WARN("daemon", "offset commit failed (%s); the stored offsets are committed at the next "
+             "attempt", errstr);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    int32_t p = parts[i].partition;
+    if (p < 0 || p >= d->n_lag || !owns(d, p)) continue;
+    if (!d->lag[p].committed) d->lag[p].committed = metrics_daemon_committed(&d->md, p);
+    if (d->lag[p].committed) metrics_gauge_set(d->lag[p].committed, (double)parts[i].offset);
+    d->lag[p].committed_off = parts[i].offset;
+  }
+}
+
 static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts, size_t n) {
   daemon_t *d = ctx;
   char list[512];
@@ -857,6 +931,10 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
   for (size_t i = 0; i < n && len < sizeof list - 16; i++)
     len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", i ? "," : "",
                             (int)parts[i].partition);
+  if ((unsigned)ev < 3) metrics_counter_inc(d->md.rebalances[ev]);
+  static const char *const events[3] = {"assign", "revoke", "lost"};
+  metrics_info_set(d->md.last_rebalance, "event", (unsigned)ev < 3 ? events[ev] : "other",
+                   "partitions", list, NULL);
   if (ev == CONSUMER_ASSIGN) {
     for (size_t i = 0; i < n; i++) {
       int32_t p = parts[i].partition;
@@ -864,7 +942,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       if (rc == 0 && p >= d->n_lag) {
         int32_t n_lag = d->n_lag ? d->n_lag : 16;
         while (n_lag <= p) n_lag *= 2;
-        metrics_gauge_t **lag = realloc(d->lag, (size_t)n_lag * sizeof *lag);
+        lagpart_t *lag = realloc(d->lag, (size_t)n_lag * sizeof *lag);
         if (!lag) rc = IX_ENOMEM;
         else {
           memset(lag + d->n_lag, 0, (size_t)(n_lag - d->n_lag) * sizeof *lag);
@@ -881,6 +959,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       d->owned++;
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
+      if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
       int64_t local_next = -1;
       if (d->ckpt) {
         char why[512];
@@ -893,6 +972,11 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
           LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); starting from the "
                              "committed offset with empty states", (int)p, why);
           store_drop_partition(pipeline_store(d->pipe), p);
+        } else if (info.generation > 0 && beyond_end(d, p, info.next_offset)) {
+          /* from another cluster or an earlier incarnation of the topic:
+           * resuming there would skip every event up to it */
+          store_drop_partition(pipeline_store(d->pipe), p);
+          metrics_counter_inc(d->md.checkpoints_refused);
         } else if (info.generation > 0) {
           /* the checkpoint is the truth for state: resume right after it */
           parts[i].offset = info.next_offset;
@@ -913,12 +997,30 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         if (rc)
           LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
                    why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
-        if (src == CLOG_FROM_CHANGELOG) {
+        if (src == CLOG_FROM_CHANGELOG && beyond_end(d, p, next)) {
+          /* a changelog of another cluster or topic incarnation */
+          LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the "
+                   "input's end; starting cold", (int)p, next);
+          store_drop_partition(pipeline_store(d->pipe), p);
+          clog_start_cold(d->clog, p);
+          metrics_counter_inc(d->md.checkpoints_refused);
+        } else if (src == CLOG_FROM_CHANGELOG) {
           parts[i].offset = next;
           inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
         }
       }
-      d->lag[p] = metrics_daemon_lag(&d->md, p);
+      d->lag[p].gauge = metrics_daemon_lag(&d->md, p);
+      d->lag[p].start = inflight_part(d->inflight, p).consumed_next;
+      d->lag[p].committed_off = -1;
+      if (d->lag[p].start < 0) {
+        /* the committed offset, once, so the lag of a partition that never
+         * gets a message is still right; a short bound: the coordinator
+         * just answered */
+        int64_t committed;
+        if (consumer_committed(d->consumer, p, 1000, &committed) == 0 && committed >= 0)
+          d->lag[p].start = d->lag[p].committed_off = committed;
+      }
+      d->progress_ns = ix_mono_ns();
     }
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
              d->cfg->kafka.input_topic, d->owned);
@@ -927,6 +1029,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     return;
   }
   if (ev == CONSUMER_REVOKE) wait_inflight(d, parts, n);
+  int uncommitted = 0; /* stored offsets beyond what is known committed */
   for (size_t i = 0; i < n; i++) {
     int32_t p = parts[i].partition;
     if (!owns(d, p)) continue;
@@ -934,16 +1037,24 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       part_advance(d, p);
       ckpt_partition_now(d, p);
       part_advance(d, p);
+      if (inflight_part(d->inflight, p).stored_next > d->lag[p].committed_off) uncommitted = 1;
     }
     ckpt_forget_partition(d, p);
     if (d->clog) clog_revoke(d->clog, p);
     store_drop_partition(pipeline_store(d->pipe), p);
+    if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
     inflight_revoke(d->inflight, p);
-    if (d->lag[p]) metrics_gauge_delete(d->metrics, d->lag[p]);
-    d->lag[p] = NULL;
+    if (d->lag[p].gauge) metrics_gauge_delete(d->metrics, d->lag[p].gauge);
+    d->lag[p].gauge = NULL;
+    if (d->lag[p].committed) metrics_gauge_delete(d->metrics, d->lag[p].committed);
+    d->lag[p].committed = NULL;
     d->owned--;
+    if (!d->owned) d->unowned_since_ns = ix_mono_ns();
   }
-  if (ev == CONSUMER_REVOKE) consumer_commit(d->consumer);
+  if (ev == CONSUMER_REVOKE && consumer_commit(d->consumer)) {
+    metrics_counter_inc(d->md.commit_failures);
+    if (d->phase != RUNNING && uncommitted) d->final_commit_failed = 1;
+  }
   LOG_INFO("daemon", "%s partitions [%s] (now %u owned)",
            ev == CONSUMER_LOST ? "lost" : "revoked", list, d->owned);
   metrics_gauge_set(d->md.partitions_assigned, d->owned);
@@ -967,6 +1078,12 @@ static void finish_stop(daemon_t *d) {
   advance_dirty(d);
   /* leave the group: revokes everything (checkpoint, commit) through on_rebalance */
   consumer_close(d->consumer);
+  if (d->final_commit_failed) {
+    LOG_ERROR("daemon", "the final offset commit failed: the events after the group's last "
+                        "committed offsets will be read and their predictions sent again by the "
+                        "next owner; exiting with status 1");
+    if (!d->exit_code) d->exit_code = IX_EKAFKA;
+  }
   uint64_t left = d->stop_deadline_ms > ix_mono_ms() ? d->stop_deadline_ms - ix_mono_ms() : 0;
   if (producer_flush(d->producer, (int)(left > 1000 ? left : 1000)))
     LOG_WARN("daemon", "producer not fully flushed at shutdown");
@@ -1069,6 +1186,8 @@ static int reload(daemon_t *d) {
   d->model = m;
   m = NULL;
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
+  if (quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))
+    LOG_WARN("daemon", "cannot register the quality metrics of the reloaded model");
   /* kafka, state and metrics settings need a restart */
   const config_t *o = d->cfg;
   if (strcmp(o->kafka.brokers, cfg->kafka.brokers) || strcmp(o->kafka.group, cfg->kafka.group) ||
@@ -1122,6 +1241,20 @@ static void expire_cb(uv_timer_t *t) {
   if (n) LOG_DEBUG("daemon", "expired %zu idle users", n);
 }
 
+/* High watermark minus the next offset to consume: the one after the last
+ * consumed message, else where consumption starts (restored checkpoint,
+ * committed offset, else the low watermark). -1 when the watermarks are
+ * not known yet. */
+static int64_t part_lag(daemon_t *d, int32_t p) {
+  int64_t hi = consumer_high_watermark(d->consumer, p);
+  if (hi < 0) return -1;
+  int64_t pos = inflight_part(d->inflight, p).consumed_next;
+  if (pos < 0 && p < d->n_lag) pos = d->lag[p].start;
+  if (pos < 0) pos = consumer_low_watermark(d->consumer, p);
+  if (pos < 0) return -1;
+  return hi > pos ? hi - pos : 0;
+}
+
 static void update_gauges(daemon_t *d) {
   store_stats_t ss;
   store_get_stats(pipeline_store(d->pipe), &ss);
@@ -1130,11 +1263,12 @@ static void update_gauges(daemon_t *d) {
   metrics_counter_set(d->md.evictions_lru, ss.evicted_lru);
   metrics_counter_set(d->md.evictions_ttl, ss.evicted_ttl);
   for (int32_t i = 0; i < d->n_lag; i++) {
-    if (!d->lag[i] || !owns(d, i)) continue;
-    int64_t consumed_next = inflight_part(d->inflight, i).consumed_next;
-    int64_t hi = consumer_high_watermark(d->consumer, i);
-    if (hi >= 0 && consumed_next >= 0) metrics_gauge_set(d->lag[i], (double)(hi - consumed_next));
+    if (!d->lag[i].gauge || !owns(d, i)) continue;
+    int64_t lag = part_lag(d, i);
+    if (lag >= 0) metrics_gauge_set(d->lag[i].gauge, (double)lag);
   }
+  metrics_gauge_set(d->md.consumer_paused, d->paused);
+  metrics_gauge_set(d->md.retry_backlog, (double)backlog_len(d->backlog));
 }
 
 static void collect_cb(void *arg, metrics_t *reg) { update_gauges(arg); }
@@ -1142,6 +1276,7 @@ static void collect_cb(void *arg, metrics_t *reg) { update_gauges(arg); }
 static void status_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
   update_gauges(d);
+  log_flush_suppressed(); /* counts of rate-limited log lines (common/log.h) */
   notify_status(d->notify, "%u partitions, consumed %" PRIu64 ", produced %" PRIu64
                 ", delivered %" PRIu64 ", rejected %" PRIu64 ", in flight %" PRIu64,
                 d->owned, d->st.consumed, d->st.produced, d->st.delivered, d->st.rejected,
@@ -1156,6 +1291,33 @@ static int health_cb(void *arg, char *reason, size_t reason_size) {
   }
   if (!d->ready_sent) {
     snprintf(reason, reason_size, "waiting for a partition assignment");
+    return 0;
+  }
+  uint64_t stall_ns = (uint64_t)d->cfg->daemon.health_stall_s * 1000000000ull;
+  if (!stall_ns) return 1;
+  uint64_t now = ix_mono_ns();
+  if (!d->owned && now - d->unowned_since_ns > stall_ns) {
+    snprintf(reason, reason_size, "owns no input partition for %.0f s (more group members than "
+             "partitions, or the group coordinator is unreachable)",
+             (double)(now - d->unowned_since_ns) / 1e9);
+    return 0;
+  }
+  if (d->paused && now - d->paused_since_ns > stall_ns) {
+    snprintf(reason, reason_size, "consumption paused for %.0f s: %" PRIu64 " messages in the "
+             "retry backlog, %" PRIu64 " unacknowledged (see interestd_produce_failures_total)",
+             (double)(now - d->paused_since_ns) / 1e9, backlog_len(d->backlog), d->outstanding);
+    return 0;
+  }
+  int64_t waiting = 0;
+  for (int32_t i = 0; i < d->n_lag; i++) {
+    if (!owns(d, i)) continue;
+    int64_t lag = part_lag(d, i);
+    if (lag > 0) waiting += lag;
+  }
+  if (!waiting) d->progress_ns = now; /* nothing to consume counts as keeping up */
+  else if (now - d->progress_ns > stall_ns) {
+    snprintf(reason, reason_size, "stalled: %" PRId64 " messages waiting on owned partitions, "
+             "none consumed for %.0f s", waiting, (double)(now - d->progress_ns) / 1e9);
     return 0;
   }
   return 1;
@@ -1184,6 +1346,20 @@ void daemon_get_stats(daemon_t *d, daemon_stats_t *out, int reset_window) {
   out->win_e2e_p50 = lat_quantile(&d->win_e2e, 0.50);
   out->win_e2e_p99 = lat_quantile(&d->win_e2e, 0.99);
   out->win_delivered = d->st.delivered - d->win_delivered_base;
+  for (unsigned q = 0; q < 3 && q < PIPELINE_Q_N; q++) {
+    const pipeline_quality_t *pq = pipeline_quality(d->pipe, q);
+    double nt = pq->targets ? (double)pq->targets : 1.0;
+    if (q == 0) out->q_targets = pq->targets;
+    out->q_mrr10[q] = pq->rr_sum / nt;
+    out->q_rec5[q] = (double)pq->hit5 / nt;
+  }
+  out->q_shadow = d->shadow_pipe != NULL;
+  if (d->shadow_pipe) {
+    const pipeline_quality_t *pq = pipeline_quality(d->shadow_pipe, PIPELINE_Q_MODEL);
+    double nt = pq->targets ? (double)pq->targets : 1.0;
+    out->q_shadow_mrr10 = pq->rr_sum / nt;
+    out->q_shadow_rec5 = (double)pq->hit5 / nt;
+  }
   if (reset_window) {
     memset(&d->win_lat, 0, sizeof d->win_lat);
     memset(&d->win_e2e, 0, sizeof d->win_e2e);
@@ -1257,6 +1433,26 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   }
   if ((rc = input_new(&cfg->input, &d->input, errstr, errstr_size))) goto err;
   pipeline_set_input(d->pipe, d->input);
+  if ((rc = quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))) {
+    snprintf(errstr, errstr_size, "cannot register the quality metrics: %s", ix_strerror(rc));
+    goto err;
+  }
+  if (cfg->model.shadow_path && *cfg->model.shadow_path) {
+    errstr[0] = '\0';
+    emit_opts_t every = {.policy = EMIT_EVERY, .top_n_change = PRED_TOPK};
+    if ((rc = model_load(cfg->model.shadow_path, &d->shadow_model, errstr, errstr_size)) ||
+        (rc = pipeline_new(d->shadow_model, &so, &every, &d->shadow_pipe)) ||
+        (rc = quality_metrics_bind(&d->qm_shadow, d->md.reg, model_fingerprint(d->shadow_model)))) {
+      char why[512];
+      snprintf(why, sizeof why, "model.shadow_path %s: %s", cfg->model.shadow_path,
+               errstr[0] ? errstr : ix_strerror(rc));
+      snprintf(errstr, errstr_size, "%s", why);
+      goto err;
+    }
+    pipeline_set_input(d->shadow_pipe, d->input);
+    LOG_INFO("daemon", "shadow model %s (%s): scored on every event, nothing emitted",
+             cfg->model.shadow_path, model_describe(d->shadow_model));
+  }
   /* [state] changelog_mode: local (files only), changelog (topic only: no
    * local disk), both (default once a changelog topic is named) */
   const char *mode = cfg->state.changelog_mode;
@@ -1311,7 +1507,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   }
   consumer_opts_t co = {.brokers = cfg->kafka.brokers, .group = cfg->kafka.group,
                         .topic = cfg->kafka.input_topic, .props = (const char *const *)cprops,
-                        .on_rebalance = on_rebalance, .ctx = d};
+                        .on_rebalance = on_rebalance, .on_commit = on_commit, .ctx = d};
   rc = consumer_new(&co, &d->consumer, errstr, errstr_size);
   if (rc) goto err;
   free(cprops);
@@ -1413,6 +1609,8 @@ void daemon_destroy(daemon_t *d) {
   ckpt_destroy(d->ckpt);
   clog_destroy(d->clog, 1000);
   pipeline_destroy(d->pipe);
+  pipeline_destroy(d->shadow_pipe);
+  model_destroy(d->shadow_model);
   model_destroy(d->model);
   metrics_destroy(d->metrics);
   inflight_destroy(d->inflight);

@@ -63,6 +63,12 @@ typedef struct {
   double lat_p50, lat_p99, e2e_p50, e2e_p99;
   double win_lat_p50, win_lat_p99, win_e2e_p50, win_e2e_p99;
   uint64_t win_delivered;
+  /* live quality since the model was loaded (core/pipeline.h): scored events
+   * and MRR@10, Recall@5 of the served model [0], recency [1], decay [2] */
+  uint64_t q_targets;
+  double q_mrr10[3], q_rec5[3];
+  int q_shadow; /* model.shadow_path in use: its MRR@10 and Recall@5 below */
+  double q_shadow_mrr10, q_shadow_rec5;
 } daemon_stats_t;
 
 /* Creates the loop, the pipeline (loading cfg->model.path), the producer and

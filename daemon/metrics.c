@@ -602,6 +602,28 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
                                producer_fail_label((producer_fail_t)i), NULL);
   C(dead_letters_truncated, "interestd_dead_letters_truncated_total",
     "Dead-letter records sent without the original value (it could not be produced whole).");
+  G(consumer_paused, "interestd_consumer_paused",
+    "1 while consumption is paused by backpressure (retry backlog or unacknowledged limit).");
+  G(retry_backlog, "interestd_retry_backlog_messages", "Messages waiting in the retry backlog.");
+  C(commit_failures, "interestd_commit_failures_total",
+    "Offset commits that failed (auto-commit, revocation, shutdown).");
+  C(checkpoints_refused, "interestd_checkpoints_refused_total",
+    "Restored checkpoints ignored because their offset lies beyond the partition's end.");
+  static const char *const rebalance_events[3] = {"assign", "revoke", "lost"};
+  for (int i = 0; i < 3 && !rc; i++)
+    rc = metrics_counter_new(reg, &md->rebalances[i], "interestd_rebalances_total",
+                             "Consumer group rebalance events, by event.", "event",
+                             rebalance_events[i], NULL);
+  if (!rc)
+    rc = metrics_info_new(reg, &md->last_rebalance, "interestd_last_rebalance_info",
+                          "The last rebalance event and its partitions; always 1.");
+  if (!rc) {
+    labels_t l = {.names = {"partition"}, .values = {""}, .n = 1};
+    family_t *fam;
+    rc = get_family(reg, "interestd_committed_offset",
+                    "Offset last committed for the group, per owned input partition.", MT_GAUGE,
+                    &l, NULL, 0, &fam);
+  }
   H(batch_size, "interestd_batch_size_events", "Events per processing batch.",
     metrics_buckets_batch);
   H(step_seconds, "interestd_step_duration_seconds",
@@ -663,6 +685,17 @@ int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
   snprintf(fp, sizeof fp, "%08x", (unsigned)fingerprint);
   return metrics_info_set(md->model_info, "fingerprint", fp, "description",
                           description ? description : "", NULL);
+}
+
+metrics_gauge_t *metrics_daemon_committed(metrics_daemon_t *md, int32_t partition) {
+  char p[16];
+  metrics_gauge_t *g;
+  snprintf(p, sizeof p, "%d", (int)partition);
+  if (metrics_gauge_new(md->reg, &g, "interestd_committed_offset",
+                        "Offset last committed for the group, per owned input partition.",
+                        "partition", p, NULL))
+    return NULL;
+  return g;
 }
 
 metrics_gauge_t *metrics_daemon_lag(metrics_daemon_t *md, int32_t partition) {

@@ -30,6 +30,14 @@
  *  interestd_messages_dropped_total          counter    kind, reason             messages given up on after a permanent failure
  *                                                                                (kind="prediction"|"dead_letter")
  *  interestd_dead_letters_truncated_total    counter    -                        dead-letter records sent without the value
+ *  interestd_consumer_paused                 gauge      -                        1 while consumption is paused (backpressure)
+ *  interestd_retry_backlog_messages          gauge      -                        messages waiting in the retry backlog
+ *  interestd_commit_failures_total           counter    -                        offset commits that failed
+ *  interestd_checkpoints_refused_total       counter    -                        restored checkpoints ignored: offset beyond the
+ *                                                                                partition's end (another cluster, recreated topic)
+ *  interestd_rebalances_total                counter    event                    assign | revoke | lost
+ *  interestd_last_rebalance_info             gauge      event, partitions        always 1; the last rebalance
+ *  interestd_committed_offset                gauge      partition                offset last committed, per owned partition
  *  interestd_batch_size_events               histogram  -                        events per processing batch
  *  interestd_step_duration_seconds           histogram  -                        model step time per batch (features+LSTM+head)
  *  interestd_event_to_prediction_seconds     histogram  -                        from the event being read off the consumer queue
@@ -45,6 +53,11 @@
  *                                                                                (since start when there was none)
  *  interestd_build_info                      gauge      version                  always 1
  *  interestd_model_info                      gauge      fingerprint, description always 1; labels change on SIGHUP reload
+ *  interestd_quality_targets_total           counter    model, predictor         events scored against the previous prediction
+ *  interestd_quality_hits_total              counter    model, predictor, k      ... whose category was in its top k (1, 5, 10)
+ *  interestd_quality_reciprocal_rank_sum     gauge      model, predictor         sum of 1/rank over top-10 hits (MRR@10 numerator)
+ *  (the quality families are registered by daemon/quality.c, one series set per model
+ *  fingerprint; predictor = lstm, recency, decay)
  *
  * Reject reasons (label reason=): derived from the codec's error code by
  * common/reject.h's IX_REJECT_MAP (not_map, truncated, too_big,
@@ -174,6 +187,12 @@ typedef struct {
   metrics_counter_t *produce_failures[PRODUCER_FAIL_N];
   metrics_counter_t *messages_dropped[2][PRODUCER_FAIL_N];
   metrics_counter_t *dead_letters_truncated;
+  metrics_gauge_t *consumer_paused;
+  metrics_gauge_t *retry_backlog;
+  metrics_counter_t *commit_failures;
+  metrics_counter_t *checkpoints_refused;
+  metrics_counter_t *rebalances[3]; /* by consumer_event_t: assign, revoke, lost */
+  metrics_info_t *last_rebalance;
   metrics_histogram_t *batch_size;
   metrics_histogram_t *step_seconds;
   metrics_histogram_t *event_to_prediction_seconds;
@@ -208,5 +227,7 @@ int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
  * first use (allocates then; call on assignment, not per event). Returns NULL
  * on ENOMEM. Remove it on revocation with metrics_gauge_delete(md->reg, g). */
 metrics_gauge_t *metrics_daemon_lag(metrics_daemon_t *md, int32_t partition);
+/* The interestd_committed_offset{partition="p"} gauge, the same way. */
+metrics_gauge_t *metrics_daemon_committed(metrics_daemon_t *md, int32_t partition);
 
 #endif

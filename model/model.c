@@ -446,3 +446,20 @@ float model_prob(model_t *m, const void *state, uint64_t category_id) {
   head_finish_dots(&m->dims, m->params, m->dots, s, m->z, &ho);
   return head_prob_target(&ho, m->z, s, category_id, vocab_index(m->vocab, category_id));
 }
+
+unsigned model_heuristic_rank(const model_t *m, const void *state, model_heuristic_t h,
+                              uint64_t category_id, unsigned k) {
+  const arch_state_t *s = state;
+  unsigned n = s->n_recent <= ARCH_K ? s->n_recent : ARCH_K, at = n;
+  for (unsigned r = 0; r < n; r++)
+    if (s->recent[r].cat == category_id) at = r;
+  if (at == n) return 0;
+  unsigned rank = at + 1;
+  if (h == MODEL_H_DECAY) {
+    if (!(m->dims.flags & ARCH_F_EXPERTS)) return 0;
+    rank = 1;
+    for (unsigned r = 0; r < n; r++)
+      rank += s->dec_w[r] > s->dec_w[at] || (s->dec_w[r] == s->dec_w[at] && r < at);
+  }
+  return rank <= k ? rank : 0;
+}

@@ -64,6 +64,16 @@ float model_prob(model_t *m, const void *state, uint64_t category_id);
  * Returns 0 or IX_EINVAL. */
 int model_set_next_count(model_t *m, uint32_t n);
 
+/* The heuristics a state carries, ranked on the fly (for live quality
+ * metrics): MODEL_H_RECENCY ranks the recent list by recency (the recency
+ * baseline's order), MODEL_H_DECAY by the decay expert's weights (models with
+ * ARCH_F_EXPERTS; ties in recency order). Returns the 1-based rank of
+ * category_id in that order as of the state's last event (what predicted the
+ * next one), 0 when it is not among the first k or not in the list. */
+typedef enum { MODEL_H_RECENCY = 0, MODEL_H_DECAY = 1 } model_heuristic_t;
+unsigned model_heuristic_rank(const model_t *m, const void *state, model_heuristic_t h,
+                              uint64_t category_id, unsigned k);
+
 /* Override the profile half-life (seconds, > 0) stored in the model file. */
 void model_set_half_life(model_t *m, float half_life_s);
 

@@ -26,6 +26,7 @@ struct consumer {
   rd_kafka_message_t **msgs; /* last batch, owned until consumer_release() */
   size_t n_msgs, cap_msgs;
   consumer_rebalance_fn on_rebalance;
+  consumer_commit_fn on_commit;
   void *ctx;
   int cooperative;
   int closed;
@@ -34,6 +35,21 @@ struct consumer {
 static void clear_fd(consumer_t *c) {
   char buf[256];
   while (read(c->pipefd[0], buf, sizeof buf) > 0) {}
+}
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+  consumer_t *c = opaque;
+  if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || !c->on_commit) return; /* nothing to commit */
+  size_t n = 0;
+  consumer_part_t cp[64];
+  for (int i = 0; offsets && i < offsets->cnt && n < 64; i++) {
+    if (offsets->elems[i].err && !err) err = offsets->elems[i].err;
+    if (offsets->elems[i].offset < 0) continue;
+    cp[n].partition = offsets->elems[i].partition;
+    cp[n++].offset = offsets->elems[i].offset;
+  }
+  c->on_commit(c->ctx, err ? IX_EKAFKA : 0, err ? rd_kafka_err2str(err) : NULL, cp, n);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -110,6 +126,7 @@ int consumer_new(const consumer_opts_t *opts, consumer_t **out, char *errstr,
   if (!c) return IX_ENOMEM;
   c->pipefd[0] = c->pipefd[1] = -1;
   c->on_rebalance = opts->on_rebalance;
+  c->on_commit = opts->on_commit;
   c->ctx = opts->ctx;
   c->closed = 1; /* nothing to close until subscribed */
   rd_kafka_conf_t *conf = NULL;
@@ -135,6 +152,7 @@ int consumer_new(const consumer_opts_t *opts, consumer_t **out, char *errstr,
   /* At-least-once depends on this: only the caller stores offsets. */
   if (set(conf, "enable.auto.offset.store", "false", errstr, errstr_size)) goto err;
   rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+  rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
   rd_kafka_conf_set_opaque(conf, c);
 
@@ -221,7 +239,17 @@ ssize_t consumer_poll(consumer_t *c, rec_t *out, size_t max) {
   clear_fd(c); /* before draining: a later enqueue re-arms it */
   for (;;) {
     ssize_t got = rd_kafka_consume_batch_queue(c->rkqu, 0, c->msgs, max);
-    if (got <= 0) return 0;
+    if (got <= 0) {
+      /* A served callback (a rebalance) can end the call with messages still
+       * queued behind it; they arrived while the queue was not empty, so
+       * librdkafka wrote nothing to the fd for them. Wake the caller again
+       * rather than wait for a write that will not come (seen on a real
+       * broker: the fetch lands during the assignment's callback). */
+      if (rd_kafka_queue_length(c->rkqu) > 0 && write(c->pipefd[1], "1", 1) < 0 &&
+          errno != EAGAIN)
+        LOG_WARN("consumer", "waking the loop: %s", strerror(errno));
+      return 0;
+    }
     size_t n = 0;
     for (ssize_t i = 0; i < got; i++) {
       rd_kafka_message_t *m = c->msgs[i];
@@ -275,6 +303,15 @@ int consumer_commit(consumer_t *c) {
   return 0;
 }
 
+int consumer_committed(consumer_t *c, int32_t partition, int timeout_ms, int64_t *offset) {
+  rd_kafka_topic_partition_list_t *l = one_part(c, partition, RD_KAFKA_OFFSET_INVALID);
+  rd_kafka_resp_err_t err = rd_kafka_committed(c->rk, l, timeout_ms);
+  if (!err) err = l->elems[0].err;
+  *offset = l->elems[0].offset < 0 ? CONSUMER_OFFSET_COMMITTED : l->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(l);
+  return err ? IX_EKAFKA : 0;
+}
+
 static int pause_resume(consumer_t *c, const int32_t *partitions, size_t n, int pause) {
   if (!n) return 0;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
@@ -301,4 +338,17 @@ int64_t consumer_high_watermark(consumer_t *c, int32_t partition) {
   int64_t lo = -1, hi = -1;
   if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &lo, &hi)) return -1;
   return hi;
+}
+
+int consumer_query_watermarks(consumer_t *c, int32_t partition, int timeout_ms, int64_t *lo,
+                              int64_t *hi) {
+  rd_kafka_resp_err_t err =
+      rd_kafka_query_watermark_offsets(c->rk, c->topic, partition, lo, hi, timeout_ms);
+  return err ? IX_EKAFKA : 0;
+}
+
+int64_t consumer_low_watermark(consumer_t *c, int32_t partition) {
+  int64_t lo = -1, hi = -1;
+  if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &lo, &hi)) return -1;
+  return lo;
 }

@@ -35,12 +35,20 @@ typedef enum {
 typedef void (*consumer_rebalance_fn)(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                                       size_t n);
 
+/* The result of one offset commit (auto-commit timer, consumer_commit(),
+ * close): err 0 with parts[i].offset the offsets now committed, or IX_EKAFKA
+ * with errstr (static) naming the reason. Called on the loop thread from
+ * consumer_poll(), consumer_commit() or consumer_close(); parts borrowed. */
+typedef void (*consumer_commit_fn)(void *ctx, int err, const char *errstr,
+                                   const consumer_part_t *parts, size_t n);
+
 typedef struct {
   const char *brokers;      /* bootstrap list */
   const char *group;        /* group.id */
   const char *topic;        /* the subscribed topic */
   const char *const *props; /* librdkafka "key=value" overrides, NULL-terminated; may be NULL */
   consumer_rebalance_fn on_rebalance; /* may be NULL */
+  consumer_commit_fn on_commit;       /* may be NULL */
   void *ctx;
 } consumer_opts_t;
 
@@ -76,6 +84,10 @@ int consumer_store_offset(consumer_t *c, int32_t partition, int64_t next_offset)
 /* Commits the stored offsets of every owned partition synchronously.
  * Returns 0 (also when there was nothing to commit) or IX_EKAFKA. */
 int consumer_commit(consumer_t *c);
+/* The group's committed offset of partition (a request to the coordinator,
+ * waiting up to timeout_ms): 0 with *offset (CONSUMER_OFFSET_COMMITTED when
+ * none is committed), or IX_EKAFKA. Loop thread. */
+int consumer_committed(consumer_t *c, int32_t partition, int timeout_ms, int64_t *offset);
 
 /* Stops / restarts fetching a partition. Messages of a paused partition
  * still in the queue are discarded by librdkafka and fetched again from the
@@ -85,6 +97,12 @@ int consumer_resume(consumer_t *c, const int32_t *partitions, size_t n);
 
 /* High watermark of a partition from the last fetch (no request), or -1. */
 int64_t consumer_high_watermark(consumer_t *c, int32_t partition);
+/* Asks the partition's leader for its watermarks (waits up to timeout_ms):
+ * 0 with *lo and *hi, or IX_EKAFKA. Loop thread. */
+int consumer_query_watermarks(consumer_t *c, int32_t partition, int timeout_ms, int64_t *lo,
+                              int64_t *hi);
+/* Low watermark (oldest offset kept) from the last fetch (no request), or -1. */
+int64_t consumer_low_watermark(consumer_t *c, int32_t partition);
 
 /* Leaves the group: revokes every partition through the rebalance callback
  * and commits. Idempotent. Returns 0 or IX_EKAFKA. */

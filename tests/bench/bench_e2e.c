@@ -1,5 +1,6 @@
-/* End-to-end benchmark through the mock broker (docs/PERFORMANCE.md,
- * "Daemon end to end"). In one run:
+/* End-to-end benchmark through the mock broker, or a real one (IX_KAFKA_DIR of
+ * a fresh tests/kafka/kafka.sh broker, or IX_KAFKA_BOOTSTRAP; docs/PERFORMANCE.md,
+ * "Daemon end to end", "On a real broker"). In one run:
  *   1. interestd at saturation: N Taobao events preloaded, events/s from the
  *      output messages' timestamps (first to last prediction);
  *   2. the ceiling: a plain librdkafka consume -> produce pass-through (no
@@ -41,13 +42,13 @@
  * share the two cores with this reader, so it does no more than that (the
  * record-file writer used before cost about 1 us per message, CRC included). */
 /* fetch.wait.max.ms of the daemons, the pass-through and the floor:
- * BENCH_E2E_FETCH_WAIT, default 1. The mock holds every fetch for the full wait
+ * BENCH_E2E_FETCH_WAIT, default 1 on the mock, 500 (librdkafka's) on a real broker. The mock holds every fetch for the full wait
  * when the consumer is caught up, even if data arrives meanwhile; a real broker
  * answers at once. 1 ms is the nearest the mock comes to that, for every
  * consumer in the run alike (docs/PERFORMANCE.md, "Daemon end to end"). */
 static const char *fetch_wait(void) {
   const char *v = getenv("BENCH_E2E_FETCH_WAIT");
-  return v && *v ? v : "1";
+  return v && *v ? v : h_real_bootstrap() ? "500" : "1";
 }
 
 /* CPU seconds (user + system, all threads) that process pid has used so far,
@@ -434,18 +435,30 @@ int main(int argc, char **argv) {
   int sat_only = argc > 4 && strcmp(argv[4], "saturation-only") == 0;
   h_init("bench_e2e");
   char err[512];
-  mockbroker_t *mb;
-  H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
+  mockbroker_t *mb = NULL;
+  const char *brokers = h_real_bootstrap();
+  if (brokers) {
+    h_plain_names();
+    printf("bench_e2e: a real broker at %s (it must be a fresh one: topic names are fixed)\n",
+           brokers);
+  } else {
+    H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
+  }
   const char *topics[][2] = {{"events", "8"},   {"interests", "16"}, {"passthrough-out", "16"},
                              {"python-out", "16"}, {"lat-in", "8"},   {"lat-out", "16"},
                              {"ctl-in", "8"},      {"ctl-out", "16"},
                              {"fmt-mp-in", "8"},   {"fmt-mp-out", "16"},
                              {"fmt-json-in", "8"}, {"fmt-json-out", "16"},
                              {"python-batched-out", "16"}};
-  for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
+  for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
+    if (!mb) {
+      h_create_topic(topics[i][0], atoi(topics[i][1]));
+      continue;
+    }
     H_CHECK(mockbroker_create_topic(mb, topics[i][0], atoi(topics[i][1]), err, sizeof err) == 0,
             "%s", err);
-  const char *brokers = mockbroker_bootstraps(mb);
+  }
+  if (mb) brokers = mockbroker_bootstraps(mb);
   /* the shipped model (V=1000, H=64, bf16 head): real weights give real
    * output distributions, and its flags are what production serves */
   char model[1024];

@@ -122,15 +122,148 @@ static H_UNUSED void h_write_model_sized(const char *path, uint64_t seed, uint32
   free(mf.vocab_ids);
 }
 
+/* The broker under test: librdkafka's mock cluster in this process, or a real
+ * cluster when IX_KAFKA_BOOTSTRAP=host:port or IX_KAFKA_DIR (the folder of
+ * tests/kafka/kafka.sh start, which holds "bootstrap") is set. On a real
+ * cluster each topic and group name gets a suffix unique to this run (h_T), so
+ * that tests share one cluster, at once and again later, and the topics are
+ * created through the Admin API, with time retention off (retention.ms=-1:
+ * the events' 2017 timestamps are far past any retention). */
+static mockbroker_t *h_mock;
+static char h_real_bs[512];
+static char h_suffix[48];
+
+/* The real cluster's bootstrap list, or NULL when the tests run on the mock. */
+static H_UNUSED const char *h_real_bootstrap(void) {
+  if (h_real_bs[0]) return h_real_bs;
+  const char *bs = getenv("IX_KAFKA_BOOTSTRAP");
+  const char *dir = getenv("IX_KAFKA_DIR");
+  if (bs && *bs) {
+    snprintf(h_real_bs, sizeof h_real_bs, "%s", bs);
+  } else if (dir && *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/bootstrap", dir);
+    FILE *f = fopen(path, "r");
+    H_CHECK(f, "IX_KAFKA_DIR=%s has no bootstrap file: is the broker running "
+            "(tests/kafka/kafka.sh start)?", dir);
+    H_CHECK(fgets(h_real_bs, sizeof h_real_bs, f), "empty %s", path);
+    fclose(f);
+    h_real_bs[strcspn(h_real_bs, "\r\n")] = '\0';
+  } else {
+    return NULL;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  snprintf(h_suffix, sizeof h_suffix, "-%ld-%ld", (long)getpid(), (long)(ts.tv_nsec / 1000));
+  return h_real_bs;
+}
+
+/* Drops the per-run suffix: for a program that has a real broker of its own
+ * (bench_e2e on a fresh tests/kafka/kafka.sh broker) and names its topics as
+ * on the mock. Call before anything else of the cluster's. */
+static H_UNUSED void h_plain_names(void) {
+  if (h_real_bootstrap()) h_suffix[0] = '\0';
+}
+
+/* The name of topic or group `name` in this run: itself on the mock, with the
+ * run's suffix on a real cluster. Valid for the next 63 calls. */
+static H_UNUSED const char *h_T(const char *name) {
+  static char buf[64][160];
+  static int k;
+  if (!h_real_bootstrap()) return name;
+  char *p = buf[k++ % 64];
+  snprintf(p, 160, "%s%s", name, h_suffix);
+  return p;
+}
+
+/* Creates topic h_T(name) with parts partitions (Admin API on a real cluster)
+ * and waits until every partition has a leader. */
+static H_UNUSED void h_create_topic(const char *name, int parts) {
+  char err[512];
+  if (!h_real_bootstrap()) {
+    H_CHECK(h_mock, "h_create_topic before h_cluster");
+    H_CHECK(mockbroker_create_topic(h_mock, name, parts, err, sizeof err) == 0, "%s", err);
+    return;
+  }
+  const char *topic = h_T(name);
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  H_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", h_real_bs, err, sizeof err) ==
+          RD_KAFKA_CONF_OK, "%s", err);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  H_CHECK(rk, "%s", err);
+  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, parts, 1, err, sizeof err);
+  H_CHECK(nt, "%s", err);
+  /* The bundled events are from 2017 and keep their timestamps: a broker's
+   * time retention (7 days by default) would delete them within seconds. */
+  H_CHECK(rd_kafka_NewTopic_set_config(nt, "retention.ms", "-1") == 0, "retention.ms");
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+  H_CHECK(ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_CREATETOPICS_RESULT,
+          "no CreateTopics result for %s", topic);
+  H_CHECK(!rd_kafka_event_error(ev), "CreateTopics %s: %s", topic,
+          rd_kafka_event_error_string(ev));
+  size_t n;
+  const rd_kafka_topic_result_t **res =
+      rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+  H_CHECK(n == 1 && !rd_kafka_topic_result_error(res[0]), "CreateTopics %s: %s", topic,
+          n ? rd_kafka_topic_result_error_string(res[0]) : "no result");
+  rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_NewTopic_destroy(nt);
+  /* the topic exists once the metadata shows every partition with a leader */
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  double end = h_now() + 30;
+  for (int ready = 0; !ready;) {
+    const struct rd_kafka_metadata *md;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ready = md->topic_cnt == 1 && !md->topics[0].err &&
+              md->topics[0].partition_cnt == parts;
+      for (int i = 0; ready && i < md->topics[0].partition_cnt; i++)
+        ready = md->topics[0].partitions[i].leader >= 0 && !md->topics[0].partitions[i].err;
+      rd_kafka_metadata_destroy(md);
+    }
+    H_CHECK(ready || h_now() < end, "topic %s has no leaders after 30 s", topic);
+    if (!ready) h_sleep_ms(100);
+  }
+  rd_kafka_topic_destroy(rkt);
+  rd_kafka_destroy(rk);
+}
+
+/* The broker for a daemon test with topics "events" and "interests" of parts
+ * partitions each (the daemon tests' layout): a new mock cluster, or the real
+ * cluster (see h_real_bootstrap). Returns the bootstrap list; exits the test
+ * on failure. Release with h_cluster_destroy(). */
+static H_UNUSED const char *h_cluster(int parts) {
+  const char *bs = h_real_bootstrap();
+  if (bs) {
+    printf("broker: a real cluster at %s, topic suffix %s\n", bs, h_suffix);
+  } else {
+    char err[512];
+    H_CHECK(mockbroker_new(1, &h_mock, err, sizeof err) == 0, "%s", err);
+    bs = mockbroker_bootstraps(h_mock);
+  }
+  h_create_topic("events", parts);
+  h_create_topic("interests", parts);
+  return bs;
+}
+
 /* A one-broker mock cluster with topics "events" and "interests" of parts
- * partitions each (the daemon tests' layout); exits the test on failure. */
+ * partitions each, for the tests that inject faults (rd_kafka_mock_*): always
+ * the mock, whatever the environment says. Exits the test on failure. */
 static H_UNUSED mockbroker_t *h_mockbroker(int parts) {
   char err[512];
   mockbroker_t *mb;
+  H_CHECK(!h_real_bootstrap(), "a fault-injection test runs on the mock only");
   H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
   H_CHECK(mockbroker_create_topic(mb, "events", parts, err, sizeof err) == 0, "%s", err);
   H_CHECK(mockbroker_create_topic(mb, "interests", parts, err, sizeof err) == 0, "%s", err);
   return mb;
+}
+
+static H_UNUSED void h_cluster_destroy(void) {
+  mockbroker_destroy(h_mock);
+  h_mock = NULL;
 }
 
 /* A small random model (V=200, H=32): fast for tests. */
@@ -257,19 +390,20 @@ static H_UNUSED void h_produce(const char *brokers, const char *topic, h_msg_t *
   producer_destroy(p, 1000);
 }
 
-/* interestd config for the mock broker. extra: more INI lines (may be ""). */
+/* interestd config for the broker at brokers: topics h_T("events") and
+ * h_T("interests"), group h_T(group). extra: more INI lines (may be ""). */
 static H_UNUSED void h_write_conf(const char *path, const char *brokers, const char *group,
                          const char *model, const char *extra) {
   FILE *f = fopen(path, "w");
   H_CHECK(f, "writing %s", path);
   fprintf(f,
-          "[kafka]\nbrokers = %s\ngroup = %s\ninput_topic = events\noutput_topic = interests\n"
+          "[kafka]\nbrokers = %s\ngroup = %s\ninput_topic = %s\noutput_topic = %s\n"
           "[kafka.consumer]\nsession.timeout.ms = 6000\nheartbeat.interval.ms = 500\n"
           "fetch.wait.max.ms = 10\n"
           "[model]\npath = %s\n"
           "[metrics]\nlisten = 127.0.0.1\nport = 0\n"
           "[log]\nlevel = info\n%s\n",
-          brokers, group, model, extra);
+          brokers, h_T(group), h_T("events"), h_T("interests"), model, extra);
   fclose(f);
 }
 

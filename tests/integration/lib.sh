@@ -22,10 +22,27 @@ trap ix_cleanup EXIT
 # whole stream, so no SIGPIPE under pipefail)
 data_head() { gzip -dc "$DATA" | sed -n "1,${1}p"; }
 
-# ix_broker TOPIC:PARTITIONS...: starts `interestctl broker` with these topics;
-# sets BROKER (its pid) and BS (its bootstrap address). Log: $T/broker.log.
+# The broker: `interestctl broker` (the mock) by default; a real cluster when
+# IX_KAFKA_BOOTSTRAP=host:port or IX_KAFKA_DIR (tests/kafka/kafka.sh's folder)
+# is set. On a real cluster every topic and group name gets the suffix SFX,
+# unique to this run (scripts write "events$SFX"; SFX is exported for their
+# Python parts), so that tests share one cluster, at once and again later.
+SFX=
+if [ -n "${IX_KAFKA_BOOTSTRAP:-}${IX_KAFKA_DIR:-}" ]; then SFX="-$$-$RANDOM"; fi
+export SFX
+
+# ix_broker TOPIC:PARTITIONS...: starts `interestctl broker` with these topics,
+# or creates TOPIC$SFX on the real cluster (Admin API); sets BS (the bootstrap
+# address) and BROKER (the mock's pid). Log: $T/broker.log.
 ix_broker() {
   local args=() t
+  if [ -n "$SFX" ]; then
+    BS=${IX_KAFKA_BOOTSTRAP:-}
+    [ -n "$BS" ] || BS=$(cat "$IX_KAFKA_DIR/bootstrap") || fail "no broker in $IX_KAFKA_DIR"
+    echo "broker: a real cluster at $BS, topic suffix $SFX"
+    $PY "$SRC/tests/kafka/create_topics.py" "$BS" "$SFX" "$@" || fail "creating the topics on $BS failed"
+    return
+  fi
   for t in "$@"; do args+=(--topic "$t"); done
   "$CTL" broker "${args[@]}" > "$T/bootstrap" 2> "$T/broker.log" &
   BROKER=$!
@@ -35,11 +52,11 @@ ix_broker() {
 }
 
 # ix_conf FILE GROUP < more: writes a daemon config for the broker at BS
-# (topics events -> interests, the shipped model, group timeouts short enough
+# (topics events$SFX -> interests$SFX, group GROUP$SFX, the shipped model, group timeouts short enough
 # for the mock broker), followed by the caller's own sections from stdin.
 ix_conf() {
   {
-    printf '[kafka]\nbrokers = %s\ngroup = %s\ninput_topic = events\noutput_topic = interests\n' "$BS" "$2"
+    printf '[kafka]\nbrokers = %s\ngroup = %s\ninput_topic = events%s\noutput_topic = interests%s\n' "$BS" "$2$SFX" "$SFX" "$SFX"
     printf '[kafka.consumer]\nsession.timeout.ms = 6000\nheartbeat.interval.ms = 500\nfetch.wait.max.ms = 10\n'
     printf '[model]\npath = %s\n' "$MODEL"
     cat

@@ -41,7 +41,7 @@ EOF
 # The feed: each record to its recorded partition, in file order (so the
 # topic's offsets are the file's), at RATE events/s.
 $PY - "$T/in.rec" "$BS" "$RATE" > "$T/feed.log" 2>&1 <<'EOF' &
-import sys, time
+import os, sys, time
 sys.path.insert(0, __import__("os").environ["IX_SOURCE_DIR"] + "/tests/py")
 import ixrec
 from confluent_kafka import Producer
@@ -55,7 +55,7 @@ for part, off, ts, key, value in ixrec.read_records(path):
         time.sleep(ahead)
     while True:
         try:
-            p.produce("events", value=value, key=key, partition=part, timestamp=ts)
+            p.produce("events" + os.environ["SFX"], value=value, key=key, partition=part, timestamp=ts)
             break
         except BufferError:
             p.poll(0.01)
@@ -114,9 +114,9 @@ for path in glob.glob(os.path.join(ckdir, "p*-*.ckpt")):
         head = f.read(80)
     if gen > newest.get(part, (0, 0))[0]:
         newest[part] = (gen, struct.unpack_from("<q", head, 24)[0])
-c = Consumer({"bootstrap.servers": bs, "group.id": "crash-recovery", "enable.auto.commit": False})
+c = Consumer({"bootstrap.servers": bs, "group.id": "crash-recovery" + os.environ["SFX"], "enable.auto.commit": False})
 committed = {tp.partition: tp.offset for tp in
-             c.committed([TopicPartition("events", p) for p in range(8)], timeout=10)}
+             c.committed([TopicPartition("events" + os.environ["SFX"], p) for p in range(8)], timeout=10)}
 c.close()
 bad = [p for p, o in committed.items() if o >= 0 and (p not in newest or o > newest[p][1])
        and o != at_damage.get(p)]
@@ -197,8 +197,8 @@ echo "total $(echo "$(now) - $t_begin" | bc | cut -d. -f1) s for $KILLS kills an
 grep "check-state: every user" "$T/check.log"
 
 # 2, 3. Predictions: every input event answered, each equal to offline replay's.
-"$CTL" record --brokers "$BS" --topic interests --output "$T/out.rec" --until-end --timeout-ms 30000 2>/dev/null
-"$CTL" record --brokers "$BS" --topic events --output "$T/topic.rec" --until-end --timeout-ms 30000 2>/dev/null
+"$CTL" record --brokers "$BS" --topic "interests$SFX" --output "$T/out.rec" --until-end --timeout-ms 30000 2>/dev/null
+"$CTL" record --brokers "$BS" --topic "events$SFX" --output "$T/topic.rec" --until-end --timeout-ms 30000 2>/dev/null
 $PY - "$T/in.rec" "$T/topic.rec" "$T/out.rec" "$T/offline.rec" <<'EOF'
 import sys, collections
 sys.path.insert(0, __import__("os").environ["IX_SOURCE_DIR"] + "/tests/py")

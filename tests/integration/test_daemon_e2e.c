@@ -12,9 +12,8 @@
 int main(void) {
   h_init("test_daemon_e2e");
   char err[512];
-  mockbroker_t *mb = h_mockbroker(PARTS);
-  H_CHECK(mockbroker_create_topic(mb, "dead", 1, err, sizeof err) == 0, "%s", err);
-  const char *brokers = mockbroker_bootstraps(mb);
+  const char *brokers = h_cluster(PARTS);
+  h_create_topic("dead", 1);
 
   /* the events, with bad messages spliced in on every partition */
   h_msg_t *ev = h_load_events(N_EVENTS, PARTS);
@@ -39,18 +38,20 @@ int main(void) {
     }
   }
   h_free_msgs(ev, N_EVENTS);
-  h_produce(brokers, "events", msgs, 0, n, 0);
+  h_produce(brokers, h_T("events"), msgs, 0, n, 0);
 
   const char *model = h_path("model.ixm");
   h_write_model(model, 7);
   const char *conf = h_path("interestd.conf");
-  h_write_conf(conf, brokers, "e2e", model, "[kafka]\ndlq_topic = dead\n");
+  char extra[256];
+  snprintf(extra, sizeof extra, "[kafka]\ndlq_topic = %s\n", h_T("dead"));
+  h_write_conf(conf, brokers, "e2e", model, extra);
   const char *log = h_path("interestd.log");
   double t0 = h_now();
   pid_t pid = h_spawn(conf, log);
 
   const char *out = h_path("out.rec");
-  uint64_t got = h_collect(brokers, "interests", out, N_EVENTS, 30000);
+  uint64_t got = h_collect(brokers, h_T("interests"), out, N_EVENTS, 30000);
   printf("collected %" PRIu64 " predictions in %.1f s\n", got, h_now() - t0);
   H_CHECK(got == N_EVENTS, "expected %d predictions, got %" PRIu64 " (log %s)", N_EVENTS, got,
           log);
@@ -62,13 +63,13 @@ int main(void) {
   for (size_t i = 0; i < n; i++)
     H_CHECK(counts[i] == (msgs[i].bad ? 0u : 1u), "input %zu got %u predictions", i, counts[i]);
   /* nothing more arrives: the first N were not followed by duplicates */
-  uint64_t again = h_collect(brokers, "interests", h_path("out2.rec"), N_EVENTS + 1, 2000);
+  uint64_t again = h_collect(brokers, h_T("interests"), h_path("out2.rec"), N_EVENTS + 1, 2000);
   H_CHECK(again == N_EVENTS, "%" PRIu64 " predictions in the topic, want %d", again, N_EVENTS);
   printf("every event has exactly one prediction, equal to the offline pipeline's\n");
 
   /* dead letters: the bad payloads, all of them */
   const char *dlq = h_path("dlq.rec");
-  H_CHECK(h_collect(brokers, "dead", dlq, N_BAD, 10000) == N_BAD, "dead-letter count");
+  H_CHECK(h_collect(brokers, h_T("dead"), dlq, N_BAD, 10000) == N_BAD, "dead-letter count");
   rec_reader_t *r;
   H_CHECK(recfile_reader_open(dlq, &r, err, sizeof err) == 0, "%s", err);
   rec_t x;
@@ -94,6 +95,18 @@ int main(void) {
   H_CHECK(rejected == N_BAD, "interestd_events_rejected_total = %g", rejected);
   H_CHECK(processed == N_EVENTS, "interestd_events_processed_total = %g", processed);
   H_CHECK(strstr(body, "reason=\"not_map\""), "no not_map reason label");
+  /* live quality: every predictor scored on the same events (the non-first
+   * events of each user), hits within the targets, labelled by model */
+  double qt = h_metric_sum(body, "interestd_quality_targets_total");
+  double qh = h_metric_sum(body, "interestd_quality_hits_total");
+  double qr = h_metric_sum(body, "interestd_quality_reciprocal_rank_sum");
+  printf("metrics: quality targets %.0f (3 predictors), hits %.0f, reciprocal ranks %.1f\n", qt, qh,
+         qr);
+  H_CHECK(qt > 0 && qt <= 3.0 * N_EVENTS && (long long)qt % 3 == 0, "quality targets %g", qt);
+  H_CHECK(qh > 0 && qh <= 3.0 * qt && qr > 0 && qr <= qt, "quality hits %g, rr %g", qh, qr);
+  H_CHECK(strstr(body, "interestd_quality_targets_total{model=\"") &&
+              strstr(body, "predictor=\"lstm\"") && strstr(body, "predictor=\"recency\""),
+          "quality series without model/predictor labels");
   /* the delivery reports time every prediction once (read -> acknowledged) */
   double lat_n = h_metric_sum(body, "interestd_event_to_prediction_seconds_count");
   double lat_sum = h_metric_sum(body, "interestd_event_to_prediction_seconds_sum");
@@ -134,7 +147,7 @@ int main(void) {
     if (msgs[i].offset + 1 > per_part[msgs[i].partition])
       per_part[msgs[i].partition] = msgs[i].offset + 1;
   for (int p = 0; p < PARTS; p++) {
-    int64_t c = h_committed(brokers, "e2e", "events", p);
+    int64_t c = h_committed(brokers, h_T("e2e"), h_T("events"), p);
     H_CHECK(c == per_part[p], "partition %d committed %" PRId64 ", want %" PRId64, p, c,
             per_part[p]);
   }
@@ -143,7 +156,7 @@ int main(void) {
   free(ref);
   free(counts);
   h_free_msgs(msgs, n);
-  mockbroker_destroy(mb);
+  h_cluster_destroy();
   printf("PASS\n");
   return 0;
 }

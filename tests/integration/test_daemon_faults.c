@@ -9,6 +9,20 @@
  * poison_drop: the same with message.max.bytes so small that even the
  *              truncated record is refused: the record is dropped and
  *              counted, the offset still advances.
+ * health:      every Produce request fails (retriable) until cleared:
+ *              consumption pauses, /healthz says 503 with the reason after
+ *              daemon.health_stall_s, the lag gauges add up to everything not
+ *              consumed (partitions never consumed from included), and once
+ *              the errors stop every event is answered and /healthz is 200.
+ * commit:      interestd_committed_offset reaches every partition's end and
+ *              interestd_rebalances_total counts the assignment; then every
+ *              OffsetCommit fails: SIGTERM logs the failed final commit as an
+ *              error and exits 1.
+ * foreign:     a state directory checkpointed against one cluster, reused
+ *              against a fresh cluster whose partitions end before the
+ *              checkpoints' offsets: the checkpoints are refused (error line,
+ *              interestd_checkpoints_refused_total), every event of the new
+ *              cluster is answered.
  * pred_fail:   the first Produce requests of the daemon fail with
  *              INVALID_RECORD (non-retriable): those predictions are dropped
  *              and counted, no other event loses its prediction, offsets are
@@ -240,12 +254,177 @@ static void test_prediction_failure(void) {
   mockbroker_destroy(mb);
 }
 
+static void test_health_and_lag(void) {
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  rd_kafka_resp_err_t errs[3000];
+  for (size_t i = 0; i < 3000; i++) errs[i] = RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+  rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 0 /* Produce */, 3000, errs);
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *conf = h_path("health.conf");
+  h_write_conf(conf, brokers, "health", model,
+               "[batch]\nmax_events = 1\nmax_inflight = 16\n[daemon]\nhealth_stall_s = 2\n");
+  const char *log = h_path("health.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "metrics on http://127.0.0.1:", 20), "no metrics port (log %s)", log);
+  int port = h_metrics_port(log);
+  char *body = NULL;
+  double end = h_now() + 30;
+  while (h_now() < end) {
+    free(body);
+    body = h_http_get(port, "/healthz");
+    if (body && strstr(body, " 503 ") && strstr(body, "consumption paused")) break;
+    h_sleep_ms(200);
+  }
+  H_CHECK(body && strstr(body, "consumption paused"), "healthz: %s (log %s)", body ? body : "-",
+          log);
+  printf("health: %s", strstr(body, "\r\n\r\n") ? strstr(body, "\r\n\r\n") + 4 : body);
+  free(body);
+  H_CHECK(metric(port, "interestd_consumer_paused") == 1, "interestd_consumer_paused != 1");
+  /* lag: everything not consumed, on every partition */
+  double consumed = metric(port, "interestd_events_consumed_total");
+  double lag = metric(port, "interestd_consumer_lag_messages");
+  printf("health: consumed %.0f, lag %.0f of %d\n", consumed, lag, N_EVENTS);
+  H_CHECK(consumed < N_EVENTS / 2, "consumed %g while paused", consumed);
+  H_CHECK(lag == N_EVENTS - consumed, "lag %g, want %g", lag, N_EVENTS - consumed);
+  /* the errors stop: everything goes through and healthz recovers */
+  rd_kafka_mock_clear_request_errors(mockbroker_cluster(mb), 0);
+  end = h_now() + 60;
+  double delivered = 0;
+  while (h_now() < end && (delivered = metric(port, "interestd_predictions_delivered_total")) <
+                              N_EVENTS)
+    h_sleep_ms(200);
+  H_CHECK(delivered >= N_EVENTS, "delivered %g of %d (log %s)", delivered, N_EVENTS, log);
+  end = h_now() + 10;
+  while (h_now() < end) {
+    body = h_http_get(port, "/healthz");
+    int ok = body && strstr(body, " 200 ");
+    free(body);
+    if (ok) break;
+    h_sleep_ms(200);
+  }
+  body = h_http_get(port, "/healthz");
+  H_CHECK(body && strstr(body, " 200 "), "healthz after recovery: %s", body ? body : "-");
+  free(body);
+  H_CHECK(metric(port, "interestd_consumer_lag_messages") == 0, "lag after recovery");
+  stop_and_check_commits(pid, log, brokers, "health", msgs, N_EVENTS);
+  printf("health: recovered, every event delivered, offsets committed\n");
+  h_free_msgs(msgs, N_EVENTS);
+  mockbroker_destroy(mb);
+}
+
+static void test_commit_failure(void) {
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_msg_t *msgs = h_load_events(N_EVENTS + 200, PARTS);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *conf = h_path("commit.conf");
+  h_write_conf(conf, brokers, "commit", model, "");
+  const char *log = h_path("commit.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_collect(brokers, "interests", h_path("commit_out.rec"), N_EVENTS, 30000) == N_EVENTS,
+          "predictions (log %s)", log);
+  int port = h_metrics_port(log);
+  int64_t end[PARTS] = {0};
+  double want = 0;
+  for (size_t i = 0; i < N_EVENTS; i++)
+    if (msgs[i].offset + 1 > end[msgs[i].partition]) end[msgs[i].partition] = msgs[i].offset + 1;
+  for (int p = 0; p < PARTS; p++) want += (double)end[p];
+  double committed = 0, deadline = h_now() + 15;
+  while (h_now() < deadline &&
+         (committed = metric(port, "interestd_committed_offset")) < want)
+    h_sleep_ms(200);
+  printf("commit: committed offsets sum %.0f of %.0f\n", committed, want);
+  H_CHECK(committed == want, "interestd_committed_offset sums to %g, want %g", committed, want);
+  H_CHECK(metric_series(port, "interestd_rebalances_total{event=\"assign\"} ") >= 1,
+          "no assignment counted");
+  rd_kafka_resp_err_t errs[200];
+  for (size_t i = 0; i < 200; i++) errs[i] = RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION;
+  rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 8 /* OffsetCommit */, 200,
+                                          errs);
+  /* 200 more events, answered but never committed */
+  h_produce(brokers, "events", msgs, N_EVENTS, N_EVENTS + 200, 0);
+  H_CHECK(h_collect(brokers, "interests", h_path("commit_out2.rec"), N_EVENTS + 200, 30000) ==
+              N_EVENTS + 200,
+          "predictions of the last 200 (log %s)", log);
+  kill(pid, SIGTERM);
+  int status = h_wait_exit(pid, 20.0);
+  printf("commit: exit %d with every commit failing\n", status);
+  H_CHECK(status == 1, "exit status %d, want 1 (log %s)", status, log);
+  H_CHECK(h_wait_log(log, "the final offset commit failed", 1), "no error line (log %s)", log);
+  rd_kafka_mock_clear_request_errors(mockbroker_cluster(mb), 8);
+  h_free_msgs(msgs, N_EVENTS + 200);
+  mockbroker_destroy(mb);
+}
+
+static void test_foreign_checkpoint(void) {
+  char conf_extra[1024];
+  snprintf(conf_extra, sizeof conf_extra,
+           "[state]\ncheckpoint_dir = %s\ncheckpoint_interval_s = 1\n", h_path("ckpt"));
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
+  /* cluster A: everything processed and checkpointed */
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  const char *conf = h_path("foreign_a.conf");
+  h_write_conf(conf, brokers, "foreign", model, conf_extra);
+  const char *log = h_path("foreign_a.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_collect(brokers, "interests", h_path("fa.rec"), N_EVENTS, 30000) == N_EVENTS,
+          "cluster A predictions (log %s)", log);
+  h_sleep_ms(2500);
+  kill(pid, SIGTERM);
+  H_CHECK(h_wait_exit(pid, 15.0) == 0, "cluster A exit (log %s)", log);
+  mockbroker_destroy(mb);
+  /* cluster B: a quarter of the events, the same state directory */
+  size_t n = N_EVENTS / 4;
+  mb = h_mockbroker(PARTS);
+  brokers = mockbroker_bootstraps(mb);
+  h_produce(brokers, "events", msgs, 0, n, 0);
+  conf = h_path("foreign_b.conf");
+  h_write_conf(conf, brokers, "foreign", model, conf_extra);
+  log = h_path("foreign_b.log");
+  pid = h_spawn(conf, log);
+  uint64_t got = h_collect(brokers, "interests", h_path("fb.rec"), n, 30000);
+  printf("foreign: %" PRIu64 " of %zu events answered on the new cluster\n", got, n);
+  H_CHECK(got == n, "%" PRIu64 " predictions, want %zu (log %s)", got, n, log);
+  /* and from empty states: equal to the offline pipeline over the new events
+   * alone (states restored from cluster A would make them differ) */
+  int *ok = calloc(n, sizeof *ok);
+  prediction_t *ref = h_offline(model, msgs, n, ok);
+  uint32_t *counts = calloc(n, sizeof *counts);
+  h_check_output(h_path("fb.rec"), msgs, n, ref, ok, counts, 1);
+  for (size_t i = 0; i < n; i++) H_CHECK(counts[i] == 1, "event %zu: %u predictions", i, counts[i]);
+  free(ok);
+  free(ref);
+  free(counts);
+  H_CHECK(h_wait_log(log, "checkpoint ignored, starting cold", 5), "no error line (log %s)", log);
+  int port = h_metrics_port(log);
+  double refused = metric(port, "interestd_checkpoints_refused_total");
+  printf("foreign: %.0f checkpoints refused\n", refused);
+  H_CHECK(refused >= 1, "interestd_checkpoints_refused_total = %g", refused);
+  kill(pid, SIGTERM);
+  H_CHECK(h_wait_exit(pid, 15.0) == 0, "cluster B exit (log %s)", log);
+  h_free_msgs(msgs, N_EVENTS);
+  mockbroker_destroy(mb);
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_faults");
   const char *only = argc > 1 ? argv[1] : NULL;
   if (!only || !strcmp(only, "poison")) test_poison(0);
   if (!only || !strcmp(only, "poison_drop")) test_poison(1);
   if (!only || !strcmp(only, "pred_fail")) test_prediction_failure();
+  if (!only || !strcmp(only, "health")) test_health_and_lag();
+  if (!only || !strcmp(only, "commit")) test_commit_failure();
+  if (!only || !strcmp(only, "foreign")) test_foreign_checkpoint();
   printf("PASS\n");
   return 0;
 }

@@ -19,8 +19,7 @@ static int popcount64(uint64_t x) { return __builtin_popcountll(x); }
 
 int main(void) {
   h_init("test_daemon_group");
-  mockbroker_t *mb = h_mockbroker(PARTS);
-  const char *brokers = mockbroker_bootstraps(mb);
+  const char *brokers = h_cluster(PARTS);
   const char *model = h_path("model.ixm");
   h_write_model(model, 11);
   const char *conf = h_path("interestd.conf");
@@ -45,16 +44,16 @@ int main(void) {
          (unsigned long long)ma, (unsigned long long)mb_);
 
   h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
-  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  h_produce(brokers, h_T("events"), msgs, 0, N_EVENTS, 0);
   const char *out = h_path("out.rec");
-  uint64_t got = h_collect(brokers, "interests", out, N_EVENTS, 30000);
+  uint64_t got = h_collect(brokers, h_T("interests"), out, N_EVENTS, 30000);
   H_CHECK(got == N_EVENTS, "got %" PRIu64 " predictions", got);
   int *ok = calloc(N_EVENTS, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);
   uint32_t *counts = calloc(N_EVENTS, sizeof *counts);
   h_check_output(out, msgs, N_EVENTS, ref, ok, counts, 1);
   for (size_t i = 0; i < N_EVENTS; i++) H_CHECK(counts[i] == 1, "event %zu: %u", i, counts[i]);
-  H_CHECK(h_collect(brokers, "interests", h_path("out2.rec"), N_EVENTS + 1, 2000) == N_EVENTS,
+  H_CHECK(h_collect(brokers, h_T("interests"), h_path("out2.rec"), N_EVENTS + 1, 2000) == N_EVENTS,
           "duplicates in the output topic");
 
   kill(a, SIGTERM);
@@ -69,7 +68,7 @@ int main(void) {
   free(ref);
   free(counts);
   h_free_msgs(msgs, N_EVENTS);
-  mockbroker_destroy(mb);
+  h_cluster_destroy();
   printf("PASS\n");
   return 0;
 }

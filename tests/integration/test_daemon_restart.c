@@ -13,20 +13,19 @@
 #define RATE 4000.0
 
 typedef struct {
-  const char *brokers;
+  const char *brokers, *topic;
   h_msg_t *msgs;
 } feed_t;
 
 static void *feeder(void *arg) {
   feed_t *f = arg;
-  h_produce(f->brokers, "events", f->msgs, 0, N_EVENTS, RATE);
+  h_produce(f->brokers, f->topic, f->msgs, 0, N_EVENTS, RATE);
   return NULL;
 }
 
 int main(void) {
   h_init("test_daemon_restart");
-  mockbroker_t *mb = h_mockbroker(PARTS);
-  const char *brokers = mockbroker_bootstraps(mb);
+  const char *brokers = h_cluster(PARTS);
   const char *model = h_path("model.ixm");
   h_write_model(model, 5);
   char extra[1024];
@@ -40,7 +39,7 @@ int main(void) {
   const char *log1 = h_path("first.log");
   pid_t d1 = h_spawn(conf, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 20), "no assignment (log %s)", log1);
-  feed_t f = {brokers, msgs};
+  feed_t f = {brokers, h_T("events"), msgs};
   pthread_t th;
   H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
   h_sleep_ms(1500); /* mid-stream: about half of the events are in */
@@ -65,7 +64,7 @@ int main(void) {
   double end = h_now() + 60;
   while (missing && h_now() < end) {
     const char *out = h_path("out.rec");
-    h_collect(brokers, "interests", out, 2 * N_EVENTS, 3000);
+    h_collect(brokers, h_T("interests"), out, 2 * N_EVENTS, 3000);
     free(counts);
     counts = calloc(N_EVENTS, sizeof *counts);
     total = h_check_output(out, msgs, N_EVENTS, ref, ok, counts, 1);
@@ -85,7 +84,7 @@ int main(void) {
   free(ref);
   free(counts);
   h_free_msgs(msgs, N_EVENTS);
-  mockbroker_destroy(mb);
+  h_cluster_destroy();
   printf("PASS\n");
   return 0;
 }

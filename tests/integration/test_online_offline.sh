@@ -34,15 +34,15 @@ ixrec.write_records(sys.argv[2], recs)
 EOF
 
 ix_broker events:8 interests:8 dlq:1
-"$CTL" replay --brokers "$BS" --topic events --input "$T/in.rec" --fast 2>/dev/null
+"$CTL" replay --brokers "$BS" --topic "events$SFX" --input "$T/in.rec" --fast 2>/dev/null
 # the topic holds the file's records at the file's offsets (a fresh topic)
-"$CTL" record --brokers "$BS" --topic events --output "$T/topic.rec" --until-end --timeout-ms 20000 2>/dev/null
+"$CTL" record --brokers "$BS" --topic "events$SFX" --output "$T/topic.rec" --until-end --timeout-ms 20000 2>/dev/null
 "$CTL" cat --json "$T/in.rec" | sort > "$T/a"; "$CTL" cat --json "$T/topic.rec" | sort > "$T/b"
 cmp -s "$T/a" "$T/b" || fail "the input topic does not hold the record file's records at its offsets"
 
 ix_conf "$T/interestd.conf" online-offline <<EOF
 [kafka]
-dlq_topic = dlq
+dlq_topic = dlq$SFX
 [state]
 checkpoint_dir =
 [metrics]
@@ -54,16 +54,16 @@ t_start=$(date +%s%3N)
 "$D" -c "$T/interestd.conf" 2> "$T/d.log" &
 DAEMON=$!
 n_valid=$(( $("$CTL" cat "$T/in.rec" | wc -l) - 3 ))
-"$CTL" record --brokers "$BS" --topic interests --output "$T/online.rec" --count "$n_valid" --timeout-ms 60000 2>/dev/null ||
+"$CTL" record --brokers "$BS" --topic "interests$SFX" --output "$T/online.rec" --count "$n_valid" --timeout-ms 60000 2>/dev/null ||
   fail "recording the output topic failed"
-"$CTL" record --brokers "$BS" --topic dlq --output "$T/dlq.rec" --count 3 --timeout-ms 30000 2>/dev/null ||
+"$CTL" record --brokers "$BS" --topic "dlq$SFX" --output "$T/dlq.rec" --count 3 --timeout-ms 30000 2>/dev/null ||
   fail "recording the dead-letter topic failed"
 kill -TERM "$DAEMON"
 wait "$DAEMON" || fail "interestd exited with $? after SIGTERM"
 DAEMON=
 t_end=$(date +%s%3N)
 # nothing more than one prediction per event arrived in the meantime
-"$CTL" record --brokers "$BS" --topic interests --output "$T/all.rec" --until-end --timeout-ms 20000 2>/dev/null
+"$CTL" record --brokers "$BS" --topic "interests$SFX" --output "$T/all.rec" --until-end --timeout-ms 20000 2>/dev/null
 [ "$("$CTL" cat "$T/all.rec" | wc -l)" -eq "$n_valid" ] || fail "the output topic holds $("$CTL" cat "$T/all.rec" | wc -l) predictions, expected $n_valid"
 
 "$CTL" replay --offline --input "$T/in.rec" --output "$T/offline.rec" -c "$T/interestd.conf" 2> "$T/off.err" ||

@@ -12,6 +12,10 @@
  * torch's float32 step; the predictions, fluctuation, shift and the NLL-rule
  * probability agree with torch within 1e-5 relative; the same weights read
  * with a wrong gate order must NOT agree.
+ * IX_TORCH_FWD_MODEL=FILE.ixm runs the same checks on that model file (one
+ * trained by interestctl train or by python/interestd_torch) instead of
+ * random weights; its head decides the variant (tests/integration/
+ * test_torch_train.sh).
  * Needs /usr/bin/python3 with python3-torch: fails (never skips) without. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,9 +61,10 @@ static void *slurp(const char *name, size_t *len) {
 static void run_script(const char *mode) {
   const char *src = getenv("IX_SOURCE_DIR");
   assert_non_null(src);
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/py/torch_forward.py %s 1 %s %s", src,
-           dir, mode, g_variant);
+  const char *model = getenv("IX_TORCH_FWD_MODEL");
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/py/torch_forward.py %s 1 %s %s '%s'", src,
+           dir, mode, g_variant, model ? model : "");
   if (system(cmd) != 0) fail_msg("reference script failed (is python3-torch installed?): %s", cmd);
 }
 
@@ -122,7 +127,10 @@ static void test_c_forward_matches_torch(void **st) {
   if (rc) fail_msg("model_load: %s", err);
   print_message("model: %s\n", model_describe(m));
   const arch_dims_t *d = model_dims(m);
-  assert_true(d->V == V && d->H == H && d->I == I && (d->flags & ARCH_F_SHIFT_UNIT));
+  assert_true(d->V == V && d->H == H && d->I == I);
+  /* the random models have the shift unit; a trained one does not */
+  assert_true(getenv("IX_TORCH_FWD_MODEL") || (d->flags & ARCH_F_SHIFT_UNIT));
+  assert_true(I <= 64 && H <= 512);
 
   /* generic cell on torch's x, from the model's PyTorch-layout weights */
   arch_layout_t L;
@@ -262,10 +270,15 @@ static void test_c_forward_matches_torch(void **st) {
 }
 
 int main(void) {
-  /* the v1 head and the head with experts (arch.h, ARCH_F_EXPERTS) */
+  /* the v1 head and the head with experts (arch.h, ARCH_F_EXPERTS); with
+   * IX_TORCH_FWD_MODEL, that file only */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_prestate(test_c_forward_matches_torch, (void *)"v1"),
       cmocka_unit_test_prestate(test_c_forward_matches_torch, (void *)"experts"),
   };
+  const struct CMUnitTest file_test[] = {
+      cmocka_unit_test_prestate(test_c_forward_matches_torch, (void *)"file"),
+  };
+  if (getenv("IX_TORCH_FWD_MODEL")) return cmocka_run_group_tests(file_test, NULL, NULL);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,7 +108,8 @@ static void test_config_parses_every_section(void **unused) {
                                 "listen = 0.0.0.0\n"
                                 "port = 9999\n"
                                 "[daemon]\n"
-                                "shutdown_timeout_s = 5\n");
+                                "shutdown_timeout_s = 5\n"
+                                "health_stall_s = 7\n");
   config_t *c;
   char err[512];
   assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
@@ -135,6 +136,7 @@ static void test_config_parses_every_section(void **unused) {
   assert_string_equal(c->metrics.listen, "0.0.0.0");
   assert_int_equal(c->metrics.port, 9999);
   assert_int_equal(c->daemon.shutdown_timeout_s, 5);
+  assert_int_equal(c->daemon.health_stall_s, 7);
   config_destroy(c);
 }
 

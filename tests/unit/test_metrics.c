@@ -14,6 +14,7 @@
 
 #include "common/err.h"
 #include "daemon/metrics.h"
+#include "daemon/quality.h"
 
 static void test_metrics_render_is_exact_prometheus_text(void **state) {
   metrics_t *reg;
@@ -369,7 +370,10 @@ static void test_metrics_docs_and_dashboard_match_the_registry(void **state) {
   metrics_buf_t buf = {0};
   assert_int_equal(metrics_new(&reg), 0);
   assert_int_equal(metrics_daemon_register(reg, "x", &md), 0);
+  quality_metrics_t qm; /* the live quality families, as the daemon binds them */
+  assert_int_equal(quality_metrics_bind(&qm, reg, 0x1234abcdu), 0);
   assert_int_equal(metrics_render(reg, &buf), 0);
+  assert_non_null(strstr(buf.data, "interestd_quality_hits_total{model=\"1234abcd\",predictor=\"lstm\",k=\"5\"} 0"));
   char *ops = slurp("docs/OPERATIONS.md");
   char *dash = slurp("docs/grafana-dashboard.json");
   char *hdr = slurp("daemon/metrics.h");
