@@ -58,6 +58,14 @@
  *  interestd_quality_reciprocal_rank_sum     gauge      model, predictor         sum of 1/rank over top-10 hits (MRR@10 numerator)
  *  (the quality families are registered by daemon/quality.c, one series set per model
  *  fingerprint; predictor = lstm, recency, decay)
+ *  interestd_state_restores_total            counter    source=cold|local|changelog  partition assignments by where states came from
+ *  interestd_state_restored_users_total      counter    source                   users restored, by source
+ *  interestd_state_events_skipped_total      counter    -                        events already in a changelog-restored state
+ *  interestd_changelog_read_bytes_total      counter    -                        changelog bytes read by restores
+ *  interestd_changelog_restore_seconds       histogram  -                        time to restore one partition from the changelog
+ *  interestd_changelog_records_written_total counter    -                        changelog records acknowledged
+ *  interestd_changelog_produce_failures_total counter   -                        changelog records not delivered
+ *  (the state and changelog families are registered by daemon/clog.c when a changelog is on)
  *
  * Reject reasons (label reason=): derived from the codec's error code by
  * common/reject.h's IX_REJECT_MAP (not_map, truncated, too_big,
