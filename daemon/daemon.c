@@ -1195,6 +1195,8 @@ static int reload(daemon_t *d) {
       strcmp(o->kafka.output_topic, cfg->kafka.output_topic) ||
       strcmp(o->kafka.dlq_topic, cfg->kafka.dlq_topic) ||
       strcmp(o->state.checkpoint_dir, cfg->state.checkpoint_dir) ||
+      strcmp(o->state.changelog_mode, cfg->state.changelog_mode) ||
+      strcmp(o->state.changelog_topic, cfg->state.changelog_topic) ||
       o->state.memory_limit_mb != cfg->state.memory_limit_mb ||
       strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port ||
       memcmp(&o->output, &cfg->output, sizeof o->output) || o->input.format != cfg->input.format)
