@@ -19,6 +19,8 @@ typedef struct {
   uint32_t n_top;          /* how many of top[] EMIT_CHANGE compares */
   uint64_t top[PRED_TOPK]; /* next[] category ids of the last emitted prediction */
   uint32_t n_all;          /* how many of top[] are filled (live quality ranks) */
+  int64_t last_offset1;    /* input offset + 1 of the user's last applied event; 0 = unknown */
+  int64_t last_event_ts_ms;/* that event's time */
 } emit_memo_t;
 _Static_assert(sizeof(emit_memo_t) <= PIPELINE_TRAILER_SIZE, "trailer too small");
 
@@ -348,6 +350,8 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
     emit_memo_t *memo = (emit_memo_t *)((char *)p->blob_of[i] + p->state_size);
     n_processed++;
     if (p->applied) p->applied(p->hook_ctx, msgs[i].partition, p->events[i].user_id, msgs[i].offset);
+    memo->last_offset1 = msgs[i].offset + 1;
+    memo->last_event_ts_ms = p->events[i].ts_ms;
     if (memo->emitted) {
       /* the event against the user's last emitted prediction and the heuristics */
       unsigned rank = 0;
@@ -416,5 +420,22 @@ int pipeline_set_model(pipeline_t *p, model_t *model, int reset) {
   p->model = model;
   p->state_size = model_state_size(model);
   memset(p->quality, 0, sizeof p->quality); /* the figures are per model */
+  return 0;
+}
+
+int pipeline_user_prediction(pipeline_t *p, int32_t partition, uint64_t user_id, int64_t now_ms,
+                             prediction_t *out) {
+  const void *blob = store_peek(p->store, partition, user_id);
+  if (!blob) return IX_ENOENT;
+  const void *states[1] = {blob};
+  memset(out, 0, sizeof *out);
+  int rc = model_predict_batch(p->model, states, 1, out);
+  if (rc) return rc;
+  const emit_memo_t *memo = (const emit_memo_t *)((const char *)blob + p->state_size);
+  out->user_id = user_id;
+  out->src_partition = partition;
+  out->src_offset = memo->last_offset1 - 1;
+  out->event_ts_ms = memo->last_event_ts_ms;
+  out->emit_ts_ms = now_ms;
   return 0;
 }

@@ -86,6 +86,16 @@ void pipeline_destroy(pipeline_t *p);
 int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
                      pipeline_result_t *res);
 
+/* The user's current prediction from its state as it is (read only: the
+ * user is not marked seen): the interest fields equal those of the
+ * prediction made after its last applied event (the kernels are
+ * batch-invariant), provenance names that event (src_offset -1 when the
+ * state predates this field, e.g. restored from an older checkpoint),
+ * emit_ts_ms = now_ms. 0, IX_ENOENT (no state for the user here) or the
+ * model's error. */
+int pipeline_user_prediction(pipeline_t *p, int32_t partition, uint64_t user_id, int64_t now_ms,
+                             prediction_t *out);
+
 /* The state store (borrowed): checkpoints, revocation, eviction, stats. */
 store_t *pipeline_store(pipeline_t *p);
 /* Fingerprint of the blob layout for checkpoints (the model's). */

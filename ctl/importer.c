@@ -12,45 +12,17 @@
 #include <zlib.h>
 
 #include "common/err.h"
+#include "common/partition.h"
 #include "stream/codec.h"
 #include "stream/recfile.h"
 #include "stream/timefmt.h"
 
 /* ---------------------------------------------------------------- partitioner */
 
-uint32_t importer_murmur2(const void *key, size_t key_len) {
-  /* Kafka's org.apache.kafka.common.utils.Utils.murmur2, in unsigned arithmetic
-   * (Java's int wraps the same way; >>> is an unsigned shift). */
-  const uint8_t *data = key;
-  const uint32_t m = 0x5bd1e995u;
-  const int r = 24;
-  uint32_t h = 0x9747b28cu ^ (uint32_t)key_len;
-  size_t n4 = key_len / 4;
-  for (size_t i = 0; i < n4; i++) {
-    const uint8_t *p = data + 4 * i;
-    uint32_t k = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    k *= m;
-    k ^= k >> r;
-    k *= m;
-    h *= m;
-    h ^= k;
-  }
-  const uint8_t *tail = data + (key_len & ~(size_t)3);
-  switch (key_len & 3) {
-  case 3: h ^= (uint32_t)tail[2] << 16; /* fall through */
-  case 2: h ^= (uint32_t)tail[1] << 8;  /* fall through */
-  case 1:
-    h ^= tail[0];
-    h *= m;
-  }
-  h ^= h >> 13;
-  h *= m;
-  h ^= h >> 15;
-  return h;
-}
+uint32_t importer_murmur2(const void *key, size_t key_len) { return ix_murmur2(key, key_len); }
 
 int32_t importer_partition(const void *key, size_t key_len, int32_t partitions) {
-  return (int32_t)((importer_murmur2(key, key_len) & 0x7fffffffu) % (uint32_t)partitions);
+  return ix_partition(IX_PARTITIONER_MURMUR2, key, key_len, partitions);
 }
 
 /* ---------------------------------------------------------------- CSV lines */

@@ -222,6 +222,13 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       return 0;
     }
   } else if (strcmp(section, "input") == 0) {
+    if (strcmp(name, "partitioner") == 0) {
+      if (ix_partitioner_parse(value, &c->kafka.input_partitioner))
+        FAIL("input.partitioner must be consistent_random (librdkafka's default), "
+             "consistent, murmur2_random or murmur2 (the Java client's default), not '%s'",
+             value);
+      return 0;
+    }
     return input_opts_set(&c->input, name, value, why, why_size);
   } else if (strcmp(section, "output") == 0) {
     return output_opts_set(&c->output, name, value, why, why_size);
@@ -244,6 +251,36 @@ static int apply(config_t *c, const char *section, const char *name, const char 
     }
     if (strcmp(name, "health_stall_s") == 0) {
       U64(c->daemon.health_stall_s, 0, 86400);
+      return 0;
+    }
+  } else if (strcmp(section, "redis") == 0) {
+    if (strcmp(name, "address") == 0) {
+      const char *colon = strrchr(value, ':');
+      if (*value && (!colon || colon == value || !colon[1] || strspn(colon + 1, "0123456789") !=
+                                                                  strlen(colon + 1)))
+        FAIL("redis.address must be host:port (or empty for no Redis sink), not '%s'", value);
+      return set_str(&c->redis.address, value);
+    }
+    if (strcmp(name, "database") == 0) {
+      U64(c->redis.database, 0, 1u << 20);
+      return 0;
+    }
+    if (strcmp(name, "password") == 0) return set_str(&c->redis.password, value);
+    if (strcmp(name, "key_prefix") == 0) return set_str(&c->redis.key_prefix, value);
+    if (strcmp(name, "ttl_s") == 0) {
+      if (strcmp(value, "state") == 0) c->redis.ttl_s = -1;
+      else U64(c->redis.ttl_s, 0, 10ull * 365 * 86400);
+      return 0;
+    }
+    if (strcmp(name, "format") == 0) {
+      if (strcmp(value, "output") == 0) c->redis.format = REDIS_FORMAT_OUTPUT;
+      else if (strcmp(value, "msgpack") == 0) c->redis.format = REDIS_FORMAT_MSGPACK;
+      else if (strcmp(value, "json") == 0) c->redis.format = REDIS_FORMAT_JSON;
+      else FAIL("redis.format must be output, msgpack or json, not '%s'", value);
+      return 0;
+    }
+    if (strcmp(name, "max_backlog") == 0) {
+      U64(c->redis.max_backlog, 1, 10000000);
       return 0;
     }
   } else {
@@ -343,6 +380,12 @@ static void set_defaults(config_t *c) {
   c->metrics.port = 9464;
   c->daemon.shutdown_timeout_s = 10;
   c->daemon.health_stall_s = 60;
+  c->redis.address = strdup("");
+  c->redis.password = strdup("");
+  c->redis.key_prefix = strdup("interestd:user:");
+  c->redis.ttl_s = -1;
+  c->redis.format = REDIS_FORMAT_OUTPUT;
+  c->redis.max_backlog = 100000;
 }
 
 /* Splits "section.key=value": the section is the longest known one that
@@ -353,7 +396,7 @@ static int split_override(const char *ov, char *section, size_t ssz, char *key, 
   static const char *const sections[] = {"kafka.properties", "kafka.consumer", "kafka.producer",
                                          "kafka", "model", "state", "batch", "emit", "input",
                                          "output", "log",
-                                         "metrics", "daemon"};
+                                         "metrics", "daemon", "redis"};
   const char *eq = strchr(ov, '=');
   if (!eq) return IX_EINVAL;
   for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
@@ -389,8 +432,9 @@ int config_load(const char *path, const char *const *overrides, size_t n_overrid
   config_t *c = &priv->cfg;
   set_defaults(c);
   if (input_opts_init(&c->input) || !c->kafka.brokers || !c->kafka.group || !c->kafka.input_topic || !c->kafka.output_topic ||
-      !c->kafka.dlq_topic || !c->model.path || !c->state.checkpoint_dir ||
-      !c->state.changelog_topic || !c->state.changelog_mode || !c->metrics.listen) {
+      !c->kafka.dlq_topic || !c->model.path || !c->state.checkpoint_dir || !c->metrics.listen ||
+      !c->state.changelog_topic || !c->state.changelog_mode ||
+      !c->redis.address || !c->redis.password || !c->redis.key_prefix) {
     config_destroy(c);
     return IX_ENOMEM;
   }
@@ -461,6 +505,9 @@ void config_destroy(config_t *c) {
   free(c->state.changelog_topic);
   free(c->state.changelog_mode);
   free(c->metrics.listen);
+  free(c->redis.address);
+  free(c->redis.password);
+  free(c->redis.key_prefix);
   input_opts_free(&c->input);
   for (keyline_t *k = priv->lines, *next; k; k = next) {
     next = k->next;
@@ -592,7 +639,8 @@ void config_print(const config_t *c, void *file) {
              "top_n_change = %u\n",
           config_policy_name(c->emit.policy), c->emit.interval_ms,
           (double)c->emit.fluctuation_threshold, c->emit.top_n_change);
-  fprintf(f, "\n[input]\n");
+  fprintf(f, "\n[input]\npartitioner = %s\n",
+          c->kafka.input_partitioner == IX_PARTITIONER_MURMUR2 ? "murmur2" : "consistent_random");
   input_opts_print(&c->input, f);
   fprintf(f, "\n[output]\n");
   output_opts_print(&c->output, f);
@@ -600,6 +648,13 @@ void config_print(const config_t *c, void *file) {
   fprintf(f, "\n[metrics]\nlisten = %s\nport = %u\n", c->metrics.listen, c->metrics.port);
   fprintf(f, "\n[daemon]\nshutdown_timeout_s = %u\n", c->daemon.shutdown_timeout_s);
   fprintf(f, "health_stall_s = %u\n", c->daemon.health_stall_s);
+  fprintf(f, "\n[redis]\naddress = %s\ndatabase = %u\npassword = %s\nkey_prefix = %s\n",
+          c->redis.address, c->redis.database, *c->redis.password ? "********" : "",
+          c->redis.key_prefix);
+  if (c->redis.ttl_s < 0) fprintf(f, "ttl_s = state\n");
+  else fprintf(f, "ttl_s = %lld\n", (long long)c->redis.ttl_s);
+  static const char *const rfmt[] = {"output", "msgpack", "json"};
+  fprintf(f, "format = %s\nmax_backlog = %u\n", rfmt[c->redis.format], c->redis.max_backlog);
 }
 
 int config_args_take(config_args_t *args, int opt, const char *arg, const char *prog) {

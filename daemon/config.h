@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "common/log.h"
+#include "common/partition.h"
 #include "core/emit.h"
 #include "stream/input.h"
 #include "stream/output.h"
@@ -18,11 +19,19 @@ typedef enum {
   MODEL_RELOAD_RESET = 1,  /* SIGHUP with an incompatible model: swap, drop all states */
 } model_reload_t;
 
+typedef enum {
+  REDIS_FORMAT_OUTPUT = 0,  /* the output topic's bytes ([output] format) */
+  REDIS_FORMAT_MSGPACK = 1,
+  REDIS_FORMAT_JSON = 2,
+} redis_format_t;
+
 typedef struct {
   char *path; /* the file loaded, or NULL for defaults only */
   struct {
     char *brokers, *group, *input_topic, *output_topic;
     char *dlq_topic;          /* NULL or "" = no dead-letter topic */
+    ix_partitioner_t input_partitioner; /* input.partitioner: how the input's producer
+                                           partitions by user key */
     char **props;             /* "key=value" for both clients, NULL-terminated */
     char **consumer_props;    /* [kafka.consumer] */
     char **producer_props;    /* [kafka.producer] */
@@ -61,6 +70,15 @@ typedef struct {
     uint32_t shutdown_timeout_s; /* bound on finishing in-flight work at SIGTERM */
     uint32_t health_stall_s;     /* /healthz 503 after this long without progress; 0 = off */
   } daemon;
+  struct {                    /* [redis]: each user's latest prediction (sink/redis.h) */
+    char *address;            /* "host:port"; "" = no Redis sink */
+    uint32_t database;        /* SELECT; 0 = the default database */
+    char *password;           /* AUTH; "" = none */
+    char *key_prefix;         /* key = prefix + user id */
+    int64_t ttl_s;            /* key expiry; -1 = state.idle_ttl_s, 0 = never */
+    redis_format_t format;    /* value encoding */
+    uint32_t max_backlog;     /* pause consuming beyond this many unwritten predictions */
+  } redis;
 } config_t;
 
 /* Loads defaults, then path (NULL = none), then each "section.key=value"

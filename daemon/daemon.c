@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/partition.h"
 #include "core/order.h"
 #include "core/pipeline.h"
 #include "daemon/backlog.h"
@@ -35,6 +36,7 @@
 #include "daemon/notify.h"
 #include "daemon/quality.h"
 #include "model/model.h"
+#include "sink/redis.h"
 #include "state/checkpoint.h"
 #include "state/store.h"
 #include "stream/codec.h"
@@ -142,6 +144,22 @@ struct ixd {
   quality_metrics_t qm_shadow;
   http_server_t *http;
   notify_t *notify;
+  /* the Redis sink ([redis]): a prediction's input entry waits for its
+   * write as for its Kafka delivery (one more pending count) */
+  rsink_t *redis;
+  uv_timer_t redis_timer; /* settles entries the sink's acks completed */
+  int redis_timer_armed;
+  int redis_paused; /* the last pause was the sink's backlog: 1 Redis slow, 2 Redis down */
+  /* GET /v1/users/<id> */
+  int32_t input_parts;  /* input topic's partition count, read at each assignment; 0 = unknown */
+  codec_buf_t http_enc;
+  codec_buf_t redis_enc; /* the Redis value when redis.format differs from [output]'s */
+  char http_text[256];
+  struct {
+    metrics_counter_t *written, *stale, *failed;
+    metrics_gauge_t *backlog, *up;
+    metrics_histogram_t *seconds;
+  } rm;
 
   uv_poll_t consumer_poll, producer_poll, ckpt_poll;
   uv_timer_t kick_timer, batch_timer, retry_timer, ckpt_timer, expire_timer, status_timer,
@@ -258,9 +276,26 @@ static void kick_cb(uv_timer_t *t);
 static void check_pressure(daemon_t *d) {
   uint64_t limit = d->cfg->batch.max_inflight;
   uint64_t waiting = backlog_len(d->backlog);
-  if (!d->paused && (waiting > 0 || d->outstanding >= limit)) {
+  uint64_t rlimit = d->cfg->redis.max_backlog, rlen = rsink_backlog(d->redis);
+  if (!d->paused && (waiting > 0 || d->outstanding >= limit || rlen >= rlimit)) {
+    if (rlen >= rlimit) {
+      /* an outage is worth a warning; a Redis slower than the input (e.g.
+       * fsync on every write) pauses and resumes all along: debug */
+      d->redis_paused = rsink_up(d->redis) ? 1 : 2;
+      if (d->redis_paused == 2)
+        LOG_WARN("daemon", "Redis is down and %" PRIu64 " predictions wait for it "
+                 "(redis.max_backlog %" PRIu64 "): consumption paused until they are written",
+                 rlen, rlimit);
+      else
+        LOG_DEBUG("daemon", "%" PRIu64 " predictions wait for Redis: pausing consumption",
+                  rlen);
+    }
     set_paused(d, 1);
-  } else if (d->paused && waiting == 0 && d->outstanding < limit / 2) {
+  } else if (d->paused && waiting == 0 && d->outstanding < limit / 2 && rlen < rlimit / 2) {
+    if (d->redis_paused == 2)
+      LOG_INFO("daemon", "Redis caught up (%" PRIu64 " predictions waiting): resuming "
+               "consumption", rlen);
+    d->redis_paused = 0;
     set_paused(d, 0);
     uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
   }
@@ -457,6 +492,81 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
   }
 }
 
+/* ---------------------------------------------------------------- redis */
+
+static void redis_timer_cb(uv_timer_t *t);
+
+/* A prediction's Redis write finished (loop thread, inside hiredis's read). */
+static void on_redis_ack(void *ctx, uint64_t opaque, int stale, uint64_t latency_ns) {
+  daemon_t *d = ctx;
+  metrics_histogram_observe(d->rm.seconds, (double)latency_ns / 1e9);
+  /* NULL: the partition was revoked meanwhile, its next owner redoes it */
+  if (!inflight_ack(d->inflight, opaque & INFLIGHT_TOKEN_MASK)) return;
+  if (!d->redis_timer_armed && d->phase <= STOPPING) {
+    d->redis_timer_armed = 1;
+    uv_timer_start(&d->redis_timer, redis_timer_cb, 0, 0);
+  }
+}
+
+static void redis_collect(daemon_t *d) {
+  if (!d->redis) return;
+  rsink_stats_t rs;
+  rsink_get_stats(d->redis, &rs);
+  metrics_counter_set(d->rm.written, rs.written);
+  metrics_counter_set(d->rm.stale, rs.stale);
+  metrics_counter_set(d->rm.failed, rs.failed);
+  metrics_gauge_set(d->rm.backlog, (double)rs.backlog);
+  metrics_gauge_set(d->rm.up, rs.up);
+}
+
+/* "host:port" -> the sink; 0 or IX_ECONFIG / IX_ENOMEM with errstr. */
+static int redis_start(daemon_t *d, char *errstr, size_t errstr_size) {
+  const config_t *cfg = d->cfg;
+  int rc = 0;
+  metrics_t *m = d->metrics;
+  if (!rc) rc = metrics_counter_new(m, &d->rm.written, "interestd_redis_writes_total",
+                                    "Predictions written to Redis.", NULL);
+  if (!rc) rc = metrics_counter_new(m, &d->rm.stale, "interestd_redis_stale_writes_total",
+                                    "Writes Redis refused because it held a newer prediction "
+                                    "for the user.", NULL);
+  if (!rc) rc = metrics_counter_new(m, &d->rm.failed, "interestd_redis_write_failures_total",
+                                    "Writes refused by Redis or lost with a connection "
+                                    "(each is written again).", NULL);
+  if (!rc) rc = metrics_gauge_new(m, &d->rm.backlog, "interestd_redis_backlog",
+                                  "Predictions waiting to be written to Redis.", NULL);
+  if (!rc) rc = metrics_gauge_new(m, &d->rm.up, "interestd_redis_up",
+                                  "1 when the Redis sink is connected.", NULL);
+  if (!rc) rc = metrics_histogram_new(m, &d->rm.seconds, "interestd_redis_write_seconds",
+                                      "Time from a write's send to Redis's reply.",
+                                      metrics_buckets_latency, metrics_buckets_latency_n, NULL);
+  if (rc) {
+    snprintf(errstr, errstr_size, "cannot set up the Redis metrics: %s", ix_strerror(rc));
+    return rc;
+  }
+  char host[256];
+  const char *colon = strrchr(cfg->redis.address, ':');
+  size_t hl = (size_t)(colon - cfg->redis.address);
+  if (hl >= sizeof host) {
+    snprintf(errstr, errstr_size, "redis.address: host name too long");
+    return IX_ECONFIG;
+  }
+  memcpy(host, cfg->redis.address, hl);
+  host[hl] = '\0';
+  if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') { /* [::1]:6379 */
+    memmove(host, host + 1, hl - 2);
+    host[hl - 2] = '\0';
+  }
+  int64_t ttl_s = cfg->redis.ttl_s < 0 ? (int64_t)cfg->state.idle_ttl_s : cfg->redis.ttl_s;
+  rsink_conf_t rc_ = {.host = host, .port = atoi(colon + 1), .db = (int)cfg->redis.database,
+                      .password = cfg->redis.password, .prefix = cfg->redis.key_prefix,
+                      .ttl_ms = ttl_s * 1000};
+  rc = rsink_new(&d->loop, &rc_, on_redis_ack, d, &d->redis, errstr, errstr_size);
+  if (rc) return rc;
+  LOG_INFO("daemon", "Redis sink: %s db %u, keys %s<user>, ttl %" PRId64 " s", cfg->redis.address,
+           cfg->redis.database, cfg->redis.key_prefix, ttl_s);
+  return 0;
+}
+
 /* Serves the delivery reports that are ready, without blocking. The reports
  * of one call arrive back to back, so they share one reading of the clocks. */
 static void serve_reports(daemon_t *d) {
@@ -475,11 +585,19 @@ static void serve_deliveries(daemon_t *d) {
   backlog_retry(d);
   check_pressure(d);
   ckpt_pump(d);
-  if (d->phase == STOPPING && d->outstanding == 0 && backlog_len(d->backlog) == 0) finish_stop(d);
+  if (d->phase == STOPPING && d->outstanding == 0 && backlog_len(d->backlog) == 0 &&
+      rsink_backlog(d->redis) == 0)
+    finish_stop(d);
 }
 
 static void producer_poll_cb(uv_poll_t *h, int status, int events) {
   serve_deliveries(h->data);
+}
+
+static void redis_timer_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  d->redis_timer_armed = 0;
+  serve_deliveries(d);
 }
 
 /* ---------------------------------------------------------------- processing */
@@ -587,6 +705,24 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     if (send_msg(d, op, key, klen, d->enc.data, d->enc.len, NULL, 0, send_ms)) {
       fatal(d, IX_ENOMEM, "queueing a prediction");
       return;
+    }
+    if (d->redis) {
+      const codec_buf_t *v = &d->enc;
+      if (d->cfg->redis.format != REDIS_FORMAT_OUTPUT) { /* another format than the topic's */
+        output_opts_t ro = d->cfg->output;
+        ro.format = d->cfg->redis.format == REDIS_FORMAT_JSON ? OUTPUT_JSON : OUTPUT_MSGPACK;
+        if ((rc = output_encode(&ro, pred, &d->redis_enc))) {
+          fatal(d, rc, "encoding a prediction for Redis");
+          return;
+        }
+        v = &d->redis_enc;
+      }
+      inflight_expect(d->inflight, d->rec_tok[i]);
+      if (rsink_write(d->redis, key, klen, v->data, v->len, recs[i].partition,
+                      recs[i].offset, op)) {
+        fatal(d, IX_ENOMEM, "queueing a Redis write");
+        return;
+      }
     }
     d->st.produced++;
     metrics_counter_inc(d->md.predictions_produced);
@@ -882,7 +1018,12 @@ static void wait_inflight(daemon_t *d, const consumer_part_t *parts, size_t n) {
       return;
     }
     backlog_retry(d);
-    producer_poll(d->producer, 50);
+    if (rsink_backlog(d->redis)) {
+      producer_poll(d->producer, 0);
+      rsink_poll(d->redis, 50);
+    } else {
+      producer_poll(d->producer, 50);
+    }
   }
 }
 
@@ -1022,6 +1163,10 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       }
       d->progress_ns = ix_mono_ns();
     }
+    int np = consumer_partition_count(d->consumer, 5000);
+    if (np > 0) d->input_parts = np;
+    else LOG_WARN("daemon", "partition count of %s unknown (%s): GET /v1/users answers 503",
+                  d->cfg->kafka.input_topic, ix_strerror(np));
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
              d->cfg->kafka.input_topic, d->owned);
     metrics_gauge_set(d->md.partitions_assigned, d->owned);
@@ -1075,6 +1220,9 @@ static void finish_stop(daemon_t *d) {
   if (d->outstanding || backlog_len(d->backlog))
     LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " messages unacknowledged; their input "
              "offsets stay uncommitted and will be re-processed", d->outstanding + backlog_len(d->backlog));
+  if (rsink_backlog(d->redis))
+    LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " predictions not written to Redis; their "
+             "input offsets stay uncommitted and will be re-processed", rsink_backlog(d->redis));
   advance_dirty(d);
   /* leave the group: revokes everything (checkpoint, commit) through on_rebalance */
   consumer_close(d->consumer);
@@ -1090,6 +1238,8 @@ static void finish_stop(daemon_t *d) {
   /* the revocations above wrote every partition synchronously */
   if (d->ckpt) ckpt_snapshot_abort(d->ckpt);
   d->ck_active = 0;
+  rsink_destroy(d->redis);
+  d->redis = NULL;
   uv_poll_stop(&d->consumer_poll);
   uv_poll_stop(&d->producer_poll);
   close_handle((uv_handle_t *)&d->consumer_poll);
@@ -1097,7 +1247,8 @@ static void finish_stop(daemon_t *d) {
   if (d->ckpt_poll_active) close_handle((uv_handle_t *)&d->ckpt_poll);
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
-                          &d->stop_timer,   &d->ckpt_slice_timer, &d->clog_timer};
+                          &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
+                          &d->clog_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     close_handle((uv_handle_t *)timers[i]);
   if (d->handle_signals) {
@@ -1273,7 +1424,10 @@ static void update_gauges(daemon_t *d) {
   metrics_gauge_set(d->md.retry_backlog, (double)backlog_len(d->backlog));
 }
 
-static void collect_cb(void *arg, metrics_t *reg) { update_gauges(arg); }
+static void collect_cb(void *arg, metrics_t *reg) {
+  update_gauges(arg);
+  redis_collect(arg);
+}
 
 static void status_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
@@ -1293,6 +1447,14 @@ static int health_cb(void *arg, char *reason, size_t reason_size) {
   }
   if (!d->ready_sent) {
     snprintf(reason, reason_size, "waiting for a partition assignment");
+    return 0;
+  }
+  if (d->redis && !rsink_up(d->redis)) {
+    rsink_stats_t rs;
+    rsink_get_stats(d->redis, &rs);
+    snprintf(reason, reason_size, "redis sink down (%s): %" PRIu64 " predictions waiting%s",
+             rs.last_error[0] ? rs.last_error : "connecting", rs.backlog,
+             d->paused ? ", consumption paused" : "");
     return 0;
   }
   uint64_t stall_ns = (uint64_t)d->cfg->daemon.health_stall_s * 1000000000ull;
@@ -1323,6 +1485,48 @@ static int health_cb(void *arg, char *reason, size_t reason_size) {
     return 0;
   }
   return 1;
+}
+
+/* GET /v1/users/<id>: the user's current prediction from the in-memory state
+ * when this process owns the user's partition (in the output topic's
+ * format); otherwise 404 naming the partition. */
+static int user_cb(void *arg, uint64_t user, const char **ctype, const char **body,
+                   size_t *len) {
+  daemon_t *d = arg;
+  char key[CODEC_KEY_MAX];
+  size_t kl = codec_user_key(user, key);
+  *ctype = "text/plain; charset=utf-8";
+  *body = d->http_text;
+  if (d->input_parts <= 0) {
+    *len = (size_t)snprintf(d->http_text, sizeof d->http_text,
+                            "the partition count of %s is not known yet\n",
+                            d->cfg->kafka.input_topic);
+    return 503;
+  }
+  int32_t p = ix_partition(d->cfg->kafka.input_partitioner, key, kl, d->input_parts);
+  if (!owns(d, p)) {
+    *len = (size_t)snprintf(d->http_text, sizeof d->http_text,
+                            "user %.*s is in partition %d of %s, which this process does not "
+                            "own\n", (int)kl, key, (int)p, d->cfg->kafka.input_topic);
+    return 404;
+  }
+  prediction_t pred;
+  int rc = pipeline_user_prediction(d->pipe, p, user, ix_wall_ms(), &pred);
+  if (rc == 0) rc = output_encode(&d->cfg->output, &pred, &d->http_enc);
+  if (rc == IX_ENOENT) {
+    *len = (size_t)snprintf(d->http_text, sizeof d->http_text,
+                            "user %.*s (partition %d) has no state here: no events yet, or "
+                            "expired\n", (int)kl, key, (int)p);
+    return 404;
+  }
+  if (rc) {
+    *len = (size_t)snprintf(d->http_text, sizeof d->http_text, "%s\n", ix_strerror(rc));
+    return 500;
+  }
+  *ctype = d->cfg->output.format == OUTPUT_JSON ? "application/json" : "application/msgpack";
+  *body = (const char *)d->http_enc.data;
+  *len = d->http_enc.len;
+  return 200;
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -1526,6 +1730,11 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     rc = http_server_start(&d->loop, &ho, d->metrics, health_cb, d, &d->http, errstr,
                            errstr_size);
     if (rc) goto err;
+    http_server_set_user_handler(d->http, user_cb, d);
+  }
+  if (*cfg->redis.address) {
+    rc = redis_start(d, errstr, errstr_size);
+    if (rc) goto err;
   }
 
   /* a handle that fails to initialise is not on the loop (nothing to
@@ -1535,7 +1744,8 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   d->consumer_poll.data = d->producer_poll.data = d;
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
-                          &d->stop_timer,   &d->ckpt_slice_timer, &d->clog_timer};
+                          &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
+                          &d->clog_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0] && !uvrc; i++) {
     uvrc = uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;
@@ -1555,8 +1765,13 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     rc = IX_ESYS;
     goto err;
   }
-  uv_poll_start(&d->consumer_poll, UV_READABLE, consumer_poll_cb);
-  uv_poll_start(&d->producer_poll, UV_READABLE, producer_poll_cb);
+  uvrc = uv_poll_start(&d->consumer_poll, UV_READABLE, consumer_poll_cb);
+  if (!uvrc) uvrc = uv_poll_start(&d->producer_poll, UV_READABLE, producer_poll_cb);
+  if (uvrc) {
+    snprintf(errstr, errstr_size, "cannot watch the Kafka queues: %s", uv_strerror(uvrc));
+    rc = IX_ESYS;
+    goto err;
+  }
   if (d->ckpt || d->clog) {
     uint64_t ms = (uint64_t)cfg->state.checkpoint_interval_s * 1000u;
     uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, ms, ms);
@@ -1599,6 +1814,8 @@ void daemon_destroy(daemon_t *d) {
       d->phase = CLOSING;
       if (d->http) http_server_close(d->http, NULL, NULL);
       if (d->notify) notify_close(d->notify);
+      rsink_destroy(d->redis); /* before the walk: it closes its own handles */
+      d->redis = NULL;
       uv_walk(&d->loop, walk_close, NULL);
       d->phase = CLOSED;
     }
@@ -1623,6 +1840,8 @@ void daemon_destroy(daemon_t *d) {
   free(d->ck_parts);
   free(d->ck_gens);
   codec_buf_free(&d->enc);
+  codec_buf_free(&d->http_enc);
+  codec_buf_free(&d->redis_enc);
   input_destroy(d->input);
   config_destroy(d->cfg);
   free(d->config_path);

@@ -43,6 +43,8 @@ struct http_server {
   metrics_t *reg;
   http_health_fn health;
   void *health_arg;
+  http_user_fn user;
+  void *user_arg;
   size_t max_request;
   unsigned max_connections, idle_ms;
   int port;
@@ -175,45 +177,76 @@ static bool is_tchar(char ch) {
          (ch && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
-/* The request head is complete in c->req[0..len): parse the request line
- * and answer. Headers are not needed by any endpoint and are ignored. */
-static void conn_handle(conn_t *c) {
-  struct http_server *srv = c->srv;
-  char *line = c->req;
+#define USERS_PREFIX "/v1/users/"
+
+int http_parse_request(char *req, size_t len, http_request_t *out) {
+  memset(out, 0, sizeof *out);
+  char *line = req;
   char *eol = strpbrk(line, "\r\n");
-  if (!eol) {
-    conn_respond_text(c, 400, "bad request\n", false, NULL);
-    return;
-  }
+  if (!eol || (size_t)(eol - req) > len) return 400;
   *eol = '\0';
   char *sp1 = strchr(line, ' ');
   char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-  if (!sp1 || !sp2 || sp1 == line || strchr(sp2 + 1, ' ')) {
-    conn_respond_text(c, 400, "bad request\n", false, NULL);
-    return;
-  }
+  if (!sp1 || !sp2 || sp1 == line || strchr(sp2 + 1, ' ')) return 400;
   *sp1 = *sp2 = '\0';
   const char *method = line, *target = sp1 + 1, *version = sp2 + 1;
-  for (const char *p = method; *p; p++) {
-    if (!is_tchar(*p)) {
-      conn_respond_text(c, 400, "bad request\n", false, NULL);
-      return;
+  for (const char *p = method; *p; p++)
+    if (!is_tchar(*p)) return 400;
+  if (target[0] != '/' || (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0))
+    return 400;
+  size_t plen = strcspn(target, "?#");
+  out->head_only = strcmp(method, "HEAD") == 0;
+  size_t ul = sizeof USERS_PREFIX - 1;
+  if (plen == 8 && memcmp(target, "/metrics", 8) == 0) {
+    out->route = HTTP_ROUTE_METRICS;
+  } else if (plen == 8 && memcmp(target, "/healthz", 8) == 0) {
+    out->route = HTTP_ROUTE_HEALTH;
+  } else if (plen > ul && memcmp(target, USERS_PREFIX, ul) == 0) {
+    /* a decimal id below 2^64: digits only, no sign, no leading zeros */
+    const char *d = target + ul;
+    size_t dl = plen - ul;
+    if (dl > 20 || (dl > 1 && d[0] == '0')) return 400;
+    uint64_t v = 0;
+    for (size_t i = 0; i < dl; i++) {
+      if (d[i] < '0' || d[i] > '9') return 400;
+      uint64_t digit = (uint64_t)(d[i] - '0');
+      if (v > (UINT64_MAX - digit) / 10) return 400;
+      v = v * 10 + digit;
     }
+    out->route = HTTP_ROUTE_USER;
+    out->user_id = v;
+  } else {
+    return 404;
   }
-  if (target[0] != '/' || (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0)) {
+  if (!out->head_only && strcmp(method, "GET") != 0) return 405;
+  return 0;
+}
+
+/* The request head is complete in c->req[0..len): parse it and answer.
+ * Headers are not needed by any endpoint and are ignored. */
+static void conn_handle(conn_t *c) {
+  struct http_server *srv = c->srv;
+  http_request_t rq;
+  int st = http_parse_request(c->req, c->len, &rq);
+  bool head_only = rq.head_only;
+  if (st == 400) {
     conn_respond_text(c, 400, "bad request\n", false, NULL);
     return;
   }
-  size_t plen = strcspn(target, "?#");
-  bool head_only = strcmp(method, "HEAD") == 0;
-  bool is_metrics = plen == 8 && memcmp(target, "/metrics", 8) == 0;
-  bool is_health = plen == 8 && memcmp(target, "/healthz", 8) == 0;
-  if (!is_metrics && !is_health) {
+  if (st == 404 || (rq.route == HTTP_ROUTE_USER && !srv->user)) {
     conn_respond_text(c, 404, "not found\n", head_only, NULL);
     return;
   }
-  if (!head_only && strcmp(method, "GET") != 0) {
+  if (st == 405) {
     conn_respond_text(c, 405, "method not allowed\n", false, "Allow: GET, HEAD\r\n");
+    return;
+  }
+  bool is_metrics = rq.route == HTTP_ROUTE_METRICS;
+  if (rq.route == HTTP_ROUTE_USER) {
+    const char *ctype = "text/plain; charset=utf-8", *body = "";
+    size_t body_len = 0;
+    int code = srv->user(srv->user_arg, rq.user_id, &ctype, &body, &body_len);
+    conn_respond(c, code, ctype, body, body_len, head_only, NULL);
     return;
   }
   if (is_metrics) {
@@ -404,6 +437,11 @@ int http_server_start(uv_loop_t *loop, const http_options_t *opts, metrics_t *re
            v6 ? "]" : "", srv->port);
   *out = srv;
   return 0;
+}
+
+void http_server_set_user_handler(http_server_t *srv, http_user_fn fn, void *arg) {
+  srv->user = fn;
+  srv->user_arg = arg;
 }
 
 int http_server_port(const http_server_t *srv) { return srv->port; }

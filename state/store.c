@@ -120,14 +120,21 @@ static uint64_t fixed_bytes(void) {
   return sizeof(store_t) + 64 * sizeof(part_t) + 1024 * sizeof(slab_t);
 }
 
-/* Largest user count whose slots and index fit in limit bytes. */
-static uint64_t capacity_for(size_t limit, size_t stride) {
+/* Largest user count whose slots and index fit in limit bytes. Slots come
+ * in whole slabs of sps (slab_bytes each, with their metadata and
+ * rounding), so the last slab counts in full (counting per user let the
+ * store run up to one slab, ~0.8% of 256 MiB, over the limit). A limit
+ * below one slab (tests, tiny stores) is counted per user: the slab is then
+ * the granularity. */
+static uint64_t capacity_for(size_t limit, size_t stride, uint64_t sps, size_t slab_bytes) {
   uint64_t per_user = stride + sizeof(slot_t);
   if (limit <= fixed_bytes()) return 0;
   uint64_t lo = 0, hi = (limit - fixed_bytes()) / per_user;
+  int whole_slabs = slab_bytes != SIZE_MAX && limit >= fixed_bytes() + slab_bytes;
   while (lo < hi) {
     uint64_t mid = lo + (hi - lo + 1) / 2;
-    uint64_t cost = fixed_bytes() + mid * per_user + table_size_for(mid) * sizeof(bucket_t);
+    uint64_t slots = whole_slabs ? (mid + sps - 1) / sps * slab_bytes : mid * per_user;
+    uint64_t cost = fixed_bytes() + slots + table_size_for(mid) * sizeof(bucket_t);
     if (cost <= limit) lo = mid;
     else hi = mid - 1;
   }
@@ -400,7 +407,9 @@ int store_new(const store_opts_t *opts, store_t **out) {
   st->capacity = UINT64_MAX;
   uint64_t presize = 0;
   if (st->mem_limit) {
-    st->capacity = capacity_for(st->mem_limit, st->stride);
+    st->capacity = capacity_for(st->mem_limit, st->stride, st->sps, st->slab_bytes);
+    if (st->capacity == 0) /* just over one slab: the slab is the granularity */
+      st->capacity = capacity_for(st->mem_limit, st->stride, st->sps, SIZE_MAX);
     if (st->capacity == 0) {
       free(st);
       return IX_EINVAL;
@@ -477,6 +486,12 @@ void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms
   }
   touch(st, i, slot_at(st, i), now_ms);
   return blob;
+}
+
+const void *store_peek(store_t *st, int32_t partition, uint64_t user_id) {
+  int found;
+  uint64_t b = table_find(st, partition, user_id, key_tag(partition, user_id), &found);
+  return found ? blob_at(st, st->table[b].slot1 - 1) : NULL;
 }
 
 static int put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,

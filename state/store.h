@@ -38,6 +38,11 @@ void store_destroy(store_t *st);
 void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms,
                 int create, int *created);
 
+/* Find (partition, user) without marking it seen (a read for a lookup, not
+ * an event). Returns the blob (borrowed; valid until the next store call
+ * that may insert, evict or drop) or NULL when absent. */
+const void *store_peek(store_t *st, int32_t partition, uint64_t user_id);
+
 /* Evict least-recently-seen users until within the memory limit; returns
  * how many were evicted. Exact least-recently-seen order (ties broken by
  * touch order) as long as now_ms never goes backwards between calls. */

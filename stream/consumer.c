@@ -334,6 +334,15 @@ int consumer_resume(consumer_t *c, const int32_t *partitions, size_t n) {
   return pause_resume(c, partitions, n, 0);
 }
 
+int consumer_partition_count(consumer_t *c, int timeout_ms) {
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(c->rk, 0, c->rkt, &md, timeout_ms);
+  if (err) return IX_EKAFKA;
+  int n = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : IX_ENOENT;
+  rd_kafka_metadata_destroy(md);
+  return n;
+}
+
 int64_t consumer_high_watermark(consumer_t *c, int32_t partition) {
   int64_t lo = -1, hi = -1;
   if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &lo, &hi)) return -1;

@@ -96,6 +96,10 @@ int consumer_pause(consumer_t *c, const int32_t *partitions, size_t n);
 int consumer_resume(consumer_t *c, const int32_t *partitions, size_t n);
 
 /* High watermark of a partition from the last fetch (no request), or -1. */
+/* Partitions of the input topic from the broker's metadata (blocks up to
+ * timeout_ms); IX_EKAFKA or IX_ENOENT when unknown. */
+int consumer_partition_count(consumer_t *c, int timeout_ms);
+
 int64_t consumer_high_watermark(consumer_t *c, int32_t partition);
 /* Asks the partition's leader for its watermarks (waits up to timeout_ms):
  * 0 with *lo and *hi, or IX_EKAFKA. Loop thread. */

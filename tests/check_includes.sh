@@ -14,9 +14,10 @@ declare -A ALLOWED=(
   [stream]="common stream"
   [model]="common model"
   [state]="common state"
+  [sink]="common sink"
   [core]="common stream model state core"
-  [daemon]="common stream model state core daemon"
-  [ctl]="common stream model state core daemon ctl"
+  [daemon]="common stream model state core sink daemon"
+  [ctl]="common stream model state core sink daemon ctl"
 )
 bad=0
 for room in "${!ALLOWED[@]}"; do

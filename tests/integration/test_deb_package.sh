@@ -44,13 +44,14 @@ echo "built $(basename "$DEB") ($(stat -c %s "$DEB") bytes)"
 # Depends names the Debian runtime libraries the binaries link.
 depends=$(dpkg-deb -f "$DEB" Depends)
 echo "Depends: $depends"
-for lib in libc6 librdkafka1 libuv1 libsystemd0 libinih1 libjansson4 libyajl2 zlib1g 'libopenblas0|libopenblas0-pthread|libopenblas0-openmp|libopenblas0-serial'; do
+for lib in libc6 librdkafka1 libuv1 libsystemd0 libinih1 libjansson4 libyajl2 libhiredis0.14 zlib1g 'libopenblas0|libopenblas0-pthread|libopenblas0-openmp|libopenblas0-serial'; do
   echo "$depends" | grep -Eq "(^|[ ,|])($lib)( |,|$)" || fail "Depends lacks $lib"
 done
 
 # Contents and conffiles.
 contents=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|')
 for f in /usr/bin/interestd /usr/bin/interestctl /lib/systemd/system/interestd.service \
+         /lib/systemd/system/interestd@.service \
          /etc/interestd/interestd.conf /usr/share/man/man8/interestd.8 \
          /usr/share/man/man1/interestctl.1 /usr/share/doc/interestd/OPERATIONS.md \
          /usr/share/doc/interestd/grafana-dashboard.json; do

@@ -13,7 +13,13 @@ a = AdminClient({"bootstrap.servers": bs})
 t = "chk-" + uuid.uuid4().hex[:6]
 for f in a.create_topics([NewTopic(t, 3, 1, config={"cleanup.policy": "compact", "segment.ms": "1000"})]).values(): f.result(10)
 ok("admin create_topics")
-md = a.list_topics(t, timeout=10); assert len(md.topics[t].partitions) == 3; ok("metadata 3 partitions")
+t0 = time.time()  # a new topic's metadata reaches every broker view shortly after the create returns
+while True:
+    md = a.list_topics(t, timeout=10)
+    if t in md.topics and md.topics[t].error is None and len(md.topics[t].partitions) == 3: break
+    assert time.time() - t0 < 15, "topic %s: no metadata with 3 partitions within 15 s" % t
+    time.sleep(0.2)
+ok("metadata 3 partitions (%.1f s after create)" % (time.time() - t0))
 for f in a.describe_configs([ConfigResource("topic", t)]).values():
     c = f.result(10); assert c["cleanup.policy"].value == "compact"; ok("admin describe_configs")
 p = ck.Producer({"bootstrap.servers": bs, "enable.idempotence": True})

@@ -49,7 +49,12 @@ start() {
   [ -n "$dir" ] || die "usage: kafka.sh start DIR [KEY=VALUE...]"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null && die "a broker already runs in $dir"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    # left by an interrupted run (the folder is this script's own): replace it
+    echo "kafka.sh: stopping the broker left running in $dir" >&2
+    stop "$dir"
+    mkdir -p "$dir"
+  fi
   local cpfile cp t0 try
   cpfile=$(fetch)
   cp=$(cat "$cpfile")

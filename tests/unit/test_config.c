@@ -72,6 +72,49 @@ static void test_config_defaults_without_a_file(void **unused) {
   config_destroy(c);
 }
 
+static void test_config_redis_section(void **unused) {
+  config_t *c;
+  char err[512];
+  assert_int_equal(config_load(NULL, NULL, 0, &c, err, sizeof err), 0);
+  assert_string_equal(c->redis.address, ""); /* off by default */
+  assert_string_equal(c->redis.key_prefix, "interestd:user:");
+  assert_int_equal(c->redis.ttl_s, -1);      /* the state's idle TTL */
+  assert_int_equal(c->redis.format, REDIS_FORMAT_OUTPUT);
+  config_destroy(c);
+  const char *ok[] = {"redis.address=127.0.0.1:6380", "redis.database=2", "redis.password=pw",
+                      "redis.key_prefix=f:", "redis.ttl_s=60", "redis.max_backlog=500",
+                      "redis.format=json", "input.partitioner=murmur2"};
+  assert_int_equal(config_load(NULL, ok, 8, &c, err, sizeof err), 0);
+  assert_int_equal(c->redis.format, REDIS_FORMAT_JSON);
+  assert_int_equal(c->kafka.input_partitioner, IX_PARTITIONER_MURMUR2);
+  assert_string_equal(c->redis.address, "127.0.0.1:6380");
+  assert_int_equal(c->redis.database, 2);
+  assert_string_equal(c->redis.password, "pw");
+  assert_string_equal(c->redis.key_prefix, "f:");
+  assert_int_equal(c->redis.ttl_s, 60);
+  assert_int_equal(c->redis.max_backlog, 500);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  config_print(c, f);
+  fclose(f);
+  assert_non_null(strstr(buf, "[redis]\naddress = 127.0.0.1:6380"));
+  assert_null(strstr(buf, "= pw")); /* the password is masked */
+  free(buf);
+  config_destroy(c);
+  const char *bad[][2] = {{"redis.address=localhost", "host:port"},
+                          {"redis.address=h:p1", "host:port"},
+                          {"redis.format=xml", "output, msgpack or json"},
+                          {"input.partitioner=random", "input.partitioner must be"},
+                          {"redis.ttl_s=-5", "redis.ttl_s"},
+                          {"redis.max_backlog=0", "between"},
+                          {"redis.tls=yes", "unknown key"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(config_load(NULL, bad[i], 1, &c, err, sizeof err), IX_ECONFIG);
+    if (!strstr(err, bad[i][1])) fail_msg("%s: '%s' lacks '%s'", bad[i][0], err, bad[i][1]);
+  }
+}
+
 static void test_config_parses_every_section(void **unused) {
   const char *path = write_file("full.conf",
                                 "; comment\n"
@@ -329,6 +372,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_args_take_path_and_sets),
       cmocka_unit_test(test_config_defaults_without_a_file),
+      cmocka_unit_test(test_config_redis_section),
       cmocka_unit_test(test_config_parses_every_section),
       cmocka_unit_test(test_config_errors_name_file_line_and_reason),
       cmocka_unit_test(test_config_overrides_go_to_the_right_section),

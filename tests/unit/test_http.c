@@ -359,8 +359,47 @@ static void test_http_reports_bad_host_and_busy_port(void **state) {
   metrics_destroy(reg);
 }
 
+static int parse(const char *text, http_request_t *rq) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", text);
+  return http_parse_request(buf, strlen(buf), rq);
+}
+
+static void test_http_parse_routes_and_user_ids(void **unused) {
+  http_request_t rq;
+  assert_int_equal(parse("GET /metrics HTTP/1.1\r\n\r\n", &rq), 0);
+  assert_int_equal(rq.route, HTTP_ROUTE_METRICS);
+  assert_int_equal(parse("HEAD /healthz?x=1 HTTP/1.0\r\n\r\n", &rq), 0);
+  assert_int_equal(rq.route, HTTP_ROUTE_HEALTH);
+  assert_int_equal(rq.head_only, 1);
+  assert_int_equal(parse("GET /v1/users/0 HTTP/1.1\r\n\r\n", &rq), 0);
+  assert_int_equal(rq.route, HTTP_ROUTE_USER);
+  assert_int_equal(rq.user_id, 0);
+  assert_int_equal(parse("GET /v1/users/18446744073709551615?f=1 HTTP/1.1\r\n\r\n", &rq), 0);
+  assert_true(rq.user_id == UINT64_MAX);
+  assert_int_equal(parse("GET /v1/users/1017 HTTP/1.1\r\nHost: x\r\n\r\n", &rq), 0);
+  assert_int_equal(rq.user_id, 1017);
+  /* ids that are not a decimal number below 2^64 */
+  const char *bad[] = {"/v1/users/18446744073709551616", "/v1/users/99999999999999999999",
+                       "/v1/users/123456789012345678901", "/v1/users/-1", "/v1/users/+1",
+                       "/v1/users/01", "/v1/users/1a", "/v1/users/1/", "/v1/users/%31"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char req[128];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", bad[i]);
+    if (parse(req, &rq) != 400) fail_msg("%s not refused", bad[i]);
+  }
+  assert_int_equal(parse("GET /v1/users/ HTTP/1.1\r\n\r\n", &rq), 404);
+  assert_int_equal(parse("GET /v1/users HTTP/1.1\r\n\r\n", &rq), 404);
+  assert_int_equal(parse("GET /v2/users/1 HTTP/1.1\r\n\r\n", &rq), 404);
+  assert_int_equal(parse("POST /v1/users/1 HTTP/1.1\r\n\r\n", &rq), 405);
+  assert_int_equal(parse("GET /v1/users/1 HTTP/2\r\n\r\n", &rq), 400);
+  assert_int_equal(parse("GET  /v1/users/1 HTTP/1.1\r\n\r\n", &rq), 400);
+  assert_int_equal(parse("no line end", &rq), 400);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_http_parse_routes_and_user_ids),
       cmocka_unit_test(test_http_serves_metrics_healthz_404_405),
       cmocka_unit_test(test_http_handles_split_malformed_and_oversized_requests),
       cmocka_unit_test(test_http_serves_many_concurrent_connections),

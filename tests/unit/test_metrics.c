@@ -335,7 +335,8 @@ static char *slurp(const char *rel) {
 static int check_names_registered(const char *text, const char *rendered, const char *what) {
   int checked = 0;
   for (const char *p = strstr(text, "interestd_"); p; p = strstr(p + 1, "interestd_")) {
-    if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) continue;
+    /* part of a longer name, or a path (python/interestd_torch) */
+    if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '/')) continue;
     char name[128];
     size_t n = 0;
     while (n < sizeof name - 1 && (isalnum((unsigned char)p[n]) || p[n] == '_')) {

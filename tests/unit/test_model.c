@@ -295,6 +295,32 @@ static void test_model_unknown_category_updates_state(void **st) {
   model_destroy(m);
 }
 
+/* The heuristics a state carries, ranked for the live quality metrics:
+ * recency = recent-list order; decay = dec_w descending, ties in recency
+ * order (experts models only); beyond k or absent = 0. */
+static void test_model_heuristic_rank_orders_the_state(void **st) {
+  (void)st;
+  model_t *m = random_model(ARCH_F_EXPERTS), *m1 = random_model(0);
+  arch_state_t *s = calloc(1, model_state_size(m));
+  s->n_recent = 4;
+  const uint64_t cats[4] = {50, 60, 70, 80};
+  const float w[4] = {1.0f, 3.0f, 0.5f, 3.0f};
+  for (unsigned k = 0; k < 4; k++) s->recent[k].cat = cats[k], s->dec_w[k] = w[k];
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_RECENCY, 50, 10), 1);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_RECENCY, 80, 10), 4);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_RECENCY, 80, 3), 0);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_RECENCY, 99, 10), 0);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 60, 10), 1); /* 3.0, earlier */
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 80, 10), 2); /* 3.0, later */
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 50, 10), 3);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 70, 10), 4);
+  assert_int_equal(model_heuristic_rank(m, s, MODEL_H_DECAY, 70, 3), 0);
+  assert_int_equal(model_heuristic_rank(m1, s, MODEL_H_DECAY, 60, 10), 0); /* no experts */
+  free(s);
+  model_destroy(m);
+  model_destroy(m1);
+}
+
 static void test_model_state_size_documented(void **st) {
   (void)st;
   model_t *m = random_model(0);
@@ -458,6 +484,7 @@ int main(void) {
       cmocka_unit_test(test_model_bf16_head_insn_equals_emulation),
       cmocka_unit_test(test_model_unknown_category_updates_state),
       cmocka_unit_test(test_model_state_size_documented),
+      cmocka_unit_test(test_model_heuristic_rank_orders_the_state),
       cmocka_unit_test(test_state_stores_h_c_as_bf16),
       cmocka_unit_test(test_checkpoint_of_fp32_state_layout_is_refused),
       cmocka_unit_test(test_model_next_count_extends_next_only),
