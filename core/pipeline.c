@@ -32,6 +32,9 @@ typedef struct {
 } slot_t;
 
 struct pipeline {
+  pipeline_skip_fn skip;
+  pipeline_applied_fn applied;
+  void *hook_ctx;
   model_t *model;
   store_t *store;
   store_opts_t store_opts;
@@ -236,6 +239,13 @@ static int should_emit(const emit_opts_t *emit, emit_memo_t *memo, const event_t
 
 void pipeline_set_input(pipeline_t *p, const input_t *input) { p->input = input; }
 
+void pipeline_set_hooks(pipeline_t *p, pipeline_skip_fn skip, pipeline_applied_fn applied,
+                        void *ctx) {
+  p->skip = skip;
+  p->applied = applied;
+  p->hook_ctx = ctx;
+}
+
 int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
                      pipeline_result_t *res) {
   memset(res, 0, sizeof *res);
@@ -245,7 +255,7 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
   memset(p->slots, 0, p->n_slots * sizeof *p->slots);
 
   /* 1. decode and assign waves */
-  size_t n_waves = 0, n_rejects = 0;
+  size_t n_waves = 0, n_rejects = 0, n_skipped = 0;
   for (size_t i = 0; i < n; i++) {
     pipeline_reject_t *rj = &p->rejects[n_rejects];
     int err = input_decode(p->input, &msgs[i], &p->events[i], rj->reason, sizeof rj->reason);
@@ -255,6 +265,12 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
       rj->src = i;
       rj->err = err;
       n_rejects++;
+      continue;
+    }
+    if (p->skip &&
+        p->skip(p->hook_ctx, msgs[i].partition, p->events[i].user_id, msgs[i].offset)) {
+      p->ok[i] = 0;
+      n_skipped++;
       continue;
     }
     p->ok[i] = 1;
@@ -333,6 +349,7 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
     prediction_t *pred = &p->wave_preds[pos];
     emit_memo_t *memo = (emit_memo_t *)((char *)p->blob_of[i] + p->state_size);
     n_processed++;
+    if (p->applied) p->applied(p->hook_ctx, msgs[i].partition, p->events[i].user_id, msgs[i].offset);
     memo->last_offset1 = msgs[i].offset + 1;
     memo->last_event_ts_ms = p->events[i].ts_ms;
     if (memo->emitted) {
@@ -371,6 +388,7 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
   res->n_processed = n_processed;
   res->n_suppressed = n_suppressed;
   res->n_new_users = n_new;
+  res->n_skipped = n_skipped;
   res->n_waves = n_waves;
   res->step_ns = step_ns;
   /* the memory limit applies after the batch: pointers above stay valid until here */

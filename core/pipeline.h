@@ -44,6 +44,7 @@ typedef struct {
   size_t n_processed;  /* events applied to a state */
   size_t n_suppressed; /* applied, but the emission policy held the prediction back */
   size_t n_new_users;  /* states created by this batch */
+  size_t n_skipped;    /* already in the state (pipeline_set_hooks' skip) */
   size_t n_waves;
   size_t n_evicted;    /* users dropped for the memory limit after the batch */
   uint64_t step_ns;    /* time in the model: model_step_batch() + model_predict_batch() */
@@ -109,6 +110,18 @@ const model_t *pipeline_model(const pipeline_t *p);
 int pipeline_set_model(pipeline_t *p, model_t *model, int reset);
 /* New emission options apply from the next batch; per-user memory is kept. */
 void pipeline_set_emit(pipeline_t *p, const emit_opts_t *emit);
+
+/* Per-event hooks for a changelog (docs/STATE.md, "Changelog topic"), both
+ * optional (NULL), ctx borrowed: skip(ctx, partition, user, offset) != 0
+ * means the event is already in the user's state (restored from a record
+ * newer than the restore offset): it is neither applied nor predicted
+ * (counted in n_skipped); applied() is called for every applied event, a
+ * user's events in input order. */
+typedef int (*pipeline_skip_fn)(void *ctx, int32_t partition, uint64_t user_id, int64_t offset);
+typedef void (*pipeline_applied_fn)(void *ctx, int32_t partition, uint64_t user_id,
+                                    int64_t offset);
+void pipeline_set_hooks(pipeline_t *p, pipeline_skip_fn skip, pipeline_applied_fn applied,
+                        void *ctx);
 
 /* Decode messages with input (borrowed; NULL = msgpack, the default) from
  * the next batch on. */

@@ -174,6 +174,13 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       return 0;
     }
     if (strcmp(name, "checkpoint_dir") == 0) return set_str(&c->state.checkpoint_dir, value);
+    if (strcmp(name, "changelog_topic") == 0) return set_str(&c->state.changelog_topic, value);
+    if (strcmp(name, "changelog_mode") == 0) {
+      if (strcmp(value, "local") && strcmp(value, "changelog") && strcmp(value, "both") &&
+          *value)
+        FAIL("state.changelog_mode must be 'local', 'changelog' or 'both', not '%s'", value);
+      return set_str(&c->state.changelog_mode, value);
+    }
     if (strcmp(name, "checkpoint_interval_s") == 0) {
       U64(c->state.checkpoint_interval_s, 1, 86400);
       return 0;
@@ -357,6 +364,8 @@ static void set_defaults(config_t *c) {
   c->state.memory_limit_mb = 1024;
   c->state.idle_ttl_s = 7 * 86400;
   c->state.checkpoint_dir = strdup("");
+  c->state.changelog_topic = strdup("");
+  c->state.changelog_mode = strdup("");
   c->state.checkpoint_interval_s = 60;
   c->batch.max_events = 256;
   c->batch.max_wait_us = 0;
@@ -424,6 +433,7 @@ int config_load(const char *path, const char *const *overrides, size_t n_overrid
   set_defaults(c);
   if (input_opts_init(&c->input) || !c->kafka.brokers || !c->kafka.group || !c->kafka.input_topic || !c->kafka.output_topic ||
       !c->kafka.dlq_topic || !c->model.path || !c->state.checkpoint_dir || !c->metrics.listen ||
+      !c->state.changelog_topic || !c->state.changelog_mode ||
       !c->redis.address || !c->redis.password || !c->redis.key_prefix) {
     config_destroy(c);
     return IX_ENOMEM;
@@ -492,6 +502,8 @@ void config_destroy(config_t *c) {
   free(c->model.path);
   free(c->model.shadow_path);
   free(c->state.checkpoint_dir);
+  free(c->state.changelog_topic);
+  free(c->state.changelog_mode);
   free(c->metrics.listen);
   free(c->redis.address);
   free(c->redis.password);

@@ -47,6 +47,9 @@ typedef struct {
     uint64_t idle_ttl_s;      /* 0 = never expire */
     char *checkpoint_dir;     /* NULL or "" = no checkpoints */
     uint32_t checkpoint_interval_s;
+    char *changelog_topic;    /* "" = <group>-interestd-state when the mode uses it */
+    char *changelog_mode;     /* "local" | "changelog" | "both"; "" = both with a
+                               * changelog_topic set, else local */
   } state;
   struct {
     uint32_t max_events;      /* events per pipeline batch */

@@ -29,6 +29,7 @@
 #include "core/order.h"
 #include "core/pipeline.h"
 #include "daemon/backlog.h"
+#include "daemon/clog.h"
 #include "daemon/http.h"
 #include "daemon/inflight.h"
 #include "daemon/metrics.h"
@@ -53,6 +54,7 @@
 #define RETRY_MAX_MS 5000
 #define REVOKE_WAIT_MAX_MS 10000  /* bound on finishing a revoked partition's in-flight work */
 #define CKPT_SLICE_US 200         /* a snapshot copies users for at most this long... */
+#define CLOG_PUMP_MS 20            /* changelog writer: delivery reports and pending checkpoints */
 #define CKPT_SLICE_MS 1           /* ...every this many ms (other handles run in between) */
 
 /* ---------------------------------------------------------------- latency */
@@ -131,6 +133,7 @@ struct ixd {
   producer_t *producer;
   producer_topic_t *out_topic, *dlq_topic;
   ckpt_t *ckpt;
+  clog_t *clog;             /* the changelog topic (daemon/clog.h), NULL in local mode */
   metrics_t *metrics;
   metrics_daemon_t md;
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
@@ -156,7 +159,7 @@ struct ixd {
 
   uv_poll_t consumer_poll, producer_poll, ckpt_poll;
   uv_timer_t kick_timer, batch_timer, retry_timer, ckpt_timer, expire_timer, status_timer,
-      stop_timer, ckpt_slice_timer;
+      stop_timer, ckpt_slice_timer, clog_timer;
   uv_signal_t sig_term, sig_int, sig_hup;
   int handle_signals;
   int ckpt_poll_active;
@@ -836,8 +839,39 @@ static void start_snapshot(daemon_t *d) {
   free(offs);
 }
 
+/* A changelog checkpoint of every owned partition at its applied offset:
+ * the changed users are encoded now, and written once the predictions
+ * before that offset are acknowledged (clog_pump). */
+static void clog_checkpoint_all(daemon_t *d) {
+  for (int32_t i = 0; i < inflight_partitions(d->inflight); i++) {
+    inflight_part_t pt = inflight_part(d->inflight, i);
+    if (!pt.owned || pt.consumed_next < 0) continue;
+    int rc = clog_checkpoint(d->clog, i, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe),
+                             pt.consumed_next);
+    if (rc) LOG_WARN("daemon", "changelog checkpoint of partition %d not started: %s", (int)i,
+                     ix_strerror(rc));
+  }
+}
+
+static int64_t clog_acked_cb(void *ctx, int32_t p) {
+  inflight_part_t pt = inflight_part(((daemon_t *)ctx)->inflight, p);
+  return pt.owned ? pt.acked_next : -1;
+}
+
+static void clog_durable_cb(void *ctx, int32_t p, int64_t next_offset) {
+  daemon_t *d = ctx;
+  inflight_set_checkpoint(d->inflight, p, next_offset);
+  part_advance(d, p);
+}
+
+static void clog_timer_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  clog_pump(d->clog, clog_acked_cb, clog_durable_cb, d);
+}
+
 static void ckpt_timer_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
+  if (d->clog && d->phase == RUNNING) clog_checkpoint_all(d);
   if (!d->ckpt || d->ck_active || ckpt_snapshot_running(d->ckpt) || d->ckpt_poll_active ||
       d->phase != RUNNING)
     return;
@@ -1049,6 +1083,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
       if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
+      int64_t local_next = -1;
       if (d->ckpt) {
         char why[512];
         ckpt_restore_info_t info;
@@ -1068,10 +1103,33 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         } else if (info.generation > 0) {
           /* the checkpoint is the truth for state: resume right after it */
           parts[i].offset = info.next_offset;
+          local_next = info.next_offset;
           inflight_assign(d->inflight, p, info.next_offset); /* cannot fail: p is tracked */
           LOG_INFO("daemon", "partition %d: restored %" PRIu64 " users from checkpoint "
                    "generation %" PRIu64 ", resuming at offset %" PRId64, (int)p, info.users,
                    info.generation, info.next_offset);
+        }
+      }
+      if (d->clog) {
+        char why[512];
+        clog_source_t src;
+        int64_t next;
+        notify_extend_timeout(d->notify, 60ull * 1000000u);
+        rc = clog_assign(d->clog, p, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe),
+                         local_next, &src, &next, why, sizeof why);
+        if (rc)
+          LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
+                   why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
+        if (src == CLOG_FROM_CHANGELOG && beyond_end(d, p, next)) {
+          /* a changelog of another cluster or topic incarnation */
+          LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the "
+                   "input's end; starting cold", (int)p, next);
+          store_drop_partition(pipeline_store(d->pipe), p);
+          clog_start_cold(d->clog, p);
+          metrics_counter_inc(d->md.checkpoints_refused);
+        } else if (src == CLOG_FROM_CHANGELOG) {
+          parts[i].offset = next;
+          inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
         }
       }
       d->lag[p].gauge = metrics_daemon_lag(&d->md, p);
@@ -1109,6 +1167,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       if (inflight_part(d->inflight, p).stored_next > d->lag[p].committed_off) uncommitted = 1;
     }
     ckpt_forget_partition(d, p);
+    if (d->clog) clog_revoke(d->clog, p);
     store_drop_partition(pipeline_store(d->pipe), p);
     if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
     inflight_revoke(d->inflight, p);
@@ -1170,7 +1229,8 @@ static void finish_stop(daemon_t *d) {
   if (d->ckpt_poll_active) close_handle((uv_handle_t *)&d->ckpt_poll);
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
-                          &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer};
+                          &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
+                          &d->clog_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     close_handle((uv_handle_t *)timers[i]);
   if (d->handle_signals) {
@@ -1268,6 +1328,8 @@ static int reload(daemon_t *d) {
       strcmp(o->kafka.output_topic, cfg->kafka.output_topic) ||
       strcmp(o->kafka.dlq_topic, cfg->kafka.dlq_topic) ||
       strcmp(o->state.checkpoint_dir, cfg->state.checkpoint_dir) ||
+      strcmp(o->state.changelog_mode, cfg->state.changelog_mode) ||
+      strcmp(o->state.changelog_topic, cfg->state.changelog_topic) ||
       o->state.memory_limit_mb != cfg->state.memory_limit_mb ||
       strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port ||
       memcmp(&o->output, &cfg->output, sizeof o->output) || o->input.format != cfg->input.format)
@@ -1579,12 +1641,37 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     LOG_INFO("daemon", "shadow model %s (%s): scored on every event, nothing emitted",
              cfg->model.shadow_path, model_describe(d->shadow_model));
   }
-  if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir) {
+  /* [state] changelog_mode: local (files only), changelog (topic only: no
+   * local disk), both (default once a changelog topic is named) */
+  const char *mode = cfg->state.changelog_mode;
+  if (!*mode) mode = *cfg->state.changelog_topic ? "both" : "local";
+  if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir && strcmp(mode, "changelog")) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
     rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
     if (rc) goto err;
   }
-  rc = inflight_new(d->ckpt != NULL, &d->inflight);
+  if (strcmp(mode, "local")) {
+    char deftopic[512];
+    snprintf(deftopic, sizeof deftopic, "%s-interestd-state", cfg->kafka.group);
+    const char *topic = *cfg->state.changelog_topic ? cfg->state.changelog_topic : deftopic;
+    char **clprops = kafka_props(cfg, cfg->kafka.producer_props);
+    if (!clprops) {
+      rc = IX_ENOMEM;
+      goto err;
+    }
+    clog_opts_t clo = {.brokers = cfg->kafka.brokers,
+                       .props = (const char *const *)clprops,
+                       .topic = topic,
+                       .input_topic = cfg->kafka.input_topic,
+                       .metrics = d->metrics};
+    rc = clog_new(&clo, &d->clog, errstr, errstr_size);
+    free(clprops); /* the strings stay with cfg; clog_new copied what it keeps */
+    if (rc) goto err;
+    pipeline_set_hooks(d->pipe, clog_skip, clog_applied, d->clog);
+    LOG_INFO("daemon", "state mode %s: changelog topic %s%s", mode, topic,
+             d->ckpt ? ", local checkpoints too" : "");
+  }
+  rc = inflight_new(d->ckpt != NULL || d->clog != NULL, &d->inflight);
   if (!rc) rc = backlog_new(&d->backlog);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot set up in-flight tracking: %s", ix_strerror(rc));
@@ -1639,7 +1726,8 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   d->consumer_poll.data = d->producer_poll.data = d;
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
-                          &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer};
+                          &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
+                          &d->clog_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0] && !uvrc; i++) {
     uvrc = uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;
@@ -1666,10 +1754,11 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     rc = IX_ESYS;
     goto err;
   }
-  if (d->ckpt) {
+  if (d->ckpt || d->clog) {
     uint64_t ms = (uint64_t)cfg->state.checkpoint_interval_s * 1000u;
     uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, ms, ms);
   }
+  if (d->clog) uv_timer_start(&d->clog_timer, clog_timer_cb, CLOG_PUMP_MS, CLOG_PUMP_MS);
   if (cfg->state.idle_ttl_s) {
     uint64_t ms = cfg->state.idle_ttl_s * 1000u / 4;
     if (ms > 60000) ms = 60000;
@@ -1719,6 +1808,7 @@ void daemon_destroy(daemon_t *d) {
   producer_destroy(d->producer, 0);
   backlog_destroy(d->backlog);
   ckpt_destroy(d->ckpt);
+  clog_destroy(d->clog, 1000);
   pipeline_destroy(d->pipe);
   pipeline_destroy(d->shadow_pipe);
   model_destroy(d->shadow_model);

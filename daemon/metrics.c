@@ -698,6 +698,41 @@ int metrics_redis_register(metrics_t *m, metrics_redis_t *rm) {
   return rc;
 }
 
+const char *const metrics_state_source_label[3] = {"cold", "local", "changelog"};
+
+int metrics_changelog_register(metrics_t *m, metrics_changelog_t *cm) {
+  static const double secs[] = {0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60};
+  int rc = 0;
+  for (int s = 0; s < 3 && !rc; s++) {
+    rc = metrics_counter_new(m, &cm->from[s], "interestd_state_restores_total",
+                             "Partition assignments by where their states came from.",
+                             "source", metrics_state_source_label[s], NULL);
+    if (!rc)
+      rc = metrics_counter_new(m, &cm->users_from[s], "interestd_state_restored_users_total",
+                               "Users whose state was restored, by source.", "source",
+                               metrics_state_source_label[s], NULL);
+  }
+  if (!rc)
+    rc = metrics_counter_new(m, &cm->bytes_read, "interestd_changelog_read_bytes_total",
+                             "Changelog bytes (key + value) read by restores.", NULL);
+  if (!rc)
+    rc = metrics_counter_new(m, &cm->records_written, "interestd_changelog_records_written_total",
+                             "Changelog records acknowledged (users and completions).", NULL);
+  if (!rc)
+    rc = metrics_counter_new(m, &cm->produce_failures,
+                             "interestd_changelog_produce_failures_total",
+                             "Changelog records whose delivery failed.", NULL);
+  if (!rc)
+    rc = metrics_counter_new(m, &cm->skipped, "interestd_state_events_skipped_total",
+                             "Events already in a state restored from the changelog (a record "
+                             "newer than its completion): not applied again.", NULL);
+  if (!rc)
+    rc = metrics_histogram_new(m, &cm->restore_seconds, "interestd_changelog_restore_seconds",
+                               "Time to restore one partition from the changelog.", secs,
+                               sizeof secs / sizeof secs[0], NULL);
+  return rc;
+}
+
 int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
                              const char *description) {
   char fp[16];

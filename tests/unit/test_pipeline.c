@@ -349,6 +349,70 @@ static void test_pipeline_evicts_beyond_memory_limit(void **unused) {
   model_destroy(m);
 }
 
+
+/* pipeline_set_hooks: a skipped event is neither applied nor predicted (the
+ * rest equals a run without it), applied() sees every applied event, a
+ * user's events in input order. */
+typedef struct {
+  int64_t skip_upto; /* user 3's events at or below this offset are skipped */
+  size_t skip_calls, applied;
+  int64_t last[2][8];
+} hooks_t;
+
+static int skip_hook(void *ctx, int32_t p, uint64_t user, int64_t off) {
+  hooks_t *h = ctx;
+  h->skip_calls++;
+  return user == 3 && off <= h->skip_upto;
+}
+
+static void applied_hook(void *ctx, int32_t p, uint64_t user, int64_t off) {
+  hooks_t *h = ctx;
+  assert_true(p >= 0 && p < 2 && user < 8);
+  assert_true(off > h->last[p][user]); /* in input order */
+  assert_false(user == 3 && off <= h->skip_upto);
+  h->last[p][user] = off;
+  h->applied++;
+}
+
+static void test_pipeline_skip_hook_neither_applies_nor_predicts(void **unused) {
+  model_t *m = random_model(9);
+  stream_t st;
+  stream_make(&st, 300, 5, 2);
+  hooks_t h = {.skip_upto = 60};
+  memset(h.last, 0xff, sizeof h.last); /* -1 */
+  size_t n_skip = 0;
+  for (size_t i = 0; i < st.n; i++) n_skip += st.events[i].user_id == 3 && st.recs[i].offset <= 60;
+  assert_true(n_skip > 0);
+  pipeline_t *p;
+  assert_int_equal(pipeline_new(m, &STORE, &EVERY, &p), 0);
+  pipeline_set_hooks(p, skip_hook, applied_hook, &h);
+  pipeline_result_t res;
+  assert_int_equal(pipeline_process(p, st.recs, st.n, 777, &res), 0);
+  assert_int_equal(res.n_skipped, n_skip);
+  assert_int_equal(res.n_processed, st.n - n_skip);
+  assert_int_equal(h.applied, st.n - n_skip);
+  assert_int_equal(h.skip_calls, st.n);
+  assert_int_equal(res.n_preds, st.n - n_skip);
+  /* the same stream without the skipped events, no hooks */
+  stream_t kept = st;
+  kept.recs = calloc(st.n, sizeof *kept.recs);
+  size_t k = 0;
+  for (size_t i = 0; i < st.n; i++)
+    if (!(st.events[i].user_id == 3 && st.recs[i].offset <= 60)) kept.recs[k++] = st.recs[i];
+  kept.n = k;
+  prediction_t *ref = calloc(k, sizeof *ref);
+  assert_int_equal(run(m, &EVERY, &kept, k, ref, NULL), k);
+  for (size_t i = 0; i < res.n_preds; i++) {
+    assert_false(st.events[res.pred_src[i]].user_id == 3 && st.recs[res.pred_src[i]].offset <= 60);
+    assert_true(same_interest(&res.preds[i], &ref[i]));
+  }
+  free(ref);
+  free(kept.recs);
+  pipeline_destroy(p);
+  stream_free(&st);
+  model_destroy(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pipeline_one_prediction_per_event_with_provenance),
@@ -359,6 +423,7 @@ int main(void) {
       cmocka_unit_test(test_pipeline_change_policy_matches_reference),
       cmocka_unit_test(test_pipeline_refuses_model_with_other_fingerprint_unless_reset),
       cmocka_unit_test(test_pipeline_evicts_beyond_memory_limit),
+      cmocka_unit_test(test_pipeline_skip_hook_neither_applies_nor_predicts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,446 @@
+/* The changelog topic in the daemon: per-partition changed users, the
+ * two-phase checkpoint writer (user records after the predictions they
+ * cover are acknowledged; the completion record after the user records are
+ * acknowledged) and the restore on assignment. */
+#include "daemon/clog.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "state/changelog.h"
+#include "stream/changelog_topic.h"
+#include "stream/producer.h"
+
+/* IDLE -> WAIT_ACKS (encoded; user records sent once the predictions before
+ * next_offset are acknowledged) -> USERS_SENT (waiting for their reports) ->
+ * COMPLETE_SENT (the completion record, sent after every user record was
+ * acknowledged) -> DONE (acknowledged: durable) -> IDLE. A failed record
+ * drops the checkpoint back to IDLE; its users stay changed. */
+typedef enum { IDLE = 0, WAIT_ACKS, USERS_SENT, COMPLETE_SENT, DONE } phase_t;
+
+typedef struct {
+  int owned;
+  uint16_t gen;                /* ownership generation: stale reports are ignored */
+  changelog_dirty_t *dirty;
+  changelog_restore_t *skip;   /* events a restored user already holds */
+  int64_t skip_until;
+  /* the checkpoint being written */
+  phase_t phase;
+  int64_t next_offset;
+  uint32_t fp;
+  uint64_t seq;                /* completion records written */
+  uint8_t *buf;                /* records: 9-byte key, u32 value length, value */
+  size_t len, cap, sent_at;    /* sent_at: bytes of buf already handed to the producer */
+  size_t n_recs, acks_left;
+  int failed;
+} part_t;
+
+struct clog {
+  producer_t *prod;
+  producer_topic_t *topic;
+  char *brokers, *topic_name;
+  char **props;               /* copies, NULL-terminated */
+  int32_t n_parts;
+  part_t *parts;
+  metrics_changelog_t m;
+};
+
+
+#define OPQ(p, gen, complete) \
+  (((uint64_t)(gen) << 40) | ((uint64_t)(complete) << 39) | (uint64_t)(uint32_t)(p))
+
+static void on_report(void *ctx, const producer_report_t *r) {
+  clog_t *c = ctx;
+  int32_t p = (int32_t)(uint32_t)(r->opaque & 0xffffffffu);
+  uint16_t gen = (uint16_t)(r->opaque >> 40);
+  int complete = (int)((r->opaque >> 39) & 1);
+  if (p < 0 || p >= c->n_parts) return;
+  part_t *pt = &c->parts[p];
+  if (!pt->owned || pt->gen != gen || pt->phase == IDLE) return;
+  if (!r->err) metrics_counter_inc(c->m.records_written);
+  if (r->err) {
+    metrics_counter_inc(c->m.produce_failures);
+    if (!pt->failed)
+      LOG_WARN("clog", "changelog %s [%d]: a record of the checkpoint at offset %" PRId64
+               " was not delivered (%s); the next checkpoint writes its users again",
+               c->topic_name, (int)p, pt->next_offset, r->errstr);
+    pt->failed = 1;
+  }
+  if (complete) {
+    if (pt->phase == COMPLETE_SENT) pt->phase = pt->failed ? IDLE : DONE;
+    return;
+  }
+  if (pt->acks_left) pt->acks_left--;
+}
+
+int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
+  clog_t *c = calloc(1, sizeof *c);
+  if (!c) return IX_ENOMEM;
+  int rc = 0;
+  int32_t in_parts = 0, cl_parts = 0;
+  c->brokers = strdup(o->brokers);
+  c->topic_name = strdup(o->topic);
+  size_t np = 0;
+  while (o->props && o->props[np]) np++;
+  c->props = calloc(np + 1, sizeof *c->props);
+  for (size_t i = 0; c->props && i < np; i++)
+    if (!(c->props[i] = strdup(o->props[i]))) {
+      rc = IX_ENOMEM;
+      goto err;
+    }
+  if (!c->brokers || !c->topic_name || !c->props) {
+    rc = IX_ENOMEM;
+    goto err;
+  }
+  if ((rc = changelog_topic_partitions(o->brokers, o->props, o->input_topic, &in_parts, errstr,
+                                       n)) ||
+      (rc = changelog_topic_partitions(o->brokers, o->props, o->topic, &cl_parts, errstr, n)))
+    goto err;
+  if (in_parts <= 0) {
+    snprintf(errstr, n, "input topic '%s' does not exist: the changelog cannot be checked",
+             o->input_topic);
+    rc = IX_ECONFIG;
+    goto err;
+  }
+  if (cl_parts != in_parts) {
+    if (cl_parts == 0)
+      snprintf(errstr, n,
+               "changelog topic '%s' does not exist: create it with %d partitions (those of "
+               "input topic '%s') and cleanup.policy=compact (docs/OPERATIONS.md)",
+               o->topic, (int)in_parts, o->input_topic);
+    else
+      snprintf(errstr, n,
+               "changelog topic '%s' has %d partitions but input topic '%s' has %d: a "
+               "changelog must be co-partitioned with its input (one partition per input "
+               "partition); refusing to start",
+               o->topic, (int)cl_parts, o->input_topic, (int)in_parts);
+    rc = IX_ECONFIG;
+    goto err;
+  }
+  c->n_parts = in_parts;
+  c->parts = calloc((size_t)in_parts, sizeof *c->parts);
+  if (!c->parts) {
+    rc = IX_ENOMEM;
+    goto err;
+  }
+  producer_opts_t po = {.brokers = o->brokers, .props = o->props, .on_delivery = on_report,
+                        .ctx = c};
+  if ((rc = producer_new(&po, &c->prod, errstr, n))) goto err;
+  if (!(c->topic = producer_topic(c->prod, o->topic))) {
+    snprintf(errstr, n, "cannot open changelog topic '%s' for producing", o->topic);
+    rc = IX_EKAFKA;
+    goto err;
+  }
+  rc = metrics_changelog_register(o->metrics, &c->m);
+  if (rc) {
+    snprintf(errstr, n, "cannot register the changelog's metrics: %s", ix_strerror(rc));
+    goto err;
+  }
+  *out = c;
+  return 0;
+err:
+  clog_destroy(c, 0);
+  return rc;
+}
+
+static void part_reset(part_t *pt) {
+  changelog_dirty_destroy(pt->dirty);
+  changelog_restore_destroy(pt->skip);
+  free(pt->buf);
+  uint16_t gen = pt->gen;
+  uint64_t seq = pt->seq;
+  memset(pt, 0, sizeof *pt);
+  pt->gen = gen;
+  pt->seq = seq;
+}
+
+void clog_destroy(clog_t *c, int flush_ms) {
+  if (!c) return;
+  producer_destroy(c->prod, flush_ms);
+  for (int32_t p = 0; p < c->n_parts; p++) part_reset(&c->parts[p]);
+  free(c->parts);
+  for (size_t i = 0; c->props && c->props[i]; i++) free(c->props[i]);
+  free(c->props);
+  free(c->brokers);
+  free(c->topic_name);
+  free(c);
+}
+
+int clog_skip(void *ctx, int32_t p, uint64_t user_id, int64_t offset) {
+  clog_t *c = ctx;
+  if (p < 0 || p >= c->n_parts || !c->parts[p].skip) return 0;
+  int skip = changelog_restore_skip(c->parts[p].skip, user_id, offset);
+  if (skip) metrics_counter_inc(c->m.skipped);
+  return skip;
+}
+
+void clog_applied(void *ctx, int32_t p, uint64_t user_id, int64_t offset) {
+  clog_t *c = ctx;
+  if (p < 0 || p >= c->n_parts) return;
+  part_t *pt = &c->parts[p];
+  if (!pt->dirty) return;
+  if (pt->skip && offset > pt->skip_until) {
+    changelog_restore_destroy(pt->skip);
+    pt->skip = NULL;
+  }
+  if (changelog_dirty_note(pt->dirty, user_id, offset))
+    LOG_ERROR("clog", "partition %d: out of memory tracking changed users; the changelog "
+              "misses user %" PRIu64 " until it changes again", (int)p, user_id);
+}
+
+typedef struct {
+  store_t *st;
+  int32_t p;
+  int64_t at;
+  int err;
+  changelog_dirty_t *dirty;
+} mark_t;
+
+static int mark_user(void *ctx, uint64_t user, int64_t last_seen, const void *blob) {
+  (void)last_seen;
+  (void)blob;
+  mark_t *m = ctx;
+  return m->err = changelog_dirty_note(m->dirty, user, m->at);
+}
+
+typedef struct {
+  changelog_restore_t *rs;
+  char *errstr;
+  size_t n;
+} read_t;
+
+static int read_rec(void *ctx, int64_t off, const void *k, size_t kl, const void *v, size_t vl) {
+  read_t *r = ctx;
+  char why[300];
+  int rc = changelog_restore_add(r->rs, k, kl, v, vl, why, sizeof why);
+  if (rc) snprintf(r->errstr, r->n, "changelog offset %" PRId64 ": %s", off, why);
+  return rc;
+}
+
+static int copy_user(void *ctx, uint64_t user, int64_t last_seen, const void *blob) {
+  mark_t *m = ctx;
+  return m->err = store_put(m->st, m->p, user, last_seen, blob);
+}
+
+int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
+                clog_source_t *source, int64_t *next_offset, char *errstr, size_t n) {
+  *source = local_next >= 0 ? CLOG_FROM_LOCAL : CLOG_FROM_COLD;
+  *next_offset = local_next;
+  if (p < 0 || p >= c->n_parts) {
+    snprintf(errstr, n, "partition %d is beyond the changelog's %d partitions", (int)p,
+             (int)c->n_parts);
+    return IX_ERANGE;
+  }
+  part_t *pt = &c->parts[p];
+  part_reset(pt);
+  pt->gen++;
+  pt->owned = 1;
+  if (changelog_dirty_new(&pt->dirty)) return IX_ENOMEM;
+  uint64_t t0 = ix_mono_ns();
+  store_t *scratch = NULL;
+  changelog_restore_t *rs = NULL;
+  store_opts_t so = {.blob_size = store_blob_size(st)};
+  int rc = store_new(&so, &scratch);
+  if (!rc) rc = changelog_restore_new(scratch, p, fingerprint, &rs);
+  uint64_t records = 0, bytes = 0;
+  read_t rd = {rs, errstr, n};
+  if (!rc)
+    rc = changelog_topic_read(c->brokers, (const char *const *)c->props, c->topic_name, p, 30000, read_rec, &rd,
+                              &records, &bytes, errstr, n);
+  metrics_counter_add(c->m.bytes_read, bytes);
+  changelog_restore_info_t info = {0};
+  mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
+  if (!rc) {
+    changelog_restore_finish(rs, &info);
+    if (info.complete && info.next_offset > local_next) {
+      store_drop_partition(st, p);
+      m.err = 0;
+      store_foreach(scratch, p, copy_user, &m);
+      rc = m.err;
+      if (!rc) {
+        *source = CLOG_FROM_CHANGELOG;
+        *next_offset = info.next_offset;
+        pt->seq = info.sequence;
+        if (info.skip_users) {
+          pt->skip = rs;
+          pt->skip_until = info.skip_until;
+          rs = NULL;
+        }
+      } else {
+        store_drop_partition(st, p);
+        *source = CLOG_FROM_COLD;
+        *next_offset = -1;
+        snprintf(errstr, n, "out of memory copying the restored states");
+      }
+    }
+  }
+  if (*source != CLOG_FROM_CHANGELOG && local_next >= 0) {
+    /* the topic is behind the local checkpoint: write every user with the
+     * offset the local state is consistent with (all events before it) */
+    m.at = local_next - 1;
+    m.err = 0;
+    store_foreach(st, p, mark_user, &m);
+    if (m.err && !rc) rc = m.err;
+  }
+  double secs = (double)(ix_mono_ns() - t0) / 1e9;
+  metrics_histogram_observe(c->m.restore_seconds, secs);
+  metrics_counter_inc(c->m.from[*source]);
+  metrics_counter_add(c->m.users_from[*source], store_partition_users(st, p));
+  LOG_INFO("clog", "partition %d: states from %s (%zu users, resume at %" PRId64 "); changelog "
+           "read %" PRIu64 " records, %" PRIu64 " bytes in %.3f s, newest completion at %" PRId64
+           ", %" PRIu64 " users newer than it",
+           (int)p, metrics_state_source_label[*source], store_partition_users(st, p), *next_offset, records,
+           bytes, secs, info.complete ? info.next_offset : -1, info.skip_users);
+  changelog_restore_destroy(rs);
+  store_destroy(scratch);
+  return rc;
+}
+
+void clog_start_cold(clog_t *c, int32_t p) {
+  if (p < 0 || p >= c->n_parts) return;
+  part_t *pt = &c->parts[p];
+  part_reset(pt);
+  pt->gen++;
+  pt->owned = 1;
+  if (changelog_dirty_new(&pt->dirty))
+    LOG_ERROR("clog", "partition %d: out of memory; no changelog checkpoints for it", (int)p);
+}
+
+void clog_revoke(clog_t *c, int32_t p) {
+  if (p < 0 || p >= c->n_parts) return;
+  part_reset(&c->parts[p]);
+  c->parts[p].gen++;
+}
+
+typedef struct {
+  part_t *pt;
+  store_t *st;
+  int32_t p;
+  uint32_t fp;
+  int err;
+} enc_t;
+
+static int encode_user(void *ctx, uint64_t user, int64_t off) {
+  enc_t *e = ctx;
+  part_t *pt = e->pt;
+  int created;
+  const void *blob = store_get(e->st, e->p, user, 0, 0, &created);
+  if (!blob) return 0; /* evicted: not written (docs/STATE.md: tombstones not built) */
+  size_t bs = store_blob_size(e->st), need = CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + bs;
+  if (pt->len + need > pt->cap) {
+    size_t cap = pt->cap ? pt->cap * 2 : 1 << 16;
+    while (cap < pt->len + need) cap *= 2;
+    uint8_t *b = realloc(pt->buf, cap);
+    if (!b) return e->err = IX_ENOMEM;
+    pt->buf = b;
+    pt->cap = cap;
+  }
+  uint8_t *k = pt->buf + pt->len;
+  changelog_user_key(user, k);
+  uint8_t *v = k + CHANGELOG_KEY_BYTES + 4;
+  /* the store's last-seen time is not readable here; restores order by insertion */
+  size_t vl = changelog_encode_user(e->p, e->fp, user, off, 0, blob, (uint32_t)bs, v,
+                                    CHANGELOG_USER_FIXED + bs);
+  if (!vl) return e->err = IX_ETOOBIG;
+  memcpy(k + CHANGELOG_KEY_BYTES, &(uint32_t){(uint32_t)vl}, 4);
+  pt->len += CHANGELOG_KEY_BYTES + 4 + vl;
+  pt->n_recs++;
+  return 0;
+}
+
+int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                    int64_t next_offset) {
+  if (p < 0 || p >= c->n_parts) return 0;
+  part_t *pt = &c->parts[p];
+  if (!pt->owned || !pt->dirty || pt->phase != IDLE) return 0;
+  if (!changelog_dirty_count(pt->dirty) && next_offset <= pt->next_offset) return 0;
+  pt->len = pt->sent_at = pt->n_recs = 0;
+  pt->failed = 0;
+  enc_t e = {pt, st, p, fingerprint, 0};
+  changelog_dirty_foreach(pt->dirty, encode_user, &e);
+  if (e.err) {
+    pt->len = pt->n_recs = 0;
+    return e.err;
+  }
+  pt->next_offset = next_offset;
+  pt->fp = fingerprint;
+  pt->acks_left = 0; /* records handed to the producer and not reported yet */
+  pt->phase = WAIT_ACKS;
+  LOG_DEBUG("clog", "partition %d: changelog checkpoint at offset %" PRId64 ", %zu users",
+            (int)p, next_offset, pt->n_recs);
+  return 0;
+}
+
+static void send_complete(clog_t *c, int32_t p, part_t *pt) {
+  uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_COMPLETE_BYTES];
+  changelog_complete_key(p, key);
+  changelog_encode_complete(p, pt->fp, pt->next_offset, pt->seq + 1, pt->n_recs, ix_wall_ms(),
+                            val, sizeof val);
+  int rc = producer_send(c->prod, c->topic, p, key, sizeof key, val, sizeof val, 0, NULL, 0,
+                         OPQ(p, pt->gen, 1));
+  if (rc == 0) pt->phase = COMPLETE_SENT;
+  else if (rc != IX_EFULL) {
+    metrics_counter_inc(c->m.produce_failures);
+    pt->phase = IDLE;
+  }
+}
+
+void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ctx) {
+  producer_poll(c->prod, 0);
+  for (int32_t p = 0; p < c->n_parts; p++) {
+    part_t *pt = &c->parts[p];
+    if (!pt->owned) continue;
+    if (pt->phase == WAIT_ACKS) {
+      if (acked(ctx, p) < pt->next_offset) continue; /* predictions first */
+      while (pt->sent_at < pt->len) {
+        const uint8_t *k = pt->buf + pt->sent_at;
+        uint32_t vl;
+        memcpy(&vl, k + CHANGELOG_KEY_BYTES, 4);
+        const uint8_t *v = k + CHANGELOG_KEY_BYTES + 4;
+        int rc = producer_send(c->prod, c->topic, p, k, CHANGELOG_KEY_BYTES, v, vl, 0, NULL, 0,
+                               OPQ(p, pt->gen, 0));
+        if (rc == IX_EFULL) break; /* the rest at the next pump */
+        if (rc) {
+          metrics_counter_inc(c->m.produce_failures);
+          LOG_WARN("clog", "changelog %s [%d]: a record was refused (%s); the checkpoint at "
+                   "offset %" PRId64 " is dropped", c->topic_name, (int)p, ix_strerror(rc),
+                   pt->next_offset);
+          pt->failed = 1;
+          pt->len = pt->sent_at; /* nothing more is sent; wait for those in flight */
+          break;
+        }
+        pt->acks_left++;
+        pt->sent_at += CHANGELOG_KEY_BYTES + 4 + vl;
+      }
+      if (pt->sent_at == pt->len) pt->phase = USERS_SENT;
+    }
+    if (pt->phase == USERS_SENT) {
+      /* every record handed over is reported: complete, or give up on a failure */
+      if (pt->acks_left == 0) {
+        if (pt->failed) pt->phase = IDLE;
+        else send_complete(c, p, pt);
+      }
+    }
+    if (pt->phase == DONE) {
+      if (changelog_dirty_forget_before(pt->dirty, pt->next_offset))
+        LOG_WARN("clog", "partition %d: out of memory; the next changelog checkpoint writes "
+                 "its users again", (int)p);
+      pt->seq++;
+      pt->phase = IDLE;
+      LOG_DEBUG("clog", "partition %d: changelog checkpoint %" PRIu64 " at offset %" PRId64
+                " complete (%zu users)", (int)p, pt->seq, pt->next_offset, pt->n_recs);
+      durable(ctx, p, pt->next_offset);
+    }
+  }
+}
+
+size_t clog_pending(const clog_t *c) {
+  size_t k = 0;
+  for (int32_t p = 0; p < c->n_parts; p++) k += c->parts[p].phase != IDLE;
+  return k;
+}

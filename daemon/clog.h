@@ -1,0 +1,78 @@
+/* The daemon's side of the changelog topic (docs/STATE.md, "Changelog
+ * topic"): tracks the users each owned partition changed since its last
+ * completed changelog checkpoint (pipeline hook), writes a checkpoint's
+ * records once the predictions before its offset are acknowledged and the
+ * completion record once those are acknowledged, restores a partition from
+ * the topic on assignment, and skips the events a restored user already
+ * holds. Loop thread only. */
+#ifndef IX_DAEMON_CLOG_H
+#define IX_DAEMON_CLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/metrics.h"
+#include "state/store.h"
+
+typedef struct clog clog_t;
+
+typedef struct {
+  const char *brokers;
+  const char *const *props;  /* producer and reader properties; may be NULL */
+  const char *topic;         /* the changelog topic */
+  const char *input_topic;   /* must have the same partition count */
+  metrics_t *metrics;        /* borrowed; the changelog's series are added to it */
+} clog_opts_t;
+
+/* Checks that topic exists with input_topic's partition count (refused with
+ * a sentence naming both counts otherwise; creating it is the operator's
+ * job: OPERATIONS.md), and creates the producer. Returns 0 or a negative
+ * IX_E* with errstr filled. Free with clog_destroy(). */
+int clog_new(const clog_opts_t *opts, clog_t **out, char *errstr, size_t errstr_size);
+/* Waits up to flush_ms for records in flight, then frees. Accepts NULL. */
+void clog_destroy(clog_t *c, int flush_ms);
+
+/* pipeline hooks (core/pipeline.h, pipeline_set_hooks), ctx = the clog_t */
+int clog_skip(void *ctx, int32_t partition, uint64_t user_id, int64_t offset);
+void clog_applied(void *ctx, int32_t partition, uint64_t user_id, int64_t offset);
+
+/* Where a partition's states came from. */
+typedef enum { CLOG_FROM_COLD = 0, CLOG_FROM_LOCAL, CLOG_FROM_CHANGELOG } clog_source_t;
+
+/* Partition p is assigned: read its changelog partition into a scratch
+ * store; when its newest completion is newer than local_next (the offset of
+ * the local checkpoint restored into st, -1 for none), replace st's users of
+ * p with it and return CLOG_FROM_CHANGELOG with *next_offset set (seek the
+ * input there). Otherwise st is kept (CLOG_FROM_LOCAL when local_next >= 0,
+ * else CLOG_FROM_COLD) and every user of p in st is marked changed at
+ * local_next - 1, so the next changelog checkpoint brings the topic up to
+ * the local state. Logs and counts the source, time and bytes. A failure to
+ * read or a refused record (other model, other partition) is returned with
+ * errstr; st is then as the local restore left it. */
+int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
+                clog_source_t *source, int64_t *next_offset, char *errstr, size_t errstr_size);
+/* After clog_assign: forget what was restored for p (its states were
+ * dropped: the caller starts it cold); changed users are tracked afresh. */
+void clog_start_cold(clog_t *c, int32_t p);
+/* Partition p leaves: its pending checkpoint, changed users and skip set are dropped. */
+void clog_revoke(clog_t *c, int32_t p);
+
+/* Start a changelog checkpoint of p at next_offset (every consumed event
+ * before it is in st): the users changed since the last completed one are
+ * encoded now. No-op while p's previous checkpoint is still being written or
+ * nothing changed. Returns 0 or IX_ENOMEM. */
+int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                    int64_t next_offset);
+
+/* acked_next(ctx, p): the offset below which every prediction of p is
+ * acknowledged; durable(ctx, p, next_offset): a completion record of p is
+ * acknowledged (the commit may go up to next_offset). */
+typedef int64_t (*clog_acked_fn)(void *ctx, int32_t p);
+typedef void (*clog_durable_fn)(void *ctx, int32_t p, int64_t next_offset);
+/* Serve delivery reports and move every pending checkpoint on. Call often
+ * (a timer) and before shutdown. */
+void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ctx);
+/* Checkpoints still being written. */
+size_t clog_pending(const clog_t *c);
+
+#endif

@@ -1,0 +1,375 @@
+/* The changelog topic's record format and the restore rule (docs/STATE.md,
+ * "Changelog topic"). Values are fixed big-endian layouts closed by a CRC-32
+ * over every byte before it:
+ *   user:     "IXCL" u16 version u16 kind=1 i32 partition u32 fingerprint
+ *             i64 offset i64 last_seen_ms u64 user_id u32 blob_size blob u32 crc
+ *   complete: "IXCL" u16 version u16 kind=2 i32 partition u32 fingerprint
+ *             i64 offset u64 sequence u64 users i64 created_ms u32 crc */
+#include "state/changelog.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc.h"
+#include "common/err.h"
+#include "common/hash.h"
+
+static const uint8_t MAGIC[4] = {'I', 'X', 'C', 'L'};
+
+static void put16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+static uint16_t get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static uint32_t get32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) v = (v << 8) | p[i];
+  return v;
+}
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+static int fail(int err, char *errstr, size_t n, const char *fmt, ...) {
+  if (errstr && n) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, n, fmt, ap);
+    va_end(ap);
+  }
+  return err;
+}
+
+void changelog_user_key(uint64_t user_id, uint8_t key[CHANGELOG_KEY_BYTES]) {
+  key[0] = 'u';
+  put64(key + 1, user_id);
+}
+
+void changelog_complete_key(int32_t partition, uint8_t key[CHANGELOG_KEY_BYTES]) {
+  key[0] = 'c';
+  put32(key + 1, (uint32_t)partition);
+  put32(key + 5, 0);
+}
+
+static void put_head(uint8_t *buf, changelog_kind_t kind, int32_t partition,
+                     uint32_t fingerprint, int64_t offset) {
+  memcpy(buf, MAGIC, 4);
+  put16(buf + 4, CHANGELOG_VERSION);
+  put16(buf + 6, (uint16_t)kind);
+  put32(buf + 8, (uint32_t)partition);
+  put32(buf + 12, fingerprint);
+  put64(buf + 16, (uint64_t)offset);
+}
+
+size_t changelog_encode_user(int32_t partition, uint32_t fingerprint, uint64_t user_id,
+                             int64_t offset, int64_t last_seen_ms, const void *blob,
+                             uint32_t blob_size, uint8_t *buf, size_t cap) {
+  size_t len = CHANGELOG_USER_FIXED + (size_t)blob_size;
+  if (blob_size > CHANGELOG_MAX_BLOB || cap < len) return 0;
+  put_head(buf, CHANGELOG_USER, partition, fingerprint, offset);
+  put64(buf + 24, (uint64_t)last_seen_ms);
+  put64(buf + 32, user_id);
+  put32(buf + 40, blob_size);
+  if (blob_size) memcpy(buf + 44, blob, blob_size);
+  put32(buf + len - 4, ix_crc32(0, buf, len - 4));
+  return len;
+}
+
+size_t changelog_encode_complete(int32_t partition, uint32_t fingerprint, int64_t offset,
+                                 uint64_t sequence, uint64_t users, int64_t created_ms,
+                                 uint8_t *buf, size_t cap) {
+  if (cap < CHANGELOG_COMPLETE_BYTES) return 0;
+  put_head(buf, CHANGELOG_COMPLETE, partition, fingerprint, offset);
+  put64(buf + 24, sequence);
+  put64(buf + 32, users);
+  put64(buf + 40, (uint64_t)created_ms);
+  put32(buf + 48, ix_crc32(0, buf, 48));
+  return CHANGELOG_COMPLETE_BYTES;
+}
+
+int changelog_decode(const void *key, size_t key_len, const void *val, size_t val_len,
+                     changelog_rec_t *rec, char *errstr, size_t n) {
+  const uint8_t *k = key, *v = val;
+  memset(rec, 0, sizeof *rec);
+  if (!k || key_len != CHANGELOG_KEY_BYTES)
+    return fail(IX_EMALFORMED, errstr, n, "changelog key is %zu bytes, expected %u", key_len,
+                CHANGELOG_KEY_BYTES);
+  if (!v || val_len < 24)
+    return fail(IX_ETRUNC, errstr, n, "changelog value is %zu bytes, shorter than its header",
+                val_len);
+  if (memcmp(v, MAGIC, 4) != 0)
+    return fail(IX_EBADMAGIC, errstr, n, "changelog value does not start with IXCL");
+  if (get16(v + 4) != CHANGELOG_VERSION)
+    return fail(IX_EVERSION, errstr, n, "changelog record version %u (this build reads %u)",
+                get16(v + 4), CHANGELOG_VERSION);
+  uint16_t kind = get16(v + 6);
+  size_t want;
+  if (kind == CHANGELOG_USER) {
+    if (val_len < CHANGELOG_USER_FIXED)
+      return fail(IX_ETRUNC, errstr, n, "changelog user record is %zu bytes, shorter than %u",
+                  val_len, CHANGELOG_USER_FIXED);
+    uint32_t bs = get32(v + 40);
+    if (bs > CHANGELOG_MAX_BLOB)
+      return fail(IX_ETOOBIG, errstr, n, "changelog user record carries a %u-byte state (max %u)",
+                  bs, CHANGELOG_MAX_BLOB);
+    want = CHANGELOG_USER_FIXED + (size_t)bs;
+  } else if (kind == CHANGELOG_COMPLETE) {
+    want = CHANGELOG_COMPLETE_BYTES;
+  } else {
+    return fail(IX_EMALFORMED, errstr, n, "changelog record kind %u is unknown", kind);
+  }
+  if (val_len != want)
+    return fail(val_len < want ? IX_ETRUNC : IX_EMALFORMED, errstr, n,
+                "changelog record is %zu bytes, its header says %zu", val_len, want);
+  if (ix_crc32(0, v, want - 4) != get32(v + want - 4))
+    return fail(IX_ECRC, errstr, n, "changelog record checksum mismatch");
+  rec->kind = (changelog_kind_t)kind;
+  rec->partition = (int32_t)get32(v + 8);
+  rec->fingerprint = get32(v + 12);
+  rec->offset = (int64_t)get64(v + 16);
+  if (rec->offset < 0)
+    return fail(IX_EMALFORMED, errstr, n, "changelog record has a negative offset %lld",
+                (long long)rec->offset);
+  if (kind == CHANGELOG_USER) {
+    rec->last_seen_ms = (int64_t)get64(v + 24);
+    rec->user_id = get64(v + 32);
+    rec->blob_size = get32(v + 40);
+    rec->blob = v + 44;
+    if (k[0] != 'u' || get64(k + 1) != rec->user_id)
+      return fail(IX_EMALFORMED, errstr, n, "changelog key does not match user record %llu",
+                  (unsigned long long)rec->user_id);
+  } else {
+    rec->sequence = get64(v + 24);
+    rec->users = get64(v + 32);
+    rec->created_ms = (int64_t)get64(v + 40);
+    if (k[0] != 'c' || (int32_t)get32(k + 1) != rec->partition || get32(k + 5) != 0)
+      return fail(IX_EMALFORMED, errstr, n,
+                  "changelog key does not match the completion record of partition %d",
+                  (int)rec->partition);
+  }
+  return 0;
+}
+
+/* ---- restore ---- */
+
+/* user id -> offset of the newest record read (open addressing) */
+typedef struct {
+  uint64_t *keys;
+  int64_t *offs; /* -1: empty slot */
+  size_t cap, n;
+} offmap_t;
+
+static int offmap_grow(offmap_t *m) {
+  size_t cap = m->cap ? m->cap * 2 : 1024;
+  offmap_t g = {calloc(cap, sizeof *g.keys), malloc(cap * sizeof *g.offs), cap, 0};
+  if (!g.keys || !g.offs) {
+    free(g.keys);
+    free(g.offs);
+    return IX_ENOMEM;
+  }
+  for (size_t i = 0; i < cap; i++) g.offs[i] = -1;
+  for (size_t i = 0; i < m->cap; i++) {
+    if (m->offs[i] < 0) continue;
+    size_t j = ix_fmix64(m->keys[i]) & (cap - 1);
+    while (g.offs[j] >= 0) j = (j + 1) & (cap - 1);
+    g.keys[j] = m->keys[i];
+    g.offs[j] = m->offs[i];
+    g.n++;
+  }
+  free(m->keys);
+  free(m->offs);
+  *m = g;
+  return 0;
+}
+
+/* slot of user (occupied or the empty one to fill); m->cap > 0 */
+static size_t offmap_slot(const offmap_t *m, uint64_t user) {
+  size_t j = ix_fmix64(user) & (m->cap - 1);
+  while (m->offs[j] >= 0 && m->keys[j] != user) j = (j + 1) & (m->cap - 1);
+  return j;
+}
+
+struct changelog_restore {
+  store_t *st;
+  int32_t partition;
+  uint32_t fingerprint;
+  offmap_t users;
+  changelog_restore_info_t info;
+  int finished;
+};
+
+int changelog_restore_new(store_t *st, int32_t partition, uint32_t fingerprint,
+                          changelog_restore_t **out) {
+  changelog_restore_t *rs = calloc(1, sizeof *rs);
+  if (!rs) return IX_ENOMEM;
+  rs->st = st;
+  rs->partition = partition;
+  rs->fingerprint = fingerprint;
+  rs->info.next_offset = -1;
+  rs->info.skip_until = -1;
+  if (offmap_grow(&rs->users) != 0) {
+    free(rs);
+    return IX_ENOMEM;
+  }
+  *out = rs;
+  return 0;
+}
+
+void changelog_restore_destroy(changelog_restore_t *rs) {
+  if (!rs) return;
+  free(rs->users.keys);
+  free(rs->users.offs);
+  free(rs);
+}
+
+int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_len,
+                          const void *val, size_t val_len, char *errstr, size_t n) {
+  changelog_rec_t rec;
+  int err = changelog_decode(key, key_len, val, val_len, &rec, errstr, n);
+  if (err) return err;
+  if (rec.partition != rs->partition)
+    return fail(IX_EMISMATCH, errstr, n,
+                "changelog partition %d holds a record of partition %d (the topic is not "
+                "co-partitioned with the input)",
+                (int)rs->partition, (int)rec.partition);
+  if (rec.fingerprint != rs->fingerprint)
+    return fail(IX_EMISMATCH, errstr, n,
+                "changelog record of partition %d was written for model fingerprint %08x, "
+                "this model is %08x",
+                (int)rec.partition, rec.fingerprint, rs->fingerprint);
+  rs->info.records++;
+  rs->info.bytes += key_len + val_len;
+  if (rec.kind == CHANGELOG_COMPLETE) {
+    if (rec.offset >= rs->info.next_offset) {
+      rs->info.complete = 1;
+      rs->info.next_offset = rec.offset;
+      rs->info.sequence = rec.sequence;
+    }
+    return 0;
+  }
+  if (rec.blob_size != store_blob_size(rs->st))
+    return fail(IX_EMISMATCH, errstr, n,
+                "changelog user record of partition %d has a %u-byte state, the store's is %zu",
+                (int)rec.partition, rec.blob_size, store_blob_size(rs->st));
+  if (rs->users.n * 2 >= rs->users.cap && offmap_grow(&rs->users) != 0) return IX_ENOMEM;
+  size_t j = offmap_slot(&rs->users, rec.user_id);
+  if (rs->users.offs[j] >= 0 && rs->users.offs[j] > rec.offset)
+    return 0; /* an older record after a newer one: keep the newer state */
+  err = store_put(rs->st, rs->partition, rec.user_id, rec.last_seen_ms, rec.blob);
+  if (err) return err;
+  if (rs->users.offs[j] < 0) rs->users.n++;
+  rs->users.keys[j] = rec.user_id;
+  rs->users.offs[j] = rec.offset;
+  return 0;
+}
+
+void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t *info) {
+  if (!rs->finished) {
+    rs->info.users = rs->users.n;
+    /* keep only users whose record is at or past the consistent offset: the
+     * only ones replay from next_offset can meet at or below their offset */
+    for (size_t i = 0; i < rs->users.cap; i++) {
+      if (rs->users.offs[i] < 0) continue;
+      if (rs->info.complete && rs->users.offs[i] >= rs->info.next_offset) {
+        rs->info.skip_users++;
+        if (rs->users.offs[i] > rs->info.skip_until) rs->info.skip_until = rs->users.offs[i];
+      } else {
+        rs->users.offs[i] = -2; /* tombstone: probing continues past it */
+      }
+    }
+    if (!rs->info.complete) {
+      /* no checkpoint ever completed: nothing here is known to be consistent
+       * with an input offset; the partition starts cold */
+      store_drop_partition(rs->st, rs->partition);
+      rs->info.users = 0;
+    }
+    rs->finished = 1;
+  }
+  if (info) *info = rs->info;
+}
+
+int changelog_restore_skip(const changelog_restore_t *rs, uint64_t user_id, int64_t offset) {
+  if (!rs->finished || offset > rs->info.skip_until) return 0;
+  size_t j = ix_fmix64(user_id) & (rs->users.cap - 1);
+  while (rs->users.offs[j] != -1) {
+    if (rs->users.offs[j] >= 0 && rs->users.keys[j] == user_id) return offset <= rs->users.offs[j];
+    j = (j + 1) & (rs->users.cap - 1);
+  }
+  return 0;
+}
+
+/* ---- users changed since the last completed checkpoint ---- */
+
+struct changelog_dirty {
+  offmap_t m;
+};
+
+int changelog_dirty_new(changelog_dirty_t **out) {
+  changelog_dirty_t *dy = calloc(1, sizeof *dy);
+  if (!dy || offmap_grow(&dy->m) != 0) {
+    free(dy);
+    return IX_ENOMEM;
+  }
+  *out = dy;
+  return 0;
+}
+
+void changelog_dirty_destroy(changelog_dirty_t *dy) {
+  if (!dy) return;
+  free(dy->m.keys);
+  free(dy->m.offs);
+  free(dy);
+}
+
+int changelog_dirty_note(changelog_dirty_t *dy, uint64_t user_id, int64_t offset) {
+  if (dy->m.n * 2 >= dy->m.cap && offmap_grow(&dy->m) != 0) return IX_ENOMEM;
+  size_t j = offmap_slot(&dy->m, user_id);
+  if (dy->m.offs[j] < 0) dy->m.n++;
+  dy->m.keys[j] = user_id;
+  if (offset > dy->m.offs[j]) dy->m.offs[j] = offset;
+  return 0;
+}
+
+size_t changelog_dirty_count(const changelog_dirty_t *dy) { return dy->m.n; }
+
+int changelog_dirty_foreach(const changelog_dirty_t *dy,
+                            int (*fn)(void *ctx, uint64_t user_id, int64_t offset), void *ctx) {
+  for (size_t i = 0; i < dy->m.cap; i++) {
+    if (dy->m.offs[i] < 0) continue;
+    int r = fn(ctx, dy->m.keys[i], dy->m.offs[i]);
+    if (r) return r;
+  }
+  return 0;
+}
+
+int changelog_dirty_forget_before(changelog_dirty_t *dy, int64_t next_offset) {
+  offmap_t g = {calloc(dy->m.cap, sizeof *g.keys), malloc(dy->m.cap * sizeof *g.offs),
+                dy->m.cap, 0};
+  if (!g.keys || !g.offs) {
+    free(g.keys);
+    free(g.offs);
+    return IX_ENOMEM;
+  }
+  for (size_t i = 0; i < g.cap; i++) g.offs[i] = -1;
+  for (size_t i = 0; i < dy->m.cap; i++) {
+    if (dy->m.offs[i] < next_offset) continue; /* empty (-1) or written */
+    size_t j = offmap_slot(&g, dy->m.keys[i]);
+    g.keys[j] = dy->m.keys[i];
+    g.offs[j] = dy->m.offs[i];
+    g.n++;
+  }
+  free(dy->m.keys);
+  free(dy->m.offs);
+  dy->m = g;
+  return 0;
+}

@@ -1,0 +1,122 @@
+/* The changelog topic's records and the restore rule (docs/STATE.md,
+ * "Changelog topic"), without Kafka: encoders for the two record kinds (a
+ * user's state with the input offset of the last event applied to it, and a
+ * partition's checkpoint-complete record with the offset it is consistent
+ * with), their decoder, and the restore accumulator that turns a changelog
+ * partition's records, read in order, into store states, the offset to seek
+ * the input to, and the events to skip. Not thread-safe. */
+#ifndef IX_STATE_CHANGELOG_H
+#define IX_STATE_CHANGELOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "state/store.h"
+
+#define CHANGELOG_VERSION 1u
+#define CHANGELOG_KEY_BYTES 9u
+/* value bytes of a user record without its blob, and of a completion record */
+#define CHANGELOG_USER_FIXED 48u
+#define CHANGELOG_COMPLETE_BYTES 52u
+/* largest blob a record may carry (the decoder refuses more) */
+#define CHANGELOG_MAX_BLOB (1u << 20)
+
+typedef enum {
+  CHANGELOG_USER = 1,     /* key 'u' + user id */
+  CHANGELOG_COMPLETE = 2, /* key 'c' + partition */
+} changelog_kind_t;
+
+typedef struct {
+  changelog_kind_t kind;
+  int32_t partition;
+  uint32_t fingerprint;
+  int64_t offset;       /* USER: input offset of the user's last applied event;
+                         * COMPLETE: every event before it is in the records so far */
+  uint64_t user_id;     /* USER */
+  int64_t last_seen_ms; /* USER */
+  const void *blob;     /* USER: borrowed from the value passed to the decoder */
+  uint32_t blob_size;   /* USER */
+  uint64_t sequence;    /* COMPLETE: checkpoint number, increasing per partition */
+  uint64_t users;       /* COMPLETE: user records the checkpoint wrote */
+  int64_t created_ms;   /* COMPLETE: wall clock, Unix ms */
+} changelog_rec_t;
+
+/* Keys: 9 bytes into key. */
+void changelog_user_key(uint64_t user_id, uint8_t key[CHANGELOG_KEY_BYTES]);
+void changelog_complete_key(int32_t partition, uint8_t key[CHANGELOG_KEY_BYTES]);
+
+/* Encode a record's value into buf (cap bytes). Returns the bytes written,
+ * or 0 when cap is too small (CHANGELOG_USER_FIXED + blob_size, or
+ * CHANGELOG_COMPLETE_BYTES) or the blob is larger than CHANGELOG_MAX_BLOB. */
+size_t changelog_encode_user(int32_t partition, uint32_t fingerprint, uint64_t user_id,
+                             int64_t offset, int64_t last_seen_ms, const void *blob,
+                             uint32_t blob_size, uint8_t *buf, size_t cap);
+size_t changelog_encode_complete(int32_t partition, uint32_t fingerprint, int64_t offset,
+                                 uint64_t sequence, uint64_t users, int64_t created_ms,
+                                 uint8_t *buf, size_t cap);
+
+/* Decode one record (outside bytes: any content is safe). The key must match
+ * the value (kind, user id or partition). Returns 0 with rec filled (rec->blob
+ * borrowed from val), or IX_ETRUNC, IX_EBADMAGIC, IX_EVERSION, IX_ECRC,
+ * IX_EMALFORMED, IX_ETOOBIG with errstr saying what is wrong. */
+int changelog_decode(const void *key, size_t key_len, const void *val, size_t val_len,
+                     changelog_rec_t *rec, char *errstr, size_t errstr_size);
+
+/* Restore of one partition: feed the changelog partition's records in topic
+ * order with changelog_restore_add(), then changelog_restore_finish(). */
+typedef struct changelog_restore changelog_restore_t;
+
+typedef struct {
+  int complete;         /* 1 when a completion record was read */
+  int64_t next_offset;  /* seek the input here (the newest completion's offset), -1 if none */
+  uint64_t sequence;    /* the newest completion's checkpoint number */
+  uint64_t records;     /* records read */
+  uint64_t bytes;       /* key + value bytes read */
+  uint64_t users;       /* users loaded into the store */
+  uint64_t skip_users;  /* users whose record is newer than next_offset */
+  int64_t skip_until;   /* largest such user offset (-1: none); past it nothing is skipped */
+} changelog_restore_info_t;
+
+/* st is borrowed; records for `partition` go into it with store_put() (the
+ * caller drops the partition first). Free with changelog_restore_destroy(). */
+int changelog_restore_new(store_t *st, int32_t partition, uint32_t fingerprint,
+                          changelog_restore_t **out);
+void changelog_restore_destroy(changelog_restore_t *rs);
+/* Apply one record: a user record replaces the user's state when it is
+ * newer than what was read (records of a user come in increasing offset
+ * order); a completion record moves next_offset forward. Refuses (leaving
+ * the store as it is) a record that does not decode (its error), one for
+ * another partition (IX_EMISMATCH), and one for another fingerprint or blob
+ * size (IX_EMISMATCH: states for other weights are never loaded); errstr
+ * says which. IX_ENOMEM. */
+int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_len,
+                          const void *val, size_t val_len, char *errstr, size_t errstr_size);
+/* End of the partition: fill info and keep only the users whose offset is at
+ * or past next_offset for changelog_restore_skip(). Without a completion
+ * record the partition's users are dropped from the store (info->users == 0:
+ * it starts cold from the group's committed offset). */
+void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t *info);
+/* After finish: 1 when the event of user_id at input offset `offset` is
+ * already in the restored state (skip it: do not apply, do not predict), else 0. */
+int changelog_restore_skip(const changelog_restore_t *rs, uint64_t user_id, int64_t offset);
+
+/* The users of one partition changed since its last completed changelog
+ * checkpoint, each with the input offset of its last applied event (what
+ * the next checkpoint writes). */
+typedef struct changelog_dirty changelog_dirty_t;
+
+int changelog_dirty_new(changelog_dirty_t **out); /* free with changelog_dirty_destroy() */
+void changelog_dirty_destroy(changelog_dirty_t *dy);
+/* user's event at offset was applied. Returns 0 or IX_ENOMEM. */
+int changelog_dirty_note(changelog_dirty_t *dy, uint64_t user_id, int64_t offset);
+size_t changelog_dirty_count(const changelog_dirty_t *dy);
+/* Visit every user (order unspecified); stops when fn returns non-zero and
+ * returns that value. Do not change dy from fn. */
+int changelog_dirty_foreach(const changelog_dirty_t *dy,
+                            int (*fn)(void *ctx, uint64_t user_id, int64_t offset), void *ctx);
+/* A checkpoint at `next_offset` completed: forget the users whose last event
+ * is before it (the ones changed since stay). Returns 0 or IX_ENOMEM (then
+ * nothing is forgotten: the next checkpoint writes them again). */
+int changelog_dirty_forget_before(changelog_dirty_t *dy, int64_t next_offset);
+
+#endif

@@ -1,0 +1,126 @@
+/* The changelog modes together (issue 14), on the mock cluster: a daemon in
+ * local mode leaves a checkpoint directory (SIGTERM); a daemon in mode both
+ * restores from it (the changelog is empty, so the local checkpoint is the
+ * newer) and must then write every user to the changelog, not only those
+ * changed after the restore; it is killed (SIGKILL); a third daemon in
+ * changelog mode, with no directory, restores from the topic alone. Every
+ * event of the three streams is answered and every prediction equals the
+ * offline pipeline's; the second daemon's partitions came from the local
+ * checkpoint, the third's from the changelog, none cold. */
+#include "daemon_harness.h"
+
+#define N1 6000
+#define N2 3000
+#define N3 3000
+#define N (N1 + N2 + N3)
+#define PARTS 4
+
+static double metric(const char *page, const char *series) {
+  char line[256];
+  snprintf(line, sizeof line, "\n%s", series);
+  const char *p = page ? strstr(page, line) : NULL;
+  return p ? atof(p + strlen(line)) : -1;
+}
+
+static h_msg_t *msgs;
+static const char *brokers, *model;
+
+/* waits until every event in [0, upto) has a prediction equal to the
+ * offline pipeline's over all of them */
+static void expect_answered(size_t upto, const char *log) {
+  int *ok = calloc(upto, sizeof *ok);
+  prediction_t *ref = h_offline(model, msgs, upto, ok);
+  uint32_t *counts = calloc(upto, sizeof *counts);
+  size_t missing = upto;
+  double end = h_now() + 90;
+  while (missing && h_now() < end) {
+    const char *out = h_path("out.rec");
+    h_collect(brokers, "interests", out, 3 * N, 2000);
+    memset(counts, 0, upto * sizeof *counts);
+    h_check_output(out, msgs, upto, ref, ok, counts, 1);
+    missing = 0;
+    for (size_t i = 0; i < upto; i++) missing += counts[i] == 0;
+  }
+  H_CHECK(missing == 0, "%zu of %zu events have no prediction (log %s)", missing, upto, log);
+  free(ok);
+  free(ref);
+  free(counts);
+}
+
+static double metric_of(const char *log, const char *series) {
+  int port = h_metrics_port(log);
+  H_CHECK(port > 0, "no metrics port in %s", log);
+  char *pg = h_http_get(port, "/metrics");
+  double v = metric(pg, series);
+  free(pg);
+  return v;
+}
+
+int main(void) {
+  h_init("test_changelog_modes");
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  brokers = mockbroker_bootstraps(mb);
+  char err[512];
+  H_CHECK(mockbroker_create_topic(mb, "modes-interestd-state", PARTS, err, sizeof err) == 0, "%s",
+          err);
+  model = h_path("model.ixm");
+  h_write_model(model, 11);
+  msgs = h_load_events(N, PARTS);
+  char extra[1024];
+
+  /* 1. local only */
+  snprintf(extra, sizeof extra, "[state]\nchangelog_mode = local\ncheckpoint_dir = %s\n"
+           "checkpoint_interval_s = 1\n[daemon]\nshutdown_timeout_s = 10\n", h_path("ckpt"));
+  const char *conf1 = h_path("local.conf");
+  h_write_conf(conf1, brokers, "modes", model, extra);
+  const char *log1 = h_path("local.log");
+  pid_t d1 = h_spawn(conf1, log1);
+  H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
+  h_produce(brokers, "events", msgs, 0, N1, 0);
+  expect_answered(N1, log1);
+  kill(d1, SIGTERM);
+  H_CHECK(h_wait_exit(d1, 20) == 0, "local daemon exit (log %s)", log1);
+  printf("local mode: %d events answered, checkpoint directory left at SIGTERM\n", N1);
+
+  /* 2. both: restores the local checkpoint, then writes every user to the changelog */
+  snprintf(extra, sizeof extra, "[state]\nchangelog_mode = both\ncheckpoint_dir = %s\n"
+           "checkpoint_interval_s = 1\n[log]\nlevel = debug\n", h_path("ckpt"));
+  const char *conf2 = h_path("both.conf");
+  h_write_conf(conf2, brokers, "modes", model, extra);
+  const char *log2 = h_path("both.log");
+  pid_t d2 = h_spawn(conf2, log2);
+  H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
+  h_produce(brokers, "events", msgs, N1, N1 + N2, 0);
+  expect_answered(N1 + N2, log2);
+  h_sleep_ms(2500); /* a changelog checkpoint after the last event */
+  double local2 = metric_of(log2, "interestd_state_restores_total{source=\"local\"} ");
+  double written = metric_of(log2, "interestd_changelog_records_written_total ");
+  kill(d2, SIGKILL);
+  H_CHECK(h_wait_exit(d2, 10) == -2, "both daemon did not die of SIGKILL");
+  printf("mode both: %.0f partitions from the local checkpoint, %.0f changelog records "
+         "acknowledged, then SIGKILL\n", local2, written);
+  H_CHECK(local2 == PARTS, "%.0f of %d partitions from the local checkpoint (log %s)", local2,
+          PARTS, log2);
+
+  /* 3. changelog only, no directory */
+  const char *conf3 = h_path("changelog.conf");
+  h_write_conf(conf3, brokers, "modes", model,
+               "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n");
+  const char *log3 = h_path("changelog.log");
+  pid_t d3 = h_spawn(conf3, log3);
+  H_CHECK(h_wait_log(log3, "assigned partitions", 30), "no assignment (log %s)", log3);
+  h_produce(brokers, "events", msgs, N1 + N2, N, 0);
+  expect_answered(N, log3);
+  double from_cl = metric_of(log3, "interestd_state_restores_total{source=\"changelog\"} ");
+  double cold = metric_of(log3, "interestd_state_restores_total{source=\"cold\"} ");
+  printf("changelog mode: %.0f partitions from the changelog, %.0f cold; all %d events answered, "
+         "every prediction equal to the offline pipeline's\n", from_cl, cold, N);
+  H_CHECK(from_cl == PARTS && cold == 0, "restores: changelog %.0f, cold %.0f (log %s)", from_cl,
+          cold, log3);
+  kill(d3, SIGTERM);
+  H_CHECK(h_wait_exit(d3, 20) == 0, "changelog daemon exit (log %s)", log3);
+  h_free_msgs(msgs, N);
+  mockbroker_destroy(mb);
+  printf("PASS\n");
+  return 0;
+}
