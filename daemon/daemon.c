@@ -152,11 +152,6 @@ struct ixd {
   codec_buf_t http_enc;
   codec_buf_t redis_enc; /* the Redis value when redis.format differs from [output]'s */
   char http_text[256];
-  struct {
-    metrics_counter_t *written, *stale, *failed;
-    metrics_gauge_t *backlog, *up;
-    metrics_histogram_t *seconds;
-  } rm;
 
   uv_poll_t consumer_poll, producer_poll, ckpt_poll;
   uv_timer_t kick_timer, batch_timer, retry_timer, ckpt_timer, expire_timer, status_timer,
@@ -496,7 +491,7 @@ static void redis_timer_cb(uv_timer_t *t);
 /* A prediction's Redis write finished (loop thread, inside hiredis's read). */
 static void on_redis_ack(void *ctx, uint64_t opaque, int stale, uint64_t latency_ns) {
   daemon_t *d = ctx;
-  metrics_histogram_observe(d->rm.seconds, (double)latency_ns / 1e9);
+  metrics_histogram_observe(d->md.redis_write_seconds, (double)latency_ns / 1e9);
   /* NULL: the partition was revoked meanwhile, its next owner redoes it */
   if (!inflight_ack(d->inflight, opaque & INFLIGHT_TOKEN_MASK)) return;
   if (!d->redis_timer_armed && d->phase <= STOPPING) {
@@ -509,37 +504,17 @@ static void redis_collect(daemon_t *d) {
   if (!d->redis) return;
   rsink_stats_t rs;
   rsink_get_stats(d->redis, &rs);
-  metrics_counter_set(d->rm.written, rs.written);
-  metrics_counter_set(d->rm.stale, rs.stale);
-  metrics_counter_set(d->rm.failed, rs.failed);
-  metrics_gauge_set(d->rm.backlog, (double)rs.backlog);
-  metrics_gauge_set(d->rm.up, rs.up);
+  metrics_counter_set(d->md.redis_writes, rs.written);
+  metrics_counter_set(d->md.redis_stale_writes, rs.stale);
+  metrics_counter_set(d->md.redis_write_failures, rs.failed);
+  metrics_gauge_set(d->md.redis_backlog, (double)rs.backlog);
+  metrics_gauge_set(d->md.redis_up, rs.up);
 }
 
 /* "host:port" -> the sink; 0 or IX_ECONFIG / IX_ENOMEM with errstr. */
 static int redis_start(daemon_t *d, char *errstr, size_t errstr_size) {
   const config_t *cfg = d->cfg;
   int rc = 0;
-  metrics_t *m = d->metrics;
-  if (!rc) rc = metrics_counter_new(m, &d->rm.written, "interestd_redis_writes_total",
-                                    "Predictions written to Redis.", NULL);
-  if (!rc) rc = metrics_counter_new(m, &d->rm.stale, "interestd_redis_stale_writes_total",
-                                    "Writes Redis refused because it held a newer prediction "
-                                    "for the user.", NULL);
-  if (!rc) rc = metrics_counter_new(m, &d->rm.failed, "interestd_redis_write_failures_total",
-                                    "Writes refused by Redis or lost with a connection "
-                                    "(each is written again).", NULL);
-  if (!rc) rc = metrics_gauge_new(m, &d->rm.backlog, "interestd_redis_backlog",
-                                  "Predictions waiting to be written to Redis.", NULL);
-  if (!rc) rc = metrics_gauge_new(m, &d->rm.up, "interestd_redis_up",
-                                  "1 when the Redis sink is connected.", NULL);
-  if (!rc) rc = metrics_histogram_new(m, &d->rm.seconds, "interestd_redis_write_seconds",
-                                      "Time from a write's send to Redis's reply.",
-                                      metrics_buckets_latency, metrics_buckets_latency_n, NULL);
-  if (rc) {
-    snprintf(errstr, errstr_size, "cannot set up the Redis metrics: %s", ix_strerror(rc));
-    return rc;
-  }
   char host[256];
   const char *colon = strrchr(cfg->redis.address, ':');
   size_t hl = (size_t)(colon - cfg->redis.address);

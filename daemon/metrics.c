@@ -639,6 +639,15 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
                     "High watermark minus the next offset to consume, per input partition.",
                     MT_GAUGE, &l, NULL, 0, &fam);
   }
+  C(redis_writes, "interestd_redis_writes_total", "Predictions written to Redis.");
+  C(redis_stale_writes, "interestd_redis_stale_writes_total",
+    "Writes Redis refused because it held a newer prediction for the user.");
+  C(redis_write_failures, "interestd_redis_write_failures_total",
+    "Writes refused by Redis or lost with a connection (each is written again).");
+  G(redis_backlog, "interestd_redis_backlog", "Predictions waiting to be written to Redis.");
+  G(redis_up, "interestd_redis_up", "1 when the Redis sink is connected (0 when it is off).");
+  H(redis_write_seconds, "interestd_redis_write_seconds",
+    "Time from a Redis write's send to its reply.", metrics_buckets_latency);
   G(partitions_assigned, "interestd_partitions_assigned",
     "Input partitions owned by this process.");
   G(users_in_state, "interestd_users_in_state", "Users held in the state store.");

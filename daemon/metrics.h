@@ -43,6 +43,12 @@
  *  interestd_event_to_prediction_seconds     histogram  -                        from the event being read off the consumer queue
  *                                                                                to its prediction's delivery report
  *  interestd_consumer_lag_messages           gauge      partition                high watermark - next offset to consume
+ *  interestd_redis_writes_total              counter    -                        predictions written to Redis (0 without [redis])
+ *  interestd_redis_stale_writes_total        counter    -                        writes refused: Redis held a newer prediction
+ *  interestd_redis_write_failures_total      counter    -                        writes refused or lost with a connection (resent)
+ *  interestd_redis_backlog                   gauge      -                        predictions waiting to be written to Redis
+ *  interestd_redis_up                        gauge      -                        1 while the Redis sink is connected
+ *  interestd_redis_write_seconds             histogram  -                        from a Redis write's send to its reply
  *  interestd_partitions_assigned             gauge      -                        input partitions owned by this process
  *  interestd_users_in_state                  gauge      -                        users held in the state store
  *  interestd_state_bytes                     gauge      -                        memory used by the state store
@@ -196,6 +202,10 @@ typedef struct {
   metrics_histogram_t *batch_size;
   metrics_histogram_t *step_seconds;
   metrics_histogram_t *event_to_prediction_seconds;
+  /* the Redis sink ([redis]; zero when it is off) */
+  metrics_counter_t *redis_writes, *redis_stale_writes, *redis_write_failures;
+  metrics_gauge_t *redis_backlog, *redis_up;
+  metrics_histogram_t *redis_write_seconds;
   metrics_gauge_t *partitions_assigned;
   metrics_gauge_t *users_in_state;
   metrics_gauge_t *state_bytes;
