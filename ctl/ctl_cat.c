@@ -135,14 +135,11 @@ int ctl_cat(int argc, char **argv) {
       }
       break;
     case 'I':
-    case 'F':
-      if (!have_input && input_opts_init(&io)) return 1;
-      have_input = 1;
-      if (c == 'I' ? ctlev_input_kv(&io, "cat", optarg) : ctlev_input_file(&io, "cat", optarg)) {
-        input_opts_free(&io);
-        return 2;
-      }
+    case 'F': {
+      int rc = ctlev_input_option(&io, &have_input, c, "cat", optarg);
+      if (rc) return rc;
       break;
+    }
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }

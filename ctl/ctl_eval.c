@@ -82,23 +82,11 @@ int ctl_eval(int argc, char **argv) {
       break;
     case 'z': bad = ctlev_parse_offset(optarg, &tz) < 0; break;
     case 'F':
-      if (!have_input && input_opts_init(&input)) return 1;
-      have_input = 1;
-      if (ctlev_input_file(&input, "eval", optarg)) {
-        input_opts_free(&input);
-        return 2;
-      }
-      have_input = 1;
+    case 'I': {
+      int rc = ctlev_input_option(&input, &have_input, c, "eval", optarg);
+      if (rc) return rc;
       break;
-    case 'I':
-      if (!have_input && input_opts_init(&input)) return 1;
-      have_input = 1;
-      if (ctlev_input_kv(&input, "eval", optarg)) {
-        input_opts_free(&input);
-        return 2;
-      }
-      have_input = 1;
-      break;
+    }
     /* read again after every option, in --tz (which may come later) */
     case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; dev_arg = optarg; break;
     case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;

@@ -44,6 +44,17 @@ int ctlev_input_kv(input_opts_t *o, const char *cmd, const char *kv) {
   return 0;
 }
 
+int ctlev_input_option(input_opts_t *o, int *have, int opt, const char *cmd, const char *arg) {
+  if (!*have && input_opts_init(o)) return 1;
+  *have = 1;
+  if (opt == 'I' ? ctlev_input_kv(o, cmd, arg) : ctlev_input_file(o, cmd, arg)) {
+    input_opts_free(o);
+    *have = 0;
+    return 2;
+  }
+  return 0;
+}
+
 int ctlev_load(const char *path, const uint64_t *drop, size_t n_drop, event_t **out,
                size_t *n_out, char *errstr, size_t errstr_size) {
   return ctlev_load_input(path, NULL, drop, n_drop, out, n_out, errstr, errstr_size);

@@ -30,6 +30,11 @@ int ctlev_load_input(const char *path, const input_opts_t *input, const uint64_t
  * stderr (a usage error). *o must be input_opts_init()ed. */
 int ctlev_input_file(input_opts_t *o, const char *cmd, const char *path);
 int ctlev_input_kv(input_opts_t *o, const char *cmd, const char *kv);
+/* One --input-config (opt 'F') or --input (opt 'I') option: initialises *o
+ * on first use (*have set), then applies arg. Returns 0; 1 when *o cannot be
+ * initialised (out of memory); 2 after a usage error printed as above. On a
+ * non-zero return *o is freed and *have cleared. */
+int ctlev_input_option(input_opts_t *o, int *have, int opt, const char *cmd, const char *arg);
 
 /* The protocol's windows: train < dev_start <= dev < test_start <= test <
  * test_end. Any value given as 0 is derived from the data: test = the last
