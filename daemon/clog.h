@@ -35,6 +35,9 @@ void clog_destroy(clog_t *c, int flush_ms);
 /* pipeline hooks (core/pipeline.h, pipeline_set_hooks), ctx = the clog_t */
 int clog_skip(void *ctx, int32_t partition, uint64_t user_id, int64_t offset);
 void clog_applied(void *ctx, int32_t partition, uint64_t user_id, int64_t offset);
+/* store hook (store_set_evict_hook), ctx = the clog_t: user_id was evicted;
+ * a later checkpoint writes its tombstone (docs/STATE.md) */
+void clog_evicted(void *ctx, int32_t partition, uint64_t user_id);
 
 /* Where a partition's states came from. */
 typedef enum { CLOG_FROM_COLD = 0, CLOG_FROM_LOCAL, CLOG_FROM_CHANGELOG } clog_source_t;

@@ -1668,6 +1668,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     free(clprops); /* the strings stay with cfg; clog_new copied what it keeps */
     if (rc) goto err;
     pipeline_set_hooks(d->pipe, clog_skip, clog_applied, d->clog);
+    store_set_evict_hook(pipeline_store(d->pipe), clog_evicted, d->clog);
     LOG_INFO("daemon", "state mode %s: changelog topic %s%s", mode, topic,
              d->ckpt ? ", local checkpoints too" : "");
   }
