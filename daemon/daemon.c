@@ -151,7 +151,8 @@ struct ixd {
   int redis_timer_armed;
   int redis_paused; /* the last pause was the sink's backlog: 1 Redis slow, 2 Redis down */
   /* GET /v1/users/<id> */
-  int32_t input_parts;  /* input topic's partition count, read at each assignment; 0 = unknown */
+  int32_t input_parts;  /* input topic's partition count, read by the first GET after an
+                           assignment; 0 = unknown */
   codec_buf_t http_enc;
   codec_buf_t redis_enc; /* the Redis value when redis.format differs from [output]'s */
   char http_text[256];
@@ -1145,10 +1146,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       }
       d->progress_ns = ix_mono_ns();
     }
-    int np = consumer_partition_count(d->consumer, 5000);
-    if (np > 0) d->input_parts = np;
-    else LOG_WARN("daemon", "partition count of %s unknown (%s): GET /v1/users answers 503",
-                  d->cfg->kafka.input_topic, ix_strerror(np));
+    d->input_parts = 0; /* read again by the next GET /v1/users (the topic may have grown) */
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
              d->cfg->kafka.input_topic, d->owned);
     metrics_gauge_set(d->md.partitions_assigned, d->owned);
@@ -1479,6 +1477,12 @@ static int user_cb(void *arg, uint64_t user, const char **ctype, const char **bo
   size_t kl = codec_user_key(user, key);
   *ctype = "text/plain; charset=utf-8";
   *body = d->http_text;
+  if (d->input_parts <= 0) {
+    /* first lookup since an assignment: ask the broker (blocks the loop for
+     * at most 1 s, once; the processing path never waits for it) */
+    int np = consumer_partition_count(d->consumer, 1000);
+    if (np > 0) d->input_parts = np;
+  }
   if (d->input_parts <= 0) {
     *len = (size_t)snprintf(d->http_text, sizeof d->http_text,
                             "the partition count of %s is not known yet\n",
