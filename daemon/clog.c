@@ -503,3 +503,27 @@ size_t clog_pending(const clog_t *c) {
   for (int32_t p = 0; p < c->n_parts; p++) k += c->parts[p].phase != IDLE;
   return k;
 }
+
+int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                        int64_t next_offset, clog_acked_fn acked, clog_durable_fn durable,
+                        void *ctx, uint64_t deadline_ms) {
+  if (p < 0 || p >= c->n_parts || !c->parts[p].owned) return 0;
+  part_t *pt = &c->parts[p];
+  /* the one being written, then one at next_offset, then one more for the
+   * tombstones that the second one's completion allows */
+  for (int round = 0; round < 3; round++) {
+    if (round && pt->phase == IDLE &&
+        clog_checkpoint(c, p, st, fingerprint, next_offset) != 0)
+      break;
+    if (pt->phase == IDLE) {
+      if (round) break; /* nothing to write */
+      continue;
+    }
+    while (pt->phase != IDLE && ix_mono_ms() < deadline_ms) {
+      producer_poll(c->prod, 5);
+      clog_pump(c, acked, durable, ctx);
+    }
+    if (pt->phase != IDLE) return IX_EKAFKA;
+  }
+  return pt->durable_at >= next_offset ? 0 : IX_EKAFKA;
+}
