@@ -357,8 +357,9 @@ typedef struct {
 static int encode_user(void *ctx, uint64_t user, int64_t off) {
   enc_t *e = ctx;
   part_t *pt = e->pt;
-  int created;
-  const void *blob = store_get(e->st, e->p, user, 0, 0, &created);
+  /* a read, not an event: store_get() would mark the user seen at time 0 and
+   * move it to the head of its partition's LRU list */
+  const void *blob = store_peek(e->st, e->p, user);
   if (!blob) return 0; /* evicted: its tombstone comes from pt->evicted */
   size_t bs = store_blob_size(e->st), need = CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + bs;
   if (pt->len + need > pt->cap) {
