@@ -27,6 +27,13 @@ typedef struct {
   int owned;
   uint16_t gen;                /* ownership generation: stale reports are ignored */
   changelog_dirty_t *dirty;
+  /* users evicted from the store, each with the input position at its
+   * eviction (every event before it was consumed); a tombstone is written
+   * for one once a completion record at or past that position is durable */
+  changelog_dirty_t *evicted;
+  int64_t pos;                 /* consumed up to here (events before it) */
+  int64_t durable_at;          /* offset of the newest acknowledged completion, -1 none */
+  int64_t tomb_upto;           /* the checkpoint being written has tombstones up to it */
   changelog_restore_t *skip;   /* events a restored user already holds */
   int64_t skip_until;
   /* the checkpoint being written */
@@ -150,11 +157,13 @@ err:
 
 static void part_reset(part_t *pt) {
   changelog_dirty_destroy(pt->dirty);
+  changelog_dirty_destroy(pt->evicted);
   changelog_restore_destroy(pt->skip);
   free(pt->buf);
   uint16_t gen = pt->gen;
   uint64_t seq = pt->seq;
   memset(pt, 0, sizeof *pt);
+  pt->pos = pt->durable_at = pt->tomb_upto = -1;
   pt->gen = gen;
   pt->seq = seq;
 }
@@ -173,7 +182,9 @@ void clog_destroy(clog_t *c, int flush_ms) {
 
 int clog_skip(void *ctx, int32_t p, uint64_t user_id, int64_t offset) {
   clog_t *c = ctx;
-  if (p < 0 || p >= c->n_parts || !c->parts[p].skip) return 0;
+  if (p < 0 || p >= c->n_parts) return 0;
+  if (offset + 1 > c->parts[p].pos) c->parts[p].pos = offset + 1;
+  if (!c->parts[p].skip) return 0;
   int skip = changelog_restore_skip(c->parts[p].skip, user_id, offset);
   if (skip) metrics_counter_inc(c->m.skipped);
   return skip;
@@ -183,6 +194,7 @@ void clog_applied(void *ctx, int32_t p, uint64_t user_id, int64_t offset) {
   clog_t *c = ctx;
   if (p < 0 || p >= c->n_parts) return;
   part_t *pt = &c->parts[p];
+  if (offset + 1 > pt->pos) pt->pos = offset + 1;
   if (!pt->dirty) return;
   if (pt->skip && offset > pt->skip_until) {
     changelog_restore_destroy(pt->skip);
@@ -191,6 +203,21 @@ void clog_applied(void *ctx, int32_t p, uint64_t user_id, int64_t offset) {
   if (changelog_dirty_note(pt->dirty, user_id, offset))
     LOG_ERROR("clog", "partition %d: out of memory tracking changed users; the changelog "
               "misses user %" PRIu64 " until it changes again", (int)p, user_id);
+}
+
+void clog_evicted(void *ctx, int32_t p, uint64_t user_id) {
+  clog_t *c = ctx;
+  if (p < 0 || p >= c->n_parts) return;
+  part_t *pt = &c->parts[p];
+  if (!pt->evicted) return;
+  /* while restored users may still skip events, their eviction counts as
+   * past the last of those (a restore from a completion before it must
+   * skip them too) */
+  int64_t at = pt->pos > 0 ? pt->pos : 0;
+  if (pt->skip && pt->skip_until + 1 > at) at = pt->skip_until + 1;
+  if (changelog_dirty_note(pt->evicted, user_id, at))
+    LOG_ERROR("clog", "partition %d: out of memory noting evicted user %" PRIu64 "; the "
+              "changelog keeps its last state (a restore brings it back)", (int)p, user_id);
 }
 
 typedef struct {
@@ -240,7 +267,7 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   part_reset(pt);
   pt->gen++;
   pt->owned = 1;
-  if (changelog_dirty_new(&pt->dirty)) return IX_ENOMEM;
+  if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted)) return IX_ENOMEM;
   uint64_t t0 = ix_mono_ns();
   store_t *scratch = NULL;
   changelog_restore_t *rs = NULL;
@@ -265,6 +292,7 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
       if (!rc) {
         *source = CLOG_FROM_CHANGELOG;
         *next_offset = info.next_offset;
+        pt->durable_at = info.next_offset;
         pt->seq = info.sequence;
         if (info.skip_users) {
           pt->skip = rs;
@@ -287,6 +315,7 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
     store_foreach(st, p, mark_user, &m);
     if (m.err && !rc) rc = m.err;
   }
+  pt->pos = *next_offset;
   double secs = (double)(ix_mono_ns() - t0) / 1e9;
   metrics_histogram_observe(c->m.restore_seconds, secs);
   metrics_counter_inc(c->m.from[*source]);
@@ -307,7 +336,7 @@ void clog_start_cold(clog_t *c, int32_t p) {
   part_reset(pt);
   pt->gen++;
   pt->owned = 1;
-  if (changelog_dirty_new(&pt->dirty))
+  if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted))
     LOG_ERROR("clog", "partition %d: out of memory; no changelog checkpoints for it", (int)p);
 }
 
@@ -328,9 +357,10 @@ typedef struct {
 static int encode_user(void *ctx, uint64_t user, int64_t off) {
   enc_t *e = ctx;
   part_t *pt = e->pt;
-  int created;
-  const void *blob = store_get(e->st, e->p, user, 0, 0, &created);
-  if (!blob) return 0; /* evicted: not written (docs/STATE.md: tombstones not built) */
+  /* a read, not an event: store_get() would mark the user seen at time 0 and
+   * move it to the head of its partition's LRU list */
+  const void *blob = store_peek(e->st, e->p, user);
+  if (!blob) return 0; /* evicted: its tombstone comes from pt->evicted */
   size_t bs = store_blob_size(e->st), need = CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + bs;
   if (pt->len + need > pt->cap) {
     size_t cap = pt->cap ? pt->cap * 2 : 1 << 16;
@@ -353,16 +383,43 @@ static int encode_user(void *ctx, uint64_t user, int64_t off) {
   return 0;
 }
 
+/* A tombstone (null value) for an evicted user not held again, once a
+ * completion record at or past its eviction is durable (docs/STATE.md). */
+static int encode_tomb(void *ctx, uint64_t user, int64_t evicted_at) {
+  enc_t *e = ctx;
+  part_t *pt = e->pt;
+  if (evicted_at > pt->tomb_upto || store_peek(e->st, e->p, user)) return 0;
+  size_t need = CHANGELOG_KEY_BYTES + 4;
+  if (pt->len + need > pt->cap) {
+    size_t cap = pt->cap ? pt->cap * 2 : 1 << 16;
+    while (cap < pt->len + need) cap *= 2;
+    uint8_t *b = realloc(pt->buf, cap);
+    if (!b) return e->err = IX_ENOMEM;
+    pt->buf = b;
+    pt->cap = cap;
+  }
+  changelog_user_key(user, pt->buf + pt->len);
+  memset(pt->buf + pt->len + CHANGELOG_KEY_BYTES, 0, 4);
+  pt->len += need;
+  pt->n_recs++;
+  return 0;
+}
+
 int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                     int64_t next_offset) {
   if (p < 0 || p >= c->n_parts) return 0;
   part_t *pt = &c->parts[p];
   if (!pt->owned || !pt->dirty || pt->phase != IDLE) return 0;
-  if (!changelog_dirty_count(pt->dirty) && next_offset <= pt->next_offset) return 0;
+  if (next_offset > pt->pos) pt->pos = next_offset;
+  if (!changelog_dirty_count(pt->dirty) && !changelog_dirty_count(pt->evicted) &&
+      next_offset <= pt->next_offset)
+    return 0;
   pt->len = pt->sent_at = pt->n_recs = 0;
   pt->failed = 0;
+  pt->tomb_upto = pt->durable_at;
   enc_t e = {pt, st, p, fingerprint, 0};
   changelog_dirty_foreach(pt->dirty, encode_user, &e);
+  if (!e.err) changelog_dirty_foreach(pt->evicted, encode_tomb, &e);
   if (e.err) {
     pt->len = pt->n_recs = 0;
     return e.err;
@@ -402,7 +459,7 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
         uint32_t vl;
         memcpy(&vl, k + CHANGELOG_KEY_BYTES, 4);
         const uint8_t *v = k + CHANGELOG_KEY_BYTES + 4;
-        int rc = producer_send(c->prod, c->topic, p, k, CHANGELOG_KEY_BYTES, v, vl, 0, NULL, 0,
+        int rc = producer_send(c->prod, c->topic, p, k, CHANGELOG_KEY_BYTES, vl ? v : NULL, vl, 0, NULL, 0,
                                OPQ(p, pt->gen, 0));
         if (rc == IX_EFULL) break; /* the rest at the next pump */
         if (rc) {
@@ -427,7 +484,10 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
       }
     }
     if (pt->phase == DONE) {
-      if (changelog_dirty_forget_before(pt->dirty, pt->next_offset))
+      pt->durable_at = pt->next_offset;
+      /* evicted before the tombstones' bound: written, or held again (a user record) */
+      if (changelog_dirty_forget_before(pt->evicted, pt->tomb_upto + 1) ||
+          changelog_dirty_forget_before(pt->dirty, pt->next_offset))
         LOG_WARN("clog", "partition %d: out of memory; the next changelog checkpoint writes "
                  "its users again", (int)p);
       pt->seq++;
@@ -443,4 +503,28 @@ size_t clog_pending(const clog_t *c) {
   size_t k = 0;
   for (int32_t p = 0; p < c->n_parts; p++) k += c->parts[p].phase != IDLE;
   return k;
+}
+
+int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                        int64_t next_offset, clog_acked_fn acked, clog_durable_fn durable,
+                        void *ctx, uint64_t deadline_ms) {
+  if (p < 0 || p >= c->n_parts || !c->parts[p].owned) return 0;
+  part_t *pt = &c->parts[p];
+  /* the one being written, then one at next_offset, then one more for the
+   * tombstones that the second one's completion allows */
+  for (int round = 0; round < 3; round++) {
+    if (round && pt->phase == IDLE &&
+        clog_checkpoint(c, p, st, fingerprint, next_offset) != 0)
+      break;
+    if (pt->phase == IDLE) {
+      if (round) break; /* nothing to write */
+      continue;
+    }
+    while (pt->phase != IDLE && ix_mono_ms() < deadline_ms) {
+      producer_poll(c->prod, 5);
+      clog_pump(c, acked, durable, ctx);
+    }
+    if (pt->phase != IDLE) return IX_EKAFKA;
+  }
+  return pt->durable_at >= next_offset ? 0 : IX_EKAFKA;
 }

@@ -35,6 +35,9 @@ void clog_destroy(clog_t *c, int flush_ms);
 /* pipeline hooks (core/pipeline.h, pipeline_set_hooks), ctx = the clog_t */
 int clog_skip(void *ctx, int32_t partition, uint64_t user_id, int64_t offset);
 void clog_applied(void *ctx, int32_t partition, uint64_t user_id, int64_t offset);
+/* store hook (store_set_evict_hook), ctx = the clog_t: user_id was evicted;
+ * a later checkpoint writes its tombstone (docs/STATE.md) */
+void clog_evicted(void *ctx, int32_t partition, uint64_t user_id);
 
 /* Where a partition's states came from. */
 typedef enum { CLOG_FROM_COLD = 0, CLOG_FROM_LOCAL, CLOG_FROM_CHANGELOG } clog_source_t;
@@ -72,6 +75,16 @@ typedef void (*clog_durable_fn)(void *ctx, int32_t p, int64_t next_offset);
 /* Serve delivery reports and move every pending checkpoint on. Call often
  * (a timer) and before shutdown. */
 void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ctx);
+/* Partition p is being revoked (or the daemon stops): finish its pending
+ * checkpoint, then write one at next_offset (every prediction before it must
+ * be acknowledged) and wait until its completion record is acknowledged
+ * (durable() called), pumping until ix_mono_ms() reaches deadline_ms. Returns
+ * 0 when the changelog is complete at next_offset, IX_EKAFKA (not
+ * acknowledged by the deadline, or a record failed: the next owner re-reads
+ * from the last completed one) or IX_ENOMEM. Blocks the loop thread. */
+int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                        int64_t next_offset, clog_acked_fn acked, clog_durable_fn durable,
+                        void *ctx, uint64_t deadline_ms);
 /* Checkpoints still being written. */
 size_t clog_pending(const clog_t *c);
 

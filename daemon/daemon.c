@@ -865,6 +865,23 @@ static void clog_durable_cb(void *ctx, int32_t p, int64_t next_offset) {
   part_advance(d, p);
 }
 
+/* Revocation or shutdown: a changelog checkpoint of p at its consumed offset
+ * (its predictions were waited for), so the next owner re-reads less. */
+static void clog_partition_now(daemon_t *d, int32_t p) {
+  inflight_part_t pt = inflight_part(d->inflight, p);
+  if (pt.consumed_next < 0 || pt.in_flight) return;
+  uint64_t deadline = ix_mono_ms() + REVOKE_WAIT_MAX_MS;
+  if (d->stop_deadline_ms && d->stop_deadline_ms < deadline) deadline = d->stop_deadline_ms;
+  int rc = clog_checkpoint_now(d->clog, p, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe),
+                               pt.consumed_next, clog_acked_cb, clog_durable_cb, d, deadline);
+  if (rc)
+    LOG_WARN("daemon", "partition %d: no changelog checkpoint at revocation (%s); the next owner "
+             "re-reads from the last completed one", (int)p, ix_strerror(rc));
+  else
+    LOG_INFO("daemon", "partition %d: changelog checkpoint at revocation, offset %" PRId64,
+             (int)p, pt.consumed_next);
+}
+
 static void clog_timer_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
   clog_pump(d->clog, clog_acked_cb, clog_durable_cb, d);
@@ -1161,6 +1178,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     if (ev == CONSUMER_REVOKE) {
       part_advance(d, p);
       ckpt_partition_now(d, p);
+      if (d->clog) clog_partition_now(d, p);
       part_advance(d, p);
       if (inflight_part(d->inflight, p).stored_next > d->lag[p].committed_off) uncommitted = 1;
     }
@@ -1672,6 +1690,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     free(clprops); /* the strings stay with cfg; clog_new copied what it keeps */
     if (rc) goto err;
     pipeline_set_hooks(d->pipe, clog_skip, clog_applied, d->clog);
+    store_set_evict_hook(pipeline_store(d->pipe), clog_evicted, d->clog);
     LOG_INFO("daemon", "state mode %s: changelog topic %s%s", mode, topic,
              d->ckpt ? ", local checkpoints too" : "");
   }

@@ -235,6 +235,20 @@ void changelog_restore_destroy(changelog_restore_t *rs) {
 int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_len,
                           const void *val, size_t val_len, char *errstr, size_t n) {
   changelog_rec_t rec;
+  if (val_len == 0 && key && key_len == CHANGELOG_KEY_BYTES && ((const uint8_t *)key)[0] == 'u') {
+    /* a tombstone: the user was evicted, and a completion record at or past
+     * the eviction was acknowledged before it was written (docs/STATE.md) */
+    uint64_t user = get64((const uint8_t *)key + 1);
+    rs->info.records++;
+    rs->info.bytes += key_len;
+    if (rs->users.n * 2 >= rs->users.cap && offmap_grow(&rs->users) != 0) return IX_ENOMEM;
+    size_t j = offmap_slot(&rs->users, user);
+    store_remove(rs->st, rs->partition, user);
+    if (rs->users.offs[j] < 0) rs->users.n++;
+    rs->users.keys[j] = user;
+    rs->users.offs[j] = 0; /* any later record of the user is a new life: it is newer */
+    return 0;
+  }
   int err = changelog_decode(key, key_len, val, val_len, &rec, errstr, n);
   if (err) return err;
   if (rec.partition != rs->partition)
@@ -275,12 +289,14 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
 
 void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t *info) {
   if (!rs->finished) {
-    rs->info.users = rs->users.n;
+    rs->info.users = store_partition_users(rs->st, rs->partition);
     /* keep only users whose record is at or past the consistent offset: the
-     * only ones replay from next_offset can meet at or below their offset */
+     * only ones replay from next_offset can meet at or below their offset
+     * (a user whose newest record is a tombstone is not held: nothing to skip) */
     for (size_t i = 0; i < rs->users.cap; i++) {
       if (rs->users.offs[i] < 0) continue;
-      if (rs->info.complete && rs->users.offs[i] >= rs->info.next_offset) {
+      if (rs->info.complete && store_peek(rs->st, rs->partition, rs->users.keys[i]) &&
+          rs->users.offs[i] >= rs->info.next_offset) {
         rs->info.skip_users++;
         if (rs->users.offs[i] > rs->info.skip_until) rs->info.skip_until = rs->users.offs[i];
       } else {

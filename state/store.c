@@ -76,6 +76,8 @@ struct store {
 
   uint64_t users, seq;
   uint64_t evicted_lru, evicted_ttl;
+  store_evict_fn evict_fn;
+  void *evict_ctx;
 
   /* snapshot capture (application-level copy-on-write): a live slot of a
    * partition with cap_idx != NIL whose snap != cap_id has not been
@@ -599,6 +601,7 @@ size_t store_evict(store_t *st) {
         vs = s;
       }
     }
+    if (st->evict_fn) st->evict_fn(st->evict_ctx, st->parts[vs->part].id, vs->user_id);
     slot_remove(st, victim);
     st->evicted_lru++;
     n++;
@@ -613,12 +616,26 @@ size_t store_expire(store_t *st, int64_t now_ms) {
     /* Lists are in touch order, so idle users gather at the tail. */
     uint32_t t;
     while ((t = st->parts[k].tail) != NIL && now_ms - slot_at(st, t)->last_seen_ms > st->ttl_ms) {
+      if (st->evict_fn) st->evict_fn(st->evict_ctx, st->parts[k].id, slot_at(st, t)->user_id);
       slot_remove(st, t);
       n++;
     }
   }
   st->evicted_ttl += n;
   return n;
+}
+
+void store_set_evict_hook(store_t *st, store_evict_fn fn, void *ctx) {
+  st->evict_fn = fn;
+  st->evict_ctx = ctx;
+}
+
+int store_remove(store_t *st, int32_t partition, uint64_t user_id) {
+  int found;
+  uint64_t b = table_find(st, partition, user_id, key_tag(partition, user_id), &found);
+  if (!found) return 0;
+  slot_remove(st, st->table[b].slot1 - 1);
+  return 1;
 }
 
 size_t store_drop_partition(store_t *st, int32_t partition) {

@@ -135,6 +135,97 @@ static void test_changelog_restore_refuses_other_model_and_partition(void **stat
   store_destroy(st);
 }
 
+/* A tombstone (null value) drops the user on restore: an evicted user does
+ * not come back with its last state; a record after the tombstone (the user
+ * came back) restores the new state; the store's eviction hook names every
+ * user store_evict() and store_expire() drop. */
+static void add_user(changelog_restore_t *rs, uint64_t user, int64_t off, uint8_t fill) {
+  uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_USER_FIXED + BLOB], blob[BLOB];
+  char err[300];
+  memset(blob, fill, sizeof blob);
+  changelog_user_key(user, key);
+  size_t n = changelog_encode_user(2, FP, user, off, 0, blob, BLOB, val, sizeof val);
+  assert_int_equal(changelog_restore_add(rs, key, sizeof key, val, n, err, sizeof err), 0);
+}
+static void add_tomb(changelog_restore_t *rs, uint64_t user) {
+  uint8_t key[CHANGELOG_KEY_BYTES];
+  char err[300];
+  changelog_user_key(user, key);
+  assert_int_equal(changelog_restore_add(rs, key, sizeof key, NULL, 0, err, sizeof err), 0);
+}
+static void add_complete(changelog_restore_t *rs, int64_t next, uint64_t seq) {
+  uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_COMPLETE_BYTES];
+  char err[300];
+  changelog_complete_key(2, key);
+  size_t n = changelog_encode_complete(2, FP, next, seq, 1, 0, val, sizeof val);
+  assert_int_equal(changelog_restore_add(rs, key, sizeof key, val, n, err, sizeof err), 0);
+}
+
+static uint64_t evicted_ids[64];
+static size_t n_evicted;
+static void on_evict(void *ctx, int32_t p, uint64_t user) {
+  (void)ctx;
+  assert_int_equal(p, 2);
+  if (n_evicted < 64) evicted_ids[n_evicted++] = user;
+}
+
+static void test_changelog_tombstone_drops_an_evicted_user(void **state) {
+  (void)state;
+  store_t *st;
+  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
+  assert_int_equal(store_new(&o, &st), 0);
+  changelog_restore_t *rs;
+  assert_int_equal(changelog_restore_new(st, 2, FP, &rs), 0);
+  add_user(rs, 1, 5, 0x11);
+  add_user(rs, 2, 7, 0x22);
+  add_user(rs, 3, 8, 0x33);
+  add_complete(rs, 10, 1);
+  add_user(rs, 2, 12, 0x23);
+  add_complete(rs, 20, 2);
+  /* users 1 and 3 evicted at offsets <= 20: tombstones in the next checkpoint */
+  add_tomb(rs, 1);
+  add_tomb(rs, 3);
+  add_complete(rs, 30, 3);
+  /* user 3 comes back at offset 31, user 1 only in a checkpoint that never completed */
+  add_user(rs, 3, 31, 0x34);
+  changelog_restore_info_t info;
+  changelog_restore_finish(rs, &info);
+  assert_int_equal(info.complete, 1);
+  assert_int_equal(info.next_offset, 30);
+  assert_int_equal(info.users, 2);
+  assert_null(store_peek(st, 2, 1)); /* evicted: not restored with its old state */
+  const uint8_t *b = store_peek(st, 2, 2);
+  assert_non_null(b);
+  assert_int_equal(b[0], 0x23);
+  b = store_peek(st, 2, 3);
+  assert_non_null(b);
+  assert_int_equal(b[0], 0x34);
+  assert_int_equal(info.skip_users, 1); /* user 3's record is past 30 */
+  assert_int_equal(changelog_restore_skip(rs, 3, 31), 1);
+  assert_int_equal(changelog_restore_skip(rs, 1, 30), 0);
+  changelog_restore_destroy(rs);
+  store_destroy(st);
+
+  /* the hook names the users evicted by the memory limit and by the TTL */
+  store_opts_t lo = {.blob_size = BLOB, .small_pages = 1, .mem_limit_bytes = 8u << 20,
+                     .idle_ttl_ms = 100};
+  assert_int_equal(store_new(&lo, &st), 0);
+  store_set_evict_hook(st, on_evict, NULL);
+  uint64_t cap = store_capacity(st);
+  int created;
+  for (uint64_t u = 1; u <= cap + 3; u++) assert_non_null(store_get(st, 2, u, (int64_t)u, 1, &created));
+  n_evicted = 0;
+  assert_int_equal(store_evict(st), 3);
+  assert_int_equal(n_evicted, 3);
+  for (size_t i = 0; i < 3; i++) assert_int_equal(evicted_ids[i], i + 1); /* least recent first */
+  n_evicted = 0;
+  size_t left = store_users(st);
+  assert_int_equal(store_expire(st, 1000000), left);
+  assert_int_equal(n_evicted, left < 64 ? left : 64);
+  assert_int_equal(store_remove(st, 2, 99), 0);
+  store_destroy(st);
+}
+
 /* ---- a simulated owner ---- */
 
 #define USERS 300
@@ -327,6 +418,7 @@ int main(void) {
       cmocka_unit_test(test_changelog_records_round_trip),
       cmocka_unit_test(test_changelog_decoder_refuses_each_corruption),
       cmocka_unit_test(test_changelog_restore_refuses_other_model_and_partition),
+      cmocka_unit_test(test_changelog_tombstone_drops_an_evicted_user),
       cmocka_unit_test(test_changelog_dirty_forgets_only_what_a_checkpoint_wrote),
       cmocka_unit_test(test_changelog_restore_is_exact_after_crash_inside_checkpoint),
   };
