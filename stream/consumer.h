@@ -42,6 +42,14 @@ typedef void (*consumer_rebalance_fn)(void *ctx, consumer_event_t ev, consumer_p
 typedef void (*consumer_commit_fn)(void *ctx, int err, const char *errstr,
                                    const consumer_part_t *parts, size_t n);
 
+/* Events the broker deleted (retention) before they were read: partition's
+ * next message was expected at `expected`, the log now starts beyond it and
+ * consumption resumed at `resumed`; `skipped` offsets were never seen. The
+ * consumer has logged one error line. Called on the loop thread from
+ * consumer_poll(). */
+typedef void (*consumer_skip_fn)(void *ctx, int32_t partition, int64_t expected,
+                                 int64_t resumed, int64_t skipped);
+
 typedef struct {
   const char *brokers;      /* bootstrap list */
   const char *group;        /* group.id */
@@ -49,6 +57,7 @@ typedef struct {
   const char *const *props; /* librdkafka "key=value" overrides, NULL-terminated; may be NULL */
   consumer_rebalance_fn on_rebalance; /* may be NULL */
   consumer_commit_fn on_commit;       /* may be NULL */
+  consumer_skip_fn on_skip;           /* may be NULL */
   void *ctx;
 } consumer_opts_t;
 
