@@ -11,11 +11,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "stream/kafkaconf.h"
 
 #define CONSUMER_MAX_BATCH 65536
+/* After an assignment, stored offsets are committed (asynchronously) at most
+ * every FAST_COMMIT_GAP_MS for FAST_COMMIT_WINDOW_MS, besides the auto-commit
+ * timer: when heartbeats keep failing (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID),
+ * librdkafka drops the assignment as lost a heartbeat interval after each
+ * join, before the auto-commit timer fires, and nothing done in between
+ * would ever be committed. */
+#define FAST_COMMIT_WINDOW_MS 2000
+#define FAST_COMMIT_GAP_MS 100
 
 struct consumer {
   rd_kafka_t *rk;
@@ -29,6 +38,8 @@ struct consumer {
   consumer_commit_fn on_commit;
   consumer_skip_fn on_skip;
   void *ctx;
+  uint64_t fast_until_ms;    /* commit stored offsets promptly until then */
+  uint64_t last_fast_ms;     /* the last of those commits */
   int64_t *expect;           /* by partition: next offset expected (EXP_*) */
   int32_t n_expect;
   int cooperative;
@@ -116,6 +127,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   rd_kafka_error_t *error = NULL;
   rd_kafka_resp_err_t aerr = 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    c->fast_until_ms = ix_mono_ms() + FAST_COMMIT_WINDOW_MS;
     if (c->on_rebalance) c->on_rebalance(c->ctx, CONSUMER_ASSIGN, cp, (size_t)parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
       parts->elems[i].offset =
@@ -344,6 +356,12 @@ int consumer_store_offset(consumer_t *c, int32_t partition, int64_t next_offset)
     LOG_DEBUG("consumer", "storing offset %lld of partition %d: %s", (long long)next_offset,
               (int)partition, rd_kafka_err2str(err));
     return IX_EKAFKA;
+  }
+  uint64_t now = ix_mono_ms();
+  if (now < c->fast_until_ms && now - c->last_fast_ms >= FAST_COMMIT_GAP_MS) {
+    c->last_fast_ms = now;
+    err = rd_kafka_commit(c->rk, NULL, 1); /* the result comes to commit_cb */
+    if (err) LOG_DEBUG("consumer", "commit after assignment: %s", rd_kafka_err2str(err));
   }
   return 0;
 }

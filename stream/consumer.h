@@ -3,8 +3,11 @@
  * can watch it with uv_poll and drain it on each wake-up. Offsets are stored
  * only by the caller (enable.auto.offset.store=false is forced): the caller
  * stores an offset once everything derived from the messages before it is
- * safe. Stored offsets are committed by librdkafka's auto-commit timer and by
- * consumer_commit(). All functions: loop thread only. */
+ * safe. Stored offsets are committed by librdkafka's auto-commit timer, by
+ * consumer_commit(), and for 2 s after each assignment asynchronously after a
+ * store (at most every 100 ms), so that an assignment lost sooner than the
+ * auto-commit interval (repeated heartbeat errors) still commits its work.
+ * All functions: loop thread only. */
 #ifndef IX_STREAM_CONSUMER_H
 #define IX_STREAM_CONSUMER_H
 

@@ -34,7 +34,13 @@
  *              committed offset gets offset out of range and librdkafka resets
  *              to the log start: interestd_events_skipped_by_retention_total
  *              equals the log start minus 500, with one error line, and
- *              everything still in the log is consumed. */
+ *              everything still in the log is consumed.
+ * storm:       the first two heartbeats after a join fail with
+ *              ILLEGAL_GENERATION (cooperative-sticky): librdkafka drops the
+ *              assignment as lost 0.5 s after each join, before the 1 s
+ *              auto-commit timer; the offsets processed in that window are
+ *              committed anyway (commits after an assignment), and all of
+ *              them once the errors stop. */
 #include "daemon_harness.h"
 
 #include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (the harness includes it) */
@@ -351,6 +357,10 @@ static void test_commit_failure(void) {
   H_CHECK(committed == want, "interestd_committed_offset sums to %g, want %g", committed, want);
   H_CHECK(metric_series(port, "interestd_rebalances_total{event=\"assign\"} ") >= 1,
           "no assignment counted");
+  /* past the commits that follow an assignment (2 s): one of them failing
+   * with ILLEGAL_GENERATION would drop the assignment as lost, and the
+   * shutdown would then have nothing of its own to commit */
+  h_sleep_ms(2500);
   rd_kafka_resp_err_t errs[200];
   for (size_t i = 0; i < 200; i++) errs[i] = RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION;
   rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 8 /* OffsetCommit */, 200,
@@ -499,6 +509,53 @@ static void test_retention_skip(void) {
   mockbroker_destroy(mb);
 }
 
+/* The group's committed offsets, summed over the partitions (-1 each if none). */
+static int64_t committed_sum(const char *brokers, const char *group) {
+  int64_t sum = 0;
+  for (int p = 0; p < PARTS; p++) sum += h_committed(brokers, h_T(group), h_T("events"), p);
+  return sum;
+}
+
+static void test_heartbeat_storm(void) {
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  int64_t want = 0;
+  int64_t end[PARTS] = {0};
+  for (size_t i = 0; i < N_EVENTS; i++)
+    if (msgs[i].offset + 1 > end[msgs[i].partition]) end[msgs[i].partition] = msgs[i].offset + 1;
+  for (int p = 0; p < PARTS; p++) want += end[p];
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *conf = h_path("storm.conf");
+  /* the auto-commit timer (5 s here) cannot fire inside the short windows */
+  h_write_conf(conf, brokers, "storm", model,
+               "[kafka.consumer]\nauto.commit.interval.ms = 5000\n");
+  /* the second heartbeat after each of two joins fails: each time the
+   * assignment is lost well under a second after it was made */
+  rd_kafka_resp_err_t errs[4] = {RD_KAFKA_RESP_ERR_NO_ERROR, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
+                                 RD_KAFKA_RESP_ERR_NO_ERROR, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION};
+  rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 12 /* Heartbeat */, 4, errs);
+  const char *log = h_path("storm.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "lost partitions", 30), "no lost assignment (log %s)", log);
+  h_sleep_ms(1000);
+  int64_t first = committed_sum(brokers, "storm");
+  printf("storm: %" PRId64 " of %" PRId64 " offsets committed in the first half-second "
+         "assignment\n", first + PARTS, want + PARTS);
+  H_CHECK(first > 0, "nothing committed before the assignment was lost (sum %" PRId64
+          ", log %s)", first, log);
+  int64_t sum = first;
+  double deadline = h_now() + 40;
+  while (h_now() < deadline && (sum = committed_sum(brokers, "storm")) < want) h_sleep_ms(500);
+  H_CHECK(sum == want, "committed %" PRId64 " of %" PRId64 " (log %s)", sum, want, log);
+  kill(pid, SIGTERM);
+  H_CHECK(h_wait_exit(pid, 20.0) == 0, "exit (log %s)", log);
+  h_free_msgs(msgs, N_EVENTS);
+  mockbroker_destroy(mb);
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_faults");
   const char *only = argc > 1 ? argv[1] : NULL;
@@ -509,6 +566,7 @@ int main(int argc, char **argv) {
   if (!only || !strcmp(only, "commit")) test_commit_failure();
   if (!only || !strcmp(only, "foreign")) test_foreign_checkpoint();
   if (!only || !strcmp(only, "retention")) test_retention_skip();
+  if (!only || !strcmp(only, "storm")) test_heartbeat_storm();
   printf("PASS\n");
   return 0;
 }
