@@ -288,7 +288,14 @@ int main(void) {
   }
   H_CHECK(checked404 > 0, "no user of another process's partition");
   kill(pid2, SIGTERM);
-  H_CHECK(h_wait_exit(pid2, 30.0) == 0, "second daemon exit (log %s)", log2);
+  int status2 = h_wait_exit(pid2, 30.0);
+  if (status2 != 0) {
+    char *text = h_read_file(log2);
+    size_t tl = text ? strlen(text) : 0;
+    fprintf(stderr, "second daemon's log, last lines:\n%s\n", text ? text + (tl > 3000 ? tl - 3000 : 0) : "");
+    free(text);
+  }
+  H_CHECK(status2 == 0, "second daemon exit status %d (log %s)", status2, log2);
 
   /* SIGTERM: everything committed */
   kill(pid, SIGTERM);
