@@ -1064,6 +1064,13 @@ static void on_commit(void *ctx, int err, const char *errstr, const consumer_par
   }
 }
 
+/* Events deleted by retention before they were read (the consumer logged it). */
+static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resumed,
+                    int64_t skipped) {
+  (void)partition, (void)expected, (void)resumed;
+  metrics_counter_add(((daemon_t *)ctx)->md.skipped_by_retention, (uint64_t)skipped);
+}
+
 static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts, size_t n) {
   daemon_t *d = ctx;
   char list[512];
@@ -1718,7 +1725,8 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   }
   consumer_opts_t co = {.brokers = cfg->kafka.brokers, .group = cfg->kafka.group,
                         .topic = cfg->kafka.input_topic, .props = (const char *const *)cprops,
-                        .on_rebalance = on_rebalance, .on_commit = on_commit, .ctx = d};
+                        .on_rebalance = on_rebalance, .on_commit = on_commit,
+                        .on_skip = on_skip, .ctx = d};
   rc = consumer_new(&co, &d->consumer, errstr, errstr_size);
   if (rc) goto err;
   free(cprops);

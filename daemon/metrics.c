@@ -609,6 +609,9 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
     "Offset commits that failed (auto-commit, revocation, shutdown).");
   C(checkpoints_refused, "interestd_checkpoints_refused_total",
     "Restored checkpoints ignored because their offset lies beyond the partition's end.");
+  C(skipped_by_retention, "interestd_events_skipped_by_retention_total",
+    "Input offsets deleted by the broker's retention before they were read (offset out of "
+    "range; consumption resumed at the log's start).");
   static const char *const rebalance_events[3] = {"assign", "revoke", "lost"};
   for (int i = 0; i < 3 && !rc; i++)
     rc = metrics_counter_new(reg, &md->rebalances[i], "interestd_rebalances_total",

@@ -35,6 +35,8 @@
  *  interestd_commit_failures_total           counter    -                        offset commits that failed
  *  interestd_checkpoints_refused_total       counter    -                        restored checkpoints ignored: offset beyond the
  *                                                                                partition's end (another cluster, recreated topic)
+ *  interestd_events_skipped_by_retention_total counter -                       input offsets deleted by the broker's retention
+ *                                                                                before they were read (offset out of range)
  *  interestd_rebalances_total                counter    event                    assign | revoke | lost
  *  interestd_last_rebalance_info             gauge      event, partitions        always 1; the last rebalance
  *  interestd_committed_offset                gauge      partition                offset last committed, per owned partition
@@ -206,6 +208,7 @@ typedef struct {
   metrics_gauge_t *retry_backlog;
   metrics_counter_t *commit_failures;
   metrics_counter_t *checkpoints_refused;
+  metrics_counter_t *skipped_by_retention;
   metrics_counter_t *rebalances[3]; /* by consumer_event_t: assign, revoke, lost */
   metrics_info_t *last_rebalance;
   metrics_histogram_t *batch_size;

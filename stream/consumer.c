@@ -11,11 +11,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "stream/kafkaconf.h"
 
 #define CONSUMER_MAX_BATCH 65536
+/* After an assignment, stored offsets are committed (asynchronously) at most
+ * every FAST_COMMIT_GAP_MS for FAST_COMMIT_WINDOW_MS, besides the auto-commit
+ * timer: when heartbeats keep failing (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID),
+ * librdkafka drops the assignment as lost a heartbeat interval after each
+ * join, before the auto-commit timer fires, and nothing done in between
+ * would ever be committed. */
+#define FAST_COMMIT_WINDOW_MS 2000
+#define FAST_COMMIT_GAP_MS 100
 
 struct consumer {
   rd_kafka_t *rk;
@@ -27,7 +36,12 @@ struct consumer {
   size_t n_msgs, cap_msgs;
   consumer_rebalance_fn on_rebalance;
   consumer_commit_fn on_commit;
+  consumer_skip_fn on_skip;
   void *ctx;
+  uint64_t fast_until_ms;    /* commit stored offsets promptly until then */
+  uint64_t last_fast_ms;     /* the last of those commits */
+  int64_t *expect;           /* by partition: next offset expected (EXP_*) */
+  int32_t n_expect;
   int cooperative;
   int closed;
 };
@@ -35,6 +49,51 @@ struct consumer {
 static void clear_fd(consumer_t *c) {
   char buf[256];
   while (read(c->pipefd[0], buf, sizeof buf) > 0) {}
+}
+
+/* expect[p]: the offset the next message of p should carry, or one of these */
+#define EXP_NONE (-1)      /* not owned, or not known (nothing to compare with) */
+#define EXP_COMMITTED (-2) /* assigned at the committed offset: asked on a reset */
+
+static void expect_set(consumer_t *c, int32_t p, int64_t v) {
+  if (p < 0) return;
+  if (p >= c->n_expect) {
+    if (v == EXP_NONE) return;
+    int32_t n = c->n_expect ? c->n_expect : 16;
+    while (n <= p) n *= 2;
+    int64_t *e = realloc(c->expect, (size_t)n * sizeof *e);
+    if (!e) return; /* detection off for this partition; consumption goes on */
+    for (int32_t i = c->n_expect; i < n; i++) e[i] = EXP_NONE;
+    c->expect = e;
+    c->n_expect = n;
+  }
+  c->expect[p] = v;
+}
+
+/* A message of partition p at offset off: when it lies beyond the offset
+ * expected and the broker's log now starts beyond that expected offset, the
+ * events in between were deleted by retention before they were read
+ * (librdkafka got OFFSET_OUT_OF_RANGE and reset to auto.offset.reset). A gap
+ * below the log start (compaction, transaction markers) is not counted. */
+static void check_gap(consumer_t *c, int32_t p, int64_t off) {
+  if (p < 0 || p >= c->n_expect) return;
+  int64_t exp = c->expect[p];
+  c->expect[p] = off + 1;
+  if (exp == EXP_NONE || off <= exp) return;
+  int64_t lo = consumer_low_watermark(c, p);
+  if (exp == EXP_COMMITTED) {
+    /* the first message after an assignment at the committed offset: only a
+     * start at the log's beginning can be a reset; ask what was committed */
+    if (off == 0 || lo < off) return;
+    if (consumer_committed(c, p, 5000, &exp) || exp < 0 || exp >= off) return;
+  }
+  if (lo <= exp) return;
+  int64_t skipped = (lo < off ? lo : off) - exp;
+  LOG_ERROR("consumer",
+            "partition %d: %lld events deleted by the broker's retention before they were "
+            "read: expected offset %lld, the log now starts at %lld, consuming from %lld",
+            (int)p, (long long)skipped, (long long)exp, (long long)lo, (long long)off);
+  if (c->on_skip) c->on_skip(c->ctx, p, exp, off, skipped);
 }
 
 static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -68,10 +127,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   rd_kafka_error_t *error = NULL;
   rd_kafka_resp_err_t aerr = 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    c->fast_until_ms = ix_mono_ms() + FAST_COMMIT_WINDOW_MS;
     if (c->on_rebalance) c->on_rebalance(c->ctx, CONSUMER_ASSIGN, cp, (size_t)parts->cnt);
-    for (int i = 0; i < parts->cnt; i++)
+    for (int i = 0; i < parts->cnt; i++) {
       parts->elems[i].offset =
           cp[i].offset == CONSUMER_OFFSET_COMMITTED ? RD_KAFKA_OFFSET_INVALID : cp[i].offset;
+      expect_set(c, cp[i].partition, cp[i].offset >= 0 ? cp[i].offset : EXP_COMMITTED);
+    }
     if (cooperative) error = rd_kafka_incremental_assign(rk, parts);
     else aerr = rd_kafka_assign(rk, parts);
   } else {
@@ -79,6 +141,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
       LOG_WARN("consumer", "rebalance error: %s", rd_kafka_err2str(err));
     if (c->on_rebalance) c->on_rebalance(c->ctx, ev, cp, (size_t)parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) expect_set(c, cp[i].partition, EXP_NONE);
     if (cooperative) error = rd_kafka_incremental_unassign(rk, parts);
     else aerr = rd_kafka_assign(rk, NULL);
   }
@@ -127,6 +190,7 @@ int consumer_new(const consumer_opts_t *opts, consumer_t **out, char *errstr,
   c->pipefd[0] = c->pipefd[1] = -1;
   c->on_rebalance = opts->on_rebalance;
   c->on_commit = opts->on_commit;
+  c->on_skip = opts->on_skip;
   c->ctx = opts->ctx;
   c->closed = 1; /* nothing to close until subscribed */
   rd_kafka_conf_t *conf = NULL;
@@ -218,6 +282,7 @@ void consumer_destroy(consumer_t *c) {
   }
   free(c->msgs);
   free(c->topic);
+  free(c->expect);
   if (c->pipefd[0] >= 0) close(c->pipefd[0]);
   if (c->pipefd[1] >= 0) close(c->pipefd[1]);
   free(c);
@@ -259,6 +324,7 @@ ssize_t consumer_poll(consumer_t *c, rec_t *out, size_t max) {
         rd_kafka_message_destroy(m);
         continue;
       }
+      check_gap(c, m->partition, m->offset);
       c->msgs[n] = m;
       rec_t *r = &out[n++];
       r->partition = m->partition;
@@ -290,6 +356,12 @@ int consumer_store_offset(consumer_t *c, int32_t partition, int64_t next_offset)
     LOG_DEBUG("consumer", "storing offset %lld of partition %d: %s", (long long)next_offset,
               (int)partition, rd_kafka_err2str(err));
     return IX_EKAFKA;
+  }
+  uint64_t now = ix_mono_ms();
+  if (now < c->fast_until_ms && now - c->last_fast_ms >= FAST_COMMIT_GAP_MS) {
+    c->last_fast_ms = now;
+    err = rd_kafka_commit(c->rk, NULL, 1); /* the result comes to commit_cb */
+    if (err) LOG_DEBUG("consumer", "commit after assignment: %s", rd_kafka_err2str(err));
   }
   return 0;
 }

@@ -3,8 +3,11 @@
  * can watch it with uv_poll and drain it on each wake-up. Offsets are stored
  * only by the caller (enable.auto.offset.store=false is forced): the caller
  * stores an offset once everything derived from the messages before it is
- * safe. Stored offsets are committed by librdkafka's auto-commit timer and by
- * consumer_commit(). All functions: loop thread only. */
+ * safe. Stored offsets are committed by librdkafka's auto-commit timer, by
+ * consumer_commit(), and for 2 s after each assignment asynchronously after a
+ * store (at most every 100 ms), so that an assignment lost sooner than the
+ * auto-commit interval (repeated heartbeat errors) still commits its work.
+ * All functions: loop thread only. */
 #ifndef IX_STREAM_CONSUMER_H
 #define IX_STREAM_CONSUMER_H
 
@@ -42,6 +45,14 @@ typedef void (*consumer_rebalance_fn)(void *ctx, consumer_event_t ev, consumer_p
 typedef void (*consumer_commit_fn)(void *ctx, int err, const char *errstr,
                                    const consumer_part_t *parts, size_t n);
 
+/* Events the broker deleted (retention) before they were read: partition's
+ * next message was expected at `expected`, the log now starts beyond it and
+ * consumption resumed at `resumed`; `skipped` offsets were never seen. The
+ * consumer has logged one error line. Called on the loop thread from
+ * consumer_poll(). */
+typedef void (*consumer_skip_fn)(void *ctx, int32_t partition, int64_t expected,
+                                 int64_t resumed, int64_t skipped);
+
 typedef struct {
   const char *brokers;      /* bootstrap list */
   const char *group;        /* group.id */
@@ -49,6 +60,7 @@ typedef struct {
   const char *const *props; /* librdkafka "key=value" overrides, NULL-terminated; may be NULL */
   consumer_rebalance_fn on_rebalance; /* may be NULL */
   consumer_commit_fn on_commit;       /* may be NULL */
+  consumer_skip_fn on_skip;           /* may be NULL */
   void *ctx;
 } consumer_opts_t;
 

@@ -26,7 +26,21 @@
  * pred_fail:   the first Produce requests of the daemon fail with
  *              INVALID_RECORD (non-retriable): those predictions are dropped
  *              and counted, no other event loses its prediction, offsets are
- *              committed. */
+ *              committed.
+ * retention:   the daemon answers 500 events of one partition and stops
+ *              (offset 500 committed); then ~7 MB more is produced, and the
+ *              mock drops the oldest data past ~5 MiB per partition, so the
+ *              log starts beyond 500. Restarted, the daemon's fetch at the
+ *              committed offset gets offset out of range and librdkafka resets
+ *              to the log start: interestd_events_skipped_by_retention_total
+ *              equals the log start minus 500, with one error line, and
+ *              everything still in the log is consumed.
+ * storm:       the first two heartbeats after a join fail with
+ *              ILLEGAL_GENERATION (cooperative-sticky): librdkafka drops the
+ *              assignment as lost 0.5 s after each join, before the 1 s
+ *              auto-commit timer; the offsets processed in that window are
+ *              committed anyway (commits after an assignment), and all of
+ *              them once the errors stop. */
 #include "daemon_harness.h"
 
 #include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (the harness includes it) */
@@ -343,6 +357,10 @@ static void test_commit_failure(void) {
   H_CHECK(committed == want, "interestd_committed_offset sums to %g, want %g", committed, want);
   H_CHECK(metric_series(port, "interestd_rebalances_total{event=\"assign\"} ") >= 1,
           "no assignment counted");
+  /* past the commits that follow an assignment (2 s): one of them failing
+   * with ILLEGAL_GENERATION would drop the assignment as lost, and the
+   * shutdown would then have nothing of its own to commit */
+  h_sleep_ms(2500);
   rd_kafka_resp_err_t errs[200];
   for (size_t i = 0; i < 200; i++) errs[i] = RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION;
   rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 8 /* OffsetCommit */, 200,
@@ -416,6 +434,128 @@ static void test_foreign_checkpoint(void) {
   mockbroker_destroy(mb);
 }
 
+/* The partition's low and high watermarks, asked of the broker. */
+static void watermarks(const char *brokers, const char *topic, int32_t p, int64_t *lo,
+                       int64_t *hi) {
+  char err[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  H_CHECK(rk, "%s", err);
+  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, lo, hi, 10000);
+  H_CHECK(!e, "watermarks: %s", rd_kafka_err2str(e));
+  rd_kafka_destroy(rk);
+}
+
+static void test_retention_skip(void) {
+  enum { N_FIRST = 500, N_FILL = 7000, FILL_LEN = 1000 };
+  mockbroker_t *mb = h_mockbroker(1);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_msg_t *msgs = h_load_events(N_FIRST, 1);
+  h_produce(brokers, "events", msgs, 0, N_FIRST, 0);
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *conf = h_path("retention.conf");
+  h_write_conf(conf, brokers, "retention", model, "");
+  const char *log = h_path("retention_a.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_collect(brokers, "interests", h_path("ret_out.rec"), N_FIRST, 30000) == N_FIRST,
+          "predictions (log %s)", log);
+  kill(pid, SIGTERM);
+  H_CHECK(h_wait_exit(pid, 15.0) == 0, "first run's exit (log %s)", log);
+  int64_t committed = h_committed(brokers, "retention", "events", 0);
+  H_CHECK(committed == N_FIRST, "committed %" PRId64 ", want %d", committed, N_FIRST);
+  /* ~7 MB of filler (rejected by the daemon: not an event): the mock keeps
+   * about 5 MiB per partition and drops the oldest batches */
+  h_msg_t *fill = calloc(N_FILL, sizeof *fill);
+  for (size_t i = 0; i < N_FILL; i++) {
+    fill[i].partition = 0;
+    fill[i].key = strdup("f");
+    fill[i].key_len = 1;
+    fill[i].value_len = FILL_LEN;
+    fill[i].value = malloc(FILL_LEN);
+    for (size_t j = 0; j < FILL_LEN; j++) fill[i].value[j] = (char)('a' + (i + j) % 26);
+  }
+  h_produce(brokers, "events", fill, 0, N_FILL, 0);
+  int64_t lo, hi;
+  watermarks(brokers, "events", 0, &lo, &hi);
+  printf("retention: log now [%" PRId64 ", %" PRId64 "), committed %" PRId64 "\n", lo, hi,
+         committed);
+  H_CHECK(lo > committed && hi == N_FIRST + N_FILL, "the mock kept everything: [%" PRId64
+          ", %" PRId64 ")", lo, hi);
+  log = h_path("retention_b.log");
+  pid = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "metrics on http", 10), "no metrics line (log %s)", log);
+  int port = h_metrics_port(log);
+  double consumed = 0, deadline = h_now() + 30;
+  while (h_now() < deadline &&
+         (consumed = metric(port, "interestd_events_consumed_total")) < (double)(hi - lo))
+    h_sleep_ms(200);
+  H_CHECK(consumed == (double)(hi - lo), "consumed %g, want %" PRId64 " (log %s)", consumed,
+          hi - lo, log);
+  double skipped = metric(port, "interestd_events_skipped_by_retention_total");
+  printf("retention: %.0f offsets counted as skipped, %" PRId64 " deleted unread\n", skipped,
+         lo - committed);
+  H_CHECK(skipped == (double)(lo - committed), "interestd_events_skipped_by_retention_total = %g, "
+          "want %" PRId64 " (log %s)", skipped, lo - committed, log);
+  char line[256];
+  snprintf(line, sizeof line, "deleted by the broker's retention before they were read: "
+           "expected offset %" PRId64 ", the log now starts at %" PRId64, committed, lo);
+  H_CHECK(h_wait_log(log, line, 1), "no error line '%s' (log %s)", line, log);
+  kill(pid, SIGTERM);
+  H_CHECK(h_wait_exit(pid, 15.0) == 0, "second run's exit (log %s)", log);
+  h_free_msgs(fill, N_FILL);
+  h_free_msgs(msgs, N_FIRST);
+  mockbroker_destroy(mb);
+}
+
+/* The group's committed offsets, summed over the partitions (-1 each if none). */
+static int64_t committed_sum(const char *brokers, const char *group) {
+  int64_t sum = 0;
+  for (int p = 0; p < PARTS; p++) sum += h_committed(brokers, h_T(group), h_T("events"), p);
+  return sum;
+}
+
+static void test_heartbeat_storm(void) {
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  int64_t want = 0;
+  int64_t end[PARTS] = {0};
+  for (size_t i = 0; i < N_EVENTS; i++)
+    if (msgs[i].offset + 1 > end[msgs[i].partition]) end[msgs[i].partition] = msgs[i].offset + 1;
+  for (int p = 0; p < PARTS; p++) want += end[p];
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *conf = h_path("storm.conf");
+  /* the auto-commit timer (5 s here) cannot fire inside the short windows */
+  h_write_conf(conf, brokers, "storm", model,
+               "[kafka.consumer]\nauto.commit.interval.ms = 5000\n");
+  /* the second heartbeat after each of two joins fails: each time the
+   * assignment is lost well under a second after it was made */
+  rd_kafka_resp_err_t errs[4] = {RD_KAFKA_RESP_ERR_NO_ERROR, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
+                                 RD_KAFKA_RESP_ERR_NO_ERROR, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION};
+  rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 12 /* Heartbeat */, 4, errs);
+  const char *log = h_path("storm.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "lost partitions", 30), "no lost assignment (log %s)", log);
+  h_sleep_ms(1000);
+  int64_t first = committed_sum(brokers, "storm");
+  printf("storm: %" PRId64 " of %" PRId64 " offsets committed in the first half-second "
+         "assignment\n", first + PARTS, want + PARTS);
+  H_CHECK(first > 0, "nothing committed before the assignment was lost (sum %" PRId64
+          ", log %s)", first, log);
+  int64_t sum = first;
+  double deadline = h_now() + 40;
+  while (h_now() < deadline && (sum = committed_sum(brokers, "storm")) < want) h_sleep_ms(500);
+  H_CHECK(sum == want, "committed %" PRId64 " of %" PRId64 " (log %s)", sum, want, log);
+  kill(pid, SIGTERM);
+  H_CHECK(h_wait_exit(pid, 20.0) == 0, "exit (log %s)", log);
+  h_free_msgs(msgs, N_EVENTS);
+  mockbroker_destroy(mb);
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_faults");
   const char *only = argc > 1 ? argv[1] : NULL;
@@ -425,6 +565,8 @@ int main(int argc, char **argv) {
   if (!only || !strcmp(only, "health")) test_health_and_lag();
   if (!only || !strcmp(only, "commit")) test_commit_failure();
   if (!only || !strcmp(only, "foreign")) test_foreign_checkpoint();
+  if (!only || !strcmp(only, "retention")) test_retention_skip();
+  if (!only || !strcmp(only, "storm")) test_heartbeat_storm();
   printf("PASS\n");
   return 0;
 }
