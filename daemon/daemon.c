@@ -1167,6 +1167,12 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         int64_t committed;
         if (consumer_committed(d->consumer, p, 1000, &committed) == 0 && committed >= 0)
           d->lag[p].start = d->lag[p].committed_off = committed;
+        /* nothing committed: consumption starts at the low watermark
+         * (auto.offset.reset = earliest); asked now, since the client learns
+         * it only from a fetch, which a paused partition does not make */
+        int64_t lo, hi;
+        if (d->lag[p].start < 0 && consumer_query_watermarks(d->consumer, p, 1000, &lo, &hi) == 0)
+          d->lag[p].start = lo;
       }
       d->progress_ns = ix_mono_ns();
     }
