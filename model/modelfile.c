@@ -3,6 +3,7 @@
 #include "model/modelfile.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,14 @@ int modelfile_parse(const void *buf, size_t len, modelfile_t *mf, char *errstr,
   memcpy(mf->vocab_ids, q, (size_t)d.V * 8);
   q += (size_t)d.V * 8;
   memcpy(mf->params, q, L.total * sizeof(float));
+  for (size_t i = 0; i < L.total; i++)
+    if (!isfinite(mf->params[i])) {
+      modelfile_free(mf);
+      snprintf(errstr, errstr_size,
+               "model file parameter %zu of %zu is not finite: the file is corrupted",
+               i, L.total);
+      return IX_EMALFORMED;
+    }
   if (d.flags & ARCH_F_EXPERTS) {
     float beta = mf->params[L.x_beta], gamma = mf->params[L.x_gamma], hl = mf->params[L.x_hl];
     if (!(beta > 0.0f && beta <= 1.0f) || !(gamma > 0.0f && gamma <= 1.0f) ||
