@@ -106,10 +106,13 @@ static double lat_quantile(const lathist_t *h, double q) {
 /* A partition's lag gauge and where consumption starts when nothing was
  * consumed yet: the restored checkpoint or the committed offset read at
  * assignment; -1 = unknown (then the low watermark, auto.offset.reset =
- * earliest) */
+ * earliest). hi: the high watermark asked at assignment (-1 = unknown),
+ * used until the client learns a later one from a fetch, which a paused
+ * partition does not make. */
 typedef struct {
   metrics_gauge_t *gauge;
   int64_t start;
+  int64_t hi;
   metrics_gauge_t *committed; /* interestd_committed_offset{partition} */
   int64_t committed_off;      /* last offset known committed; -1 = unknown */
 } lagpart_t;
@@ -1084,6 +1087,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
   metrics_info_set(d->md.last_rebalance, "event", (unsigned)ev < 3 ? events[ev] : "other",
                    "partitions", list, NULL);
   if (ev == CONSUMER_ASSIGN) {
+    int wm_timeout = 0;
     for (size_t i = 0; i < n; i++) {
       int32_t p = parts[i].partition;
       int rc = inflight_assign(d->inflight, p, -1);
@@ -1167,12 +1171,18 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         int64_t committed;
         if (consumer_committed(d->consumer, p, 1000, &committed) == 0 && committed >= 0)
           d->lag[p].start = d->lag[p].committed_off = committed;
-        /* nothing committed: consumption starts at the low watermark
-         * (auto.offset.reset = earliest); asked now, since the client learns
-         * it only from a fetch, which a paused partition does not make */
-        int64_t lo, hi;
-        if (d->lag[p].start < 0 && consumer_query_watermarks(d->consumer, p, 1000, &lo, &hi) == 0)
-          d->lag[p].start = lo;
+      }
+      /* the watermarks, once: the client learns them only from a fetch,
+       * which a partition paused from the start does not make; nothing
+       * committed means consumption starts at the low one (earliest).
+       * After one timeout the rest of this assignment is not asked. */
+      int64_t lo = -1, hi = -1;
+      d->lag[p].hi = -1;
+      if (!wm_timeout && consumer_query_watermarks(d->consumer, p, 1000, &lo, &hi) == 0) {
+        d->lag[p].hi = hi;
+        if (d->lag[p].start < 0) d->lag[p].start = lo;
+      } else {
+        wm_timeout = 1;
       }
       d->progress_ns = ix_mono_ns();
     }
@@ -1411,6 +1421,7 @@ static void expire_cb(uv_timer_t *t) {
  * not known yet. */
 static int64_t part_lag(daemon_t *d, int32_t p) {
   int64_t hi = consumer_high_watermark(d->consumer, p);
+  if (p < d->n_lag && d->lag[p].hi > hi) hi = d->lag[p].hi;
   if (hi < 0) return -1;
   int64_t pos = inflight_part(d->inflight, p).consumed_next;
   if (pos < 0 && p < d->n_lag) pos = d->lag[p].start;
