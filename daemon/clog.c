@@ -5,6 +5,7 @@
 #include "daemon/clog.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,10 @@ struct clog {
   int32_t n_parts;
   part_t *parts;
   metrics_changelog_t m;
+  /* test-only failpoint: IX_TEST_CLOG_KILL_AFTER=K makes the process raise
+   * SIGKILL right after its K-th acknowledged changelog record (tests of a
+   * writer killed inside a checkpoint: docs/STATE.md) */
+  uint64_t kill_after, acked;
 };
 
 
@@ -70,6 +75,14 @@ static void on_report(void *ctx, const producer_report_t *r) {
   part_t *pt = &c->parts[p];
   if (!pt->owned || pt->gen != gen || pt->phase == IDLE) return;
   if (!r->err) metrics_counter_inc(c->m.records_written);
+  if (!r->err && c->kill_after && ++c->acked == c->kill_after) {
+    fprintf(stderr, "IX_TEST_CLOG_KILL_AFTER: SIGKILL after changelog record %" PRIu64
+            " (a %s record of partition %d, checkpoint at offset %" PRId64 ")\n", c->acked,
+            complete ? "completion" : pt->phase == USERS_SENT && pt->acks_left == 1 ? "checkpoint's last user" : "user",
+            (int)p, pt->next_offset);
+    fflush(stderr);
+    raise(SIGKILL);
+  }
   if (r->err) {
     metrics_counter_inc(c->m.produce_failures);
     if (!pt->failed)
@@ -130,6 +143,12 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
     goto err;
   }
   c->n_parts = in_parts;
+  const char *ka = getenv("IX_TEST_CLOG_KILL_AFTER");
+  if (ka && *ka) {
+    c->kill_after = strtoull(ka, NULL, 10);
+    LOG_WARN("clog", "IX_TEST_CLOG_KILL_AFTER=%" PRIu64 ": this process kills itself after that "
+             "many changelog records (a test failpoint)", c->kill_after);
+  }
   c->parts = calloc((size_t)in_parts, sizeof *c->parts);
   if (!c->parts) {
     rc = IX_ENOMEM;
@@ -254,32 +273,24 @@ static int copy_user(void *ctx, uint64_t user, int64_t last_seen, const void *bl
   return m->err = store_put(m->st, m->p, user, last_seen, blob);
 }
 
-int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
-                clog_source_t *source, int64_t *next_offset, char *errstr, size_t n) {
-  *source = local_next >= 0 ? CLOG_FROM_LOCAL : CLOG_FROM_COLD;
-  *next_offset = local_next;
-  if (p < 0 || p >= c->n_parts) {
-    snprintf(errstr, n, "partition %d is beyond the changelog's %d partitions", (int)p,
-             (int)c->n_parts);
-    return IX_ERANGE;
-  }
+/* The restore of p shared by both entry points: scratch holds what rs read
+ * so far (up to `from`, -1: nothing yet); the rest of the changelog is read
+ * from there. Takes ownership of rs. */
+static int assign_from(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                       int64_t local_next, store_t *scratch, changelog_restore_t *rs,
+                       int64_t from, clog_source_t read_source, clog_source_t *source,
+                       int64_t *next_offset, char *errstr, size_t n) {
   part_t *pt = &c->parts[p];
-  part_reset(pt);
-  pt->gen++;
-  pt->owned = 1;
-  if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted)) return IX_ENOMEM;
   uint64_t t0 = ix_mono_ns();
-  store_t *scratch = NULL;
-  changelog_restore_t *rs = NULL;
-  store_opts_t so = {.blob_size = store_blob_size(st)};
-  int rc = store_new(&so, &scratch);
-  if (!rc) rc = changelog_restore_new(scratch, p, fingerprint, &rs);
   uint64_t records = 0, bytes = 0;
   read_t rd = {rs, errstr, n};
-  if (!rc)
-    rc = changelog_topic_read(c->brokers, (const char *const *)c->props, c->topic_name, p, 30000, read_rec, &rd,
-                              &records, &bytes, errstr, n);
+  int rc = changelog_topic_read_from(c->brokers, (const char *const *)c->props, c->topic_name,
+                                     p, from, 30000, read_rec, &rd, &records, &bytes, errstr, n);
   metrics_counter_add(c->m.bytes_read, bytes);
+  if (rc == IX_ERANGE && from >= 0) {
+    changelog_restore_destroy(rs); /* the caller reads the whole partition */
+    return rc;
+  }
   changelog_restore_info_t info = {0};
   mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
   if (!rc) {
@@ -290,7 +301,7 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
       store_foreach(scratch, p, copy_user, &m);
       rc = m.err;
       if (!rc) {
-        *source = CLOG_FROM_CHANGELOG;
+        *source = read_source;
         *next_offset = info.next_offset;
         pt->durable_at = info.next_offset;
         pt->seq = info.sequence;
@@ -307,7 +318,7 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
       }
     }
   }
-  if (*source != CLOG_FROM_CHANGELOG && local_next >= 0) {
+  if (*source != read_source && local_next >= 0) {
     /* the topic is behind the local checkpoint: write every user with the
      * offset the local state is consistent with (all events before it) */
     m.at = local_next - 1;
@@ -320,14 +331,62 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   metrics_histogram_observe(c->m.restore_seconds, secs);
   metrics_counter_inc(c->m.from[*source]);
   metrics_counter_add(c->m.users_from[*source], store_partition_users(st, p));
+  char tail[64] = "";
+  if (read_source == CLOG_FROM_STANDBY)
+    snprintf(tail, sizeof tail, " (the tail from offset %" PRId64 ")", from);
   LOG_INFO("clog", "partition %d: states from %s (%zu users, resume at %" PRId64 "); changelog "
-           "read %" PRIu64 " records, %" PRIu64 " bytes in %.3f s, newest completion at %" PRId64
+           "read %" PRIu64 " records%s, %" PRIu64 " bytes in %.3f s, newest completion at %" PRId64
            ", %" PRIu64 " users newer than it",
-           (int)p, metrics_state_source_label[*source], store_partition_users(st, p), *next_offset, records,
-           bytes, secs, info.complete ? info.next_offset : -1, info.skip_users);
+           (int)p, metrics_state_source_label[*source], store_partition_users(st, p), *next_offset,
+           records, tail, bytes, secs, info.complete ? info.next_offset : -1, info.skip_users);
   changelog_restore_destroy(rs);
+  return rc;
+}
+
+/* Common start of an assignment: p's tracking begins afresh. */
+static int assign_begin(clog_t *c, int32_t p, int64_t local_next, clog_source_t *source,
+                        int64_t *next_offset, char *errstr, size_t n) {
+  *source = local_next >= 0 ? CLOG_FROM_LOCAL : CLOG_FROM_COLD;
+  *next_offset = local_next;
+  if (p < 0 || p >= c->n_parts) {
+    snprintf(errstr, n, "partition %d is beyond the changelog's %d partitions", (int)p,
+             (int)c->n_parts);
+    return IX_ERANGE;
+  }
+  part_t *pt = &c->parts[p];
+  part_reset(pt);
+  pt->gen++;
+  pt->owned = 1;
+  if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted)) return IX_ENOMEM;
+  return 0;
+}
+
+int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
+                clog_source_t *source, int64_t *next_offset, char *errstr, size_t n) {
+  int rc = assign_begin(c, p, local_next, source, next_offset, errstr, n);
+  if (rc) return rc;
+  store_t *scratch = NULL;
+  changelog_restore_t *rs = NULL;
+  store_opts_t so = {.blob_size = store_blob_size(st)};
+  rc = store_new(&so, &scratch);
+  if (!rc) rc = changelog_restore_new(scratch, p, fingerprint, &rs);
+  if (!rc)
+    rc = assign_from(c, p, st, fingerprint, local_next, scratch, rs, -1, CLOG_FROM_CHANGELOG,
+                     source, next_offset, errstr, n);
   store_destroy(scratch);
   return rc;
+}
+
+int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                     int64_t local_next, store_t *copy, changelog_restore_t *rs, int64_t from,
+                     clog_source_t *source, int64_t *next_offset, char *errstr, size_t n) {
+  int rc = assign_begin(c, p, local_next, source, next_offset, errstr, n);
+  if (rc) {
+    changelog_restore_destroy(rs);
+    return rc;
+  }
+  return assign_from(c, p, st, fingerprint, local_next, copy, rs, from, CLOG_FROM_STANDBY,
+                     source, next_offset, errstr, n);
 }
 
 void clog_start_cold(clog_t *c, int32_t p) {
@@ -498,6 +557,8 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
     }
   }
 }
+
+int32_t clog_partitions(const clog_t *c) { return c->n_parts; }
 
 size_t clog_pending(const clog_t *c) {
   size_t k = 0;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "daemon/metrics.h"
+#include "state/changelog.h"
 #include "state/store.h"
 
 typedef struct clog clog_t;
@@ -40,7 +41,12 @@ void clog_applied(void *ctx, int32_t partition, uint64_t user_id, int64_t offset
 void clog_evicted(void *ctx, int32_t partition, uint64_t user_id);
 
 /* Where a partition's states came from. */
-typedef enum { CLOG_FROM_COLD = 0, CLOG_FROM_LOCAL, CLOG_FROM_CHANGELOG } clog_source_t;
+typedef enum {
+  CLOG_FROM_COLD = 0,
+  CLOG_FROM_LOCAL,
+  CLOG_FROM_CHANGELOG,
+  CLOG_FROM_STANDBY /* a standby copy plus the changelog's tail (daemon/standby.h) */
+} clog_source_t;
 
 /* Partition p is assigned: read its changelog partition into a scratch
  * store; when its newest completion is newer than local_next (the offset of
@@ -54,6 +60,16 @@ typedef enum { CLOG_FROM_COLD = 0, CLOG_FROM_LOCAL, CLOG_FROM_CHANGELOG } clog_s
  * errstr; st is then as the local restore left it. */
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
                 clog_source_t *source, int64_t *next_offset, char *errstr, size_t errstr_size);
+/* clog_assign from a standby copy: copy holds partition p's users as rs
+ * read them from the changelog up to offset `from` (exclusive; -1 nothing
+ * yet); only the records from `from` to the end are read. Source
+ * CLOG_FROM_STANDBY when the copy wins. Takes ownership of rs; copy is
+ * borrowed (the caller drops p from it afterwards). IX_ERANGE when `from`
+ * is below the topic's low watermark (the caller falls back to clog_assign). */
+int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                     int64_t local_next, store_t *copy, changelog_restore_t *rs, int64_t from,
+                     clog_source_t *source, int64_t *next_offset, char *errstr,
+                     size_t errstr_size);
 /* After clog_assign: forget what was restored for p (its states were
  * dropped: the caller starts it cold); changed users are tracked afresh. */
 void clog_start_cold(clog_t *c, int32_t p);
@@ -85,6 +101,8 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
 int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                         int64_t next_offset, clog_acked_fn acked, clog_durable_fn durable,
                         void *ctx, uint64_t deadline_ms);
+/* The changelog topic's partition count (the input's). */
+int32_t clog_partitions(const clog_t *c);
 /* Checkpoints still being written. */
 size_t clog_pending(const clog_t *c);
 

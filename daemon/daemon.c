@@ -30,6 +30,7 @@
 #include "core/pipeline.h"
 #include "daemon/backlog.h"
 #include "daemon/clog.h"
+#include "daemon/standby.h"
 #include "daemon/http.h"
 #include "daemon/inflight.h"
 #include "daemon/metrics.h"
@@ -55,6 +56,7 @@
 #define REVOKE_WAIT_MAX_MS 10000  /* bound on finishing a revoked partition's in-flight work */
 #define CKPT_SLICE_US 200         /* a snapshot copies users for at most this long... */
 #define CLOG_PUMP_MS 20            /* changelog writer: delivery reports and pending checkpoints */
+#define STANDBY_SLICE_US 2000      /* standby copies: apply records for at most this long per pump */
 #define CKPT_SLICE_MS 1           /* ...every this many ms (other handles run in between) */
 
 /* ---------------------------------------------------------------- latency */
@@ -137,6 +139,7 @@ struct ixd {
   producer_topic_t *out_topic, *dlq_topic;
   ckpt_t *ckpt;
   clog_t *clog;             /* the changelog topic (daemon/clog.h), NULL in local mode */
+  standby_t *standby;       /* standby copies (daemon/standby.h), NULL without standby_replicas */
   metrics_t *metrics;
   metrics_daemon_t md;
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
@@ -888,6 +891,19 @@ static void clog_partition_now(daemon_t *d, int32_t p) {
 static void clog_timer_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
   clog_pump(d->clog, clog_acked_cb, clog_durable_cb, d);
+  standby_pump(d->standby, STANDBY_SLICE_US);
+}
+
+/* The standby copies follow what this member's assignment now asks for. */
+static void standby_refresh(daemon_t *d) {
+  if (!d->standby) return;
+  int32_t n_parts = inflight_partitions(d->inflight);
+  int32_t *owned = malloc((size_t)(n_parts > 0 ? n_parts : 1) * sizeof *owned);
+  size_t n = 0;
+  if (!owned) return;
+  owned_list(d, owned, &n);
+  standby_set_owned(d->standby, owned, n);
+  free(owned);
 }
 
 static void ckpt_timer_cb(uv_timer_t *t) {
@@ -1144,8 +1160,9 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         clog_source_t src;
         int64_t next;
         notify_extend_timeout(d->notify, 60ull * 1000000u);
-        rc = clog_assign(d->clog, p, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe),
-                         local_next, &src, &next, why, sizeof why);
+        rc = standby_assign(d->standby, d->clog, p, pipeline_store(d->pipe),
+                            pipeline_fingerprint(d->pipe), local_next, &src, &next, why,
+                            sizeof why);
         if (rc)
           LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
                    why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
@@ -1190,6 +1207,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
              d->cfg->kafka.input_topic, d->owned);
     metrics_gauge_set(d->md.partitions_assigned, d->owned);
+    standby_refresh(d);
     send_ready(d);
     return;
   }
@@ -1224,6 +1242,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
   LOG_INFO("daemon", "%s partitions [%s] (now %u owned)",
            ev == CONSUMER_LOST ? "lost" : "revoked", list, d->owned);
   metrics_gauge_set(d->md.partitions_assigned, d->owned);
+  if (d->phase == RUNNING) standby_refresh(d);
 }
 
 /* ---------------------------------------------------------------- shutdown */
@@ -1691,6 +1710,13 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
    * local disk), both (default once a changelog topic is named) */
   const char *mode = cfg->state.changelog_mode;
   if (!*mode) mode = *cfg->state.changelog_topic ? "both" : "local";
+  if (cfg->state.standby_replicas && !strcmp(mode, "local")) {
+    snprintf(errstr, errstr_size, "state.standby_replicas = %u needs a changelog topic "
+             "(state.changelog_mode = changelog or both): standby copies follow it",
+             cfg->state.standby_replicas);
+    rc = IX_ECONFIG;
+    goto err;
+  }
   if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir && strcmp(mode, "changelog")) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
     rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
@@ -1717,6 +1743,23 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     store_set_evict_hook(pipeline_store(d->pipe), clog_evicted, d->clog);
     LOG_INFO("daemon", "state mode %s: changelog topic %s%s", mode, topic,
              d->ckpt ? ", local checkpoints too" : "");
+    if (cfg->state.standby_replicas) {
+      char **fprops = kafka_props(cfg, NULL);
+      standby_opts_t sbo = {.brokers = cfg->kafka.brokers,
+                            .props = (const char *const *)fprops,
+                            .topic = topic,
+                            .partitions = clog_partitions(d->clog),
+                            .replicas = cfg->state.standby_replicas,
+                            .fingerprint = pipeline_fingerprint(d->pipe),
+                            .blob_size = store_blob_size(pipeline_store(d->pipe)),
+                            .metrics = d->metrics};
+      rc = fprops ? standby_new(&sbo, &d->standby, errstr, errstr_size) : IX_ENOMEM;
+      free(fprops);
+      if (rc) goto err;
+      LOG_INFO("daemon", "standby replicas: %u (each member follows about %u x (its partitions + "
+               "1) changelog partitions it does not own)", cfg->state.standby_replicas,
+               cfg->state.standby_replicas);
+    }
   }
   rc = inflight_new(d->ckpt != NULL || d->clog != NULL, &d->inflight);
   if (!rc) rc = backlog_new(&d->backlog);
@@ -1856,6 +1899,7 @@ void daemon_destroy(daemon_t *d) {
   producer_destroy(d->producer, 0);
   backlog_destroy(d->backlog);
   ckpt_destroy(d->ckpt);
+  standby_destroy(d->standby);
   clog_destroy(d->clog, 1000);
   pipeline_destroy(d->pipe);
   pipeline_destroy(d->shadow_pipe);

@@ -67,14 +67,19 @@
  *  interestd_redis_up                        gauge      -                        1 when the Redis sink is connected
  *  interestd_redis_write_seconds             histogram  -                        a write's send to Redis's reply
  *  (the Redis families are registered by metrics_redis_register() when [redis] is on)
- *  interestd_state_restores_total            counter    source=cold|local|changelog  partition assignments by where states came from
+ *  interestd_state_restores_total            counter    source=cold|local|changelog|standby  partition assignments by where states came from
  *  interestd_state_restored_users_total      counter    source                   users restored, by source
  *  interestd_state_events_skipped_total      counter    -                        events already in a changelog-restored state
  *  interestd_changelog_read_bytes_total      counter    -                        changelog bytes read by restores
  *  interestd_changelog_restore_seconds       histogram  -                        time to restore one partition from the changelog
  *  interestd_changelog_records_written_total counter    -                        changelog records acknowledged
  *  interestd_changelog_produce_failures_total counter   -                        changelog records not delivered
- *  (the state and changelog families are registered by metrics_changelog_register() when a changelog is on)
+ *  interestd_standby_lag_records             gauge      partition                changelog records a standby copy is behind the topic's end
+ *  interestd_standby_users                   gauge      -                        users held in standby copies
+ *  interestd_standby_bytes                   gauge      -                        memory of the standby copies
+ *  interestd_standby_partitions              gauge      -                        partitions this member stands by for
+ *  (the state and changelog families are registered by metrics_changelog_register() when a changelog is on;
+ *   the standby gauges by daemon/standby.c when state.standby_replicas > 0)
  *
  * Reject reasons (label reason=): derived from the codec's error code by
  * common/reject.h's IX_REJECT_MAP (not_map, truncated, too_big,
@@ -252,14 +257,14 @@ int metrics_redis_register(metrics_t *reg, metrics_redis_t *rm);
 
 /* The changelog's families (the table above; registered when a changelog is
  * on). from and users_from are indexed by source: 0 cold, 1 local, 2
- * changelog, named by metrics_state_source_label[]. Borrowed pointers into
+ * changelog, 3 standby, named by metrics_state_source_label[]. Borrowed pointers into
  * the registry, valid until metrics_destroy(). */
 typedef struct {
-  metrics_counter_t *from[3], *users_from[3], *bytes_read, *records_written, *produce_failures,
+  metrics_counter_t *from[4], *users_from[4], *bytes_read, *records_written, *produce_failures,
       *skipped;
   metrics_histogram_t *restore_seconds;
 } metrics_changelog_t;
-extern const char *const metrics_state_source_label[3];
+extern const char *const metrics_state_source_label[4];
 
 /* Registers the changelog's families into reg and fills *cm. Returns 0,
  * IX_EINVAL or IX_ENOMEM. */
