@@ -1166,14 +1166,15 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         if (rc)
           LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
                    why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
-        if (src == CLOG_FROM_CHANGELOG && beyond_end(d, p, next)) {
+        int from_topic = src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_STANDBY;
+        if (from_topic && beyond_end(d, p, next)) {
           /* a changelog of another cluster or topic incarnation */
           LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the "
                    "input's end; starting cold", (int)p, next);
           store_drop_partition(pipeline_store(d->pipe), p);
           clog_start_cold(d->clog, p);
           metrics_counter_inc(d->md.checkpoints_refused);
-        } else if (src == CLOG_FROM_CHANGELOG) {
+        } else if (from_topic) {
           parts[i].offset = next;
           inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
         }
