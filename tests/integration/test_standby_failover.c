@@ -127,7 +127,6 @@ int main(void) {
 
   kill(d1, SIGKILL);
   H_CHECK(h_wait_exit(d1, 10) == -2, "first process did not die of SIGKILL");
-  int64_t t_kill = (int64_t)time(NULL) * 1000;
   printf("first member killed mid-stream\n");
   for (int p = 0; p < PARTS; p++) {
     if (!(own1 & (1u << p))) continue;
@@ -157,9 +156,18 @@ int main(void) {
   H_CHECK(missing == 0, "%zu events have no prediction (logs %s %s)", missing, log1, log2);
   printf("every prediction equals the offline pipeline's: each event applied once to state\n");
 
-  /* time from each moved partition's assignment to its first prediction */
-  int64_t first[PARTS];
-  for (int p = 0; p < PARTS; p++) first[p] = INT64_MAX;
+  /* time from each moved partition's assignment (its log line) to its first
+   * prediction made after it */
+  int64_t t_assign[PARTS], first[PARTS];
+  for (int p = 0; p < PARTS; p++) {
+    first[p] = INT64_MAX;
+    t_assign[p] = -1;
+    if (!(own1 & (1u << p))) continue;
+    char want[96];
+    snprintf(want, sizeof want, "partition %d: assigned; its standby copy", p);
+    t_assign[p] = log_time_ms(log2, want);
+    H_CHECK(t_assign[p] > 0, "no assignment time for partition %d (log %s)", p, log2);
+  }
   rec_reader_t *r;
   H_CHECK(recfile_reader_open(out, &r, err, sizeof err) == 0, "%s", err);
   rec_t x;
@@ -167,25 +175,22 @@ int main(void) {
     prediction_t pr;
     H_CHECK(codec_decode_prediction(x.value, x.value_len, &pr, err, sizeof err) == 0, "%s", err);
     int p = pr.src_partition;
-    if (p >= 0 && p < PARTS && (own1 & (1u << p)) && pr.emit_ts_ms >= t_kill - 1000 &&
+    if (p >= 0 && p < PARTS && t_assign[p] > 0 && pr.emit_ts_ms >= t_assign[p] &&
         pr.emit_ts_ms < first[p])
       first[p] = pr.emit_ts_ms;
   }
   recfile_reader_close(r);
   double worst = 0;
   for (int p = 0; p < PARTS; p++) {
-    if (!(own1 & (1u << p))) continue;
-    char want[96];
-    snprintf(want, sizeof want, "partition %d: assigned; its standby copy", p);
-    int64_t t_assign = log_time_ms(log2, want);
-    H_CHECK(t_assign > 0 && first[p] != INT64_MAX, "no assignment time or prediction for %d", p);
-    double s = (double)(first[p] - t_assign) / 1000.0;
+    if (t_assign[p] < 0) continue;
+    H_CHECK(first[p] != INT64_MAX, "no prediction for partition %d after its hand-over", p);
+    double s = (double)(first[p] - t_assign[p]) / 1000.0;
     printf("partition %d: first prediction %.3f s after its assignment to the standby holder\n",
            p, s);
     if (s > worst) worst = s;
   }
-  /* generous for a loaded 2-core machine; the figure itself is printed */
-  H_CHECK(worst < 3.0, "a moved partition served %.3f s after its assignment", worst);
+  /* the goal (issue 14); 0.05 s measured on the loaded 2-core build machine */
+  H_CHECK(worst < 1.0, "a moved partition served %.3f s after its assignment (goal: 1 s)", worst);
 
   /* the hand-over read only the tail */
   uint64_t cl_bytes = 0;
