@@ -117,6 +117,9 @@ typedef struct {
   int64_t hi;
   metrics_gauge_t *committed; /* interestd_committed_offset{partition} */
   int64_t committed_off;      /* last offset known committed; -1 = unknown */
+  int local_behind;           /* mode both: restored from the topic, newer than the local
+                               * checkpoint; the next local one is written even with no
+                               * new event */
 } lagpart_t;
 
 typedef enum { RUNNING = 0, STOPPING, CLOSING, CLOSED } phase_t;
@@ -813,7 +816,10 @@ static void start_snapshot(daemon_t *d) {
   }
   for (int32_t i = 0; i < n_parts; i++) {
     inflight_part_t pt = inflight_part(d->inflight, i);
-    if (!pt.owned || pt.consumed_next < 0 || pt.consumed_next <= pt.ckpt_next) continue;
+    int behind = i < d->n_lag && d->lag[i].local_behind;
+    if (!pt.owned || pt.consumed_next < 0 || (pt.consumed_next <= pt.ckpt_next && !behind))
+      continue;
+    if (behind) d->lag[i].local_behind = 0;
     list[n] = i;
     gens[n] = pt.gen;
     offs[n++] = pt.consumed_next; /* applied: every consumed event is in the store */
@@ -980,7 +986,8 @@ static void ckpt_forget_partition(daemon_t *d, int32_t p) {
 /* Synchronous checkpoint of one partition (revocation, shutdown). */
 static void ckpt_partition_now(daemon_t *d, int32_t partition) {
   inflight_part_t pt = inflight_part(d->inflight, partition);
-  if (!d->ckpt || pt.consumed_next < 0 || pt.consumed_next <= pt.ckpt_next) return;
+  int behind = partition < d->n_lag && d->lag[partition].local_behind;
+  if (!d->ckpt || pt.consumed_next < 0 || (pt.consumed_next <= pt.ckpt_next && !behind)) return;
   if (pt.in_flight) {
     /* predictions still unacknowledged: the previous checkpoint stays the
      * newest, and the next owner re-applies the events after it */
@@ -1000,6 +1007,7 @@ static void ckpt_partition_now(daemon_t *d, int32_t partition) {
     return;
   }
   inflight_set_checkpoint(d->inflight, partition, pt.consumed_next);
+  if (partition < d->n_lag) d->lag[partition].local_behind = 0;
 }
 
 /* ---------------------------------------------------------------- rebalance */
@@ -1125,6 +1133,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         continue;
       }
       d->owned++;
+      d->lag[p].local_behind = 0;
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
       if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
@@ -1176,6 +1185,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
           metrics_counter_inc(d->md.checkpoints_refused);
         } else if (from_topic) {
           parts[i].offset = next;
+          d->lag[p].local_behind = d->ckpt != NULL;
           inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
         }
       }
