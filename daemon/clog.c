@@ -60,6 +60,9 @@ struct clog {
    * SIGKILL right after its K-th acknowledged changelog record (tests of a
    * writer killed inside a checkpoint: docs/STATE.md) */
   uint64_t kill_after, acked;
+  /* IX_TEST_CLOG_KILL_BEFORE_COMPLETE=N: SIGKILL instead of sending the N-th
+   * completion record (every user record of that checkpoint acknowledged) */
+  uint64_t kill_before_complete, completes;
 };
 
 
@@ -144,11 +147,13 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
   }
   c->n_parts = in_parts;
   const char *ka = getenv("IX_TEST_CLOG_KILL_AFTER");
-  if (ka && *ka) {
-    c->kill_after = strtoull(ka, NULL, 10);
-    LOG_WARN("clog", "IX_TEST_CLOG_KILL_AFTER=%" PRIu64 ": this process kills itself after that "
-             "many changelog records (a test failpoint)", c->kill_after);
-  }
+  const char *kb = getenv("IX_TEST_CLOG_KILL_BEFORE_COMPLETE");
+  if (ka && *ka) c->kill_after = strtoull(ka, NULL, 10);
+  if (kb && *kb) c->kill_before_complete = strtoull(kb, NULL, 10);
+  if (c->kill_after || c->kill_before_complete)
+    LOG_WARN("clog", "test failpoint: this process kills itself after %" PRIu64 " changelog "
+             "records or before its completion record %" PRIu64 " (0: never)", c->kill_after,
+             c->kill_before_complete);
   c->parts = calloc((size_t)in_parts, sizeof *c->parts);
   if (!c->parts) {
     rc = IX_ENOMEM;
@@ -493,6 +498,13 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
 }
 
 static void send_complete(clog_t *c, int32_t p, part_t *pt) {
+  if (c->kill_before_complete && ++c->completes == c->kill_before_complete) {
+    fprintf(stderr, "IX_TEST_CLOG_KILL_BEFORE_COMPLETE: SIGKILL before completion record %" PRIu64
+            " (partition %d, checkpoint at offset %" PRId64 ", its %zu user records acknowledged)\n",
+            c->completes, (int)p, pt->next_offset, pt->n_recs);
+    fflush(stderr);
+    raise(SIGKILL);
+  }
   uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_COMPLETE_BYTES];
   changelog_complete_key(p, key);
   changelog_encode_complete(p, pt->fp, pt->next_offset, pt->seq + 1, pt->n_recs, ix_wall_ms(),
