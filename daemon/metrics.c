@@ -736,6 +736,31 @@ int metrics_changelog_register(metrics_t *m, metrics_changelog_t *cm) {
   return rc;
 }
 
+int metrics_standby_register(metrics_t *m, metrics_standby_t *sm) {
+  int rc = metrics_gauge_new(m, &sm->partitions, "interestd_standby_partitions",
+                             "Partitions this member keeps a standby copy of.", NULL);
+  if (!rc)
+    rc = metrics_gauge_new(m, &sm->users, "interestd_standby_users",
+                           "Users held in standby copies of partitions this member does not own.",
+                           NULL);
+  if (!rc)
+    rc = metrics_gauge_new(m, &sm->bytes, "interestd_standby_bytes",
+                           "Memory of the standby copies (slabs and index).", NULL);
+  return rc;
+}
+
+metrics_gauge_t *metrics_standby_lag(metrics_t *m, int32_t partition) {
+  char p[16];
+  metrics_gauge_t *g;
+  snprintf(p, sizeof p, "%d", (int)partition);
+  if (metrics_gauge_new(m, &g, "interestd_standby_lag_records",
+                        "Changelog records a standby copy is behind the topic's end, per "
+                        "partition this member stands by for.",
+                        "partition", p, NULL))
+    return NULL;
+  return g;
+}
+
 int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
                              const char *description) {
   char fp[16];

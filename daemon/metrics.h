@@ -270,6 +270,17 @@ extern const char *const metrics_state_source_label[4];
  * IX_EINVAL or IX_ENOMEM. */
 int metrics_changelog_register(metrics_t *reg, metrics_changelog_t *cm);
 
+/* The standby replicas' families (the table above; registered when
+ * state.standby_replicas > 0). Borrowed pointers into the registry. */
+typedef struct {
+  metrics_gauge_t *partitions, *users, *bytes;
+} metrics_standby_t;
+/* Returns 0, IX_EINVAL or IX_ENOMEM. */
+int metrics_standby_register(metrics_t *reg, metrics_standby_t *sm);
+/* interestd_standby_lag_records{partition="p"}, registered on first use;
+ * NULL on ENOMEM. Remove it with metrics_gauge_delete(reg, g). */
+metrics_gauge_t *metrics_standby_lag(metrics_t *reg, int32_t partition);
+
 /* Set model_info's labels: fingerprint as 8 lowercase hex digits. */
 int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
                              const char *description);

@@ -30,7 +30,7 @@ struct standby {
   uint32_t replicas, fp;
   sbpart_t *parts;
   metrics_t *metrics;
-  metrics_gauge_t *g_users, *g_bytes, *g_parts;
+  metrics_standby_t m;
   uint64_t applied;
 };
 
@@ -79,15 +79,7 @@ static void follow(standby_t *sb, int32_t p) {
     return;
   }
   sp->followed = 1;
-  if (!sp->lag) {
-    char lbl[16];
-    snprintf(lbl, sizeof lbl, "%d", (int)p);
-    if (metrics_gauge_new(sb->metrics, &sp->lag, "interestd_standby_lag_records",
-                          "Changelog records a standby copy is behind the topic's end, per "
-                          "partition this member stands by for.",
-                          "partition", lbl, NULL))
-      sp->lag = NULL;
-  }
+  if (!sp->lag) sp->lag = metrics_standby_lag(sb->metrics, p);
 }
 
 /* Stop following p and drop its copy. */
@@ -107,9 +99,9 @@ static void unfollow(standby_t *sb, int32_t p) {
 static void update_gauges(standby_t *sb) {
   store_stats_t s;
   store_get_stats(sb->copy, &s);
-  metrics_gauge_set(sb->g_users, (double)s.users);
-  metrics_gauge_set(sb->g_bytes, (double)s.bytes);
-  metrics_gauge_set(sb->g_parts, (double)standby_partitions(sb));
+  metrics_gauge_set(sb->m.users, (double)s.users);
+  metrics_gauge_set(sb->m.bytes, (double)s.bytes);
+  metrics_gauge_set(sb->m.partitions, (double)standby_partitions(sb));
   for (int32_t p = 0; p < sb->n_parts; p++) {
     sbpart_t *sp = &sb->parts[p];
     if (!sp->followed || !sp->lag) continue;
@@ -135,15 +127,7 @@ int standby_new(const standby_opts_t *o, standby_t **out, char *errstr, size_t n
   }
   if ((rc = changelog_follower_new(o->brokers, o->props, o->topic, &sb->fol, errstr, n)))
     goto err;
-  rc = metrics_gauge_new(o->metrics, &sb->g_users, "interestd_standby_users",
-                         "Users held in standby copies of partitions this member does not own.",
-                         NULL);
-  if (!rc)
-    rc = metrics_gauge_new(o->metrics, &sb->g_bytes, "interestd_standby_bytes",
-                           "Memory of the standby copies (slabs and index).", NULL);
-  if (!rc)
-    rc = metrics_gauge_new(o->metrics, &sb->g_parts, "interestd_standby_partitions",
-                           "Partitions this member keeps a standby copy of.", NULL);
+  rc = metrics_standby_register(o->metrics, &sb->m);
   if (rc) {
     snprintf(errstr, n, "cannot register the standby metrics: %s", ix_strerror(rc));
     goto err;
