@@ -40,7 +40,11 @@
  *              assignment as lost 0.5 s after each join, before the 1 s
  *              auto-commit timer; the offsets processed in that window are
  *              committed anyway (commits after an assignment), and all of
- *              them once the errors stop. */
+ *              them once the errors stop.
+ * restored_commit: every commit of a first run fails, its checkpoints reach
+ *              the partitions' ends, SIGKILL; restarted with no new input, it
+ *              resumes at the checkpoints and still commits their offsets (a
+ *              start stored at the assignment: nothing arrives to store one). */
 #include "daemon_harness.h"
 
 #include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (the harness includes it) */
@@ -574,6 +578,84 @@ static void test_heartbeat_storm(void) {
   mockbroker_destroy(mb);
 }
 
+/* The next offset in the newest checkpoint of partition p in dir (header
+ * bytes 24..31, docs/STATE.md); -1 when there is none. */
+static int64_t newest_ckpt_offset(const char *dir, int p) {
+  int64_t best_gen = 0, next = -1;
+  for (int64_t g = 1; g < 10000; g++) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/p%d-%" PRId64 ".ckpt", dir, p, g);
+    FILE *f = fopen(path, "rb");
+    if (!f) continue;
+    unsigned char h[32];
+    if (fread(h, 1, sizeof h, f) == sizeof h && g > best_gen) {
+      best_gen = g;
+      next = 0;
+      for (int i = 7; i >= 0; i--) next = (next << 8) | h[24 + i];
+    }
+    fclose(f);
+  }
+  return next;
+}
+
+static void test_restored_commit(void) {
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  const char *brokers = mockbroker_bootstraps(mb);
+  h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
+  h_produce(brokers, "events", msgs, 0, N_EVENTS, 0);
+  int64_t end[PARTS] = {0};
+  for (size_t i = 0; i < N_EVENTS; i++)
+    if (msgs[i].offset + 1 > end[msgs[i].partition]) end[msgs[i].partition] = msgs[i].offset + 1;
+  const char *model = h_path("model.ixm");
+  h_write_model(model, 7);
+  const char *dir = h_path("rc_ckpt");
+  char extra[700];
+  snprintf(extra, sizeof extra, "[state]\ncheckpoint_dir = %s\ncheckpoint_interval_s = 1\n",
+           dir);
+  const char *conf = h_path("rc.conf");
+  h_write_conf(conf, brokers, "rc", model, extra);
+  /* every commit of the first run fails; its checkpoints reach the ends */
+  rd_kafka_resp_err_t errs[1000];
+  for (size_t i = 0; i < 1000; i++) errs[i] = RD_KAFKA_RESP_ERR_INVALID_COMMIT_OFFSET_SIZE;
+  rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 8 /* OffsetCommit */, 1000,
+                                          errs);
+  const char *log = h_path("rc_a.log");
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_collect(brokers, "interests", h_path("rc_out.rec"), N_EVENTS, 60000) == N_EVENTS,
+          "predictions (log %s)", log);
+  int all = 0;
+  for (double t_end = h_now() + 60; !all && h_now() < t_end; h_sleep_ms(200)) {
+    all = 1;
+    for (int p = 0; p < PARTS; p++) all &= newest_ckpt_offset(dir, p) == end[p];
+  }
+  for (int p = 0; p < PARTS; p++)
+    printf("restored_commit: partition %d: checkpoint at %" PRId64 " of %" PRId64 "\n", p,
+           newest_ckpt_offset(dir, p), end[p]);
+  H_CHECK(all, "the checkpoints did not reach the partitions' ends (log %s)", log);
+  kill(pid, SIGKILL); /* no commit at shutdown */
+  H_CHECK(h_wait_exit(pid, 60.0) == -2, "killed");
+  rd_kafka_mock_clear_request_errors(mockbroker_cluster(mb), 8);
+  int64_t before = committed_sum(brokers, "rc");
+  printf("restored_commit: committed sum %" PRId64 " after the first run (-%d = none)\n", before,
+         PARTS);
+  /* restarted: every partition resumes at its checkpoint, at the end, with
+   * nothing new to read: the group's offsets must still reach the ends */
+  log = h_path("rc_b.log");
+  pid = h_spawn(conf, log);
+  int64_t want = 0, sum = 0;
+  for (int p = 0; p < PARTS; p++) want += end[p];
+  for (double t_end = h_now() + 60; h_now() < t_end && sum != want; h_sleep_ms(250))
+    sum = committed_sum(brokers, "rc");
+  printf("restored_commit: committed sum %" PRId64 " of %" PRId64 " after the restart\n", sum,
+         want);
+  H_CHECK(sum == want, "committed %" PRId64 " of %" PRId64 " with every checkpoint at the end "
+          "(log %s)", sum, want, log);
+  kill(pid, SIGTERM);
+  H_CHECK(h_wait_exit(pid, 60.0) == 0, "exit (log %s)", log);
+  h_free_msgs(msgs, N_EVENTS);
+  mockbroker_destroy(mb);
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_faults");
   const char *only = argc > 1 ? argv[1] : NULL;
@@ -585,6 +667,7 @@ int main(int argc, char **argv) {
   if (!only || !strcmp(only, "foreign")) test_foreign_checkpoint();
   if (!only || !strcmp(only, "retention")) test_retention_skip();
   if (!only || !strcmp(only, "storm")) test_heartbeat_storm();
+  if (!only || !strcmp(only, "restored_commit")) test_restored_commit();
   printf("PASS\n");
   return 0;
 }
