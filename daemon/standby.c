@@ -152,6 +152,12 @@ void standby_destroy(standby_t *sb) {
 
 void standby_set_owned(standby_t *sb, const int32_t *owned, size_t n) {
   if (!sb) return;
+  /* owning nothing is a passing state (between a revocation and the next
+   * assignment, or an assignment lost): the warm copies stay */
+  if (!n) {
+    update_gauges(sb);
+    return;
+  }
   uint8_t *want = calloc((size_t)sb->n_parts, 1);
   if (!want) return;
   standby_want(owned, n, sb->n_parts, sb->replicas, want);

@@ -43,7 +43,9 @@ size_t standby_want(const int32_t *owned, size_t n_owned, int32_t partitions, ui
                     uint8_t *want);
 
 /* This member now owns owned[0..n): follow the partitions standby_want()
- * picks (new ones from their start), drop the copies of the others. */
+ * picks (new ones from their start), drop the copies of the others. With
+ * n == 0 (between a revocation and the next assignment, or an assignment
+ * lost) nothing changes: the copies stay warm. */
 void standby_set_owned(standby_t *sb, const int32_t *owned, size_t n);
 
 /* Apply fetched changelog records for up to budget_us microseconds; update

@@ -18,6 +18,7 @@
 #      at -1" is the only cold allowed: nothing written yet), no restore
 #      failed, and the kill's partitions were taken over from standby copies
 #      (counted from the logs: "states from standby").
+# IX_SB_KEEP=DIR copies the members' logs there.
 set -euo pipefail
 . "$IX_SOURCE_DIR/tests/integration/lib.sh"
 RATE=${IX_SB_RATE:-2000}
@@ -25,7 +26,7 @@ EVENTS=${IX_SB_EVENTS:-}
 PARTS=16
 fail() {
   echo "FAIL: $*"
-  [ -n "${IX_SB_KEEP:-}" ] && cp "$T"/m*.log "$IX_SB_KEEP"/
+  if [ -n "${IX_SB_KEEP:-}" ]; then cp "$T"/m*.log "$IX_SB_KEEP"/; fi
   for f in "$T"/m*.log; do [ -f "$f" ] && { echo "== $f"; grep -v '\[kafka\]' "$f" | tail -8; }; done
   exit 1
 }
@@ -197,4 +198,5 @@ assert not wrong, f"{len(wrong)} predictions differ from offline replay, e.g. {s
 print("every prediction equals offline replay's for its source event (all fields but 'et')")
 EOF
 echo "total $(since) s"
+if [ -n "${IX_SB_KEEP:-}" ]; then cp "$T"/m*.log "$IX_SB_KEEP"/; fi # the members' logs, kept on request
 echo "1 passed, 0 failed"
