@@ -8,7 +8,9 @@
  *     source partition/offset on the output topic, equal to the offline
  *     pipeline's where the states are exact;
  *   - duplicates (a second prediction for one source offset) are counted,
- *     printed and bounded (scenario's dup_bound_s seconds of input);
+ *     printed and bounded: 5 s of input (the events after the newest
+ *     checkpoint, every 2 s, re-read when a partition restarts from it), or
+ *     the takeover's window for sigstop;
  *   - the daemon is up at the end (/healthz 200), exits 0 on SIGTERM, and
  *     the group's committed offsets reach every partition's end;
  *   - the scenario's own metric and log line (its check function);
@@ -750,25 +752,25 @@ static void check_sighup(run_t *r) {
 /* ------------------------------------------------------------------- main */
 
 static const scenario_t SCENARIOS[] = {
-    {"broker_down", "broker 2 of 3 (leader of 2 of 6 partitions) down 30 s", 1, 30, 0, 1, 0,
+    {"broker_down", "broker 2 of 3 (leader of 2 of 6 partitions) down 30 s", 1, 30, 5, 1, 0,
      NULL, fault_broker_down, check_broker_down},
-    {"all_down", "all 3 brokers down 30 s", 1, 30, 0, 1, 0, NULL, fault_all_down,
+    {"all_down", "all 3 brokers down 30 s", 1, 30, 5, 1, 0, NULL, fault_all_down,
      check_all_down},
-    {"coordinator", "the group coordinator moves 3 times, 10 s apart", 1, 30, 0, 1, 0, NULL,
+    {"coordinator", "the group coordinator moves 3 times, 10 s apart", 1, 30, 5, 1, 0, NULL,
      fault_coordinator, check_coordinator},
     {"sigstop", "one of 2 members SIGSTOPped 20 s (session timeout 6 s), then SIGCONT", 2, 20,
      30, 0, 0, NULL, fault_sigstop, check_sigstop},
-    {"malformed", "10% malformed input (truncated, random bytes, empty)", 1, 20, 0, 1, 0.10,
+    {"malformed", "10% malformed input (truncated, random bytes, empty)", 1, 20, 5, 1, 0.10,
      NULL, fault_none, check_malformed},
-    {"ckpt_removed", "checkpoint directory removed (rm -rf)", 1, 10, 0, 1, 0, NULL,
+    {"ckpt_removed", "checkpoint directory removed (rm -rf)", 1, 10, 5, 1, 0, NULL,
      fault_ckpt_removed, check_ckpt_removed},
     {"ckpt_unwritable", "checkpoint directory unwritable (a file in its place) for 15 s", 1, 15,
-     0, 1, 0, NULL, fault_ckpt_unwritable, check_ckpt_failed},
+     5, 1, 0, NULL, fault_ckpt_unwritable, check_ckpt_failed},
     {"ckpt_corrupt", "stopped, newest checkpoint of every partition corrupted, restarted after "
      "5 s", 1, 5, 10, 1, 0, NULL, fault_ckpt_corrupt, check_ckpt_corrupt},
-    {"sighup_model", "SIGHUP with a truncated model file", 1, 10, 0, 1, 0, NULL,
+    {"sighup_model", "SIGHUP with a truncated model file", 1, 10, 5, 1, 0, NULL,
      fault_sighup_model, check_sighup},
-    {"sighup_config", "SIGHUP with a config that does not parse", 1, 10, 0, 1, 0, NULL,
+    {"sighup_config", "SIGHUP with a config that does not parse", 1, 10, 5, 1, 0, NULL,
      fault_sighup_config, check_sighup},
 };
 
