@@ -215,8 +215,8 @@ static void stop_member(run_t *r, int m) {
   r->pid[m] = 0;
 }
 
-/* A file of the directory whose name ends with suffix and is the newest
- * generation of partition p ("p<p>-<gen>.ckpt"); 0 when none. */
+/* The newest checkpoint generation of partition p in dir (files
+ * "p<p>-<gen>.ckpt"); 0 when none. */
 static uint64_t newest_generation(const char *dir, int p) {
   DIR *d = opendir(dir);
   if (!d) return 0;
@@ -590,7 +590,7 @@ static void fault_ckpt_removed(run_t *r) {
 static void fault_ckpt_unwritable(run_t *r) {
   /* the directory replaced by a file (what a read-only mount does to a
    * root process, which chmod would not stop) */
-  char away[600], cmd[1400];
+  char away[600];
   snprintf(away, sizeof away, "%s.away", r->ckpt[0]);
   H_CHECK(rename(r->ckpt[0], away) == 0, "rename %s", r->ckpt[0]);
   FILE *f = fopen(r->ckpt[0], "w");
@@ -598,7 +598,6 @@ static void fault_ckpt_unwritable(run_t *r) {
   fclose(f);
   sleep_s(r->sc->fault_s);
   H_CHECK(unlink(r->ckpt[0]) == 0 && rename(away, r->ckpt[0]) == 0, "restoring %s", r->ckpt[0]);
-  (void)cmd;
   r->t_fault_end = h_now();
   double t0 = h_now();
   wait_checkpoints_back(r);
@@ -645,7 +644,6 @@ static void write_text(const char *path, const char *text) {
 
 static void fault_sighup_model(run_t *r) {
   /* a truncated model file in place, SIGHUP, then the good one back */
-  char *good = h_read_file(r->model);
   FILE *f = fopen(r->model, "rb");
   fseek(f, 0, SEEK_END);
   long size = ftell(f);
@@ -663,7 +661,6 @@ static void fault_sighup_model(run_t *r) {
   fwrite(bytes, 1, (size_t)size, f);
   fclose(f);
   free(bytes);
-  free(good);
   sleep_s(r->t_fault_start + r->sc->fault_s - h_now());
   r->t_fault_end = h_now();
 }
