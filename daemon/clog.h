@@ -24,9 +24,10 @@ typedef struct {
   metrics_t *metrics;        /* borrowed; the changelog's series are added to it */
 } clog_opts_t;
 
-/* Checks that topic exists with input_topic's partition count (refused with
- * a sentence naming both counts otherwise; creating it is the operator's
- * job: OPERATIONS.md), and creates the producer. Returns 0 or a negative
+/* Makes sure topic can be the changelog (changelog_topic_ensure: created
+ * through the Admin API when missing; refused with a sentence when its
+ * partition count differs from input_topic's or its cleanup policy does not
+ * compact), logs what it found, and creates the producer. Returns 0 or a negative
  * IX_E* with errstr filled. Free with clog_destroy(). */
 int clog_new(const clog_opts_t *opts, clog_t **out, char *errstr, size_t errstr_size);
 /* Waits up to flush_ms for records in flight, then frees. Accepts NULL. */
