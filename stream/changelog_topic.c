@@ -5,6 +5,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -106,7 +107,8 @@ static const char *config_value(const rd_kafka_ConfigResource_t *res, const char
  * mock) lets it wait out the whole timeout, while a broker without the API
  * answers at once. *no_admin is set when the cluster does not support it. */
 static int check_configs(rd_kafka_t *rk, int32_t broker_id, const char *topic, int exists,
-                         int timeout_ms, int *no_admin, char *errstr, size_t n) {
+                         int timeout_ms, int *no_admin, int64_t *delete_retention_ms,
+                         char *errstr, size_t n) {
   *no_admin = 0;
   char bid[16];
   snprintf(bid, sizeof bid, "%d", (int)broker_id);
@@ -152,6 +154,8 @@ static int check_configs(rd_kafka_t *rk, int32_t broker_id, const char *topic, i
     } else {
       const char *policy = config_value(t, "cleanup.policy");
       const char *rms = config_value(t, "retention.ms"), *rby = config_value(t, "retention.bytes");
+      const char *drm = config_value(t, "delete.retention.ms");
+      if (drm) *delete_retention_ms = strtoll(drm, NULL, 10);
       if (!policy || !strstr(policy, "compact")) {
         snprintf(errstr, n,
                  "changelog topic '%s' has cleanup.policy=%s: a changelog needs compaction "
@@ -248,9 +252,10 @@ out:
 
 int changelog_topic_ensure(const char *brokers, const char *const *props, const char *topic,
                            const char *input_topic, int timeout_ms,
-                           changelog_topic_status_t *status, int32_t *partitions, char *errstr,
-                           size_t n) {
+                           changelog_topic_status_t *status, int32_t *partitions,
+                           int64_t *delete_retention_ms, char *errstr, size_t n) {
   *status = CHANGELOG_TOPIC_CHECKED;
+  *delete_retention_ms = -1;
   *partitions = 0;
   rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, brokers, props, errstr, n);
   if (!rk) return IX_EKAFKA;
@@ -297,7 +302,8 @@ int changelog_topic_ensure(const char *brokers, const char *const *props, const 
     }
     if (created) break; /* the settings are the ones it was created with */
     int no_admin = 0;
-    rc = check_configs(rk, broker_id, topic, cl_parts > 0, timeout_ms, &no_admin, errstr, n);
+    rc = check_configs(rk, broker_id, topic, cl_parts > 0, timeout_ms, &no_admin,
+                       delete_retention_ms, errstr, n);
     if (rc) break;
     if (no_admin) {
       *status = CHANGELOG_TOPIC_NO_ADMIN;
@@ -324,6 +330,14 @@ int changelog_topic_ensure(const char *brokers, const char *const *props, const 
 int changelog_topic_read(const char *brokers, const char *const *props, const char *topic,
                          int32_t partition, int timeout_ms, changelog_topic_fn fn, void *ctx,
                          uint64_t *records, uint64_t *bytes, char *errstr, size_t n) {
+  return changelog_topic_read_from(brokers, props, topic, partition, -1, timeout_ms, fn, ctx,
+                                   records, bytes, errstr, n);
+}
+
+int changelog_topic_read_from(const char *brokers, const char *const *props, const char *topic,
+                              int32_t partition, int64_t from, int timeout_ms,
+                              changelog_topic_fn fn, void *ctx, uint64_t *records,
+                              uint64_t *bytes, char *errstr, size_t n) {
   *records = *bytes = 0;
   rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, props, errstr, n);
   if (!rk) return IX_EKAFKA;
@@ -338,6 +352,14 @@ int changelog_topic_read(const char *brokers, const char *const *props, const ch
     rc = IX_EKAFKA;
     goto out;
   }
+  if (from >= 0 && from < lo) {
+    snprintf(errstr, n, "changelog %s [%d]: offset %lld is below the low watermark %lld (the "
+             "records in between were deleted)", topic, (int)partition, (long long)from,
+             (long long)lo);
+    rc = IX_ERANGE;
+    goto out;
+  }
+  if (from > lo) lo = from;
   if (hi <= lo) goto out;
   rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = lo;
@@ -383,6 +405,29 @@ int changelog_topic_read(const char *brokers, const char *const *props, const ch
     if (rc) break;
   }
 out:
+  rd_kafka_destroy(rk);
+  return rc;
+}
+
+int changelog_topic_offset_for_time(const char *brokers, const char *const *props,
+                                    const char *topic, int32_t partition, int64_t ts_ms,
+                                    int timeout_ms, int64_t *offset, char *errstr, size_t n) {
+  *offset = -1;
+  rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, brokers, props, errstr, n);
+  if (!rk) return IX_EKAFKA;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, partition)->offset = ts_ms;
+  rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, l, timeout_ms);
+  if (!err) err = l->elems[0].err;
+  int rc = 0;
+  if (err) {
+    snprintf(errstr, n, "changelog %s [%d]: cannot look up the offset at time %lld: %s", topic,
+             (int)partition, (long long)ts_ms, rd_kafka_err2str(err));
+    rc = IX_EKAFKA;
+  } else {
+    *offset = l->elems[0].offset >= 0 ? l->elems[0].offset : -1;
+  }
+  rd_kafka_topic_partition_list_destroy(l);
   rd_kafka_destroy(rk);
   return rc;
 }

@@ -33,15 +33,18 @@ typedef enum {
  * changelog_topic_create_configs; when it exists, checks its partition
  * count and (DescribeConfigs) that its cleanup.policy includes compact and
  * that a policy that also deletes keeps records forever (retention.ms and
- * retention.bytes -1). *partitions is input_topic's partition count.
+ * retention.bytes -1). *partitions is input_topic's partition count;
+ * *delete_retention_ms the topic's delete.retention.ms (how long compaction
+ * keeps a tombstone), -1 when not known (no Admin API, or just created with
+ * the broker's default).
  * Returns 0 with *status set; IX_ECONFIG with errstr a sentence naming what
  * is wrong and what to do (input topic missing, wrong partition count,
  * cleanup policy, topic missing on a cluster without the Admin API, creation
  * refused); IX_EKAFKA when the cluster cannot be asked within timeout_ms. */
 int changelog_topic_ensure(const char *brokers, const char *const *props, const char *topic,
                            const char *input_topic, int timeout_ms,
-                           changelog_topic_status_t *status, int32_t *partitions, char *errstr,
-                           size_t errstr_size);
+                           changelog_topic_status_t *status, int32_t *partitions,
+                           int64_t *delete_retention_ms, char *errstr, size_t errstr_size);
 
 /* Called for each record, in offset order; key/value borrowed for the call
  * (value NULL for a tombstone). A non-zero return stops the read and is
@@ -57,5 +60,22 @@ typedef int (*changelog_topic_fn)(void *ctx, int64_t offset, const void *key, si
 int changelog_topic_read(const char *brokers, const char *const *props, const char *topic,
                          int32_t partition, int timeout_ms, changelog_topic_fn fn, void *ctx,
                          uint64_t *records, uint64_t *bytes, char *errstr, size_t errstr_size);
+/* The same from offset `from` (-1: the low watermark) to the high watermark:
+ * the tail past a standby copy's position. Returns IX_ERANGE with errstr
+ * when `from` is below the low watermark (records the reader never saw were
+ * deleted: the caller reads the whole partition instead). */
+int changelog_topic_read_from(const char *brokers, const char *const *props, const char *topic,
+                              int32_t partition, int64_t from, int timeout_ms,
+                              changelog_topic_fn fn, void *ctx, uint64_t *records,
+                              uint64_t *bytes, char *errstr, size_t errstr_size);
+
+/* The offset of partition's first record with a timestamp at or after ts_ms
+ * (Unix ms), into *offset; -1 when the cluster names none (no such record,
+ * or a cluster that does not look up by time: librdkafka's mock answers -1
+ * for every timestamp). Returns 0 or IX_EKAFKA with errstr. */
+int changelog_topic_offset_for_time(const char *brokers, const char *const *props,
+                                    const char *topic, int32_t partition, int64_t ts_ms,
+                                    int timeout_ms, int64_t *offset, char *errstr,
+                                    size_t errstr_size);
 
 #endif

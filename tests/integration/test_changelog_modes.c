@@ -6,13 +6,18 @@
  * changelog mode, with no directory, restores from the topic alone. Every
  * event of the three streams is answered and every prediction equals the
  * offline pipeline's; the second daemon's partitions came from the local
- * checkpoint, the third's from the changelog, none cold. */
+ * checkpoint, the third's from the changelog, none cold. A fourth daemon in
+ * mode both with the first two's directory finds a local checkpoint older
+ * than the changelog (the third daemon's events are only in the topic): it
+ * restores the local one and lays over it only the users the changelog
+ * recorded after it (source local+changelog). */
 #include "daemon_harness.h"
 
 #define N1 6000
 #define N2 3000
 #define N3 3000
-#define N (N1 + N2 + N3)
+#define N4 3000
+#define N (N1 + N2 + N3 + N4)
 #define PARTS 4
 
 static double metric(const char *page, const char *series) {
@@ -109,16 +114,46 @@ int main(void) {
   const char *log3 = h_path("changelog.log");
   pid_t d3 = h_spawn(conf3, log3);
   H_CHECK(h_wait_log(log3, "assigned partitions", 30), "no assignment (log %s)", log3);
-  h_produce(brokers, "events", msgs, N1 + N2, N, 0);
-  expect_answered(N, log3);
+  h_produce(brokers, "events", msgs, N1 + N2, N1 + N2 + N3, 0);
+  expect_answered(N1 + N2 + N3, log3);
   double from_cl = metric_of(log3, "interestd_state_restores_total{source=\"changelog\"} ");
   double cold = metric_of(log3, "interestd_state_restores_total{source=\"cold\"} ");
   printf("changelog mode: %.0f partitions from the changelog, %.0f cold; all %d events answered, "
-         "every prediction equal to the offline pipeline's\n", from_cl, cold, N);
+         "every prediction equal to the offline pipeline's\n", from_cl, cold, N1 + N2 + N3);
   H_CHECK(from_cl == PARTS && cold == 0, "restores: changelog %.0f, cold %.0f (log %s)", from_cl,
           cold, log3);
   kill(d3, SIGTERM);
   H_CHECK(h_wait_exit(d3, 20) == 0, "changelog daemon exit (log %s)", log3);
+
+  /* 4. both again, on the directory of 1 and 2: its checkpoint is older than the changelog */
+  const char *log4 = h_path("both4.log");
+  pid_t d4 = h_spawn(conf2, log4);
+  H_CHECK(h_wait_log(log4, "assigned partitions", 30), "no assignment (log %s)", log4);
+  h_produce(brokers, "events", msgs, N1 + N2 + N3, N, 0);
+  expect_answered(N, log4);
+  double tail = metric_of(log4, "interestd_state_restores_total{source=\"local+changelog\"} ");
+  double users = metric_of(log4, "interestd_state_restored_users_total{source=\"local+changelog\"} ");
+  double bytes = metric_of(log4, "interestd_changelog_read_bytes_total ");
+  cold = metric_of(log4, "interestd_state_restores_total{source=\"cold\"} ");
+  char *l4 = h_read_file(log4);
+  unsigned long long over = 0, sum = 0;
+  for (const char *q = l4; q && (q = strstr(q, " from the changelog over the local")) != NULL; q++) {
+    const char *b = q;
+    while (b > l4 && b[-1] != '(') b--;
+    over = strtoull(b, NULL, 10);
+    sum += over;
+  }
+  free(l4);
+  printf("mode both over an older local checkpoint: %.0f partitions from local+changelog (%.0f "
+         "users, %llu of them laid over from the changelog; %.0f changelog bytes read), %.0f "
+         "cold; all %d events answered, every prediction equal to the offline pipeline's\n",
+         tail, users, sum, bytes, cold, N);
+  H_CHECK(tail == PARTS && cold == 0, "restores: local+changelog %.0f, cold %.0f (log %s)", tail,
+          cold, log4);
+  H_CHECK(sum > 0 && sum < users, "%llu of %.0f users from the changelog: expected only those "
+          "recorded after the local checkpoint (log %s)", sum, users, log4);
+  kill(d4, SIGTERM);
+  H_CHECK(h_wait_exit(d4, 20) == 0, "both daemon exit (log %s)", log4);
   h_free_msgs(msgs, N);
   mockbroker_destroy(mb);
   printf("PASS\n");
