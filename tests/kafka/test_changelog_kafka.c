@@ -12,7 +12,14 @@
  *    directory restores from the compacted changelog: every event of both
  *    streams answered, every prediction equal to the offline pipeline's over
  *    all events (so every restored state equals the offline replay's), every
- *    partition from the changelog, none cold. */
+ *    partition from the changelog, none cold. Both daemons run in mode both,
+ *    each with a state directory of its own (the second's empty).
+ * 3. The first daemon's directory again, after more events: its local
+ *    checkpoint is older than the changelog, so the restore reads only the
+ *    changelog's records from its snapshot's time on (offsets-for-times, which
+ *    the mock lacks) and lays them over it (source local+changelog), reading
+ *    fewer bytes than the full restore of step 2; every event answered and
+ *    equal to the offline pipeline's. */
 #include "../integration/daemon_harness.h"
 
 #include <librdkafka/rdkafka.h>
@@ -20,7 +27,8 @@
 #define PARTS 4
 #define N1 12000 /* streamed to the first daemon */
 #define N2 3000  /* after its kill, to the restored one */
-#define N (N1 + N2)
+#define N3 3000  /* then to a daemon on the first one's directory */
+#define N (N1 + N2 + N3)
 #define RATE 1000.0
 
 static double metric_of(const char *log, const char *series) {
@@ -179,6 +187,8 @@ static void expect_answered(const char *brokers, const char *model, h_msg_t *msg
 
 int main(void) {
   h_init("test_changelog_kafka");
+  /* the tail's clock margin (60 s) would cover this whole short run */
+  setenv("IX_TEST_CLOG_CLOCK_MARGIN_MS", "1000", 1);
   H_CHECK(h_real_bootstrap(), "this test needs a real broker: set IX_KAFKA_DIR (tests/kafka/"
           "kafka.sh start DIR) or IX_KAFKA_BOOTSTRAP; ctest -R test_changelog_kafka starts one");
   const char *brokers = h_cluster(PARTS);
@@ -232,11 +242,15 @@ int main(void) {
                                      NULL};
   create(topic, PARTS, fast);
   h_msg_t *msgs = h_load_events(N, PARTS);
-  char extra[512];
-  snprintf(extra, sizeof extra, "[state]\nchangelog_mode = changelog\nchangelog_topic = %s\n"
-           "checkpoint_interval_s = 1\n", topic);
+  char extra[1024];
+  snprintf(extra, sizeof extra, "[state]\nchangelog_mode = both\nchangelog_topic = %s\n"
+           "checkpoint_interval_s = 1\ncheckpoint_dir = %s\n", topic, h_path("dir1"));
   const char *conf = h_path("compact.conf");
   h_write_conf(conf, brokers, "compact", model, extra);
+  snprintf(extra, sizeof extra, "[state]\nchangelog_mode = both\nchangelog_topic = %s\n"
+           "checkpoint_interval_s = 1\ncheckpoint_dir = %s\n", topic, h_path("dir2"));
+  const char *conf2 = h_path("fresh.conf");
+  h_write_conf(conf2, brokers, "compact", model, extra);
   const char *log1 = h_path("first.log");
   pid_t d1 = h_spawn(conf, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 60), "no assignment (log %s)", log1);
@@ -258,11 +272,11 @@ int main(void) {
   kill(d1, SIGKILL);
   H_CHECK(h_wait_exit(d1, 10) == -2, "first daemon did not die of SIGKILL");
 
-  h_produce(brokers, h_T("events"), msgs, N1, N, 0);
+  h_produce(brokers, h_T("events"), msgs, N1, N1 + N2, 0);
   const char *log2 = h_path("second.log");
-  pid_t d2 = h_spawn(conf, log2);
+  pid_t d2 = h_spawn(conf2, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 60), "no assignment (log %s)", log2);
-  expect_answered(brokers, model, msgs, N, log2);
+  expect_answered(brokers, model, msgs, N1 + N2, log2);
   double from_cl = metric_of(log2, "interestd_state_restores_total{source=\"changelog\"} ");
   double cold = metric_of(log2, "interestd_state_restores_total{source=\"cold\"} ");
   double bytes = metric_of(log2, "interestd_changelog_read_bytes_total ");
@@ -272,6 +286,26 @@ int main(void) {
           cold, log2);
   kill(d2, SIGTERM);
   H_CHECK(h_wait_exit(d2, 30) == 0, "exit (log %s)", log2);
+
+  /* 3. the first directory again: local checkpoint plus the changelog's tail */
+  h_produce(brokers, h_T("events"), msgs, N1 + N2, N, 0);
+  const char *log3 = h_path("third.log");
+  pid_t d3 = h_spawn(conf, log3);
+  H_CHECK(h_wait_log(log3, "assigned partitions", 60), "no assignment (log %s)", log3);
+  expect_answered(brokers, model, msgs, N, log3);
+  double tail = metric_of(log3, "interestd_state_restores_total{source=\"local+changelog\"} ");
+  double bytes3 = metric_of(log3, "interestd_changelog_read_bytes_total ");
+  cold = metric_of(log3, "interestd_state_restores_total{source=\"cold\"} ");
+  printf("first directory again: %.0f partitions from local+changelog, %.0f cold, %.0f changelog "
+         "bytes read (the full restore read %.0f)\n", tail, cold, bytes3, bytes);
+  H_CHECK(tail == PARTS && cold == 0, "restores: local+changelog %.0f, cold %.0f (log %s)", tail,
+          cold, log3);
+  H_CHECK(h_wait_log(log3, "changelog read from the local checkpoint's time", 1),
+          "the tail was not looked up by time (log %s)", log3);
+  H_CHECK(bytes3 < bytes, "the tail read %.0f bytes, the whole changelog %.0f (log %s)", bytes3,
+          bytes, log3);
+  kill(d3, SIGTERM);
+  H_CHECK(h_wait_exit(d3, 30) == 0, "exit (log %s)", log3);
   h_free_msgs(msgs, N);
   printf("PASS\n");
   return 0;
