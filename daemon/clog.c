@@ -293,11 +293,14 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
                "changelog's delete.retention.ms): the whole changelog decides", (int)p,
                (double)age / 3.6e6);
   }
+  /* without local states (p is empty in st) the records go straight into
+   * st: no scratch store, no copy */
+  int direct = local_next < 0;
   store_t *scratch = NULL;
   changelog_restore_t *rs = NULL;
   store_opts_t so = {.blob_size = store_blob_size(st)};
-  int rc = store_new(&so, &scratch);
-  if (!rc) rc = changelog_restore_new(scratch, p, fingerprint, &rs);
+  int rc = direct ? 0 : store_new(&so, &scratch);
+  if (!rc) rc = changelog_restore_new(direct ? st : scratch, p, fingerprint, &rs);
   uint64_t records = 0, bytes = 0;
   read_t rd = {rs, errstr, n};
   if (!rc) {
@@ -308,6 +311,7 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
                                 30000, read_rec, &rd, &records, &bytes, errstr, n);
   }
   metrics_counter_add(c->m.bytes_read, bytes);
+  if (rc && direct) store_drop_partition(st, p); /* a partial read: start cold */
   changelog_restore_info_t info = {0};
   mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
   uint64_t put = 0, dropped = 0;
@@ -323,6 +327,9 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
       snprintf(errstr, n, "out of memory laying the changelog over the local states");
       rc = laid;
     }
+  } else if (!rc && direct) {
+    changelog_restore_finish(rs, &info); /* without a completion it dropped p: cold */
+    if (info.complete) *source = CLOG_FROM_CHANGELOG;
   } else if (!rc) {
     changelog_restore_finish(rs, &info);
     if (info.complete && info.next_offset > local_next) {

@@ -22,6 +22,10 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char 
                                            {"enable.auto.offset.store", "false"},
                                            {"enable.partition.eof", "true"},
                                            {"fetch.wait.max.ms", "20"},
+                                           /* a restore reads whole partitions: fewer,
+                                            * larger fetches (default 1 MiB) */
+                                           {"max.partition.fetch.bytes", "16777216"},
+                                           {"fetch.max.bytes", "67108864"},
                                            {"group.id", "interestd-changelog-restore"}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
       if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, n) != RD_KAFKA_CONF_OK) {
