@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Steady-state cost of the changelog topic (docs/PERFORMANCE.md, "Changelog"), as
+# ratios in one invocation: bench_e2e's saturation run (N preloaded Taobao events,
+# 8 partitions, the shipped model) with the changelog off and on, alternating, ROUNDS
+# times; then its latency run (3 s paced at half the changelog-off saturation rate,
+# after a 2000-event warm-up) off and on. "On": state.changelog_mode = changelog,
+# checkpoint_interval_s = 1 (a changelog checkpoint every second; the default
+# interval writes less often). Broker: librdkafka's mock (or IX_KAFKA_DIR /
+# IX_KAFKA_BOOTSTRAP, passed through to bench_e2e, on a fresh broker per run).
+# usage: tests/bench/bench_changelog_cost.sh BUILD_DIR [N_EVENTS (100000)] [ROUNDS (2)]
+set -euo pipefail
+BUILD=${1:?usage: bench_changelog_cost.sh BUILD_DIR [N_EVENTS] [ROUNDS]}
+N=${2:-100000}
+ROUNDS=${3:-2}
+HERE=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$BUILD/tests/bench_e2e
+export IX_SOURCE_DIR=$HERE IX_BINARY_DIR=$(cd "$BUILD" && pwd) BENCH_E2E_NO_JSON=1
+ON=$'[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n'
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
+sat() { # $1: off|on -> events/s
+  local out
+  if [ "$1" = on ]; then
+    out=$(BENCH_E2E_CHANGELOG=1 BENCH_E2E_CONF="$ON" "$BIN" "$N" 0 0 saturation-only)
+  else
+    out=$("$BIN" "$N" 0 0 saturation-only)
+  fi
+  echo "$out" | sed -n 's/^interestd saturation: *\([0-9]*\) events.*/\1/p'
+}
+lat() { # $1: off|on, $2: rate -> p99 ms
+  local out
+  if [ "$1" = on ]; then
+    out=$(BENCH_E2E_CHANGELOG=1 BENCH_E2E_CONF="$ON" "$BIN" "$N" 0 "$2" latency-only)
+  else
+    out=$("$BIN" "$N" 0 "$2" latency-only)
+  fi
+  echo "$out" | grep '^interestd at' >&2
+  echo "$out" | sed -n 's/^interestd at .* p99 \([0-9]*\) ms,.*/\1/p'
+}
+echo "bench_changelog_cost: $N events, $ROUNDS rounds, $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
+off_sum=0; on_sum=0
+for r in $(seq "$ROUNDS"); do
+  a=$(sat off); b=$(sat on)
+  echo "round $r: saturation changelog off $a events/s, on $b events/s (on/off $(ratio "$b" "$a"))"
+  off_sum=$((off_sum + a)); on_sum=$((on_sum + b))
+done
+rate=$((off_sum / ROUNDS / 2))
+echo "saturation, mean of $ROUNDS: off $((off_sum / ROUNDS)), on $((on_sum / ROUNDS)) events/s: on/off $(ratio "$on_sum" "$off_sum") (goal >= 0.90)"
+p_off=$(lat off "$rate"); p_on=$(lat on "$rate")
+echo "p99 at $rate events/s (half the changelog-off saturation): off $p_off ms, on $p_on ms: on/off $(ratio "$p_on" "$p_off") (goal <= 1.2)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
