@@ -31,18 +31,6 @@
 #define N (N1 + N2 + N3)
 #define RATE 1000.0
 
-static double metric_of(const char *log, const char *series) {
-  int port = h_metrics_port(log);
-  H_CHECK(port > 0, "no metrics port in %s", log);
-  char *pg = h_http_get(port, "/metrics");
-  char line[256];
-  snprintf(line, sizeof line, "\n%s", series);
-  const char *p = pg ? strstr(pg, line) : NULL;
-  double v = p ? atof(p + strlen(line)) : -1;
-  free(pg);
-  return v;
-}
-
 static rd_kafka_t *admin_client(void) {
   char err[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -163,28 +151,6 @@ static void scan(const char *topic, uint64_t *records, uint64_t *span) {
   rd_kafka_destroy(rk);
 }
 
-static void expect_answered(const char *brokers, const char *model, h_msg_t *msgs, size_t upto,
-                            const char *log) {
-  int *ok = calloc(upto, sizeof *ok);
-  prediction_t *ref = h_offline(model, msgs, upto, ok);
-  uint32_t *counts = calloc(upto, sizeof *counts);
-  size_t missing = upto;
-  double end = h_now() + 120;
-  while (missing && h_now() < end) {
-    const char *out = h_path("out.rec");
-    h_collect(brokers, h_T("interests"), out, 3 * N, 3000);
-    memset(counts, 0, upto * sizeof *counts);
-    h_check_output(out, msgs, upto, ref, ok, counts, 1);
-    missing = 0;
-    for (size_t i = 0; i < upto; i++) missing += counts[i] == 0;
-  }
-  H_CHECK(missing == 0, "%zu of %zu events have no prediction (log %s)", missing, upto, log);
-  printf("all %zu events answered, every prediction equal to the offline pipeline's\n", upto);
-  free(ok);
-  free(ref);
-  free(counts);
-}
-
 int main(void) {
   h_init("test_changelog_kafka");
   /* the tail's clock margin (60 s) would cover this whole short run */
@@ -221,8 +187,11 @@ int main(void) {
     d = h_spawn(conf, h_path("created2.log"));
     H_CHECK(h_wait_log(h_path("created2.log"), "cleanup policy with compaction: checked", 60),
             "the existing topic was not checked (log %s)", h_path("created2.log"));
+    H_CHECK(h_wait_log(h_path("created2.log"), "assigned partitions", 60), "no assignment (log "
+            "%s)", h_path("created2.log"));
     kill(d, SIGTERM);
-    H_CHECK(h_wait_exit(d, 30) == 0, "exit");
+    int st = h_wait_exit(d, 60);
+    H_CHECK(st == 0, "exit %d (log %s)", st, h_path("created2.log"));
   }
   {
     static const char *const compact[] = {"cleanup.policy=compact", NULL};
@@ -255,9 +224,10 @@ int main(void) {
   pid_t d1 = h_spawn(conf, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 60), "no assignment (log %s)", log1);
   h_produce(brokers, h_T("events"), msgs, 0, N1, RATE);
-  expect_answered(brokers, model, msgs, N1, log1);
+  h_expect_answered(brokers, model, msgs, N1, 3 * N, 120, log1);
+  printf("all %d events answered, every prediction equal to the offline pipeline's\n", (int)(N1));
   h_sleep_ms(2500); /* a changelog checkpoint after the last event */
-  double written = metric_of(log1, "interestd_changelog_records_written_total ");
+  double written = h_metric_of(log1, "interestd_changelog_records_written_total ");
   uint64_t recs = 0, span = 0;
   double t0 = h_now();
   for (;;) {
@@ -276,10 +246,11 @@ int main(void) {
   const char *log2 = h_path("second.log");
   pid_t d2 = h_spawn(conf2, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 60), "no assignment (log %s)", log2);
-  expect_answered(brokers, model, msgs, N1 + N2, log2);
-  double from_cl = metric_of(log2, "interestd_state_restores_total{source=\"changelog\"} ");
-  double cold = metric_of(log2, "interestd_state_restores_total{source=\"cold\"} ");
-  double bytes = metric_of(log2, "interestd_changelog_read_bytes_total ");
+  h_expect_answered(brokers, model, msgs, N1 + N2, 3 * N, 120, log2);
+  printf("all %d events answered, every prediction equal to the offline pipeline's\n", (int)(N1 + N2));
+  double from_cl = h_metric_of(log2, "interestd_state_restores_total{source=\"changelog\"} ");
+  double cold = h_metric_of(log2, "interestd_state_restores_total{source=\"cold\"} ");
+  double bytes = h_metric_of(log2, "interestd_changelog_read_bytes_total ");
   printf("fresh daemon: %.0f partitions from the compacted changelog (%.0f bytes read), %.0f "
          "cold\n", from_cl, bytes, cold);
   H_CHECK(from_cl == PARTS && cold == 0, "restores: changelog %.0f, cold %.0f (log %s)", from_cl,
@@ -292,10 +263,11 @@ int main(void) {
   const char *log3 = h_path("third.log");
   pid_t d3 = h_spawn(conf, log3);
   H_CHECK(h_wait_log(log3, "assigned partitions", 60), "no assignment (log %s)", log3);
-  expect_answered(brokers, model, msgs, N, log3);
-  double tail = metric_of(log3, "interestd_state_restores_total{source=\"local+changelog\"} ");
-  double bytes3 = metric_of(log3, "interestd_changelog_read_bytes_total ");
-  cold = metric_of(log3, "interestd_state_restores_total{source=\"cold\"} ");
+  h_expect_answered(brokers, model, msgs, N, 3 * N, 120, log3);
+  printf("all %d events answered, every prediction equal to the offline pipeline's\n", (int)(N));
+  double tail = h_metric_of(log3, "interestd_state_restores_total{source=\"local+changelog\"} ");
+  double bytes3 = h_metric_of(log3, "interestd_changelog_read_bytes_total ");
+  cold = h_metric_of(log3, "interestd_state_restores_total{source=\"cold\"} ");
   printf("first directory again: %.0f partitions from local+changelog, %.0f cold, %.0f changelog "
          "bytes read (the full restore read %.0f)\n", tail, cold, bytes3, bytes);
   H_CHECK(tail == PARTS && cold == 0, "restores: local+changelog %.0f, cold %.0f (log %s)", tail,
