@@ -414,7 +414,8 @@ static int encode_user(void *ctx, uint64_t user, int64_t off) {
   part_t *pt = e->pt;
   /* a read, not an event: store_get() would mark the user seen at time 0 and
    * move it to the head of its partition's LRU list */
-  const void *blob = store_peek(e->st, e->p, user);
+  int64_t seen = 0;
+  const void *blob = store_peek_seen(e->st, e->p, user, &seen);
   if (!blob) return 0; /* evicted: its tombstone comes from pt->evicted */
   size_t bs = store_blob_size(e->st), need = CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + bs;
   if (pt->len + need > pt->cap) {
@@ -428,8 +429,9 @@ static int encode_user(void *ctx, uint64_t user, int64_t off) {
   uint8_t *k = pt->buf + pt->len;
   changelog_user_key(user, k);
   uint8_t *v = k + CHANGELOG_KEY_BYTES + 4;
-  /* the store's last-seen time is not readable here; restores order by insertion */
-  size_t vl = changelog_encode_user(e->p, e->fp, user, off, 0, blob, (uint32_t)bs, v,
+  /* with its last-seen time: a restore orders users by it, and the idle TTL
+   * and the memory limit evict by it */
+  size_t vl = changelog_encode_user(e->p, e->fp, user, off, seen, blob, (uint32_t)bs, v,
                                     CHANGELOG_USER_FIXED + bs);
   if (!vl) return e->err = IX_ETOOBIG;
   memcpy(k + CHANGELOG_KEY_BYTES, &(uint32_t){(uint32_t)vl}, 4);

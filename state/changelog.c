@@ -295,14 +295,15 @@ int changelog_restore_overlay(changelog_restore_t *rs, store_t *dst, int64_t loc
   for (size_t i = 0; i < rs->users.cap; i++) {
     if (rs->users.offs[i] < 0) continue;
     uint64_t user = rs->users.keys[i];
-    const void *blob = store_peek(rs->st, rs->partition, user);
+    int64_t seen = 0;
+    const void *blob = store_peek_seen(rs->st, rs->partition, user, &seen);
     if (!blob) {
       /* newest record a tombstone: evicted after the local checkpoint's
        * users were recorded (or evicted there too); its events before the
        * completion's offset are not replayed, so "no state" is exact */
       *dropped += (uint64_t)store_remove(dst, rs->partition, user);
     } else if (rs->users.offs[i] >= local_next) {
-      int err = store_put(dst, rs->partition, user, 0, blob);
+      int err = store_put(dst, rs->partition, user, seen, blob);
       if (err) return err;
       (*put)++;
     }

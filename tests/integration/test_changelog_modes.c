@@ -72,7 +72,8 @@ int main(void) {
   /* 3. changelog only, no directory */
   const char *conf3 = h_path("changelog.conf");
   h_write_conf(conf3, brokers, "modes", model,
-               "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n");
+               "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n"
+               "idle_ttl_s = 120\n");
   const char *log3 = h_path("changelog.log");
   pid_t d3 = h_spawn(conf3, log3);
   H_CHECK(h_wait_log(log3, "assigned partitions", 30), "no assignment (log %s)", log3);
@@ -80,6 +81,12 @@ int main(void) {
   h_expect_answered(brokers, model, msgs, N1 + N2 + N3, 3 * N, 90, log3);
   double from_cl = h_metric_of(log3, "interestd_state_restores_total{source=\"changelog\"} ");
   double cold = h_metric_of(log3, "interestd_state_restores_total{source=\"cold\"} ");
+  /* restored users keep the last-seen time they had (seconds ago): the first
+   * sweep (30 s after the start with idle_ttl_s = 120) expires none of them */
+  h_sleep_ms(31000);
+  double expired = h_metric_of(log3, "interestd_evictions_total{cause=\"ttl\"} ");
+  printf("changelog mode with idle_ttl_s = 120, 31 s on: %.0f users expired\n", expired);
+  H_CHECK(expired == 0, "%.0f restored users expired at once (log %s)", expired, log3);
   printf("changelog mode: %.0f partitions from the changelog, %.0f cold; all %d events answered, "
          "every prediction equal to the offline pipeline's\n", from_cl, cold, N1 + N2 + N3);
   H_CHECK(from_cl == PARTS && cold == 0, "restores: changelog %.0f, cold %.0f (log %s)", from_cl,
