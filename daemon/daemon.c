@@ -1112,7 +1112,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
       if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
-      int64_t local_next = -1;
+      int64_t local_next = -1, local_created_ms = -1;
       if (d->ckpt) {
         char why[512];
         ckpt_restore_info_t info;
@@ -1133,6 +1133,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
           /* the checkpoint is the truth for state: resume right after it */
           parts[i].offset = info.next_offset;
           local_next = info.next_offset;
+          local_created_ms = info.created_ms;
           inflight_assign(d->inflight, p, info.next_offset); /* cannot fail: p is tracked */
           LOG_INFO("daemon", "partition %d: restored %" PRIu64 " users from checkpoint "
                    "generation %" PRIu64 ", resuming at offset %" PRId64, (int)p, info.users,
@@ -1145,18 +1146,19 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         int64_t next;
         notify_extend_timeout(d->notify, 60ull * 1000000u);
         rc = clog_assign(d->clog, p, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe),
-                         local_next, &src, &next, why, sizeof why);
+                         local_next, local_created_ms, &src, &next, why, sizeof why);
         if (rc)
           LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
                    why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
-        if (src == CLOG_FROM_CHANGELOG && beyond_end(d, p, next)) {
+        if ((src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL) &&
+            beyond_end(d, p, next)) {
           /* a changelog of another cluster or topic incarnation */
           LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the "
                    "input's end; starting cold", (int)p, next);
           store_drop_partition(pipeline_store(d->pipe), p);
           clog_start_cold(d->clog, p);
           metrics_counter_inc(d->md.checkpoints_refused);
-        } else if (src == CLOG_FROM_CHANGELOG) {
+        } else if (src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL) {
           parts[i].offset = next;
           inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
         }

@@ -701,12 +701,13 @@ int metrics_redis_register(metrics_t *m, metrics_redis_t *rm) {
   return rc;
 }
 
-const char *const metrics_state_source_label[3] = {"cold", "local", "changelog"};
+const char *const metrics_state_source_label[4] = {"cold", "local", "changelog",
+                                                   "local+changelog"};
 
 int metrics_changelog_register(metrics_t *m, metrics_changelog_t *cm) {
   static const double secs[] = {0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60};
   int rc = 0;
-  for (int s = 0; s < 3 && !rc; s++) {
+  for (int s = 0; s < 4 && !rc; s++) {
     rc = metrics_counter_new(m, &cm->from[s], "interestd_state_restores_total",
                              "Partition assignments by where their states came from.",
                              "source", metrics_state_source_label[s], NULL);

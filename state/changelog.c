@@ -285,6 +285,32 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
   return 0;
 }
 
+int changelog_restore_overlay(changelog_restore_t *rs, store_t *dst, int64_t local_next,
+                              uint64_t *put, uint64_t *dropped) {
+  *put = *dropped = 0;
+  if (rs->finished) return IX_ESTATE;
+  if (!rs->info.complete || rs->info.next_offset <= local_next) return 0;
+  for (size_t i = 0; i < rs->users.cap; i++) {
+    if (rs->users.offs[i] < 0) continue;
+    uint64_t user = rs->users.keys[i];
+    int64_t seen = 0;
+    const void *blob = store_peek_seen(rs->st, rs->partition, user, &seen);
+    if (!blob) {
+      /* newest record a tombstone: evicted after the local checkpoint's
+       * users were recorded (or evicted there too); its events before the
+       * completion's offset are not replayed, so "no state" is exact */
+      *dropped += (uint64_t)store_remove(dst, rs->partition, user);
+    } else if (rs->users.offs[i] >= local_next) {
+      int err = store_put(dst, rs->partition, user, seen, blob);
+      if (err) return err;
+      (*put)++;
+    }
+    /* else: no event of the user in (its offset, next_offset), so the local
+     * state, which has every event of it before local_next, is the same fact */
+  }
+  return 1;
+}
+
 void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t *info) {
   if (!rs->finished) {
     rs->info.users = store_partition_users(rs->st, rs->partition);
