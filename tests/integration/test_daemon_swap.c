@@ -120,12 +120,13 @@ static got_t *collect(const char *brokers, const h_msg_t *msgs, size_t n, uint64
 }
 
 static void write_conf(const char *conf, const char *brokers, const char *group,
-                       const char *model, const char *ckpt, uint64_t max_events) {
+                       const char *model, const char *ckpt, uint64_t max_events,
+                       const char *more) {
   char extra[1024];
   snprintf(extra, sizeof extra,
            "[state]\ncheckpoint_dir = %s\ncheckpoint_interval_s = 1\n[daemon]\n"
            "shutdown_timeout_s = 10\n[model]\nreload = warm\nwarm_window_s = 0\n"
-           "warm_max_events = %" PRIu64 "\n", ckpt, max_events);
+           "warm_max_events = %" PRIu64 "\n%s", ckpt, max_events, more);
   h_write_conf(conf, brokers, group, model, extra);
 }
 
@@ -153,7 +154,7 @@ static void scenario_swap(const char *brokers) {
   h_write_model(old_m, 5);
   h_write_model(new_m, 11);
   const char *conf = h_path("swap.conf");
-  write_conf(conf, brokers, "swap", old_m, h_path("ckpt-swap"), W);
+  write_conf(conf, brokers, "swap", old_m, h_path("ckpt-swap"), W, "");
   h_msg_t *msgs = h_load_events(N, PARTS);
   const char *log = h_path("swap.log");
   pid_t d = h_spawn(conf, log);
@@ -162,7 +163,7 @@ static void scenario_swap(const char *brokers) {
   pthread_t th;
   H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
   h_sleep_ms(1500);
-  write_conf(conf, brokers, "swap", new_m, h_path("ckpt-swap"), W);
+  write_conf(conf, brokers, "swap", new_m, h_path("ckpt-swap"), W, "");
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
   H_CHECK(h_wait_log(log, "model swapped", 60), "no switch (log %s)", log);
@@ -258,8 +259,11 @@ static void scenario_swap(const char *brokers) {
 
 /* kill -9 (sig SIGKILL) or SIGTERM while the new model warms up, then a
  * restart with the old model. */
+/* small batches: the warm-up of the first N1 events takes a few seconds */
+#define SLOW "[batch]\nmax_events = 8\n"
 static void scenario_interrupt(const char *brokers, int sig) {
-  enum { N = 12000 };
+  enum { N = 30000, N1 = 24000 }; /* the mock keeps at most 5 MiB per partition: the
+                                     predictions of more would push the first ones out */
   const char *name = sig == SIGKILL ? "kill" : "term";
   char old_m[512], new_m[512], conf[512], log1[512], log2[512], ckpt[512], group[64];
   snprintf(old_m, sizeof old_m, "%s", h_path("old.ixm"));
@@ -273,22 +277,30 @@ static void scenario_interrupt(const char *brokers, int sig) {
   snprintf(group, sizeof group, "swap-%s", name);
   char topic_events[256];
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
-  write_conf(conf, brokers, group, old_m, ckpt, 10000000);
+  write_conf(conf, brokers, group, old_m, ckpt, 10000000, SLOW);
   h_msg_t *msgs = h_load_events(N, PARTS);
   pid_t d = h_spawn(conf, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
-  /* paced: the mock serves one producer batch per partition per fetch, so a
-   * window of small batches takes the warm-up seconds to re-read */
-  feed_t f = {brokers, topic_events, msgs, 0, N / 2, 3000.0};
-  feeder(&f);
-  h_sleep_ms(1500); /* a checkpoint of the old model */
-  feed_t f2 = {brokers, topic_events, msgs, N / 2, N, 3000.0};
+  h_produce(brokers, topic_events, msgs, 0, N1, 0);
+  int port = h_metrics_port(log1);
+  double until = h_now() + 120;
+  for (;;) { /* every event of the first part applied, then a checkpoint of the old model */
+    char *body = h_http_get(port, "/metrics");
+    double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
+    free(body);
+    if (done >= N1) break;
+    H_CHECK(h_now() < until, "%.0f of %d events processed in 120 s (log %s)", done, N1, log1);
+    h_sleep_ms(200);
+  }
+  h_sleep_ms(1500);
+  feed_t f2 = {brokers, topic_events, msgs, N1, N, 2000.0};
   pthread_t th;
   H_CHECK(pthread_create(&th, NULL, feeder, &f2) == 0, "thread");
-  write_conf(conf, brokers, group, new_m, ckpt, 10000000);
+  write_conf(conf, brokers, group, new_m, ckpt, 10000000, SLOW);
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log1, "warming up on", 10), "no warm-up started (log %s)", log1);
-  h_sleep_ms(300);
+  H_CHECK(h_wait_log(log1, "partition 3: warming from", 10), "no warm-up of partition 3");
+  h_sleep_ms(50);
   char *s = h_read_file(log1);
   int switched = strstr(s, "model swapped") != NULL;
   free(s);
@@ -306,14 +318,14 @@ static void scenario_interrupt(const char *brokers, int sig) {
     H_CHECK(st == -2, "not killed by the signal: %d", st);
   }
   /* the old model's checkpoints are the directory's consistent state */
-  write_conf(conf, brokers, group, old_m, ckpt, 10000000);
+  write_conf(conf, brokers, group, old_m, ckpt, 10000000, "");
   pid_t d2 = h_spawn(conf, log2);
   pthread_join(th, NULL);
   int *ok = calloc(N, sizeof *ok);
   int64_t zero[PARTS] = {0};
   prediction_t *ref = offline_from(old_m, msgs, N, zero, ok);
   uint64_t total;
-  got_t *g = collect(brokers, msgs, N, N, 90, &total);
+  got_t *g = collect(brokers, msgs, N, N, 120, &total);
   size_t missing = 0, dups = 0, differ = 0;
   for (size_t i = 0; i < N; i++) {
     if (!g[i].n) missing++;
@@ -391,7 +403,7 @@ static void scenario_warmset(const char *brokers) {
   }
   char *s = h_read_file(log);
   int restored = 0;
-  for (char *p = s; (p = strstr(p, "restored ")); p++) restored++;
+  for (char *p = s; (p = strstr(p, "users from checkpoint generation")); p++) restored++;
   free(s);
   printf("warmset: %d partitions restored from the offline warm set; %" PRIu64 " predictions: "
          "%zu for the %d recorded events, %zu of the %d later ones missing, %zu differ from the "
