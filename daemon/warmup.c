@@ -24,6 +24,10 @@ typedef struct {
   int64_t applied; /* next offset to apply (worker) */
   int dropped;     /* revoked: ignored, states dropped (worker drops them) */
   int states_dropped;
+  /* worker only: the reader holds the partition at offset `held` (paused,
+   * position moved back) until the ceiling passes it; then, until the
+   * record at `expect` comes again, records of it are stale and ignored */
+  int64_t held, expect;
 } wpart_t;
 
 struct warmup {
@@ -133,10 +137,23 @@ static void *worker(void *arg) {
       /* positions restart from what is applied: the current poll goes */
       reader_release(w->reader);
       have = at = 0;
+      for (size_t j = 0; j < w->n; j++) w->parts[j].held = w->parts[j].expect = -1;
       if ((rc = assign_reader(w))) {
         fail(w, rc, "assigning the warm-up reader");
         return NULL;
       }
+    }
+    for (size_t j = 0; j < w->n; j++) {
+      pthread_mutex_lock(&w->mu);
+      int go = w->parts[j].held >= 0 && !w->parts[j].dropped &&
+               w->parts[j].ceiling > w->parts[j].held;
+      pthread_mutex_unlock(&w->mu);
+      if (!go) continue;
+      if ((rc = reader_resume(w->reader, w->parts[j].partition))) {
+        fail(w, rc, "resuming a partition of the warm-up reader");
+        return NULL;
+      }
+      w->parts[j].held = -1; /* expect stays: the held record comes first */
     }
     if (at >= have) {
       ssize_t got = reader_poll(w->reader, w->recs, w->batch, POLL_MS);
@@ -148,17 +165,28 @@ static void *worker(void *arg) {
       at = 0;
       if (!have) continue;
     }
-    /* take what lies below the ceilings, in order per partition; a record
-     * at or beyond its partition's ceiling holds back the rest of that
-     * partition (and, to keep it simple, the records after it) */
+    /* take what lies below the ceilings, in order per partition. At a
+     * record at or beyond its partition's ceiling the partition is held:
+     * the reader pauses it and moves it back to that record, so the rest
+     * of it is read again once the serving position has passed it, and the
+     * other partitions go on (the switch waits for them) */
     size_t k = 0, skipped = 0;
+    int held_any = 0;
     pthread_mutex_lock(&w->mu);
-    size_t i = at;
-    for (; i < have; i++) {
+    for (size_t i = 0; i < have; i++) {
       const rec_t *r = &w->recs[i];
       wpart_t *pt = find(w, r->partition);
-      if (!pt || pt->dropped || pt->start < 0 || r->offset < pt->applied) continue;
-      if (r->offset >= pt->ceiling) break;
+      if (!pt || pt->dropped || pt->start < 0 || pt->held >= 0 || r->offset < pt->applied)
+        continue;
+      if (pt->expect >= 0) {
+        if (r->offset != pt->expect) continue; /* fetched before the hold */
+        pt->expect = -1;
+      }
+      if (r->offset >= pt->ceiling) {
+        pt->held = r->offset;
+        held_any = 1;
+        continue;
+      }
       pt->applied = r->offset + 1; /* published below, once applied */
       if (r->ts_ms > 0 && r->ts_ms < w->min_ts) {
         skipped++;
@@ -167,7 +195,16 @@ static void *worker(void *arg) {
       w->take[k++] = *r;
     }
     pthread_mutex_unlock(&w->mu);
-    size_t held_from = i;
+    at = have; /* every record of this poll is applied, skipped, or will be read again */
+    if (held_any)
+      for (size_t j = 0; j < w->n; j++)
+        if (w->parts[j].held >= 0 && w->parts[j].expect < 0 &&
+            (rc = reader_hold(w->reader, w->parts[j].partition, w->parts[j].held))) {
+          fail(w, rc, "holding a partition of the warm-up reader");
+          return NULL;
+        }
+    for (size_t j = 0; j < w->n; j++)
+      if (w->parts[j].held >= 0) w->parts[j].expect = w->parts[j].held; /* marks it paused */
     if (k) {
       pipeline_result_t res;
       int64_t clock = 0;
@@ -182,19 +219,7 @@ static void *worker(void *arg) {
     w->applied_total += k;
     w->skipped_total += skipped;
     pthread_cond_broadcast(&w->cond);
-    if (held_from < have) {
-      /* wait for the serving position to move past the held record */
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 20 * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
-      if (!w->stop && !w->reassign) pthread_cond_timedwait(&w->cond, &w->mu, &ts);
-    }
     pthread_mutex_unlock(&w->mu);
-    at = held_from;
   }
   reader_release(w->reader);
   return NULL;
@@ -218,7 +243,7 @@ int warmup_start(const warmup_opts_t *o, model_t *model, const int32_t *partitio
   if (!w->parts || !w->recs || !w->take) goto err;
   for (size_t i = 0; i < n; i++)
     w->parts[i] = (wpart_t){.partition = partitions[i], .ceiling = positions[i], .start = -1,
-                            .applied = -1};
+                            .applied = -1, .held = -1, .expect = -1};
   w->n = n;
   if ((rc = input_new(o->input, &w->input, errstr, errstr_size))) goto err;
   if ((rc = pipeline_new(model, o->store, o->emit, &w->pipe))) {

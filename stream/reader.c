@@ -90,6 +90,40 @@ int reader_assign(reader_t *r, const int32_t *partitions, const int64_t *offsets
   return 0;
 }
 
+static int pause_one(reader_t *r, int32_t partition, int pause) {
+  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+  if (!tp) return IX_ENOMEM;
+  rd_kafka_topic_partition_list_add(tp, r->topic, partition);
+  rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(r->rk, tp)
+                                  : rd_kafka_resume_partitions(r->rk, tp);
+  rd_kafka_topic_partition_list_destroy(tp);
+  if (err) {
+    LOG_WARN("reader", "%s [%d]: cannot %s: %s", r->topic, (int)partition,
+             pause ? "pause" : "resume", rd_kafka_err2str(err));
+    return IX_EKAFKA;
+  }
+  return 0;
+}
+
+int reader_hold(reader_t *r, int32_t partition, int64_t offset) {
+  int rc = pause_one(r, partition, 1);
+  if (rc) return rc;
+  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+  if (!tp) return IX_ENOMEM;
+  rd_kafka_topic_partition_list_add(tp, r->topic, partition)->offset = offset;
+  rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, tp, 5000);
+  rd_kafka_topic_partition_list_destroy(tp);
+  if (e) {
+    LOG_WARN("reader", "%s [%d]: cannot seek to %lld: %s", r->topic, (int)partition,
+             (long long)offset, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    return IX_EKAFKA;
+  }
+  return 0;
+}
+
+int reader_resume(reader_t *r, int32_t partition) { return pause_one(r, partition, 0); }
+
 void reader_release(reader_t *r) {
   for (size_t i = 0; i < r->n_msgs; i++) rd_kafka_message_destroy(r->msgs[i]);
   r->n_msgs = 0;

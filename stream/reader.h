@@ -25,6 +25,12 @@ void reader_destroy(reader_t *r);
  * earlier assignment. Returns 0 or IX_EKAFKA. */
 int reader_assign(reader_t *r, const int32_t *partitions, const int64_t *offsets, size_t n);
 
+/* Stops fetching partition and moves its position back to offset (the
+ * messages of it already fetched are dropped; reading it resumes at offset
+ * after reader_resume()). Returns 0 or IX_EKAFKA. */
+int reader_hold(reader_t *r, int32_t partition, int64_t offset);
+int reader_resume(reader_t *r, int32_t partition);
+
 /* Waits up to timeout_ms for messages and takes up to max of them. Fills
  * out[0..n) and returns n (0 = none in time), or IX_ENOMEM. Fetch errors are
  * logged and skipped. key/value borrowed until the next reader_poll() or

@@ -119,6 +119,15 @@ static got_t *collect(const char *brokers, const h_msg_t *msgs, size_t n, uint64
   return g;
 }
 
+/* Sanitizer reports in a daemon's log fail the test. */
+static void check_log_clean(const char *log) {
+  char *s = h_read_file(log);
+  int bad = strstr(s, "AddressSanitizer") || strstr(s, "runtime error:") ||
+            strstr(s, "LeakSanitizer");
+  free(s);
+  H_CHECK(!bad, "sanitizer report in %s", log);
+}
+
 static void write_conf(const char *conf, const char *brokers, const char *group,
                        const char *model, const char *ckpt, uint64_t max_events,
                        const char *more) {
@@ -149,7 +158,7 @@ static int warm_starts(const char *log, int64_t *start, int64_t *serving) {
 }
 
 static void scenario_swap(const char *brokers) {
-  enum { N = 16000, W = 700 };
+  enum { N = 16000, N1 = 12000, W = 700 };
   const char *old_m = h_path("old.ixm"), *new_m = h_path("new.ixm");
   h_write_model(old_m, 5);
   h_write_model(new_m, 11);
@@ -159,15 +168,18 @@ static void scenario_swap(const char *brokers) {
   const char *log = h_path("swap.log");
   pid_t d = h_spawn(conf, log);
   H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
-  feed_t f = {brokers, h_T("events"), msgs, 0, N, 4000.0};
+  char topic_events[256];
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
   pthread_t th;
   H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
   h_sleep_ms(1500);
   write_conf(conf, brokers, "swap", new_m, h_path("ckpt-swap"), W, "");
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
-  H_CHECK(h_wait_log(log, "model swapped", 60), "no switch (log %s)", log);
+  H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
   pthread_join(th, NULL);
+  h_produce(brokers, topic_events, msgs, N1, N, 4000.0); /* after the switch for sure */
 
   int64_t start[PARTS], serving[PARTS];
   for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
@@ -248,6 +260,7 @@ static void scenario_swap(const char *brokers) {
   char *s = h_read_file(log);
   H_CHECK(strstr(s, "input paused"), "no pause in the log");
   free(s);
+  check_log_clean(log);
   free(ok_old);
   free(ok_new);
   free(ref_old);
@@ -345,6 +358,8 @@ static void scenario_interrupt(const char *brokers, int sig) {
   free(s);
   kill(d2, SIGTERM);
   H_CHECK(h_wait_exit(d2, 30) == 0, "second process exit (log %s)", log2);
+  check_log_clean(log1);
+  check_log_clean(log2);
   free(ok);
   free(ref);
   free(g);
@@ -414,6 +429,7 @@ static void scenario_warmset(const char *brokers) {
   H_CHECK(missing == 0 && differ == 0, "%zu missing, %zu differ", missing, differ);
   kill(d, SIGTERM);
   H_CHECK(h_wait_exit(d, 30) == 0, "exit (log %s)", log);
+  check_log_clean(log);
   free(ok);
   free(ref);
   free(g);
