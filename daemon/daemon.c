@@ -59,6 +59,7 @@
 #define CKPT_SLICE_MS 1           /* ...every this many ms (other handles run in between) */
 #define WARM_TICK_MS 20           /* model.reload = warm: ceilings, progress, switch check */
 #define WARM_SWITCH_WAIT_MS 800   /* the longest a switch waits for the last gap (input paused) */
+#define WARM_RETRY_MS 2000        /* serving time between two switch attempts */
 
 /* ---------------------------------------------------------------- latency */
 
@@ -156,6 +157,7 @@ struct ixd {
   warmup_metrics_t wm;
   int64_t max_ts_ms; /* newest input timestamp consumed: the warm-up window's reference */
   uint64_t warm_counted; /* the running warm-up's applied events already in wm.applied */
+  uint64_t warm_retry_ms; /* no switch attempt before this (after one that timed out) */
   http_server_t *http;
   notify_t *notify;
   /* the Redis sink ([redis]): a prediction's input entry waits for its
@@ -1469,7 +1471,8 @@ static int swap_switch(daemon_t *d) {
   metrics_gauge_set(d->wm.pause, paused);
   if (rc == 1) {
     LOG_INFO("daemon", "model swap: the warm-up did not catch up within %d ms; serving on and "
-             "trying again", WARM_SWITCH_WAIT_MS);
+             "trying again in %d ms", WARM_SWITCH_WAIT_MS, WARM_RETRY_MS);
+    d->warm_retry_ms = ix_mono_ms() + WARM_RETRY_MS;
     return 0;
   }
   if (rc) {
@@ -1527,7 +1530,8 @@ static void warm_timer_cb(uv_timer_t *t) {
     swap_abandon(d, warmup_error(d->warm));
     return;
   }
-  if (st.behind <= 4u * d->cfg->batch.max_events) swap_switch(d);
+  if (st.behind <= 4u * d->cfg->batch.max_events && ix_mono_ms() >= d->warm_retry_ms)
+    swap_switch(d);
 }
 
 /* ---------------------------------------------------------------- reload */
