@@ -1224,7 +1224,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       d->progress_ns = ix_mono_ns();
     }
     d->input_parts = 0; /* read again by the next GET /v1/users (the topic may have grown) */
-    if (d->warm) swap_restart(d);
+    if (d->warm && n) swap_restart(d);
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
              d->cfg->kafka.input_topic, d->owned);
     metrics_gauge_set(d->md.partitions_assigned, d->owned);

@@ -24,10 +24,12 @@ typedef struct {
   int64_t applied; /* next offset to apply (worker) */
   int dropped;     /* revoked: ignored, states dropped (worker drops them) */
   int states_dropped;
-  /* worker only: the reader holds the partition at offset `held` (paused,
-   * position moved back) until the ceiling passes it; then, until the
-   * record at `expect` comes again, records of it are stale and ignored */
-  int64_t held, expect;
+  /* worker only: records read at or beyond the ceiling, copied, in order;
+   * the reader is paused on the partition while any wait (it resumes after
+   * the last record handed out, so nothing is read twice or skipped) */
+  rec_t *pend;
+  size_t n_pend, cap_pend;
+  int paused;
 } wpart_t;
 
 struct warmup {
@@ -53,6 +55,9 @@ struct warmup {
   uint64_t max_events;
   int64_t min_ts; /* events with ts below this are skipped (INT64_MIN = none) */
   rec_t *recs, *take;
+  size_t cap_take;
+  void **freeme; /* kept copies handed to the batch being applied */
+  size_t n_freeme, cap_freeme;
 };
 
 static wpart_t *find(const warmup_t *w, int32_t p) {
@@ -101,6 +106,70 @@ static int assign_reader(warmup_t *w) {
   return rc;
 }
 
+/* A kept record: a copy of r with its key and value in one allocation. */
+static int pend_add(wpart_t *pt, const rec_t *r) {
+  if (pt->n_pend == pt->cap_pend) {
+    size_t cap = pt->cap_pend ? 2 * pt->cap_pend : 64;
+    rec_t *p = realloc(pt->pend, cap * sizeof *p);
+    if (!p) return IX_ENOMEM;
+    pt->pend = p;
+    pt->cap_pend = cap;
+  }
+  char *mem = malloc(r->key_len + r->value_len + 1);
+  if (!mem) return IX_ENOMEM;
+  if (r->key_len) memcpy(mem, r->key, r->key_len);
+  if (r->value_len) memcpy(mem + r->key_len, r->value, r->value_len);
+  rec_t c = *r;
+  c.key = mem;
+  c.value = mem + r->key_len;
+  pt->pend[pt->n_pend++] = c;
+  return 0;
+}
+
+/* Frees every kept record of pt (none is in a batch being applied). */
+static void pend_clear(wpart_t *pt) {
+  for (size_t i = 0; i < pt->n_pend; i++) free((void *)pt->pend[i].key);
+  pt->n_pend = 0;
+}
+
+/* Appends r to the batch being built (its memory, when it is a kept copy,
+ * is freed by take_free() after the batch). */
+static int take_add(warmup_t *w, const rec_t *r, size_t *k) {
+  if (*k == w->cap_take) {
+    size_t cap = w->cap_take ? 2 * w->cap_take : 256;
+    rec_t *t = realloc(w->take, cap * sizeof *t);
+    if (!t) return IX_ENOMEM;
+    w->take = t;
+    w->cap_take = cap;
+  }
+  w->take[(*k)++] = *r;
+  return 0;
+}
+
+/* Drops the first `used` kept records of pt (their copies go to the free
+ * list when handed to the batch, else are freed now). */
+static void pend_consume(wpart_t *pt, size_t used, warmup_t *w) {
+  for (size_t i = 0; i < used; i++) {
+    if (w->n_freeme == w->cap_freeme) {
+      size_t cap = w->cap_freeme ? 2 * w->cap_freeme : 256;
+      void **f = realloc(w->freeme, cap * sizeof *f);
+      if (!f) { /* freeing now could free a record in the batch: leak instead */
+        continue;
+      }
+      w->freeme = f;
+      w->cap_freeme = cap;
+    }
+    w->freeme[w->n_freeme++] = (void *)pt->pend[i].key;
+  }
+  memmove(pt->pend, pt->pend + used, (pt->n_pend - used) * sizeof *pt->pend);
+  pt->n_pend -= used;
+}
+
+static void take_free(warmup_t *w) {
+  for (size_t i = 0; i < w->n_freeme; i++) free(w->freeme[i]);
+  w->n_freeme = 0;
+}
+
 static void fail(warmup_t *w, int rc, const char *what) {
   pthread_mutex_lock(&w->mu);
   w->state = WARMUP_FAILED;
@@ -137,23 +206,14 @@ static void *worker(void *arg) {
       /* positions restart from what is applied: the current poll goes */
       reader_release(w->reader);
       have = at = 0;
-      for (size_t j = 0; j < w->n; j++) w->parts[j].held = w->parts[j].expect = -1;
+      for (size_t j = 0; j < w->n; j++) {
+        pend_clear(&w->parts[j]);
+        w->parts[j].paused = 0;
+      }
       if ((rc = assign_reader(w))) {
         fail(w, rc, "assigning the warm-up reader");
         return NULL;
       }
-    }
-    for (size_t j = 0; j < w->n; j++) {
-      pthread_mutex_lock(&w->mu);
-      int go = w->parts[j].held >= 0 && !w->parts[j].dropped &&
-               w->parts[j].ceiling > w->parts[j].held;
-      pthread_mutex_unlock(&w->mu);
-      if (!go) continue;
-      if ((rc = reader_resume(w->reader, w->parts[j].partition))) {
-        fail(w, rc, "resuming a partition of the warm-up reader");
-        return NULL;
-      }
-      w->parts[j].held = -1; /* expect stays: the held record comes first */
     }
     if (at >= have) {
       ssize_t got = reader_poll(w->reader, w->recs, w->batch, POLL_MS);
@@ -165,26 +225,31 @@ static void *worker(void *arg) {
       at = 0;
       if (!have) continue;
     }
-    /* take what lies below the ceilings, in order per partition. At a
-     * record at or beyond its partition's ceiling the partition is held:
-     * the reader pauses it and moves it back to that record, so the rest
-     * of it is read again once the serving position has passed it, and the
-     * other partitions go on (the switch waits for them) */
+    /* take what lies below the ceilings, in order per partition: first the
+     * records kept from earlier polls, then this poll's. A record at or
+     * beyond its partition's ceiling is copied and kept, and the reader
+     * pauses the partition, so the other partitions go on (the switch waits
+     * for them) */
     size_t k = 0, skipped = 0;
-    int held_any = 0;
     pthread_mutex_lock(&w->mu);
-    for (size_t i = 0; i < have; i++) {
+    for (size_t j = 0; j < w->n; j++) {
+      wpart_t *pt = &w->parts[j];
+      size_t used = 0;
+      while (used < pt->n_pend && pt->pend[used].offset < pt->ceiling && !pt->dropped) {
+        const rec_t *r = &pt->pend[used++];
+        if (r->offset < pt->applied) continue;
+        pt->applied = r->offset + 1;
+        if (r->ts_ms > 0 && r->ts_ms < w->min_ts) skipped++;
+        else if ((rc = take_add(w, r, &k))) break;
+      }
+      pend_consume(pt, used, w);
+    }
+    for (size_t i = at; i < have && !rc; i++) {
       const rec_t *r = &w->recs[i];
       wpart_t *pt = find(w, r->partition);
-      if (!pt || pt->dropped || pt->start < 0 || pt->held >= 0 || r->offset < pt->applied)
-        continue;
-      if (pt->expect >= 0) {
-        if (r->offset != pt->expect) continue; /* fetched before the hold */
-        pt->expect = -1;
-      }
-      if (r->offset >= pt->ceiling) {
-        pt->held = r->offset;
-        held_any = 1;
+      if (!pt || pt->dropped || pt->start < 0 || r->offset < pt->applied) continue;
+      if (pt->n_pend || r->offset >= pt->ceiling) {
+        if ((rc = pend_add(pt, r))) break;
         continue;
       }
       pt->applied = r->offset + 1; /* published below, once applied */
@@ -192,25 +257,33 @@ static void *worker(void *arg) {
         skipped++;
         continue;
       }
-      w->take[k++] = *r;
+      rc = take_add(w, r, &k);
     }
     pthread_mutex_unlock(&w->mu);
-    at = have; /* every record of this poll is applied, skipped, or will be read again */
-    if (held_any)
-      for (size_t j = 0; j < w->n; j++)
-        if (w->parts[j].held >= 0 && w->parts[j].expect < 0 &&
-            (rc = reader_hold(w->reader, w->parts[j].partition, w->parts[j].held))) {
-          fail(w, rc, "holding a partition of the warm-up reader");
-          return NULL;
-        }
-    for (size_t j = 0; j < w->n; j++)
-      if (w->parts[j].held >= 0) w->parts[j].expect = w->parts[j].held; /* marks it paused */
+    if (rc) {
+      fail(w, rc, "keeping records for the warm-up");
+      return NULL;
+    }
+    at = have; /* every record of this poll is applied, skipped or kept */
+    for (size_t j = 0; j < w->n; j++) {
+      wpart_t *pt = &w->parts[j];
+      int want = pt->n_pend > 0 && !pt->dropped;
+      if (want == pt->paused) continue;
+      rc = want ? reader_pause(w->reader, pt->partition) : reader_resume(w->reader, pt->partition);
+      if (rc) {
+        fail(w, rc, "pausing or resuming a partition of the warm-up reader");
+        return NULL;
+      }
+      pt->paused = want;
+    }
     if (k) {
       pipeline_result_t res;
       int64_t clock = 0;
       for (size_t j = 0; j < k; j++)
         if (w->take[j].ts_ms > clock) clock = w->take[j].ts_ms;
-      if ((rc = pipeline_process(w->pipe, w->take, k, clock, &res))) {
+      rc = pipeline_process(w->pipe, w->take, k, clock, &res);
+      take_free(w);
+      if (rc) {
         fail(w, rc, "applying the window to the new model's states");
         return NULL;
       }
@@ -219,6 +292,22 @@ static void *worker(void *arg) {
     w->applied_total += k;
     w->skipped_total += skipped;
     pthread_cond_broadcast(&w->cond);
+    if (!k) {
+      /* only kept records (or nothing) and every paused: wait for the
+       * serving position to move, briefly (the poll below waits too) */
+      int kept = 0;
+      for (size_t j = 0; j < w->n; j++) kept |= w->parts[j].n_pend > 0;
+      if (kept && !w->stop && !w->reassign) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+          ts.tv_sec++;
+          ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cond, &w->mu, &ts);
+      }
+    }
     pthread_mutex_unlock(&w->mu);
   }
   reader_release(w->reader);
@@ -240,10 +329,11 @@ int warmup_start(const warmup_opts_t *o, model_t *model, const int32_t *partitio
   w->parts = calloc(n + 1, sizeof *w->parts);
   w->recs = malloc(w->batch * sizeof *w->recs);
   w->take = malloc(w->batch * sizeof *w->take);
+  w->cap_take = w->batch;
   if (!w->parts || !w->recs || !w->take) goto err;
   for (size_t i = 0; i < n; i++)
     w->parts[i] = (wpart_t){.partition = partitions[i], .ceiling = positions[i], .start = -1,
-                            .applied = -1, .held = -1, .expect = -1};
+                            .applied = -1};
   w->n = n;
   if ((rc = input_new(o->input, &w->input, errstr, errstr_size))) goto err;
   if ((rc = pipeline_new(model, o->store, o->emit, &w->pipe))) {
@@ -305,7 +395,7 @@ static uint64_t behind_locked(const warmup_t *w, uint32_t *started) {
     const wpart_t *pt = &w->parts[i];
     if (pt->dropped || pt->ceiling < 0) continue;
     if (pt->start < 0) {
-      b += 1; /* not started: never counts as caught up */
+      b += (uint64_t)pt->ceiling + 1; /* not started: its whole past, at most */
       continue;
     }
     s++;
@@ -390,6 +480,12 @@ void warmup_destroy(warmup_t *w) {
   pipeline_destroy(w->pipe);
   model_destroy(w->model);
   input_destroy(w->input);
+  take_free(w);
+  free(w->freeme);
+  for (size_t i = 0; w->parts && i < w->n; i++) {
+    pend_clear(&w->parts[i]);
+    free(w->parts[i].pend);
+  }
   free(w->parts);
   free(w->recs);
   free(w->take);

@@ -105,22 +105,7 @@ static int pause_one(reader_t *r, int32_t partition, int pause) {
   return 0;
 }
 
-int reader_hold(reader_t *r, int32_t partition, int64_t offset) {
-  int rc = pause_one(r, partition, 1);
-  if (rc) return rc;
-  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
-  if (!tp) return IX_ENOMEM;
-  rd_kafka_topic_partition_list_add(tp, r->topic, partition)->offset = offset;
-  rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, tp, 5000);
-  rd_kafka_topic_partition_list_destroy(tp);
-  if (e) {
-    LOG_WARN("reader", "%s [%d]: cannot seek to %lld: %s", r->topic, (int)partition,
-             (long long)offset, rd_kafka_error_string(e));
-    rd_kafka_error_destroy(e);
-    return IX_EKAFKA;
-  }
-  return 0;
-}
+int reader_pause(reader_t *r, int32_t partition) { return pause_one(r, partition, 1); }
 
 int reader_resume(reader_t *r, int32_t partition) { return pause_one(r, partition, 0); }
 

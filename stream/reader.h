@@ -25,10 +25,11 @@ void reader_destroy(reader_t *r);
  * earlier assignment. Returns 0 or IX_EKAFKA. */
 int reader_assign(reader_t *r, const int32_t *partitions, const int64_t *offsets, size_t n);
 
-/* Stops fetching partition and moves its position back to offset (the
- * messages of it already fetched are dropped; reading it resumes at offset
- * after reader_resume()). Returns 0 or IX_EKAFKA. */
-int reader_hold(reader_t *r, int32_t partition, int64_t offset);
+/* Stops / restarts fetching partition. Messages of it already fetched but not
+ * yet returned are dropped and read again after reader_resume(): reading
+ * resumes right after the last message reader_poll() returned. Returns 0 or
+ * IX_EKAFKA. */
+int reader_pause(reader_t *r, int32_t partition);
 int reader_resume(reader_t *r, int32_t partition);
 
 /* Waits up to timeout_ms for messages and takes up to max of them. Fills

@@ -21,6 +21,7 @@
 #include <pthread.h>
 
 #include "daemon_harness.h"
+#include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (the harness includes it) */
 
 #define PARTS 4
 
@@ -367,6 +368,114 @@ static void scenario_interrupt(const char *brokers, int sig) {
   printf("%s: PASS\n", name);
 }
 
+/* Rebalances during a warm-up, on the mock (its round-trip time slows the
+ * warm-up's reads down so that they last): a second process joins while the
+ * first one's new model warms up, so the first gives up two partitions (dropped
+ * from the warm-up); the second (old model) restores them from the first's
+ * old-model revocation checkpoints; then the second leaves, so the first gets
+ * them back during the warm-up and warms up again on all four. Checked: every
+ * event answered; every prediction equals the old model's offline run or the
+ * new model's over the last warm-up's window and later (never a mix); the new
+ * model serves every partition at the end. */
+static void scenario_rebalance(void) {
+  enum { N = 30000, N1 = 20000 };
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  rd_kafka_mock_cluster_t *mc = mockbroker_cluster(mb);
+  const char *brokers = mockbroker_bootstraps(mb);
+  char old_m[512], new_m[512], confa[512], confb[512], loga[512], logb[512], ckpt[512];
+  snprintf(old_m, sizeof old_m, "%s", h_path("old.ixm"));
+  snprintf(new_m, sizeof new_m, "%s", h_path("new.ixm"));
+  h_write_model(old_m, 5);
+  h_write_model(new_m, 11);
+  snprintf(confa, sizeof confa, "%s", h_path("reb-a.conf"));
+  snprintf(confb, sizeof confb, "%s", h_path("reb-b.conf"));
+  snprintf(loga, sizeof loga, "%s", h_path("reb-a.log"));
+  snprintf(logb, sizeof logb, "%s", h_path("reb-b.log"));
+  snprintf(ckpt, sizeof ckpt, "%s", h_path("ckpt-reb"));
+  write_conf(confa, brokers, "reb", old_m, ckpt, 10000000, "");
+  write_conf(confb, brokers, "reb", old_m, ckpt, 10000000, "");
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  pid_t a = h_spawn(confa, loga);
+  H_CHECK(h_wait_log(loga, "assigned partitions", 30), "no assignment (log %s)", loga);
+  /* paced: small producer batches, so the warm-up's reads take many fetches */
+  h_produce(brokers, "events", msgs, 0, N1, 8000.0);
+  int port = h_metrics_port(loga);
+  double until = h_now() + 120;
+  for (;;) {
+    char *body = h_http_get(port, "/metrics");
+    double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
+    free(body);
+    if (done >= N1) break;
+    H_CHECK(h_now() < until, "%.0f of %d events processed in 120 s (log %s)", done, N1, loga);
+    h_sleep_ms(200);
+  }
+  h_sleep_ms(1500); /* an old-model checkpoint */
+  rd_kafka_mock_broker_set_rtt(mc, 1, 100);
+  write_conf(confa, brokers, "reb", new_m, ckpt, 10000000, "");
+  kill(a, SIGHUP);
+  H_CHECK(h_wait_log(loga, "warming up on 4 partitions", 10), "no warm-up (log %s)", loga);
+  pid_t b = h_spawn(confb, logb);
+  H_CHECK(h_wait_log(loga, "revoked partitions", 90), "a gave nothing up (log %s)", loga);
+  H_CHECK(h_wait_log(logb, "restored", 30), "b restored nothing (log %s)", logb);
+  kill(b, SIGTERM);
+  H_CHECK(h_wait_exit(b, 30) == 0, "b exit (log %s)", logb);
+  H_CHECK(h_wait_log(loga, "warming again with the new set", 90), "no restart of the warm-up "
+          "after the assignment (log %s)", loga);
+  char *s = h_read_file(loga);
+  int early = strstr(s, "model swapped") != NULL;
+  free(s);
+  H_CHECK(!early, "the switch came before the rebalances (log %s)", loga);
+  rd_kafka_mock_broker_set_rtt(mc, 1, 0);
+  H_CHECK(h_wait_log(loga, "model swapped", 120), "no switch (log %s)", loga);
+  h_produce(brokers, "events", msgs, N1, N, 4000.0);
+  int64_t start[PARTS], serving[PARTS];
+  for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
+  warm_starts(loga, start, serving); /* the last warm-up's window per partition */
+  int *ok_old = calloc(N, sizeof *ok_old), *ok_new = calloc(N, sizeof *ok_new);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
+  prediction_t *ref_new = offline_from(new_m, msgs, N, start, ok_new);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N, 120, &total);
+  size_t missing = 0, n_old = 0, n_new = 0, neither = 0, last_new = 0;
+  for (size_t i = 0; i < N; i++) {
+    if (!g[i].n) {
+      missing++;
+      continue;
+    }
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++) {
+      const prediction_t *pr = &g[i].p[k];
+      int is_new = ok_new[i] && h_same_prediction(pr, &ref_new[i]);
+      if (is_new) n_new++;
+      else if (ok_old[i] && h_same_prediction(pr, &ref_old[i])) n_old++;
+      else if (neither++ < 3)
+        fprintf(stderr, "prediction for %d/%" PRId64 " is neither model's\n",
+                (int)msgs[i].partition, msgs[i].offset);
+      if (i >= N1 && is_new) last_new++;
+    }
+  }
+  printf("rebalance: %" PRIu64 " predictions for %d events: %zu missing, %zu old model, %zu "
+         "warmed new model (%zu of them for the %d events after the switch), %zu neither\n",
+         total, N, missing, n_old, n_new, last_new, N - N1, neither);
+  H_CHECK(missing == 0, "%zu unanswered", missing);
+  H_CHECK(neither == 0, "%zu predictions from neither model (a partition's states mixed?)",
+          neither);
+  H_CHECK(last_new >= N - N1, "only %zu of the %d events after the switch answered by the "
+          "warmed new model", last_new, N - N1);
+  kill(a, SIGTERM);
+  H_CHECK(h_wait_exit(a, 30) == 0, "a exit (log %s)", loga);
+  check_log_clean(loga);
+  check_log_clean(logb);
+  free(ok_old);
+  free(ok_new);
+  free(ref_old);
+  free(ref_new);
+  free(g);
+  h_free_msgs(msgs, N);
+  mockbroker_destroy(mb);
+  printf("rebalance: PASS\n");
+}
+
 static void scenario_warmset(const char *brokers) {
   enum { N = 12000, N1 = 8000 };
   const char *new_m = h_path("new.ixm");
@@ -440,9 +549,15 @@ static void scenario_warmset(const char *brokers) {
 int main(int argc, char **argv) {
   h_init("test_daemon_swap");
   const char *only = argc > 1 ? argv[1] : NULL;
-  static const char *const names[] = {"swap", "kill", "term", "warmset"};
-  for (int k = 0; k < 4; k++) {
+  static const char *const names[] = {"swap", "kill", "term", "warmset", "rebalance"};
+  for (int k = 0; k < 5; k++) {
     if (only && strcmp(only, names[k])) continue;
+    if (k == 4) {
+      if (h_real_bootstrap()) printf("rebalance: skipped on a real cluster (it slows the mock "
+                                     "broker down)\n");
+      else scenario_rebalance();
+      continue;
+    }
     const char *brokers = h_cluster(PARTS);
     if (k == 0) scenario_swap(brokers);
     else if (k == 1) scenario_interrupt(brokers, SIGKILL);
