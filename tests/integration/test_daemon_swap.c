@@ -159,7 +159,7 @@ static int warm_starts(const char *log, int64_t *start, int64_t *serving) {
 }
 
 static void scenario_swap(const char *brokers) {
-  enum { N = 16000, N1 = 12000, W = 700 };
+  enum { N = 18000, N1 = 12000, N2 = 16000, W = 700 };
   const char *old_m = h_path("old.ixm"), *new_m = h_path("new.ixm");
   h_write_model(old_m, 5);
   h_write_model(new_m, 11);
@@ -180,7 +180,7 @@ static void scenario_swap(const char *brokers) {
   H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
   H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
   pthread_join(th, NULL);
-  h_produce(brokers, topic_events, msgs, N1, N, 4000.0); /* after the switch for sure */
+  h_produce(brokers, topic_events, msgs, N1, N2, 4000.0); /* after the switch for sure */
 
   int64_t start[PARTS], serving[PARTS];
   for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
@@ -190,7 +190,7 @@ static void scenario_swap(const char *brokers) {
   prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
   prediction_t *ref_new = offline_from(new_m, msgs, N, start, ok_new);
   uint64_t total;
-  got_t *g = collect(brokers, msgs, N, N, 60, &total);
+  got_t *g = collect(brokers, msgs, N2, N2, 60, &total);
 
   int port = h_metrics_port(log);
   char *body = h_http_get(port, "/metrics");
@@ -210,7 +210,7 @@ static void scenario_swap(const char *brokers) {
   size_t missing = 0, dups = 0, n_old = 0, n_new = 0, neither = 0;
   int64_t first_new[PARTS], last_old[PARTS];
   for (int p = 0; p < PARTS; p++) first_new[p] = INT64_MAX, last_old[p] = -1;
-  for (size_t i = 0; i < N; i++) {
+  for (size_t i = 0; i < N2; i++) {
     if (g[i].n == 0) {
       missing++;
       continue;
@@ -231,7 +231,7 @@ static void scenario_swap(const char *brokers) {
     }
   }
   printf("swap: %" PRIu64 " predictions for %d events: %zu missing, %zu duplicates, %zu from "
-         "the old model, %zu from the warmed new one, %zu from neither\n", total, N, missing,
+         "the old model, %zu from the warmed new one, %zu from neither\n", total, N2, missing,
          dups, n_old, n_new, neither);
   for (int p = 0; p < PARTS; p++)
     printf("  partition %d: warmed from offset %" PRId64 " (serving at %" PRId64 " when the "
@@ -262,6 +262,37 @@ static void scenario_swap(const char *brokers) {
   H_CHECK(strstr(s, "input paused"), "no pause in the log");
   free(s);
   check_log_clean(log);
+  /* the checkpoints after the switch are the new model's: a restart with it
+   * restores them and goes on exactly */
+  const char *log2 = h_path("swap2.log");
+  d = h_spawn(conf, log2);
+  H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
+  h_produce(brokers, topic_events, msgs, N2, N, 0);
+  free(g);
+  g = collect(brokers, msgs, N, N, 60, &total);
+  free(ref_new); /* again: the last events have their offsets now */
+  ref_new = offline_from(new_m, msgs, N, start, ok_new);
+  size_t later_missing = 0, later_differ = 0;
+  for (size_t i = N2; i < N; i++) {
+    if (!g[i].n) later_missing++;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++)
+      later_differ += !ok_new[i] || !h_same_prediction(&g[i].p[k], &ref_new[i]);
+  }
+  s = h_read_file(log2);
+  int restored = 0;
+  for (char *q = s; (q = strstr(q, "users from checkpoint generation")); q++) restored++;
+  int refused = strstr(s, "checkpoint not restored") != NULL;
+  free(s);
+  printf("swap: restarted with the new model: %d partitions restored, %s refused; the %d "
+         "later events: %zu missing, %zu predictions differ from the new model's run\n",
+         restored, refused ? "some" : "none", N - N2, later_missing, later_differ);
+  H_CHECK(restored == PARTS && !refused, "the new model's checkpoints were not all restored "
+          "(log %s)", log2);
+  H_CHECK(later_missing == 0 && later_differ == 0, "after the restart: %zu missing, %zu differ",
+          later_missing, later_differ);
+  kill(d, SIGTERM);
+  H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log2);
+  check_log_clean(log2);
   free(ok_old);
   free(ok_new);
   free(ref_old);
