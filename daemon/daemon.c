@@ -1492,6 +1492,7 @@ static int swap_switch(daemon_t *d) {
   d->pipe = pipe;
   d->model = m;
   pipeline_set_emit(d->pipe, &d->cfg->emit);
+  pipeline_quality_reset(d->pipe); /* live quality counts live events only */
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
   if (quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))
     LOG_WARN("daemon", "cannot register the quality metrics of the new model");

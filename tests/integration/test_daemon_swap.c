@@ -204,6 +204,10 @@ static void scenario_swap(const char *brokers) {
   snprintf(fp, sizeof fp, "fingerprint=\"%08x\"", model_fingerprint(nm));
   model_destroy(nm);
   int fp_shown = strstr(body, fp) != NULL;
+  char series[160];
+  snprintf(series, sizeof series, "interestd_quality_targets_total{model=\"%.8s\","
+           "predictor=\"lstm\"}", fp + strlen("fingerprint=\""));
+  double live_targets = h_metric_sum(body, series);
   free(body);
 
   /* per partition: old-model predictions, then new-model ones */
@@ -256,6 +260,10 @@ static void scenario_swap(const char *brokers) {
   H_CHECK(swaps == 1, "interestd_model_swaps_total{result=\"warm\"} = %.0f", swaps);
   H_CHECK(pause > 0 && pause <= 1.0, "the switch paused the input %.3f s (bound 1 s)", pause);
   H_CHECK(fp_shown, "interestd_model_info does not name the new model's %s", fp);
+  printf("the new model's live quality counts %.0f targets (%zu events served by it)\n",
+         live_targets, n_new);
+  H_CHECK(live_targets > 0 && live_targets <= (double)n_new, "%s = %.0f: the warm-up's "
+          "replayed events are counted as live quality", series, live_targets);
   kill(d, SIGTERM);
   H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log);
   char *s = h_read_file(log);
