@@ -146,8 +146,8 @@ static int take_add(warmup_t *w, const rec_t *r, size_t *k) {
   return 0;
 }
 
-/* Drops the first `used` kept records of pt (their copies go to the free
- * list when handed to the batch, else are freed now). */
+/* Drops the first `used` kept records of pt; their copies are freed by
+ * take_free() once the batch they may be in is applied. */
 static void pend_consume(wpart_t *pt, size_t used, warmup_t *w) {
   for (size_t i = 0; i < used; i++) {
     if (w->n_freeme == w->cap_freeme) {
@@ -161,6 +161,7 @@ static void pend_consume(wpart_t *pt, size_t used, warmup_t *w) {
     }
     w->freeme[w->n_freeme++] = (void *)pt->pend[i].key;
   }
+  if (!used) return;
   memmove(pt->pend, pt->pend + used, (pt->n_pend - used) * sizeof *pt->pend);
   pt->n_pend -= used;
 }
