@@ -28,9 +28,12 @@ public final class Model {
   final HashMap<Long, Integer> index = new HashMap<>();
   // folded input projection (model.c model_build): t_cat[v][G], t_act[a][G] (biases in t_act)
   final float[] tCat, tAct;
-  final float[] wT; // G x N_TIME, bf16-rounded
-  final float[] wHh; // G x H, bf16-rounded
-  final float[] wv; // V x H (bf16-rounded with F_HEAD_BF16)
+  // Weights transposed, so that each product is an element-wise loop over the outputs
+  // (z[v] += W[j][v] h[j]), which HotSpot's C2 compiles to AVX vector code; a dot product per
+  // output row is a serial float sum, which it does not vectorise.
+  final float[] wT; // N_TIME x G, bf16-rounded
+  final float[] wHh; // H x G, bf16-rounded
+  final float[] wv; // H x V (bf16-rounded with F_HEAD_BF16)
   final float[] bv;
   final float[] copyWp, copyBp, mixW, mixB, gateWg, shiftW;
   final float copyWf, gateBg, beta, gamma, xHl, shiftWd, shiftB;
@@ -113,14 +116,19 @@ public final class Model {
         for (int k = 0; k < EA; k++) s += (double) p[(int) oEmbAct + a * EA + k] * p[(int) oWih + j * I + EC + k];
         tAct[a * G + j] = (float) s;
       }
-    wT = new float[G * N_TIME];
+    wT = new float[N_TIME * G];
     for (int j = 0; j < G; j++)
-      for (int k = 0; k < N_TIME; k++) wT[j * N_TIME + k] = bf16(p[(int) oWih + j * I + EC + EA + k]);
-    wHh = new float[G * H];
-    for (int i = 0; i < G * H; i++) wHh[i] = bf16(p[(int) oWhh + i]);
-    wv = new float[V * H];
+      for (int k = 0; k < N_TIME; k++) wT[k * G + j] = bf16(p[(int) oWih + j * I + EC + EA + k]);
+    wHh = new float[H * G];
+    for (int j = 0; j < G; j++)
+      for (int m = 0; m < H; m++) wHh[m * G + j] = bf16(p[(int) oWhh + j * H + m]);
+    wv = new float[H * V];
     boolean headBf16 = (flags & F_HEAD_BF16) != 0;
-    for (int i = 0; i < V * H; i++) wv[i] = headBf16 ? bf16(p[(int) oWv + i]) : p[(int) oWv + i];
+    for (int v = 0; v < V; v++)
+      for (int m = 0; m < H; m++) {
+        float w = p[(int) oWv + v * H + m];
+        wv[m * V + v] = headBf16 ? bf16(w) : w;
+      }
     bv = slice(p, oBv, V);
     copyWp = slice(p, oCopyWp, K * H);
     copyBp = slice(p, oCopyBp, K);
@@ -278,13 +286,9 @@ public final class Model {
     timeFeatures(s, cat, ts);
     for (int j = 0; j < H; j++) hf[j] = bf16ToF(s.h[j]);
     final int tc = idx * G, ta = a * G;
-    for (int j = 0; j < G; j++) {
-      float acc = 0f;
-      final int wt = j * N_TIME;
-      for (int k = 0; k < N_TIME; k++) acc += wT[wt + k] * x[k];
-      acc += dot(wHh, j * H, hf, H);
-      gates[j] = tCat[tc + j] + tAct[ta + j] + acc;
-    }
+    for (int j = 0; j < G; j++) gates[j] = tCat[tc + j] + tAct[ta + j];
+    for (int k = 0; k < N_TIME; k++) axpy(gates, wT, k * G, x[k], G);
+    for (int m = 0; m < H; m++) axpy(gates, wHh, m * G, hf[m], G);
     for (int j = 0; j < H; j++) {
       float ig = sigmoid(gates[j]), fg = sigmoid(gates[H + j]);
       float gg = (float) Math.tanh(gates[2 * H + j]), og = sigmoid(gates[3 * H + j]);
@@ -295,6 +299,12 @@ public final class Model {
     }
     advance(s, cat, idx, ts, a);
     predict(s, out);
+  }
+
+  /** y[i] += w[off + i] * a for i < n: element-wise, vectorised by C2. */
+  private static void axpy(float[] y, float[] w, int off, float a, int n) {
+    if (a == 0f) return;
+    for (int i = 0; i < n; i++) y[i] += w[off + i] * a;
   }
 
   /** Four partial sums: the JIT keeps them in registers (a plain loop's float sum is serial). */
@@ -381,12 +391,10 @@ public final class Model {
     if (zbuf == null) zbuf = new float[V];
     final float[] q = zbuf;
     for (int j = 0; j < H; j++) hf[j] = bf16ToF(s.h[j]);
+    System.arraycopy(bv, 0, q, 0, V);
+    for (int m = 0; m < H; m++) axpy(q, wv, m * V, hf[m], V);
     float mx = Float.NEGATIVE_INFINITY;
-    for (int v = 0; v < V; v++) {
-      float zz = bv[v] + dot(wv, v * H, hf, H);
-      q[v] = zz;
-      if (zz > mx) mx = zz;
-    }
+    for (int v = 0; v < V; v++) mx = Math.max(mx, q[v]);
     // gate or experts, copy distribution (finish_gate_copy)
     final boolean experts = (flags & F_EXPERTS) != 0;
     float g;
