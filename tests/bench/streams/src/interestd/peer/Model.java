@@ -177,7 +177,7 @@ public final class Model {
     return i == null ? 0 : i;
   }
 
-  /** Per-user state, the fields of arch_state_t; h and c as bf16 bits. */
+  /** Per-user state (not shared between threads), the fields of arch_state_t; h and c as bf16 bits. */
   public final class State {
     public int nEvents;
     int prevAction, nRecent, nProfile;
@@ -280,7 +280,7 @@ public final class Model {
   }
 
   /** One event: the LSTM step, the state's bookkeeping, then the head's prediction. */
-  public void step(State s, long cat, int action, long ts, Prediction out) {
+  public synchronized void step(State s, long cat, int action, long ts, Prediction out) {
     int idx = vocabIndex(cat);
     int a = action >= 0 && action < N_ACTIONS ? action : N_ACTIONS - 1;
     timeFeatures(s, cat, ts);

@@ -192,25 +192,19 @@ public final class StreamsPeer {
 
   /** The processor: one event, one state read and write, one prediction. */
   static final class Step implements Processor<byte[], byte[], byte[], byte[]> {
-    final Path modelPath;
-    Model model;
+    final Model model;
     final Model.Prediction pred = new Model.Prediction();
     ProcessorContext<byte[], byte[]> ctx;
     KeyValueStore<Long, byte[]> store;
 
-    Step(Path modelPath) {
-      this.modelPath = modelPath;
+    Step(Model model) {
+      this.model = model;
     }
 
     @Override
     public void init(ProcessorContext<byte[], byte[]> context) {
       ctx = context;
       store = context.getStateStore(STORE);
-      try {
-        model = new Model(modelPath); // one per task: a Model's scratch is not shared
-      } catch (IOException e) {
-        throw new RuntimeException(e);
-      }
     }
 
     @Override
@@ -248,9 +242,11 @@ public final class StreamsPeer {
     if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null)
       System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
     Path modelPath = Paths.get(args[5]);
-    Model probe = new Model(modelPath); // fail early on a bad model file
-    System.err.printf("streams-peer: model V=%d H=%d flags=0x%x state=%d B%n", probe.V, probe.H, probe.flags,
-        probe.stateBytes());
+    // one model for the process, shared by the tasks (one copy of the weights in the caches;
+    // Model.step is synchronized, uncontended with the one stream thread)
+    Model model = new Model(modelPath);
+    System.err.printf("streams-peer: model V=%d H=%d flags=0x%x state=%d B%n", model.V, model.H, model.flags,
+        model.stateBytes());
     Properties p = new Properties();
     p.put(StreamsConfig.APPLICATION_ID_CONFIG, args[3]);
     p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
@@ -268,7 +264,7 @@ public final class StreamsPeer {
     b.addStateStore(Stores.keyValueStoreBuilder(Stores.persistentKeyValueStore(STORE), Serdes.Long(),
         Serdes.ByteArray()).withCachingEnabled());
     b.stream(args[1], Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()))
-        .process(() -> new Step(modelPath), STORE)
+        .process(() -> new Step(model), STORE)
         .to(args[2], Produced.with(Serdes.ByteArray(), Serdes.ByteArray()));
     KafkaStreams ks = new KafkaStreams(b.build(), p);
     final long t0 = System.nanoTime();
