@@ -170,7 +170,7 @@ class Side:
                         f"heartbeat.interval.ms = 500\n"
                         f"[model]\npath = {MODEL}\n"
                         f"[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = {DURABLE_S}\n"
-                        f"[metrics]\nlisten =\n[log]\nlevel = info\n")
+                        f"[metrics]\nport = 0\n[log]\nlevel = info\n")
             cmd = [os.path.join(BIN, "daemon/interestd"), "-c", conf]
         else:
             state = os.path.join(WORK, f"{group}.state")
@@ -179,9 +179,21 @@ class Side:
             cmd = ["java", f"-Xmx{JAVA_HEAP}", "-cp", CP, "interestd.peer.StreamsPeer", BS, inp, out, group, state,
                    MODEL, f"commit.interval.ms={DURABLE_S * 1000}", "producer.linger.ms=1",
                    f"consumer.session.timeout.ms={SESSION_MS}", "consumer.heartbeat.interval.ms=500"]
+        self.log = logf.name
         self.t0 = time.time()
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf)
         return self.proc.pid
+
+    def metric(self, name):
+        """interestd's /metrics value of name (its port from the log), or None."""
+        import re
+        import urllib.request
+        m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)", open(self.log).read())
+        if not m:
+            return None
+        body = urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/metrics", timeout=5).read().decode()
+        m = re.search(rf"^{name} (\S+)$", body, re.M)
+        return float(m.group(1)) if m else None
 
     def changelog_topics(self, tag):
         # interestd's changelog must exist before it starts (docs/OPERATIONS.md); Streams
@@ -292,8 +304,13 @@ def memory_restore(side, evs):
     time.sleep(DURABLE_S + 1)
     rss1 = rss_kib(pid)
     per_user = (rss1 - rss0) * 1024.0 / USERS
+    store = ""
+    if side.name == "interestd":
+        b, u = side.metric("interestd_state_bytes"), side.metric("interestd_users_in_state")
+        if b and u:
+            store = f" (its store's own count: {b / u:.0f} B per user, {u:.0f} users)"
     log(f"C {side.name:9s} memory: RSS {rss0 / 1024:.0f} MiB after the warm-up, {rss1 / 1024:.0f} MiB with "
-        f"{USERS} users more: {per_user:.0f} B per user")
+        f"{USERS} users more: {per_user:.0f} B per user{store}")
     # kill -9, the local state gone, restart, one event for 8 users (one per partition)
     side.stop(signal.SIGKILL)
     hw = end_offsets(out)
