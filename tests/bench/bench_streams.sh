@@ -17,4 +17,8 @@ CP=$("$ROOT/tests/bench/streams/build.sh" "$BUILD/streams-peer")
 echo "bench_streams: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$ROOT/tests/kafka/kafka.sh" start "$KDIR"
 /usr/bin/python3 "$ROOT/tests/bench/bench_streams.py" "$(cat "$KDIR/bootstrap")" "$BUILD" "$ROOT" "$CP" "$WORK" "$N" "$USERS"
+# the peer's work without Kafka: its model, msgpack decoding and encoding on the same events
+"$BUILD/ctl/interestctl" import --format taobao --input "$ROOT/data/taobao_userbehavior_head100k/small_sample.csv.gz" \
+  --output "$WORK/events.rec" --partitions 8 >/dev/null
+java -cp "$CP" interestd.peer.Offline "$ROOT/model/weights/taobao-h64.ixm" "$WORK/events.rec" "$WORK/peer-offline.rec"
 echo "bench_streams: done $(date -u '+%H:%M:%S UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg); broker RSS $(( $(ps -o rss= -p "$(cat "$KDIR/pid")") / 1024 )) MiB"
