@@ -23,7 +23,7 @@ if [ "$(cat "$OUT/stamp" 2>/dev/null)" != "$stamp" ]; then
   rm -rf "$OUT/classes"
   mkdir -p "$OUT/classes"
   find "$HERE/src" -name '*.java' > "$OUT/sources"
-  javac --release 17 -Xlint:all -Werror -nowarn -d "$OUT/classes" -cp "$(cat "$cp")" @"$OUT/sources" >&2 ||
+  javac --release 17 -Xlint:all -Werror -d "$OUT/classes" -cp "$(cat "$cp")" @"$OUT/sources" >&2 ||
     die "javac failed"
   echo "$stamp" > "$OUT/stamp"
 fi
