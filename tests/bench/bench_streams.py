@@ -13,7 +13,9 @@ side in turn:
      2,000 events of warm-up (answered before timing), then 3 s of events at a steady rate;
      latency = the prediction's produce timestamp minus its input's produce timestamp;
   C. memory per user and restore: the process answers 2,000 warm-up events (RSS baseline),
-     then USERS new users of 2 events each; RSS after all are answered and 6 s more (one
+     then USERS new users of 2 events each, sent in chunks of 4,000 events, each chunk
+     answered before the next is sent (so that no backlog sits in the clients' fetch
+     buffers); RSS after all are answered and 6 s more (one
      changelog round), (RSS - baseline) / USERS; then kill -9, the local state deleted
      (Streams' state.dir; interestd keeps none: its states come from the changelog topic),
      a wait for the dead member's session to end (6 s on both), restart, and one new event for 8 of the new users (one per partition) sent at once:
@@ -39,6 +41,7 @@ MODEL = os.path.join(SRC, "model/weights/taobao-h64.ixm")
 PARTS = 8
 ACTIONS = {"pv": 0, "cart": 1, "fav": 2, "buy": 3}
 DURABLE_S = 5
+CHUNK = 4000  # events per chunk of the memory phase
 SESSION_MS = 6000  # both sides: a killed member's partitions move after this
 JAVA_HEAP = os.environ.get("BENCH_STREAMS_HEAP", "1g")
 
@@ -297,10 +300,23 @@ def memory_restore(side, evs):
     rss0 = rss_kib(pid)
     base = 10 ** 9
     users = [msg(evs[(warm + j) % len(evs)], base + j // 2) for j in range(2 * USERS)]
-    preload(inp, users)
-    n, *_ = read(out, warm + 2 * USERS, 120)
-    if n != warm + 2 * USERS:
-        sys.exit(f"bench_streams: {side.name} answered {n} of {warm + 2 * USERS} events")
+    # in chunks, each answered before the next is sent: no backlog of fetched, unprocessed
+    # events in either client's buffers when RSS is read
+    c = consumer(out)
+    n, p = 0, producer()
+    for lo in range(0, len(users), CHUNK):
+        for k, v, part in users[lo:lo + CHUNK]:
+            p.produce(inp, v, k, partition=part)
+        p.flush(60)
+        want, idle_until = warm + min(lo + CHUNK, len(users)), time.time() + 120
+        while n < want and time.time() < idle_until:
+            ms = [m for m in c.consume(1000, 0.1) if not m.error()]
+            n += len(ms)
+            if ms:
+                idle_until = time.time() + 120
+        if n < want:
+            sys.exit(f"bench_streams: {side.name} answered {n} of {want} events")
+    c.close()
     time.sleep(DURABLE_S + 1)
     rss1 = rss_kib(pid)
     per_user = (rss1 - rss0) * 1024.0 / USERS
