@@ -25,9 +25,10 @@ typedef struct {
   metrics_t *metrics;        /* borrowed; the changelog's series are added to it */
 } clog_opts_t;
 
-/* Checks that topic exists with input_topic's partition count (refused with
- * a sentence naming both counts otherwise; creating it is the operator's
- * job: OPERATIONS.md), and creates the producer. Returns 0 or a negative
+/* Makes sure topic can be the changelog (changelog_topic_ensure: created
+ * through the Admin API when missing; refused with a sentence when its
+ * partition count differs from input_topic's or its cleanup policy does not
+ * compact), logs what it found, and creates the producer. Returns 0 or a negative
  * IX_E* with errstr filled. Free with clog_destroy(). */
 int clog_new(const clog_opts_t *opts, clog_t **out, char *errstr, size_t errstr_size);
 /* Waits up to flush_ms for records in flight, then frees. Accepts NULL. */
@@ -45,27 +46,37 @@ typedef enum {
   CLOG_FROM_COLD = 0,
   CLOG_FROM_LOCAL,
   CLOG_FROM_CHANGELOG,
-  CLOG_FROM_STANDBY /* a standby copy plus the changelog's tail (daemon/standby.h) */
+  CLOG_FROM_LOCAL_TAIL, /* the local checkpoint and the changelog's records after it */
+  CLOG_FROM_STANDBY     /* a standby copy plus the changelog's tail (daemon/standby.h) */
 } clog_source_t;
 
 /* Partition p is assigned: read its changelog partition into a scratch
- * store; when its newest completion is newer than local_next (the offset of
- * the local checkpoint restored into st, -1 for none), replace st's users of
- * p with it and return CLOG_FROM_CHANGELOG with *next_offset set (seek the
- * input there). Otherwise st is kept (CLOG_FROM_LOCAL when local_next >= 0,
- * else CLOG_FROM_COLD) and every user of p in st is marked changed at
+ * store. Without a local checkpoint (local_next -1), or with one older than
+ * half the topic's delete.retention.ms (local_created_ms, Unix ms, when its
+ * snapshot was taken), the whole partition is read, and when its newest
+ * completion is newer than local_next st's users of p are replaced with it:
+ * CLOG_FROM_CHANGELOG with *next_offset set (seek the input there). With a
+ * younger local checkpoint only the records produced from a minute before
+ * that snapshot on are read (the whole partition where the cluster does not
+ * look offsets up by time: the mock), and when they hold a completion newer
+ * than local_next they are laid over the local states
+ * (changelog_restore_overlay): CLOG_FROM_LOCAL_TAIL with *next_offset set.
+ * Otherwise st is kept (CLOG_FROM_LOCAL when local_next >= 0, else
+ * CLOG_FROM_COLD) and every user of p in st is marked changed at
  * local_next - 1, so the next changelog checkpoint brings the topic up to
  * the local state. Logs and counts the source, time and bytes. A failure to
  * read or a refused record (other model, other partition) is returned with
  * errstr; st is then as the local restore left it. */
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
-                clog_source_t *source, int64_t *next_offset, char *errstr, size_t errstr_size);
+                int64_t local_created_ms, clog_source_t *source, int64_t *next_offset,
+                char *errstr, size_t errstr_size);
 /* clog_assign from a standby copy: copy holds partition p's users as rs
- * read them from the changelog up to offset `from` (exclusive; -1 nothing
- * yet); only the records from `from` to the end are read. Source
- * CLOG_FROM_STANDBY when the copy wins. Takes ownership of rs; copy is
- * borrowed (the caller drops p from it afterwards). IX_ERANGE when `from`
- * is below the topic's low watermark (the caller falls back to clog_assign). */
+ * read them from the changelog up to offset `from` (exclusive); only the
+ * records from `from` to the end are read (the local checkpoint, if any,
+ * counts only when it is at least as new). Source CLOG_FROM_STANDBY when the
+ * copy wins. Takes ownership of rs; copy is borrowed (the caller drops p
+ * from it afterwards). IX_ERANGE when `from` is below the topic's low
+ * watermark (nothing restored: the caller falls back to clog_assign). */
 int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                      int64_t local_next, store_t *copy, changelog_restore_t *rs, int64_t from,
                      clog_source_t *source, int64_t *next_offset, char *errstr,

@@ -224,15 +224,16 @@ size_t standby_pump(standby_t *sb, uint64_t budget_us) {
 }
 
 int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
-                   int64_t local_next, clog_source_t *source, int64_t *next_offset, char *errstr,
-                   size_t n) {
+                   int64_t local_next, int64_t local_created_ms, clog_source_t *source,
+                   int64_t *next_offset, char *errstr, size_t n) {
   if (!sb || p < 0 || p >= sb->n_parts || !sb->parts[p].rs || sb->parts[p].broken ||
       sb->parts[p].pos < 0) {
     if (sb && p >= 0 && p < sb->n_parts && sb->parts[p].followed)
       LOG_WARN("standby", "partition %d: its standby copy is %s; restoring from the whole "
                "changelog", (int)p, sb->parts[p].broken ? "unusable" : "still empty");
     if (sb && p >= 0 && p < sb->n_parts) unfollow(sb, p);
-    return clog_assign(c, p, st, fingerprint, local_next, source, next_offset, errstr, n);
+    return clog_assign(c, p, st, fingerprint, local_next, local_created_ms, source, next_offset,
+                       errstr, n);
   }
   sbpart_t *sp = &sb->parts[p];
   /* take what was fetched and not applied yet first: the tail read is then shorter */
@@ -251,7 +252,8 @@ int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fi
   if (rc == IX_ERANGE) {
     LOG_WARN("standby", "partition %d: %s; restoring from the whole changelog", (int)p, errstr);
     unfollow(sb, p);
-    rc = clog_assign(c, p, st, fingerprint, local_next, source, next_offset, errstr, n);
+    rc = clog_assign(c, p, st, fingerprint, local_next, local_created_ms, source, next_offset,
+                     errstr, n);
   }
   unfollow(sb, p);
   update_gauges(sb);

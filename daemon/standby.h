@@ -58,8 +58,8 @@ size_t standby_pump(standby_t *sb, uint64_t budget_us);
  * results as clog_assign's. The copy is consumed: p is not followed any
  * more until standby_set_owned() says so. sb may be NULL. */
 int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
-                   int64_t local_next, clog_source_t *source, int64_t *next_offset,
-                   char *errstr, size_t errstr_size);
+                   int64_t local_next, int64_t local_created_ms, clog_source_t *source,
+                   int64_t *next_offset, char *errstr, size_t errstr_size);
 
 /* Partitions followed now, and the users held in their copies. */
 size_t standby_partitions(const standby_t *sb);
