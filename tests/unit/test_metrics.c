@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "daemon/metrics.h"
 #include "daemon/quality.h"
+#include "daemon/warmup.h"
 
 static void test_metrics_render_is_exact_prometheus_text(void **state) {
   metrics_t *reg;
@@ -373,6 +374,8 @@ static void test_metrics_docs_and_dashboard_match_the_registry(void **state) {
   assert_int_equal(metrics_daemon_register(reg, "x", &md), 0);
   quality_metrics_t qm; /* the live quality families, as the daemon binds them */
   assert_int_equal(quality_metrics_bind(&qm, reg, 0x1234abcdu), 0);
+  warmup_metrics_t wm; /* the model swap's families (daemon/warmup.c) */
+  assert_int_equal(warmup_metrics_register(reg, &wm), 0);
   metrics_redis_t rm; /* the Redis sink's families, registered when [redis] is on */
   assert_int_equal(metrics_redis_register(reg, &rm), 0);
   metrics_changelog_t cm; /* the changelog's families, registered when one is on */
