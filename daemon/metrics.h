@@ -58,7 +58,7 @@
  *  interestd_quality_targets_total           counter    model, predictor         events scored against the previous prediction
  *  interestd_quality_hits_total              counter    model, predictor, k      ... whose category was in its top k (1, 5, 10)
  *  interestd_quality_reciprocal_rank_sum     gauge      model, predictor         sum of 1/rank over top-10 hits (MRR@10 numerator)
- *  (the model swap families, interestd_model_swap*, are registered by daemon/warmup.c)
+ *  (the model swap families, interestd_model_swap_state and the rest, are registered by daemon/warmup.c)
  *  (the quality families are registered by daemon/quality.c, one series set per model
  *  fingerprint; predictor = lstm, recency, decay)
  *  interestd_redis_writes_total              counter    -                        predictions written to Redis
