@@ -99,6 +99,12 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
 int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                         int64_t next_offset, clog_acked_fn acked, clog_durable_fn durable,
                         void *ctx, uint64_t deadline_ms);
+/* 1 while a state restored into p may hold events at or after next_offset
+ * (a user whose changelog record is newer than the completion restored
+ * from: its events up to that record are skipped, not applied, when they
+ * come); a local checkpoint at next_offset would then claim those events
+ * are still to come, and a restore from it would apply them twice. */
+int clog_ahead_of(const clog_t *c, int32_t p, int64_t next_offset);
 /* Checkpoints still being written. */
 size_t clog_pending(const clog_t *c);
 

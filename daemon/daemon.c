@@ -811,6 +811,8 @@ static void start_snapshot(daemon_t *d) {
   for (int32_t i = 0; i < n_parts; i++) {
     inflight_part_t pt = inflight_part(d->inflight, i);
     if (!pt.owned || pt.consumed_next < 0 || pt.consumed_next <= pt.ckpt_next) continue;
+    /* restored states ahead of the consumed offset: not yet (clog_ahead_of) */
+    if (d->clog && clog_ahead_of(d->clog, i, pt.consumed_next)) continue;
     list[n] = i;
     gens[n] = pt.gen;
     offs[n++] = pt.consumed_next; /* applied: every consumed event is in the store */
@@ -965,6 +967,11 @@ static void ckpt_forget_partition(daemon_t *d, int32_t p) {
 static void ckpt_partition_now(daemon_t *d, int32_t partition) {
   inflight_part_t pt = inflight_part(d->inflight, partition);
   if (!d->ckpt || pt.consumed_next < 0 || pt.consumed_next <= pt.ckpt_next) return;
+  if (d->clog && clog_ahead_of(d->clog, partition, pt.consumed_next)) {
+    LOG_WARN("daemon", "partition %d: not checkpointed locally (states restored from the "
+             "changelog hold events past offset %" PRId64 ")", (int)partition, pt.consumed_next);
+    return;
+  }
   if (pt.in_flight) {
     /* predictions still unacknowledged: the previous checkpoint stays the
      * newest, and the next owner re-applies the events after it */
