@@ -409,6 +409,18 @@ typedef struct {
   int err;
 } enc_t;
 
+/* Room for need more bytes in pt->buf; 0 or IX_ENOMEM. */
+static int reserve(part_t *pt, size_t need) {
+  if (pt->len + need <= pt->cap) return 0;
+  size_t cap = pt->cap ? pt->cap * 2 : 1 << 16;
+  while (cap < pt->len + need) cap *= 2;
+  uint8_t *b = realloc(pt->buf, cap);
+  if (!b) return IX_ENOMEM;
+  pt->buf = b;
+  pt->cap = cap;
+  return 0;
+}
+
 static int encode_user(void *ctx, uint64_t user, int64_t off) {
   enc_t *e = ctx;
   part_t *pt = e->pt;
@@ -418,14 +430,7 @@ static int encode_user(void *ctx, uint64_t user, int64_t off) {
   const void *blob = store_peek_seen(e->st, e->p, user, &seen);
   if (!blob) return 0; /* evicted: its tombstone comes from pt->evicted */
   size_t bs = store_blob_size(e->st), need = CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + bs;
-  if (pt->len + need > pt->cap) {
-    size_t cap = pt->cap ? pt->cap * 2 : 1 << 16;
-    while (cap < pt->len + need) cap *= 2;
-    uint8_t *b = realloc(pt->buf, cap);
-    if (!b) return e->err = IX_ENOMEM;
-    pt->buf = b;
-    pt->cap = cap;
-  }
+  if (reserve(pt, need)) return e->err = IX_ENOMEM;
   uint8_t *k = pt->buf + pt->len;
   changelog_user_key(user, k);
   uint8_t *v = k + CHANGELOG_KEY_BYTES + 4;
@@ -447,14 +452,7 @@ static int encode_tomb(void *ctx, uint64_t user, int64_t evicted_at) {
   part_t *pt = e->pt;
   if (evicted_at > pt->tomb_upto || store_peek(e->st, e->p, user)) return 0;
   size_t need = CHANGELOG_KEY_BYTES + 4;
-  if (pt->len + need > pt->cap) {
-    size_t cap = pt->cap ? pt->cap * 2 : 1 << 16;
-    while (cap < pt->len + need) cap *= 2;
-    uint8_t *b = realloc(pt->buf, cap);
-    if (!b) return e->err = IX_ENOMEM;
-    pt->buf = b;
-    pt->cap = cap;
-  }
+  if (reserve(pt, need)) return e->err = IX_ENOMEM;
   changelog_user_key(user, pt->buf + pt->len);
   memset(pt->buf + pt->len + CHANGELOG_KEY_BYTES, 0, 4);
   pt->len += need;

@@ -745,24 +745,23 @@ int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
                           description ? description : "", NULL);
 }
 
-metrics_gauge_t *metrics_daemon_committed(metrics_daemon_t *md, int32_t partition) {
+/* A gauge labelled with one input partition; NULL on failure. */
+static metrics_gauge_t *partition_gauge(metrics_daemon_t *md, const char *name, const char *help,
+                                        int32_t partition) {
   char p[16];
   metrics_gauge_t *g;
   snprintf(p, sizeof p, "%d", (int)partition);
-  if (metrics_gauge_new(md->reg, &g, "interestd_committed_offset",
-                        "Offset last committed for the group, per owned input partition.",
-                        "partition", p, NULL))
-    return NULL;
-  return g;
+  return metrics_gauge_new(md->reg, &g, name, help, "partition", p, NULL) ? NULL : g;
+}
+
+metrics_gauge_t *metrics_daemon_committed(metrics_daemon_t *md, int32_t partition) {
+  return partition_gauge(md, "interestd_committed_offset",
+                         "Offset last committed for the group, per owned input partition.",
+                         partition);
 }
 
 metrics_gauge_t *metrics_daemon_lag(metrics_daemon_t *md, int32_t partition) {
-  char p[16];
-  metrics_gauge_t *g;
-  snprintf(p, sizeof p, "%d", (int)partition);
-  if (metrics_gauge_new(md->reg, &g, "interestd_consumer_lag_messages",
-                        "High watermark minus the next offset to consume, per input partition.",
-                        "partition", p, NULL))
-    return NULL;
-  return g;
+  return partition_gauge(md, "interestd_consumer_lag_messages",
+                         "High watermark minus the next offset to consume, per input partition.",
+                         partition);
 }
