@@ -668,6 +668,11 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
 
 int32_t clog_partitions(const clog_t *c) { return c->n_parts; }
 
+int clog_ahead_of(const clog_t *c, int32_t p, int64_t next_offset) {
+  if (p < 0 || p >= c->n_parts) return 0;
+  return c->parts[p].skip && next_offset <= c->parts[p].skip_until;
+}
+
 size_t clog_pending(const clog_t *c) {
   size_t k = 0;
   for (int32_t p = 0; p < c->n_parts; p++) k += c->parts[p].phase != IDLE;

@@ -114,6 +114,12 @@ int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                         void *ctx, uint64_t deadline_ms);
 /* The changelog topic's partition count (the input's). */
 int32_t clog_partitions(const clog_t *c);
+/* 1 while a state restored into p may hold events at or after next_offset
+ * (a user whose changelog record is newer than the completion restored
+ * from: its events up to that record are skipped, not applied, when they
+ * come); a local checkpoint at next_offset would then claim those events
+ * are still to come, and a restore from it would apply them twice. */
+int clog_ahead_of(const clog_t *c, int32_t p, int64_t next_offset);
 /* Checkpoints still being written. */
 size_t clog_pending(const clog_t *c);
 

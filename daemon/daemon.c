@@ -841,6 +841,8 @@ static void start_snapshot(daemon_t *d) {
     if (!pt.owned || pt.consumed_next < 0 ||
         (pt.consumed_next <= pt.ckpt_next && !d->ck_force && !behind))
       continue;
+    /* restored states ahead of the consumed offset: not yet (clog_ahead_of) */
+    if (d->clog && clog_ahead_of(d->clog, i, pt.consumed_next)) continue;
     if (behind) d->lag[i].local_behind = 0;
     list[n] = i;
     gens[n] = pt.gen;
@@ -1026,6 +1028,11 @@ static void ckpt_partition_now(daemon_t *d, int32_t partition) {
   if (!d->ckpt || pt.consumed_next < 0 ||
       (pt.consumed_next <= pt.ckpt_next && !d->ck_force && !behind))
     return;
+  if (d->clog && clog_ahead_of(d->clog, partition, pt.consumed_next)) {
+    LOG_WARN("daemon", "partition %d: not checkpointed locally (states restored from the "
+             "changelog hold events past offset %" PRId64 ")", (int)partition, pt.consumed_next);
+    return;
+  }
   if (pt.in_flight) {
     /* predictions still unacknowledged: the previous checkpoint stays the
      * newest, and the next owner re-applies the events after it */
