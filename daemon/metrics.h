@@ -58,7 +58,13 @@
  *  interestd_quality_targets_total           counter    model, predictor         events scored against the previous prediction
  *  interestd_quality_hits_total              counter    model, predictor, k      ... whose category was in its top k (1, 5, 10)
  *  interestd_quality_reciprocal_rank_sum     gauge      model, predictor         sum of 1/rank over top-10 hits (MRR@10 numerator)
- *  (the model swap families, interestd_model_swap*, are registered by daemon/warmup.c)
+ *  interestd_model_swap_state gauge      -                        1 while a new model's states warm up (model.reload = warm)
+ *  interestd_model_swap_warmup_window_messages gauge      -                        input offsets in the window the warm-up re-reads
+ *  interestd_model_swap_warmup_behind_messages gauge      -                        offsets still to apply before the serving position
+ *  interestd_model_swap_warmup_events_total counter    -                        events applied to a new model's states by warm-ups
+ *  interestd_model_swap_pause_seconds gauge      -                        input pause of the last switch to a warmed model
+ *  interestd_model_swaps_total counter    result                   warm | abandoned
+ *  (the model swap families above are registered by daemon/warmup.c)
  *  (the quality families are registered by daemon/quality.c, one series set per model
  *  fingerprint; predictor = lstm, recency, decay)
  *  interestd_redis_writes_total              counter    -                        predictions written to Redis
