@@ -296,6 +296,8 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       U64(c->redis.max_backlog, 1, 10000000);
       return 0;
     }
+  } else if (!section[0]) {
+    FAIL("'%s' is outside any [section] (a section line without its closing ']'?)", name);
   } else {
     FAIL("unknown section [%s]", section);
   }

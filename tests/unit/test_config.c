@@ -196,6 +196,7 @@ static void expect_error(const char *text, const char *n1, const char *n2) {
 static void test_config_errors_name_file_line_and_reason(void **unused) {
   expect_error("[batch]\nmax_events = 10\nmax_evnts = 3\n", "bad.conf:3:", "unknown key 'max_evnts'");
   expect_error("\n[nosuch]\nx = 1\n", "bad.conf:3:", "unknown section [nosuch]");
+  expect_error("[kafka\nbrokers = x\n", "bad.conf:", "outside any [section]");
   expect_error("[batch]\nmax_events = 0\n", "bad.conf:2:", "between 1 and 65536");
   expect_error("[batch]\nmax_events = 12x\n", "bad.conf:2:", "not a non-negative integer");
   expect_error("[emit]\n\n\npolicy = sometimes\n", "bad.conf:4:", "every, interval or change");
