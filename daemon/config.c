@@ -653,6 +653,8 @@ void config_print(const config_t *c, void *file) {
              "checkpoint_interval_s = %u\n",
           (unsigned long long)c->state.memory_limit_mb, (unsigned long long)c->state.idle_ttl_s,
           c->state.checkpoint_dir ? c->state.checkpoint_dir : "", c->state.checkpoint_interval_s);
+  fprintf(f, "changelog_topic = %s\nchangelog_mode = %s\nstandby_replicas = %u\n",
+          c->state.changelog_topic, c->state.changelog_mode, c->state.standby_replicas);
   fprintf(f, "\n[batch]\nmax_events = %u\nmax_wait_us = %u\nmax_inflight = %u\n",
           c->batch.max_events, c->batch.max_wait_us, c->batch.max_inflight);
   fprintf(f, "\n[emit]\npolicy = %s\ninterval_ms = %u\nfluctuation_threshold = %g\n"

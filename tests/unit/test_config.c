@@ -102,6 +102,16 @@ static void test_config_redis_section(void **unused) {
   assert_null(strstr(buf, "= pw")); /* the password is masked */
   free(buf);
   config_destroy(c);
+  const char *st[] = {"state.changelog_mode=changelog", "state.changelog_topic=g-state",
+                      "state.standby_replicas=2"};
+  assert_int_equal(config_load(NULL, st, 3, &c, err, sizeof err), 0);
+  f = open_memstream(&buf, &len);
+  config_print(c, f);
+  fclose(f);
+  assert_non_null(
+      strstr(buf, "changelog_topic = g-state\nchangelog_mode = changelog\nstandby_replicas = 2\n"));
+  free(buf);
+  config_destroy(c);
   const char *bad[][2] = {{"redis.address=localhost", "host:port"},
                           {"redis.address=h:p1", "host:port"},
                           {"redis.format=xml", "output, msgpack or json"},
