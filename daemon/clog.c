@@ -514,6 +514,19 @@ typedef struct {
   int err;
 } enc_t;
 
+/* An idle partition keeps its record buffer up to this size; a larger one
+ * (a burst of changed users in one checkpoint round: 4 MiB per partition
+ * after 3,000 new users each) is freed once its checkpoint ends, so a
+ * burst's peak does not stay in the RSS (docs/PERFORMANCE.md). */
+#define BUF_KEEP_BYTES (256u << 10)
+
+static void buf_trim(part_t *pt) {
+  if (pt->phase != IDLE || pt->cap <= BUF_KEEP_BYTES) return;
+  free(pt->buf);
+  pt->buf = NULL;
+  pt->len = pt->cap = pt->sent_at = 0;
+}
+
 /* Room for need more bytes in pt->buf; 0 or IX_ENOMEM. */
 static int reserve(part_t *pt, size_t need) {
   if (pt->len + need <= pt->cap) return 0;
@@ -582,6 +595,7 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   if (!e.err) changelog_dirty_foreach(pt->evicted, encode_tomb, &e);
   if (e.err) {
     pt->len = pt->n_recs = 0;
+    buf_trim(pt);
     return e.err;
   }
   pt->next_offset = next_offset;
@@ -663,6 +677,7 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
                 " complete (%zu users)", (int)p, pt->seq, pt->next_offset, pt->n_recs);
       durable(ctx, p, pt->next_offset);
     }
+    buf_trim(pt);
   }
 }
 
