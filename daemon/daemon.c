@@ -35,6 +35,7 @@
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
 #include "daemon/quality.h"
+#include "daemon/txn.h"
 #include "model/model.h"
 #include "sink/redis.h"
 #include "state/checkpoint.h"
@@ -137,6 +138,9 @@ struct ixd {
   producer_topic_t *out_topic, *dlq_topic;
   ckpt_t *ckpt;
   clog_t *clog;             /* the changelog topic (daemon/clog.h), NULL in local mode */
+  txn_t *txn;               /* exactly_once: the transaction cycle (daemon/txn.h); else NULL */
+  uv_timer_t txn_timer;     /* commits an open transaction when no batch does */
+  int ckpt_deferred;        /* exactly_once: a checkpoint waits for the next commit */
   metrics_t *metrics;
   metrics_daemon_t md;
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
@@ -220,7 +224,9 @@ struct ixd {
 /* ---------------------------------------------------------------- partitions */
 
 static int store_offset_cb(void *ctx, int32_t partition, int64_t next) {
-  return consumer_store_offset(((daemon_t *)ctx)->consumer, partition, next);
+  daemon_t *d = ctx;
+  if (d->txn) return 0; /* exactly_once: offsets go in the transaction (daemon/txn.h) */
+  return consumer_store_offset(d->consumer, partition, next);
 }
 
 /* Pops completed entries of partition and stores its commit offset. */
@@ -452,6 +458,13 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
     d->st.failed++;
     if (!dlq) metrics_counter_inc(d->md.predictions_failed);
     metrics_counter_inc(d->md.produce_failures[r->fail]);
+    if (d->txn) {
+      /* not sent again: the transaction aborts and its events are re-read
+       * (a stale token: a report of an aborted transaction's purge) */
+      if (inflight_peek(d->inflight, r->opaque & INFLIGHT_TOKEN_MASK))
+        txn_delivery_failed(d->txn, r->errstr);
+      return;
+    }
     if (gives_up(r->opaque, r->fail)) {
       if (permanent_failure(d, r->opaque, r->key, r->key_len, r->value, r->value_len, r->headers,
                             r->n_headers, r->fail, r->errstr))
@@ -564,6 +577,9 @@ static void serve_reports(daemon_t *d) {
 
 static void finish_stop(daemon_t *d);
 static void ckpt_pump(daemon_t *d);
+static void eos_commit(daemon_t *d);
+static void eos_end(daemon_t *d, consumer_event_t ev);
+static void txn_timer_cb(uv_timer_t *t);
 
 static void serve_deliveries(daemon_t *d) {
   serve_reports(d);
@@ -616,6 +632,15 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     d->rec_tok[kept++] = tok;
   }
   n = kept;
+  if (d->txn && n) {
+    char why[512];
+    if (d->exit_code) return; /* stopping after a fatal error: nothing more is committed */
+    if (txn_begin(d->txn, why, sizeof why)) {
+      fatal(d, IX_EKAFKA, why);
+      return;
+    }
+    for (size_t i = 0; i < n; i++) txn_consumed(d->txn, recs[i].partition, recs[i].offset);
+  }
   if (n) d->progress_ns = now_ns;
   d->st.consumed += n;
   metrics_counter_add(d->md.events_consumed, n);
@@ -651,6 +676,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   for (size_t k = 0; k < res.n_rejects; k++) {
     const pipeline_reject_t *rj = &res.rejects[k];
     const rec_t *r = &recs[rj->src];
+    if (d->txn && txn_replaying(d->txn, r->partition, r->offset)) continue; /* sent before */
     size_t ri = ix_reject_index(rj->err);
     const char *label = ix_reject_label(ri);
     d->st.rejected++;
@@ -679,6 +705,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   for (size_t k = 0; k < res.n_preds; k++) {
     const prediction_t *pred = &res.preds[k];
     size_t i = res.pred_src[k];
+    if (d->txn && txn_replaying(d->txn, recs[i].partition, recs[i].offset)) continue;
     char key[CODEC_KEY_MAX];
     size_t klen;
     rc = output_message(&d->cfg->output, pred, &d->enc, key, &klen);
@@ -771,6 +798,7 @@ static void drain(daemon_t *d, int timer_fired) {
       check_pressure(d);
     }
     consumer_release(d->consumer);
+    if (d->txn && txn_due(d->txn)) eos_commit(d);
     if (d->phase != RUNNING || d->paused) return;
   }
   uv_timer_start(&d->kick_timer, kick_cb, 0, 0); /* more is waiting: continue next turn */
@@ -892,6 +920,13 @@ static void clog_timer_cb(uv_timer_t *t) {
 
 static void ckpt_timer_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
+  if (d->txn && txn_open(d->txn)) {
+    /* exactly_once: checkpoints hold committed states only; taken right
+     * after the next commit, before any other event is applied */
+    d->ckpt_deferred = 1;
+    return;
+  }
+  d->ckpt_deferred = 0;
   if (d->clog && d->phase == RUNNING) clog_checkpoint_all(d);
   if (!d->ckpt || d->ck_active || ckpt_snapshot_running(d->ckpt) || d->ckpt_poll_active ||
       d->phase != RUNNING)
@@ -984,6 +1019,77 @@ static void ckpt_partition_now(daemon_t *d, int32_t partition) {
     return;
   }
   inflight_set_checkpoint(d->inflight, partition, pt.consumed_next);
+}
+
+/* ---------------------------------------------------------------- exactly-once */
+
+/* kafka.processing_guarantee = exactly_once: the transaction cycle is
+ * daemon/txn.h; here is what the loop does with it. A failure that needs
+ * the process to stop (a fenced producer) may come inside a rebalance
+ * callback, so the stop is left to the next txn_timer run. */
+static void eos_fail(daemon_t *d, const char *why) {
+  LOG_ERROR("daemon", "exactly_once: %s; stopping", why);
+  if (!d->exit_code) d->exit_code = IX_EKAFKA;
+  if (d->phase == RUNNING) uv_timer_start(&d->txn_timer, txn_timer_cb, 0, 0);
+}
+
+static void eos_commit(daemon_t *d) {
+  char why[512];
+  int rc = txn_commit(d->txn, why, sizeof why);
+  if (rc == IX_EKAFKA) {
+    eos_fail(d, why);
+  } else if (rc) {
+    LOG_WARN("daemon", "transaction aborted (%s): the events since the last commit are read "
+             "again", why);
+    uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
+  } else if (d->ckpt_deferred && d->phase == RUNNING) {
+    ckpt_timer_cb(&d->ckpt_timer); /* the states are the committed ones now */
+  }
+}
+
+/* Partitions leave: a revocation commits what was done with them (or
+ * aborts after a fatal error); a loss aborts (their offsets cannot be
+ * committed any more). */
+static void eos_end(daemon_t *d, consumer_event_t ev) {
+  char why[512];
+  if (ev == CONSUMER_REVOKE && !d->exit_code) {
+    eos_commit(d);
+    return;
+  }
+  if (txn_abort(d->txn, why, sizeof why)) eos_fail(d, why);
+}
+
+static void txn_timer_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  if (d->exit_code && d->phase == RUNNING) {
+    daemon_stop(d);
+    return;
+  }
+  if (d->phase == RUNNING && txn_due(d->txn)) eos_commit(d);
+  if (!uv_timer_get_repeat(t) && d->phase == RUNNING)
+    uv_timer_start(t, txn_timer_cb, d->cfg->kafka.commit_interval_ms,
+                   d->cfg->kafka.commit_interval_ms);
+}
+
+/* Before a commit: the messages waiting in the retry backlog go to the
+ * producer (they belong to the transaction). 0 once none waits. */
+static int eos_flush(void *ctx, int timeout_ms) {
+  daemon_t *d = ctx;
+  uint64_t deadline = ix_mono_ms() + (uint64_t)timeout_ms;
+  for (;;) {
+    backlog_retry(d);
+    if (!backlog_len(d->backlog)) return 0;
+    if (ix_mono_ms() >= deadline) return IX_EFULL;
+    producer_poll(d->producer, 10);
+  }
+}
+
+/* After an abort: what waited to be sent belonged to it. */
+static void eos_rolled_back(void *ctx) {
+  daemon_t *d = ctx;
+  while (backlog_head(d->backlog)) backlog_pop(d->backlog);
+  uv_timer_stop(&d->retry_timer);
+  check_pressure(d);
 }
 
 /* ---------------------------------------------------------------- rebalance */
@@ -1161,6 +1267,12 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
           inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
         }
       }
+      if (d->txn) {
+        char why[512];
+        if (txn_assigned(d->txn, p, inflight_part(d->inflight, p).consumed_next, why,
+                         sizeof why))
+          fatal(d, IX_EKAFKA, why);
+      }
       d->lag[p].gauge = metrics_daemon_lag(&d->md, p);
       d->lag[p].start = inflight_part(d->inflight, p).consumed_next;
       d->lag[p].committed_off = -1;
@@ -1193,6 +1305,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     send_ready(d);
     return;
   }
+  if (d->txn) eos_end(d, ev);
   if (ev == CONSUMER_REVOKE) wait_inflight(d, parts, n);
   int uncommitted = 0; /* stored offsets beyond what is known committed */
   for (size_t i = 0; i < n; i++) {
@@ -1210,6 +1323,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     store_drop_partition(pipeline_store(d->pipe), p);
     if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
     inflight_revoke(d->inflight, p);
+    if (d->txn) txn_revoked(d->txn, p);
     if (d->lag[p].gauge) metrics_gauge_delete(d->metrics, d->lag[p].gauge);
     d->lag[p].gauge = NULL;
     if (d->lag[p].committed) metrics_gauge_delete(d->metrics, d->lag[p].committed);
@@ -1269,7 +1383,7 @@ static void finish_stop(daemon_t *d) {
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
                           &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
-                          &d->clog_timer};
+                          &d->clog_timer,   &d->txn_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     close_handle((uv_handle_t *)timers[i]);
   if (d->handle_signals) {
@@ -1728,8 +1842,29 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   pprops = kafka_props(cfg, cfg->kafka.producer_props);
   cprops = kafka_props(cfg, cfg->kafka.consumer_props);
   if (!pprops || !cprops) goto err;
+  char tid[512] = "";
+  if (cfg->kafka.exactly_once) {
+    config_transactional_id(cfg, tid, sizeof tid);
+    if (!*tid) {
+      snprintf(errstr, errstr_size, "kafka.processing_guarantee = exactly_once needs "
+               "kafka.instance_id (or a group.instance.id property)");
+      rc = IX_ECONFIG;
+      goto err;
+    }
+    /* offsets are committed in the transactions only; the input is read
+     * as committed (the default, made explicit) */
+    size_t nc = 0;
+    while (cprops[nc]) nc++;
+    char **more = realloc(cprops, (nc + 3) * sizeof *more);
+    if (!more) goto err;
+    cprops = more;
+    cprops[nc] = "enable.auto.commit=false";
+    cprops[nc + 1] = "isolation.level=read_committed";
+    cprops[nc + 2] = NULL;
+  }
   producer_opts_t po = {.brokers = cfg->kafka.brokers, .props = (const char *const *)pprops,
-                        .on_delivery = on_delivery, .ctx = d, .use_fd = 1};
+                        .on_delivery = on_delivery, .ctx = d, .use_fd = 1,
+                        .transactional_id = tid};
   rc = producer_new(&po, &d->producer, errstr, errstr_size);
   if (rc) goto err;
   d->out_topic = producer_topic(d->producer, cfg->kafka.output_topic);
@@ -1746,6 +1881,18 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                         .on_skip = on_skip, .ctx = d};
   rc = consumer_new(&co, &d->consumer, errstr, errstr_size);
   if (rc) goto err;
+  if (cfg->kafka.exactly_once) {
+    txn_opts_t to = {.producer = d->producer, .consumer = d->consumer, .inflight = d->inflight,
+                     .pipe = d->pipe, .commit_interval_ms = cfg->kafka.commit_interval_ms,
+                     .timeout_ms = 10000, .flush = eos_flush, .rolled_back = eos_rolled_back,
+                     .ctx = d};
+    rc = txn_new(&to, &d->txn, errstr, errstr_size);
+    if (rc) goto err;
+    if (d->clog) txn_set_hooks(d->txn, clog_skip, clog_applied, d->clog);
+    else txn_set_hooks(d->txn, NULL, NULL, NULL);
+    LOG_INFO("daemon", "processing guarantee exactly_once: transactional.id %s, a transaction "
+             "every %u ms", tid, cfg->kafka.commit_interval_ms);
+  }
   free(cprops);
   free(pprops);
   cprops = pprops = NULL;
@@ -1775,7 +1922,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
                           &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
-                          &d->clog_timer};
+                          &d->clog_timer,   &d->txn_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0] && !uvrc; i++) {
     uvrc = uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;
@@ -1807,6 +1954,9 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, ms, ms);
   }
   if (d->clog) uv_timer_start(&d->clog_timer, clog_timer_cb, CLOG_PUMP_MS, CLOG_PUMP_MS);
+  if (d->txn)
+    uv_timer_start(&d->txn_timer, txn_timer_cb, cfg->kafka.commit_interval_ms,
+                   cfg->kafka.commit_interval_ms);
   if (cfg->state.idle_ttl_s) {
     uint64_t ms = cfg->state.idle_ttl_s * 1000u / 4;
     if (ms > 60000) ms = 60000;
@@ -1857,6 +2007,7 @@ void daemon_destroy(daemon_t *d) {
   backlog_destroy(d->backlog);
   ckpt_destroy(d->ckpt);
   clog_destroy(d->clog, 1000);
+  txn_destroy(d->txn);
   pipeline_destroy(d->pipe);
   pipeline_destroy(d->shadow_pipe);
   model_destroy(d->shadow_model);

@@ -42,6 +42,10 @@ void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms
  * an event). Returns the blob (borrowed; valid until the next store call
  * that may insert, evict or drop) or NULL when absent. */
 const void *store_peek(store_t *st, int32_t partition, uint64_t user_id);
+/* store_peek() that also gives the user's last-seen time (an undo copy that
+ * store_put() can put back as it was). */
+const void *store_peek_seen(store_t *st, int32_t partition, uint64_t user_id,
+                            int64_t *last_seen_ms);
 
 /* Evict least-recently-seen users until within the memory limit; returns
  * how many were evicted. Exact least-recently-seen order (ties broken by
