@@ -417,6 +417,14 @@ static int permanent_failure(daemon_t *d, uint64_t opaque, const void *key, size
                              size_t n_hdrs, producer_fail_t fail, const char *why) {
   int dlq = (opaque & OPAQUE_DLQ) != 0;
   int32_t partition = (int32_t)((opaque >> 32) & 0xffff);
+  if (d->txn && fail != PRODUCER_FAIL_TOO_LARGE) {
+    /* exactly_once: not dropped; the transaction aborts and the event is
+     * read again (e.g. a producer whose transaction failed refuses every
+     * message until the abort) */
+    txn_delivery_failed(d->txn, why);
+    inflight_ack(d->inflight, opaque & INFLIGHT_TOKEN_MASK);
+    return 0;
+  }
   const inflight_entry_t *e = inflight_peek(d->inflight, opaque & INFLIGHT_TOKEN_MASK);
   int64_t offset = e ? e->offset : -1;
   if (dlq && !(opaque & OPAQUE_TRUNCATED)) {
@@ -621,6 +629,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   for (size_t i = 0; i < n; i++) {
     rec_t *r = &recs[i];
     uint64_t tok;
+    if (d->txn && !txn_accept(d->txn, r->partition, r->offset)) continue; /* before a rewind */
     int rc = inflight_push(d->inflight, r->partition, r->offset, r->ts_ms > 0 ? r->ts_ms : now,
                            now_ns, &tok);
     if (rc == IX_ESTATE) continue; /* revoked while queued: the next owner reads it */

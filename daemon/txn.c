@@ -26,6 +26,8 @@ typedef struct {
   int64_t first;          /* first offset consumed in the open transaction; -1 none */
   int64_t committed;      /* next offset committed by this process or read at assignment */
   int64_t replay_until;   /* events before it are replayed without output; -1 none */
+  int64_t rewound_to;     /* after an abort: the next message must be this one; -1 none */
+  uint64_t rewound_ms;    /* when the rewind was last asked */
 } tpart_t;
 
 struct txn {
@@ -57,7 +59,7 @@ static tpart_t *part(txn_t *t, int32_t p) {
     tpart_t *np = realloc(t->parts, (size_t)n * sizeof *np);
     if (!np) return NULL;
     for (int32_t i = t->n_parts; i < n; i++)
-      np[i] = (tpart_t){.first = -1, .committed = -1, .replay_until = -1};
+      np[i] = (tpart_t){.first = -1, .committed = -1, .replay_until = -1, .rewound_to = -1};
     t->parts = np;
     t->n_parts = n;
   }
@@ -218,6 +220,26 @@ int txn_begin(txn_t *t, char *errstr, size_t errstr_size) {
   return 0;
 }
 
+int txn_accept(txn_t *t, int32_t p, int64_t offset) {
+  if (p < 0 || p >= t->n_parts) return 1;
+  tpart_t *tp = &t->parts[p];
+  if (tp->rewound_to < 0) return 1;
+  if (offset == tp->rewound_to) {
+    tp->rewound_to = -1;
+    return 1;
+  }
+  t->st.stale++;
+  if (offset > tp->rewound_to && ix_mono_ms() - tp->rewound_ms > 500) {
+    /* still the old position (a pause and resume fetches from the last
+     * position handed out): ask again */
+    tp->rewound_ms = ix_mono_ms();
+    LOG_INFO("txn", "partition %d: offset %" PRId64 " arrived, %" PRId64 " expected: rewinding "
+             "again", (int)p, offset, tp->rewound_to);
+    consumer_seek(t->o.consumer, p, tp->rewound_to, t->o.timeout_ms);
+  }
+  return 0;
+}
+
 void txn_consumed(txn_t *t, int32_t p, int64_t offset) {
   tpart_t *tp = part(t, p);
   if (!tp) {
@@ -270,6 +292,8 @@ static int rollback(txn_t *t, char *why, size_t why_size) {
                 (int)p, tp->first);
     else
       LOG_INFO("txn", "partition %d: rewound to offset %" PRId64, (int)p, tp->first);
+    tp->rewound_to = tp->first;
+    tp->rewound_ms = ix_mono_ms();
     tp->first = -1;
   }
   if (t->o.rolled_back) t->o.rolled_back(t->o.ctx);
@@ -337,7 +361,11 @@ int txn_commit(txn_t *t, char *why, size_t why_size) {
   for (int32_t p = 0; p < t->n_parts; p++) {
     tpart_t *tp = &t->parts[p];
     tp->first = -1;
-    if (tp->replay_until >= 0 && tp->committed >= tp->replay_until) tp->replay_until = -1;
+    /* the replay is over once the events up to its end were consumed (and
+     * are now committed with the states they made) */
+    if (tp->replay_until >= 0 &&
+        inflight_part(t->o.inflight, p).consumed_next >= tp->replay_until)
+      tp->replay_until = -1;
   }
   free(offs);
   undo_forget(t);
@@ -354,7 +382,7 @@ int txn_assigned(txn_t *t, int32_t p, int64_t start_next, char *why, size_t why_
     snprintf(why, why_size, "out of memory");
     return IX_EKAFKA;
   }
-  *tp = (tpart_t){.first = -1, .committed = -1, .replay_until = -1};
+  *tp = (tpart_t){.first = -1, .committed = -1, .replay_until = -1, .rewound_to = -1};
   if (start_next < 0) return 0; /* consumption starts at the committed offset itself */
   int64_t committed = -1;
   int rc = IX_EKAFKA;

@@ -62,6 +62,11 @@ void txn_set_hooks(txn_t *t, pipeline_skip_fn skip, pipeline_applied_fn applied,
 /* Before a batch: begins a transaction when none is open. 0, or IX_EKAFKA
  * (fatal) with errstr. */
 int txn_begin(txn_t *t, char *errstr, size_t errstr_size);
+/* Whether partition p's message at offset may be processed: after an abort
+ * rewound p to offset R, messages fetched before the rewind (offsets beyond
+ * R) can still be queued; they are dropped until R arrives (and the rewind is
+ * asked again when they keep coming). */
+int txn_accept(txn_t *t, int32_t p, int64_t offset);
 /* The batch consumed partition p's message at offset (in offset order). */
 void txn_consumed(txn_t *t, int32_t p, int64_t offset);
 /* Whether the event at (p, offset) is replayed into state only: its outputs
@@ -95,6 +100,7 @@ void txn_revoked(txn_t *t, int32_t p);
 typedef struct {
   uint64_t commits, aborts, replayed; /* replayed: events applied without output */
   uint64_t undo_users;                /* undo copies taken, total */
+  uint64_t stale;                     /* messages dropped after a rewind (fetched before it) */
 } txn_stats_t;
 void txn_get_stats(const txn_t *t, txn_stats_t *out);
 
