@@ -910,6 +910,7 @@ static void clog_durable_cb(void *ctx, int32_t p, int64_t next_offset) {
 static void clog_partition_now(daemon_t *d, int32_t p) {
   inflight_part_t pt = inflight_part(d->inflight, p);
   if (pt.consumed_next < 0 || pt.in_flight) return;
+  if (d->txn && txn_open(d->txn)) return; /* exactly_once: uncommitted states */
   uint64_t deadline = ix_mono_ms() + REVOKE_WAIT_MAX_MS;
   if (d->stop_deadline_ms && d->stop_deadline_ms < deadline) deadline = d->stop_deadline_ms;
   int rc = clog_checkpoint_now(d->clog, p, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe),
@@ -1009,6 +1010,7 @@ static void ckpt_forget_partition(daemon_t *d, int32_t p) {
 static void ckpt_partition_now(daemon_t *d, int32_t partition) {
   inflight_part_t pt = inflight_part(d->inflight, partition);
   if (!d->ckpt || pt.consumed_next < 0 || pt.consumed_next <= pt.ckpt_next) return;
+  if (d->txn && txn_open(d->txn)) return; /* exactly_once: uncommitted states (a failed commit) */
   if (pt.in_flight) {
     /* predictions still unacknowledged: the previous checkpoint stays the
      * newest, and the next owner re-applies the events after it */
@@ -1278,9 +1280,14 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       }
       if (d->txn) {
         char why[512];
-        if (txn_assigned(d->txn, p, inflight_part(d->inflight, p).consumed_next, why,
-                         sizeof why))
-          fatal(d, IX_EKAFKA, why);
+        int64_t seek = -1;
+        if (txn_assigned(d->txn, p, inflight_part(d->inflight, p).consumed_next,
+                         d->ckpt != NULL || d->clog != NULL, &seek, why, sizeof why)) {
+          eos_fail(d, why);
+        } else if (seek >= 0) {
+          parts[i].offset = seek; /* states rebuilt from the input (daemon/txn.h) */
+          inflight_assign(d->inflight, p, seek);
+        }
       }
       d->lag[p].gauge = metrics_daemon_lag(&d->md, p);
       d->lag[p].start = inflight_part(d->inflight, p).consumed_next;

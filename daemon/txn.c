@@ -376,14 +376,16 @@ int txn_commit(txn_t *t, char *why, size_t why_size) {
 
 /* ---------------------------------------------------------------- partitions */
 
-int txn_assigned(txn_t *t, int32_t p, int64_t start_next, char *why, size_t why_size) {
+int txn_assigned(txn_t *t, int32_t p, int64_t start_next, int rebuild, int64_t *seek_to,
+                 char *why, size_t why_size) {
+  *seek_to = -1;
   tpart_t *tp = part(t, p);
   if (!tp) {
     snprintf(why, why_size, "out of memory");
     return IX_EKAFKA;
   }
   *tp = (tpart_t){.first = -1, .committed = -1, .replay_until = -1, .rewound_to = -1};
-  if (start_next < 0) return 0; /* consumption starts at the committed offset itself */
+  if (start_next < 0 && !rebuild) return 0; /* starts at the committed offset, empty states */
   int64_t committed = -1;
   int rc = IX_EKAFKA;
   /* the coordinator answers once no transaction with offsets for p is
@@ -392,11 +394,28 @@ int txn_assigned(txn_t *t, int32_t p, int64_t start_next, char *why, size_t why_
     rc = consumer_committed(t->o.consumer, p, t->o.timeout_ms, &committed);
   if (rc) {
     snprintf(why, why_size, "partition %d: the group's committed offset could not be read, so "
-             "the events between the checkpoint (offset %" PRId64 ") and it cannot be told "
-             "apart from new ones", (int)p, start_next);
+             "the events before it cannot be told apart from new ones", (int)p);
     return IX_EKAFKA;
   }
   tp->committed = committed;
+  if (start_next < 0) {
+    if (committed <= 0) return 0; /* nothing committed: the input from its start, with output */
+    int64_t lo = -1, hi = -1;
+    if (consumer_query_watermarks(t->o.consumer, p, t->o.timeout_ms, &lo, &hi) || lo < 0) {
+      snprintf(why, why_size, "partition %d: no checkpoint, and the start of the input could "
+               "not be read to rebuild the states up to the committed offset %" PRId64, (int)p,
+               committed);
+      return IX_EKAFKA;
+    }
+    if (lo > 0)
+      LOG_WARN("txn", "partition %d: the input starts at offset %" PRId64 " (retention): the "
+               "states rebuilt from it lack the events before", (int)p, lo);
+    if (lo >= committed) return 0;
+    *seek_to = start_next = lo;
+    LOG_INFO("txn", "partition %d: no checkpoint; rebuilding the states from the input: "
+             "replaying offsets %" PRId64 "..%" PRId64 " without output", (int)p, lo,
+             committed);
+  }
   if (committed > start_next) {
     tp->replay_until = committed;
     LOG_INFO("txn", "partition %d: the checkpoint is at offset %" PRId64 ", the committed "

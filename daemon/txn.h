@@ -89,11 +89,17 @@ int txn_commit(txn_t *t, char *why, size_t why_size);
 int txn_abort(txn_t *t, char *why, size_t why_size);
 
 /* Partition p was assigned and its states restored up to start_next (-1:
- * none; it starts at the committed offset). When the group's committed
- * offset C is beyond start_next, the events in [start_next, C) are replayed
- * without output. Returns 0 or IX_EKAFKA (the committed offset could not be
- * read: resuming would duplicate or skip outputs). */
-int txn_assigned(txn_t *t, int32_t p, int64_t start_next, char *why, size_t why_size);
+ * nothing restored). When the group's committed offset C is beyond
+ * start_next, the events in [start_next, C) are replayed without output.
+ * With nothing restored and rebuild set (checkpoints or a changelog are
+ * configured), the states are rebuilt from the input itself: *seek_to gets
+ * the partition's first offset and [first, C) is replayed without output
+ * (the committed offset runs ahead of the first checkpoint, so starting at C
+ * with empty states would lose the events before it). *seek_to = -1: start
+ * where the assignment says. Returns 0 or IX_EKAFKA (the committed offset
+ * could not be read: resuming would duplicate or skip outputs). */
+int txn_assigned(txn_t *t, int32_t p, int64_t start_next, int rebuild, int64_t *seek_to,
+                 char *why, size_t why_size);
 /* Partition p left (after txn_commit or txn_abort). */
 void txn_revoked(txn_t *t, int32_t p);
 
