@@ -1205,6 +1205,10 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                    "partitions", list, NULL);
   if (ev == CONSUMER_ASSIGN) {
     int wm_timeout = 0;
+    /* exactly_once: commit first; reading the new partitions' committed
+     * offsets can wait for another member's open transaction (up to its
+     * transaction.timeout.ms), and ours must not time out meanwhile */
+    if (d->txn && txn_open(d->txn) && !d->exit_code) eos_commit(d);
     for (size_t i = 0; i < n; i++) {
       int32_t p = parts[i].partition;
       int rc = inflight_assign(d->inflight, p, -1);
