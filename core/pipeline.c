@@ -19,7 +19,8 @@ typedef struct {
   uint32_t n_top;          /* how many of top[] EMIT_CHANGE compares */
   uint64_t top[PRED_TOPK]; /* next[] category ids of the last emitted prediction */
   uint32_t n_all;          /* how many of top[] are filled (live quality ranks) */
-  int64_t last_offset1;    /* input offset + 1 of the user's last applied event; 0 = unknown */
+  int64_t last_offset1;    /* input offset + 1 of the user's last applied event; 0 = unknown
+                            * (not the changelog's offset: state/changelog.h, changelog_dirty) */
   int64_t last_event_ts_ms;/* that event's time */
 } emit_memo_t;
 _Static_assert(sizeof(emit_memo_t) <= PIPELINE_TRAILER_SIZE, "trailer too small");

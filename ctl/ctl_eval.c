@@ -48,24 +48,21 @@ static void usage(FILE *out) {
 
 int ctl_eval(int argc, char **argv) {
   static const struct option opts[] = {
-      {"events", required_argument, 0, 'e'},   {"model", required_argument, 0, 'm'},
-      {"drop-user", required_argument, 0, 'd'}, {"tz", required_argument, 0, 'z'},
-      {"dev-start", required_argument, 0, 'D'}, {"test-start", required_argument, 0, 'T'},
-      {"test-end", required_argument, 0, 'E'},  {"split", required_argument, 0, 's'},
-      {"half-life", required_argument, 0, 'l'}, {"no-baselines", no_argument, 0, 'n'},
-      {"markdown", required_argument, 0, 'M'},  {"buckets", required_argument, 0, 'b'},
-      {"wave", required_argument, 0, 'w'},      {"input", required_argument, 0, 'I'},   {"input-config", required_argument, 0, 'F'},
+      CTLEV_LONG_OPTIONS,
+      CTLEV_LONG_OPTION_TEST_END,
+      {"model", required_argument, 0, 'm'},
+      {"split", required_argument, 0, 's'},
+      {"half-life", required_argument, 0, 'l'},
+      {"no-baselines", no_argument, 0, 'n'},
+      {"markdown", required_argument, 0, 'M'},
+      {"buckets", required_argument, 0, 'b'},
+      {"wave", required_argument, 0, 'w'},
+      {"holdout-users", required_argument, 0, 'U'},
+      {"holdout-seed", required_argument, 0, 'S'},
       {"help", no_argument, 0, 'h'},
-      {"holdout-users", required_argument, 0, 'U'}, {"holdout-seed", required_argument, 0, 'S'},
       {0, 0, 0, 0}};
-  const char *events_path = NULL, *model_path = NULL, *md_path = NULL, *bk_path = NULL;
-  uint64_t drop[CTLEV_MAX_DROP];
-  size_t n_drop = 0;
-  int64_t tz = 0;
-  ctlev_windows_t win = {0};
-  const char *dev_arg = NULL, *test_arg = NULL, *end_arg = NULL;
-  input_opts_t input; /* --input-config / --input: the events' format, as the daemon's [input] */
-  int have_input = 0;
+  ctlev_args_t ea = {0};
+  const char *model_path = NULL, *md_path = NULL, *bk_path = NULL;
   int use_dev = 0, use_users = 0, baselines = 1;
   uint64_t holdout_pct = 0, holdout_seed = 1;
   double half_life_h = 0;
@@ -73,24 +70,9 @@ int ctl_eval(int argc, char **argv) {
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    int bad = 0;
+    int bad = 0, r;
     switch (c) {
-    case 'e': events_path = optarg; break;
     case 'm': model_path = optarg; break;
-    case 'd':
-      bad = n_drop == CTLEV_MAX_DROP || ctlutil_parse_u64(optarg, &drop[n_drop++]) < 0;
-      break;
-    case 'z': bad = ctlev_parse_offset(optarg, &tz) < 0; break;
-    case 'F':
-    case 'I': {
-      int rc = ctlev_input_option(&input, &have_input, c, "eval", optarg);
-      if (rc) return rc;
-      break;
-    }
-    /* read again after every option, in --tz (which may come later) */
-    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; dev_arg = optarg; break;
-    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;
-    case 'E': bad = ctlutil_parse_time_ms(optarg, &win.test_end_ms) < 0; end_arg = optarg; break;
     case 's':
       if (strcmp(optarg, "dev") == 0) use_dev = 1, use_users = 0;
       else if (strcmp(optarg, "test") == 0) use_dev = 0, use_users = 0;
@@ -104,24 +86,27 @@ int ctl_eval(int argc, char **argv) {
     case 'M': md_path = optarg; break;
     case 'b': bk_path = optarg; break;
     case 'w': bad = ctlutil_parse_u64(optarg, &wave) < 0 || wave == 0 || wave > 65536; break;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    case 'h': ctlev_args_free(&ea); usage(stdout); return 0;
+    default: /* --events, --drop-user, --tz, the windows, --input(-config) */
+      if ((r = ctlev_args_option(&ea, c, optarg, "eval", usage)) > 0) return r;
+      bad = r < 0;
     }
     if (bad) {
       fprintf(stderr, "interestctl eval: invalid value '%s'\n", optarg);
       usage(stderr);
+      ctlev_args_free(&ea);
       return 2;
     }
   }
-  if (dev_arg) ctlutil_parse_time_ms_tz(dev_arg, tz, &win.dev_start_ms);
-  if (test_arg) ctlutil_parse_time_ms_tz(test_arg, tz, &win.test_start_ms);
-  if (end_arg) ctlutil_parse_time_ms_tz(end_arg, tz, &win.test_end_ms);
-  if (!events_path && optind < argc) events_path = argv[optind++];
-  if (!events_path || optind < argc || (!model_path && !baselines)) {
+  ctlev_args_finish(&ea);
+  if (!ea.events_path && optind < argc) ea.events_path = argv[optind++];
+  if (!ea.events_path || optind < argc || (!model_path && !baselines)) {
+    ctlev_args_free(&ea);
     usage(stderr);
     return 2;
   }
   if (use_users && holdout_pct == 0) {
+    ctlev_args_free(&ea);
     fprintf(stderr, "interestctl eval: --split users needs --holdout-users PCT\n");
     return 2;
   }
@@ -134,10 +119,7 @@ int ctl_eval(int argc, char **argv) {
   eval_data_t dev = {0}, rep = {0};
   eval_row_t rows[1 + BL__COUNT];
   size_t nrows = 0;
-  rc = ctlev_load_input(events_path, have_input ? &input : NULL, drop, n_drop, &ev, &n, err,
-                        sizeof err);
-  if (have_input) input_opts_free(&input);
-  if (rc < 0) {
+  if ((rc = ctlev_args_load(&ea, &ev, &n, err, sizeof err)) < 0) {
     fprintf(stderr, "interestctl eval: %s\n", err);
     return 1;
   }
@@ -148,18 +130,18 @@ int ctl_eval(int argc, char **argv) {
   if (m && half_life_h > 0) model_set_half_life(m, (float)(half_life_h * 3600.0));
   float hl = m ? model_half_life(m) : (float)(half_life_h > 0 ? half_life_h * 3600.0
                                                               : ARCH_DEFAULT_HALF_LIFE_S);
-  ctlev_windows(ev, n, tz, &win);
-  if (!(win.dev_start_ms < win.test_start_ms && win.test_start_ms < win.test_end_ms)) {
+  ctlev_windows(ev, n, ea.tz, &ea.win);
+  if (!(ea.win.dev_start_ms < ea.win.test_start_ms && ea.win.test_start_ms < ea.win.test_end_ms)) {
     fprintf(stderr, "interestctl eval: windows must satisfy dev start < test start < test end\n");
     goto out;
   }
   /* with a user split, nothing is tuned on the held-out users */
   eval_users_t tune_users = holdout_pct ? EVAL_USERS_TRAINING : EVAL_USERS_ALL;
-  eval_window_t wdev = {win.dev_start_ms, win.test_start_ms, hl, tune_users,
+  eval_window_t wdev = {ea.win.dev_start_ms, ea.win.test_start_ms, hl, tune_users,
                         (uint32_t)holdout_pct, holdout_seed};
-  eval_window_t wtest = {win.test_start_ms, win.test_end_ms, hl, EVAL_USERS_ALL,
+  eval_window_t wtest = {ea.win.test_start_ms, ea.win.test_end_ms, hl, EVAL_USERS_ALL,
                          (uint32_t)holdout_pct, holdout_seed};
-  eval_window_t wusers = {INT64_MIN, win.test_end_ms, hl, EVAL_USERS_HELD_OUT,
+  eval_window_t wusers = {INT64_MIN, ea.win.test_end_ms, hl, EVAL_USERS_HELD_OUT,
                           (uint32_t)holdout_pct, holdout_seed};
   eval_window_t wrep = use_users ? wusers : use_dev ? wdev : wtest;
   if (use_dev) wrep.users = EVAL_USERS_ALL;
@@ -171,10 +153,10 @@ int ctl_eval(int argc, char **argv) {
     goto out;
   }
   char a[64], b[64], d[64];
-  ctlev_fmt_time(win.dev_start_ms, tz, a, sizeof a);
-  ctlev_fmt_time(win.test_start_ms, tz, b, sizeof b);
-  ctlev_fmt_time(win.test_end_ms, tz, d, sizeof d);
-  printf("events %zu (users %u) from %s\n", n, rep.n_users, events_path);
+  ctlev_fmt_time(ea.win.dev_start_ms, ea.tz, a, sizeof a);
+  ctlev_fmt_time(ea.win.test_start_ms, ea.tz, b, sizeof b);
+  ctlev_fmt_time(ea.win.test_end_ms, ea.tz, d, sizeof d);
+  printf("events %zu (users %u) from %s\n", n, rep.n_users, ea.events_path);
   if (use_users)
     printf("user split: %llu%% of users held out (seed %llu); reporting every event before %s "
            "of the %s: %zu targets; baselines tuned on the other users' dev day (%zu targets)\n",

@@ -72,9 +72,8 @@ static int dev_eval(void *ctx, const arch_dims_t *dims, float half_life_s,
 
 int ctl_train(int argc, char **argv) {
   static const struct option opts[] = {
-      {"events", required_argument, 0, 'e'},   {"out", required_argument, 0, 'o'},
-      {"drop-user", required_argument, 0, 'd'}, {"tz", required_argument, 0, 'z'},
-      {"dev-start", required_argument, 0, 'D'}, {"test-start", required_argument, 0, 'T'},
+      CTLEV_LONG_OPTIONS, /* train has no --test-end */
+      {"out", required_argument, 0, 'o'},
       {"hidden", required_argument, 0, 'H'},    {"vocab", required_argument, 0, 'V'},
       {"emb-cat", required_argument, 0, 'C'},   {"emb-act", required_argument, 0, 'A'},
       {"batch", required_argument, 0, 'B'},     {"bptt", required_argument, 0, 'L'},
@@ -86,20 +85,13 @@ int ctl_train(int argc, char **argv) {
       {"grad-chunk", required_argument, 0, 'k'}, {"refit", no_argument, 0, 'R'},
       {"holdout-users", required_argument, 0, 'U'}, {"holdout-seed", required_argument, 0, 'S'},
       {"no-experts", no_argument, 0, 'X'},
-      {"input", required_argument, 0, 'I'},   {"input-config", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   train_opts_t to;
   train_opts_default(&to);
-  const char *events_path = NULL, *out_path = NULL, *curve_path = NULL, *dump = NULL;
-  uint64_t drop[CTLEV_MAX_DROP], u;
-  size_t n_drop = 0;
-  int64_t tz = 0;
-  ctlev_windows_t win = {0};
-  const char *dev_arg = NULL, *test_arg = NULL, *end_arg = NULL;
-  input_opts_t input; /* --input-config / --input: the events' format, as the daemon's [input] */
-  int have_input = 0;
-  /* train has no --test-end */
+  ctlev_args_t ea = {0};
+  const char *out_path = NULL, *curve_path = NULL, *dump = NULL;
+  uint64_t u;
   uint64_t grad_chunk = 0;
   int refit = 0;
   uint64_t holdout_pct = 0, holdout_seed = 1;
@@ -107,9 +99,8 @@ int ctl_train(int argc, char **argv) {
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    int bad = 0;
+    int bad = 0, r;
     switch (c) {
-    case 'e': events_path = optarg; break;
     case 'o': out_path = optarg; break;
     case 'u': curve_path = optarg; break;
     case 'g': dump = optarg; break;
@@ -117,19 +108,6 @@ int ctl_train(int argc, char **argv) {
     case 'X': to.dims.flags &= ~(uint32_t)ARCH_F_EXPERTS; break;
     case 'U': bad = ctlutil_parse_u64(optarg, &holdout_pct) < 0 || holdout_pct == 0 || holdout_pct > 99; break;
     case 'S': bad = ctlutil_parse_u64(optarg, &holdout_seed) < 0; break;
-    case 'd':
-      bad = n_drop == CTLEV_MAX_DROP || ctlutil_parse_u64(optarg, &drop[n_drop++]) < 0;
-      break;
-    case 'z': bad = ctlev_parse_offset(optarg, &tz) < 0; break;
-    case 'F':
-    case 'I': {
-      int rc = ctlev_input_option(&input, &have_input, c, "train", optarg);
-      if (rc) return rc;
-      break;
-    }
-    /* read again after every option, in --tz (which may come later) */
-    case 'D': bad = ctlutil_parse_time_ms(optarg, &win.dev_start_ms) < 0; dev_arg = optarg; break;
-    case 'T': bad = ctlutil_parse_time_ms(optarg, &win.test_start_ms) < 0; test_arg = optarg; break;
     case 'k': bad = ctlutil_parse_u64(optarg, &grad_chunk) < 0 || grad_chunk > 1000000; break;
     case 'H': case 'V': case 'C': case 'A': case 'B': case 'L': case 'N': case 'P': case 't':
       bad = ctlutil_parse_u64(optarg, &u) < 0 || u > (1u << 24);
@@ -151,18 +129,20 @@ int ctl_train(int argc, char **argv) {
       if (c == 'c') to.clip = (float)x;
       if (c == 'l') to.half_life_s = (float)(x * 3600.0);
       break;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    case 'h': ctlev_args_free(&ea); usage(stdout); return 0;
+    default: /* --events, --drop-user, --tz, the windows, --input(-config) */
+      if ((r = ctlev_args_option(&ea, c, optarg, "train", usage)) > 0) return r;
+      bad = r < 0;
     }
     if (bad) {
       fprintf(stderr, "interestctl train: invalid value '%s'\n", optarg);
+      ctlev_args_free(&ea);
       return 2;
     }
   }
-  if (dev_arg) ctlutil_parse_time_ms_tz(dev_arg, tz, &win.dev_start_ms);
-  if (test_arg) ctlutil_parse_time_ms_tz(test_arg, tz, &win.test_start_ms);
-  if (end_arg) ctlutil_parse_time_ms_tz(end_arg, tz, &win.test_end_ms);
-  if (!events_path || (!out_path && !dump) || optind < argc) {
+  ctlev_args_finish(&ea);
+  if (!ea.events_path || (!out_path && !dump) || optind < argc) {
+    ctlev_args_free(&ea);
     usage(stderr);
     return 2;
   }
@@ -173,16 +153,13 @@ int ctl_train(int argc, char **argv) {
   size_t n = 0;
   devctx_t dc = {0};
   train_result_t res = {0};
-  rc = ctlev_load_input(events_path, have_input ? &input : NULL, drop, n_drop, &ev, &n, err,
-                        sizeof err);
-  if (have_input) input_opts_free(&input);
-  if (rc < 0) {
+  if ((rc = ctlev_args_load(&ea, &ev, &n, err, sizeof err)) < 0) {
     fprintf(stderr, "interestctl train: %s\n", err);
     return 1;
   }
   /* windows from every event, so train and eval derive the same days */
-  ctlev_windows(ev, n, tz, &win);
-  to.train_end_ms = win.dev_start_ms;
+  ctlev_windows(ev, n, ea.tz, &ea.win);
+  to.train_end_ms = ea.win.dev_start_ms;
   size_t n_all = n, n_users_out = 0;
   if (holdout_pct) {
     size_t k = 0;
@@ -206,19 +183,19 @@ int ctl_train(int argc, char **argv) {
     status = 0;
     goto out;
   }
-  if (!(win.dev_start_ms < win.test_start_ms)) {
+  if (!(ea.win.dev_start_ms < ea.win.test_start_ms)) {
     fprintf(stderr, "interestctl train: the dev window is empty\n");
     goto out;
   }
-  eval_window_t wdev = {.start_ms = win.dev_start_ms, .end_ms = win.test_start_ms,
+  eval_window_t wdev = {.start_ms = ea.win.dev_start_ms, .end_ms = ea.win.test_start_ms,
                         .half_life_s = to.half_life_s};
   if ((rc = eval_data_build(ev, n, &wdev, &dc.dev)) < 0 || dc.dev.n_targets == 0) {
     fprintf(stderr, "interestctl train: the dev window has no targets\n");
     goto out;
   }
   char a[64], b[64];
-  ctlev_fmt_time(win.dev_start_ms, tz, a, sizeof a);
-  ctlev_fmt_time(win.test_start_ms, tz, b, sizeof b);
+  ctlev_fmt_time(ea.win.dev_start_ms, ea.tz, a, sizeof a);
+  ctlev_fmt_time(ea.win.test_start_ms, ea.tz, b, sizeof b);
   fprintf(stderr, "train: %zu events; training on events before %s, early stopping on dev "
                   "(%zu targets, until %s)\n", n, a, dc.dev.n_targets, b);
   if (to.dims.flags & ARCH_F_EXPERTS) {
@@ -253,7 +230,7 @@ int ctl_train(int argc, char **argv) {
   if (refit) {
     train_opts_t ro = to;
     ro.max_epochs = res.best_epoch;
-    ro.train_end_ms = win.test_start_ms;
+    ro.train_end_ms = ea.win.test_start_ms;
     ro.dev_eval = NULL;
     ro.lr = to.lr;
     train_result_t rr;

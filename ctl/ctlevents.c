@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "ctl/ctlutil.h"
 #include "daemon/config.h"
 #include "stream/codec.h"
 #include "stream/recfile.h"
@@ -53,6 +54,52 @@ int ctlev_input_option(input_opts_t *o, int *have, int opt, const char *cmd, con
     return 2;
   }
   return 0;
+}
+
+/* A window time: checked now, read again in --tz by ctlev_args_finish(). */
+static int time_option(const char *arg, const char **keep, int64_t *ms) {
+  *keep = arg;
+  return ctlutil_parse_time_ms(arg, ms) < 0 ? -1 : 0;
+}
+
+int ctlev_args_option(ctlev_args_t *a, int opt, const char *arg, const char *cmd,
+                      void (*usage)(FILE *)) {
+  switch (opt) {
+  case 'e': a->events_path = arg; return 0;
+  case 'd':
+    if (a->n_drop == CTLEV_MAX_DROP || ctlutil_parse_u64(arg, &a->drop[a->n_drop]) < 0) return -1;
+    a->n_drop++;
+    return 0;
+  case 'z': return ctlev_parse_offset(arg, &a->tz) < 0 ? -1 : 0;
+  case 'F':
+  case 'I': return ctlev_input_option(&a->input, &a->have_input, opt, cmd, arg);
+  case 'D': return time_option(arg, &a->dev_arg, &a->win.dev_start_ms);
+  case 'T': return time_option(arg, &a->test_arg, &a->win.test_start_ms);
+  case 'E': return time_option(arg, &a->end_arg, &a->win.test_end_ms);
+  default:
+    ctlev_args_free(a);
+    usage(stderr);
+    return 2;
+  }
+}
+
+void ctlev_args_finish(ctlev_args_t *a) {
+  if (a->dev_arg) ctlutil_parse_time_ms_tz(a->dev_arg, a->tz, &a->win.dev_start_ms);
+  if (a->test_arg) ctlutil_parse_time_ms_tz(a->test_arg, a->tz, &a->win.test_start_ms);
+  if (a->end_arg) ctlutil_parse_time_ms_tz(a->end_arg, a->tz, &a->win.test_end_ms);
+}
+
+int ctlev_args_load(ctlev_args_t *a, event_t **out, size_t *n_out, char *errstr,
+                    size_t errstr_size) {
+  int rc = ctlev_load_input(a->events_path, a->have_input ? &a->input : NULL, a->drop,
+                            a->n_drop, out, n_out, errstr, errstr_size);
+  ctlev_args_free(a);
+  return rc;
+}
+
+void ctlev_args_free(ctlev_args_t *a) {
+  if (a->have_input) input_opts_free(&a->input);
+  a->have_input = 0;
 }
 
 int ctlev_load(const char *path, const uint64_t *drop, size_t n_drop, event_t **out,

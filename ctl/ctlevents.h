@@ -4,8 +4,10 @@
 #ifndef IX_CTL_CTLEVENTS_H
 #define IX_CTL_CTLEVENTS_H
 
+#include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/event.h"
 #include "stream/input.h"
@@ -44,6 +46,47 @@ typedef struct {
   int64_t dev_start_ms, test_start_ms, test_end_ms;
 } ctlev_windows_t;
 void ctlev_windows(const event_t *ev, size_t n, int64_t utc_offset_s, ctlev_windows_t *w);
+
+/* The options the offline model commands (train, eval) share: where the
+ * events come from, how they are read, and the time windows. A command puts
+ * CTLEV_LONG_OPTIONS (and CTLEV_LONG_OPTION_TEST_END if it has a test end)
+ * in its getopt_long table and hands every option that is not its own to
+ * ctlev_args_option(). Zero-initialise; after parsing, ctlev_args_finish(),
+ * then ctlev_args_load(). */
+typedef struct {
+  const char *events_path;        /* --events; borrowed from argv */
+  uint64_t drop[CTLEV_MAX_DROP];  /* --drop-user (repeatable) */
+  size_t n_drop;
+  int64_t tz;                     /* --tz, seconds east of UTC */
+  ctlev_windows_t win;            /* --dev-start --test-start --test-end; 0 = from the data */
+  const char *dev_arg, *test_arg, *end_arg;
+  input_opts_t input;             /* --input-config / --input: valid while have_input */
+  int have_input;
+} ctlev_args_t;
+
+#define CTLEV_LONG_OPTIONS                                                                   \
+  {"events", required_argument, 0, 'e'}, {"drop-user", required_argument, 0, 'd'},           \
+      {"tz", required_argument, 0, 'z'}, {"dev-start", required_argument, 0, 'D'},          \
+      {"test-start", required_argument, 0, 'T'}, {"input", required_argument, 0, 'I'},      \
+      {"input-config", required_argument, 0, 'F'}
+#define CTLEV_LONG_OPTION_TEST_END {"test-end", required_argument, 0, 'E'}
+
+/* One getopt_long() result opt with its argument (optarg), for a command
+ * whose own options are handled before: 0 when taken; -1 for an invalid
+ * value (not reported: the command says so); otherwise an exit status with
+ * its message on stderr: 2 and usage(stderr) for an option that is not one
+ * of these (getopt's '?'), as ctlev_input_option() for --input(-config).
+ * On an exit status a->input is freed. */
+int ctlev_args_option(ctlev_args_t *a, int opt, const char *arg, const char *cmd,
+                      void (*usage)(FILE *));
+/* After the last option: reads the window times again in --tz (which may
+ * come after them on the command line). */
+void ctlev_args_finish(ctlev_args_t *a);
+/* ctlev_load_input() of a->events_path as the options say; frees a->input. */
+int ctlev_args_load(ctlev_args_t *a, event_t **out, size_t *n_out, char *errstr,
+                    size_t errstr_size);
+/* Frees a->input if held (ctlev_args_load() already did); idempotent. */
+void ctlev_args_free(ctlev_args_t *a);
 
 /* Parse "+08:00", "-05:30", "Z" or "0" into seconds east of UTC; 0 or IX_EINVAL. */
 int ctlev_parse_offset(const char *s, int64_t *out_s);

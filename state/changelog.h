@@ -103,6 +103,8 @@ int changelog_restore_skip(const changelog_restore_t *rs, uint64_t user_id, int6
 /* The users of one partition changed since its last completed changelog
  * checkpoint, each with the input offset of its last applied event (what
  * the next checkpoint writes). */
+/* Not derived from the pipeline memo's last_offset1: a local restore marks users at the partition's
+ * position (clog_assign), and states from checkpoints older than that memo field hold 0 there. */
 typedef struct changelog_dirty changelog_dirty_t;
 
 int changelog_dirty_new(changelog_dirty_t **out); /* free with changelog_dirty_destroy() */

@@ -405,7 +405,13 @@ static int plan_jobs(ckpt_t *ck, job_t *jobs, size_t n, char *errstr, size_t err
   pl.seen = calloc(n ? n * SEEN_CAP : 1, sizeof *pl.seen);
   pl.nseen = calloc(n ? n : 1, sizeof *pl.nseen);
   if (!pl.seen || !pl.nseen) goto out;
-  if (ckf_scan_dir(ck->dir, plan_visit, &pl) != 0) {
+  int scan = ckf_scan_dir(ck->dir, plan_visit, &pl);
+  if (scan != 0 && errno == ENOENT && ckf_mkdir_p(ck->dir) == 0) {
+    /* removed while running (as at start, it is created): checkpoints go on */
+    LOG_WARN(MOD, "checkpoint directory %s was missing: created it again", ck->dir);
+    scan = ckf_scan_dir(ck->dir, plan_visit, &pl);
+  }
+  if (scan != 0) {
     rc = IX_ESYS;
     ckf_fmt(errstr, errstr_size, "cannot list checkpoint directory %s: %s", ck->dir, ckf_errdesc(errno));
     goto out;

@@ -112,6 +112,40 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   c->on_commit(c->ctx, err ? IX_EKAFKA : 0, err ? rd_kafka_err2str(err) : NULL, cp, n);
 }
 
+/* Partitions assigned at an explicit offset (a restored checkpoint ahead of
+ * the group's committed offset) have nothing stored for commit until a
+ * message after it is processed: with no new input the committed offset
+ * would stay behind the checkpoint for good, and a member without the
+ * checkpoint would re-read that span. Stores each such start where it is
+ * ahead of the committed offset (asked with a 1 s bound; on failure nothing
+ * is stored and the next processed message stores as usual). Call after the
+ * assignment (librdkafka stores offsets of assigned partitions only). */
+static void store_start_offsets(consumer_t *c, const rd_kafka_topic_partition_list_t *parts) {
+  rd_kafka_topic_partition_list_t *ask = rd_kafka_topic_partition_list_new(parts->cnt);
+  rd_kafka_topic_partition_list_t *store = rd_kafka_topic_partition_list_new(parts->cnt);
+  for (int i = 0; i < parts->cnt; i++)
+    if (parts->elems[i].offset >= 0)
+      rd_kafka_topic_partition_list_add(ask, parts->elems[i].topic, parts->elems[i].partition);
+  if (ask->cnt && !rd_kafka_committed(c->rk, ask, 1000)) {
+    for (int i = 0; i < parts->cnt; i++) {
+      const rd_kafka_topic_partition_t *want = &parts->elems[i];
+      if (want->offset < 0) continue;
+      rd_kafka_topic_partition_t *got =
+          rd_kafka_topic_partition_list_find(ask, want->topic, want->partition);
+      if (got && !got->err && got->offset >= want->offset) continue; /* committed already */
+      rd_kafka_topic_partition_list_add(store, want->topic, want->partition)->offset =
+          want->offset;
+    }
+  }
+  if (store->cnt) {
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, store);
+    for (int i = 0; !err && i < store->cnt; i++) err = store->elems[i].err;
+    if (err) LOG_WARN("consumer", "storing the restored start offsets: %s", rd_kafka_err2str(err));
+  }
+  rd_kafka_topic_partition_list_destroy(ask);
+  rd_kafka_topic_partition_list_destroy(store);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
   consumer_t *c = opaque;
@@ -137,6 +171,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
     if (cooperative) error = rd_kafka_incremental_assign(rk, parts);
     else aerr = rd_kafka_assign(rk, parts);
+    if (!error && !aerr) store_start_offsets(c, parts);
   } else {
     consumer_event_t ev = rd_kafka_assignment_lost(rk) ? CONSUMER_LOST : CONSUMER_REVOKE;
     if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)

@@ -38,12 +38,16 @@
 #include "stream/recorder.h"
 
 #define H_UNUSED __attribute__((unused))
+/* On failure: the message, then (at exit) the tail of every daemon log of the
+ * test and the kept temporary folder (a CI run keeps only the output). */
+static int h_failed;
 #define H_CHECK(cond, ...)                                                                   \
   do {                                                                                       \
     if (!(cond)) {                                                                           \
       fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
       fprintf(stderr, __VA_ARGS__);                                                          \
       fprintf(stderr, "\n");                                                                 \
+      h_failed = 1;                                                                          \
       exit(1);                                                                               \
     }                                                                                        \
   } while (0)
@@ -69,6 +73,15 @@ static H_UNUSED void h_cleanup(void) {
       kill(h_children[i], SIGKILL);
       waitpid(h_children[i], NULL, 0);
     }
+  if (h_failed && h_dir[0]) {
+    char cmd[600];
+    fflush(stdout);
+    snprintf(cmd, sizeof cmd, "for f in '%s'/*.log; do [ -f \"$f\" ] || continue; "
+             "echo \"---- last 40 lines of $f\"; tail -n 40 \"$f\"; done >&2", h_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not show the logs in %s\n", h_dir);
+    fprintf(stderr, "kept %s\n", h_dir);
+    return;
+  }
   if (h_dir[0] && !getenv("IX_KEEP_TMP")) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", h_dir);
