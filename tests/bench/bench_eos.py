@@ -2,7 +2,7 @@
 """The cost of exactly-once output on a real Kafka, at_least_once against exactly_once in
 one run (docs/PERFORMANCE.md, "Exactly-once output").
 
-usage: [BENCH_EOS_ORDER=eos-first] IX_KAFKA_DIR=DIR (a tests/kafka/kafka.sh broker) or IX_KAFKA_BOOTSTRAP=host:port \\
+usage: [BENCH_EOS_ORDER=eos-first] [BENCH_EOS_ROUNDS=N] IX_KAFKA_DIR=DIR (a tests/kafka/kafka.sh broker) or IX_KAFKA_BOOTSTRAP=host:port \\
        bench_eos.py BUILD_DIR [N_EVENTS (50000)] [RATE (2000)] [SECONDS (10)]
 
 For each mode, in turn, with its own topics and group:
@@ -145,16 +145,18 @@ def latency(mode):
 load = open("/proc/loadavg").read().split()[:3]
 print(f"bench_eos: broker {bs}, {n_events} events for saturation, {rate:.0f} events/s x {seconds:.0f} s "
       f"for latency, load average {' '.join(load)}")
-res = {}
-modes = ["at_least_once", "exactly_once"]
-if os.environ.get("BENCH_EOS_ORDER") == "eos-first":  # to see whether the order matters
-    modes.reverse()
-for mode in modes:
-    sat = saturation(mode)
-    k, n, p50, p99, mx = latency(mode)
-    res[mode] = (sat, p50, p99)
-    print(f"{mode:14s} saturation {sat:8.0f} events/s | latency at {rate:.0f}/s, read_committed reader: "
-          f"p50 {p50:6.1f} ms, p99 {p99:6.1f} ms, max {mx:6.1f} ms ({k} of {n} predictions timed)")
-a, e = res["at_least_once"], res["exactly_once"]
-print(f"exactly_once / at_least_once: throughput {e[0] / a[0]:.2f}x, p50 {e[1] / a[1]:.1f}x, p99 {e[2] / a[2]:.1f}x")
+# BENCH_EOS_ROUNDS=N: the pair N times, alternating; the ratio line is printed per round
+# (the first phase of a run was seen slower, whichever mode it was: compare later rounds)
+for rnd in range(int(os.environ.get("BENCH_EOS_ROUNDS", "1"))):
+    res = {}
+    for mode in modes:
+        sat = saturation(mode)
+        k, n, p50, p99, mx = latency(mode)
+        res[mode] = (sat, p50, p99)
+        print(f"round {rnd + 1} {mode:14s} saturation {sat:8.0f} events/s | latency at {rate:.0f}/s, "
+              f"read_committed reader: p50 {p50:6.1f} ms, p99 {p99:6.1f} ms, max {mx:6.1f} ms "
+              f"({k} of {n} predictions timed)", flush=True)
+    a, e = res["at_least_once"], res["exactly_once"]
+    print(f"round {rnd + 1} exactly_once / at_least_once: throughput {e[0] / a[0]:.2f}x, "
+          f"p50 {e[1] / a[1]:.1f}x, p99 {e[2] / a[2]:.1f}x", flush=True)
 print("load average after:", " ".join(open("/proc/loadavg").read().split()[:3]))
