@@ -76,6 +76,8 @@ const pipeline_quality_t *pipeline_quality(const pipeline_t *p, unsigned q) {
   return q < PIPELINE_Q_N ? &p->quality[q] : NULL;
 }
 
+void pipeline_quality_reset(pipeline_t *p) { memset(p->quality, 0, sizeof p->quality); }
+
 static void quality_add(pipeline_quality_t *q, unsigned rank) {
   q->targets++;
   q->hit1 += rank == 1;

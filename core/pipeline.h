@@ -70,6 +70,9 @@ typedef struct {
 const char *pipeline_quality_name(unsigned q);
 /* The totals of predictor q (borrowed; valid until pipeline_destroy()). */
 const pipeline_quality_t *pipeline_quality(const pipeline_t *p, unsigned q);
+/* Zeroes the totals (a warmed-up model starts serving: its warm-up's replayed
+ * events are not live traffic). */
+void pipeline_quality_reset(pipeline_t *p);
 
 /* model is borrowed (must outlive the pipeline or be replaced with
  * pipeline_set_model()). The store is created here with store_opts

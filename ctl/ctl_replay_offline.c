@@ -40,7 +40,8 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: interestctl replay --offline --input EVENTS.rec --output PRED.rec\n"
           "         [-c interestd.conf] [--set section.key=value]... [--model FILE]\n"
-          "         [--check-state CHECKPOINT_DIR] [--write-state CHECKPOINT_DIR] [--quiet]\n"
+          "         [--check-state CHECKPOINT_DIR] [--write-state CHECKPOINT_DIR]\n"
+          "         [--read-state CHECKPOINT_DIR] [--quiet]\n"
           "Runs interestd's processing (codec, state store, model, emission policy) over a\n"
           "record file with no broker, in batches of batch.max_events records in file order\n"
           "(each partition's offsets must increase, as a consumer would see them), and\n"
@@ -58,7 +59,11 @@ static void usage(FILE *out) {
           "  --write-state DIR  afterwards, write each input partition's states as a\n"
           "                     checkpoint in DIR at the partition's end of input, with\n"
           "                     the replayed model's fingerprint: a warm checkpoint set\n"
-          "                     for a daemon that starts with this model (blue/green)\n",
+          "                     for a daemon that starts with this model (blue/green)\n"
+          "  --read-state DIR   first, restore each input partition's newest valid\n"
+          "                     checkpoint from DIR (as interestd does at assignment) and\n"
+          "                     skip the partition's records before its offset; a\n"
+          "                     checkpoint of another model is refused (exit 1)\n",
           REJECTS_SHOWN);
 }
 
@@ -280,6 +285,26 @@ static int check_state(const char *dir, pipeline_t *pipe, const parts_t *ps, int
   return bad;
 }
 
+/* --read-state: restores partition p from dir into the pipeline's store
+ * (first time p is seen); *resume = the checkpoint's offset (0 = none).
+ * Returns 0, or 1 after printing why. */
+static int read_state(const char *dir, pipeline_t *pipe, int32_t p, int64_t *resume, int quiet) {
+  char why[1024] = "";
+  ckpt_restore_info_t info;
+  int rc = ckpt_restore_partition(dir, p, pipeline_fingerprint(pipe), pipeline_store(pipe), &info,
+                                  why, sizeof why);
+  if (rc) {
+    fprintf(stderr, "interestctl replay: read-state: partition %d: %s\n", (int)p,
+            *why ? why : ix_strerror(rc));
+    return 1;
+  }
+  *resume = info.generation ? info.next_offset : 0;
+  if (!quiet)
+    fprintf(stderr, "interestctl replay: read-state: partition %d: %" PRIu64 " users from %s, "
+            "records before offset %" PRId64 " skipped\n", (int)p, info.users, dir, *resume);
+  return 0;
+}
+
 /* Writes each input partition's states as a checkpoint in dir at its end of
  * input (ckpt_write_partition: fsynced and published). Returns the number of
  * partitions that failed (printed). */
@@ -318,7 +343,9 @@ static int write_state(const char *dir, pipeline_t *pipe, const parts_t *ps, int
 
 int ctl_replay_offline(int argc, char **argv) {
   const char *input = NULL, *output = NULL, *model_path = NULL, *check_dir = NULL;
-  const char *write_dir = NULL;
+  const char *write_dir = NULL, *read_dir = NULL;
+  int64_t *resume = NULL; /* --read-state: per partition, the restored offset */
+  uint64_t n_resumed = 0; /* records skipped because they are in a restored state */
   config_args_t ca = {0};
   int quiet = 0;
   static const struct option longopts[] = {
@@ -326,7 +353,7 @@ int ctl_replay_offline(int argc, char **argv) {
       {"output", required_argument, 0, 'o'},    {"config", required_argument, 0, 'c'},
       {"set", required_argument, 0, 's'},       {"model", required_argument, 0, 'm'},
       {"check-state", required_argument, 0, 'C'}, {"quiet", no_argument, 0, 'q'},
-      {"write-state", required_argument, 0, 'W'},
+      {"write-state", required_argument, 0, 'W'}, {"read-state", required_argument, 0, 'R'},
       {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -342,6 +369,7 @@ int ctl_replay_offline(int argc, char **argv) {
     case 'm': model_path = optarg; break;
     case 'C': check_dir = optarg; break;
     case 'W': write_dir = optarg; break;
+    case 'R': read_dir = optarg; break;
     case 'q': quiet = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -430,6 +458,7 @@ int ctl_replay_offline(int argc, char **argv) {
               recfile_reader_error_offset(rd), ix_strerror(rc), t.records);
       goto flush;
     }
+    int first = r.partition >= 0 && (r.partition >= ps.n || ps.last[r.partition] < 0);
     rc = parts_see(&ps, r.partition, r.offset);
     if (rc) {
       fprintf(stderr, "interestctl replay: %s: record at byte offset %" PRIu64 " (partition %d"
@@ -439,6 +468,22 @@ int ctl_replay_offline(int argc, char **argv) {
                                 "consumer never sees that order"
                               : "has an unusable partition number");
       goto flush;
+    }
+    if (read_dir && first) {
+      int64_t *nr = realloc(resume, (size_t)ps.n * sizeof *nr);
+      if (!nr) {
+        fprintf(stderr, "interestctl replay: out of memory\n");
+        goto out;
+      }
+      resume = nr;
+      /* the restore replaces the partition's states: run what is batched first */
+      rc = run_batch(pipe, &b, clock_ms, w, &cfg->output, &enc, &t, errstr, sizeof errstr);
+      if (rc) goto fail;
+      if (read_state(read_dir, pipe, r.partition, &resume[r.partition], quiet)) goto out;
+    }
+    if (read_dir && r.offset < resume[r.partition]) {
+      n_resumed++;
+      continue;
     }
     if (r.ts_ms > clock_ms) clock_ms = r.ts_ms;
     if (b.n == b.cap) {
@@ -500,6 +545,9 @@ flush:
       if (t.rejected_by[i]) fprintf(stderr, " %s %" PRIu64, ix_reject_label(i), t.rejected_by[i]);
     fputc('\n', stderr);
   }
+  if (read_dir)
+    fprintf(stderr, "interestctl replay: read-state: %" PRIu64 " records skipped (in the states "
+            "restored from %s)\n", n_resumed, read_dir);
   if (write_dir && status == 0 && write_state(write_dir, pipe, &ps, quiet)) status = 1;
   if (check_dir && status == 0 && check_state(check_dir, pipe, &ps, quiet)) status = 1;
   goto out;
@@ -522,5 +570,6 @@ out:
   free(b.value_at);
   free(b.mem);
   free(ps.last);
+  free(resume);
   return status;
 }

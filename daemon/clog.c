@@ -53,6 +53,7 @@ struct clog {
   char *brokers, *topic_name;
   char **props;               /* copies, NULL-terminated */
   int32_t n_parts;
+  int64_t delete_retention_ms; /* the topic's, -1 unknown */
   part_t *parts;
   metrics_changelog_t m;
 };
@@ -89,7 +90,7 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
   clog_t *c = calloc(1, sizeof *c);
   if (!c) return IX_ENOMEM;
   int rc = 0;
-  int32_t in_parts = 0, cl_parts = 0;
+  int32_t in_parts = 0;
   c->brokers = strdup(o->brokers);
   c->topic_name = strdup(o->topic);
   size_t np = 0;
@@ -104,31 +105,21 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
     rc = IX_ENOMEM;
     goto err;
   }
-  if ((rc = changelog_topic_partitions(o->brokers, o->props, o->input_topic, &in_parts, errstr,
-                                       n)) ||
-      (rc = changelog_topic_partitions(o->brokers, o->props, o->topic, &cl_parts, errstr, n)))
+  changelog_topic_status_t status;
+  if ((rc = changelog_topic_ensure(o->brokers, o->props, o->topic, o->input_topic, 30000, &status,
+                                   &in_parts, &c->delete_retention_ms, errstr, n)))
     goto err;
-  if (in_parts <= 0) {
-    snprintf(errstr, n, "input topic '%s' does not exist: the changelog cannot be checked",
-             o->input_topic);
-    rc = IX_ECONFIG;
-    goto err;
-  }
-  if (cl_parts != in_parts) {
-    if (cl_parts == 0)
-      snprintf(errstr, n,
-               "changelog topic '%s' does not exist: create it with %d partitions (those of "
-               "input topic '%s') and cleanup.policy=compact (docs/OPERATIONS.md)",
-               o->topic, (int)in_parts, o->input_topic);
-    else
-      snprintf(errstr, n,
-               "changelog topic '%s' has %d partitions but input topic '%s' has %d: a "
-               "changelog must be co-partitioned with its input (one partition per input "
-               "partition); refusing to start",
-               o->topic, (int)cl_parts, o->input_topic, (int)in_parts);
-    rc = IX_ECONFIG;
-    goto err;
-  }
+  if (status == CHANGELOG_TOPIC_CREATED)
+    LOG_INFO("clog", "changelog topic %s created with %d partitions (those of %s), "
+             "cleanup.policy=compact", o->topic, (int)in_parts, o->input_topic);
+  else if (status == CHANGELOG_TOPIC_NO_ADMIN)
+    LOG_WARN("clog", "changelog topic %s: the cluster does not support the Admin API "
+             "(DescribeConfigs; librdkafka's mock cluster): its %d partitions are checked, its "
+             "cleanup policy is not (it must be compact: docs/OPERATIONS.md)", o->topic,
+             (int)in_parts);
+  else
+    LOG_INFO("clog", "changelog topic %s: %d partitions, cleanup policy with compaction: checked",
+             o->topic, (int)in_parts);
   c->n_parts = in_parts;
   c->parts = calloc((size_t)in_parts, sizeof *c->parts);
   if (!c->parts) {
@@ -254,8 +245,19 @@ static int copy_user(void *ctx, uint64_t user, int64_t last_seen, const void *bl
   return m->err = store_put(m->st, m->p, user, last_seen, blob);
 }
 
+/* Records produced after a local snapshot carry a timestamp from at most
+ * this long before it (another host's clock may be behind). The tests set
+ * IX_TEST_CLOG_CLOCK_MARGIN_MS to see the tail read on short runs. */
+#define CLOG_CLOCK_MARGIN_MS 60000
+
+static int64_t clock_margin_ms(void) {
+  const char *e = getenv("IX_TEST_CLOG_CLOCK_MARGIN_MS");
+  return e && *e ? strtoll(e, NULL, 10) : CLOG_CLOCK_MARGIN_MS;
+}
+
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
-                clog_source_t *source, int64_t *next_offset, char *errstr, size_t n) {
+                int64_t local_created_ms, clog_source_t *source, int64_t *next_offset,
+                char *errstr, size_t n) {
   *source = local_next >= 0 ? CLOG_FROM_LOCAL : CLOG_FROM_COLD;
   *next_offset = local_next;
   if (p < 0 || p >= c->n_parts) {
@@ -269,20 +271,66 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   pt->owned = 1;
   if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted)) return IX_ENOMEM;
   uint64_t t0 = ix_mono_ns();
+  /* local checkpoint plus the tail: only while no tombstone written after
+   * the snapshot can have been removed by compaction (delete.retention.ms
+   * after it was cleaned), or a user evicted since would come back */
+  int tail = 0;
+  int64_t from = -1;
+  if (local_next >= 0 && local_created_ms > 0) {
+    int64_t keep = c->delete_retention_ms > 0 ? c->delete_retention_ms : 86400000;
+    int64_t age = ix_wall_ms() - local_created_ms;
+    tail = age < keep / 2;
+    char why[300];
+    if (tail && changelog_topic_offset_for_time(c->brokers, (const char *const *)c->props,
+                                                c->topic_name, p,
+                                                local_created_ms - clock_margin_ms(), 10000,
+                                                &from, why, sizeof why)) {
+      LOG_WARN("clog", "partition %d: %s; reading the whole changelog", (int)p, why);
+      from = -1;
+    }
+    if (!tail)
+      LOG_INFO("clog", "partition %d: the local checkpoint is %.1f h old (over half the "
+               "changelog's delete.retention.ms): the whole changelog decides", (int)p,
+               (double)age / 3.6e6);
+  }
+  /* without local states (p is empty in st) the records go straight into
+   * st: no scratch store, no copy */
+  int direct = local_next < 0;
   store_t *scratch = NULL;
   changelog_restore_t *rs = NULL;
   store_opts_t so = {.blob_size = store_blob_size(st)};
-  int rc = store_new(&so, &scratch);
-  if (!rc) rc = changelog_restore_new(scratch, p, fingerprint, &rs);
+  int rc = direct ? 0 : store_new(&so, &scratch);
+  if (!rc) rc = changelog_restore_new(direct ? st : scratch, p, fingerprint, &rs);
   uint64_t records = 0, bytes = 0;
   read_t rd = {rs, errstr, n};
-  if (!rc)
-    rc = changelog_topic_read(c->brokers, (const char *const *)c->props, c->topic_name, p, 30000, read_rec, &rd,
-                              &records, &bytes, errstr, n);
+  if (!rc) {
+    rc = changelog_topic_read_from(c->brokers, (const char *const *)c->props, c->topic_name, p,
+                                   from, 30000, read_rec, &rd, &records, &bytes, errstr, n);
+    if (rc == IX_ERANGE) /* below the low watermark: nothing was read */
+      rc = changelog_topic_read(c->brokers, (const char *const *)c->props, c->topic_name, p,
+                                30000, read_rec, &rd, &records, &bytes, errstr, n);
+  }
   metrics_counter_add(c->m.bytes_read, bytes);
+  if (rc && direct) store_drop_partition(st, p); /* a partial read: start cold */
   changelog_restore_info_t info = {0};
   mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
-  if (!rc) {
+  uint64_t put = 0, dropped = 0;
+  if (!rc && tail) {
+    int laid = changelog_restore_overlay(rs, st, local_next, &put, &dropped);
+    changelog_restore_finish(rs, &info);
+    if (laid == 1) {
+      *source = CLOG_FROM_LOCAL_TAIL;
+    } else if (laid < 0) {
+      store_drop_partition(st, p);
+      *source = CLOG_FROM_COLD;
+      *next_offset = -1;
+      snprintf(errstr, n, "out of memory laying the changelog over the local states");
+      rc = laid;
+    }
+  } else if (!rc && direct) {
+    changelog_restore_finish(rs, &info); /* without a completion it dropped p: cold */
+    if (info.complete) *source = CLOG_FROM_CHANGELOG;
+  } else if (!rc) {
     changelog_restore_finish(rs, &info);
     if (info.complete && info.next_offset > local_next) {
       store_drop_partition(st, p);
@@ -291,14 +339,6 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
       rc = m.err;
       if (!rc) {
         *source = CLOG_FROM_CHANGELOG;
-        *next_offset = info.next_offset;
-        pt->durable_at = info.next_offset;
-        pt->seq = info.sequence;
-        if (info.skip_users) {
-          pt->skip = rs;
-          pt->skip_until = info.skip_until;
-          rs = NULL;
-        }
       } else {
         store_drop_partition(st, p);
         *source = CLOG_FROM_COLD;
@@ -307,7 +347,17 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
       }
     }
   }
-  if (*source != CLOG_FROM_CHANGELOG && local_next >= 0) {
+  if (*source == CLOG_FROM_CHANGELOG || *source == CLOG_FROM_LOCAL_TAIL) {
+    *next_offset = info.next_offset;
+    pt->durable_at = info.next_offset;
+    pt->seq = info.sequence;
+    if (info.skip_users) {
+      pt->skip = rs;
+      pt->skip_until = info.skip_until;
+      rs = NULL;
+    }
+  }
+  if (*source == CLOG_FROM_LOCAL) {
     /* the topic is behind the local checkpoint: write every user with the
      * offset the local state is consistent with (all events before it) */
     m.at = local_next - 1;
@@ -320,11 +370,16 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   metrics_histogram_observe(c->m.restore_seconds, secs);
   metrics_counter_inc(c->m.from[*source]);
   metrics_counter_add(c->m.users_from[*source], store_partition_users(st, p));
-  LOG_INFO("clog", "partition %d: states from %s (%zu users, resume at %" PRId64 "); changelog "
-           "read %" PRIu64 " records, %" PRIu64 " bytes in %.3f s, newest completion at %" PRId64
-           ", %" PRIu64 " users newer than it",
-           (int)p, metrics_state_source_label[*source], store_partition_users(st, p), *next_offset, records,
-           bytes, secs, info.complete ? info.next_offset : -1, info.skip_users);
+  char over[128] = "";
+  if (*source == CLOG_FROM_LOCAL_TAIL)
+    snprintf(over, sizeof over, " (%" PRIu64 " from the changelog over the local checkpoint at "
+             "%" PRId64 ", %" PRIu64 " dropped by tombstones)", put, local_next, dropped);
+  LOG_INFO("clog", "partition %d: states from %s (%zu users%s, resume at %" PRId64 "); changelog "
+           "read from %s: %" PRIu64 " records, %" PRIu64 " bytes in %.3f s, newest completion "
+           "at %" PRId64 ", %" PRIu64 " users newer than it",
+           (int)p, metrics_state_source_label[*source], store_partition_users(st, p), over,
+           *next_offset, from >= 0 ? "the local checkpoint's time" : "its start", records, bytes,
+           secs, info.complete ? info.next_offset : -1, info.skip_users);
   changelog_restore_destroy(rs);
   store_destroy(scratch);
   return rc;
@@ -354,27 +409,34 @@ typedef struct {
   int err;
 } enc_t;
 
+/* Room for need more bytes in pt->buf; 0 or IX_ENOMEM. */
+static int reserve(part_t *pt, size_t need) {
+  if (pt->len + need <= pt->cap) return 0;
+  size_t cap = pt->cap ? pt->cap * 2 : 1 << 16;
+  while (cap < pt->len + need) cap *= 2;
+  uint8_t *b = realloc(pt->buf, cap);
+  if (!b) return IX_ENOMEM;
+  pt->buf = b;
+  pt->cap = cap;
+  return 0;
+}
+
 static int encode_user(void *ctx, uint64_t user, int64_t off) {
   enc_t *e = ctx;
   part_t *pt = e->pt;
   /* a read, not an event: store_get() would mark the user seen at time 0 and
    * move it to the head of its partition's LRU list */
-  const void *blob = store_peek(e->st, e->p, user);
+  int64_t seen = 0;
+  const void *blob = store_peek_seen(e->st, e->p, user, &seen);
   if (!blob) return 0; /* evicted: its tombstone comes from pt->evicted */
   size_t bs = store_blob_size(e->st), need = CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + bs;
-  if (pt->len + need > pt->cap) {
-    size_t cap = pt->cap ? pt->cap * 2 : 1 << 16;
-    while (cap < pt->len + need) cap *= 2;
-    uint8_t *b = realloc(pt->buf, cap);
-    if (!b) return e->err = IX_ENOMEM;
-    pt->buf = b;
-    pt->cap = cap;
-  }
+  if (reserve(pt, need)) return e->err = IX_ENOMEM;
   uint8_t *k = pt->buf + pt->len;
   changelog_user_key(user, k);
   uint8_t *v = k + CHANGELOG_KEY_BYTES + 4;
-  /* the store's last-seen time is not readable here; restores order by insertion */
-  size_t vl = changelog_encode_user(e->p, e->fp, user, off, 0, blob, (uint32_t)bs, v,
+  /* with its last-seen time: a restore orders users by it, and the idle TTL
+   * and the memory limit evict by it */
+  size_t vl = changelog_encode_user(e->p, e->fp, user, off, seen, blob, (uint32_t)bs, v,
                                     CHANGELOG_USER_FIXED + bs);
   if (!vl) return e->err = IX_ETOOBIG;
   memcpy(k + CHANGELOG_KEY_BYTES, &(uint32_t){(uint32_t)vl}, 4);
@@ -390,14 +452,7 @@ static int encode_tomb(void *ctx, uint64_t user, int64_t evicted_at) {
   part_t *pt = e->pt;
   if (evicted_at > pt->tomb_upto || store_peek(e->st, e->p, user)) return 0;
   size_t need = CHANGELOG_KEY_BYTES + 4;
-  if (pt->len + need > pt->cap) {
-    size_t cap = pt->cap ? pt->cap * 2 : 1 << 16;
-    while (cap < pt->len + need) cap *= 2;
-    uint8_t *b = realloc(pt->buf, cap);
-    if (!b) return e->err = IX_ENOMEM;
-    pt->buf = b;
-    pt->cap = cap;
-  }
+  if (reserve(pt, need)) return e->err = IX_ENOMEM;
   changelog_user_key(user, pt->buf + pt->len);
   memset(pt->buf + pt->len + CHANGELOG_KEY_BYTES, 0, 4);
   pt->len += need;

@@ -24,9 +24,10 @@ typedef struct {
   metrics_t *metrics;        /* borrowed; the changelog's series are added to it */
 } clog_opts_t;
 
-/* Checks that topic exists with input_topic's partition count (refused with
- * a sentence naming both counts otherwise; creating it is the operator's
- * job: OPERATIONS.md), and creates the producer. Returns 0 or a negative
+/* Makes sure topic can be the changelog (changelog_topic_ensure: created
+ * through the Admin API when missing; refused with a sentence when its
+ * partition count differs from input_topic's or its cleanup policy does not
+ * compact), logs what it found, and creates the producer. Returns 0 or a negative
  * IX_E* with errstr filled. Free with clog_destroy(). */
 int clog_new(const clog_opts_t *opts, clog_t **out, char *errstr, size_t errstr_size);
 /* Waits up to flush_ms for records in flight, then frees. Accepts NULL. */
@@ -40,20 +41,33 @@ void clog_applied(void *ctx, int32_t partition, uint64_t user_id, int64_t offset
 void clog_evicted(void *ctx, int32_t partition, uint64_t user_id);
 
 /* Where a partition's states came from. */
-typedef enum { CLOG_FROM_COLD = 0, CLOG_FROM_LOCAL, CLOG_FROM_CHANGELOG } clog_source_t;
+typedef enum {
+  CLOG_FROM_COLD = 0,
+  CLOG_FROM_LOCAL,
+  CLOG_FROM_CHANGELOG,
+  CLOG_FROM_LOCAL_TAIL /* the local checkpoint and the changelog's records after it */
+} clog_source_t;
 
 /* Partition p is assigned: read its changelog partition into a scratch
- * store; when its newest completion is newer than local_next (the offset of
- * the local checkpoint restored into st, -1 for none), replace st's users of
- * p with it and return CLOG_FROM_CHANGELOG with *next_offset set (seek the
- * input there). Otherwise st is kept (CLOG_FROM_LOCAL when local_next >= 0,
- * else CLOG_FROM_COLD) and every user of p in st is marked changed at
+ * store. Without a local checkpoint (local_next -1), or with one older than
+ * half the topic's delete.retention.ms (local_created_ms, Unix ms, when its
+ * snapshot was taken), the whole partition is read, and when its newest
+ * completion is newer than local_next st's users of p are replaced with it:
+ * CLOG_FROM_CHANGELOG with *next_offset set (seek the input there). With a
+ * younger local checkpoint only the records produced from a minute before
+ * that snapshot on are read (the whole partition where the cluster does not
+ * look offsets up by time: the mock), and when they hold a completion newer
+ * than local_next they are laid over the local states
+ * (changelog_restore_overlay): CLOG_FROM_LOCAL_TAIL with *next_offset set.
+ * Otherwise st is kept (CLOG_FROM_LOCAL when local_next >= 0, else
+ * CLOG_FROM_COLD) and every user of p in st is marked changed at
  * local_next - 1, so the next changelog checkpoint brings the topic up to
  * the local state. Logs and counts the source, time and bytes. A failure to
  * read or a refused record (other model, other partition) is returned with
  * errstr; st is then as the local restore left it. */
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
-                clog_source_t *source, int64_t *next_offset, char *errstr, size_t errstr_size);
+                int64_t local_created_ms, clog_source_t *source, int64_t *next_offset,
+                char *errstr, size_t errstr_size);
 /* After clog_assign: forget what was restored for p (its states were
  * dropped: the caller starts it cold); changed users are tracked afresh. */
 void clog_start_cold(clog_t *c, int32_t p);

@@ -179,7 +179,16 @@ static int apply(config_t *c, const char *section, const char *name, const char 
     if (strcmp(name, "reload") == 0) {
       if (strcmp(value, "refuse") == 0) c->model.reload = MODEL_RELOAD_REFUSE;
       else if (strcmp(value, "reset") == 0) c->model.reload = MODEL_RELOAD_RESET;
-      else FAIL("model.reload must be 'refuse' or 'reset', not '%s'", value);
+      else if (strcmp(value, "warm") == 0) c->model.reload = MODEL_RELOAD_WARM;
+      else FAIL("model.reload must be 'refuse', 'reset' or 'warm', not '%s'", value);
+      return 0;
+    }
+    if (strcmp(name, "warm_window_s") == 0) {
+      U64(c->model.warm_window_s, 0, 10ull * 365 * 86400);
+      return 0;
+    }
+    if (strcmp(name, "warm_max_events") == 0) {
+      U64(c->model.warm_max_events, 1, 1ull << 40);
       return 0;
     }
   } else if (strcmp(section, "state") == 0) {
@@ -381,6 +390,8 @@ static void set_defaults(config_t *c) {
   c->kafka.commit_interval_ms = 100;
   c->model.path = strdup(INTERESTD_DATADIR "/model.ixm");
   c->model.reload = MODEL_RELOAD_REFUSE;
+  c->model.warm_window_s = 3 * 86400;
+  c->model.warm_max_events = 10000000;
   c->state.memory_limit_mb = 1024;
   c->state.idle_ttl_s = 7 * 86400;
   c->state.checkpoint_dir = strdup("");
@@ -681,8 +692,11 @@ void config_print(const config_t *c, void *file) {
   print_props(f, "kafka.properties", c->kafka.props);
   print_props(f, "kafka.consumer", c->kafka.consumer_props);
   print_props(f, "kafka.producer", c->kafka.producer_props);
-  fprintf(f, "\n[model]\npath = %s\nreload = %s\nshadow_path = %s\n", c->model.path,
-          c->model.reload == MODEL_RELOAD_RESET ? "reset" : "refuse",
+  static const char *const reloads[] = {"refuse", "reset", "warm"};
+  fprintf(f, "\n[model]\npath = %s\nreload = %s\nwarm_window_s = %llu\nwarm_max_events = %llu\n"
+             "shadow_path = %s\n", c->model.path, reloads[c->model.reload],
+          (unsigned long long)c->model.warm_window_s,
+          (unsigned long long)c->model.warm_max_events,
           c->model.shadow_path ? c->model.shadow_path : "");
   fprintf(f, "\n[state]\nmemory_limit_mb = %llu\nidle_ttl_s = %llu\ncheckpoint_dir = %s\n"
              "checkpoint_interval_s = %u\n",

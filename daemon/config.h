@@ -17,6 +17,8 @@
 typedef enum {
   MODEL_RELOAD_REFUSE = 0, /* SIGHUP with an incompatible model: keep the old one */
   MODEL_RELOAD_RESET = 1,  /* SIGHUP with an incompatible model: swap, drop all states */
+  MODEL_RELOAD_WARM = 2,   /* SIGHUP with an incompatible model: warm its states from a
+                              window of the input topic in the background, then switch */
 } model_reload_t;
 
 typedef enum {
@@ -45,6 +47,9 @@ typedef struct {
   struct {
     char *path;
     model_reload_t reload;
+    uint64_t warm_window_s;   /* reload = warm: events older than this before the newest
+                                 consumed one are not replayed (0 = no time bound) */
+    uint64_t warm_max_events; /* reload = warm: offsets re-read per partition, at most */
     char *shadow_path; /* a candidate scored on the same events with its own states,
                           nothing emitted (NULL or "" = none; read at start only) */
   } model;

@@ -36,6 +36,7 @@
 #include "daemon/notify.h"
 #include "daemon/quality.h"
 #include "daemon/txn.h"
+#include "daemon/warmup.h"
 #include "model/model.h"
 #include "sink/redis.h"
 #include "state/checkpoint.h"
@@ -57,6 +58,9 @@
 #define CKPT_SLICE_US 200         /* a snapshot copies users for at most this long... */
 #define CLOG_PUMP_MS 20            /* changelog writer: delivery reports and pending checkpoints */
 #define CKPT_SLICE_MS 1           /* ...every this many ms (other handles run in between) */
+#define WARM_TICK_MS 20           /* model.reload = warm: ceilings, progress, switch check */
+#define WARM_SWITCH_WAIT_MS 800   /* the longest a switch waits for the last gap (input paused) */
+#define WARM_RETRY_MS 2000        /* serving time between two switch attempts */
 
 /* ---------------------------------------------------------------- latency */
 
@@ -149,6 +153,15 @@ struct ixd {
   model_t *shadow_model;
   pipeline_t *shadow_pipe;
   quality_metrics_t qm_shadow;
+  /* model.reload = warm: the new model warming in the background
+   * (daemon/warmup.h); warm_path is its file, to start again after a rebalance */
+  warmup_t *warm;
+  char *warm_path;
+  uv_timer_t warm_timer;
+  warmup_metrics_t wm;
+  int64_t max_ts_ms; /* newest input timestamp consumed: the warm-up window's reference */
+  uint64_t warm_counted; /* the running warm-up's applied events already in wm.applied */
+  uint64_t warm_retry_ms; /* no switch attempt before this (after one that timed out) */
   http_server_t *http;
   notify_t *notify;
   /* the Redis sink ([redis]): a prediction's input entry waits for its
@@ -214,7 +227,14 @@ struct ixd {
   int32_t *ck_parts;
   uint16_t *ck_gens;
   size_t ck_n;
+  /* the model changed since the last complete checkpoint: every owned
+   * partition is checkpointed (its files carry the old fingerprint) */
+  int ck_force, ck_forced_snapshot;
 };
+
+static void swap_abandon(daemon_t *d, const char *why);
+static void swap_restart(daemon_t *d);
+static char **kafka_props(const config_t *cfg, char **specific);
 
 /* opaque of a produced message: its input's in-flight token (inflight.h,
  * bits 61..0) | bit 62 truncated dead-letter record | bit 63 dlq */
@@ -637,6 +657,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
       fatal(d, rc, "tracking in-flight messages");
       return;
     }
+    if (r->ts_ms > d->max_ts_ms) d->max_ts_ms = r->ts_ms;
     recs[kept] = *r;
     d->rec_tok[kept++] = tok;
   }
@@ -847,7 +868,8 @@ static void start_snapshot(daemon_t *d) {
   }
   for (int32_t i = 0; i < n_parts; i++) {
     inflight_part_t pt = inflight_part(d->inflight, i);
-    if (!pt.owned || pt.consumed_next < 0 || pt.consumed_next <= pt.ckpt_next) continue;
+    if (!pt.owned || pt.consumed_next < 0 || (pt.consumed_next <= pt.ckpt_next && !d->ck_force))
+      continue;
     list[n] = i;
     gens[n] = pt.gen;
     offs[n++] = pt.consumed_next; /* applied: every consumed event is in the store */
@@ -863,6 +885,7 @@ static void start_snapshot(daemon_t *d) {
     } else {
       d->ck_n = n;
       d->ck_active = 1;
+      d->ck_forced_snapshot = d->ck_force;
       /* the writer's fd wakes the loop when a file is written; without it
        * the slice timer still pumps the snapshot, only later */
       int prc = uv_poll_init(&d->loop, &d->ckpt_poll, ckpt_snapshot_fd(d->ckpt));
@@ -955,12 +978,23 @@ static void ckpt_pump(daemon_t *d) {
   size_t n;
   int rc = ckpt_snapshot_poll(d->ckpt, &res, &n);
   if (rc < 0) return;
+  /* the first checkpoint after a model swap publishes its files together,
+   * once every one is written and acknowledged, so the directory holds one
+   * model's set except for the few renames in between */
+  int all_ready = 1;
+  for (size_t i = 0; i < n && d->ck_forced_snapshot; i++) {
+    inflight_part_t pt = inflight_part(d->inflight, res[i].partition);
+    int mine = pt.owned && i < d->ck_n && d->ck_gens[i] == pt.gen;
+    if (mine && (res[i].state == CKPT_COPYING ||
+                 (res[i].state == CKPT_WRITTEN && pt.acked_next < res[i].next_offset)))
+      all_ready = 0;
+  }
   for (size_t i = 0; i < n; i++) {
     inflight_part_t pt = inflight_part(d->inflight, res[i].partition);
     int mine = pt.owned && i < d->ck_n && d->ck_gens[i] == pt.gen;
     if (res[i].state == CKPT_WRITTEN || res[i].state == CKPT_COPYING) {
       if (!mine) ckpt_snapshot_discard(d->ckpt, i);
-      else if (res[i].state == CKPT_WRITTEN && pt.acked_next >= res[i].next_offset)
+      else if (res[i].state == CKPT_WRITTEN && pt.acked_next >= res[i].next_offset && all_ready)
         ckpt_snapshot_publish(d->ckpt, i);
     } else if (res[i].state == CKPT_DURABLE && mine) {
       inflight_set_checkpoint(d->inflight, res[i].partition, res[i].next_offset);
@@ -985,6 +1019,8 @@ static void ckpt_pump(daemon_t *d) {
       }
     if (all_ok) d->st.checkpoints++;
     else d->st.checkpoint_failures++;
+    if (all_ok && d->ck_forced_snapshot) d->ck_force = 0;
+    d->ck_forced_snapshot = 0;
     metrics_daemon_checkpoint_done(&d->md, (double)cs.last_snapshot_ms / 1e3, all_ok);
   }
   advance_dirty(d);
@@ -1009,7 +1045,8 @@ static void ckpt_forget_partition(daemon_t *d, int32_t p) {
 /* Synchronous checkpoint of one partition (revocation, shutdown). */
 static void ckpt_partition_now(daemon_t *d, int32_t partition) {
   inflight_part_t pt = inflight_part(d->inflight, partition);
-  if (!d->ckpt || pt.consumed_next < 0 || pt.consumed_next <= pt.ckpt_next) return;
+  if (!d->ckpt || pt.consumed_next < 0 || (pt.consumed_next <= pt.ckpt_next && !d->ck_force))
+    return;
   if (d->txn && txn_open(d->txn)) return; /* exactly_once: uncommitted states (a failed commit) */
   if (pt.in_flight) {
     /* predictions still unacknowledged: the previous checkpoint stays the
@@ -1233,7 +1270,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
       if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
-      int64_t local_next = -1;
+      int64_t local_next = -1, local_created_ms = -1;
       if (d->ckpt) {
         char why[512];
         ckpt_restore_info_t info;
@@ -1254,6 +1291,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
           /* the checkpoint is the truth for state: resume right after it */
           parts[i].offset = info.next_offset;
           local_next = info.next_offset;
+          local_created_ms = info.created_ms;
           inflight_assign(d->inflight, p, info.next_offset); /* cannot fail: p is tracked */
           LOG_INFO("daemon", "partition %d: restored %" PRIu64 " users from checkpoint "
                    "generation %" PRIu64 ", resuming at offset %" PRId64, (int)p, info.users,
@@ -1266,18 +1304,19 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         int64_t next;
         notify_extend_timeout(d->notify, 60ull * 1000000u);
         rc = clog_assign(d->clog, p, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe),
-                         local_next, &src, &next, why, sizeof why);
+                         local_next, local_created_ms, &src, &next, why, sizeof why);
         if (rc)
           LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
                    why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
-        if (src == CLOG_FROM_CHANGELOG && beyond_end(d, p, next)) {
+        if ((src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL) &&
+            beyond_end(d, p, next)) {
           /* a changelog of another cluster or topic incarnation */
           LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the "
                    "input's end; starting cold", (int)p, next);
           store_drop_partition(pipeline_store(d->pipe), p);
           clog_start_cold(d->clog, p);
           metrics_counter_inc(d->md.checkpoints_refused);
-        } else if (src == CLOG_FROM_CHANGELOG) {
+        } else if (src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL) {
           parts[i].offset = next;
           inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
         }
@@ -1319,6 +1358,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       d->progress_ns = ix_mono_ns();
     }
     d->input_parts = 0; /* read again by the next GET /v1/users (the topic may have grown) */
+    if (d->warm && n) swap_restart(d);
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
              d->cfg->kafka.input_topic, d->owned);
     metrics_gauge_set(d->md.partitions_assigned, d->owned);
@@ -1339,6 +1379,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       if (inflight_part(d->inflight, p).stored_next > d->lag[p].committed_off) uncommitted = 1;
     }
     ckpt_forget_partition(d, p);
+    if (d->warm) warmup_drop_partition(d->warm, p);
     if (d->clog) clog_revoke(d->clog, p);
     store_drop_partition(pipeline_store(d->pipe), p);
     if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
@@ -1403,7 +1444,7 @@ static void finish_stop(daemon_t *d) {
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
                           &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
-                          &d->clog_timer,   &d->txn_timer};
+                          &d->clog_timer,   &d->warm_timer, &d->txn_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     close_handle((uv_handle_t *)timers[i]);
   if (d->handle_signals) {
@@ -1440,6 +1481,7 @@ void daemon_stop(daemon_t *d) {
   uv_timer_stop(&d->kick_timer);
   uv_timer_stop(&d->batch_timer);
   uv_timer_stop(&d->ckpt_timer);
+  swap_abandon(d, "stopping"); /* the old model's checkpoints stay the truth */
   uint64_t ms = (uint64_t)d->cfg->daemon.shutdown_timeout_s * 1000u;
   /* keep most of the budget for waiting, the rest for commit and flush */
   uint64_t wait = ms * 3 / 4;
@@ -1448,6 +1490,194 @@ void daemon_stop(daemon_t *d) {
   serve_deliveries(d);
 }
 
+
+/* ---------------------------------------------------------------- warm swap */
+
+/* model.reload = warm (daemon/warmup.h): the running model keeps serving
+ * every event while a worker builds the new model's states from a window of
+ * the input topic; when it is within a few batches of the serving position
+ * the loop stops for the last gap (at most WARM_SWITCH_WAIT_MS) and swaps
+ * the pipelines. Checkpoints stay the old model's until the switch; the
+ * first checkpoint after it rewrites every owned partition. */
+
+static void warm_timer_cb(uv_timer_t *t);
+
+/* The serving pipeline's next offset of owned partition p (-1 = unknown). */
+static int64_t serving_next(daemon_t *d, int32_t p) {
+  int64_t next = inflight_part(d->inflight, p).consumed_next;
+  if (next < 0 && p < d->n_lag) next = d->lag[p].start;
+  return next;
+}
+
+static void swap_abandon(daemon_t *d, const char *why) {
+  if (!d->warm) return;
+  LOG_WARN("daemon", "model swap abandoned (%s); model %s keeps serving", why,
+           model_describe(d->model));
+  warmup_destroy(d->warm);
+  d->warm = NULL;
+  uv_timer_stop(&d->warm_timer);
+  metrics_gauge_set(d->wm.state, 0);
+  metrics_gauge_set(d->wm.behind, 0);
+  metrics_counter_inc(d->wm.swaps[1]);
+}
+
+/* Starts warming m (taken on success) for every owned partition, with the
+ * emission policy and batch size of ncfg. Returns 0 or a negative IX_E*
+ * (logged; m stays the caller's). */
+static int swap_begin(daemon_t *d, model_t *m, const config_t *ncfg) {
+  char why[512];
+  if (d->clog) {
+    LOG_ERROR("daemon", "reload refused: model.reload = warm does not support a changelog "
+              "topic yet (state.changelog_mode); keeping model %s", model_describe(d->model));
+    return IX_ECONFIG;
+  }
+  if (d->txn) {
+    /* the transaction cycle keeps undo copies in the serving store and its
+     * hooks on the serving pipeline, both replaced by a swap */
+    LOG_ERROR("daemon", "reload refused: model.reload = warm does not support "
+              "kafka.processing_guarantee = exactly_once yet; keeping model %s",
+              model_describe(d->model));
+    return IX_ECONFIG;
+  }
+  int32_t np = inflight_partitions(d->inflight);
+  int32_t *parts = malloc(((size_t)np + 1) * sizeof *parts);
+  int64_t *pos = malloc(((size_t)np + 1) * sizeof *pos);
+  char **props = kafka_props(d->cfg, d->cfg->kafka.consumer_props);
+  char *path = strdup(ncfg->model.path);
+  int rc = IX_ENOMEM;
+  if (!parts || !pos || !props || !path) goto out;
+  size_t n = 0;
+  for (int32_t p = 0; p < np; p++)
+    if (owns(d, p)) {
+      parts[n] = p;
+      pos[n++] = serving_next(d, p);
+    }
+  store_opts_t so = {.mem_limit_bytes = (size_t)d->cfg->state.memory_limit_mb << 20,
+                     .idle_ttl_ms = (int64_t)d->cfg->state.idle_ttl_s * 1000};
+  warmup_opts_t wo = {.brokers = d->cfg->kafka.brokers, .props = (const char *const *)props,
+                      .topic = d->cfg->kafka.input_topic, .input = &d->cfg->input,
+                      .store = &so, .emit = &ncfg->emit, .batch = ncfg->batch.max_events,
+                      .max_events = ncfg->model.warm_max_events,
+                      .window_ms = (int64_t)ncfg->model.warm_window_s * 1000,
+                      .ref_ts_ms = d->max_ts_ms};
+  rc = warmup_start(&wo, m, parts, pos, n, &d->warm, why, sizeof why);
+  if (rc) {
+    LOG_ERROR("daemon", "reload refused: cannot warm model %s up: %s", ncfg->model.path, why);
+    goto out;
+  }
+  free(d->warm_path);
+  d->warm_path = path;
+  path = NULL;
+  d->warm_counted = 0;
+  metrics_gauge_set(d->wm.state, 1);
+  metrics_gauge_set(d->wm.pause, 0);
+  uv_timer_start(&d->warm_timer, warm_timer_cb, WARM_TICK_MS, WARM_TICK_MS);
+  LOG_INFO("daemon", "model %s (%s, fingerprint %08x) warming up on %zu partitions from the "
+           "input topic (at most %" PRIu64 " offsets and %" PRIu64 " s back); model %s keeps "
+           "serving", ncfg->model.path, model_describe(m), model_fingerprint(m), n,
+           ncfg->model.warm_max_events, ncfg->model.warm_window_s, model_describe(d->model));
+out:
+  free(parts);
+  free(pos);
+  free(props);
+  free(path);
+  return rc;
+}
+
+/* A rebalance assigned partitions during a warm-up: warm again from the new
+ * set (a partition never mixes states of a warm-up that did not read it). */
+static void swap_restart(daemon_t *d) {
+  if (!d->warm || !d->warm_path) return;
+  char *path = strdup(d->warm_path);
+  swap_abandon(d, "partitions were assigned; warming again with the new set");
+  char why[512];
+  model_t *m = NULL;
+  if (!path || model_load(path, &m, why, sizeof why)) {
+    LOG_ERROR("daemon", "model swap not restarted: %s: %s", path ? path : "?",
+              path ? why : "out of memory");
+    free(path);
+    return;
+  }
+  model_set_next_count(m, d->cfg->output.next_categories);
+  if (swap_begin(d, m, d->cfg)) model_destroy(m);
+  free(path);
+}
+
+/* Between batches: the warmed model replaces the serving one. The loop
+ * processes nothing in here, so the ceilings hold still while the worker
+ * applies the last gap. Returns 1 when switched. */
+static int swap_switch(daemon_t *d) {
+  uint64_t t0 = ix_mono_ns();
+  pipeline_t *pipe = NULL;
+  model_t *m = NULL;
+  int rc = warmup_finish(d->warm, WARM_SWITCH_WAIT_MS, d->input, &pipe, &m);
+  double paused = (double)(ix_mono_ns() - t0) / 1e9;
+  metrics_gauge_set(d->wm.pause, paused);
+  if (rc == 1) {
+    LOG_INFO("daemon", "model swap: the warm-up did not catch up within %d ms; serving on and "
+             "trying again in %d ms", WARM_SWITCH_WAIT_MS, WARM_RETRY_MS);
+    d->warm_retry_ms = ix_mono_ms() + WARM_RETRY_MS;
+    return 0;
+  }
+  if (rc) {
+    swap_abandon(d, warmup_error(d->warm));
+    return 0;
+  }
+  d->warm = NULL; /* freed by warmup_finish */
+  uv_timer_stop(&d->warm_timer);
+  if (d->ckpt) {
+    /* the old store is about to go: no snapshot may copy from it */
+    ckpt_snapshot_abort(d->ckpt);
+    ckpt_pump(d);
+  }
+  uint32_t old_fp = pipeline_fingerprint(d->pipe);
+  pipeline_destroy(d->pipe);
+  model_destroy(d->model);
+  d->pipe = pipe;
+  d->model = m;
+  pipeline_set_emit(d->pipe, &d->cfg->emit);
+  pipeline_quality_reset(d->pipe); /* live quality counts live events only */
+  metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
+  if (quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))
+    LOG_WARN("daemon", "cannot register the quality metrics of the new model");
+  metrics_gauge_set(d->wm.state, 0);
+  metrics_gauge_set(d->wm.behind, 0);
+  metrics_counter_inc(d->wm.swaps[0]);
+  store_stats_t ss;
+  store_get_stats(pipeline_store(d->pipe), &ss);
+  LOG_INFO("daemon", "model swapped: %s (fingerprint %08x, was %08x) serves from now on with "
+           "%" PRIu64 " warm users; input paused %.3f s", model_describe(d->model),
+           model_fingerprint(d->model), old_fp, ss.users, paused);
+  if (d->ckpt) {
+    /* every partition's file carries the old fingerprint: rewrite them all */
+    d->ck_force = 1;
+    uint64_t ms = (uint64_t)d->cfg->state.checkpoint_interval_s * 1000u;
+    uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, 10, ms);
+  }
+  return 1;
+}
+
+static void warm_timer_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  if (!d->warm || d->phase != RUNNING) return;
+  for (int32_t p = 0; p < inflight_partitions(d->inflight); p++)
+    if (owns(d, p)) {
+      int64_t next = serving_next(d, p);
+      if (next >= 0) warmup_advance(d->warm, p, next);
+    }
+  warmup_stats_t st;
+  warmup_get_stats(d->warm, &st);
+  metrics_gauge_set(d->wm.window, (double)st.window);
+  metrics_gauge_set(d->wm.behind, (double)st.behind);
+  metrics_counter_add(d->wm.applied, st.applied - d->warm_counted);
+  d->warm_counted = st.applied;
+  if (st.state == WARMUP_FAILED) {
+    swap_abandon(d, warmup_error(d->warm));
+    return;
+  }
+  if (st.behind <= 4u * d->cfg->batch.max_events && ix_mono_ms() >= d->warm_retry_ms)
+    swap_switch(d);
+}
 
 /* ---------------------------------------------------------------- reload */
 
@@ -1472,12 +1702,22 @@ static int reload(daemon_t *d) {
   }
   model_set_next_count(m, d->cfg->output.next_categories); /* [output] keeps its running value */
   uint32_t old_fp = pipeline_fingerprint(d->pipe);
+  if (d->warm) swap_abandon(d, "a new reload came");
+  if (cfg->model.reload == MODEL_RELOAD_WARM && (model_fingerprint(m) != old_fp ||
+                                                 model_state_size(m) != model_state_size(d->model))) {
+    if ((rc = swap_begin(d, m, cfg))) goto out;
+    m = NULL; /* the warm-up has it */
+    goto live;
+  }
   if (d->ckpt && (model_fingerprint(m) != old_fp ||
                   model_state_size(m) != model_state_size(d->model))) {
     /* the store may be replaced: a snapshot must not be copying from it */
     ckpt_snapshot_abort(d->ckpt);
     ckpt_pump(d);
   }
+  /* exactly_once: a reset replaces the store the open transaction's undo
+   * copies belong to; commit it first */
+  if (d->txn && txn_open(d->txn)) eos_commit(d);
   rc = pipeline_set_model(d->pipe, m, cfg->model.reload == MODEL_RELOAD_RESET);
   if (rc) {
     LOG_ERROR("daemon", "reload refused: model %s (%s) has another state fingerprint "
@@ -1494,6 +1734,7 @@ static int reload(daemon_t *d) {
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
   if (quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))
     LOG_WARN("daemon", "cannot register the quality metrics of the reloaded model");
+live:
   /* kafka, state and metrics settings need a restart */
   const config_t *o = d->cfg;
   if (strcmp(o->kafka.brokers, cfg->kafka.brokers) || strcmp(o->kafka.group, cfg->kafka.group) ||
@@ -1519,8 +1760,13 @@ static int reload(daemon_t *d) {
   cfg->model.path = tmp;
   log_set_level(d->cfg->log.level);
   pipeline_set_emit(d->pipe, &d->cfg->emit);
-  LOG_INFO("daemon", "reloaded: model %s (%s), emit policy %s", d->cfg->model.path,
-           model_describe(d->model), config_policy_name(d->cfg->emit.policy));
+  if (d->warm)
+    LOG_INFO("daemon", "reloaded: model %s warming up, %s serving meanwhile; emit policy %s",
+             d->cfg->model.path, model_describe(d->model),
+             config_policy_name(d->cfg->emit.policy));
+  else
+    LOG_INFO("daemon", "reloaded: model %s (%s), emit policy %s", d->cfg->model.path,
+             model_describe(d->model), config_policy_name(d->cfg->emit.policy));
   rc = 0;
 out:
   model_destroy(m);
@@ -1779,6 +2025,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   rc = metrics_new(&d->metrics);
   if (!rc) rc = metrics_daemon_register(d->metrics, INTERESTD_VERSION, &d->md);
   if (!rc) rc = metrics_on_collect(d->metrics, collect_cb, d);
+  if (!rc) rc = warmup_metrics_register(d->metrics, &d->wm);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot set up metrics: %s", ix_strerror(rc));
     goto err;
@@ -1942,7 +2189,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
                           &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
-                          &d->clog_timer,   &d->txn_timer};
+                          &d->clog_timer,   &d->warm_timer, &d->txn_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0] && !uvrc; i++) {
     uvrc = uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;
@@ -2028,6 +2275,8 @@ void daemon_destroy(daemon_t *d) {
   ckpt_destroy(d->ckpt);
   clog_destroy(d->clog, 1000);
   txn_destroy(d->txn);
+  warmup_destroy(d->warm);
+  free(d->warm_path);
   pipeline_destroy(d->pipe);
   pipeline_destroy(d->shadow_pipe);
   model_destroy(d->shadow_model);

@@ -701,12 +701,13 @@ int metrics_redis_register(metrics_t *m, metrics_redis_t *rm) {
   return rc;
 }
 
-const char *const metrics_state_source_label[3] = {"cold", "local", "changelog"};
+const char *const metrics_state_source_label[4] = {"cold", "local", "changelog",
+                                                   "local+changelog"};
 
 int metrics_changelog_register(metrics_t *m, metrics_changelog_t *cm) {
   static const double secs[] = {0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60};
   int rc = 0;
-  for (int s = 0; s < 3 && !rc; s++) {
+  for (int s = 0; s < 4 && !rc; s++) {
     rc = metrics_counter_new(m, &cm->from[s], "interestd_state_restores_total",
                              "Partition assignments by where their states came from.",
                              "source", metrics_state_source_label[s], NULL);
@@ -744,24 +745,23 @@ int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,
                           description ? description : "", NULL);
 }
 
-metrics_gauge_t *metrics_daemon_committed(metrics_daemon_t *md, int32_t partition) {
+/* A gauge labelled with one input partition; NULL on failure. */
+static metrics_gauge_t *partition_gauge(metrics_daemon_t *md, const char *name, const char *help,
+                                        int32_t partition) {
   char p[16];
   metrics_gauge_t *g;
   snprintf(p, sizeof p, "%d", (int)partition);
-  if (metrics_gauge_new(md->reg, &g, "interestd_committed_offset",
-                        "Offset last committed for the group, per owned input partition.",
-                        "partition", p, NULL))
-    return NULL;
-  return g;
+  return metrics_gauge_new(md->reg, &g, name, help, "partition", p, NULL) ? NULL : g;
+}
+
+metrics_gauge_t *metrics_daemon_committed(metrics_daemon_t *md, int32_t partition) {
+  return partition_gauge(md, "interestd_committed_offset",
+                         "Offset last committed for the group, per owned input partition.",
+                         partition);
 }
 
 metrics_gauge_t *metrics_daemon_lag(metrics_daemon_t *md, int32_t partition) {
-  char p[16];
-  metrics_gauge_t *g;
-  snprintf(p, sizeof p, "%d", (int)partition);
-  if (metrics_gauge_new(md->reg, &g, "interestd_consumer_lag_messages",
-                        "High watermark minus the next offset to consume, per input partition.",
-                        "partition", p, NULL))
-    return NULL;
-  return g;
+  return partition_gauge(md, "interestd_consumer_lag_messages",
+                         "High watermark minus the next offset to consume, per input partition.",
+                         partition);
 }

@@ -58,6 +58,13 @@
  *  interestd_quality_targets_total           counter    model, predictor         events scored against the previous prediction
  *  interestd_quality_hits_total              counter    model, predictor, k      ... whose category was in its top k (1, 5, 10)
  *  interestd_quality_reciprocal_rank_sum     gauge      model, predictor         sum of 1/rank over top-10 hits (MRR@10 numerator)
+ *  interestd_model_swap_state gauge      -                        1 while a new model's states warm up (model.reload = warm)
+ *  interestd_model_swap_warmup_window_messages gauge      -                        input offsets in the window the warm-up re-reads
+ *  interestd_model_swap_warmup_behind_messages gauge      -                        offsets still to apply before the serving position
+ *  interestd_model_swap_warmup_events_total counter    -                        events applied to a new model's states by warm-ups
+ *  interestd_model_swap_pause_seconds gauge      -                        input pause of the last switch to a warmed model
+ *  interestd_model_swaps_total counter    result                   warm | abandoned
+ *  (the model swap families above are registered by daemon/warmup.c)
  *  (the quality families are registered by daemon/quality.c, one series set per model
  *  fingerprint; predictor = lstm, recency, decay)
  *  interestd_redis_writes_total              counter    -                        predictions written to Redis
@@ -67,7 +74,7 @@
  *  interestd_redis_up                        gauge      -                        1 when the Redis sink is connected
  *  interestd_redis_write_seconds             histogram  -                        a write's send to Redis's reply
  *  (the Redis families are registered by metrics_redis_register() when [redis] is on)
- *  interestd_state_restores_total            counter    source=cold|local|changelog  partition assignments by where states came from
+ *  interestd_state_restores_total            counter    source=cold|local|changelog|local+changelog  partition assignments by where states came from
  *  interestd_state_restored_users_total      counter    source                   users restored, by source
  *  interestd_state_events_skipped_total      counter    -                        events already in a changelog-restored state
  *  interestd_changelog_read_bytes_total      counter    -                        changelog bytes read by restores
@@ -252,14 +259,14 @@ int metrics_redis_register(metrics_t *reg, metrics_redis_t *rm);
 
 /* The changelog's families (the table above; registered when a changelog is
  * on). from and users_from are indexed by source: 0 cold, 1 local, 2
- * changelog, named by metrics_state_source_label[]. Borrowed pointers into
+ * changelog, 3 local+changelog (a local checkpoint and the changelog's tail), named by metrics_state_source_label[]. Borrowed pointers into
  * the registry, valid until metrics_destroy(). */
 typedef struct {
-  metrics_counter_t *from[3], *users_from[3], *bytes_read, *records_written, *produce_failures,
+  metrics_counter_t *from[4], *users_from[4], *bytes_read, *records_written, *produce_failures,
       *skipped;
   metrics_histogram_t *restore_seconds;
 } metrics_changelog_t;
-extern const char *const metrics_state_source_label[3];
+extern const char *const metrics_state_source_label[4];
 
 /* Registers the changelog's families into reg and fills *cm. Returns 0,
  * IX_EINVAL or IX_ENOMEM. */

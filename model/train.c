@@ -48,11 +48,6 @@ void train_result_free(train_result_t *res) {
   memset(res, 0, sizeof *res);
 }
 
-static int fail(char *errstr, size_t errstr_size, int code, const char *msg) {
-  if (errstr && errstr_size) snprintf(errstr, errstr_size, "%s", msg);
-  return code;
-}
-
 /* ------------------------------------------------------------------ rng */
 
 static uint64_t rng_next(uint64_t *s) {
@@ -221,9 +216,9 @@ static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, t
   int rc = arch_dims_check(&o->dims, errstr, errstr_size);
   if (rc < 0) return rc;
   if (o->dims.flags & ARCH_F_SHIFT_UNIT)
-    return fail(errstr, errstr_size, IX_EINVAL, "training the optional shift unit is not supported");
+    return ix_fail(IX_EINVAL, errstr, errstr_size, "training the optional shift unit is not supported");
   if (o->batch == 0 || o->bptt == 0 || !(o->lr > 0) || !(o->half_life_s > 0))
-    return fail(errstr, errstr_size, IX_EINVAL, "batch, bptt, lr and half-life must be positive");
+    return ix_fail(IX_EINVAL, errstr, errstr_size, "batch, bptt, lr and half-life must be positive");
   trainer_t *t = calloc(1, sizeof *t);
   if (!t) return IX_ENOMEM;
   rc = IX_ENOMEM;
@@ -250,7 +245,7 @@ static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, t
   size_t m = 0;
   for (size_t i = 0; i < n; i++) m += events[i].ts_ms < o->train_end_ms;
   if (m == 0) {
-    rc = fail(errstr, errstr_size, IX_EINVAL, "no events before the end of the training window");
+    rc = ix_fail(IX_EINVAL, errstr, errstr_size, "no events before the end of the training window");
     goto err;
   }
   if (!ALLOC(tmp, m) || !ALLOC(t->ev, m) || !ALLOC(t->idx, m)) goto err;
@@ -284,7 +279,7 @@ static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, t
       if (t->vocab_ids[j] == 0) t->vocab_ids[j] = fake--;
   }
   if ((rc = vocab_new(t->vocab_ids, t->V, &vb)) < 0) {
-    fail(errstr, errstr_size, rc, "cannot build the category vocabulary");
+    ix_fail(rc, errstr, errstr_size, "cannot build the category vocabulary");
     goto err;
   }
   rc = IX_ENOMEM;
@@ -317,7 +312,7 @@ static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, t
   *out = t;
   return 0;
 err:
-  if (rc == IX_ENOMEM) fail(errstr, errstr_size, rc, "out of memory while preparing training");
+  if (rc == IX_ENOMEM) ix_fail(rc, errstr, errstr_size, "out of memory while preparing training");
   free(tmp);
   vocab_destroy(vb);
   trainer_free(t);
@@ -656,7 +651,7 @@ int train_run(const train_opts_t *o, const event_t *events, size_t n, train_resu
     if (o->dev_eval) {
       if ((rc = o->dev_eval(o->dev_ctx, &t->d, t->half_life_s, t->vocab_ids, t->params,
                             &c->dev_metric, &c->dev_nll)) < 0) {
-        fail(errstr, errstr_size, rc, "the dev evaluation failed");
+        ix_fail(rc, errstr, errstr_size, "the dev evaluation failed");
         goto out;
       }
       improved = c->dev_metric > best_metric;
@@ -743,7 +738,7 @@ int train_grad_dump(const train_opts_t *o, const event_t *events, size_t n, uint
   FILE *js = NULL;
   snprintf(path, sizeof path, "%s.json", prefix);
   if (!(js = fopen(path, "w"))) {
-    rc = fail(errstr, errstr_size, IX_EIO, "cannot create the gradient dump file");
+    rc = ix_fail(IX_EIO, errstr, errstr_size, "cannot create the gradient dump file");
     goto out;
   }
   epoch_begin(t);
@@ -764,7 +759,7 @@ int train_grad_dump(const train_opts_t *o, const event_t *events, size_t n, uint
     /* record the rows before they run: slot user and event per (step, slot) */
     loss = chunk_forward(t);
     if (t->T_eff == 0) {
-      rc = fail(errstr, errstr_size, IX_EINVAL, "the data has fewer chunks than requested");
+      rc = ix_fail(IX_EINVAL, errstr, errstr_size, "the data has fewer chunks than requested");
       goto out;
     }
     fprintf(js, "%s[", k ? "," : "");
@@ -781,7 +776,7 @@ int train_grad_dump(const train_opts_t *o, const event_t *events, size_t n, uint
   }
   memset(t->grad, 0, t->P * sizeof(float));
   if (t->R == 0) {
-    rc = fail(errstr, errstr_size, IX_EINVAL, "the requested chunk has no targets");
+    rc = ix_fail(IX_EINVAL, errstr, errstr_size, "the requested chunk has no targets");
     goto out;
   }
   chunk_backward(t, 1.0f / (float)t->R);
@@ -800,19 +795,19 @@ int train_grad_dump(const train_opts_t *o, const event_t *events, size_t n, uint
   fprintf(js, "]}\n");
   if (fclose(js) != 0) {
     js = NULL;
-    rc = fail(errstr, errstr_size, IX_EIO, "cannot write the gradient dump file");
+    rc = ix_fail(IX_EIO, errstr, errstr_size, "cannot write the gradient dump file");
     goto out;
   }
   js = NULL;
   snprintf(path, sizeof path, "%s.grad.f32", prefix);
   if ((rc = write_floats(path, t->grad, t->P)) < 0) {
-    fail(errstr, errstr_size, rc, "cannot write the gradient file");
+    ix_fail(rc, errstr, errstr_size, "cannot write the gradient file");
     goto out;
   }
   /* the parameters the gradient was taken at (init: no update ran) */
   snprintf(path, sizeof path, "%s.params.f32", prefix);
   if ((rc = write_floats(path, t->params, t->P)) < 0) {
-    fail(errstr, errstr_size, rc, "cannot write the parameter file");
+    ix_fail(rc, errstr, errstr_size, "cannot write the parameter file");
     goto out;
   }
   rc = 0;

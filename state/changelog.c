@@ -7,7 +7,6 @@
  *             i64 offset u64 sequence u64 users i64 created_ms u32 crc */
 #include "state/changelog.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,16 +37,6 @@ static uint64_t get64(const uint8_t *p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
   return v;
-}
-
-static int fail(int err, char *errstr, size_t n, const char *fmt, ...) {
-  if (errstr && n) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, n, fmt, ap);
-    va_end(ap);
-  }
-  return err;
 }
 
 void changelog_user_key(uint64_t user_id, uint8_t key[CHANGELOG_KEY_BYTES]) {
@@ -102,43 +91,43 @@ int changelog_decode(const void *key, size_t key_len, const void *val, size_t va
   const uint8_t *k = key, *v = val;
   memset(rec, 0, sizeof *rec);
   if (!k || key_len != CHANGELOG_KEY_BYTES)
-    return fail(IX_EMALFORMED, errstr, n, "changelog key is %zu bytes, expected %u", key_len,
+    return ix_fail(IX_EMALFORMED, errstr, n, "changelog key is %zu bytes, expected %u", key_len,
                 CHANGELOG_KEY_BYTES);
   if (!v || val_len < 24)
-    return fail(IX_ETRUNC, errstr, n, "changelog value is %zu bytes, shorter than its header",
+    return ix_fail(IX_ETRUNC, errstr, n, "changelog value is %zu bytes, shorter than its header",
                 val_len);
   if (memcmp(v, MAGIC, 4) != 0)
-    return fail(IX_EBADMAGIC, errstr, n, "changelog value does not start with IXCL");
+    return ix_fail(IX_EBADMAGIC, errstr, n, "changelog value does not start with IXCL");
   if (get16(v + 4) != CHANGELOG_VERSION)
-    return fail(IX_EVERSION, errstr, n, "changelog record version %u (this build reads %u)",
+    return ix_fail(IX_EVERSION, errstr, n, "changelog record version %u (this build reads %u)",
                 get16(v + 4), CHANGELOG_VERSION);
   uint16_t kind = get16(v + 6);
   size_t want;
   if (kind == CHANGELOG_USER) {
     if (val_len < CHANGELOG_USER_FIXED)
-      return fail(IX_ETRUNC, errstr, n, "changelog user record is %zu bytes, shorter than %u",
+      return ix_fail(IX_ETRUNC, errstr, n, "changelog user record is %zu bytes, shorter than %u",
                   val_len, CHANGELOG_USER_FIXED);
     uint32_t bs = get32(v + 40);
     if (bs > CHANGELOG_MAX_BLOB)
-      return fail(IX_ETOOBIG, errstr, n, "changelog user record carries a %u-byte state (max %u)",
+      return ix_fail(IX_ETOOBIG, errstr, n, "changelog user record carries a %u-byte state (max %u)",
                   bs, CHANGELOG_MAX_BLOB);
     want = CHANGELOG_USER_FIXED + (size_t)bs;
   } else if (kind == CHANGELOG_COMPLETE) {
     want = CHANGELOG_COMPLETE_BYTES;
   } else {
-    return fail(IX_EMALFORMED, errstr, n, "changelog record kind %u is unknown", kind);
+    return ix_fail(IX_EMALFORMED, errstr, n, "changelog record kind %u is unknown", kind);
   }
   if (val_len != want)
-    return fail(val_len < want ? IX_ETRUNC : IX_EMALFORMED, errstr, n,
+    return ix_fail(val_len < want ? IX_ETRUNC : IX_EMALFORMED, errstr, n,
                 "changelog record is %zu bytes, its header says %zu", val_len, want);
   if (ix_crc32(0, v, want - 4) != get32(v + want - 4))
-    return fail(IX_ECRC, errstr, n, "changelog record checksum mismatch");
+    return ix_fail(IX_ECRC, errstr, n, "changelog record checksum mismatch");
   rec->kind = (changelog_kind_t)kind;
   rec->partition = (int32_t)get32(v + 8);
   rec->fingerprint = get32(v + 12);
   rec->offset = (int64_t)get64(v + 16);
   if (rec->offset < 0)
-    return fail(IX_EMALFORMED, errstr, n, "changelog record has a negative offset %lld",
+    return ix_fail(IX_EMALFORMED, errstr, n, "changelog record has a negative offset %lld",
                 (long long)rec->offset);
   if (kind == CHANGELOG_USER) {
     rec->last_seen_ms = (int64_t)get64(v + 24);
@@ -146,14 +135,14 @@ int changelog_decode(const void *key, size_t key_len, const void *val, size_t va
     rec->blob_size = get32(v + 40);
     rec->blob = v + 44;
     if (k[0] != 'u' || get64(k + 1) != rec->user_id)
-      return fail(IX_EMALFORMED, errstr, n, "changelog key does not match user record %llu",
+      return ix_fail(IX_EMALFORMED, errstr, n, "changelog key does not match user record %llu",
                   (unsigned long long)rec->user_id);
   } else {
     rec->sequence = get64(v + 24);
     rec->users = get64(v + 32);
     rec->created_ms = (int64_t)get64(v + 40);
     if (k[0] != 'c' || (int32_t)get32(k + 1) != rec->partition || get32(k + 5) != 0)
-      return fail(IX_EMALFORMED, errstr, n,
+      return ix_fail(IX_EMALFORMED, errstr, n,
                   "changelog key does not match the completion record of partition %d",
                   (int)rec->partition);
   }
@@ -169,34 +158,44 @@ typedef struct {
   size_t cap, n;
 } offmap_t;
 
-static int offmap_grow(offmap_t *m) {
-  size_t cap = m->cap ? m->cap * 2 : 1024;
+static void offmap_free(offmap_t *m) {
+  free(m->keys);
+  free(m->offs);
+}
+
+/* Replaces m by a map of cap slots (a power of two, more than m holds)
+ * with m's entries whose offset is at least min_off (>= 0). 0, or
+ * IX_ENOMEM with m unchanged. */
+static int offmap_rebuild(offmap_t *m, size_t cap, int64_t min_off) {
   offmap_t g = {calloc(cap, sizeof *g.keys), malloc(cap * sizeof *g.offs), cap, 0};
   if (!g.keys || !g.offs) {
-    free(g.keys);
-    free(g.offs);
+    offmap_free(&g);
     return IX_ENOMEM;
   }
   for (size_t i = 0; i < cap; i++) g.offs[i] = -1;
   for (size_t i = 0; i < m->cap; i++) {
-    if (m->offs[i] < 0) continue;
+    if (m->offs[i] < 0 || m->offs[i] < min_off) continue; /* empty, or dropped */
     size_t j = ix_fmix64(m->keys[i]) & (cap - 1);
     while (g.offs[j] >= 0) j = (j + 1) & (cap - 1);
     g.keys[j] = m->keys[i];
     g.offs[j] = m->offs[i];
     g.n++;
   }
-  free(m->keys);
-  free(m->offs);
+  offmap_free(m);
   *m = g;
   return 0;
 }
 
-/* slot of user (occupied or the empty one to fill); m->cap > 0 */
-static size_t offmap_slot(const offmap_t *m, uint64_t user) {
+static int offmap_grow(offmap_t *m) { return offmap_rebuild(m, m->cap ? m->cap * 2 : 1024, 0); }
+
+/* *slot: the slot of user (occupied or the empty one to fill), after
+ * growing m when it is half full; 0 or IX_ENOMEM. */
+static int offmap_slot(offmap_t *m, uint64_t user, size_t *slot) {
+  if (m->n * 2 >= m->cap && offmap_grow(m) != 0) return IX_ENOMEM;
   size_t j = ix_fmix64(user) & (m->cap - 1);
   while (m->offs[j] >= 0 && m->keys[j] != user) j = (j + 1) & (m->cap - 1);
-  return j;
+  *slot = j;
+  return 0;
 }
 
 struct changelog_restore {
@@ -227,8 +226,7 @@ int changelog_restore_new(store_t *st, int32_t partition, uint32_t fingerprint,
 
 void changelog_restore_destroy(changelog_restore_t *rs) {
   if (!rs) return;
-  free(rs->users.keys);
-  free(rs->users.offs);
+  offmap_free(&rs->users);
   free(rs);
 }
 
@@ -241,8 +239,8 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
     uint64_t user = get64((const uint8_t *)key + 1);
     rs->info.records++;
     rs->info.bytes += key_len;
-    if (rs->users.n * 2 >= rs->users.cap && offmap_grow(&rs->users) != 0) return IX_ENOMEM;
-    size_t j = offmap_slot(&rs->users, user);
+    size_t j;
+    if (offmap_slot(&rs->users, user, &j)) return IX_ENOMEM;
     store_remove(rs->st, rs->partition, user);
     if (rs->users.offs[j] < 0) rs->users.n++;
     rs->users.keys[j] = user;
@@ -252,12 +250,12 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
   int err = changelog_decode(key, key_len, val, val_len, &rec, errstr, n);
   if (err) return err;
   if (rec.partition != rs->partition)
-    return fail(IX_EMISMATCH, errstr, n,
+    return ix_fail(IX_EMISMATCH, errstr, n,
                 "changelog partition %d holds a record of partition %d (the topic is not "
                 "co-partitioned with the input)",
                 (int)rs->partition, (int)rec.partition);
   if (rec.fingerprint != rs->fingerprint)
-    return fail(IX_EMISMATCH, errstr, n,
+    return ix_fail(IX_EMISMATCH, errstr, n,
                 "changelog record of partition %d was written for model fingerprint %08x, "
                 "this model is %08x",
                 (int)rec.partition, rec.fingerprint, rs->fingerprint);
@@ -272,11 +270,11 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
     return 0;
   }
   if (rec.blob_size != store_blob_size(rs->st))
-    return fail(IX_EMISMATCH, errstr, n,
+    return ix_fail(IX_EMISMATCH, errstr, n,
                 "changelog user record of partition %d has a %u-byte state, the store's is %zu",
                 (int)rec.partition, rec.blob_size, store_blob_size(rs->st));
-  if (rs->users.n * 2 >= rs->users.cap && offmap_grow(&rs->users) != 0) return IX_ENOMEM;
-  size_t j = offmap_slot(&rs->users, rec.user_id);
+  size_t j;
+  if (offmap_slot(&rs->users, rec.user_id, &j)) return IX_ENOMEM;
   if (rs->users.offs[j] >= 0 && rs->users.offs[j] > rec.offset)
     return 0; /* an older record after a newer one: keep the newer state */
   err = store_put(rs->st, rs->partition, rec.user_id, rec.last_seen_ms, rec.blob);
@@ -285,6 +283,32 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
   rs->users.keys[j] = rec.user_id;
   rs->users.offs[j] = rec.offset;
   return 0;
+}
+
+int changelog_restore_overlay(changelog_restore_t *rs, store_t *dst, int64_t local_next,
+                              uint64_t *put, uint64_t *dropped) {
+  *put = *dropped = 0;
+  if (rs->finished) return IX_ESTATE;
+  if (!rs->info.complete || rs->info.next_offset <= local_next) return 0;
+  for (size_t i = 0; i < rs->users.cap; i++) {
+    if (rs->users.offs[i] < 0) continue;
+    uint64_t user = rs->users.keys[i];
+    int64_t seen = 0;
+    const void *blob = store_peek_seen(rs->st, rs->partition, user, &seen);
+    if (!blob) {
+      /* newest record a tombstone: evicted after the local checkpoint's
+       * users were recorded (or evicted there too); its events before the
+       * completion's offset are not replayed, so "no state" is exact */
+      *dropped += (uint64_t)store_remove(dst, rs->partition, user);
+    } else if (rs->users.offs[i] >= local_next) {
+      int err = store_put(dst, rs->partition, user, seen, blob);
+      if (err) return err;
+      (*put)++;
+    }
+    /* else: no event of the user in (its offset, next_offset), so the local
+     * state, which has every event of it before local_next, is the same fact */
+  }
+  return 1;
 }
 
 void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t *info) {
@@ -342,14 +366,13 @@ int changelog_dirty_new(changelog_dirty_t **out) {
 
 void changelog_dirty_destroy(changelog_dirty_t *dy) {
   if (!dy) return;
-  free(dy->m.keys);
-  free(dy->m.offs);
+  offmap_free(&dy->m);
   free(dy);
 }
 
 int changelog_dirty_note(changelog_dirty_t *dy, uint64_t user_id, int64_t offset) {
-  if (dy->m.n * 2 >= dy->m.cap && offmap_grow(&dy->m) != 0) return IX_ENOMEM;
-  size_t j = offmap_slot(&dy->m, user_id);
+  size_t j;
+  if (offmap_slot(&dy->m, user_id, &j)) return IX_ENOMEM;
   if (dy->m.offs[j] < 0) dy->m.n++;
   dy->m.keys[j] = user_id;
   if (offset > dy->m.offs[j]) dy->m.offs[j] = offset;
@@ -369,23 +392,6 @@ int changelog_dirty_foreach(const changelog_dirty_t *dy,
 }
 
 int changelog_dirty_forget_before(changelog_dirty_t *dy, int64_t next_offset) {
-  offmap_t g = {calloc(dy->m.cap, sizeof *g.keys), malloc(dy->m.cap * sizeof *g.offs),
-                dy->m.cap, 0};
-  if (!g.keys || !g.offs) {
-    free(g.keys);
-    free(g.offs);
-    return IX_ENOMEM;
-  }
-  for (size_t i = 0; i < g.cap; i++) g.offs[i] = -1;
-  for (size_t i = 0; i < dy->m.cap; i++) {
-    if (dy->m.offs[i] < next_offset) continue; /* empty (-1) or written */
-    size_t j = offmap_slot(&g, dy->m.keys[i]);
-    g.keys[j] = dy->m.keys[i];
-    g.offs[j] = dy->m.offs[i];
-    g.n++;
-  }
-  free(dy->m.keys);
-  free(dy->m.offs);
-  dy->m = g;
-  return 0;
+  /* the same size: the entries kept were placed in it before */
+  return offmap_rebuild(&dy->m, dy->m.cap, next_offset > 0 ? next_offset : 0);
 }

@@ -91,6 +91,20 @@ void changelog_restore_destroy(changelog_restore_t *rs);
  * says which. IX_ENOMEM. */
 int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_len,
                           const void *val, size_t val_len, char *errstr, size_t errstr_size);
+/* Restore over a local checkpoint (docs/STATE.md, "Local checkpoint plus
+ * the changelog's tail"): dst holds partition's users as a local checkpoint
+ * consistent with local_next left them, and rs has read the changelog from
+ * at least the first record produced after that checkpoint was taken to the
+ * end. When a completion record newer than local_next was read, lays what
+ * was read over dst: a user whose newest record is a tombstone is removed,
+ * one whose newest record covers an event at or past local_next gets that
+ * state (the users recorded later), every other user keeps its local state;
+ * returns 1 with *put and *dropped counting them. Returns 0 (dst untouched)
+ * when no such completion was read, IX_ESTATE after
+ * changelog_restore_finish(), IX_ENOMEM (dst then partly changed: drop the
+ * partition). Call changelog_restore_finish() afterwards as usual. */
+int changelog_restore_overlay(changelog_restore_t *rs, store_t *dst, int64_t local_next,
+                              uint64_t *put, uint64_t *dropped);
 /* End of the partition: fill info and keep only the users whose offset is at
  * or past next_offset for changelog_restore_skip(). Without a completion
  * record the partition's users are dropped from the store (info->users == 0:

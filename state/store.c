@@ -501,9 +501,8 @@ const void *store_peek_seen(store_t *st, int32_t partition, uint64_t user_id,
   int found;
   uint64_t b = table_find(st, partition, user_id, key_tag(partition, user_id), &found);
   if (!found) return NULL;
-  uint32_t i = st->table[b].slot1 - 1;
-  *last_seen_ms = slot_at(st, i)->last_seen_ms;
-  return blob_at(st, i);
+  *last_seen_ms = slot_at(st, st->table[b].slot1 - 1)->last_seen_ms;
+  return blob_at(st, st->table[b].slot1 - 1);
 }
 
 static int put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_seen_ms,

@@ -1,10 +1,13 @@
-/* The changelog topic on Kafka: metadata and a group-less read of one
- * partition to its end (restore). */
+/* The changelog topic on Kafka: metadata, creation and the check of its
+ * settings (Admin API), and a group-less read of one partition to its end
+ * (restore). */
 #include "stream/changelog_topic.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/err.h"
@@ -19,6 +22,10 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char 
                                            {"enable.auto.offset.store", "false"},
                                            {"enable.partition.eof", "true"},
                                            {"fetch.wait.max.ms", "20"},
+                                           /* a restore reads whole partitions: fewer,
+                                            * larger fetches (default 1 MiB) */
+                                           {"max.partition.fetch.bytes", "16777216"},
+                                           {"fetch.max.bytes", "67108864"},
                                            {"group.id", "interestd-changelog-restore"}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
       if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, n) != RD_KAFKA_CONF_OK) {
@@ -52,9 +59,289 @@ int changelog_topic_partitions(const char *brokers, const char *const *props, co
   return rc;
 }
 
+/* ---- creation and the check of an existing topic (Admin API) ---- */
+
+const char *const changelog_topic_create_configs[] = {
+    "cleanup.policy=compact",
+    /* the cleaner never touches the active segment: with Kafka's default of
+     * 7 days a restore would read a week of superseded records */
+    "segment.ms=3600000",
+    /* the restore reads only the newest record per key: a superseded one
+     * may go as soon as the cleaner runs... */
+    "min.compaction.lag.ms=0",
+    /* ...and goes within a day even while the dirty ratio stays under
+     * min.cleanable.dirty.ratio */
+    "max.compaction.lag.ms=86400000",
+    NULL};
+
+/* the partition count of `topic` in md (0: missing) */
+static int32_t md_partitions(const struct rd_kafka_metadata *md, const char *topic) {
+  for (int i = 0; i < md->topic_cnt; i++)
+    if (strcmp(md->topics[i].topic, topic) == 0 && !md->topics[i].err)
+      return md->topics[i].partition_cnt;
+  return 0;
+}
+
+/* waits for an admin result event of `type` on q */
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t type,
+                                    int timeout_ms) {
+  uint64_t end = ix_mono_ms() + (uint64_t)timeout_ms + 2000;
+  while (ix_mono_ms() < end) {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 200);
+    if (!ev) continue;
+    if (rd_kafka_event_type(ev) == type) return ev;
+    rd_kafka_event_destroy(ev);
+  }
+  return NULL;
+}
+
+/* value of config `name` in a described resource, NULL when absent */
+static const char *config_value(const rd_kafka_ConfigResource_t *res, const char *name) {
+  size_t n = 0;
+  const rd_kafka_ConfigEntry_t **ents = rd_kafka_ConfigResource_configs(res, &n);
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(rd_kafka_ConfigEntry_name(ents[i]), name) == 0)
+      return rd_kafka_ConfigEntry_value(ents[i]);
+  return NULL;
+}
+
+/* The topic's settings against the changelog's needs. Routed to broker_id
+ * (a BROKER resource is described with it): librdkafka sends a topic-only
+ * DescribeConfigs to the controller, and a cluster that names none (the
+ * mock) lets it wait out the whole timeout, while a broker without the API
+ * answers at once. *no_admin is set when the cluster does not support it. */
+static int check_configs(rd_kafka_t *rk, int32_t broker_id, const char *topic, int exists,
+                         int timeout_ms, int *no_admin, int64_t *delete_retention_ms,
+                         char *errstr, size_t n) {
+  *no_admin = 0;
+  char bid[16];
+  snprintf(bid, sizeof bid, "%d", (int)broker_id);
+  rd_kafka_ConfigResource_t *res[2] = {
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_BROKER, bid),
+      exists ? rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic) : NULL};
+  rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  int rc = 0;
+  char why[256];
+  if (!res[0] || (exists && !res[1]) || !opt || !q ||
+      rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, why, sizeof why)) {
+    snprintf(errstr, n, "cannot ask for changelog topic '%s''s settings: out of memory", topic);
+    rc = IX_EKAFKA;
+    goto out;
+  }
+  rd_kafka_DescribeConfigs(rk, res, exists ? 2 : 1, opt, q);
+  rd_kafka_event_t *ev = admin_wait(q, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, timeout_ms);
+  if (!ev) {
+    snprintf(errstr, n, "changelog topic '%s': no answer to DescribeConfigs in %d ms", topic,
+             timeout_ms);
+    rc = IX_EKAFKA;
+    goto out;
+  }
+  rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+  if (err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE) {
+    *no_admin = 1;
+  } else if (err) {
+    snprintf(errstr, n, "changelog topic '%s': DescribeConfigs failed: %s", topic,
+             rd_kafka_event_error_string(ev));
+    rc = IX_EKAFKA;
+  } else if (exists) {
+    size_t cnt = 0;
+    const rd_kafka_ConfigResource_t **out =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &cnt);
+    const rd_kafka_ConfigResource_t *t = NULL;
+    for (size_t i = 0; i < cnt; i++)
+      if (rd_kafka_ConfigResource_type(out[i]) == RD_KAFKA_RESOURCE_TOPIC) t = out[i];
+    if (!t || rd_kafka_ConfigResource_error(t)) {
+      snprintf(errstr, n, "changelog topic '%s': DescribeConfigs failed: %s", topic,
+               t ? rd_kafka_ConfigResource_error_string(t) : "no result for the topic");
+      rc = IX_EKAFKA;
+    } else {
+      const char *policy = config_value(t, "cleanup.policy");
+      const char *rms = config_value(t, "retention.ms"), *rby = config_value(t, "retention.bytes");
+      const char *drm = config_value(t, "delete.retention.ms");
+      if (drm) *delete_retention_ms = strtoll(drm, NULL, 10);
+      if (!policy || !strstr(policy, "compact")) {
+        snprintf(errstr, n,
+                 "changelog topic '%s' has cleanup.policy=%s: a changelog needs compaction "
+                 "(cleanup.policy=compact), or the broker deletes users' newest states and "
+                 "restores lose them; refusing to start (alter the topic or delete it and let "
+                 "interestd create it: docs/OPERATIONS.md)",
+                 topic, policy ? policy : "(unknown)");
+        rc = IX_ECONFIG;
+      } else if (strstr(policy, "delete") &&
+                 !(rms && strcmp(rms, "-1") == 0 && rby && strcmp(rby, "-1") == 0)) {
+        snprintf(errstr, n,
+                 "changelog topic '%s' has cleanup.policy=%s with retention.ms=%s and "
+                 "retention.bytes=%s: time or size retention deletes users' newest states; "
+                 "use cleanup.policy=compact (or both retention settings -1); refusing to "
+                 "start (docs/OPERATIONS.md)",
+                 topic, policy, rms ? rms : "?", rby ? rby : "?");
+        rc = IX_ECONFIG;
+      }
+    }
+  }
+  rd_kafka_event_destroy(ev);
+out:
+  if (q) rd_kafka_queue_destroy(q);
+  if (opt) rd_kafka_AdminOptions_destroy(opt);
+  rd_kafka_ConfigResource_destroy_array(res, res[1] ? 2 : 1);
+  return rc;
+}
+
+/* CreateTopics; *raced is set when another member created it meanwhile */
+static int create_topic(rd_kafka_t *rk, const char *topic, int32_t parts, int timeout_ms,
+                        int *raced, char *errstr, size_t n) {
+  *raced = 0;
+  char why[256];
+  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, parts, -1, why, sizeof why);
+  if (!nt) {
+    snprintf(errstr, n, "cannot create changelog topic '%s': %s", topic, why);
+    return IX_ECONFIG;
+  }
+  int rc = 0;
+  for (size_t i = 0; changelog_topic_create_configs[i]; i++) {
+    char kv[128];
+    snprintf(kv, sizeof kv, "%s", changelog_topic_create_configs[i]);
+    char *eq = strchr(kv, '=');
+    *eq = '\0';
+    if (rd_kafka_NewTopic_set_config(nt, kv, eq + 1)) rc = IX_ENOMEM;
+  }
+  rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  if (rc || !opt || !q ||
+      rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, why, sizeof why) ||
+      rd_kafka_AdminOptions_set_operation_timeout(opt, timeout_ms, why, sizeof why)) {
+    snprintf(errstr, n, "cannot create changelog topic '%s': out of memory", topic);
+    rc = IX_EKAFKA;
+    goto out;
+  }
+  rd_kafka_CreateTopics(rk, &nt, 1, opt, q);
+  rd_kafka_event_t *ev = admin_wait(q, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms);
+  if (!ev) {
+    snprintf(errstr, n, "changelog topic '%s': no answer to CreateTopics in %d ms", topic,
+             timeout_ms);
+    rc = IX_EKAFKA;
+    goto out;
+  }
+  size_t cnt = 0;
+  const rd_kafka_topic_result_t **tr =
+      rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+  rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+  const char *msg = rd_kafka_event_error_string(ev);
+  if (!err && cnt == 1) {
+    err = rd_kafka_topic_result_error(tr[0]);
+    msg = rd_kafka_topic_result_error_string(tr[0]);
+  }
+  if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+    *raced = 1;
+  } else if (err || cnt != 1) {
+    snprintf(errstr, n,
+             "cannot create changelog topic '%s' (%d partitions, cleanup.policy=compact): %s; "
+             "create it yourself (docs/OPERATIONS.md)",
+             topic, (int)parts, err ? (msg ? msg : rd_kafka_err2str(err)) : "no result");
+    rc = err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+                 err == RD_KAFKA_RESP_ERR_POLICY_VIOLATION ||
+                 err == RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR ||
+                 err == RD_KAFKA_RESP_ERR_INVALID_CONFIG
+             ? IX_ECONFIG
+             : IX_EKAFKA;
+  }
+  rd_kafka_event_destroy(ev);
+out:
+  if (q) rd_kafka_queue_destroy(q);
+  if (opt) rd_kafka_AdminOptions_destroy(opt);
+  rd_kafka_NewTopic_destroy(nt);
+  return rc;
+}
+
+int changelog_topic_ensure(const char *brokers, const char *const *props, const char *topic,
+                           const char *input_topic, int timeout_ms,
+                           changelog_topic_status_t *status, int32_t *partitions,
+                           int64_t *delete_retention_ms, char *errstr, size_t n) {
+  *status = CHANGELOG_TOPIC_CHECKED;
+  *delete_retention_ms = -1;
+  *partitions = 0;
+  rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, brokers, props, errstr, n);
+  if (!rk) return IX_EKAFKA;
+  int rc = 0, created = 0, raced = 0;
+  uint64_t end = ix_mono_ms() + (uint64_t)timeout_ms;
+  for (;;) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    if (err) {
+      snprintf(errstr, n, "cannot read the cluster's metadata: %s", rd_kafka_err2str(err));
+      rc = IX_EKAFKA;
+      break;
+    }
+    int32_t in_parts = md_partitions(md, input_topic), cl_parts = md_partitions(md, topic);
+    int32_t broker_id = md->broker_cnt > 0 ? md->brokers[0].id : md->orig_broker_id;
+    rd_kafka_metadata_destroy(md);
+    *partitions = in_parts;
+    if (in_parts <= 0) {
+      snprintf(errstr, n, "input topic '%s' does not exist: the changelog cannot be checked",
+               input_topic);
+      rc = IX_ECONFIG;
+      break;
+    }
+    if ((created || raced) && cl_parts == 0) {
+      /* created (here or by another member): wait until the metadata shows it */
+      if (ix_mono_ms() > end) {
+        snprintf(errstr, n, "changelog topic '%s' was created but does not appear in the "
+                 "metadata after %d ms", topic, timeout_ms);
+        rc = IX_EKAFKA;
+        break;
+      }
+      struct timespec ts = {0, 100 * 1000000L};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    if (cl_parts > 0 && cl_parts != in_parts) {
+      snprintf(errstr, n,
+               "changelog topic '%s' has %d partitions but input topic '%s' has %d: a "
+               "changelog must be co-partitioned with its input (one partition per input "
+               "partition); refusing to start",
+               topic, (int)cl_parts, input_topic, (int)in_parts);
+      rc = IX_ECONFIG;
+      break;
+    }
+    if (created) break; /* the settings are the ones it was created with */
+    int no_admin = 0;
+    rc = check_configs(rk, broker_id, topic, cl_parts > 0, timeout_ms, &no_admin,
+                       delete_retention_ms, errstr, n);
+    if (rc) break;
+    if (no_admin) {
+      *status = CHANGELOG_TOPIC_NO_ADMIN;
+      if (cl_parts == 0) {
+        snprintf(errstr, n,
+                 "changelog topic '%s' does not exist and the cluster does not answer the "
+                 "Admin API (DescribeConfigs unsupported): create it with %d partitions (those "
+                 "of input topic '%s') and cleanup.policy=compact (docs/OPERATIONS.md)",
+                 topic, (int)in_parts, input_topic);
+        rc = IX_ECONFIG;
+      }
+      break;
+    }
+    if (cl_parts > 0) break; /* checked */
+    rc = create_topic(rk, topic, in_parts, timeout_ms, &raced, errstr, n);
+    if (rc) break;
+    created = !raced; /* raced: check what the other member created */
+    if (created) *status = CHANGELOG_TOPIC_CREATED;
+  }
+  rd_kafka_destroy(rk);
+  return rc;
+}
+
 int changelog_topic_read(const char *brokers, const char *const *props, const char *topic,
                          int32_t partition, int timeout_ms, changelog_topic_fn fn, void *ctx,
                          uint64_t *records, uint64_t *bytes, char *errstr, size_t n) {
+  return changelog_topic_read_from(brokers, props, topic, partition, -1, timeout_ms, fn, ctx,
+                                   records, bytes, errstr, n);
+}
+
+int changelog_topic_read_from(const char *brokers, const char *const *props, const char *topic,
+                              int32_t partition, int64_t from, int timeout_ms,
+                              changelog_topic_fn fn, void *ctx, uint64_t *records,
+                              uint64_t *bytes, char *errstr, size_t n) {
   *records = *bytes = 0;
   rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, props, errstr, n);
   if (!rk) return IX_EKAFKA;
@@ -69,6 +356,14 @@ int changelog_topic_read(const char *brokers, const char *const *props, const ch
     rc = IX_EKAFKA;
     goto out;
   }
+  if (from >= 0 && from < lo) {
+    snprintf(errstr, n, "changelog %s [%d]: offset %lld is below the low watermark %lld (the "
+             "records in between were deleted)", topic, (int)partition, (long long)from,
+             (long long)lo);
+    rc = IX_ERANGE;
+    goto out;
+  }
+  if (from > lo) lo = from;
   if (hi <= lo) goto out;
   rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = lo;
@@ -114,6 +409,29 @@ int changelog_topic_read(const char *brokers, const char *const *props, const ch
     if (rc) break;
   }
 out:
+  rd_kafka_destroy(rk);
+  return rc;
+}
+
+int changelog_topic_offset_for_time(const char *brokers, const char *const *props,
+                                    const char *topic, int32_t partition, int64_t ts_ms,
+                                    int timeout_ms, int64_t *offset, char *errstr, size_t n) {
+  *offset = -1;
+  rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, brokers, props, errstr, n);
+  if (!rk) return IX_EKAFKA;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, partition)->offset = ts_ms;
+  rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, l, timeout_ms);
+  if (!err) err = l->elems[0].err;
+  int rc = 0;
+  if (err) {
+    snprintf(errstr, n, "changelog %s [%d]: cannot look up the offset at time %lld: %s", topic,
+             (int)partition, (long long)ts_ms, rd_kafka_err2str(err));
+    rc = IX_EKAFKA;
+  } else {
+    *offset = l->elems[0].offset >= 0 ? l->elems[0].offset : -1;
+  }
+  rd_kafka_topic_partition_list_destroy(l);
   rd_kafka_destroy(rk);
   return rc;
 }

@@ -1,6 +1,7 @@
 /* The Kafka side of the changelog topic (docs/STATE.md, "Changelog topic"):
- * its partition count from the metadata, and reading one partition from its
- * start to its end for a restore. Producing goes through stream/producer.h.
+ * its partition count from the metadata, its creation and the check of its
+ * settings through the Admin API, and reading one partition from its start
+ * to its end for a restore. Producing goes through stream/producer.h.
  * Blocking calls; any thread. */
 #ifndef IX_STREAM_CHANGELOG_TOPIC_H
 #define IX_STREAM_CHANGELOG_TOPIC_H
@@ -13,6 +14,37 @@
  * errstr filled. */
 int changelog_topic_partitions(const char *brokers, const char *const *props, const char *topic,
                                int32_t *partitions, char *errstr, size_t errstr_size);
+
+/* Settings of a changelog topic that changelog_topic_ensure() creates,
+ * "key=value" strings, NULL-terminated (docs/OPERATIONS.md explains each):
+ * compaction, and segments short enough that the cleaner sees them. */
+extern const char *const changelog_topic_create_configs[];
+
+typedef enum {
+  CHANGELOG_TOPIC_CHECKED = 0, /* it existed: partition count and cleanup policy checked */
+  CHANGELOG_TOPIC_CREATED,     /* it was missing and was created through the Admin API */
+  CHANGELOG_TOPIC_NO_ADMIN,    /* it existed and the cluster does not answer the Admin API
+                                * (librdkafka's mock cluster): partition count checked only */
+} changelog_topic_status_t;
+
+/* Makes sure changelog topic `topic` can hold input_topic's states: when it
+ * is missing, creates it through the Admin API with input_topic's partition
+ * count, the broker's default replication factor and
+ * changelog_topic_create_configs; when it exists, checks its partition
+ * count and (DescribeConfigs) that its cleanup.policy includes compact and
+ * that a policy that also deletes keeps records forever (retention.ms and
+ * retention.bytes -1). *partitions is input_topic's partition count;
+ * *delete_retention_ms the topic's delete.retention.ms (how long compaction
+ * keeps a tombstone), -1 when not known (no Admin API, or just created with
+ * the broker's default).
+ * Returns 0 with *status set; IX_ECONFIG with errstr a sentence naming what
+ * is wrong and what to do (input topic missing, wrong partition count,
+ * cleanup policy, topic missing on a cluster without the Admin API, creation
+ * refused); IX_EKAFKA when the cluster cannot be asked within timeout_ms. */
+int changelog_topic_ensure(const char *brokers, const char *const *props, const char *topic,
+                           const char *input_topic, int timeout_ms,
+                           changelog_topic_status_t *status, int32_t *partitions,
+                           int64_t *delete_retention_ms, char *errstr, size_t errstr_size);
 
 /* Called for each record, in offset order; key/value borrowed for the call
  * (value NULL for a tombstone). A non-zero return stops the read and is
@@ -28,5 +60,22 @@ typedef int (*changelog_topic_fn)(void *ctx, int64_t offset, const void *key, si
 int changelog_topic_read(const char *brokers, const char *const *props, const char *topic,
                          int32_t partition, int timeout_ms, changelog_topic_fn fn, void *ctx,
                          uint64_t *records, uint64_t *bytes, char *errstr, size_t errstr_size);
+/* The same from offset `from` (-1: the low watermark) to the high watermark:
+ * the tail past a standby copy's position. Returns IX_ERANGE with errstr
+ * when `from` is below the low watermark (records the reader never saw were
+ * deleted: the caller reads the whole partition instead). */
+int changelog_topic_read_from(const char *brokers, const char *const *props, const char *topic,
+                              int32_t partition, int64_t from, int timeout_ms,
+                              changelog_topic_fn fn, void *ctx, uint64_t *records,
+                              uint64_t *bytes, char *errstr, size_t errstr_size);
+
+/* The offset of partition's first record with a timestamp at or after ts_ms
+ * (Unix ms), into *offset; -1 when the cluster names none (no such record,
+ * or a cluster that does not look up by time: librdkafka's mock answers -1
+ * for every timestamp). Returns 0 or IX_EKAFKA with errstr. */
+int changelog_topic_offset_for_time(const char *brokers, const char *const *props,
+                                    const char *topic, int32_t partition, int64_t ts_ms,
+                                    int timeout_ms, int64_t *offset, char *errstr,
+                                    size_t errstr_size);
 
 #endif

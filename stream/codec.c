@@ -65,6 +65,19 @@ uint64_t codec_hash_id(const char *s, size_t len) {
   return h;
 }
 
+int codec_string_id(const char *s, size_t len, const char *field, const char *label,
+                    uint64_t *out, char *errstr, size_t errstr_size) {
+  if (len == 0)
+    return ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' (%s) is an empty string",
+                   field, label);
+  if (len > CODEC_MAX_STRID)
+    return ix_fail(IX_ETOOBIG, errstr, errstr_size,
+                   "field '%s' (%s) is a %zu-byte string, more than the %d allowed", field, label,
+                   len, CODEC_MAX_STRID);
+  *out = codec_hash_id(s, len);
+  return 0;
+}
+
 const char *codec_action_name(action_t action) {
   switch (action) {
   case ACTION_VIEW: return "view";
@@ -330,15 +343,7 @@ static int id_from(const mp_val_t *o, const char *key, const char *label, uint64
     return ix_fail(IX_ERANGE, errstr, errstr_size, "field '%s' (%s) is negative: %" PRId64, key, label,
                 o->i64);
   case MSGPACK_OBJECT_STR:
-    if (o->size == 0)
-      return ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' (%s) is an empty string", key,
-                  label);
-    if (o->size > CODEC_MAX_STRID)
-      return ix_fail(IX_ETOOBIG, errstr, errstr_size,
-                  "field '%s' (%s) is a %u-byte string, more than the %d allowed", key, label,
-                  (unsigned)o->size, CODEC_MAX_STRID);
-    *out = codec_hash_id(o->str, o->size);
-    return 0;
+    return codec_string_id(o->str, o->size, key, label, out, errstr, errstr_size);
   default:
     return ix_fail(IX_ETYPE, errstr, errstr_size,
                 "field '%s' (%s) has the wrong type: %s (want integer or string)", key, label,

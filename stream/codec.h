@@ -23,6 +23,12 @@ void codec_buf_free(codec_buf_t *buf);
 /* Deterministic 64-bit id for a string id: FNV-1a 64 of its bytes;
  * a decimal string of an unsigned 64-bit value maps to that value. */
 uint64_t codec_hash_id(const char *s, size_t len);
+/* The id of a string-valued id field (`field`, whose role is `label`):
+ * 0 with *out = codec_hash_id(s, len); IX_EMALFORMED for an empty string,
+ * IX_ETOOBIG for one longer than CODEC_MAX_STRID, errstr saying which. One
+ * rule for msgpack and JSON events. */
+int codec_string_id(const char *s, size_t len, const char *field, const char *label,
+                    uint64_t *out, char *errstr, size_t errstr_size);
 
 /* Decode one event message. Returns 0 or IX_ENOTMAP, IX_ETRUNC, IX_ETOOBIG,
  * IX_EMISSING, IX_ETYPE, IX_ERANGE, IX_EMALFORMED. */

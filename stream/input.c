@@ -460,17 +460,9 @@ static int id_of(const jv_t *v, const char *path, const char *label, uint64_t *o
     *out = v->u;
     return 0;
   }
-  if (v->kind == JV_STRING) {
-    if (v->len == 0)
-      return ix_fail(IX_EMALFORMED, errstr, errstr_size, "field '%s' (%s) is an empty string", path,
-                     label);
-    if (v->len > CODEC_MAX_STRID)
-      return ix_fail(IX_ETOOBIG, errstr, errstr_size,
-                     "field '%s' (%s) is a %zu-byte string, more than the %d allowed", path, label,
-                     v->len, CODEC_MAX_STRID);
-    *out = codec_hash_id(v->str, v->len);
-    return 0;
-  }
+  /* v->str holds the first CODEC_MAX_STRID + 1 bytes, v->len the whole length */
+  if (v->kind == JV_STRING)
+    return codec_string_id(v->str, v->len, path, label, out, errstr, errstr_size);
   return ix_fail(IX_ETYPE, errstr, errstr_size,
                  "field '%s' (%s) has the wrong type: %s (want integer or string)", path, label,
                  jv_name(v->kind));

@@ -25,7 +25,8 @@
  *        the measured saturation)] [latency-only (skip 1-3; needs LATENCY_RATE) |
  *        saturation-only (1 alone; LATENCY_RATE is ignored)]
  * BENCH_E2E_PT_BYTES: pad the pass-through's output messages to this many bytes;
- * BENCH_E2E_CONF: extra INI lines for both daemons (saturation, latency); BENCH_E2E_FEEDER: one
+ * BENCH_E2E_CONF: extra INI lines for both daemons (saturation, latency); BENCH_E2E_CHANGELOG: create
+ * their changelog topics on the mock (tests/bench/bench_changelog_cost.sh); BENCH_E2E_FEEDER: one
  * librdkafka key=value for the latency feeders' producer, default linger.ms=5 (both for
  * experiments; see feeder_prop()). */
 #include <pthread.h>
@@ -458,6 +459,12 @@ int main(int argc, char **argv) {
     H_CHECK(mockbroker_create_topic(mb, topics[i][0], atoi(topics[i][1]), err, sizeof err) == 0,
             "%s", err);
   }
+  /* BENCH_E2E_CHANGELOG: the changelog topics of the saturation and latency
+   * daemons' groups, on the mock, which has no Admin API (on a real broker the
+   * daemon creates them); turn the changelog on with BENCH_E2E_CONF */
+  for (size_t i = 0; mb && getenv("BENCH_E2E_CHANGELOG") && i < 2; i++)
+    H_CHECK(mockbroker_create_topic(mb, i ? "bench-lat-interestd-state" : "bench-sat-interestd-state",
+                                    PARTS, err, sizeof err) == 0, "%s", err);
   if (mb) brokers = mockbroker_bootstraps(mb);
   /* the shipped model (V=1000, H=64, bf16 head): real weights give real
    * output distributions, and its flags are what production serves */

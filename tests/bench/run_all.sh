@@ -8,7 +8,7 @@
 #               runs, not figures to record
 #   --build DIR build directory holding the benches (default build/release)
 #   NAME        run only these (bench_lstm bench_pipeline bench_e2e bench_store
-#               bench_restore bench_metrics bench_checkpoint_latency)
+#               bench_restore bench_metrics bench_checkpoint_latency bench_streams)
 # Timed runs: the machine is shared; note the load average next to any figure.
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,6 +39,7 @@ BENCHES=(
   "bench_restore|1000000 1064 $TMP 0 3|100000 1064 $TMP"
   "bench_metrics|50000000|2000000"
   "bench_checkpoint_latency|$BUILD 1000000 1000 60 20|$BUILD 64000 1000 10 3"
+  "bench_streams|$BUILD 50000 50000|$BUILD 20000 10000"
 )
 
 selected() {

@@ -711,4 +711,45 @@ static H_UNUSED uint64_t h_check_output(const char *rec, const h_msg_t *msgs, si
   return total;
 }
 
+/* The value of one sample line "name{labels} value" (series: the text up to
+ * the value, e.g. "interestd_state_restores_total{source=\"cold\"} ") on
+ * the /metrics page of the daemon whose log is `log`; -1 when absent. */
+static H_UNUSED double h_metric_of(const char *log, const char *series) {
+  int port = h_metrics_port(log);
+  H_CHECK(port > 0, "no metrics port in %s", log);
+  char *pg = h_http_get(port, "/metrics");
+  char line[256];
+  snprintf(line, sizeof line, "\n%s", series); /* a sample, not its # HELP line */
+  const char *p = pg ? strstr(pg, line) : NULL;
+  double v = p ? atof(p + strlen(line)) : -1;
+  free(pg);
+  return v;
+}
+
+/* Waits up to timeout_s until every event of msgs[0, upto) has a prediction
+ * in h_T("interests"), each equal to the offline pipeline's over
+ * msgs[0, upto) with model (and none for another input); fails the test
+ * naming log otherwise. Reads at most max_out predictions per pass. */
+static H_UNUSED void h_expect_answered(const char *brokers, const char *model,
+                                       const h_msg_t *msgs, size_t upto, uint64_t max_out,
+                                       double timeout_s, const char *log) {
+  int *ok = calloc(upto, sizeof *ok);
+  prediction_t *ref = h_offline(model, msgs, upto, ok);
+  uint32_t *counts = calloc(upto, sizeof *counts);
+  size_t missing = upto;
+  double end = h_now() + timeout_s;
+  while (missing && h_now() < end) {
+    const char *out = h_path("out.rec");
+    h_collect(brokers, h_T("interests"), out, max_out, 2000);
+    memset(counts, 0, upto * sizeof *counts);
+    h_check_output(out, msgs, upto, ref, ok, counts, 1);
+    missing = 0;
+    for (size_t i = 0; i < upto; i++) missing += counts[i] == 0;
+  }
+  H_CHECK(missing == 0, "%zu of %zu events have no prediction (log %s)", missing, upto, log);
+  free(ok);
+  free(ref);
+  free(counts);
+}
+
 #endif

@@ -9,17 +9,6 @@
 #define N 3000
 #define PARTS 4
 
-static double metric_of(const char *log, const char *series) {
-  int port = h_metrics_port(log);
-  H_CHECK(port > 0, "no metrics port in %s", log);
-  char *pg = h_http_get(port, "/metrics");
-  char line[256];
-  snprintf(line, sizeof line, "\n%s", series);
-  const char *p = pg ? strstr(pg, line) : NULL;
-  double v = p ? atof(p + strlen(line)) : -1;
-  free(pg);
-  return v;
-}
 
 int main(void) {
   h_init("test_changelog_evict");
@@ -48,8 +37,8 @@ int main(void) {
   double users = -1, ttl = 0;
   end = h_now() + 30;
   while (h_now() < end) {
-    users = metric_of(log1, "interestd_users_in_state ");
-    ttl = metric_of(log1, "interestd_evictions_total{cause=\"ttl\"} ");
+    users = h_metric_of(log1, "interestd_users_in_state ");
+    ttl = h_metric_of(log1, "interestd_evictions_total{cause=\"ttl\"} ");
     if (users == 0 && ttl > 0) break;
     h_sleep_ms(200);
   }
@@ -57,7 +46,7 @@ int main(void) {
           log1);
   /* tombstones: the checkpoint after one that completed past the evictions */
   h_sleep_ms(4000);
-  double written = metric_of(log1, "interestd_changelog_records_written_total ");
+  double written = h_metric_of(log1, "interestd_changelog_records_written_total ");
   kill(d1, SIGKILL);
   H_CHECK(h_wait_exit(d1, 10) == -2, "ttl daemon did not die of SIGKILL");
   printf("ttl daemon: %" PRIu64 " predictions, %.0f users expired, %.0f changelog records "
@@ -72,12 +61,12 @@ int main(void) {
   double from_cl = -1, restored = -1;
   end = h_now() + 30;
   while (h_now() < end) {
-    from_cl = metric_of(log2, "interestd_state_restores_total{source=\"changelog\"} ");
+    from_cl = h_metric_of(log2, "interestd_state_restores_total{source=\"changelog\"} ");
     if (from_cl == PARTS) break;
     h_sleep_ms(200);
   }
-  restored = metric_of(log2, "interestd_state_restored_users_total{source=\"changelog\"} ");
-  double held = metric_of(log2, "interestd_users_in_state ");
+  restored = h_metric_of(log2, "interestd_state_restored_users_total{source=\"changelog\"} ");
+  double held = h_metric_of(log2, "interestd_users_in_state ");
   printf("restore: %.0f partitions from the changelog, %.0f users restored, %.0f held\n",
          from_cl, restored, held);
   H_CHECK(from_cl == PARTS, "%.0f of %d partitions from the changelog (log %s)", from_cl, PARTS,

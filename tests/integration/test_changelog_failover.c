@@ -139,6 +139,21 @@ static void refuses_wrong_partition_count(mockbroker_t *mb, const char *brokers,
   H_CHECK(h_wait_log(log, want, 1), "no clear message (log %s)", log);
   printf("a changelog topic with %d partitions for %d input partitions: refused (exit %d)\n",
          PARTS + 1, PARTS, st);
+
+  /* a missing one: the mock has no Admin API to create it with */
+  const char *conf2 = h_path("missing.conf");
+  h_write_conf(conf2, brokers, "missing", model, "[state]\nchangelog_mode = changelog\n");
+  const char *log2 = h_path("missing.log");
+  double t0 = h_now();
+  d = h_spawn(conf2, log2);
+  st = h_wait_exit(d, 30);
+  H_CHECK(st != 0 && st != -1, "a missing changelog topic on the mock was not refused (exit %d, "
+          "log %s)", st, log2);
+  H_CHECK(h_wait_log(log2, "changelog topic 'missing-interestd-state' does not exist and the "
+                     "cluster does not answer the Admin API", 1), "no clear message (log %s)",
+          log2);
+  printf("a missing changelog topic on the mock (no Admin API): refused in %.1f s (exit %d)\n",
+         h_now() - t0, st);
 }
 
 int main(void) {
@@ -160,6 +175,9 @@ int main(void) {
   const char *log1 = h_path("first.log");
   pid_t d1 = h_spawn(conf, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
+  /* the mock answers no DescribeConfigs: one line says the policy is unchecked */
+  H_CHECK(h_wait_log(log1, "does not support the Admin API", 1), "no line about the mock's "
+          "missing Admin API (log %s)", log1);
   feed_t f = {brokers, msgs};
   pthread_t th;
   H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");

@@ -6,55 +6,22 @@
  * changelog mode, with no directory, restores from the topic alone. Every
  * event of the three streams is answered and every prediction equals the
  * offline pipeline's; the second daemon's partitions came from the local
- * checkpoint, the third's from the changelog, none cold. */
+ * checkpoint, the third's from the changelog, none cold. A fourth daemon in
+ * mode both with the first two's directory finds a local checkpoint older
+ * than the changelog (the third daemon's events are only in the topic): it
+ * restores the local one and lays over it only the users the changelog
+ * recorded after it (source local+changelog). */
 #include "daemon_harness.h"
 
 #define N1 6000
 #define N2 3000
 #define N3 3000
-#define N (N1 + N2 + N3)
+#define N4 3000
+#define N (N1 + N2 + N3 + N4)
 #define PARTS 4
-
-static double metric(const char *page, const char *series) {
-  char line[256];
-  snprintf(line, sizeof line, "\n%s", series);
-  const char *p = page ? strstr(page, line) : NULL;
-  return p ? atof(p + strlen(line)) : -1;
-}
 
 static h_msg_t *msgs;
 static const char *brokers, *model;
-
-/* waits until every event in [0, upto) has a prediction equal to the
- * offline pipeline's over all of them */
-static void expect_answered(size_t upto, const char *log) {
-  int *ok = calloc(upto, sizeof *ok);
-  prediction_t *ref = h_offline(model, msgs, upto, ok);
-  uint32_t *counts = calloc(upto, sizeof *counts);
-  size_t missing = upto;
-  double end = h_now() + 90;
-  while (missing && h_now() < end) {
-    const char *out = h_path("out.rec");
-    h_collect(brokers, "interests", out, 3 * N, 2000);
-    memset(counts, 0, upto * sizeof *counts);
-    h_check_output(out, msgs, upto, ref, ok, counts, 1);
-    missing = 0;
-    for (size_t i = 0; i < upto; i++) missing += counts[i] == 0;
-  }
-  H_CHECK(missing == 0, "%zu of %zu events have no prediction (log %s)", missing, upto, log);
-  free(ok);
-  free(ref);
-  free(counts);
-}
-
-static double metric_of(const char *log, const char *series) {
-  int port = h_metrics_port(log);
-  H_CHECK(port > 0, "no metrics port in %s", log);
-  char *pg = h_http_get(port, "/metrics");
-  double v = metric(pg, series);
-  free(pg);
-  return v;
-}
 
 int main(void) {
   h_init("test_changelog_modes");
@@ -77,7 +44,7 @@ int main(void) {
   pid_t d1 = h_spawn(conf1, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
   h_produce(brokers, "events", msgs, 0, N1, 0);
-  expect_answered(N1, log1);
+  h_expect_answered(brokers, model, msgs, N1, 3 * N, 90, log1);
   kill(d1, SIGTERM);
   H_CHECK(h_wait_exit(d1, 20) == 0, "local daemon exit (log %s)", log1);
   printf("local mode: %d events answered, checkpoint directory left at SIGTERM\n", N1);
@@ -91,10 +58,10 @@ int main(void) {
   pid_t d2 = h_spawn(conf2, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
   h_produce(brokers, "events", msgs, N1, N1 + N2, 0);
-  expect_answered(N1 + N2, log2);
+  h_expect_answered(brokers, model, msgs, N1 + N2, 3 * N, 90, log2);
   h_sleep_ms(2500); /* a changelog checkpoint after the last event */
-  double local2 = metric_of(log2, "interestd_state_restores_total{source=\"local\"} ");
-  double written = metric_of(log2, "interestd_changelog_records_written_total ");
+  double local2 = h_metric_of(log2, "interestd_state_restores_total{source=\"local\"} ");
+  double written = h_metric_of(log2, "interestd_changelog_records_written_total ");
   kill(d2, SIGKILL);
   H_CHECK(h_wait_exit(d2, 10) == -2, "both daemon did not die of SIGKILL");
   printf("mode both: %.0f partitions from the local checkpoint, %.0f changelog records "
@@ -105,20 +72,57 @@ int main(void) {
   /* 3. changelog only, no directory */
   const char *conf3 = h_path("changelog.conf");
   h_write_conf(conf3, brokers, "modes", model,
-               "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n");
+               "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n"
+               "idle_ttl_s = 120\n");
   const char *log3 = h_path("changelog.log");
   pid_t d3 = h_spawn(conf3, log3);
   H_CHECK(h_wait_log(log3, "assigned partitions", 30), "no assignment (log %s)", log3);
-  h_produce(brokers, "events", msgs, N1 + N2, N, 0);
-  expect_answered(N, log3);
-  double from_cl = metric_of(log3, "interestd_state_restores_total{source=\"changelog\"} ");
-  double cold = metric_of(log3, "interestd_state_restores_total{source=\"cold\"} ");
+  h_produce(brokers, "events", msgs, N1 + N2, N1 + N2 + N3, 0);
+  h_expect_answered(brokers, model, msgs, N1 + N2 + N3, 3 * N, 90, log3);
+  double from_cl = h_metric_of(log3, "interestd_state_restores_total{source=\"changelog\"} ");
+  double cold = h_metric_of(log3, "interestd_state_restores_total{source=\"cold\"} ");
+  /* restored users keep the last-seen time they had (seconds ago): the first
+   * sweep (30 s after the start with idle_ttl_s = 120) expires none of them */
+  h_sleep_ms(31000);
+  double expired = h_metric_of(log3, "interestd_evictions_total{cause=\"ttl\"} ");
+  printf("changelog mode with idle_ttl_s = 120, 31 s on: %.0f users expired\n", expired);
+  H_CHECK(expired == 0, "%.0f restored users expired at once (log %s)", expired, log3);
   printf("changelog mode: %.0f partitions from the changelog, %.0f cold; all %d events answered, "
-         "every prediction equal to the offline pipeline's\n", from_cl, cold, N);
+         "every prediction equal to the offline pipeline's\n", from_cl, cold, N1 + N2 + N3);
   H_CHECK(from_cl == PARTS && cold == 0, "restores: changelog %.0f, cold %.0f (log %s)", from_cl,
           cold, log3);
   kill(d3, SIGTERM);
   H_CHECK(h_wait_exit(d3, 20) == 0, "changelog daemon exit (log %s)", log3);
+
+  /* 4. both again, on the directory of 1 and 2: its checkpoint is older than the changelog */
+  const char *log4 = h_path("both4.log");
+  pid_t d4 = h_spawn(conf2, log4);
+  H_CHECK(h_wait_log(log4, "assigned partitions", 30), "no assignment (log %s)", log4);
+  h_produce(brokers, "events", msgs, N1 + N2 + N3, N, 0);
+  h_expect_answered(brokers, model, msgs, N, 3 * N, 90, log4);
+  double tail = h_metric_of(log4, "interestd_state_restores_total{source=\"local+changelog\"} ");
+  double users = h_metric_of(log4, "interestd_state_restored_users_total{source=\"local+changelog\"} ");
+  double bytes = h_metric_of(log4, "interestd_changelog_read_bytes_total ");
+  cold = h_metric_of(log4, "interestd_state_restores_total{source=\"cold\"} ");
+  char *l4 = h_read_file(log4);
+  unsigned long long over = 0, sum = 0;
+  for (const char *q = l4; q && (q = strstr(q, " from the changelog over the local")) != NULL; q++) {
+    const char *b = q;
+    while (b > l4 && b[-1] != '(') b--;
+    over = strtoull(b, NULL, 10);
+    sum += over;
+  }
+  free(l4);
+  printf("mode both over an older local checkpoint: %.0f partitions from local+changelog (%.0f "
+         "users, %llu of them laid over from the changelog; %.0f changelog bytes read), %.0f "
+         "cold; all %d events answered, every prediction equal to the offline pipeline's\n",
+         tail, users, sum, bytes, cold, N);
+  H_CHECK(tail == PARTS && cold == 0, "restores: local+changelog %.0f, cold %.0f (log %s)", tail,
+          cold, log4);
+  H_CHECK(sum > 0 && sum < users, "%llu of %.0f users from the changelog: expected only those "
+          "recorded after the local checkpoint (log %s)", sum, users, log4);
+  kill(d4, SIGTERM);
+  H_CHECK(h_wait_exit(d4, 20) == 0, "both daemon exit (log %s)", log4);
   h_free_msgs(msgs, N);
   mockbroker_destroy(mb);
   printf("PASS\n");

@@ -17,38 +17,6 @@
 static h_msg_t *msgs;
 static const char *brokers, *model;
 
-static void expect_answered(size_t upto, const char *log) {
-  int *ok = calloc(upto, sizeof *ok);
-  prediction_t *ref = h_offline(model, msgs, upto, ok);
-  uint32_t *counts = calloc(upto, sizeof *counts);
-  size_t missing = upto;
-  double end = h_now() + 90;
-  while (missing && h_now() < end) {
-    const char *out = h_path("out.rec");
-    h_collect(brokers, "interests", out, 3 * N, 2000);
-    memset(counts, 0, upto * sizeof *counts);
-    h_check_output(out, msgs, upto, ref, ok, counts, 1);
-    missing = 0;
-    for (size_t i = 0; i < upto; i++) missing += counts[i] == 0;
-  }
-  H_CHECK(missing == 0, "%zu of %zu events have no prediction (log %s)", missing, upto, log);
-  free(ok);
-  free(ref);
-  free(counts);
-}
-
-static double metric_of(const char *log, const char *series) {
-  int port = h_metrics_port(log);
-  H_CHECK(port > 0, "no metrics port in %s", log);
-  char *pg = h_http_get(port, "/metrics");
-  char line[256];
-  snprintf(line, sizeof line, "\n%s", series);
-  const char *p = pg ? strstr(pg, line) : NULL;
-  double v = p ? atof(p + strlen(line)) : -1;
-  free(pg);
-  return v;
-}
-
 int main(void) {
   h_init("test_changelog_revoke");
   mockbroker_t *mb = h_mockbroker(PARTS);
@@ -68,8 +36,8 @@ int main(void) {
   pid_t d1 = h_spawn(conf1, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
   h_produce(brokers, "events", msgs, 0, N1, 0);
-  expect_answered(N1, log1);
-  double periodic = metric_of(log1, "interestd_changelog_records_written_total ");
+  h_expect_answered(brokers, model, msgs, N1, 3 * N, 90, log1);
+  double periodic = h_metric_of(log1, "interestd_changelog_records_written_total ");
   kill(d1, SIGTERM);
   H_CHECK(h_wait_exit(d1, 30) == 0, "first daemon exit (log %s)", log1);
   H_CHECK(periodic == 0, "%.0f changelog records before SIGTERM (log %s)", periodic, log1);
@@ -81,10 +49,10 @@ int main(void) {
   pid_t d2 = h_spawn(conf2, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
   h_produce(brokers, "events", msgs, N1, N, 0);
-  expect_answered(N, log2);
-  double from_cl = metric_of(log2, "interestd_state_restores_total{source=\"changelog\"} ");
-  double cold = metric_of(log2, "interestd_state_restores_total{source=\"cold\"} ");
-  double users = metric_of(log2, "interestd_state_restored_users_total{source=\"changelog\"} ");
+  h_expect_answered(brokers, model, msgs, N, 3 * N, 90, log2);
+  double from_cl = h_metric_of(log2, "interestd_state_restores_total{source=\"changelog\"} ");
+  double cold = h_metric_of(log2, "interestd_state_restores_total{source=\"cold\"} ");
+  double users = h_metric_of(log2, "interestd_state_restored_users_total{source=\"changelog\"} ");
   printf("second daemon: %.0f partitions from the changelog (%.0f users), %.0f cold; all %d "
          "events answered, every prediction equal to the offline pipeline's\n",
          from_cl, users, cold, N);

@@ -8,7 +8,9 @@
  *     source partition/offset on the output topic, equal to the offline
  *     pipeline's where the states are exact;
  *   - duplicates (a second prediction for one source offset) are counted,
- *     printed and bounded (scenario's dup_bound_s seconds of input);
+ *     printed and bounded: 5 s of input (the events after the newest
+ *     checkpoint, every 2 s, re-read when a partition restarts from it), or
+ *     the takeover's window for sigstop;
  *   - the daemon is up at the end (/healthz 200), exits 0 on SIGTERM, and
  *     the group's committed offsets reach every partition's end;
  *   - the scenario's own metric and log line (its check function);
@@ -213,8 +215,8 @@ static void stop_member(run_t *r, int m) {
   r->pid[m] = 0;
 }
 
-/* A file of the directory whose name ends with suffix and is the newest
- * generation of partition p ("p<p>-<gen>.ckpt"); 0 when none. */
+/* The newest checkpoint generation of partition p in dir (files
+ * "p<p>-<gen>.ckpt"); 0 when none. */
 static uint64_t newest_generation(const char *dir, int p) {
   DIR *d = opendir(dir);
   if (!d) return 0;
@@ -588,7 +590,7 @@ static void fault_ckpt_removed(run_t *r) {
 static void fault_ckpt_unwritable(run_t *r) {
   /* the directory replaced by a file (what a read-only mount does to a
    * root process, which chmod would not stop) */
-  char away[600], cmd[1400];
+  char away[600];
   snprintf(away, sizeof away, "%s.away", r->ckpt[0]);
   H_CHECK(rename(r->ckpt[0], away) == 0, "rename %s", r->ckpt[0]);
   FILE *f = fopen(r->ckpt[0], "w");
@@ -596,7 +598,6 @@ static void fault_ckpt_unwritable(run_t *r) {
   fclose(f);
   sleep_s(r->sc->fault_s);
   H_CHECK(unlink(r->ckpt[0]) == 0 && rename(away, r->ckpt[0]) == 0, "restoring %s", r->ckpt[0]);
-  (void)cmd;
   r->t_fault_end = h_now();
   double t0 = h_now();
   wait_checkpoints_back(r);
@@ -643,7 +644,6 @@ static void write_text(const char *path, const char *text) {
 
 static void fault_sighup_model(run_t *r) {
   /* a truncated model file in place, SIGHUP, then the good one back */
-  char *good = h_read_file(r->model);
   FILE *f = fopen(r->model, "rb");
   fseek(f, 0, SEEK_END);
   long size = ftell(f);
@@ -661,7 +661,6 @@ static void fault_sighup_model(run_t *r) {
   fwrite(bytes, 1, (size_t)size, f);
   fclose(f);
   free(bytes);
-  free(good);
   sleep_s(r->t_fault_start + r->sc->fault_s - h_now());
   r->t_fault_end = h_now();
 }
@@ -750,25 +749,25 @@ static void check_sighup(run_t *r) {
 /* ------------------------------------------------------------------- main */
 
 static const scenario_t SCENARIOS[] = {
-    {"broker_down", "broker 2 of 3 (leader of 2 of 6 partitions) down 30 s", 1, 30, 0, 1, 0,
+    {"broker_down", "broker 2 of 3 (leader of 2 of 6 partitions) down 30 s", 1, 30, 5, 1, 0,
      NULL, fault_broker_down, check_broker_down},
-    {"all_down", "all 3 brokers down 30 s", 1, 30, 0, 1, 0, NULL, fault_all_down,
+    {"all_down", "all 3 brokers down 30 s", 1, 30, 5, 1, 0, NULL, fault_all_down,
      check_all_down},
-    {"coordinator", "the group coordinator moves 3 times, 10 s apart", 1, 30, 0, 1, 0, NULL,
+    {"coordinator", "the group coordinator moves 3 times, 10 s apart", 1, 30, 5, 1, 0, NULL,
      fault_coordinator, check_coordinator},
     {"sigstop", "one of 2 members SIGSTOPped 20 s (session timeout 6 s), then SIGCONT", 2, 20,
      30, 0, 0, NULL, fault_sigstop, check_sigstop},
-    {"malformed", "10% malformed input (truncated, random bytes, empty)", 1, 20, 0, 1, 0.10,
+    {"malformed", "10% malformed input (truncated, random bytes, empty)", 1, 20, 5, 1, 0.10,
      NULL, fault_none, check_malformed},
-    {"ckpt_removed", "checkpoint directory removed (rm -rf)", 1, 10, 0, 1, 0, NULL,
+    {"ckpt_removed", "checkpoint directory removed (rm -rf)", 1, 10, 5, 1, 0, NULL,
      fault_ckpt_removed, check_ckpt_removed},
     {"ckpt_unwritable", "checkpoint directory unwritable (a file in its place) for 15 s", 1, 15,
-     0, 1, 0, NULL, fault_ckpt_unwritable, check_ckpt_failed},
+     5, 1, 0, NULL, fault_ckpt_unwritable, check_ckpt_failed},
     {"ckpt_corrupt", "stopped, newest checkpoint of every partition corrupted, restarted after "
      "5 s", 1, 5, 10, 1, 0, NULL, fault_ckpt_corrupt, check_ckpt_corrupt},
-    {"sighup_model", "SIGHUP with a truncated model file", 1, 10, 0, 1, 0, NULL,
+    {"sighup_model", "SIGHUP with a truncated model file", 1, 10, 5, 1, 0, NULL,
      fault_sighup_model, check_sighup},
-    {"sighup_config", "SIGHUP with a config that does not parse", 1, 10, 0, 1, 0, NULL,
+    {"sighup_config", "SIGHUP with a config that does not parse", 1, 10, 5, 1, 0, NULL,
      fault_sighup_config, check_sighup},
 };
 

@@ -226,6 +226,56 @@ static void test_changelog_tombstone_drops_an_evicted_user(void **state) {
   store_destroy(st);
 }
 
+/* The tail over a local checkpoint at 20: user 1 recorded at 15 keeps its
+ * local state (the same fact), user 2 recorded at 25 takes the changelog's,
+ * user 3's newest record is a tombstone (dropped), user 4 (no record read)
+ * keeps its local state, user 5 is new; nothing is laid over without a
+ * completion past 20, and not after finish. */
+static void test_changelog_overlay_takes_only_users_recorded_after_local(void **state) {
+  (void)state;
+  store_t *local, *scratch;
+  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
+  assert_int_equal(store_new(&o, &local), 0);
+  assert_int_equal(store_new(&o, &scratch), 0);
+  uint8_t blob[BLOB];
+  for (uint64_t u = 1; u <= 4; u++) {
+    memset(blob, (int)(0xa0 + u), sizeof blob);
+    assert_int_equal(store_put(local, 2, u, 0, blob), 0);
+  }
+  changelog_restore_t *rs;
+  uint64_t put, dropped;
+  assert_int_equal(changelog_restore_new(scratch, 2, FP, &rs), 0);
+  add_user(rs, 1, 15, 0x11);
+  add_complete(rs, 20, 4);
+  assert_int_equal(changelog_restore_overlay(rs, local, 20, &put, &dropped), 0); /* not newer */
+  add_user(rs, 2, 25, 0x22);
+  add_user(rs, 3, 26, 0x33);
+  add_tomb(rs, 3);
+  add_user(rs, 5, 27, 0x55);
+  add_complete(rs, 30, 5);
+  add_user(rs, 2, 33, 0x23); /* a checkpoint that never completed: skipped up to 33 */
+  assert_int_equal(changelog_restore_overlay(rs, local, 20, &put, &dropped), 1);
+  assert_int_equal(put, 2);
+  assert_int_equal(dropped, 1);
+  const uint8_t *b = store_peek(local, 2, 1);
+  assert_non_null(b);
+  assert_int_equal(b[0], 0xa1);
+  assert_int_equal(((const uint8_t *)store_peek(local, 2, 2))[0], 0x23);
+  assert_null(store_peek(local, 2, 3));
+  assert_int_equal(((const uint8_t *)store_peek(local, 2, 4))[0], 0xa4);
+  assert_int_equal(((const uint8_t *)store_peek(local, 2, 5))[0], 0x55);
+  changelog_restore_info_t info;
+  changelog_restore_finish(rs, &info);
+  assert_int_equal(info.next_offset, 30);
+  assert_int_equal(info.skip_users, 1);
+  assert_int_equal(changelog_restore_skip(rs, 2, 33), 1);
+  assert_int_equal(changelog_restore_skip(rs, 5, 27), 0);
+  assert_int_equal(changelog_restore_overlay(rs, local, 20, &put, &dropped), IX_ESTATE);
+  changelog_restore_destroy(rs);
+  store_destroy(scratch);
+  store_destroy(local);
+}
+
 /* ---- a simulated owner ---- */
 
 #define USERS 300
@@ -419,6 +469,7 @@ int main(void) {
       cmocka_unit_test(test_changelog_decoder_refuses_each_corruption),
       cmocka_unit_test(test_changelog_restore_refuses_other_model_and_partition),
       cmocka_unit_test(test_changelog_tombstone_drops_an_evicted_user),
+      cmocka_unit_test(test_changelog_overlay_takes_only_users_recorded_after_local),
       cmocka_unit_test(test_changelog_dirty_forgets_only_what_a_checkpoint_wrote),
       cmocka_unit_test(test_changelog_restore_is_exact_after_crash_inside_checkpoint),
   };

@@ -222,6 +222,25 @@ static void test_config_errors_name_file_line_and_reason(void **unused) {
   expect_error("[output]\nnext_categories = 21\n", "bad.conf:2:", "between 1 and 20");
 }
 
+static void test_config_model_reload_warm_and_its_window(void **unused) {
+  config_t *c;
+  char err[512];
+  assert_int_equal(config_load(NULL, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(c->model.reload, MODEL_RELOAD_REFUSE);
+  assert_int_equal(c->model.warm_window_s, 259200);
+  assert_int_equal(c->model.warm_max_events, 10000000);
+  config_destroy(c);
+  const char *path = write_file("warm.conf", "[model]\nreload = warm\nwarm_window_s = 0\n"
+                                             "warm_max_events = 500\n");
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(c->model.reload, MODEL_RELOAD_WARM);
+  assert_int_equal(c->model.warm_window_s, 0);
+  assert_int_equal(c->model.warm_max_events, 500);
+  config_destroy(c);
+  expect_error("[model]\nreload = hot\n", "bad.conf:2:", "'refuse', 'reset' or 'warm'");
+  expect_error("[model]\nwarm_max_events = 0\n", "bad.conf:2:", "between 1 and");
+}
+
 static void test_config_reads_input_mapping_and_output(void **unused) {
   const char *path = write_file("io.conf",
                                 "[input]\nformat = json\nuser_field = user.id\n"
@@ -414,6 +433,7 @@ int main(void) {
       cmocka_unit_test(test_config_parses_every_section),
       cmocka_unit_test(test_config_errors_name_file_line_and_reason),
       cmocka_unit_test(test_config_overrides_go_to_the_right_section),
+      cmocka_unit_test(test_config_model_reload_warm_and_its_window),
       cmocka_unit_test(test_config_reads_input_mapping_and_output),
       cmocka_unit_test(test_config_missing_file_is_named),
       cmocka_unit_test(test_config_exactly_once_needs_a_member_name),

@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "daemon/metrics.h"
 #include "daemon/quality.h"
+#include "daemon/warmup.h"
 
 static void test_metrics_render_is_exact_prometheus_text(void **state) {
   metrics_t *reg;
@@ -377,6 +378,8 @@ static void test_metrics_docs_and_dashboard_match_the_registry(void **state) {
   assert_int_equal(metrics_redis_register(reg, &rm), 0);
   metrics_changelog_t cm; /* the changelog's families, registered when one is on */
   assert_int_equal(metrics_changelog_register(reg, &cm), 0);
+  warmup_metrics_t wm; /* the model swap's families (model.reload = warm) */
+  assert_int_equal(warmup_metrics_register(reg, &wm), 0);
   assert_int_equal(metrics_render(reg, &buf), 0);
   assert_non_null(strstr(buf.data, "interestd_quality_hits_total{model=\"1234abcd\",predictor=\"lstm\",k=\"5\"} 0"));
   char *ops = slurp("docs/OPERATIONS.md");

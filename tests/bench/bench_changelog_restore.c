@@ -1,0 +1,179 @@
+/* Restore from the changelog topic (docs/PERFORMANCE.md, "Changelog"): fills a
+ * changelog topic of PARTS partitions with USERS user records (BLOB-byte
+ * states, the served size by default) and one completion record per
+ * partition, produced straight from here, then restores every partition the
+ * way the daemon does on assignment (clog_assign: a group-less reader per
+ * partition, decode, a scratch store, the copy into the serving store), one
+ * after another, and checks every restored state equals the one written.
+ * Prints users/s and MB/s (key + value bytes read) over the whole restore and
+ * the slowest partition. The mock (default) keeps about 5 MiB per partition:
+ * choose PARTS >= USERS * (BLOB + 57) / 4.5 MiB. With IX_KAFKA_DIR or
+ * IX_KAFKA_BOOTSTRAP the topics are created on that broker instead.
+ * usage: bench_changelog_restore [USERS (100000)] [PARTS (32)] [BLOB (1064)] */
+#include "../integration/daemon_harness.h"
+
+#include "daemon/clog.h"
+#include "daemon/metrics.h"
+#include "state/changelog.h"
+#include "stream/changelog_topic.h"
+
+#define FP 0x5eed5eedu
+
+static void fill(uint8_t *b, size_t len, uint64_t u) {
+  uint64_t x = u * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < len; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b[i] = (uint8_t)x;
+  }
+}
+
+static int count_rec(void *ctx, int64_t off, const void *k, size_t kl, const void *v, size_t vl) {
+  (void)ctx, (void)off, (void)k, (void)kl, (void)v, (void)vl;
+  return 0;
+}
+
+static size_t failed;
+static void dr(void *ctx, const producer_report_t *r) {
+  (void)ctx;
+  if (r->err) failed++;
+}
+
+int main(int argc, char **argv) {
+  uint64_t users = argc > 1 ? strtoull(argv[1], NULL, 10) : 100000;
+  int parts = argc > 2 ? atoi(argv[2]) : 32;
+  size_t blob = argc > 3 ? strtoul(argv[3], NULL, 10) : 1064;
+  h_init("bench_changelog_restore");
+  char err[512];
+  mockbroker_t *mb = NULL;
+  const char *brokers = h_real_bootstrap();
+  const char *input = h_T("input"), *topic = h_T("bench-state");
+  if (brokers) {
+    h_create_topic("input", parts);
+    /* as the daemon creates it (compact) */
+    changelog_topic_status_t cs;
+    int32_t np;
+    int64_t drm;
+    H_CHECK(changelog_topic_ensure(brokers, NULL, topic, input, 30000, &cs, &np, &drm, err,
+                                   sizeof err) == 0 && cs == CHANGELOG_TOPIC_CREATED, "%s", err);
+  } else {
+    H_CHECK(mockbroker_new(1, &mb, err, sizeof err) == 0, "%s", err);
+    brokers = mockbroker_bootstraps(mb);
+    H_CHECK(mockbroker_create_topic(mb, input, parts, err, sizeof err) == 0, "%s", err);
+    H_CHECK(mockbroker_create_topic(mb, topic, parts, err, sizeof err) == 0, "%s", err);
+  }
+  double rec_mib = (double)users * (double)(blob + CHANGELOG_USER_FIXED + CHANGELOG_KEY_BYTES) /
+                   parts / (1 << 20);
+  printf("bench_changelog_restore: %" PRIu64 " users, %d partitions (%.2f MiB each), %zu-byte "
+         "states, broker %s\n", users, parts, rec_mib, blob, mb ? "librdkafka's mock" : brokers);
+  if (mb && rec_mib > 4.5)
+    printf("WARNING: over the mock's ~5 MiB per partition: older records will be dropped\n");
+
+  /* fill: user u goes to partition u % parts */
+  producer_opts_t po = {.brokers = brokers, .on_delivery = dr,
+                        .props = (const char *const[]){"linger.ms=20", "batch.size=1000000",
+                                                       "compression.type=none", NULL}};
+  producer_t *pr;
+  H_CHECK(producer_new(&po, &pr, err, sizeof err) == 0, "%s", err);
+  producer_topic_t *pt = producer_topic(pr, topic);
+  uint8_t *b = malloc(blob), *val = malloc(CHANGELOG_USER_FIXED + blob);
+  uint8_t key[CHANGELOG_KEY_BYTES];
+  double t0 = h_now();
+  for (uint64_t u = 0; u < users;) {
+    int32_t p = (int32_t)(u % (uint64_t)parts);
+    fill(b, blob, u);
+    changelog_user_key(u, key);
+    size_t vl = changelog_encode_user(p, FP, u, 10, 0, b, (uint32_t)blob, val,
+                                      CHANGELOG_USER_FIXED + blob);
+    int rc = producer_send(pr, pt, p, key, sizeof key, val, vl, 0, NULL, 0, 0);
+    if (rc == IX_EFULL) {
+      producer_poll(pr, 5);
+      continue;
+    }
+    H_CHECK(rc == 0, "produce: %s", ix_strerror(rc));
+    u++;
+  }
+  for (int32_t p = 0; p < parts; p++) {
+    uint8_t cval[CHANGELOG_COMPLETE_BYTES];
+    changelog_complete_key(p, key);
+    changelog_encode_complete(p, FP, 100, 1, users / (uint64_t)parts, 0, cval, sizeof cval);
+    int rc;
+    while ((rc = producer_send(pr, pt, p, key, sizeof key, cval, sizeof cval, 0, NULL, 0, 0)) ==
+           IX_EFULL)
+      producer_poll(pr, 5);
+    H_CHECK(rc == 0, "produce completion: %s", ix_strerror(rc));
+  }
+  H_CHECK(producer_flush(pr, 120000) == 0 && failed == 0, "fill: %zu failed", failed);
+  producer_destroy(pr, 1000);
+  printf("filled in %.1f s\n", h_now() - t0);
+
+  /* restore every partition, as on assignment */
+  metrics_t *m;
+  H_CHECK(metrics_new(&m) == 0, "metrics");
+  clog_opts_t co = {.brokers = brokers, .topic = topic, .input_topic = input, .metrics = m};
+  clog_t *c;
+  H_CHECK(clog_new(&co, &c, err, sizeof err) == 0, "%s", err);
+  store_opts_t so = {.blob_size = blob};
+  store_t *st;
+  H_CHECK(store_new(&so, &st) == 0, "store");
+  double slowest = 0;
+  uint64_t restored = 0, mismatches = 0;
+  t0 = h_now();
+  for (int32_t p = 0; p < parts; p++) {
+    double tp = h_now();
+    clog_source_t src;
+    int64_t next;
+    H_CHECK(clog_assign(c, p, st, FP, -1, -1, &src, &next, err, sizeof err) == 0, "%s", err);
+    H_CHECK(src == CLOG_FROM_CHANGELOG && next == 100, "partition %d: source %d, next %" PRId64,
+            (int)p, (int)src, next);
+    tp = h_now() - tp;
+    if (tp > slowest) slowest = tp;
+    restored += store_partition_users(st, p);
+  }
+  double secs = h_now() - t0;
+  for (uint64_t u = 0; u < users; u++) {
+    const uint8_t *got = store_peek(st, (int32_t)(u % (uint64_t)parts), u);
+    fill(b, blob, u);
+    mismatches += !got || memcmp(got, b, blob) != 0;
+  }
+  double bytes = (double)users * (double)(CHANGELOG_KEY_BYTES + CHANGELOG_USER_FIXED + blob) +
+                 (double)parts * (CHANGELOG_KEY_BYTES + CHANGELOG_COMPLETE_BYTES);
+  printf("restore: %" PRIu64 " users in %.2f s: %.0f users/s, %.1f MB/s (%.1f MB read); slowest "
+         "partition %.3f s; %" PRIu64 " mismatches\n", restored, secs, (double)restored / secs,
+         bytes / secs / 1e6, bytes / 1e6, slowest, mismatches);
+  /* the Kafka part alone: the same group-less reads, records only counted */
+  uint64_t recs = 0, rbytes = 0;
+  t0 = h_now();
+  for (int32_t p = 0; p < parts; p++) {
+    uint64_t r, by;
+    H_CHECK(changelog_topic_read(brokers, NULL, topic, p, 30000, count_rec, NULL, &r, &by, err,
+                                 sizeof err) == 0, "%s", err);
+    recs += r;
+    rbytes += by;
+  }
+  double rsecs = h_now() - t0;
+  printf("read alone (no decoding, no store): %" PRIu64 " records in %.2f s: %.0f records/s, "
+         "%.1f MB/s; the restore took %.2fx as long\n", recs, rsecs, (double)recs / rsecs,
+         (double)rbytes / rsecs / 1e6, secs / rsecs);
+  /* the store alone: the same users put into a fresh store (the VM's cost of
+   * fresh pages included, docs/STATE.md "Benchmarks") */
+  store_t *st2;
+  H_CHECK(store_new(&so, &st2) == 0, "store");
+  t0 = h_now();
+  for (uint64_t u = 0; u < users; u++)
+    H_CHECK(store_put(st2, (int32_t)(u % (uint64_t)parts), u, 0, b) == 0, "store_put");
+  double ssecs = h_now() - t0;
+  store_destroy(st2);
+  printf("store alone (store_put of every user into a fresh store): %.2f s, %.0f users/s\n",
+         ssecs, (double)users / ssecs);
+  H_CHECK(restored == users && mismatches == 0, "%" PRIu64 " of %" PRIu64 " users restored, %"
+          PRIu64 " mismatches", restored, users, mismatches);
+  clog_destroy(c, 0);
+  store_destroy(st);
+  metrics_destroy(m);
+  free(b);
+  free(val);
+  mockbroker_destroy(mb);
+  return 0;
+}

@@ -1,0 +1,609 @@
+/* A model swap without cold users (model.reload = warm), on the bundled
+ * Taobao events and the mock broker (or a real cluster: daemon_harness.h).
+ *
+ *   swap     SIGHUP with a model of another fingerprint mid-stream: every
+ *            event answered exactly once; each partition's predictions come
+ *            from the old model up to one offset and from the new one after
+ *            it; every new-model prediction equals an offline run of the new
+ *            model over the warm-up window (the offsets the log names) and
+ *            everything after it; the window is not empty (a cold swap fails
+ *            here); the input paused <= 1 s (interestd_model_swap_pause_seconds);
+ *            interestd_model_info names the new fingerprint.
+ *   kill     kill -9 while the new model warms up, then a restart with the
+ *            old model: it restores the old model's checkpoints, every event is
+ *            answered and every prediction equals the old model's offline run.
+ *   term     the same with SIGTERM (exit 0, the old model's checkpoints).
+ *   warmset  a daemon started with the new model on a checkpoint directory
+ *            written by `interestctl replay --offline --write-state`: it
+ *            restores it, consumes only the events after it, and each of their
+ *            predictions equals the new model served from the start.
+ * `test_daemon_swap <scenario>` runs one. */
+#include <pthread.h>
+
+#include "daemon_harness.h"
+#include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (the harness includes it) */
+
+#define PARTS 4
+
+typedef struct {
+  const char *brokers, *topic;
+  h_msg_t *msgs;
+  size_t lo, hi;
+  double rate;
+} feed_t;
+
+static void *feeder(void *arg) {
+  feed_t *f = arg;
+  h_produce(f->brokers, f->topic, f->msgs, f->lo, f->hi, f->rate);
+  return NULL;
+}
+
+/* The pipeline run offline with model_path over the messages of msgs[0..n)
+ * whose offset is at least from[partition] (in order), predictions indexed
+ * like msgs (ok[i] = 0 for the messages not run or not answered). */
+static prediction_t *offline_from(const char *model_path, const h_msg_t *msgs, size_t n,
+                                  const int64_t *from, int *ok) {
+  model_t *m;
+  char err[512];
+  H_CHECK(model_load(model_path, &m, err, sizeof err) == 0, "%s", err);
+  store_opts_t so = {0};
+  emit_opts_t eo = {.policy = EMIT_EVERY, .top_n_change = 3};
+  pipeline_t *p;
+  H_CHECK(pipeline_new(m, &so, &eo, &p) == 0, "pipeline");
+  prediction_t *out = calloc(n, sizeof *out);
+  rec_t *recs = calloc(n, sizeof *recs);
+  size_t *idx = calloc(n, sizeof *idx);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    ok[i] = 0;
+    if (msgs[i].offset < from[msgs[i].partition]) continue;
+    idx[k] = i;
+    recs[k++] = (rec_t){.partition = msgs[i].partition, .offset = msgs[i].offset,
+                        .key = msgs[i].key, .key_len = msgs[i].key_len,
+                        .value = msgs[i].value, .value_len = msgs[i].value_len};
+  }
+  for (size_t lo = 0; lo < k; lo += 256) {
+    size_t b = k - lo < 256 ? k - lo : 256;
+    pipeline_result_t res;
+    H_CHECK(pipeline_process(p, recs + lo, b, 0, &res) == 0, "offline batch");
+    for (size_t j = 0; j < res.n_preds; j++) {
+      size_t i = idx[lo + res.pred_src[j]];
+      out[i] = res.preds[j];
+      ok[i] = 1;
+    }
+  }
+  free(recs);
+  free(idx);
+  pipeline_destroy(p);
+  model_destroy(m);
+  return out;
+}
+
+/* Reads every prediction of the output topic (until expect are there or
+ * timeout_s) into per-message lists: preds[i] holds up to 4 of message i's. */
+typedef struct {
+  prediction_t p[4];
+  uint32_t n;
+} got_t;
+
+static got_t *collect(const char *brokers, const h_msg_t *msgs, size_t n, uint64_t expect,
+                      double timeout_s, uint64_t *total) {
+  h_index_t ix;
+  h_index_build(&ix, msgs, n);
+  got_t *g = NULL;
+  double end = h_now() + timeout_s;
+  for (;;) {
+    const char *out = h_path("out.rec");
+    h_collect(brokers, h_T("interests"), out, expect * 2, 3000);
+    free(g);
+    g = calloc(n, sizeof *g);
+    rec_reader_t *r;
+    char err[512];
+    H_CHECK(recfile_reader_open(out, &r, err, sizeof err) == 0, "%s", err);
+    rec_t x;
+    *total = 0;
+    size_t answered = 0;
+    while (recfile_read(r, &x) == 0) {
+      prediction_t p;
+      H_CHECK(codec_decode_prediction(x.value, x.value_len, &p, err, sizeof err) == 0, "%s", err);
+      long i = h_index_find(&ix, p.src_partition, p.src_offset);
+      H_CHECK(i >= 0, "prediction for unknown input %d/%" PRId64, (int)p.src_partition,
+              p.src_offset);
+      if (g[i].n < 4) g[i].p[g[i].n] = p;
+      if (g[i].n++ == 0) answered++;
+      (*total)++;
+    }
+    recfile_reader_close(r);
+    if (answered >= expect || h_now() > end) break;
+  }
+  h_index_free(&ix);
+  return g;
+}
+
+/* Sanitizer reports in a daemon's log fail the test. */
+static void check_log_clean(const char *log) {
+  char *s = h_read_file(log);
+  int bad = strstr(s, "AddressSanitizer") || strstr(s, "runtime error:") ||
+            strstr(s, "LeakSanitizer");
+  free(s);
+  H_CHECK(!bad, "sanitizer report in %s", log);
+}
+
+static void write_conf(const char *conf, const char *brokers, const char *group,
+                       const char *model, const char *ckpt, uint64_t max_events,
+                       const char *more) {
+  char extra[1024];
+  snprintf(extra, sizeof extra,
+           "[state]\ncheckpoint_dir = %s\ncheckpoint_interval_s = 1\n[daemon]\n"
+           "shutdown_timeout_s = 10\n[model]\nreload = warm\nwarm_window_s = 0\n"
+           "warm_max_events = %" PRIu64 "\n%s", ckpt, max_events, more);
+  h_write_conf(conf, brokers, group, model, extra);
+}
+
+/* "partition P: warming from offset S (serving at L)" lines of log. */
+static int warm_starts(const char *log, int64_t *start, int64_t *serving) {
+  char *s = h_read_file(log);
+  int found = 0;
+  for (char *p = s; (p = strstr(p, "partition ")); p++) {
+    int part;
+    long long st, sv;
+    if (sscanf(p, "partition %d: warming from offset %lld (serving at %lld)", &part, &st, &sv) ==
+            3 && part >= 0 && part < PARTS) {
+      start[part] = st;
+      serving[part] = sv;
+      found++;
+    }
+  }
+  free(s);
+  return found;
+}
+
+static void scenario_swap(const char *brokers) {
+  enum { N = 18000, N1 = 12000, N2 = 16000, W = 700 };
+  const char *old_m = h_path("old.ixm"), *new_m = h_path("new.ixm");
+  h_write_model(old_m, 5);
+  h_write_model(new_m, 11);
+  const char *conf = h_path("swap.conf");
+  write_conf(conf, brokers, "swap", old_m, h_path("ckpt-swap"), W, "");
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  const char *log = h_path("swap.log");
+  pid_t d = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
+  char topic_events[256];
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
+  pthread_t th;
+  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_sleep_ms(1500);
+  write_conf(conf, brokers, "swap", new_m, h_path("ckpt-swap"), W, "");
+  kill(d, SIGHUP);
+  H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
+  H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
+  pthread_join(th, NULL);
+  h_produce(brokers, topic_events, msgs, N1, N2, 4000.0); /* after the switch for sure */
+
+  int64_t start[PARTS], serving[PARTS];
+  for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
+  H_CHECK(warm_starts(log, start, serving) == PARTS, "not every partition warmed (log %s)", log);
+  int *ok_old = calloc(N, sizeof *ok_old), *ok_new = calloc(N, sizeof *ok_new);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
+  prediction_t *ref_new = offline_from(new_m, msgs, N, start, ok_new);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N2, N2, 60, &total);
+
+  int port = h_metrics_port(log);
+  char *body = h_http_get(port, "/metrics");
+  H_CHECK(body, "no /metrics");
+  double pause = h_metric_sum(body, "interestd_model_swap_pause_seconds");
+  double swaps = h_metric_sum(body, "interestd_model_swaps_total{result=\"warm\"}");
+  model_t *nm;
+  char err[512];
+  H_CHECK(model_load(new_m, &nm, err, sizeof err) == 0, "%s", err);
+  char fp[64];
+  snprintf(fp, sizeof fp, "fingerprint=\"%08x\"", model_fingerprint(nm));
+  model_destroy(nm);
+  int fp_shown = strstr(body, fp) != NULL;
+  char series[160];
+  snprintf(series, sizeof series, "interestd_quality_targets_total{model=\"%.8s\","
+           "predictor=\"lstm\"}", fp + strlen("fingerprint=\""));
+  double live_targets = h_metric_sum(body, series);
+  free(body);
+
+  /* per partition: old-model predictions, then new-model ones */
+  size_t missing = 0, dups = 0, n_old = 0, n_new = 0, neither = 0;
+  int64_t first_new[PARTS], last_old[PARTS];
+  for (int p = 0; p < PARTS; p++) first_new[p] = INT64_MAX, last_old[p] = -1;
+  for (size_t i = 0; i < N2; i++) {
+    if (g[i].n == 0) {
+      missing++;
+      continue;
+    }
+    dups += g[i].n - 1;
+    const prediction_t *pr = &g[i].p[0];
+    int32_t p = msgs[i].partition;
+    if (ok_new[i] && h_same_prediction(pr, &ref_new[i])) {
+      n_new++;
+      if (msgs[i].offset < first_new[p]) first_new[p] = msgs[i].offset;
+    } else if (ok_old[i] && h_same_prediction(pr, &ref_old[i])) {
+      n_old++;
+      if (msgs[i].offset > last_old[p]) last_old[p] = msgs[i].offset;
+    } else {
+      if (neither++ < 3)
+        fprintf(stderr, "prediction for %d/%" PRId64 " (user %" PRIu64 ") is neither the old "
+                "model's nor the warmed new model's\n", (int)p, msgs[i].offset, pr->user_id);
+    }
+  }
+  printf("swap: %" PRIu64 " predictions for %d events: %zu missing, %zu duplicates, %zu from "
+         "the old model, %zu from the warmed new one, %zu from neither\n", total, N2, missing,
+         dups, n_old, n_new, neither);
+  for (int p = 0; p < PARTS; p++)
+    printf("  partition %d: warmed from offset %" PRId64 " (serving at %" PRId64 " when the "
+           "warm-up began), last old prediction at %" PRId64 ", first new at %" PRId64 "\n", p,
+           start[p], serving[p], last_old[p], first_new[p]);
+  printf("input paused %.3f s by the switch; swaps %.0f; model_info names the new "
+         "fingerprint: %s\n", pause, swaps, fp_shown ? "yes" : "no");
+  H_CHECK(missing == 0, "%zu events unanswered (log %s)", missing, log);
+  H_CHECK(dups == 0, "%zu duplicate predictions", dups);
+  H_CHECK(neither == 0, "%zu predictions from neither model's reference (a cold or mixed "
+          "swap?)", neither);
+  for (int p = 0; p < PARTS; p++) {
+    H_CHECK(first_new[p] != INT64_MAX, "partition %d: no prediction from the new model", p);
+    H_CHECK(last_old[p] < first_new[p], "partition %d: old-model prediction at %" PRId64
+            " after the first new one at %" PRId64, p, last_old[p], first_new[p]);
+    int64_t want = serving[p] > W ? serving[p] - W : 0;
+    H_CHECK(start[p] == want, "partition %d: warmed from %" PRId64 ", expected %" PRId64, p,
+            start[p], want);
+    H_CHECK(first_new[p] - start[p] >= W / 2, "partition %d: only %" PRId64 " events warmed "
+            "before the switch", p, first_new[p] - start[p]);
+  }
+  H_CHECK(swaps == 1, "interestd_model_swaps_total{result=\"warm\"} = %.0f", swaps);
+  H_CHECK(pause > 0 && pause <= 1.0, "the switch paused the input %.3f s (bound 1 s)", pause);
+  H_CHECK(fp_shown, "interestd_model_info does not name the new model's %s", fp);
+  printf("the new model's live quality counts %.0f targets (%zu events served by it)\n",
+         live_targets, n_new);
+  H_CHECK(live_targets > 0 && live_targets <= (double)n_new, "%s = %.0f: the warm-up's "
+          "replayed events are counted as live quality", series, live_targets);
+  kill(d, SIGTERM);
+  H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log);
+  char *s = h_read_file(log);
+  H_CHECK(strstr(s, "input paused"), "no pause in the log");
+  free(s);
+  check_log_clean(log);
+  /* the checkpoints after the switch are the new model's: a restart with it
+   * restores them and goes on exactly */
+  const char *log2 = h_path("swap2.log");
+  d = h_spawn(conf, log2);
+  H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
+  h_produce(brokers, topic_events, msgs, N2, N, 0);
+  free(g);
+  g = collect(brokers, msgs, N, N, 60, &total);
+  free(ref_new); /* again: the last events have their offsets now */
+  ref_new = offline_from(new_m, msgs, N, start, ok_new);
+  size_t later_missing = 0, later_differ = 0;
+  for (size_t i = N2; i < N; i++) {
+    if (!g[i].n) later_missing++;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++)
+      later_differ += !ok_new[i] || !h_same_prediction(&g[i].p[k], &ref_new[i]);
+  }
+  s = h_read_file(log2);
+  int restored = 0;
+  for (char *q = s; (q = strstr(q, "users from checkpoint generation")); q++) restored++;
+  int refused = strstr(s, "checkpoint not restored") != NULL;
+  free(s);
+  printf("swap: restarted with the new model: %d partitions restored, %s refused; the %d "
+         "later events: %zu missing, %zu predictions differ from the new model's run\n",
+         restored, refused ? "some" : "none", N - N2, later_missing, later_differ);
+  H_CHECK(restored == PARTS && !refused, "the new model's checkpoints were not all restored "
+          "(log %s)", log2);
+  H_CHECK(later_missing == 0 && later_differ == 0, "after the restart: %zu missing, %zu differ",
+          later_missing, later_differ);
+  kill(d, SIGTERM);
+  H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log2);
+  check_log_clean(log2);
+  free(ok_old);
+  free(ok_new);
+  free(ref_old);
+  free(ref_new);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("swap: PASS\n");
+}
+
+/* kill -9 (sig SIGKILL) or SIGTERM while the new model warms up, then a
+ * restart with the old model. */
+/* small batches: the warm-up of the first N1 events takes a few seconds */
+#define SLOW "[batch]\nmax_events = 8\n"
+static void scenario_interrupt(const char *brokers, int sig) {
+  enum { N = 30000, N1 = 24000 }; /* the mock keeps at most 5 MiB per partition: the
+                                     predictions of more would push the first ones out */
+  const char *name = sig == SIGKILL ? "kill" : "term";
+  char old_m[512], new_m[512], conf[512], log1[512], log2[512], ckpt[512], group[64];
+  snprintf(old_m, sizeof old_m, "%s", h_path("old.ixm"));
+  snprintf(new_m, sizeof new_m, "%s", h_path("new.ixm"));
+  h_write_model(old_m, 5);
+  h_write_model(new_m, 11);
+  snprintf(conf, sizeof conf, "%s-%s.conf", h_path("int"), name);
+  snprintf(log1, sizeof log1, "%s-%s-1.log", h_path("int"), name);
+  snprintf(log2, sizeof log2, "%s-%s-2.log", h_path("int"), name);
+  snprintf(ckpt, sizeof ckpt, "%s-%s", h_path("ckpt"), name);
+  snprintf(group, sizeof group, "swap-%s", name);
+  char topic_events[256];
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+  write_conf(conf, brokers, group, old_m, ckpt, 10000000, SLOW);
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  pid_t d = h_spawn(conf, log1);
+  H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
+  h_produce(brokers, topic_events, msgs, 0, N1, 0);
+  int port = h_metrics_port(log1);
+  double until = h_now() + 120;
+  for (;;) { /* every event of the first part applied, then a checkpoint of the old model */
+    char *body = h_http_get(port, "/metrics");
+    double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
+    free(body);
+    if (done >= N1) break;
+    H_CHECK(h_now() < until, "%.0f of %d events processed in 120 s (log %s)", done, N1, log1);
+    h_sleep_ms(200);
+  }
+  h_sleep_ms(1500);
+  feed_t f2 = {brokers, topic_events, msgs, N1, N, 2000.0};
+  pthread_t th;
+  H_CHECK(pthread_create(&th, NULL, feeder, &f2) == 0, "thread");
+  write_conf(conf, brokers, group, new_m, ckpt, 10000000, SLOW);
+  kill(d, SIGHUP);
+  H_CHECK(h_wait_log(log1, "warming up on", 10), "no warm-up started (log %s)", log1);
+  H_CHECK(h_wait_log(log1, "partition 3: warming from", 10), "no warm-up of partition 3");
+  h_sleep_ms(50);
+  char *s = h_read_file(log1);
+  int switched = strstr(s, "model swapped") != NULL;
+  free(s);
+  H_CHECK(!switched, "the swap finished before the %s (log %s): the window was too short to "
+          "interrupt", name, log1);
+  double t0 = h_now();
+  kill(d, sig);
+  int st = h_wait_exit(d, 30);
+  printf("%s: during the warm-up; exit %d after %.2f s\n", name, st, h_now() - t0);
+  if (sig == SIGTERM) {
+    H_CHECK(st == 0, "exit status %d after SIGTERM (log %s)", st, log1);
+    H_CHECK(h_wait_log(log1, "model swap abandoned (stopping)", 1), "no abandon line (log %s)",
+            log1);
+  } else {
+    H_CHECK(st == -2, "not killed by the signal: %d", st);
+  }
+  /* the old model's checkpoints are the directory's consistent state */
+  write_conf(conf, brokers, group, old_m, ckpt, 10000000, "");
+  pid_t d2 = h_spawn(conf, log2);
+  pthread_join(th, NULL);
+  int *ok = calloc(N, sizeof *ok);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref = offline_from(old_m, msgs, N, zero, ok);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N, 120, &total);
+  size_t missing = 0, dups = 0, differ = 0;
+  for (size_t i = 0; i < N; i++) {
+    if (!g[i].n) missing++;
+    dups += g[i].n ? g[i].n - 1 : 0;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++)
+      if (!h_same_prediction(&g[i].p[k], &ref[i])) differ++;
+  }
+  printf("%s: after the restart with the old model: %" PRIu64 " predictions for %d events, %zu "
+         "missing, %zu re-processed (duplicates), %zu differ from the old model's offline run\n",
+         name, total, N, missing, dups, differ);
+  H_CHECK(missing == 0, "%zu events unanswered (logs %s %s)", missing, log1, log2);
+  H_CHECK(differ == 0, "%zu predictions differ from the old model's offline run", differ);
+  H_CHECK(h_wait_log(log2, "restored", 1), "the restart restored no checkpoint (log %s)", log2);
+  s = h_read_file(log2);
+  H_CHECK(!strstr(s, "checkpoint not restored"), "a checkpoint was refused after the %s (log %s)",
+          name, log2);
+  free(s);
+  kill(d2, SIGTERM);
+  H_CHECK(h_wait_exit(d2, 30) == 0, "second process exit (log %s)", log2);
+  check_log_clean(log1);
+  check_log_clean(log2);
+  free(ok);
+  free(ref);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("%s: PASS\n", name);
+}
+
+/* Rebalances during a warm-up, on the mock (its round-trip time slows the
+ * warm-up's reads down so that they last): a second process joins while the
+ * first one's new model warms up, so the first gives up two partitions (dropped
+ * from the warm-up); the second (old model) restores them from the first's
+ * old-model revocation checkpoints; then the second leaves, so the first gets
+ * them back during the warm-up and warms up again on all four. Checked: every
+ * event answered; every prediction equals the old model's offline run or the
+ * new model's over the last warm-up's window and later (never a mix); the new
+ * model serves every partition at the end. */
+static void scenario_rebalance(void) {
+  enum { N = 30000, N1 = 20000 };
+  mockbroker_t *mb = h_mockbroker(PARTS);
+  rd_kafka_mock_cluster_t *mc = mockbroker_cluster(mb);
+  const char *brokers = mockbroker_bootstraps(mb);
+  char old_m[512], new_m[512], confa[512], confb[512], loga[512], logb[512], ckpt[512];
+  snprintf(old_m, sizeof old_m, "%s", h_path("old.ixm"));
+  snprintf(new_m, sizeof new_m, "%s", h_path("new.ixm"));
+  h_write_model(old_m, 5);
+  h_write_model(new_m, 11);
+  snprintf(confa, sizeof confa, "%s", h_path("reb-a.conf"));
+  snprintf(confb, sizeof confb, "%s", h_path("reb-b.conf"));
+  snprintf(loga, sizeof loga, "%s", h_path("reb-a.log"));
+  snprintf(logb, sizeof logb, "%s", h_path("reb-b.log"));
+  snprintf(ckpt, sizeof ckpt, "%s", h_path("ckpt-reb"));
+  write_conf(confa, brokers, "reb", old_m, ckpt, 10000000, "");
+  write_conf(confb, brokers, "reb", old_m, ckpt, 10000000, "");
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  pid_t a = h_spawn(confa, loga);
+  H_CHECK(h_wait_log(loga, "assigned partitions", 30), "no assignment (log %s)", loga);
+  /* paced: small producer batches, so the warm-up's reads take many fetches */
+  h_produce(brokers, "events", msgs, 0, N1, 8000.0);
+  int port = h_metrics_port(loga);
+  double until = h_now() + 120;
+  for (;;) {
+    char *body = h_http_get(port, "/metrics");
+    double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
+    free(body);
+    if (done >= N1) break;
+    H_CHECK(h_now() < until, "%.0f of %d events processed in 120 s (log %s)", done, N1, loga);
+    h_sleep_ms(200);
+  }
+  h_sleep_ms(1500); /* an old-model checkpoint */
+  rd_kafka_mock_broker_set_rtt(mc, 1, 100);
+  write_conf(confa, brokers, "reb", new_m, ckpt, 10000000, "");
+  kill(a, SIGHUP);
+  H_CHECK(h_wait_log(loga, "warming up on 4 partitions", 10), "no warm-up (log %s)", loga);
+  pid_t b = h_spawn(confb, logb);
+  H_CHECK(h_wait_log(loga, "revoked partitions", 90), "a gave nothing up (log %s)", loga);
+  H_CHECK(h_wait_log(logb, "restored", 30), "b restored nothing (log %s)", logb);
+  kill(b, SIGTERM);
+  H_CHECK(h_wait_exit(b, 30) == 0, "b exit (log %s)", logb);
+  H_CHECK(h_wait_log(loga, "warming again with the new set", 90), "no restart of the warm-up "
+          "after the assignment (log %s)", loga);
+  char *s = h_read_file(loga);
+  int early = strstr(s, "model swapped") != NULL;
+  free(s);
+  H_CHECK(!early, "the switch came before the rebalances (log %s)", loga);
+  rd_kafka_mock_broker_set_rtt(mc, 1, 0);
+  H_CHECK(h_wait_log(loga, "model swapped", 120), "no switch (log %s)", loga);
+  h_produce(brokers, "events", msgs, N1, N, 4000.0);
+  int64_t start[PARTS], serving[PARTS];
+  for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
+  warm_starts(loga, start, serving); /* the last warm-up's window per partition */
+  int *ok_old = calloc(N, sizeof *ok_old), *ok_new = calloc(N, sizeof *ok_new);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
+  prediction_t *ref_new = offline_from(new_m, msgs, N, start, ok_new);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N, 120, &total);
+  size_t missing = 0, n_old = 0, n_new = 0, neither = 0, last_new = 0;
+  for (size_t i = 0; i < N; i++) {
+    if (!g[i].n) {
+      missing++;
+      continue;
+    }
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++) {
+      const prediction_t *pr = &g[i].p[k];
+      int is_new = ok_new[i] && h_same_prediction(pr, &ref_new[i]);
+      if (is_new) n_new++;
+      else if (ok_old[i] && h_same_prediction(pr, &ref_old[i])) n_old++;
+      else if (neither++ < 3)
+        fprintf(stderr, "prediction for %d/%" PRId64 " is neither model's\n",
+                (int)msgs[i].partition, msgs[i].offset);
+      if (i >= N1 && is_new) last_new++;
+    }
+  }
+  printf("rebalance: %" PRIu64 " predictions for %d events: %zu missing, %zu old model, %zu "
+         "warmed new model (%zu of them for the %d events after the switch), %zu neither\n",
+         total, N, missing, n_old, n_new, last_new, N - N1, neither);
+  H_CHECK(missing == 0, "%zu unanswered", missing);
+  H_CHECK(neither == 0, "%zu predictions from neither model (a partition's states mixed?)",
+          neither);
+  H_CHECK(last_new >= N - N1, "only %zu of the %d events after the switch answered by the "
+          "warmed new model", last_new, N - N1);
+  kill(a, SIGTERM);
+  H_CHECK(h_wait_exit(a, 30) == 0, "a exit (log %s)", loga);
+  check_log_clean(loga);
+  check_log_clean(logb);
+  free(ok_old);
+  free(ok_new);
+  free(ref_old);
+  free(ref_new);
+  free(g);
+  h_free_msgs(msgs, N);
+  mockbroker_destroy(mb);
+  printf("rebalance: PASS\n");
+}
+
+static void scenario_warmset(const char *brokers) {
+  enum { N = 12000, N1 = 8000 };
+  const char *new_m = h_path("new.ixm");
+  h_write_model(new_m, 11);
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  char topic_events[256];
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+  h_produce(brokers, topic_events, msgs, 0, N1, 0);
+  /* the recorded topic, as `interestctl record` would write it */
+  const char *rec = h_path("warmset-topic.rec");
+  rec_writer_t *w;
+  char err[512];
+  H_CHECK(recfile_writer_open(rec, RECFILE_CREATE, &w, err, sizeof err) == 0, "%s", err);
+  for (size_t i = 0; i < N1; i++) {
+    rec_t r = {.partition = msgs[i].partition, .offset = msgs[i].offset, .key = msgs[i].key,
+               .key_len = msgs[i].key_len, .value = msgs[i].value,
+               .value_len = msgs[i].value_len};
+    H_CHECK(recfile_write(w, &r) == 0, "writing %s", rec);
+  }
+  H_CHECK(recfile_writer_close(w) == 0, "closing %s", rec);
+  const char *dir = h_path("warmset");
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "%s/ctl/interestctl replay --offline --input %s --output %s "
+           "--model %s --write-state %s --quiet 2> %s", getenv("IX_BINARY_DIR"), rec,
+           h_path("warmset-preds.rec"), new_m, dir, h_path("warmset-replay.log"));
+  H_CHECK(system(cmd) == 0, "%s", cmd);
+
+  const char *conf = h_path("warmset.conf");
+  char extra[1024];
+  snprintf(extra, sizeof extra, "[state]\ncheckpoint_dir = %s\n", dir);
+  h_write_conf(conf, brokers, "warmset", new_m, extra);
+  const char *log = h_path("warmset.log");
+  pid_t d = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
+  h_produce(brokers, topic_events, msgs, N1, N, 0);
+  int *ok = calloc(N, sizeof *ok);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref = offline_from(new_m, msgs, N, zero, ok);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N - N1, 60, &total);
+  size_t before = 0, missing = 0, differ = 0;
+  for (size_t i = 0; i < N; i++) {
+    if (i < N1) {
+      before += g[i].n;
+      continue;
+    }
+    if (!g[i].n) missing++;
+    else if (!h_same_prediction(&g[i].p[0], &ref[i])) differ++;
+  }
+  char *s = h_read_file(log);
+  int restored = 0;
+  for (char *p = s; (p = strstr(p, "users from checkpoint generation")); p++) restored++;
+  free(s);
+  printf("warmset: %d partitions restored from the offline warm set; %" PRIu64 " predictions: "
+         "%zu for the %d recorded events, %zu of the %d later ones missing, %zu differ from the "
+         "new model served from the start\n", restored, total, before, N1, missing, N - N1,
+         differ);
+  H_CHECK(restored == PARTS, "%d partitions restored (log %s)", restored, log);
+  H_CHECK(before == 0, "%zu predictions for events before the warm set's offsets", before);
+  H_CHECK(missing == 0 && differ == 0, "%zu missing, %zu differ", missing, differ);
+  kill(d, SIGTERM);
+  H_CHECK(h_wait_exit(d, 30) == 0, "exit (log %s)", log);
+  check_log_clean(log);
+  free(ok);
+  free(ref);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("warmset: PASS\n");
+}
+
+int main(int argc, char **argv) {
+  h_init("test_daemon_swap");
+  const char *only = argc > 1 ? argv[1] : NULL;
+  static const char *const names[] = {"swap", "kill", "term", "warmset", "rebalance"};
+  for (int k = 0; k < 5; k++) {
+    if (only && strcmp(only, names[k])) continue;
+    if (k == 4) {
+      if (h_real_bootstrap()) printf("rebalance: skipped on a real cluster (it slows the mock "
+                                     "broker down)\n");
+      else scenario_rebalance();
+      continue;
+    }
+    const char *brokers = h_cluster(PARTS);
+    if (k == 0) scenario_swap(brokers);
+    else if (k == 1) scenario_interrupt(brokers, SIGKILL);
+    else if (k == 2) scenario_interrupt(brokers, SIGTERM);
+    else scenario_warmset(brokers);
+    h_cluster_destroy();
+  }
+  printf("PASS\n");
+  return 0;
+}
