@@ -96,7 +96,7 @@ for kill in $(seq "$KILLS"); do
   [ "$kill" -eq $((KILLS / 2)) ] && [ -z "${IX_EOS_ONE_MEMBER:-}" ] && start_b
   "$D" -c "$T/interestd.conf" --set kafka.instance_id=a 2> "$T/d.$run.log" &
   DAEMON=$!
-  for _ in $(seq 400); do grep -q "assigned partitions" "$T/d.$run.log" && break; sleep 0.05; done
+  for _ in $(seq 400); do grep -qs "assigned partitions" "$T/d.$run.log" && break; sleep 0.05; done
   grep -q "assigned partitions" "$T/d.$run.log" || fail "run $run: no partition assignment within 20 s"
   ms=$((300 + RANDOM % 3000))
   sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
