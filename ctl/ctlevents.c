@@ -102,11 +102,6 @@ void ctlev_args_free(ctlev_args_t *a) {
   a->have_input = 0;
 }
 
-int ctlev_load(const char *path, const uint64_t *drop, size_t n_drop, event_t **out,
-               size_t *n_out, char *errstr, size_t errstr_size) {
-  return ctlev_load_input(path, NULL, drop, n_drop, out, n_out, errstr, errstr_size);
-}
-
 int ctlev_load_input(const char *path, const input_opts_t *input, const uint64_t *drop,
                      size_t n_drop, event_t **out, size_t *n_out, char *errstr,
                      size_t errstr_size) {

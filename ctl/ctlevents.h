@@ -15,13 +15,11 @@
 #define CTLEV_MAX_DROP 64
 
 /* Read every record of a record file and decode its value as an event
- * (records in file order). Users in drop[0..n_drop) are left out. On success
- * *out is malloc'd (free()). A damaged record or an undecodable value fails
- * with errstr naming the byte offset. */
-int ctlev_load(const char *path, const uint64_t *drop, size_t n_drop, event_t **out,
-               size_t *n_out, char *errstr, size_t errstr_size);
-/* The same, values decoded as the daemon's [input] says (NULL = msgpack), so
- * a recorded JSON topic trains and evaluates as the daemon reads it. */
+ * (records in file order), as the daemon's [input] says (NULL = msgpack), so
+ * a recorded JSON topic trains and evaluates as the daemon reads it. Users
+ * in drop[0..n_drop) are left out. On success *out is malloc'd (free()). A
+ * damaged record or an undecodable value fails with errstr naming the byte
+ * offset. */
 int ctlev_load_input(const char *path, const input_opts_t *input, const uint64_t *drop,
                      size_t n_drop, event_t **out, size_t *n_out, char *errstr,
                      size_t errstr_size);

@@ -5,6 +5,7 @@
 #include "daemon/clog.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,11 @@ struct clog {
   int64_t delete_retention_ms; /* the topic's, -1 unknown */
   part_t *parts;
   metrics_changelog_t m;
+  /* test-only failpoints (tests of a writer killed inside a checkpoint:
+   * docs/STATE.md): IX_TEST_CLOG_KILL_AFTER=K raises SIGKILL right after
+   * the K-th acknowledged changelog record; IX_TEST_CLOG_KILL_BEFORE_COMPLETE=N
+   * instead of sending the N-th completion record */
+  uint64_t kill_after, acked, kill_before_complete, completes;
 };
 
 
@@ -71,6 +77,16 @@ static void on_report(void *ctx, const producer_report_t *r) {
   part_t *pt = &c->parts[p];
   if (!pt->owned || pt->gen != gen || pt->phase == IDLE) return;
   if (!r->err) metrics_counter_inc(c->m.records_written);
+  if (!r->err && c->kill_after && ++c->acked == c->kill_after) {
+    fprintf(stderr, "IX_TEST_CLOG_KILL_AFTER: SIGKILL after changelog record %" PRIu64
+            " (a %s record of partition %d, checkpoint at offset %" PRId64 ")\n", c->acked,
+            complete                                            ? "completion"
+            : pt->phase == USERS_SENT && pt->acks_left == 1 ? "checkpoint's last user"
+                                                            : "user",
+            (int)p, pt->next_offset);
+    fflush(stderr);
+    raise(SIGKILL);
+  }
   if (r->err) {
     metrics_counter_inc(c->m.produce_failures);
     if (!pt->failed)
@@ -121,6 +137,14 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
     LOG_INFO("clog", "changelog topic %s: %d partitions, cleanup policy with compaction: checked",
              o->topic, (int)in_parts);
   c->n_parts = in_parts;
+  const char *ka = getenv("IX_TEST_CLOG_KILL_AFTER");
+  const char *kb = getenv("IX_TEST_CLOG_KILL_BEFORE_COMPLETE");
+  if (ka && *ka) c->kill_after = strtoull(ka, NULL, 10);
+  if (kb && *kb) c->kill_before_complete = strtoull(kb, NULL, 10);
+  if (c->kill_after || c->kill_before_complete)
+    LOG_WARN("clog", "test failpoint: this process kills itself after %" PRIu64 " changelog "
+             "records or before its completion record %" PRIu64 " (0: never)", c->kill_after,
+             c->kill_before_complete);
   c->parts = calloc((size_t)in_parts, sizeof *c->parts);
   if (!c->parts) {
     rc = IX_ENOMEM;
@@ -385,6 +409,87 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   return rc;
 }
 
+int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                     int64_t local_next, store_t *copy, changelog_restore_t *rs, int64_t from,
+                     clog_source_t *source, int64_t *next_offset, char *errstr, size_t n) {
+  (void)fingerprint; /* rs was made for it */
+  *source = local_next >= 0 ? CLOG_FROM_LOCAL : CLOG_FROM_COLD;
+  *next_offset = local_next;
+  if (p < 0 || p >= c->n_parts) {
+    changelog_restore_destroy(rs);
+    snprintf(errstr, n, "partition %d is beyond the changelog's %d partitions", (int)p,
+             (int)c->n_parts);
+    return IX_ERANGE;
+  }
+  part_t *pt = &c->parts[p];
+  part_reset(pt);
+  pt->gen++;
+  pt->owned = 1;
+  if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted)) {
+    changelog_restore_destroy(rs);
+    return IX_ENOMEM;
+  }
+  uint64_t t0 = ix_mono_ns();
+  uint64_t records = 0, bytes = 0;
+  read_t rd = {rs, errstr, n};
+  /* the copy holds everything before `from`: only the tail is read */
+  int rc = changelog_topic_read_from(c->brokers, (const char *const *)c->props, c->topic_name,
+                                     p, from, 30000, read_rec, &rd, &records, &bytes, errstr, n);
+  metrics_counter_add(c->m.bytes_read, bytes);
+  if (rc == IX_ERANGE) { /* the caller reads the whole partition */
+    changelog_restore_destroy(rs);
+    return rc;
+  }
+  changelog_restore_info_t info = {0};
+  mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
+  if (!rc) {
+    changelog_restore_finish(rs, &info);
+    if (info.complete && info.next_offset > local_next) {
+      store_drop_partition(st, p);
+      m.err = 0;
+      store_foreach(copy, p, copy_user, &m);
+      rc = m.err;
+      if (!rc) {
+        *source = CLOG_FROM_STANDBY;
+        *next_offset = info.next_offset;
+        pt->durable_at = info.next_offset;
+        pt->seq = info.sequence;
+        if (info.skip_users) {
+          pt->skip = rs;
+          pt->skip_until = info.skip_until;
+          rs = NULL;
+        }
+      } else {
+        store_drop_partition(st, p);
+        *source = CLOG_FROM_COLD;
+        *next_offset = -1;
+        snprintf(errstr, n, "out of memory copying the restored states");
+      }
+    }
+  }
+  if (*source == CLOG_FROM_LOCAL) {
+    /* the topic is behind the local checkpoint: write every user with the
+     * offset the local state is consistent with (all events before it) */
+    m.at = local_next - 1;
+    m.err = 0;
+    store_foreach(st, p, mark_user, &m);
+    if (m.err && !rc) rc = m.err;
+  }
+  pt->pos = *next_offset;
+  double secs = (double)(ix_mono_ns() - t0) / 1e9;
+  metrics_histogram_observe(c->m.restore_seconds, secs);
+  metrics_counter_inc(c->m.from[*source]);
+  metrics_counter_add(c->m.users_from[*source], store_partition_users(st, p));
+  LOG_INFO("clog", "partition %d: states from %s (%zu users, resume at %" PRId64 "); changelog "
+           "read %" PRIu64 " records (the tail from offset %" PRId64 "), %" PRIu64 " bytes in "
+           "%.3f s, newest completion at %" PRId64 ", %" PRIu64 " users newer than it",
+           (int)p, metrics_state_source_label[*source], store_partition_users(st, p),
+           *next_offset, records, from, bytes, secs, info.complete ? info.next_offset : -1,
+           info.skip_users);
+  changelog_restore_destroy(rs);
+  return rc;
+}
+
 void clog_start_cold(clog_t *c, int32_t p) {
   if (p < 0 || p >= c->n_parts) return;
   part_t *pt = &c->parts[p];
@@ -489,6 +594,13 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
 }
 
 static void send_complete(clog_t *c, int32_t p, part_t *pt) {
+  if (c->kill_before_complete && ++c->completes == c->kill_before_complete) {
+    fprintf(stderr, "IX_TEST_CLOG_KILL_BEFORE_COMPLETE: SIGKILL before completion record %" PRIu64
+            " (partition %d, checkpoint at offset %" PRId64 ", its %zu user records acknowledged)\n",
+            c->completes, (int)p, pt->next_offset, pt->n_recs);
+    fflush(stderr);
+    raise(SIGKILL);
+  }
   uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_COMPLETE_BYTES];
   changelog_complete_key(p, key);
   changelog_encode_complete(p, pt->fp, pt->next_offset, pt->seq + 1, pt->n_recs, ix_wall_ms(),
@@ -552,6 +664,13 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
       durable(ctx, p, pt->next_offset);
     }
   }
+}
+
+int32_t clog_partitions(const clog_t *c) { return c->n_parts; }
+
+int clog_ahead_of(const clog_t *c, int32_t p, int64_t next_offset) {
+  if (p < 0 || p >= c->n_parts) return 0;
+  return c->parts[p].skip && next_offset <= c->parts[p].skip_until;
 }
 
 size_t clog_pending(const clog_t *c) {

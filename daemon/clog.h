@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "daemon/metrics.h"
+#include "state/changelog.h"
 #include "state/store.h"
 
 typedef struct clog clog_t;
@@ -45,7 +46,8 @@ typedef enum {
   CLOG_FROM_COLD = 0,
   CLOG_FROM_LOCAL,
   CLOG_FROM_CHANGELOG,
-  CLOG_FROM_LOCAL_TAIL /* the local checkpoint and the changelog's records after it */
+  CLOG_FROM_LOCAL_TAIL, /* the local checkpoint and the changelog's records after it */
+  CLOG_FROM_STANDBY     /* a standby copy plus the changelog's tail (daemon/standby.h) */
 } clog_source_t;
 
 /* Partition p is assigned: read its changelog partition into a scratch
@@ -68,6 +70,17 @@ typedef enum {
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
                 int64_t local_created_ms, clog_source_t *source, int64_t *next_offset,
                 char *errstr, size_t errstr_size);
+/* clog_assign from a standby copy: copy holds partition p's users as rs
+ * read them from the changelog up to offset `from` (exclusive); only the
+ * records from `from` to the end are read (the local checkpoint, if any,
+ * counts only when it is at least as new). Source CLOG_FROM_STANDBY when the
+ * copy wins. Takes ownership of rs; copy is borrowed (the caller drops p
+ * from it afterwards). IX_ERANGE when `from` is below the topic's low
+ * watermark (nothing restored: the caller falls back to clog_assign). */
+int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                     int64_t local_next, store_t *copy, changelog_restore_t *rs, int64_t from,
+                     clog_source_t *source, int64_t *next_offset, char *errstr,
+                     size_t errstr_size);
 /* After clog_assign: forget what was restored for p (its states were
  * dropped: the caller starts it cold); changed users are tracked afresh. */
 void clog_start_cold(clog_t *c, int32_t p);
@@ -99,6 +112,14 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
 int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                         int64_t next_offset, clog_acked_fn acked, clog_durable_fn durable,
                         void *ctx, uint64_t deadline_ms);
+/* The changelog topic's partition count (the input's). */
+int32_t clog_partitions(const clog_t *c);
+/* 1 while a state restored into p may hold events at or after next_offset
+ * (a user whose changelog record is newer than the completion restored
+ * from: its events up to that record are skipped, not applied, when they
+ * come); a local checkpoint at next_offset would then claim those events
+ * are still to come, and a restore from it would apply them twice. */
+int clog_ahead_of(const clog_t *c, int32_t p, int64_t next_offset);
 /* Checkpoints still being written. */
 size_t clog_pending(const clog_t *c);
 

@@ -212,6 +212,10 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       U64(c->state.checkpoint_interval_s, 1, 86400);
       return 0;
     }
+    if (strcmp(name, "standby_replicas") == 0) {
+      U64(c->state.standby_replicas, 0, 16);
+      return 0;
+    }
   } else if (strcmp(section, "batch") == 0) {
     if (strcmp(name, "max_events") == 0) {
       U64(c->batch.max_events, 1, 65536);

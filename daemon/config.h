@@ -61,6 +61,7 @@ typedef struct {
     char *changelog_topic;    /* "" = <group>-interestd-state when the mode uses it */
     char *changelog_mode;     /* "local" | "changelog" | "both"; "" = both with a
                                * changelog_topic set, else local */
+    uint32_t standby_replicas; /* warm copies of other members' partitions (0 = none) */
   } state;
   struct {
     uint32_t max_events;      /* events per pipeline batch */

@@ -30,6 +30,7 @@
 #include "core/pipeline.h"
 #include "daemon/backlog.h"
 #include "daemon/clog.h"
+#include "daemon/standby.h"
 #include "daemon/http.h"
 #include "daemon/inflight.h"
 #include "daemon/metrics.h"
@@ -57,6 +58,7 @@
 #define REVOKE_WAIT_MAX_MS 10000  /* bound on finishing a revoked partition's in-flight work */
 #define CKPT_SLICE_US 200         /* a snapshot copies users for at most this long... */
 #define CLOG_PUMP_MS 20            /* changelog writer: delivery reports and pending checkpoints */
+#define STANDBY_SLICE_US 2000      /* standby copies: apply records for at most this long per pump */
 #define CKPT_SLICE_MS 1           /* ...every this many ms (other handles run in between) */
 #define WARM_TICK_MS 20           /* model.reload = warm: ceilings, progress, switch check */
 #define WARM_SWITCH_WAIT_MS 800   /* the longest a switch waits for the last gap (input paused) */
@@ -120,6 +122,9 @@ typedef struct {
   int64_t hi;
   metrics_gauge_t *committed; /* interestd_committed_offset{partition} */
   int64_t committed_off;      /* last offset known committed; -1 = unknown */
+  int local_behind;           /* mode both: restored from the topic, newer than the local
+                               * checkpoint; the next local one is written even with no
+                               * new event */
 } lagpart_t;
 
 typedef enum { RUNNING = 0, STOPPING, CLOSING, CLOSED } phase_t;
@@ -145,6 +150,7 @@ struct ixd {
   txn_t *txn;               /* exactly_once: the transaction cycle (daemon/txn.h); else NULL */
   uv_timer_t txn_timer;     /* commits an open transaction when no batch does */
   int ckpt_deferred;        /* exactly_once: a checkpoint waits for the next commit */
+  standby_t *standby;       /* standby copies (daemon/standby.h), NULL without standby_replicas */
   metrics_t *metrics;
   metrics_daemon_t md;
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
@@ -868,8 +874,13 @@ static void start_snapshot(daemon_t *d) {
   }
   for (int32_t i = 0; i < n_parts; i++) {
     inflight_part_t pt = inflight_part(d->inflight, i);
-    if (!pt.owned || pt.consumed_next < 0 || (pt.consumed_next <= pt.ckpt_next && !d->ck_force))
+    int behind = i < d->n_lag && d->lag[i].local_behind;
+    if (!pt.owned || pt.consumed_next < 0 ||
+        (pt.consumed_next <= pt.ckpt_next && !d->ck_force && !behind))
       continue;
+    /* restored states ahead of the consumed offset: not yet (clog_ahead_of) */
+    if (d->clog && clog_ahead_of(d->clog, i, pt.consumed_next)) continue;
+    if (behind) d->lag[i].local_behind = 0;
     list[n] = i;
     gens[n] = pt.gen;
     offs[n++] = pt.consumed_next; /* applied: every consumed event is in the store */
@@ -949,6 +960,19 @@ static void clog_partition_now(daemon_t *d, int32_t p) {
 static void clog_timer_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
   clog_pump(d->clog, clog_acked_cb, clog_durable_cb, d);
+  standby_pump(d->standby, STANDBY_SLICE_US);
+}
+
+/* The standby copies follow what this member's assignment now asks for. */
+static void standby_refresh(daemon_t *d) {
+  if (!d->standby) return;
+  int32_t n_parts = inflight_partitions(d->inflight);
+  int32_t *owned = malloc((size_t)(n_parts > 0 ? n_parts : 1) * sizeof *owned);
+  size_t n = 0;
+  if (!owned) return;
+  owned_list(d, owned, &n);
+  standby_set_owned(d->standby, owned, n);
+  free(owned);
 }
 
 static void ckpt_timer_cb(uv_timer_t *t) {
@@ -1045,9 +1069,16 @@ static void ckpt_forget_partition(daemon_t *d, int32_t p) {
 /* Synchronous checkpoint of one partition (revocation, shutdown). */
 static void ckpt_partition_now(daemon_t *d, int32_t partition) {
   inflight_part_t pt = inflight_part(d->inflight, partition);
-  if (!d->ckpt || pt.consumed_next < 0 || (pt.consumed_next <= pt.ckpt_next && !d->ck_force))
+  int behind = partition < d->n_lag && d->lag[partition].local_behind;
+  if (!d->ckpt || pt.consumed_next < 0 ||
+      (pt.consumed_next <= pt.ckpt_next && !d->ck_force && !behind))
     return;
   if (d->txn && txn_open(d->txn)) return; /* exactly_once: uncommitted states (a failed commit) */
+  if (d->clog && clog_ahead_of(d->clog, partition, pt.consumed_next)) {
+    LOG_WARN("daemon", "partition %d: not checkpointed locally (states restored from the "
+             "changelog hold events past offset %" PRId64 ")", (int)partition, pt.consumed_next);
+    return;
+  }
   if (pt.in_flight) {
     /* predictions still unacknowledged: the previous checkpoint stays the
      * newest, and the next owner re-applies the events after it */
@@ -1067,6 +1098,7 @@ static void ckpt_partition_now(daemon_t *d, int32_t partition) {
     return;
   }
   inflight_set_checkpoint(d->inflight, partition, pt.consumed_next);
+  if (partition < d->n_lag) d->lag[partition].local_behind = 0;
 }
 
 /* ---------------------------------------------------------------- exactly-once */
@@ -1267,6 +1299,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         continue;
       }
       d->owned++;
+      d->lag[p].local_behind = 0;
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
       if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
@@ -1303,21 +1336,24 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         clog_source_t src;
         int64_t next;
         notify_extend_timeout(d->notify, 60ull * 1000000u);
-        rc = clog_assign(d->clog, p, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe),
-                         local_next, local_created_ms, &src, &next, why, sizeof why);
+        rc = standby_assign(d->standby, d->clog, p, pipeline_store(d->pipe),
+                            pipeline_fingerprint(d->pipe), local_next, local_created_ms, &src,
+                            &next, why, sizeof why);
         if (rc)
           LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
                    why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
-        if ((src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL) &&
-            beyond_end(d, p, next)) {
+        int from_topic = src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL ||
+                         src == CLOG_FROM_STANDBY;
+        if (from_topic && beyond_end(d, p, next)) {
           /* a changelog of another cluster or topic incarnation */
           LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the "
                    "input's end; starting cold", (int)p, next);
           store_drop_partition(pipeline_store(d->pipe), p);
           clog_start_cold(d->clog, p);
           metrics_counter_inc(d->md.checkpoints_refused);
-        } else if (src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL) {
+        } else if (from_topic) {
           parts[i].offset = next;
+          d->lag[p].local_behind = d->ckpt != NULL;
           inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
         }
       }
@@ -1362,6 +1398,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
              d->cfg->kafka.input_topic, d->owned);
     metrics_gauge_set(d->md.partitions_assigned, d->owned);
+    standby_refresh(d);
     send_ready(d);
     return;
   }
@@ -1399,6 +1436,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
   LOG_INFO("daemon", "%s partitions [%s] (now %u owned)",
            ev == CONSUMER_LOST ? "lost" : "revoked", list, d->owned);
   metrics_gauge_set(d->md.partitions_assigned, d->owned);
+  if (d->phase == RUNNING) standby_refresh(d);
 }
 
 /* ---------------------------------------------------------------- shutdown */
@@ -2072,6 +2110,13 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
    * local disk), both (default once a changelog topic is named) */
   const char *mode = cfg->state.changelog_mode;
   if (!*mode) mode = *cfg->state.changelog_topic ? "both" : "local";
+  if (cfg->state.standby_replicas && !strcmp(mode, "local")) {
+    snprintf(errstr, errstr_size, "state.standby_replicas = %u needs a changelog topic "
+             "(state.changelog_mode = changelog or both): standby copies follow it",
+             cfg->state.standby_replicas);
+    rc = IX_ECONFIG;
+    goto err;
+  }
   if (cfg->state.checkpoint_dir && *cfg->state.checkpoint_dir && strcmp(mode, "changelog")) {
     ckpt_opts_t co = {.dir = cfg->state.checkpoint_dir, .keep = 2};
     rc = ckpt_new(&co, &d->ckpt, errstr, errstr_size);
@@ -2098,6 +2143,23 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     store_set_evict_hook(pipeline_store(d->pipe), clog_evicted, d->clog);
     LOG_INFO("daemon", "state mode %s: changelog topic %s%s", mode, topic,
              d->ckpt ? ", local checkpoints too" : "");
+    if (cfg->state.standby_replicas) {
+      char **fprops = kafka_props(cfg, NULL);
+      standby_opts_t sbo = {.brokers = cfg->kafka.brokers,
+                            .props = (const char *const *)fprops,
+                            .topic = topic,
+                            .partitions = clog_partitions(d->clog),
+                            .replicas = cfg->state.standby_replicas,
+                            .fingerprint = pipeline_fingerprint(d->pipe),
+                            .blob_size = store_blob_size(pipeline_store(d->pipe)),
+                            .metrics = d->metrics};
+      rc = fprops ? standby_new(&sbo, &d->standby, errstr, errstr_size) : IX_ENOMEM;
+      free(fprops);
+      if (rc) goto err;
+      LOG_INFO("daemon", "standby replicas: %u (each member follows about %u x (its partitions + "
+               "1) changelog partitions it does not own)", cfg->state.standby_replicas,
+               cfg->state.standby_replicas);
+    }
   }
   rc = inflight_new(d->ckpt != NULL || d->clog != NULL, &d->inflight);
   if (!rc) rc = backlog_new(&d->backlog);
@@ -2273,6 +2335,7 @@ void daemon_destroy(daemon_t *d) {
   producer_destroy(d->producer, 0);
   backlog_destroy(d->backlog);
   ckpt_destroy(d->ckpt);
+  standby_destroy(d->standby);
   clog_destroy(d->clog, 1000);
   txn_destroy(d->txn);
   warmup_destroy(d->warm);

@@ -701,13 +701,13 @@ int metrics_redis_register(metrics_t *m, metrics_redis_t *rm) {
   return rc;
 }
 
-const char *const metrics_state_source_label[4] = {"cold", "local", "changelog",
-                                                   "local+changelog"};
+const char *const metrics_state_source_label[5] = {"cold", "local", "changelog",
+                                                   "local+changelog", "standby"};
 
 int metrics_changelog_register(metrics_t *m, metrics_changelog_t *cm) {
   static const double secs[] = {0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60};
   int rc = 0;
-  for (int s = 0; s < 4 && !rc; s++) {
+  for (int s = 0; s < 5 && !rc; s++) {
     rc = metrics_counter_new(m, &cm->from[s], "interestd_state_restores_total",
                              "Partition assignments by where their states came from.",
                              "source", metrics_state_source_label[s], NULL);
@@ -735,6 +735,31 @@ int metrics_changelog_register(metrics_t *m, metrics_changelog_t *cm) {
                                "Time to restore one partition from the changelog.", secs,
                                sizeof secs / sizeof secs[0], NULL);
   return rc;
+}
+
+int metrics_standby_register(metrics_t *m, metrics_standby_t *sm) {
+  int rc = metrics_gauge_new(m, &sm->partitions, "interestd_standby_partitions",
+                             "Partitions this member keeps a standby copy of.", NULL);
+  if (!rc)
+    rc = metrics_gauge_new(m, &sm->users, "interestd_standby_users",
+                           "Users held in standby copies of partitions this member does not own.",
+                           NULL);
+  if (!rc)
+    rc = metrics_gauge_new(m, &sm->bytes, "interestd_standby_bytes",
+                           "Memory of the standby copies (slabs and index).", NULL);
+  return rc;
+}
+
+metrics_gauge_t *metrics_standby_lag(metrics_t *m, int32_t partition) {
+  char p[16];
+  metrics_gauge_t *g;
+  snprintf(p, sizeof p, "%d", (int)partition);
+  if (metrics_gauge_new(m, &g, "interestd_standby_lag_records",
+                        "Changelog records a standby copy is behind the topic's end, per "
+                        "partition this member stands by for.",
+                        "partition", p, NULL))
+    return NULL;
+  return g;
 }
 
 int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,

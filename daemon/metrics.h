@@ -74,14 +74,19 @@
  *  interestd_redis_up                        gauge      -                        1 when the Redis sink is connected
  *  interestd_redis_write_seconds             histogram  -                        a write's send to Redis's reply
  *  (the Redis families are registered by metrics_redis_register() when [redis] is on)
- *  interestd_state_restores_total            counter    source=cold|local|changelog|local+changelog  partition assignments by where states came from
+ *  interestd_state_restores_total            counter    source=cold|local|changelog|local+changelog|standby  partition assignments by where states came from
  *  interestd_state_restored_users_total      counter    source                   users restored, by source
  *  interestd_state_events_skipped_total      counter    -                        events already in a changelog-restored state
  *  interestd_changelog_read_bytes_total      counter    -                        changelog bytes read by restores
  *  interestd_changelog_restore_seconds       histogram  -                        time to restore one partition from the changelog
  *  interestd_changelog_records_written_total counter    -                        changelog records acknowledged
  *  interestd_changelog_produce_failures_total counter   -                        changelog records not delivered
- *  (the state and changelog families are registered by metrics_changelog_register() when a changelog is on)
+ *  interestd_standby_lag_records             gauge      partition                changelog records a standby copy is behind the topic's end
+ *  interestd_standby_users                   gauge      -                        users held in standby copies
+ *  interestd_standby_bytes                   gauge      -                        memory of the standby copies
+ *  interestd_standby_partitions              gauge      -                        partitions this member stands by for
+ *  (the state and changelog families are registered by metrics_changelog_register() when a changelog is on;
+ *   the standby gauges by daemon/standby.c when state.standby_replicas > 0)
  *
  * Reject reasons (label reason=): derived from the codec's error code by
  * common/reject.h's IX_REJECT_MAP (not_map, truncated, too_big,
@@ -259,18 +264,30 @@ int metrics_redis_register(metrics_t *reg, metrics_redis_t *rm);
 
 /* The changelog's families (the table above; registered when a changelog is
  * on). from and users_from are indexed by source: 0 cold, 1 local, 2
- * changelog, 3 local+changelog (a local checkpoint and the changelog's tail), named by metrics_state_source_label[]. Borrowed pointers into
+ * changelog, 3 local+changelog (a local checkpoint and the changelog's tail), 4 standby
+ * (a standby copy and the changelog's tail), named by metrics_state_source_label[]. Borrowed pointers into
  * the registry, valid until metrics_destroy(). */
 typedef struct {
-  metrics_counter_t *from[4], *users_from[4], *bytes_read, *records_written, *produce_failures,
+  metrics_counter_t *from[5], *users_from[5], *bytes_read, *records_written, *produce_failures,
       *skipped;
   metrics_histogram_t *restore_seconds;
 } metrics_changelog_t;
-extern const char *const metrics_state_source_label[4];
+extern const char *const metrics_state_source_label[5];
 
 /* Registers the changelog's families into reg and fills *cm. Returns 0,
  * IX_EINVAL or IX_ENOMEM. */
 int metrics_changelog_register(metrics_t *reg, metrics_changelog_t *cm);
+
+/* The standby replicas' families (the table above; registered when
+ * state.standby_replicas > 0). Borrowed pointers into the registry. */
+typedef struct {
+  metrics_gauge_t *partitions, *users, *bytes;
+} metrics_standby_t;
+/* Returns 0, IX_EINVAL or IX_ENOMEM. */
+int metrics_standby_register(metrics_t *reg, metrics_standby_t *sm);
+/* interestd_standby_lag_records{partition="p"}, registered on first use;
+ * NULL on ENOMEM. Remove it with metrics_gauge_delete(reg, g). */
+metrics_gauge_t *metrics_standby_lag(metrics_t *reg, int32_t partition);
 
 /* Set model_info's labels: fingerprint as 8 lowercase hex digits. */
 int metrics_daemon_set_model(metrics_daemon_t *md, uint32_t fingerprint,

@@ -16,6 +16,7 @@
 #include "stream/reader.h"
 
 #define POLL_MS 50 /* the worker's reader wait; also how often it sees a stop */
+#define PEND_BATCHES 8 /* records kept beyond the serving position before a partition pauses */
 
 typedef struct {
   int32_t partition;
@@ -25,8 +26,8 @@ typedef struct {
   int dropped;     /* revoked: ignored, states dropped (worker drops them) */
   int states_dropped;
   /* worker only: records read at or beyond the ceiling, copied, in order;
-   * the reader is paused on the partition while any wait (it resumes after
-   * the last record handed out, so nothing is read twice or skipped) */
+   * the reader pauses the partition while too many wait (it resumes right
+   * after the last record it handed out: nothing read twice or skipped) */
   rec_t *pend;
   size_t n_pend, cap_pend;
   int paused;
@@ -228,9 +229,9 @@ static void *worker(void *arg) {
     }
     /* take what lies below the ceilings, in order per partition: first the
      * records kept from earlier polls, then this poll's. A record at or
-     * beyond its partition's ceiling is copied and kept, and the reader
-     * pauses the partition, so the other partitions go on (the switch waits
-     * for them) */
+     * beyond its partition's ceiling is copied and kept (the other
+     * partitions go on: the switch waits for them), and past PEND_BATCHES
+     * batches of kept records the reader pauses the partition */
     size_t k = 0, skipped = 0;
     pthread_mutex_lock(&w->mu);
     for (size_t j = 0; j < w->n; j++) {
@@ -268,7 +269,12 @@ static void *worker(void *arg) {
     at = have; /* every record of this poll is applied, skipped or kept */
     for (size_t j = 0; j < w->n; j++) {
       wpart_t *pt = &w->parts[j];
-      int want = pt->n_pend > 0 && !pt->dropped;
+      /* the serving consumer reads the same records at about the same
+       * pace, so a few batches kept ahead are soon applied: pausing only
+       * then spares the fetch round trip a resume costs (a switch waits
+       * for it) */
+      size_t limit = (size_t)w->batch * PEND_BATCHES;
+      int want = pt->dropped ? 0 : pt->paused ? pt->n_pend > limit / 2 : pt->n_pend >= limit;
       if (want == pt->paused) continue;
       rc = want ? reader_pause(w->reader, pt->partition) : reader_resume(w->reader, pt->partition);
       if (rc) {

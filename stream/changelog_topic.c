@@ -413,6 +413,109 @@ out:
   return rc;
 }
 
+/* ---- follower ---- */
+
+struct changelog_follower {
+  rd_kafka_t *rk;
+  char *topic;
+};
+
+int changelog_follower_new(const char *brokers, const char *const *props, const char *topic,
+                           changelog_follower_t **out, char *errstr, size_t n) {
+  changelog_follower_t *f = calloc(1, sizeof *f);
+  if (!f || !(f->topic = strdup(topic))) {
+    free(f);
+    snprintf(errstr, n, "out of memory");
+    return IX_ENOMEM;
+  }
+  rd_kafka_conf_t *conf = kafkaconf_new(brokers, props, errstr, n);
+  static const char *const fixed[][2] = {{"enable.auto.commit", "false"},
+                                         {"enable.auto.offset.store", "false"},
+                                         {"auto.offset.reset", "error"},
+                                         {"fetch.wait.max.ms", "100"},
+                                         {"group.id", "interestd-changelog-standby"}};
+  for (size_t i = 0; conf && i < sizeof fixed / sizeof fixed[0]; i++)
+    if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, n) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      conf = NULL;
+    }
+  if (conf && !(f->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, n)))
+    rd_kafka_conf_destroy(conf);
+  if (!f->rk) {
+    changelog_follower_destroy(f);
+    return IX_EKAFKA;
+  }
+  rd_kafka_poll_set_consumer(f->rk);
+  *out = f;
+  return 0;
+}
+
+void changelog_follower_destroy(changelog_follower_t *f) {
+  if (!f) return;
+  if (f->rk) {
+    rd_kafka_topic_partition_list_t *none = rd_kafka_topic_partition_list_new(0);
+    rd_kafka_assign(f->rk, none);
+    rd_kafka_topic_partition_list_destroy(none);
+    rd_kafka_destroy(f->rk);
+  }
+  free(f->topic);
+  free(f);
+}
+
+int changelog_follower_add(changelog_follower_t *f, int32_t partition, int64_t offset) {
+  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(tp, f->topic, partition)->offset =
+      offset >= 0 ? offset : RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_error_t *e = rd_kafka_incremental_assign(f->rk, tp);
+  rd_kafka_topic_partition_list_destroy(tp);
+  if (!e) return 0;
+  rd_kafka_error_destroy(e);
+  return IX_EKAFKA;
+}
+
+int changelog_follower_remove(changelog_follower_t *f, int32_t partition) {
+  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(tp, f->topic, partition);
+  rd_kafka_error_t *e = rd_kafka_incremental_unassign(f->rk, tp);
+  rd_kafka_topic_partition_list_destroy(tp);
+  if (!e) return 0;
+  rd_kafka_error_destroy(e);
+  return IX_EKAFKA;
+}
+
+size_t changelog_follower_poll(changelog_follower_t *f, size_t max, changelog_follow_fn fn,
+                               void *ctx) {
+  size_t k = 0;
+  while (k < max) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(f->rk, 0);
+    if (!m) break;
+    k++;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    if (m->err) {
+      char why[300];
+      snprintf(why, sizeof why, "changelog %s [%d] at offset %lld: %s", f->topic,
+               (int)m->partition, (long long)m->offset, rd_kafka_message_errstr(m));
+      if (m->rkt) fn(ctx, m->partition, m->offset, NULL, 0, NULL, 0, why);
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    fn(ctx, m->partition, m->offset, m->key, m->key_len, m->payload, m->len, NULL);
+    rd_kafka_message_destroy(m);
+  }
+  return k;
+}
+
+int64_t changelog_follower_end(changelog_follower_t *f, int32_t partition) {
+  int64_t lo = -1, hi = -1;
+  if (rd_kafka_get_watermark_offsets(f->rk, f->topic, partition, &lo, &hi) ||
+      hi < 0)
+    return -1;
+  return hi;
+}
+
 int changelog_topic_offset_for_time(const char *brokers, const char *const *props,
                                     const char *topic, int32_t partition, int64_t ts_ms,
                                     int timeout_ms, int64_t *offset, char *errstr, size_t n) {

@@ -69,6 +69,34 @@ int changelog_topic_read_from(const char *brokers, const char *const *props, con
                               changelog_topic_fn fn, void *ctx, uint64_t *records,
                               uint64_t *bytes, char *errstr, size_t errstr_size);
 
+/* A follower: one group-less consumer assigned to any set of the topic's
+ * partitions, each from a given offset, read in small batches without
+ * blocking (standby replicas, daemon/standby.h). auto.offset.reset is
+ * "error": a position deleted under the follower is reported, never
+ * skipped. One thread at a time. */
+typedef struct changelog_follower changelog_follower_t;
+
+/* Called for each record (value NULL for a tombstone) or, with error set
+ * (a sentence) and no record, for a partition whose position was lost
+ * (deleted by retention) or could not be fetched. */
+typedef void (*changelog_follow_fn)(void *ctx, int32_t partition, int64_t offset,
+                                    const void *key, size_t key_len, const void *value,
+                                    size_t value_len, const char *error);
+
+/* Returns 0 or IX_EKAFKA with errstr. Free with changelog_follower_destroy(). */
+int changelog_follower_new(const char *brokers, const char *const *props, const char *topic,
+                           changelog_follower_t **out, char *errstr, size_t errstr_size);
+void changelog_follower_destroy(changelog_follower_t *f); /* accepts NULL */
+/* Start following partition from offset (-1: its start). Returns 0 or IX_EKAFKA. */
+int changelog_follower_add(changelog_follower_t *f, int32_t partition, int64_t offset);
+/* Stop following partition; records of it already fetched are dropped. */
+int changelog_follower_remove(changelog_follower_t *f, int32_t partition);
+/* Hands at most max records (and errors) to fn without waiting; returns how many. */
+size_t changelog_follower_poll(changelog_follower_t *f, size_t max, changelog_follow_fn fn,
+                               void *ctx);
+/* The partition's high watermark as the client last learned it (-1: not yet). */
+int64_t changelog_follower_end(changelog_follower_t *f, int32_t partition);
+
 /* The offset of partition's first record with a timestamp at or after ts_ms
  * (Unix ms), into *offset; -1 when the cluster names none (no such record,
  * or a cluster that does not look up by time: librdkafka's mock answers -1

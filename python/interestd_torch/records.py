@@ -98,7 +98,7 @@ EVENT_DTYPE = np.dtype([("user", "<u8"), ("item", "<u8"), ("cat", "<u8"), ("acti
 
 def load_events(path, drop_users=()):
     """Every event of a record file (file order) as a structured array of
-    EVENT_DTYPE, users in drop_users left out (ctlev_load)."""
+    EVENT_DTYPE, users in drop_users left out (ctlev_load_input)."""
     drop = set(int(u) for u in drop_users)
     rows = []
     for _, _, _, _, value in read_records(path):

@@ -8,7 +8,8 @@
 #               runs, not figures to record
 #   --build DIR build directory holding the benches (default build/release)
 #   NAME        run only these (bench_lstm bench_pipeline bench_e2e bench_store
-#               bench_restore bench_metrics bench_checkpoint_latency bench_streams)
+#               bench_restore bench_metrics bench_checkpoint_latency bench_streams
+#               bench_changelog_restore bench_changelog_cost)
 # Timed runs: the machine is shared; note the load average next to any figure.
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -40,6 +41,8 @@ BENCHES=(
   "bench_metrics|50000000|2000000"
   "bench_checkpoint_latency|$BUILD 1000000 1000 60 20|$BUILD 64000 1000 10 3"
   "bench_streams|$BUILD 50000 50000|$BUILD 20000 10000"
+  "bench_changelog_restore|1000000 256|20000 8"
+  "bench_changelog_cost|$BUILD 100000 3|$BUILD 20000 1"
 )
 
 selected() {

@@ -18,6 +18,8 @@
  *     has its prediction (printed as "recovery").
  * Scenarios: broker_down, all_down, coordinator, sigstop, malformed,
  * ckpt_removed, ckpt_unwritable, ckpt_corrupt, sighup_model, sighup_config.
+ * IX_FAULTS_EXTRA: more config lines for every member (e.g. librdkafka's
+ * debug contexts, with [log] level = debug).
  * `test_daemon_faults_slow <scenario>` runs one; the results table in
  * docs/OPERATIONS.md comes from the lines starting with "RESULT". */
 #include "daemon_harness.h"
@@ -287,6 +289,15 @@ static h_msg_t *make_input(size_t n, double bad_ratio, size_t *n_bad) {
 #define PRE_S 8.0   /* input before the fault */
 #define POST_S 10.0 /* input after it */
 
+/* The test clock (h_now) of a wall-clock time in ms: the daemon stamps each
+ * prediction with the wall-clock time it made it (emit time). */
+static double wall_to_test(int64_t wall_ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  double wall_now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  return (double)wall_ms / 1000.0 - (wall_now - h_now());
+}
+
 static void run_scenario(const scenario_t *sc) {
   printf("== %s: %s\n", sc->name, sc->what);
   double t_begin = h_now();
@@ -318,8 +329,9 @@ static void run_scenario(const scenario_t *sc) {
     char extra[2048];
     snprintf(extra, sizeof extra,
              "[state]\ncheckpoint_dir = %s\ncheckpoint_interval_s = 2\n"
-             "[daemon]\nhealth_stall_s = 5\n%s",
-             r.ckpt[m], sc->extra ? sc->extra : "");
+             "[daemon]\nhealth_stall_s = 5\n%s\n%s",
+             r.ckpt[m], sc->extra ? sc->extra : "",
+             getenv("IX_FAULTS_EXTRA") ? getenv("IX_FAULTS_EXTRA") : "");
     h_write_conf(r.conf[m], r.brokers, sc->name, model, extra);
   }
 
@@ -391,7 +403,7 @@ static void run_scenario(const scenario_t *sc) {
       if (sc->exact_states && !h_same_prediction(&s->pred, &ref[i])) mismatched++;
       if (counts[i]++) dups++;
       else {
-        first[i] = s->t;
+        first[i] = wall_to_test(s->pred.emit_ts_ms);
         answered++;
       }
     }
@@ -408,8 +420,10 @@ static void run_scenario(const scenario_t *sc) {
     }
     h_sleep_ms(200);
   }
-  /* recovery, three ways, from the fault's end:
-   * progress: on every partition, the first prediction that arrives after it;
+  /* recovery, three ways, from the fault's end, by the daemon's clock (the
+   * predictions' emit times: the test's own output consumer reconnects on
+   * its own schedule, once 20 s after the daemon did):
+   * progress: on every partition, the first prediction made after it;
    * in topic: the last event produced before it is in the input topic (the
    *   test's producer rides out the fault too);
    * caught up: the last event produced before it is answered. */
@@ -428,10 +442,11 @@ static void run_scenario(const scenario_t *sc) {
   pthread_mutex_lock(&w.mu);
   for (int p = 0; p < PARTS; p++) {
     double t = -1;
-    for (size_t j = 0; j < w.n; j++)
-      if (w.seen[j].pred.src_partition == p && w.seen[j].t >= r.t_fault_end &&
-          (t < 0 || w.seen[j].t < t))
-        t = w.seen[j].t;
+    for (size_t j = 0; j < w.n; j++) {
+      double made = wall_to_test(w.seen[j].pred.emit_ts_ms);
+      if (w.seen[j].pred.src_partition == p && made >= r.t_fault_end && (t < 0 || made < t))
+        t = made;
+    }
     if (t >= 0 && t - r.t_fault_end > progress) progress = t - r.t_fault_end;
   }
   pthread_mutex_unlock(&w.mu);

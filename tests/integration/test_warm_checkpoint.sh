@@ -4,8 +4,10 @@
 # topic writes each partition's states at its end of input with NEW's
 # fingerprint. Checks: a second replay with NEW finds every user's state in
 # DIR bit-identical at the end offsets (--check-state); the same replay with
-# another model is refused by the fingerprint (exit 1); a damaged checkpoint
-# file is refused.
+# another model is refused by the fingerprint (exit 1); --read-state: a
+# replay of the later events on the states written for the earlier ones
+# equals one replay over everything, and refuses another model's states; a
+# damaged checkpoint file is refused.
 set -euo pipefail
 : "${IX_SOURCE_DIR:?}" "${IX_BINARY_DIR:?}"
 CTL=$IX_BINARY_DIR/ctl/interestctl
@@ -36,6 +38,33 @@ if "$CTL" replay --offline --input "$TMP/topic.rec" --output "$TMP/p3.rec" --mod
 fi
 grep -q "refusing to restore" "$TMP/o.log" || { cat "$TMP/o.log"; echo "FAIL: no fingerprint refusal"; exit 1; }
 echo "another model: refused by the fingerprint"
+
+# --read-state: a replay of the later events on the states written for the earlier
+# ones gives each of them the prediction of one replay over everything
+T=$(PYTHONPATH="$IX_SOURCE_DIR/python" /usr/bin/python3 -c "
+from interestd_torch.records import load_events
+ev = load_events('$TMP/topic.rec'); print(int(ev['ts'][len(ev) * 2 // 3]))")
+"$CTL" split --input "$TMP/topic.rec" --out-prefix "$TMP/cut" --by time --dev-start "$T" \
+  --test-start "$((T + 1000 * 86400000))" >/dev/null
+"$CTL" replay --offline --input "$TMP/cut.train.rec" --output "$TMP/r1.rec" --model "$TMP/new.ixm" \
+  --write-state "$TMP/part" --quiet 2>/dev/null
+"$CTL" replay --offline --input "$TMP/cut.dev.rec" --output "$TMP/r2.rec" --model "$TMP/new.ixm" \
+  --read-state "$TMP/part" 2> "$TMP/rs.log" || { cat "$TMP/rs.log"; echo "FAIL: --read-state"; exit 1; }
+grep "read-state: partition 0" "$TMP/rs.log"
+PYTHONPATH="$IX_SOURCE_DIR/python" /usr/bin/python3 - "$TMP/p1.rec" "$TMP/r2.rec" <<'PY'
+import sys
+from interestd_torch.records import read_records
+full = {(p, o): v for p, o, _, _, v in read_records(sys.argv[1])}
+part = [(p, o, v) for p, o, _, _, v in read_records(sys.argv[2])]
+bad = sum(full.get((p, o)) != v for p, o, v in part)
+print(f"--read-state: {len(part)} predictions of the later events, {bad} differ from one replay over everything")
+sys.exit(1 if bad or not part else 0)
+PY
+if "$CTL" replay --offline --input "$TMP/cut.dev.rec" --output "$TMP/r3.rec" --model "$MODEL" \
+     --read-state "$TMP/part" --quiet 2> "$TMP/rm.log"; then
+  echo "FAIL: --read-state accepted another model's states"; exit 1
+fi
+grep -q "read-state: partition" "$TMP/rm.log" || { cat "$TMP/rm.log"; echo "FAIL: no refusal"; exit 1; }
 
 f=$(ls "$TMP/warm"/p0-*.ckpt | head -1)
 printf '\x55' | dd of="$f" bs=1 seek=200 conv=notrunc 2>/dev/null

@@ -241,6 +241,19 @@ static void test_config_model_reload_warm_and_its_window(void **unused) {
   expect_error("[model]\nwarm_max_events = 0\n", "bad.conf:2:", "between 1 and");
 }
 
+static void test_config_standby_replicas(void **unused) {
+  config_t *c;
+  char err[512];
+  assert_int_equal(config_load(NULL, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(c->state.standby_replicas, 0);
+  config_destroy(c);
+  const char *path = write_file("standby.conf", "[state]\nstandby_replicas = 2\n");
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(c->state.standby_replicas, 2);
+  config_destroy(c);
+  expect_error("[state]\nstandby_replicas = 17\n", "bad.conf:2:", "between 0 and 16");
+}
+
 static void test_config_reads_input_mapping_and_output(void **unused) {
   const char *path = write_file("io.conf",
                                 "[input]\nformat = json\nuser_field = user.id\n"
@@ -433,6 +446,7 @@ int main(void) {
       cmocka_unit_test(test_config_parses_every_section),
       cmocka_unit_test(test_config_errors_name_file_line_and_reason),
       cmocka_unit_test(test_config_overrides_go_to_the_right_section),
+      cmocka_unit_test(test_config_standby_replicas),
       cmocka_unit_test(test_config_model_reload_warm_and_its_window),
       cmocka_unit_test(test_config_reads_input_mapping_and_output),
       cmocka_unit_test(test_config_missing_file_is_named),

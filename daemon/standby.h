@@ -1,0 +1,68 @@
+/* Standby replicas (docs/STATE.md, "Standby replicas"): warm copies of
+ * partitions this member does not own, kept by following their changelog
+ * partitions with a group-less consumer and applying the records, in small
+ * time-bounded slices on the loop thread, to a store of their own. When one
+ * of them is assigned, its copy becomes the restore: only the changelog's
+ * tail past the copy's position is read (daemon/clog.h, clog_assign_copy).
+ * Which partitions a member follows is derived from its own assignment
+ * (standby_want); Kafka's assignor stays in charge. Loop thread only. */
+#ifndef IX_DAEMON_STANDBY_H
+#define IX_DAEMON_STANDBY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/clog.h"
+#include "daemon/metrics.h"
+#include "state/store.h"
+
+typedef struct standby standby_t;
+
+typedef struct {
+  const char *brokers;
+  const char *const *props; /* consumer properties; may be NULL */
+  const char *topic;        /* the changelog topic */
+  int32_t partitions;       /* the topic's (and the input's) partition count */
+  uint32_t replicas;        /* state.standby_replicas, >= 1 */
+  uint32_t fingerprint;     /* the serving model's: records for another are refused */
+  size_t blob_size;         /* the serving store's state size */
+  metrics_t *metrics;       /* borrowed; the standby gauges are added to it */
+} standby_opts_t;
+
+/* Returns 0 or a negative IX_E* with errstr filled. Free with standby_destroy(). */
+int standby_new(const standby_opts_t *opts, standby_t **out, char *errstr, size_t errstr_size);
+void standby_destroy(standby_t *sb); /* accepts NULL */
+
+/* The rule: a member owning the sorted partitions A stands by for the first
+ * replicas * (|A| + 1) partitions it does not own met by walking forward
+ * from all of A at once (a+1 for every a in A, then a+2, ...), or for every
+ * partition it does not own when there are fewer; nothing when it owns
+ * none. Fills want[0..partitions) with 0/1 and returns how many are 1.
+ * Pure: exposed for tests. */
+size_t standby_want(const int32_t *owned, size_t n_owned, int32_t partitions, uint32_t replicas,
+                    uint8_t *want);
+
+/* This member now owns owned[0..n): follow the partitions standby_want()
+ * picks (new ones from their start), drop the copies of the others. With
+ * n == 0 (between a revocation and the next assignment, or an assignment
+ * lost) nothing changes: the copies stay warm. */
+void standby_set_owned(standby_t *sb, const int32_t *owned, size_t n);
+
+/* Apply fetched changelog records for up to budget_us microseconds; update
+ * the gauges. Returns the records applied. Call from a timer. */
+size_t standby_pump(standby_t *sb, uint64_t budget_us);
+
+/* Partition p is assigned to this member: restore it through c from its
+ * standby copy when there is one (source CLOG_FROM_STANDBY: only the tail
+ * is read), else with clog_assign (the whole changelog). Arguments and
+ * results as clog_assign's. The copy is consumed: p is not followed any
+ * more until standby_set_owned() says so. sb may be NULL. */
+int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
+                   int64_t local_next, int64_t local_created_ms, clog_source_t *source,
+                   int64_t *next_offset, char *errstr, size_t errstr_size);
+
+/* Partitions followed now, and the users held in their copies. */
+size_t standby_partitions(const standby_t *sb);
+size_t standby_users(const standby_t *sb);
+
+#endif
