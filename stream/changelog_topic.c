@@ -451,7 +451,9 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
     ssize_t i = 0;
     for (; i < got && !done; i++) {
       rd_kafka_message_t *m = batch[i];
-      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (m->rkt && m->partition != partition) {
+        /* left over from the reader's previous partition: not this one's */
+      } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         /* end of the partition (a compacted log may end with no record at hi - 1) */
         done = 1;
       } else if (m->err) {
@@ -459,7 +461,7 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
                  (int)partition, (long long)next, rd_kafka_message_errstr(m));
         rc = IX_EKAFKA;
         done = 1;
-      } else if (m->partition == partition && m->offset >= next) {
+      } else if (m->offset >= next) {
         last_progress = ix_mono_ms();
         next = m->offset + 1;
         (*records)++;
