@@ -311,21 +311,66 @@ static int64_t clock_margin_ms(void) {
   return e && *e ? strtoll(e, NULL, 10) : CLOG_CLOCK_MARGIN_MS;
 }
 
-int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
-                int64_t local_created_ms, clog_source_t *source, int64_t *next_offset,
-                char *errstr, size_t n) {
-  *source = local_next >= 0 ? CLOG_FROM_LOCAL : CLOG_FROM_COLD;
-  *next_offset = local_next;
+/* The start of an assignment's restore: p owned again with fresh
+ * trackers. IX_ERANGE (errstr says why) when p is beyond the topic. */
+static int assign_begin(clog_t *c, int32_t p, part_t **out, char *errstr, size_t n) {
   if (p < 0 || p >= c->n_parts) {
     snprintf(errstr, n, "partition %d is beyond the changelog's %d partitions", (int)p,
              (int)c->n_parts);
     return IX_ERANGE;
   }
-  part_t *pt = &c->parts[p];
+  part_t *pt = *out = &c->parts[p];
   part_reset(pt);
   pt->gen++;
   pt->owned = 1;
   if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted)) return IX_ENOMEM;
+  return 0;
+}
+
+/* The end of an assignment's restore, whatever its source: the position and
+ * skip rule from a restored completion (takes *rs when it holds users to
+ * skip), every user marked when the local checkpoint is newer than the
+ * topic, the metrics. Sets *rc to the marking's error if it was 0; returns
+ * the restore's seconds since t0. */
+static double assign_end(clog_t *c, part_t *pt, int32_t p, store_t *st, clog_source_t source,
+                         const changelog_restore_info_t *info, changelog_restore_t **rs,
+                         int64_t local_next, int64_t *next_offset, mark_t *m, uint64_t t0,
+                         int *rc) {
+  if (source == CLOG_FROM_CHANGELOG || source == CLOG_FROM_LOCAL_TAIL ||
+      source == CLOG_FROM_STANDBY) {
+    *next_offset = info->next_offset;
+    pt->durable_at = info->next_offset;
+    pt->seq = info->sequence;
+    if (info->skip_users) {
+      pt->skip = *rs;
+      pt->skip_until = info->skip_until;
+      *rs = NULL;
+    }
+  }
+  if (source == CLOG_FROM_LOCAL) {
+    /* the topic is behind the local checkpoint: write every user with the
+     * offset the local state is consistent with (all events before it) */
+    m->at = local_next - 1;
+    m->err = 0;
+    store_foreach(st, p, mark_user, m);
+    if (m->err && !*rc) *rc = m->err;
+  }
+  pt->pos = *next_offset;
+  double secs = (double)(ix_mono_ns() - t0) / 1e9;
+  metrics_histogram_observe(c->m.restore_seconds, secs);
+  metrics_counter_inc(c->m.from[source]);
+  metrics_counter_add(c->m.users_from[source], store_partition_users(st, p));
+  return secs;
+}
+
+int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
+                int64_t local_created_ms, clog_source_t *source, int64_t *next_offset,
+                char *errstr, size_t n) {
+  *source = local_next >= 0 ? CLOG_FROM_LOCAL : CLOG_FROM_COLD;
+  *next_offset = local_next;
+  part_t *pt;
+  int brc = assign_begin(c, p, &pt, errstr, n);
+  if (brc) return brc;
   uint64_t t0 = ix_mono_ns();
   /* local checkpoint plus the tail: only while no tombstone written after
    * the snapshot can have been removed by compaction (delete.retention.ms
@@ -401,29 +446,8 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
       }
     }
   }
-  if (*source == CLOG_FROM_CHANGELOG || *source == CLOG_FROM_LOCAL_TAIL) {
-    *next_offset = info.next_offset;
-    pt->durable_at = info.next_offset;
-    pt->seq = info.sequence;
-    if (info.skip_users) {
-      pt->skip = rs;
-      pt->skip_until = info.skip_until;
-      rs = NULL;
-    }
-  }
-  if (*source == CLOG_FROM_LOCAL) {
-    /* the topic is behind the local checkpoint: write every user with the
-     * offset the local state is consistent with (all events before it) */
-    m.at = local_next - 1;
-    m.err = 0;
-    store_foreach(st, p, mark_user, &m);
-    if (m.err && !rc) rc = m.err;
-  }
-  pt->pos = *next_offset;
-  double secs = (double)(ix_mono_ns() - t0) / 1e9;
-  metrics_histogram_observe(c->m.restore_seconds, secs);
-  metrics_counter_inc(c->m.from[*source]);
-  metrics_counter_add(c->m.users_from[*source], store_partition_users(st, p));
+  double secs =
+      assign_end(c, pt, p, st, *source, &info, &rs, local_next, next_offset, &m, t0, &rc);
   char over[128] = "";
   if (*source == CLOG_FROM_LOCAL_TAIL)
     snprintf(over, sizeof over, " (%" PRIu64 " from the changelog over the local checkpoint at "
@@ -445,19 +469,11 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   (void)fingerprint; /* rs was made for it */
   *source = local_next >= 0 ? CLOG_FROM_LOCAL : CLOG_FROM_COLD;
   *next_offset = local_next;
-  if (p < 0 || p >= c->n_parts) {
+  part_t *pt;
+  int brc = assign_begin(c, p, &pt, errstr, n);
+  if (brc) {
     changelog_restore_destroy(rs);
-    snprintf(errstr, n, "partition %d is beyond the changelog's %d partitions", (int)p,
-             (int)c->n_parts);
-    return IX_ERANGE;
-  }
-  part_t *pt = &c->parts[p];
-  part_reset(pt);
-  pt->gen++;
-  pt->owned = 1;
-  if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted)) {
-    changelog_restore_destroy(rs);
-    return IX_ENOMEM;
+    return brc;
   }
   uint64_t t0 = ix_mono_ns();
   uint64_t records = 0, bytes = 0;
@@ -480,14 +496,6 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
       rc = m.err;
       if (!rc) {
         *source = CLOG_FROM_STANDBY;
-        *next_offset = info.next_offset;
-        pt->durable_at = info.next_offset;
-        pt->seq = info.sequence;
-        if (info.skip_users) {
-          pt->skip = rs;
-          pt->skip_until = info.skip_until;
-          rs = NULL;
-        }
       } else {
         store_drop_partition(st, p);
         *source = CLOG_FROM_COLD;
@@ -496,19 +504,8 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
       }
     }
   }
-  if (*source == CLOG_FROM_LOCAL) {
-    /* the topic is behind the local checkpoint: write every user with the
-     * offset the local state is consistent with (all events before it) */
-    m.at = local_next - 1;
-    m.err = 0;
-    store_foreach(st, p, mark_user, &m);
-    if (m.err && !rc) rc = m.err;
-  }
-  pt->pos = *next_offset;
-  double secs = (double)(ix_mono_ns() - t0) / 1e9;
-  metrics_histogram_observe(c->m.restore_seconds, secs);
-  metrics_counter_inc(c->m.from[*source]);
-  metrics_counter_add(c->m.users_from[*source], store_partition_users(st, p));
+  double secs =
+      assign_end(c, pt, p, st, *source, &info, &rs, local_next, next_offset, &m, t0, &rc);
   LOG_INFO("clog", "partition %d: states from %s (%zu users, resume at %" PRId64 "); changelog "
            "read %" PRIu64 " records (the tail from offset %" PRId64 "), %" PRIu64 " bytes in "
            "%.3f s, newest completion at %" PRId64 ", %" PRIu64 " users newer than it",
