@@ -76,6 +76,9 @@ struct store {
 
   uint64_t users, seq;
   uint64_t evicted_lru, evicted_ttl;
+  uint64_t pin_seq; /* st->seq at the last store_evict(): users touched after
+                     * it may have blob pointers out, so store_get() does not
+                     * evict them to make room */
   store_evict_fn evict_fn;
   void *evict_ctx;
 
@@ -437,9 +440,12 @@ void store_destroy(store_t *st) {
   free(st);
 }
 
+static uint32_t lru_victim(const store_t *st);
+static void evict_slot(store_t *st, uint32_t victim);
+
 /* Find or insert; *slot gets the slot number. Sets *created on insert. */
 static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, uint32_t *slot,
-                  int *created) {
+                  int *created, int make_room) {
   uint32_t tag = key_tag(partition, user_id);
   int found;
   uint64_t b = table_find(st, partition, user_id, tag, &found);
@@ -451,6 +457,18 @@ static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, 
     return 0;
   }
   if (!create) return IX_ENOENT;
+  if (make_room && st->users >= st->capacity) {
+    /* At capacity: the least recently seen user makes room now, so the
+     * store never holds more than its capacity and never maps a slab (or
+     * grows the index) beyond the limit. Not a user touched since the last
+     * store_evict() (its blob pointer may be in use): then the insert goes
+     * over and store_evict() trims. */
+    uint32_t v = lru_victim(st);
+    if (v != NIL && slot_at(st, v)->seq <= st->pin_seq) {
+      evict_slot(st, v);
+      b = table_find(st, partition, user_id, tag, &found);
+    }
+  }
   if (!TABLE_FITS(st->users + 1, st->mask + 1)) {
     int rc = table_reserve(st, st->users + 1);
     if (rc) return rc;
@@ -480,7 +498,7 @@ void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms
   int made = 0;
   uint32_t i;
   if (created) *created = 0;
-  if (lookup(st, partition, user_id, create, &i, &made) != 0) return NULL;
+  if (lookup(st, partition, user_id, create, &i, &made, 1) != 0) return NULL;
   unsigned char *blob = blob_at(st, i);
   if (made) {
     memset(blob, 0, st->blob_size);
@@ -509,7 +527,7 @@ static int put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_se
                const void *blob, int ordered) {
   int made;
   uint32_t i;
-  int rc = lookup(st, partition, user_id, 1, &i, &made);
+  int rc = lookup(st, partition, user_id, 1, &i, &made, 0);
   if (rc) return rc;
   memcpy(blob_at(st, i), blob, st->blob_size);
   slot_t *s = slot_at(st, i);
@@ -594,27 +612,38 @@ int store_order_partition(store_t *st, int32_t partition) {
   return 0;
 }
 
+/* The globally least recently seen user (the oldest of the partitions'
+ * tails), NIL when empty. */
+static uint32_t lru_victim(const store_t *st) {
+  uint32_t victim = NIL;
+  const slot_t *vs = NULL;
+  for (uint32_t k = 0; k < st->nparts; k++) {
+    uint32_t t = st->parts[k].tail;
+    if (t == NIL) continue;
+    const slot_t *s = slot_at(st, t);
+    if (!vs || s->last_seen_ms < vs->last_seen_ms ||
+        (s->last_seen_ms == vs->last_seen_ms && s->seq < vs->seq)) {
+      victim = t;
+      vs = s;
+    }
+  }
+  return victim;
+}
+
+static void evict_slot(store_t *st, uint32_t victim) {
+  const slot_t *vs = slot_at(st, victim);
+  if (st->evict_fn) st->evict_fn(st->evict_ctx, st->parts[vs->part].id, vs->user_id);
+  slot_remove(st, victim);
+  st->evicted_lru++;
+}
+
 size_t store_evict(store_t *st) {
   size_t n = 0;
   while (st->users > st->capacity) {
-    /* The globally least recent user is the oldest of the partitions' tails. */
-    uint32_t victim = NIL;
-    const slot_t *vs = NULL;
-    for (uint32_t k = 0; k < st->nparts; k++) {
-      uint32_t t = st->parts[k].tail;
-      if (t == NIL) continue;
-      const slot_t *s = slot_at(st, t);
-      if (!vs || s->last_seen_ms < vs->last_seen_ms ||
-          (s->last_seen_ms == vs->last_seen_ms && s->seq < vs->seq)) {
-        victim = t;
-        vs = s;
-      }
-    }
-    if (st->evict_fn) st->evict_fn(st->evict_ctx, st->parts[vs->part].id, vs->user_id);
-    slot_remove(st, victim);
-    st->evicted_lru++;
+    evict_slot(st, lru_victim(st));
     n++;
   }
+  st->pin_seq = st->seq;
   return n;
 }
 
@@ -687,7 +716,11 @@ uint64_t store_capacity(const store_t *st) { return st->capacity; }
 
 size_t store_slab_slots(const store_t *st) { return st->sps; }
 
-int store_reserve(store_t *st, size_t n) { return table_reserve(st, st->users + n); }
+int store_reserve(store_t *st, size_t n) {
+  uint64_t want = st->users + n;
+  if (want > st->capacity) want = st->capacity; /* the limit sized the index already */
+  return table_reserve(st, want);
+}
 
 void store_get_stats(const store_t *st, store_stats_t *stats) {
   stats->users = st->users;
