@@ -121,25 +121,35 @@ static uint64_t table_size_for(uint64_t users) {
   return cap;
 }
 
-static uint64_t fixed_bytes(void) {
-  return sizeof(store_t) + 64 * sizeof(part_t) + 1024 * sizeof(slab_t);
+/* The store itself and its partition table (64 partitions; it grows by 20
+ * bytes per partition beyond). */
+static uint64_t fixed_bytes(void) { return sizeof(store_t) + 64 * sizeof(part_t); }
+
+/* The slab table for n slabs (it doubles from 64 entries). */
+static uint64_t slab_table_bytes(uint64_t n) {
+  uint64_t cap = 64;
+  while (cap < n) cap *= 2;
+  return cap * sizeof(slab_t);
 }
 
-/* Largest user count whose slots and index fit in limit bytes. Slots come
- * in whole slabs of sps (slab_bytes each, with their metadata and
- * rounding), so the last slab counts in full (counting per user let the
+/* Largest user count whose slots, index and tables fit in limit bytes.
+ * Slots come in whole slabs of sps (slab_bytes each, with their metadata
+ * and rounding), so the last slab counts in full (counting per user let the
  * store run up to one slab, ~0.8% of 256 MiB, over the limit). A limit
  * below one slab (tests, tiny stores) is counted per user: the slab is then
  * the granularity. */
 static uint64_t capacity_for(size_t limit, size_t stride, uint64_t sps, size_t slab_bytes) {
   uint64_t per_user = stride + sizeof(slot_t);
-  if (limit <= fixed_bytes()) return 0;
-  uint64_t lo = 0, hi = (limit - fixed_bytes()) / per_user;
-  int whole_slabs = slab_bytes != SIZE_MAX && limit >= fixed_bytes() + slab_bytes;
+  uint64_t fixed = fixed_bytes() + slab_table_bytes(1);
+  if (limit <= fixed) return 0;
+  uint64_t lo = 0, hi = (limit - fixed) / per_user;
+  int whole_slabs = slab_bytes != SIZE_MAX && limit >= fixed + slab_bytes;
   while (lo < hi) {
     uint64_t mid = lo + (hi - lo + 1) / 2;
-    uint64_t slots = whole_slabs ? (mid + sps - 1) / sps * slab_bytes : mid * per_user;
-    uint64_t cost = fixed_bytes() + slots + table_size_for(mid) * sizeof(bucket_t);
+    uint64_t nslabs = (mid + sps - 1) / sps;
+    uint64_t slots = whole_slabs ? nslabs * slab_bytes : mid * per_user;
+    uint64_t cost = fixed_bytes() + slab_table_bytes(nslabs) + slots +
+                    table_size_for(mid) * sizeof(bucket_t);
     if (cost <= limit) lo = mid;
     else hi = mid - 1;
   }
