@@ -135,6 +135,18 @@ static int apply(config_t *c, const char *section, const char *name, const char 
     if (strcmp(name, "input_topic") == 0) return set_str(&c->kafka.input_topic, value);
     if (strcmp(name, "output_topic") == 0) return set_str(&c->kafka.output_topic, value);
     if (strcmp(name, "dlq_topic") == 0) return set_str(&c->kafka.dlq_topic, value);
+    if (strcmp(name, "processing_guarantee") == 0) {
+      if (strcmp(value, "at_least_once") == 0) c->kafka.exactly_once = 0;
+      else if (strcmp(value, "exactly_once") == 0) c->kafka.exactly_once = 1;
+      else FAIL("kafka.processing_guarantee must be at_least_once or exactly_once, not '%s'",
+                value);
+      return 0;
+    }
+    if (strcmp(name, "instance_id") == 0) return set_str(&c->kafka.instance_id, value);
+    if (strcmp(name, "commit_interval_ms") == 0) {
+      U64(c->kafka.commit_interval_ms, 10, 600000);
+      return 0;
+    }
     both = 1; /* any other key: a librdkafka property for both clients */
   }
   if (both || strcmp(section, "kafka.properties") == 0) {
@@ -142,6 +154,9 @@ static int apply(config_t *c, const char *section, const char *name, const char 
     if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "group.id") == 0)
       FAIL("set %s through kafka.%s, not as a librdkafka property", name,
            name[0] == 'b' ? "brokers" : "group");
+    if (strcmp(name, "transactional.id") == 0)
+      FAIL("transactional.id cannot be set: kafka.processing_guarantee = exactly_once makes "
+           "it from kafka.group and kafka.instance_id");
     return append_prop(&c->kafka.props, name, value);
   }
   if (strcmp(section, "kafka.consumer") == 0) {
@@ -153,6 +168,9 @@ static int apply(config_t *c, const char *section, const char *name, const char 
   }
   if (strcmp(section, "kafka.producer") == 0) {
     if (producer_check_property(name, value, why, why_size)) return IX_ECONFIG;
+    if (strcmp(name, "transactional.id") == 0)
+      FAIL("transactional.id cannot be set: kafka.processing_guarantee = exactly_once makes "
+           "it from kafka.group and kafka.instance_id");
     return append_prop(&c->kafka.producer_props, name, value);
   }
   if (strcmp(section, "model") == 0) {
@@ -374,6 +392,8 @@ static void set_defaults(config_t *c) {
   c->kafka.input_topic = strdup("events");
   c->kafka.output_topic = strdup("interests");
   c->kafka.dlq_topic = strdup("");
+  c->kafka.instance_id = strdup("");
+  c->kafka.commit_interval_ms = 100;
   c->model.path = strdup(INTERESTD_DATADIR "/model.ixm");
   c->model.reload = MODEL_RELOAD_REFUSE;
   c->model.warm_window_s = 3 * 86400;
@@ -449,7 +469,7 @@ int config_load(const char *path, const char *const *overrides, size_t n_overrid
   config_t *c = &priv->cfg;
   set_defaults(c);
   if (input_opts_init(&c->input) || !c->kafka.brokers || !c->kafka.group || !c->kafka.input_topic || !c->kafka.output_topic ||
-      !c->kafka.dlq_topic || !c->model.path || !c->state.checkpoint_dir || !c->metrics.listen ||
+      !c->kafka.dlq_topic || !c->kafka.instance_id || !c->model.path || !c->state.checkpoint_dir || !c->metrics.listen ||
       !c->state.changelog_topic || !c->state.changelog_mode ||
       !c->redis.address || !c->redis.password || !c->redis.key_prefix) {
     config_destroy(c);
@@ -516,6 +536,7 @@ void config_destroy(config_t *c) {
   free_props(c->kafka.props);
   free_props(c->kafka.consumer_props);
   free_props(c->kafka.producer_props);
+  free(c->kafka.instance_id);
   free(c->model.path);
   free(c->model.shadow_path);
   free(c->state.checkpoint_dir);
@@ -560,6 +581,18 @@ int config_check(const config_t *c, char *errstr, size_t errstr_size) {
     snprintf(errstr, errstr_size, "%s: input, output and dead-letter topics must differ",
              where_set(c, "kafka.output_topic"));
     return IX_ECONFIG;
+  }
+  if (c->kafka.exactly_once) {
+    char tid[512];
+    config_transactional_id(c, tid, sizeof tid);
+    if (!*tid) {
+      snprintf(errstr, errstr_size,
+               "%s: kafka.processing_guarantee = exactly_once needs kafka.instance_id (or a "
+               "group.instance.id property): a name for this member, unique in the group and "
+               "the same across its restarts (docs/DAEMON.md, \"Exactly-once output\")",
+               where_set(c, "kafka.processing_guarantee"));
+      return IX_ECONFIG;
+    }
   }
   char why[400];
   model_t *m = NULL;
@@ -633,6 +666,25 @@ static void print_props(FILE *f, const char *section, char **props) {
   }
 }
 
+static const char *prop_value(char **props, const char *key) {
+  size_t kl = strlen(key);
+  const char *v = NULL;
+  for (size_t i = 0; props && props[i]; i++)
+    if (strncmp(props[i], key, kl) == 0 && props[i][kl] == '=') v = props[i] + kl + 1;
+  return v;
+}
+
+void config_transactional_id(const config_t *c, char *out, size_t out_size) {
+  const char *inst = c->kafka.instance_id;
+  if (!inst || !*inst) inst = prop_value(c->kafka.consumer_props, "group.instance.id");
+  if (!inst || !*inst) inst = prop_value(c->kafka.props, "group.instance.id");
+  if (!inst || !*inst) {
+    snprintf(out, out_size, "%s", "");
+    return;
+  }
+  snprintf(out, out_size, "%s-%s", c->kafka.group, inst);
+}
+
 void config_print(const config_t *c, void *file) {
   FILE *f = file;
   static const char *const lvl[] = {"error", "warn", "info", "debug"};
@@ -640,6 +692,9 @@ void config_print(const config_t *c, void *file) {
              "dlq_topic = %s\n",
           c->kafka.brokers, c->kafka.group, c->kafka.input_topic, c->kafka.output_topic,
           c->kafka.dlq_topic ? c->kafka.dlq_topic : "");
+  fprintf(f, "processing_guarantee = %s\ninstance_id = %s\ncommit_interval_ms = %u\n",
+          c->kafka.exactly_once ? "exactly_once" : "at_least_once", c->kafka.instance_id,
+          c->kafka.commit_interval_ms);
   print_props(f, "kafka.properties", c->kafka.props);
   print_props(f, "kafka.consumer", c->kafka.consumer_props);
   print_props(f, "kafka.producer", c->kafka.producer_props);

@@ -37,6 +37,12 @@ typedef struct {
     char **props;             /* "key=value" for both clients, NULL-terminated */
     char **consumer_props;    /* [kafka.consumer] */
     char **producer_props;    /* [kafka.producer] */
+    int exactly_once;         /* processing_guarantee: 0 at_least_once (default),
+                                 1 exactly_once (daemon/txn.h) */
+    char *instance_id;        /* exactly_once: this member's stable name; the producer's
+                                 transactional.id is <group>-<instance_id> ("" = the
+                                 consumer's group.instance.id) */
+    uint32_t commit_interval_ms; /* exactly_once: a transaction commits this often */
   } kafka;
   struct {
     char *path;
@@ -98,6 +104,11 @@ void config_destroy(config_t *cfg);
 /* Full validation beyond syntax: required keys present, model file loads,
  * checkpoint directory usable. Returns 0 or IX_ECONFIG with errstr. */
 int config_check(const config_t *cfg, char *errstr, size_t errstr_size);
+
+/* The transactional.id of exactly_once ("" when none can be derived):
+ * <group>-<instance_id>, else <group>-<group.instance.id> from the Kafka
+ * properties. */
+void config_transactional_id(const config_t *cfg, char *out, size_t out_size);
 
 /* Writes the effective configuration as INI (secrets in kafka properties
  * whose name contains "password" or "secret" are masked). */

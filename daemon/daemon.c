@@ -36,6 +36,7 @@
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
 #include "daemon/quality.h"
+#include "daemon/txn.h"
 #include "daemon/warmup.h"
 #include "model/model.h"
 #include "sink/redis.h"
@@ -146,6 +147,9 @@ struct ixd {
   producer_topic_t *out_topic, *dlq_topic;
   ckpt_t *ckpt;
   clog_t *clog;             /* the changelog topic (daemon/clog.h), NULL in local mode */
+  txn_t *txn;               /* exactly_once: the transaction cycle (daemon/txn.h); else NULL */
+  uv_timer_t txn_timer;     /* commits an open transaction when no batch does */
+  int ckpt_deferred;        /* exactly_once: a checkpoint waits for the next commit */
   standby_t *standby;       /* standby copies (daemon/standby.h), NULL without standby_replicas */
   metrics_t *metrics;
   metrics_daemon_t md;
@@ -246,7 +250,9 @@ static char **kafka_props(const config_t *cfg, char **specific);
 /* ---------------------------------------------------------------- partitions */
 
 static int store_offset_cb(void *ctx, int32_t partition, int64_t next) {
-  return consumer_store_offset(((daemon_t *)ctx)->consumer, partition, next);
+  daemon_t *d = ctx;
+  if (d->txn) return 0; /* exactly_once: offsets go in the transaction (daemon/txn.h) */
+  return consumer_store_offset(d->consumer, partition, next);
 }
 
 /* Pops completed entries of partition and stores its commit offset. */
@@ -437,6 +443,14 @@ static int permanent_failure(daemon_t *d, uint64_t opaque, const void *key, size
                              size_t n_hdrs, producer_fail_t fail, const char *why) {
   int dlq = (opaque & OPAQUE_DLQ) != 0;
   int32_t partition = (int32_t)((opaque >> 32) & 0xffff);
+  if (d->txn && fail != PRODUCER_FAIL_TOO_LARGE) {
+    /* exactly_once: not dropped; the transaction aborts and the event is
+     * read again (e.g. a producer whose transaction failed refuses every
+     * message until the abort) */
+    txn_delivery_failed(d->txn, why);
+    inflight_ack(d->inflight, opaque & INFLIGHT_TOKEN_MASK);
+    return 0;
+  }
   const inflight_entry_t *e = inflight_peek(d->inflight, opaque & INFLIGHT_TOKEN_MASK);
   int64_t offset = e ? e->offset : -1;
   if (dlq && !(opaque & OPAQUE_TRUNCATED)) {
@@ -478,6 +492,13 @@ static void on_delivery(void *ctx, const producer_report_t *r) {
     d->st.failed++;
     if (!dlq) metrics_counter_inc(d->md.predictions_failed);
     metrics_counter_inc(d->md.produce_failures[r->fail]);
+    if (d->txn) {
+      /* not sent again: the transaction aborts and its events are re-read
+       * (a stale token: a report of an aborted transaction's purge) */
+      if (inflight_peek(d->inflight, r->opaque & INFLIGHT_TOKEN_MASK))
+        txn_delivery_failed(d->txn, r->errstr);
+      return;
+    }
     if (gives_up(r->opaque, r->fail)) {
       if (permanent_failure(d, r->opaque, r->key, r->key_len, r->value, r->value_len, r->headers,
                             r->n_headers, r->fail, r->errstr))
@@ -590,6 +611,9 @@ static void serve_reports(daemon_t *d) {
 
 static void finish_stop(daemon_t *d);
 static void ckpt_pump(daemon_t *d);
+static void eos_commit(daemon_t *d);
+static void eos_end(daemon_t *d, consumer_event_t ev);
+static void txn_timer_cb(uv_timer_t *t);
 
 static void serve_deliveries(daemon_t *d) {
   serve_reports(d);
@@ -631,6 +655,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   for (size_t i = 0; i < n; i++) {
     rec_t *r = &recs[i];
     uint64_t tok;
+    if (d->txn && !txn_accept(d->txn, r->partition, r->offset)) continue; /* before a rewind */
     int rc = inflight_push(d->inflight, r->partition, r->offset, r->ts_ms > 0 ? r->ts_ms : now,
                            now_ns, &tok);
     if (rc == IX_ESTATE) continue; /* revoked while queued: the next owner reads it */
@@ -643,6 +668,15 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     d->rec_tok[kept++] = tok;
   }
   n = kept;
+  if (d->txn && n) {
+    char why[512];
+    if (d->exit_code) return; /* stopping after a fatal error: nothing more is committed */
+    if (txn_begin(d->txn, why, sizeof why)) {
+      fatal(d, IX_EKAFKA, why);
+      return;
+    }
+    for (size_t i = 0; i < n; i++) txn_consumed(d->txn, recs[i].partition, recs[i].offset);
+  }
   if (n) d->progress_ns = now_ns;
   d->st.consumed += n;
   metrics_counter_add(d->md.events_consumed, n);
@@ -678,6 +712,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   for (size_t k = 0; k < res.n_rejects; k++) {
     const pipeline_reject_t *rj = &res.rejects[k];
     const rec_t *r = &recs[rj->src];
+    if (d->txn && txn_replaying(d->txn, r->partition, r->offset)) continue; /* sent before */
     size_t ri = ix_reject_index(rj->err);
     const char *label = ix_reject_label(ri);
     d->st.rejected++;
@@ -706,6 +741,7 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
   for (size_t k = 0; k < res.n_preds; k++) {
     const prediction_t *pred = &res.preds[k];
     size_t i = res.pred_src[k];
+    if (d->txn && txn_replaying(d->txn, recs[i].partition, recs[i].offset)) continue;
     char key[CODEC_KEY_MAX];
     size_t klen;
     rc = output_message(&d->cfg->output, pred, &d->enc, key, &klen);
@@ -798,6 +834,7 @@ static void drain(daemon_t *d, int timer_fired) {
       check_pressure(d);
     }
     consumer_release(d->consumer);
+    if (d->txn && txn_due(d->txn)) eos_commit(d);
     if (d->phase != RUNNING || d->paused) return;
   }
   uv_timer_start(&d->kick_timer, kick_cb, 0, 0); /* more is waiting: continue next turn */
@@ -907,6 +944,7 @@ static void clog_durable_cb(void *ctx, int32_t p, int64_t next_offset) {
 static void clog_partition_now(daemon_t *d, int32_t p) {
   inflight_part_t pt = inflight_part(d->inflight, p);
   if (pt.consumed_next < 0 || pt.in_flight) return;
+  if (d->txn && txn_open(d->txn)) return; /* exactly_once: uncommitted states */
   uint64_t deadline = ix_mono_ms() + REVOKE_WAIT_MAX_MS;
   if (d->stop_deadline_ms && d->stop_deadline_ms < deadline) deadline = d->stop_deadline_ms;
   int rc = clog_checkpoint_now(d->clog, p, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe),
@@ -939,6 +977,13 @@ static void standby_refresh(daemon_t *d) {
 
 static void ckpt_timer_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
+  if (d->txn && txn_open(d->txn)) {
+    /* exactly_once: checkpoints hold committed states only; taken right
+     * after the next commit, before any other event is applied */
+    d->ckpt_deferred = 1;
+    return;
+  }
+  d->ckpt_deferred = 0;
   if (d->clog && d->phase == RUNNING) clog_checkpoint_all(d);
   if (!d->ckpt || d->ck_active || ckpt_snapshot_running(d->ckpt) || d->ckpt_poll_active ||
       d->phase != RUNNING)
@@ -1028,6 +1073,7 @@ static void ckpt_partition_now(daemon_t *d, int32_t partition) {
   if (!d->ckpt || pt.consumed_next < 0 ||
       (pt.consumed_next <= pt.ckpt_next && !d->ck_force && !behind))
     return;
+  if (d->txn && txn_open(d->txn)) return; /* exactly_once: uncommitted states (a failed commit) */
   if (d->clog && clog_ahead_of(d->clog, partition, pt.consumed_next)) {
     LOG_WARN("daemon", "partition %d: not checkpointed locally (states restored from the "
              "changelog hold events past offset %" PRId64 ")", (int)partition, pt.consumed_next);
@@ -1053,6 +1099,77 @@ static void ckpt_partition_now(daemon_t *d, int32_t partition) {
   }
   inflight_set_checkpoint(d->inflight, partition, pt.consumed_next);
   if (partition < d->n_lag) d->lag[partition].local_behind = 0;
+}
+
+/* ---------------------------------------------------------------- exactly-once */
+
+/* kafka.processing_guarantee = exactly_once: the transaction cycle is
+ * daemon/txn.h; here is what the loop does with it. A failure that needs
+ * the process to stop (a fenced producer) may come inside a rebalance
+ * callback, so the stop is left to the next txn_timer run. */
+static void eos_fail(daemon_t *d, const char *why) {
+  LOG_ERROR("daemon", "exactly_once: %s; stopping", why);
+  if (!d->exit_code) d->exit_code = IX_EKAFKA;
+  if (d->phase == RUNNING) uv_timer_start(&d->txn_timer, txn_timer_cb, 0, 0);
+}
+
+static void eos_commit(daemon_t *d) {
+  char why[512];
+  int rc = txn_commit(d->txn, why, sizeof why);
+  if (rc == IX_EKAFKA) {
+    eos_fail(d, why);
+  } else if (rc) {
+    LOG_WARN("daemon", "transaction aborted (%s): the events since the last commit are read "
+             "again", why);
+    uv_timer_start(&d->kick_timer, kick_cb, 0, 0);
+  } else if (d->ckpt_deferred && d->phase == RUNNING) {
+    ckpt_timer_cb(&d->ckpt_timer); /* the states are the committed ones now */
+  }
+}
+
+/* Partitions leave: a revocation commits what was done with them (or
+ * aborts after a fatal error); a loss aborts (their offsets cannot be
+ * committed any more). */
+static void eos_end(daemon_t *d, consumer_event_t ev) {
+  char why[512];
+  if (ev == CONSUMER_REVOKE && !d->exit_code) {
+    eos_commit(d);
+    return;
+  }
+  if (txn_abort(d->txn, why, sizeof why)) eos_fail(d, why);
+}
+
+static void txn_timer_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  if (d->exit_code && d->phase == RUNNING) {
+    daemon_stop(d);
+    return;
+  }
+  if (d->phase == RUNNING && txn_due(d->txn)) eos_commit(d);
+  if (!uv_timer_get_repeat(t) && d->phase == RUNNING)
+    uv_timer_start(t, txn_timer_cb, d->cfg->kafka.commit_interval_ms,
+                   d->cfg->kafka.commit_interval_ms);
+}
+
+/* Before a commit: the messages waiting in the retry backlog go to the
+ * producer (they belong to the transaction). 0 once none waits. */
+static int eos_flush(void *ctx, int timeout_ms) {
+  daemon_t *d = ctx;
+  uint64_t deadline = ix_mono_ms() + (uint64_t)timeout_ms;
+  for (;;) {
+    backlog_retry(d);
+    if (!backlog_len(d->backlog)) return 0;
+    if (ix_mono_ms() >= deadline) return IX_EFULL;
+    producer_poll(d->producer, 10);
+  }
+}
+
+/* After an abort: what waited to be sent belonged to it. */
+static void eos_rolled_back(void *ctx) {
+  daemon_t *d = ctx;
+  while (backlog_head(d->backlog)) backlog_pop(d->backlog);
+  uv_timer_stop(&d->retry_timer);
+  check_pressure(d);
 }
 
 /* ---------------------------------------------------------------- rebalance */
@@ -1157,6 +1274,10 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                    "partitions", list, NULL);
   if (ev == CONSUMER_ASSIGN) {
     int wm_timeout = 0;
+    /* exactly_once: commit first; reading the new partitions' committed
+     * offsets can wait for another member's open transaction (up to its
+     * transaction.timeout.ms), and ours must not time out meanwhile */
+    if (d->txn && txn_open(d->txn) && !d->exit_code) eos_commit(d);
     for (size_t i = 0; i < n; i++) {
       int32_t p = parts[i].partition;
       int rc = inflight_assign(d->inflight, p, -1);
@@ -1236,6 +1357,17 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
           inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
         }
       }
+      if (d->txn) {
+        char why[512];
+        int64_t seek = -1;
+        if (txn_assigned(d->txn, p, inflight_part(d->inflight, p).consumed_next,
+                         d->ckpt != NULL || d->clog != NULL, &seek, why, sizeof why)) {
+          eos_fail(d, why);
+        } else if (seek >= 0) {
+          parts[i].offset = seek; /* states rebuilt from the input (daemon/txn.h) */
+          inflight_assign(d->inflight, p, seek);
+        }
+      }
       d->lag[p].gauge = metrics_daemon_lag(&d->md, p);
       d->lag[p].start = inflight_part(d->inflight, p).consumed_next;
       d->lag[p].committed_off = -1;
@@ -1270,6 +1402,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     send_ready(d);
     return;
   }
+  if (d->txn) eos_end(d, ev);
   if (ev == CONSUMER_REVOKE) wait_inflight(d, parts, n);
   int uncommitted = 0; /* stored offsets beyond what is known committed */
   for (size_t i = 0; i < n; i++) {
@@ -1288,6 +1421,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     store_drop_partition(pipeline_store(d->pipe), p);
     if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
     inflight_revoke(d->inflight, p);
+    if (d->txn) txn_revoked(d->txn, p);
     if (d->lag[p].gauge) metrics_gauge_delete(d->metrics, d->lag[p].gauge);
     d->lag[p].gauge = NULL;
     if (d->lag[p].committed) metrics_gauge_delete(d->metrics, d->lag[p].committed);
@@ -1348,7 +1482,7 @@ static void finish_stop(daemon_t *d) {
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
                           &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
-                          &d->clog_timer,   &d->warm_timer};
+                          &d->clog_timer,   &d->warm_timer, &d->txn_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     close_handle((uv_handle_t *)timers[i]);
   if (d->handle_signals) {
@@ -1433,6 +1567,14 @@ static int swap_begin(daemon_t *d, model_t *m, const config_t *ncfg) {
   if (d->clog) {
     LOG_ERROR("daemon", "reload refused: model.reload = warm does not support a changelog "
               "topic yet (state.changelog_mode); keeping model %s", model_describe(d->model));
+    return IX_ECONFIG;
+  }
+  if (d->txn) {
+    /* the transaction cycle keeps undo copies in the serving store and its
+     * hooks on the serving pipeline, both replaced by a swap */
+    LOG_ERROR("daemon", "reload refused: model.reload = warm does not support "
+              "kafka.processing_guarantee = exactly_once yet; keeping model %s",
+              model_describe(d->model));
     return IX_ECONFIG;
   }
   int32_t np = inflight_partitions(d->inflight);
@@ -1611,6 +1753,9 @@ static int reload(daemon_t *d) {
     ckpt_snapshot_abort(d->ckpt);
     ckpt_pump(d);
   }
+  /* exactly_once: a reset replaces the store the open transaction's undo
+   * copies belong to; commit it first */
+  if (d->txn && txn_open(d->txn)) eos_commit(d);
   rc = pipeline_set_model(d->pipe, m, cfg->model.reload == MODEL_RELOAD_RESET);
   if (rc) {
     LOG_ERROR("daemon", "reload refused: model %s (%s) has another state fingerprint "
@@ -2026,8 +2171,29 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   pprops = kafka_props(cfg, cfg->kafka.producer_props);
   cprops = kafka_props(cfg, cfg->kafka.consumer_props);
   if (!pprops || !cprops) goto err;
+  char tid[512] = "";
+  if (cfg->kafka.exactly_once) {
+    config_transactional_id(cfg, tid, sizeof tid);
+    if (!*tid) {
+      snprintf(errstr, errstr_size, "kafka.processing_guarantee = exactly_once needs "
+               "kafka.instance_id (or a group.instance.id property)");
+      rc = IX_ECONFIG;
+      goto err;
+    }
+    /* offsets are committed in the transactions only; the input is read
+     * as committed (the default, made explicit) */
+    size_t nc = 0;
+    while (cprops[nc]) nc++;
+    char **more = realloc(cprops, (nc + 3) * sizeof *more);
+    if (!more) goto err;
+    cprops = more;
+    cprops[nc] = "enable.auto.commit=false";
+    cprops[nc + 1] = "isolation.level=read_committed";
+    cprops[nc + 2] = NULL;
+  }
   producer_opts_t po = {.brokers = cfg->kafka.brokers, .props = (const char *const *)pprops,
-                        .on_delivery = on_delivery, .ctx = d, .use_fd = 1};
+                        .on_delivery = on_delivery, .ctx = d, .use_fd = 1,
+                        .transactional_id = tid};
   rc = producer_new(&po, &d->producer, errstr, errstr_size);
   if (rc) goto err;
   d->out_topic = producer_topic(d->producer, cfg->kafka.output_topic);
@@ -2044,6 +2210,18 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                         .on_skip = on_skip, .ctx = d};
   rc = consumer_new(&co, &d->consumer, errstr, errstr_size);
   if (rc) goto err;
+  if (cfg->kafka.exactly_once) {
+    txn_opts_t to = {.producer = d->producer, .consumer = d->consumer, .inflight = d->inflight,
+                     .pipe = d->pipe, .commit_interval_ms = cfg->kafka.commit_interval_ms,
+                     .timeout_ms = 10000, .flush = eos_flush, .rolled_back = eos_rolled_back,
+                     .ctx = d};
+    rc = txn_new(&to, &d->txn, errstr, errstr_size);
+    if (rc) goto err;
+    if (d->clog) txn_set_hooks(d->txn, clog_skip, clog_applied, d->clog);
+    else txn_set_hooks(d->txn, NULL, NULL, NULL);
+    LOG_INFO("daemon", "processing guarantee exactly_once: transactional.id %s, a transaction "
+             "every %u ms", tid, cfg->kafka.commit_interval_ms);
+  }
   free(cprops);
   free(pprops);
   cprops = pprops = NULL;
@@ -2073,7 +2251,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
                           &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
-                          &d->clog_timer,   &d->warm_timer};
+                          &d->clog_timer,   &d->warm_timer, &d->txn_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0] && !uvrc; i++) {
     uvrc = uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;
@@ -2105,6 +2283,9 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
     uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, ms, ms);
   }
   if (d->clog) uv_timer_start(&d->clog_timer, clog_timer_cb, CLOG_PUMP_MS, CLOG_PUMP_MS);
+  if (d->txn)
+    uv_timer_start(&d->txn_timer, txn_timer_cb, cfg->kafka.commit_interval_ms,
+                   cfg->kafka.commit_interval_ms);
   if (cfg->state.idle_ttl_s) {
     uint64_t ms = cfg->state.idle_ttl_s * 1000u / 4;
     if (ms > 60000) ms = 60000;
@@ -2156,6 +2337,7 @@ void daemon_destroy(daemon_t *d) {
   ckpt_destroy(d->ckpt);
   standby_destroy(d->standby);
   clog_destroy(d->clog, 1000);
+  txn_destroy(d->txn);
   warmup_destroy(d->warm);
   free(d->warm_path);
   pipeline_destroy(d->pipe);

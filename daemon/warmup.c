@@ -46,6 +46,7 @@ struct warmup {
   wpart_t *parts;
   size_t n;
   uint64_t applied_total, skipped_total, window_total;
+  long delay_us; /* test failpoint IX_TEST_WARMUP_BATCH_DELAY_US: sleep after each batch */
 
   /* worker's own */
   reader_t *reader;
@@ -290,6 +291,10 @@ static void *worker(void *arg) {
         if (w->take[j].ts_ms > clock) clock = w->take[j].ts_ms;
       rc = pipeline_process(w->pipe, w->take, k, clock, &res);
       take_free(w);
+      if (w->delay_us > 0) {
+        struct timespec ts = {w->delay_us / 1000000, (w->delay_us % 1000000) * 1000};
+        nanosleep(&ts, NULL);
+      }
       if (rc) {
         fail(w, rc, "applying the window to the new model's states");
         return NULL;
@@ -332,6 +337,11 @@ int warmup_start(const warmup_opts_t *o, model_t *model, const int32_t *partitio
   int rc = IX_ENOMEM;
   w->batch = o->batch ? o->batch : 256;
   w->max_events = o->max_events;
+  const char *delay = getenv("IX_TEST_WARMUP_BATCH_DELAY_US");
+  if (delay && *delay) {
+    w->delay_us = strtol(delay, NULL, 10);
+    LOG_WARN("warmup", "test failpoint: the warm-up sleeps %ld us after each batch", w->delay_us);
+  }
   w->min_ts = o->window_ms > 0 && o->ref_ts_ms > 0 ? o->ref_ts_ms - o->window_ms : INT64_MIN;
   w->parts = calloc(n + 1, sizeof *w->parts);
   w->recs = malloc(w->batch * sizeof *w->recs);

@@ -49,7 +49,8 @@ void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms
  * that may insert, evict or drop) or NULL when absent. */
 const void *store_peek(store_t *st, int32_t partition, uint64_t user_id);
 /* store_peek() that also gives the user's last-seen time (the changelog
- * writes it, so that a restored user is not idle from the epoch on). */
+ * writes it, so that a restored user is not idle from the epoch on; an
+ * exactly_once undo copy puts it back with store_put()). */
 const void *store_peek_seen(store_t *st, int32_t partition, uint64_t user_id,
                             int64_t *last_seen_ms);
 

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "stream/kafka_internal.h"
 #include "stream/kafkaconf.h"
 
 #define CONSUMER_MAX_BATCH 65536
@@ -467,4 +468,25 @@ int64_t consumer_low_watermark(consumer_t *c, int32_t partition) {
   int64_t lo = -1, hi = -1;
   if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &lo, &hi)) return -1;
   return lo;
+}
+
+rd_kafka_t *consumer_rk(consumer_t *c) { return c->rk; }
+const char *consumer_topic_name(const consumer_t *c) { return c->topic; }
+
+int consumer_seek(consumer_t *c, int32_t partition, int64_t next_offset, int timeout_ms) {
+  rd_kafka_topic_partition_list_t *l = one_part(c, partition, next_offset);
+  rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, l, timeout_ms);
+  rd_kafka_resp_err_t err = error ? rd_kafka_error_code(error) : l->elems[0].err;
+  if (error) {
+    LOG_WARN("consumer", "partition %d: seek to %lld: %s", (int)partition,
+             (long long)next_offset, rd_kafka_error_string(error));
+    rd_kafka_error_destroy(error);
+  } else if (err) {
+    LOG_WARN("consumer", "partition %d: seek to %lld: %s", (int)partition,
+             (long long)next_offset, rd_kafka_err2str(err));
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err) return IX_EKAFKA;
+  expect_set(c, partition, next_offset);
+  return 0;
 }

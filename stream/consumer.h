@@ -101,6 +101,12 @@ int consumer_commit(consumer_t *c);
  * none is committed), or IX_EKAFKA. Loop thread. */
 int consumer_committed(consumer_t *c, int32_t partition, int timeout_ms, int64_t *offset);
 
+/* Moves the fetch position of owned partition p to next_offset (waits up to
+ * timeout_ms): messages of p still queued are discarded, the next one read
+ * is at next_offset. Returns 0 or IX_EKAFKA. Loop thread (exactly-once
+ * rollback, daemon/txn.h). */
+int consumer_seek(consumer_t *c, int32_t partition, int64_t next_offset, int timeout_ms);
+
 /* Stops / restarts fetching a partition. Messages of a paused partition
  * still in the queue are discarded by librdkafka and fetched again from the
  * last consumed offset on resume. Returns 0 or IX_EKAFKA. */

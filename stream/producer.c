@@ -13,7 +13,9 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "stream/consumer.h"
 #include "stream/kafkaconf.h"
+#include "stream/kafka_internal.h"
 
 #define PRODUCER_MAX_TOPICS 8
 
@@ -151,8 +153,19 @@ int producer_new(const producer_opts_t *opts, producer_t **out, char *errstr,
   static const char *const defaults[] = {"linger.ms=1", "partitioner=murmur2_random", NULL};
   rd_kafka_conf_t *conf = kafkaconf_new(opts->brokers, defaults, errstr, errstr_size);
   if (!conf) goto err;
+  /* a transaction left open by a process that died (and is not restarted
+   * with the same transactional.id) blocks read_committed readers of its
+   * partitions until the coordinator aborts it: 10 s, as Kafka Streams */
+  if (opts->transactional_id && *opts->transactional_id &&
+      kafkaconf_set_kv(conf, "transaction.timeout.ms=10000", errstr, errstr_size))
+    goto err;
   for (size_t i = 0; opts->props && opts->props[i]; i++)
     if (kafkaconf_set_kv(conf, opts->props[i], errstr, errstr_size)) goto err;
+  if (opts->transactional_id && *opts->transactional_id &&
+      (kafkaconf_set_kv(conf, "enable.idempotence=true", errstr, errstr_size) ||
+       rd_kafka_conf_set(conf, "transactional.id", opts->transactional_id, errstr,
+                         errstr_size) != RD_KAFKA_CONF_OK))
+    goto err;
   rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
   rd_kafka_conf_set_opaque(conf, p);
@@ -282,4 +295,60 @@ int producer_flush(producer_t *p, int timeout_ms) {
 
 size_t producer_outstanding(const producer_t *p) {
   return (size_t)rd_kafka_outq_len((rd_kafka_t *)p->rk);
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+/* 0, or the class of error (see producer.h) with errstr filled; frees error. */
+static int txn_result(rd_kafka_error_t *error, const char *what, char *errstr,
+                      size_t errstr_size) {
+  if (!error) return 0;
+  int rc = rd_kafka_error_is_fatal(error)               ? IX_EKAFKA
+           : rd_kafka_error_txn_requires_abort(error)   ? IX_ESTATE
+           : rd_kafka_error_is_retriable(error)         ? IX_EFULL
+                                                        : IX_ESTATE;
+  snprintf(errstr, errstr_size, "%s: %s (%s)", what, rd_kafka_error_string(error),
+           rd_kafka_err2name(rd_kafka_error_code(error)));
+  /* a fenced producer (another process with the same transactional.id, or
+   * an epoch bumped by the coordinator) can do nothing more */
+  if (rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__FENCED ||
+      rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+      rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
+    rc = IX_EKAFKA;
+  rd_kafka_error_destroy(error);
+  return rc;
+}
+
+int producer_txn_init(producer_t *p, int timeout_ms, char *errstr, size_t errstr_size) {
+  return txn_result(rd_kafka_init_transactions(p->rk, timeout_ms), "initialising transactions",
+                    errstr, errstr_size);
+}
+
+int producer_txn_begin(producer_t *p, char *errstr, size_t errstr_size) {
+  return txn_result(rd_kafka_begin_transaction(p->rk), "beginning a transaction", errstr,
+                    errstr_size);
+}
+
+int producer_txn_commit(producer_t *p, consumer_t *c, const producer_txn_offset_t *offs,
+                        size_t n, int timeout_ms, char *errstr, size_t errstr_size) {
+  int rc = 0;
+  if (n) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+      rd_kafka_topic_partition_list_add(l, consumer_topic_name(c), offs[i].partition)->offset =
+          offs[i].next_offset;
+    rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(consumer_rk(c));
+    rc = txn_result(rd_kafka_send_offsets_to_transaction(p->rk, l, gm, timeout_ms),
+                    "adding the input offsets to the transaction", errstr, errstr_size);
+    rd_kafka_consumer_group_metadata_destroy(gm);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (rc) return rc;
+  }
+  return txn_result(rd_kafka_commit_transaction(p->rk, timeout_ms), "committing the transaction",
+                    errstr, errstr_size);
+}
+
+int producer_txn_abort(producer_t *p, int timeout_ms, char *errstr, size_t errstr_size) {
+  return txn_result(rd_kafka_abort_transaction(p->rk, timeout_ms), "aborting the transaction",
+                    errstr, errstr_size);
 }

@@ -71,6 +71,8 @@ typedef struct {
   producer_delivery_fn on_delivery; /* may be NULL */
   void *ctx;
   int use_fd;               /* route delivery reports to producer_fd() */
+  const char *transactional_id; /* NULL or "": not transactional; else a transactional
+                                   producer (producer_txn_*) with this transactional.id */
 } producer_opts_t;
 
 /* Defaults (before props): linger.ms=1, partitioner=murmur2_random (Kafka's
@@ -114,6 +116,31 @@ int producer_poll(producer_t *p, int timeout_ms);
 int producer_flush(producer_t *p, int timeout_ms);
 /* Messages queued or in flight (not yet reported). Any thread. */
 size_t producer_outstanding(const producer_t *p);
+
+/* Transactions (opts.transactional_id set; docs/DAEMON.md, "Exactly-once
+ * output"). Each returns 0 or one of these, with errstr naming the cause:
+ *   IX_ESTATE  abortable: the transaction failed; producer_txn_abort() it and
+ *              roll back what it covered
+ *   IX_EKAFKA  fatal: the producer is fenced (another process took the same
+ *              transactional.id) or broken; the process must stop
+ *   IX_EFULL   retriable: timed out; the same call may be made again
+ * Loop thread only; each blocks up to timeout_ms. */
+/* Registers the transactional.id with its coordinator, aborting the
+ * transaction a previous incarnation left open and fencing it out. */
+int producer_txn_init(producer_t *p, int timeout_ms, char *errstr, size_t errstr_size);
+int producer_txn_begin(producer_t *p, char *errstr, size_t errstr_size);
+struct consumer;
+typedef struct {
+  int32_t partition;
+  int64_t next_offset; /* the offset of the next message to read */
+} producer_txn_offset_t;
+/* Adds offs[0..n) of the consumer's topic as the group's committed offsets
+ * (with the consumer's group metadata, so a member that left the group is
+ * fenced), then commits: flushes every message of the transaction first. */
+int producer_txn_commit(producer_t *p, struct consumer *c, const producer_txn_offset_t *offs,
+                        size_t n, int timeout_ms, char *errstr, size_t errstr_size);
+/* Aborts the open transaction: queued messages are purged (reported failed). */
+int producer_txn_abort(producer_t *p, int timeout_ms, char *errstr, size_t errstr_size);
 
 /* Checks one librdkafka property: 0 or IX_ECONFIG with errstr filled. */
 int producer_check_property(const char *key, const char *value, char *errstr,

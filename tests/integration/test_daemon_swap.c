@@ -341,7 +341,11 @@ static void scenario_interrupt(const char *brokers, int sig) {
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
   write_conf(conf, brokers, group, old_m, ckpt, 10000000, SLOW);
   h_msg_t *msgs = h_load_events(N, PARTS);
+  /* a warm-up of at least ~6 s (3,000 batches of 8, 2 ms each) on any
+   * machine, so the signal lands inside it */
+  setenv("IX_TEST_WARMUP_BATCH_DELAY_US", "2000", 1);
   pid_t d = h_spawn(conf, log1);
+  unsetenv("IX_TEST_WARMUP_BATCH_DELAY_US");
   H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
   h_produce(brokers, topic_events, msgs, 0, N1, 0);
   int port = h_metrics_port(log1);

@@ -105,8 +105,9 @@ logger.server.name=org.apache.kafka.server
 logger.server.level=INFO
 EOF
     id=$(/usr/bin/python3 -c 'import uuid,base64; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    # --cluster-id=ID, not -t ID: a base64 id that starts with '-' (1 in 64) was taken for an option
     java -cp "$cp" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
-      kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" > "$dir/format.log" 2>&1 \
+      kafka.tools.StorageTool format --cluster-id="$id" -c "$dir/server.properties" > "$dir/format.log" 2>&1 \
       || die "formatting the log dir failed: $(cat "$dir/format.log")"
     # setsid: the broker is not in the caller's process group, so a test runner's signal to
     # the group does not reach it; stop() ends it by pid.

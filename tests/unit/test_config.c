@@ -329,6 +329,44 @@ static void test_config_overrides_go_to_the_right_section(void **unused) {
   assert_non_null(strstr(err, "section.key=value"));
 }
 
+static void test_config_exactly_once_needs_a_member_name(void **unused) {
+  config_t *c;
+  char err[512], tid[256];
+  assert_int_equal(config_load(NULL, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(c->kafka.exactly_once, 0); /* at_least_once is the default */
+  assert_int_equal(c->kafka.commit_interval_ms, 100);
+  config_destroy(c);
+  const char *bad[] = {"kafka.processing_guarantee=exactly-once"};
+  assert_int_equal(config_load(NULL, bad, 1, &c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "at_least_once or exactly_once"));
+  const char *manual[] = {"kafka.producer.transactional.id=x"};
+  assert_int_equal(config_load(NULL, manual, 1, &c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "transactional.id cannot be set"));
+  /* no name: refused by config_check, naming the key */
+  char text[512];
+  snprintf(text, sizeof text, "[kafka]\ngroup = g\nprocessing_guarantee = exactly_once\n"
+           "[model]\npath = %s\n", model_path);
+  const char *path = write_file("eos.conf", text);
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  config_transactional_id(c, tid, sizeof tid);
+  assert_string_equal(tid, "");
+  assert_int_equal(config_check(c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "kafka.instance_id"));
+  config_destroy(c);
+  /* instance_id, else the consumer's group.instance.id */
+  const char *named[] = {"kafka.instance_id=a"};
+  assert_int_equal(config_load(path, named, 1, &c, err, sizeof err), 0);
+  config_transactional_id(c, tid, sizeof tid);
+  assert_string_equal(tid, "g-a");
+  assert_int_equal(config_check(c, err, sizeof err), 0);
+  config_destroy(c);
+  const char *gi[] = {"kafka.consumer.group.instance.id=m7"};
+  assert_int_equal(config_load(path, gi, 1, &c, err, sizeof err), 0);
+  config_transactional_id(c, tid, sizeof tid);
+  assert_string_equal(tid, "g-m7");
+  config_destroy(c);
+}
+
 static void test_config_missing_file_is_named(void **unused) {
   config_t *c;
   char err[512];
@@ -423,6 +461,7 @@ int main(void) {
       cmocka_unit_test(test_config_model_reload_warm_and_its_window),
       cmocka_unit_test(test_config_reads_input_mapping_and_output),
       cmocka_unit_test(test_config_missing_file_is_named),
+      cmocka_unit_test(test_config_exactly_once_needs_a_member_name),
       cmocka_unit_test(test_config_check_validates_model_and_directories),
       cmocka_unit_test(test_config_default_file_in_the_tree_is_valid_syntax),
   };
