@@ -256,6 +256,8 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
   int rc = grow(p, n);
   if (rc) return rc;
   memset(p->slots, 0, p->n_slots * sizeof *p->slots);
+  store_stats_t ss0;
+  store_get_stats(p->store, &ss0); /* evictions: store_get() makes room at capacity too */
 
   /* 1. decode and assign waves */
   size_t n_waves = 0, n_rejects = 0, n_skipped = 0;
@@ -394,8 +396,13 @@ int pipeline_process(pipeline_t *p, const rec_t *msgs, size_t n, int64_t now_ms,
   res->n_skipped = n_skipped;
   res->n_waves = n_waves;
   res->step_ns = step_ns;
-  /* the memory limit applies after the batch: pointers above stay valid until here */
-  res->n_evicted = store_evict(p->store);
+  /* the memory limit: a new user at capacity replaces the least recently seen
+   * one not touched in this batch (store_get); the rest is trimmed here, after
+   * the batch, so the pointers above stay valid until now */
+  store_evict(p->store);
+  store_stats_t ss1;
+  store_get_stats(p->store, &ss1);
+  res->n_evicted = (size_t)(ss1.evicted_lru - ss0.evicted_lru);
   return 0;
 }
 

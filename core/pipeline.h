@@ -46,7 +46,7 @@ typedef struct {
   size_t n_new_users;  /* states created by this batch */
   size_t n_skipped;    /* already in the state (pipeline_set_hooks' skip) */
   size_t n_waves;
-  size_t n_evicted;    /* users dropped for the memory limit after the batch */
+  size_t n_evicted;    /* users dropped for the memory limit in the batch */
   uint64_t step_ns;    /* time in the model: model_step_batch() + model_predict_batch() */
 } pipeline_result_t;
 

@@ -1311,6 +1311,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         rc = ckpt_restore_partition(d->cfg->state.checkpoint_dir, p,
                                     pipeline_fingerprint(d->pipe), pipeline_store(d->pipe),
                                     &info, why, sizeof why);
+        metrics_counter_add(d->md.checkpoints_skipped, info.skipped);
         if (rc) {
           LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); starting from the "
                              "committed offset with empty states", (int)p, why);

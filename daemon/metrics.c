@@ -609,6 +609,8 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
     "Offset commits that failed (auto-commit, revocation, shutdown).");
   C(checkpoints_refused, "interestd_checkpoints_refused_total",
     "Restored checkpoints ignored because their offset lies beyond the partition's end.");
+  C(checkpoints_skipped, "interestd_checkpoints_skipped_total",
+    "Checkpoint files skipped at restore as unusable (truncated, corrupt, unreadable).");
   C(skipped_by_retention, "interestd_events_skipped_by_retention_total",
     "Input offsets deleted by the broker's retention before they were read (offset out of "
     "range; consumption resumed at the log's start).");

@@ -35,6 +35,8 @@
  *  interestd_commit_failures_total           counter    -                        offset commits that failed
  *  interestd_checkpoints_refused_total       counter    -                        restored checkpoints ignored: offset beyond the
  *                                                                                partition's end (another cluster, recreated topic)
+ *  interestd_checkpoints_skipped_total       counter    -                        checkpoint files skipped at restore as unusable
+ *                                                                                (truncated, corrupt, unreadable); an older one is tried
  *  interestd_events_skipped_by_retention_total counter -                       input offsets deleted by the broker's retention
  *                                                                                before they were read (offset out of range)
  *  interestd_rebalances_total                counter    event                    assign | revoke | lost
@@ -220,6 +222,7 @@ typedef struct {
   metrics_gauge_t *retry_backlog;
   metrics_counter_t *commit_failures;
   metrics_counter_t *checkpoints_refused;
+  metrics_counter_t *checkpoints_skipped;
   metrics_counter_t *skipped_by_retention;
   metrics_counter_t *rebalances[3]; /* by consumer_event_t: assign, revoke, lost */
   metrics_info_t *last_rebalance;

@@ -76,6 +76,9 @@ struct store {
 
   uint64_t users, seq;
   uint64_t evicted_lru, evicted_ttl;
+  uint64_t pin_seq; /* st->seq at the last store_evict(): users touched after
+                     * it may have blob pointers out, so store_get() does not
+                     * evict them to make room */
   store_evict_fn evict_fn;
   void *evict_ctx;
 
@@ -118,25 +121,35 @@ static uint64_t table_size_for(uint64_t users) {
   return cap;
 }
 
-static uint64_t fixed_bytes(void) {
-  return sizeof(store_t) + 64 * sizeof(part_t) + 1024 * sizeof(slab_t);
+/* The store itself and its partition table (64 partitions; it grows by 20
+ * bytes per partition beyond). */
+static uint64_t fixed_bytes(void) { return sizeof(store_t) + 64 * sizeof(part_t); }
+
+/* The slab table for n slabs (it doubles from 64 entries). */
+static uint64_t slab_table_bytes(uint64_t n) {
+  uint64_t cap = 64;
+  while (cap < n) cap *= 2;
+  return cap * sizeof(slab_t);
 }
 
-/* Largest user count whose slots and index fit in limit bytes. Slots come
- * in whole slabs of sps (slab_bytes each, with their metadata and
- * rounding), so the last slab counts in full (counting per user let the
+/* Largest user count whose slots, index and tables fit in limit bytes.
+ * Slots come in whole slabs of sps (slab_bytes each, with their metadata
+ * and rounding), so the last slab counts in full (counting per user let the
  * store run up to one slab, ~0.8% of 256 MiB, over the limit). A limit
  * below one slab (tests, tiny stores) is counted per user: the slab is then
  * the granularity. */
 static uint64_t capacity_for(size_t limit, size_t stride, uint64_t sps, size_t slab_bytes) {
   uint64_t per_user = stride + sizeof(slot_t);
-  if (limit <= fixed_bytes()) return 0;
-  uint64_t lo = 0, hi = (limit - fixed_bytes()) / per_user;
-  int whole_slabs = slab_bytes != SIZE_MAX && limit >= fixed_bytes() + slab_bytes;
+  uint64_t fixed = fixed_bytes() + slab_table_bytes(1);
+  if (limit <= fixed) return 0;
+  uint64_t lo = 0, hi = (limit - fixed) / per_user;
+  int whole_slabs = slab_bytes != SIZE_MAX && limit >= fixed + slab_bytes;
   while (lo < hi) {
     uint64_t mid = lo + (hi - lo + 1) / 2;
-    uint64_t slots = whole_slabs ? (mid + sps - 1) / sps * slab_bytes : mid * per_user;
-    uint64_t cost = fixed_bytes() + slots + table_size_for(mid) * sizeof(bucket_t);
+    uint64_t nslabs = (mid + sps - 1) / sps;
+    uint64_t slots = whole_slabs ? nslabs * slab_bytes : mid * per_user;
+    uint64_t cost = fixed_bytes() + slab_table_bytes(nslabs) + slots +
+                    table_size_for(mid) * sizeof(bucket_t);
     if (cost <= limit) lo = mid;
     else hi = mid - 1;
   }
@@ -437,9 +450,12 @@ void store_destroy(store_t *st) {
   free(st);
 }
 
+static uint32_t lru_victim(const store_t *st);
+static void evict_slot(store_t *st, uint32_t victim);
+
 /* Find or insert; *slot gets the slot number. Sets *created on insert. */
 static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, uint32_t *slot,
-                  int *created) {
+                  int *created, int make_room) {
   uint32_t tag = key_tag(partition, user_id);
   int found;
   uint64_t b = table_find(st, partition, user_id, tag, &found);
@@ -451,6 +467,18 @@ static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, 
     return 0;
   }
   if (!create) return IX_ENOENT;
+  if (make_room && st->users >= st->capacity) {
+    /* At capacity: the least recently seen user makes room now, so the
+     * store never holds more than its capacity and never maps a slab (or
+     * grows the index) beyond the limit. Not a user touched since the last
+     * store_evict() (its blob pointer may be in use): then the insert goes
+     * over and store_evict() trims. */
+    uint32_t v = lru_victim(st);
+    if (v != NIL && slot_at(st, v)->seq <= st->pin_seq) {
+      evict_slot(st, v);
+      b = table_find(st, partition, user_id, tag, &found);
+    }
+  }
   if (!TABLE_FITS(st->users + 1, st->mask + 1)) {
     int rc = table_reserve(st, st->users + 1);
     if (rc) return rc;
@@ -480,7 +508,7 @@ void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms
   int made = 0;
   uint32_t i;
   if (created) *created = 0;
-  if (lookup(st, partition, user_id, create, &i, &made) != 0) return NULL;
+  if (lookup(st, partition, user_id, create, &i, &made, 1) != 0) return NULL;
   unsigned char *blob = blob_at(st, i);
   if (made) {
     memset(blob, 0, st->blob_size);
@@ -509,7 +537,7 @@ static int put(store_t *st, int32_t partition, uint64_t user_id, int64_t last_se
                const void *blob, int ordered) {
   int made;
   uint32_t i;
-  int rc = lookup(st, partition, user_id, 1, &i, &made);
+  int rc = lookup(st, partition, user_id, 1, &i, &made, 0);
   if (rc) return rc;
   memcpy(blob_at(st, i), blob, st->blob_size);
   slot_t *s = slot_at(st, i);
@@ -594,27 +622,38 @@ int store_order_partition(store_t *st, int32_t partition) {
   return 0;
 }
 
+/* The globally least recently seen user (the oldest of the partitions'
+ * tails), NIL when empty. */
+static uint32_t lru_victim(const store_t *st) {
+  uint32_t victim = NIL;
+  const slot_t *vs = NULL;
+  for (uint32_t k = 0; k < st->nparts; k++) {
+    uint32_t t = st->parts[k].tail;
+    if (t == NIL) continue;
+    const slot_t *s = slot_at(st, t);
+    if (!vs || s->last_seen_ms < vs->last_seen_ms ||
+        (s->last_seen_ms == vs->last_seen_ms && s->seq < vs->seq)) {
+      victim = t;
+      vs = s;
+    }
+  }
+  return victim;
+}
+
+static void evict_slot(store_t *st, uint32_t victim) {
+  const slot_t *vs = slot_at(st, victim);
+  if (st->evict_fn) st->evict_fn(st->evict_ctx, st->parts[vs->part].id, vs->user_id);
+  slot_remove(st, victim);
+  st->evicted_lru++;
+}
+
 size_t store_evict(store_t *st) {
   size_t n = 0;
   while (st->users > st->capacity) {
-    /* The globally least recent user is the oldest of the partitions' tails. */
-    uint32_t victim = NIL;
-    const slot_t *vs = NULL;
-    for (uint32_t k = 0; k < st->nparts; k++) {
-      uint32_t t = st->parts[k].tail;
-      if (t == NIL) continue;
-      const slot_t *s = slot_at(st, t);
-      if (!vs || s->last_seen_ms < vs->last_seen_ms ||
-          (s->last_seen_ms == vs->last_seen_ms && s->seq < vs->seq)) {
-        victim = t;
-        vs = s;
-      }
-    }
-    if (st->evict_fn) st->evict_fn(st->evict_ctx, st->parts[vs->part].id, vs->user_id);
-    slot_remove(st, victim);
-    st->evicted_lru++;
+    evict_slot(st, lru_victim(st));
     n++;
   }
+  st->pin_seq = st->seq;
   return n;
 }
 
@@ -687,7 +726,11 @@ uint64_t store_capacity(const store_t *st) { return st->capacity; }
 
 size_t store_slab_slots(const store_t *st) { return st->sps; }
 
-int store_reserve(store_t *st, size_t n) { return table_reserve(st, st->users + n); }
+int store_reserve(store_t *st, size_t n) {
+  uint64_t want = st->users + n;
+  if (want > st->capacity) want = st->capacity; /* the limit sized the index already */
+  return table_reserve(st, want);
+}
 
 void store_get_stats(const store_t *st, store_stats_t *stats) {
   stats->users = st->users;

@@ -1,7 +1,9 @@
 /* Per-user state store: user id -> fixed-size opaque blob, organised by
  * input partition. Blobs live in contiguous slabs and never move, so a
  * pointer returned by store_get() stays valid until the next call to
- * store_evict(), store_expire(), store_drop_partition() or store_destroy().
+ * store_evict(), store_expire(), store_drop_partition() or store_destroy()
+ * (a later store_get() may evict a user to make room, but never one touched
+ * since the last store_evict()).
  * A capture (store_capture_begin) hands a consistent image of some
  * partitions to a checkpoint writer while the store keeps changing.
  * Not thread-safe. */
@@ -34,7 +36,11 @@ void store_destroy(store_t *st);
 
 /* Find (partition, user); when absent and create != 0, insert a zeroed blob
  * and set *created = 1 (caller then initialises it). Marks the user seen at
- * now_ms. Returns the blob, or NULL when absent (create == 0) or on ENOMEM. */
+ * now_ms. Returns the blob, or NULL when absent (create == 0) or on ENOMEM.
+ * An insert at capacity first evicts the least recently seen user (as
+ * store_evict() would: counted in evicted_lru, the evict hook called) unless
+ * that user was touched since the last store_evict(): its blob pointer may
+ * be in use, so the insert goes over capacity and store_evict() trims. */
 void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms,
                 int create, int *created);
 
@@ -54,9 +60,10 @@ const void *store_peek_seen(store_t *st, int32_t partition, uint64_t user_id,
 size_t store_evict(store_t *st);
 /* Drop users idle for longer than the TTL at now_ms; returns how many. */
 size_t store_expire(store_t *st, int64_t now_ms);
-/* Called with each user store_evict() or store_expire() drops, before it is
- * dropped (the changelog writes a tombstone for it). Do not call the store
- * from fn. fn NULL: none (the default). */
+/* Called with each user store_evict(), store_expire() or store_get() (making
+ * room at capacity) drops, before it is dropped (the changelog writes a
+ * tombstone for it). Do not call the store from fn. fn NULL: none (the
+ * default). */
 typedef void (*store_evict_fn)(void *ctx, int32_t partition, uint64_t user_id);
 void store_set_evict_hook(store_t *st, store_evict_fn fn, void *ctx);
 /* Drop one user (a changelog tombstone on restore); not an eviction (the
@@ -127,11 +134,20 @@ size_t store_blob_size(const store_t *st);
 size_t store_partition_users(const store_t *st, int32_t partition);
 void store_get_stats(const store_t *st, store_stats_t *stats);
 
-/* Users the memory limit allows (what store_evict() trims down to), counting
- * per user the slab slot (blob rounded up to 16 bytes + 40 bytes of metadata)
- * and the hash index; UINT64_MAX when unlimited. Memory is mapped in 2 MiB
- * slabs of store_slab_slots() users, so stats.bytes may exceed the limit by
- * less than one slab plus what was inserted since the last store_evict(). */
+/* Users the memory limit allows (what store_get() and store_evict() keep
+ * to), counting the slabs the users need (2 MiB or more each, of
+ * store_slab_slots() users, the last one in full), the hash index sized for
+ * them and the store's tables (64 partitions, 1024 slabs); UINT64_MAX when
+ * unlimited. stats.bytes (and what the store has mapped and allocated) then
+ * stays within the limit, through any churn of users, as long as:
+ *  - no more than capacity distinct users are touched between two
+ *    store_evict() calls (store_get() does not evict those; a restore's
+ *    store_put()/store_load() never evict), and
+ *  - the store sees at most 64 partitions (20 bytes more per partition over).
+ * Not counted: the temporary arrays of store_order_partition() (16 bytes per
+ * user of the partition, freed on return) and of a capture (8 bytes per
+ * captured partition). A limit below one slab is counted per user: the slab
+ * is then the granularity and the store can map one slab over the limit. */
 uint64_t store_capacity(const store_t *st);
 size_t store_slab_slots(const store_t *st);
 /* Size the index for n more users now (e.g. before a restore), so inserts do
