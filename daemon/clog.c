@@ -56,6 +56,7 @@ struct clog {
   int32_t n_parts;
   int64_t delete_retention_ms; /* the topic's, -1 unknown */
   part_t *parts;
+  changelog_reader_t *reader;  /* restores: one client for every partition, made on first use */
   metrics_changelog_t m;
   /* test-only failpoints (tests of a writer killed inside a checkpoint:
    * docs/STATE.md): IX_TEST_CLOG_KILL_AFTER=K raises SIGKILL right after
@@ -186,6 +187,7 @@ static void part_reset(part_t *pt) {
 void clog_destroy(clog_t *c, int flush_ms) {
   if (!c) return;
   producer_destroy(c->prod, flush_ms);
+  changelog_reader_destroy(c->reader);
   for (int32_t p = 0; p < c->n_parts; p++) part_reset(&c->parts[p]);
   free(c->parts);
   for (size_t i = 0; c->props && c->props[i]; i++) free(c->props[i]);
@@ -252,9 +254,39 @@ static int mark_user(void *ctx, uint64_t user, int64_t last_seen, const void *bl
 
 typedef struct {
   changelog_restore_t *rs;
+  store_t *st; /* sized for the records to come, NULL: not */
   char *errstr;
   size_t n;
 } read_t;
+
+static int read_rec(void *ctx, int64_t off, const void *k, size_t kl, const void *v, size_t vl);
+
+/* before the first record: room for every user the read can bring, so the
+ * store's index and the restore's map do not grow (rehash) on the way */
+static void read_span(void *ctx, int64_t from, int64_t end) {
+  read_t *r = ctx;
+  size_t k = (size_t)(end - from);
+  if (r->st) (void)store_reserve(r->st, k); /* best effort: inserts grow it otherwise */
+  (void)changelog_restore_reserve(r->rs, k);
+}
+
+/* partition p from `from` (-1: its start) through the kept reader; a
+ * reader that failed is replaced at the next read */
+static int clog_read(clog_t *c, int32_t p, int64_t from, read_t *rd, uint64_t *records,
+                     uint64_t *bytes, char *errstr, size_t n) {
+  *records = *bytes = 0;
+  int rc = 0;
+  if (!c->reader && (rc = changelog_reader_new(c->brokers, (const char *const *)c->props,
+                                               c->topic_name, &c->reader, errstr, n)))
+    return rc;
+  rc = changelog_reader_read(c->reader, p, from, 30000, read_span, read_rec, rd, records, bytes,
+                             errstr, n);
+  if (rc == IX_EKAFKA) {
+    changelog_reader_destroy(c->reader);
+    c->reader = NULL;
+  }
+  return rc;
+}
 
 static int read_rec(void *ctx, int64_t off, const void *k, size_t kl, const void *v, size_t vl) {
   read_t *r = ctx;
@@ -326,13 +358,11 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   int rc = direct ? 0 : store_new(&so, &scratch);
   if (!rc) rc = changelog_restore_new(direct ? st : scratch, p, fingerprint, &rs);
   uint64_t records = 0, bytes = 0;
-  read_t rd = {rs, errstr, n};
+  read_t rd = {rs, direct ? st : scratch, errstr, n};
   if (!rc) {
-    rc = changelog_topic_read_from(c->brokers, (const char *const *)c->props, c->topic_name, p,
-                                   from, 30000, read_rec, &rd, &records, &bytes, errstr, n);
+    rc = clog_read(c, p, from, &rd, &records, &bytes, errstr, n);
     if (rc == IX_ERANGE) /* below the low watermark: nothing was read */
-      rc = changelog_topic_read(c->brokers, (const char *const *)c->props, c->topic_name, p,
-                                30000, read_rec, &rd, &records, &bytes, errstr, n);
+      rc = clog_read(c, p, -1, &rd, &records, &bytes, errstr, n);
   }
   metrics_counter_add(c->m.bytes_read, bytes);
   if (rc && direct) store_drop_partition(st, p); /* a partial read: start cold */
@@ -431,10 +461,9 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   }
   uint64_t t0 = ix_mono_ns();
   uint64_t records = 0, bytes = 0;
-  read_t rd = {rs, errstr, n};
+  read_t rd = {rs, NULL, errstr, n};
   /* the copy holds everything before `from`: only the tail is read */
-  int rc = changelog_topic_read_from(c->brokers, (const char *const *)c->props, c->topic_name,
-                                     p, from, 30000, read_rec, &rd, &records, &bytes, errstr, n);
+  int rc = clog_read(c, p, from, &rd, &records, &bytes, errstr, n);
   metrics_counter_add(c->m.bytes_read, bytes);
   if (rc == IX_ERANGE) { /* the caller reads the whole partition */
     changelog_restore_destroy(rs);
@@ -514,6 +543,19 @@ typedef struct {
   int err;
 } enc_t;
 
+/* An idle partition keeps its record buffer up to this size; a larger one
+ * (a burst of changed users in one checkpoint round: 4 MiB per partition
+ * after 3,000 new users each) is freed once its checkpoint ends, so a
+ * burst's peak does not stay in the RSS (docs/PERFORMANCE.md). */
+#define BUF_KEEP_BYTES (256u << 10)
+
+static void buf_trim(part_t *pt) {
+  if (pt->phase != IDLE || pt->cap <= BUF_KEEP_BYTES) return;
+  free(pt->buf);
+  pt->buf = NULL;
+  pt->len = pt->cap = pt->sent_at = 0;
+}
+
 /* Room for need more bytes in pt->buf; 0 or IX_ENOMEM. */
 static int reserve(part_t *pt, size_t need) {
   if (pt->len + need <= pt->cap) return 0;
@@ -582,6 +624,7 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   if (!e.err) changelog_dirty_foreach(pt->evicted, encode_tomb, &e);
   if (e.err) {
     pt->len = pt->n_recs = 0;
+    buf_trim(pt);
     return e.err;
   }
   pt->next_offset = next_offset;
@@ -663,6 +706,7 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
                 " complete (%zu users)", (int)p, pt->seq, pt->next_offset, pt->n_recs);
       durable(ctx, p, pt->next_offset);
     }
+    buf_trim(pt);
   }
 }
 

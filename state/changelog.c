@@ -224,6 +224,13 @@ int changelog_restore_new(store_t *st, int32_t partition, uint32_t fingerprint,
   return 0;
 }
 
+int changelog_restore_reserve(changelog_restore_t *rs, size_t n) {
+  if (rs->finished) return IX_ESTATE;
+  size_t want = rs->users.n + n, cap = rs->users.cap;
+  while (want * 2 >= cap) cap *= 2; /* offmap_slot grows at half full */
+  return cap == rs->users.cap ? 0 : offmap_rebuild(&rs->users, cap, 0);
+}
+
 void changelog_restore_destroy(changelog_restore_t *rs) {
   if (!rs) return;
   offmap_free(&rs->users);

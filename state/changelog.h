@@ -82,6 +82,10 @@ typedef struct {
 int changelog_restore_new(store_t *st, int32_t partition, uint32_t fingerprint,
                           changelog_restore_t **out);
 void changelog_restore_destroy(changelog_restore_t *rs);
+/* Room for n more users before they come (a read's record count), so the
+ * accumulator's map does not grow on the way. 0, IX_ESTATE after finish,
+ * or IX_ENOMEM (nothing changed: it grows as it goes). */
+int changelog_restore_reserve(changelog_restore_t *rs, size_t n);
 /* Apply one record: a user record replaces the user's state when it is
  * newer than what was read (records of a user come in increasing offset
  * order); a completion record moves next_offset forward. Refuses (leaving

@@ -21,7 +21,7 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char 
     static const char *const fixed[][2] = {{"enable.auto.commit", "false"},
                                            {"enable.auto.offset.store", "false"},
                                            {"enable.partition.eof", "true"},
-                                           {"fetch.wait.max.ms", "20"},
+                                           {"fetch.wait.max.ms", "1"},
                                            /* a restore reads whole partitions: fewer,
                                             * larger fetches (default 1 MiB) */
                                            {"max.partition.fetch.bytes", "16777216"},
@@ -331,6 +331,152 @@ int changelog_topic_ensure(const char *brokers, const char *const *props, const 
   return rc;
 }
 
+/* ---- restore reader: one client for every partition of an assignment ---- */
+
+struct changelog_reader {
+  rd_kafka_t *rk;
+  rd_kafka_queue_t *q;
+  char *topic;
+};
+
+int changelog_reader_new(const char *brokers, const char *const *props, const char *topic,
+                         changelog_reader_t **out, char *errstr, size_t n) {
+  changelog_reader_t *r = calloc(1, sizeof *r);
+  if (!r || !(r->topic = strdup(topic))) {
+    free(r);
+    snprintf(errstr, n, "out of memory");
+    return IX_ENOMEM;
+  }
+  if (!(r->rk = client(RD_KAFKA_CONSUMER, brokers, props, errstr, n))) {
+    changelog_reader_destroy(r);
+    return IX_EKAFKA;
+  }
+  rd_kafka_poll_set_consumer(r->rk);
+  if (!(r->q = rd_kafka_queue_get_consumer(r->rk))) {
+    snprintf(errstr, n, "changelog %s: no consumer queue", topic);
+    changelog_reader_destroy(r);
+    return IX_EKAFKA;
+  }
+  *out = r;
+  return 0;
+}
+
+void changelog_reader_destroy(changelog_reader_t *r) {
+  if (!r) return;
+  if (r->q) rd_kafka_queue_destroy(r->q);
+  if (r->rk) rd_kafka_destroy(r->rk);
+  free(r->topic);
+  free(r);
+}
+
+/* drops whatever is assigned, and anything already fetched for it */
+static void reader_unassign(changelog_reader_t *r) {
+  rd_kafka_assign(r->rk, NULL);
+  rd_kafka_message_t *m;
+  while ((m = rd_kafka_consumer_poll(r->rk, 0))) rd_kafka_message_destroy(m);
+}
+
+/* The partition's low and high watermarks, asked one after the other
+ * (ListOffsets for the earliest, then the latest): librdkafka's
+ * rd_kafka_query_watermark_offsets() sends both requests at once, and a
+ * broker socket with Nagle's algorithm on (librdkafka's mock cluster) holds
+ * the second small answer until the first is acknowledged, ~40 ms of
+ * delayed ACK per partition, more than reading a 3 MiB partition. */
+static rd_kafka_resp_err_t reader_watermarks(changelog_reader_t *r, int32_t partition,
+                                             int timeout_ms, int64_t *lo, int64_t *hi) {
+  int64_t which[2] = {RD_KAFKA_OFFSET_BEGINNING, RD_KAFKA_OFFSET_END}, *out[2] = {lo, hi};
+  for (int i = 0; i < 2; i++) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, r->topic, partition)->offset = which[i];
+    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(r->rk, l, timeout_ms);
+    if (!err) err = l->elems[0].err;
+    *out[i] = l->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err) return err;
+    if (*out[i] < 0) return RD_KAFKA_RESP_ERR__NO_OFFSET;
+  }
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from,
+                          int timeout_ms, changelog_span_fn span, changelog_topic_fn fn,
+                          void *ctx, uint64_t *records, uint64_t *bytes, char *errstr, size_t n) {
+  *records = *bytes = 0;
+  const char *topic = r->topic;
+  int rc = 0;
+  int64_t lo = 0, hi = 0;
+  rd_kafka_resp_err_t err = reader_watermarks(r, partition, timeout_ms, &lo, &hi);
+  if (err) {
+    snprintf(errstr, n, "changelog %s [%d]: cannot read its watermarks: %s", topic,
+             (int)partition, rd_kafka_err2str(err));
+    return IX_EKAFKA;
+  }
+  if (from >= 0 && from < lo) {
+    snprintf(errstr, n, "changelog %s [%d]: offset %lld is below the low watermark %lld (the "
+             "records in between were deleted)", topic, (int)partition, (long long)from,
+             (long long)lo);
+    return IX_ERANGE;
+  }
+  if (from > lo) lo = from;
+  if (hi <= lo) return 0;
+  if (span) span(ctx, lo, hi);
+  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = lo;
+  err = rd_kafka_assign(r->rk, tp);
+  rd_kafka_topic_partition_list_destroy(tp);
+  if (err) {
+    snprintf(errstr, n, "changelog %s [%d]: cannot assign: %s", topic, (int)partition,
+             rd_kafka_err2str(err));
+    return IX_EKAFKA;
+  }
+  uint64_t last_progress = ix_mono_ms();
+  int64_t next = lo;
+  rd_kafka_message_t *batch[1024];
+  int done = 0;
+  while (!done && next < hi) {
+    /* what is there in one batch (one queue lock, not one per record);
+     * when nothing is, wait for one record (a batch call with a timeout
+     * waits it out for a full batch) */
+    ssize_t got = rd_kafka_consume_batch_queue(r->q, 0, batch, 1024);
+    if (got == 0 && (batch[0] = rd_kafka_consume_queue(r->q, 100))) got = 1;
+    if (got <= 0) {
+      if (ix_mono_ms() - last_progress > (uint64_t)timeout_ms) {
+        snprintf(errstr, n, "changelog %s [%d]: no progress for %d ms at offset %lld of %lld",
+                 topic, (int)partition, timeout_ms, (long long)next, (long long)hi);
+        rc = IX_EKAFKA;
+        break;
+      }
+      continue;
+    }
+    ssize_t i = 0;
+    for (; i < got && !done; i++) {
+      rd_kafka_message_t *m = batch[i];
+      if (m->rkt && m->partition != partition) {
+        /* left over from the reader's previous partition: not this one's */
+      } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        /* end of the partition (a compacted log may end with no record at hi - 1) */
+        done = 1;
+      } else if (m->err) {
+        snprintf(errstr, n, "changelog %s [%d]: fetch failed at offset %lld: %s", topic,
+                 (int)partition, (long long)next, rd_kafka_message_errstr(m));
+        rc = IX_EKAFKA;
+        done = 1;
+      } else if (m->offset >= next) {
+        last_progress = ix_mono_ms();
+        next = m->offset + 1;
+        (*records)++;
+        *bytes += m->key_len + m->len;
+        rc = fn(ctx, m->offset, m->key, m->key_len, m->payload, m->len);
+        if (rc || next >= hi) done = 1;
+      }
+      rd_kafka_message_destroy(m);
+    }
+    for (; i < got; i++) rd_kafka_message_destroy(batch[i]);
+  }
+  reader_unassign(r);
+  return rc;
+}
+
 int changelog_topic_read(const char *brokers, const char *const *props, const char *topic,
                          int32_t partition, int timeout_ms, changelog_topic_fn fn, void *ctx,
                          uint64_t *records, uint64_t *bytes, char *errstr, size_t n) {
@@ -343,73 +489,12 @@ int changelog_topic_read_from(const char *brokers, const char *const *props, con
                               changelog_topic_fn fn, void *ctx, uint64_t *records,
                               uint64_t *bytes, char *errstr, size_t n) {
   *records = *bytes = 0;
-  rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, props, errstr, n);
-  if (!rk) return IX_EKAFKA;
-  rd_kafka_poll_set_consumer(rk);
-  int rc = 0;
-  int64_t lo = 0, hi = 0;
-  rd_kafka_resp_err_t err =
-      rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, timeout_ms);
-  if (err) {
-    snprintf(errstr, n, "changelog %s [%d]: cannot read its watermarks: %s", topic,
-             (int)partition, rd_kafka_err2str(err));
-    rc = IX_EKAFKA;
-    goto out;
-  }
-  if (from >= 0 && from < lo) {
-    snprintf(errstr, n, "changelog %s [%d]: offset %lld is below the low watermark %lld (the "
-             "records in between were deleted)", topic, (int)partition, (long long)from,
-             (long long)lo);
-    rc = IX_ERANGE;
-    goto out;
-  }
-  if (from > lo) lo = from;
-  if (hi <= lo) goto out;
-  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = lo;
-  err = rd_kafka_assign(rk, tp);
-  rd_kafka_topic_partition_list_destroy(tp);
-  if (err) {
-    snprintf(errstr, n, "changelog %s [%d]: cannot assign: %s", topic, (int)partition,
-             rd_kafka_err2str(err));
-    rc = IX_EKAFKA;
-    goto out;
-  }
-  uint64_t last_progress = ix_mono_ms();
-  int64_t next = lo;
-  while (next < hi) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-    if (!m) {
-      if (ix_mono_ms() - last_progress > (uint64_t)timeout_ms) {
-        snprintf(errstr, n, "changelog %s [%d]: no progress for %d ms at offset %lld of %lld",
-                 topic, (int)partition, timeout_ms, (long long)next, (long long)hi);
-        rc = IX_EKAFKA;
-        break;
-      }
-      continue;
-    }
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      /* end of the partition (a compacted log may end with no record at hi - 1) */
-      rd_kafka_message_destroy(m);
-      break;
-    }
-    if (m->err) {
-      snprintf(errstr, n, "changelog %s [%d]: fetch failed at offset %lld: %s", topic,
-               (int)partition, (long long)next, rd_kafka_message_errstr(m));
-      rd_kafka_message_destroy(m);
-      rc = IX_EKAFKA;
-      break;
-    }
-    last_progress = ix_mono_ms();
-    next = m->offset + 1;
-    (*records)++;
-    *bytes += m->key_len + m->len;
-    rc = fn(ctx, m->offset, m->key, m->key_len, m->payload, m->len);
-    rd_kafka_message_destroy(m);
-    if (rc) break;
-  }
-out:
-  rd_kafka_destroy(rk);
+  changelog_reader_t *r;
+  int rc = changelog_reader_new(brokers, props, topic, &r, errstr, n);
+  if (rc) return rc;
+  rc = changelog_reader_read(r, partition, from, timeout_ms, NULL, fn, ctx, records, bytes,
+                             errstr, n);
+  changelog_reader_destroy(r);
   return rc;
 }
 

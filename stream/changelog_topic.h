@@ -69,6 +69,26 @@ int changelog_topic_read_from(const char *brokers, const char *const *props, con
                               changelog_topic_fn fn, void *ctx, uint64_t *records,
                               uint64_t *bytes, char *errstr, size_t errstr_size);
 
+/* A restore reader: one group-less consumer kept for the partitions of an
+ * assignment, read one after another (one client, its connections and
+ * metadata, instead of one per partition). One thread at a time. */
+typedef struct changelog_reader changelog_reader_t;
+
+/* Returns 0 or IX_EKAFKA / IX_ENOMEM with errstr. Free with
+ * changelog_reader_destroy() (accepts NULL). */
+int changelog_reader_new(const char *brokers, const char *const *props, const char *topic,
+                         changelog_reader_t **out, char *errstr, size_t errstr_size);
+void changelog_reader_destroy(changelog_reader_t *r);
+/* Called once before the first record with the offsets the read spans,
+ * [from, end): at most end - from records follow (a caller sizes its
+ * store and index for them). */
+typedef void (*changelog_span_fn)(void *ctx, int64_t from, int64_t end);
+/* changelog_topic_read_from() with r's client; span may be NULL. */
+int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from,
+                          int timeout_ms, changelog_span_fn span, changelog_topic_fn fn,
+                          void *ctx, uint64_t *records, uint64_t *bytes, char *errstr,
+                          size_t errstr_size);
+
 /* A follower: one group-less consumer assigned to any set of the topic's
  * partitions, each from a given offset, read in small batches without
  * blocking (standby replicas, daemon/standby.h). auto.offset.reset is

@@ -15,15 +15,18 @@ side in turn:
   C. memory per user and restore: the process answers 2,000 warm-up events (RSS baseline),
      then USERS new users of 2 events each, sent in chunks of 4,000 events, each chunk
      answered before the next is sent (so that no backlog sits in the clients' fetch
-     buffers); RSS after all are answered and 6 s more (one
-     changelog round), (RSS - baseline) / USERS; then kill -9, the local state deleted
+     buffers); RSS after half of them and after all are answered, each 6 s later (one
+     changelog round): per user = the RSS slope between the two (also (RSS - baseline) /
+     USERS, and the growth by mapping from /proc/PID/smaps); then kill -9, the local state deleted
      (Streams' state.dir; interestd keeps none: its states come from the changelog topic),
      a wait for the dead member's session to end (6 s on both), restart, and one new event for 8 of the new users (one per partition) sent at once:
      the restore time is from the restart to the last of the 8 predictions, and each of them
      must count 3 events (the state was restored).
+BENCH_STREAMS_ONLY=memory runs phase C alone.
 usage: bench_streams.py BOOTSTRAP BINARY_DIR SOURCE_DIR CLASSPATH WORKDIR [N (100000)] [USERS (100000)]"""
 import gzip
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -148,6 +151,37 @@ def cpu(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def smaps(pid):
+    """{(start, name): Rss KiB} of the process's mappings, for the growth breakdown."""
+    out, key = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                parts = line.split()
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                name = parts[5] if len(parts) > 5 else "[anon]"
+                if name == "[anon]" and lo % (64 << 20) == 0 and hi - lo < (64 << 20):
+                    name = "[anon, 64 MiB-aligned: a malloc arena's heap]"
+                key = (lo, hi - lo, name)
+            elif line.startswith("Rss:") and key:
+                out[key] = int(line.split()[1])
+    return out
+
+
+def growth(m0, m1, top=6):
+    """RSS growth between two smaps(), grouped by mapping name and size, largest first."""
+    kinds = {}
+    for k in set(m0) | set(m1):
+        d = m1.get(k, 0) - m0.get(k, 0)
+        if d:
+            g = (k[2], k[1] if k[2].startswith("[anon") else 0)
+            n, v = kinds.get(g, (0, 0))
+            kinds[g] = (n + 1, v + d)
+    rows = sorted(kinds.items(), key=lambda x: -abs(x[1][1]))[:top]
+    return "; ".join(f"{name}{f' {size / 1048576:.2f} MiB' if size else ''} x{n}: {v / 1024:+.1f} MiB"
+                     for (name, size), (n, v) in rows)
 
 
 def rss_kib(pid):
@@ -297,7 +331,8 @@ def memory_restore(side, evs):
     if n != warm:
         sys.exit(f"bench_streams: {side.name} answered {n} of {warm} warm-up events")
     time.sleep(2)
-    rss0 = rss_kib(pid)
+    rss0, map0 = rss_kib(pid), smaps(pid)
+    rss_half = map_half = None
     base = 10 ** 9
     users = [msg(evs[(warm + j) % len(evs)], base + j // 2) for j in range(2 * USERS)]
     # in chunks, each answered before the next is sent: no backlog of fetched, unprocessed
@@ -316,17 +351,29 @@ def memory_restore(side, evs):
                 idle_until = time.time() + 120
         if n < want:
             sys.exit(f"bench_streams: {side.name} answered {n} of {want} events")
+        if rss_half is None and lo + CHUNK >= len(users) // 2:
+            half_users = (lo + CHUNK) // 2
+            time.sleep(DURABLE_S + 1)
+            rss_half, map_half = rss_kib(pid), smaps(pid)
     c.close()
     time.sleep(DURABLE_S + 1)
-    rss1 = rss_kib(pid)
-    per_user = (rss1 - rss0) * 1024.0 / USERS
+    rss1, map1 = rss_kib(pid), smaps(pid)
+    # per user: the slope between the half-way point and the end, both read the same way (all
+    # answered, one changelog round later), so that the one-time growth of the process's
+    # first minutes (client buffers, malloc arenas, the JVM heap's first steps) is not
+    # divided among the users
+    per_user = (rss1 - rss_half) * 1024.0 / (USERS - half_users)
+    per_user_all = (rss1 - rss0) * 1024.0 / USERS
     store = ""
     if side.name == "interestd":
         b, u = side.metric("interestd_state_bytes"), side.metric("interestd_users_in_state")
         if b and u:
             store = f" (its store's own count: {b / u:.0f} B per user, {u:.0f} users)"
-    log(f"C {side.name:9s} memory: RSS {rss0 / 1024:.0f} MiB after the warm-up, {rss1 / 1024:.0f} MiB with "
-        f"{USERS} users more: {per_user:.0f} B per user{store}")
+    log(f"C {side.name:9s} memory: RSS {rss0 / 1024:.0f} MiB after the warm-up, {rss_half / 1024:.0f} MiB with "
+        f"{half_users} users more, {rss1 / 1024:.0f} MiB with {USERS}: {per_user:.0f} B per user between the "
+        f"two ({per_user_all:.0f} B per user from the warm-up){store}")
+    log(f"C {side.name:9s} RSS growth warm-up -> {half_users} users: {growth(map0, map_half)}")
+    log(f"C {side.name:9s} RSS growth {half_users} -> {USERS} users: {growth(map_half, map1)}")
     # kill -9, the local state gone, restart, one event for 8 users (one per partition)
     side.stop(signal.SIGKILL)
     hw = end_offsets(out)
@@ -361,11 +408,16 @@ def memory_restore(side, evs):
 
 def main():
     evs = load_events()
+    sides = [Side("interestd"), Side("streams")]
+    if os.environ.get("BENCH_STREAMS_ONLY") == "memory":  # phase C alone (docs/PERFORMANCE.md)
+        mem = {s.name: memory_restore(s, evs)[0] for s in sides}
+        log(f"RATIOS interestd/Streams: memory per user {mem['interestd']:.0f} vs {mem['streams']:.0f} B "
+            f"({mem['streams'] / mem['interestd'] if mem['interestd'] > 0 else float('nan'):.1f}x less)")
+        return
     create([("sat-in", PARTS)])
     preload("sat-in", [msg(e) for e in evs[:N]] if N <= len(evs) else
             [msg(evs[j % len(evs)]) for j in range(N)])
     log(f"bench_streams: {N} events preloaded; model {MODEL}; {USERS} users for memory and restore")
-    sides = [Side("interestd"), Side("streams")]
     res = {}
     for s in sides:
         res[s.name] = {}

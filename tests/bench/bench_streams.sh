@@ -4,6 +4,7 @@
 # builds the peer (tests/bench/streams/build.sh), runs tests/bench/bench_streams.py, stops
 # the broker. A few minutes.
 #   tests/bench/bench_streams.sh [BUILD_DIR (build/release)] [N_EVENTS (100000)] [USERS (100000)]
+#   BENCH_STREAMS_ONLY=memory: the memory and restore phase alone (both sides)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build/release}" && pwd)

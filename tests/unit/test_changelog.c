@@ -226,6 +226,44 @@ static void test_changelog_tombstone_drops_an_evicted_user(void **state) {
   store_destroy(st);
 }
 
+/* Sizing the accumulator for a read (changelog_restore_reserve, as the
+ * daemon's reader does from the offsets) in the middle of a partition
+ * keeps what was read: an older record after a newer one is still ignored,
+ * a tombstoned user stays dropped, the skip rule is unchanged; after
+ * finish it is refused. */
+static void test_changelog_reserve_keeps_the_restore_rule(void **state) {
+  (void)state;
+  store_t *st;
+  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
+  assert_int_equal(store_new(&o, &st), 0);
+  changelog_restore_t *rs;
+  assert_int_equal(changelog_restore_new(st, 2, FP, &rs), 0);
+  for (uint64_t u = 1; u <= 600; u++) add_user(rs, u, 40 + (int64_t)u, (uint8_t)u);
+  add_tomb(rs, 7);
+  assert_int_equal(changelog_restore_reserve(rs, 100000), 0); /* a rebuild of the map */
+  add_user(rs, 5, 10, 0xee); /* older than user 5's record at 45: ignored */
+  add_complete(rs, 100, 1);
+  add_user(rs, 600, 700, 0x99);
+  changelog_restore_info_t info;
+  changelog_restore_finish(rs, &info);
+  assert_int_equal(info.complete, 1);
+  assert_int_equal(info.next_offset, 100);
+  assert_int_equal(info.users, 599);
+  assert_null(store_peek(st, 2, 7));
+  const uint8_t *b = store_peek(st, 2, 5);
+  assert_non_null(b);
+  assert_int_equal(b[0], 5);
+  /* records at or past 100: users 60..599 (offsets 100..639) and 600 (700) */
+  assert_int_equal(info.skip_users, 541);
+  assert_int_equal(changelog_restore_skip(rs, 600, 700), 1);
+  assert_int_equal(changelog_restore_skip(rs, 600, 701), 0);
+  assert_int_equal(changelog_restore_skip(rs, 59, 99), 0);
+  assert_int_equal(changelog_restore_skip(rs, 60, 100), 1);
+  assert_int_equal(changelog_restore_reserve(rs, 10), IX_ESTATE);
+  changelog_restore_destroy(rs);
+  store_destroy(st);
+}
+
 /* The tail over a local checkpoint at 20: user 1 recorded at 15 keeps its
  * local state (the same fact), user 2 recorded at 25 takes the changelog's,
  * user 3's newest record is a tombstone (dropped), user 4 (no record read)
@@ -469,6 +507,7 @@ int main(void) {
       cmocka_unit_test(test_changelog_decoder_refuses_each_corruption),
       cmocka_unit_test(test_changelog_restore_refuses_other_model_and_partition),
       cmocka_unit_test(test_changelog_tombstone_drops_an_evicted_user),
+      cmocka_unit_test(test_changelog_reserve_keeps_the_restore_rule),
       cmocka_unit_test(test_changelog_overlay_takes_only_users_recorded_after_local),
       cmocka_unit_test(test_changelog_dirty_forgets_only_what_a_checkpoint_wrote),
       cmocka_unit_test(test_changelog_restore_is_exact_after_crash_inside_checkpoint),
