@@ -2,11 +2,15 @@
  * the head and the LSTM cell, checked against torch.autograd by
  * tests/integration/test_torch_grad.sh. One chunk = bptt steps of B slots;
  * per step the gate pre-activations of all slots are one sgemm, and the
- * head and the weight gradients of a chunk are one sgemm each. */
+ * head and the weight gradients of a chunk are one sgemm each. The head of
+ * the target rows (softmax, copy and mixture terms, forward and backward)
+ * is split across opts.threads threads; sums over rows stay serial and in
+ * row order, so the result has the same bits at any thread count. */
 #include "model/train.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -147,6 +151,11 @@ typedef struct {
   head_out_t *hout;
   /* backward scratch */
   float *dXH, *dh_next, *dc_next, *Wcat, *bias, *dWcat, *tc;
+  /* per target row: forward probability of the target; backward the copy
+   * and mixture/gate logit gradients (accumulated into grad in row order) */
+  float *tprob, *tds, *tdl;
+  float bscale; /* chunk_backward's scale, for the row workers */
+  unsigned nthreads;
 } trainer_t;
 
 static void trainer_free(trainer_t *t) {
@@ -157,7 +166,7 @@ static void trainer_free(trainer_t *t) {
                   t->C,      t->Hs,     t->dH,     t->active,  t->reset, t->cidx,    t->aidx,
                   t->trow,   t->tsnap,  t->tcat,   t->tidx,    t->HT,    t->Z,       t->dHT,
                   t->hout,   t->dXH,    t->dh_next, t->dc_next, t->Wcat, t->bias,    t->dWcat,
-                  t->tc};
+                  t->tc,     t->tprob,  t->tds,    t->tdl};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) free(ptrs[i]);
   free(t);
 }
@@ -304,8 +313,10 @@ static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, t
       !ALLOC(t->Z, TB * t->V) || !ALLOC(t->dHT, TB * H) || !ALLOC(t->hout, TB) ||
       !ALLOC(t->dXH, B * t->XW) || !ALLOC(t->dh_next, B * H) || !ALLOC(t->dc_next, B * H) ||
       !ALLOC(t->Wcat, t->G * t->XW) || !ALLOC(t->bias, t->G) || !ALLOC(t->dWcat, t->G * t->XW) ||
-      !ALLOC(t->tc, H))
+      !ALLOC(t->tc, H) || !ALLOC(t->tprob, TB) || !ALLOC(t->tds, TB * ARCH_K) ||
+      !ALLOC(t->tdl, TB * ARCH_N_EXPERTS))
     goto err;
+  t->nthreads = o->threads > 1 ? o->threads : 1;
   for (size_t b = 0; b < B; b++) t->s_user[b] = -1;
   free(tmp);
   vocab_destroy(vb);
@@ -340,6 +351,56 @@ static void pack_cell(trainer_t *t) {
     memcpy(t->Wcat + r * t->XW, p + t->L.w_ih + r * t->I, t->I * sizeof(float));
     memcpy(t->Wcat + r * t->XW + t->I, p + t->L.w_hh + r * t->H, t->H * sizeof(float));
     t->bias[r] = p[t->L.b_ih + r] + p[t->L.b_hh + r];
+  }
+}
+
+/* Run fn over the chunk's target rows [0, R), split into nthreads
+ * contiguous ranges run on their own threads. fn must write only per-row
+ * outputs, so the result does not depend on the split (same bits at any
+ * thread count); whatever sums over rows is done after, in row order. */
+typedef void (*rows_fn)(trainer_t *t, size_t r0, size_t r1);
+typedef struct {
+  trainer_t *t;
+  rows_fn fn;
+  size_t r0, r1;
+} rows_job_t;
+#define ROWS_MAX_THREADS 8
+#define ROWS_MIN_PER_THREAD 32
+
+static void *rows_worker(void *arg) {
+  rows_job_t *j = arg;
+  j->fn(j->t, j->r0, j->r1);
+  return NULL;
+}
+
+static void for_rows(trainer_t *t, rows_fn fn) {
+  size_t R = t->R, n = t->nthreads;
+  if (n > ROWS_MAX_THREADS) n = ROWS_MAX_THREADS;
+  if (n > R / ROWS_MIN_PER_THREAD) n = R / ROWS_MIN_PER_THREAD;
+  if (n <= 1) {
+    fn(t, 0, R);
+    return;
+  }
+  pthread_t th[ROWS_MAX_THREADS];
+  rows_job_t jb[ROWS_MAX_THREADS];
+  int started[ROWS_MAX_THREADS] = {0};
+  for (size_t k = 0; k < n; k++) jb[k] = (rows_job_t){t, fn, R * k / n, R * (k + 1) / n};
+  for (size_t k = 1; k < n; k++)
+    started[k] = pthread_create(&th[k], NULL, rows_worker, &jb[k]) == 0;
+  fn(t, jb[0].r0, jb[0].r1);
+  for (size_t k = 1; k < n; k++) {
+    if (started[k])
+      pthread_join(th[k], NULL);
+    else
+      fn(t, jb[k].r0, jb[k].r1); /* no thread: run the range here */
+  }
+}
+
+static void head_rows_forward(trainer_t *t, size_t r0, size_t r1) {
+  for (size_t r = r0; r < r1; r++) {
+    float *z = t->Z + r * t->V;
+    head_finish(&t->d, t->params, t->HT + r * t->H, &t->tsnap[r], z, &t->hout[r]);
+    t->tprob[r] = head_prob_target(&t->hout[r], z, &t->tsnap[r], t->tcat[r], t->tidx[r]);
   }
 }
 
@@ -409,14 +470,81 @@ static double chunk_forward(trainer_t *t) {
   if (t->R == 0) return 0.0;
   for (size_t r = 0; r < t->R; r++) memcpy(t->HT + r * H, t->Hs + t->trow[r] * H, H * sizeof(float));
   head_vocab_logits(&t->d, t->params, t->R, t->HT, H, t->Z, t->V);
+  for_rows(t, head_rows_forward);
   double loss = 0;
   for (size_t r = 0; r < t->R; r++) {
-    float *z = t->Z + r * t->V;
-    head_finish(&t->d, t->params, t->HT + r * H, &t->tsnap[r], z, &t->hout[r]);
-    float p = head_prob_target(&t->hout[r], z, &t->tsnap[r], t->tcat[r], t->tidx[r]);
+    float p = t->tprob[r];
     loss -= log(p > 1e-30f ? (double)p : 1e-30);
   }
   return loss;
+}
+
+/* Head backward of target rows [r0, r1): turns Z into dz, writes dHT and
+ * the rows' copy (tds) and mixture or gate (tdl) logit gradients. */
+static void head_rows_backward(trainer_t *t, size_t r0, size_t r1) {
+  const size_t H = t->H, V = t->V;
+  const arch_layout_t *L = &t->L;
+  const float *p = t->params;
+  const double scale = t->bscale;
+  const int experts = (t->d.flags & ARCH_F_EXPERTS) != 0;
+  for (size_t r = r0; r < r1; r++) {
+    float *z = t->Z + r * V; /* p_vocab, becomes dz */
+    const head_out_t *ho = &t->hout[r];
+    const arch_state_t *st = &t->tsnap[r];
+    float *dh = t->dHT + r * H;
+    float *tds = t->tds + r * ARCH_K, *tdl = t->tdl + r * ARCH_N_EXPERTS;
+    int32_t j = t->tidx[r];
+    int kstar = -1;
+    for (unsigned k = 0; k < ho->n_recent; k++)
+      if (st->recent[k].cat == t->tcat[r]) kstar = (int)k;
+    int has_a = 1;
+    if (j <= 0) {
+      j = 0;
+      if (kstar >= 0) has_a = 0; /* out of vocabulary, copied: no vocab term */
+    }
+    double g = ho->g;
+    double A = has_a ? z[j] : 0.0;
+    /* pt = sum_e pi_e P_e; w_e = pi_e P_e / pt (the expert's share of the
+     * target's probability); d loss / d logit_e = pi_e - w_e (experts) */
+    double P[ARCH_N_EXPERTS] = {A, 0, 0, 0};
+    if (kstar >= 0) {
+      P[ARCH_X_COPY] = ho->p_copy[kstar];
+      P[ARCH_X_RECENCY] = ho->p_rec[kstar];
+      P[ARCH_X_DECAY] = ho->p_dec[kstar];
+    }
+    double pt = 0, wgt[ARCH_N_EXPERTS];
+    for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) pt += (double)ho->pi[e] * P[e];
+    if (pt < 1e-30) pt = 1e-30;
+    for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) wgt[e] = (double)ho->pi[e] * P[e] / pt;
+    double wv = wgt[ARCH_X_VOCAB], wc = wgt[ARCH_X_COPY];
+    float sv = (float)(scale * wv);
+    if (has_a && sv != 0.0f) {
+      for (size_t i = 0; i < V; i++) z[i] *= sv;
+      z[j] -= sv;
+    } else {
+      memset(z, 0, V * sizeof(float));
+    }
+    memset(dh, 0, H * sizeof(float));
+    for (unsigned k = 0; k < ho->n_recent; k++) {
+      float ds = (float)(scale * wc * (ho->p_copy[k] - (kstar == (int)k ? 1.0 : 0.0)));
+      tds[k] = ds;
+      if (ds == 0.0f) continue;
+      const float *pk = p + L->copy_wp + k * H;
+      for (size_t i = 0; i < H; i++) dh[i] += ds * pk[i];
+    }
+    if (experts) {
+      for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) {
+        float dl = (float)(scale * ((double)ho->pi[e] - wgt[e]));
+        tdl[e] = dl;
+        const float *we = p + L->mix_w + e * H;
+        for (size_t i = 0; i < H; i++) dh[i] += dl * we[i];
+      }
+    } else {
+      float dgl = (float)(-scale * (wv * (1.0 - g) - wc * g));
+      tdl[0] = dgl;
+      for (size_t i = 0; i < H; i++) dh[i] += dgl * p[L->gate_wg + i];
+    }
+  }
 }
 
 /* Backward of the chunk forward_chunk just ran: grad += d(loss * scale). */
@@ -429,75 +557,32 @@ static void chunk_backward(trainer_t *t, float scale) {
   size_t TB = t->T_eff * B;
   memset(t->dH, 0, TB * H * sizeof(float));
   if (t->R > 0) {
-    /* head: dz, ds, dg per target row */
+    /* head: dz, dh and the copy / mixture logit gradients per target row
+     * (threads), then their parameter gradients in row order */
+    t->bscale = scale;
+    for_rows(t, head_rows_backward);
     for (size_t r = 0; r < t->R; r++) {
-      float *z = t->Z + r * V; /* p_vocab, becomes dz */
       const head_out_t *ho = &t->hout[r];
       const arch_state_t *st = &t->tsnap[r];
       const float *h = t->HT + r * H;
-      float *dh = t->dHT + r * H;
-      int32_t j = t->tidx[r];
-      int kstar = -1;
-      for (unsigned k = 0; k < ho->n_recent; k++)
-        if (st->recent[k].cat == t->tcat[r]) kstar = (int)k;
-      int has_a = 1;
-      if (j <= 0) {
-        j = 0;
-        if (kstar >= 0) has_a = 0; /* out of vocabulary, copied: no vocab term */
-      }
-      const int experts = (t->d.flags & ARCH_F_EXPERTS) != 0;
-      double g = ho->g;
-      double A = has_a ? z[j] : 0.0;
-      /* pt = sum_e pi_e P_e; w_e = pi_e P_e / pt (the expert's share of the
-       * target's probability); d loss / d logit_e = pi_e - w_e (experts) */
-      double P[ARCH_N_EXPERTS] = {A, 0, 0, 0};
-      if (kstar >= 0) {
-        P[ARCH_X_COPY] = ho->p_copy[kstar];
-        P[ARCH_X_RECENCY] = ho->p_rec[kstar];
-        P[ARCH_X_DECAY] = ho->p_dec[kstar];
-      }
-      double pt = 0, wgt[ARCH_N_EXPERTS];
-      for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) pt += (double)ho->pi[e] * P[e];
-      if (pt < 1e-30) pt = 1e-30;
-      for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) wgt[e] = (double)ho->pi[e] * P[e] / pt;
-      double wv = wgt[ARCH_X_VOCAB], wc = wgt[ARCH_X_COPY];
-      float sv = (float)(scale * wv);
-      if (has_a && sv != 0.0f) {
-        for (size_t i = 0; i < V; i++) z[i] *= sv;
-        z[j] -= sv;
-      } else {
-        memset(z, 0, V * sizeof(float));
-      }
-      memset(dh, 0, H * sizeof(float));
       for (unsigned k = 0; k < ho->n_recent; k++) {
-        float ds = (float)(scale * wc * (ho->p_copy[k] - (kstar == (int)k ? 1.0 : 0.0)));
+        float ds = t->tds[r * ARCH_K + k];
         if (ds == 0.0f) continue;
-        const float *pk = p + L->copy_wp + k * H;
         float *gk = gr + L->copy_wp + k * H;
-        for (size_t i = 0; i < H; i++) {
-          gk[i] += ds * h[i];
-          dh[i] += ds * pk[i];
-        }
+        for (size_t i = 0; i < H; i++) gk[i] += ds * h[i];
         gr[L->copy_bp + k] += ds;
         gr[L->copy_wf] += ds * log1pf((float)st->recent[k].count);
       }
-      if (experts) {
+      if (t->d.flags & ARCH_F_EXPERTS) {
         for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) {
-          float dl = (float)(scale * ((double)ho->pi[e] - wgt[e]));
-          const float *we = p + L->mix_w + e * H;
+          float dl = t->tdl[r * ARCH_N_EXPERTS + e];
           float *ge = gr + L->mix_w + e * H;
-          for (size_t i = 0; i < H; i++) {
-            ge[i] += dl * h[i];
-            dh[i] += dl * we[i];
-          }
+          for (size_t i = 0; i < H; i++) ge[i] += dl * h[i];
           gr[L->mix_b + e] += dl;
         }
       } else {
-        float dgl = (float)(-scale * (wv * (1.0 - g) - wc * g));
-        for (size_t i = 0; i < H; i++) {
-          gr[L->gate_wg + i] += dgl * h[i];
-          dh[i] += dgl * p[L->gate_wg + i];
-        }
+        float dgl = t->tdl[r * ARCH_N_EXPERTS];
+        for (size_t i = 0; i < H; i++) gr[L->gate_wg + i] += dgl * h[i];
         gr[L->gate_bg] += dgl;
       }
     }
@@ -610,7 +695,7 @@ static void fmt_dur(char *buf, size_t n, double s) {
 int train_run(const train_opts_t *o, const event_t *events, size_t n, train_result_t *res,
               char *errstr, size_t errstr_size) {
   memset(res, 0, sizeof *res);
-  openblas_set_num_threads(o->threads > 0 ? o->threads : 1);
+  openblas_set_num_threads(1); /* the row workers are the threads (same bits at any count) */
   trainer_t *t = NULL;
   int rc = trainer_new(o, events, n, &t, errstr, errstr_size);
   if (rc < 0) return rc;

@@ -45,7 +45,8 @@ typedef struct {
    * beta, decay gamma and half-life (seconds, 0 = none); not trained */
   float x_beta, x_gamma, x_hl_s;
   uint64_t seed;
-  int threads;            /* OpenBLAS threads (1 = deterministic) */
+  int threads;            /* threads for the head rows of a chunk (same bits at any count;
+                           * OpenBLAS runs single-threaded) */
   int64_t train_end_ms;   /* only events before this time are trained on */
   FILE *progress;         /* one line per epoch (NULL = quiet) */
   train_dev_fn dev_eval;  /* NULL = no early stopping: all epochs run */

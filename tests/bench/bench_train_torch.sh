@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Training speed, interestctl train against python/interestd_torch.train on the
 # same data and architecture (Taobao head100k, H=64 V=1000, batch 16, bptt 32,
-# the shipped model's recipe), on CPU, with 1 and 2 threads (OpenBLAS threads
-# for C, torch.set_num_threads for PyTorch), runs alternating C / PyTorch.
+# the shipped model's recipe), on CPU, with 1 and 2 threads (--threads: head-row
+# threads for C, torch.set_num_threads for PyTorch), runs alternating C / PyTorch.
 # Prints events/s per epoch (training only; the dev scoring after each epoch
 # is not counted on either side) and the ratio of the medians.
 #   usage: tests/bench/bench_train_torch.sh [--epochs N] [--rounds R] [--build DIR]

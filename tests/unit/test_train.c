@@ -119,6 +119,29 @@ static void test_train_reduces_loss_and_is_deterministic(void **unused) {
   train_result_free(&c);
 }
 
+/* --threads splits the chunk's head rows across threads (>= 32 rows each:
+ * batch 8 x bptt 16 = up to 128 rows, so 2 and 3 threads do split); the
+ * parameters and losses must be the same bits as with one thread */
+static void test_train_threads_same_bits(void **unused) {
+  train_opts_t o;
+  small_opts(&o, 7);
+  o.max_epochs = 2;
+  char err[256];
+  train_result_t a, b;
+  assert_int_equal(train_run(&o, g_ev, g_n, &a, err, sizeof err), 0);
+  arch_layout_t L;
+  arch_layout(&a.dims, &L);
+  for (int th = 2; th <= 3; th++) {
+    o.threads = th;
+    assert_int_equal(train_run(&o, g_ev, g_n, &b, err, sizeof err), 0);
+    assert_memory_equal(a.params, b.params, L.total * sizeof(float));
+    for (uint32_t e = 0; e < a.n_epochs; e++)
+      assert_true(a.curve[e].train_loss == b.curve[e].train_loss);
+    train_result_free(&b);
+  }
+  train_result_free(&a);
+}
+
 static void test_train_forward_equals_serving_path(void **unused) {
   train_opts_t o;
   small_opts(&o, 3);
@@ -161,6 +184,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_train_vocab_most_frequent_first_ties_by_id),
       cmocka_unit_test(test_train_reduces_loss_and_is_deterministic),
+      cmocka_unit_test(test_train_threads_same_bits),
       cmocka_unit_test(test_train_forward_equals_serving_path),
   };
   return cmocka_run_group_tests(tests, load_slice, free_slice);
