@@ -1773,7 +1773,7 @@ static int reload(daemon_t *d) {
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
   if (quality_metrics_bind(&d->qm, d->md.reg, model_fingerprint(d->model)))
     LOG_WARN("daemon", "cannot register the quality metrics of the reloaded model");
-live:
+live:;
   /* kafka, state and metrics settings need a restart */
   const config_t *o = d->cfg;
   if (strcmp(o->kafka.brokers, cfg->kafka.brokers) || strcmp(o->kafka.group, cfg->kafka.group) ||

@@ -266,8 +266,8 @@ static void test_metrics_daemon_set_has_every_documented_metric(void **state) {
       "# TYPE interestd_step_duration_seconds histogram\n",
       "interestd_step_duration_seconds_bucket{le=\"5e-06\"} 0\n",
       "# TYPE interestd_event_to_prediction_seconds histogram\n",
-      "# TYPE interestd_consumer_lag_messages gauge\n"
-      "interestd_consumer_lag_messages{partition=\"3\"} 42\n",
+      ("# TYPE interestd_consumer_lag_messages gauge\n"
+       "interestd_consumer_lag_messages{partition=\"3\"} 42\n"),
       "# TYPE interestd_partitions_assigned gauge\n",
       "# TYPE interestd_users_in_state gauge\n",
       "# TYPE interestd_state_bytes gauge\n",
