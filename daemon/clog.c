@@ -42,6 +42,17 @@ typedef struct {
   int64_t next_offset;
   uint32_t fp;
   uint64_t seq;                /* completion records written */
+  /* the epoch (docs/STATE.md, "Model swaps"): the changelog offset where the
+   * states this writer's completions describe begin; epoch_new while the
+   * first checkpoint of a new epoch (after a model switch, a cold start or
+   * a local restore newer than the topic: every user written) has not
+   * completed, its completion then names the offset of its first record */
+  int64_t epoch;
+  int epoch_new;
+  int64_t first_at;            /* the checkpoint's first record's changelog offset (-1: none yet) */
+  int64_t complete_at;         /* its completion record's changelog offset */
+  int old_model;               /* the checkpoint being written is the previous model's
+                                * (started before a switch): its end forgets nothing */
   uint8_t *buf;                /* records: 9-byte key, u32 value length, value */
   size_t len, cap, sent_at;    /* sent_at: bytes of buf already handed to the producer */
   size_t n_recs, acks_left;
@@ -77,7 +88,12 @@ static void on_report(void *ctx, const producer_report_t *r) {
   if (p < 0 || p >= c->n_parts) return;
   part_t *pt = &c->parts[p];
   if (!pt->owned || pt->gen != gen || pt->phase == IDLE) return;
-  if (!r->err) metrics_counter_inc(c->m.records_written);
+  if (!r->err) {
+    metrics_counter_inc(c->m.records_written);
+    if (complete) pt->complete_at = r->offset;
+    else if (r->offset >= 0 && (pt->first_at < 0 || r->offset < pt->first_at))
+      pt->first_at = r->offset;
+  }
   if (!r->err && c->kill_after && ++c->acked == c->kill_after) {
     fprintf(stderr, "IX_TEST_CLOG_KILL_AFTER: SIGKILL after changelog record %" PRIu64
             " (a %s record of partition %d, checkpoint at offset %" PRId64 ")\n", c->acked,
@@ -180,6 +196,8 @@ static void part_reset(part_t *pt) {
   uint64_t seq = pt->seq;
   memset(pt, 0, sizeof *pt);
   pt->pos = pt->durable_at = pt->tomb_upto = -1;
+  pt->first_at = pt->complete_at = -1;
+  pt->epoch_new = 1; /* until a restore from the topic says which epoch goes on */
   pt->gen = gen;
   pt->seq = seq;
 }
@@ -291,7 +309,7 @@ static int clog_read(clog_t *c, int32_t p, int64_t from, read_t *rd, uint64_t *r
 static int read_rec(void *ctx, int64_t off, const void *k, size_t kl, const void *v, size_t vl) {
   read_t *r = ctx;
   char why[300];
-  int rc = changelog_restore_add(r->rs, k, kl, v, vl, why, sizeof why);
+  int rc = changelog_restore_add(r->rs, off, k, kl, v, vl, why, sizeof why);
   if (rc) snprintf(r->errstr, r->n, "changelog offset %" PRId64 ": %s", off, why);
   return rc;
 }
@@ -341,6 +359,8 @@ static double assign_end(clog_t *c, part_t *pt, int32_t p, store_t *st, clog_sou
     *next_offset = info->next_offset;
     pt->durable_at = info->next_offset;
     pt->seq = info->sequence;
+    pt->epoch = info->epoch_start; /* the restored epoch goes on */
+    pt->epoch_new = 0;
     if (info->skip_users) {
       pt->skip = *rs;
       pt->skip_until = info->skip_until;
@@ -361,6 +381,21 @@ static double assign_end(clog_t *c, part_t *pt, int32_t p, store_t *st, clog_sou
   metrics_counter_inc(c->m.from[source]);
   metrics_counter_add(c->m.users_from[source], store_partition_users(st, p));
   return secs;
+}
+
+/* What a restore met of other models (docs/STATE.md, "Model swaps"). */
+static void log_models(int32_t p, const changelog_restore_info_t *info, uint32_t fingerprint,
+                       clog_source_t source) {
+  if (info->other_model)
+    LOG_WARN("clog", "partition %d: the changelog's newest completed checkpoint was written by "
+             "model fingerprint %08x, this model is %08x: no state of it is loaded; states "
+             "from %s (docs/STATE.md, \"Model swaps\")", (int)p, info->other_fingerprint,
+             fingerprint, source == CLOG_FROM_LOCAL ? "the local checkpoint" : "nowhere (cold)");
+  if (info->foreign_after)
+    LOG_WARN("clog", "partition %d: %" PRIu64 " records of another model follow the newest "
+             "completed checkpoint (a checkpoint after a model switch that never completed): "
+             "ignored; a user whose earlier record compaction removed in their favour starts "
+             "cold", (int)p, info->foreign_after);
 }
 
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
@@ -414,10 +449,13 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   changelog_restore_info_t info = {0};
   mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
   uint64_t put = 0, dropped = 0;
+  int whole = 0; /* the records read are a whole restore (scratch replaces st's users) */
   if (!rc && tail) {
     int laid = changelog_restore_overlay(rs, st, local_next, &put, &dropped);
     changelog_restore_finish(rs, &info);
-    if (laid == 1) {
+    if (laid == 2) {
+      whole = 1; /* the newest completion's epoch began inside the tail */
+    } else if (laid == 1) {
       *source = CLOG_FROM_LOCAL_TAIL;
     } else if (laid < 0) {
       store_drop_partition(st, p);
@@ -431,6 +469,9 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
     if (info.complete) *source = CLOG_FROM_CHANGELOG;
   } else if (!rc) {
     changelog_restore_finish(rs, &info);
+    whole = 1;
+  }
+  if (!rc && whole) {
     if (info.complete && info.next_offset > local_next) {
       store_drop_partition(st, p);
       m.err = 0;
@@ -446,6 +487,7 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
       }
     }
   }
+  log_models(p, &info, fingerprint, *source);
   double secs =
       assign_end(c, pt, p, st, *source, &info, &rs, local_next, next_offset, &m, t0, &rc);
   char over[128] = "";
@@ -454,10 +496,12 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
              "%" PRId64 ", %" PRIu64 " dropped by tombstones)", put, local_next, dropped);
   LOG_INFO("clog", "partition %d: states from %s (%zu users%s, resume at %" PRId64 "); changelog "
            "read from %s: %" PRIu64 " records, %" PRIu64 " bytes in %.3f s, newest completion "
-           "at %" PRId64 ", %" PRIu64 " users newer than it",
+           "at %" PRId64 " (epoch from changelog offset %" PRId64 ", %" PRIu64 " users before "
+           "it superseded), %" PRIu64 " users newer than it",
            (int)p, metrics_state_source_label[*source], store_partition_users(st, p), over,
            *next_offset, from >= 0 ? "the local checkpoint's time" : "its start", records, bytes,
-           secs, info.complete ? info.next_offset : -1, info.skip_users);
+           secs, info.complete ? info.next_offset : -1, info.complete ? info.epoch_start : -1,
+           info.superseded, info.skip_users);
   changelog_restore_destroy(rs);
   store_destroy(scratch);
   return rc;
@@ -466,7 +510,6 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
 int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                      int64_t local_next, store_t *copy, changelog_restore_t *rs, int64_t from,
                      clog_source_t *source, int64_t *next_offset, char *errstr, size_t n) {
-  (void)fingerprint; /* rs was made for it */
   *source = local_next >= 0 ? CLOG_FROM_LOCAL : CLOG_FROM_COLD;
   *next_offset = local_next;
   part_t *pt;
@@ -504,6 +547,7 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
       }
     }
   }
+  log_models(p, &info, fingerprint, *source); /* rs was made for fingerprint */
   double secs =
       assign_end(c, pt, p, st, *source, &info, &rs, local_next, next_offset, &m, t0, &rc);
   LOG_INFO("clog", "partition %d: states from %s (%zu users, resume at %" PRId64 "); changelog "
@@ -610,9 +654,13 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   part_t *pt = &c->parts[p];
   if (!pt->owned || !pt->dirty || pt->phase != IDLE) return 0;
   if (next_offset > pt->pos) pt->pos = next_offset;
-  if (!changelog_dirty_count(pt->dirty) && !changelog_dirty_count(pt->evicted) &&
-      next_offset <= pt->next_offset)
+  /* a new epoch's first checkpoint is written even without users: its
+   * completion is what supersedes the records before it */
+  if (!pt->epoch_new && !changelog_dirty_count(pt->dirty) &&
+      !changelog_dirty_count(pt->evicted) && next_offset <= pt->next_offset)
     return 0;
+  pt->old_model = 0;
+  pt->first_at = pt->complete_at = -1;
   pt->len = pt->sent_at = pt->n_recs = 0;
   pt->failed = 0;
   pt->tomb_upto = pt->durable_at;
@@ -643,8 +691,13 @@ static void send_complete(clog_t *c, int32_t p, part_t *pt) {
   }
   uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_COMPLETE_BYTES];
   changelog_complete_key(p, key);
+  /* a new epoch begins at its first checkpoint's first record (or at this
+   * completion when it wrote none) */
+  int64_t epoch = pt->epoch;
+  if (pt->epoch_new && !pt->old_model)
+    epoch = pt->first_at >= 0 ? pt->first_at : CHANGELOG_EPOCH_SELF;
   changelog_encode_complete(p, pt->fp, pt->next_offset, pt->seq + 1, pt->n_recs, ix_wall_ms(),
-                            val, sizeof val);
+                            epoch, val, sizeof val);
   int rc = producer_send(c->prod, c->topic, p, key, sizeof key, val, sizeof val, 0, NULL, 0,
                          OPQ(p, pt->gen, 1));
   if (rc == 0) pt->phase = COMPLETE_SENT;
@@ -690,8 +743,30 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
         else send_complete(c, p, pt);
       }
     }
+    if (pt->phase == DONE && pt->old_model) {
+      /* the previous model's last checkpoint: durable as such; the trackers
+       * are the new model's (every user still to be written) */
+      pt->durable_at = pt->next_offset;
+      pt->seq++;
+      pt->phase = IDLE;
+      LOG_INFO("clog", "partition %d: the previous model's changelog checkpoint at offset %" PRId64
+               " complete; the new model's first one follows", (int)p, pt->next_offset);
+      durable(ctx, p, pt->next_offset);
+    }
     if (pt->phase == DONE) {
       pt->durable_at = pt->next_offset;
+      if (pt->epoch_new) {
+        pt->epoch = pt->first_at >= 0 ? pt->first_at : pt->complete_at;
+        pt->epoch_new = 0;
+        if (pt->epoch < 0) {
+          LOG_ERROR("clog", "partition %d: no changelog offset in the delivery reports of a new "
+                    "epoch's checkpoint; records before it are not superseded", (int)p);
+          pt->epoch = 0;
+        }
+        LOG_INFO("clog", "partition %d: changelog epoch from offset %" PRId64 " (model %08x, "
+                 "%zu users, consistent at input offset %" PRId64 "): every record before it "
+                 "is superseded", (int)p, pt->epoch, pt->fp, pt->n_recs, pt->next_offset);
+      }
       /* evicted before the tombstones' bound: written, or held again (a user record) */
       if (changelog_dirty_forget_before(pt->evicted, pt->tomb_upto + 1) ||
           changelog_dirty_forget_before(pt->dirty, pt->next_offset))
@@ -708,6 +783,40 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
 }
 
 int32_t clog_partitions(const clog_t *c) { return c->n_parts; }
+
+int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos) {
+  if (p < 0 || p >= c->n_parts || !c->parts[p].owned) return 0;
+  part_t *pt = &c->parts[p];
+  changelog_dirty_t *dirty = NULL, *evicted = NULL;
+  if (changelog_dirty_new(&dirty) || changelog_dirty_new(&evicted)) {
+    changelog_dirty_destroy(dirty);
+    changelog_dirty_destroy(evicted);
+    return IX_ENOMEM;
+  }
+  /* every user of the new store, with the offset its state is consistent
+   * with (every event before pos) */
+  mark_t m = {.st = st, .p = p, .at = pos > 0 ? pos - 1 : 0, .dirty = dirty};
+  store_foreach(st, p, mark_user, &m);
+  if (m.err) {
+    changelog_dirty_destroy(dirty);
+    changelog_dirty_destroy(evicted);
+    return m.err;
+  }
+  changelog_dirty_destroy(pt->dirty);
+  changelog_dirty_destroy(pt->evicted); /* the old model's users: superseded by the epoch */
+  pt->dirty = dirty;
+  pt->evicted = evicted;
+  /* the new states hold every event before pos, none after: nothing to skip */
+  changelog_restore_destroy(pt->skip);
+  pt->skip = NULL;
+  pt->skip_until = -1;
+  if (pos > pt->pos) pt->pos = pos;
+  /* a checkpoint of the old model being written finishes as it is (its
+   * records come before the new epoch's) */
+  pt->old_model = pt->phase != IDLE;
+  pt->epoch_new = 1;
+  return 0;
+}
 
 int clog_ahead_of(const clog_t *c, int32_t p, int64_t next_offset) {
   if (p < 0 || p >= c->n_parts) return 0;

@@ -112,6 +112,16 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
 int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                         int64_t next_offset, clog_acked_fn acked, clog_durable_fn durable,
                         void *ctx, uint64_t deadline_ms);
+/* A model switch (model.reload = warm, docs/STATE.md "Model swaps"): st is
+ * the new model's store, whose users of p hold every event before pos. The
+ * next checkpoint of p writes every one of them (at pos - 1) with the new
+ * fingerprint and starts a new epoch: its completion names the changelog
+ * offset of its first record, and a restore ignores every record before it.
+ * A checkpoint of the old model being written finishes first. The skip set
+ * of a restore is dropped (the new states are exact at pos). Call for every
+ * owned partition, after the pipeline hooks point at the new store.
+ * Returns 0 or IX_ENOMEM (nothing changed). */
+int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos);
 /* The changelog topic's partition count (the input's). */
 int32_t clog_partitions(const clog_t *c);
 /* 1 while a state restored into p may hold events at or after next_offset

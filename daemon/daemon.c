@@ -1565,11 +1565,6 @@ static void swap_abandon(daemon_t *d, const char *why) {
  * (logged; m stays the caller's). */
 static int swap_begin(daemon_t *d, model_t *m, const config_t *ncfg) {
   char why[512];
-  if (d->clog) {
-    LOG_ERROR("daemon", "reload refused: model.reload = warm does not support a changelog "
-              "topic yet (state.changelog_mode); keeping model %s", model_describe(d->model));
-    return IX_ECONFIG;
-  }
   if (d->txn) {
     /* the transaction cycle keeps undo copies in the serving store and its
      * hooks on the serving pipeline, both replaced by a swap */
@@ -1642,6 +1637,27 @@ static void swap_restart(daemon_t *d) {
   free(path);
 }
 
+/* After a switch with a changelog topic (docs/STATE.md, "Model swaps"): the
+ * hooks follow the new pipeline and store, each owned partition's next
+ * changelog checkpoint writes every user with the new fingerprint and
+ * starts a new epoch, and the standby copies follow again for the new model. */
+static void swap_changelog(daemon_t *d) {
+  store_t *st = pipeline_store(d->pipe);
+  pipeline_set_hooks(d->pipe, clog_skip, clog_applied, d->clog);
+  store_set_evict_hook(st, clog_evicted, d->clog);
+  for (int32_t p = 0; p < inflight_partitions(d->inflight); p++) {
+    if (!owns(d, p)) continue;
+    int rc = clog_switch_model(d->clog, p, st, serving_next(d, p));
+    if (rc)
+      LOG_ERROR("daemon", "partition %d: the changelog cannot be rewritten for the new model "
+                "(%s): a restore of it starts cold until its users change", (int)p,
+                ix_strerror(rc));
+  }
+  if (standby_switch_model(d->standby, pipeline_fingerprint(d->pipe), store_blob_size(st)))
+    LOG_ERROR("daemon", "standby copies not renewed for the new model (out of memory): a "
+              "hand-over from them starts cold");
+}
+
 /* Between batches: the warmed model replaces the serving one. The loop
  * processes nothing in here, so the ceilings hold still while the worker
  * applies the last gap. Returns 1 when switched. */
@@ -1687,9 +1703,11 @@ static int swap_switch(daemon_t *d) {
   LOG_INFO("daemon", "model swapped: %s (fingerprint %08x, was %08x) serves from now on with "
            "%" PRIu64 " warm users; input paused %.3f s", model_describe(d->model),
            model_fingerprint(d->model), old_fp, ss.users, paused);
-  if (d->ckpt) {
-    /* every partition's file carries the old fingerprint: rewrite them all */
-    d->ck_force = 1;
+  if (d->clog) swap_changelog(d);
+  if (d->ckpt || d->clog) {
+    /* every partition's file and changelog records carry the old
+     * fingerprint: rewrite them all */
+    d->ck_force = d->ckpt != NULL;
     uint64_t ms = (uint64_t)d->cfg->state.checkpoint_interval_s * 1000u;
     uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, 10, ms);
   }

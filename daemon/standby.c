@@ -200,7 +200,9 @@ static void apply(void *ctx, int32_t p, int64_t off, const void *k, size_t kl, c
   }
   if (off < sp->pos) return; /* already applied */
   char why[300];
-  int rc = changelog_restore_add(sp->rs, k, kl, v, vl, why, sizeof why);
+  /* records of another model are counted and ignored by the accumulator
+   * (docs/STATE.md, "Model swaps"): only a malformed record breaks the copy */
+  int rc = changelog_restore_add(sp->rs, off, k, kl, v, vl, why, sizeof why);
   if (rc) {
     /* the owner's restore reads the same record and reports it */
     LOG_WARN("standby", "partition %d: changelog offset %" PRId64 " refused (%s); the standby "
@@ -258,6 +260,36 @@ int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fi
   unfollow(sb, p);
   update_gauges(sb);
   return rc;
+}
+
+int standby_switch_model(standby_t *sb, uint32_t fingerprint, size_t blob_size) {
+  if (!sb || (fingerprint == sb->fp && blob_size == store_blob_size(sb->copy))) return 0;
+  store_t *copy;
+  store_opts_t so = {.blob_size = blob_size};
+  if (store_new(&so, &copy)) return IX_ENOMEM;
+  uint8_t *was = calloc((size_t)(sb->n_parts > 0 ? sb->n_parts : 1), 1);
+  if (!was) {
+    store_destroy(copy);
+    return IX_ENOMEM;
+  }
+  size_t n = 0;
+  for (int32_t p = 0; p < sb->n_parts; p++)
+    if (sb->parts[p].followed || sb->parts[p].rs) {
+      was[p] = 1;
+      unfollow(sb, p);
+      n++;
+    }
+  store_destroy(sb->copy);
+  sb->copy = copy;
+  sb->fp = fingerprint;
+  for (int32_t p = 0; p < sb->n_parts; p++)
+    if (was[p]) follow(sb, p);
+  free(was);
+  LOG_INFO("standby", "model switch: the %zu standby copies follow their changelogs again from "
+           "the start for fingerprint %08x (the new model's epoch supersedes what they held)", n,
+           fingerprint);
+  update_gauges(sb);
+  return 0;
 }
 
 size_t standby_partitions(const standby_t *sb) {

@@ -61,6 +61,13 @@ int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fi
                    int64_t local_next, int64_t local_created_ms, clog_source_t *source,
                    int64_t *next_offset, char *errstr, size_t errstr_size);
 
+/* The serving model switched (docs/STATE.md, "Model swaps"): every copy is
+ * dropped and its partition followed again from the changelog's start with
+ * an accumulator for fingerprint (states of blob_size bytes); the old
+ * model's records are then ignored and the new epoch's kept. 0 or IX_ENOMEM
+ * (the copies then stay the old model's, and a hand-over from one restores
+ * cold; logged by clog). */
+int standby_switch_model(standby_t *sb, uint32_t fingerprint, size_t blob_size);
 /* Partitions followed now, and the users held in their copies. */
 size_t standby_partitions(const standby_t *sb);
 size_t standby_users(const standby_t *sb);

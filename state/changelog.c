@@ -4,7 +4,8 @@
  *   user:     "IXCL" u16 version u16 kind=1 i32 partition u32 fingerprint
  *             i64 offset i64 last_seen_ms u64 user_id u32 blob_size blob u32 crc
  *   complete: "IXCL" u16 version u16 kind=2 i32 partition u32 fingerprint
- *             i64 offset u64 sequence u64 users i64 created_ms u32 crc */
+ *             i64 offset u64 sequence u64 users i64 created_ms
+ *             [version 2: i64 epoch_start] u32 crc */
 #include "state/changelog.h"
 
 #include <stdio.h>
@@ -53,7 +54,7 @@ void changelog_complete_key(int32_t partition, uint8_t key[CHANGELOG_KEY_BYTES])
 static void put_head(uint8_t *buf, changelog_kind_t kind, int32_t partition,
                      uint32_t fingerprint, int64_t offset) {
   memcpy(buf, MAGIC, 4);
-  put16(buf + 4, CHANGELOG_VERSION);
+  put16(buf + 4, kind == CHANGELOG_COMPLETE ? CHANGELOG_COMPLETE_VERSION : CHANGELOG_VERSION);
   put16(buf + 6, (uint16_t)kind);
   put32(buf + 8, (uint32_t)partition);
   put32(buf + 12, fingerprint);
@@ -76,13 +77,14 @@ size_t changelog_encode_user(int32_t partition, uint32_t fingerprint, uint64_t u
 
 size_t changelog_encode_complete(int32_t partition, uint32_t fingerprint, int64_t offset,
                                  uint64_t sequence, uint64_t users, int64_t created_ms,
-                                 uint8_t *buf, size_t cap) {
-  if (cap < CHANGELOG_COMPLETE_BYTES) return 0;
+                                 int64_t epoch_start, uint8_t *buf, size_t cap) {
+  if (cap < CHANGELOG_COMPLETE_BYTES || epoch_start < CHANGELOG_EPOCH_SELF) return 0;
   put_head(buf, CHANGELOG_COMPLETE, partition, fingerprint, offset);
   put64(buf + 24, sequence);
   put64(buf + 32, users);
   put64(buf + 40, (uint64_t)created_ms);
-  put32(buf + 48, ix_crc32(0, buf, 48));
+  put64(buf + 48, (uint64_t)epoch_start);
+  put32(buf + 56, ix_crc32(0, buf, 56));
   return CHANGELOG_COMPLETE_BYTES;
 }
 
@@ -98,10 +100,13 @@ int changelog_decode(const void *key, size_t key_len, const void *val, size_t va
                 val_len);
   if (memcmp(v, MAGIC, 4) != 0)
     return ix_fail(IX_EBADMAGIC, errstr, n, "changelog value does not start with IXCL");
-  if (get16(v + 4) != CHANGELOG_VERSION)
-    return ix_fail(IX_EVERSION, errstr, n, "changelog record version %u (this build reads %u)",
-                get16(v + 4), CHANGELOG_VERSION);
-  uint16_t kind = get16(v + 6);
+  uint16_t version = get16(v + 4), kind = get16(v + 6);
+  if (version != CHANGELOG_VERSION &&
+      !(kind == CHANGELOG_COMPLETE && version == CHANGELOG_COMPLETE_VERSION))
+    return ix_fail(IX_EVERSION, errstr, n, "changelog record version %u of kind %u (this build "
+                   "reads user records of version %u, completion records of %u and %u)",
+                   version, kind, CHANGELOG_VERSION, CHANGELOG_VERSION,
+                   CHANGELOG_COMPLETE_VERSION);
   size_t want;
   if (kind == CHANGELOG_USER) {
     if (val_len < CHANGELOG_USER_FIXED)
@@ -113,7 +118,7 @@ int changelog_decode(const void *key, size_t key_len, const void *val, size_t va
                   bs, CHANGELOG_MAX_BLOB);
     want = CHANGELOG_USER_FIXED + (size_t)bs;
   } else if (kind == CHANGELOG_COMPLETE) {
-    want = CHANGELOG_COMPLETE_BYTES;
+    want = version == CHANGELOG_VERSION ? CHANGELOG_COMPLETE_V1_BYTES : CHANGELOG_COMPLETE_BYTES;
   } else {
     return ix_fail(IX_EMALFORMED, errstr, n, "changelog record kind %u is unknown", kind);
   }
@@ -141,6 +146,10 @@ int changelog_decode(const void *key, size_t key_len, const void *val, size_t va
     rec->sequence = get64(v + 24);
     rec->users = get64(v + 32);
     rec->created_ms = (int64_t)get64(v + 40);
+    rec->epoch_start = version == CHANGELOG_VERSION ? 0 : (int64_t)get64(v + 48);
+    if (rec->epoch_start < CHANGELOG_EPOCH_SELF)
+      return ix_fail(IX_EMALFORMED, errstr, n, "changelog completion record has epoch start %lld",
+                     (long long)rec->epoch_start);
     if (k[0] != 'c' || (int32_t)get32(k + 1) != rec->partition || get32(k + 5) != 0)
       return ix_fail(IX_EMALFORMED, errstr, n,
                   "changelog key does not match the completion record of partition %d",
@@ -151,24 +160,28 @@ int changelog_decode(const void *key, size_t key_len, const void *val, size_t va
 
 /* ---- restore ---- */
 
-/* user id -> offset of the newest record read (open addressing) */
+/* user id -> offset of the newest record read, and the changelog offset
+ * that record was read at (open addressing) */
 typedef struct {
   uint64_t *keys;
   int64_t *offs; /* -1: empty slot */
+  int64_t *ats;  /* changelog offset of the record (-1 unknown) */
   size_t cap, n;
 } offmap_t;
 
 static void offmap_free(offmap_t *m) {
   free(m->keys);
   free(m->offs);
+  free(m->ats);
 }
 
 /* Replaces m by a map of cap slots (a power of two, more than m holds)
  * with m's entries whose offset is at least min_off (>= 0). 0, or
  * IX_ENOMEM with m unchanged. */
 static int offmap_rebuild(offmap_t *m, size_t cap, int64_t min_off) {
-  offmap_t g = {calloc(cap, sizeof *g.keys), malloc(cap * sizeof *g.offs), cap, 0};
-  if (!g.keys || !g.offs) {
+  offmap_t g = {calloc(cap, sizeof *g.keys), malloc(cap * sizeof *g.offs),
+                malloc(cap * sizeof *g.ats), cap, 0};
+  if (!g.keys || !g.offs || !g.ats) {
     offmap_free(&g);
     return IX_ENOMEM;
   }
@@ -179,6 +192,7 @@ static int offmap_rebuild(offmap_t *m, size_t cap, int64_t min_off) {
     while (g.offs[j] >= 0) j = (j + 1) & (cap - 1);
     g.keys[j] = m->keys[i];
     g.offs[j] = m->offs[i];
+    g.ats[j] = m->ats[i];
     g.n++;
   }
   offmap_free(m);
@@ -204,6 +218,12 @@ struct changelog_restore {
   uint32_t fingerprint;
   offmap_t users;
   changelog_restore_info_t info;
+  /* the newest completion record read (any fingerprint) */
+  int c_seen;
+  uint32_t c_fp;
+  int64_t c_off, c_epoch;
+  uint64_t c_seq;
+  int64_t first_at; /* changelog offset of the first record read (-1: none known) */
   int finished;
 };
 
@@ -216,6 +236,7 @@ int changelog_restore_new(store_t *st, int32_t partition, uint32_t fingerprint,
   rs->fingerprint = fingerprint;
   rs->info.next_offset = -1;
   rs->info.skip_until = -1;
+  rs->first_at = -1;
   if (offmap_grow(&rs->users) != 0) {
     free(rs);
     return IX_ENOMEM;
@@ -237,9 +258,15 @@ void changelog_restore_destroy(changelog_restore_t *rs) {
   free(rs);
 }
 
-int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_len,
+/* the newest completion is this model's */
+static int own_complete(const changelog_restore_t *rs) {
+  return rs->c_seen && rs->c_fp == rs->fingerprint;
+}
+
+int changelog_restore_add(changelog_restore_t *rs, int64_t at, const void *key, size_t key_len,
                           const void *val, size_t val_len, char *errstr, size_t n) {
   changelog_rec_t rec;
+  if (rs->first_at < 0 && at >= 0) rs->first_at = at;
   if (val_len == 0 && key && key_len == CHANGELOG_KEY_BYTES && ((const uint8_t *)key)[0] == 'u') {
     /* a tombstone: the user was evicted, and a completion record at or past
      * the eviction was acknowledged before it was written (docs/STATE.md) */
@@ -252,6 +279,7 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
     if (rs->users.offs[j] < 0) rs->users.n++;
     rs->users.keys[j] = user;
     rs->users.offs[j] = 0; /* any later record of the user is a new life: it is newer */
+    rs->users.ats[j] = at;
     return 0;
   }
   int err = changelog_decode(key, key_len, val, val_len, &rec, errstr, n);
@@ -261,19 +289,24 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
                 "changelog partition %d holds a record of partition %d (the topic is not "
                 "co-partitioned with the input)",
                 (int)rs->partition, (int)rec.partition);
-  if (rec.fingerprint != rs->fingerprint)
-    return ix_fail(IX_EMISMATCH, errstr, n,
-                "changelog record of partition %d was written for model fingerprint %08x, "
-                "this model is %08x",
-                (int)rec.partition, rec.fingerprint, rs->fingerprint);
   rs->info.records++;
   rs->info.bytes += key_len + val_len;
   if (rec.kind == CHANGELOG_COMPLETE) {
-    if (rec.offset >= rs->info.next_offset) {
-      rs->info.complete = 1;
-      rs->info.next_offset = rec.offset;
-      rs->info.sequence = rec.sequence;
-    }
+    /* the newest in topic order decides (after a model swap a restore from
+     * an older completion would hold another model's states) */
+    rs->c_seen = 1;
+    rs->c_fp = rec.fingerprint;
+    rs->c_off = rec.offset;
+    rs->c_seq = rec.sequence;
+    rs->c_epoch = rec.epoch_start == CHANGELOG_EPOCH_SELF ? (at >= 0 ? at : 0) : rec.epoch_start;
+    rs->info.foreign_after = 0;
+    return 0;
+  }
+  if (rec.fingerprint != rs->fingerprint) {
+    /* another model's state: never loaded; it matters only through its
+     * model's completions (docs/STATE.md, "Model swaps") */
+    rs->info.foreign++;
+    rs->info.foreign_after++;
     return 0;
   }
   if (rec.blob_size != store_blob_size(rs->st))
@@ -282,21 +315,30 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
                 (int)rec.partition, rec.blob_size, store_blob_size(rs->st));
   size_t j;
   if (offmap_slot(&rs->users, rec.user_id, &j)) return IX_ENOMEM;
-  if (rs->users.offs[j] >= 0 && rs->users.offs[j] > rec.offset)
-    return 0; /* an older record after a newer one: keep the newer state */
+  /* the newest record in topic order: every record is a true fact ("the
+   * state after the user's events up to its offset"), and the newest one
+   * is the one the writer of the newest completion meant (docs/STATE.md) */
   err = store_put(rs->st, rs->partition, rec.user_id, rec.last_seen_ms, rec.blob);
   if (err) return err;
   if (rs->users.offs[j] < 0) rs->users.n++;
   rs->users.keys[j] = rec.user_id;
   rs->users.offs[j] = rec.offset;
+  rs->users.ats[j] = at;
   return 0;
+}
+
+/* a kept record read before the newest completion's epoch start: superseded */
+static int before_epoch(const changelog_restore_t *rs, size_t i) {
+  return own_complete(rs) && rs->users.ats[i] >= 0 && rs->users.ats[i] < rs->c_epoch;
 }
 
 int changelog_restore_overlay(changelog_restore_t *rs, store_t *dst, int64_t local_next,
                               uint64_t *put, uint64_t *dropped) {
   *put = *dropped = 0;
   if (rs->finished) return IX_ESTATE;
-  if (!rs->info.complete || rs->info.next_offset <= local_next) return 0;
+  if (!own_complete(rs) || rs->c_off <= local_next) return 0;
+  /* the epoch began inside what was read: it alone is the whole restore */
+  if (rs->c_epoch > 0 && rs->first_at >= 0 && rs->c_epoch >= rs->first_at) return 2;
   for (size_t i = 0; i < rs->users.cap; i++) {
     if (rs->users.offs[i] < 0) continue;
     uint64_t user = rs->users.keys[i];
@@ -320,13 +362,31 @@ int changelog_restore_overlay(changelog_restore_t *rs, store_t *dst, int64_t loc
 
 void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t *info) {
   if (!rs->finished) {
-    rs->info.users = store_partition_users(rs->st, rs->partition);
+    int own = own_complete(rs);
+    rs->info.complete = own;
+    if (own) {
+      rs->info.next_offset = rs->c_off;
+      rs->info.sequence = rs->c_seq;
+      rs->info.epoch_start = rs->c_epoch;
+    } else {
+      rs->info.next_offset = -1;
+      rs->info.other_model = rs->c_seen;
+      rs->info.other_fingerprint = rs->c_seen ? rs->c_fp : 0;
+      rs->info.foreign_after = 0;
+    }
     /* keep only users whose record is at or past the consistent offset: the
      * only ones replay from next_offset can meet at or below their offset
-     * (a user whose newest record is a tombstone is not held: nothing to skip) */
+     * (a user whose newest record is a tombstone is not held: nothing to skip);
+     * a user whose newest record is before the epoch start was not in the
+     * states the newest completion describes: dropped */
     for (size_t i = 0; i < rs->users.cap; i++) {
       if (rs->users.offs[i] < 0) continue;
-      if (rs->info.complete && store_peek(rs->st, rs->partition, rs->users.keys[i]) &&
+      if (before_epoch(rs, i)) {
+        rs->info.superseded += (uint64_t)store_remove(rs->st, rs->partition, rs->users.keys[i]);
+        rs->users.offs[i] = -2;
+        continue;
+      }
+      if (own && store_peek(rs->st, rs->partition, rs->users.keys[i]) &&
           rs->users.offs[i] >= rs->info.next_offset) {
         rs->info.skip_users++;
         if (rs->users.offs[i] > rs->info.skip_until) rs->info.skip_until = rs->users.offs[i];
@@ -334,9 +394,10 @@ void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t 
         rs->users.offs[i] = -2; /* tombstone: probing continues past it */
       }
     }
-    if (!rs->info.complete) {
-      /* no checkpoint ever completed: nothing here is known to be consistent
-       * with an input offset; the partition starts cold */
+    rs->info.users = store_partition_users(rs->st, rs->partition);
+    if (!own) {
+      /* no checkpoint of this model ever completed: nothing here is known
+       * to be consistent with an input offset; the partition starts cold */
       store_drop_partition(rs->st, rs->partition);
       rs->info.users = 0;
     }
@@ -382,6 +443,7 @@ int changelog_dirty_note(changelog_dirty_t *dy, uint64_t user_id, int64_t offset
   if (offmap_slot(&dy->m, user_id, &j)) return IX_ENOMEM;
   if (dy->m.offs[j] < 0) dy->m.n++;
   dy->m.keys[j] = user_id;
+  dy->m.ats[j] = -1;
   if (offset > dy->m.offs[j]) dy->m.offs[j] = offset;
   return 0;
 }

@@ -13,11 +13,17 @@
 
 #include "state/store.h"
 
-#define CHANGELOG_VERSION 1u
+#define CHANGELOG_VERSION 1u          /* user records */
+#define CHANGELOG_COMPLETE_VERSION 2u /* completion records (version 1: no epoch start) */
 #define CHANGELOG_KEY_BYTES 9u
-/* value bytes of a user record without its blob, and of a completion record */
+/* value bytes of a user record without its blob, and of a completion record
+ * (version 2; a version 1 completion has 52) */
 #define CHANGELOG_USER_FIXED 48u
-#define CHANGELOG_COMPLETE_BYTES 52u
+#define CHANGELOG_COMPLETE_BYTES 60u
+#define CHANGELOG_COMPLETE_V1_BYTES 52u
+/* a completion's epoch start meaning "this completion record's own offset"
+ * (the first checkpoint of an epoch that wrote no user record) */
+#define CHANGELOG_EPOCH_SELF (-1)
 /* largest blob a record may carry (the decoder refuses more) */
 #define CHANGELOG_MAX_BLOB (1u << 20)
 
@@ -39,6 +45,9 @@ typedef struct {
   uint64_t sequence;    /* COMPLETE: checkpoint number, increasing per partition */
   uint64_t users;       /* COMPLETE: user records the checkpoint wrote */
   int64_t created_ms;   /* COMPLETE: wall clock, Unix ms */
+  int64_t epoch_start;  /* COMPLETE: changelog offset where the states this completion
+                         * describes begin (records before it are superseded: docs/STATE.md,
+                         * "Model swaps"); CHANGELOG_EPOCH_SELF, or 0 in version 1 */
 } changelog_rec_t;
 
 /* Keys: 9 bytes into key. */
@@ -53,7 +62,7 @@ size_t changelog_encode_user(int32_t partition, uint32_t fingerprint, uint64_t u
                              uint32_t blob_size, uint8_t *buf, size_t cap);
 size_t changelog_encode_complete(int32_t partition, uint32_t fingerprint, int64_t offset,
                                  uint64_t sequence, uint64_t users, int64_t created_ms,
-                                 uint8_t *buf, size_t cap);
+                                 int64_t epoch_start, uint8_t *buf, size_t cap);
 
 /* Decode one record (outside bytes: any content is safe). The key must match
  * the value (kind, user id or partition). Returns 0 with rec filled (rec->blob
@@ -75,6 +84,13 @@ typedef struct {
   uint64_t users;       /* users loaded into the store */
   uint64_t skip_users;  /* users whose record is newer than next_offset */
   int64_t skip_until;   /* largest such user offset (-1: none); past it nothing is skipped */
+  int64_t epoch_start;  /* the newest completion's epoch start (changelog offset, resolved) */
+  uint64_t superseded;  /* users dropped because their newest record is before it */
+  int other_model;      /* 1: the newest completion was written for another fingerprint
+                         * (other_fingerprint); nothing is restored (complete == 0) */
+  uint32_t other_fingerprint;
+  uint64_t foreign;     /* records of another fingerprint read (never loaded) */
+  uint64_t foreign_after; /* of them, user records after the newest completion */
 } changelog_restore_info_t;
 
 /* st is borrowed; records for `partition` go into it with store_put() (the
@@ -86,14 +102,18 @@ void changelog_restore_destroy(changelog_restore_t *rs);
  * accumulator's map does not grow on the way. 0, IX_ESTATE after finish,
  * or IX_ENOMEM (nothing changed: it grows as it goes). */
 int changelog_restore_reserve(changelog_restore_t *rs, size_t n);
-/* Apply one record: a user record replaces the user's state when it is
- * newer than what was read (records of a user come in increasing offset
- * order); a completion record moves next_offset forward. Refuses (leaving
- * the store as it is) a record that does not decode (its error), one for
- * another partition (IX_EMISMATCH), and one for another fingerprint or blob
- * size (IX_EMISMATCH: states for other weights are never loaded); errstr
- * says which. IX_ENOMEM. */
-int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_len,
+/* Apply one record, read at changelog offset `at` (-1: unknown; such a
+ * record is never superseded by an epoch start). The newest record of a
+ * user (in topic order) holds its state; the newest completion record
+ * decides the offset to seek to, the model (its fingerprint) and the epoch
+ * start (docs/STATE.md, "Model swaps"). A user record of another
+ * fingerprint is counted and ignored (states for other weights are never
+ * loaded; a completion of another fingerprint makes the partition start
+ * cold at finish). Refuses (leaving the store as it is) a record that does
+ * not decode (its error), one for another partition (IX_EMISMATCH), and a
+ * user record of this fingerprint with another blob size (IX_EMISMATCH);
+ * errstr says which. IX_ENOMEM. */
+int changelog_restore_add(changelog_restore_t *rs, int64_t at, const void *key, size_t key_len,
                           const void *val, size_t val_len, char *errstr, size_t errstr_size);
 /* Restore over a local checkpoint (docs/STATE.md, "Local checkpoint plus
  * the changelog's tail"): dst holds partition's users as a local checkpoint
@@ -103,16 +123,21 @@ int changelog_restore_add(changelog_restore_t *rs, const void *key, size_t key_l
  * was read over dst: a user whose newest record is a tombstone is removed,
  * one whose newest record covers an event at or past local_next gets that
  * state (the users recorded later), every other user keeps its local state;
- * returns 1 with *put and *dropped counting them. Returns 0 (dst untouched)
+ * returns 1 with *put and *dropped counting them. Returns 2 (dst untouched)
+ * when the newest completion's epoch starts within what was read: the
+ * records read are then a whole restore by themselves (drop dst's users of
+ * the partition and take rs's store). Returns 0 (dst untouched)
  * when no such completion was read, IX_ESTATE after
  * changelog_restore_finish(), IX_ENOMEM (dst then partly changed: drop the
  * partition). Call changelog_restore_finish() afterwards as usual. */
 int changelog_restore_overlay(changelog_restore_t *rs, store_t *dst, int64_t local_next,
                               uint64_t *put, uint64_t *dropped);
-/* End of the partition: fill info and keep only the users whose offset is at
- * or past next_offset for changelog_restore_skip(). Without a completion
- * record the partition's users are dropped from the store (info->users == 0:
- * it starts cold from the group's committed offset). */
+/* End of the partition: drop the users whose newest record is before the
+ * newest completion's epoch start, fill info and keep only the users whose
+ * offset is at or past next_offset for changelog_restore_skip(). Without a
+ * completion record of this fingerprint (none, or the newest is another
+ * model's: info->other_model) the partition's users are dropped from the
+ * store (info->users == 0: it starts cold from the group's committed offset). */
 void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t *info);
 /* After finish: 1 when the event of user_id at input offset `offset` is
  * already in the restored state (skip it: do not apply, do not predict), else 0. */

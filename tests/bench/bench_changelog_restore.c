@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
   for (int32_t p = 0; p < parts; p++) {
     uint8_t cval[CHANGELOG_COMPLETE_BYTES];
     changelog_complete_key(p, key);
-    changelog_encode_complete(p, FP, 100, 1, users / (uint64_t)parts, 0, cval, sizeof cval);
+    changelog_encode_complete(p, FP, 100, 1, users / (uint64_t)parts, 0, 0, cval, sizeof cval);
     int rc;
     while ((rc = producer_send(pr, pt, p, key, sizeof key, cval, sizeof cval, 0, NULL, 0, 0)) ==
            IX_EFULL)

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   changelog_restore_t *rs;
   if (changelog_restore_new(g_store, 0, rec.fingerprint, &rs) != 0) return 0;
-  (void)changelog_restore_add(rs, key, klen, val, vlen, err, sizeof err);
+  (void)changelog_restore_add(rs, 0, key, klen, val, vlen, err, sizeof err);
   changelog_restore_info_t info;
   changelog_restore_finish(rs, &info);
   (void)changelog_restore_skip(rs, rec.user_id, rec.offset);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/crc.h"
 #include "common/err.h"
 #include "common/hash.h"
 #include "state/changelog.h"
@@ -51,7 +52,7 @@ static void test_changelog_records_round_trip(void **state) {
 
   uint8_t ck[CHANGELOG_KEY_BYTES], cv[CHANGELOG_COMPLETE_BYTES];
   changelog_complete_key(3, ck);
-  assert_int_equal(changelog_encode_complete(3, FP, 777, 9, 55, 1700000000000LL, cv, sizeof cv),
+  assert_int_equal(changelog_encode_complete(3, FP, 777, 9, 55, 1700000000000LL, 4242, cv, sizeof cv),
                    CHANGELOG_COMPLETE_BYTES);
   assert_int_equal(changelog_decode(ck, sizeof ck, cv, sizeof cv, &r, err, sizeof err), 0);
   assert_int_equal(r.kind, CHANGELOG_COMPLETE);
@@ -60,6 +61,20 @@ static void test_changelog_records_round_trip(void **state) {
   assert_int_equal(r.sequence, 9);
   assert_int_equal(r.users, 55);
   assert_int_equal(r.created_ms, 1700000000000LL);
+  assert_int_equal(r.epoch_start, 4242);
+  /* a version 1 completion (52 bytes, no epoch start) still reads: epoch 0 */
+  uint8_t v1[CHANGELOG_COMPLETE_V1_BYTES];
+  memcpy(v1, cv, 48);
+  v1[4] = 0;
+  v1[5] = 1;
+  uint32_t crc = ix_crc32(0, v1, 48);
+  for (int i = 0; i < 4; i++) v1[48 + i] = (uint8_t)(crc >> (24 - 8 * i));
+  assert_int_equal(changelog_decode(ck, sizeof ck, v1, sizeof v1, &r, err, sizeof err), 0);
+  assert_int_equal(r.offset, 777);
+  assert_int_equal(r.epoch_start, 0);
+  /* a version 1 completion of the new size, and an epoch start below -1, are refused */
+  assert_int_not_equal(changelog_decode(ck, sizeof ck, cv, sizeof v1, &r, err, sizeof err), 0);
+  assert_int_equal(changelog_encode_complete(3, FP, 777, 9, 55, 0, -2, cv, sizeof cv), 0);
 }
 
 static void test_changelog_decoder_refuses_each_corruption(void **state) {
@@ -110,26 +125,28 @@ static void test_changelog_restore_refuses_other_model_and_partition(void **stat
   uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_USER_FIXED + BLOB], blob[BLOB] = {0};
   char err[300];
   changelog_user_key(1, key);
+  /* another model's record is ignored (counted), never loaded */
   size_t n = changelog_encode_user(2, FP ^ 1, 1, 5, 0, blob, BLOB, val, sizeof val);
-  assert_int_equal(changelog_restore_add(rs, key, sizeof key, val, n, err, sizeof err),
-                   IX_EMISMATCH);
-  assert_non_null(strstr(err, "fingerprint"));
+  assert_int_equal(changelog_restore_add(rs, -1, key, sizeof key, val, n, err, sizeof err), 0);
+  assert_int_equal(store_partition_users(st, 2), 0);
   n = changelog_encode_user(3, FP, 1, 5, 0, blob, BLOB, val, sizeof val);
-  assert_int_equal(changelog_restore_add(rs, key, sizeof key, val, n, err, sizeof err),
+  assert_int_equal(changelog_restore_add(rs, -1, key, sizeof key, val, n, err, sizeof err),
                    IX_EMISMATCH);
   assert_non_null(strstr(err, "co-partitioned"));
   n = changelog_encode_user(2, FP, 1, 5, 0, blob, BLOB - 4, val, sizeof val);
-  assert_int_equal(changelog_restore_add(rs, key, sizeof key, val, n, err, sizeof err),
+  assert_int_equal(changelog_restore_add(rs, -1, key, sizeof key, val, n, err, sizeof err),
                    IX_EMISMATCH);
   assert_int_equal(store_partition_users(st, 2), 0);
   /* no completion record: the partition starts cold */
   n = changelog_encode_user(2, FP, 1, 5, 0, blob, BLOB, val, sizeof val);
-  assert_int_equal(changelog_restore_add(rs, key, sizeof key, val, n, err, sizeof err), 0);
+  assert_int_equal(changelog_restore_add(rs, -1, key, sizeof key, val, n, err, sizeof err), 0);
   assert_int_equal(store_partition_users(st, 2), 1);
   changelog_restore_info_t info;
   changelog_restore_finish(rs, &info);
   assert_int_equal(info.complete, 0);
   assert_int_equal(info.users, 0);
+  assert_int_equal(info.foreign, 1);
+  assert_int_equal(info.other_model, 0);
   assert_int_equal(store_partition_users(st, 2), 0);
   changelog_restore_destroy(rs);
   store_destroy(st);
@@ -145,20 +162,20 @@ static void add_user(changelog_restore_t *rs, uint64_t user, int64_t off, uint8_
   memset(blob, fill, sizeof blob);
   changelog_user_key(user, key);
   size_t n = changelog_encode_user(2, FP, user, off, 0, blob, BLOB, val, sizeof val);
-  assert_int_equal(changelog_restore_add(rs, key, sizeof key, val, n, err, sizeof err), 0);
+  assert_int_equal(changelog_restore_add(rs, -1, key, sizeof key, val, n, err, sizeof err), 0);
 }
 static void add_tomb(changelog_restore_t *rs, uint64_t user) {
   uint8_t key[CHANGELOG_KEY_BYTES];
   char err[300];
   changelog_user_key(user, key);
-  assert_int_equal(changelog_restore_add(rs, key, sizeof key, NULL, 0, err, sizeof err), 0);
+  assert_int_equal(changelog_restore_add(rs, -1, key, sizeof key, NULL, 0, err, sizeof err), 0);
 }
 static void add_complete(changelog_restore_t *rs, int64_t next, uint64_t seq) {
   uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_COMPLETE_BYTES];
   char err[300];
   changelog_complete_key(2, key);
-  size_t n = changelog_encode_complete(2, FP, next, seq, 1, 0, val, sizeof val);
-  assert_int_equal(changelog_restore_add(rs, key, sizeof key, val, n, err, sizeof err), 0);
+  size_t n = changelog_encode_complete(2, FP, next, seq, 1, 0, 0, val, sizeof val);
+  assert_int_equal(changelog_restore_add(rs, -1, key, sizeof key, val, n, err, sizeof err), 0);
 }
 
 static uint64_t evicted_ids[64];
@@ -228,7 +245,7 @@ static void test_changelog_tombstone_drops_an_evicted_user(void **state) {
 
 /* Sizing the accumulator for a read (changelog_restore_reserve, as the
  * daemon's reader does from the offsets) in the middle of a partition
- * keeps what was read: an older record after a newer one is still ignored,
+ * keeps what was read: the newest record of a user in topic order wins,
  * a tombstoned user stays dropped, the skip rule is unchanged; after
  * finish it is refused. */
 static void test_changelog_reserve_keeps_the_restore_rule(void **state) {
@@ -241,7 +258,7 @@ static void test_changelog_reserve_keeps_the_restore_rule(void **state) {
   for (uint64_t u = 1; u <= 600; u++) add_user(rs, u, 40 + (int64_t)u, (uint8_t)u);
   add_tomb(rs, 7);
   assert_int_equal(changelog_restore_reserve(rs, 100000), 0); /* a rebuild of the map */
-  add_user(rs, 5, 10, 0xee); /* older than user 5's record at 45: ignored */
+  add_user(rs, 5, 10, 0xee); /* the newest record in topic order holds the state */
   add_complete(rs, 100, 1);
   add_user(rs, 600, 700, 0x99);
   changelog_restore_info_t info;
@@ -252,7 +269,7 @@ static void test_changelog_reserve_keeps_the_restore_rule(void **state) {
   assert_null(store_peek(st, 2, 7));
   const uint8_t *b = store_peek(st, 2, 5);
   assert_non_null(b);
-  assert_int_equal(b[0], 5);
+  assert_int_equal(b[0], 0xee);
   /* records at or past 100: users 60..599 (offsets 100..639) and 600 (700) */
   assert_int_equal(info.skip_users, 541);
   assert_int_equal(changelog_restore_skip(rs, 600, 700), 1);
@@ -396,7 +413,7 @@ static void run_owner(const ev_t *evs, int64_t crash_at, int64_t every, int part
       }
       rec_t *r = log_push(lg);
       changelog_complete_key(P, r->key);
-      r->len = changelog_encode_complete(P, FP, off, ++seq, lg->n - 1 - before, 0, r->val,
+      r->len = changelog_encode_complete(P, FP, off, ++seq, lg->n - 1 - before, 0, 0, r->val,
                                          sizeof r->val);
       assert_int_equal(changelog_dirty_forget_before(dy, off), 0);
       assert_int_equal(changelog_dirty_count(dy), 0);
@@ -435,7 +452,7 @@ static void restore_and_check(const ev_t *evs, const log_t *lg, uint64_t *skippe
   assert_int_equal(changelog_restore_new(st, P, FP, &rs), 0);
   char err[300];
   for (size_t i = 0; i < lg->n; i++)
-    assert_int_equal(changelog_restore_add(rs, lg->recs[i].key, CHANGELOG_KEY_BYTES,
+    assert_int_equal(changelog_restore_add(rs, -1, lg->recs[i].key, CHANGELOG_KEY_BYTES,
                                            lg->recs[i].val, lg->recs[i].len, err, sizeof err),
                      0);
   changelog_restore_info_t info;
@@ -501,12 +518,225 @@ static void test_changelog_restore_is_exact_after_crash_inside_checkpoint(void *
   }
 }
 
+/* ---- model swaps: records of two fingerprints in one partition ---- */
+
+#define FPB (FP ^ 0x55u) /* the retrained model */
+#define SW_MAX 32
+
+typedef struct {
+  uint8_t key[CHANGELOG_KEY_BYTES];
+  uint8_t val[CHANGELOG_USER_FIXED + BLOB];
+  size_t len; /* 0: a tombstone */
+} swrec_t;
+
+static void sw_user(swrec_t *r, uint32_t fp, uint64_t user, int64_t off, uint8_t fill) {
+  uint8_t blob[BLOB];
+  memset(blob, fill, sizeof blob);
+  changelog_user_key(user, r->key);
+  r->len = changelog_encode_user(2, fp, user, off, 0, blob, BLOB, r->val, sizeof r->val);
+  assert_true(r->len > 0);
+}
+static void sw_complete(swrec_t *r, uint32_t fp, int64_t next, int64_t epoch) {
+  changelog_complete_key(2, r->key);
+  r->len = changelog_encode_complete(2, fp, next, 1, 0, 0, epoch, r->val, sizeof r->val);
+  assert_true(r->len > 0);
+}
+
+/* Model A writes checkpoints at 10 and 20 and part of one more (user 4 at
+ * 22); the switch to model B at input offset 25 (B's warm store holds users
+ * 1, 2 and 5) rewrites every user of B from changelog offset 7 and completes
+ * at 25 with epoch 7; then an incomplete B checkpoint (user 2 at 30). */
+static size_t sw_log(swrec_t *lg) {
+  size_t n = 0;
+  sw_user(&lg[n++], FP, 1, 5, 0x11);
+  sw_user(&lg[n++], FP, 2, 7, 0x21);
+  sw_user(&lg[n++], FP, 3, 8, 0x31);
+  sw_complete(&lg[n++], FP, 10, 0);
+  sw_user(&lg[n++], FP, 2, 12, 0x22);
+  sw_complete(&lg[n++], FP, 20, 0);
+  sw_user(&lg[n++], FP, 4, 22, 0x41);
+  sw_user(&lg[n++], FPB, 1, 24, 0xb1); /* offset 7: the new epoch's first record */
+  sw_user(&lg[n++], FPB, 2, 24, 0xb2);
+  sw_user(&lg[n++], FPB, 5, 24, 0xb5);
+  sw_complete(&lg[n++], FPB, 25, 7);
+  sw_user(&lg[n++], FPB, 2, 30, 0xb3);
+  return n;
+}
+
+/* Restores the records of lg whose keep[] is set (NULL: all), read at their
+ * index as changelog offset, for fingerprint fp into a fresh store. */
+static store_t *sw_restore(const swrec_t *lg, size_t n, const uint8_t *keep, uint32_t fp,
+                           changelog_restore_info_t *info, changelog_restore_t **rs_out) {
+  store_t *st;
+  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
+  assert_int_equal(store_new(&o, &st), 0);
+  changelog_restore_t *rs;
+  assert_int_equal(changelog_restore_new(st, 2, fp, &rs), 0);
+  char err[300];
+  for (size_t i = 0; i < n; i++) {
+    if (keep && !keep[i]) continue;
+    assert_int_equal(changelog_restore_add(rs, (int64_t)i, lg[i].key, CHANGELOG_KEY_BYTES,
+                                           lg[i].len ? lg[i].val : NULL, lg[i].len, err,
+                                           sizeof err),
+                     0);
+  }
+  changelog_restore_finish(rs, info);
+  *rs_out = rs;
+  return st;
+}
+
+static void sw_expect(store_t *st, uint64_t user, int fill) {
+  const uint8_t *b = store_peek(st, 2, user);
+  if (fill < 0) {
+    assert_null(b);
+  } else {
+    assert_non_null(b);
+    assert_int_equal(b[0], fill);
+  }
+}
+
+static void test_changelog_restore_across_a_model_swap(void **state) {
+  (void)state;
+  swrec_t lg[SW_MAX];
+  size_t n = sw_log(lg);
+  changelog_restore_info_t info;
+  changelog_restore_t *rs;
+
+  /* the new model: the epoch's users only; A's records are never loaded,
+   * users 3 and 4 (not in B's store at the switch) are not restored */
+  store_t *st = sw_restore(lg, n, NULL, FPB, &info, &rs);
+  assert_int_equal(info.complete, 1);
+  assert_int_equal(info.next_offset, 25);
+  assert_int_equal(info.epoch_start, 7);
+  assert_int_equal(info.users, 3);
+  assert_int_equal(info.foreign, 5); /* A's user records */
+  sw_expect(st, 1, 0xb1);
+  sw_expect(st, 2, 0xb3);
+  sw_expect(st, 5, 0xb5);
+  sw_expect(st, 3, -1);
+  sw_expect(st, 4, -1);
+  assert_int_equal(info.skip_users, 1); /* user 2's record at 30 >= 25 */
+  assert_int_equal(changelog_restore_skip(rs, 2, 30), 1);
+  assert_int_equal(changelog_restore_skip(rs, 1, 26), 0);
+  changelog_restore_destroy(rs);
+  store_destroy(st);
+
+  /* the old model after the switch's completion: another model's partition,
+   * nothing loaded (cold) */
+  st = sw_restore(lg, n, NULL, FP, &info, &rs);
+  assert_int_equal(info.complete, 0);
+  assert_int_equal(info.other_model, 1);
+  assert_int_equal(info.other_fingerprint, FPB);
+  assert_int_equal(store_partition_users(st, 2), 0);
+  changelog_restore_destroy(rs);
+  store_destroy(st);
+
+  /* a crash before B's first completion (records 0..9): the old model
+   * restores its own states exactly (user 4 skips up to 22), B's records
+   * after its completion are counted and ignored; the new model starts cold */
+  st = sw_restore(lg, 10, NULL, FP, &info, &rs);
+  assert_int_equal(info.complete, 1);
+  assert_int_equal(info.next_offset, 20);
+  assert_int_equal(info.epoch_start, 0);
+  assert_int_equal(info.foreign_after, 3);
+  assert_int_equal(info.users, 4);
+  sw_expect(st, 1, 0x11);
+  sw_expect(st, 2, 0x22);
+  sw_expect(st, 3, 0x31);
+  sw_expect(st, 4, 0x41);
+  assert_int_equal(changelog_restore_skip(rs, 4, 22), 1);
+  changelog_restore_destroy(rs);
+  store_destroy(st);
+  st = sw_restore(lg, 10, NULL, FPB, &info, &rs);
+  assert_int_equal(info.complete, 0);
+  assert_int_equal(info.other_model, 1);
+  assert_int_equal(store_partition_users(st, 2), 0);
+  changelog_restore_destroy(rs);
+  store_destroy(st);
+
+  /* compaction in any per-key combination: each key keeps its newest record
+   * and any subset of its older ones; the new model's restore is the same */
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (int round = 0; round < 500; round++) {
+    uint8_t keep[SW_MAX];
+    for (size_t i = 0; i < n; i++) {
+      int newest = 1;
+      for (size_t j = i + 1; j < n && newest; j++)
+        newest = memcmp(lg[i].key, lg[j].key, CHANGELOG_KEY_BYTES) != 0;
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      keep[i] = newest || (x & 1);
+    }
+    st = sw_restore(lg, n, keep, FPB, &info, &rs);
+    assert_int_equal(info.complete, 1);
+    assert_int_equal(info.next_offset, 25);
+    assert_int_equal(info.users, 3);
+    sw_expect(st, 1, 0xb1);
+    sw_expect(st, 2, 0xb3);
+    sw_expect(st, 5, 0xb5);
+    sw_expect(st, 3, -1);
+    sw_expect(st, 4, -1);
+    assert_int_equal(changelog_restore_skip(rs, 2, 28), 1);
+    changelog_restore_destroy(rs);
+    store_destroy(st);
+  }
+
+  /* back to model A (a rollback) at 40 with only user 2 in its store: the
+   * epoch from offset 12 supersedes A's own older records of users 1, 3, 4 */
+  size_t m = n;
+  sw_user(&lg[m++], FP, 2, 39, 0x23);
+  sw_complete(&lg[m++], FP, 40, 12);
+  st = sw_restore(lg, m, NULL, FP, &info, &rs);
+  assert_int_equal(info.complete, 1);
+  assert_int_equal(info.next_offset, 40);
+  assert_int_equal(info.users, 1);
+  assert_int_equal(info.superseded, 3);
+  sw_expect(st, 2, 0x23);
+  sw_expect(st, 1, -1);
+  sw_expect(st, 3, -1);
+  sw_expect(st, 4, -1);
+  changelog_restore_destroy(rs);
+  store_destroy(st);
+
+  /* an epoch whose first checkpoint wrote no user (an empty partition at
+   * the switch): its completion names itself; everything before is superseded */
+  m = 7;
+  sw_complete(&lg[m++], FPB, 25, CHANGELOG_EPOCH_SELF);
+  st = sw_restore(lg, m, NULL, FPB, &info, &rs);
+  assert_int_equal(info.complete, 1);
+  assert_int_equal(info.epoch_start, 7);
+  assert_int_equal(info.users, 0);
+  changelog_restore_destroy(rs);
+  store_destroy(st);
+
+  /* a tail read that holds the whole epoch (from changelog offset 5): the
+   * overlay says so (2) instead of laying B's users over local states */
+  n = sw_log(lg);
+  store_t *scratch, *local;
+  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
+  assert_int_equal(store_new(&o, &scratch), 0);
+  assert_int_equal(store_new(&o, &local), 0);
+  assert_int_equal(changelog_restore_new(scratch, 2, FPB, &rs), 0);
+  char err[300];
+  for (size_t i = 5; i < n; i++)
+    assert_int_equal(changelog_restore_add(rs, (int64_t)i, lg[i].key, CHANGELOG_KEY_BYTES,
+                                           lg[i].val, lg[i].len, err, sizeof err),
+                     0);
+  uint64_t put, dropped;
+  assert_int_equal(changelog_restore_overlay(rs, local, 15, &put, &dropped), 2);
+  changelog_restore_finish(rs, &info);
+  assert_int_equal(info.users, 3);
+  changelog_restore_destroy(rs);
+  store_destroy(scratch);
+  store_destroy(local);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_changelog_records_round_trip),
       cmocka_unit_test(test_changelog_decoder_refuses_each_corruption),
       cmocka_unit_test(test_changelog_restore_refuses_other_model_and_partition),
       cmocka_unit_test(test_changelog_tombstone_drops_an_evicted_user),
+      cmocka_unit_test(test_changelog_restore_across_a_model_swap),
       cmocka_unit_test(test_changelog_reserve_keeps_the_restore_rule),
       cmocka_unit_test(test_changelog_overlay_takes_only_users_recorded_after_local),
       cmocka_unit_test(test_changelog_dirty_forgets_only_what_a_checkpoint_wrote),
