@@ -17,6 +17,14 @@
  *            written by `interestctl replay --offline --write-state`: it
  *            restores it, consumes only the events after it, and each of their
  *            predictions equals the new model served from the start.
+ *   clog     the swap with the states in a changelog topic only
+ *            (state.changelog_mode = changelog, no local directory): every
+ *            event answered once, old then new model per partition, every
+ *            new prediction equal to the offline run over the window; once
+ *            every partition's first checkpoint after the switch completed
+ *            (a new epoch), kill -9; a restart with the new model restores
+ *            every partition from the changelog (none cold) and every later
+ *            prediction, re-processed ones included, equals that offline run.
  * `test_daemon_swap <scenario>` runs one. */
 #include <pthread.h>
 
@@ -598,12 +606,187 @@ static void scenario_warmset(const char *brokers) {
   printf("warmset: PASS\n");
 }
 
+/* Lines of log that contain both a and b. */
+static int count_lines(const char *log, const char *a, const char *b) {
+  char *s = h_read_file(log);
+  int k = 0;
+  for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n"))
+    k += strstr(line, a) && (!b || strstr(line, b));
+  free(s);
+  return k;
+}
+
+static void write_conf_clog(const char *conf, const char *brokers, const char *model,
+                            uint64_t max_events) {
+  char extra[1024];
+  snprintf(extra, sizeof extra,
+           "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n[daemon]\n"
+           "shutdown_timeout_s = 10\n[model]\nreload = warm\nwarm_window_s = 0\n"
+           "warm_max_events = %" PRIu64 "\n", max_events);
+  h_write_conf(conf, brokers, "swapclog", model, extra);
+}
+
+static void scenario_clog(const char *brokers) {
+  enum { N = 18000, N1 = 12000, N2 = 16000, W = 700 };
+  const char *old_m = h_path("clog-old.ixm"), *new_m = h_path("clog-new.ixm");
+  h_write_model(old_m, 5);
+  h_write_model(new_m, 11);
+  if (!h_real_bootstrap()) h_create_topic("swapclog-interestd-state", PARTS); /* no Admin API */
+  const char *conf = h_path("swapclog.conf");
+  write_conf_clog(conf, brokers, old_m, W);
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  const char *log = h_path("swapclog.log");
+  pid_t d = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
+  char topic_events[256];
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
+  pthread_t th;
+  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  int mport = h_metrics_port(log);
+  double until = h_now() + 60;
+  for (;;) { /* mid-stream, after changelog checkpoints of the old model */
+    char *body = h_http_get(mport, "/metrics");
+    double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
+    double written = body ? h_metric_sum(body, "interestd_changelog_records_written_total") : 0;
+    free(body);
+    if (done >= 5000 && written > 0) break;
+    H_CHECK(h_now() < until, "%.0f events processed, %.0f changelog records in 60 s (log %s)",
+            done, written, log);
+    h_sleep_ms(50);
+  }
+  write_conf_clog(conf, brokers, new_m, W);
+  kill(d, SIGHUP);
+  H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
+  H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
+  pthread_join(th, NULL);
+  h_produce(brokers, topic_events, msgs, N1, N2, 4000.0);
+
+  int64_t start[PARTS], serving[PARTS];
+  for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
+  H_CHECK(warm_starts(log, start, serving) == PARTS, "not every partition warmed (log %s)", log);
+  int *ok_old = calloc(N, sizeof *ok_old), *ok_new = calloc(N, sizeof *ok_new);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
+  prediction_t *ref_new = offline_from(new_m, msgs, N, start, ok_new);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N2, N2, 60, &total);
+  size_t missing = 0, dups = 0, n_old = 0, n_new = 0, neither = 0;
+  int64_t first_new[PARTS], last_old[PARTS];
+  for (int p = 0; p < PARTS; p++) first_new[p] = INT64_MAX, last_old[p] = -1;
+  for (size_t i = 0; i < N2; i++) {
+    if (g[i].n == 0) {
+      missing++;
+      continue;
+    }
+    dups += g[i].n - 1;
+    const prediction_t *pr = &g[i].p[0];
+    int32_t p = msgs[i].partition;
+    if (ok_new[i] && h_same_prediction(pr, &ref_new[i])) {
+      n_new++;
+      if (msgs[i].offset < first_new[p]) first_new[p] = msgs[i].offset;
+    } else if (ok_old[i] && h_same_prediction(pr, &ref_old[i])) {
+      n_old++;
+      if (msgs[i].offset > last_old[p]) last_old[p] = msgs[i].offset;
+    } else if (neither++ < 3) {
+      fprintf(stderr, "prediction for %d/%" PRId64 " is neither model's\n", (int)p,
+              msgs[i].offset);
+    }
+  }
+  printf("clog: %" PRIu64 " predictions for %d events: %zu missing, %zu duplicates, %zu from "
+         "the old model, %zu from the warmed new one, %zu from neither\n", total, N2, missing,
+         dups, n_old, n_new, neither);
+  for (int p = 0; p < PARTS; p++)
+    printf("  partition %d: warmed from offset %" PRId64 " (serving at %" PRId64 "), last old "
+           "prediction at %" PRId64 ", first new at %" PRId64 "\n", p, start[p], serving[p],
+           last_old[p], first_new[p]);
+  H_CHECK(missing == 0, "%zu events unanswered (log %s)", missing, log);
+  H_CHECK(dups == 0, "%zu duplicate predictions", dups);
+  H_CHECK(neither == 0, "%zu predictions from neither model", neither);
+  for (int p = 0; p < PARTS; p++) {
+    H_CHECK(first_new[p] != INT64_MAX, "partition %d: no prediction from the new model", p);
+    H_CHECK(last_old[p] < first_new[p], "partition %d: old-model prediction at %" PRId64
+            " after the first new one at %" PRId64, p, last_old[p], first_new[p]);
+    H_CHECK(first_new[p] - start[p] >= W / 2, "partition %d: only %" PRId64 " events warmed",
+            p, first_new[p] - start[p]);
+  }
+  /* the first changelog checkpoint after the switch: every partition's new
+   * epoch complete (written with the new model's fingerprint) */
+  model_t *nm;
+  char err[512];
+  H_CHECK(model_load(new_m, &nm, err, sizeof err) == 0, "%s", err);
+  char fpm[64];
+  snprintf(fpm, sizeof fpm, "(model %08x,", model_fingerprint(nm));
+  model_destroy(nm);
+  until = h_now() + 30;
+  while (count_lines(log, "changelog epoch from offset", fpm) < PARTS) {
+    H_CHECK(h_now() < until, "the new model's epoch did not complete on every partition in 30 s "
+            "(log %s)", log);
+    h_sleep_ms(100);
+  }
+  /* the last events stream in; the kill lands among them (and the next
+   * checkpoints): the restart re-processes what follows its completion */
+  feed_t f3 = {brokers, topic_events, msgs, N2, N, 2000.0};
+  H_CHECK(pthread_create(&th, NULL, feeder, &f3) == 0, "thread");
+  h_sleep_ms(500);
+  kill(d, SIGKILL);
+  H_CHECK(h_wait_exit(d, 10) == -2, "not killed by SIGKILL");
+  printf("clog: kill -9 after the new model's first changelog checkpoint (%d partitions)\n",
+         count_lines(log, "changelog epoch from offset", fpm));
+  check_log_clean(log);
+
+  /* a fresh process with the new model and no local directory */
+  const char *log2 = h_path("swapclog2.log");
+  d = h_spawn(conf, log2);
+  H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
+  pthread_join(th, NULL);
+  free(g);
+  g = collect(brokers, msgs, N, N, 60, &total);
+  free(ref_new); /* again: the last events have their offsets now */
+  ref_new = offline_from(new_m, msgs, N, start, ok_new);
+  size_t later_missing = 0, differ = 0, checked = 0, again = 0;
+  for (size_t i = 0; i < N; i++) {
+    again += g[i].n > 1;
+    int32_t p = msgs[i].partition;
+    if (i >= N2 && !g[i].n) later_missing++;
+    if (msgs[i].offset < first_new[p]) continue; /* the old model's */
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++, checked++)
+      if (!ok_new[i] || !h_same_prediction(&g[i].p[k], &ref_new[i])) {
+        if (differ++ < 3)
+          fprintf(stderr, "after the restart: prediction %u for %d/%" PRId64 " differs from the "
+                  "new model's run\n", k, (int)p, msgs[i].offset);
+      }
+  }
+  int from_clog = count_lines(log2, "states from changelog (", NULL);
+  int cold = count_lines(log2, "states from cold", NULL);
+  int other = count_lines(log2, "written by model fingerprint", NULL);
+  printf("clog: restarted with the new model: %d partitions from the changelog, %d cold, %d of "
+         "another model; %" PRIu64 " predictions; the %d later events: %zu missing; %zu new-model "
+         "predictions checked (%zu events answered twice: re-processed after the restore), %zu "
+         "differ\n", from_clog, cold, other, total, N - N2, later_missing, checked, again, differ);
+  H_CHECK(from_clog == PARTS && cold == 0 && other == 0, "not every partition from the "
+          "changelog (log %s)", log2);
+  H_CHECK(later_missing == 0 && differ == 0, "after the restart: %zu missing, %zu differ (log %s)",
+          later_missing, differ, log2);
+  kill(d, SIGTERM);
+  H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log2);
+  check_log_clean(log2);
+  free(ok_old);
+  free(ok_new);
+  free(ref_old);
+  free(ref_new);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("clog: PASS\n");
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_swap");
   const char *only = argc > 1 ? argv[1] : NULL;
-  static const char *const names[] = {"swap", "kill", "term", "warmset", "rebalance"};
-  for (int k = 0; k < 5; k++) {
+  static const char *const names[] = {"swap", "kill", "term", "warmset", "rebalance", "clog"};
+  for (int k = 0; k < 6; k++) {
     if (only && strcmp(only, names[k])) continue;
+    if (!only && k == 5) continue; /* its own ctest: test_daemon_swap_changelog */
     if (!only && h_real_bootstrap() && k < 4) {
       /* a real cluster keeps its topics: each scenario in its own process,
        * whose topic names get their own suffix */
@@ -623,6 +806,7 @@ int main(int argc, char **argv) {
     if (k == 0) scenario_swap(brokers);
     else if (k == 1) scenario_interrupt(brokers, SIGKILL);
     else if (k == 2) scenario_interrupt(brokers, SIGTERM);
+    else if (k == 5) scenario_clog(brokers);
     else scenario_warmset(brokers);
     h_cluster_destroy();
   }
