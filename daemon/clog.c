@@ -53,6 +53,7 @@ typedef struct {
   int64_t complete_at;         /* its completion record's changelog offset */
   int old_model;               /* the checkpoint being written is the previous model's
                                 * (started before a switch): its end forgets nothing */
+  int old_epoch_new;           /* ... and was its epoch's first (its completion names it) */
   uint8_t *buf;                /* records: 9-byte key, u32 value length, value */
   size_t len, cap, sent_at;    /* sent_at: bytes of buf already handed to the producer */
   size_t n_recs, acks_left;
@@ -694,7 +695,7 @@ static void send_complete(clog_t *c, int32_t p, part_t *pt) {
   /* a new epoch begins at its first checkpoint's first record (or at this
    * completion when it wrote none) */
   int64_t epoch = pt->epoch;
-  if (pt->epoch_new && !pt->old_model)
+  if (pt->old_model ? pt->old_epoch_new : pt->epoch_new)
     epoch = pt->first_at >= 0 ? pt->first_at : CHANGELOG_EPOCH_SELF;
   changelog_encode_complete(p, pt->fp, pt->next_offset, pt->seq + 1, pt->n_recs, ix_wall_ms(),
                             epoch, val, sizeof val);
@@ -813,7 +814,10 @@ int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos) {
   if (pos > pt->pos) pt->pos = pos;
   /* a checkpoint of the old model being written finishes as it is (its
    * records come before the new epoch's) */
-  pt->old_model = pt->phase != IDLE;
+  if (pt->phase != IDLE && !pt->old_model) {
+    pt->old_model = 1;
+    pt->old_epoch_new = pt->epoch_new;
+  }
   pt->epoch_new = 1;
   return 0;
 }
