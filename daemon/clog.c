@@ -73,8 +73,10 @@ struct clog {
   /* test-only failpoints (tests of a writer killed inside a checkpoint:
    * docs/STATE.md): IX_TEST_CLOG_KILL_AFTER=K raises SIGKILL right after
    * the K-th acknowledged changelog record; IX_TEST_CLOG_KILL_BEFORE_COMPLETE=N
-   * instead of sending the N-th completion record */
+   * instead of sending the N-th completion record; IX_TEST_CLOG_KILL_BEFORE_SWITCH_EPOCH=1
+   * instead of sending the first completion of a new model's epoch after a switch */
   uint64_t kill_after, acked, kill_before_complete, completes;
+  int kill_before_switch_epoch, switched;
 };
 
 
@@ -159,6 +161,11 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
   const char *kb = getenv("IX_TEST_CLOG_KILL_BEFORE_COMPLETE");
   if (ka && *ka) c->kill_after = strtoull(ka, NULL, 10);
   if (kb && *kb) c->kill_before_complete = strtoull(kb, NULL, 10);
+  const char *ke = getenv("IX_TEST_CLOG_KILL_BEFORE_SWITCH_EPOCH");
+  c->kill_before_switch_epoch = ke && *ke && strcmp(ke, "0") != 0;
+  if (c->kill_before_switch_epoch)
+    LOG_WARN("clog", "test failpoint: this process kills itself instead of sending the first "
+             "completion record of a new model's epoch");
   if (c->kill_after || c->kill_before_complete)
     LOG_WARN("clog", "test failpoint: this process kills itself after %" PRIu64 " changelog "
              "records or before its completion record %" PRIu64 " (0: never)", c->kill_after,
@@ -690,6 +697,13 @@ static void send_complete(clog_t *c, int32_t p, part_t *pt) {
     fflush(stderr);
     raise(SIGKILL);
   }
+  if (c->kill_before_switch_epoch && c->switched && pt->epoch_new && !pt->old_model) {
+    fprintf(stderr, "IX_TEST_CLOG_KILL_BEFORE_SWITCH_EPOCH: SIGKILL before the new model's first "
+            "completion record (partition %d, checkpoint at offset %" PRId64 ", its %zu user "
+            "records acknowledged)\n", (int)p, pt->next_offset, pt->n_recs);
+    fflush(stderr);
+    raise(SIGKILL);
+  }
   uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_COMPLETE_BYTES];
   changelog_complete_key(p, key);
   /* a new epoch begins at its first checkpoint's first record (or at this
@@ -819,6 +833,7 @@ int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos) {
     pt->old_epoch_new = pt->epoch_new;
   }
   pt->epoch_new = 1;
+  c->switched = 1;
   return 0;
 }
 

@@ -25,6 +25,13 @@
  *            (a new epoch), kill -9; a restart with the new model restores
  *            every partition from the changelog (none cold) and every later
  *            prediction, re-processed ones included, equals that offline run.
+ *   clogcrash the same swap, the process killing itself (a test failpoint)
+ *            instead of sending the new model's first completion record: a
+ *            restart with the old model restores every partition from the
+ *            changelog (the new model's unfinished records ignored) and
+ *            re-processes every event the new model answered, each equal
+ *            to the old model's offline run; a restart with the new model
+ *            then finds the old model's completions and starts cold.
  * `test_daemon_swap <scenario>` runs one. */
 #include <pthread.h>
 
@@ -616,14 +623,14 @@ static int count_lines(const char *log, const char *a, const char *b) {
   return k;
 }
 
-static void write_conf_clog(const char *conf, const char *brokers, const char *model,
-                            uint64_t max_events) {
+static void write_conf_clog(const char *conf, const char *brokers, const char *group,
+                            const char *model, uint64_t max_events) {
   char extra[1024];
   snprintf(extra, sizeof extra,
            "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n[daemon]\n"
            "shutdown_timeout_s = 10\n[model]\nreload = warm\nwarm_window_s = 0\n"
            "warm_max_events = %" PRIu64 "\n", max_events);
-  h_write_conf(conf, brokers, "swapclog", model, extra);
+  h_write_conf(conf, brokers, group, model, extra);
 }
 
 static void scenario_clog(const char *brokers) {
@@ -633,7 +640,7 @@ static void scenario_clog(const char *brokers) {
   h_write_model(new_m, 11);
   if (!h_real_bootstrap()) h_create_topic("swapclog-interestd-state", PARTS); /* no Admin API */
   const char *conf = h_path("swapclog.conf");
-  write_conf_clog(conf, brokers, old_m, W);
+  write_conf_clog(conf, brokers, "swapclog", old_m, W);
   h_msg_t *msgs = h_load_events(N, PARTS);
   const char *log = h_path("swapclog.log");
   pid_t d = h_spawn(conf, log);
@@ -655,7 +662,7 @@ static void scenario_clog(const char *brokers) {
             done, written, log);
     h_sleep_ms(50);
   }
-  write_conf_clog(conf, brokers, new_m, W);
+  write_conf_clog(conf, brokers, "swapclog", new_m, W);
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
   H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
@@ -780,13 +787,127 @@ static void scenario_clog(const char *brokers) {
   printf("clog: PASS\n");
 }
 
+static void scenario_clogcrash(const char *brokers) {
+  enum { N = 16000, N1 = 12000, W = 700 };
+  const char *old_m = h_path("clogx-old.ixm"), *new_m = h_path("clogx-new.ixm");
+  h_write_model(old_m, 5);
+  h_write_model(new_m, 11);
+  if (!h_real_bootstrap()) h_create_topic("swapclogx-interestd-state", PARTS);
+  const char *conf = h_path("swapclogx.conf");
+  write_conf_clog(conf, brokers, "swapclogx", old_m, W);
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  const char *log = h_path("swapclogx.log");
+  setenv("IX_TEST_CLOG_KILL_BEFORE_SWITCH_EPOCH", "1", 1);
+  pid_t d = h_spawn(conf, log);
+  unsetenv("IX_TEST_CLOG_KILL_BEFORE_SWITCH_EPOCH");
+  H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
+  char topic_events[256];
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
+  pthread_t th;
+  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  int mport = h_metrics_port(log);
+  double until = h_now() + 60;
+  for (;;) {
+    char *body = h_http_get(mport, "/metrics");
+    double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
+    double written = body ? h_metric_sum(body, "interestd_changelog_records_written_total") : 0;
+    free(body);
+    if (done >= 5000 && written > 0) break;
+    H_CHECK(h_now() < until, "%.0f events processed, %.0f changelog records in 60 s (log %s)",
+            done, written, log);
+    h_sleep_ms(50);
+  }
+  write_conf_clog(conf, brokers, "swapclogx", new_m, W);
+  kill(d, SIGHUP);
+  H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
+  int st = h_wait_exit(d, 30);
+  H_CHECK(st == -2 && h_wait_log(log, "IX_TEST_CLOG_KILL_BEFORE_SWITCH_EPOCH: SIGKILL", 1),
+          "the process did not kill itself before the new model's first completion (status %d, "
+          "log %s)", st, log);
+  pthread_join(th, NULL);
+  int64_t start[PARTS], serving[PARTS];
+  for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
+  H_CHECK(warm_starts(log, start, serving) == PARTS, "not every partition warmed (log %s)", log);
+  check_log_clean(log);
+
+  /* restart with the old model: its changelog states, exactly */
+  write_conf_clog(conf, brokers, "swapclogx", old_m, W);
+  const char *log2 = h_path("swapclogx2.log");
+  d = h_spawn(conf, log2);
+  H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
+  h_produce(brokers, topic_events, msgs, N1, N, 0);
+  int *ok_old = calloc(N, sizeof *ok_old), *ok_new = calloc(N, sizeof *ok_new);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
+  prediction_t *ref_new = offline_from(new_m, msgs, N, start, ok_new);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N, 90, &total);
+  size_t missing = 0, neither = 0, by_new = 0, no_old = 0;
+  for (size_t i = 0; i < N; i++) {
+    if (!g[i].n) {
+      missing++;
+      continue;
+    }
+    int old_seen = 0;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++) {
+      if (ok_old[i] && h_same_prediction(&g[i].p[k], &ref_old[i])) old_seen = 1;
+      else if (ok_new[i] && h_same_prediction(&g[i].p[k], &ref_new[i])) by_new++;
+      else if (neither++ < 3)
+        fprintf(stderr, "prediction for %d/%" PRId64 " is neither model's\n",
+                (int)msgs[i].partition, msgs[i].offset);
+    }
+    no_old += !old_seen;
+  }
+  int from_clog = count_lines(log2, "states from changelog (", NULL);
+  int cold = count_lines(log2, "states from cold", NULL);
+  int ignored = count_lines(log2, "records of another model follow", NULL);
+  printf("clogcrash: restarted with the old model: %d partitions from the changelog, %d cold, %d "
+         "with the new model's unfinished records ignored; %" PRIu64 " predictions for %d events: "
+         "%zu missing, %zu by the new model before the kill, %zu events without an old-model "
+         "prediction, %zu from neither\n", from_clog, cold, ignored, total, N, missing, by_new,
+         no_old, neither);
+  H_CHECK(from_clog == PARTS && cold == 0, "not every partition from the changelog (log %s)",
+          log2);
+  H_CHECK(ignored >= 1, "no partition met the new model's unfinished records (log %s)", log2);
+  H_CHECK(missing == 0 && neither == 0 && no_old == 0, "%zu missing, %zu from neither, %zu "
+          "without the old model's prediction (log %s)", missing, neither, no_old, log2);
+  H_CHECK(by_new > 0, "the new model answered nothing before the kill");
+  kill(d, SIGTERM);
+  H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log2);
+  check_log_clean(log2);
+
+  /* restart with the new model: the newest completions are the old model's */
+  write_conf_clog(conf, brokers, "swapclogx", new_m, W);
+  const char *log3 = h_path("swapclogx3.log");
+  d = h_spawn(conf, log3);
+  H_CHECK(h_wait_log(log3, "assigned partitions", 30), "no assignment (log %s)", log3);
+  int other = count_lines(log3, "written by model fingerprint", NULL);
+  cold = count_lines(log3, "states from cold", NULL);
+  printf("clogcrash: restarted with the new model: %d partitions of another model's changelog, "
+         "%d cold\n", other, cold);
+  H_CHECK(other == PARTS && cold == PARTS, "expected %d cold partitions of another model (log %s)",
+          PARTS, log3);
+  kill(d, SIGTERM);
+  H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log3);
+  check_log_clean(log3);
+  free(ok_old);
+  free(ok_new);
+  free(ref_old);
+  free(ref_new);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("clogcrash: PASS\n");
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_swap");
   const char *only = argc > 1 ? argv[1] : NULL;
-  static const char *const names[] = {"swap", "kill", "term", "warmset", "rebalance", "clog"};
-  for (int k = 0; k < 6; k++) {
+  static const char *const names[] = {"swap",      "kill", "term",     "warmset",
+                                      "rebalance", "clog", "clogcrash"};
+  for (int k = 0; k < 7; k++) {
     if (only && strcmp(only, names[k])) continue;
-    if (!only && k == 5) continue; /* its own ctest: test_daemon_swap_changelog */
+    if (!only && k >= 5) continue; /* their own ctest: test_daemon_swap_changelog */
     if (!only && h_real_bootstrap() && k < 4) {
       /* a real cluster keeps its topics: each scenario in its own process,
        * whose topic names get their own suffix */
@@ -807,6 +928,7 @@ int main(int argc, char **argv) {
     else if (k == 1) scenario_interrupt(brokers, SIGKILL);
     else if (k == 2) scenario_interrupt(brokers, SIGTERM);
     else if (k == 5) scenario_clog(brokers);
+    else if (k == 6) scenario_clogcrash(brokers);
     else scenario_warmset(brokers);
     h_cluster_destroy();
   }
