@@ -905,6 +905,9 @@ int main(int argc, char **argv) {
   const char *only = argc > 1 ? argv[1] : NULL;
   static const char *const names[] = {"swap",      "kill", "term",     "warmset",
                                       "rebalance", "clog", "clogcrash"};
+  int known = !only;
+  for (int k = 0; k < 7; k++) known |= only && strcmp(only, names[k]) == 0;
+  H_CHECK(known, "unknown scenario '%s'", only);
   for (int k = 0; k < 7; k++) {
     if (only && strcmp(only, names[k])) continue;
     if (!only && k >= 5) continue; /* their own ctest: test_daemon_swap_changelog */
