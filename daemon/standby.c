@@ -16,7 +16,8 @@
 
 typedef struct {
   int followed;
-  int broken;               /* a record was refused: the copy is not used */
+  int broken;               /* a record was refused (malformed, another partition's):
+                             * the copy is not used */
   int64_t pos;              /* next changelog offset to apply (-1: from the start) */
   changelog_restore_t *rs;  /* the copy's accumulator (its states are in sb->copy) */
   metrics_gauge_t *lag;

@@ -24,7 +24,7 @@ typedef struct {
   const char *topic;        /* the changelog topic */
   int32_t partitions;       /* the topic's (and the input's) partition count */
   uint32_t replicas;        /* state.standby_replicas, >= 1 */
-  uint32_t fingerprint;     /* the serving model's: records for another are refused */
+  uint32_t fingerprint;     /* the serving model's: records of another are ignored */
   size_t blob_size;         /* the serving store's state size */
   metrics_t *metrics;       /* borrowed; the standby gauges are added to it */
 } standby_opts_t;
