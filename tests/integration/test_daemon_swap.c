@@ -32,6 +32,11 @@
  *            re-processes every event the new model answered, each equal
  *            to the old model's offline run; a restart with the new model
  *            then finds the old model's completions and starts cold.
+ *   clogstandby two members with standby_replicas = 1 swap models together;
+ *            once every partition's new epoch completed, kill -9 one: the
+ *            other takes its partitions over from its standby copies (followed
+ *            again for the new model after its own switch), and every
+ *            prediction after the switch equals the new model's offline run.
  * `test_daemon_swap <scenario>` runs one. */
 #include <pthread.h>
 
@@ -627,9 +632,9 @@ static void write_conf_clog(const char *conf, const char *brokers, const char *g
                             const char *model, uint64_t max_events) {
   char extra[1024];
   snprintf(extra, sizeof extra,
-           "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n[daemon]\n"
-           "shutdown_timeout_s = 10\n[model]\nreload = warm\nwarm_window_s = 0\n"
-           "warm_max_events = %" PRIu64 "\n", max_events);
+           "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\nstandby_replicas = %d\n"
+           "[daemon]\nshutdown_timeout_s = 10\n[model]\nreload = warm\nwarm_window_s = 0\n"
+           "warm_max_events = %" PRIu64 "\n", strcmp(group, "swapclogsb") == 0, max_events);
   h_write_conf(conf, brokers, group, model, extra);
 }
 
@@ -900,15 +905,140 @@ static void scenario_clogcrash(const char *brokers) {
   printf("clogcrash: PASS\n");
 }
 
+/* Lines of log after its first `from` bytes that contain needle. */
+static int count_after(const char *log, size_t from, const char *needle) {
+  char *s = h_read_file(log);
+  int k = 0;
+  if (strlen(s) > from)
+    for (char *q = s + from; (q = strstr(q, needle)); q++) k++;
+  free(s);
+  return k;
+}
+
+static void scenario_clogstandby(const char *brokers) {
+  enum { N = 16000, N1 = 10000, W = 700 };
+  const char *old_m = h_path("clogsb-old.ixm"), *new_m = h_path("clogsb-new.ixm");
+  h_write_model(old_m, 5);
+  h_write_model(new_m, 11);
+  if (!h_real_bootstrap()) h_create_topic("swapclogsb-interestd-state", PARTS);
+  const char *conf = h_path("swapclogsb.conf");
+  write_conf_clog(conf, brokers, "swapclogsb", old_m, W);
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  const char *loga = h_path("swapclogsb-a.log"), *logb = h_path("swapclogsb-b.log");
+  pid_t a = h_spawn(conf, loga);
+  H_CHECK(h_wait_log(loga, "assigned partitions", 30), "no assignment (log %s)", loga);
+  pid_t b = h_spawn(conf, logb);
+  /* the group settles: two partitions each */
+  H_CHECK(h_wait_log(logb, "(now 2 owned)", 60) && h_wait_log(loga, "(now 2 owned)", 30),
+          "the group did not settle on two partitions each (logs %s %s)", loga, logb);
+  char topic_events[256];
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+  feed_t f = {brokers, topic_events, msgs, 0, N1, 3000.0};
+  pthread_t th;
+  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  int pa = h_metrics_port(loga), pb = h_metrics_port(logb);
+  double until = h_now() + 60;
+  for (;;) {
+    char *ba = h_http_get(pa, "/metrics"), *bb = h_http_get(pb, "/metrics");
+    double done = (ba ? h_metric_sum(ba, "interestd_events_processed_total") : 0) +
+                  (bb ? h_metric_sum(bb, "interestd_events_processed_total") : 0);
+    free(ba);
+    free(bb);
+    if (done >= 4000) break;
+    H_CHECK(h_now() < until, "%.0f events processed in 60 s (logs %s %s)", done, loga, logb);
+    h_sleep_ms(50);
+  }
+  write_conf_clog(conf, brokers, "swapclogsb", new_m, W);
+  kill(a, SIGHUP);
+  kill(b, SIGHUP);
+  H_CHECK(h_wait_log(loga, "model swapped", 120) && h_wait_log(logb, "model swapped", 120),
+          "no switch in both members (logs %s %s)", loga, logb);
+  pthread_join(th, NULL);
+  model_t *nm;
+  char err[512];
+  H_CHECK(model_load(new_m, &nm, err, sizeof err) == 0, "%s", err);
+  char fpm[64];
+  snprintf(fpm, sizeof fpm, "(model %08x,", model_fingerprint(nm));
+  model_destroy(nm);
+  until = h_now() + 30;
+  while (count_lines(loga, "changelog epoch from offset", fpm) +
+             count_lines(logb, "changelog epoch from offset", fpm) < PARTS) {
+    H_CHECK(h_now() < until, "the new model's epochs did not complete in 30 s (logs %s %s)",
+            loga, logb);
+    h_sleep_ms(100);
+  }
+  H_CHECK(h_wait_log(logb, "standby copies follow their changelogs again", 1),
+          "member b did not renew its standby copies (log %s)", logb);
+  h_sleep_ms(3000); /* b's copies catch up with a's new epoch */
+  char *sbody = h_read_file(logb);
+  size_t cut = strlen(sbody);
+  free(sbody);
+  kill(a, SIGKILL);
+  H_CHECK(h_wait_exit(a, 10) == -2, "member a not killed");
+  check_log_clean(loga);
+  h_produce(brokers, topic_events, msgs, N1, N, 1000.0);
+  int64_t start[PARTS], serving[PARTS];
+  for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
+  int wa = warm_starts(loga, start, serving), wb = warm_starts(logb, start, serving);
+  for (int p = 0; p < PARTS; p++)
+    H_CHECK(start[p] >= 0, "partition %d not warmed (%d + %d lines)", p, wa, wb);
+  int *ok_old = calloc(N, sizeof *ok_old), *ok_new = calloc(N, sizeof *ok_new);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
+  prediction_t *ref_new = offline_from(new_m, msgs, N, start, ok_new);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N, 90, &total);
+  int64_t first_new[PARTS];
+  for (int p = 0; p < PARTS; p++) first_new[p] = INT64_MAX;
+  size_t missing = 0, neither = 0, differ = 0;
+  for (size_t i = 0; i < N; i++) {
+    int32_t p = msgs[i].partition;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++)
+      if (ok_new[i] && h_same_prediction(&g[i].p[k], &ref_new[i]) &&
+          msgs[i].offset < first_new[p])
+        first_new[p] = msgs[i].offset;
+  }
+  for (size_t i = 0; i < N; i++) {
+    int32_t p = msgs[i].partition;
+    if (!g[i].n) missing++;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++) {
+      int is_new = ok_new[i] && h_same_prediction(&g[i].p[k], &ref_new[i]);
+      int is_old = ok_old[i] && h_same_prediction(&g[i].p[k], &ref_old[i]);
+      if (!is_new && !is_old) neither++;
+      else if (!is_new && msgs[i].offset > first_new[p]) differ++;
+    }
+  }
+  int from_standby = count_after(logb, cut, "states from standby (");
+  int cold = count_after(logb, cut, "states from cold");
+  printf("clogstandby: after kill -9 of member a, member b restored %d partitions from standby "
+         "copies, %d cold; %" PRIu64 " predictions for %d events: %zu missing, %zu from neither, "
+         "%zu old-model predictions after a partition's first new one\n", from_standby, cold,
+         total, N, missing, neither, differ);
+  H_CHECK(from_standby >= 1 && cold == 0, "no hand-over from a standby copy, or a cold one "
+          "(log %s)", logb);
+  H_CHECK(missing == 0 && neither == 0 && differ == 0, "%zu missing, %zu neither, %zu old after "
+          "new (log %s)", missing, neither, differ, logb);
+  kill(b, SIGTERM);
+  H_CHECK(h_wait_exit(b, 30) == 0, "exit after SIGTERM (log %s)", logb);
+  check_log_clean(logb);
+  free(ok_old);
+  free(ok_new);
+  free(ref_old);
+  free(ref_new);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("clogstandby: PASS\n");
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_swap");
   const char *only = argc > 1 ? argv[1] : NULL;
-  static const char *const names[] = {"swap",      "kill", "term",     "warmset",
-                                      "rebalance", "clog", "clogcrash"};
+  static const char *const names[] = {"swap",      "kill", "term",      "warmset",
+                                      "rebalance", "clog", "clogcrash", "clogstandby"};
   int known = !only;
-  for (int k = 0; k < 7; k++) known |= only && strcmp(only, names[k]) == 0;
+  for (int k = 0; k < 8; k++) known |= only && strcmp(only, names[k]) == 0;
   H_CHECK(known, "unknown scenario '%s'", only);
-  for (int k = 0; k < 7; k++) {
+  for (int k = 0; k < 8; k++) {
     if (only && strcmp(only, names[k])) continue;
     if (!only && k >= 5) continue; /* their own ctest: test_daemon_swap_changelog */
     if (!only && h_real_bootstrap() && k < 4) {
@@ -932,6 +1062,7 @@ int main(int argc, char **argv) {
     else if (k == 2) scenario_interrupt(brokers, SIGTERM);
     else if (k == 5) scenario_clog(brokers);
     else if (k == 6) scenario_clogcrash(brokers);
+    else if (k == 7) scenario_clogstandby(brokers);
     else scenario_warmset(brokers);
     h_cluster_destroy();
   }
