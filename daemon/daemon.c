@@ -1277,12 +1277,16 @@ static void warm_start_progress(void *ctx) {
   notify_extend_timeout(((daemon_t *)ctx)->notify, 10ull * 1000000u);
 }
 
-/* Warms parts[idx[0..k)] (just assigned; their checkpoints were another
- * model's) under the running model from the input's window before their
- * committed offsets, and serves them from those offsets; a partition whose
- * committed offset is unknown, or the whole set when the warm-up fails,
+/* Warms parts[idx[0..k)] (just assigned; their checkpoints, whose offsets
+ * are ckpt_next[0..k), were another model's) under the running model from
+ * the input's window before their serving positions, and serves them from
+ * there. A partition's position is the later of its committed offset and its
+ * refused checkpoint's offset (a checkpoint is published only once every
+ * event before its offset is answered, as a restore of it would resume
+ * there). One with neither known, or the whole set when the warm-up fails,
  * starts cold from the committed offset (logged). */
-static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx, size_t k) {
+static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx,
+                       const int64_t *ckpt_next, size_t k) {
   int32_t *ps = malloc(k * sizeof *ps);
   int64_t *pos = malloc(k * sizeof *pos);
   uint64_t *users = calloc(k, sizeof *users);
@@ -1295,14 +1299,17 @@ static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx, s
   }
   for (size_t j = 0; j < k; j++) {
     int32_t p = parts[idx[j]].partition;
-    int64_t committed = -1;
-    if (consumer_committed(d->consumer, p, 5000, &committed) || committed < 0) {
-      LOG_WARN("daemon", "partition %d: no committed offset known; starting cold (no window "
-               "to warm from)", (int)p);
+    int64_t committed = -1, from_ckpt = ckpt_next[j];
+    if (consumer_committed(d->consumer, p, 5000, &committed) || committed < 0) committed = -1;
+    if (from_ckpt >= 0 && beyond_end(d, p, from_ckpt)) from_ckpt = -1;
+    int64_t at_pos = committed > from_ckpt ? committed : from_ckpt;
+    if (at_pos < 0) {
+      LOG_WARN("daemon", "partition %d: neither a committed offset nor the checkpoint's offset "
+               "known; starting cold (no window to warm from)", (int)p);
       continue;
     }
     ps[m] = p;
-    pos[m] = committed;
+    pos[m] = at_pos;
     at[m++] = idx[j];
   }
   if (!m) goto out;
@@ -1363,6 +1370,11 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
   if (ev == CONSUMER_ASSIGN) {
     int wm_timeout = 0;
     size_t *ws_idx = calloc(n + 1, sizeof *ws_idx), n_ws = 0; /* to warm-start */
+    int64_t *ws_ckpt = calloc(n + 1, sizeof *ws_ckpt); /* their refused checkpoints' offsets */
+    if (!ws_ckpt) {
+      free(ws_idx);
+      ws_idx = NULL;
+    }
     if (!ws_idx) LOG_ERROR("daemon", "out of memory: no warm start in this assignment");
     /* exactly_once: commit first; reading the new partitions' committed
      * offsets can wait for another member's open transaction (up to its
@@ -1407,6 +1419,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                    "from the input under the running model before it is served (model.warm_start)",
                    (int)p, why);
           store_drop_partition(pipeline_store(d->pipe), p);
+          ws_ckpt[n_ws] = info.refused_next_offset;
           ws_idx[n_ws++] = i;
         } else if (rc) {
           LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); starting from the "
@@ -1490,8 +1503,9 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       }
       d->progress_ns = ix_mono_ns();
     }
-    if (n_ws) warm_start(d, parts, ws_idx, n_ws);
+    if (n_ws) warm_start(d, parts, ws_idx, ws_ckpt, n_ws);
     free(ws_idx);
+    free(ws_ckpt);
     d->input_parts = 0; /* read again by the next GET /v1/users (the topic may have grown) */
     if (d->warm && n) swap_restart(d);
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,

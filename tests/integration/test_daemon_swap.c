@@ -17,6 +17,14 @@
  *            written by `interestctl replay --offline --write-state`: it
  *            restores it, consumes only the events after it, and each of their
  *            predictions equals the new model served from the start.
+ *   killnew  kill -9 while the new model warms up, then a restart with the
+ *            NEW model (model.warm_start, auto = on with reload = warm): the
+ *            old model's checkpoints are refused and every partition is
+ *            warm-started from its window (warm_max_events offsets before the
+ *            offset it is served from) under the new model, none cold; every
+ *            event answered; every event from the serving offsets on answered
+ *            by the new model's offline run over the window and what follows;
+ *            interestd_state_restores_total{source="warm"} = 4.
  * `test_daemon_swap <scenario>` runs one. */
 #include <pthread.h>
 
@@ -323,10 +331,15 @@ static void scenario_swap(const char *brokers) {
  * restart with the old model. */
 /* small batches: the warm-up of the first N1 events takes a few seconds */
 #define SLOW "[batch]\nmax_events = 8\n"
-static void scenario_interrupt(const char *brokers, int sig) {
+#define KILLNEW_W 3000 /* killnew: the restart's window, offsets per partition */
+static void check_after_new_restart(const char *name, const char *brokers, const h_msg_t *msgs,
+                                    size_t n, const char *old_m, const char *new_m,
+                                    const char *log1, const char *log2, int64_t w);
+
+static void scenario_interrupt(const char *brokers, int sig, int restart_new) {
   enum { N = 30000, N1 = 24000 }; /* the mock keeps at most 5 MiB per partition: the
                                      predictions of more would push the first ones out */
-  const char *name = sig == SIGKILL ? "kill" : "term";
+  const char *name = restart_new ? "killnew" : sig == SIGKILL ? "kill" : "term";
   char old_m[512], new_m[512], conf[512], log1[512], log2[512], ckpt[512], group[64];
   snprintf(old_m, sizeof old_m, "%s", h_path("old.ixm"));
   snprintf(new_m, sizeof new_m, "%s", h_path("new.ixm"));
@@ -383,6 +396,27 @@ static void scenario_interrupt(const char *brokers, int sig) {
   } else {
     H_CHECK(st == -2, "not killed by the signal: %d", st);
   }
+  if (restart_new) {
+    /* the old model's checkpoints, refused by the new model: warm-started */
+    write_conf(conf, brokers, group, new_m, ckpt, KILLNEW_W, "");
+    pid_t d2 = h_spawn(conf, log2);
+    pthread_join(th, NULL);
+    check_after_new_restart(name, brokers, msgs, N, old_m, new_m, log1, log2, KILLNEW_W);
+    int port2 = h_metrics_port(log2);
+    char *body = h_http_get(port2, "/metrics");
+    H_CHECK(body, "no /metrics (log %s)", log2);
+    double warm = h_metric_sum(body, "interestd_state_restores_total{source=\"warm\"}");
+    free(body);
+    printf("%s: interestd_state_restores_total{source=\"warm\"} = %.0f\n", name, warm);
+    H_CHECK(warm == PARTS, "%.0f partitions warm-started, expected %d", warm, PARTS);
+    kill(d2, SIGTERM);
+    H_CHECK(h_wait_exit(d2, 30) == 0, "second process exit (log %s)", log2);
+    check_log_clean(log1);
+    check_log_clean(log2);
+    h_free_msgs(msgs, N);
+    printf("%s: PASS\n", name);
+    return;
+  }
   /* the old model's checkpoints are the directory's consistent state */
   write_conf(conf, brokers, group, old_m, ckpt, 10000000, "");
   pid_t d2 = h_spawn(conf, log2);
@@ -418,6 +452,84 @@ static void scenario_interrupt(const char *brokers, int sig) {
   free(g);
   h_free_msgs(msgs, N);
   printf("%s: PASS\n", name);
+}
+
+/* After a restart with the new model on the old model's checkpoints (log2):
+ * no partition cold, each warm-started from max(L - w, low watermark) where
+ * L is the offset it is served from (the log's "warming from offset S
+ * (serving at L)"); every event answered; every prediction of an event below
+ * L the old model's (the first process's), every event from L on answered by
+ * the new model's offline run over [S, ...), and every prediction of it
+ * either that or the old model's (the first process answered it before it
+ * died, uncommitted). */
+static void check_after_new_restart(const char *name, const char *brokers, const h_msg_t *msgs,
+                                    size_t n, const char *old_m, const char *new_m,
+                                    const char *log1, const char *log2, int64_t w) {
+  (void)log1;
+  H_CHECK(h_wait_log(log2, "assigned partitions", 60), "no assignment (log %s)", log2);
+  int *ok_old = calloc(n, sizeof *ok_old), *ok_new = calloc(n, sizeof *ok_new);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, n, zero, ok_old);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, n, n, 120, &total);
+  int64_t start[PARTS], serving[PARTS];
+  for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
+  int warmed = warm_starts(log2, start, serving);
+  char *s = h_read_file(log2);
+  int from_warm = 0;
+  for (char *q = s; (q = strstr(q, "states from warm start")); q++) from_warm++;
+  int cold = strstr(s, "with empty states") != NULL || strstr(s, "start cold") != NULL;
+  char *done = strstr(s, "warm start of 4 partitions done in ");
+  double secs = done ? atof(done + strlen("warm start of 4 partitions done in ")) : -1;
+  free(s);
+  printf("%s: restarted with the new model: %d partitions warm-started in %.3f s, %s cold\n",
+         name, from_warm, secs, cold ? "some" : "none");
+  H_CHECK(warmed == PARTS && from_warm == PARTS && !cold, "not every partition warm-started "
+          "(log %s)", log2);
+  prediction_t *ref_new = offline_from(new_m, msgs, n, start, ok_new);
+  size_t missing = 0, old_after = 0, new_after = 0, bad = 0, unwarmed = 0;
+  for (size_t i = 0; i < n; i++) {
+    int32_t p = msgs[i].partition;
+    if (!g[i].n) {
+      missing++;
+      continue;
+    }
+    int has_new = 0;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++) {
+      const prediction_t *pr = &g[i].p[k];
+      int is_old = ok_old[i] && h_same_prediction(pr, &ref_old[i]);
+      int is_new = msgs[i].offset >= serving[p] && ok_new[i] && h_same_prediction(pr, &ref_new[i]);
+      has_new |= is_new;
+      if (!is_old && !is_new && bad++ < 3)
+        fprintf(stderr, "%s: prediction for %d/%" PRId64 " is neither the old model's nor the "
+                "new model's over [%" PRId64 ", ...)\n", name, (int)p, msgs[i].offset, start[p]);
+      if (msgs[i].offset >= serving[p] && is_old) old_after++;
+    }
+    if (msgs[i].offset >= serving[p]) {
+      new_after++;
+      if (!has_new) unwarmed++;
+    }
+  }
+  printf("%s: %" PRIu64 " predictions for %zu events: %zu missing, %zu from neither model's "
+         "run, %zu events from the serving offsets on (%zu of them also answered by the old "
+         "model before the kill), %zu of those without the warmed new model's prediction\n",
+         name, total, n, missing, bad, new_after, old_after, unwarmed);
+  for (int p = 0; p < PARTS; p++) {
+    int64_t want = serving[p] > w ? serving[p] - w : 0;
+    printf("  partition %d: warmed from %" PRId64 ", served from %" PRId64 "\n", p, start[p],
+           serving[p]);
+    H_CHECK(start[p] == want, "partition %d: warmed from %" PRId64 ", expected %" PRId64, p,
+            start[p], want);
+  }
+  H_CHECK(missing == 0, "%zu events unanswered (log %s)", missing, log2);
+  H_CHECK(bad == 0, "%zu predictions from neither model's offline run", bad);
+  H_CHECK(new_after > 0 && unwarmed == 0, "%zu of %zu events from the serving offsets on not "
+          "answered by the warmed new model", unwarmed, new_after);
+  free(ok_old);
+  free(ok_new);
+  free(ref_old);
+  free(ref_new);
+  free(g);
 }
 
 /* Rebalances during a warm-up, on the mock (its round-trip time slows the
@@ -601,10 +713,11 @@ static void scenario_warmset(const char *brokers) {
 int main(int argc, char **argv) {
   h_init("test_daemon_swap");
   const char *only = argc > 1 ? argv[1] : NULL;
-  static const char *const names[] = {"swap", "kill", "term", "warmset", "rebalance"};
-  for (int k = 0; k < 5; k++) {
+  static const char *const names[] = {"swap", "kill", "term", "warmset", "killnew",
+                                      "rebalance"};
+  for (int k = 0; k < 6; k++) {
     if (only && strcmp(only, names[k])) continue;
-    if (!only && h_real_bootstrap() && k < 4) {
+    if (!only && h_real_bootstrap() && k < 5) {
       /* a real cluster keeps its topics: each scenario in its own process,
        * whose topic names get their own suffix */
       char cmd[1024];
@@ -613,7 +726,7 @@ int main(int argc, char **argv) {
       H_CHECK(st == 0, "scenario %s failed (status %d)", names[k], st);
       continue;
     }
-    if (k == 4) {
+    if (k == 5) {
       if (h_real_bootstrap()) printf("rebalance: skipped on a real cluster (it slows the mock "
                                      "broker down)\n");
       else scenario_rebalance();
@@ -621,9 +734,10 @@ int main(int argc, char **argv) {
     }
     const char *brokers = h_cluster(PARTS);
     if (k == 0) scenario_swap(brokers);
-    else if (k == 1) scenario_interrupt(brokers, SIGKILL);
-    else if (k == 2) scenario_interrupt(brokers, SIGTERM);
-    else scenario_warmset(brokers);
+    else if (k == 1) scenario_interrupt(brokers, SIGKILL, 0);
+    else if (k == 2) scenario_interrupt(brokers, SIGTERM, 0);
+    else if (k == 3) scenario_warmset(brokers);
+    else scenario_interrupt(brokers, SIGKILL, 1);
     h_cluster_destroy();
   }
   printf("PASS\n");
