@@ -25,6 +25,10 @@
  *            event answered; every event from the serving offsets on answered
  *            by the new model's offline run over the window and what follows;
  *            interestd_state_restores_total{source="warm"} = 4.
+ *   rolling  a rolling deploy of the new model over two processes (one
+ *            restarted with it, then the other) while events flow: no
+ *            partition cold, every prediction the old model's or the new
+ *            model's over a logged window and later, the new model's after.
  * `test_daemon_swap <scenario>` runs one. */
 #include <pthread.h>
 
@@ -640,6 +644,188 @@ static void scenario_rebalance(void) {
   printf("rebalance: PASS\n");
 }
 
+/* Every "partition P: warming from offset S (serving at L)" line of log,
+ * appended to starts[P] / servings[P] (up to 16 each). */
+static void warm_starts_all(const char *log, int64_t starts[PARTS][16], int64_t servs[PARTS][16],
+                            int *n) {
+  char *s = h_read_file(log);
+  for (char *p = s; (p = strstr(p, "partition ")); p++) {
+    int part;
+    long long st, sv;
+    if (sscanf(p, "partition %d: warming from offset %lld (serving at %lld)", &part, &st, &sv) ==
+            3 && part >= 0 && part < PARTS && n[part] < 16) {
+      starts[part][n[part]] = st;
+      servs[part][n[part]++] = sv;
+    }
+  }
+  free(s);
+}
+
+static double processed(const char *log) {
+  char *body = h_http_get(h_metrics_port(log), "/metrics");
+  double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
+  free(body);
+  return done;
+}
+
+/* A rolling deploy of a new model (model.warm_start): two processes run
+ * the old model on one checkpoint directory; A is restarted with the new
+ * model (it joins and gets two partitions whose checkpoints are the old
+ * model's: warm-started), then B (its partitions go to new-model processes
+ * with the old model's checkpoints: warm-started), while events flow.
+ * Checked: no partition starts cold, each is warm-started at least once,
+ * every window is warm_max_events offsets before its serving offset; every
+ * event answered; every prediction equals the old model's offline run or the
+ * new model's over one of its partition's logged windows and what follows
+ * (never a mix); every event after the roll answered by the new model. */
+static void scenario_rolling(const char *brokers) {
+  enum { N = 30000, N1 = 10000, N2 = 20000, W = 2500 };
+  char old_m[512], new_m[512], confa[512], confb[512], loga[512], logb[512], loga2[512],
+      logb2[512], ckpt[512], topic_events[256];
+  snprintf(old_m, sizeof old_m, "%s", h_path("old.ixm"));
+  snprintf(new_m, sizeof new_m, "%s", h_path("new.ixm"));
+  h_write_model(old_m, 5);
+  h_write_model(new_m, 11);
+  snprintf(confa, sizeof confa, "%s", h_path("roll-a.conf"));
+  snprintf(confb, sizeof confb, "%s", h_path("roll-b.conf"));
+  snprintf(loga, sizeof loga, "%s", h_path("roll-a.log"));
+  snprintf(logb, sizeof logb, "%s", h_path("roll-b.log"));
+  snprintf(loga2, sizeof loga2, "%s", h_path("roll-a2.log"));
+  snprintf(logb2, sizeof logb2, "%s", h_path("roll-b2.log"));
+  snprintf(ckpt, sizeof ckpt, "%s", h_path("ckpt-roll"));
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+  write_conf(confa, brokers, "roll", old_m, ckpt, W, "");
+  write_conf(confb, brokers, "roll", old_m, ckpt, W, "");
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  pid_t a = h_spawn(confa, loga);
+  H_CHECK(h_wait_log(loga, "assigned partitions", 30), "no assignment (log %s)", loga);
+  pid_t b = h_spawn(confb, logb);
+  H_CHECK(h_wait_log(logb, "assigned partitions", 60), "b: no assignment (log %s)", logb);
+  h_produce(brokers, topic_events, msgs, 0, N1, 0);
+  double until = h_now() + 120;
+  for (;;) {
+    double done = processed(loga) + processed(logb);
+    if (done >= N1) break;
+    H_CHECK(h_now() < until, "%.0f of %d events processed in 120 s", done, N1);
+    h_sleep_ms(200);
+  }
+  h_sleep_ms(1500); /* old-model checkpoints */
+  feed_t f = {brokers, topic_events, msgs, N1, N2, 1000.0}; /* during the roll */
+  pthread_t th;
+  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  /* A: the new model */
+  kill(a, SIGTERM);
+  H_CHECK(h_wait_exit(a, 30) == 0, "a exit (log %s)", loga);
+  write_conf(confa, brokers, "roll", new_m, ckpt, W, "");
+  pid_t a2 = h_spawn(confa, loga2);
+  H_CHECK(h_wait_log(loga2, "states from warm start", 90), "a2 warm-started nothing (log %s)",
+          loga2);
+  /* B: the new model */
+  kill(b, SIGTERM);
+  H_CHECK(h_wait_exit(b, 30) == 0, "b exit (log %s)", logb);
+  write_conf(confb, brokers, "roll", new_m, ckpt, W, "");
+  pid_t b2 = h_spawn(confb, logb2);
+  H_CHECK(h_wait_log(logb2, "assigned partitions [", 90), "b2: no assignment (log %s)", logb2);
+  pthread_join(th, NULL);
+  h_sleep_ms(500);
+  h_produce(brokers, topic_events, msgs, N2, N, 0);
+
+  int64_t starts[PARTS][16], servs[PARTS][16];
+  int nw[PARTS] = {0};
+  warm_starts_all(loga2, starts, servs, nw);
+  warm_starts_all(logb2, starts, servs, nw);
+  int *ok_old = calloc(N, sizeof *ok_old);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
+  prediction_t *ref_new[PARTS][16];
+  int *ok_new[PARTS][16];
+  for (int p = 0; p < PARTS; p++)
+    for (int k = 0; k < nw[p]; k++) {
+      int64_t from[PARTS];
+      for (int q = 0; q < PARTS; q++) from[q] = q == p ? starts[p][k] : INT64_MAX;
+      ok_new[p][k] = calloc(N, sizeof(int));
+      ref_new[p][k] = offline_from(new_m, msgs, N, from, ok_new[p][k]);
+    }
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N, 120, &total);
+  size_t missing = 0, n_old = 0, n_new = 0, neither = 0, late_not_new = 0;
+  for (size_t i = 0; i < N; i++) {
+    int32_t p = msgs[i].partition;
+    if (!g[i].n) {
+      missing++;
+      continue;
+    }
+    for (uint32_t j = 0; j < g[i].n && j < 4; j++) {
+      const prediction_t *pr = &g[i].p[j];
+      int is_new = 0;
+      for (int k = 0; k < nw[p] && !is_new; k++)
+        is_new = msgs[i].offset >= servs[p][k] && ok_new[p][k][i] &&
+                 h_same_prediction(pr, &ref_new[p][k][i]);
+      if (is_new) n_new++;
+      else if (ok_old[i] && h_same_prediction(pr, &ref_old[i])) n_old++;
+      else if (neither++ < 3)
+        fprintf(stderr, "rolling: prediction for %d/%" PRId64 " is neither the old model's nor "
+                "the new model's over one of the partition's windows\n", (int)p,
+                msgs[i].offset);
+      if (i >= N2 && !is_new) late_not_new++;
+    }
+  }
+  char *sa = h_read_file(loga2), *sb = h_read_file(logb2);
+  for (int w = 0; w < 2; w++) /* how long each warm start held its partitions back */
+    for (char *q = w ? sb : sa; (q = strstr(q, "warm start of ")); q++) {
+      int np;
+      double secs;
+      unsigned long long rd;
+      if (sscanf(q, "warm start of %d partitions done in %lf s: %llu offsets read", &np, &secs,
+                 &rd) == 3)
+        printf("rolling: %s warm-started %d partitions in %.3f s (%llu offsets read)\n",
+               w ? "b2" : "a2", np, secs, rd);
+    }
+  int cold = strstr(sa, "with empty states") || strstr(sb, "with empty states") ||
+             strstr(sa, "start cold") || strstr(sb, "start cold");
+  free(sa);
+  free(sb);
+  printf("rolling: %" PRIu64 " predictions for %d events: %zu missing, %zu old model, %zu new "
+         "model over a logged window, %zu neither; %zu predictions of the %d events after the "
+         "roll not the new model's; %s partition cold\n", total, N, missing, n_old, n_new,
+         neither, late_not_new, N - N2, cold ? "some" : "no");
+  for (int p = 0; p < PARTS; p++) {
+    printf("  partition %d: %d warm starts:", p, nw[p]);
+    for (int k = 0; k < nw[p]; k++)
+      printf(" [%" PRId64 ", %" PRId64 ")", starts[p][k], servs[p][k]);
+    printf("\n");
+    H_CHECK(nw[p] >= 1, "partition %d never warm-started (logs %s %s)", p, loga2, logb2);
+    for (int k = 0; k < nw[p]; k++) {
+      int64_t want = servs[p][k] > W ? servs[p][k] - W : 0;
+      H_CHECK(starts[p][k] == want, "partition %d: warmed from %" PRId64 ", expected %" PRId64,
+              p, starts[p][k], want);
+    }
+  }
+  H_CHECK(!cold, "a partition started cold (logs %s %s)", loga2, logb2);
+  H_CHECK(missing == 0, "%zu events unanswered", missing);
+  H_CHECK(neither == 0, "%zu predictions from neither model's run", neither);
+  H_CHECK(late_not_new == 0, "%zu predictions after the roll not from the warmed new model",
+          late_not_new);
+  kill(a2, SIGTERM);
+  kill(b2, SIGTERM);
+  H_CHECK(h_wait_exit(a2, 30) == 0, "a2 exit (log %s)", loga2);
+  H_CHECK(h_wait_exit(b2, 30) == 0, "b2 exit (log %s)", logb2);
+  check_log_clean(loga);
+  check_log_clean(logb);
+  check_log_clean(loga2);
+  check_log_clean(logb2);
+  for (int p = 0; p < PARTS; p++)
+    for (int k = 0; k < nw[p]; k++) {
+      free(ok_new[p][k]);
+      free(ref_new[p][k]);
+    }
+  free(ok_old);
+  free(ref_old);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("rolling: PASS\n");
+}
+
 static void scenario_warmset(const char *brokers) {
   enum { N = 12000, N1 = 8000 };
   const char *new_m = h_path("new.ixm");
@@ -714,10 +900,10 @@ int main(int argc, char **argv) {
   h_init("test_daemon_swap");
   const char *only = argc > 1 ? argv[1] : NULL;
   static const char *const names[] = {"swap", "kill", "term", "warmset", "killnew",
-                                      "rebalance"};
-  for (int k = 0; k < 6; k++) {
+                                      "rolling", "rebalance"};
+  for (int k = 0; k < 7; k++) {
     if (only && strcmp(only, names[k])) continue;
-    if (!only && h_real_bootstrap() && k < 5) {
+    if (!only && h_real_bootstrap() && k < 6) {
       /* a real cluster keeps its topics: each scenario in its own process,
        * whose topic names get their own suffix */
       char cmd[1024];
@@ -726,7 +912,7 @@ int main(int argc, char **argv) {
       H_CHECK(st == 0, "scenario %s failed (status %d)", names[k], st);
       continue;
     }
-    if (k == 5) {
+    if (k == 6) {
       if (h_real_bootstrap()) printf("rebalance: skipped on a real cluster (it slows the mock "
                                      "broker down)\n");
       else scenario_rebalance();
@@ -737,7 +923,8 @@ int main(int argc, char **argv) {
     else if (k == 1) scenario_interrupt(brokers, SIGKILL, 0);
     else if (k == 2) scenario_interrupt(brokers, SIGTERM, 0);
     else if (k == 3) scenario_warmset(brokers);
-    else scenario_interrupt(brokers, SIGKILL, 1);
+    else if (k == 4) scenario_interrupt(brokers, SIGKILL, 1);
+    else scenario_rolling(brokers);
     h_cluster_destroy();
   }
   printf("PASS\n");
