@@ -402,7 +402,10 @@ static void scenario_interrupt(const char *brokers, int sig, int restart_new) {
   }
   if (restart_new) {
     /* the old model's checkpoints, refused by the new model: warm-started */
-    write_conf(conf, brokers, group, new_m, ckpt, KILLNEW_W, "");
+    /* a time bound that keeps the whole window (Kafka timestamps are the
+     * produce times here): the newest timestamp below the serving offsets is
+     * read, nothing is skipped */
+    write_conf(conf, brokers, group, new_m, ckpt, KILLNEW_W, "warm_window_s = 315360000\n");
     pid_t d2 = h_spawn(conf, log2);
     pthread_join(th, NULL);
     check_after_new_restart(name, brokers, msgs, N, old_m, new_m, log1, log2, KILLNEW_W);
@@ -485,9 +488,19 @@ static void check_after_new_restart(const char *name, const char *brokers, const
   int cold = strstr(s, "with empty states") != NULL || strstr(s, "start cold") != NULL;
   char *done = strstr(s, "warm start of 4 partitions done in ");
   double secs = done ? atof(done + strlen("warm start of 4 partitions done in ")) : -1;
-  free(s);
   printf("%s: restarted with the new model: %d partitions warm-started in %.3f s, %s cold\n",
          name, from_warm, secs, cold ? "some" : "none");
+  {
+    unsigned long long rd = 0, ap = 0;
+    if (done) sscanf(done, "warm start of 4 partitions done in %*f s: %llu offsets read, %llu "
+                     "events applied", &rd, &ap);
+    printf("%s: %llu offsets read, %llu events applied\n", name, rd, ap);
+    H_CHECK(rd == 4 * (unsigned long long)w && ap == rd, "the warm start read %llu offsets and "
+            "applied %llu events, expected %llu of each", rd, ap, 4 * (unsigned long long)w);
+  }
+  H_CHECK(!strstr(s, "the newest event time was read for"), "the window's reference time was "
+          "not read for every partition (log %s)", log2);
+  free(s);
   H_CHECK(warmed == PARTS && from_warm == PARTS && !cold, "not every partition warm-started "
           "(log %s)", log2);
   prediction_t *ref_new = offline_from(new_m, msgs, n, start, ok_new);
