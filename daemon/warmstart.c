@@ -17,6 +17,7 @@
 #include "stream/reader.h"
 
 #define POLL_NS 20000000L /* the wait's look at the warm-up */
+#define SETTLE_NS 500000000u /* counts unchanged this long with nothing behind: final */
 #define TS_WAIT_MS 3000 /* the newest timestamp below the positions: at most this long */
 
 /* The newest Kafka timestamp of the records just below positions[i] (0 when
@@ -123,8 +124,14 @@ int warmstart_run(const warmup_opts_t *opts, pipeline_t *pipe, const input_t *in
       rc = IX_ESTATE;
       break;
     }
-    if (st.behind == 0) break;
     uint64_t now = ix_mono_ns();
+    /* every offset below the positions is taken before its batch is applied
+     * and counted: done once the counts cover the window (or, with offsets
+     * missing from it, a compacted or transactional topic, stay put) */
+    if (st.behind == 0 && (st.applied + st.skipped >= st.window ||
+                           (st.applied + st.skipped == last_applied &&
+                            now - last_move > SETTLE_NS)))
+      break;
     if (st.applied + st.skipped != last_applied) {
       last_applied = st.applied + st.skipped;
       last_move = now;
