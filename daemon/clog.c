@@ -54,6 +54,8 @@ typedef struct {
   int old_model;               /* the checkpoint being written is the previous model's
                                 * (started before a switch): its end forgets nothing */
   int old_epoch_new;           /* ... and was its epoch's first (its completion names it) */
+  int other_model;             /* the restore met another model's newest completion ... */
+  int64_t other_next;          /* ... consistent with this input offset */
   uint8_t *buf;                /* records: 9-byte key, u32 value length, value */
   size_t len, cap, sent_at;    /* sent_at: bytes of buf already handed to the producer */
   size_t n_recs, acks_left;
@@ -399,6 +401,8 @@ static double assign_end(clog_t *c, part_t *pt, int32_t p, store_t *st, clog_sou
       *rs = NULL;
     }
   }
+  pt->other_model = info->other_model;
+  pt->other_next = info->other_model ? info->other_next_offset : -1;
   if (source == CLOG_FROM_LOCAL) {
     /* the topic is behind the local checkpoint: write every user with the
      * offset the local state is consistent with (all events before it) */
@@ -798,6 +802,12 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
 }
 
 int32_t clog_partitions(const clog_t *c) { return c->n_parts; }
+
+int clog_other_model(const clog_t *c, int32_t p, int64_t *next_offset) {
+  if (p < 0 || p >= c->n_parts || !c->parts[p].other_model) return 0;
+  *next_offset = c->parts[p].other_next;
+  return 1;
+}
 
 int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos) {
   if (p < 0 || p >= c->n_parts || !c->parts[p].owned) return 0;

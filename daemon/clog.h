@@ -122,6 +122,10 @@ int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
  * owned partition, after the pipeline hooks point at the new store.
  * Returns 0 or IX_ENOMEM (nothing changed). */
 int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos);
+/* After clog_assign: 1 when p's newest completed checkpoint was another
+ * model's (nothing restored from it), with *next_offset its consistent
+ * offset (for model.warm_start); else 0. */
+int clog_other_model(const clog_t *c, int32_t p, int64_t *next_offset);
 /* The changelog topic's partition count (the input's). */
 int32_t clog_partitions(const clog_t *c);
 /* 1 while a state restored into p may hold events at or after next_offset

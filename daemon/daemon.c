@@ -1264,13 +1264,14 @@ static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resu
 }
 
 /* model.warm_start (daemon/warmstart.h): auto = on with model.reload = warm.
- * Only with local checkpoints: a changelog restore refuses another model's
- * records itself (docs/DAEMON.md), and exactly_once already rebuilds such a
+ * For a refused local checkpoint of another model, and for a changelog whose
+ * newest completion is another model's (clog_other_model; docs/STATE.md,
+ * "Model swaps"); not with exactly_once, which already rebuilds such a
  * partition from the input's first offset (daemon/txn.h). */
 static int warm_start_on(const daemon_t *d) {
   int on = d->cfg->model.warm_start < 0 ? d->cfg->model.reload == MODEL_RELOAD_WARM
                                         : d->cfg->model.warm_start;
-  return on && !d->clog && !d->txn;
+  return on && !d->txn;
 }
 
 static void warm_start_progress(void *ctx) {
@@ -1344,6 +1345,10 @@ static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx,
     metrics_counter_add(d->wsm.users, users[j]);
     LOG_INFO("daemon", "partition %d: states from warm start (%" PRIu64 " users, resume at %"
              PRId64 ")", (int)p, users[j], pos[j]);
+    /* the changelog gets every warmed user and a new epoch (docs/STATE.md, "Model swaps") */
+    if (d->clog && clog_switch_model(d->clog, p, pipeline_store(d->pipe), pos[j]))
+      LOG_ERROR("daemon", "partition %d: out of memory marking the warmed users for the "
+                "changelog; a restore of it misses them until they change", (int)p);
   }
   LOG_INFO("daemon", "warm start of %zu partitions done in %.3f s: %" PRIu64 " offsets read, %"
            PRIu64 " events applied", m, secs, window, applied);
@@ -1465,6 +1470,19 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
           parts[i].offset = next;
           d->lag[p].local_behind = d->ckpt != NULL;
           inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
+          /* the changelog had this model's states: no warm start for the
+           * refused local checkpoint of another model */
+          if (n_ws && ws_idx[n_ws - 1] == i) n_ws--;
+        } else if (src == CLOG_FROM_COLD && ws_idx && warm_start_on(d) &&
+                   !(n_ws && ws_idx[n_ws - 1] == i)) {
+          int64_t other_next = -1;
+          if (clog_other_model(d->clog, p, &other_next)) {
+            LOG_WARN("daemon", "partition %d: the changelog holds another model's states; they are "
+                     "warmed from the input under the running model before it is served "
+                     "(model.warm_start)", (int)p);
+            ws_ckpt[n_ws] = other_next;
+            ws_idx[n_ws++] = i;
+          }
         }
       }
       if (d->txn) {

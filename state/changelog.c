@@ -372,6 +372,7 @@ void changelog_restore_finish(changelog_restore_t *rs, changelog_restore_info_t 
       rs->info.next_offset = -1;
       rs->info.other_model = rs->c_seen;
       rs->info.other_fingerprint = rs->c_seen ? rs->c_fp : 0;
+      rs->info.other_next_offset = rs->c_seen ? rs->c_off : -1;
       rs->info.foreign_after = 0;
     }
     /* keep only users whose record is at or past the consistent offset: the

@@ -89,6 +89,7 @@ typedef struct {
   int other_model;      /* 1: the newest completion was written for another fingerprint
                          * (other_fingerprint); nothing is restored (complete == 0) */
   uint32_t other_fingerprint;
+  int64_t other_next_offset; /* that completion's consistent offset */
   uint64_t foreign;     /* records of another fingerprint read (never loaded) */
   uint64_t foreign_after; /* of them, user records after the newest completion */
 } changelog_restore_info_t;

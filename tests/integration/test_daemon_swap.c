@@ -43,7 +43,8 @@
  *            changelog (the new model's unfinished records ignored) and
  *            re-processes every event the new model answered, each equal
  *            to the old model's offline run; a restart with the new model
- *            then finds the old model's completions and starts cold.
+ *            then finds the old model's completions and warm-starts every
+ *            partition from the input (model.warm_start) instead.
  *   clogstandby two members with standby_replicas = 1 swap models together;
  *            once every partition's new epoch completed, kill -9 one: the
  *            other takes its partitions over from its standby copies (followed
@@ -1104,7 +1105,7 @@ static void scenario_clog(const char *brokers) {
 }
 
 static void scenario_clogcrash(const char *brokers) {
-  enum { N = 16000, N1 = 12000, W = 700 };
+  enum { N = 16000, N1 = 12000, N3 = 15000, W = 700 };
   const char *old_m = h_path("clogx-old.ixm"), *new_m = h_path("clogx-new.ixm");
   h_write_model(old_m, 5);
   h_write_model(new_m, 11);
@@ -1152,15 +1153,15 @@ static void scenario_clogcrash(const char *brokers) {
   const char *log2 = h_path("swapclogx2.log");
   d = h_spawn(conf, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
-  h_produce(brokers, topic_events, msgs, N1, N, 0);
+  h_produce(brokers, topic_events, msgs, N1, N3, 0);
   int *ok_old = calloc(N, sizeof *ok_old), *ok_new = calloc(N, sizeof *ok_new);
   int64_t zero[PARTS] = {0};
   prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
   prediction_t *ref_new = offline_from(new_m, msgs, N, start, ok_new);
   uint64_t total;
-  got_t *g = collect(brokers, msgs, N, N, 90, &total);
+  got_t *g = collect(brokers, msgs, N3, N3, 90, &total);
   size_t missing = 0, neither = 0, by_new = 0, no_old = 0;
-  for (size_t i = 0; i < N; i++) {
+  for (size_t i = 0; i < N3; i++) {
     if (!g[i].n) {
       missing++;
       continue;
@@ -1181,7 +1182,7 @@ static void scenario_clogcrash(const char *brokers) {
   printf("clogcrash: restarted with the old model: %d partitions from the changelog, %d cold, %d "
          "with the new model's unfinished records ignored; %" PRIu64 " predictions for %d events: "
          "%zu missing, %zu by the new model before the kill, %zu events without an old-model "
-         "prediction, %zu from neither\n", from_clog, cold, ignored, total, N, missing, by_new,
+         "prediction, %zu from neither\n", from_clog, cold, ignored, total, N3, missing, by_new,
          no_old, neither);
   H_CHECK(from_clog == PARTS && cold == 0, "not every partition from the changelog (log %s)",
           log2);
@@ -1193,17 +1194,40 @@ static void scenario_clogcrash(const char *brokers) {
   H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log2);
   check_log_clean(log2);
 
-  /* restart with the new model: the newest completions are the old model's */
+  /* restart with the new model: the newest completions are the old model's;
+   * nothing of them is loaded, and model.warm_start (on with reload = warm)
+   * warms every partition from the input window instead of starting it cold */
   write_conf_clog(conf, brokers, "swapclogx", new_m, W);
   const char *log3 = h_path("swapclogx3.log");
   d = h_spawn(conf, log3);
   H_CHECK(h_wait_log(log3, "assigned partitions", 30), "no assignment (log %s)", log3);
+  H_CHECK(h_wait_log(log3, "warm start of", 30), "no warm start (log %s)", log3);
+  h_sleep_ms(1000);
   int other = count_lines(log3, "written by model fingerprint", NULL);
-  cold = count_lines(log3, "states from cold", NULL);
+  int warm = count_lines(log3, "states from warm start (", NULL);
+  H_CHECK(other == PARTS && warm == PARTS, "expected %d warm starts over another model's "
+          "changelog, got %d and %d (log %s)", PARTS, other, warm, log3);
+  /* the last events: every prediction the new model's over the warm-start window */
+  h_produce(brokers, topic_events, msgs, N3, N, 0);
+  int64_t start3[PARTS], serving3[PARTS];
+  for (int p = 0; p < PARTS; p++) start3[p] = serving3[p] = -1;
+  H_CHECK(warm_starts(log3, start3, serving3) == PARTS, "no window logged (log %s)", log3);
+  free(ref_new);
+  ref_new = offline_from(new_m, msgs, N, start3, ok_new);
+  free(g);
+  g = collect(brokers, msgs, N, N, 90, &total);
+  size_t late_missing = 0, late_differ = 0;
+  for (size_t i = N3; i < N; i++) {
+    if (!g[i].n) late_missing++;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++)
+      late_differ += !ok_new[i] || !h_same_prediction(&g[i].p[k], &ref_new[i]);
+  }
   printf("clogcrash: restarted with the new model: %d partitions of another model's changelog, "
-         "%d cold\n", other, cold);
-  H_CHECK(other == PARTS && cold == PARTS, "expected %d cold partitions of another model (log %s)",
-          PARTS, log3);
+         "%d warm-started from the input; the last %d events: %zu missing, %zu predictions "
+         "differ from the new model's run over the window\n", other, warm, N - N3, late_missing,
+         late_differ);
+  H_CHECK(late_missing == 0 && late_differ == 0, "after the warm start: %zu missing, %zu differ "
+          "(log %s)", late_missing, late_differ, log3);
   kill(d, SIGTERM);
   H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log3);
   check_log_clean(log3);
