@@ -564,6 +564,64 @@ static H_UNUSED double h_metric_sum(const char *body, const char *name) {
   return sum;
 }
 
+/* The sum of a metric's samples on the /metrics page at port (fails the test
+ * when the page cannot be read). */
+static H_UNUSED double h_metric(int port, const char *name) {
+  char *body = h_http_get(port, "/metrics");
+  H_CHECK(body, "no /metrics on port %d", port);
+  double v = h_metric_sum(body, name);
+  free(body);
+  return v;
+}
+
+/* The partition's low and high watermarks, asked of the broker. */
+static H_UNUSED void h_watermarks(const char *brokers, const char *topic, int32_t p, int64_t *lo,
+                                  int64_t *hi) {
+  char err[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  H_CHECK(rk, "%s", err);
+  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, lo, hi, 10000);
+  H_CHECK(!e, "watermarks: %s", rd_kafka_err2str(e));
+  rd_kafka_destroy(rk);
+}
+
+/* The retention check of test_daemon_faults (mock: its size cap drops the
+ * oldest batches) and tests/kafka/test_faults_kafka.c (DeleteRecords): the
+ * group committed `committed` on partition 0, whose log now spans [lo, hi)
+ * with lo > committed. Starts the daemon with conf (log: log) and checks
+ * that within timeout_s it consumes the hi - lo events left, counts exactly
+ * lo - committed in interestd_events_skipped_by_retention_total, and logs
+ * one error line naming both offsets. Returns the running daemon's pid. */
+static H_UNUSED pid_t h_check_retention_skip(const char *conf, const char *log, int64_t committed,
+                                             int64_t lo, int64_t hi, double timeout_s) {
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "metrics on http", 60), "no metrics line (log %s)", log);
+  int port = h_metrics_port(log);
+  double consumed = 0, deadline = h_now() + timeout_s;
+  while (h_now() < deadline &&
+         (consumed = h_metric(port, "interestd_events_consumed_total")) < (double)(hi - lo))
+    h_sleep_ms(200);
+  H_CHECK(consumed == (double)(hi - lo), "consumed %g, want %" PRId64 " (log %s)", consumed,
+          hi - lo, log);
+  double skipped = h_metric(port, "interestd_events_skipped_by_retention_total");
+  printf("retention: %.0f offsets counted as skipped, %" PRId64 " deleted unread\n", skipped,
+         lo - committed);
+  H_CHECK(skipped == (double)(lo - committed), "interestd_events_skipped_by_retention_total = %g, "
+          "want %" PRId64 " (log %s)", skipped, lo - committed, log);
+  char line[256];
+  snprintf(line, sizeof line, "deleted by the broker's retention before they were read: "
+           "expected offset %" PRId64 ", the log now starts at %" PRId64, committed, lo);
+  H_CHECK(h_wait_log(log, line, 1), "no error line '%s' (log %s)", line, log);
+  char *text = h_read_file(log);
+  int lines = 0;
+  for (const char *s = text; (s = strstr(s, "deleted by the broker's retention")); s++) lines++;
+  free(text);
+  H_CHECK(lines == 1, "%d retention error lines, want 1 (log %s)", lines, log);
+  return pid;
+}
+
 /* Reads a topic (all partitions, from the start) into a record file until
  * count messages or timeout; returns the number read. */
 static H_UNUSED uint64_t h_collect(const char *brokers, const char *topic, const char *out,
