@@ -27,19 +27,9 @@
 
 #define PARTS 4
 
-static rd_kafka_t *admin_client(void) {
-  char err[512];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  H_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", h_real_bootstrap(), err, sizeof err) ==
-              RD_KAFKA_CONF_OK, "%s", err);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  H_CHECK(rk, "%s", err);
-  return rk;
-}
-
 /* DeleteRecords: partition p of topic starts at offset `before` afterwards. */
 static void delete_records(const char *topic, int32_t p, int64_t before) {
-  rd_kafka_t *rk = admin_client();
+  rd_kafka_t *rk = h_admin_client();
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(l, topic, p)->offset = before;
   rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(l);
