@@ -1260,6 +1260,22 @@ static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resu
   metrics_counter_add(((daemon_t *)ctx)->md.skipped_by_retention, (uint64_t)skipped);
 }
 
+/* Changelog-only mode (no local checkpoints): every assigned partition
+ * without a standby copy is restored from the changelog's start, so the
+ * reader asks their watermarks at once and fetches the next ones while one
+ * is decoded (clog_prefetch). With local checkpoints a partition's read
+ * depends on its checkpoint, known only once it is loaded: no hint. */
+static void clog_prefetch_assigned(daemon_t *d, const consumer_part_t *parts, size_t n) {
+  if (!d->clog || d->ckpt || !n) return;
+  int32_t *ps = malloc(n * sizeof *ps);
+  if (!ps) return;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!standby_has_copy(d->standby, parts[i].partition)) ps[k++] = parts[i].partition;
+  clog_prefetch(d->clog, ps, k);
+  free(ps);
+}
+
 static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts, size_t n) {
   daemon_t *d = ctx;
   char list[512];
@@ -1278,6 +1294,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
      * offsets can wait for another member's open transaction (up to its
      * transaction.timeout.ms), and ours must not time out meanwhile */
     if (d->txn && txn_open(d->txn) && !d->exit_code) eos_commit(d);
+    clog_prefetch_assigned(d, parts, n);
     for (size_t i = 0; i < n; i++) {
       int32_t p = parts[i].partition;
       int rc = inflight_assign(d->inflight, p, -1);
@@ -1394,6 +1411,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       }
       d->progress_ns = ix_mono_ns();
     }
+    if (d->clog) clog_prefetch(d->clog, NULL, 0);
     d->input_parts = 0; /* read again by the next GET /v1/users (the topic may have grown) */
     if (d->warm && n) swap_restart(d);
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
