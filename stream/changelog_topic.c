@@ -585,8 +585,12 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
   if (cur.paused) part_pause(r, partition, 0);
   if (!cur.assigned) err = part_assign(r, partition, lo);
+  /* the next partitions fetch while this one is decoded: from its first
+   * records on (asked together with it, they would come in the same
+   * response and delay its first record by theirs) */
+  int topped = cur.n > cur.head;
+  if (topped) ahead_top_up(r);
   cur.assigned = 1;
-  ahead_top_up(r); /* the next partitions fetch while this one is decoded */
   if (err) {
     snprintf(errstr, n, "changelog %s [%d]: cannot assign: %s", topic, (int)partition,
              rd_kafka_err2str(err));
@@ -632,6 +636,10 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
         rc = IX_EKAFKA;
         done = 1;
       } else if (m->offset >= next) {
+        if (!topped) {
+          ahead_top_up(r);
+          topped = 1;
+        }
         last_progress = ix_mono_ms();
         next = m->offset + 1;
         (*records)++;
@@ -649,6 +657,7 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
   /* this partition is done with: unassigned, and whatever was fetched for it
    * dropped (others' records kept for their turn) */
   ahead_stop(r, &cur);
+  if (!topped) ahead_top_up(r);
   ssize_t got;
   while ((got = rd_kafka_consume_batch_queue(r->q, 0, batch, 1024)) > 0)
     for (ssize_t i = 0; i < got; i++) {

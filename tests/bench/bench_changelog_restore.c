@@ -167,6 +167,7 @@ int main(int argc, char **argv) {
   store_t *st;
   H_CHECK(store_new(&so, &st) == 0, "store");
   double slowest = 0;
+  int32_t slowest_p = -1;
   uint64_t restored = 0, mismatches = 0;
   /* as the daemon hints an assignment's partitions in changelog-only mode
    * (BENCH_CLOG_NO_PREFETCH=1: without the hint, one partition at a time) */
@@ -185,7 +186,10 @@ int main(int argc, char **argv) {
     H_CHECK(src == CLOG_FROM_CHANGELOG && next == 100, "partition %d: source %d, next %" PRId64,
             (int)p, (int)src, next);
     tp = h_now() - tp;
-    if (tp > slowest) slowest = tp;
+    if (tp > slowest) {
+      slowest = tp;
+      slowest_p = p;
+    }
     restored += store_partition_users(st, p);
   }
   if (prefetch) clog_prefetch(c, NULL, 0);
@@ -204,9 +208,9 @@ int main(int argc, char **argv) {
   double bytes = (double)users * (double)(CHANGELOG_KEY_BYTES + CHANGELOG_USER_FIXED + blob) +
                  (double)parts * (CHANGELOG_KEY_BYTES + CHANGELOG_COMPLETE_BYTES);
   printf("restore%s: %" PRIu64 " users in %.2f s: %.0f users/s, %.1f MB/s (%.1f MB read); "
-         "slowest partition %.3f s; %" PRIu64 " mismatches\n", prefetch ? "" : " (no prefetch)",
-         restored, secs, (double)restored / secs, bytes / secs / 1e6, bytes / 1e6, slowest,
-         mismatches);
+         "slowest partition %.3f s (%d); %" PRIu64 " mismatches\n",
+         prefetch ? "" : " (no prefetch)", restored, secs, (double)restored / secs,
+         bytes / secs / 1e6, bytes / 1e6, slowest, (int)slowest_p, mismatches);
   double map_s = (double)sst.map_ns / 1e9;
   printf("  of which the store's fresh memory (mapping and populating %.0f MiB of slabs): "
          "%.2f s (%.0f MB/s); the rest %.2f s: %.0f users/s\n",
