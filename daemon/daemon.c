@@ -1260,18 +1260,21 @@ static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resu
   metrics_counter_add(((daemon_t *)ctx)->md.skipped_by_retention, (uint64_t)skipped);
 }
 
-/* Changelog-only mode (no local checkpoints): every assigned partition
- * without a standby copy is restored from the changelog's start, so the
- * reader asks their watermarks at once and fetches the next ones while one
- * is decoded (clog_prefetch). With local checkpoints a partition's read
- * depends on its checkpoint, known only once it is loaded: no hint. */
+/* The assigned partitions whose changelog restore reads the topic from its
+ * start, hinted to the reader so it asks their watermarks at once and
+ * fetches the next ones while one is decoded (clog_prefetch): those without
+ * a standby copy (it reads only the tail) and without a local checkpoint
+ * file (a young one reads the tail found by time; one that turns out
+ * unusable or old reads the whole topic unhinted, the same records). */
 static void clog_prefetch_assigned(daemon_t *d, const consumer_part_t *parts, size_t n) {
-  if (!d->clog || d->ckpt || !n) return;
+  if (!d->clog || !n) return;
   int32_t *ps = malloc(n * sizeof *ps);
   if (!ps) return;
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (!standby_has_copy(d->standby, parts[i].partition)) ps[k++] = parts[i].partition;
+    if (!standby_has_copy(d->standby, parts[i].partition) &&
+        !(d->ckpt && ckpt_has_partition(d->cfg->state.checkpoint_dir, parts[i].partition)))
+      ps[k++] = parts[i].partition;
   clog_prefetch(d->clog, ps, k);
   free(ps);
 }

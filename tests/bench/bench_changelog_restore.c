@@ -169,7 +169,7 @@ int main(int argc, char **argv) {
   double slowest = 0;
   int32_t slowest_p = -1;
   uint64_t restored = 0, mismatches = 0;
-  /* as the daemon hints an assignment's partitions in changelog-only mode
+  /* as the daemon hints an assignment's partitions without local checkpoints
    * (BENCH_CLOG_NO_PREFETCH=1: without the hint, one partition at a time) */
   const char *np = getenv("BENCH_CLOG_NO_PREFETCH");
   int prefetch = !(np && *np && *np != '0');
