@@ -93,8 +93,8 @@ ix_feed_wait() {
 }
 # ix_caught_up PARTS SECONDS DELIVERED URL...: waits until the members at the
 # metrics URLs, together, have lag 0 on PARTS partitions and (DELIVERED=1)
-# every produced prediction delivered (tests/py/ixcaughtup.py); 1 if not
-# within SECONDS
+# every produced prediction delivered (tests/py/ixcaughtup.py); 1 after
+# SECONDS without progress (or 6 x SECONDS in all)
 ix_caught_up() { $PY "$SRC/tests/py/ixcaughtup.py" "$@"; }
 # ix_check_states CONF DIR: the checkpoints in DIR bit-identical to offline
 # replay of $T/in.rec (which writes its predictions to $T/offline.rec)
