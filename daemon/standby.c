@@ -293,6 +293,11 @@ int standby_switch_model(standby_t *sb, uint32_t fingerprint, size_t blob_size) 
   return 0;
 }
 
+int standby_has_copy(const standby_t *sb, int32_t p) {
+  return sb && p >= 0 && p < sb->n_parts && sb->parts[p].rs && !sb->parts[p].broken &&
+         sb->parts[p].pos >= 0;
+}
+
 size_t standby_partitions(const standby_t *sb) {
   size_t k = 0;
   for (int32_t p = 0; sb && p < sb->n_parts; p++) k += sb->parts[p].followed;

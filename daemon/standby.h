@@ -69,6 +69,9 @@ int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fi
  * cold; logged by clog). */
 int standby_switch_model(standby_t *sb, uint32_t fingerprint, size_t blob_size);
 /* Partitions followed now, and the users held in their copies. */
+/* 1 when standby_assign() would restore p from its copy (reading only the
+ * changelog's tail), else 0 (also for sb NULL). */
+int standby_has_copy(const standby_t *sb, int32_t p);
 size_t standby_partitions(const standby_t *sb);
 size_t standby_users(const standby_t *sb);
 
