@@ -261,8 +261,10 @@ int main(int argc, char **argv) {
         tr = h_now();
         double cr = main_cpu();
         for (size_t i = 0; i < k; i++)
-          H_CHECK(changelog_restore_add(rs3, keys3 + i * CHANGELOG_KEY_BYTES, CHANGELOG_KEY_BYTES,
-                                        recs3 + i * rl, rl, why, sizeof why) == 0, "%s", why);
+          H_CHECK(changelog_restore_add(rs3, -1, keys3 + i * CHANGELOG_KEY_BYTES,
+                                        CHANGELOG_KEY_BYTES, recs3 + i * rl, rl, why,
+                                        sizeof why) == 0,
+                  "%s", why);
         add_s += h_now() - tr;
         add_cpu += main_cpu() - cr;
         u0 += (uint64_t)k * (uint64_t)parts;

@@ -52,8 +52,9 @@ static void test_changelog_records_round_trip(void **state) {
 
   uint8_t ck[CHANGELOG_KEY_BYTES], cv[CHANGELOG_COMPLETE_BYTES];
   changelog_complete_key(3, ck);
-  assert_int_equal(changelog_encode_complete(3, FP, 777, 9, 55, 1700000000000LL, 4242, cv, sizeof cv),
-                   CHANGELOG_COMPLETE_BYTES);
+  assert_int_equal(
+      changelog_encode_complete(3, FP, 777, 9, 55, 1700000000000LL, 4242, cv, sizeof cv),
+      CHANGELOG_COMPLETE_BYTES);
   assert_int_equal(changelog_decode(ck, sizeof ck, cv, sizeof cv, &r, err, sizeof err), 0);
   assert_int_equal(r.kind, CHANGELOG_COMPLETE);
   assert_int_equal(r.partition, 3);
