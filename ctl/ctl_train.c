@@ -277,11 +277,16 @@ int ctl_train(int argc, char **argv) {
       fprintf(stderr, "interestctl train: cannot write %s\n", curve_path);
       goto out;
     }
-    fprintf(f, "# epoch\ttrain_nll\tdev_mrr10\tdev_nll\tseconds\tevents_per_s\n");
-    for (uint32_t i = 0; i < res.n_epochs; i++)
-      fprintf(f, "%u\t%.5f\t%.5f\t%.5f\t%.1f\t%.0f\n", res.curve[i].epoch, res.curve[i].train_loss,
-              res.curve[i].dev_metric, res.curve[i].dev_nll, res.curve[i].seconds,
-              res.curve[i].events_per_s);
+    /* after events_per_s, the training pass's wall and CPU split (train.h) */
+    fprintf(f, "# epoch\ttrain_nll\tdev_mrr10\tdev_nll\tseconds\tevents_per_s\ttrain_s\tcpu_s\t"
+               "workers\twork_sum_s\twork_min_s\twork_max_s\tserial_s\n");
+    for (uint32_t i = 0; i < res.n_epochs; i++) {
+      const train_epoch_t *ep = &res.curve[i];
+      fprintf(f, "%u\t%.5f\t%.5f\t%.5f\t%.1f\t%.0f\t%.4f\t%.4f\t%u\t%.4f\t%.4f\t%.4f\t%.4f\n",
+              ep->epoch, ep->train_loss, ep->dev_metric, ep->dev_nll, ep->seconds,
+              ep->events_per_s, ep->train_s, ep->cpu_s, ep->workers, ep->work_sum_s,
+              ep->work_min_s, ep->work_max_s, ep->serial_s);
+    }
     if (fclose(f) != 0) goto out;
   }
   status = 0;
