@@ -179,6 +179,7 @@ struct trainer {
   uint8_t *sreset, *stgt;
   size_t T_eff;
   size_t R;                 /* target rows of the chunk, all workers */
+  size_t R_sched;           /* the same, counted by the schedule */
   float *Wcat, *bias;       /* [W_ih | W_hh] and b_ih + b_hh, packed per chunk */
   float bscale;             /* chunk_backward's scale */
   float adam_sc, adam_step, adam_b1, adam_b2, adam_eps;
@@ -530,6 +531,7 @@ static void pack_cell(trainer_t *t) {
 static void chunk_schedule(trainer_t *t) {
   const size_t B = t->B;
   t->T_eff = 0;
+  t->R_sched = 0;
   for (size_t s = 0; s < t->T; s++) {
     size_t n_active = 0;
     for (size_t b = 0; b < B; b++) {
@@ -549,6 +551,7 @@ static void chunk_schedule(trainer_t *t) {
       uint32_t u = (uint32_t)t->s_user[b];
       t->sev[row] = t->u_start[u] + t->s_pos[b];
       t->stgt[row] = t->s_pos[b] + 1 < t->u_len[u];
+      t->R_sched += t->stgt[row];
       if (++t->s_pos[b] == t->u_len[u]) t->s_user[b] = -1;
     }
     if (n_active == 0) break;
@@ -849,6 +852,31 @@ static void chunk_backward(trainer_t *t, float scale) {
   pool_run(t, work_sum);
 }
 
+static void work_forward_backward(trainer_t *t, worker_t *w) {
+  work_forward(t, w);
+  work_backward(t, w);
+}
+
+/* One training chunk: chunk_forward then chunk_backward with scale 1/R,
+ * but each worker runs its backward right after its forward (the schedule
+ * knows R, so one wait fewer per chunk). Returns the summed loss; sets
+ * T_eff and R (no gradient when R is 0). */
+static double chunk_train(trainer_t *t) {
+  pack_cell(t);
+  t->R = 0;
+  chunk_schedule(t);
+  if (t->T_eff == 0) return 0.0;
+  if (t->R_sched > 0) t->bscale = 1.0f / (float)t->R_sched;
+  pool_run(t, t->R_sched > 0 ? work_forward_backward : work_forward);
+  double loss = 0;
+  for (unsigned k = 0; k < t->nthreads; k++) {
+    t->R += t->w[k].R;
+    loss += t->w[k].loss;
+  }
+  if (t->R > 0) pool_run(t, work_sum);
+  return loss;
+}
+
 static void work_adam(trainer_t *t, worker_t *w) {
   const float b1 = t->adam_b1, b2 = t->adam_b2, eps = t->adam_eps, sc = t->adam_sc,
               step = t->adam_step;
@@ -920,12 +948,11 @@ int train_run(const train_opts_t *o, const event_t *events, size_t n, train_resu
     for (unsigned k = 0; k < t->nthreads; k++) t->w[k].busy_s = 0;
     epoch_begin(t);
     for (;;) {
-      double loss = chunk_forward(t);
+      double loss = chunk_train(t);
       if (t->T_eff == 0) break;
       if (t->R == 0) continue;
       loss_sum += loss;
       targets += t->R;
-      chunk_backward(t, 1.0f / (float)t->R);
       adam_step(t, lr, o->clip);
     }
     train_epoch_t *c = &res->curve[res->n_epochs++];
