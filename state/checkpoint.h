@@ -138,6 +138,8 @@ typedef struct {
   uint64_t users;
   int64_t created_ms;  /* wall clock when written, Unix ms */
   unsigned skipped;    /* newer generations skipped as corrupt/unreadable */
+  int64_t refused_next_offset; /* IX_EMISMATCH: the refused file's next offset (every event
+                                  before it was answered); else -1 */
 } ckpt_restore_info_t;
 
 /* Replace the store's users of `partition` with the newest valid checkpoint
@@ -151,6 +153,11 @@ typedef struct {
 int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerprint,
                            store_t *st, ckpt_restore_info_t *info, char *errstr,
                            size_t errstr_size);
+
+/* 1 when dir holds a checkpoint file (any generation, valid or not) for
+ * `partition`, else 0 (also when dir cannot be read). A directory scan, no
+ * file is opened. */
+int ckpt_has_partition(const char *dir, int32_t partition);
 
 /* Header fields of a checkpoint file. */
 typedef struct {

@@ -204,10 +204,27 @@ int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerpri
   return rc;
 }
 
+typedef struct {
+  int32_t partition;
+  int found;
+} has_t;
+
+static void has_one(void *ctx, int32_t partition, uint64_t gen) {
+  (void)gen;
+  has_t *h = ctx;
+  if (partition == h->partition) h->found = 1;
+}
+
+int ckpt_has_partition(const char *dir, int32_t partition) {
+  has_t h = {partition, 0};
+  return ckf_scan_dir(dir, has_one, &h) == 0 && h.found;
+}
+
 int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerprint,
                            store_t *st, ckpt_restore_info_t *info, char *errstr,
                            size_t errstr_size) {
   memset(info, 0, sizeof *info);
+  info->refused_next_offset = -1;
   if (errstr && errstr_size) errstr[0] = '\0';
   store_drop_partition(st, partition);
   ckf_gen_list_t gl = {.partition = partition};
@@ -250,6 +267,7 @@ int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerpr
     }
     store_drop_partition(st, partition);
     if (frc == IX_EMISMATCH || frc == IX_ENOMEM) {
+      if (frc == IX_EMISMATCH) info->refused_next_offset = fi.next_offset; /* header read */
       LOG_ERROR(MOD, "partition %d: %s", (int)partition, why);
       ckf_append(errstr, errstr_size, why);
       rc = frc;
