@@ -10,18 +10,21 @@
 # C 2 threads / C 1 thread), and C's CPU split per epoch: process CPU / wall,
 # the workers' CPU (sum and slowest worker) and the serial wall part, so the
 # scaling of the parallel part shows even when other jobs take the cores.
-#   usage: tests/bench/bench_train_torch.sh [--epochs N] [--rounds R] [--build DIR]
+# --c-only: interestctl train alone, 1 and 2 threads alternated (no PyTorch).
+#   usage: tests/bench/bench_train_torch.sh [--epochs N] [--rounds R] [--build DIR] [--c-only]
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$SRC/build/release
 EPOCHS=3
 ROUNDS=2
+C_ONLY=0
 while (($#)); do
   case "$1" in
     --epochs) EPOCHS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --build) BUILD=$(cd "$2" && pwd); shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --c-only) C_ONLY=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench_train_torch.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -49,6 +52,7 @@ for r in $(seq "$ROUNDS"); do
     echo "$th C $r $ld | $(awk '!/^#/ {printf "%s [%s %s %s %s %s] ", $6, $7, $8, $10, $12, $13}' "$TMP/c.tsv")"
     awk -v th="$th" -v r="$r" -v ld="$ld" '!/^#/ {print th, "C", r, ld, $2, $6, $7, $8, $10, $12, $13}' \
       "$TMP/c.tsv" >> "$TMP/all"
+    ((C_ONLY)) && continue
     ld=$(cut -d' ' -f1 /proc/loadavg)
     PYTHONPATH=$SRC/python $PY -m interestd_torch.train "${ARGS[@]}" --threads "$th" --device cpu --expert-constants "$XC" \
       --out "$TMP/p.ixm" --curve "$TMP/p.tsv" 2>/dev/null
@@ -67,6 +71,8 @@ for line in open(sys.argv[1]):
 def col(th, side, i):
     return [row[i] for row in v[(th, side)]]
 for th in ("1", "2"):
+    if (th, "torch") not in v:
+        continue
     c, t = med(col(th, "C", 2)), med(col(th, "torch", 2))
     loads = col(th, "C", 0) + col(th, "torch", 0)
     print(f"{th} thread(s): interestctl train {c:,.0f} ev/s, PyTorch {t:,.0f} ev/s (medians of "
