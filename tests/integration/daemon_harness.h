@@ -189,6 +189,18 @@ static H_UNUSED const char *h_T(const char *name) {
   return p;
 }
 
+/* A client of the real cluster for the Admin API and metadata (a producer
+ * handle; free with rd_kafka_destroy()). */
+static H_UNUSED rd_kafka_t *h_admin_client(void) {
+  char err[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  H_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", h_real_bootstrap(), err, sizeof err) ==
+              RD_KAFKA_CONF_OK, "%s", err);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  H_CHECK(rk, "%s", err);
+  return rk;
+}
+
 /* Creates topic h_T(name) with parts partitions (Admin API on a real cluster)
  * and waits until every partition has a leader. */
 static H_UNUSED void h_create_topic(const char *name, int parts) {
@@ -199,11 +211,7 @@ static H_UNUSED void h_create_topic(const char *name, int parts) {
     return;
   }
   const char *topic = h_T(name);
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  H_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", h_real_bs, err, sizeof err) ==
-          RD_KAFKA_CONF_OK, "%s", err);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  H_CHECK(rk, "%s", err);
+  rd_kafka_t *rk = h_admin_client();
   rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, parts, 1, err, sizeof err);
   H_CHECK(nt, "%s", err);
   /* The bundled events are from 2017 and keep their timestamps: a broker's
@@ -564,6 +572,64 @@ static H_UNUSED double h_metric_sum(const char *body, const char *name) {
   return sum;
 }
 
+/* The sum of a metric's samples on the /metrics page at port (fails the test
+ * when the page cannot be read). */
+static H_UNUSED double h_metric(int port, const char *name) {
+  char *body = h_http_get(port, "/metrics");
+  H_CHECK(body, "no /metrics on port %d", port);
+  double v = h_metric_sum(body, name);
+  free(body);
+  return v;
+}
+
+/* The partition's low and high watermarks, asked of the broker. */
+static H_UNUSED void h_watermarks(const char *brokers, const char *topic, int32_t p, int64_t *lo,
+                                  int64_t *hi) {
+  char err[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  H_CHECK(rk, "%s", err);
+  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, lo, hi, 10000);
+  H_CHECK(!e, "watermarks: %s", rd_kafka_err2str(e));
+  rd_kafka_destroy(rk);
+}
+
+/* The retention check of test_daemon_faults (mock: its size cap drops the
+ * oldest batches) and tests/kafka/test_faults_kafka.c (DeleteRecords): the
+ * group committed `committed` on partition 0, whose log now spans [lo, hi)
+ * with lo > committed. Starts the daemon with conf (log: log) and checks
+ * that within timeout_s it consumes the hi - lo events left, counts exactly
+ * lo - committed in interestd_events_skipped_by_retention_total, and logs
+ * one error line naming both offsets. Returns the running daemon's pid. */
+static H_UNUSED pid_t h_check_retention_skip(const char *conf, const char *log, int64_t committed,
+                                             int64_t lo, int64_t hi, double timeout_s) {
+  pid_t pid = h_spawn(conf, log);
+  H_CHECK(h_wait_log(log, "metrics on http", 60), "no metrics line (log %s)", log);
+  int port = h_metrics_port(log);
+  double consumed = 0, deadline = h_now() + timeout_s;
+  while (h_now() < deadline &&
+         (consumed = h_metric(port, "interestd_events_consumed_total")) < (double)(hi - lo))
+    h_sleep_ms(200);
+  H_CHECK(consumed == (double)(hi - lo), "consumed %g, want %" PRId64 " (log %s)", consumed,
+          hi - lo, log);
+  double skipped = h_metric(port, "interestd_events_skipped_by_retention_total");
+  printf("retention: %.0f offsets counted as skipped, %" PRId64 " deleted unread\n", skipped,
+         lo - committed);
+  H_CHECK(skipped == (double)(lo - committed), "interestd_events_skipped_by_retention_total = %g, "
+          "want %" PRId64 " (log %s)", skipped, lo - committed, log);
+  char line[256];
+  snprintf(line, sizeof line, "deleted by the broker's retention before they were read: "
+           "expected offset %" PRId64 ", the log now starts at %" PRId64, committed, lo);
+  H_CHECK(h_wait_log(log, line, 1), "no error line '%s' (log %s)", line, log);
+  char *text = h_read_file(log);
+  int lines = 0;
+  for (const char *s = text; (s = strstr(s, "deleted by the broker's retention")); s++) lines++;
+  free(text);
+  H_CHECK(lines == 1, "%d retention error lines, want 1 (log %s)", lines, log);
+  return pid;
+}
+
 /* Reads a topic (all partitions, from the start) into a record file until
  * count messages or timeout; returns the number read. */
 static H_UNUSED uint64_t h_collect(const char *brokers, const char *topic, const char *out,
@@ -711,6 +777,35 @@ static H_UNUSED uint64_t h_check_output(const char *rec, const h_msg_t *msgs, si
   return total;
 }
 
+/* Reads `topic` into the record file `out` (at most max_out predictions a
+ * pass) until every event of msgs[0, n) has a prediction or timeout_s pass,
+ * each prediction checked against ref (h_check_output with values).
+ * counts (n entries, the caller's) ends with each event's number of
+ * predictions, *total with the predictions read. Returns the number of events
+ * without a prediction. */
+static H_UNUSED size_t h_await_output(const char *brokers, const char *topic, const char *out,
+                                      const h_msg_t *msgs, size_t n, const prediction_t *ref,
+                                      const int *ok, uint64_t max_out, double timeout_s,
+                                      uint32_t *counts, uint64_t *total) {
+  size_t missing = n;
+  *total = 0;
+  for (double end = h_now() + timeout_s; missing && h_now() < end;) {
+    h_collect(brokers, topic, out, max_out, 3000);
+    memset(counts, 0, n * sizeof *counts);
+    *total = h_check_output(out, msgs, n, ref, ok, counts, 1);
+    missing = 0;
+    for (size_t i = 0; i < n; i++) missing += counts[i] == 0;
+  }
+  return missing;
+}
+
+/* The number of predictions beyond the first per event. */
+static H_UNUSED size_t h_duplicates(const uint32_t *counts, size_t n) {
+  size_t dups = 0;
+  for (size_t i = 0; i < n; i++) dups += counts[i] > 1 ? counts[i] - 1 : 0;
+  return dups;
+}
+
 /* The value of one sample line "name{labels} value" (series: the text up to
  * the value, e.g. "interestd_state_restores_total{source=\"cold\"} ") on
  * the /metrics page of the daemon whose log is `log`; -1 when absent. */
@@ -736,16 +831,9 @@ static H_UNUSED void h_expect_answered(const char *brokers, const char *model,
   int *ok = calloc(upto, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, upto, ok);
   uint32_t *counts = calloc(upto, sizeof *counts);
-  size_t missing = upto;
-  double end = h_now() + timeout_s;
-  while (missing && h_now() < end) {
-    const char *out = h_path("out.rec");
-    h_collect(brokers, h_T("interests"), out, max_out, 2000);
-    memset(counts, 0, upto * sizeof *counts);
-    h_check_output(out, msgs, upto, ref, ok, counts, 1);
-    missing = 0;
-    for (size_t i = 0; i < upto; i++) missing += counts[i] == 0;
-  }
+  uint64_t total;
+  size_t missing = h_await_output(brokers, h_T("interests"), h_path("out.rec"), msgs, upto, ref,
+                                  ok, max_out, timeout_s, counts, &total);
   H_CHECK(missing == 0, "%zu of %zu events have no prediction (log %s)", missing, upto, log);
   free(ok);
   free(ref);

@@ -62,3 +62,57 @@ ix_conf() {
     cat
   } > "$1"
 }
+
+# --- the kill tests' pieces (test_crash_recovery, test_standby_members,
+# tests/kafka/test_exactly_once): the caller defines fail() ---
+now() { date +%s.%N; }
+# ix_sleep_ms MS
+ix_sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
+# ix_wait_log FILE PATTERN SECONDS: 0 once FILE has a line matching PATTERN
+# (checked every 50 ms), 1 when SECONDS pass first
+ix_wait_log() {
+  local i
+  for i in $(seq $(($3 * 20))); do grep -qs "$2" "$1" && return 0; sleep 0.05; done
+  grep -qs "$2" "$1"
+}
+# ix_metrics_url LOG: the daemon's metrics address from its log (waits up to 10 s)
+ix_metrics_url() { ix_wait_log "$1" "metrics on http" 10 || true; grep -o 'http://[0-9.:]*/metrics' "$1" | head -1; }
+# ix_feed RECFILE RATE: produces RECFILE's records to events$SFX at BS, each
+# to its recorded partition in file order (the topic's offsets are the
+# file's), at RATE events/s, in the background (tests/py/ixfeed.py); sets
+# FEED; log $T/feed.log. ix_feed_wait: waits for it to end, fails when it
+# failed, prints its summary.
+ix_feed() {
+  $PY "$SRC/tests/py/ixfeed.py" "$1" "$BS" "$2" > "$T/feed.log" 2>&1 &
+  FEED=$!
+}
+ix_feed_wait() {
+  wait "$FEED" || fail "the feed failed: $(cat "$T/feed.log")"
+  FEED=
+  cat "$T/feed.log"
+}
+# ix_caught_up PARTS SECONDS DELIVERED URL...: waits until the members at the
+# metrics URLs, together, have lag 0 on PARTS partitions and (DELIVERED=1)
+# every produced prediction delivered (tests/py/ixcaughtup.py); 1 after
+# SECONDS without progress (or 6 x SECONDS in all)
+ix_caught_up() { $PY "$SRC/tests/py/ixcaughtup.py" "$@"; }
+# ix_check_states CONF DIR: the checkpoints in DIR bit-identical to offline
+# replay of $T/in.rec (which writes its predictions to $T/offline.rec)
+ix_check_states() {
+  "$CTL" replay --offline --input "$T/in.rec" --output "$T/offline.rec" -c "$1" \
+    --check-state "$2" 2> "$T/check.log" || { tail -20 "$T/check.log"; fail "states differ from offline replay"; }
+  grep "check-state: every user" "$T/check.log"
+}
+# ix_check_predictions [TOPIC_REC]: records the output topic interests$SFX to
+# $T/out.rec and checks every input event ($T/in.rec) answered, each
+# prediction equal to offline replay's ($T/offline.rec); with TOPIC_REC, the
+# input topic recorded there first and checked to hold $T/in.rec at its
+# offsets (tests/py/ixcheckout.py)
+ix_check_predictions() {
+  "$CTL" record --brokers "$BS" --topic "interests$SFX" --output "$T/out.rec" --until-end --timeout-ms 30000 2>/dev/null
+  if [ -n "${1:-}" ]; then
+    "$CTL" record --brokers "$BS" --topic "events$SFX" --output "$1" --until-end --timeout-ms 30000 2>/dev/null
+  fi
+  $PY "$SRC/tests/py/ixcheckout.py" "$T/in.rec" "$T/out.rec" "$T/offline.rec" ${1:+"$1"} ||
+    fail "the output check failed"
+}

@@ -331,21 +331,11 @@ int main(void) {
 
   int *ok = calloc(N_EVENTS, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);
-  uint32_t *counts = NULL;
-  uint64_t total = 0;
-  size_t missing = N_EVENTS;
-  double end = h_now() + 90;
-  while (missing && h_now() < end) {
-    const char *out = h_path("out.rec");
-    h_collect(brokers, "interests", out, 3 * N_EVENTS, 3000);
-    free(counts);
-    counts = calloc(N_EVENTS, sizeof *counts);
-    total = h_check_output(out, msgs, N_EVENTS, ref, ok, counts, 1);
-    missing = 0;
-    for (size_t i = 0; i < N_EVENTS; i++) missing += counts[i] == 0;
-  }
-  size_t dups = 0;
-  for (size_t i = 0; i < N_EVENTS; i++) dups += counts[i] > 1 ? counts[i] - 1 : 0;
+  uint32_t *counts = calloc(N_EVENTS, sizeof *counts);
+  uint64_t total;
+  size_t missing = h_await_output(brokers, "interests", h_path("out.rec"), msgs, N_EVENTS, ref,
+                                  ok, 3 * N_EVENTS, 90, counts, &total);
+  size_t dups = h_duplicates(counts, N_EVENTS);
   printf("after the failover: %" PRIu64 " predictions for %d events, %zu missing, %zu "
          "duplicates\n", total, N_EVENTS, missing, dups);
   H_CHECK(missing == 0, "%zu events have no prediction (logs %s %s)", missing, log1, log2);
@@ -389,17 +379,10 @@ int main(void) {
   const char *log3 = h_path("third.log");
   pid_t d3 = h_spawn(conf3, log3);
   H_CHECK(h_wait_log(log3, "assigned partitions", 30), "no assignment (log %s)", log3);
-  size_t missing3 = N_TAIL;
-  uint64_t total3 = 0;
-  end = h_now() + 90;
-  while (missing3 && h_now() < end) {
-    const char *out = h_path("out3.rec");
-    h_collect(brokers, "interests", out, 3 * (N_EVENTS + N_TAIL), 3000);
-    memset(counts_all, 0, (N_EVENTS + N_TAIL) * sizeof *counts_all);
-    total3 = h_check_output(out, msgs, N_EVENTS + N_TAIL, ref_all, ok_all, counts_all, 1);
-    missing3 = 0;
-    for (size_t i = 0; i < N_EVENTS + N_TAIL; i++) missing3 += counts_all[i] == 0;
-  }
+  uint64_t total3;
+  size_t missing3 = h_await_output(brokers, "interests", h_path("out3.rec"), msgs,
+                                   N_EVENTS + N_TAIL, ref_all, ok_all, 3 * (N_EVENTS + N_TAIL),
+                                   90, counts_all, &total3);
   int port3 = h_metrics_port(log3);
   char *pg = port3 ? h_http_get(port3, "/metrics") : NULL;
   double skipped = metric(pg, "interestd_state_events_skipped_total ");

@@ -22,7 +22,6 @@ SEED=${IX_CRASH_SEED:-$(( $(date +%s) % 100000 ))}
 echo "crash-recovery: seed $SEED (IX_CRASH_SEED=$SEED repeats the kill schedule), $KILLS kills, feed $RATE events/s"
 RANDOM=$SEED
 fail() { echo "FAIL: $*"; for f in "$T"/d.*.log; do [ -f "$f" ] && { echo "== $f"; grep -v '\[kafka\]' "$f" | tail -5; }; done; exit 1; }
-now() { date +%s.%N; }
 
 "$CTL" import --format taobao --input "$DATA" --output "$T/in.rec" --partitions 8 >/dev/null
 ix_broker events:8 interests:32
@@ -40,32 +39,7 @@ EOF
 
 # The feed: each record to its recorded partition, in file order (so the
 # topic's offsets are the file's), at RATE events/s.
-$PY - "$T/in.rec" "$BS" "$RATE" > "$T/feed.log" 2>&1 <<'EOF' &
-import os, sys, time
-sys.path.insert(0, __import__("os").environ["IX_SOURCE_DIR"] + "/tests/py")
-import ixrec
-from confluent_kafka import Producer
-path, bs, rate = sys.argv[1], sys.argv[2], float(sys.argv[3])
-p = Producer({"bootstrap.servers": bs, "linger.ms": 5, "enable.idempotence": True})
-t0 = time.monotonic()
-n = 0
-for part, off, ts, key, value in ixrec.read_records(path):
-    ahead = t0 + n / rate - time.monotonic()
-    if ahead > 0:
-        time.sleep(ahead)
-    while True:
-        try:
-            p.produce("events" + os.environ["SFX"], value=value, key=key, partition=part, timestamp=ts)
-            break
-        except BufferError:
-            p.poll(0.01)
-    n += 1
-    if n % 200 == 0:
-        p.poll(0)
-assert p.flush(60) == 0, "undelivered events"
-print(f"feed: {n} events in {time.monotonic() - t0:.1f} s")
-EOF
-FEED=$!
+ix_feed "$T/in.rec" "$RATE"
 t_begin=$(now)
 
 # Kill -9 at random points: mostly a random time after the partitions were
@@ -80,13 +54,12 @@ for kill in $(seq "$KILLS"); do
     ms=$((RANDOM % 12000))
     phase="since start"
   else
-    for _ in $(seq 400); do grep -q "assigned partitions" "$T/d.$run.log" && break; sleep 0.05; done
-    grep -q "assigned partitions" "$T/d.$run.log" || fail "run $run: no partition assignment within 20 s"
+    ix_wait_log "$T/d.$run.log" "assigned partitions" 20 || fail "run $run: no partition assignment within 20 s"
     ms=$((300 + RANDOM % 3000))
     phase="after assignment"
   fi
   delay=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
-  sleep "$delay"
+  ix_sleep_ms "$ms"
   kill -9 "$DAEMON"; wait "$DAEMON" 2>/dev/null || true
   DAEMON=
   restored=$(grep -c "restored .* users from checkpoint generation" "$T/d.$run.log" || true)
@@ -163,32 +136,13 @@ EOF
 done
 
 # Final run: let it consume everything, then stop it cleanly (checkpoints on revoke).
-wait "$FEED" || fail "the feed failed: $(cat "$T/feed.log")"
-FEED=
-cat "$T/feed.log"
+ix_feed_wait
 run=$((run + 1))
 "$D" -c "$T/interestd.conf" 2> "$T/d.$run.log" &
 DAEMON=$!
-for _ in $(seq 100); do grep -q "metrics on http" "$T/d.$run.log" && break; sleep 0.1; done
-URL=$(grep -o 'http://[0-9.:]*/metrics' "$T/d.$run.log" | head -1)
+URL=$(ix_metrics_url "$T/d.$run.log")
 [ -n "$URL" ] || fail "final run: no metrics address in the log"
-$PY - "$URL" <<'EOF' || fail "final run did not catch up"
-import sys, time, urllib.request
-url = sys.argv[1]
-deadline = time.monotonic() + 90
-while time.monotonic() < deadline:
-    time.sleep(0.5)
-    try:
-        text = urllib.request.urlopen(url, timeout=2).read().decode()
-    except OSError:
-        continue
-    lag = [float(l.split()[-1]) for l in text.splitlines() if l.startswith("interestd_consumer_lag_messages{")]
-    val = lambda name: sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name))
-    if len(lag) == 8 and sum(lag) == 0 and val("interestd_predictions_produced_total") == val("interestd_predictions_delivered_total"):
-        print(f"final run caught up: lag 0 on 8 partitions, {val('interestd_events_processed_total'):.0f} events processed by it")
-        sys.exit(0)
-sys.exit(1)
-EOF
+ix_caught_up 8 90 1 "$URL" || fail "final run did not catch up"
 kill -TERM "$DAEMON"
 wait "$DAEMON" || fail "final run exited with $? after SIGTERM"
 DAEMON=
@@ -203,39 +157,9 @@ fi
 echo "total $(echo "$(now) - $t_begin" | bc | cut -d. -f1) s for $KILLS kills and the final run"
 
 # 1. States: the checkpoints of the clean shutdown vs offline replay.
-"$CTL" replay --offline --input "$T/in.rec" --output "$T/offline.rec" -c "$T/interestd.conf" \
-  --check-state "$T/ckpt" 2> "$T/check.log" || { cat "$T/check.log"; fail "states differ from offline replay"; }
-grep "check-state: every user" "$T/check.log"
+ix_check_states "$T/interestd.conf" "$T/ckpt"
 
-# 2, 3. Predictions: every input event answered, each equal to offline replay's.
-"$CTL" record --brokers "$BS" --topic "interests$SFX" --output "$T/out.rec" --until-end --timeout-ms 30000 2>/dev/null
-"$CTL" record --brokers "$BS" --topic "events$SFX" --output "$T/topic.rec" --until-end --timeout-ms 30000 2>/dev/null
-$PY - "$T/in.rec" "$T/topic.rec" "$T/out.rec" "$T/offline.rec" <<'EOF'
-import sys, collections
-sys.path.insert(0, __import__("os").environ["IX_SOURCE_DIR"] + "/tests/py")
-import msgpack, ixrec
-in_path, topic_path, out_path, off_path = sys.argv[1:]
-inp = {(p, o): v for p, o, _, _, v in ixrec.read_records(in_path)}
-topic = {(p, o): v for p, o, _, _, v in ixrec.read_records(topic_path)}
-assert topic == inp, "the input topic does not hold the record file at its offsets"
-ref = {}
-for _, _, _, _, v in ixrec.read_records(off_path):
-    d = msgpack.unpackb(v, raw=False)
-    ref[(d["sp"], d["so"])] = ixrec.without_wall_clock(d)
-count = collections.Counter()
-wrong = []
-for _, _, _, key, v in ixrec.read_records(out_path):
-    d = msgpack.unpackb(v, raw=False)
-    src = (d["sp"], d["so"])
-    count[src] += 1
-    if ref.get(src) != ixrec.without_wall_clock(d) or key != str(d["u"]).encode():
-        wrong.append(src)
-missing = [s for s in inp if s not in count]
-total = sum(count.values())
-print(f"output: {total} predictions for {len(count)} of {len(inp)} input events; "
-      f"{total - len(count)} duplicated predictions ({sum(1 for c in count.values() if c > 1)} events answered more than once)")
-assert not missing, f"{len(missing)} input events have no prediction, e.g. {sorted(missing)[:5]}"
-assert not wrong, f"{len(wrong)} predictions differ from offline replay, e.g. {sorted(wrong)[:5]}"
-print("every prediction equals offline replay's for its source event (all fields but 'et')")
-EOF
+# 2, 3. Predictions: every input event answered, each equal to offline replay's;
+# the input topic holds the record file at its offsets.
+ix_check_predictions "$T/topic.rec"
 echo "1 passed, 0 failed"

@@ -110,14 +110,6 @@ static void stop_and_check_commits(pid_t pid, const char *log, const char *broke
   }
 }
 
-static double metric(int port, const char *name) {
-  char *body = h_http_get(port, "/metrics");
-  H_CHECK(body, "GET /metrics");
-  double v = h_metric_sum(body, name);
-  free(body);
-  return v;
-}
-
 /* One metric sample with its labels, e.g. name{kind="prediction",reason="invalid"}. */
 static double metric_series(int port, const char *series) {
   char *body = h_http_get(port, "/metrics");
@@ -167,11 +159,11 @@ static void test_poison(int drop_truncated) {
   double want_done = 1;
   double end = h_now() + 60;
   while (h_now() < end &&
-         metric(port, "interestd_dead_letters_truncated_total") +
-                 metric(port, "interestd_messages_dropped_total") <
+         h_metric(port, "interestd_dead_letters_truncated_total") +
+                 h_metric(port, "interestd_messages_dropped_total") <
              want_done + (drop_truncated ? 1 : 0))
     h_sleep_ms(100);
-  double truncated = metric(port, "interestd_dead_letters_truncated_total");
+  double truncated = h_metric(port, "interestd_dead_letters_truncated_total");
   double dropped = metric_series(
       port, "interestd_messages_dropped_total{kind=\"dead_letter\",reason=\"too_large\"} ");
   double too_large = metric_series(port, "interestd_produce_failures_total{reason=\"too_large\"} ");
@@ -180,7 +172,7 @@ static void test_poison(int drop_truncated) {
   H_CHECK(truncated == 1, "interestd_dead_letters_truncated_total = %g", truncated);
   H_CHECK(dropped == (drop_truncated ? 1 : 0), "dead-letter drops = %g", dropped);
   H_CHECK(too_large == (drop_truncated ? 2 : 1), "too_large failures = %g", too_large);
-  H_CHECK(metric(port, "interestd_messages_dropped_total") == dropped, "other drops counted");
+  H_CHECK(h_metric(port, "interestd_messages_dropped_total") == dropped, "other drops counted");
 
   char *text = h_read_file(log);
   H_CHECK(strstr(text, "refused locally"), "the log does not say the refusal was local");
@@ -242,7 +234,7 @@ static void test_prediction_failure(void) {
       "interestd_messages_dropped_total{kind=\"prediction\",reason=\"invalid\"} ";
   double end = h_now() + 240, delivered = 0, dropped = 0;
   while (h_now() < end) {
-    delivered = metric(port, "interestd_predictions_delivered_total");
+    delivered = h_metric(port, "interestd_predictions_delivered_total");
     dropped = metric_series(port, series);
     if (delivered + dropped >= N_EVENTS) break;
     h_sleep_ms(100);
@@ -301,14 +293,14 @@ static void test_health_and_lag(void) {
           log);
   printf("health: %s", strstr(body, "\r\n\r\n") ? strstr(body, "\r\n\r\n") + 4 : body);
   free(body);
-  H_CHECK(metric(port, "interestd_consumer_paused") == 1, "interestd_consumer_paused != 1");
+  H_CHECK(h_metric(port, "interestd_consumer_paused") == 1, "interestd_consumer_paused != 1");
   /* lag: everything not consumed, on every partition */
   /* the gauge follows each partition's high watermark as the client learns it
    * (a few seconds after assignment under load): wait for it to settle */
   double consumed = 0, lag = 0;
   for (double lag_end = h_now() + 60; h_now() < lag_end; h_sleep_ms(200)) {
-    consumed = metric(port, "interestd_events_consumed_total");
-    lag = metric(port, "interestd_consumer_lag_messages");
+    consumed = h_metric(port, "interestd_events_consumed_total");
+    lag = h_metric(port, "interestd_consumer_lag_messages");
     if (lag == N_EVENTS - consumed) break;
   }
   printf("health: consumed %.0f, lag %.0f of %d\n", consumed, lag, N_EVENTS);
@@ -322,7 +314,7 @@ static void test_health_and_lag(void) {
   double t_clear = h_now();
   end = t_clear + 240;
   double delivered = 0;
-  while (h_now() < end && (delivered = metric(port, "interestd_predictions_delivered_total")) <
+  while (h_now() < end && (delivered = h_metric(port, "interestd_predictions_delivered_total")) <
                               N_EVENTS)
     h_sleep_ms(200);
   H_CHECK(delivered >= N_EVENTS, "delivered %g of %d in %.0f s (log %s)", delivered, N_EVENTS,
@@ -341,7 +333,7 @@ static void test_health_and_lag(void) {
   free(body);
   double lag_after = -1;
   for (end = h_now() + 30; h_now() < end; h_sleep_ms(200))
-    if ((lag_after = metric(port, "interestd_consumer_lag_messages")) == 0) break;
+    if ((lag_after = h_metric(port, "interestd_consumer_lag_messages")) == 0) break;
   H_CHECK(lag_after == 0, "lag %g after recovery (log %s)", lag_after, log);
   stop_and_check_commits(pid, log, brokers, "health", msgs, N_EVENTS);
   printf("health: recovered, every event delivered, offsets committed\n");
@@ -370,7 +362,7 @@ static void test_commit_failure(void) {
   for (int p = 0; p < PARTS; p++) want += (double)end[p];
   double committed = 0, deadline = h_now() + 60;
   while (h_now() < deadline &&
-         (committed = metric(port, "interestd_committed_offset")) < want)
+         (committed = h_metric(port, "interestd_committed_offset")) < want)
     h_sleep_ms(200);
   printf("commit: committed offsets sum %.0f of %.0f\n", committed, want);
   H_CHECK(committed == want, "interestd_committed_offset sums to %g, want %g", committed, want);
@@ -445,26 +437,13 @@ static void test_foreign_checkpoint(void) {
   free(counts);
   H_CHECK(h_wait_log(log, "checkpoint ignored, starting cold", 30), "no error line (log %s)", log);
   int port = h_metrics_port(log);
-  double refused = metric(port, "interestd_checkpoints_refused_total");
+  double refused = h_metric(port, "interestd_checkpoints_refused_total");
   printf("foreign: %.0f checkpoints refused\n", refused);
   H_CHECK(refused >= 1, "interestd_checkpoints_refused_total = %g", refused);
   kill(pid, SIGTERM);
   H_CHECK(h_wait_exit(pid, 60.0) == 0, "cluster B exit (log %s)", log);
   h_free_msgs(msgs, N_EVENTS);
   mockbroker_destroy(mb);
-}
-
-/* The partition's low and high watermarks, asked of the broker. */
-static void watermarks(const char *brokers, const char *topic, int32_t p, int64_t *lo,
-                       int64_t *hi) {
-  char err[512];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  H_CHECK(rk, "%s", err);
-  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, lo, hi, 10000);
-  H_CHECK(!e, "watermarks: %s", rd_kafka_err2str(e));
-  rd_kafka_destroy(rk);
 }
 
 static void test_retention_skip(void) {
@@ -498,30 +477,13 @@ static void test_retention_skip(void) {
   }
   h_produce(brokers, "events", fill, 0, N_FILL, 0);
   int64_t lo, hi;
-  watermarks(brokers, "events", 0, &lo, &hi);
+  h_watermarks(brokers, "events", 0, &lo, &hi);
   printf("retention: log now [%" PRId64 ", %" PRId64 "), committed %" PRId64 "\n", lo, hi,
          committed);
   H_CHECK(lo > committed && hi == N_FIRST + N_FILL, "the mock kept everything: [%" PRId64
           ", %" PRId64 ")", lo, hi);
   log = h_path("retention_b.log");
-  pid = h_spawn(conf, log);
-  H_CHECK(h_wait_log(log, "metrics on http", 60), "no metrics line (log %s)", log);
-  int port = h_metrics_port(log);
-  double consumed = 0, deadline = h_now() + 120;
-  while (h_now() < deadline &&
-         (consumed = metric(port, "interestd_events_consumed_total")) < (double)(hi - lo))
-    h_sleep_ms(200);
-  H_CHECK(consumed == (double)(hi - lo), "consumed %g, want %" PRId64 " (log %s)", consumed,
-          hi - lo, log);
-  double skipped = metric(port, "interestd_events_skipped_by_retention_total");
-  printf("retention: %.0f offsets counted as skipped, %" PRId64 " deleted unread\n", skipped,
-         lo - committed);
-  H_CHECK(skipped == (double)(lo - committed), "interestd_events_skipped_by_retention_total = %g, "
-          "want %" PRId64 " (log %s)", skipped, lo - committed, log);
-  char line[256];
-  snprintf(line, sizeof line, "deleted by the broker's retention before they were read: "
-           "expected offset %" PRId64 ", the log now starts at %" PRId64, committed, lo);
-  H_CHECK(h_wait_log(log, line, 1), "no error line '%s' (log %s)", line, log);
+  pid = h_check_retention_skip(conf, log, committed, lo, hi, 120);
   kill(pid, SIGTERM);
   H_CHECK(h_wait_exit(pid, 60.0) == 0, "second run's exit (log %s)", log);
   h_free_msgs(fill, N_FILL);

@@ -172,14 +172,6 @@ struct scenario {
   void (*check)(run_t *r);  /* the scenario's metric and log line */
 };
 
-static double metric(int port, const char *name) {
-  char *body = h_http_get(port, "/metrics");
-  H_CHECK(body, "GET /metrics on port %d", port);
-  double v = h_metric_sum(body, name);
-  free(body);
-  return v;
-}
-
 static int count_lines(const char *log, const char *needle) {
   char *s = h_read_file(log);
   int n = 0;
@@ -696,8 +688,8 @@ static void fault_sighup_config(run_t *r) {
 static void check_broker_down(run_t *r) {
   /* librdkafka keeps the predictions for the broker's partitions queued and
    * the input producers cannot write them either: no interestd counter moves */
-  double fails = metric(r->port[0], "interestd_produce_failures_total");
-  double lag = metric(r->port[0], "interestd_consumer_lag_messages");
+  double fails = h_metric(r->port[0], "interestd_produce_failures_total");
+  double lag = h_metric(r->port[0], "interestd_consumer_lag_messages");
   printf("  interestd_produce_failures_total %.0f, interestd_consumer_lag_messages %.0f\n", fails,
          lag);
   want_log(r->log[0], "Connection refused", 1);
@@ -706,8 +698,8 @@ static void check_broker_down(run_t *r) {
 static void check_all_down(run_t *r) { check_broker_down(r); }
 
 static void check_coordinator(run_t *r) {
-  double fails = metric(r->port[0], "interestd_commit_failures_total");
-  double rebal = metric(r->port[0], "interestd_rebalances_total");
+  double fails = h_metric(r->port[0], "interestd_commit_failures_total");
+  double rebal = h_metric(r->port[0], "interestd_rebalances_total");
   printf("  interestd_commit_failures_total %.0f, interestd_rebalances_total %.0f\n", fails,
          rebal);
 }
@@ -715,7 +707,7 @@ static void check_coordinator(run_t *r) {
 static void check_sigstop(run_t *r) {
   /* member 1 took the stopped member's partitions, member 0 lost them */
   want_log(r->log[0], "lost partitions [", 30);
-  double rebal1 = metric(r->port[1], "interestd_rebalances_total");
+  double rebal1 = h_metric(r->port[1], "interestd_rebalances_total");
   printf("  member 1: interestd_rebalances_total %.0f\n", rebal1);
   H_CHECK(rebal1 >= 2, "member 1 saw %g rebalances", rebal1);
   int a1 = count_lines(r->log[1], "assigned partitions [");
@@ -724,7 +716,7 @@ static void check_sigstop(run_t *r) {
 }
 
 static void check_malformed(run_t *r) {
-  double rejected = metric(r->port[0], "interestd_events_rejected_total");
+  double rejected = h_metric(r->port[0], "interestd_events_rejected_total");
   int lines = count_lines(r->log[0], "rejected message at partition");
   printf("  interestd_events_rejected_total %.0f of %zu malformed; %d log lines about them\n",
          rejected, r->n_bad, lines);
@@ -733,14 +725,14 @@ static void check_malformed(run_t *r) {
 }
 
 static void check_ckpt_removed(run_t *r) {
-  double fails = metric(r->port[0], "interestd_checkpoint_failures_total");
+  double fails = h_metric(r->port[0], "interestd_checkpoint_failures_total");
   printf("  interestd_checkpoint_failures_total %.0f; checkpoints back %.1f s after the "
          "removal\n", fails, ckpt_recovery_s);
   want_log(r->log[0], "was missing: created it again", 1);
 }
 
 static void check_ckpt_failed(run_t *r) {
-  double fails = metric(r->port[0], "interestd_checkpoint_failures_total");
+  double fails = h_metric(r->port[0], "interestd_checkpoint_failures_total");
   printf("  interestd_checkpoint_failures_total %.0f; checkpoints back %.1f s after the fault\n",
          fails, ckpt_recovery_s);
   H_CHECK(fails >= 1, "no checkpoint failure counted (log %s)", r->log[0]);
@@ -752,7 +744,7 @@ static void check_ckpt_corrupt(run_t *r) {
   want_log(r->log[0], "from checkpoint generation", 5);
   /* one corrupted file per partition, skipped at the restart (again if a
    * partition is re-assigned before its next checkpoint) */
-  double skipped = metric(r->port[0], "interestd_checkpoints_skipped_total");
+  double skipped = h_metric(r->port[0], "interestd_checkpoints_skipped_total");
   printf("  interestd_checkpoints_skipped_total %.0f\n", skipped);
   H_CHECK(skipped >= PARTS, "interestd_checkpoints_skipped_total = %g, want >= %d", skipped,
           PARTS);

@@ -60,14 +60,6 @@ static int get_body(int port, const char *path, char **body, size_t *len) {
   return status;
 }
 
-static double metric(int port, const char *name) {
-  char *body = h_http_get(port, "/metrics");
-  H_CHECK(body, "GET /metrics");
-  double v = h_metric_sum(body, name);
-  free(body);
-  return v;
-}
-
 int main(void) {
   if (!r_have_redis()) {
     printf("SKIP: redis-server is not on PATH\n");
@@ -103,8 +95,8 @@ int main(void) {
   for (int i = 0; i < 600 && (port = h_metrics_port(log)) <= 0; i++) h_sleep_ms(100);
   H_CHECK(port > 0, "no metrics port in %s", log);
   double written = 0;
-  for (int i = 0; i < 1200 && (written = metric(port, "interestd_redis_writes_total")) < third / 2;
-       i++)
+  for (int i = 0;
+       i < 1200 && (written = h_metric(port, "interestd_redis_writes_total")) < third / 2; i++)
     h_sleep_ms(50);
   H_CHECK(written >= third / 2, "only %.0f Redis writes (log %s)", written, log);
   r_kill(rpid);
@@ -115,11 +107,11 @@ int main(void) {
    * than the input, so the sink paused and resumed all along) */
   double consumed1 = 0, consumed2 = -1, backlog2 = 0;
   for (int i = 0; i < 20 && consumed1 != consumed2; i++) {
-    consumed1 = metric(port, "interestd_events_consumed_total");
+    consumed1 = h_metric(port, "interestd_events_consumed_total");
     h_sleep_ms(1500); /* auto-commit runs every 500 ms: time to (wrongly) commit */
-    consumed2 = metric(port, "interestd_events_consumed_total");
+    consumed2 = h_metric(port, "interestd_events_consumed_total");
   }
-  backlog2 = metric(port, "interestd_redis_backlog");
+  backlog2 = h_metric(port, "interestd_redis_backlog");
   printf("Redis down: backlog %.0f, consumed %.0f then %.0f 1.5 s later (of %zu produced)\n",
          backlog2, consumed1, consumed2, 2 * third);
   H_CHECK(backlog2 > 0, "nothing waits for Redis");
@@ -127,7 +119,7 @@ int main(void) {
           consumed2);
   H_CHECK(consumed2 < (double)(2 * third), "everything was consumed: no pause");
   H_CHECK(backlog2 < MAX_BACKLOG + 4 * 256 + 256, "backlog %.0f beyond its bound", backlog2);
-  H_CHECK(metric(port, "interestd_redis_up") == 0, "interestd_redis_up not 0");
+  H_CHECK(h_metric(port, "interestd_redis_up") == 0, "interestd_redis_up not 0");
   char *hz = h_http_get(port, "/healthz");
   H_CHECK(hz && strstr(hz, " 503 ") && strstr(hz, "redis sink down"), "healthz: %s", hz);
   printf("healthz: %s", strstr(hz, "redis sink down"));
@@ -175,7 +167,7 @@ int main(void) {
   double resumed = consumed2;
   for (int i = 0; i < 600 && resumed == consumed2; i++) {
     h_sleep_ms(100);
-    resumed = metric(port, "interestd_events_consumed_total");
+    resumed = h_metric(port, "interestd_events_consumed_total");
   }
   H_CHECK(resumed > consumed2, "consumption did not resume (log %s)", log);
   h_produce(brokers, "events", msgs, 2 * third, N_EVENTS, 0);
@@ -183,10 +175,10 @@ int main(void) {
   const char *out = h_path("out.rec");
   uint64_t got = h_collect(brokers, "interests", out, N_EVENTS, 180000);
   H_CHECK(got >= N_EVENTS, "%" PRIu64 " predictions of %d (log %s)", got, N_EVENTS, log);
-  for (int i = 0; i < 300 && (metric(port, "interestd_redis_backlog") > 0 ||
-                              metric(port, "interestd_redis_up") != 1); i++)
+  for (int i = 0; i < 300 && (h_metric(port, "interestd_redis_backlog") > 0 ||
+                              h_metric(port, "interestd_redis_up") != 1); i++)
     h_sleep_ms(100);
-  H_CHECK(metric(port, "interestd_redis_backlog") == 0, "Redis backlog not drained");
+  H_CHECK(h_metric(port, "interestd_redis_backlog") == 0, "Redis backlog not drained");
   hz = h_http_get(port, "/healthz");
   H_CHECK(hz && strstr(hz, " 200 "), "healthz after the restart: %s", hz);
   free(hz);
@@ -233,8 +225,8 @@ int main(void) {
   redisReply *r = redisCommand(c, "DBSIZE");
   printf("Redis restarted: %zu users, each one's Redis value is its last prediction on the "
          "topic; DBSIZE %lld; stale refusals %.0f, writes resent %.0f\n", users,
-         r->integer, metric(port, "interestd_redis_stale_writes_total"),
-         metric(port, "interestd_redis_write_failures_total"));
+         r->integer, h_metric(port, "interestd_redis_stale_writes_total"),
+         h_metric(port, "interestd_redis_write_failures_total"));
   H_CHECK((size_t)r->integer == users, "DBSIZE %lld, users %zu", r->integer, users);
   freeReplyObject(r);
   redisFree(c);

@@ -58,21 +58,11 @@ int main(void) {
 
   int *ok = calloc(N_EVENTS, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);
-  uint32_t *counts = NULL;
-  uint64_t total = 0;
-  size_t missing = N_EVENTS;
-  double end = h_now() + 60;
-  while (missing && h_now() < end) {
-    const char *out = h_path("out.rec");
-    h_collect(brokers, h_T("interests"), out, 2 * N_EVENTS, 3000);
-    free(counts);
-    counts = calloc(N_EVENTS, sizeof *counts);
-    total = h_check_output(out, msgs, N_EVENTS, ref, ok, counts, 1);
-    missing = 0;
-    for (size_t i = 0; i < N_EVENTS; i++) missing += counts[i] == 0;
-  }
-  size_t dups = 0;
-  for (size_t i = 0; i < N_EVENTS; i++) dups += counts[i] > 1 ? counts[i] - 1 : 0;
+  uint32_t *counts = calloc(N_EVENTS, sizeof *counts);
+  uint64_t total;
+  size_t missing = h_await_output(brokers, h_T("interests"), h_path("out.rec"), msgs, N_EVENTS,
+                                  ref, ok, 2 * N_EVENTS, 60, counts, &total);
+  size_t dups = h_duplicates(counts, N_EVENTS);
   printf("after the restart: %" PRIu64 " predictions for %d events, %zu missing, %zu "
          "re-processed (duplicates)\n", total, N_EVENTS, missing, dups);
   H_CHECK(missing == 0, "%zu events have no prediction (logs %s %s)", missing, log1, log2);

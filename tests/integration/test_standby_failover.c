@@ -142,18 +142,11 @@ int main(void) {
 
   int *ok = calloc(N_EVENTS, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);
-  uint32_t *counts = NULL;
-  uint64_t total = 0;
-  size_t missing = N_EVENTS;
+  uint32_t *counts = calloc(N_EVENTS, sizeof *counts);
+  uint64_t total;
   const char *out = h_path("out.rec");
-  for (double end = h_now() + 90; missing && h_now() < end;) {
-    h_collect(brokers, h_T("interests"), out, 3 * N_EVENTS, 3000);
-    free(counts);
-    counts = calloc(N_EVENTS, sizeof *counts);
-    total = h_check_output(out, msgs, N_EVENTS, ref, ok, counts, 1);
-    missing = 0;
-    for (size_t i = 0; i < N_EVENTS; i++) missing += counts[i] == 0;
-  }
+  size_t missing = h_await_output(brokers, h_T("interests"), out, msgs, N_EVENTS, ref, ok,
+                                  3 * N_EVENTS, 90, counts, &total);
   printf("after the failover: %" PRIu64 " predictions for %d events, %zu missing\n", total,
          N_EVENTS, missing);
   H_CHECK(missing == 0, "%zu events have no prediction (logs %s %s)", missing, log1, log2);

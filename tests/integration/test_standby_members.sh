@@ -30,7 +30,6 @@ fail() {
   for f in "$T"/m*.log; do [ -f "$f" ] && { echo "== $f"; grep -v '\[kafka\]' "$f" | tail -8; }; done
   exit 1
 }
-now() { date +%s.%N; }
 since() { echo "$(now) - $t_begin" | bc | cut -d. -f1; }
 
 if [ -n "$EVENTS" ]; then
@@ -83,32 +82,7 @@ done
 echo "$(since) s: three members own $(owned 1)+$(owned 2)+$(owned 3) partitions"
 [ $(( $(owned 1) + $(owned 2) + $(owned 3) )) -eq $PARTS ] || fail "the three members do not share the $PARTS partitions"
 
-$PY - "$T/in.rec" "$BS" "$RATE" > "$T/feed.log" 2>&1 <<'EOF' &
-import sys, time
-sys.path.insert(0, __import__("os").environ["IX_SOURCE_DIR"] + "/tests/py")
-import ixrec
-from confluent_kafka import Producer
-path, bs, rate = sys.argv[1], sys.argv[2], float(sys.argv[3])
-p = Producer({"bootstrap.servers": bs, "linger.ms": 5, "enable.idempotence": True})
-t0 = time.monotonic()
-n = 0
-for part, off, ts, key, value in ixrec.read_records(path):
-    ahead = t0 + n / rate - time.monotonic()
-    if ahead > 0:
-        time.sleep(ahead)
-    while True:
-        try:
-            p.produce("events", value=value, key=key, partition=part, timestamp=ts)
-            break
-        except BufferError:
-            p.poll(0.01)
-    n += 1
-    if n % 200 == 0:
-        p.poll(0)
-assert p.flush(60) == 0, "undelivered events"
-print(f"feed: {n} events in {time.monotonic() - t0:.1f} s")
-EOF
-FEED=$!
+ix_feed "$T/in.rec" "$RATE"
 n_in=$($PY -c "
 import sys; sys.path.insert(0, '$SRC/tests/py'); import ixrec
 print(sum(1 for _ in ixrec.read_records('$T/in.rec')))")
@@ -120,9 +94,7 @@ echo "$(since) s: member 2 killed with SIGKILL ($victim_owned partitions)"
 sleep "$(echo "$stream_s * 0.3" | bc -l)"
 start 4
 echo "$(since) s: member 4 started with an empty directory"
-wait "$FEED" || fail "the feed failed: $(cat "$T/feed.log")"
-FEED=
-cat "$T/feed.log"
+ix_feed_wait
 for _ in $(seq 600); do [ "$(owned 4)" -gt 0 ] && break; sleep 0.1; done
 [ "$(owned 4)" -gt 0 ] || fail "member 4 got no partition"
 # the group settles (a cooperative rebalance has a second round) before a
@@ -141,23 +113,7 @@ echo "$(since) s: member 3 stopped"
 for _ in $(seq 600); do [ "$(owned 1)" -eq $PARTS ] && break; sleep 0.1; done
 [ "$(owned 1)" -eq $PARTS ] || fail "member 1 owns $(owned 1) of $PARTS partitions"
 URL=$(grep -o 'http://[0-9.:]*/metrics' "$T/m1.log" | head -1)
-$PY - "$URL" "$PARTS" <<'EOF' || fail "member 1 did not catch up"
-import sys, time, urllib.request
-url, parts = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 120
-while time.monotonic() < deadline:
-    time.sleep(0.5)
-    try:
-        text = urllib.request.urlopen(url, timeout=2).read().decode()
-    except OSError:
-        continue
-    lag = [float(l.split()[-1]) for l in text.splitlines() if l.startswith("interestd_consumer_lag_messages{")]
-    val = lambda name: sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name))
-    if len(lag) == parts and sum(lag) == 0 and val("interestd_predictions_produced_total") == val("interestd_predictions_delivered_total"):
-        print(f"member 1 caught up: lag 0 on {parts} partitions")
-        sys.exit(0)
-sys.exit(1)
-EOF
+ix_caught_up "$PARTS" 120 1 "$URL" || fail "member 1 did not catch up"
 stop 1
 echo "$(since) s: member 1 stopped; every member's run is over"
 
@@ -178,38 +134,10 @@ from_standby=$(cat "$T"/m[134].log | grep -c "states from standby" || true)
 echo "no partition started cold after the first checkpoint; $from_standby hand-overs from standby copies"
 
 # 1. states: member 1's checkpoints at its clean stop vs offline replay
-"$CTL" replay --offline --input "$T/in.rec" --output "$T/offline.rec" -c "$T/m1.conf" \
-  --check-state "$T/dir1" 2> "$T/check.log" || { tail -5 "$T/check.log"; fail "states differ from offline replay"; }
-grep "check-state: every user" "$T/check.log"
+ix_check_states "$T/m1.conf" "$T/dir1"
 
 # 2. predictions: every input event answered, each equal to offline replay's
-"$CTL" record --brokers "$BS" --topic interests --output "$T/out.rec" --until-end --timeout-ms 30000 2>/dev/null
-$PY - "$T/in.rec" "$T/out.rec" "$T/offline.rec" <<'EOF'
-import sys, collections
-sys.path.insert(0, __import__("os").environ["IX_SOURCE_DIR"] + "/tests/py")
-import msgpack, ixrec
-in_path, out_path, off_path = sys.argv[1:]
-inp = {(p, o) for p, o, _, _, _ in ixrec.read_records(in_path)}
-ref = {}
-for _, _, _, _, v in ixrec.read_records(off_path):
-    d = msgpack.unpackb(v, raw=False)
-    ref[(d["sp"], d["so"])] = ixrec.without_wall_clock(d)
-count = collections.Counter()
-wrong = []
-for _, _, _, key, v in ixrec.read_records(out_path):
-    d = msgpack.unpackb(v, raw=False)
-    src = (d["sp"], d["so"])
-    count[src] += 1
-    if ref.get(src) != ixrec.without_wall_clock(d):
-        wrong.append(src)
-missing = [s for s in inp if s not in count]
-total = sum(count.values())
-print(f"output: {total} predictions for {len(count)} of {len(inp)} input events; "
-      f"{total - len(count)} duplicated predictions")
-assert not missing, f"{len(missing)} input events have no prediction, e.g. {sorted(missing)[:5]}"
-assert not wrong, f"{len(wrong)} predictions differ from offline replay, e.g. {sorted(wrong)[:5]}"
-print("every prediction equals offline replay's for its source event (all fields but 'et')")
-EOF
+ix_check_predictions
 echo "total $(since) s"
 if [ -n "${IX_SB_KEEP:-}" ]; then cp "$T"/m*.log "$IX_SB_KEEP"/; fi # the members' logs, kept on request
 echo "1 passed, 0 failed"

@@ -31,20 +31,10 @@
 #define N (N1 + N2 + N3)
 #define RATE 1000.0
 
-static rd_kafka_t *admin_client(void) {
-  char err[512];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  H_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", h_real_bootstrap(), err, sizeof err) ==
-              RD_KAFKA_CONF_OK, "%s", err);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  H_CHECK(rk, "%s", err);
-  return rk;
-}
-
 /* creates topic (full name) with configs "k=v" (NULL-terminated) */
 static void create(const char *topic, int parts, const char *const *configs) {
   char err[512];
-  rd_kafka_t *rk = admin_client();
+  rd_kafka_t *rk = h_admin_client();
   rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, parts, 1, err, sizeof err);
   H_CHECK(nt, "%s", err);
   for (size_t i = 0; configs && configs[i]; i++) {
@@ -72,7 +62,7 @@ static void create(const char *topic, int parts, const char *const *configs) {
 
 /* the topic's partition count and the value of config `name` (into val) */
 static int describe(const char *topic, const char *name, char *val, size_t val_size) {
-  rd_kafka_t *rk = admin_client();
+  rd_kafka_t *rk = h_admin_client();
   const struct rd_kafka_metadata *md;
   int parts = 0;
   H_CHECK(rd_kafka_metadata(rk, 1, NULL, &md, 10000) == 0, "metadata");

@@ -27,26 +27,9 @@
 
 #define PARTS 4
 
-static rd_kafka_t *admin_client(void) {
-  char err[512];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  H_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", h_real_bootstrap(), err, sizeof err) ==
-              RD_KAFKA_CONF_OK, "%s", err);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  H_CHECK(rk, "%s", err);
-  return rk;
-}
-
-static void watermarks(const char *topic, int32_t p, int64_t *lo, int64_t *hi) {
-  rd_kafka_t *rk = admin_client();
-  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, lo, hi, 10000);
-  H_CHECK(!e, "watermarks: %s", rd_kafka_err2str(e));
-  rd_kafka_destroy(rk);
-}
-
 /* DeleteRecords: partition p of topic starts at offset `before` afterwards. */
 static void delete_records(const char *topic, int32_t p, int64_t before) {
-  rd_kafka_t *rk = admin_client();
+  rd_kafka_t *rk = h_admin_client();
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(l, topic, p)->offset = before;
   rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(l);
@@ -69,14 +52,6 @@ static void delete_records(const char *topic, int32_t p, int64_t before) {
   rd_kafka_destroy(rk);
 }
 
-static double metric(int port, const char *name) {
-  char *body = h_http_get(port, "/metrics");
-  H_CHECK(body, "no /metrics on port %d", port);
-  double v = h_metric_sum(body, name);
-  free(body);
-  return v;
-}
-
 static void test_retention(void) {
   enum { N_FIRST = 500, N_ALL = 1500, CUT = 800 };
   const char *brokers = h_cluster(1);
@@ -97,34 +72,12 @@ static void test_retention(void) {
   h_produce(brokers, h_T("events"), msgs, N_FIRST, N_ALL, 0);
   delete_records(h_T("events"), 0, CUT);
   int64_t lo, hi;
-  watermarks(h_T("events"), 0, &lo, &hi);
+  h_watermarks(brokers, h_T("events"), 0, &lo, &hi);
   printf("retention: log now [%" PRId64 ", %" PRId64 "), committed %" PRId64 "\n", lo, hi,
          committed);
   H_CHECK(lo == CUT && hi == N_ALL, "log [%" PRId64 ", %" PRId64 ")", lo, hi);
   log = h_path("retention_b.log");
-  pid = h_spawn(conf, log);
-  H_CHECK(h_wait_log(log, "metrics on http", 60), "no metrics line (log %s)", log);
-  int port = h_metrics_port(log);
-  double consumed = 0, deadline = h_now() + 90;
-  while (h_now() < deadline &&
-         (consumed = metric(port, "interestd_events_consumed_total")) < (double)(hi - lo))
-    h_sleep_ms(200);
-  H_CHECK(consumed == (double)(hi - lo), "consumed %g, want %" PRId64 " (log %s)", consumed,
-          hi - lo, log);
-  double skipped = metric(port, "interestd_events_skipped_by_retention_total");
-  printf("retention: %.0f offsets counted as skipped, %" PRId64 " deleted unread\n", skipped,
-         lo - committed);
-  H_CHECK(skipped == (double)(lo - committed), "interestd_events_skipped_by_retention_total = "
-          "%g, want %" PRId64 " (log %s)", skipped, lo - committed, log);
-  char line[256];
-  snprintf(line, sizeof line, "deleted by the broker's retention before they were read: "
-           "expected offset %" PRId64 ", the log now starts at %" PRId64, committed, lo);
-  H_CHECK(h_wait_log(log, line, 1), "no error line '%s' (log %s)", line, log);
-  char *text = h_read_file(log);
-  int lines = 0;
-  for (const char *s = text; (s = strstr(s, "deleted by the broker's retention")); s++) lines++;
-  free(text);
-  H_CHECK(lines == 1, "%d retention error lines, want 1 (log %s)", lines, log);
+  pid = h_check_retention_skip(conf, log, committed, lo, hi, 90);
   /* every event still in the log answered: 500 + 700 predictions, one each */
   int *ok = calloc(N_ALL, sizeof *ok);
   free(h_offline(model, msgs, N_ALL, ok));

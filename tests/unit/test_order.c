@@ -20,30 +20,30 @@ static uint64_t rng(uint64_t *s) {
 }
 
 /* Reference: repeatedly take the partition whose next message has the
- * smallest running-max key, the earliest in input order on ties. O(n^2). */
+ * smallest running-max key, the earliest in input order on ties. O(n^2)
+ * (partitions 0..63). */
 static void reference(const rec_t *in, size_t n, rec_t *out) {
   int64_t *key = malloc(n * sizeof *key);
-  int *taken = calloc(n, sizeof *taken);
   for (size_t i = 0; i < n; i++) {
     key[i] = in[i].ts_ms;
     for (size_t j = 0; j < i; j++)
       if (in[j].partition == in[i].partition && in[j].ts_ms > key[i]) key[i] = in[j].ts_ms;
   }
+  /* head[p]: the index of partition p's first message not taken yet (n: none);
+   * only these are candidates */
+  size_t head[64];
+  for (int p = 0; p < 64; p++) head[p] = n;
+  for (size_t i = n; i-- > 0;) head[in[i].partition] = i;
   for (size_t k = 0; k < n; k++) {
     size_t best = n;
-    for (size_t i = 0; i < n; i++) {
-      if (taken[i]) continue;
-      /* only a partition's first untaken message is a candidate */
-      int head = 1;
-      for (size_t j = 0; j < i && head; j++)
-        if (!taken[j] && in[j].partition == in[i].partition) head = 0;
-      if (head && (best == n || key[i] < key[best])) best = i;
-    }
-    taken[best] = 1;
+    for (size_t i = 0; i < n; i++)
+      if (head[in[i].partition] == i && (best == n || key[i] < key[best])) best = i;
     out[k] = in[best];
+    size_t next = best + 1;
+    while (next < n && in[next].partition != in[best].partition) next++;
+    head[in[best].partition] = next;
   }
   free(key);
-  free(taken);
 }
 
 /* runs of one partition, like a fetch response; timestamps mostly rising

@@ -13,6 +13,7 @@
 
 #include "common/err.h"
 #include "state/store.h"
+#include "under_valgrind.h"
 
 static store_t *new_store(size_t blob, size_t limit, int64_t ttl) {
   store_opts_t o = {.blob_size = blob, .mem_limit_bytes = limit, .idle_ttl_ms = ttl};
@@ -135,9 +136,7 @@ static void test_store_churn_stays_within_memory_limit(void **unused) {
 #ifdef IX_ASAN
       printf("VmSize not checked under AddressSanitizer (its shadow memory counts)\n");
 #else
-      /* valgrind preloads its vgpreload_*.so into the client and maps its own heap */
-      const char *pre = getenv("LD_PRELOAD");
-      if (pre && strstr(pre, "vgpreload"))
+      if (under_valgrind()) /* it maps its own heap */
         printf("VmSize not checked under valgrind (its own allocator maps the memory)\n");
       else
         assert_true(max_vm <= limit);
