@@ -577,12 +577,25 @@ typedef struct {
  * after 3,000 new users each) is freed once its checkpoint ends, so a
  * burst's peak does not stay in the RSS (docs/PERFORMANCE.md). */
 #define BUF_KEEP_BYTES (256u << 10)
+/* In slices, a larger buffer shrinks by this much per clog_pump (returning
+ * 8 MiB of touched pages to the kernel takes about a millisecond; a 1 GiB
+ * buffer freed at once would stall the loop for a hundred) */
+#define BUF_SHRINK_BYTES (8u << 20)
 
-static void buf_trim(part_t *pt) {
+static void buf_trim(clog_t *c, part_t *pt) {
   if (pt->phase != IDLE || pt->cap <= BUF_KEEP_BYTES) return;
+  pt->len = pt->sent_at = 0;
+  if (c->slice_ns && !c->unbounded && pt->cap > BUF_SHRINK_BYTES + BUF_KEEP_BYTES) {
+    uint8_t *b = realloc(pt->buf, pt->cap - BUF_SHRINK_BYTES); /* shrinks in place */
+    if (b) {
+      pt->buf = b;
+      pt->cap -= BUF_SHRINK_BYTES;
+      return;
+    }
+  }
   free(pt->buf);
   pt->buf = NULL;
-  pt->len = pt->cap = pt->sent_at = 0;
+  pt->cap = 0;
 }
 
 /* Room for need more bytes in pt->buf; 0 or IX_ENOMEM. */
@@ -643,6 +656,11 @@ static int encode_tomb(void *ctx, uint64_t user, int64_t evicted_at) {
   pt->n_recs++;
   return 0;
 }
+
+/* In slices, at most this many user records are handed to the producer and
+ * not yet reported: the delivery reports that one clog_pump serves (each
+ * frees its record's copy: about 1 us) stay within a few ms. */
+#define IN_FLIGHT_MAX 2048u
 
 /* The checkpoint being written is given up (a record failed or was refused,
  * out of memory, the model changed while encoding): every user it took
@@ -729,13 +747,18 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   if (!e.err) e.err = changelog_dirty_new(&fresh);
   if (e.err) {
     pt->len = pt->n_recs = 0;
-    buf_trim(pt);
+    buf_trim(c, pt);
     return e.err;
   }
   /* the changed users so far are this checkpoint's; pt->dirty tracks the
    * changes from here on */
   pt->enc = pt->dirty;
   pt->dirty = fresh;
+  /* room for every taken user now: a buffer grown on the way would be
+   * copied by realloc in one slice (milliseconds at tens of MB); the pages
+   * are touched as the slices fill them. Best effort: it grows otherwise. */
+  (void)reserve(pt, changelog_dirty_count(pt->enc) *
+                        (CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + store_blob_size(st)));
   pt->enc_cur = 0;
   pt->enc_st = st;
   pt->max_r = -1;
@@ -775,6 +798,8 @@ void clog_pump(clog_t *c, store_t *st, uint32_t fingerprint, clog_acked_fn acked
    * partition visited turns round so that each gets its turn first */
   uint64_t deadline = c->slice_ns && !c->unbounded ? ix_mono_ns() + c->slice_ns : 0;
   int32_t first = c->n_parts ? (int32_t)(c->pumps++ % (uint64_t)c->n_parts) : 0;
+  size_t in_flight = 0;
+  for (int32_t p = 0; p < c->n_parts; p++) in_flight += c->parts[p].acks_left;
   for (int32_t i = 0; i < c->n_parts; i++) {
     int32_t p = (first + i) % c->n_parts;
     part_t *pt = &c->parts[p];
@@ -796,7 +821,9 @@ void clog_pump(clog_t *c, store_t *st, uint32_t fingerprint, clog_acked_fn acked
       if (acked(ctx, p) < need) continue;
       unsigned k = 0;
       while (!pt->failed && pt->sent_at < pt->len) {
-        if (deadline && (k++ & 31) == 0 && ix_mono_ns() >= deadline) break; /* the next pump */
+        if (deadline && (((k++ & 31) == 0 && ix_mono_ns() >= deadline) ||
+                         in_flight >= IN_FLIGHT_MAX))
+          break; /* the next pump */
         const uint8_t *rk = pt->buf + pt->sent_at;
         uint32_t vl;
         memcpy(&vl, rk + CHANGELOG_KEY_BYTES, 4);
@@ -813,6 +840,7 @@ void clog_pump(clog_t *c, store_t *st, uint32_t fingerprint, clog_acked_fn acked
           break;
         }
         pt->acks_left++;
+        in_flight++;
         pt->sent_at += CHANGELOG_KEY_BYTES + 4 + vl;
       }
       if (pt->sent_at == pt->len || pt->failed) pt->phase = USERS_SENT;
@@ -837,7 +865,7 @@ void clog_pump(clog_t *c, store_t *st, uint32_t fingerprint, clog_acked_fn acked
                 " complete (%zu users)", (int)p, pt->seq, pt->next_offset, pt->n_recs);
       durable(ctx, p, pt->next_offset);
     }
-    buf_trim(pt);
+    buf_trim(c, pt);
   }
 }
 
