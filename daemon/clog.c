@@ -334,6 +334,30 @@ static int copy_user(void *ctx, uint64_t user, int64_t last_seen, const void *bl
   return m->err = store_put(m->st, m->p, user, last_seen, blob);
 }
 
+/* After a restore into `copy` (a store other than st) finished with *info:
+ * when it found a completion newer than the local checkpoint (local_next),
+ * p's states in st are replaced by the copy's and *source set to `restored`;
+ * out of memory copying them, p starts cold (*source, *next_offset -1).
+ * Returns 0 or the copy's error (errstr says why). */
+static int adopt_restored(store_t *st, int32_t p, store_t *copy,
+                          const changelog_restore_info_t *info, int64_t local_next,
+                          clog_source_t restored, clog_source_t *source, int64_t *next_offset,
+                          char *errstr, size_t n) {
+  if (!info->complete || info->next_offset <= local_next) return 0;
+  store_drop_partition(st, p);
+  mark_t m = {.st = st, .p = p};
+  store_foreach(copy, p, copy_user, &m);
+  if (!m.err) {
+    *source = restored;
+    return 0;
+  }
+  store_drop_partition(st, p);
+  *source = CLOG_FROM_COLD;
+  *next_offset = -1;
+  snprintf(errstr, n, "out of memory copying the restored states");
+  return m.err;
+}
+
 /* Records produced after a local snapshot carry a timestamp from at most
  * this long before it (another host's clock may be behind). The tests set
  * IX_TEST_CLOG_CLOCK_MARGIN_MS to see the tail read on short runs. */
@@ -464,20 +488,8 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
     if (info.complete) *source = CLOG_FROM_CHANGELOG;
   } else if (!rc) {
     changelog_restore_finish(rs, &info);
-    if (info.complete && info.next_offset > local_next) {
-      store_drop_partition(st, p);
-      m.err = 0;
-      store_foreach(scratch, p, copy_user, &m);
-      rc = m.err;
-      if (!rc) {
-        *source = CLOG_FROM_CHANGELOG;
-      } else {
-        store_drop_partition(st, p);
-        *source = CLOG_FROM_COLD;
-        *next_offset = -1;
-        snprintf(errstr, n, "out of memory copying the restored states");
-      }
-    }
+    rc = adopt_restored(st, p, scratch, &info, local_next, CLOG_FROM_CHANGELOG, source,
+                        next_offset, errstr, n);
   }
   double secs =
       assign_end(c, pt, p, st, *source, &info, &rs, local_next, next_offset, &m, t0, &rc);
@@ -522,20 +534,8 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
   if (!rc) {
     changelog_restore_finish(rs, &info);
-    if (info.complete && info.next_offset > local_next) {
-      store_drop_partition(st, p);
-      m.err = 0;
-      store_foreach(copy, p, copy_user, &m);
-      rc = m.err;
-      if (!rc) {
-        *source = CLOG_FROM_STANDBY;
-      } else {
-        store_drop_partition(st, p);
-        *source = CLOG_FROM_COLD;
-        *next_offset = -1;
-        snprintf(errstr, n, "out of memory copying the restored states");
-      }
-    }
+    rc = adopt_restored(st, p, copy, &info, local_next, CLOG_FROM_STANDBY, source, next_offset,
+                        errstr, n);
   }
   double secs =
       assign_end(c, pt, p, st, *source, &info, &rs, local_next, next_offset, &m, t0, &rc);
