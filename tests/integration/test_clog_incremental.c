@@ -101,12 +101,15 @@ typedef struct {
 } trec_t;
 
 static trec_t *recs;
-static size_t n_recs;
+static size_t n_recs, cap_recs;
 
 static int collect(void *ctx, int64_t off, const void *k, size_t kl, const void *v, size_t vl) {
   (void)ctx;
-  recs = realloc(recs, (n_recs + 1) * sizeof *recs);
-  H_CHECK(recs, "realloc");
+  if (n_recs == cap_recs) {
+    cap_recs = cap_recs ? cap_recs * 2 : 4096;
+    recs = realloc(recs, cap_recs * sizeof *recs);
+    H_CHECK(recs, "realloc");
+  }
   trec_t *r = &recs[n_recs++];
   memset(r, 0, sizeof *r);
   r->off = off;
@@ -132,7 +135,7 @@ static int collect(void *ctx, int64_t off, const void *k, size_t kl, const void 
 static void read_topic(const char *brokers, const char *topic) {
   free(recs);
   recs = NULL;
-  n_recs = 0;
+  n_recs = cap_recs = 0;
   char err[512];
   uint64_t nr, nb;
   H_CHECK(changelog_topic_read(brokers, NULL, topic, P, 30000, collect, NULL, &nr, &nb, err,
@@ -204,7 +207,11 @@ static size_t check_checkpoint(int k, const uint8_t *want, uint64_t n_want, int6
     H_CHECK(r->rec.offset == r->blob.last,
             "checkpoint %d: user %" PRIu64 "'s record carries offset %" PRId64 " but its state's "
             "last event is at %" PRId64, k, u, r->rec.offset, r->blob.last);
-    H_CHECK(want[u], "checkpoint %d wrote user %" PRIu64 ", which it did not take", k, u);
+    /* an evicted user may come back while the checkpoint encodes: its turn
+     * then writes its state since the comeback (the owner's), though it was
+     * not held when the test listed what the checkpoint must write */
+    H_CHECK(want[u] || was_evicted[u], "checkpoint %d wrote user %" PRIu64 ", which it did not "
+            "take", k, u);
     q[nq++] = (query_t){u, r->rec.offset, 0, i};
     if (r->rec.offset > *max_r) *max_r = r->rec.offset;
   }
