@@ -191,6 +191,13 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       U64(c->model.warm_max_events, 1, 1ull << 40);
       return 0;
     }
+    if (strcmp(name, "warm_start") == 0) {
+      if (strcmp(value, "auto") == 0) c->model.warm_start = -1;
+      else if (strcmp(value, "on") == 0) c->model.warm_start = 1;
+      else if (strcmp(value, "off") == 0) c->model.warm_start = 0;
+      else FAIL("model.warm_start must be 'auto', 'on' or 'off', not '%s'", value);
+      return 0;
+    }
   } else if (strcmp(section, "state") == 0) {
     if (strcmp(name, "memory_limit_mb") == 0) {
       U64(c->state.memory_limit_mb, 0, 1u << 24);
@@ -398,6 +405,7 @@ static void set_defaults(config_t *c) {
   c->model.reload = MODEL_RELOAD_REFUSE;
   c->model.warm_window_s = 3 * 86400;
   c->model.warm_max_events = 10000000;
+  c->model.warm_start = -1;
   c->state.memory_limit_mb = 1024;
   c->state.idle_ttl_s = 7 * 86400;
   c->state.checkpoint_dir = strdup("");
@@ -699,10 +707,11 @@ void config_print(const config_t *c, void *file) {
   print_props(f, "kafka.consumer", c->kafka.consumer_props);
   print_props(f, "kafka.producer", c->kafka.producer_props);
   static const char *const reloads[] = {"refuse", "reset", "warm"};
+  static const char *const warm_starts[] = {"auto", "off", "on"};
   fprintf(f, "\n[model]\npath = %s\nreload = %s\nwarm_window_s = %llu\nwarm_max_events = %llu\n"
-             "shadow_path = %s\n", c->model.path, reloads[c->model.reload],
+             "warm_start = %s\nshadow_path = %s\n", c->model.path, reloads[c->model.reload],
           (unsigned long long)c->model.warm_window_s,
-          (unsigned long long)c->model.warm_max_events,
+          (unsigned long long)c->model.warm_max_events, warm_starts[c->model.warm_start + 1],
           c->model.shadow_path ? c->model.shadow_path : "");
   fprintf(f, "\n[state]\nmemory_limit_mb = %llu\nidle_ttl_s = %llu\ncheckpoint_dir = %s\n"
              "checkpoint_interval_s = %u\n",

@@ -50,6 +50,9 @@ typedef struct {
     uint64_t warm_window_s;   /* reload = warm: events older than this before the newest
                                  consumed one are not replayed (0 = no time bound) */
     uint64_t warm_max_events; /* reload = warm: offsets re-read per partition, at most */
+    int warm_start; /* a partition assigned with another model's checkpoint: warm its states
+                       from the input's window before serving it (daemon/warmstart.h):
+                       -1 auto (on when reload = warm), 0 off, 1 on */
     char *shadow_path; /* a candidate scored on the same events with its own states,
                           nothing emitted (NULL or "" = none; read at start only) */
   } model;

@@ -38,6 +38,7 @@
 #include "daemon/quality.h"
 #include "daemon/txn.h"
 #include "daemon/warmup.h"
+#include "daemon/warmstart.h"
 #include "model/model.h"
 #include "sink/redis.h"
 #include "state/checkpoint.h"
@@ -65,6 +66,7 @@
 #define WARM_TICK_MS 20           /* model.reload = warm: ceilings, progress, switch check */
 #define WARM_SWITCH_WAIT_MS 800   /* the longest a switch waits for the last gap (input paused) */
 #define WARM_RETRY_MS 2000        /* serving time between two switch attempts */
+#define WARM_START_STALL_MS 30000 /* model.warm_start: give up after this long without progress */
 
 /* ---------------------------------------------------------------- latency */
 
@@ -169,6 +171,7 @@ struct ixd {
   char *warm_path;
   uv_timer_t warm_timer;
   warmup_metrics_t wm;
+  warmstart_metrics_t wsm; /* model.warm_start (daemon/warmstart.h) */
   int64_t max_ts_ms; /* newest input timestamp consumed: the warm-up window's reference */
   uint64_t warm_counted; /* the running warm-up's applied events already in wm.applied */
   uint64_t warm_retry_ms; /* no switch attempt before this (after one that timed out) */
@@ -1285,6 +1288,98 @@ static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resu
   metrics_counter_add(((daemon_t *)ctx)->md.skipped_by_retention, (uint64_t)skipped);
 }
 
+/* model.warm_start (daemon/warmstart.h): auto = on with model.reload = warm.
+ * Only with local checkpoints: a changelog restore refuses another model's
+ * records itself (docs/DAEMON.md), and exactly_once already rebuilds such a
+ * partition from the input's first offset (daemon/txn.h). */
+static int warm_start_on(const daemon_t *d) {
+  int on = d->cfg->model.warm_start < 0 ? d->cfg->model.reload == MODEL_RELOAD_WARM
+                                        : d->cfg->model.warm_start;
+  return on && !d->clog && !d->txn;
+}
+
+static void warm_start_progress(void *ctx) {
+  notify_extend_timeout(((daemon_t *)ctx)->notify, 10ull * 1000000u);
+}
+
+/* Warms parts[idx[0..k)] (just assigned; their checkpoints, whose offsets
+ * are ckpt_next[0..k), were another model's) under the running model from
+ * the input's window before their serving positions, and serves them from
+ * there. A partition's position is the later of its committed offset and its
+ * refused checkpoint's offset (a checkpoint is published only once every
+ * event before its offset is answered, as a restore of it would resume
+ * there). One with neither known, or the whole set when the warm-up fails,
+ * starts cold from the committed offset (logged). */
+static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx,
+                       const int64_t *ckpt_next, size_t k) {
+  int32_t *ps = malloc(k * sizeof *ps);
+  int64_t *pos = malloc(k * sizeof *pos);
+  uint64_t *users = calloc(k, sizeof *users);
+  size_t *at = malloc(k * sizeof *at);
+  char **props = kafka_props(d->cfg, d->cfg->kafka.consumer_props);
+  size_t m = 0;
+  if (!ps || !pos || !users || !at || !props) {
+    LOG_ERROR("daemon", "out of memory: %zu partitions start cold", k);
+    goto out;
+  }
+  for (size_t j = 0; j < k; j++) {
+    int32_t p = parts[idx[j]].partition;
+    int64_t committed = -1, from_ckpt = ckpt_next[j];
+    if (consumer_committed(d->consumer, p, 5000, &committed) || committed < 0) committed = -1;
+    if (from_ckpt >= 0 && beyond_end(d, p, from_ckpt)) from_ckpt = -1;
+    int64_t at_pos = committed > from_ckpt ? committed : from_ckpt;
+    if (at_pos < 0) {
+      LOG_WARN("daemon", "partition %d: neither a committed offset nor the checkpoint's offset "
+               "known; starting cold (no window to warm from)", (int)p);
+      continue;
+    }
+    ps[m] = p;
+    pos[m] = at_pos;
+    at[m++] = idx[j];
+  }
+  if (!m) goto out;
+  store_opts_t so = {.mem_limit_bytes = (size_t)d->cfg->state.memory_limit_mb << 20,
+                     .idle_ttl_ms = (int64_t)d->cfg->state.idle_ttl_s * 1000};
+  warmup_opts_t wo = {.brokers = d->cfg->kafka.brokers, .props = (const char *const *)props,
+                      .topic = d->cfg->kafka.input_topic, .input = &d->cfg->input,
+                      .store = &so, .emit = &d->cfg->emit, .batch = d->cfg->batch.max_events,
+                      .max_events = d->cfg->model.warm_max_events,
+                      .window_ms = (int64_t)d->cfg->model.warm_window_s * 1000,
+                      .ref_ts_ms = d->max_ts_ms};
+  char why[512];
+  uint64_t applied = 0, window = 0, t0 = ix_mono_ns();
+  LOG_INFO("daemon", "warm start of %zu partitions under the running model %s (at most %" PRIu64
+           " offsets and %" PRIu64 " s before each committed offset)", m,
+           model_describe(d->model), d->cfg->model.warm_max_events, d->cfg->model.warm_window_s);
+  int rc = warmstart_run(&wo, d->pipe, d->input, d->cfg->output.next_categories, ps, pos, m,
+                         WARM_START_STALL_MS, warm_start_progress, d, users, &applied, &window,
+                         why, sizeof why);
+  double secs = (double)(ix_mono_ns() - t0) / 1e9;
+  if (rc) {
+    LOG_ERROR("daemon", "warm start failed after %.3f s (%s): %zu partitions start cold from "
+              "their committed offsets", secs, why, m);
+    goto out;
+  }
+  for (size_t j = 0; j < m; j++) {
+    int32_t p = ps[j];
+    parts[at[j]].offset = pos[j]; /* served from where the window ends */
+    inflight_assign(d->inflight, p, pos[j]); /* cannot fail: p is tracked */
+    d->lag[p].start = d->lag[p].committed_off = pos[j];
+    metrics_counter_inc(d->wsm.restores);
+    metrics_counter_add(d->wsm.users, users[j]);
+    LOG_INFO("daemon", "partition %d: states from warm start (%" PRIu64 " users, resume at %"
+             PRId64 ")", (int)p, users[j], pos[j]);
+  }
+  LOG_INFO("daemon", "warm start of %zu partitions done in %.3f s: %" PRIu64 " offsets read, %"
+           PRIu64 " events applied", m, secs, window, applied);
+out:
+  free(ps);
+  free(pos);
+  free(users);
+  free(at);
+  free(props);
+}
+
 static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts, size_t n) {
   daemon_t *d = ctx;
   char list[512];
@@ -1299,6 +1394,13 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                    "partitions", list, NULL);
   if (ev == CONSUMER_ASSIGN) {
     int wm_timeout = 0;
+    size_t *ws_idx = calloc(n + 1, sizeof *ws_idx), n_ws = 0; /* to warm-start */
+    int64_t *ws_ckpt = calloc(n + 1, sizeof *ws_ckpt); /* their refused checkpoints' offsets */
+    if (!ws_ckpt) {
+      free(ws_idx);
+      ws_idx = NULL;
+    }
+    if (!ws_idx) LOG_ERROR("daemon", "out of memory: no warm start in this assignment");
     /* exactly_once: commit first; reading the new partitions' committed
      * offsets can wait for another member's open transaction (up to its
      * transaction.timeout.ms), and ours must not time out meanwhile */
@@ -1337,7 +1439,14 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                                     pipeline_fingerprint(d->pipe), pipeline_store(d->pipe),
                                     &info, why, sizeof why);
         metrics_counter_add(d->md.checkpoints_skipped, info.skipped);
-        if (rc) {
+        if (rc == IX_EMISMATCH && ws_idx && warm_start_on(d)) {
+          LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); its states are warmed "
+                   "from the input under the running model before it is served (model.warm_start)",
+                   (int)p, why);
+          store_drop_partition(pipeline_store(d->pipe), p);
+          ws_ckpt[n_ws] = info.refused_next_offset;
+          ws_idx[n_ws++] = i;
+        } else if (rc) {
           LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); starting from the "
                              "committed offset with empty states", (int)p, why);
           store_drop_partition(pipeline_store(d->pipe), p);
@@ -1419,6 +1528,9 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       }
       d->progress_ns = ix_mono_ns();
     }
+    if (n_ws) warm_start(d, parts, ws_idx, ws_ckpt, n_ws);
+    free(ws_idx);
+    free(ws_ckpt);
     d->input_parts = 0; /* read again by the next GET /v1/users (the topic may have grown) */
     if (d->warm && n) swap_restart(d);
     LOG_INFO("daemon", "assigned partitions [%s] of %s (now %u owned)", list,
@@ -2090,6 +2202,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   if (!rc) rc = metrics_daemon_register(d->metrics, INTERESTD_VERSION, &d->md);
   if (!rc) rc = metrics_on_collect(d->metrics, collect_cb, d);
   if (!rc) rc = warmup_metrics_register(d->metrics, &d->wm);
+  if (!rc) rc = warmstart_metrics_register(d->metrics, &d->wsm);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot set up metrics: %s", ix_strerror(rc));
     goto err;

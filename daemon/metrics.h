@@ -76,7 +76,7 @@
  *  interestd_redis_up                        gauge      -                        1 when the Redis sink is connected
  *  interestd_redis_write_seconds             histogram  -                        a write's send to Redis's reply
  *  (the Redis families are registered by metrics_redis_register() when [redis] is on)
- *  interestd_state_restores_total            counter    source=cold|local|changelog|local+changelog|standby  partition assignments by where states came from
+ *  interestd_state_restores_total            counter    source=cold|local|changelog|local+changelog|standby|warm  partition assignments by where states came from
  *  interestd_state_restored_users_total      counter    source                   users restored, by source
  *  interestd_state_events_skipped_total      counter    -                        events already in a changelog-restored state
  *  interestd_changelog_read_bytes_total      counter    -                        changelog bytes read by restores
@@ -87,7 +87,8 @@
  *  interestd_standby_users                   gauge      -                        users held in standby copies
  *  interestd_standby_bytes                   gauge      -                        memory of the standby copies
  *  interestd_standby_partitions              gauge      -                        partitions this member stands by for
- *  (the state and changelog families are registered by metrics_changelog_register() when a changelog is on;
+ *  (the state and changelog families are registered by metrics_changelog_register() when a changelog is on,
+ *   their source="warm" series always by daemon/warmstart.c (model.warm_start);
  *   the standby gauges by daemon/standby.c when state.standby_replicas > 0)
  *
  * Reject reasons (label reason=): derived from the codec's error code by

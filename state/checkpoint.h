@@ -138,6 +138,8 @@ typedef struct {
   uint64_t users;
   int64_t created_ms;  /* wall clock when written, Unix ms */
   unsigned skipped;    /* newer generations skipped as corrupt/unreadable */
+  int64_t refused_next_offset; /* IX_EMISMATCH: the refused file's next offset (every event
+                                  before it was answered); else -1 */
 } ckpt_restore_info_t;
 
 /* Replace the store's users of `partition` with the newest valid checkpoint

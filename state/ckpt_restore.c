@@ -208,6 +208,7 @@ int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerpr
                            store_t *st, ckpt_restore_info_t *info, char *errstr,
                            size_t errstr_size) {
   memset(info, 0, sizeof *info);
+  info->refused_next_offset = -1;
   if (errstr && errstr_size) errstr[0] = '\0';
   store_drop_partition(st, partition);
   ckf_gen_list_t gl = {.partition = partition};
@@ -250,6 +251,7 @@ int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerpr
     }
     store_drop_partition(st, partition);
     if (frc == IX_EMISMATCH || frc == IX_ENOMEM) {
+      if (frc == IX_EMISMATCH) info->refused_next_offset = fi.next_offset; /* header read */
       LOG_ERROR(MOD, "partition %d: %s", (int)partition, why);
       ckf_append(errstr, errstr_size, why);
       rc = frc;

@@ -17,6 +17,18 @@
  *            written by `interestctl replay --offline --write-state`: it
  *            restores it, consumes only the events after it, and each of their
  *            predictions equals the new model served from the start.
+ *   killnew  kill -9 while the new model warms up, then a restart with the
+ *            NEW model (model.warm_start, auto = on with reload = warm): the
+ *            old model's checkpoints are refused and every partition is
+ *            warm-started from its window (warm_max_events offsets before the
+ *            offset it is served from) under the new model, none cold; every
+ *            event answered; every event from the serving offsets on answered
+ *            by the new model's offline run over the window and what follows;
+ *            interestd_state_restores_total{source="warm"} = 4.
+ *   rolling  a rolling deploy of the new model over two processes (one
+ *            restarted with it, then the other) while events flow: no
+ *            partition cold, every prediction the old model's or the new
+ *            model's over a logged window and later, the new model's after.
  * `test_daemon_swap <scenario>` runs one. */
 #include <pthread.h>
 
@@ -323,10 +335,15 @@ static void scenario_swap(const char *brokers) {
  * restart with the old model. */
 /* small batches: the warm-up of the first N1 events takes a few seconds */
 #define SLOW "[batch]\nmax_events = 8\n"
-static void scenario_interrupt(const char *brokers, int sig) {
+#define KILLNEW_W 3000 /* killnew: the restart's window, offsets per partition */
+static void check_after_new_restart(const char *name, const char *brokers, const h_msg_t *msgs,
+                                    size_t n, const char *old_m, const char *new_m,
+                                    const char *log1, const char *log2, int64_t w);
+
+static void scenario_interrupt(const char *brokers, int sig, int restart_new) {
   enum { N = 30000, N1 = 24000 }; /* the mock keeps at most 5 MiB per partition: the
                                      predictions of more would push the first ones out */
-  const char *name = sig == SIGKILL ? "kill" : "term";
+  const char *name = restart_new ? "killnew" : sig == SIGKILL ? "kill" : "term";
   char old_m[512], new_m[512], conf[512], log1[512], log2[512], ckpt[512], group[64];
   snprintf(old_m, sizeof old_m, "%s", h_path("old.ixm"));
   snprintf(new_m, sizeof new_m, "%s", h_path("new.ixm"));
@@ -383,6 +400,30 @@ static void scenario_interrupt(const char *brokers, int sig) {
   } else {
     H_CHECK(st == -2, "not killed by the signal: %d", st);
   }
+  if (restart_new) {
+    /* the old model's checkpoints, refused by the new model: warm-started */
+    /* a time bound that keeps the whole window (Kafka timestamps are the
+     * produce times here): the newest timestamp below the serving offsets is
+     * read, nothing is skipped */
+    write_conf(conf, brokers, group, new_m, ckpt, KILLNEW_W, "warm_window_s = 315360000\n");
+    pid_t d2 = h_spawn(conf, log2);
+    pthread_join(th, NULL);
+    check_after_new_restart(name, brokers, msgs, N, old_m, new_m, log1, log2, KILLNEW_W);
+    int port2 = h_metrics_port(log2);
+    char *body = h_http_get(port2, "/metrics");
+    H_CHECK(body, "no /metrics (log %s)", log2);
+    double warm = h_metric_sum(body, "interestd_state_restores_total{source=\"warm\"}");
+    free(body);
+    printf("%s: interestd_state_restores_total{source=\"warm\"} = %.0f\n", name, warm);
+    H_CHECK(warm == PARTS, "%.0f partitions warm-started, expected %d", warm, PARTS);
+    kill(d2, SIGTERM);
+    H_CHECK(h_wait_exit(d2, 30) == 0, "second process exit (log %s)", log2);
+    check_log_clean(log1);
+    check_log_clean(log2);
+    h_free_msgs(msgs, N);
+    printf("%s: PASS\n", name);
+    return;
+  }
   /* the old model's checkpoints are the directory's consistent state */
   write_conf(conf, brokers, group, old_m, ckpt, 10000000, "");
   pid_t d2 = h_spawn(conf, log2);
@@ -418,6 +459,94 @@ static void scenario_interrupt(const char *brokers, int sig) {
   free(g);
   h_free_msgs(msgs, N);
   printf("%s: PASS\n", name);
+}
+
+/* After a restart with the new model on the old model's checkpoints (log2):
+ * no partition cold, each warm-started from max(L - w, low watermark) where
+ * L is the offset it is served from (the log's "warming from offset S
+ * (serving at L)"); every event answered; every prediction of an event below
+ * L the old model's (the first process's), every event from L on answered by
+ * the new model's offline run over [S, ...), and every prediction of it
+ * either that or the old model's (the first process answered it before it
+ * died, uncommitted). */
+static void check_after_new_restart(const char *name, const char *brokers, const h_msg_t *msgs,
+                                    size_t n, const char *old_m, const char *new_m,
+                                    const char *log1, const char *log2, int64_t w) {
+  (void)log1;
+  H_CHECK(h_wait_log(log2, "assigned partitions", 60), "no assignment (log %s)", log2);
+  int *ok_old = calloc(n, sizeof *ok_old), *ok_new = calloc(n, sizeof *ok_new);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, n, zero, ok_old);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, n, n, 120, &total);
+  int64_t start[PARTS], serving[PARTS];
+  for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
+  int warmed = warm_starts(log2, start, serving);
+  char *s = h_read_file(log2);
+  int from_warm = 0;
+  for (char *q = s; (q = strstr(q, "states from warm start")); q++) from_warm++;
+  int cold = strstr(s, "with empty states") != NULL || strstr(s, "start cold") != NULL;
+  char *done = strstr(s, "warm start of 4 partitions done in ");
+  double secs = done ? atof(done + strlen("warm start of 4 partitions done in ")) : -1;
+  printf("%s: restarted with the new model: %d partitions warm-started in %.3f s, %s cold\n",
+         name, from_warm, secs, cold ? "some" : "none");
+  {
+    unsigned long long rd = 0, ap = 0;
+    if (done) sscanf(done, "warm start of 4 partitions done in %*f s: %llu offsets read, %llu "
+                     "events applied", &rd, &ap);
+    printf("%s: %llu offsets read, %llu events applied\n", name, rd, ap);
+    H_CHECK(rd == 4 * (unsigned long long)w && ap == rd, "the warm start read %llu offsets and "
+            "applied %llu events, expected %llu of each", rd, ap, 4 * (unsigned long long)w);
+  }
+  H_CHECK(!strstr(s, "the newest event time was read for"), "the window's reference time was "
+          "not read for every partition (log %s)", log2);
+  free(s);
+  H_CHECK(warmed == PARTS && from_warm == PARTS && !cold, "not every partition warm-started "
+          "(log %s)", log2);
+  prediction_t *ref_new = offline_from(new_m, msgs, n, start, ok_new);
+  size_t missing = 0, old_after = 0, new_after = 0, bad = 0, unwarmed = 0;
+  for (size_t i = 0; i < n; i++) {
+    int32_t p = msgs[i].partition;
+    if (!g[i].n) {
+      missing++;
+      continue;
+    }
+    int has_new = 0;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++) {
+      const prediction_t *pr = &g[i].p[k];
+      int is_old = ok_old[i] && h_same_prediction(pr, &ref_old[i]);
+      int is_new = msgs[i].offset >= serving[p] && ok_new[i] && h_same_prediction(pr, &ref_new[i]);
+      has_new |= is_new;
+      if (!is_old && !is_new && bad++ < 3)
+        fprintf(stderr, "%s: prediction for %d/%" PRId64 " is neither the old model's nor the "
+                "new model's over [%" PRId64 ", ...)\n", name, (int)p, msgs[i].offset, start[p]);
+      if (msgs[i].offset >= serving[p] && is_old) old_after++;
+    }
+    if (msgs[i].offset >= serving[p]) {
+      new_after++;
+      if (!has_new) unwarmed++;
+    }
+  }
+  printf("%s: %" PRIu64 " predictions for %zu events: %zu missing, %zu from neither model's "
+         "run, %zu events from the serving offsets on (%zu of them also answered by the old "
+         "model before the kill), %zu of those without the warmed new model's prediction\n",
+         name, total, n, missing, bad, new_after, old_after, unwarmed);
+  for (int p = 0; p < PARTS; p++) {
+    int64_t want = serving[p] > w ? serving[p] - w : 0;
+    printf("  partition %d: warmed from %" PRId64 ", served from %" PRId64 "\n", p, start[p],
+           serving[p]);
+    H_CHECK(start[p] == want, "partition %d: warmed from %" PRId64 ", expected %" PRId64, p,
+            start[p], want);
+  }
+  H_CHECK(missing == 0, "%zu events unanswered (log %s)", missing, log2);
+  H_CHECK(bad == 0, "%zu predictions from neither model's offline run", bad);
+  H_CHECK(new_after > 0 && unwarmed == 0, "%zu of %zu events from the serving offsets on not "
+          "answered by the warmed new model", unwarmed, new_after);
+  free(ok_old);
+  free(ok_new);
+  free(ref_old);
+  free(ref_new);
+  free(g);
 }
 
 /* Rebalances during a warm-up, on the mock (its round-trip time slows the
@@ -528,6 +657,188 @@ static void scenario_rebalance(void) {
   printf("rebalance: PASS\n");
 }
 
+/* Every "partition P: warming from offset S (serving at L)" line of log,
+ * appended to starts[P] / servings[P] (up to 16 each). */
+static void warm_starts_all(const char *log, int64_t starts[PARTS][16], int64_t servs[PARTS][16],
+                            int *n) {
+  char *s = h_read_file(log);
+  for (char *p = s; (p = strstr(p, "partition ")); p++) {
+    int part;
+    long long st, sv;
+    if (sscanf(p, "partition %d: warming from offset %lld (serving at %lld)", &part, &st, &sv) ==
+            3 && part >= 0 && part < PARTS && n[part] < 16) {
+      starts[part][n[part]] = st;
+      servs[part][n[part]++] = sv;
+    }
+  }
+  free(s);
+}
+
+static double processed(const char *log) {
+  char *body = h_http_get(h_metrics_port(log), "/metrics");
+  double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
+  free(body);
+  return done;
+}
+
+/* A rolling deploy of a new model (model.warm_start): two processes run
+ * the old model on one checkpoint directory; A is restarted with the new
+ * model (it joins and gets two partitions whose checkpoints are the old
+ * model's: warm-started), then B (its partitions go to new-model processes
+ * with the old model's checkpoints: warm-started), while events flow.
+ * Checked: no partition starts cold, each is warm-started at least once,
+ * every window is warm_max_events offsets before its serving offset; every
+ * event answered; every prediction equals the old model's offline run or the
+ * new model's over one of its partition's logged windows and what follows
+ * (never a mix); every event after the roll answered by the new model. */
+static void scenario_rolling(const char *brokers) {
+  enum { N = 30000, N1 = 10000, N2 = 20000, W = 2500 };
+  char old_m[512], new_m[512], confa[512], confb[512], loga[512], logb[512], loga2[512],
+      logb2[512], ckpt[512], topic_events[256];
+  snprintf(old_m, sizeof old_m, "%s", h_path("old.ixm"));
+  snprintf(new_m, sizeof new_m, "%s", h_path("new.ixm"));
+  h_write_model(old_m, 5);
+  h_write_model(new_m, 11);
+  snprintf(confa, sizeof confa, "%s", h_path("roll-a.conf"));
+  snprintf(confb, sizeof confb, "%s", h_path("roll-b.conf"));
+  snprintf(loga, sizeof loga, "%s", h_path("roll-a.log"));
+  snprintf(logb, sizeof logb, "%s", h_path("roll-b.log"));
+  snprintf(loga2, sizeof loga2, "%s", h_path("roll-a2.log"));
+  snprintf(logb2, sizeof logb2, "%s", h_path("roll-b2.log"));
+  snprintf(ckpt, sizeof ckpt, "%s", h_path("ckpt-roll"));
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+  write_conf(confa, brokers, "roll", old_m, ckpt, W, "");
+  write_conf(confb, brokers, "roll", old_m, ckpt, W, "");
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  pid_t a = h_spawn(confa, loga);
+  H_CHECK(h_wait_log(loga, "assigned partitions", 30), "no assignment (log %s)", loga);
+  pid_t b = h_spawn(confb, logb);
+  H_CHECK(h_wait_log(logb, "assigned partitions", 60), "b: no assignment (log %s)", logb);
+  h_produce(brokers, topic_events, msgs, 0, N1, 0);
+  double until = h_now() + 120;
+  for (;;) {
+    double done = processed(loga) + processed(logb);
+    if (done >= N1) break;
+    H_CHECK(h_now() < until, "%.0f of %d events processed in 120 s", done, N1);
+    h_sleep_ms(200);
+  }
+  h_sleep_ms(1500); /* old-model checkpoints */
+  feed_t f = {brokers, topic_events, msgs, N1, N2, 1000.0}; /* during the roll */
+  pthread_t th;
+  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  /* A: the new model */
+  kill(a, SIGTERM);
+  H_CHECK(h_wait_exit(a, 30) == 0, "a exit (log %s)", loga);
+  write_conf(confa, brokers, "roll", new_m, ckpt, W, "");
+  pid_t a2 = h_spawn(confa, loga2);
+  H_CHECK(h_wait_log(loga2, "states from warm start", 90), "a2 warm-started nothing (log %s)",
+          loga2);
+  /* B: the new model */
+  kill(b, SIGTERM);
+  H_CHECK(h_wait_exit(b, 30) == 0, "b exit (log %s)", logb);
+  write_conf(confb, brokers, "roll", new_m, ckpt, W, "");
+  pid_t b2 = h_spawn(confb, logb2);
+  H_CHECK(h_wait_log(logb2, "assigned partitions [", 90), "b2: no assignment (log %s)", logb2);
+  pthread_join(th, NULL);
+  h_sleep_ms(500);
+  h_produce(brokers, topic_events, msgs, N2, N, 0);
+
+  int64_t starts[PARTS][16], servs[PARTS][16];
+  int nw[PARTS] = {0};
+  warm_starts_all(loga2, starts, servs, nw);
+  warm_starts_all(logb2, starts, servs, nw);
+  int *ok_old = calloc(N, sizeof *ok_old);
+  int64_t zero[PARTS] = {0};
+  prediction_t *ref_old = offline_from(old_m, msgs, N, zero, ok_old);
+  prediction_t *ref_new[PARTS][16];
+  int *ok_new[PARTS][16];
+  for (int p = 0; p < PARTS; p++)
+    for (int k = 0; k < nw[p]; k++) {
+      int64_t from[PARTS];
+      for (int q = 0; q < PARTS; q++) from[q] = q == p ? starts[p][k] : INT64_MAX;
+      ok_new[p][k] = calloc(N, sizeof(int));
+      ref_new[p][k] = offline_from(new_m, msgs, N, from, ok_new[p][k]);
+    }
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N, 120, &total);
+  size_t missing = 0, n_old = 0, n_new = 0, neither = 0, late_not_new = 0;
+  for (size_t i = 0; i < N; i++) {
+    int32_t p = msgs[i].partition;
+    if (!g[i].n) {
+      missing++;
+      continue;
+    }
+    for (uint32_t j = 0; j < g[i].n && j < 4; j++) {
+      const prediction_t *pr = &g[i].p[j];
+      int is_new = 0;
+      for (int k = 0; k < nw[p] && !is_new; k++)
+        is_new = msgs[i].offset >= servs[p][k] && ok_new[p][k][i] &&
+                 h_same_prediction(pr, &ref_new[p][k][i]);
+      if (is_new) n_new++;
+      else if (ok_old[i] && h_same_prediction(pr, &ref_old[i])) n_old++;
+      else if (neither++ < 3)
+        fprintf(stderr, "rolling: prediction for %d/%" PRId64 " is neither the old model's nor "
+                "the new model's over one of the partition's windows\n", (int)p,
+                msgs[i].offset);
+      if (i >= N2 && !is_new) late_not_new++;
+    }
+  }
+  char *sa = h_read_file(loga2), *sb = h_read_file(logb2);
+  for (int w = 0; w < 2; w++) /* how long each warm start held its partitions back */
+    for (char *q = w ? sb : sa; (q = strstr(q, "warm start of ")); q++) {
+      int np;
+      double secs;
+      unsigned long long rd;
+      if (sscanf(q, "warm start of %d partitions done in %lf s: %llu offsets read", &np, &secs,
+                 &rd) == 3)
+        printf("rolling: %s warm-started %d partitions in %.3f s (%llu offsets read)\n",
+               w ? "b2" : "a2", np, secs, rd);
+    }
+  int cold = strstr(sa, "with empty states") || strstr(sb, "with empty states") ||
+             strstr(sa, "start cold") || strstr(sb, "start cold");
+  free(sa);
+  free(sb);
+  printf("rolling: %" PRIu64 " predictions for %d events: %zu missing, %zu old model, %zu new "
+         "model over a logged window, %zu neither; %zu predictions of the %d events after the "
+         "roll not the new model's; %s partition cold\n", total, N, missing, n_old, n_new,
+         neither, late_not_new, N - N2, cold ? "some" : "no");
+  for (int p = 0; p < PARTS; p++) {
+    printf("  partition %d: %d warm starts:", p, nw[p]);
+    for (int k = 0; k < nw[p]; k++)
+      printf(" [%" PRId64 ", %" PRId64 ")", starts[p][k], servs[p][k]);
+    printf("\n");
+    H_CHECK(nw[p] >= 1, "partition %d never warm-started (logs %s %s)", p, loga2, logb2);
+    for (int k = 0; k < nw[p]; k++) {
+      int64_t want = servs[p][k] > W ? servs[p][k] - W : 0;
+      H_CHECK(starts[p][k] == want, "partition %d: warmed from %" PRId64 ", expected %" PRId64,
+              p, starts[p][k], want);
+    }
+  }
+  H_CHECK(!cold, "a partition started cold (logs %s %s)", loga2, logb2);
+  H_CHECK(missing == 0, "%zu events unanswered", missing);
+  H_CHECK(neither == 0, "%zu predictions from neither model's run", neither);
+  H_CHECK(late_not_new == 0, "%zu predictions after the roll not from the warmed new model",
+          late_not_new);
+  kill(a2, SIGTERM);
+  kill(b2, SIGTERM);
+  H_CHECK(h_wait_exit(a2, 30) == 0, "a2 exit (log %s)", loga2);
+  H_CHECK(h_wait_exit(b2, 30) == 0, "b2 exit (log %s)", logb2);
+  check_log_clean(loga);
+  check_log_clean(logb);
+  check_log_clean(loga2);
+  check_log_clean(logb2);
+  for (int p = 0; p < PARTS; p++)
+    for (int k = 0; k < nw[p]; k++) {
+      free(ok_new[p][k]);
+      free(ref_new[p][k]);
+    }
+  free(ok_old);
+  free(ref_old);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("rolling: PASS\n");
+}
+
 static void scenario_warmset(const char *brokers) {
   enum { N = 12000, N1 = 8000 };
   const char *new_m = h_path("new.ixm");
@@ -601,10 +912,11 @@ static void scenario_warmset(const char *brokers) {
 int main(int argc, char **argv) {
   h_init("test_daemon_swap");
   const char *only = argc > 1 ? argv[1] : NULL;
-  static const char *const names[] = {"swap", "kill", "term", "warmset", "rebalance"};
-  for (int k = 0; k < 5; k++) {
+  static const char *const names[] = {"swap", "kill", "term", "warmset", "killnew",
+                                      "rolling", "rebalance"};
+  for (int k = 0; k < 7; k++) {
     if (only && strcmp(only, names[k])) continue;
-    if (!only && h_real_bootstrap() && k < 4) {
+    if (!only && h_real_bootstrap() && k < 6) {
       /* a real cluster keeps its topics: each scenario in its own process,
        * whose topic names get their own suffix */
       char cmd[1024];
@@ -613,7 +925,7 @@ int main(int argc, char **argv) {
       H_CHECK(st == 0, "scenario %s failed (status %d)", names[k], st);
       continue;
     }
-    if (k == 4) {
+    if (k == 6) {
       if (h_real_bootstrap()) printf("rebalance: skipped on a real cluster (it slows the mock "
                                      "broker down)\n");
       else scenario_rebalance();
@@ -621,9 +933,11 @@ int main(int argc, char **argv) {
     }
     const char *brokers = h_cluster(PARTS);
     if (k == 0) scenario_swap(brokers);
-    else if (k == 1) scenario_interrupt(brokers, SIGKILL);
-    else if (k == 2) scenario_interrupt(brokers, SIGTERM);
-    else scenario_warmset(brokers);
+    else if (k == 1) scenario_interrupt(brokers, SIGKILL, 0);
+    else if (k == 2) scenario_interrupt(brokers, SIGTERM, 0);
+    else if (k == 3) scenario_warmset(brokers);
+    else if (k == 4) scenario_interrupt(brokers, SIGKILL, 1);
+    else scenario_rolling(brokers);
     h_cluster_destroy();
   }
   printf("PASS\n");

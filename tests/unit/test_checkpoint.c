@@ -225,6 +225,7 @@ static void expect_fallback(const char *dir, const snap_t *first, const char *ba
   assert_int_equal(ckpt_restore_partition(dir, 3, FP, st, &info, err, sizeof err), 0);
   assert_int_equal(info.generation, 1);
   assert_true(info.next_offset == 100);
+  assert_true(info.refused_next_offset == -1);
   assert_int_equal(info.skipped, 1);
   assert_non_null(strstr(err, bad_path));
   assert_non_null(strstr(err, reason));
@@ -339,6 +340,7 @@ static void test_ckpt_fingerprint_mismatch_is_refused(void **state) {
   assert_non_null(strstr(err, "fingerprint"));
   assert_non_null(strstr(err, "p3-2.ckpt"));
   assert_int_equal(info.generation, 0);
+  assert_true(info.refused_next_offset == 200); /* the refused file's offset (a warm start's) */
   assert_int_equal(store_partition_users(st, 3), 0);
   store_destroy(st);
   /* A store with another blob size is refused as well. */

@@ -240,15 +240,22 @@ static void test_config_model_reload_warm_and_its_window(void **unused) {
   assert_int_equal(c->model.reload, MODEL_RELOAD_REFUSE);
   assert_int_equal(c->model.warm_window_s, 259200);
   assert_int_equal(c->model.warm_max_events, 10000000);
+  assert_int_equal(c->model.warm_start, -1); /* auto: on with reload = warm */
   config_destroy(c);
   const char *path = write_file("warm.conf", "[model]\nreload = warm\nwarm_window_s = 0\n"
-                                             "warm_max_events = 500\n");
+                                             "warm_max_events = 500\nwarm_start = off\n");
   assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
   assert_int_equal(c->model.reload, MODEL_RELOAD_WARM);
   assert_int_equal(c->model.warm_window_s, 0);
   assert_int_equal(c->model.warm_max_events, 500);
+  assert_int_equal(c->model.warm_start, 0);
+  config_destroy(c);
+  path = write_file("warm-on.conf", "[model]\nwarm_start = on\n");
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(c->model.warm_start, 1);
   config_destroy(c);
   expect_error("[model]\nreload = hot\n", "bad.conf:2:", "'refuse', 'reset' or 'warm'");
+  expect_error("[model]\nwarm_start = yes\n", "bad.conf:2:", "'auto', 'on' or 'off'");
   expect_error("[model]\nwarm_max_events = 0\n", "bad.conf:2:", "between 1 and");
 }
 
