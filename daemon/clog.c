@@ -303,6 +303,16 @@ static void read_span(void *ctx, int64_t from, int64_t end) {
   (void)changelog_restore_reserve(r->rs, k);
 }
 
+void clog_prefetch(clog_t *c, const int32_t *partitions, size_t n) {
+  char why[300];
+  if (!c->reader && (!n || changelog_reader_new(c->brokers, (const char *const *)c->props,
+                                                c->topic_name, &c->reader, why, sizeof why))) {
+    if (n) LOG_WARN("clog", "changelog %s: no reader to fetch ahead (%s)", c->topic_name, why);
+    return;
+  }
+  changelog_reader_prefetch(c->reader, partitions, n, 10000);
+}
+
 /* partition p from `from` (-1: its start) through the kept reader; a
  * reader that failed is replaced at the next read */
 static int clog_read(clog_t *c, int32_t p, int64_t from, read_t *rd, uint64_t *records,

@@ -74,6 +74,13 @@ typedef enum {
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
                 int64_t local_created_ms, clog_source_t *source, int64_t *next_offset,
                 char *errstr, size_t errstr_size);
+/* Before an assignment's clog_assign calls: the partitions, in the order
+ * they will be restored. Their watermarks are asked in one round and the
+ * next few are fetched while one is decoded (changelog_reader_prefetch);
+ * what a restore computes does not change. n == 0 after the last restore
+ * drops what was fetched for partitions not restored. Best effort: the
+ * restores read as without it where it fails. */
+void clog_prefetch(clog_t *c, const int32_t *partitions, size_t n);
 /* clog_assign from a standby copy: copy holds partition p's users as rs
  * read them from the changelog up to offset `from` (exclusive); only the
  * records from `from` to the end are read (the local checkpoint, if any,

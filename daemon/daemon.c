@@ -1288,6 +1288,25 @@ static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resu
   metrics_counter_add(((daemon_t *)ctx)->md.skipped_by_retention, (uint64_t)skipped);
 }
 
+/* The assigned partitions whose changelog restore reads the topic from its
+ * start, hinted to the reader so it asks their watermarks at once and
+ * fetches the next ones while one is decoded (clog_prefetch): those without
+ * a standby copy (it reads only the tail) and without a local checkpoint
+ * file (a young one reads the tail found by time; one that turns out
+ * unusable or old reads the whole topic unhinted, the same records). */
+static void clog_prefetch_assigned(daemon_t *d, const consumer_part_t *parts, size_t n) {
+  if (!d->clog || !n) return;
+  int32_t *ps = malloc(n * sizeof *ps);
+  if (!ps) return;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!standby_has_copy(d->standby, parts[i].partition) &&
+        !(d->ckpt && ckpt_has_partition(d->cfg->state.checkpoint_dir, parts[i].partition)))
+      ps[k++] = parts[i].partition;
+  clog_prefetch(d->clog, ps, k);
+  free(ps);
+}
+
 /* model.warm_start (daemon/warmstart.h): auto = on with model.reload = warm.
  * Only with local checkpoints: a changelog restore refuses another model's
  * records itself (docs/DAEMON.md), and exactly_once already rebuilds such a
@@ -1405,6 +1424,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
      * offsets can wait for another member's open transaction (up to its
      * transaction.timeout.ms), and ours must not time out meanwhile */
     if (d->txn && txn_open(d->txn) && !d->exit_code) eos_commit(d);
+    clog_prefetch_assigned(d, parts, n);
     for (size_t i = 0; i < n; i++) {
       int32_t p = parts[i].partition;
       int rc = inflight_assign(d->inflight, p, -1);
@@ -1528,6 +1548,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       }
       d->progress_ns = ix_mono_ns();
     }
+    if (d->clog) clog_prefetch(d->clog, NULL, 0);
     if (n_ws) warm_start(d, parts, ws_idx, ws_ckpt, n_ws);
     free(ws_idx);
     free(ws_ckpt);

@@ -260,6 +260,11 @@ int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fi
   return rc;
 }
 
+int standby_has_copy(const standby_t *sb, int32_t p) {
+  return sb && p >= 0 && p < sb->n_parts && sb->parts[p].rs && !sb->parts[p].broken &&
+         sb->parts[p].pos >= 0;
+}
+
 size_t standby_partitions(const standby_t *sb) {
   size_t k = 0;
   for (int32_t p = 0; sb && p < sb->n_parts; p++) k += sb->parts[p].followed;

@@ -62,6 +62,9 @@ int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fi
                    int64_t *next_offset, char *errstr, size_t errstr_size);
 
 /* Partitions followed now, and the users held in their copies. */
+/* 1 when standby_assign() would restore p from its copy (reading only the
+ * changelog's tail), else 0 (also for sb NULL). */
+int standby_has_copy(const standby_t *sb, int32_t p);
 size_t standby_partitions(const standby_t *sb);
 size_t standby_users(const standby_t *sb);
 

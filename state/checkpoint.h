@@ -154,6 +154,11 @@ int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerpr
                            store_t *st, ckpt_restore_info_t *info, char *errstr,
                            size_t errstr_size);
 
+/* 1 when dir holds a checkpoint file (any generation, valid or not) for
+ * `partition`, else 0 (also when dir cannot be read). A directory scan, no
+ * file is opened. */
+int ckpt_has_partition(const char *dir, int32_t partition);
+
 /* Header fields of a checkpoint file. */
 typedef struct {
   uint32_t version;

@@ -204,6 +204,22 @@ int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerpri
   return rc;
 }
 
+typedef struct {
+  int32_t partition;
+  int found;
+} has_t;
+
+static void has_one(void *ctx, int32_t partition, uint64_t gen) {
+  (void)gen;
+  has_t *h = ctx;
+  if (partition == h->partition) h->found = 1;
+}
+
+int ckpt_has_partition(const char *dir, int32_t partition) {
+  has_t h = {partition, 0};
+  return ckf_scan_dir(dir, has_one, &h) == 0 && h.found;
+}
+
 int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerprint,
                            store_t *st, ckpt_restore_info_t *info, char *errstr,
                            size_t errstr_size) {

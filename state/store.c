@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -76,6 +77,7 @@ struct store {
 
   uint64_t users, seq;
   uint64_t evicted_lru, evicted_ttl;
+  uint64_t map_ns;
   uint64_t pin_seq; /* st->seq at the last store_evict(): users touched after
                      * it may have blob pointers out, so store_get() does not
                      * evict them to make room */
@@ -190,6 +192,8 @@ static int slab_map(store_t *st) {
     }
     st->slabs[st->nslabs++] = (slab_t){0};
   }
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   /* 2 MiB-aligned, so the kernel can back the slab with huge pages. */
   size_t len = st->slab_bytes + HUGE_PAGE;
   unsigned char *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -204,6 +208,8 @@ static int slab_map(store_t *st) {
    * vs 27 us per 4 KiB on the build VM). */
   (void)madvise(mem, st->slab_bytes, st->small_pages ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
   (void)madvise(mem, st->slab_bytes, MADV_POPULATE_WRITE);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  st->map_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
   slab_t *sb = &st->slabs[k];
   sb->slots = (slot_t *)(void *)mem;
   sb->blobs = mem + st->meta_bytes;
@@ -739,6 +745,7 @@ void store_get_stats(const store_t *st, store_stats_t *stats) {
                  (uint64_t)st->slabs_cap * sizeof(slab_t);
   stats->evicted_lru = st->evicted_lru;
   stats->evicted_ttl = st->evicted_ttl;
+  stats->map_ns = st->map_ns;
 }
 
 /* ---- snapshot capture ---------------------------------------------------- */

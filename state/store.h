@@ -29,6 +29,8 @@ typedef struct {
   uint64_t bytes;          /* memory used by slabs and index */
   uint64_t evicted_lru;    /* dropped for the memory limit, total */
   uint64_t evicted_ttl;    /* dropped for idleness, total */
+  uint64_t map_ns;         /* time spent mapping and populating slabs, total
+                            * (fresh memory: docs/PERFORMANCE.md) */
 } store_stats_t;
 
 int store_new(const store_opts_t *opts, store_t **out);

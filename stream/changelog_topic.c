@@ -333,11 +333,121 @@ int changelog_topic_ensure(const char *brokers, const char *const *props, const 
 
 /* ---- restore reader: one client for every partition of an assignment ---- */
 
+/* Partitions fetched ahead of the one being read: their records arrive while
+ * it is decoded, and wait in a stash (past READER_STASH_MAX bytes the
+ * partition is paused until its turn). */
+#define READER_AHEAD 4
+#define READER_STASH_MAX (16u << 20)
+
+typedef struct {
+  int32_t p;
+  int wm;             /* lo and hi known (asked at changelog_reader_prefetch()) */
+  int64_t lo, hi;
+  int assigned;       /* fetching from `start` */
+  int paused;
+  int64_t start;
+  rd_kafka_message_t **stash; /* fetched, in offset order, from stash_head */
+  size_t n, cap, head, bytes;
+} ahead_t;
+
 struct changelog_reader {
   rd_kafka_t *rk;
   rd_kafka_queue_t *q;
   char *topic;
+  ahead_t *ahead; /* hinted partitions not read yet, in the order given */
+  size_t n_ahead;
 };
+
+static void ahead_free_stash(ahead_t *a) {
+  for (size_t i = a->head; i < a->n; i++) rd_kafka_message_destroy(a->stash[i]);
+  free(a->stash);
+  a->stash = NULL;
+  a->n = a->cap = a->head = a->bytes = 0;
+}
+
+static rd_kafka_resp_err_t part_assign(changelog_reader_t *r, int32_t p, int64_t offset) {
+  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(tp, r->topic, p)->offset = offset;
+  rd_kafka_error_t *e = rd_kafka_incremental_assign(r->rk, tp);
+  rd_kafka_topic_partition_list_destroy(tp);
+  if (!e) return RD_KAFKA_RESP_ERR_NO_ERROR;
+  rd_kafka_resp_err_t err = rd_kafka_error_code(e);
+  rd_kafka_error_destroy(e);
+  return err ? err : RD_KAFKA_RESP_ERR__FAIL;
+}
+
+static void part_unassign(changelog_reader_t *r, int32_t p) {
+  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(tp, r->topic, p);
+  rd_kafka_error_t *e = rd_kafka_incremental_unassign(r->rk, tp);
+  if (e) rd_kafka_error_destroy(e);
+  rd_kafka_topic_partition_list_destroy(tp);
+}
+
+static void part_pause(changelog_reader_t *r, int32_t p, int pause) {
+  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(tp, r->topic, p);
+  if (pause) rd_kafka_pause_partitions(r->rk, tp);
+  else rd_kafka_resume_partitions(r->rk, tp);
+  rd_kafka_topic_partition_list_destroy(tp);
+}
+
+/* a hinted partition no longer fetched ahead: unassigned, its stash freed */
+static void ahead_stop(changelog_reader_t *r, ahead_t *a) {
+  if (a->paused) part_pause(r, a->p, 0);
+  if (a->assigned) part_unassign(r, a->p);
+  a->assigned = a->paused = 0;
+  ahead_free_stash(a);
+}
+
+static void ahead_clear(changelog_reader_t *r) {
+  for (size_t i = 0; i < r->n_ahead; i++) ahead_stop(r, &r->ahead[i]);
+  free(r->ahead);
+  r->ahead = NULL;
+  r->n_ahead = 0;
+}
+
+/* the first READER_AHEAD hinted partitions with records are fetched */
+static void ahead_top_up(changelog_reader_t *r) {
+  for (size_t i = 0, k = 0; i < r->n_ahead && k < READER_AHEAD; i++) {
+    ahead_t *a = &r->ahead[i];
+    if (!a->wm || a->hi <= a->lo) continue;
+    k++;
+    if (!a->assigned && part_assign(r, a->p, a->lo) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      a->assigned = 1;
+      a->start = a->lo;
+    }
+  }
+}
+
+/* a message of a partition other than the one being read: kept when that
+ * partition is fetched ahead, else dropped */
+static void ahead_keep(changelog_reader_t *r, rd_kafka_message_t *m) {
+  ahead_t *a = NULL;
+  for (size_t i = 0; m->rkt && i < r->n_ahead && !a; i++)
+    if (r->ahead[i].assigned && r->ahead[i].p == m->partition) a = &r->ahead[i];
+  if (!a) {
+    rd_kafka_message_destroy(m);
+    return;
+  }
+  if (a->n == a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 1024;
+    rd_kafka_message_t **s = realloc(a->stash, cap * sizeof *s);
+    if (!s) { /* read again from its start when its turn comes */
+      ahead_stop(r, a);
+      rd_kafka_message_destroy(m);
+      return;
+    }
+    a->stash = s;
+    a->cap = cap;
+  }
+  a->stash[a->n++] = m;
+  a->bytes += m->key_len + m->len;
+  if (a->bytes > READER_STASH_MAX && !a->paused) {
+    part_pause(r, a->p, 1);
+    a->paused = 1;
+  }
+}
 
 int changelog_reader_new(const char *brokers, const char *const *props, const char *topic,
                          changelog_reader_t **out, char *errstr, size_t n) {
@@ -363,32 +473,33 @@ int changelog_reader_new(const char *brokers, const char *const *props, const ch
 
 void changelog_reader_destroy(changelog_reader_t *r) {
   if (!r) return;
+  if (r->rk) ahead_clear(r);
   if (r->q) rd_kafka_queue_destroy(r->q);
   if (r->rk) rd_kafka_destroy(r->rk);
   free(r->topic);
   free(r);
 }
 
-/* drops whatever is assigned, and anything already fetched for it */
-static void reader_unassign(changelog_reader_t *r) {
-  rd_kafka_assign(r->rk, NULL);
-  rd_kafka_message_t *m;
-  while ((m = rd_kafka_consumer_poll(r->rk, 0))) rd_kafka_message_destroy(m);
+/* The low (which = BEGINNING) or high (END) watermarks of l's partitions in
+ * one ListOffsets round. The two are asked one after the other, never at
+ * once: librdkafka's rd_kafka_query_watermark_offsets() sends both requests
+ * together, and a broker socket with Nagle's algorithm on (librdkafka's mock
+ * cluster) holds the second small answer until the first is acknowledged,
+ * ~40 ms of delayed ACK per call, more than reading a 3 MiB partition. */
+static rd_kafka_resp_err_t list_offsets(changelog_reader_t *r,
+                                        rd_kafka_topic_partition_list_t *l, int64_t which,
+                                        int timeout_ms) {
+  for (int i = 0; i < l->cnt; i++) l->elems[i].offset = which;
+  return rd_kafka_offsets_for_times(r->rk, l, timeout_ms);
 }
 
-/* The partition's low and high watermarks, asked one after the other
- * (ListOffsets for the earliest, then the latest): librdkafka's
- * rd_kafka_query_watermark_offsets() sends both requests at once, and a
- * broker socket with Nagle's algorithm on (librdkafka's mock cluster) holds
- * the second small answer until the first is acknowledged, ~40 ms of
- * delayed ACK per partition, more than reading a 3 MiB partition. */
 static rd_kafka_resp_err_t reader_watermarks(changelog_reader_t *r, int32_t partition,
                                              int timeout_ms, int64_t *lo, int64_t *hi) {
   int64_t which[2] = {RD_KAFKA_OFFSET_BEGINNING, RD_KAFKA_OFFSET_END}, *out[2] = {lo, hi};
   for (int i = 0; i < 2; i++) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, r->topic, partition)->offset = which[i];
-    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(r->rk, l, timeout_ms);
+    rd_kafka_topic_partition_list_add(l, r->topic, partition);
+    rd_kafka_resp_err_t err = list_offsets(r, l, which[i], timeout_ms);
     if (!err) err = l->elems[0].err;
     *out[i] = l->elems[0].offset;
     rd_kafka_topic_partition_list_destroy(l);
@@ -398,6 +509,37 @@ static rd_kafka_resp_err_t reader_watermarks(changelog_reader_t *r, int32_t part
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+void changelog_reader_prefetch(changelog_reader_t *r, const int32_t *partitions, size_t n,
+                               int timeout_ms) {
+  ahead_clear(r);
+  if (!n || !(r->ahead = calloc(n, sizeof *r->ahead))) return;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+  for (size_t i = 0; i < n; i++) {
+    r->ahead[i].p = partitions[i];
+    rd_kafka_topic_partition_list_add(l, r->topic, partitions[i]);
+  }
+  r->n_ahead = n;
+  rd_kafka_topic_partition_list_t *h = rd_kafka_topic_partition_list_copy(l);
+  /* best effort: a partition whose watermarks are not known here asks
+   * for them when it is read, and is not fetched ahead */
+  if (!list_offsets(r, l, RD_KAFKA_OFFSET_BEGINNING, timeout_ms) &&
+      !list_offsets(r, h, RD_KAFKA_OFFSET_END, timeout_ms))
+    for (size_t i = 0; i < n; i++) {
+      rd_kafka_topic_partition_t *lo =
+          rd_kafka_topic_partition_list_find(l, r->topic, partitions[i]);
+      rd_kafka_topic_partition_t *hi =
+          rd_kafka_topic_partition_list_find(h, r->topic, partitions[i]);
+      if (lo && hi && !lo->err && !hi->err && lo->offset >= 0 && hi->offset >= 0) {
+        r->ahead[i].wm = 1;
+        r->ahead[i].lo = lo->offset;
+        r->ahead[i].hi = hi->offset;
+      }
+    }
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_topic_partition_list_destroy(h);
+  ahead_top_up(r);
+}
+
 int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from,
                           int timeout_ms, changelog_span_fn span, changelog_topic_fn fn,
                           void *ctx, uint64_t *records, uint64_t *bytes, char *errstr, size_t n) {
@@ -405,40 +547,71 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
   const char *topic = r->topic;
   int rc = 0;
   int64_t lo = 0, hi = 0;
-  rd_kafka_resp_err_t err = reader_watermarks(r, partition, timeout_ms, &lo, &hi);
-  if (err) {
-    snprintf(errstr, n, "changelog %s [%d]: cannot read its watermarks: %s", topic,
-             (int)partition, rd_kafka_err2str(err));
-    return IX_EKAFKA;
+  size_t ai = 0;
+  while (ai < r->n_ahead && r->ahead[ai].p != partition) ai++;
+  ahead_t cur = {0}; /* what was fetched ahead for this partition */
+  if (ai < r->n_ahead && r->ahead[ai].wm) {
+    lo = r->ahead[ai].lo;
+    hi = r->ahead[ai].hi;
+  } else {
+    rd_kafka_resp_err_t err = reader_watermarks(r, partition, timeout_ms, &lo, &hi);
+    if (err) {
+      snprintf(errstr, n, "changelog %s [%d]: cannot read its watermarks: %s", topic,
+               (int)partition, rd_kafka_err2str(err));
+      return IX_EKAFKA;
+    }
   }
   if (from >= 0 && from < lo) {
+    /* the hint stays: the caller reads the whole partition next */
     snprintf(errstr, n, "changelog %s [%d]: offset %lld is below the low watermark %lld (the "
              "records in between were deleted)", topic, (int)partition, (long long)from,
              (long long)lo);
     return IX_ERANGE;
   }
   if (from > lo) lo = from;
-  if (hi <= lo) return 0;
+  cur.p = partition;
+  if (ai < r->n_ahead) {
+    /* read now: out of the hints, its fetch and stash kept when they start at lo */
+    cur = r->ahead[ai];
+    memmove(&r->ahead[ai], &r->ahead[ai + 1], (r->n_ahead - ai - 1) * sizeof *r->ahead);
+    r->n_ahead--;
+    if (cur.assigned && (cur.start != lo || hi <= lo)) ahead_stop(r, &cur);
+  }
+  if (hi <= lo) {
+    ahead_top_up(r);
+    return 0;
+  }
   if (span) span(ctx, lo, hi);
-  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = lo;
-  err = rd_kafka_assign(r->rk, tp);
-  rd_kafka_topic_partition_list_destroy(tp);
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (cur.paused) part_pause(r, partition, 0);
+  if (!cur.assigned) err = part_assign(r, partition, lo);
+  /* the next partitions fetch while this one is decoded: from its first
+   * records on (asked together with it, they would come in the same
+   * response and delay its first record by theirs) */
+  int topped = cur.n > cur.head;
+  if (topped) ahead_top_up(r);
+  cur.assigned = 1;
   if (err) {
     snprintf(errstr, n, "changelog %s [%d]: cannot assign: %s", topic, (int)partition,
              rd_kafka_err2str(err));
-    return IX_EKAFKA;
+    rc = IX_EKAFKA;
   }
   uint64_t last_progress = ix_mono_ms();
   int64_t next = lo;
   rd_kafka_message_t *batch[1024];
-  int done = 0;
+  int done = rc != 0;
   while (!done && next < hi) {
-    /* what is there in one batch (one queue lock, not one per record);
-     * when nothing is, wait for one record (a batch call with a timeout
-     * waits it out for a full batch) */
-    ssize_t got = rd_kafka_consume_batch_queue(r->q, 0, batch, 1024);
-    if (got == 0 && (batch[0] = rd_kafka_consume_queue(r->q, 100))) got = 1;
+    ssize_t got = 0;
+    if (cur.head < cur.n) {
+      /* fetched ahead first */
+      while (got < 1024 && cur.head < cur.n) batch[got++] = cur.stash[cur.head++];
+    } else {
+      /* what is there in one batch (one queue lock, not one per record);
+       * when nothing is, wait for one record (a batch call with a timeout
+       * waits it out for a full batch) */
+      got = rd_kafka_consume_batch_queue(r->q, 0, batch, 1024);
+      if (got == 0 && (batch[0] = rd_kafka_consume_queue(r->q, 100))) got = 1;
+    }
     if (got <= 0) {
       if (ix_mono_ms() - last_progress > (uint64_t)timeout_ms) {
         snprintf(errstr, n, "changelog %s [%d]: no progress for %d ms at offset %lld of %lld",
@@ -452,7 +625,8 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
     for (; i < got && !done; i++) {
       rd_kafka_message_t *m = batch[i];
       if (m->rkt && m->partition != partition) {
-        /* left over from the reader's previous partition: not this one's */
+        ahead_keep(r, m); /* another partition's: fetched ahead, or left over */
+        continue;
       } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         /* end of the partition (a compacted log may end with no record at hi - 1) */
         done = 1;
@@ -462,6 +636,10 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
         rc = IX_EKAFKA;
         done = 1;
       } else if (m->offset >= next) {
+        if (!topped) {
+          ahead_top_up(r);
+          topped = 1;
+        }
         last_progress = ix_mono_ms();
         next = m->offset + 1;
         (*records)++;
@@ -471,9 +649,21 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
       }
       rd_kafka_message_destroy(m);
     }
-    for (; i < got; i++) rd_kafka_message_destroy(batch[i]);
+    for (; i < got; i++) {
+      if (batch[i]->rkt && batch[i]->partition != partition) ahead_keep(r, batch[i]);
+      else rd_kafka_message_destroy(batch[i]);
+    }
   }
-  reader_unassign(r);
+  /* this partition is done with: unassigned, and whatever was fetched for it
+   * dropped (others' records kept for their turn) */
+  ahead_stop(r, &cur);
+  if (!topped) ahead_top_up(r);
+  ssize_t got;
+  while ((got = rd_kafka_consume_batch_queue(r->q, 0, batch, 1024)) > 0)
+    for (ssize_t i = 0; i < got; i++) {
+      if (batch[i]->rkt && batch[i]->partition != partition) ahead_keep(r, batch[i]);
+      else rd_kafka_message_destroy(batch[i]);
+    }
   return rc;
 }
 

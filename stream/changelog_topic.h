@@ -83,7 +83,18 @@ void changelog_reader_destroy(changelog_reader_t *r);
  * [from, end): at most end - from records follow (a caller sizes its
  * store and index for them). */
 typedef void (*changelog_span_fn)(void *ctx, int64_t from, int64_t end);
-/* changelog_topic_read_from() with r's client; span may be NULL. */
+/* The partitions an assignment will read, in the order it will read them
+ * (a hint, best effort): their watermarks are asked in one round, and from
+ * the first record of one the next few (4) are fetched from their start,
+ * their records kept until their turn (a partition is paused past 16 MiB
+ * kept). A read of a hinted partition from its start takes what was
+ * fetched; from another offset it is fetched anew. Replaces the previous
+ * hints; n == 0 drops them and everything fetched for them. */
+void changelog_reader_prefetch(changelog_reader_t *r, const int32_t *partitions, size_t n,
+                               int timeout_ms);
+/* changelog_topic_read_from() with r's client; span may be NULL. A hinted
+ * partition's watermarks are those asked at the hint (a record written
+ * since is not read, as one written after a read starts is not). */
 int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from,
                           int timeout_ms, changelog_span_fn span, changelog_topic_fn fn,
                           void *ctx, uint64_t *records, uint64_t *bytes, char *errstr,

@@ -17,6 +17,10 @@
 #include "state/changelog.h"
 #include "stream/changelog_topic.h"
 
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
 #define FP 0x5eed5eedu
 
 static void fill(uint8_t *b, size_t len, uint64_t u) {
@@ -32,6 +36,51 @@ static void fill(uint8_t *b, size_t len, uint64_t u) {
 static int count_rec(void *ctx, int64_t off, const void *k, size_t kl, const void *v, size_t vl) {
   (void)ctx, (void)off, (void)k, (void)kl, (void)v, (void)vl;
   return 0;
+}
+
+/* CPU seconds of this process's threads whose name starts with `prefix`
+ * ("" for all), from /proc/self/task/N/stat (utime + stime) */
+static double threads_cpu(const char *prefix) {
+  double t = 0;
+  long hz = sysconf(_SC_CLK_TCK);
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char path[300], buf[1024];
+    snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = 0;
+    char *l = strchr(buf, '('), *r = strrchr(buf, ')');
+    if (!l || !r) continue;
+    *r = 0;
+    if (strncmp(l + 1, prefix, strlen(prefix)) != 0) continue;
+    unsigned long ut = 0, stt = 0;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) == 2)
+      t += (double)(ut + stt) / (double)hz;
+  }
+  if (d) closedir(d);
+  return t;
+}
+
+static double loadavg1(void) {
+  double l[1] = {-1};
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f) {
+    if (fscanf(f, "%lf", &l[0]) != 1) l[0] = -1;
+    fclose(f);
+  }
+  return l[0];
+}
+
+static double main_cpu(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static size_t failed;
@@ -118,8 +167,17 @@ int main(int argc, char **argv) {
   store_t *st;
   H_CHECK(store_new(&so, &st) == 0, "store");
   double slowest = 0;
+  int32_t slowest_p = -1;
   uint64_t restored = 0, mismatches = 0;
+  /* as the daemon hints an assignment's partitions without local checkpoints
+   * (BENCH_CLOG_NO_PREFETCH=1: without the hint, one partition at a time) */
+  const char *np = getenv("BENCH_CLOG_NO_PREFETCH");
+  int prefetch = !(np && *np && *np != '0');
+  int32_t *all = malloc((size_t)parts * sizeof *all);
+  for (int32_t p = 0; p < parts; p++) all[p] = p;
+  double c_main = main_cpu(), c_mock = threads_cpu("rdk:mock"), c_all = threads_cpu("");
   t0 = h_now();
+  if (prefetch) clog_prefetch(c, all, (size_t)parts);
   for (int32_t p = 0; p < parts; p++) {
     double tp = h_now();
     clog_source_t src;
@@ -128,10 +186,20 @@ int main(int argc, char **argv) {
     H_CHECK(src == CLOG_FROM_CHANGELOG && next == 100, "partition %d: source %d, next %" PRId64,
             (int)p, (int)src, next);
     tp = h_now() - tp;
-    if (tp > slowest) slowest = tp;
+    if (tp > slowest) {
+      slowest = tp;
+      slowest_p = p;
+    }
     restored += store_partition_users(st, p);
   }
+  if (prefetch) clog_prefetch(c, NULL, 0);
   double secs = h_now() - t0;
+  c_main = main_cpu() - c_main;
+  c_mock = threads_cpu("rdk:mock") - c_mock;
+  c_all = threads_cpu("") - c_all;
+  free(all);
+  store_stats_t sst;
+  store_get_stats(st, &sst);
   for (uint64_t u = 0; u < users; u++) {
     const uint8_t *got = store_peek(st, (int32_t)(u % (uint64_t)parts), u);
     fill(b, blob, u);
@@ -139,9 +207,19 @@ int main(int argc, char **argv) {
   }
   double bytes = (double)users * (double)(CHANGELOG_KEY_BYTES + CHANGELOG_USER_FIXED + blob) +
                  (double)parts * (CHANGELOG_KEY_BYTES + CHANGELOG_COMPLETE_BYTES);
-  printf("restore: %" PRIu64 " users in %.2f s: %.0f users/s, %.1f MB/s (%.1f MB read); slowest "
-         "partition %.3f s; %" PRIu64 " mismatches\n", restored, secs, (double)restored / secs,
-         bytes / secs / 1e6, bytes / 1e6, slowest, mismatches);
+  printf("restore%s: %" PRIu64 " users in %.2f s: %.0f users/s, %.1f MB/s (%.1f MB read); "
+         "slowest partition %.3f s (%d); %" PRIu64 " mismatches\n",
+         prefetch ? "" : " (no prefetch)", restored, secs, (double)restored / secs,
+         bytes / secs / 1e6, bytes / 1e6, slowest, (int)slowest_p, mismatches);
+  double map_s = (double)sst.map_ns / 1e9;
+  printf("  of which the store's fresh memory (mapping and populating %.0f MiB of slabs): "
+         "%.2f s (%.0f MB/s); the rest %.2f s: %.0f users/s\n",
+         (double)sst.bytes / (1 << 20), map_s, (double)sst.bytes / map_s / 1e6, secs - map_s,
+         (double)restored / (secs - map_s));
+  printf("  CPU: the restoring thread %.2f s (%.2f us per user; the fresh memory in it), the "
+         "client's threads %.2f s, the mock broker's threads %.2f s (load average %.1f)\n",
+         c_main, c_main / (double)restored * 1e6, c_all - c_main - c_mock, c_mock,
+         loadavg1());
   /* the Kafka part alone: the same group-less reads, records only counted */
   uint64_t recs = 0, rbytes = 0;
   t0 = h_now();
@@ -156,6 +234,53 @@ int main(int argc, char **argv) {
   printf("read alone (no decoding, no store): %" PRIu64 " records in %.2f s: %.0f records/s, "
          "%.1f MB/s; the restore took %.2fx as long\n", recs, rsecs, (double)recs / rsecs,
          (double)rbytes / rsecs / 1e6, secs / rsecs);
+  /* the decoder and the store alone, no Kafka: the same records (encoded
+   * here, 1,000 at a time) through changelog_restore_add into a fresh
+   * store, only the adds timed */
+  {
+    store_t *st3;
+    H_CHECK(store_new(&so, &st3) == 0, "store");
+    changelog_restore_t *rs3 = NULL;
+    uint64_t per = (users + (uint64_t)parts - 1) / (uint64_t)parts;
+    size_t rl = CHANGELOG_USER_FIXED + blob;
+    uint8_t *recs3 = malloc(1000 * rl), *keys3 = malloc(1000 * CHANGELOG_KEY_BYTES);
+    double add_s = 0, add_cpu = 0;
+    char why[300];
+    for (int32_t p = 0; p < parts; p++) {
+      H_CHECK(changelog_restore_new(st3, p, FP, &rs3) == 0, "restore");
+      double tr = h_now();
+      H_CHECK(store_reserve(st3, per) == 0 && changelog_restore_reserve(rs3, per) == 0, "rsv");
+      add_s += h_now() - tr;
+      for (uint64_t u0 = (uint64_t)p; u0 < users;) {
+        size_t k = 0;
+        for (uint64_t u = u0; u < users && k < 1000; u += (uint64_t)parts, k++) {
+          fill(b, blob, u);
+          changelog_user_key(u, keys3 + k * CHANGELOG_KEY_BYTES);
+          changelog_encode_user(p, FP, u, 10, 0, b, (uint32_t)blob, recs3 + k * rl, rl);
+        }
+        tr = h_now();
+        double cr = main_cpu();
+        for (size_t i = 0; i < k; i++)
+          H_CHECK(changelog_restore_add(rs3, keys3 + i * CHANGELOG_KEY_BYTES, CHANGELOG_KEY_BYTES,
+                                        recs3 + i * rl, rl, why, sizeof why) == 0, "%s", why);
+        add_s += h_now() - tr;
+        add_cpu += main_cpu() - cr;
+        u0 += (uint64_t)k * (uint64_t)parts;
+      }
+      changelog_restore_finish(rs3, NULL);
+      changelog_restore_destroy(rs3);
+    }
+    store_stats_t s3;
+    store_get_stats(st3, &s3);
+    double m3 = (double)s3.map_ns / 1e9;
+    printf("decode and store alone (changelog_restore_add, no Kafka, fresh store): %.2f s, %.0f "
+           "users/s; without the store's fresh memory (%.2f s) %.0f users/s; CPU %.2f s (%.2f "
+           "us per user)\n", add_s, (double)users / add_s, m3, (double)users / (add_s - m3),
+           add_cpu, add_cpu / (double)users * 1e6);
+    free(recs3);
+    free(keys3);
+    store_destroy(st3);
+  }
   /* the store alone: the same users put into a fresh store (the VM's cost of
    * fresh pages included, docs/STATE.md "Benchmarks") */
   store_t *st2;
