@@ -29,7 +29,9 @@ static void usage(FILE *out) {
           "                     (default: dev = the day before the last local day)\n"
           "  --hidden H (64) --vocab V (1000) --emb-cat N (32) --emb-act N (8)\n"
           "  --batch B (32) --bptt T (32) --epochs N (30) --patience N (3)\n"
-          "  --lr X (0.003) --lr-decay X (0.5) --clip X (5) --seed N (1) --threads N (1)\n"
+          "  --lr X (0.003) --lr-decay X (0.5) --clip X (5) --seed N (1)\n"
+          "  --threads N (1)    workers that split the batch's slots (at most --batch);\n"
+          "                     deterministic for a seed and a thread count\n"
           "  --half-life H      profile half-life in hours (72)\n"
           "  --curve FILE       the training curve as a TSV\n"
           "  --holdout-users PCT  leave out every event of PCT%% of the users (the user\n"
@@ -277,11 +279,16 @@ int ctl_train(int argc, char **argv) {
       fprintf(stderr, "interestctl train: cannot write %s\n", curve_path);
       goto out;
     }
-    fprintf(f, "# epoch\ttrain_nll\tdev_mrr10\tdev_nll\tseconds\tevents_per_s\n");
-    for (uint32_t i = 0; i < res.n_epochs; i++)
-      fprintf(f, "%u\t%.5f\t%.5f\t%.5f\t%.1f\t%.0f\n", res.curve[i].epoch, res.curve[i].train_loss,
-              res.curve[i].dev_metric, res.curve[i].dev_nll, res.curve[i].seconds,
-              res.curve[i].events_per_s);
+    /* after events_per_s, the training pass's wall and CPU split (train.h) */
+    fprintf(f, "# epoch\ttrain_nll\tdev_mrr10\tdev_nll\tseconds\tevents_per_s\ttrain_s\tcpu_s\t"
+               "workers\twork_sum_s\twork_min_s\twork_max_s\tserial_s\n");
+    for (uint32_t i = 0; i < res.n_epochs; i++) {
+      const train_epoch_t *ep = &res.curve[i];
+      fprintf(f, "%u\t%.5f\t%.5f\t%.5f\t%.1f\t%.0f\t%.4f\t%.4f\t%u\t%.4f\t%.4f\t%.4f\t%.4f\n",
+              ep->epoch, ep->train_loss, ep->dev_metric, ep->dev_nll, ep->seconds,
+              ep->events_per_s, ep->train_s, ep->cpu_s, ep->workers, ep->work_sum_s,
+              ep->work_min_s, ep->work_max_s, ep->serial_s);
+    }
     if (fclose(f) != 0) goto out;
   }
   status = 0;

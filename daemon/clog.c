@@ -17,12 +17,15 @@
 #include "stream/changelog_topic.h"
 #include "stream/producer.h"
 
-/* IDLE -> WAIT_ACKS (encoded; user records sent once the predictions before
- * next_offset are acknowledged) -> USERS_SENT (waiting for their reports) ->
- * COMPLETE_SENT (the completion record, sent after every user record was
- * acknowledged) -> DONE (acknowledged: durable) -> IDLE. A failed record
- * drops the checkpoint back to IDLE; its users stay changed. */
-typedef enum { IDLE = 0, WAIT_ACKS, USERS_SENT, COMPLETE_SENT, DONE } phase_t;
+/* IDLE -> ENCODING (the changed users taken at the start are encoded a
+ * slice at a time: docs/STATE.md, "Incremental encoding") -> WAIT_ACKS
+ * (encoded; user records sent once the predictions before next_offset and
+ * before every encoded user's offset are acknowledged) -> USERS_SENT
+ * (waiting for their reports) -> COMPLETE_SENT (the completion record, sent
+ * after every user record was acknowledged) -> DONE (acknowledged: durable)
+ * -> IDLE. A failed record drops the checkpoint back to IDLE; its users
+ * stay changed (drop_checkpoint). */
+typedef enum { IDLE = 0, ENCODING, WAIT_ACKS, USERS_SENT, COMPLETE_SENT, DONE } phase_t;
 
 typedef struct {
   int owned;
@@ -60,6 +63,13 @@ typedef struct {
   size_t len, cap, sent_at;    /* sent_at: bytes of buf already handed to the producer */
   size_t n_recs, acks_left;
   int failed;
+  /* ENCODING: the users changed before next_offset still to encode (the
+   * tracker as it was at the start; pt->dirty tracks the changes since),
+   * from the store enc_st (borrowed); max_r: the largest offset encoded */
+  changelog_dirty_t *enc;
+  size_t enc_cur;
+  store_t *enc_st;
+  int64_t max_r;
 } part_t;
 
 struct clog {
@@ -79,7 +89,13 @@ struct clog {
    * instead of sending the first completion of a new model's epoch after a switch */
   uint64_t kill_after, acked, kill_before_complete, completes;
   int kill_before_switch_epoch, switched;
+  uint64_t slice_ns; /* encoding and sending per clog_pump call; 0: unbounded */
+  int unbounded;     /* clog_checkpoint_now: no slices (it blocks anyway) */
+  uint64_t pumps;    /* clog_pump calls: the partition served first turns round */
 };
+
+static void drop_checkpoint(clog_t *c, int32_t p, part_t *pt);
+static int encode_one(part_t *pt, int32_t p, uint64_t user, int64_t off);
 
 
 #define OPQ(p, gen, complete) \
@@ -118,7 +134,10 @@ static void on_report(void *ctx, const producer_report_t *r) {
     pt->failed = 1;
   }
   if (complete) {
-    if (pt->phase == COMPLETE_SENT) pt->phase = pt->failed ? IDLE : DONE;
+    if (pt->phase == COMPLETE_SENT) {
+      if (pt->failed) drop_checkpoint(c, p, pt);
+      else pt->phase = DONE;
+    }
     return;
   }
   if (pt->acks_left) pt->acks_left--;
@@ -159,6 +178,7 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
     LOG_INFO("clog", "changelog topic %s: %d partitions, cleanup policy with compaction: checked",
              o->topic, (int)in_parts);
   c->n_parts = in_parts;
+  c->slice_ns = (uint64_t)o->slice_us * 1000u;
   const char *ka = getenv("IX_TEST_CLOG_KILL_AFTER");
   const char *kb = getenv("IX_TEST_CLOG_KILL_BEFORE_COMPLETE");
   if (ka && *ka) c->kill_after = strtoull(ka, NULL, 10);
@@ -201,6 +221,7 @@ static void part_reset(part_t *pt) {
   changelog_dirty_destroy(pt->dirty);
   changelog_dirty_destroy(pt->evicted);
   changelog_restore_destroy(pt->skip);
+  changelog_dirty_destroy(pt->enc);
   free(pt->buf);
   uint16_t gen = pt->gen;
   uint64_t seq = pt->seq;
@@ -254,6 +275,18 @@ void clog_evicted(void *ctx, int32_t p, uint64_t user_id) {
   clog_t *c = ctx;
   if (p < 0 || p >= c->n_parts) return;
   part_t *pt = &c->parts[p];
+  int64_t off;
+  if (pt->phase == ENCODING && changelog_dirty_take(pt->enc, user_id, &off)) {
+    /* taken at the checkpoint's start and not encoded yet: encode it now,
+     * while the store still holds it (docs/STATE.md, "Incremental encoding") */
+    int rc = encode_one(pt, p, user_id, off);
+    if (rc) {
+      (void)changelog_dirty_note(pt->dirty, user_id, off);
+      LOG_WARN("clog", "partition %d: changelog checkpoint at offset %" PRId64 " dropped: %s",
+               (int)p, pt->next_offset, ix_strerror(rc));
+      drop_checkpoint(c, p, pt);
+    }
+  }
   if (!pt->evicted) return;
   /* while restored users may still skip events, their eviction counts as
    * past the last of those (a restore from a completion before it must
@@ -602,7 +635,6 @@ typedef struct {
   part_t *pt;
   store_t *st;
   int32_t p;
-  uint32_t fp;
   int err;
 } enc_t;
 
@@ -611,12 +643,25 @@ typedef struct {
  * after 3,000 new users each) is freed once its checkpoint ends, so a
  * burst's peak does not stay in the RSS (docs/PERFORMANCE.md). */
 #define BUF_KEEP_BYTES (256u << 10)
+/* In slices, a larger buffer shrinks by this much per clog_pump (returning
+ * 8 MiB of touched pages to the kernel takes about a millisecond; a 1 GiB
+ * buffer freed at once would stall the loop for a hundred) */
+#define BUF_SHRINK_BYTES (8u << 20)
 
-static void buf_trim(part_t *pt) {
+static void buf_trim(clog_t *c, part_t *pt) {
   if (pt->phase != IDLE || pt->cap <= BUF_KEEP_BYTES) return;
+  pt->len = pt->sent_at = 0;
+  if (c->slice_ns && !c->unbounded && pt->cap > BUF_SHRINK_BYTES + BUF_KEEP_BYTES) {
+    uint8_t *b = realloc(pt->buf, pt->cap - BUF_SHRINK_BYTES); /* shrinks in place */
+    if (b) {
+      pt->buf = b;
+      pt->cap -= BUF_SHRINK_BYTES;
+      return;
+    }
+  }
   free(pt->buf);
   pt->buf = NULL;
-  pt->len = pt->cap = pt->sent_at = 0;
+  pt->cap = 0;
 }
 
 /* Room for need more bytes in pt->buf; 0 or IX_ENOMEM. */
@@ -631,27 +676,35 @@ static int reserve(part_t *pt, size_t need) {
   return 0;
 }
 
-static int encode_user(void *ctx, uint64_t user, int64_t off) {
-  enc_t *e = ctx;
-  part_t *pt = e->pt;
+/* ENCODING: user's record from pt->enc_st, its state as it is now, with the
+ * offset of the last event applied to it: off (taken with the changed users
+ * at the start) or a later one noted since (docs/STATE.md, "Incremental
+ * encoding"). 0, IX_ENOMEM or IX_ETOOBIG. */
+static int encode_one(part_t *pt, int32_t p, uint64_t user, int64_t off) {
+  int64_t later;
+  if (changelog_dirty_get(pt->dirty, user, &later) && later > off) off = later;
   /* a read, not an event: store_get() would mark the user seen at time 0 and
    * move it to the head of its partition's LRU list */
   int64_t seen = 0;
-  const void *blob = store_peek_seen(e->st, e->p, user, &seen);
-  if (!blob) return 0; /* evicted: its tombstone comes from pt->evicted */
-  size_t bs = store_blob_size(e->st), need = CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + bs;
-  if (reserve(pt, need)) return e->err = IX_ENOMEM;
+  const void *blob = store_peek_seen(pt->enc_st, p, user, &seen);
+  if (!blob) return 0; /* evicted before the start: its tombstone comes from pt->evicted */
+  size_t bs = store_blob_size(pt->enc_st), need = CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + bs;
+  if (reserve(pt, need)) return IX_ENOMEM;
   uint8_t *k = pt->buf + pt->len;
   changelog_user_key(user, k);
   uint8_t *v = k + CHANGELOG_KEY_BYTES + 4;
   /* with its last-seen time: a restore orders users by it, and the idle TTL
    * and the memory limit evict by it */
-  size_t vl = changelog_encode_user(e->p, e->fp, user, off, seen, blob, (uint32_t)bs, v,
+  size_t vl = changelog_encode_user(p, pt->fp, user, off, seen, blob, (uint32_t)bs, v,
                                     CHANGELOG_USER_FIXED + bs);
-  if (!vl) return e->err = IX_ETOOBIG;
+  if (!vl) return IX_ETOOBIG;
   memcpy(k + CHANGELOG_KEY_BYTES, &(uint32_t){(uint32_t)vl}, 4);
   pt->len += CHANGELOG_KEY_BYTES + 4 + vl;
   pt->n_recs++;
+  if (off > pt->max_r) pt->max_r = off;
+  /* as changelog_dirty_forget_before(next_offset) keeps it at completion: a
+   * user with an event at or past the checkpoint's offset stays changed */
+  if (off >= pt->next_offset && changelog_dirty_note(pt->dirty, user, off)) return IX_ENOMEM;
   return 0;
 }
 
@@ -667,6 +720,75 @@ static int encode_tomb(void *ctx, uint64_t user, int64_t evicted_at) {
   memset(pt->buf + pt->len + CHANGELOG_KEY_BYTES, 0, 4);
   pt->len += need;
   pt->n_recs++;
+  return 0;
+}
+
+/* In slices, at most this many user records are handed to the producer and
+ * not yet reported: the delivery reports that one clog_pump serves (each
+ * frees its record's copy: about 1 us) stay within a few ms. */
+#define IN_FLIGHT_MAX 2048u
+
+/* The checkpoint being written is given up (a record failed or was refused,
+ * out of memory, the model changed while encoding): every user it took
+ * stays changed, as if it had not started (those encoded, from their
+ * records, with the offsets they carry; those still to encode), and the
+ * evicted users were never forgotten. Phase IDLE. Runs over all the
+ * checkpoint's records at once: failures only. */
+static void drop_checkpoint(clog_t *c, int32_t p, part_t *pt) {
+  int err = 0;
+  for (size_t at = 0; at < pt->len;) {
+    const uint8_t *k = pt->buf + at;
+    uint32_t vl;
+    memcpy(&vl, k + CHANGELOG_KEY_BYTES, 4);
+    at += CHANGELOG_KEY_BYTES + 4 + vl;
+    if (!vl) continue; /* a tombstone: its user is still in pt->evicted */
+    changelog_rec_t rec;
+    char why[160];
+    if (changelog_decode(k, CHANGELOG_KEY_BYTES, k + CHANGELOG_KEY_BYTES + 4, vl, &rec, why,
+                         sizeof why) == 0 &&
+        changelog_dirty_note(pt->dirty, rec.user_id, rec.offset))
+      err = IX_ENOMEM;
+  }
+  if (pt->enc && changelog_dirty_merge(pt->dirty, pt->enc)) err = IX_ENOMEM;
+  if (err)
+    LOG_ERROR("clog", "partition %d: out of memory keeping the users of a dropped changelog "
+              "checkpoint changed; some are missing from the changelog until they change again",
+              (int)p);
+  (void)c;
+  changelog_dirty_destroy(pt->enc);
+  pt->enc = NULL;
+  pt->enc_st = NULL;
+  pt->phase = IDLE;
+}
+
+/* ENCODING: the next users of pt until ix_mono_ns() reaches deadline_ns
+ * (0: all of them; at least one user when called before it), then
+ * WAIT_ACKS. Returns 0, or the error that dropped the checkpoint. */
+static int encode_step(clog_t *c, int32_t p, part_t *pt, uint64_t deadline_ns) {
+  uint64_t user;
+  int64_t off;
+  unsigned k = 0;
+  if (deadline_ns && ix_mono_ns() >= deadline_ns) return 0;
+  while (changelog_dirty_take_next(pt->enc, &pt->enc_cur, &user, &off)) {
+    int rc = encode_one(pt, p, user, off);
+    if (rc) {
+      (void)changelog_dirty_note(pt->dirty, user, off); /* taken: keep it changed */
+      LOG_WARN("clog", "partition %d: changelog checkpoint at offset %" PRId64 " dropped: %s",
+               (int)p, pt->next_offset, ix_strerror(rc));
+      drop_checkpoint(c, p, pt);
+      return rc;
+    }
+    /* the clock every 8 users: about 4-8 us of encoding at 600 bytes a state */
+    if (deadline_ns && (++k & 7) == 0 && ix_mono_ns() >= deadline_ns) return 0;
+  }
+  changelog_dirty_destroy(pt->enc);
+  pt->enc = NULL;
+  pt->enc_st = NULL;
+  pt->acks_left = 0; /* records handed to the producer and not reported yet */
+  pt->phase = WAIT_ACKS;
+  LOG_DEBUG("clog", "partition %d: changelog checkpoint at offset %" PRId64 " encoded, %zu "
+            "records, users' offsets up to %" PRId64, (int)p, pt->next_offset, pt->n_recs,
+            pt->max_r);
   return 0;
 }
 
@@ -686,21 +808,36 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   pt->len = pt->sent_at = pt->n_recs = 0;
   pt->failed = 0;
   pt->tomb_upto = pt->durable_at;
-  enc_t e = {pt, st, p, fingerprint, 0};
-  changelog_dirty_foreach(pt->dirty, encode_user, &e);
-  if (!e.err) changelog_dirty_foreach(pt->evicted, encode_tomb, &e);
+  /* tombstones first, decided now (whether the user is held at the start:
+   * one lookup each); a user record encoded later for the same user (it
+   * came back meanwhile) then follows its tombstone and wins */
+  enc_t e = {pt, st, p, 0};
+  changelog_dirty_foreach(pt->evicted, encode_tomb, &e);
+  changelog_dirty_t *fresh = NULL;
+  if (!e.err) e.err = changelog_dirty_new(&fresh);
   if (e.err) {
     pt->len = pt->n_recs = 0;
-    buf_trim(pt);
+    buf_trim(c, pt);
     return e.err;
   }
+  /* the changed users so far are this checkpoint's; pt->dirty tracks the
+   * changes from here on */
+  pt->enc = pt->dirty;
+  pt->dirty = fresh;
+  /* room for every taken user now: a buffer grown on the way would be
+   * copied by realloc in one slice (milliseconds at tens of MB); the pages
+   * are touched as the slices fill them. Best effort: it grows otherwise. */
+  (void)reserve(pt, changelog_dirty_count(pt->enc) *
+                        (CHANGELOG_KEY_BYTES + 4 + CHANGELOG_USER_FIXED + store_blob_size(st)));
+  pt->enc_cur = 0;
+  pt->enc_st = st;
+  pt->max_r = -1;
   pt->next_offset = next_offset;
   pt->fp = fingerprint;
-  pt->acks_left = 0; /* records handed to the producer and not reported yet */
-  pt->phase = WAIT_ACKS;
-  LOG_DEBUG("clog", "partition %d: changelog checkpoint at offset %" PRId64 ", %zu users",
-            (int)p, next_offset, pt->n_recs);
-  return 0;
+  pt->phase = ENCODING;
+  LOG_DEBUG("clog", "partition %d: changelog checkpoint at offset %" PRId64 ", %zu users to "
+            "encode", (int)p, next_offset, changelog_dirty_count(pt->enc));
+  return c->slice_ns && !c->unbounded ? 0 : encode_step(c, p, pt, 0);
 }
 
 static void send_complete(clog_t *c, int32_t p, part_t *pt) {
@@ -732,43 +869,68 @@ static void send_complete(clog_t *c, int32_t p, part_t *pt) {
   if (rc == 0) pt->phase = COMPLETE_SENT;
   else if (rc != IX_EFULL) {
     metrics_counter_inc(c->m.produce_failures);
-    pt->phase = IDLE;
+    drop_checkpoint(c, p, pt);
   }
 }
 
-void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ctx) {
+void clog_pump(clog_t *c, store_t *st, uint32_t fingerprint, clog_acked_fn acked,
+               clog_durable_fn durable, void *ctx) {
   producer_poll(c->prod, 0);
-  for (int32_t p = 0; p < c->n_parts; p++) {
+  /* one budget for the whole call, whichever partitions use it; the first
+   * partition visited turns round so that each gets its turn first */
+  uint64_t deadline = c->slice_ns && !c->unbounded ? ix_mono_ns() + c->slice_ns : 0;
+  int32_t first = c->n_parts ? (int32_t)(c->pumps++ % (uint64_t)c->n_parts) : 0;
+  size_t in_flight = 0;
+  for (int32_t p = 0; p < c->n_parts; p++) in_flight += c->parts[p].acks_left;
+  for (int32_t i = 0; i < c->n_parts; i++) {
+    int32_t p = (first + i) % c->n_parts;
     part_t *pt = &c->parts[p];
     if (!pt->owned) continue;
+    if (pt->phase == ENCODING) {
+      if (st != pt->enc_st || fingerprint != pt->fp) {
+        /* a reload replaced the model (and the store): the users go to the next one */
+        LOG_WARN("clog", "partition %d: the model changed during a changelog checkpoint; it "
+                 "is dropped", (int)p);
+        drop_checkpoint(c, p, pt);
+      } else {
+        (void)encode_step(c, p, pt, deadline);
+      }
+    }
     if (pt->phase == WAIT_ACKS) {
-      if (acked(ctx, p) < pt->next_offset) continue; /* predictions first */
-      while (pt->sent_at < pt->len) {
-        const uint8_t *k = pt->buf + pt->sent_at;
+      /* predictions first: those before the checkpoint's offset, and those of
+       * the events a user encoded after the start carries (its offset) */
+      int64_t need = pt->max_r + 1 > pt->next_offset ? pt->max_r + 1 : pt->next_offset;
+      if (acked(ctx, p) < need) continue;
+      unsigned k = 0;
+      while (!pt->failed && pt->sent_at < pt->len) {
+        if (deadline && (((k++ & 31) == 0 && ix_mono_ns() >= deadline) ||
+                         in_flight >= IN_FLIGHT_MAX))
+          break; /* the next pump */
+        const uint8_t *rk = pt->buf + pt->sent_at;
         uint32_t vl;
-        memcpy(&vl, k + CHANGELOG_KEY_BYTES, 4);
-        const uint8_t *v = k + CHANGELOG_KEY_BYTES + 4;
-        int rc = producer_send(c->prod, c->topic, p, k, CHANGELOG_KEY_BYTES, vl ? v : NULL, vl, 0, NULL, 0,
-                               OPQ(p, pt->gen, 0));
+        memcpy(&vl, rk + CHANGELOG_KEY_BYTES, 4);
+        const uint8_t *v = rk + CHANGELOG_KEY_BYTES + 4;
+        int rc = producer_send(c->prod, c->topic, p, rk, CHANGELOG_KEY_BYTES, vl ? v : NULL, vl,
+                               0, NULL, 0, OPQ(p, pt->gen, 0));
         if (rc == IX_EFULL) break; /* the rest at the next pump */
         if (rc) {
           metrics_counter_inc(c->m.produce_failures);
           LOG_WARN("clog", "changelog %s [%d]: a record was refused (%s); the checkpoint at "
                    "offset %" PRId64 " is dropped", c->topic_name, (int)p, ix_strerror(rc),
                    pt->next_offset);
-          pt->failed = 1;
-          pt->len = pt->sent_at; /* nothing more is sent; wait for those in flight */
+          pt->failed = 1; /* nothing more is sent; wait for those in flight */
           break;
         }
         pt->acks_left++;
+        in_flight++;
         pt->sent_at += CHANGELOG_KEY_BYTES + 4 + vl;
       }
-      if (pt->sent_at == pt->len) pt->phase = USERS_SENT;
+      if (pt->sent_at == pt->len || pt->failed) pt->phase = USERS_SENT;
     }
     if (pt->phase == USERS_SENT) {
       /* every record handed over is reported: complete, or give up on a failure */
       if (pt->acks_left == 0) {
-        if (pt->failed) pt->phase = IDLE;
+        if (pt->failed) drop_checkpoint(c, p, pt);
         else send_complete(c, p, pt);
       }
     }
@@ -807,8 +969,18 @@ void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ct
                 " complete (%zu users)", (int)p, pt->seq, pt->next_offset, pt->n_recs);
       durable(ctx, p, pt->next_offset);
     }
-    buf_trim(pt);
+    buf_trim(c, pt);
   }
+}
+
+int clog_busy(const clog_t *c) {
+  for (int32_t p = 0; p < c->n_parts; p++) {
+    const part_t *pt = &c->parts[p];
+    if (pt->owned && (pt->phase == ENCODING ||
+                      (pt->phase == WAIT_ACKS && pt->sent_at > 0 && pt->sent_at < pt->len)))
+      return 1;
+  }
+  return 0;
 }
 
 int32_t clog_partitions(const clog_t *c) { return c->n_parts; }
@@ -837,6 +1009,9 @@ int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos) {
     changelog_dirty_destroy(evicted);
     return m.err;
   }
+  /* an old model's checkpoint still being encoded reads the old store, which
+   * is gone: dropped now (its users are superseded by the new epoch) */
+  if (pt->phase == ENCODING) drop_checkpoint(c, p, pt);
   changelog_dirty_destroy(pt->dirty);
   changelog_dirty_destroy(pt->evicted); /* the old model's users: superseded by the epoch */
   pt->dirty = dirty;
@@ -873,9 +1048,11 @@ int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                         void *ctx, uint64_t deadline_ms) {
   if (p < 0 || p >= c->n_parts || !c->parts[p].owned) return 0;
   part_t *pt = &c->parts[p];
+  int rc = 0;
+  c->unbounded = 1; /* it blocks anyway: no slices */
   /* the one being written, then one at next_offset, then one more for the
    * tombstones that the second one's completion allows */
-  for (int round = 0; round < 3; round++) {
+  for (int round = 0; round < 3 && !rc; round++) {
     if (round && pt->phase == IDLE &&
         clog_checkpoint(c, p, st, fingerprint, next_offset) != 0)
       break;
@@ -885,9 +1062,11 @@ int clog_checkpoint_now(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
     }
     while (pt->phase != IDLE && ix_mono_ms() < deadline_ms) {
       producer_poll(c->prod, 5);
-      clog_pump(c, acked, durable, ctx);
+      clog_pump(c, st, fingerprint, acked, durable, ctx);
     }
-    if (pt->phase != IDLE) return IX_EKAFKA;
+    if (pt->phase != IDLE) rc = IX_EKAFKA;
   }
+  c->unbounded = 0;
+  if (rc) return rc;
   return pt->durable_at >= next_offset ? 0 : IX_EKAFKA;
 }

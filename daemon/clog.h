@@ -23,6 +23,10 @@ typedef struct {
   const char *topic;         /* the changelog topic */
   const char *input_topic;   /* must have the same partition count */
   metrics_t *metrics;        /* borrowed; the changelog's series are added to it */
+  /* a checkpoint's users are encoded, and its records handed to the
+   * producer, for at most this long per clog_pump call; 0: all at once in
+   * clog_checkpoint (exactly_once: docs/STATE.md, "Incremental encoding") */
+  uint32_t slice_us;
 } clog_opts_t;
 
 /* Makes sure topic can be the changelog (changelog_topic_ensure: created
@@ -96,8 +100,12 @@ void clog_revoke(clog_t *c, int32_t p);
 
 /* Start a changelog checkpoint of p at next_offset (every consumed event
  * before it is in st): the users changed since the last completed one are
- * encoded now. No-op while p's previous checkpoint is still being written or
- * nothing changed. Returns 0 or IX_ENOMEM. */
+ * taken now and encoded from st by the following clog_pump calls, each
+ * user's state as it is then, with its latest offset (all at once here when
+ * opts.slice_us is 0); the evicted users' tombstones are decided and encoded
+ * now. st must stay the store that clog_pump is given until then. No-op
+ * while p's previous checkpoint is still being written or nothing changed.
+ * Returns 0 or IX_ENOMEM (IX_ETOOBIG: a state too large for a record). */
 int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                     int64_t next_offset);
 
@@ -106,9 +114,16 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
  * acknowledged (the commit may go up to next_offset). */
 typedef int64_t (*clog_acked_fn)(void *ctx, int32_t p);
 typedef void (*clog_durable_fn)(void *ctx, int32_t p, int64_t next_offset);
-/* Serve delivery reports and move every pending checkpoint on. Call often
- * (a timer) and before shutdown. */
-void clog_pump(clog_t *c, clog_acked_fn acked, clog_durable_fn durable, void *ctx);
+/* Serve delivery reports and move every pending checkpoint on: encode and
+ * hand over records for at most opts.slice_us in all. st and fingerprint:
+ * the serving store and model (another than a checkpoint started with drops
+ * that checkpoint: a reload replaced them). Call often (a timer: every
+ * millisecond or so while clog_busy()) and before shutdown. */
+void clog_pump(clog_t *c, store_t *st, uint32_t fingerprint, clog_acked_fn acked,
+               clog_durable_fn durable, void *ctx);
+/* 1 while a checkpoint has users left to encode or records left to hand to
+ * the producer (pump soon), else 0. */
+int clog_busy(const clog_t *c);
 /* Partition p is being revoked (or the daemon stops): finish its pending
  * checkpoint, then write one at next_offset (every prediction before it must
  * be acknowledged) and wait until its completion record is acknowledged

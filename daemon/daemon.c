@@ -59,6 +59,8 @@
 #define REVOKE_WAIT_MAX_MS 10000  /* bound on finishing a revoked partition's in-flight work */
 #define CKPT_SLICE_US 200         /* a snapshot copies users for at most this long... */
 #define CLOG_PUMP_MS 20            /* changelog writer: delivery reports and pending checkpoints */
+#define CLOG_SLICE_US 500          /* ...encoding a checkpoint: at most this long per pump, */
+#define CLOG_BUSY_MS 1             /* ...every this many ms while one is being encoded or handed over */
 #define STANDBY_SLICE_US 2000      /* standby copies: apply records for at most this long per pump */
 #define CKPT_SLICE_MS 1           /* ...every this many ms (other handles run in between) */
 #define WARM_TICK_MS 20           /* model.reload = warm: ceilings, progress, switch check */
@@ -149,6 +151,8 @@ struct ixd {
   producer_topic_t *out_topic, *dlq_topic;
   ckpt_t *ckpt;
   clog_t *clog;             /* the changelog topic (daemon/clog.h), NULL in local mode */
+  int clog_fast;            /* the changelog timer runs every CLOG_BUSY_MS */
+  uint64_t standby_pumped_ms;
   txn_t *txn;               /* exactly_once: the transaction cycle (daemon/txn.h); else NULL */
   uv_timer_t txn_timer;     /* commits an open transaction when no batch does */
   int ckpt_deferred;        /* exactly_once: a checkpoint waits for the next commit */
@@ -918,8 +922,8 @@ static void start_snapshot(daemon_t *d) {
 }
 
 /* A changelog checkpoint of every owned partition at its applied offset:
- * the changed users are encoded now, and written once the predictions
- * before that offset are acknowledged (clog_pump). */
+ * the changed users are taken now, encoded in slices and written once the
+ * predictions they cover are acknowledged (clog_pump). */
 static void clog_checkpoint_all(daemon_t *d) {
   for (int32_t i = 0; i < inflight_partitions(d->inflight); i++) {
     inflight_part_t pt = inflight_part(d->inflight, i);
@@ -960,10 +964,28 @@ static void clog_partition_now(daemon_t *d, int32_t p) {
              (int)p, pt.consumed_next);
 }
 
+static void clog_timer_cb(uv_timer_t *t);
+
+/* The changelog timer's cadence: a slice every CLOG_BUSY_MS while a
+ * checkpoint is being encoded or handed over (clog_busy), else CLOG_PUMP_MS. */
+static void clog_cadence(daemon_t *d) {
+  int fast = clog_busy(d->clog);
+  if (fast == d->clog_fast) return;
+  d->clog_fast = fast;
+  uint64_t ms = fast ? CLOG_BUSY_MS : CLOG_PUMP_MS;
+  uv_timer_start(&d->clog_timer, clog_timer_cb, ms, ms);
+}
+
 static void clog_timer_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
-  clog_pump(d->clog, clog_acked_cb, clog_durable_cb, d);
-  standby_pump(d->standby, STANDBY_SLICE_US);
+  clog_pump(d->clog, pipeline_store(d->pipe), pipeline_fingerprint(d->pipe), clog_acked_cb,
+            clog_durable_cb, d);
+  uint64_t now = ix_mono_ms();
+  if (now - d->standby_pumped_ms >= CLOG_PUMP_MS) {
+    standby_pump(d->standby, STANDBY_SLICE_US);
+    d->standby_pumped_ms = now;
+  }
+  clog_cadence(d);
 }
 
 /* The standby copies follow what this member's assignment now asks for. */
@@ -987,7 +1009,10 @@ static void ckpt_timer_cb(uv_timer_t *t) {
     return;
   }
   d->ckpt_deferred = 0;
-  if (d->clog && d->phase == RUNNING) clog_checkpoint_all(d);
+  if (d->clog && d->phase == RUNNING) {
+    clog_checkpoint_all(d);
+    clog_cadence(d);
+  }
   if (!d->ckpt || d->ck_active || ckpt_snapshot_running(d->ckpt) || d->ckpt_poll_active ||
       d->phase != RUNNING)
     return;
@@ -2306,7 +2331,10 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                        .props = (const char *const *)clprops,
                        .topic = topic,
                        .input_topic = cfg->kafka.input_topic,
-                       .metrics = d->metrics};
+                       .metrics = d->metrics,
+                       /* exactly_once: a state encoded after the start could hold
+                        * events of the open transaction (docs/STATE.md) */
+                       .slice_us = cfg->kafka.exactly_once ? 0 : CLOG_SLICE_US};
     rc = clog_new(&clo, &d->clog, errstr, errstr_size);
     free(clprops); /* the strings stay with cfg; clog_new copied what it keeps */
     if (rc) goto err;

@@ -1,11 +1,14 @@
 /* Training (train.h): truncated BPTT with hand-written backward passes for
  * the head and the LSTM cell, checked against torch.autograd by
- * tests/integration/test_torch_grad.sh. One chunk = bptt steps of B slots;
- * per step the gate pre-activations of all slots are one sgemm, and the
- * head and the weight gradients of a chunk are one sgemm each. The head of
- * the target rows (softmax, copy and mixture terms, forward and backward)
- * is split across opts.threads threads; sums over rows stay serial and in
- * row order, so the result has the same bits at any thread count. */
+ * tests/integration/test_torch_grad.sh. One chunk = bptt steps of B slots.
+ * The slots are split across opts.threads workers (a pool kept for the
+ * whole run; worker 0 is the caller): a serial schedule says which event
+ * each (step, slot) row runs, then each worker runs its slots forward (per
+ * step one sgemm over its slots' gate pre-activations), the head of its
+ * target rows, and the backward of both into its own gradient; the
+ * gradients are then added in worker order (each worker sums one slice of
+ * the parameters) and Adam updates the slices. The result is deterministic
+ * for a thread count; other counts differ in the rounding of those sums. */
 #include "model/train.h"
 
 #include <cblas.h>
@@ -110,7 +113,41 @@ out:
 
 /* -------------------------------------------------------------- trainer */
 
+typedef struct trainer trainer_t;
+
+/* One thread's share of a chunk: the slots [b0, b0 + Bk) over every step of
+ * the chunk (forward and backward), the head of their target rows, and
+ * their gradient; then, for the sum and the update, the parameter slice
+ * [p0, p1). Rows are local: step s, slot b is row s * Bk + (b - b0). */
 typedef struct {
+  trainer_t *t;
+  unsigned k;
+  int threaded;         /* has its own pool thread (else the caller runs it) */
+  size_t b0, Bk;
+  size_t p0, p1;
+  float *grad;          /* worker 0: the trainer's grad (the sum) */
+  float *XH, *PRE, *ACT, *CP, *C, *Hs, *dH;
+  uint8_t *active, *aidx;
+  int32_t *cidx;
+  size_t R;             /* target rows of this worker in the chunk */
+  uint32_t *trow;       /* local row of each target */
+  arch_state_t *tsnap;
+  uint64_t *tcat;
+  int32_t *tidx;
+  float *HT, *Z, *dHT;
+  head_out_t *hout;
+  float *dXH, *dh_next, *dc_next, *dWcat, *tc;
+  /* per target row: forward probability of the target; backward the copy
+   * and mixture/gate logit gradients (accumulated into grad in row order) */
+  float *tprob, *tds, *tdl;
+  double loss;          /* summed NLL of its targets */
+  double nrm2;          /* sum of squares of the summed gradient over [p0, p1) */
+  double busy_s;        /* thread CPU seconds in its shares (train_epoch_t) */
+} worker_t;
+
+typedef void (*work_fn)(trainer_t *t, worker_t *w);
+
+struct trainer {
   arch_dims_t d;
   arch_layout_t L;
   size_t P, B, T, I, H, G, XW, V, EC, EA;
@@ -135,38 +172,67 @@ typedef struct {
   uint32_t *s_pos;
   arch_state_t *s_state; /* headers only */
   float *s_h, *s_c;
-  /* chunk buffers, T*B rows */
-  float *XH, *PRE, *ACT, *CP, *C, *Hs, *dH;
-  uint8_t *active, *reset;
-  int32_t *cidx;
-  uint8_t *aidx;
+  /* the chunk's schedule, T*B rows (step-major): the event of each row
+   * (ROW_IDLE = idle slot), whether the slot took a new user there, and
+   * whether the row has a training target (the user's next event) */
+  size_t *sev;
+  uint8_t *sreset, *stgt;
   size_t T_eff;
-  /* targets of the chunk */
-  size_t R;
-  uint32_t *trow;
-  arch_state_t *tsnap;
-  uint64_t *tcat;
-  int32_t *tidx;
-  float *HT, *Z, *dHT;
-  head_out_t *hout;
-  /* backward scratch */
-  float *dXH, *dh_next, *dc_next, *Wcat, *bias, *dWcat, *tc;
-  /* per target row: forward probability of the target; backward the copy
-   * and mixture/gate logit gradients (accumulated into grad in row order) */
-  float *tprob, *tds, *tdl;
-  float bscale; /* chunk_backward's scale, for the row workers */
+  size_t R;                 /* target rows of the chunk, all workers */
+  size_t R_sched;           /* the same, counted by the schedule */
+  float *Wcat, *bias;       /* [W_ih | W_hh] and b_ih + b_hh, packed per chunk */
+  float bscale;             /* chunk_backward's scale */
+  float adam_sc, adam_step, adam_b1, adam_b2, adam_eps;
+  /* workers and their pool: worker 0 is the calling thread; the others
+   * wait on `go` for the next phase (gen changes) and report on `done` */
   unsigned nthreads;
-} trainer_t;
+  worker_t *w;
+  pthread_t *th;
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  int pool_init;
+  unsigned gen, pending;
+  int quit;
+  work_fn fn;
+  double pool_s;            /* the caller's wall seconds in pool_run */
+};
+
+#define ROW_IDLE SIZE_MAX
+#define TRAIN_MAX_THREADS 64
+
+static void worker_free(worker_t *w) {
+  void *ptrs[] = {w->XH,    w->PRE,   w->ACT,   w->CP,      w->C,       w->Hs,   w->dH,
+                  w->active, w->aidx, w->cidx,  w->trow,    w->tsnap,   w->tcat, w->tidx,
+                  w->HT,    w->Z,     w->dHT,   w->hout,    w->dXH,     w->dh_next,
+                  w->dc_next, w->dWcat, w->tc,  w->tprob,   w->tds,     w->tdl};
+  for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) free(ptrs[i]);
+  if (w->k != 0) free(w->grad);
+}
+
+static void pool_stop(trainer_t *t) {
+  if (!t->pool_init) return;
+  pthread_mutex_lock(&t->mu);
+  t->quit = 1;
+  pthread_cond_broadcast(&t->go);
+  pthread_mutex_unlock(&t->mu);
+  for (unsigned k = 1; k < t->nthreads; k++)
+    if (t->w[k].threaded) pthread_join(t->th[k], NULL);
+  pthread_cond_destroy(&t->go);
+  pthread_cond_destroy(&t->done);
+  pthread_mutex_destroy(&t->mu);
+  t->pool_init = 0;
+}
 
 static void trainer_free(trainer_t *t) {
   if (!t) return;
-  void *ptrs[] = {t->params, t->grad,   t->am,     t->av,      t->ev,    t->idx,     t->u_start,
-                  t->u_len,  t->order,  t->vocab_ids, t->vocab_count, t->s_user, t->s_pos,
-                  t->s_state, t->s_h,   t->s_c,    t->XH,      t->PRE,   t->ACT,     t->CP,
-                  t->C,      t->Hs,     t->dH,     t->active,  t->reset, t->cidx,    t->aidx,
-                  t->trow,   t->tsnap,  t->tcat,   t->tidx,    t->HT,    t->Z,       t->dHT,
-                  t->hout,   t->dXH,    t->dh_next, t->dc_next, t->Wcat, t->bias,    t->dWcat,
-                  t->tc,     t->tprob,  t->tds,    t->tdl};
+  if (t->w) {
+    pool_stop(t);
+    for (unsigned k = 0; k < t->nthreads; k++) worker_free(&t->w[k]);
+  }
+  void *ptrs[] = {t->params, t->grad,  t->am,      t->av,     t->ev,        t->idx,
+                  t->u_start, t->u_len, t->order,  t->vocab_ids, t->vocab_count, t->s_user,
+                  t->s_pos,  t->s_state, t->s_h,   t->s_c,    t->sev,       t->sreset,
+                  t->stgt,   t->Wcat,  t->bias,    t->w,      t->th};
   for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) free(ptrs[i]);
   free(t);
 }
@@ -217,6 +283,118 @@ static void init_params(trainer_t *t) {
     for (size_t i = 0; i < t->H; i++) p[L->gate_wg + i] = rng_uniform(s, 0.1f * k);
     p[L->gate_bg] = 0.0f;
   }
+}
+
+/* ----------------------------------------------------------------- pool */
+
+static double thread_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *pool_thread(void *arg) {
+  worker_t *w = arg;
+  trainer_t *t = w->t;
+  unsigned seen = 0;
+  pthread_mutex_lock(&t->mu);
+  for (;;) {
+    while (t->gen == seen && !t->quit) pthread_cond_wait(&t->go, &t->mu);
+    if (t->quit) break;
+    seen = t->gen;
+    work_fn fn = t->fn;
+    pthread_mutex_unlock(&t->mu);
+    double c0 = thread_cpu_s();
+    fn(t, w);
+    w->busy_s += thread_cpu_s() - c0;
+    pthread_mutex_lock(&t->mu);
+    if (--t->pending == 0) pthread_cond_signal(&t->done);
+  }
+  pthread_mutex_unlock(&t->mu);
+  return NULL;
+}
+
+/* Run fn for every worker and return when all are done: worker 0 (and any
+ * worker whose thread could not be started) on the calling thread. */
+static void pool_run(trainer_t *t, work_fn fn) {
+  unsigned n = t->nthreads, threaded = 0;
+  double w0 = ix_mono_s();
+  for (unsigned k = 1; k < n; k++) threaded += (unsigned)t->w[k].threaded;
+  if (threaded) {
+    pthread_mutex_lock(&t->mu);
+    t->fn = fn;
+    t->pending = threaded;
+    t->gen++;
+    pthread_cond_broadcast(&t->go);
+    pthread_mutex_unlock(&t->mu);
+  }
+  for (unsigned k = 0; k < n; k++) {
+    if (k > 0 && t->w[k].threaded) continue;
+    double c0 = thread_cpu_s();
+    fn(t, &t->w[k]);
+    t->w[k].busy_s += thread_cpu_s() - c0;
+  }
+  if (threaded) {
+    pthread_mutex_lock(&t->mu);
+    while (t->pending) pthread_cond_wait(&t->done, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+  }
+  t->pool_s += ix_mono_s() - w0;
+}
+
+/* The workers: slots split into nthreads contiguous ranges (as even as B
+ * allows), parameters likewise (in 16-float blocks). Returns 0 or
+ * IX_ENOMEM. A thread that cannot be started leaves its share to the
+ * caller (same results: the split, not the thread, decides the sums). */
+static int workers_new(trainer_t *t, int threads) {
+  size_t n = threads > 1 ? (size_t)threads : 1;
+  if (n > TRAIN_MAX_THREADS) n = TRAIN_MAX_THREADS;
+  if (n > t->B) n = t->B;
+  t->nthreads = (unsigned)n;
+  if (!ALLOC(t->w, n) || !ALLOC(t->th, n)) return IX_ENOMEM;
+  const size_t T = t->T, H = t->H, G = t->G, XW = t->XW, V = t->V;
+  size_t nb = (t->P + 15) / 16;
+  for (size_t k = 0; k < n; k++) {
+    worker_t *w = &t->w[k];
+    w->t = t;
+    w->k = (unsigned)k;
+    w->b0 = t->B * k / n;
+    w->Bk = t->B * (k + 1) / n - w->b0;
+    w->p0 = nb * k / n * 16;
+    w->p1 = k + 1 == n ? t->P : nb * (k + 1) / n * 16;
+    if (w->p1 > t->P) w->p1 = t->P;
+    if (w->p0 > w->p1) w->p0 = w->p1;
+    size_t TB = T * w->Bk, Bk = w->Bk;
+    if (k == 0)
+      w->grad = t->grad;
+    else if (!ALLOC(w->grad, t->P))
+      return IX_ENOMEM;
+    if (!ALLOC(w->XH, TB * XW) || !ALLOC(w->PRE, TB * G) || !ALLOC(w->ACT, TB * G) ||
+        !ALLOC(w->CP, TB * H) || !ALLOC(w->C, TB * H) || !ALLOC(w->Hs, TB * H) ||
+        !ALLOC(w->dH, TB * H) || !ALLOC(w->active, TB) || !ALLOC(w->aidx, TB) ||
+        !ALLOC(w->cidx, TB) || !ALLOC(w->trow, TB) || !ALLOC(w->tsnap, TB) ||
+        !ALLOC(w->tcat, TB) || !ALLOC(w->tidx, TB) || !ALLOC(w->HT, TB * H) ||
+        !ALLOC(w->Z, TB * V) || !ALLOC(w->dHT, TB * H) || !ALLOC(w->hout, TB) ||
+        !ALLOC(w->dXH, Bk * XW) || !ALLOC(w->dh_next, Bk * H) || !ALLOC(w->dc_next, Bk * H) ||
+        !ALLOC(w->dWcat, G * XW) || !ALLOC(w->tc, H) || !ALLOC(w->tprob, TB) ||
+        !ALLOC(w->tds, TB * ARCH_K) || !ALLOC(w->tdl, TB * ARCH_N_EXPERTS))
+      return IX_ENOMEM;
+  }
+  if (n == 1) return 0;
+  if (pthread_mutex_init(&t->mu, NULL) != 0) return 0; /* no pool: the caller runs every share */
+  if (pthread_cond_init(&t->go, NULL) != 0) {
+    pthread_mutex_destroy(&t->mu);
+    return 0;
+  }
+  if (pthread_cond_init(&t->done, NULL) != 0) {
+    pthread_cond_destroy(&t->go);
+    pthread_mutex_destroy(&t->mu);
+    return 0;
+  }
+  t->pool_init = 1;
+  for (size_t k = 1; k < n; k++)
+    t->w[k].threaded = pthread_create(&t->th[k], NULL, pool_thread, &t->w[k]) == 0;
+  return 0;
 }
 
 static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, trainer_t **out,
@@ -301,22 +479,14 @@ static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, t
       !ALLOC(t->av, t->P))
     goto err;
   init_params(t);
-  /* slots and chunk buffers */
+  /* slots, schedule and workers */
   size_t B = t->B, TB = t->T * t->B, H = t->H;
   if (!ALLOC(t->s_user, B) || !ALLOC(t->s_pos, B) || !ALLOC(t->s_state, B) ||
-      !ALLOC(t->s_h, B * H) || !ALLOC(t->s_c, B * H) || !ALLOC(t->XH, TB * t->XW) ||
-      !ALLOC(t->PRE, TB * t->G) || !ALLOC(t->ACT, TB * t->G) || !ALLOC(t->CP, TB * H) ||
-      !ALLOC(t->C, TB * H) || !ALLOC(t->Hs, TB * H) || !ALLOC(t->dH, TB * H) ||
-      !ALLOC(t->active, TB) || !ALLOC(t->reset, TB) || !ALLOC(t->cidx, TB) ||
-      !ALLOC(t->aidx, TB) || !ALLOC(t->trow, TB) || !ALLOC(t->tsnap, TB) ||
-      !ALLOC(t->tcat, TB) || !ALLOC(t->tidx, TB) || !ALLOC(t->HT, TB * H) ||
-      !ALLOC(t->Z, TB * t->V) || !ALLOC(t->dHT, TB * H) || !ALLOC(t->hout, TB) ||
-      !ALLOC(t->dXH, B * t->XW) || !ALLOC(t->dh_next, B * H) || !ALLOC(t->dc_next, B * H) ||
-      !ALLOC(t->Wcat, t->G * t->XW) || !ALLOC(t->bias, t->G) || !ALLOC(t->dWcat, t->G * t->XW) ||
-      !ALLOC(t->tc, H) || !ALLOC(t->tprob, TB) || !ALLOC(t->tds, TB * ARCH_K) ||
-      !ALLOC(t->tdl, TB * ARCH_N_EXPERTS))
+      !ALLOC(t->s_h, B * H) || !ALLOC(t->s_c, B * H) || !ALLOC(t->sev, TB) ||
+      !ALLOC(t->sreset, TB) || !ALLOC(t->stgt, TB) || !ALLOC(t->Wcat, t->G * t->XW) ||
+      !ALLOC(t->bias, t->G))
     goto err;
-  t->nthreads = o->threads > 1 ? o->threads : 1;
+  if (workers_new(t, o->threads) < 0) goto err;
   for (size_t b = 0; b < B; b++) t->s_user[b] = -1;
   free(tmp);
   vocab_destroy(vb);
@@ -354,149 +524,143 @@ static void pack_cell(trainer_t *t) {
   }
 }
 
-/* Run fn over the chunk's target rows [0, R), split into nthreads
- * contiguous ranges run on their own threads. fn must write only per-row
- * outputs, so the result does not depend on the split (same bits at any
- * thread count); whatever sums over rows is done after, in row order. */
-typedef void (*rows_fn)(trainer_t *t, size_t r0, size_t r1);
-typedef struct {
-  trainer_t *t;
-  rows_fn fn;
-  size_t r0, r1;
-} rows_job_t;
-#define ROWS_MAX_THREADS 8
-#define ROWS_MIN_PER_THREAD 32
-
-static void *rows_worker(void *arg) {
-  rows_job_t *j = arg;
-  j->fn(j->t, j->r0, j->r1);
-  return NULL;
-}
-
-static void for_rows(trainer_t *t, rows_fn fn) {
-  size_t R = t->R, n = t->nthreads;
-  if (n > ROWS_MAX_THREADS) n = ROWS_MAX_THREADS;
-  if (n > R / ROWS_MIN_PER_THREAD) n = R / ROWS_MIN_PER_THREAD;
-  if (n <= 1) {
-    fn(t, 0, R);
-    return;
-  }
-  pthread_t th[ROWS_MAX_THREADS];
-  rows_job_t jb[ROWS_MAX_THREADS];
-  int started[ROWS_MAX_THREADS] = {0};
-  for (size_t k = 0; k < n; k++) jb[k] = (rows_job_t){t, fn, R * k / n, R * (k + 1) / n};
-  for (size_t k = 1; k < n; k++)
-    started[k] = pthread_create(&th[k], NULL, rows_worker, &jb[k]) == 0;
-  fn(t, jb[0].r0, jb[0].r1);
-  for (size_t k = 1; k < n; k++) {
-    if (started[k])
-      pthread_join(th[k], NULL);
-    else
-      fn(t, jb[k].r0, jb[k].r1); /* no thread: run the range here */
-  }
-}
-
-static void head_rows_forward(trainer_t *t, size_t r0, size_t r1) {
-  for (size_t r = r0; r < r1; r++) {
-    float *z = t->Z + r * t->V;
-    head_finish(&t->d, t->params, t->HT + r * t->H, &t->tsnap[r], z, &t->hout[r]);
-    t->tprob[r] = head_prob_target(&t->hout[r], z, &t->tsnap[r], t->tcat[r], t->tidx[r]);
-  }
-}
-
-/* Forward one chunk: LSTM over up to T steps of the B slots, then the head
- * of every row that has a training target. Returns the summed loss; sets
- * T_eff (0 when the epoch is over) and R. */
-static double chunk_forward(trainer_t *t) {
-  const size_t B = t->B, H = t->H, I = t->I, XW = t->XW, G = t->G;
-  pack_cell(t);
-  t->R = 0;
+/* The chunk's schedule: which event each (step, slot) row runs, up to T
+ * steps; an idle slot takes the next user in slot order. It depends on
+ * the users' lengths only, so it is made here, serially, and the workers
+ * run their slots' rows from it. Sets T_eff (0 when the epoch is over). */
+static void chunk_schedule(trainer_t *t) {
+  const size_t B = t->B;
   t->T_eff = 0;
+  t->R_sched = 0;
   for (size_t s = 0; s < t->T; s++) {
     size_t n_active = 0;
     for (size_t b = 0; b < B; b++) {
       size_t row = s * B + b;
-      t->reset[row] = 0;
+      t->sreset[row] = 0;
+      t->stgt[row] = 0;
       if (t->s_user[b] < 0 && t->next_user < t->n_users) {
         t->s_user[b] = t->order[t->next_user++];
         t->s_pos[b] = 0;
-        memset(&t->s_state[b], 0, sizeof t->s_state[b]);
-        memset(t->s_h + b * H, 0, H * sizeof(float));
-        memset(t->s_c + b * H, 0, H * sizeof(float));
-        t->reset[row] = 1;
+        t->sreset[row] = 1;
       }
-      float *xh = t->XH + row * XW;
       if (t->s_user[b] < 0) {
-        t->active[row] = 0;
-        memset(xh, 0, XW * sizeof(float));
+        t->sev[row] = ROW_IDLE;
         continue;
       }
-      t->active[row] = 1;
       n_active++;
       uint32_t u = (uint32_t)t->s_user[b];
-      size_t e = t->u_start[u] + t->s_pos[b];
-      const event_t *ev = &t->ev[e];
-      arch_state_t *st = &t->s_state[b];
-      arch_features(&t->d, t->params, st, ev, t->idx[e], xh);
-      memcpy(xh + I, t->s_h + b * H, H * sizeof(float));
-      memcpy(t->CP + row * H, t->s_c + b * H, H * sizeof(float));
-      t->cidx[row] = t->idx[e];
-      t->aidx[row] = (uint8_t)arch_action_index(ev->action);
-      arch_state_advance_model(&t->d, t->params, st, ev, t->idx[e], t->half_life_s);
-      if (t->s_pos[b] + 1 < t->u_len[u]) {
-        size_t r = t->R++;
-        t->trow[r] = (uint32_t)row;
-        t->tsnap[r] = *st;
-        t->tcat[r] = t->ev[e + 1].category_id;
-        t->tidx[r] = t->idx[e + 1];
-      }
+      t->sev[row] = t->u_start[u] + t->s_pos[b];
+      t->stgt[row] = t->s_pos[b] + 1 < t->u_len[u];
+      t->R_sched += t->stgt[row];
       if (++t->s_pos[b] == t->u_len[u]) t->s_user[b] = -1;
     }
     if (n_active == 0) break;
     t->T_eff = s + 1;
-    float *pre = t->PRE + s * B * G;
-    for (size_t b = 0; b < B; b++) memcpy(pre + b * G, t->bias, G * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)G, (int)XW, 1.0f,
-                t->XH + s * B * XW, (int)XW, t->Wcat, (int)XW, 1.0f, pre, (int)G);
-    for (size_t b = 0; b < B; b++) {
-      size_t row = s * B + b;
-      if (!t->active[row]) continue;
-      lstm_pointwise(H, pre + b * G, t->CP + row * H, t->C + row * H, t->Hs + row * H,
-                     t->ACT + row * G);
-      memcpy(t->s_h + b * H, t->Hs + row * H, H * sizeof(float));
-      memcpy(t->s_c + b * H, t->C + row * H, H * sizeof(float));
+  }
+}
+
+/* Forward of a worker's slots over the chunk: the LSTM step by step (one
+ * sgemm over its slots per step), then the head of every row that has a
+ * training target. Sets w->R and w->loss. */
+static void work_forward(trainer_t *t, worker_t *w) {
+  const size_t B = t->B, Bk = w->Bk, H = t->H, I = t->I, XW = t->XW, G = t->G;
+  w->R = 0;
+  w->loss = 0;
+  for (size_t s = 0; s < t->T_eff; s++) {
+    for (size_t lb = 0; lb < Bk; lb++) {
+      size_t b = w->b0 + lb, row = s * B + b, lr = s * Bk + lb;
+      if (t->sreset[row]) {
+        memset(&t->s_state[b], 0, sizeof t->s_state[b]);
+        memset(t->s_h + b * H, 0, H * sizeof(float));
+        memset(t->s_c + b * H, 0, H * sizeof(float));
+      }
+      float *xh = w->XH + lr * XW;
+      size_t e = t->sev[row];
+      if (e == ROW_IDLE) {
+        w->active[lr] = 0;
+        memset(xh, 0, XW * sizeof(float));
+        continue;
+      }
+      w->active[lr] = 1;
+      const event_t *ev = &t->ev[e];
+      arch_state_t *st = &t->s_state[b];
+      arch_features(&t->d, t->params, st, ev, t->idx[e], xh);
+      memcpy(xh + I, t->s_h + b * H, H * sizeof(float));
+      memcpy(w->CP + lr * H, t->s_c + b * H, H * sizeof(float));
+      w->cidx[lr] = t->idx[e];
+      w->aidx[lr] = (uint8_t)arch_action_index(ev->action);
+      arch_state_advance_model(&t->d, t->params, st, ev, t->idx[e], t->half_life_s);
+      if (t->stgt[row]) {
+        size_t r = w->R++;
+        w->trow[r] = (uint32_t)lr;
+        w->tsnap[r] = *st;
+        w->tcat[r] = t->ev[e + 1].category_id;
+        w->tidx[r] = t->idx[e + 1];
+      }
+    }
+    float *pre = w->PRE + s * Bk * G;
+    for (size_t lb = 0; lb < Bk; lb++) memcpy(pre + lb * G, t->bias, G * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Bk, (int)G, (int)XW, 1.0f,
+                w->XH + s * Bk * XW, (int)XW, t->Wcat, (int)XW, 1.0f, pre, (int)G);
+    for (size_t lb = 0; lb < Bk; lb++) {
+      size_t b = w->b0 + lb, lr = s * Bk + lb;
+      if (!w->active[lr]) continue;
+      lstm_pointwise(H, pre + lb * G, w->CP + lr * H, w->C + lr * H, w->Hs + lr * H,
+                     w->ACT + lr * G);
+      memcpy(t->s_h + b * H, w->Hs + lr * H, H * sizeof(float));
+      memcpy(t->s_c + b * H, w->C + lr * H, H * sizeof(float));
     }
   }
-  if (t->R == 0) return 0.0;
-  for (size_t r = 0; r < t->R; r++) memcpy(t->HT + r * H, t->Hs + t->trow[r] * H, H * sizeof(float));
-  head_vocab_logits(&t->d, t->params, t->R, t->HT, H, t->Z, t->V);
-  for_rows(t, head_rows_forward);
+  if (w->R == 0) return;
+  for (size_t r = 0; r < w->R; r++)
+    memcpy(w->HT + r * H, w->Hs + (size_t)w->trow[r] * H, H * sizeof(float));
+  head_vocab_logits(&t->d, t->params, w->R, w->HT, H, w->Z, t->V);
   double loss = 0;
-  for (size_t r = 0; r < t->R; r++) {
-    float p = t->tprob[r];
+  for (size_t r = 0; r < w->R; r++) {
+    float *z = w->Z + r * t->V;
+    head_finish(&t->d, t->params, w->HT + r * H, &w->tsnap[r], z, &w->hout[r]);
+    float p = head_prob_target(&w->hout[r], z, &w->tsnap[r], w->tcat[r], w->tidx[r]);
+    w->tprob[r] = p;
     loss -= log(p > 1e-30f ? (double)p : 1e-30);
+  }
+  w->loss = loss;
+}
+
+/* Forward one chunk: schedule, then every worker's slots. Returns the
+ * summed loss (workers' sums added in worker order); sets T_eff (0 when
+ * the epoch is over) and R. */
+static double chunk_forward(trainer_t *t) {
+  pack_cell(t);
+  t->R = 0;
+  chunk_schedule(t);
+  if (t->T_eff == 0) return 0.0;
+  pool_run(t, work_forward);
+  double loss = 0;
+  for (unsigned k = 0; k < t->nthreads; k++) {
+    t->R += t->w[k].R;
+    loss += t->w[k].loss;
   }
   return loss;
 }
 
-/* Head backward of target rows [r0, r1): turns Z into dz, writes dHT and
+/* Head backward of a worker's target rows: turns Z into dz, writes dHT and
  * the rows' copy (tds) and mixture or gate (tdl) logit gradients. */
-static void head_rows_backward(trainer_t *t, size_t r0, size_t r1) {
+static void head_rows_backward(trainer_t *t, worker_t *w) {
   const size_t H = t->H, V = t->V;
   const arch_layout_t *L = &t->L;
   const float *p = t->params;
   const double scale = t->bscale;
   const int experts = (t->d.flags & ARCH_F_EXPERTS) != 0;
-  for (size_t r = r0; r < r1; r++) {
-    float *z = t->Z + r * V; /* p_vocab, becomes dz */
-    const head_out_t *ho = &t->hout[r];
-    const arch_state_t *st = &t->tsnap[r];
-    float *dh = t->dHT + r * H;
-    float *tds = t->tds + r * ARCH_K, *tdl = t->tdl + r * ARCH_N_EXPERTS;
-    int32_t j = t->tidx[r];
+  for (size_t r = 0; r < w->R; r++) {
+    float *z = w->Z + r * V; /* p_vocab, becomes dz */
+    const head_out_t *ho = &w->hout[r];
+    const arch_state_t *st = &w->tsnap[r];
+    float *dh = w->dHT + r * H;
+    float *tds = w->tds + r * ARCH_K, *tdl = w->tdl + r * ARCH_N_EXPERTS;
+    int32_t j = w->tidx[r];
     int kstar = -1;
     for (unsigned k = 0; k < ho->n_recent; k++)
-      if (st->recent[k].cat == t->tcat[r]) kstar = (int)k;
+      if (st->recent[k].cat == w->tcat[r]) kstar = (int)k;
     int has_a = 1;
     if (j <= 0) {
       j = 0;
@@ -547,81 +711,81 @@ static void head_rows_backward(trainer_t *t, size_t r0, size_t r1) {
   }
 }
 
-/* Backward of the chunk forward_chunk just ran: grad += d(loss * scale). */
-static void chunk_backward(trainer_t *t, float scale) {
-  const size_t B = t->B, H = t->H, I = t->I, XW = t->XW, G = t->G, V = t->V;
+/* Backward of a worker's share of the chunk work_forward just ran:
+ * w->grad = d(its loss * t->bscale). */
+static void work_backward(trainer_t *t, worker_t *w) {
+  const size_t B = t->B, Bk = w->Bk, H = t->H, I = t->I, XW = t->XW, G = t->G, V = t->V;
   const arch_layout_t *L = &t->L;
   const float *p = t->params;
-  float *gr = t->grad;
-  if (t->T_eff == 0) return;
-  size_t TB = t->T_eff * B;
-  memset(t->dH, 0, TB * H * sizeof(float));
-  if (t->R > 0) {
-    /* head: dz, dh and the copy / mixture logit gradients per target row
-     * (threads), then their parameter gradients in row order */
-    t->bscale = scale;
-    for_rows(t, head_rows_backward);
-    for (size_t r = 0; r < t->R; r++) {
-      const head_out_t *ho = &t->hout[r];
-      const arch_state_t *st = &t->tsnap[r];
-      const float *h = t->HT + r * H;
-      for (unsigned k = 0; k < ho->n_recent; k++) {
-        float ds = t->tds[r * ARCH_K + k];
-        if (ds == 0.0f) continue;
-        float *gk = gr + L->copy_wp + k * H;
-        for (size_t i = 0; i < H; i++) gk[i] += ds * h[i];
-        gr[L->copy_bp + k] += ds;
-        gr[L->copy_wf] += ds * log1pf((float)st->recent[k].count);
-      }
-      if (t->d.flags & ARCH_F_EXPERTS) {
-        for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) {
-          float dl = t->tdl[r * ARCH_N_EXPERTS + e];
-          float *ge = gr + L->mix_w + e * H;
-          for (size_t i = 0; i < H; i++) ge[i] += dl * h[i];
-          gr[L->mix_b + e] += dl;
-        }
-      } else {
-        float dgl = t->tdl[r * ARCH_N_EXPERTS];
-        for (size_t i = 0; i < H; i++) gr[L->gate_wg + i] += dgl * h[i];
-        gr[L->gate_bg] += dgl;
-      }
+  float *gr = w->grad;
+  memset(gr, 0, t->P * sizeof(float));
+  /* no targets: every gradient of this share is zero */
+  if (t->T_eff == 0 || w->R == 0) return;
+  size_t TB = t->T_eff * Bk;
+  memset(w->dH, 0, TB * H * sizeof(float));
+  /* head: dz, dh and the copy / mixture logit gradients per target row,
+   * then their parameter gradients in row order */
+  head_rows_backward(t, w);
+  for (size_t r = 0; r < w->R; r++) {
+    const head_out_t *ho = &w->hout[r];
+    const arch_state_t *st = &w->tsnap[r];
+    const float *h = w->HT + r * H;
+    for (unsigned k = 0; k < ho->n_recent; k++) {
+      float ds = w->tds[r * ARCH_K + k];
+      if (ds == 0.0f) continue;
+      float *gk = gr + L->copy_wp + k * H;
+      for (size_t i = 0; i < H; i++) gk[i] += ds * h[i];
+      gr[L->copy_bp + k] += ds;
+      gr[L->copy_wf] += ds * log1pf((float)st->recent[k].count);
     }
-    /* dW_v += dZ^T HT; db_v += colsum dZ; dHT += dZ W_v */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, (int)H, (int)t->R, 1.0f, t->Z,
-                (int)V, t->HT, (int)H, 1.0f, gr + L->head_wv, (int)H);
-    for (size_t r = 0; r < t->R; r++) {
-      const float *dz = t->Z + r * V;
-      float *gb = gr + L->head_bv;
-      for (size_t i = 0; i < V; i++) gb[i] += dz[i];
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)t->R, (int)H, (int)V, 1.0f, t->Z,
-                (int)V, p + L->head_wv, (int)H, 1.0f, t->dHT, (int)H);
-    for (size_t r = 0; r < t->R; r++) {
-      float *dst = t->dH + (size_t)t->trow[r] * H;
-      for (size_t i = 0; i < H; i++) dst[i] += t->dHT[r * H + i];
+    if (t->d.flags & ARCH_F_EXPERTS) {
+      for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) {
+        float dl = w->tdl[r * ARCH_N_EXPERTS + e];
+        float *ge = gr + L->mix_w + e * H;
+        for (size_t i = 0; i < H; i++) ge[i] += dl * h[i];
+        gr[L->mix_b + e] += dl;
+      }
+    } else {
+      float dgl = w->tdl[r * ARCH_N_EXPERTS];
+      for (size_t i = 0; i < H; i++) gr[L->gate_wg + i] += dgl * h[i];
+      gr[L->gate_bg] += dgl;
     }
   }
+  /* dW_v += dZ^T HT; db_v += colsum dZ; dHT += dZ W_v */
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, (int)H, (int)w->R, 1.0f, w->Z,
+              (int)V, w->HT, (int)H, 1.0f, gr + L->head_wv, (int)H);
+  for (size_t r = 0; r < w->R; r++) {
+    const float *dz = w->Z + r * V;
+    float *gb = gr + L->head_bv;
+    for (size_t i = 0; i < V; i++) gb[i] += dz[i];
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)w->R, (int)H, (int)V, 1.0f, w->Z,
+              (int)V, p + L->head_wv, (int)H, 1.0f, w->dHT, (int)H);
+  for (size_t r = 0; r < w->R; r++) {
+    float *dst = w->dH + (size_t)w->trow[r] * H;
+    for (size_t i = 0; i < H; i++) dst[i] += w->dHT[r * H + i];
+  }
   /* LSTM, backwards through the chunk */
-  memset(t->dh_next, 0, B * H * sizeof(float));
-  memset(t->dc_next, 0, B * H * sizeof(float));
-  float *dPRE = t->PRE; /* the pre-activations are no longer needed */
+  memset(w->dh_next, 0, Bk * H * sizeof(float));
+  memset(w->dc_next, 0, Bk * H * sizeof(float));
+  float *dPRE = w->PRE; /* the pre-activations are no longer needed */
   for (size_t s = t->T_eff; s-- > 0;) {
-    for (size_t b = 0; b < B; b++) {
-      size_t row = s * B + b;
-      float *dp = dPRE + row * G;
-      if (!t->active[row]) {
+    for (size_t lb = 0; lb < Bk; lb++) {
+      size_t lr = s * Bk + lb;
+      float *dp = dPRE + lr * G;
+      if (!w->active[lr]) {
         memset(dp, 0, G * sizeof(float));
         continue;
       }
-      const float *a = t->ACT + row * G;
-      const float *c = t->C + row * H, *cp = t->CP + row * H;
-      const float *dhh = t->dH + row * H;
-      float *dhn = t->dh_next + b * H, *dcn = t->dc_next + b * H;
-      for (size_t k = 0; k < H; k++) t->tc[k] = tanhf(c[k]);
+      const float *a = w->ACT + lr * G;
+      const float *c = w->C + lr * H, *cp = w->CP + lr * H;
+      const float *dhh = w->dH + lr * H;
+      float *dhn = w->dh_next + lb * H, *dcn = w->dc_next + lb * H;
+      for (size_t k = 0; k < H; k++) w->tc[k] = tanhf(c[k]);
       for (size_t k = 0; k < H; k++) {
         float ig = a[k], fg = a[H + k], gg = a[2 * H + k], og = a[3 * H + k];
         float dh = dhh[k] + dhn[k];
-        float tck = t->tc[k];
+        float tck = w->tc[k];
         float dc = dcn[k] + dh * og * (1.0f - tck * tck);
         dp[k] = dc * gg * ig * (1.0f - ig);
         dp[H + k] = dc * cp[k] * fg * (1.0f - fg);
@@ -630,35 +794,35 @@ static void chunk_backward(trainer_t *t, float scale) {
         dcn[k] = dc * fg;
       }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)XW, (int)G, 1.0f,
-                dPRE + s * B * G, (int)G, t->Wcat, (int)XW, 0.0f, t->dXH, (int)XW);
-    for (size_t b = 0; b < B; b++) {
-      size_t row = s * B + b;
-      float *dhn = t->dh_next + b * H, *dcn = t->dc_next + b * H;
-      if (!t->active[row] || t->reset[row]) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Bk, (int)XW, (int)G, 1.0f,
+                dPRE + s * Bk * G, (int)G, t->Wcat, (int)XW, 0.0f, w->dXH, (int)XW);
+    for (size_t lb = 0; lb < Bk; lb++) {
+      size_t lr = s * Bk + lb, row = s * B + w->b0 + lb;
+      float *dhn = w->dh_next + lb * H, *dcn = w->dc_next + lb * H;
+      if (!w->active[lr] || t->sreset[row]) {
         memset(dhn, 0, H * sizeof(float));
         memset(dcn, 0, H * sizeof(float));
       } else {
-        memcpy(dhn, t->dXH + b * XW + I, H * sizeof(float));
+        memcpy(dhn, w->dXH + lb * XW + I, H * sizeof(float));
       }
-      if (!t->active[row]) continue;
-      const float *dx = t->dXH + b * XW;
-      float *ge = gr + L->emb_cat + (size_t)t->cidx[row] * t->EC;
+      if (!w->active[lr]) continue;
+      const float *dx = w->dXH + lb * XW;
+      float *ge = gr + L->emb_cat + (size_t)w->cidx[lr] * t->EC;
       for (size_t k = 0; k < t->EC; k++) ge[k] += dx[k];
-      float *ga = gr + L->emb_act + (size_t)t->aidx[row] * t->EA;
+      float *ga = gr + L->emb_act + (size_t)w->aidx[lr] * t->EA;
       for (size_t k = 0; k < t->EA; k++) ga[k] += dx[t->EC + k];
     }
   }
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)XW, (int)TB, 1.0f, dPRE,
-              (int)G, t->XH, (int)XW, 0.0f, t->dWcat, (int)XW);
+              (int)G, w->XH, (int)XW, 0.0f, w->dWcat, (int)XW);
   for (size_t r = 0; r < G; r++) {
     float *gi = gr + L->w_ih + r * I, *gh = gr + L->w_hh + r * H;
-    const float *w = t->dWcat + r * XW;
-    for (size_t k = 0; k < I; k++) gi[k] += w[k];
-    for (size_t k = 0; k < H; k++) gh[k] += w[I + k];
+    const float *wc = w->dWcat + r * XW;
+    for (size_t k = 0; k < I; k++) gi[k] += wc[k];
+    for (size_t k = 0; k < H; k++) gh[k] += wc[I + k];
   }
-  for (size_t row = 0; row < TB; row++) {
-    const float *dp = dPRE + row * G;
+  for (size_t lr = 0; lr < TB; lr++) {
+    const float *dp = dPRE + lr * G;
     for (size_t r = 0; r < G; r++) {
       gr[L->b_ih + r] += dp[r];
       gr[L->b_hh + r] += dp[r];
@@ -666,16 +830,57 @@ static void chunk_backward(trainer_t *t, float scale) {
   }
 }
 
-static void adam_step(trainer_t *t, float lr, float clip) {
+/* The gradient over [p0, p1): worker 0's plus the others' in worker order
+ * (into worker 0's, the trainer's grad), and its sum of squares. */
+static void work_sum(trainer_t *t, worker_t *w) {
+  float *g0 = t->grad;
   double nrm = 0;
-  for (size_t i = 0; i < t->P; i++) nrm += (double)t->grad[i] * t->grad[i];
-  nrm = sqrt(nrm);
-  float sc = (clip > 0 && nrm > clip) ? (float)(clip / nrm) : 1.0f;
-  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-  t->adam_t++;
-  float c1 = 1.0f - powf(b1, (float)t->adam_t), c2 = 1.0f - powf(b2, (float)t->adam_t);
-  float step = lr * sqrtf(c2) / c1;
-  for (size_t i = 0; i < t->P; i++) {
+  for (size_t i = w->p0; i < w->p1; i++) {
+    float g = g0[i];
+    for (unsigned k = 1; k < t->nthreads; k++) g += t->w[k].grad[i];
+    g0[i] = g;
+    nrm += (double)g * g;
+  }
+  w->nrm2 = nrm;
+}
+
+/* Backward of the chunk chunk_forward just ran: t->grad = d(loss * scale),
+ * the workers' gradients added in worker order; w->nrm2 over the slices. */
+static void chunk_backward(trainer_t *t, float scale) {
+  t->bscale = scale;
+  pool_run(t, work_backward);
+  pool_run(t, work_sum);
+}
+
+static void work_forward_backward(trainer_t *t, worker_t *w) {
+  work_forward(t, w);
+  work_backward(t, w);
+}
+
+/* One training chunk: chunk_forward then chunk_backward with scale 1/R,
+ * but each worker runs its backward right after its forward (the schedule
+ * knows R, so one wait fewer per chunk). Returns the summed loss; sets
+ * T_eff and R (no gradient when R is 0). */
+static double chunk_train(trainer_t *t) {
+  pack_cell(t);
+  t->R = 0;
+  chunk_schedule(t);
+  if (t->T_eff == 0) return 0.0;
+  if (t->R_sched > 0) t->bscale = 1.0f / (float)t->R_sched;
+  pool_run(t, t->R_sched > 0 ? work_forward_backward : work_forward);
+  double loss = 0;
+  for (unsigned k = 0; k < t->nthreads; k++) {
+    t->R += t->w[k].R;
+    loss += t->w[k].loss;
+  }
+  if (t->R > 0) pool_run(t, work_sum);
+  return loss;
+}
+
+static void work_adam(trainer_t *t, worker_t *w) {
+  const float b1 = t->adam_b1, b2 = t->adam_b2, eps = t->adam_eps, sc = t->adam_sc,
+              step = t->adam_step;
+  for (size_t i = w->p0; i < w->p1; i++) {
     float g = t->grad[i] * sc;
     t->am[i] = b1 * t->am[i] + (1.0f - b1) * g;
     t->av[i] = b2 * t->av[i] + (1.0f - b2) * g * g;
@@ -683,7 +888,30 @@ static void adam_step(trainer_t *t, float lr, float clip) {
   }
 }
 
+/* Adam on the gradient chunk_backward left (global-norm clipped: the
+ * slices' sums of squares added in worker order). */
+static void adam_step(trainer_t *t, float lr, float clip) {
+  double nrm = 0;
+  for (unsigned k = 0; k < t->nthreads; k++) nrm += t->w[k].nrm2;
+  nrm = sqrt(nrm);
+  t->adam_sc = (clip > 0 && nrm > clip) ? (float)(clip / nrm) : 1.0f;
+  t->adam_b1 = 0.9f;
+  t->adam_b2 = 0.999f;
+  t->adam_eps = 1e-8f;
+  t->adam_t++;
+  float c1 = 1.0f - powf(t->adam_b1, (float)t->adam_t),
+        c2 = 1.0f - powf(t->adam_b2, (float)t->adam_t);
+  t->adam_step = lr * sqrtf(c2) / c1;
+  pool_run(t, work_adam);
+}
+
 extern void openblas_set_num_threads(int);
+
+static double process_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static void fmt_dur(char *buf, size_t n, double s) {
   if (s < 60)
@@ -695,7 +923,7 @@ static void fmt_dur(char *buf, size_t n, double s) {
 int train_run(const train_opts_t *o, const event_t *events, size_t n, train_result_t *res,
               char *errstr, size_t errstr_size) {
   memset(res, 0, sizeof *res);
-  openblas_set_num_threads(1); /* the row workers are the threads (same bits at any count) */
+  openblas_set_num_threads(1); /* the slot workers are the threads */
   trainer_t *t = NULL;
   int rc = trainer_new(o, events, n, &t, errstr, errstr_size);
   if (rc < 0) return rc;
@@ -714,23 +942,34 @@ int train_run(const train_opts_t *o, const event_t *events, size_t n, train_resu
   float lr = o->lr;
   uint32_t bad = 0;
   for (uint32_t ep = 1; ep <= o->max_epochs; ep++) {
-    double te = ix_mono_s(), loss_sum = 0;
+    double te = ix_mono_s(), ce = process_cpu_s(), loss_sum = 0;
     uint64_t targets = 0;
+    t->pool_s = 0;
+    for (unsigned k = 0; k < t->nthreads; k++) t->w[k].busy_s = 0;
     epoch_begin(t);
     for (;;) {
-      double loss = chunk_forward(t);
+      double loss = chunk_train(t);
       if (t->T_eff == 0) break;
       if (t->R == 0) continue;
       loss_sum += loss;
       targets += t->R;
-      memset(t->grad, 0, t->P * sizeof(float));
-      chunk_backward(t, 1.0f / (float)t->R);
       adam_step(t, lr, o->clip);
     }
     train_epoch_t *c = &res->curve[res->n_epochs++];
     c->epoch = ep;
     c->train_loss = targets ? loss_sum / (double)targets : NAN;
-    c->events_per_s = (double)t->n_ev / (ix_mono_s() - te);
+    c->train_s = ix_mono_s() - te;
+    c->cpu_s = process_cpu_s() - ce;
+    c->events_per_s = (double)t->n_ev / c->train_s;
+    c->serial_s = c->train_s - t->pool_s;
+    c->workers = t->nthreads;
+    c->work_min_s = INFINITY;
+    for (unsigned k = 0; k < t->nthreads; k++) {
+      double b = t->w[k].busy_s;
+      c->work_sum_s += b;
+      if (b < c->work_min_s) c->work_min_s = b;
+      if (b > c->work_max_s) c->work_max_s = b;
+    }
     c->dev_metric = c->dev_nll = NAN;
     int improved = 1;
     if (o->dev_eval) {
@@ -853,13 +1092,13 @@ int train_grad_dump(const train_opts_t *o, const event_t *events, size_t n, uint
     for (size_t s = 0; s < t->T_eff; s++)
       for (size_t b = 0; b < t->B; b++) {
         size_t row = s * t->B + b;
-        if (!t->active[row]) continue;
-        fprintf(js, "%s[%zu,%zu,%d,%d]", first ? "" : ",", s, b, t->reset[row], t->cidx[row]);
+        if (t->sev[row] == ROW_IDLE) continue;
+        fprintf(js, "%s[%zu,%zu,%d,%d]", first ? "" : ",", s, b, t->sreset[row],
+                t->idx[t->sev[row]]);
         first = 0;
       }
     fprintf(js, "]");
   }
-  memset(t->grad, 0, t->P * sizeof(float));
   if (t->R == 0) {
     rc = ix_fail(IX_EINVAL, errstr, errstr_size, "the requested chunk has no targets");
     goto out;

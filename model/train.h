@@ -4,8 +4,8 @@
  * Adam, global-norm gradient clipping, early stopping on a dev metric.
  * The forward pass is built from the serving pieces (arch_features,
  * arch_state_advance, head_vocab_logits, head_finish, lstm_pointwise), so
- * what is trained is what serves. Deterministic for a seed with one
- * OpenBLAS thread. */
+ * what is trained is what serves. Deterministic for a seed and a thread
+ * count (OpenBLAS runs single-threaded). */
 #ifndef IX_MODEL_TRAIN_H
 #define IX_MODEL_TRAIN_H
 
@@ -23,6 +23,14 @@ typedef struct {
   double dev_nll;
   double seconds;     /* wall time since the start, after this epoch */
   double events_per_s;
+  /* the training pass of the epoch (dev scoring not included): wall and
+   * process CPU seconds; the workers' CPU seconds in their shares of the
+   * chunks (sum, least and most of one worker; a worker runs on its own
+   * thread, worker 0 on the caller's); and the caller's wall seconds
+   * outside the shares (schedule, packing, dispatch), the serial part */
+  double train_s, cpu_s;
+  double work_sum_s, work_min_s, work_max_s, serial_s;
+  unsigned workers;
 } train_epoch_t;
 
 /* Called after each epoch with the current model; fills *metric (higher is
@@ -45,8 +53,10 @@ typedef struct {
    * beta, decay gamma and half-life (seconds, 0 = none); not trained */
   float x_beta, x_gamma, x_hl_s;
   uint64_t seed;
-  int threads;            /* threads for the head rows of a chunk (same bits at any count;
-                           * OpenBLAS runs single-threaded) */
+  int threads;            /* workers: the batch's slots are split across them (forward,
+                           * backward and their gradients; deterministic for a count,
+                           * other counts differ in the rounding of the gradient sums;
+                           * OpenBLAS runs single-threaded; at most batch) */
   int64_t train_end_ms;   /* only events before this time are trained on */
   FILE *progress;         /* one line per epoch (NULL = quiet) */
   train_dev_fn dev_eval;  /* NULL = no early stopping: all epochs run */

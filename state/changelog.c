@@ -467,3 +467,54 @@ int changelog_dirty_forget_before(changelog_dirty_t *dy, int64_t next_offset) {
   /* the same size: the entries kept were placed in it before */
   return offmap_rebuild(&dy->m, dy->m.cap, next_offset > 0 ? next_offset : 0);
 }
+
+/* a taken slot holds -2: probing goes on past it, as past an occupied one */
+static int dirty_find(const changelog_dirty_t *dy, uint64_t user_id, size_t *slot) {
+  size_t j = ix_fmix64(user_id) & (dy->m.cap - 1);
+  while (dy->m.offs[j] != -1) {
+    if (dy->m.offs[j] >= 0 && dy->m.keys[j] == user_id) {
+      *slot = j;
+      return 1;
+    }
+    j = (j + 1) & (dy->m.cap - 1);
+  }
+  return 0;
+}
+
+int changelog_dirty_get(const changelog_dirty_t *dy, uint64_t user_id, int64_t *offset) {
+  size_t j;
+  if (!dirty_find(dy, user_id, &j)) return 0;
+  if (offset) *offset = dy->m.offs[j];
+  return 1;
+}
+
+int changelog_dirty_take(changelog_dirty_t *dy, uint64_t user_id, int64_t *offset) {
+  size_t j;
+  if (!dirty_find(dy, user_id, &j)) return 0;
+  *offset = dy->m.offs[j];
+  dy->m.offs[j] = -2;
+  dy->m.n--;
+  return 1;
+}
+
+int changelog_dirty_take_next(changelog_dirty_t *dy, size_t *cursor, uint64_t *user_id,
+                              int64_t *offset) {
+  for (size_t i = *cursor; i < dy->m.cap; i++) {
+    if (dy->m.offs[i] < 0) continue;
+    *user_id = dy->m.keys[i];
+    *offset = dy->m.offs[i];
+    dy->m.offs[i] = -2;
+    dy->m.n--;
+    *cursor = i + 1;
+    return 1;
+  }
+  *cursor = dy->m.cap;
+  return 0;
+}
+
+int changelog_dirty_merge(changelog_dirty_t *dst, const changelog_dirty_t *src) {
+  for (size_t i = 0; i < src->m.cap; i++)
+    if (src->m.offs[i] >= 0 && changelog_dirty_note(dst, src->m.keys[i], src->m.offs[i]))
+      return IX_ENOMEM;
+  return 0;
+}

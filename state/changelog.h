@@ -164,5 +164,18 @@ int changelog_dirty_foreach(const changelog_dirty_t *dy,
  * is before it (the ones changed since stay). Returns 0 or IX_ENOMEM (then
  * nothing is forgotten: the next checkpoint writes them again). */
 int changelog_dirty_forget_before(changelog_dirty_t *dy, int64_t next_offset);
+/* 1 with *offset (may be NULL) when user_id is tracked, else 0. */
+int changelog_dirty_get(const changelog_dirty_t *dy, uint64_t user_id, int64_t *offset);
+/* Taking: a set handed to a changelog checkpoint's encoder (daemon/clog.c)
+ * only shrinks from then on; do not changelog_dirty_note() into it after a
+ * take. changelog_dirty_take removes user_id (1 with *offset when it was
+ * tracked, else 0). changelog_dirty_take_next removes the next user at or
+ * after slot *cursor (start at 0): 1 with *user_id, *offset and *cursor
+ * moved past it, 0 when none is left. */
+int changelog_dirty_take(changelog_dirty_t *dy, uint64_t user_id, int64_t *offset);
+int changelog_dirty_take_next(changelog_dirty_t *dy, size_t *cursor, uint64_t *user_id,
+                              int64_t *offset);
+/* Notes every user of src into dst (the larger offset wins). 0 or IX_ENOMEM. */
+int changelog_dirty_merge(changelog_dirty_t *dst, const changelog_dirty_t *src);
 
 #endif

@@ -64,8 +64,9 @@ size_t store_evict(store_t *st);
 size_t store_expire(store_t *st, int64_t now_ms);
 /* Called with each user store_evict(), store_expire() or store_get() (making
  * room at capacity) drops, before it is dropped (the changelog writes a
- * tombstone for it). Do not call the store from fn. fn NULL: none (the
- * default). */
+ * tombstone for it). Do not call the store from fn, except store_peek()
+ * and store_peek_seen() of the user being dropped (the changelog encodes a
+ * user it has yet to write). fn NULL: none (the default). */
 typedef void (*store_evict_fn)(void *ctx, int32_t partition, uint64_t user_id);
 void store_set_evict_hook(store_t *st, store_evict_fn fn, void *ctx);
 /* Drop one user (a changelog tombstone on restore); not an eviction (the

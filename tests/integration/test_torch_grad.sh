@@ -19,6 +19,12 @@ trap 'rm -rf "$TMP"' EXIT
   --hidden 16 --vocab 60 --emb-cat 8 --emb-act 4 --batch 4 --bptt 6 \
   --grad-dump "$TMP/g" --grad-chunk 5
 /usr/bin/python3 "$IX_SOURCE_DIR/tests/py/torch_grad.py" "$TMP/g"
+# the same chunk with the 4 slots split across 3 workers (1, 1 and 2 slots,
+# each its own gradient, summed in worker order)
+"$CTL" train --events "$TMP/taobao.rec" --drop-user 1004381 --tz +08:00 \
+  --hidden 16 --vocab 60 --emb-cat 8 --emb-act 4 --batch 4 --bptt 6 --threads 3 \
+  --grad-dump "$TMP/g3" --grad-chunk 5
+/usr/bin/python3 "$IX_SOURCE_DIR/tests/py/torch_grad.py" "$TMP/g3"
 "$CTL" train --events "$TMP/taobao.rec" --drop-user 1004381 --tz +08:00 --no-experts \
   --hidden 16 --vocab 60 --emb-cat 8 --emb-act 4 --batch 4 --bptt 6 \
   --grad-dump "$TMP/g1" --grad-chunk 2
