@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #undef I
 
 #include "common/clock.h"
@@ -186,6 +189,7 @@ struct trainer {
   /* workers and their pool: worker 0 is the calling thread; the others
    * wait on `go` for the next phase (gen changes) and report on `done` */
   unsigned nthreads;
+  float log1p_tab[256]; /* log1pf(i), from log1pf (same bits) */
   worker_t *w;
   pthread_t *th;
   pthread_mutex_t mu;
@@ -487,6 +491,7 @@ static int trainer_new(const train_opts_t *o, const event_t *events, size_t n, t
       !ALLOC(t->bias, t->G))
     goto err;
   if (workers_new(t, o->threads) < 0) goto err;
+  for (unsigned i = 0; i < 256; i++) t->log1p_tab[i] = log1pf((float)i);
   for (size_t b = 0; b < B; b++) t->s_user[b] = -1;
   free(tmp);
   vocab_destroy(vb);
@@ -736,7 +741,8 @@ static void work_backward(trainer_t *t, worker_t *w) {
       float *gk = gr + L->copy_wp + k * H;
       for (size_t i = 0; i < H; i++) gk[i] += ds * h[i];
       gr[L->copy_bp + k] += ds;
-      gr[L->copy_wf] += ds * log1pf((float)st->recent[k].count);
+      uint32_t cnt = st->recent[k].count;
+      gr[L->copy_wf] += ds * (cnt < 256 ? t->log1p_tab[cnt] : log1pf((float)cnt));
     }
     if (t->d.flags & ARCH_F_EXPERTS) {
       for (unsigned e = 0; e < ARCH_N_EXPERTS; e++) {
@@ -772,20 +778,46 @@ static void work_backward(trainer_t *t, worker_t *w) {
   for (size_t s = t->T_eff; s-- > 0;) {
     for (size_t lb = 0; lb < Bk; lb++) {
       size_t lr = s * Bk + lb;
-      float *dp = dPRE + lr * G;
+      float *restrict dp = dPRE + lr * G;
       if (!w->active[lr]) {
         memset(dp, 0, G * sizeof(float));
         continue;
       }
-      const float *a = w->ACT + lr * G;
-      const float *c = w->C + lr * H, *cp = w->CP + lr * H;
-      const float *dhh = w->dH + lr * H;
-      float *dhn = w->dh_next + lb * H, *dcn = w->dc_next + lb * H;
-      for (size_t k = 0; k < H; k++) w->tc[k] = tanhf(c[k]);
-      for (size_t k = 0; k < H; k++) {
+      /* restrict: the buffers are disjoint, so the loop below is
+       * vectorised (elementwise, the same operations: the same bits) */
+      const float *restrict a = w->ACT + lr * G;
+      const float *restrict c = w->C + lr * H, *restrict cp = w->CP + lr * H;
+      const float *restrict dhh = w->dH + lr * H;
+      const float *restrict dhn = w->dh_next + lb * H;
+      float *restrict dcn = w->dc_next + lb * H, *restrict tc = w->tc;
+      for (size_t k = 0; k < H; k++) tc[k] = tanhf(c[k]);
+      size_t k0 = 0;
+#if defined(__SSE2__)
+      /* four units at a time, each the scalar loop's operations in its
+       * order (separate multiplies and adds): the same bits */
+      const __m128 one = _mm_set1_ps(1.0f);
+      for (; k0 + 4 <= H; k0 += 4) {
+        size_t k = k0;
+        __m128 ig = _mm_loadu_ps(a + k), fg = _mm_loadu_ps(a + H + k),
+               gg = _mm_loadu_ps(a + 2 * H + k), og = _mm_loadu_ps(a + 3 * H + k);
+        __m128 dh = _mm_add_ps(_mm_loadu_ps(dhh + k), _mm_loadu_ps(dhn + k));
+        __m128 tck = _mm_loadu_ps(tc + k);
+        __m128 dtc = _mm_mul_ps(_mm_mul_ps(dh, og), _mm_sub_ps(one, _mm_mul_ps(tck, tck)));
+        __m128 dc = _mm_add_ps(_mm_loadu_ps(dcn + k), dtc);
+        _mm_storeu_ps(dp + k, _mm_mul_ps(_mm_mul_ps(_mm_mul_ps(dc, gg), ig), _mm_sub_ps(one, ig)));
+        _mm_storeu_ps(dp + H + k, _mm_mul_ps(_mm_mul_ps(_mm_mul_ps(dc, _mm_loadu_ps(cp + k)), fg),
+                                             _mm_sub_ps(one, fg)));
+        _mm_storeu_ps(dp + 2 * H + k,
+                      _mm_mul_ps(_mm_mul_ps(dc, ig), _mm_sub_ps(one, _mm_mul_ps(gg, gg))));
+        _mm_storeu_ps(dp + 3 * H + k,
+                      _mm_mul_ps(_mm_mul_ps(_mm_mul_ps(dh, tck), og), _mm_sub_ps(one, og)));
+        _mm_storeu_ps(dcn + k, _mm_mul_ps(dc, fg));
+      }
+#endif
+      for (size_t k = k0; k < H; k++) {
         float ig = a[k], fg = a[H + k], gg = a[2 * H + k], og = a[3 * H + k];
         float dh = dhh[k] + dhn[k];
-        float tck = w->tc[k];
+        float tck = tc[k];
         float dc = dcn[k] + dh * og * (1.0f - tck * tck);
         dp[k] = dc * gg * ig * (1.0f - ig);
         dp[H + k] = dc * cp[k] * fg * (1.0f - fg);
@@ -877,14 +909,36 @@ static double chunk_train(trainer_t *t) {
   return loss;
 }
 
+/* Adam over the worker's slice. The arrays are taken into restrict locals
+ * (stores through t->am could otherwise alias t) and, with SSE2, four
+ * floats at a time: each element gets the same operations in the same
+ * order as the scalar loop (separate multiply and add, IEEE sqrt and
+ * division), so the bits are the same. */
 static void work_adam(trainer_t *t, worker_t *w) {
   const float b1 = t->adam_b1, b2 = t->adam_b2, eps = t->adam_eps, sc = t->adam_sc,
-              step = t->adam_step;
-  for (size_t i = w->p0; i < w->p1; i++) {
-    float g = t->grad[i] * sc;
-    t->am[i] = b1 * t->am[i] + (1.0f - b1) * g;
-    t->av[i] = b2 * t->av[i] + (1.0f - b2) * g * g;
-    t->params[i] -= step * t->am[i] / (sqrtf(t->av[i]) + eps);
+              step = t->adam_step, c1 = 1.0f - b1, c2 = 1.0f - b2;
+  const float *restrict grad = t->grad;
+  float *restrict am = t->am, *restrict av = t->av, *restrict par = t->params;
+  size_t i = w->p0;
+#if defined(__SSE2__)
+  const __m128 vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2), vc1 = _mm_set1_ps(c1),
+               vc2 = _mm_set1_ps(c2), veps = _mm_set1_ps(eps), vsc = _mm_set1_ps(sc),
+               vstep = _mm_set1_ps(step);
+  for (; i + 4 <= w->p1; i += 4) {
+    __m128 g = _mm_mul_ps(_mm_loadu_ps(grad + i), vsc);
+    __m128 m = _mm_add_ps(_mm_mul_ps(vb1, _mm_loadu_ps(am + i)), _mm_mul_ps(vc1, g));
+    __m128 v = _mm_add_ps(_mm_mul_ps(vb2, _mm_loadu_ps(av + i)), _mm_mul_ps(_mm_mul_ps(vc2, g), g));
+    _mm_storeu_ps(am + i, m);
+    _mm_storeu_ps(av + i, v);
+    __m128 d = _mm_div_ps(_mm_mul_ps(vstep, m), _mm_add_ps(_mm_sqrt_ps(v), veps));
+    _mm_storeu_ps(par + i, _mm_sub_ps(_mm_loadu_ps(par + i), d));
+  }
+#endif
+  for (; i < w->p1; i++) {
+    float g = grad[i] * sc;
+    am[i] = b1 * am[i] + c1 * g;
+    av[i] = b2 * av[i] + c2 * g * g;
+    par[i] -= step * am[i] / (sqrtf(av[i]) + eps);
   }
 }
 
