@@ -191,6 +191,61 @@ static int warm_starts(const char *log, int64_t *start, int64_t *serving) {
   return found;
 }
 
+/* Checks the predictions g collected for the first n events of a warm swap:
+ * each answered once, by the old model (ref_old) up to an offset per
+ * partition and by the warmed new one (ref_new) after it, at least w / 2
+ * events after the window's start; prints the tally under NAME. Returns the
+ * number answered by the new model; first_new[p]: partition p's first offset
+ * answered by it. */
+static size_t check_old_then_new(const char *name, const got_t *g, const h_msg_t *msgs,
+                                 size_t n, uint64_t total, const int *ok_old,
+                                 const prediction_t *ref_old, const int *ok_new,
+                                 const prediction_t *ref_new, const int64_t *start,
+                                 const int64_t *serving, int64_t w, int64_t *first_new,
+                                 const char *log) {
+  size_t missing = 0, dups = 0, n_old = 0, n_new = 0, neither = 0;
+  int64_t last_old[PARTS];
+  for (int p = 0; p < PARTS; p++) first_new[p] = INT64_MAX, last_old[p] = -1;
+  for (size_t i = 0; i < n; i++) {
+    if (g[i].n == 0) {
+      missing++;
+      continue;
+    }
+    dups += g[i].n - 1;
+    const prediction_t *pr = &g[i].p[0];
+    int32_t p = msgs[i].partition;
+    if (ok_new[i] && h_same_prediction(pr, &ref_new[i])) {
+      n_new++;
+      if (msgs[i].offset < first_new[p]) first_new[p] = msgs[i].offset;
+    } else if (ok_old[i] && h_same_prediction(pr, &ref_old[i])) {
+      n_old++;
+      if (msgs[i].offset > last_old[p]) last_old[p] = msgs[i].offset;
+    } else if (neither++ < 3) {
+      fprintf(stderr, "prediction for %d/%" PRId64 " (user %" PRIu64 ") is neither the old "
+              "model's nor the warmed new model's\n", (int)p, msgs[i].offset, pr->user_id);
+    }
+  }
+  printf("%s: %" PRIu64 " predictions for %zu events: %zu missing, %zu duplicates, %zu from "
+         "the old model, %zu from the warmed new one, %zu from neither\n", name, total, n,
+         missing, dups, n_old, n_new, neither);
+  for (int p = 0; p < PARTS; p++)
+    printf("  partition %d: warmed from offset %" PRId64 " (serving at %" PRId64 " when the "
+           "warm-up began), last old prediction at %" PRId64 ", first new at %" PRId64 "\n", p,
+           start[p], serving[p], last_old[p], first_new[p]);
+  H_CHECK(missing == 0, "%zu events unanswered (log %s)", missing, log);
+  H_CHECK(dups == 0, "%zu duplicate predictions", dups);
+  H_CHECK(neither == 0, "%zu predictions from neither model's reference (a cold or mixed "
+          "swap?)", neither);
+  for (int p = 0; p < PARTS; p++) {
+    H_CHECK(first_new[p] != INT64_MAX, "partition %d: no prediction from the new model", p);
+    H_CHECK(last_old[p] < first_new[p], "partition %d: old-model prediction at %" PRId64
+            " after the first new one at %" PRId64, p, last_old[p], first_new[p]);
+    H_CHECK(first_new[p] - start[p] >= w / 2, "partition %d: only %" PRId64 " events warmed "
+            "before the switch", p, first_new[p] - start[p]);
+  }
+  return n_new;
+}
+
 static void scenario_swap(const char *brokers) {
   enum { N = 18000, N1 = 12000, N2 = 16000, W = 700 };
   const char *old_m = h_path("old.ixm"), *new_m = h_path("new.ixm");
@@ -252,52 +307,15 @@ static void scenario_swap(const char *brokers) {
   double live_targets = h_metric_sum(body, series);
   free(body);
 
-  /* per partition: old-model predictions, then new-model ones */
-  size_t missing = 0, dups = 0, n_old = 0, n_new = 0, neither = 0;
-  int64_t first_new[PARTS], last_old[PARTS];
-  for (int p = 0; p < PARTS; p++) first_new[p] = INT64_MAX, last_old[p] = -1;
-  for (size_t i = 0; i < N2; i++) {
-    if (g[i].n == 0) {
-      missing++;
-      continue;
-    }
-    dups += g[i].n - 1;
-    const prediction_t *pr = &g[i].p[0];
-    int32_t p = msgs[i].partition;
-    if (ok_new[i] && h_same_prediction(pr, &ref_new[i])) {
-      n_new++;
-      if (msgs[i].offset < first_new[p]) first_new[p] = msgs[i].offset;
-    } else if (ok_old[i] && h_same_prediction(pr, &ref_old[i])) {
-      n_old++;
-      if (msgs[i].offset > last_old[p]) last_old[p] = msgs[i].offset;
-    } else {
-      if (neither++ < 3)
-        fprintf(stderr, "prediction for %d/%" PRId64 " (user %" PRIu64 ") is neither the old "
-                "model's nor the warmed new model's\n", (int)p, msgs[i].offset, pr->user_id);
-    }
-  }
-  printf("swap: %" PRIu64 " predictions for %d events: %zu missing, %zu duplicates, %zu from "
-         "the old model, %zu from the warmed new one, %zu from neither\n", total, N2, missing,
-         dups, n_old, n_new, neither);
-  for (int p = 0; p < PARTS; p++)
-    printf("  partition %d: warmed from offset %" PRId64 " (serving at %" PRId64 " when the "
-           "warm-up began), last old prediction at %" PRId64 ", first new at %" PRId64 "\n", p,
-           start[p], serving[p], last_old[p], first_new[p]);
+  int64_t first_new[PARTS];
+  size_t n_new = check_old_then_new("swap", g, msgs, N2, total, ok_old, ref_old, ok_new,
+                                    ref_new, start, serving, W, first_new, log);
   printf("input paused %.3f s by the switch; swaps %.0f; model_info names the new "
          "fingerprint: %s\n", pause, swaps, fp_shown ? "yes" : "no");
-  H_CHECK(missing == 0, "%zu events unanswered (log %s)", missing, log);
-  H_CHECK(dups == 0, "%zu duplicate predictions", dups);
-  H_CHECK(neither == 0, "%zu predictions from neither model's reference (a cold or mixed "
-          "swap?)", neither);
   for (int p = 0; p < PARTS; p++) {
-    H_CHECK(first_new[p] != INT64_MAX, "partition %d: no prediction from the new model", p);
-    H_CHECK(last_old[p] < first_new[p], "partition %d: old-model prediction at %" PRId64
-            " after the first new one at %" PRId64, p, last_old[p], first_new[p]);
     int64_t want = serving[p] > W ? serving[p] - W : 0;
     H_CHECK(start[p] == want, "partition %d: warmed from %" PRId64 ", expected %" PRId64, p,
             start[p], want);
-    H_CHECK(first_new[p] - start[p] >= W / 2, "partition %d: only %" PRId64 " events warmed "
-            "before the switch", p, first_new[p] - start[p]);
   }
   H_CHECK(swaps == 1, "interestd_model_swaps_total{result=\"warm\"} = %.0f", swaps);
   H_CHECK(pause > 0 && pause <= 1.0, "the switch paused the input %.3f s (bound 1 s)", pause);
@@ -995,45 +1013,9 @@ static void scenario_clog(const char *brokers) {
   prediction_t *ref_new = offline_from(new_m, msgs, N, start, ok_new);
   uint64_t total;
   got_t *g = collect(brokers, msgs, N2, N2, 60, &total);
-  size_t missing = 0, dups = 0, n_old = 0, n_new = 0, neither = 0;
-  int64_t first_new[PARTS], last_old[PARTS];
-  for (int p = 0; p < PARTS; p++) first_new[p] = INT64_MAX, last_old[p] = -1;
-  for (size_t i = 0; i < N2; i++) {
-    if (g[i].n == 0) {
-      missing++;
-      continue;
-    }
-    dups += g[i].n - 1;
-    const prediction_t *pr = &g[i].p[0];
-    int32_t p = msgs[i].partition;
-    if (ok_new[i] && h_same_prediction(pr, &ref_new[i])) {
-      n_new++;
-      if (msgs[i].offset < first_new[p]) first_new[p] = msgs[i].offset;
-    } else if (ok_old[i] && h_same_prediction(pr, &ref_old[i])) {
-      n_old++;
-      if (msgs[i].offset > last_old[p]) last_old[p] = msgs[i].offset;
-    } else if (neither++ < 3) {
-      fprintf(stderr, "prediction for %d/%" PRId64 " is neither model's\n", (int)p,
-              msgs[i].offset);
-    }
-  }
-  printf("clog: %" PRIu64 " predictions for %d events: %zu missing, %zu duplicates, %zu from "
-         "the old model, %zu from the warmed new one, %zu from neither\n", total, N2, missing,
-         dups, n_old, n_new, neither);
-  for (int p = 0; p < PARTS; p++)
-    printf("  partition %d: warmed from offset %" PRId64 " (serving at %" PRId64 "), last old "
-           "prediction at %" PRId64 ", first new at %" PRId64 "\n", p, start[p], serving[p],
-           last_old[p], first_new[p]);
-  H_CHECK(missing == 0, "%zu events unanswered (log %s)", missing, log);
-  H_CHECK(dups == 0, "%zu duplicate predictions", dups);
-  H_CHECK(neither == 0, "%zu predictions from neither model", neither);
-  for (int p = 0; p < PARTS; p++) {
-    H_CHECK(first_new[p] != INT64_MAX, "partition %d: no prediction from the new model", p);
-    H_CHECK(last_old[p] < first_new[p], "partition %d: old-model prediction at %" PRId64
-            " after the first new one at %" PRId64, p, last_old[p], first_new[p]);
-    H_CHECK(first_new[p] - start[p] >= W / 2, "partition %d: only %" PRId64 " events warmed",
-            p, first_new[p] - start[p]);
-  }
+  int64_t first_new[PARTS];
+  check_old_then_new("clog", g, msgs, N2, total, ok_old, ref_old, ok_new, ref_new, start,
+                     serving, W, first_new, log);
   /* the first changelog checkpoint after the switch: every partition's new
    * epoch complete (written with the new model's fingerprint) */
   model_t *nm;
