@@ -968,6 +968,23 @@ static void write_conf_clog(const char *conf, const char *brokers, const char *g
   h_write_conf(conf, brokers, group, model, extra);
 }
 
+/* Waits (60 s at most) until the daemon logging to log is mid-stream: 5,000
+ * events processed and changelog records of the old model written. */
+static void wait_old_checkpoints(const char *log) {
+  int mport = h_metrics_port(log);
+  double until = h_now() + 60;
+  for (;;) {
+    char *body = h_http_get(mport, "/metrics");
+    double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
+    double written = body ? h_metric_sum(body, "interestd_changelog_records_written_total") : 0;
+    free(body);
+    if (done >= 5000 && written > 0) return;
+    H_CHECK(h_now() < until, "%.0f events processed, %.0f changelog records in 60 s (log %s)",
+            done, written, log);
+    h_sleep_ms(50);
+  }
+}
+
 static void scenario_clog(const char *brokers) {
   enum { N = 18000, N1 = 12000, N2 = 16000, W = 700 };
   const char *old_m = h_path("clog-old.ixm"), *new_m = h_path("clog-new.ixm");
@@ -985,18 +1002,7 @@ static void scenario_clog(const char *brokers) {
   feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
   pthread_t th;
   H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
-  int mport = h_metrics_port(log);
-  double until = h_now() + 60;
-  for (;;) { /* mid-stream, after changelog checkpoints of the old model */
-    char *body = h_http_get(mport, "/metrics");
-    double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
-    double written = body ? h_metric_sum(body, "interestd_changelog_records_written_total") : 0;
-    free(body);
-    if (done >= 5000 && written > 0) break;
-    H_CHECK(h_now() < until, "%.0f events processed, %.0f changelog records in 60 s (log %s)",
-            done, written, log);
-    h_sleep_ms(50);
-  }
+  wait_old_checkpoints(log);
   write_conf_clog(conf, brokers, "swapclog", new_m, W);
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
@@ -1024,7 +1030,7 @@ static void scenario_clog(const char *brokers) {
   char fpm[64];
   snprintf(fpm, sizeof fpm, "(model %08x,", model_fingerprint(nm));
   model_destroy(nm);
-  until = h_now() + 30;
+  double until = h_now() + 30;
   while (count_lines(log, "changelog epoch from offset", fpm) < PARTS) {
     H_CHECK(h_now() < until, "the new model's epoch did not complete on every partition in 30 s "
             "(log %s)", log);
@@ -1105,18 +1111,7 @@ static void scenario_clogcrash(const char *brokers) {
   feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
   pthread_t th;
   H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
-  int mport = h_metrics_port(log);
-  double until = h_now() + 60;
-  for (;;) {
-    char *body = h_http_get(mport, "/metrics");
-    double done = body ? h_metric_sum(body, "interestd_events_processed_total") : 0;
-    double written = body ? h_metric_sum(body, "interestd_changelog_records_written_total") : 0;
-    free(body);
-    if (done >= 5000 && written > 0) break;
-    H_CHECK(h_now() < until, "%.0f events processed, %.0f changelog records in 60 s (log %s)",
-            done, written, log);
-    h_sleep_ms(50);
-  }
+  wait_old_checkpoints(log);
   write_conf_clog(conf, brokers, "swapclogx", new_m, W);
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
