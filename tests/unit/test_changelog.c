@@ -116,11 +116,17 @@ static void test_changelog_decoder_refuses_each_corruption(void **state) {
   assert_int_equal(changelog_decode(key, 8, val, n, &r, err, sizeof err), IX_EMALFORMED);
 }
 
-static void test_changelog_restore_refuses_other_model_and_partition(void **state) {
-  (void)state;
+/* A store of BLOB-byte states for the tests (the caller destroys it). */
+static store_t *new_store(void) {
   store_t *st;
   store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
   assert_int_equal(store_new(&o, &st), 0);
+  return st;
+}
+
+static void test_changelog_restore_refuses_other_model_and_partition(void **state) {
+  (void)state;
+  store_t *st = new_store();
   changelog_restore_t *rs;
   assert_int_equal(changelog_restore_new(st, 2, FP, &rs), 0);
   uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_USER_FIXED + BLOB], blob[BLOB] = {0};
@@ -189,9 +195,7 @@ static void on_evict(void *ctx, int32_t p, uint64_t user) {
 
 static void test_changelog_tombstone_drops_an_evicted_user(void **state) {
   (void)state;
-  store_t *st;
-  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
-  assert_int_equal(store_new(&o, &st), 0);
+  store_t *st = new_store();
   changelog_restore_t *rs;
   assert_int_equal(changelog_restore_new(st, 2, FP, &rs), 0);
   add_user(rs, 1, 5, 0x11);
@@ -251,9 +255,7 @@ static void test_changelog_tombstone_drops_an_evicted_user(void **state) {
  * finish it is refused. */
 static void test_changelog_reserve_keeps_the_restore_rule(void **state) {
   (void)state;
-  store_t *st;
-  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
-  assert_int_equal(store_new(&o, &st), 0);
+  store_t *st = new_store();
   changelog_restore_t *rs;
   assert_int_equal(changelog_restore_new(st, 2, FP, &rs), 0);
   for (uint64_t u = 1; u <= 600; u++) add_user(rs, u, 40 + (int64_t)u, (uint8_t)u);
@@ -289,10 +291,7 @@ static void test_changelog_reserve_keeps_the_restore_rule(void **state) {
  * completion past 20, and not after finish. */
 static void test_changelog_overlay_takes_only_users_recorded_after_local(void **state) {
   (void)state;
-  store_t *local, *scratch;
-  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
-  assert_int_equal(store_new(&o, &local), 0);
-  assert_int_equal(store_new(&o, &scratch), 0);
+  store_t *local = new_store(), *scratch = new_store();
   uint8_t blob[BLOB];
   for (uint64_t u = 1; u <= 4; u++) {
     memset(blob, (int)(0xa0 + u), sizeof blob);
@@ -396,9 +395,7 @@ static int write_user(void *ctx, uint64_t user, int64_t off) {
  * changelog_dirty); the checkpoint at crash_at writes its user records but
  * dies before the completion record (when partial, only half of them). */
 static void run_owner(const ev_t *evs, int64_t crash_at, int64_t every, int partial, log_t *lg) {
-  store_t *st;
-  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
-  assert_int_equal(store_new(&o, &st), 0);
+  store_t *st = new_store();
   changelog_dirty_t *dy;
   assert_int_equal(changelog_dirty_new(&dy), 0);
   uint64_t seq = 0;
@@ -446,9 +443,7 @@ static void test_changelog_dirty_forgets_only_what_a_checkpoint_wrote(void **sta
 /* restore from lg, replay every event from the consistent offset with the
  * skip rule, compare with applying every event once */
 static void restore_and_check(const ev_t *evs, const log_t *lg, uint64_t *skipped_out) {
-  store_t *st;
-  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
-  assert_int_equal(store_new(&o, &st), 0);
+  store_t *st = new_store();
   changelog_restore_t *rs;
   assert_int_equal(changelog_restore_new(st, P, FP, &rs), 0);
   char err[300];
@@ -568,9 +563,7 @@ static size_t sw_log(swrec_t *lg) {
  * index as changelog offset, for fingerprint fp into a fresh store. */
 static store_t *sw_restore(const swrec_t *lg, size_t n, const uint8_t *keep, uint32_t fp,
                            changelog_restore_info_t *info, changelog_restore_t **rs_out) {
-  store_t *st;
-  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
-  assert_int_equal(store_new(&o, &st), 0);
+  store_t *st = new_store();
   changelog_restore_t *rs;
   assert_int_equal(changelog_restore_new(st, 2, fp, &rs), 0);
   char err[300];
@@ -712,10 +705,7 @@ static void test_changelog_restore_across_a_model_swap(void **state) {
   /* a tail read that holds the whole epoch (from changelog offset 5): the
    * overlay says so (2) instead of laying B's users over local states */
   n = sw_log(lg);
-  store_t *scratch, *local;
-  store_opts_t o = {.blob_size = BLOB, .small_pages = 1};
-  assert_int_equal(store_new(&o, &scratch), 0);
-  assert_int_equal(store_new(&o, &local), 0);
+  store_t *scratch = new_store(), *local = new_store();
   assert_int_equal(changelog_restore_new(scratch, 2, FPB, &rs), 0);
   char err[300];
   for (size_t i = 5; i < n; i++)
