@@ -1307,6 +1307,25 @@ static void clog_prefetch_assigned(daemon_t *d, const consumer_part_t *parts, si
   free(ps);
 }
 
+/* The state store's options from cfg's [state] section. */
+static store_opts_t store_opts_of(const config_t *cfg) {
+  return (store_opts_t){.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
+                        .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
+}
+
+/* A warm-up's options (daemon/warmup.h): the input as the running process
+ * reads it, the emit, batch and window settings of mc (the configuration of
+ * the model being warmed), its states in a store of so's options. */
+static warmup_opts_t warm_opts(const daemon_t *d, const config_t *mc, const char *const *props,
+                               const store_opts_t *so) {
+  return (warmup_opts_t){.brokers = d->cfg->kafka.brokers, .props = props,
+                         .topic = d->cfg->kafka.input_topic, .input = &d->cfg->input,
+                         .store = so, .emit = &mc->emit, .batch = mc->batch.max_events,
+                         .max_events = mc->model.warm_max_events,
+                         .window_ms = (int64_t)mc->model.warm_window_s * 1000,
+                         .ref_ts_ms = d->max_ts_ms};
+}
+
 /* model.warm_start (daemon/warmstart.h): auto = on with model.reload = warm.
  * For a refused local checkpoint of another model, and for a changelog whose
  * newest completion is another model's (clog_other_model; docs/STATE.md,
@@ -1358,14 +1377,8 @@ static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx,
     at[m++] = idx[j];
   }
   if (!m) goto out;
-  store_opts_t so = {.mem_limit_bytes = (size_t)d->cfg->state.memory_limit_mb << 20,
-                     .idle_ttl_ms = (int64_t)d->cfg->state.idle_ttl_s * 1000};
-  warmup_opts_t wo = {.brokers = d->cfg->kafka.brokers, .props = (const char *const *)props,
-                      .topic = d->cfg->kafka.input_topic, .input = &d->cfg->input,
-                      .store = &so, .emit = &d->cfg->emit, .batch = d->cfg->batch.max_events,
-                      .max_events = d->cfg->model.warm_max_events,
-                      .window_ms = (int64_t)d->cfg->model.warm_window_s * 1000,
-                      .ref_ts_ms = d->max_ts_ms};
+  store_opts_t so = store_opts_of(d->cfg);
+  warmup_opts_t wo = warm_opts(d, d->cfg, (const char *const *)props, &so);
   char why[512];
   uint64_t applied = 0, window = 0, t0 = ix_mono_ns();
   LOG_INFO("daemon", "warm start of %zu partitions under the running model %s (at most %" PRIu64
@@ -1762,14 +1775,8 @@ static int swap_begin(daemon_t *d, model_t *m, const config_t *ncfg) {
       parts[n] = p;
       pos[n++] = serving_next(d, p);
     }
-  store_opts_t so = {.mem_limit_bytes = (size_t)d->cfg->state.memory_limit_mb << 20,
-                     .idle_ttl_ms = (int64_t)d->cfg->state.idle_ttl_s * 1000};
-  warmup_opts_t wo = {.brokers = d->cfg->kafka.brokers, .props = (const char *const *)props,
-                      .topic = d->cfg->kafka.input_topic, .input = &d->cfg->input,
-                      .store = &so, .emit = &ncfg->emit, .batch = ncfg->batch.max_events,
-                      .max_events = ncfg->model.warm_max_events,
-                      .window_ms = (int64_t)ncfg->model.warm_window_s * 1000,
-                      .ref_ts_ms = d->max_ts_ms};
+  store_opts_t so = store_opts_of(d->cfg);
+  warmup_opts_t wo = warm_opts(d, ncfg, (const char *const *)props, &so);
   rc = warmup_start(&wo, m, parts, pos, n, &d->warm, why, sizeof why);
   if (rc) {
     LOG_ERROR("daemon", "reload refused: cannot warm model %s up: %s", ncfg->model.path, why);
@@ -2273,8 +2280,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   }
   model_set_next_count(d->model, cfg->output.next_categories);
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
-  store_opts_t so = {.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
-                     .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
+  store_opts_t so = store_opts_of(cfg);
   rc = pipeline_new(d->model, &so, &cfg->emit, &d->pipe);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot create the pipeline: %s", ix_strerror(rc));
