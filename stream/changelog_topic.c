@@ -622,6 +622,7 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
       continue;
     }
     ssize_t i = 0;
+    uint64_t before = *records;
     for (; i < got && !done; i++) {
       rd_kafka_message_t *m = batch[i];
       if (m->rkt && m->partition != partition) {
@@ -640,7 +641,6 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
           ahead_top_up(r);
           topped = 1;
         }
-        last_progress = ix_mono_ms();
         next = m->offset + 1;
         (*records)++;
         *bytes += m->key_len + m->len;
@@ -653,6 +653,7 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
       if (batch[i]->rkt && batch[i]->partition != partition) ahead_keep(r, batch[i]);
       else rd_kafka_message_destroy(batch[i]);
     }
+    if (*records != before) last_progress = ix_mono_ms(); /* once a batch, not a record */
   }
   /* this partition is done with: unassigned, and whatever was fetched for it
    * dropped (others' records kept for their turn) */
