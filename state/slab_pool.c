@@ -217,10 +217,15 @@ static void *pretouch_main(void *arg) {
       populate(m + i * CHUNK, CHUNK);
       pthread_mutex_lock(&pool->mu);
       pool->pending -= CHUNK;
-      hold(pool, m + i * CHUNK);
+      /* stores may have mapped fresh slabs meanwhile: held only within the
+       * bound still */
+      int fits = pool->in_use + pool->pending + (uint64_t)pool->n_held * CHUNK + CHUNK <= pool->keep;
       pool->pretouched += CHUNK;
-      stop = pool->stop;
+      if (fits) hold(pool, m + i * CHUNK);
+      else pool->released++;
+      stop = pool->stop || !fits;
       pthread_mutex_unlock(&pool->mu);
+      if (!fits) munmap(m + i * CHUNK, CHUNK);
       if (stop) {
         i++;
         break;

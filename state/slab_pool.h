@@ -40,7 +40,8 @@ typedef struct {
   uint64_t reused_chunks;    /* chunks handed out from what was held, total */
   uint64_t fresh_chunks;     /* chunks mapped fresh for a take (too few held), total */
   uint64_t released_chunks;  /* given back to the kernel (over keep_bytes), total */
-  uint64_t pretouched_bytes; /* populated by the pre-touch thread, total */
+  uint64_t pretouched_bytes; /* populated by the pre-touch thread, total (a chunk
+                              * over the bound once populated is released) */
   uint64_t pretouch_ns;      /* the pre-touch thread's wall time (so far, while it runs) */
   int pretouch_running;      /* 1 until the pre-touch thread has ended */
 } slab_pool_stats_t;
