@@ -761,6 +761,13 @@ static void drop_checkpoint(clog_t *c, int32_t p, part_t *pt) {
   pt->phase = IDLE;
 }
 
+/* interestd_changelog_encode_seconds: one encoding call on the loop thread
+ * that began at t0, a slice or a whole checkpoint at once */
+static void encode_observed(clog_t *c, int at_once, uint64_t t0) {
+  metrics_histogram_observe(c->m.encode_seconds[at_once ? 1 : 0],
+                            (double)(ix_mono_ns() - t0) / 1e9);
+}
+
 /* ENCODING: the next users of pt until ix_mono_ns() reaches deadline_ns
  * (0: all of them; at least one user when called before it), then
  * WAIT_ACKS. Returns 0, or the error that dropped the checkpoint. */
@@ -803,6 +810,8 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   if (!pt->epoch_new && !changelog_dirty_count(pt->dirty) &&
       !changelog_dirty_count(pt->evicted) && next_offset <= pt->next_offset)
     return 0;
+  uint64_t t0 = ix_mono_ns();
+  int at_once = !c->slice_ns || c->unbounded;
   pt->old_model = 0;
   pt->first_at = pt->complete_at = -1;
   pt->len = pt->sent_at = pt->n_recs = 0;
@@ -818,6 +827,7 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   if (e.err) {
     pt->len = pt->n_recs = 0;
     buf_trim(c, pt);
+    encode_observed(c, at_once, t0);
     return e.err;
   }
   /* the changed users so far are this checkpoint's; pt->dirty tracks the
@@ -837,7 +847,9 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   pt->phase = ENCODING;
   LOG_DEBUG("clog", "partition %d: changelog checkpoint at offset %" PRId64 ", %zu users to "
             "encode", (int)p, next_offset, changelog_dirty_count(pt->enc));
-  return c->slice_ns && !c->unbounded ? 0 : encode_step(c, p, pt, 0);
+  int rc = at_once ? encode_step(c, p, pt, 0) : 0;
+  encode_observed(c, at_once, t0);
+  return rc;
 }
 
 static void send_complete(clog_t *c, int32_t p, part_t *pt) {
@@ -893,7 +905,11 @@ void clog_pump(clog_t *c, store_t *st, uint32_t fingerprint, clog_acked_fn acked
                  "is dropped", (int)p);
         drop_checkpoint(c, p, pt);
       } else {
-        (void)encode_step(c, p, pt, deadline);
+        uint64_t t0 = ix_mono_ns();
+        if (!deadline || t0 < deadline) { /* else the budget is spent: the next pump */
+          (void)encode_step(c, p, pt, deadline);
+          encode_observed(c, deadline == 0, t0);
+        }
       }
     }
     if (pt->phase == WAIT_ACKS) {

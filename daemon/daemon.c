@@ -33,6 +33,7 @@
 #include "daemon/standby.h"
 #include "daemon/http.h"
 #include "daemon/inflight.h"
+#include "daemon/loopstat.h"
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
 #include "daemon/quality.h"
@@ -159,6 +160,7 @@ struct ixd {
   standby_t *standby;       /* standby copies (daemon/standby.h), NULL without standby_replicas */
   metrics_t *metrics;
   metrics_daemon_t md;
+  loopstat_t *loopstat; /* the loop's turns timed (interestd_loop_*) */
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
   /* model.shadow_path: a candidate scored on the same events with its own
    * states (not checkpointed), every prediction scored, nothing emitted */
@@ -1684,6 +1686,7 @@ static void finish_stop(daemon_t *d) {
   d->http = NULL;
   if (d->notify) notify_close(d->notify);
   d->notify = NULL;
+  loopstat_close(d->loopstat);
   LOG_INFO("daemon", "stopped: consumed %" PRIu64 ", processed %" PRIu64 ", rejected %" PRIu64
            ", produced %" PRIu64 ", delivered %" PRIu64 ", dlq %" PRIu64 "/%" PRIu64
            ", failed deliveries %" PRIu64,
@@ -2267,6 +2270,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   if (!rc) rc = metrics_on_collect(d->metrics, collect_cb, d);
   if (!rc) rc = warmup_metrics_register(d->metrics, &d->wm);
   if (!rc) rc = warmstart_metrics_register(d->metrics, &d->wsm);
+  if (!rc) rc = loopstat_start(&d->loop, d->metrics, &d->loopstat);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot set up metrics: %s", ix_strerror(rc));
     goto err;
@@ -2530,6 +2534,7 @@ void daemon_destroy(daemon_t *d) {
       if (d->notify) notify_close(d->notify);
       rsink_destroy(d->redis); /* before the walk: it closes its own handles */
       d->redis = NULL;
+      loopstat_close(d->loopstat); /* its close callback frees it */
       uv_walk(&d->loop, walk_close, NULL);
       d->phase = CLOSED;
     }
