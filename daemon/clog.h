@@ -14,6 +14,7 @@
 #include "daemon/metrics.h"
 #include "state/changelog.h"
 #include "state/store.h"
+#include "stream/changelog_topic.h"
 
 typedef struct clog clog_t;
 
@@ -81,6 +82,21 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
  * drops what was fetched for partitions not restored. Best effort: the
  * restores read as without it where it fails. */
 void clog_prefetch(clog_t *c, const int32_t *partitions, size_t n);
+/* clog_prefetch for those of partitions whose clog_assign will read the
+ * changelog from its start, decided as clog_assign decides it from the
+ * local checkpoint that the assignment will restore: the one
+ * ckpt_restore_partition picks in ckpt_dir (NULL or "": none), judged from
+ * its headers (ckpt_peek_partition). Hinted: no usable file (none, every
+ * one corrupt, truncated or of another partition), another model's
+ * (fingerprint or blob size), or one older than half the topic's
+ * delete.retention.ms. Not hinted: a younger one (its tail is read, found
+ * by time). A file whose body turns out corrupt at the restore is read
+ * unhinted (the same records). */
+void clog_prefetch_local(clog_t *c, const int32_t *partitions, size_t n, const char *ckpt_dir,
+                         uint32_t fingerprint, size_t blob_size);
+/* The restore reads so far and what of them the hints served (every reader
+ * this writer made). */
+void clog_read_stats(const clog_t *c, changelog_reader_stats_t *out);
 /* clog_assign from a standby copy: copy holds partition p's users as rs
  * read them from the changelog up to offset `from` (exclusive); only the
  * records from `from` to the end are read (the local checkpoint, if any,

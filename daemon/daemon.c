@@ -1292,20 +1292,19 @@ static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resu
 
 /* The assigned partitions whose changelog restore reads the topic from its
  * start, hinted to the reader so it asks their watermarks at once and
- * fetches the next ones while one is decoded (clog_prefetch): those without
- * a standby copy (it reads only the tail) and without a local checkpoint
- * file (a young one reads the tail found by time; one that turns out
- * unusable or old reads the whole topic unhinted, the same records). */
+ * fetches the next ones while one is decoded: those without a standby copy
+ * (it reads only the tail) whose local checkpoint, as the restore will find
+ * it, is unusable, another model's or too old for the tail
+ * (clog_prefetch_local). */
 static void clog_prefetch_assigned(daemon_t *d, const consumer_part_t *parts, size_t n) {
   if (!d->clog || !n) return;
   int32_t *ps = malloc(n * sizeof *ps);
   if (!ps) return;
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (!standby_has_copy(d->standby, parts[i].partition) &&
-        !(d->ckpt && ckpt_has_partition(d->cfg->state.checkpoint_dir, parts[i].partition)))
-      ps[k++] = parts[i].partition;
-  clog_prefetch(d->clog, ps, k);
+    if (!standby_has_copy(d->standby, parts[i].partition)) ps[k++] = parts[i].partition;
+  clog_prefetch_local(d->clog, ps, k, d->ckpt ? d->cfg->state.checkpoint_dir : NULL,
+                      pipeline_fingerprint(d->pipe), store_blob_size(pipeline_store(d->pipe)));
   free(ps);
 }
 
