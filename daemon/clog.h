@@ -26,7 +26,7 @@ typedef struct {
   metrics_t *metrics;        /* borrowed; the changelog's series are added to it */
   /* a checkpoint's users are encoded, and its records handed to the
    * producer, for at most this long per clog_pump call; 0: all at once in
-   * clog_checkpoint (exactly_once: docs/STATE.md, "Incremental encoding") */
+   * clog_checkpoint (docs/STATE.md, "Incremental encoding") */
   uint32_t slice_us;
 } clog_opts_t;
 
@@ -126,7 +126,8 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                     int64_t next_offset);
 
 /* acked_next(ctx, p): the offset below which every prediction of p is
- * acknowledged; durable(ctx, p, next_offset): a completion record of p is
+ * acknowledged (with exactly_once: and committed), the bound of what a
+ * record may cover; durable(ctx, p, next_offset): a completion record of p is
  * acknowledged (the commit may go up to next_offset). */
 typedef int64_t (*clog_acked_fn)(void *ctx, int32_t p);
 typedef void (*clog_durable_fn)(void *ctx, int32_t p, int64_t next_offset);

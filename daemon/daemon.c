@@ -939,9 +939,17 @@ static void clog_checkpoint_all(daemon_t *d) {
   }
 }
 
+/* Below what offset a changelog record may cover events: their predictions
+ * acknowledged; with exactly_once also committed (an acknowledged output of
+ * the open transaction can still be aborted, and a restore skips every
+ * event a record covers: docs/STATE.md, "Incremental encoding"). */
 static int64_t clog_acked_cb(void *ctx, int32_t p) {
-  inflight_part_t pt = inflight_part(((daemon_t *)ctx)->inflight, p);
-  return pt.owned ? pt.acked_next : -1;
+  daemon_t *d = ctx;
+  inflight_part_t pt = inflight_part(d->inflight, p);
+  if (!pt.owned) return -1;
+  if (!d->txn) return pt.acked_next;
+  int64_t committed = txn_committed(d->txn, p);
+  return committed < pt.acked_next ? committed : pt.acked_next;
 }
 
 static void clog_durable_cb(void *ctx, int32_t p, int64_t next_offset) {
@@ -2383,9 +2391,9 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                        .topic = topic,
                        .input_topic = cfg->kafka.input_topic,
                        .metrics = d->metrics,
-                       /* exactly_once: a state encoded after the start could hold
-                        * events of the open transaction (docs/STATE.md) */
-                       .slice_us = cfg->kafka.exactly_once ? 0 : CLOG_SLICE_US};
+                       /* exactly_once too: records wait for the commit of what
+                        * they cover (clog_acked_cb; docs/STATE.md) */
+                       .slice_us = CLOG_SLICE_US};
     rc = clog_new(&clo, &d->clog, errstr, errstr_size);
     free(clprops); /* the strings stay with cfg; clog_new copied what it keeps */
     if (rc) goto err;

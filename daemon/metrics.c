@@ -754,8 +754,8 @@ int metrics_changelog_register(metrics_t *m, metrics_changelog_t *cm) {
   for (int i = 0; i < 2 && !rc; i++)
     rc = metrics_histogram_new(m, &cm->encode_seconds[i], "interestd_changelog_encode_seconds",
                                "Loop-thread time of one changelog encoding call: a slice "
-                               "(mode slices) or a whole checkpoint at once (exactly_once, "
-                               "revocation, shutdown).", metrics_buckets_stall,
+                               "(mode slices) or a whole checkpoint at once (revocation, "
+                               "shutdown).", metrics_buckets_stall,
                                metrics_buckets_stall_n, "mode", modes[i], NULL);
   return rc;
 }

@@ -3,8 +3,8 @@
  * on librdkafka's mock cluster without a daemon: a libuv loop with the
  * stall tracker, the changelog writer on it, USERS changed users of 1064
  * bytes (the served state size).
- *  1. encoded at once (slice_us 0, as with kafka.processing_guarantee =
- *     exactly_once): one timer callback calls clog_checkpoint and measures
+ *  1. encoded at once (slice_us 0: every user in one call, as at
+ *     revocation): one timer callback calls clog_checkpoint and measures
  *     it; the loop's longest turn must be at least that long, and the
  *     at_once histogram must hold exactly that call (its sum within it);
  *  2. in slices (the daemon's 0.5 ms), pumped by a 1 ms timer as the daemon
@@ -149,7 +149,7 @@ static void phase(const char *brokers, int how, double *at_once_s) {
   double n_slices = sample(buf.data, "interestd_changelog_encode_seconds_count{mode=\"slices\"}");
   double loop_max = sample(buf.data, "interestd_loop_stall_max_seconds");
   double call_s = (double)r.call_ns / 1e9;
-  static const char *const what[] = {"at once (exactly_once)", "in slices of 0.5 ms",
+  static const char *const what[] = {"at once (slice_us 0)", "in slices of 0.5 ms",
                                      "at revocation (clog_checkpoint_now)"};
   printf("%d users %s: call %.1f ms; encode at_once %g calls, %.1f ms; slices %g (longest "
          "<= %g s); loop: %" PRIu64 " turns, longest %.1f ms (metric %.1f ms), %zu pumps\n",
