@@ -1861,7 +1861,8 @@ static void swap_restart(daemon_t *d) {
   free(path);
 }
 
-/* After a switch with a changelog topic (docs/STATE.md, "Model swaps"): the
+/* After a switch with a changelog topic (docs/STATE.md, "Model swaps"), a
+ * warm one or a reset (model.reload = reset: the new store is empty): the
  * hooks follow the new pipeline and store, each owned partition's next
  * changelog checkpoint writes every user with the new fingerprint and
  * starts a new epoch, and the standby copies follow again for the new model. */
@@ -1999,6 +2000,8 @@ static int reload(daemon_t *d) {
   /* exactly_once: a reset replaces the store the open transaction's undo
    * copies belong to; commit it first */
   if (d->txn && txn_open(d->txn)) eos_commit(d);
+  int replaced = model_fingerprint(m) != old_fp ||
+                 model_state_size(m) != model_state_size(d->model); /* with reset: a new store */
   rc = pipeline_set_model(d->pipe, m, cfg->model.reload == MODEL_RELOAD_RESET);
   if (rc) {
     LOG_ERROR("daemon", "reload refused: model %s (%s) has another state fingerprint "
@@ -2009,6 +2012,10 @@ static int reload(daemon_t *d) {
   }
   if (model_fingerprint(m) != old_fp)
     LOG_WARN("daemon", "model reloaded with a new fingerprint: every user's state was reset");
+  /* the reset's empty store: its evictions get tombstones, and a new epoch
+   * supersedes the old model's records and the users dropped here (a
+   * restore with the new model holds only the users changed since) */
+  if (replaced && d->clog) swap_changelog(d);
   model_destroy(d->model);
   d->model = m;
   m = NULL;
