@@ -12,6 +12,8 @@
  *     SIGTERM at a seeded delay after the JoinGroup answer (0 ..
  *     SYNC_DELAY_MS + 500 ms), or, every third round, after the daemon is up
  *     (0 .. 3 s: mostly before the join is answered, the mock waits 3 s).
+ *     The daemon takes no partition after the SIGTERM (the assignment that
+ *     completes the join is handed back unprocessed) and keeps no handle.
  *  bound: the SyncGroup answer delayed beyond the shutdown budget
  *     (shutdown_timeout_s = 2): the daemon still exits 0 within the budget
  *     and says in its log that it left the consumer handle undestroyed.
@@ -92,10 +94,8 @@ int main(void) {
     pid_t pid = start_round(r, SYNC_DELAY_MS, "", &mb, &log);
     int after_join = r % 3 != 2;
     int delay_ms;
-    double t_join = -1;
     if (after_join) {
       H_CHECK(h_wait_log(log, JOINED, 20), "round %d: no JoinGroup answer (log %s)", r, log);
-      t_join = h_now();
       delay_ms = (int)(h_rng(&s) % (SYNC_DELAY_MS + 500));
     } else {
       delay_ms = (int)(h_rng(&s) % 3000);
@@ -111,11 +111,18 @@ int main(void) {
     char what[64];
     snprintf(what, sizeof what, "round %d", r);
     expect_clean_exit(pid, 20, log, what);
+    /* the daemon neither took partitions after the SIGTERM (no restore while
+     * it shuts down) nor gave up on the assignment within its budget */
+    text = h_read_file(log);
+    const char *stop = strstr(text, "SIGTERM: shutting down");
+    H_CHECK(stop && !strstr(stop, "assigned partitions ["),
+            "round %d: the daemon took partitions while shutting down (log %s)", r, log);
+    H_CHECK(!strstr(text, PARKED), "round %d: consumer handle left undestroyed (log %s)", r, log);
+    free(text);
     printf("round %d: SIGTERM %d ms after %s (%s), exit 0 after %.2f s\n", r, delay_ms,
            after_join ? "the JoinGroup answer" : "start-up",
            assigned ? "assigned" : joined ? "joined, not yet assigned" : "not yet joined",
            h_now() - t0);
-    (void)t_join;
     mockbroker_destroy(mb);
   }
   printf("window: %d of %d SIGTERMs fell between the JoinGroup answer and the first "
