@@ -7,7 +7,11 @@
  * mock that window is a few milliseconds for a lone member, so each round
  * widens it deterministically: the SyncGroup response is delayed by
  * SYNC_DELAY_MS (rd_kafka_mock_broker_push_request_error_rtts), and the
- * JoinGroup answer is found in the daemon's log (debug = cgrp).
+ * JoinGroup answer is found in the daemon's log (debug = cgrp). (A second
+ * member joining a running one hits the window on its own now and then: its
+ * first SyncGroup is answered "Invalid request" and its rejoin waits about
+ * session.timeout.ms - 1 s with the assignor chosen; test_daemon_redis's
+ * second daemon was stopped in that window. Too rare to test here.)
  *  window: ROUNDS rounds, each on a fresh mock cluster and a fresh daemon;
  *     SIGTERM at a seeded delay after the JoinGroup answer (0 ..
  *     SYNC_DELAY_MS + 500 ms), or, every third round, after the daemon is up
