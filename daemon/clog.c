@@ -513,7 +513,7 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   int direct = local_next < 0;
   store_t *scratch = NULL;
   changelog_restore_t *rs = NULL;
-  store_opts_t so = {.blob_size = store_blob_size(st)};
+  store_opts_t so = {.blob_size = store_blob_size(st), .pool = store_slab_pool(st)};
   int rc = direct ? 0 : store_new(&so, &scratch);
   if (!rc) rc = changelog_restore_new(direct ? st : scratch, p, fingerprint, &rs);
   uint64_t records = 0, bytes = 0;

@@ -157,6 +157,8 @@ struct ixd {
   uv_timer_t txn_timer;     /* commits an open transaction when no batch does */
   int ckpt_deferred;        /* exactly_once: a checkpoint waits for the next commit */
   standby_t *standby;       /* standby copies (daemon/standby.h), NULL without standby_replicas */
+  slab_pool_t *slabs;       /* the stores' memory (state/slab_pool.h); outlives every store */
+  int pretouch_logged;      /* the end of state.pretouch_mb's pre-touch was logged */
   metrics_t *metrics;
   metrics_daemon_t md;
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
@@ -1307,10 +1309,39 @@ static void clog_prefetch_assigned(daemon_t *d, const consumer_part_t *parts, si
   free(ps);
 }
 
-/* The state store's options from cfg's [state] section. */
-static store_opts_t store_opts_of(const config_t *cfg) {
+/* The state store's options from cfg's [state] section; slabs from the
+ * process's pool. */
+static store_opts_t store_opts_of(const config_t *cfg, slab_pool_t *pool) {
   return (store_opts_t){.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
-                        .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
+                        .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000,
+                        .pool = pool};
+}
+
+/* The process's slab pool (state/slab_pool.h): it keeps memory the stores
+ * give back while all their slabs stay within state.memory_limit_mb (the
+ * serving store may reach it anyway; with no limit, within
+ * state.pretouch_mb), and pre-touches state.pretouch_mb in the background. */
+static int new_slab_pool(const config_t *cfg, slab_pool_t **out) {
+  uint64_t limit = cfg->state.memory_limit_mb, pre = cfg->state.pretouch_mb;
+  slab_pool_opts_t po = {.keep_bytes = (limit ? limit : pre) << 20, .pretouch_bytes = pre << 20};
+  int rc = slab_pool_new(&po, out);
+  if (!rc && pre)
+    LOG_INFO("daemon", "state.pretouch_mb: populating %llu MiB of state memory in the "
+             "background (the slab pool keeps up to %llu MiB)", (unsigned long long)pre,
+             (unsigned long long)(po.keep_bytes >> 20));
+  return rc;
+}
+
+/* Logs once when the pre-touch has ended (from the gauges' timer). */
+static void pretouch_note(daemon_t *d, const slab_pool_stats_t *ps) {
+  if (d->pretouch_logged || !d->cfg->state.pretouch_mb || ps->pretouch_running) return;
+  d->pretouch_logged = 1;
+  LOG_INFO("daemon", "state.pretouch_mb: %.0f MiB populated in %.2f s (%.0f MB/s); the pool "
+           "holds %.0f MiB, the stores use %.0f MiB", (double)ps->pretouched_bytes / (1 << 20),
+           (double)ps->pretouch_ns / 1e9,
+           ps->pretouch_ns ? (double)ps->pretouched_bytes / ((double)ps->pretouch_ns / 1e9) / 1e6
+                           : 0.0,
+           (double)ps->held_bytes / (1 << 20), (double)ps->in_use_bytes / (1 << 20));
 }
 
 /* A warm-up's options (daemon/warmup.h): the input as the running process
@@ -1377,7 +1408,7 @@ static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx,
     at[m++] = idx[j];
   }
   if (!m) goto out;
-  store_opts_t so = store_opts_of(d->cfg);
+  store_opts_t so = store_opts_of(d->cfg, d->slabs);
   warmup_opts_t wo = warm_opts(d, d->cfg, (const char *const *)props, &so);
   char why[512];
   uint64_t applied = 0, window = 0, t0 = ix_mono_ns();
@@ -1778,7 +1809,7 @@ static int swap_begin(daemon_t *d, model_t *m, const config_t *ncfg) {
       parts[n] = p;
       pos[n++] = serving_next(d, p);
     }
-  store_opts_t so = store_opts_of(d->cfg);
+  store_opts_t so = store_opts_of(d->cfg, d->slabs);
   warmup_opts_t wo = warm_opts(d, ncfg, (const char *const *)props, &so);
   rc = warmup_start(&wo, m, parts, pos, n, &d->warm, why, sizeof why);
   if (rc) {
@@ -1823,7 +1854,8 @@ static void swap_restart(daemon_t *d) {
   free(path);
 }
 
-/* After a switch with a changelog topic (docs/STATE.md, "Model swaps"): the
+/* After a switch with a changelog topic (docs/STATE.md, "Model swaps"), a
+ * warm one or a reset (model.reload = reset: the new store is empty): the
  * hooks follow the new pipeline and store, each owned partition's next
  * changelog checkpoint writes every user with the new fingerprint and
  * starts a new epoch, and the standby copies follow again for the new model. */
@@ -1961,6 +1993,8 @@ static int reload(daemon_t *d) {
   /* exactly_once: a reset replaces the store the open transaction's undo
    * copies belong to; commit it first */
   if (d->txn && txn_open(d->txn)) eos_commit(d);
+  int replaced = model_fingerprint(m) != old_fp ||
+                 model_state_size(m) != model_state_size(d->model); /* with reset: a new store */
   rc = pipeline_set_model(d->pipe, m, cfg->model.reload == MODEL_RELOAD_RESET);
   if (rc) {
     LOG_ERROR("daemon", "reload refused: model %s (%s) has another state fingerprint "
@@ -1971,6 +2005,10 @@ static int reload(daemon_t *d) {
   }
   if (model_fingerprint(m) != old_fp)
     LOG_WARN("daemon", "model reloaded with a new fingerprint: every user's state was reset");
+  /* the reset's empty store: its evictions get tombstones, and a new epoch
+   * supersedes the old model's records and the users dropped here (a
+   * restore with the new model holds only the users changed since) */
+  if (replaced && d->clog) swap_changelog(d);
   model_destroy(d->model);
   d->model = m;
   m = NULL;
@@ -1988,6 +2026,7 @@ live:;
       strcmp(o->state.changelog_mode, cfg->state.changelog_mode) ||
       strcmp(o->state.changelog_topic, cfg->state.changelog_topic) ||
       o->state.memory_limit_mb != cfg->state.memory_limit_mb ||
+      o->state.pretouch_mb != cfg->state.pretouch_mb ||
       strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port ||
       memcmp(&o->output, &cfg->output, sizeof o->output) || o->input.format != cfg->input.format)
     LOG_WARN("daemon", "reload: changes to [kafka], [state], [metrics], [input] and [output] "
@@ -2058,6 +2097,12 @@ static void update_gauges(daemon_t *d) {
   store_get_stats(pipeline_store(d->pipe), &ss);
   metrics_gauge_set(d->md.users_in_state, (double)ss.users);
   metrics_gauge_set(d->md.state_bytes, (double)ss.bytes);
+  slab_pool_stats_t ps;
+  slab_pool_get_stats(d->slabs, &ps);
+  metrics_gauge_set(d->md.state_pool_bytes, (double)ps.held_bytes);
+  metrics_counter_set(d->md.state_chunks_pool, ps.reused_chunks);
+  metrics_counter_set(d->md.state_chunks_fresh, ps.fresh_chunks);
+  pretouch_note(d, &ps);
   metrics_counter_set(d->md.evictions_lru, ss.evicted_lru);
   metrics_counter_set(d->md.evictions_ttl, ss.evicted_ttl);
   for (int32_t i = 0; i < d->n_lag; i++) {
@@ -2283,7 +2328,11 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   }
   model_set_next_count(d->model, cfg->output.next_categories);
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
-  store_opts_t so = store_opts_of(cfg);
+  if ((rc = new_slab_pool(cfg, &d->slabs))) {
+    snprintf(errstr, errstr_size, "cannot set up the state memory pool: %s", ix_strerror(rc));
+    goto err;
+  }
+  store_opts_t so = store_opts_of(cfg, d->slabs);
   rc = pipeline_new(d->model, &so, &cfg->emit, &d->pipe);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot create the pipeline: %s", ix_strerror(rc));
@@ -2360,6 +2409,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                             .replicas = cfg->state.standby_replicas,
                             .fingerprint = pipeline_fingerprint(d->pipe),
                             .blob_size = store_blob_size(pipeline_store(d->pipe)),
+                            .pool = d->slabs,
                             .metrics = d->metrics};
       rc = fprops ? standby_new(&sbo, &d->standby, errstr, errstr_size) : IX_ENOMEM;
       free(fprops);
@@ -2552,6 +2602,7 @@ void daemon_destroy(daemon_t *d) {
   pipeline_destroy(d->shadow_pipe);
   model_destroy(d->shadow_model);
   model_destroy(d->model);
+  slab_pool_destroy(d->slabs); /* after every store */
   metrics_destroy(d->metrics);
   inflight_destroy(d->inflight);
   free(d->lag);

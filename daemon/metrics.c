@@ -648,6 +648,16 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
     "Input partitions owned by this process.");
   G(users_in_state, "interestd_users_in_state", "Users held in the state store.");
   G(state_bytes, "interestd_state_bytes", "Memory used by the state store.");
+  G(state_pool_bytes, "interestd_state_pool_bytes",
+    "Populated memory the slab pool holds for the next slab of a state store.");
+  if (!rc)
+    rc = metrics_counter_new(reg, &md->state_chunks_pool, "interestd_state_memory_chunks_total",
+                             "2 MiB chunks taken by the state stores' slabs, by where they came "
+                             "from.", "from", "pool", NULL);
+  if (!rc)
+    rc = metrics_counter_new(reg, &md->state_chunks_fresh, "interestd_state_memory_chunks_total",
+                             "2 MiB chunks taken by the state stores' slabs, by where they came "
+                             "from.", "from", "fresh", NULL);
   if (!rc)
     rc = metrics_counter_new(reg, &md->evictions_lru, "interestd_evictions_total",
                              "Users dropped from the state store, by cause.", "cause", "lru",

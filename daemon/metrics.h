@@ -50,6 +50,10 @@
  *  interestd_partitions_assigned             gauge      -                        input partitions owned by this process
  *  interestd_users_in_state                  gauge      -                        users held in the state store
  *  interestd_state_bytes                     gauge      -                        memory used by the state store
+ *  interestd_state_pool_bytes                gauge      -                        populated memory the slab pool holds for
+ *                                                                                the next slab (state/slab_pool.h)
+ *  interestd_state_memory_chunks_total       counter    from="pool"|"fresh"      2 MiB chunks the stores' slabs took: held
+ *                                                                                by the pool, or mapped fresh
  *  interestd_evictions_total                 counter    cause="lru"|"ttl"        users dropped (memory limit | idle TTL)
  *  interestd_checkpoint_duration_seconds     histogram  -                        time to write one checkpoint
  *  interestd_checkpoint_failures_total       counter    -                        checkpoints that failed
@@ -233,6 +237,9 @@ typedef struct {
   metrics_gauge_t *partitions_assigned;
   metrics_gauge_t *users_in_state;
   metrics_gauge_t *state_bytes;
+  metrics_gauge_t *state_pool_bytes;
+  metrics_counter_t *state_chunks_pool;
+  metrics_counter_t *state_chunks_fresh;
   metrics_counter_t *evictions_lru;
   metrics_counter_t *evictions_ttl;
   metrics_histogram_t *checkpoint_seconds;
