@@ -33,6 +33,7 @@
 #include "daemon/standby.h"
 #include "daemon/http.h"
 #include "daemon/inflight.h"
+#include "daemon/loopstat.h"
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
 #include "daemon/quality.h"
@@ -161,6 +162,7 @@ struct ixd {
   int pretouch_logged;      /* the end of state.pretouch_mb's pre-touch was logged */
   metrics_t *metrics;
   metrics_daemon_t md;
+  loopstat_t *loopstat; /* the loop's turns timed (interestd_loop_*) */
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
   /* model.shadow_path: a candidate scored on the same events with its own
    * states (not checkpointed), every prediction scored, nothing emitted */
@@ -937,9 +939,17 @@ static void clog_checkpoint_all(daemon_t *d) {
   }
 }
 
+/* Below what offset a changelog record may cover events: their predictions
+ * acknowledged; with exactly_once also committed (an acknowledged output of
+ * the open transaction can still be aborted, and a restore skips every
+ * event a record covers: docs/STATE.md, "Incremental encoding"). */
 static int64_t clog_acked_cb(void *ctx, int32_t p) {
-  inflight_part_t pt = inflight_part(((daemon_t *)ctx)->inflight, p);
-  return pt.owned ? pt.acked_next : -1;
+  daemon_t *d = ctx;
+  inflight_part_t pt = inflight_part(d->inflight, p);
+  if (!pt.owned) return -1;
+  if (!d->txn) return pt.acked_next;
+  int64_t committed = txn_committed(d->txn, p);
+  return committed < pt.acked_next ? committed : pt.acked_next;
 }
 
 static void clog_durable_cb(void *ctx, int32_t p, int64_t next_offset) {
@@ -1292,20 +1302,19 @@ static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resu
 
 /* The assigned partitions whose changelog restore reads the topic from its
  * start, hinted to the reader so it asks their watermarks at once and
- * fetches the next ones while one is decoded (clog_prefetch): those without
- * a standby copy (it reads only the tail) and without a local checkpoint
- * file (a young one reads the tail found by time; one that turns out
- * unusable or old reads the whole topic unhinted, the same records). */
+ * fetches the next ones while one is decoded: those without a standby copy
+ * (it reads only the tail) whose local checkpoint, as the restore will find
+ * it, is unusable, another model's or too old for the tail
+ * (clog_prefetch_local). */
 static void clog_prefetch_assigned(daemon_t *d, const consumer_part_t *parts, size_t n) {
   if (!d->clog || !n) return;
   int32_t *ps = malloc(n * sizeof *ps);
   if (!ps) return;
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (!standby_has_copy(d->standby, parts[i].partition) &&
-        !(d->ckpt && ckpt_has_partition(d->cfg->state.checkpoint_dir, parts[i].partition)))
-      ps[k++] = parts[i].partition;
-  clog_prefetch(d->clog, ps, k);
+    if (!standby_has_copy(d->standby, parts[i].partition)) ps[k++] = parts[i].partition;
+  clog_prefetch_local(d->clog, ps, k, d->ckpt ? d->cfg->state.checkpoint_dir : NULL,
+                      pipeline_fingerprint(d->pipe), store_blob_size(pipeline_store(d->pipe)));
   free(ps);
 }
 
@@ -1679,8 +1688,11 @@ static void finish_stop(daemon_t *d) {
     LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " predictions not written to Redis; their "
              "input offsets stay uncommitted and will be re-processed", rsink_backlog(d->redis));
   advance_dirty(d);
-  /* leave the group: revokes everything (checkpoint, commit) through on_rebalance */
-  consumer_close(d->consumer);
+  /* leave the group: revokes everything (checkpoint, commit) through on_rebalance;
+   * during the group join it may wait for the first assignment (stream/consumer.h) */
+  uint64_t close_left =
+      d->stop_deadline_ms > ix_mono_ms() ? d->stop_deadline_ms - ix_mono_ms() : 0;
+  consumer_close(d->consumer, (int)(close_left > 1000 ? close_left : 1000));
   if (d->final_commit_failed) {
     LOG_ERROR("daemon", "the final offset commit failed: the events after the group's last "
                         "committed offsets will be read and their predictions sent again by the "
@@ -1715,6 +1727,7 @@ static void finish_stop(daemon_t *d) {
   d->http = NULL;
   if (d->notify) notify_close(d->notify);
   d->notify = NULL;
+  loopstat_close(d->loopstat);
   LOG_INFO("daemon", "stopped: consumed %" PRIu64 ", processed %" PRIu64 ", rejected %" PRIu64
            ", produced %" PRIu64 ", delivered %" PRIu64 ", dlq %" PRIu64 "/%" PRIu64
            ", failed deliveries %" PRIu64,
@@ -2327,6 +2340,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   if (!rc) rc = metrics_on_collect(d->metrics, collect_cb, d);
   if (!rc) rc = warmup_metrics_register(d->metrics, &d->wm);
   if (!rc) rc = warmstart_metrics_register(d->metrics, &d->wsm);
+  if (!rc) rc = loopstat_start(&d->loop, d->metrics, &d->loopstat);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot set up metrics: %s", ix_strerror(rc));
     goto err;
@@ -2402,9 +2416,9 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                        .topic = topic,
                        .input_topic = cfg->kafka.input_topic,
                        .metrics = d->metrics,
-                       /* exactly_once: a state encoded after the start could hold
-                        * events of the open transaction (docs/STATE.md) */
-                       .slice_us = cfg->kafka.exactly_once ? 0 : CLOG_SLICE_US};
+                       /* exactly_once too: records wait for the commit of what
+                        * they cover (clog_acked_cb; docs/STATE.md) */
+                       .slice_us = CLOG_SLICE_US};
     rc = clog_new(&clo, &d->clog, errstr, errstr_size);
     free(clprops); /* the strings stay with cfg; clog_new copied what it keeps */
     if (rc) goto err;
@@ -2595,6 +2609,7 @@ void daemon_destroy(daemon_t *d) {
       if (d->notify) notify_close(d->notify);
       rsink_destroy(d->redis); /* before the walk: it closes its own handles */
       d->redis = NULL;
+      loopstat_close(d->loopstat); /* its close callback frees it */
       uv_walk(&d->loop, walk_close, NULL);
       d->phase = CLOSED;
     }
