@@ -2362,9 +2362,14 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
       rc = fprops ? standby_new(&sbo, &d->standby, errstr, errstr_size) : IX_ENOMEM;
       free(fprops);
       if (rc) goto err;
-      LOG_INFO("daemon", "standby replicas: %u (placed from the group's membership when the "
-               "cluster describes the group, else from this member's own assignment)",
-               cfg->state.standby_replicas);
+      if (clog_cluster_has_admin(d->clog))
+        LOG_INFO("daemon", "standby replicas: %u, placed by the group's membership "
+                 "(DescribeConsumerGroups); by this member's own assignment until the group is "
+                 "first described, and when it cannot be", cfg->state.standby_replicas);
+      else
+        LOG_INFO("daemon", "standby replicas: %u, placed by this member's own assignment: the "
+                 "cluster has no Admin API (librdkafka's mock), the group is not described",
+                 cfg->state.standby_replicas);
     }
   }
   rc = inflight_new(d->ckpt != NULL || d->clog != NULL, &d->inflight);
@@ -2416,7 +2421,9 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                         .on_skip = on_skip, .ctx = d};
   rc = consumer_new(&co, &d->consumer, errstr, errstr_size);
   if (rc) goto err;
-  if (d->standby &&
+  /* not on a cluster without the Admin API (the mock): librdkafka 2.0.2
+   * hangs its client on a DescribeConsumerGroups the broker cannot take */
+  if (d->standby && clog_cluster_has_admin(d->clog) &&
       (rc = standby_watch_group(d->standby, &d->loop, d->consumer, cfg->kafka.group, errstr,
                                 errstr_size)))
     goto err;

@@ -368,14 +368,21 @@ static void described(standby_t *sb, const groupdesc_view_t *v) {
   } else {
     metrics_counter_inc(sb->m.describes_ok);
     sb->fails = 0;
-    size_t self = SIZE_MAX;
+    /* this member is the one whose assignment is its own: unique when it
+     * owns a partition (a consistent description gives each partition one
+     * owner); among several members without partitions it cannot tell
+     * itself apart (rd_kafka_memberid() is not asked: stream/groupdesc.h) */
+    size_t self = SIZE_MAX, matches = 0;
     for (size_t i = 0; i < v->n_members; i++)
-      if (*v->self_id && !strcmp(v->members[i].member_id, v->self_id)) self = i;
-    if (!v->stable || self == SIZE_MAX || !same_as_owned(sb, &v->members[self])) {
+      if (same_as_owned(sb, &v->members[i])) {
+        self = i;
+        matches++;
+      }
+    if (!v->stable || matches != 1 || !sb->owned /* no assignment seen yet */) {
       /* a rebalance in progress, or a description older than this
        * member's assignment: placement waits for a consistent one */
-      LOG_DEBUG("standby", "group description not used: state %s, %zu members, this member %s",
-                v->state, v->n_members, self == SIZE_MAX ? "absent" : "with another assignment");
+      LOG_DEBUG("standby", "group description not used: state %s, %zu members, %zu with this "
+                "member's assignment", v->state, v->n_members, matches);
       if (sb->retries++ < DESCRIBE_RETRIES) sb->next_describe_ms = now + DESCRIBE_RETRY_MS;
     } else {
       sb->retries = 0;

@@ -26,7 +26,6 @@ struct groupdesc {
   rd_kafka_event_t *ev;
   groupdesc_member_t *members;
   int32_t *parts;
-  char self[256];
   char error[512];
 };
 
@@ -175,10 +174,6 @@ int groupdesc_take(groupdesc_t *g, groupdesc_view_t *v) {
     memset(v, 0, sizeof *v);
     v->state = "";
     v->took_ms = ix_mono_ms() - g->sent_ms;
-    char *self = rd_kafka_memberid(g->rk);
-    snprintf(g->self, sizeof g->self, "%s", self ? self : "");
-    if (self) rd_kafka_mem_free(g->rk, self);
-    v->self_id = g->self;
     return parse(g, v);
   }
 }

@@ -6,7 +6,11 @@
  * watches, and groupdesc_take() reads it without blocking. Used by the
  * standby placement (docs/STATE.md, "Standby replicas"). librdkafka's mock
  * cluster does not answer DescribeGroups: there the request fails (or times
- * out) and the caller falls back. All functions: loop thread only. */
+ * out) and the caller falls back. This consumer's own member id is not
+ * asked for: librdkafka 2.0's rd_kafka_memberid() waits for the group
+ * thread, which does not answer while a JoinGroup is outstanding (seen:
+ * the loop blocked for good during a join on the mock); the caller finds
+ * itself by its assignment. All functions: loop thread only. */
 #ifndef IX_STREAM_GROUPDESC_H
 #define IX_STREAM_GROUPDESC_H
 
@@ -33,7 +37,6 @@ typedef struct {
   const char *error;       /* with err: the reason, a sentence */
   int stable;              /* the group is Stable (no rebalance in progress) */
   const char *state;       /* the group state's name (Stable, PreparingRebalance, ...) */
-  const char *self_id;     /* this consumer's member id ("" before it joined) */
   const groupdesc_member_t *members;
   size_t n_members;
   uint64_t took_ms;        /* from the request to the result */

@@ -126,6 +126,19 @@ int main(void) {
   printf("second member before the kill: standby partitions %.0f, users %.0f, lag %.0f records\n",
          sb_parts, sb_users, lag);
   H_CHECK(sb_parts == 2 && sb_users > 0, "no warm standby copy (log %s)", log2);
+  /* the placement rule: the group's membership on a real cluster, the
+   * member's own assignment on the mock (no Admin API: never described) */
+  double by_members = metric_at(port2, "interestd_standby_rule{rule=\"membership\"} ");
+  double by_own = metric_at(port2, "interestd_standby_rule{rule=\"assignment\"} ");
+  double described = metric_at(port2, "interestd_standby_describes_total{result=\"ok\"} ");
+  printf("second member: standby rule membership %.0f, own assignment %.0f; %.0f group "
+         "descriptions\n", by_members, by_own, described);
+  if (h_real_bootstrap())
+    H_CHECK(by_members == 1 && by_own == 0 && described > 0, "not placed by the group's "
+            "membership on a real cluster (log %s)", log2);
+  else
+    H_CHECK(by_members == 0 && by_own == 1 && described == 0, "not placed by the own-assignment "
+            "rule on the mock (log %s)", log2);
   double read_before = metric_at(port2, "interestd_changelog_read_bytes_total ");
 
   kill(d1, SIGKILL);
