@@ -203,6 +203,10 @@ static int apply(config_t *c, const char *section, const char *name, const char 
       U64(c->state.memory_limit_mb, 0, 1u << 24);
       return 0;
     }
+    if (strcmp(name, "pretouch_mb") == 0) {
+      U64(c->state.pretouch_mb, 0, 1u << 24);
+      return 0;
+    }
     if (strcmp(name, "idle_ttl_s") == 0) {
       U64(c->state.idle_ttl_s, 0, 10ull * 365 * 86400);
       return 0;
@@ -602,6 +606,14 @@ int config_check(const config_t *c, char *errstr, size_t errstr_size) {
       return IX_ECONFIG;
     }
   }
+  if (c->state.memory_limit_mb && c->state.pretouch_mb > c->state.memory_limit_mb) {
+    snprintf(errstr, errstr_size, "%s: state.pretouch_mb (%llu) must not exceed "
+             "state.memory_limit_mb (%llu): the pre-touched memory is for the states the limit "
+             "allows", where_set(c, "state.pretouch_mb"),
+             (unsigned long long)c->state.pretouch_mb,
+             (unsigned long long)c->state.memory_limit_mb);
+    return IX_ECONFIG;
+  }
   char why[400];
   model_t *m = NULL;
   int rc = model_load(c->model.path, &m, why, sizeof why);
@@ -713,9 +725,10 @@ void config_print(const config_t *c, void *file) {
           (unsigned long long)c->model.warm_window_s,
           (unsigned long long)c->model.warm_max_events, warm_starts[c->model.warm_start + 1],
           c->model.shadow_path ? c->model.shadow_path : "");
-  fprintf(f, "\n[state]\nmemory_limit_mb = %llu\nidle_ttl_s = %llu\ncheckpoint_dir = %s\n"
-             "checkpoint_interval_s = %u\n",
-          (unsigned long long)c->state.memory_limit_mb, (unsigned long long)c->state.idle_ttl_s,
+  fprintf(f, "\n[state]\nmemory_limit_mb = %llu\npretouch_mb = %llu\nidle_ttl_s = %llu\n"
+             "checkpoint_dir = %s\ncheckpoint_interval_s = %u\n",
+          (unsigned long long)c->state.memory_limit_mb, (unsigned long long)c->state.pretouch_mb,
+          (unsigned long long)c->state.idle_ttl_s,
           c->state.checkpoint_dir ? c->state.checkpoint_dir : "", c->state.checkpoint_interval_s);
   fprintf(f, "changelog_topic = %s\nchangelog_mode = %s\nstandby_replicas = %u\n",
           c->state.changelog_topic, c->state.changelog_mode, c->state.standby_replicas);

@@ -58,6 +58,8 @@ typedef struct {
   } model;
   struct {
     uint64_t memory_limit_mb; /* 0 = unlimited */
+    uint64_t pretouch_mb;     /* populate this much state memory in the background at
+                                 start (state/slab_pool.h); 0 = off; <= memory_limit_mb */
     uint64_t idle_ttl_s;      /* 0 = never expire */
     char *checkpoint_dir;     /* NULL or "" = no checkpoints */
     uint32_t checkpoint_interval_s;

@@ -33,6 +33,7 @@
 #include "daemon/standby.h"
 #include "daemon/http.h"
 #include "daemon/inflight.h"
+#include "daemon/loopstat.h"
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
 #include "daemon/quality.h"
@@ -157,8 +158,11 @@ struct ixd {
   uv_timer_t txn_timer;     /* commits an open transaction when no batch does */
   int ckpt_deferred;        /* exactly_once: a checkpoint waits for the next commit */
   standby_t *standby;       /* standby copies (daemon/standby.h), NULL without standby_replicas */
+  slab_pool_t *slabs;       /* the stores' memory (state/slab_pool.h); outlives every store */
+  int pretouch_logged;      /* the end of state.pretouch_mb's pre-touch was logged */
   metrics_t *metrics;
   metrics_daemon_t md;
+  loopstat_t *loopstat; /* the loop's turns timed (interestd_loop_*) */
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
   /* model.shadow_path: a candidate scored on the same events with its own
    * states (not checkpointed), every prediction scored, nothing emitted */
@@ -935,9 +939,17 @@ static void clog_checkpoint_all(daemon_t *d) {
   }
 }
 
+/* Below what offset a changelog record may cover events: their predictions
+ * acknowledged; with exactly_once also committed (an acknowledged output of
+ * the open transaction can still be aborted, and a restore skips every
+ * event a record covers: docs/STATE.md, "Incremental encoding"). */
 static int64_t clog_acked_cb(void *ctx, int32_t p) {
-  inflight_part_t pt = inflight_part(((daemon_t *)ctx)->inflight, p);
-  return pt.owned ? pt.acked_next : -1;
+  daemon_t *d = ctx;
+  inflight_part_t pt = inflight_part(d->inflight, p);
+  if (!pt.owned) return -1;
+  if (!d->txn) return pt.acked_next;
+  int64_t committed = txn_committed(d->txn, p);
+  return committed < pt.acked_next ? committed : pt.acked_next;
 }
 
 static void clog_durable_cb(void *ctx, int32_t p, int64_t next_offset) {
@@ -1290,27 +1302,55 @@ static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resu
 
 /* The assigned partitions whose changelog restore reads the topic from its
  * start, hinted to the reader so it asks their watermarks at once and
- * fetches the next ones while one is decoded (clog_prefetch): those without
- * a standby copy (it reads only the tail) and without a local checkpoint
- * file (a young one reads the tail found by time; one that turns out
- * unusable or old reads the whole topic unhinted, the same records). */
+ * fetches the next ones while one is decoded: those without a standby copy
+ * (it reads only the tail) whose local checkpoint, as the restore will find
+ * it, is unusable, another model's or too old for the tail
+ * (clog_prefetch_local). */
 static void clog_prefetch_assigned(daemon_t *d, const consumer_part_t *parts, size_t n) {
   if (!d->clog || !n) return;
   int32_t *ps = malloc(n * sizeof *ps);
   if (!ps) return;
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (!standby_has_copy(d->standby, parts[i].partition) &&
-        !(d->ckpt && ckpt_has_partition(d->cfg->state.checkpoint_dir, parts[i].partition)))
-      ps[k++] = parts[i].partition;
-  clog_prefetch(d->clog, ps, k);
+    if (!standby_has_copy(d->standby, parts[i].partition)) ps[k++] = parts[i].partition;
+  clog_prefetch_local(d->clog, ps, k, d->ckpt ? d->cfg->state.checkpoint_dir : NULL,
+                      pipeline_fingerprint(d->pipe), store_blob_size(pipeline_store(d->pipe)));
   free(ps);
 }
 
-/* The state store's options from cfg's [state] section. */
-static store_opts_t store_opts_of(const config_t *cfg) {
+/* The state store's options from cfg's [state] section; slabs from the
+ * process's pool. */
+static store_opts_t store_opts_of(const config_t *cfg, slab_pool_t *pool) {
   return (store_opts_t){.mem_limit_bytes = (size_t)cfg->state.memory_limit_mb << 20,
-                        .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000};
+                        .idle_ttl_ms = (int64_t)cfg->state.idle_ttl_s * 1000,
+                        .pool = pool};
+}
+
+/* The process's slab pool (state/slab_pool.h): it keeps memory the stores
+ * give back while all their slabs stay within state.memory_limit_mb (the
+ * serving store may reach it anyway; with no limit, within
+ * state.pretouch_mb), and pre-touches state.pretouch_mb in the background. */
+static int new_slab_pool(const config_t *cfg, slab_pool_t **out) {
+  uint64_t limit = cfg->state.memory_limit_mb, pre = cfg->state.pretouch_mb;
+  slab_pool_opts_t po = {.keep_bytes = (limit ? limit : pre) << 20, .pretouch_bytes = pre << 20};
+  int rc = slab_pool_new(&po, out);
+  if (!rc && pre)
+    LOG_INFO("daemon", "state.pretouch_mb: populating %llu MiB of state memory in the "
+             "background (the slab pool keeps up to %llu MiB)", (unsigned long long)pre,
+             (unsigned long long)(po.keep_bytes >> 20));
+  return rc;
+}
+
+/* Logs once when the pre-touch has ended (from the gauges' timer). */
+static void pretouch_note(daemon_t *d, const slab_pool_stats_t *ps) {
+  if (d->pretouch_logged || !d->cfg->state.pretouch_mb || ps->pretouch_running) return;
+  d->pretouch_logged = 1;
+  LOG_INFO("daemon", "state.pretouch_mb: %.0f MiB populated in %.2f s (%.0f MB/s); the pool "
+           "holds %.0f MiB, the stores use %.0f MiB", (double)ps->pretouched_bytes / (1 << 20),
+           (double)ps->pretouch_ns / 1e9,
+           ps->pretouch_ns ? (double)ps->pretouched_bytes / ((double)ps->pretouch_ns / 1e9) / 1e6
+                           : 0.0,
+           (double)ps->held_bytes / (1 << 20), (double)ps->in_use_bytes / (1 << 20));
 }
 
 /* A warm-up's options (daemon/warmup.h): the input as the running process
@@ -1377,7 +1417,7 @@ static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx,
     at[m++] = idx[j];
   }
   if (!m) goto out;
-  store_opts_t so = store_opts_of(d->cfg);
+  store_opts_t so = store_opts_of(d->cfg, d->slabs);
   warmup_opts_t wo = warm_opts(d, d->cfg, (const char *const *)props, &so);
   char why[512];
   uint64_t applied = 0, window = 0, t0 = ix_mono_ns();
@@ -1685,6 +1725,7 @@ static void finish_stop(daemon_t *d) {
   d->http = NULL;
   if (d->notify) notify_close(d->notify);
   d->notify = NULL;
+  loopstat_close(d->loopstat);
   LOG_INFO("daemon", "stopped: consumed %" PRIu64 ", processed %" PRIu64 ", rejected %" PRIu64
            ", produced %" PRIu64 ", delivered %" PRIu64 ", dlq %" PRIu64 "/%" PRIu64
            ", failed deliveries %" PRIu64,
@@ -1776,7 +1817,7 @@ static int swap_begin(daemon_t *d, model_t *m, const config_t *ncfg) {
       parts[n] = p;
       pos[n++] = serving_next(d, p);
     }
-  store_opts_t so = store_opts_of(d->cfg);
+  store_opts_t so = store_opts_of(d->cfg, d->slabs);
   warmup_opts_t wo = warm_opts(d, ncfg, (const char *const *)props, &so);
   rc = warmup_start(&wo, m, parts, pos, n, &d->warm, why, sizeof why);
   if (rc) {
@@ -1821,7 +1862,8 @@ static void swap_restart(daemon_t *d) {
   free(path);
 }
 
-/* After a switch with a changelog topic (docs/STATE.md, "Model swaps"): the
+/* After a switch with a changelog topic (docs/STATE.md, "Model swaps"), a
+ * warm one or a reset (model.reload = reset: the new store is empty): the
  * hooks follow the new pipeline and store, each owned partition's next
  * changelog checkpoint writes every user with the new fingerprint and
  * starts a new epoch, and the standby copies follow again for the new model. */
@@ -1959,6 +2001,8 @@ static int reload(daemon_t *d) {
   /* exactly_once: a reset replaces the store the open transaction's undo
    * copies belong to; commit it first */
   if (d->txn && txn_open(d->txn)) eos_commit(d);
+  int replaced = model_fingerprint(m) != old_fp ||
+                 model_state_size(m) != model_state_size(d->model); /* with reset: a new store */
   rc = pipeline_set_model(d->pipe, m, cfg->model.reload == MODEL_RELOAD_RESET);
   if (rc) {
     LOG_ERROR("daemon", "reload refused: model %s (%s) has another state fingerprint "
@@ -1969,6 +2013,10 @@ static int reload(daemon_t *d) {
   }
   if (model_fingerprint(m) != old_fp)
     LOG_WARN("daemon", "model reloaded with a new fingerprint: every user's state was reset");
+  /* the reset's empty store: its evictions get tombstones, and a new epoch
+   * supersedes the old model's records and the users dropped here (a
+   * restore with the new model holds only the users changed since) */
+  if (replaced && d->clog) swap_changelog(d);
   model_destroy(d->model);
   d->model = m;
   m = NULL;
@@ -1986,6 +2034,7 @@ live:;
       strcmp(o->state.changelog_mode, cfg->state.changelog_mode) ||
       strcmp(o->state.changelog_topic, cfg->state.changelog_topic) ||
       o->state.memory_limit_mb != cfg->state.memory_limit_mb ||
+      o->state.pretouch_mb != cfg->state.pretouch_mb ||
       strcmp(o->metrics.listen, cfg->metrics.listen) || o->metrics.port != cfg->metrics.port ||
       memcmp(&o->output, &cfg->output, sizeof o->output) || o->input.format != cfg->input.format)
     LOG_WARN("daemon", "reload: changes to [kafka], [state], [metrics], [input] and [output] "
@@ -2056,6 +2105,12 @@ static void update_gauges(daemon_t *d) {
   store_get_stats(pipeline_store(d->pipe), &ss);
   metrics_gauge_set(d->md.users_in_state, (double)ss.users);
   metrics_gauge_set(d->md.state_bytes, (double)ss.bytes);
+  slab_pool_stats_t ps;
+  slab_pool_get_stats(d->slabs, &ps);
+  metrics_gauge_set(d->md.state_pool_bytes, (double)ps.held_bytes);
+  metrics_counter_set(d->md.state_chunks_pool, ps.reused_chunks);
+  metrics_counter_set(d->md.state_chunks_fresh, ps.fresh_chunks);
+  pretouch_note(d, &ps);
   metrics_counter_set(d->md.evictions_lru, ss.evicted_lru);
   metrics_counter_set(d->md.evictions_ttl, ss.evicted_ttl);
   for (int32_t i = 0; i < d->n_lag; i++) {
@@ -2268,6 +2323,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   if (!rc) rc = metrics_on_collect(d->metrics, collect_cb, d);
   if (!rc) rc = warmup_metrics_register(d->metrics, &d->wm);
   if (!rc) rc = warmstart_metrics_register(d->metrics, &d->wsm);
+  if (!rc) rc = loopstat_start(&d->loop, d->metrics, &d->loopstat);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot set up metrics: %s", ix_strerror(rc));
     goto err;
@@ -2281,7 +2337,11 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   }
   model_set_next_count(d->model, cfg->output.next_categories);
   metrics_daemon_set_model(&d->md, model_fingerprint(d->model), model_describe(d->model));
-  store_opts_t so = store_opts_of(cfg);
+  if ((rc = new_slab_pool(cfg, &d->slabs))) {
+    snprintf(errstr, errstr_size, "cannot set up the state memory pool: %s", ix_strerror(rc));
+    goto err;
+  }
+  store_opts_t so = store_opts_of(cfg, d->slabs);
   rc = pipeline_new(d->model, &so, &cfg->emit, &d->pipe);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot create the pipeline: %s", ix_strerror(rc));
@@ -2339,9 +2399,9 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                        .topic = topic,
                        .input_topic = cfg->kafka.input_topic,
                        .metrics = d->metrics,
-                       /* exactly_once: a state encoded after the start could hold
-                        * events of the open transaction (docs/STATE.md) */
-                       .slice_us = cfg->kafka.exactly_once ? 0 : CLOG_SLICE_US};
+                       /* exactly_once too: records wait for the commit of what
+                        * they cover (clog_acked_cb; docs/STATE.md) */
+                       .slice_us = CLOG_SLICE_US};
     rc = clog_new(&clo, &d->clog, errstr, errstr_size);
     free(clprops); /* the strings stay with cfg; clog_new copied what it keeps */
     if (rc) goto err;
@@ -2358,6 +2418,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                             .replicas = cfg->state.standby_replicas,
                             .fingerprint = pipeline_fingerprint(d->pipe),
                             .blob_size = store_blob_size(pipeline_store(d->pipe)),
+                            .pool = d->slabs,
                             .metrics = d->metrics};
       rc = fprops ? standby_new(&sbo, &d->standby, errstr, errstr_size) : IX_ENOMEM;
       free(fprops);
@@ -2542,6 +2603,7 @@ void daemon_destroy(daemon_t *d) {
       if (d->notify) notify_close(d->notify);
       rsink_destroy(d->redis); /* before the walk: it closes its own handles */
       d->redis = NULL;
+      loopstat_close(d->loopstat); /* its close callback frees it */
       uv_walk(&d->loop, walk_close, NULL);
       d->phase = CLOSED;
     }
@@ -2561,6 +2623,7 @@ void daemon_destroy(daemon_t *d) {
   pipeline_destroy(d->shadow_pipe);
   model_destroy(d->shadow_model);
   model_destroy(d->model);
+  slab_pool_destroy(d->slabs); /* after every store */
   metrics_destroy(d->metrics);
   inflight_destroy(d->inflight);
   free(d->lag);

@@ -50,6 +50,10 @@
  *  interestd_partitions_assigned             gauge      -                        input partitions owned by this process
  *  interestd_users_in_state                  gauge      -                        users held in the state store
  *  interestd_state_bytes                     gauge      -                        memory used by the state store
+ *  interestd_state_pool_bytes                gauge      -                        populated memory the slab pool holds for
+ *                                                                                the next slab (state/slab_pool.h)
+ *  interestd_state_memory_chunks_total       counter    from="pool"|"fresh"      2 MiB chunks the stores' slabs took: held
+ *                                                                                by the pool, or mapped fresh
  *  interestd_evictions_total                 counter    cause="lru"|"ttl"        users dropped (memory limit | idle TTL)
  *  interestd_checkpoint_duration_seconds     histogram  -                        time to write one checkpoint
  *  interestd_checkpoint_failures_total       counter    -                        checkpoints that failed
@@ -83,6 +87,7 @@
  *  interestd_changelog_restore_seconds       histogram  -                        time to restore one partition from the changelog
  *  interestd_changelog_records_written_total counter    -                        changelog records acknowledged
  *  interestd_changelog_produce_failures_total counter   -                        changelog records not delivered
+ *  interestd_changelog_encode_seconds        histogram  mode=slices|at_once      loop-thread time of one changelog encoding call
  *  interestd_standby_lag_records             gauge      partition                changelog records a standby copy is behind the topic's end
  *  interestd_standby_users                   gauge      -                        users held in standby copies
  *  interestd_standby_bytes                   gauge      -                        memory of the standby copies
@@ -92,6 +97,10 @@
  *  (the state and changelog families are registered by metrics_changelog_register() when a changelog is on,
  *   their source="warm" series always by daemon/warmstart.c (model.warm_start);
  *   the standby gauges by daemon/standby.c when state.standby_replicas > 0)
+ *  interestd_loop_busy_seconds               histogram  -                        time each turn of the event loop ran callbacks
+ *  interestd_loop_stall_max_seconds          gauge      -                        longest turn since start
+ *  interestd_loop_stall_recent_max_seconds   gauge      -                        longest turn ending in the last 60 s
+ *  (the loop families are registered by metrics_loop_register(), always: daemon/loopstat.c)
  *
  * Reject reasons (label reason=): derived from the codec's error code by
  * common/reject.h's IX_REJECT_MAP (not_map, truncated, too_big,
@@ -203,6 +212,8 @@ extern const double metrics_buckets_batch[];     /* 1 .. 4096 events, powers of 
 extern const size_t metrics_buckets_batch_n;
 extern const double metrics_buckets_checkpoint[];/* 10 ms .. 10 min */
 extern const size_t metrics_buckets_checkpoint_n;
+extern const double metrics_buckets_stall[];     /* 50 us .. 10 s */
+extern const size_t metrics_buckets_stall_n;
 
 /* ---- interestd's own metric set (the table above) ---------------------- */
 
@@ -235,6 +246,9 @@ typedef struct {
   metrics_gauge_t *partitions_assigned;
   metrics_gauge_t *users_in_state;
   metrics_gauge_t *state_bytes;
+  metrics_gauge_t *state_pool_bytes;
+  metrics_counter_t *state_chunks_pool;
+  metrics_counter_t *state_chunks_fresh;
   metrics_counter_t *evictions_lru;
   metrics_counter_t *evictions_ttl;
   metrics_histogram_t *checkpoint_seconds;
@@ -277,12 +291,22 @@ typedef struct {
   metrics_counter_t *from[5], *users_from[5], *bytes_read, *records_written, *produce_failures,
       *skipped;
   metrics_histogram_t *restore_seconds;
+  metrics_histogram_t *encode_seconds[2]; /* mode: 0 slices, 1 at_once */
 } metrics_changelog_t;
 extern const char *const metrics_state_source_label[5];
 
 /* Registers the changelog's families into reg and fills *cm. Returns 0,
  * IX_EINVAL or IX_ENOMEM. */
 int metrics_changelog_register(metrics_t *reg, metrics_changelog_t *cm);
+
+/* The event loop's families (the table above; registered by daemon/loopstat.c,
+ * which updates them). Borrowed pointers into the registry. */
+typedef struct {
+  metrics_histogram_t *busy_seconds;
+  metrics_gauge_t *stall_max, *stall_recent;
+} metrics_loop_t;
+/* Returns 0, IX_EINVAL or IX_ENOMEM. */
+int metrics_loop_register(metrics_t *reg, metrics_loop_t *lm);
 
 /* The standby replicas' families (the table above; registered when
  * state.standby_replicas > 0). Borrowed pointers into the registry. */

@@ -214,7 +214,7 @@ int standby_new(const standby_opts_t *o, standby_t **out, char *errstr, size_t n
   sb->replicas = o->replicas;
   sb->fp = o->fingerprint;
   sb->metrics = o->metrics;
-  store_opts_t so = {.blob_size = o->blob_size};
+  store_opts_t so = {.blob_size = o->blob_size, .pool = o->pool};
   if (!(sb->topic = strdup(o->topic)) ||
       !(sb->parts = calloc((size_t)(o->partitions > 0 ? o->partitions : 1), sizeof *sb->parts)) ||
       store_new(&so, &sb->copy)) {
@@ -517,7 +517,7 @@ int standby_assign(standby_t *sb, clog_t *c, int32_t p, store_t *st, uint32_t fi
 int standby_switch_model(standby_t *sb, uint32_t fingerprint, size_t blob_size) {
   if (!sb || (fingerprint == sb->fp && blob_size == store_blob_size(sb->copy))) return 0;
   store_t *copy;
-  store_opts_t so = {.blob_size = blob_size};
+  store_opts_t so = {.blob_size = blob_size, .pool = store_slab_pool(sb->copy)};
   if (store_new(&so, &copy)) return IX_ENOMEM;
   uint8_t *was = calloc((size_t)(sb->n_parts > 0 ? sb->n_parts : 1), 1);
   if (!was) {

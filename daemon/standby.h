@@ -32,6 +32,7 @@ typedef struct {
   uint32_t replicas;        /* state.standby_replicas, >= 1 */
   uint32_t fingerprint;     /* the serving model's: records of another are ignored */
   size_t blob_size;         /* the serving store's state size */
+  slab_pool_t *pool;        /* borrowed, must outlive the standby: the copies' memory (NULL: none) */
   metrics_t *metrics;       /* borrowed; the standby gauges are added to it */
 } standby_opts_t;
 

@@ -1,6 +1,7 @@
 /* Per-user state store: (partition, user id) -> fixed-size blob.
- * Blobs and their metadata live in 2 MiB-aligned mmap'd slabs (huge pages,
- * populated at once) that never move; an open-addressing index (linear probing, backward-shift
+ * Blobs and their metadata live in 2 MiB-aligned slabs (huge pages,
+ * populated at once; held memory from the process's slab pool when the store
+ * has one, state/slab_pool.h) that never move; an open-addressing index (linear probing, backward-shift
  * deletion) maps keys to slot numbers; each partition keeps its users on a
  * doubly linked list in touch order (most recent at the head), so eviction
  * compares the partitions' tails and TTL expiry only looks at tails. */
@@ -8,17 +9,14 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
+#include "state/slab_pool.h"
 
 #define SLAB_MIN_SLOTS 1024u
-#define HUGE_PAGE (2u << 20)
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
+#define HUGE_PAGE SLAB_POOL_CHUNK
 #define NIL UINT32_MAX
 #define PART_FREE UINT32_MAX
 #define BLOB_ALIGN 16u
@@ -60,6 +58,7 @@ struct store {
   size_t blob_size, stride, slab_bytes, meta_bytes;
   uint32_t sps; /* slots per slab */
   int small_pages;
+  slab_pool_t *pool; /* borrowed (opts.pool); NULL: slabs mapped and unmapped here */
   size_t mem_limit;
   int64_t ttl_ms;
   uint64_t capacity;
@@ -77,7 +76,7 @@ struct store {
 
   uint64_t users, seq;
   uint64_t evicted_lru, evicted_ttl;
-  uint64_t map_ns;
+  uint64_t map_ns, slabs_reused, slabs_fresh;
   uint64_t pin_seq; /* st->seq at the last store_evict(): users touched after
                      * it may have blob pointers out, so store_get() does not
                      * evict them to make room */
@@ -194,22 +193,17 @@ static int slab_map(store_t *st) {
   }
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  /* 2 MiB-aligned, so the kernel can back the slab with huge pages. */
-  size_t len = st->slab_bytes + HUGE_PAGE;
-  unsigned char *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return IX_ENOMEM;
-  unsigned char *mem = (unsigned char *)round_up((uintptr_t)raw, HUGE_PAGE);
-  if (mem > raw) munmap(raw, (size_t)(mem - raw));
-  size_t tail = (size_t)(raw + len - (mem + st->slab_bytes));
-  if (tail) munmap(mem + st->slab_bytes, tail);
-  /* Huge pages: one TLB entry per 2 MiB of random per-user accesses, and a
-   * restore reuses the checkpoint file's 2 MiB page-cache folios. Populating
-   * in one call costs a fraction of taking one fault per page (measured 4.5
-   * vs 27 us per 4 KiB on the build VM). */
-  (void)madvise(mem, st->slab_bytes, st->small_pages ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
-  (void)madvise(mem, st->slab_bytes, MADV_POPULATE_WRITE);
+  /* 2 MiB-aligned and populated (state/slab_pool.h): held memory from the
+   * pool when it has some, else fresh */
+  void *raw;
+  int reused;
+  int rc = slab_pool_take(st->pool, st->slab_bytes, st->small_pages, &raw, &reused);
+  if (rc) return rc;
+  unsigned char *mem = raw;
   clock_gettime(CLOCK_MONOTONIC, &t1);
   st->map_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+  if (reused) st->slabs_reused++;
+  else st->slabs_fresh++;
   slab_t *sb = &st->slabs[k];
   sb->slots = (slot_t *)(void *)mem;
   sb->blobs = mem + st->meta_bytes;
@@ -226,7 +220,7 @@ static void slab_maybe_unmap(store_t *st, uint32_t k) {
   slab_t *sb = &st->slabs[k];
   if (sb->live != 0 || st->free_count < 2u * (uint64_t)st->sps) return;
   for (uint32_t j = 0; j < st->sps; j++) free_unlink(st, k * st->sps + j);
-  munmap(sb->slots, st->slab_bytes);
+  slab_pool_give(st->pool, sb->slots, st->slab_bytes);
   sb->slots = NULL;
   sb->blobs = NULL;
   st->slabs_mapped--;
@@ -415,6 +409,7 @@ int store_new(const store_opts_t *opts, store_t **out) {
   st->blob_size = opts->blob_size;
   st->stride = round_up(opts->blob_size, BLOB_ALIGN);
   st->small_pages = opts->small_pages;
+  st->pool = opts->small_pages ? NULL : opts->pool; /* a pool's memory is huge pages */
   /* Whole huge pages holding at least SLAB_MIN_SLOTS slots. */
   size_t slot_bytes = sizeof(slot_t) + st->stride;
   st->slab_bytes = round_up((size_t)SLAB_MIN_SLOTS * slot_bytes + 64, HUGE_PAGE);
@@ -448,7 +443,7 @@ int store_new(const store_opts_t *opts, store_t **out) {
 void store_destroy(store_t *st) {
   if (!st) return;
   for (uint32_t k = 0; k < st->nslabs; k++)
-    if (st->slabs[k].slots) munmap(st->slabs[k].slots, st->slab_bytes);
+    if (st->slabs[k].slots) slab_pool_give(st->pool, st->slabs[k].slots, st->slab_bytes);
   free(st->slabs);
   free(st->table);
   free(st->parts);
@@ -721,6 +716,8 @@ int store_foreach(const store_t *st, int32_t partition, store_visit_fn fn, void 
 
 size_t store_blob_size(const store_t *st) { return st->blob_size; }
 
+slab_pool_t *store_slab_pool(const store_t *st) { return st->pool; }
+
 size_t store_partition_users(const store_t *st, int32_t partition) {
   uint32_t k;
   return part_find(st, partition, &k) ? (size_t)st->parts[k].users : 0;
@@ -746,6 +743,8 @@ void store_get_stats(const store_t *st, store_stats_t *stats) {
   stats->evicted_lru = st->evicted_lru;
   stats->evicted_ttl = st->evicted_ttl;
   stats->map_ns = st->map_ns;
+  stats->slabs_reused = st->slabs_reused;
+  stats->slabs_fresh = st->slabs_fresh;
 }
 
 /* ---- snapshot capture ---------------------------------------------------- */

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "state/slab_pool.h"
+
 typedef struct store store_t;
 
 typedef struct {
@@ -22,6 +24,11 @@ typedef struct {
   int small_pages;         /* 1 = 4 KiB pages; 0 (default) = transparent huge
                             * pages: fewer TLB misses on random users, and
                             * faster restores (see docs/STATE.md) */
+  slab_pool_t *pool;       /* borrowed, must outlive the store: slabs come from
+                            * and go back to it (NULL: each slab mapped fresh
+                            * and unmapped when emptied; not used with
+                            * small_pages). The store stays single-threaded;
+                            * several stores, on any threads, may share one */
 } store_opts_t;
 
 typedef struct {
@@ -30,7 +37,10 @@ typedef struct {
   uint64_t evicted_lru;    /* dropped for the memory limit, total */
   uint64_t evicted_ttl;    /* dropped for idleness, total */
   uint64_t map_ns;         /* time spent mapping and populating slabs, total
-                            * (fresh memory: docs/PERFORMANCE.md) */
+                            * (fresh memory: docs/PERFORMANCE.md); taking a
+                            * slab from the pool counts too (microseconds) */
+  uint64_t slabs_reused;   /* slabs taken populated from the pool, total */
+  uint64_t slabs_fresh;    /* slabs mapped and populated fresh, total */
 } store_stats_t;
 
 int store_new(const store_opts_t *opts, store_t **out);
@@ -134,6 +144,9 @@ uint64_t store_capture_left(const store_t *st);
 uint64_t store_capture_before_change(const store_t *st);
 
 size_t store_blob_size(const store_t *st);
+/* The pool given at store_new() (borrowed; NULL when none), for a scratch
+ * store of the same process. */
+slab_pool_t *store_slab_pool(const store_t *st);
 size_t store_partition_users(const store_t *st, int32_t partition);
 void store_get_stats(const store_t *st, store_stats_t *stats);
 

@@ -9,12 +9,17 @@
  * the slowest partition. The mock (default) keeps about 5 MiB per partition:
  * choose PARTS >= USERS * (BLOB + 57) / 4.5 MiB. With IX_KAFKA_DIR or
  * IX_KAFKA_BOOTSTRAP the topics are created on that broker instead.
+ * BENCH_PRETOUCH=N adds N rounds of three restores of every partition into
+ * a new store, after the first restore: on fresh memory, on a slab pool
+ * pre-touched before it (the pre-touch timed apart), and again after
+ * revoking every partition (the revoked slabs reused); pool_rounds() below.
  * usage: bench_changelog_restore [USERS (100000)] [PARTS (32)] [BLOB (1064)] */
 #include "../integration/daemon_harness.h"
 
 #include "daemon/clog.h"
 #include "daemon/metrics.h"
 #include "state/changelog.h"
+#include "state/slab_pool.h"
 #include "stream/changelog_topic.h"
 
 #include <dirent.h>
@@ -87,6 +92,136 @@ static size_t failed;
 static void dr(void *ctx, const producer_report_t *r) {
   (void)ctx;
   if (r->err) failed++;
+}
+
+/* Restores every partition into st as the daemon does on an assignment;
+ * returns the seconds. */
+static double restore_all(clog_t *c, store_t *st, int32_t parts, int prefetch) {
+  char err[512];
+  int32_t *all = malloc((size_t)parts * sizeof *all);
+  for (int32_t p = 0; p < parts; p++) all[p] = p;
+  double t0 = h_now();
+  if (prefetch) clog_prefetch(c, all, (size_t)parts);
+  for (int32_t p = 0; p < parts; p++) {
+    clog_source_t src;
+    int64_t next;
+    H_CHECK(clog_assign(c, p, st, FP, -1, -1, &src, &next, err, sizeof err) == 0, "%s", err);
+    H_CHECK(src == CLOG_FROM_CHANGELOG, "partition %d: source %d", (int)p, (int)src);
+  }
+  if (prefetch) clog_prefetch(c, NULL, 0);
+  double secs = h_now() - t0;
+  free(all);
+  return secs;
+}
+
+/* users whose states differ between a and b (every user u in partition
+ * u % parts) */
+static uint64_t differ(const store_t *a, const store_t *b, uint64_t users, int32_t parts,
+                       size_t blob) {
+  uint64_t bad = 0;
+  for (uint64_t u = 0; u < users; u++) {
+    const void *x = store_peek((store_t *)a, (int32_t)(u % (uint64_t)parts), u);
+    const void *y = store_peek((store_t *)b, (int32_t)(u % (uint64_t)parts), u);
+    bad += !x || !y || memcmp(x, y, blob) != 0;
+  }
+  return bad;
+}
+
+/* MiB of this process's anonymous memory on transparent huge pages */
+static double anon_huge_mib(void) {
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  char line[256];
+  double kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "AnonHugePages: %lf kB", &kb) == 1) break;
+  if (f) fclose(f);
+  return kb / 1024;
+}
+
+/* What pool_rounds() keeps to the end of main: nothing it maps is freed
+ * before, so every fresh restore of a round gets memory that no part of
+ * this process freed (as a new process's restore does not: freed memory is
+ * populated much faster, docs/PERFORMANCE.md) */
+static store_t **pr_stores;
+static slab_pool_t **pr_pools;
+static int pr_n;
+
+/* BENCH_PRETOUCH=N: N rounds, each three restores of every partition into a
+ * new store: (1) on fresh memory; (2) on a slab pool (state/slab_pool.h)
+ * that pre-touched `bytes` before the restore began (its time printed
+ * apart: a daemon does it in the background from its start); (3) into the
+ * same store again after every partition was revoked (store_drop_partition:
+ * its slabs go to the pool). Prints users/s, the store's map time and the
+ * ratios per round. */
+static void pool_rounds(clog_t *c, int32_t parts, size_t blob, uint64_t users, uint64_t bytes,
+                        int prefetch, int rounds) {
+  pr_stores = calloc((size_t)rounds * 2, sizeof *pr_stores);
+  pr_pools = calloc((size_t)rounds, sizeof *pr_pools);
+  pr_n = rounds;
+  bytes = (bytes + SLAB_POOL_CHUNK - 1) / SLAB_POOL_CHUNK * SLAB_POOL_CHUNK;
+  double sum1 = 0, sum2 = 0, sum3 = 0;
+  for (int32_t p = 0; p < parts; p++) clog_revoke(c, p);
+  for (int r = 0; r < rounds; r++) {
+    store_opts_t so = {.blob_size = blob};
+    store_stats_t s1, s2, s3;
+    store_t *fresh, *st;
+    double h0 = anon_huge_mib();
+    H_CHECK(store_new(&so, &fresh) == 0, "store");
+    pr_stores[2 * r] = fresh;
+    double t1 = restore_all(c, fresh, parts, prefetch);
+    store_get_stats(fresh, &s1);
+    double h1 = anon_huge_mib();
+    for (int32_t p = 0; p < parts; p++) clog_revoke(c, p);
+    slab_pool_opts_t po = {.keep_bytes = bytes, .pretouch_bytes = bytes};
+    double tp = h_now();
+    H_CHECK(slab_pool_new(&po, &pr_pools[r]) == 0, "pool");
+    H_CHECK(slab_pool_wait_pretouch(pr_pools[r], -1), "pre-touch");
+    tp = h_now() - tp;
+    double h2 = anon_huge_mib();
+    so.pool = pr_pools[r];
+    H_CHECK(store_new(&so, &st) == 0, "store");
+    pr_stores[2 * r + 1] = st;
+    double t2 = restore_all(c, st, parts, prefetch);
+    store_get_stats(st, &s2);
+    uint64_t bad = differ(st, fresh, users, parts, blob);
+    for (int32_t p = 0; p < parts; p++) {
+      clog_revoke(c, p);
+      store_drop_partition(st, p);
+    }
+    double t3 = restore_all(c, st, parts, prefetch);
+    store_get_stats(st, &s3);
+    bad += differ(st, fresh, users, parts, blob);
+    for (int32_t p = 0; p < parts; p++) clog_revoke(c, p);
+    uint64_t n = store_users(st);
+    H_CHECK(s1.users == users && s2.users == users && n == users && bad == 0,
+            "users %" PRIu64 " %" PRIu64 " %zu, %" PRIu64 " states differ from the fresh "
+            "restore's", s1.users, s2.users, (size_t)n, bad);
+    printf("pool round %d: fresh memory %.0f users/s (%.2f s, of which mapping %.2f s, %" PRIu64
+           " slabs fresh); pre-touched pool %.0f users/s (%.2f s, mapping %.3f s, %" PRIu64
+           " slabs from the pool, %" PRIu64 " fresh), %.2fx; revoked and restored again %.0f "
+           "users/s (%.2f s, %" PRIu64 " more slabs from the pool, %" PRIu64 " fresh), %.2fx; "
+           "the pre-touch before it: %.0f MiB in %.2f s (%.0f MB/s); on huge pages: %.0f of the "
+           "fresh restore's MiB, %.0f of the pre-touch's (load average %.1f)\n",
+           r + 1, (double)users / t1, t1, (double)s1.map_ns / 1e9, s1.slabs_fresh,
+           (double)users / t2, t2, (double)s2.map_ns / 1e9, s2.slabs_reused, s2.slabs_fresh,
+           t1 / t2, (double)users / t3, t3, s3.slabs_reused - s2.slabs_reused,
+           s3.slabs_fresh - s2.slabs_fresh, t1 / t3, (double)bytes / (1 << 20), tp,
+           (double)bytes / tp / 1e6, h1 - h0, h2 - h1, loadavg1());
+    sum1 += t1;
+    sum2 += t2;
+    sum3 += t3;
+  }
+  printf("pool rounds: fresh memory %.0f users/s, pre-touched pool %.0f users/s (%.2fx), "
+         "revoked slabs reused %.0f users/s (%.2fx), over %d rounds\n",
+         (double)users * rounds / sum1, (double)users * rounds / sum2, sum1 / sum2,
+         (double)users * rounds / sum3, sum1 / sum3, rounds);
+}
+
+static void pool_rounds_free(void) {
+  for (int i = 0; i < 2 * pr_n; i++) store_destroy(pr_stores[i]);
+  for (int r = 0; r < pr_n; r++) slab_pool_destroy(pr_pools[r]);
+  free(pr_stores);
+  free(pr_pools);
 }
 
 int main(int argc, char **argv) {
@@ -220,6 +355,9 @@ int main(int argc, char **argv) {
          "client's threads %.2f s, the mock broker's threads %.2f s (load average %.1f)\n",
          c_main, c_main / (double)restored * 1e6, c_all - c_main - c_mock, c_mock,
          loadavg1());
+  const char *pt_env = getenv("BENCH_PRETOUCH"); /* before anything large is freed */
+  if (pt_env && atoi(pt_env) > 0)
+    pool_rounds(c, parts, blob, users, sst.bytes, prefetch, atoi(pt_env));
   /* the Kafka part alone: the same group-less reads, records only counted */
   uint64_t recs = 0, rbytes = 0;
   t0 = h_now();
@@ -297,6 +435,7 @@ int main(int argc, char **argv) {
   H_CHECK(restored == users && mismatches == 0, "%" PRIu64 " of %" PRIu64 " users restored, %"
           PRIu64 " mismatches", restored, users, mismatches);
   clog_destroy(c, 0);
+  pool_rounds_free();
   store_destroy(st);
   metrics_destroy(m);
   free(b);

@@ -6,7 +6,9 @@
  * changelog (none cold) and resumes there: the events of a second stream
  * are all answered with predictions equal to the offline pipeline's over
  * both streams. Without the checkpoint at revocation the topic holds no
- * completion record and the fresh daemon starts every partition cold. */
+ * completion record and the fresh daemon starts every partition cold.
+ * The fresh daemon pre-touches 64 MiB (state.pretouch_mb): its restore
+ * takes its slabs from the pool, with the same predictions. */
 #include "daemon_harness.h"
 
 #define N1 4000
@@ -44,7 +46,9 @@ int main(void) {
   printf("first daemon: %d events answered, no changelog record before SIGTERM\n", N1);
 
   const char *conf2 = h_path("second.conf");
-  h_write_conf(conf2, brokers, "revoke", model, extra);
+  const char *extra2 = "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 3600\n"
+                       "pretouch_mb = 64\n[daemon]\nshutdown_timeout_s = 10\n";
+  h_write_conf(conf2, brokers, "revoke", model, extra2);
   const char *log2 = h_path("second.log");
   pid_t d2 = h_spawn(conf2, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
@@ -58,6 +62,13 @@ int main(void) {
          from_cl, users, cold, N);
   H_CHECK(from_cl == PARTS && cold == 0, "restores: changelog %.0f, cold %.0f (log %s)", from_cl,
           cold, log2);
+  double pooled = h_metric_of(log2, "interestd_state_memory_chunks_total{from=\"pool\"} ");
+  double fresh = h_metric_of(log2, "interestd_state_memory_chunks_total{from=\"fresh\"} ");
+  double held = h_metric_of(log2, "interestd_state_pool_bytes ");
+  printf("second daemon: slabs' chunks from the pre-touched pool %.0f, fresh %.0f; the pool "
+         "holds %.0f MiB\n", pooled, fresh, held / (1 << 20));
+  H_CHECK(pooled >= 1 && h_wait_log(log2, "state.pretouch_mb: 64 MiB populated", 30),
+          "no slab from the pre-touched pool, or no pre-touch end logged (log %s)", log2);
   kill(d2, SIGTERM);
   H_CHECK(h_wait_exit(d2, 30) == 0, "second daemon exit (log %s)", log2);
   h_free_msgs(msgs, N);

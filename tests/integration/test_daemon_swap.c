@@ -50,6 +50,12 @@
  *            other takes its partitions over from its standby copies (followed
  *            again for the new model after its own switch), and every
  *            prediction after the switch equals the new model's offline run.
+ *   clogreset model.reload = reset with a changelog topic: A, reset to B (users
+ *            expire in B's epoch), kill -9, restart with B, reset back to A,
+ *            kill -9, restart with A: each restart restores exactly the users
+ *            with events since the last reset (no expired user, no record of
+ *            before the reset) and every prediction since a reset equals that
+ *            model run from the reset's offsets.
  * `test_daemon_swap <scenario>` runs one. */
 #include <pthread.h>
 
@@ -1342,13 +1348,269 @@ static void scenario_clogstandby(const char *brokers) {
   printf("clogstandby: PASS\n");
 }
 
+/* clogreset: model.reload = reset with a changelog topic. */
+static void write_conf_reset(const char *conf, const char *brokers, const char *group,
+                             const char *model, int ttl_s) {
+  char extra[1024];
+  snprintf(extra, sizeof extra,
+           "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\nidle_ttl_s = %d\n"
+           "[daemon]\nshutdown_timeout_s = 10\n[model]\nreload = reset\n", ttl_s);
+  h_write_conf(conf, brokers, group, model, extra);
+}
+
+/* Waits (120 s at most) until the daemon logging to log has processed
+ * `total` events, then until its changelog is quiet (no record acknowledged
+ * for 2 s: every checkpoint of those events complete). */
+static void wait_processed_quiet(const char *log, double total) {
+  double until = h_now() + 120, done = 0;
+  while ((done = h_metric_of(log, "interestd_events_processed_total ")) < total) {
+    H_CHECK(h_now() < until, "%.0f of %.0f events processed in 120 s (log %s)", done, total, log);
+    h_sleep_ms(100);
+  }
+  double last = -1, since = h_now();
+  until = h_now() + 60;
+  for (;;) {
+    double w = h_metric_of(log, "interestd_changelog_records_written_total ");
+    if (w != last) last = w, since = h_now();
+    if (h_now() - since >= 2.0 && w > 0) return;
+    H_CHECK(h_now() < until, "the changelog of %s did not go quiet in 60 s", log);
+    h_sleep_ms(100);
+  }
+}
+
+/* from[p]: the offset of the first message of msgs[lo, hi) in partition p
+ * (INT64_MAX: none). */
+static void phase_from(const h_msg_t *msgs, size_t lo, size_t hi, int64_t *from) {
+  for (int p = 0; p < PARTS; p++) from[p] = INT64_MAX;
+  for (size_t i = lo; i < hi; i++)
+    if (msgs[i].offset < from[msgs[i].partition]) from[msgs[i].partition] = msgs[i].offset;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Distinct users of partition p among msgs[lo, hi) with an offset below `below`. */
+static size_t users_between(const h_msg_t *msgs, size_t lo, size_t hi, int32_t p, int64_t below) {
+  uint64_t *u = calloc(hi - lo + 1, sizeof *u);
+  size_t k = 0;
+  char err[256];
+  for (size_t i = lo; i < hi; i++) {
+    if (msgs[i].partition != p || msgs[i].offset >= below) continue;
+    event_t ev;
+    H_CHECK(codec_decode_event(msgs[i].value, msgs[i].value_len, &ev, err, sizeof err) == 0,
+            "%s", err);
+    u[k++] = ev.user_id;
+  }
+  qsort(u, k, sizeof *u, cmp_u64);
+  size_t n = 0;
+  for (size_t i = 0; i < k; i++) n += i == 0 || u[i] != u[i - 1];
+  free(u);
+  return n;
+}
+
+/* The "partition P: states from changelog (U users, resume at M)" lines of
+ * log: users[P], resume[P]; returns how many partitions were restored so. */
+static int clog_restores(const char *log, size_t *users, int64_t *resume) {
+  char *s = h_read_file(log);
+  int n = 0;
+  for (int p = 0; p < PARTS; p++) users[p] = 0, resume[p] = -1;
+  for (char *q = s; (q = strstr(q, "partition ")); q++) {
+    int part;
+    size_t u;
+    long long m;
+    if (sscanf(q, "partition %d: states from changelog (%zu users, resume at %lld)", &part, &u,
+               &m) == 3 && part >= 0 && part < PARTS) {
+      n += resume[part] < 0;
+      users[part] = u;
+      resume[part] = m;
+    }
+  }
+  free(s);
+  return n;
+}
+
+/* After a restart with model: every partition restored from the changelog
+ * (none cold), holding exactly the users of msgs[lo, hi) (the events since
+ * the last reset) with an event below its resume offset. Returns the
+ * number of partitions whose restored users differ (printed). */
+static int check_reset_restore(const char *name, const char *log, const h_msg_t *msgs,
+                               size_t lo, size_t hi) {
+  size_t users[PARTS];
+  int64_t resume[PARTS];
+  int from_clog = clog_restores(log, users, resume);
+  int cold = count_lines(log, "states from cold", NULL);
+  int bad = 0;
+  printf("%s: %d partitions from the changelog, %d cold\n", name, from_clog, cold);
+  for (int p = 0; p < PARTS; p++) {
+    size_t want = resume[p] >= 0 ? users_between(msgs, lo, hi, p, resume[p]) : 0;
+    printf("  partition %d: %zu users restored, resume at %" PRId64 "; %zu users had events "
+           "since the reset below it\n", p, users[p], resume[p], want);
+    bad += users[p] != want;
+  }
+  bad += (from_clog != PARTS || cold != 0) * PARTS;
+  return bad;
+}
+
+/* Counts the predictions of msgs[lo, hi) that differ from ref (ok: run). */
+static size_t differ_in(const got_t *g, const h_msg_t *msgs, size_t lo, size_t hi,
+                        const int *ok, const prediction_t *ref, size_t *missing,
+                        const char *what) {
+  size_t differ = 0;
+  *missing = 0;
+  for (size_t i = lo; i < hi; i++) {
+    if (!g[i].n) (*missing)++;
+    for (uint32_t k = 0; k < g[i].n && k < 4; k++)
+      if (!ok[i] || !h_same_prediction(&g[i].p[k], &ref[i])) {
+        if (differ++ < 3)
+          fprintf(stderr, "clogreset: prediction %u for %d/%" PRId64 " (user %" PRIu64 ") differs "
+                  "from %s\n", k, (int)msgs[i].partition, msgs[i].offset, g[i].p[k].user_id,
+                  what);
+      }
+  }
+  return differ;
+}
+
+/* model.reload = reset with the states in a changelog topic only. Process
+ * 1 (idle_ttl_s = TTL) serves model A, then SIGHUP resets to model B (at a
+ * quiet point: the reset's offsets are the next phase's first); B serves
+ * phase B1, whose users all expire (tombstones), then phase B2; kill -9 once
+ * its changelog is quiet. Process 2 (model B, no TTL) must restore exactly
+ * the users of B2 (A's records are another model's, B1's were evicted) and
+ * answer phase C as B run from B2's offsets (B1's users start cold there);
+ * then SIGHUP resets back to A, phase D, kill -9. Process 3 (model A) must
+ * restore exactly D's users (A's records from before B are superseded by the
+ * reset's epoch) and answer phase E as A run from D's offsets. */
+static void scenario_clogreset(const char *brokers) {
+  enum { NA = 3000, NB1 = 6000, NB2 = 9000, NC = 11000, ND = 14000, N = 16000, TTL = 12 };
+  const char *a_m = h_path("clogr-a.ixm"), *b_m = h_path("clogr-b.ixm");
+  h_write_model(a_m, 5);
+  h_write_model(b_m, 11);
+  if (!h_real_bootstrap()) h_create_topic("swapclogr-interestd-state", PARTS);
+  const char *conf = h_path("swapclogr.conf");
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  char topic_events[256];
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+
+  /* process 1: A, then reset to B */
+  write_conf_reset(conf, brokers, "swapclogr", a_m, TTL);
+  const char *log1 = h_path("swapclogr1.log");
+  pid_t d = h_spawn(conf, log1);
+  H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
+  h_produce(brokers, topic_events, msgs, 0, NA, 0);
+  wait_processed_quiet(log1, NA);
+  write_conf_reset(conf, brokers, "swapclogr", b_m, TTL);
+  kill(d, SIGHUP);
+  H_CHECK(h_wait_log(log1, "model reloaded with a new fingerprint", 10), "no reset (log %s)",
+          log1);
+  double ttl0 = h_metric_of(log1, "interestd_evictions_total{cause=\"ttl\"} ");
+  h_produce(brokers, topic_events, msgs, NA, NB1, 0);
+  wait_processed_quiet(log1, NB1);
+  double ttl1 = h_metric_of(log1, "interestd_evictions_total{cause=\"ttl\"} ");
+  /* B1's users go idle and expire; then two checkpoint rounds write their
+   * tombstones (docs/STATE.md: after a completion past the eviction) */
+  double held = -1, until = h_now() + TTL + 30;
+  while ((held = h_metric_of(log1, "interestd_users_in_state ")) != 0) {
+    H_CHECK(h_now() < until, "%.0f users still held %d s after B1 (log %s)", held, TTL + 30,
+            log1);
+    h_sleep_ms(200);
+  }
+  double ttl2 = h_metric_of(log1, "interestd_evictions_total{cause=\"ttl\"} ");
+  h_sleep_ms(4000);
+  h_produce(brokers, topic_events, msgs, NB1, NB2, 0);
+  wait_processed_quiet(log1, NB2);
+  double ttl3 = h_metric_of(log1, "interestd_evictions_total{cause=\"ttl\"} ");
+  double held3 = h_metric_of(log1, "interestd_users_in_state ");
+  kill(d, SIGKILL);
+  H_CHECK(h_wait_exit(d, 10) == -2, "not killed by SIGKILL");
+  check_log_clean(log1);
+  printf("clogreset: process 1: reset A -> B; B1's users expired (%.0f ttl evictions, %.0f "
+         "during B1), %.0f users held after B2 (%.0f evictions during B2); kill -9\n",
+         ttl2 - ttl1, ttl1 - ttl0, held3, ttl3 - ttl2);
+  /* the scenario's premises: nothing expired within a phase */
+  H_CHECK(ttl1 == ttl0 && ttl3 == ttl2 && ttl2 > ttl1, "users expired within a phase (the "
+          "machine was slower than the %d s TTL; log %s)", TTL, log1);
+  H_CHECK(held3 == (double)(users_between(msgs, NB1, NB2, 0, INT64_MAX) +
+                            users_between(msgs, NB1, NB2, 1, INT64_MAX) +
+                            users_between(msgs, NB1, NB2, 2, INT64_MAX) +
+                            users_between(msgs, NB1, NB2, 3, INT64_MAX)),
+          "%.0f users held after B2, not B2's", held3);
+
+  /* process 2: B, no TTL; then reset back to A */
+  write_conf_reset(conf, brokers, "swapclogr", b_m, 0);
+  const char *log2 = h_path("swapclogr2.log");
+  d = h_spawn(conf, log2);
+  H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
+  h_produce(brokers, topic_events, msgs, NB2, NC, 0);
+  wait_processed_quiet(log2, NC - NB2);
+  int bad2 = check_reset_restore("clogreset: process 2 (model B)", log2, msgs, NB1, NB2);
+  write_conf_reset(conf, brokers, "swapclogr", a_m, 0);
+  kill(d, SIGHUP);
+  H_CHECK(h_wait_log(log2, "model reloaded with a new fingerprint", 10), "no reset (log %s)",
+          log2);
+  h_produce(brokers, topic_events, msgs, NC, ND, 0);
+  wait_processed_quiet(log2, ND - NB2);
+  kill(d, SIGKILL);
+  H_CHECK(h_wait_exit(d, 10) == -2, "not killed by SIGKILL");
+  check_log_clean(log2);
+
+  /* process 3: A */
+  const char *log3 = h_path("swapclogr3.log");
+  d = h_spawn(conf, log3);
+  H_CHECK(h_wait_log(log3, "assigned partitions", 30), "no assignment (log %s)", log3);
+  h_produce(brokers, topic_events, msgs, ND, N, 0);
+  wait_processed_quiet(log3, N - ND);
+  int bad3 = check_reset_restore("clogreset: process 3 (model A after A -> B -> A)", log3, msgs,
+                                 NC, ND);
+
+  /* every prediction since each reset: the model run from that reset's
+   * offsets (B1's users cold again from B2's, after their eviction) */
+  int64_t b1[PARTS], b2[PARTS], dd[PARTS];
+  phase_from(msgs, NA, NB1, b1);
+  phase_from(msgs, NB1, NB2, b2);
+  phase_from(msgs, NC, ND, dd);
+  int *ok1 = calloc(N, sizeof *ok1), *ok2 = calloc(N, sizeof *ok2), *ok3 = calloc(N, sizeof *ok3);
+  prediction_t *r1 = offline_from(b_m, msgs, N, b1, ok1);
+  prediction_t *r2 = offline_from(b_m, msgs, N, b2, ok2);
+  prediction_t *r3 = offline_from(a_m, msgs, N, dd, ok3);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N, 90, &total);
+  size_t m0 = 0, m1, m2, m3;
+  for (size_t i = 0; i < NA; i++) m0 += !g[i].n;
+  size_t d1 = differ_in(g, msgs, NA, NB1, ok1, r1, &m1, "B run from the reset");
+  size_t d2 = differ_in(g, msgs, NB1, NC, ok2, r2, &m2, "B run from B2's offsets");
+  size_t d3 = differ_in(g, msgs, NC, N, ok3, r3, &m3, "A run from the second reset");
+  printf("clogreset: %" PRIu64 " predictions for %d events: %zu missing; B1 %zu differ from B "
+         "run from the reset; B2 and C %zu differ from B run from B2's offsets; D and E %zu "
+         "differ from A run from the second reset; restored users wrong in %d + %d "
+         "partitions\n", total, N, m0 + m1 + m2 + m3, d1, d2, d3, bad2, bad3);
+  H_CHECK(m0 + m1 + m2 + m3 == 0, "%zu events unanswered (logs %s %s %s)", m0 + m1 + m2 + m3,
+          log1, log2, log3);
+  H_CHECK(bad2 == 0, "process 2 restored other users than B2's (log %s)", log2);
+  H_CHECK(bad3 == 0, "process 3 restored other users than D's (log %s)", log3);
+  H_CHECK(d1 == 0 && d2 == 0 && d3 == 0, "%zu, %zu, %zu predictions differ", d1, d2, d3);
+  kill(d, SIGTERM);
+  H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log3);
+  check_log_clean(log3);
+  free(ok1);
+  free(ok2);
+  free(ok3);
+  free(r1);
+  free(r2);
+  free(r3);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("clogreset: PASS\n");
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_swap");
   const char *only = argc > 1 ? argv[1] : NULL;
   static const char *const names[] = {"swap",    "kill",      "term", "warmset",
                                       "killnew", "rolling",   "rebalance", "clog",
-                                      "clogcrash", "clogstandby"};
-  enum { N_SCENARIOS = 10 };
+                                      "clogcrash", "clogstandby", "clogreset"};
+  enum { N_SCENARIOS = 11 };
   int known = !only;
   for (int k = 0; k < N_SCENARIOS; k++) known |= only && strcmp(only, names[k]) == 0;
   H_CHECK(known, "unknown scenario '%s'", only);
@@ -1379,7 +1641,8 @@ int main(int argc, char **argv) {
     else if (k == 5) scenario_rolling(brokers);
     else if (k == 7) scenario_clog(brokers);
     else if (k == 8) scenario_clogcrash(brokers);
-    else scenario_clogstandby(brokers);
+    else if (k == 9) scenario_clogstandby(brokers);
+    else scenario_clogreset(brokers);
     h_cluster_destroy();
   }
   printf("PASS\n");

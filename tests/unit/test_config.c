@@ -272,6 +272,41 @@ static void test_config_standby_replicas(void **unused) {
   expect_error("[state]\nstandby_replicas = 17\n", "bad.conf:2:", "between 0 and 16");
 }
 
+/* state.pretouch_mb: 0 (off) by default, read and printed, at most
+ * state.memory_limit_mb (config_check names the key), any size with no limit */
+static void test_config_pretouch_mb(void **unused) {
+  config_t *c;
+  char err[512], text[512];
+  assert_int_equal(config_load(NULL, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(c->state.pretouch_mb, 0);
+  config_destroy(c);
+  snprintf(text, sizeof text, "[model]\npath = %s\n[state]\nmemory_limit_mb = 256\n"
+           "pretouch_mb = 200\n", model_path);
+  const char *path = write_file("pretouch.conf", text);
+  assert_int_equal(config_load(path, NULL, 0, &c, err, sizeof err), 0);
+  assert_int_equal(c->state.pretouch_mb, 200);
+  assert_int_equal(config_check(c, err, sizeof err), 0);
+  char buf[4096] = "";
+  FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+  assert_non_null(f);
+  config_print(c, f);
+  fclose(f);
+  assert_non_null(strstr(buf, "memory_limit_mb = 256\npretouch_mb = 200\n"));
+  config_destroy(c);
+  const char *over[] = {"state.pretouch_mb=300"};
+  assert_int_equal(config_load(path, over, 1, &c, err, sizeof err), 0);
+  assert_int_equal(config_check(c, err, sizeof err), IX_ECONFIG);
+  assert_non_null(strstr(err, "state.pretouch_mb (300) must not exceed state.memory_limit_mb "
+                              "(256)"));
+  assert_non_null(strstr(err, "--set"));
+  config_destroy(c);
+  const char *unlimited[] = {"state.memory_limit_mb=0", "state.pretouch_mb=300"};
+  assert_int_equal(config_load(path, unlimited, 2, &c, err, sizeof err), 0);
+  assert_int_equal(config_check(c, err, sizeof err), 0);
+  config_destroy(c);
+  expect_error("[state]\npretouch_mb = -1\n", "bad.conf:2:", "pretouch_mb");
+}
+
 static void test_config_reads_input_mapping_and_output(void **unused) {
   const char *path = write_file("io.conf",
                                 "[input]\nformat = json\nuser_field = user.id\n"
@@ -465,6 +500,7 @@ int main(void) {
       cmocka_unit_test(test_config_errors_name_file_line_and_reason),
       cmocka_unit_test(test_config_overrides_go_to_the_right_section),
       cmocka_unit_test(test_config_standby_replicas),
+      cmocka_unit_test(test_config_pretouch_mb),
       cmocka_unit_test(test_config_model_reload_warm_and_its_window),
       cmocka_unit_test(test_config_reads_input_mapping_and_output),
       cmocka_unit_test(test_config_missing_file_is_named),
