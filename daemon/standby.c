@@ -347,6 +347,23 @@ static int same_as_owned(const standby_t *sb, const groupdesc_member_t *m) {
   return 1;
 }
 
+/* Partitions of the topic no member of the description owns. */
+static size_t unclaimed(const standby_t *sb, const groupdesc_view_t *v) {
+  uint8_t *owned = calloc((size_t)(sb->n_parts > 0 ? sb->n_parts : 1), 1);
+  if (!owned) return 0;
+  size_t n = (size_t)(sb->n_parts > 0 ? sb->n_parts : 0);
+  for (size_t i = 0; i < v->n_members; i++)
+    for (size_t j = 0; j < v->members[i].n_parts; j++) {
+      int32_t p = v->members[i].parts[j];
+      if (p >= 0 && p < sb->n_parts && !owned[p]) {
+        owned[p] = 1;
+        n--;
+      }
+    }
+  free(owned);
+  return n;
+}
+
 static void described(standby_t *sb, const groupdesc_view_t *v) {
   uint64_t now = ix_mono_ms();
   sb->next_describe_ms = now + DESCRIBE_PERIOD_MS;
@@ -378,11 +395,16 @@ static void described(standby_t *sb, const groupdesc_view_t *v) {
         self = i;
         matches++;
       }
-    if (!v->stable || matches != 1 || !sb->owned /* no assignment seen yet */) {
+    /* a partition nobody owns: the first round of a cooperative rebalance
+     * (the second follows at once); placed anyway after the retries */
+    size_t unowned = unclaimed(sb, v);
+    if (!v->stable || matches != 1 || !sb->owned /* no assignment seen yet */ ||
+        (unowned && sb->retries < DESCRIBE_RETRIES)) {
       /* a rebalance in progress, or a description older than this
        * member's assignment: placement waits for a consistent one */
       LOG_DEBUG("standby", "group description not used: state %s, %zu members, %zu with this "
-                "member's assignment", v->state, v->n_members, matches);
+                "member's assignment, %zu partitions without an owner", v->state, v->n_members,
+                matches, unowned);
       if (sb->retries++ < DESCRIBE_RETRIES) sb->next_describe_ms = now + DESCRIBE_RETRY_MS;
     } else {
       sb->retries = 0;
