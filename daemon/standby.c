@@ -17,8 +17,9 @@
 
 /* The group is described after every assignment and revocation and every
  * DESCRIBE_PERIOD_MS; a description that is not yet consistent (a rebalance
- * in progress, this member's assignment not in it yet) is asked again after
- * DESCRIBE_RETRY_MS (at most DESCRIBE_RETRIES times in a row). The
+ * in progress, this member's assignment not in it yet, a partition without
+ * an owner) is asked again after DESCRIBE_RETRY_MS (at most DESCRIBE_RETRIES
+ * times in a row; one with a partition without an owner is then used). The
  * membership rule gives way to the own-assignment rule after DESCRIBE_FAILS
  * failed descriptions in a row. */
 #define DESCRIBE_PERIOD_MS 5000
