@@ -1688,8 +1688,11 @@ static void finish_stop(daemon_t *d) {
     LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " predictions not written to Redis; their "
              "input offsets stay uncommitted and will be re-processed", rsink_backlog(d->redis));
   advance_dirty(d);
-  /* leave the group: revokes everything (checkpoint, commit) through on_rebalance */
-  consumer_close(d->consumer);
+  /* leave the group: revokes everything (checkpoint, commit) through on_rebalance;
+   * during the group join it may wait for the first assignment (stream/consumer.h) */
+  uint64_t close_left =
+      d->stop_deadline_ms > ix_mono_ms() ? d->stop_deadline_ms - ix_mono_ms() : 0;
+  consumer_close(d->consumer, (int)(close_left > 1000 ? close_left : 1000));
   if (d->final_commit_failed) {
     LOG_ERROR("daemon", "the final offset commit failed: the events after the group's last "
                         "committed offsets will be read and their predictions sent again by the "
