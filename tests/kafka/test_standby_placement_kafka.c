@@ -14,8 +14,6 @@
  *   - every input event is answered and every prediction equals the
  *     offline pipeline's (each event applied to its user's state once).
  * Registered as test_standby_placement_kafka (label kafka). */
-#include <pthread.h>
-
 #include "daemon/standby.h"
 #include "../integration/daemon_harness.h"
 
@@ -23,17 +21,6 @@
 #define PARTS 6
 #define RATE 1500.0
 #define MEMBERS 3
-
-typedef struct {
-  const char *brokers;
-  h_msg_t *msgs;
-} feed_t;
-
-static void *feeder(void *arg) {
-  feed_t *f = arg;
-  h_produce(f->brokers, h_T("events"), f->msgs, 0, N_EVENTS, RATE);
-  return NULL;
-}
 
 static double metric(const char *page, const char *series) {
   char line[256];
@@ -238,9 +225,9 @@ int main(void) {
     m[i].port = h_metrics_port(m[i].log);
     H_CHECK(m[i].port > 0, "no metrics port in %s", m[i].log);
   }
-  feed_t f = {brokers, msgs};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t feed = {.brokers = brokers, .topic = h_T("events"), .msgs = msgs, .hi = N_EVENTS,
+                   .rate = RATE};
+  h_feed_start(&feed);
   await_placement(m, MEMBERS, "three members", 60);
 
   /* the copies are warm: every member holds users of what it follows */
@@ -327,7 +314,7 @@ int main(void) {
           "the logs say %d", from_sb - sb_before, landed);
 
   await_placement(m, MEMBERS, "two survivors", 40);
-  pthread_join(th, NULL);
+  h_feed_join(&feed);
 
   int *ok = calloc(N_EVENTS, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);
