@@ -4,9 +4,11 @@
  * topic. Asynchronous: groupdesc_request() sends, the result arrives on a
  * queue routed to a file descriptor (groupdesc_fd) that a libuv loop
  * watches, and groupdesc_take() reads it without blocking. Used by the
- * standby placement (docs/STATE.md, "Standby replicas"). librdkafka's mock
- * cluster does not answer DescribeGroups: there the request fails (or times
- * out) and the caller falls back. This consumer's own member id is not
+ * standby placement (docs/STATE.md, "Standby replicas"). Only for a cluster
+ * that answers the Admin API: librdkafka 2.0.2 hangs its client's main
+ * thread on a DescribeConsumerGroups the broker cannot take (the mock
+ * cluster; fixed upstream in 2.10), so the caller never asks there and
+ * keeps the fallback rule. This consumer's own member id is not
  * asked for: librdkafka 2.0's rd_kafka_memberid() waits for the group
  * thread, which does not answer while a JoinGroup is outstanding (seen:
  * the loop blocked for good during a join on the mock); the caller finds
