@@ -13,7 +13,6 @@
  *   - every input event is answered and every prediction equals the offline
  *     pipeline's (each event applied to its user's state exactly once).
  * test_standby_failover_kafka runs it against a real broker (tests/kafka). */
-#include <pthread.h>
 
 #include "daemon_harness.h"
 #include "stream/changelog_topic.h"
@@ -21,17 +20,6 @@
 #define N_EVENTS 16000
 #define PARTS 4
 #define RATE 2000.0
-
-typedef struct {
-  const char *brokers;
-  h_msg_t *msgs;
-} feed_t;
-
-static void *feeder(void *arg) {
-  feed_t *f = arg;
-  h_produce(f->brokers, h_T("events"), f->msgs, 0, N_EVENTS, RATE);
-  return NULL;
-}
 
 static double metric(const char *page, const char *series) {
   char line[256];
@@ -107,9 +95,9 @@ int main(void) {
   H_CHECK(own1 && own2 && !(own1 & own2) && (own1 | own2) == (1u << PARTS) - 1,
           "the partitions are not split between the two members");
 
-  feed_t f = {brokers, msgs};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = h_T("events"), .msgs = msgs,
+                .lo = 0, .hi = N_EVENTS, .rate = RATE};
+  h_feed_start(&f);
   h_sleep_ms((int)(N_EVENTS / RATE * 1000 / 2));
   int port2 = h_metrics_port(log2);
   H_CHECK(port2 > 0, "no metrics port in %s", log2);
@@ -151,7 +139,7 @@ int main(void) {
     H_CHECK(h_wait_log(log2, want, 60), "partition %d not taken over from the standby copy "
             "(log %s)", p, log2);
   }
-  pthread_join(th, NULL);
+  h_feed_join(&f);
 
   int *ok = calloc(N_EVENTS, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);
