@@ -80,6 +80,7 @@ struct clog {
   char **props;               /* copies, NULL-terminated */
   int32_t n_parts;
   int64_t delete_retention_ms; /* the topic's, -1 unknown */
+  int has_admin;               /* the cluster answered the Admin API at start */
   part_t *parts;
   changelog_reader_t *reader;  /* restores: one client for every partition, made on first use */
   changelog_reader_stats_t rstats; /* of the readers replaced (clog_read_stats) */
@@ -181,6 +182,7 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
     LOG_INFO("clog", "changelog topic %s: %d partitions, cleanup policy with compaction: checked",
              o->topic, (int)in_parts);
   c->n_parts = in_parts;
+  c->has_admin = status != CHANGELOG_TOPIC_NO_ADMIN;
   c->slice_ns = (uint64_t)o->slice_us * 1000u;
   const char *ka = getenv("IX_TEST_CLOG_KILL_AFTER");
   const char *kb = getenv("IX_TEST_CLOG_KILL_BEFORE_COMPLETE");
@@ -1065,6 +1067,8 @@ int clog_other_model(const clog_t *c, int32_t p, int64_t *next_offset) {
   *next_offset = c->parts[p].other_next;
   return 1;
 }
+
+int clog_cluster_has_admin(const clog_t *c) { return c && c->has_admin; }
 
 int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos) {
   if (p < 0 || p >= c->n_parts || !c->parts[p].owned) return 0;

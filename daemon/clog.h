@@ -167,6 +167,9 @@ int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos);
 int clog_other_model(const clog_t *c, int32_t p, int64_t *next_offset);
 /* The changelog topic's partition count (the input's). */
 int32_t clog_partitions(const clog_t *c);
+/* 1 when the cluster answered the Admin API at start (DescribeConfigs), 0
+ * when it does not support it (librdkafka's mock cluster). */
+int clog_cluster_has_admin(const clog_t *c);
 /* 1 while a state restored into p may hold events at or after next_offset
  * (a user whose changelog record is newer than the completion restored
  * from: its events up to that record are skipped, not applied, when they

@@ -1707,6 +1707,7 @@ static void finish_stop(daemon_t *d) {
   d->ck_active = 0;
   rsink_destroy(d->redis);
   d->redis = NULL;
+  standby_stop(d->standby);
   uv_poll_stop(&d->consumer_poll);
   uv_poll_stop(&d->producer_poll);
   close_handle((uv_handle_t *)&d->consumer_poll);
@@ -2440,9 +2441,14 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
       rc = fprops ? standby_new(&sbo, &d->standby, errstr, errstr_size) : IX_ENOMEM;
       free(fprops);
       if (rc) goto err;
-      LOG_INFO("daemon", "standby replicas: %u (each member follows about %u x (its partitions + "
-               "1) changelog partitions it does not own)", cfg->state.standby_replicas,
-               cfg->state.standby_replicas);
+      if (clog_cluster_has_admin(d->clog))
+        LOG_INFO("daemon", "standby replicas: %u, placed by the group's membership "
+                 "(DescribeConsumerGroups); by this member's own assignment until the group is "
+                 "first described, and when it cannot be", cfg->state.standby_replicas);
+      else
+        LOG_INFO("daemon", "standby replicas: %u, placed by this member's own assignment: the "
+                 "cluster has no Admin API (librdkafka's mock), the group is not described",
+                 cfg->state.standby_replicas);
     }
   }
   rc = inflight_new(d->ckpt != NULL || d->clog != NULL, &d->inflight);
@@ -2494,6 +2500,12 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                         .on_skip = on_skip, .ctx = d};
   rc = consumer_new(&co, &d->consumer, errstr, errstr_size);
   if (rc) goto err;
+  /* not on a cluster without the Admin API (the mock): librdkafka 2.0.2
+   * hangs its client on a DescribeConsumerGroups the broker cannot take */
+  if (d->standby && clog_cluster_has_admin(d->clog) &&
+      (rc = standby_watch_group(d->standby, &d->loop, d->consumer, cfg->kafka.group, errstr,
+                                errstr_size)))
+    goto err;
   if (cfg->kafka.exactly_once) {
     txn_opts_t to = {.producer = d->producer, .consumer = d->consumer, .inflight = d->inflight,
                      .pipe = d->pipe, .commit_interval_ms = cfg->kafka.commit_interval_ms,
@@ -2616,11 +2628,11 @@ void daemon_destroy(daemon_t *d) {
     uv_run(&d->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&d->loop)) LOG_WARN("daemon", "event loop closed with handles open");
   }
+  standby_destroy(d->standby); /* before the consumer: it describes the group on its client */
   consumer_destroy(d->consumer);
   producer_destroy(d->producer, 0);
   backlog_destroy(d->backlog);
   ckpt_destroy(d->ckpt);
-  standby_destroy(d->standby);
   clog_destroy(d->clog, 1000);
   txn_destroy(d->txn);
   warmup_destroy(d->warm);

@@ -785,6 +785,20 @@ int metrics_standby_register(metrics_t *m, metrics_standby_t *sm) {
   if (!rc)
     rc = metrics_gauge_new(m, &sm->bytes, "interestd_standby_bytes",
                            "Memory of the standby copies (slabs and index).", NULL);
+  static const char *const rules[2] = {"assignment", "membership"};
+  for (int i = 0; i < 2 && !rc; i++)
+    rc = metrics_gauge_new(m, &sm->rule[i], "interestd_standby_rule",
+                           "1 for the standby placement rule in force: membership (the group "
+                           "described) or assignment (this member's own, the fallback).",
+                           "rule", rules[i], NULL);
+  if (!rc)
+    rc = metrics_counter_new(m, &sm->describes_ok, "interestd_standby_describes_total",
+                             "DescribeConsumerGroups answers for the standby placement.",
+                             "result", "ok", NULL);
+  if (!rc)
+    rc = metrics_counter_new(m, &sm->describes_failed, "interestd_standby_describes_total",
+                             "DescribeConsumerGroups answers for the standby placement.",
+                             "result", "failed", NULL);
   return rc;
 }
 

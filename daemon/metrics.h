@@ -92,6 +92,8 @@
  *  interestd_standby_users                   gauge      -                        users held in standby copies
  *  interestd_standby_bytes                   gauge      -                        memory of the standby copies
  *  interestd_standby_partitions              gauge      -                        partitions this member stands by for
+ *  interestd_standby_rule                    gauge      rule=membership|assignment  1 for the placement rule in force, else 0
+ *  interestd_standby_describes_total         counter    result=ok|failed         DescribeConsumerGroups answers for the standby placement
  *  (the state and changelog families are registered by metrics_changelog_register() when a changelog is on,
  *   their source="warm" series always by daemon/warmstart.c (model.warm_start);
  *   the standby gauges by daemon/standby.c when state.standby_replicas > 0)
@@ -310,6 +312,8 @@ int metrics_loop_register(metrics_t *reg, metrics_loop_t *lm);
  * state.standby_replicas > 0). Borrowed pointers into the registry. */
 typedef struct {
   metrics_gauge_t *partitions, *users, *bytes;
+  metrics_gauge_t *rule[2];                 /* [0] assignment, [1] membership */
+  metrics_counter_t *describes_ok, *describes_failed;
 } metrics_standby_t;
 /* Returns 0, IX_EINVAL or IX_ENOMEM. */
 int metrics_standby_register(metrics_t *reg, metrics_standby_t *sm);

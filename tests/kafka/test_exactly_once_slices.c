@@ -22,7 +22,6 @@
  * none). */
 #include "../integration/daemon_harness.h"
 
-#include <pthread.h>
 
 #include "state/changelog.h"
 #include "stream/changelog_topic.h"
@@ -30,17 +29,6 @@
 #define PARTS 4
 #define N 100001
 #define RATE 12000.0
-
-typedef struct {
-  const char *brokers;
-  h_msg_t *msgs;
-} feed_t;
-
-static void *feeder(void *arg) {
-  feed_t *f = arg;
-  h_produce(f->brokers, h_T("events"), f->msgs, 0, N, RATE);
-  return NULL;
-}
 
 typedef struct {
   int64_t max_r;      /* the largest user record offset */
@@ -129,9 +117,9 @@ int main(void) {
   pid_t d1 = h_spawn(conf, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 60), "no assignment (log %s)", log1);
   int port = h_metrics_port(log1);
-  pthread_t th;
-  feed_t f = {brokers, msgs};
-  pthread_create(&th, NULL, feeder, &f);
+  h_feed_t f = {.brokers = brokers, .topic = h_T("events"), .msgs = msgs,
+                .lo = 0, .hi = N, .rate = RATE};
+  h_feed_start(&f);
   uint64_t past = 0;
   double t0 = h_now();
   int samples = 0;
@@ -167,7 +155,7 @@ int main(void) {
    * transaction) restores from the changelog and answers the rest */
   const char *log2 = h_path("d2.log");
   pid_t d2 = h_spawn(conf, log2);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   h_expect_answered(brokers, model, msgs, N, (uint64_t)N * 3, 240, log2);
   printf("all %d events have a committed prediction equal to the offline pipeline's\n", N);
   kill(d2, SIGTERM);
