@@ -14,6 +14,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "state/changelog.h"
+#include "state/checkpoint.h"
 #include "stream/changelog_topic.h"
 #include "stream/producer.h"
 
@@ -79,8 +80,10 @@ struct clog {
   char **props;               /* copies, NULL-terminated */
   int32_t n_parts;
   int64_t delete_retention_ms; /* the topic's, -1 unknown */
+  int has_admin;               /* the cluster answered the Admin API at start */
   part_t *parts;
   changelog_reader_t *reader;  /* restores: one client for every partition, made on first use */
+  changelog_reader_stats_t rstats; /* of the readers replaced (clog_read_stats) */
   metrics_changelog_t m;
   /* test-only failpoints (tests of a writer killed inside a checkpoint:
    * docs/STATE.md): IX_TEST_CLOG_KILL_AFTER=K raises SIGKILL right after
@@ -95,6 +98,7 @@ struct clog {
 };
 
 static void drop_checkpoint(clog_t *c, int32_t p, part_t *pt);
+static void reader_drop(clog_t *c);
 static int encode_one(part_t *pt, int32_t p, uint64_t user, int64_t off);
 
 
@@ -178,6 +182,7 @@ int clog_new(const clog_opts_t *o, clog_t **out, char *errstr, size_t n) {
     LOG_INFO("clog", "changelog topic %s: %d partitions, cleanup policy with compaction: checked",
              o->topic, (int)in_parts);
   c->n_parts = in_parts;
+  c->has_admin = status != CHANGELOG_TOPIC_NO_ADMIN;
   c->slice_ns = (uint64_t)o->slice_us * 1000u;
   const char *ka = getenv("IX_TEST_CLOG_KILL_AFTER");
   const char *kb = getenv("IX_TEST_CLOG_KILL_BEFORE_COMPLETE");
@@ -236,7 +241,7 @@ static void part_reset(part_t *pt) {
 void clog_destroy(clog_t *c, int flush_ms) {
   if (!c) return;
   producer_destroy(c->prod, flush_ms);
-  changelog_reader_destroy(c->reader);
+  reader_drop(c);
   for (int32_t p = 0; p < c->n_parts; p++) part_reset(&c->parts[p]);
   free(c->parts);
   for (size_t i = 0; c->props && c->props[i]; i++) free(c->props[i]);
@@ -331,6 +336,66 @@ static void read_span(void *ctx, int64_t from, int64_t end) {
   (void)changelog_restore_reserve(r->rs, k);
 }
 
+/* the kept reader goes (a failed one is replaced at the next read); its
+ * figures stay in c->rstats */
+static void reader_drop(clog_t *c) {
+  if (!c->reader) return;
+  changelog_reader_stats_t s;
+  changelog_reader_get_stats(c->reader, &s);
+  c->rstats.reads += s.reads;
+  c->rstats.hinted += s.hinted;
+  c->rstats.fetched_ahead += s.fetched_ahead;
+  changelog_reader_destroy(c->reader);
+  c->reader = NULL;
+}
+
+void clog_read_stats(const clog_t *c, changelog_reader_stats_t *out) {
+  *out = c->rstats;
+  if (!c->reader) return;
+  changelog_reader_stats_t s;
+  changelog_reader_get_stats(c->reader, &s);
+  out->reads += s.reads;
+  out->hinted += s.hinted;
+  out->fetched_ahead += s.fetched_ahead;
+}
+
+/* Whether clog_assign with these local facts reads only the changelog's
+ * tail after the local checkpoint (else the whole partition from its
+ * start): a local checkpoint younger than half the topic's
+ * delete.retention.ms (no tombstone written after its snapshot can have
+ * been removed by compaction, or a user evicted since would come back).
+ * *age_ms: the checkpoint's age, when there is one. */
+static int tail_read(const clog_t *c, int64_t local_next, int64_t local_created_ms,
+                     int64_t *age_ms) {
+  *age_ms = -1;
+  if (local_next < 0 || local_created_ms <= 0) return 0;
+  int64_t keep = c->delete_retention_ms > 0 ? c->delete_retention_ms : 86400000;
+  *age_ms = ix_wall_ms() - local_created_ms;
+  return *age_ms < keep / 2;
+}
+
+void clog_prefetch_local(clog_t *c, const int32_t *partitions, size_t n, const char *ckpt_dir,
+                         uint32_t fingerprint, size_t blob_size) {
+  int32_t *ps = n ? malloc(n * sizeof *ps) : NULL;
+  if (!ps) return;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    ckpt_restore_info_t info = {0};
+    int64_t local_next = -1, created = -1, age;
+    /* as the assignment will find it: ckpt_restore_partition's choice,
+     * from the headers (an error or another model's file: no local states) */
+    if (ckpt_dir && *ckpt_dir &&
+        ckpt_peek_partition(ckpt_dir, partitions[i], fingerprint, blob_size, &info) == 0 &&
+        info.generation > 0) {
+      local_next = info.next_offset;
+      created = info.created_ms;
+    }
+    if (!tail_read(c, local_next, created, &age)) ps[k++] = partitions[i];
+  }
+  clog_prefetch(c, ps, k);
+  free(ps);
+}
+
 void clog_prefetch(clog_t *c, const int32_t *partitions, size_t n) {
   char why[300];
   if (!c->reader && (!n || changelog_reader_new(c->brokers, (const char *const *)c->props,
@@ -353,8 +418,7 @@ static int clog_read(clog_t *c, int32_t p, int64_t from, read_t *rd, uint64_t *r
   rc = changelog_reader_read(c->reader, p, from, 30000, read_span, read_rec, rd, records, bytes,
                              errstr, n);
   if (rc == IX_EKAFKA) {
-    changelog_reader_destroy(c->reader);
-    c->reader = NULL;
+    reader_drop(c);
   }
   return rc;
 }
@@ -489,12 +553,9 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   /* local checkpoint plus the tail: only while no tombstone written after
    * the snapshot can have been removed by compaction (delete.retention.ms
    * after it was cleaned), or a user evicted since would come back */
-  int tail = 0;
-  int64_t from = -1;
-  if (local_next >= 0 && local_created_ms > 0) {
-    int64_t keep = c->delete_retention_ms > 0 ? c->delete_retention_ms : 86400000;
-    int64_t age = ix_wall_ms() - local_created_ms;
-    tail = age < keep / 2;
+  int64_t from = -1, age;
+  int tail = tail_read(c, local_next, local_created_ms, &age);
+  if (age >= 0) {
     char why[300];
     if (tail && changelog_topic_offset_for_time(c->brokers, (const char *const *)c->props,
                                                 c->topic_name, p,
@@ -761,6 +822,13 @@ static void drop_checkpoint(clog_t *c, int32_t p, part_t *pt) {
   pt->phase = IDLE;
 }
 
+/* interestd_changelog_encode_seconds: one encoding call on the loop thread
+ * that began at t0, a slice or a whole checkpoint at once */
+static void encode_observed(clog_t *c, int at_once, uint64_t t0) {
+  metrics_histogram_observe(c->m.encode_seconds[at_once ? 1 : 0],
+                            (double)(ix_mono_ns() - t0) / 1e9);
+}
+
 /* ENCODING: the next users of pt until ix_mono_ns() reaches deadline_ns
  * (0: all of them; at least one user when called before it), then
  * WAIT_ACKS. Returns 0, or the error that dropped the checkpoint. */
@@ -803,6 +871,8 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   if (!pt->epoch_new && !changelog_dirty_count(pt->dirty) &&
       !changelog_dirty_count(pt->evicted) && next_offset <= pt->next_offset)
     return 0;
+  uint64_t t0 = ix_mono_ns();
+  int at_once = !c->slice_ns || c->unbounded;
   pt->old_model = 0;
   pt->first_at = pt->complete_at = -1;
   pt->len = pt->sent_at = pt->n_recs = 0;
@@ -818,6 +888,7 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   if (e.err) {
     pt->len = pt->n_recs = 0;
     buf_trim(c, pt);
+    encode_observed(c, at_once, t0);
     return e.err;
   }
   /* the changed users so far are this checkpoint's; pt->dirty tracks the
@@ -837,7 +908,9 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
   pt->phase = ENCODING;
   LOG_DEBUG("clog", "partition %d: changelog checkpoint at offset %" PRId64 ", %zu users to "
             "encode", (int)p, next_offset, changelog_dirty_count(pt->enc));
-  return c->slice_ns && !c->unbounded ? 0 : encode_step(c, p, pt, 0);
+  int rc = at_once ? encode_step(c, p, pt, 0) : 0;
+  encode_observed(c, at_once, t0);
+  return rc;
 }
 
 static void send_complete(clog_t *c, int32_t p, part_t *pt) {
@@ -893,7 +966,11 @@ void clog_pump(clog_t *c, store_t *st, uint32_t fingerprint, clog_acked_fn acked
                  "is dropped", (int)p);
         drop_checkpoint(c, p, pt);
       } else {
-        (void)encode_step(c, p, pt, deadline);
+        uint64_t t0 = ix_mono_ns();
+        if (!deadline || t0 < deadline) { /* else the budget is spent: the next pump */
+          (void)encode_step(c, p, pt, deadline);
+          encode_observed(c, deadline == 0, t0);
+        }
       }
     }
     if (pt->phase == WAIT_ACKS) {
@@ -990,6 +1067,8 @@ int clog_other_model(const clog_t *c, int32_t p, int64_t *next_offset) {
   *next_offset = c->parts[p].other_next;
   return 1;
 }
+
+int clog_cluster_has_admin(const clog_t *c) { return c && c->has_admin; }
 
 int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos) {
   if (p < 0 || p >= c->n_parts || !c->parts[p].owned) return 0;

@@ -14,6 +14,7 @@
 #include "daemon/metrics.h"
 #include "state/changelog.h"
 #include "state/store.h"
+#include "stream/changelog_topic.h"
 
 typedef struct clog clog_t;
 
@@ -25,7 +26,7 @@ typedef struct {
   metrics_t *metrics;        /* borrowed; the changelog's series are added to it */
   /* a checkpoint's users are encoded, and its records handed to the
    * producer, for at most this long per clog_pump call; 0: all at once in
-   * clog_checkpoint (exactly_once: docs/STATE.md, "Incremental encoding") */
+   * clog_checkpoint (docs/STATE.md, "Incremental encoding") */
   uint32_t slice_us;
 } clog_opts_t;
 
@@ -81,6 +82,21 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
  * drops what was fetched for partitions not restored. Best effort: the
  * restores read as without it where it fails. */
 void clog_prefetch(clog_t *c, const int32_t *partitions, size_t n);
+/* clog_prefetch for those of partitions whose clog_assign will read the
+ * changelog from its start, decided as clog_assign decides it from the
+ * local checkpoint that the assignment will restore: the one
+ * ckpt_restore_partition picks in ckpt_dir (NULL or "": none), judged from
+ * its headers (ckpt_peek_partition). Hinted: no usable file (none, every
+ * one corrupt, truncated or of another partition), another model's
+ * (fingerprint or blob size), or one older than half the topic's
+ * delete.retention.ms. Not hinted: a younger one (its tail is read, found
+ * by time). A file whose body turns out corrupt at the restore is read
+ * unhinted (the same records). */
+void clog_prefetch_local(clog_t *c, const int32_t *partitions, size_t n, const char *ckpt_dir,
+                         uint32_t fingerprint, size_t blob_size);
+/* The restore reads so far and what of them the hints served (every reader
+ * this writer made). */
+void clog_read_stats(const clog_t *c, changelog_reader_stats_t *out);
 /* clog_assign from a standby copy: copy holds partition p's users as rs
  * read them from the changelog up to offset `from` (exclusive); only the
  * records from `from` to the end are read (the local checkpoint, if any,
@@ -110,7 +126,8 @@ int clog_checkpoint(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                     int64_t next_offset);
 
 /* acked_next(ctx, p): the offset below which every prediction of p is
- * acknowledged; durable(ctx, p, next_offset): a completion record of p is
+ * acknowledged (with exactly_once: and committed), the bound of what a
+ * record may cover; durable(ctx, p, next_offset): a completion record of p is
  * acknowledged (the commit may go up to next_offset). */
 typedef int64_t (*clog_acked_fn)(void *ctx, int32_t p);
 typedef void (*clog_durable_fn)(void *ctx, int32_t p, int64_t next_offset);
@@ -150,6 +167,9 @@ int clog_switch_model(clog_t *c, int32_t p, store_t *st, int64_t pos);
 int clog_other_model(const clog_t *c, int32_t p, int64_t *next_offset);
 /* The changelog topic's partition count (the input's). */
 int32_t clog_partitions(const clog_t *c);
+/* 1 when the cluster answered the Admin API at start (DescribeConfigs), 0
+ * when it does not support it (librdkafka's mock cluster). */
+int clog_cluster_has_admin(const clog_t *c);
 /* 1 while a state restored into p may hold events at or after next_offset
  * (a user whose changelog record is newer than the completion restored
  * from: its events up to that record are skipped, not applied, when they

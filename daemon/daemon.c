@@ -33,6 +33,7 @@
 #include "daemon/standby.h"
 #include "daemon/http.h"
 #include "daemon/inflight.h"
+#include "daemon/loopstat.h"
 #include "daemon/metrics.h"
 #include "daemon/notify.h"
 #include "daemon/quality.h"
@@ -161,6 +162,7 @@ struct ixd {
   int pretouch_logged;      /* the end of state.pretouch_mb's pre-touch was logged */
   metrics_t *metrics;
   metrics_daemon_t md;
+  loopstat_t *loopstat; /* the loop's turns timed (interestd_loop_*) */
   quality_metrics_t qm; /* live quality of the served model (daemon/quality.h) */
   /* model.shadow_path: a candidate scored on the same events with its own
    * states (not checkpointed), every prediction scored, nothing emitted */
@@ -937,9 +939,17 @@ static void clog_checkpoint_all(daemon_t *d) {
   }
 }
 
+/* Below what offset a changelog record may cover events: their predictions
+ * acknowledged; with exactly_once also committed (an acknowledged output of
+ * the open transaction can still be aborted, and a restore skips every
+ * event a record covers: docs/STATE.md, "Incremental encoding"). */
 static int64_t clog_acked_cb(void *ctx, int32_t p) {
-  inflight_part_t pt = inflight_part(((daemon_t *)ctx)->inflight, p);
-  return pt.owned ? pt.acked_next : -1;
+  daemon_t *d = ctx;
+  inflight_part_t pt = inflight_part(d->inflight, p);
+  if (!pt.owned) return -1;
+  if (!d->txn) return pt.acked_next;
+  int64_t committed = txn_committed(d->txn, p);
+  return committed < pt.acked_next ? committed : pt.acked_next;
 }
 
 static void clog_durable_cb(void *ctx, int32_t p, int64_t next_offset) {
@@ -1292,20 +1302,19 @@ static void on_skip(void *ctx, int32_t partition, int64_t expected, int64_t resu
 
 /* The assigned partitions whose changelog restore reads the topic from its
  * start, hinted to the reader so it asks their watermarks at once and
- * fetches the next ones while one is decoded (clog_prefetch): those without
- * a standby copy (it reads only the tail) and without a local checkpoint
- * file (a young one reads the tail found by time; one that turns out
- * unusable or old reads the whole topic unhinted, the same records). */
+ * fetches the next ones while one is decoded: those without a standby copy
+ * (it reads only the tail) whose local checkpoint, as the restore will find
+ * it, is unusable, another model's or too old for the tail
+ * (clog_prefetch_local). */
 static void clog_prefetch_assigned(daemon_t *d, const consumer_part_t *parts, size_t n) {
   if (!d->clog || !n) return;
   int32_t *ps = malloc(n * sizeof *ps);
   if (!ps) return;
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (!standby_has_copy(d->standby, parts[i].partition) &&
-        !(d->ckpt && ckpt_has_partition(d->cfg->state.checkpoint_dir, parts[i].partition)))
-      ps[k++] = parts[i].partition;
-  clog_prefetch(d->clog, ps, k);
+    if (!standby_has_copy(d->standby, parts[i].partition)) ps[k++] = parts[i].partition;
+  clog_prefetch_local(d->clog, ps, k, d->ckpt ? d->cfg->state.checkpoint_dir : NULL,
+                      pipeline_fingerprint(d->pipe), store_blob_size(pipeline_store(d->pipe)));
   free(ps);
 }
 
@@ -1679,8 +1688,11 @@ static void finish_stop(daemon_t *d) {
     LOG_WARN("daemon", "shutdown timeout: %" PRIu64 " predictions not written to Redis; their "
              "input offsets stay uncommitted and will be re-processed", rsink_backlog(d->redis));
   advance_dirty(d);
-  /* leave the group: revokes everything (checkpoint, commit) through on_rebalance */
-  consumer_close(d->consumer);
+  /* leave the group: revokes everything (checkpoint, commit) through on_rebalance;
+   * during the group join it may wait for the first assignment (stream/consumer.h) */
+  uint64_t close_left =
+      d->stop_deadline_ms > ix_mono_ms() ? d->stop_deadline_ms - ix_mono_ms() : 0;
+  consumer_close(d->consumer, (int)(close_left > 1000 ? close_left : 1000));
   if (d->final_commit_failed) {
     LOG_ERROR("daemon", "the final offset commit failed: the events after the group's last "
                         "committed offsets will be read and their predictions sent again by the "
@@ -1695,6 +1707,7 @@ static void finish_stop(daemon_t *d) {
   d->ck_active = 0;
   rsink_destroy(d->redis);
   d->redis = NULL;
+  standby_stop(d->standby);
   uv_poll_stop(&d->consumer_poll);
   uv_poll_stop(&d->producer_poll);
   close_handle((uv_handle_t *)&d->consumer_poll);
@@ -1715,6 +1728,7 @@ static void finish_stop(daemon_t *d) {
   d->http = NULL;
   if (d->notify) notify_close(d->notify);
   d->notify = NULL;
+  loopstat_close(d->loopstat);
   LOG_INFO("daemon", "stopped: consumed %" PRIu64 ", processed %" PRIu64 ", rejected %" PRIu64
            ", produced %" PRIu64 ", delivered %" PRIu64 ", dlq %" PRIu64 "/%" PRIu64
            ", failed deliveries %" PRIu64,
@@ -1851,7 +1865,8 @@ static void swap_restart(daemon_t *d) {
   free(path);
 }
 
-/* After a switch with a changelog topic (docs/STATE.md, "Model swaps"): the
+/* After a switch with a changelog topic (docs/STATE.md, "Model swaps"), a
+ * warm one or a reset (model.reload = reset: the new store is empty): the
  * hooks follow the new pipeline and store, each owned partition's next
  * changelog checkpoint writes every user with the new fingerprint and
  * starts a new epoch, and the standby copies follow again for the new model. */
@@ -1953,7 +1968,12 @@ static void warm_timer_cb(uv_timer_t *t) {
 /* ---------------------------------------------------------------- reload */
 
 /* SIGHUP: re-reads the config and the model; on any error keeps the old
- * ones (logged). Returns 0 when the new config is in service. */
+ * ones (logged). Returns 0 when the new config is in service. A reset
+ * (model.reload = reset, another fingerprint) drops every state and, as
+ * a warm swap's switch does, starts the next checkpoint at once: it
+ * rewrites every owned partition's local file (empty where no event came
+ * since) and changelog epoch with the new fingerprint, so that a restart
+ * with the new model resumes each partition at or after the reset. */
 static int reload(daemon_t *d) {
   notify_reloading(d->notify);
   char why[512];
@@ -1989,6 +2009,8 @@ static int reload(daemon_t *d) {
   /* exactly_once: a reset replaces the store the open transaction's undo
    * copies belong to; commit it first */
   if (d->txn && txn_open(d->txn)) eos_commit(d);
+  int replaced = model_fingerprint(m) != old_fp ||
+                 model_state_size(m) != model_state_size(d->model); /* with reset: a new store */
   rc = pipeline_set_model(d->pipe, m, cfg->model.reload == MODEL_RELOAD_RESET);
   if (rc) {
     LOG_ERROR("daemon", "reload refused: model %s (%s) has another state fingerprint "
@@ -1999,6 +2021,20 @@ static int reload(daemon_t *d) {
   }
   if (model_fingerprint(m) != old_fp)
     LOG_WARN("daemon", "model reloaded with a new fingerprint: every user's state was reset");
+  /* the reset's empty store: its evictions get tombstones, and a new epoch
+   * supersedes the old model's records and the users dropped here (a
+   * restore with the new model holds only the users changed since) */
+  if (replaced && d->clog) swap_changelog(d);
+  if (replaced && (d->ckpt || d->clog)) {
+    /* as after a warm swap: every owned partition's local file still holds
+     * the old model's states, which a restart with the new model refuses
+     * (cold from the committed offset, possibly before the reset); the next
+     * checkpoint, brought forward, rewrites them all with the new model's
+     * states (none where no event came since the reset) */
+    d->ck_force = d->ckpt != NULL;
+    uint64_t ms = (uint64_t)d->cfg->state.checkpoint_interval_s * 1000u;
+    uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, 10, ms);
+  }
   model_destroy(d->model);
   d->model = m;
   m = NULL;
@@ -2305,6 +2341,7 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   if (!rc) rc = metrics_on_collect(d->metrics, collect_cb, d);
   if (!rc) rc = warmup_metrics_register(d->metrics, &d->wm);
   if (!rc) rc = warmstart_metrics_register(d->metrics, &d->wsm);
+  if (!rc) rc = loopstat_start(&d->loop, d->metrics, &d->loopstat);
   if (rc) {
     snprintf(errstr, errstr_size, "cannot set up metrics: %s", ix_strerror(rc));
     goto err;
@@ -2380,9 +2417,9 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                        .topic = topic,
                        .input_topic = cfg->kafka.input_topic,
                        .metrics = d->metrics,
-                       /* exactly_once: a state encoded after the start could hold
-                        * events of the open transaction (docs/STATE.md) */
-                       .slice_us = cfg->kafka.exactly_once ? 0 : CLOG_SLICE_US};
+                       /* exactly_once too: records wait for the commit of what
+                        * they cover (clog_acked_cb; docs/STATE.md) */
+                       .slice_us = CLOG_SLICE_US};
     rc = clog_new(&clo, &d->clog, errstr, errstr_size);
     free(clprops); /* the strings stay with cfg; clog_new copied what it keeps */
     if (rc) goto err;
@@ -2404,9 +2441,14 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
       rc = fprops ? standby_new(&sbo, &d->standby, errstr, errstr_size) : IX_ENOMEM;
       free(fprops);
       if (rc) goto err;
-      LOG_INFO("daemon", "standby replicas: %u (each member follows about %u x (its partitions + "
-               "1) changelog partitions it does not own)", cfg->state.standby_replicas,
-               cfg->state.standby_replicas);
+      if (clog_cluster_has_admin(d->clog))
+        LOG_INFO("daemon", "standby replicas: %u, placed by the group's membership "
+                 "(DescribeConsumerGroups); by this member's own assignment until the group is "
+                 "first described, and when it cannot be", cfg->state.standby_replicas);
+      else
+        LOG_INFO("daemon", "standby replicas: %u, placed by this member's own assignment: the "
+                 "cluster has no Admin API (librdkafka's mock), the group is not described",
+                 cfg->state.standby_replicas);
     }
   }
   rc = inflight_new(d->ckpt != NULL || d->clog != NULL, &d->inflight);
@@ -2458,6 +2500,12 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
                         .on_skip = on_skip, .ctx = d};
   rc = consumer_new(&co, &d->consumer, errstr, errstr_size);
   if (rc) goto err;
+  /* not on a cluster without the Admin API (the mock): librdkafka 2.0.2
+   * hangs its client on a DescribeConsumerGroups the broker cannot take */
+  if (d->standby && clog_cluster_has_admin(d->clog) &&
+      (rc = standby_watch_group(d->standby, &d->loop, d->consumer, cfg->kafka.group, errstr,
+                                errstr_size)))
+    goto err;
   if (cfg->kafka.exactly_once) {
     txn_opts_t to = {.producer = d->producer, .consumer = d->consumer, .inflight = d->inflight,
                      .pipe = d->pipe, .commit_interval_ms = cfg->kafka.commit_interval_ms,
@@ -2573,17 +2621,18 @@ void daemon_destroy(daemon_t *d) {
       if (d->notify) notify_close(d->notify);
       rsink_destroy(d->redis); /* before the walk: it closes its own handles */
       d->redis = NULL;
+      loopstat_close(d->loopstat); /* its close callback frees it */
       uv_walk(&d->loop, walk_close, NULL);
       d->phase = CLOSED;
     }
     uv_run(&d->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&d->loop)) LOG_WARN("daemon", "event loop closed with handles open");
   }
+  standby_destroy(d->standby); /* before the consumer: it describes the group on its client */
   consumer_destroy(d->consumer);
   producer_destroy(d->producer, 0);
   backlog_destroy(d->backlog);
   ckpt_destroy(d->ckpt);
-  standby_destroy(d->standby);
   clog_destroy(d->clog, 1000);
   txn_destroy(d->txn);
   warmup_destroy(d->warm);

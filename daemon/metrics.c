@@ -557,6 +557,10 @@ const double metrics_buckets_checkpoint[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,  2.5
                                              5,    10,   30,  60,   120, 300, 600};
 const size_t metrics_buckets_checkpoint_n =
     sizeof metrics_buckets_checkpoint / sizeof metrics_buckets_checkpoint[0];
+const double metrics_buckets_stall[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                        0.005,   0.01,   0.025,   0.05,   0.1,   0.25,
+                                        0.5,     1,      2.5,     5,      10};
+const size_t metrics_buckets_stall_n = sizeof metrics_buckets_stall / sizeof metrics_buckets_stall[0];
 
 /* ---- interestd's metric set ---------------------------------------------- */
 
@@ -746,6 +750,28 @@ int metrics_changelog_register(metrics_t *m, metrics_changelog_t *cm) {
     rc = metrics_histogram_new(m, &cm->restore_seconds, "interestd_changelog_restore_seconds",
                                "Time to restore one partition from the changelog.", secs,
                                sizeof secs / sizeof secs[0], NULL);
+  static const char *const modes[2] = {"slices", "at_once"};
+  for (int i = 0; i < 2 && !rc; i++)
+    rc = metrics_histogram_new(m, &cm->encode_seconds[i], "interestd_changelog_encode_seconds",
+                               "Loop-thread time of one changelog encoding call: a slice "
+                               "(mode slices) or a whole checkpoint at once (revocation, "
+                               "shutdown).", metrics_buckets_stall,
+                               metrics_buckets_stall_n, "mode", modes[i], NULL);
+  return rc;
+}
+
+int metrics_loop_register(metrics_t *m, metrics_loop_t *lm) {
+  int rc = metrics_histogram_new(m, &lm->busy_seconds, "interestd_loop_busy_seconds",
+                                 "Time each turn of the event loop spent running callbacks "
+                                 "(events arriving meanwhile wait for the next turn).",
+                                 metrics_buckets_stall, metrics_buckets_stall_n, NULL);
+  if (!rc)
+    rc = metrics_gauge_new(m, &lm->stall_max, "interestd_loop_stall_max_seconds",
+                           "Longest turn of the event loop since the process started.", NULL);
+  if (!rc)
+    rc = metrics_gauge_new(m, &lm->stall_recent, "interestd_loop_stall_recent_max_seconds",
+                           "Longest turn of the event loop that ended in the last 60 s "
+                           "(50-60 s: 10 s steps).", NULL);
   return rc;
 }
 
@@ -759,6 +785,20 @@ int metrics_standby_register(metrics_t *m, metrics_standby_t *sm) {
   if (!rc)
     rc = metrics_gauge_new(m, &sm->bytes, "interestd_standby_bytes",
                            "Memory of the standby copies (slabs and index).", NULL);
+  static const char *const rules[2] = {"assignment", "membership"};
+  for (int i = 0; i < 2 && !rc; i++)
+    rc = metrics_gauge_new(m, &sm->rule[i], "interestd_standby_rule",
+                           "1 for the standby placement rule in force: membership (the group "
+                           "described) or assignment (this member's own, the fallback).",
+                           "rule", rules[i], NULL);
+  if (!rc)
+    rc = metrics_counter_new(m, &sm->describes_ok, "interestd_standby_describes_total",
+                             "DescribeConsumerGroups answers for the standby placement.",
+                             "result", "ok", NULL);
+  if (!rc)
+    rc = metrics_counter_new(m, &sm->describes_failed, "interestd_standby_describes_total",
+                             "DescribeConsumerGroups answers for the standby placement.",
+                             "result", "failed", NULL);
   return rc;
 }
 

@@ -87,13 +87,20 @@
  *  interestd_changelog_restore_seconds       histogram  -                        time to restore one partition from the changelog
  *  interestd_changelog_records_written_total counter    -                        changelog records acknowledged
  *  interestd_changelog_produce_failures_total counter   -                        changelog records not delivered
+ *  interestd_changelog_encode_seconds        histogram  mode=slices|at_once      loop-thread time of one changelog encoding call
  *  interestd_standby_lag_records             gauge      partition                changelog records a standby copy is behind the topic's end
  *  interestd_standby_users                   gauge      -                        users held in standby copies
  *  interestd_standby_bytes                   gauge      -                        memory of the standby copies
  *  interestd_standby_partitions              gauge      -                        partitions this member stands by for
+ *  interestd_standby_rule                    gauge      rule=membership|assignment  1 for the placement rule in force, else 0
+ *  interestd_standby_describes_total         counter    result=ok|failed         DescribeConsumerGroups answers for the standby placement
  *  (the state and changelog families are registered by metrics_changelog_register() when a changelog is on,
  *   their source="warm" series always by daemon/warmstart.c (model.warm_start);
  *   the standby gauges by daemon/standby.c when state.standby_replicas > 0)
+ *  interestd_loop_busy_seconds               histogram  -                        time each turn of the event loop ran callbacks
+ *  interestd_loop_stall_max_seconds          gauge      -                        longest turn since start
+ *  interestd_loop_stall_recent_max_seconds   gauge      -                        longest turn ending in the last 60 s
+ *  (the loop families are registered by metrics_loop_register(), always: daemon/loopstat.c)
  *
  * Reject reasons (label reason=): derived from the codec's error code by
  * common/reject.h's IX_REJECT_MAP (not_map, truncated, too_big,
@@ -205,6 +212,8 @@ extern const double metrics_buckets_batch[];     /* 1 .. 4096 events, powers of 
 extern const size_t metrics_buckets_batch_n;
 extern const double metrics_buckets_checkpoint[];/* 10 ms .. 10 min */
 extern const size_t metrics_buckets_checkpoint_n;
+extern const double metrics_buckets_stall[];     /* 50 us .. 10 s */
+extern const size_t metrics_buckets_stall_n;
 
 /* ---- interestd's own metric set (the table above) ---------------------- */
 
@@ -282,6 +291,7 @@ typedef struct {
   metrics_counter_t *from[5], *users_from[5], *bytes_read, *records_written, *produce_failures,
       *skipped;
   metrics_histogram_t *restore_seconds;
+  metrics_histogram_t *encode_seconds[2]; /* mode: 0 slices, 1 at_once */
 } metrics_changelog_t;
 extern const char *const metrics_state_source_label[5];
 
@@ -289,10 +299,21 @@ extern const char *const metrics_state_source_label[5];
  * IX_EINVAL or IX_ENOMEM. */
 int metrics_changelog_register(metrics_t *reg, metrics_changelog_t *cm);
 
+/* The event loop's families (the table above; registered by daemon/loopstat.c,
+ * which updates them). Borrowed pointers into the registry. */
+typedef struct {
+  metrics_histogram_t *busy_seconds;
+  metrics_gauge_t *stall_max, *stall_recent;
+} metrics_loop_t;
+/* Returns 0, IX_EINVAL or IX_ENOMEM. */
+int metrics_loop_register(metrics_t *reg, metrics_loop_t *lm);
+
 /* The standby replicas' families (the table above; registered when
  * state.standby_replicas > 0). Borrowed pointers into the registry. */
 typedef struct {
   metrics_gauge_t *partitions, *users, *bytes;
+  metrics_gauge_t *rule[2];                 /* [0] assignment, [1] membership */
+  metrics_counter_t *describes_ok, *describes_failed;
 } metrics_standby_t;
 /* Returns 0, IX_EINVAL or IX_ENOMEM. */
 int metrics_standby_register(metrics_t *reg, metrics_standby_t *sm);

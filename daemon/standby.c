@@ -1,6 +1,7 @@
-/* Standby replicas: which partitions to follow, the follower, the copies
- * (one store holding every followed partition, one restore accumulator per
- * partition) and the hand-over to the new owner. */
+/* Standby replicas: which partitions to follow (the membership placement
+ * from the group's description, or the own-assignment fallback), the
+ * follower, the copies (one store holding every followed partition, one
+ * restore accumulator per partition) and the hand-over to the new owner. */
 #include "daemon/standby.h"
 
 #include <inttypes.h>
@@ -13,6 +14,19 @@
 #include "common/log.h"
 #include "state/changelog.h"
 #include "stream/changelog_topic.h"
+
+/* The group is described after every assignment and revocation and every
+ * DESCRIBE_PERIOD_MS; a description that is not yet consistent (a rebalance
+ * in progress, this member's assignment not in it yet, a partition without
+ * an owner) is asked again after DESCRIBE_RETRY_MS (at most DESCRIBE_RETRIES
+ * times in a row; one with a partition without an owner is then used). The
+ * membership rule gives way to the own-assignment rule after DESCRIBE_FAILS
+ * failed descriptions in a row. */
+#define DESCRIBE_PERIOD_MS 5000
+#define DESCRIBE_TIMEOUT_MS 5000
+#define DESCRIBE_RETRY_MS 1000
+#define DESCRIBE_RETRIES 10
+#define DESCRIBE_FAILS 3
 
 typedef struct {
   int followed;
@@ -33,6 +47,17 @@ struct standby {
   metrics_t *metrics;
   metrics_standby_t m;
   uint64_t applied;
+  /* placement */
+  standby_rule_t rule;
+  int32_t *owned;           /* this member's partitions now, ascending */
+  size_t n_owned;
+  groupdesc_t *gd;          /* NULL: own-assignment rule only */
+  uv_poll_t gd_poll;
+  int gd_poll_on;
+  uint64_t next_describe_ms;
+  int describe_again;       /* the assignment changed while a request was in flight */
+  unsigned fails, retries;  /* failed / inconsistent descriptions in a row */
+  int fail_logged;
 };
 
 size_t standby_want(const int32_t *owned, size_t n_owned, int32_t partitions, uint32_t replicas,
@@ -62,6 +87,77 @@ size_t standby_want(const int32_t *owned, size_t n_owned, int32_t partitions, ui
   free(own);
   return got;
 }
+
+static int str0cmp(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : ""); }
+
+/* The ring's order: group.instance.id, member id, then the partitions (any
+ * two distinct entries compare unequal, so every member sorts alike). */
+static int member_cmp(const groupdesc_member_t *a, const groupdesc_member_t *b) {
+  int c = str0cmp(a->instance_id, b->instance_id);
+  if (!c) c = str0cmp(a->member_id, b->member_id);
+  for (size_t i = 0; !c && i < a->n_parts && i < b->n_parts; i++)
+    c = (a->parts[i] > b->parts[i]) - (a->parts[i] < b->parts[i]);
+  if (!c) c = (a->n_parts > b->n_parts) - (a->n_parts < b->n_parts);
+  return c;
+}
+
+static int member_claims(const groupdesc_member_t *m, int32_t p) {
+  for (size_t i = 0; i < m->n_parts; i++)
+    if (m->parts[i] == p) return 1;
+  return 0;
+}
+
+size_t standby_place(const groupdesc_member_t *members, size_t n_members, size_t self,
+                     int32_t partitions, uint32_t replicas, uint8_t *want) {
+  memset(want, 0, (size_t)(partitions > 0 ? partitions : 0));
+  if (partitions <= 0 || !replicas || self >= n_members) return 0;
+  size_t *ring = malloc(n_members * sizeof *ring);
+  int32_t *owner = malloc((size_t)partitions * sizeof *owner); /* lowest rank claiming p */
+  size_t got = SIZE_MAX;
+  if (!ring || !owner) goto out;
+  got = 0;
+  /* insertion sort of the member indices (groups are small) */
+  for (size_t i = 0; i < n_members; i++) {
+    size_t j = i;
+    while (j > 0 && member_cmp(&members[ring[j - 1]], &members[i]) > 0) {
+      ring[j] = ring[j - 1];
+      j--;
+    }
+    ring[j] = i;
+  }
+  size_t me = 0;
+  for (size_t r = 0; r < n_members; r++)
+    if (ring[r] == self) me = r;
+  for (int32_t p = 0; p < partitions; p++) owner[p] = -1;
+  for (size_t r = n_members; r-- > 0;) {
+    const groupdesc_member_t *m = &members[ring[r]];
+    for (size_t i = 0; i < m->n_parts; i++)
+      if (m->parts[i] >= 0 && m->parts[i] < partitions) owner[m->parts[i]] = (int32_t)r;
+  }
+  for (int32_t p = 0; p < partitions; p++) {
+    if (member_claims(&members[self], p)) continue;
+    /* an owned partition: the members after its owner; an unclaimed one
+     * (nobody owns it in this description): from rank p mod |members| */
+    size_t start = owner[p] >= 0 ? (size_t)owner[p] + 1 : (size_t)p % n_members;
+    uint32_t taken = 0;
+    for (size_t k = 0; k < n_members && taken < replicas; k++) {
+      size_t r = (start + k) % n_members;
+      if (member_claims(&members[ring[r]], p)) continue;
+      taken++;
+      if (r == me) {
+        want[p] = 1;
+        got++;
+        break;
+      }
+    }
+  }
+out:
+  free(ring);
+  free(owner);
+  return got;
+}
+
+static void set_rule(standby_t *sb, standby_rule_t r);
 
 /* A fresh copy of p, following it from the changelog's start. */
 static void follow(standby_t *sb, int32_t p) {
@@ -133,6 +229,7 @@ int standby_new(const standby_opts_t *o, standby_t **out, char *errstr, size_t n
     snprintf(errstr, n, "cannot register the standby metrics: %s", ix_strerror(rc));
     goto err;
   }
+  set_rule(sb, STANDBY_RULE_ASSIGNMENT);
   *out = sb;
   return 0;
 err:
@@ -142,6 +239,8 @@ err:
 
 void standby_destroy(standby_t *sb) {
   if (!sb) return;
+  groupdesc_destroy(sb->gd);
+  free(sb->owned);
   changelog_follower_destroy(sb->fol);
   for (int32_t p = 0; sb->parts && p < sb->n_parts; p++)
     changelog_restore_destroy(sb->parts[p].rs);
@@ -151,17 +250,19 @@ void standby_destroy(standby_t *sb) {
   free(sb);
 }
 
-void standby_set_owned(standby_t *sb, const int32_t *owned, size_t n) {
-  if (!sb) return;
-  /* owning nothing is a passing state (between a revocation and the next
-   * assignment, or an assignment lost): the warm copies stay */
-  if (!n) {
-    update_gauges(sb);
-    return;
-  }
-  uint8_t *want = calloc((size_t)sb->n_parts, 1);
-  if (!want) return;
-  standby_want(owned, n, sb->n_parts, sb->replicas, want);
+static const char *rule_name(standby_rule_t r) {
+  return r == STANDBY_RULE_MEMBERSHIP ? "membership" : "own-assignment";
+}
+
+static void set_rule(standby_t *sb, standby_rule_t r) {
+  sb->rule = r;
+  metrics_gauge_set(sb->m.rule[STANDBY_RULE_ASSIGNMENT], r == STANDBY_RULE_ASSIGNMENT);
+  metrics_gauge_set(sb->m.rule[STANDBY_RULE_MEMBERSHIP], r == STANDBY_RULE_MEMBERSHIP);
+}
+
+/* Follow exactly the partitions of want[] (new ones from their start), drop
+ * the others; one log line when the set changed. why: the rule's details. */
+static void follow_set(standby_t *sb, const uint8_t *want, const char *why) {
   char added[256] = "", dropped[256] = "";
   size_t la = 0, ld = 0;
   for (int32_t p = 0; p < sb->n_parts; p++) {
@@ -175,12 +276,184 @@ void standby_set_owned(standby_t *sb, const int32_t *owned, size_t n) {
                                                           "%s%d", ld ? "," : "", (int)p);
     }
   }
-  free(want);
-  if (la || ld)
-    LOG_INFO("standby", "standby copies: following [%s] from their start, dropped [%s]; now %zu "
-             "partitions (%u replicas, %zu owned)", added, dropped, standby_partitions(sb),
-             sb->replicas, n);
+  if (la || ld) {
+    char now[256] = "";
+    size_t ln = 0;
+    for (int32_t p = 0; p < sb->n_parts && ln < sizeof now - 12; p++)
+      if (sb->parts[p].followed)
+        ln += (size_t)snprintf(now + ln, sizeof now - ln, "%s%d", ln ? "," : "", (int)p);
+    LOG_INFO("standby", "standby copies (%s rule%s): following [%s] from their start, dropped "
+             "[%s]; now %zu partitions [%s] (%u replicas, %zu owned)", rule_name(sb->rule), why,
+             added, dropped, standby_partitions(sb), now, sb->replicas, sb->n_owned);
+  }
   update_gauges(sb);
+}
+
+/* The own-assignment rule on the partitions owned now. */
+static void follow_by_assignment(standby_t *sb) {
+  /* owning nothing is a passing state (between a revocation and the next
+   * assignment, or an assignment lost): the warm copies stay */
+  if (!sb->n_owned) {
+    update_gauges(sb);
+    return;
+  }
+  uint8_t *want = calloc((size_t)sb->n_parts, 1);
+  if (!want) return;
+  standby_want(sb->owned, sb->n_owned, sb->n_parts, sb->replicas, want);
+  follow_set(sb, want, "");
+  free(want);
+}
+
+static void describe_now(standby_t *sb) {
+  if (!sb->gd) return;
+  if (groupdesc_in_flight(sb->gd)) {
+    sb->describe_again = 1; /* its answer may predate this change */
+    return;
+  }
+  sb->describe_again = 0;
+  /* the answer sets the next time; out of memory: the next period */
+  sb->next_describe_ms = groupdesc_request(sb->gd, DESCRIBE_TIMEOUT_MS) == 0
+                             ? UINT64_MAX
+                             : ix_mono_ms() + DESCRIBE_PERIOD_MS;
+}
+
+void standby_set_owned(standby_t *sb, const int32_t *owned, size_t n) {
+  if (!sb) return;
+  int32_t *copy = malloc((n ? n : 1) * sizeof *copy);
+  if (!copy) return;
+  memcpy(copy, owned, n * sizeof *copy);
+  free(sb->owned);
+  sb->owned = copy;
+  sb->n_owned = n;
+  sb->retries = 0;
+  describe_now(sb);
+  if (sb->rule == STANDBY_RULE_ASSIGNMENT)
+    follow_by_assignment(sb);
+  else
+    update_gauges(sb); /* the copies stay until the group is described again */
+}
+
+standby_rule_t standby_rule(const standby_t *sb) {
+  return sb ? sb->rule : STANDBY_RULE_ASSIGNMENT;
+}
+
+/* 1 when member m's partitions are exactly this member's owned set. */
+static int same_as_owned(const standby_t *sb, const groupdesc_member_t *m) {
+  if (m->n_parts != sb->n_owned) return 0;
+  for (size_t i = 0; i < m->n_parts; i++) {
+    int found = 0;
+    for (size_t j = 0; j < sb->n_owned && !found; j++) found = sb->owned[j] == m->parts[i];
+    if (!found) return 0;
+  }
+  return 1;
+}
+
+/* Partitions of the topic no member of the description owns. */
+static size_t unclaimed(const standby_t *sb, const groupdesc_view_t *v) {
+  uint8_t *owned = calloc((size_t)(sb->n_parts > 0 ? sb->n_parts : 1), 1);
+  if (!owned) return 0;
+  size_t n = (size_t)(sb->n_parts > 0 ? sb->n_parts : 0);
+  for (size_t i = 0; i < v->n_members; i++)
+    for (size_t j = 0; j < v->members[i].n_parts; j++) {
+      int32_t p = v->members[i].parts[j];
+      if (p >= 0 && p < sb->n_parts && !owned[p]) {
+        owned[p] = 1;
+        n--;
+      }
+    }
+  free(owned);
+  return n;
+}
+
+static void described(standby_t *sb, const groupdesc_view_t *v) {
+  uint64_t now = ix_mono_ms();
+  sb->next_describe_ms = now + DESCRIBE_PERIOD_MS;
+  if (v->err) {
+    metrics_counter_inc(sb->m.describes_failed);
+    sb->fails++;
+    if (sb->rule == STANDBY_RULE_MEMBERSHIP && sb->fails >= DESCRIBE_FAILS) {
+      LOG_WARN("standby", "the group could not be described %u times in a row (%s): standby "
+               "placement falls back to the own-assignment rule", sb->fails, v->error);
+      set_rule(sb, STANDBY_RULE_ASSIGNMENT);
+      sb->fail_logged = 1;
+      follow_by_assignment(sb);
+    } else if (!sb->fail_logged) {
+      LOG_INFO("standby", "the group cannot be described (%s, after %" PRIu64 " ms); the %s rule "
+               "stays in force, asking again every %d s", v->error, v->took_ms,
+               rule_name(sb->rule), DESCRIBE_PERIOD_MS / 1000);
+      sb->fail_logged = 1;
+    }
+  } else {
+    metrics_counter_inc(sb->m.describes_ok);
+    sb->fails = 0;
+    /* this member is the one whose assignment is its own: unique when it
+     * owns a partition (a consistent description gives each partition one
+     * owner); among several members without partitions it cannot tell
+     * itself apart (rd_kafka_memberid() is not asked: stream/groupdesc.h) */
+    size_t self = SIZE_MAX, matches = 0;
+    for (size_t i = 0; i < v->n_members; i++)
+      if (same_as_owned(sb, &v->members[i])) {
+        self = i;
+        matches++;
+      }
+    /* a partition nobody owns: the first round of a cooperative rebalance
+     * (the second follows at once); placed anyway after the retries */
+    size_t unowned = unclaimed(sb, v);
+    if (!v->stable || matches != 1 || !sb->owned /* no assignment seen yet */ ||
+        (unowned && sb->retries < DESCRIBE_RETRIES)) {
+      /* a rebalance in progress, or a description older than this
+       * member's assignment: placement waits for a consistent one */
+      LOG_DEBUG("standby", "group description not used: state %s, %zu members, %zu with this "
+                "member's assignment, %zu partitions without an owner", v->state, v->n_members,
+                matches, unowned);
+      if (sb->retries++ < DESCRIBE_RETRIES) sb->next_describe_ms = now + DESCRIBE_RETRY_MS;
+    } else {
+      sb->retries = 0;
+      uint8_t *want = calloc((size_t)sb->n_parts, 1);
+      if (want && standby_place(v->members, v->n_members, self, sb->n_parts, sb->replicas,
+                                want) != SIZE_MAX) {
+        if (sb->rule != STANDBY_RULE_MEMBERSHIP) {
+          LOG_INFO("standby", "the group is described (%zu members, %" PRIu64 " ms): standby "
+                   "placement by the membership rule", v->n_members, v->took_ms);
+          set_rule(sb, STANDBY_RULE_MEMBERSHIP);
+          sb->fail_logged = 0;
+        }
+        char why[96];
+        snprintf(why, sizeof why, ", %zu members", v->n_members);
+        follow_set(sb, want, why);
+      }
+      free(want);
+    }
+  }
+  if (sb->describe_again) describe_now(sb);
+}
+
+static void gd_poll_cb(uv_poll_t *h, int status, int events) {
+  (void)status, (void)events;
+  standby_t *sb = h->data;
+  groupdesc_view_t v;
+  while (sb->gd && groupdesc_take(sb->gd, &v)) described(sb, &v);
+}
+
+int standby_watch_group(standby_t *sb, uv_loop_t *loop, consumer_t *c, const char *group,
+                        char *errstr, size_t n) {
+  int rc = groupdesc_new(c, group, &sb->gd, errstr, n);
+  if (rc) return rc;
+  int uvrc = uv_poll_init(loop, &sb->gd_poll, groupdesc_fd(sb->gd));
+  if (uvrc) goto uverr;
+  sb->gd_poll_on = 1;
+  sb->gd_poll.data = sb;
+  if ((uvrc = uv_poll_start(&sb->gd_poll, UV_READABLE, gd_poll_cb))) goto uverr;
+  sb->next_describe_ms = ix_mono_ms(); /* the first pump asks */
+  return 0;
+uverr:
+  snprintf(errstr, n, "cannot watch the group descriptions: %s", uv_strerror(uvrc));
+  return IX_ESYS;
+}
+
+void standby_stop(standby_t *sb) {
+  if (!sb || !sb->gd_poll_on) return;
+  if (!uv_is_closing((uv_handle_t *)&sb->gd_poll)) uv_close((uv_handle_t *)&sb->gd_poll, NULL);
 }
 
 static void apply(void *ctx, int32_t p, int64_t off, const void *k, size_t kl, const void *v,
@@ -218,6 +491,7 @@ static void apply(void *ctx, int32_t p, int64_t off, const void *k, size_t kl, c
 size_t standby_pump(standby_t *sb, uint64_t budget_us) {
   if (!sb) return 0;
   uint64_t t0 = ix_mono_ns(), before = sb->applied;
+  if (sb->gd && ix_mono_ms() >= sb->next_describe_ms) describe_now(sb);
   /* small slices: each costs a few hundred microseconds at most */
   while (changelog_follower_poll(sb->fol, 256, apply, sb) == 256 &&
          ix_mono_ns() - t0 < budget_us * 1000u) {

@@ -4,17 +4,23 @@
  * time-bounded slices on the loop thread, to a store of their own. When one
  * of them is assigned, its copy becomes the restore: only the changelog's
  * tail past the copy's position is read (daemon/clog.h, clog_assign_copy).
- * Which partitions a member follows is derived from its own assignment
- * (standby_want); Kafka's assignor stays in charge. Loop thread only. */
+ * Which partitions a member follows: on a cluster that describes the group
+ * (DescribeConsumerGroups), the placement every member computes alike from
+ * the group's membership (standby_place); else, derived from its own
+ * assignment (standby_want). Kafka's assignor stays in charge. Loop thread
+ * only. */
 #ifndef IX_DAEMON_STANDBY_H
 #define IX_DAEMON_STANDBY_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "daemon/clog.h"
 #include "daemon/metrics.h"
 #include "state/store.h"
+#include "stream/consumer.h"
+#include "stream/groupdesc.h"
 
 typedef struct standby standby_t;
 
@@ -43,14 +49,50 @@ void standby_destroy(standby_t *sb); /* accepts NULL */
 size_t standby_want(const int32_t *owned, size_t n_owned, int32_t partitions, uint32_t replicas,
                     uint8_t *want);
 
-/* This member now owns owned[0..n): follow the partitions standby_want()
- * picks (new ones from their start), drop the copies of the others. With
- * n == 0 (between a revocation and the next assignment, or an assignment
- * lost) nothing changes: the copies stay warm. */
+/* The membership rule (docs/STATE.md, "Standby replicas"): members sorted
+ * by (group.instance.id, member id, then their partitions, so that any two
+ * entries have one order); a partition owned by the member of rank r is
+ * placed on the first `replicas` members after r in that ring that do not
+ * claim it; a partition nobody claims on the first `replicas` members from
+ * rank p mod |members|. Fills want[0..partitions) with 1 for the
+ * partitions placed on members[self] and returns how many; never one that
+ * members[self] claims. Partitions outside [0, partitions) are ignored.
+ * Independent of the order of members[]. Pure: exposed for tests. */
+size_t standby_place(const groupdesc_member_t *members, size_t n_members, size_t self,
+                     int32_t partitions, uint32_t replicas, uint8_t *want);
+
+/* Which rule is in force (the gauge interestd_standby_rule{rule}). */
+typedef enum {
+  STANDBY_RULE_ASSIGNMENT = 0, /* own assignment (standby_want): the fallback */
+  STANDBY_RULE_MEMBERSHIP = 1, /* the group's membership (standby_place) */
+} standby_rule_t;
+standby_rule_t standby_rule(const standby_t *sb);
+
+/* Describes the consumer group of c (group.id `group`) after every
+ * assignment and revocation and every few seconds, asynchronously (the
+ * result's file descriptor watched on loop), and switches to the
+ * membership rule once a description is consistent with this member's
+ * assignment; back to the own-assignment rule after repeated failures.
+ * Without this call only the own-assignment rule is used. c is borrowed:
+ * call standby_destroy() before destroying it. Returns 0 or a negative IX_E*
+ * with errstr filled. */
+int standby_watch_group(standby_t *sb, uv_loop_t *loop, consumer_t *c, const char *group,
+                        char *errstr, size_t errstr_size);
+/* Closes the loop handle of standby_watch_group() (shutdown; the memory is
+ * freed by standby_destroy() after the loop ran). Accepts NULL. */
+void standby_stop(standby_t *sb);
+
+/* This member now owns owned[0..n). Under the own-assignment rule: follow
+ * the partitions standby_want() picks (new ones from their start), drop the
+ * copies of the others; with n == 0 (between a revocation and the next
+ * assignment, or an assignment lost) nothing changes: the copies stay warm.
+ * Under the membership rule the copies stay as they are until the group is
+ * described again (asked now). */
 void standby_set_owned(standby_t *sb, const int32_t *owned, size_t n);
 
 /* Apply fetched changelog records for up to budget_us microseconds; update
- * the gauges. Returns the records applied. Call from a timer. */
+ * the gauges; send a group description when one is due. Returns the records
+ * applied. Call from a timer. */
 size_t standby_pump(standby_t *sb, uint64_t budget_us);
 
 /* Partition p is assigned to this member: restore it through c from its

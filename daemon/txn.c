@@ -262,6 +262,10 @@ void txn_delivery_failed(txn_t *t, const char *why) {
 
 int txn_open(const txn_t *t) { return t->open; }
 
+int64_t txn_committed(const txn_t *t, int32_t p) {
+  return p >= 0 && p < t->n_parts ? t->parts[p].committed : -1;
+}
+
 int txn_due(const txn_t *t) {
   return t->open && ix_mono_ms() - t->begun_ms >= t->o.commit_interval_ms;
 }

@@ -72,6 +72,11 @@ void txn_consumed(txn_t *t, int32_t p, int64_t offset);
 /* Whether the event at (p, offset) is replayed into state only: its outputs
  * were committed before this process restored p from an older checkpoint. */
 int txn_replaying(const txn_t *t, int32_t p, int64_t offset);
+/* The next offset of partition p whose event outputs are committed: set by
+ * each commit that consumed from p, or read from the group at assignment
+ * (txn_assigned); -1 when none is known. Everything a changelog record
+ * covers must be below it (docs/STATE.md, "Incremental encoding"). */
+int64_t txn_committed(const txn_t *t, int32_t p);
 /* A delivery of this transaction failed: the commit will abort. */
 void txn_delivery_failed(txn_t *t, const char *why);
 

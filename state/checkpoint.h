@@ -154,10 +154,20 @@ int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerpr
                            store_t *st, ckpt_restore_info_t *info, char *errstr,
                            size_t errstr_size);
 
-/* 1 when dir holds a checkpoint file (any generation, valid or not) for
- * `partition`, else 0 (also when dir cannot be read). A directory scan, no
- * file is opened. */
-int ckpt_has_partition(const char *dir, int32_t partition);
+/* What ckpt_restore_partition(dir, partition, fingerprint, a store of
+ * blob_size-byte blobs) would restore, judged without reading any file's
+ * body: the newest generation whose header is valid (magic, version,
+ * checksum, sizes), whose length is the header's and whose partition and
+ * generation match its name. Returns 0 with info->generation (0: none
+ * usable; info->skipped the unusable files before it), next_offset, users
+ * and created_ms; IX_EMISMATCH when that file was written for another
+ * fingerprint or blob size (info->refused_next_offset set; a restore
+ * refuses it); IX_ESYS or IX_ENOMEM when dir cannot be listed. A file whose
+ * body fails a block checksum passes here; the restore then skips it. No
+ * logging. */
+int ckpt_peek_partition(const char *dir, int32_t partition, uint32_t fingerprint,
+                        size_t blob_size, ckpt_restore_info_t *info);
+
 
 /* Header fields of a checkpoint file. */
 typedef struct {

@@ -36,8 +36,12 @@ static int fail(char *errstr, size_t errstr_size, int rc, const char *name, cons
   return rc;
 }
 
-int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerprint,
-                 store_t *st, ckpt_file_info_t *info, char *errstr, size_t errstr_size) {
+/* The header of the file at fd's position, checked (magic, version, size,
+ * CRC, plausible sizes, flags, offset) and, for a regular file, its length
+ * against the header's: what can be known without reading the body. *fi is
+ * filled once the header's CRC holds (also when a later check fails). */
+static int read_header(int fd, const char *name, ckpt_file_info_t *fi, uint32_t *hcrc_out,
+                       off_t *pos_out, int *regular_out, char *errstr, size_t errstr_size) {
   unsigned char h[CKPT_HEADER_BYTES];
   ssize_t got = ckf_read_full(fd, h, sizeof h);
   if (got < 0) return fail(errstr, errstr_size, IX_ESYS, name, "read failed: %s", ckf_errdesc(errno));
@@ -64,8 +68,9 @@ int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerpri
   if (hcrc != ckf_get_u32(h + 76))
     return fail(errstr, errstr_size, IX_ECRC, name, "header checksum mismatch (stored %08x, computed %08x)",
                 ckf_get_u32(h + 76), hcrc);
+  *hcrc_out = hcrc;
 
-  ckpt_file_info_t fi = {
+  *fi = (ckpt_file_info_t){
       .version = version,
       .partition = (int32_t)ckf_get_u32(h + 16),
       .fingerprint = ckf_get_u32(h + 20),
@@ -77,39 +82,53 @@ int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerpri
       .block_records = ckf_get_u32(h + 60),
       .file_bytes = ckf_get_u64(h + 64),
   };
-  if (info) *info = fi;
-  if (fi.blob_size == 0 || fi.blob_size > CKF_MAX_BLOB_BYTES || fi.block_records == 0 ||
-      (uint64_t)fi.block_records * ckf_record_size(fi.blob_size) > CKF_MAX_BLOCK_BYTES)
+  if (fi->blob_size == 0 || fi->blob_size > CKF_MAX_BLOB_BYTES || fi->block_records == 0 ||
+      (uint64_t)fi->block_records * ckf_record_size(fi->blob_size) > CKF_MAX_BLOCK_BYTES)
     return fail(errstr, errstr_size, IX_EMALFORMED, name,
-                "implausible blob size %u or block size %u", fi.blob_size, fi.block_records);
-  uint64_t rec = ckf_record_size(fi.blob_size);
-  if (fi.users > (UINT64_MAX / 2) / rec ||
-      fi.file_bytes != ckf_file_bytes_for(fi.users, fi.block_records, fi.blob_size))
+                "implausible blob size %u or block size %u", fi->blob_size, fi->block_records);
+  uint64_t rec = ckf_record_size(fi->blob_size);
+  if (fi->users > (UINT64_MAX / 2) / rec ||
+      fi->file_bytes != ckf_file_bytes_for(fi->users, fi->block_records, fi->blob_size))
     return fail(errstr, errstr_size, IX_EMALFORMED, name,
-                "header says %llu users but %llu bytes", (unsigned long long)fi.users,
-                (unsigned long long)fi.file_bytes);
+                "header says %llu users but %llu bytes", (unsigned long long)fi->users,
+                (unsigned long long)fi->file_bytes);
   if (ckf_get_u32(h + 72) != 0)
     return fail(errstr, errstr_size, IX_EMALFORMED, name, "unknown flags %08x", ckf_get_u32(h + 72));
-  if (fi.next_offset < 0)
+  if (fi->next_offset < 0)
     return fail(errstr, errstr_size, IX_EMALFORMED, name, "negative next offset %lld",
-                (long long)fi.next_offset);
+                (long long)fi->next_offset);
 
   /* A regular file's length is known up front: reject truncation before
    * touching the store. */
   struct stat sb;
   off_t pos = lseek(fd, 0, SEEK_CUR);
-  int regular = 0;
+  *pos_out = pos;
+  *regular_out = 0;
   if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && pos >= 0) {
-    regular = 1;
+    *regular_out = 1;
     uint64_t have = (uint64_t)sb.st_size - (uint64_t)pos + CKPT_HEADER_BYTES;
-    if (have < fi.file_bytes)
+    if (have < fi->file_bytes)
       return fail(errstr, errstr_size, IX_ETRUNC, name, "truncated: %llu of %llu bytes",
-                  (unsigned long long)have, (unsigned long long)fi.file_bytes);
-    if (have > fi.file_bytes)
+                  (unsigned long long)have, (unsigned long long)fi->file_bytes);
+    if (have > fi->file_bytes)
       return fail(errstr, errstr_size, IX_EMALFORMED, name,
-                  "%llu bytes after the last block", (unsigned long long)(have - fi.file_bytes));
-    posix_fadvise(fd, pos, 0, POSIX_FADV_SEQUENTIAL);
+                  "%llu bytes after the last block", (unsigned long long)(have - fi->file_bytes));
   }
+  return 0;
+}
+
+int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerprint,
+                 store_t *st, ckpt_file_info_t *info, char *errstr, size_t errstr_size) {
+  ckpt_file_info_t fi = {0};
+  uint32_t hcrc = 0;
+  off_t pos = 0;
+  int regular = 0;
+  int hrc = read_header(fd, name, &fi, &hcrc, &pos, &regular, errstr, errstr_size);
+  if (info) *info = fi;
+  if (hrc) return hrc;
+  if (regular) posix_fadvise(fd, pos, 0, POSIX_FADV_SEQUENTIAL);
+  uint64_t rec = ckf_record_size(fi.blob_size);
+  ssize_t got;
 
   if (st) {
     if (fi.partition != partition)
@@ -204,20 +223,49 @@ int ckpt_load_fd(int fd, const char *name, int32_t partition, uint32_t fingerpri
   return rc;
 }
 
-typedef struct {
-  int32_t partition;
-  int found;
-} has_t;
-
-static void has_one(void *ctx, int32_t partition, uint64_t gen) {
-  (void)gen;
-  has_t *h = ctx;
-  if (partition == h->partition) h->found = 1;
-}
-
-int ckpt_has_partition(const char *dir, int32_t partition) {
-  has_t h = {partition, 0};
-  return ckf_scan_dir(dir, has_one, &h) == 0 && h.found;
+int ckpt_peek_partition(const char *dir, int32_t partition, uint32_t fingerprint,
+                        size_t blob_size, ckpt_restore_info_t *info) {
+  memset(info, 0, sizeof *info);
+  info->refused_next_offset = -1;
+  ckf_gen_list_t gl = {.partition = partition};
+  if (ckf_scan_dir(dir, ckf_collect_gens, &gl) != 0 || gl.oom) {
+    int rc = errno == ENOENT && !gl.oom ? 0 : gl.oom ? IX_ENOMEM : IX_ESYS;
+    free(gl.gens);
+    return rc;
+  }
+  if (gl.n) qsort(gl.gens, gl.n, sizeof *gl.gens, ckf_cmp_desc);
+  int rc = 0;
+  for (size_t i = 0; i < gl.n; i++) {
+    char path[PATH_MAX];
+    ckf_file_path(path, sizeof path, dir, partition, gl.gens[i]);
+    ckpt_file_info_t fi = {0};
+    uint32_t hcrc;
+    off_t pos;
+    int regular;
+    int frc = IX_ESYS;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      frc = read_header(fd, path, &fi, &hcrc, &pos, &regular, NULL, 0);
+      close(fd);
+    }
+    /* as ckpt_load_fd and ckpt_restore_partition judge a file they load */
+    if (!frc && (fi.partition != partition || fi.generation != gl.gens[i])) frc = IX_EMALFORMED;
+    if (!frc && (fi.fingerprint != fingerprint || fi.blob_size != blob_size)) {
+      info->refused_next_offset = fi.next_offset;
+      rc = IX_EMISMATCH;
+      break;
+    }
+    if (!frc) {
+      info->generation = fi.generation;
+      info->next_offset = fi.next_offset;
+      info->users = fi.users;
+      info->created_ms = fi.created_ms;
+      break;
+    }
+    info->skipped++;
+  }
+  free(gl.gens);
+  return rc;
 }
 
 int ckpt_restore_partition(const char *dir, int32_t partition, uint32_t fingerprint,

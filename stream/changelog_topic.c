@@ -360,6 +360,7 @@ struct changelog_reader {
   char *topic;
   ahead_t *ahead; /* hinted partitions not read yet, in the order given */
   size_t n_ahead;
+  changelog_reader_stats_t stats;
 };
 
 /* Fetches a->p from offset into its own queue a->pq. */
@@ -578,6 +579,7 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
   *records = *bytes = 0;
   const char *topic = r->topic;
   int rc = 0;
+  r->stats.reads++;
   int64_t lo = 0, hi = 0;
   size_t ai = 0;
   while (ai < r->n_ahead && r->ahead[ai].p != partition) ai++;
@@ -608,6 +610,8 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
     memmove(&r->ahead[ai], &r->ahead[ai + 1], (r->n_ahead - ai - 1) * sizeof *r->ahead);
     r->n_ahead--;
     if (cur.assigned && (cur.start != lo || hi <= lo)) ahead_stop(r, &cur);
+    r->stats.hinted++;
+    if (cur.assigned) r->stats.fetched_ahead++;
   }
   if (hi <= lo) {
     ahead_top_up(r);
@@ -656,6 +660,10 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
   if (!topped) ahead_top_up(r);
   (void)drain_consumer_queue(r, partition, errstr, 0);
   return rc;
+}
+
+void changelog_reader_get_stats(const changelog_reader_t *r, changelog_reader_stats_t *out) {
+  *out = r->stats;
 }
 
 int changelog_topic_read(const char *brokers, const char *const *props, const char *topic,

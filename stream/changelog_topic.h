@@ -93,6 +93,13 @@ typedef void (*changelog_span_fn)(void *ctx, int64_t from, int64_t end);
  * everything fetched for them. */
 void changelog_reader_prefetch(changelog_reader_t *r, const int32_t *partitions, size_t n,
                                int timeout_ms);
+/* What r's reads found of the hints, since r was made. */
+typedef struct {
+  uint64_t reads;         /* changelog_reader_read() calls */
+  uint64_t hinted;        /* ... of a partition among the hints (watermarks asked with them) */
+  uint64_t fetched_ahead; /* ... whose fetch was under way before the read began */
+} changelog_reader_stats_t;
+void changelog_reader_get_stats(const changelog_reader_t *r, changelog_reader_stats_t *out);
 /* changelog_topic_read_from() with r's client; span may be NULL. A hinted
  * partition's watermarks are those asked at the hint (a record written
  * since is not read, as one written after a read starts is not). */

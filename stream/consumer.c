@@ -45,7 +45,15 @@ struct consumer {
   int32_t n_expect;
   int cooperative;
   int closed;
+  int assigned_once;         /* an assignment was handled (see consumer_close) */
+  int hooks_off;             /* rebalances handled without the caller's hook */
+  int parked;                /* never rd_kafka_destroy()ed (see consumer_close) */
+  struct consumer *next_parked;
 };
+
+/* Consumers whose handle cannot be destroyed (consumer_close): kept, still
+ * reachable, until the process exits. */
+static consumer_t *parked_list;
 
 static void clear_fd(consumer_t *c) {
   char buf[256];
@@ -161,9 +169,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   }
   rd_kafka_error_t *error = NULL;
   rd_kafka_resp_err_t aerr = 0;
+  consumer_rebalance_fn hook = c->hooks_off ? NULL : c->on_rebalance;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    c->assigned_once = 1;
     c->fast_until_ms = ix_mono_ms() + FAST_COMMIT_WINDOW_MS;
-    if (c->on_rebalance) c->on_rebalance(c->ctx, CONSUMER_ASSIGN, cp, (size_t)parts->cnt);
+    if (hook) hook(c->ctx, CONSUMER_ASSIGN, cp, (size_t)parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
       parts->elems[i].offset =
           cp[i].offset == CONSUMER_OFFSET_COMMITTED ? RD_KAFKA_OFFSET_INVALID : cp[i].offset;
@@ -176,7 +186,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     consumer_event_t ev = rd_kafka_assignment_lost(rk) ? CONSUMER_LOST : CONSUMER_REVOKE;
     if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
       LOG_WARN("consumer", "rebalance error: %s", rd_kafka_err2str(err));
-    if (c->on_rebalance) c->on_rebalance(c->ctx, ev, cp, (size_t)parts->cnt);
+    if (hook) hook(c->ctx, ev, cp, (size_t)parts->cnt);
     for (int i = 0; i < parts->cnt; i++) expect_set(c, cp[i].partition, EXP_NONE);
     if (cooperative) error = rd_kafka_incremental_unassign(rk, parts);
     else aerr = rd_kafka_assign(rk, NULL);
@@ -296,11 +306,87 @@ void consumer_release(consumer_t *c) {
   c->n_msgs = 0;
 }
 
-int consumer_close(consumer_t *c) {
+/* Closing before the first assignment. librdkafka 2.0.2 aborts in
+ * rd_kafka_destroy (rdkafka_sticky_assignor.c:1896, librdkafka issue #4312,
+ * fixed in 2.3.0) when the group has chosen its assignor (a JoinGroup was
+ * answered) but no SyncGroup assignment was handled yet: the sticky
+ * assignor's state is created only then, and destroy frees it unchecked.
+ * Once a close has begun librdkafka drops SyncGroup answers, so the state can
+ * only come before the close. Hence consumer_close(), for a consumer that
+ * never had an assignment:
+ *  1. when an assignor is chosen (rd_kafka_rebalance_protocol() is not
+ *     "NONE"), serves the consumer until the first assignment arrives, at
+ *     most wait_ms and at most session.timeout.ms (how long a coordinator
+ *     waits for a SyncGroup before it restarts the round). That assignment is
+ *     taken and handed back by the close without the caller's hook (the
+ *     caller never owned a partition and must not start restoring one while
+ *     it shuts down); messages fetched meanwhile are dropped unprocessed,
+ *     with no offset stored;
+ *  2. if there is still none, unsubscribes (librdkafka then discards any
+ *     later JoinGroup or SyncGroup answer, so the assignor can no longer
+ *     change) and asks again: a JoinGroup answer may have come between the
+ *     first question and the unsubscribe;
+ *  3. closes. When an assignor is chosen and still no assignment was handled
+ *     (the bound passed: broker gone, a group that keeps rebalancing; or that
+ *     late answer), the handle is never destroyed: consumer_destroy() keeps
+ *     it, reachable, until the process exits, and an error line says so.
+ *     Nothing was owned, so nothing is lost.
+ * The cost: a stop during the join waits for the join to finish (the mock
+ * broker's is a few seconds), bounded as above. */
+
+static int assignor_chosen(consumer_t *c) {
+  const char *proto = rd_kafka_rebalance_protocol(c->rk);
+  return !proto || strcmp(proto, "NONE") != 0; /* unknown counts as chosen */
+}
+
+static int session_timeout_ms(consumer_t *c) {
+  char buf[32];
+  size_t size = sizeof buf;
+  if (rd_kafka_conf_get(rd_kafka_conf(c->rk), "session.timeout.ms", buf, &size) !=
+      RD_KAFKA_CONF_OK)
+    return 45000; /* librdkafka's default */
+  return atoi(buf);
+}
+
+static void await_first_assignment(consumer_t *c, int wait_ms) {
+  int session_ms = session_timeout_ms(c);
+  if (wait_ms > session_ms) wait_ms = session_ms;
+  LOG_INFO("consumer", "closing while the group join is under way: waiting up to %d ms for "
+           "the first assignment, which is handed back unprocessed (librdkafka 2.0.2 aborts "
+           "when a consumer that joined but has no assignment yet is destroyed)", wait_ms);
+  c->hooks_off = 1;
+  uint64_t t0 = ix_mono_ms();
+  while (!c->assigned_once && ix_mono_ms() - t0 < (uint64_t)(wait_ms > 0 ? wait_ms : 0)) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+    if (m) rd_kafka_message_destroy(m); /* not processed: nothing is stored for commit */
+  }
+  if (c->assigned_once)
+    LOG_INFO("consumer", "first assignment arrived %llu ms into the close; leaving the group",
+             (unsigned long long)(ix_mono_ms() - t0));
+}
+
+int consumer_close(consumer_t *c, int wait_ms) {
   if (c->closed) return 0;
   c->closed = 1;
   consumer_release(c);
+  int chosen = 0; /* an assignor without its state (see above) */
+  if (!c->assigned_once) {
+    if (assignor_chosen(c)) await_first_assignment(c, wait_ms);
+    if (!c->assigned_once) {
+      c->hooks_off = 1; /* a late assignment is not the caller's */
+      rd_kafka_resp_err_t uerr = rd_kafka_unsubscribe(c->rk);
+      if (uerr) LOG_WARN("consumer", "unsubscribe: %s", rd_kafka_err2str(uerr));
+      chosen = assignor_chosen(c);
+    }
+  }
   rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
+  if (chosen && !c->assigned_once) {
+    c->parked = 1;
+    LOG_ERROR("consumer", "closed during the group join before any assignment arrived (waited "
+              "up to %d ms): the Kafka consumer handle is left undestroyed until the process "
+              "exits, since librdkafka 2.0.2 would abort destroying it (librdkafka issue "
+              "#4312, fixed in 2.3.0); no partition was owned, nothing is lost", wait_ms);
+  }
   if (err) {
     LOG_ERROR("consumer", "close: %s", rd_kafka_err2str(err));
     return IX_EKAFKA;
@@ -311,7 +397,13 @@ int consumer_close(consumer_t *c) {
 void consumer_destroy(consumer_t *c) {
   if (!c) return;
   if (c->rk) {
-    consumer_close(c);
+    consumer_close(c, 0);
+    if (c->parked) {
+      consumer_release(c);
+      c->next_parked = parked_list; /* see consumer_close */
+      parked_list = c;
+      return;
+    }
     if (c->rkt) rd_kafka_topic_destroy(c->rkt);
     if (c->rkqu) rd_kafka_queue_destroy(c->rkqu);
     rd_kafka_destroy(c->rk);

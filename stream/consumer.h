@@ -71,7 +71,7 @@ typedef struct {
  * Returns 0 or a negative IX_E* with errstr filled. Free with consumer_destroy(). */
 int consumer_new(const consumer_opts_t *opts, consumer_t **out, char *errstr,
                  size_t errstr_size);
-/* Closes (if not yet closed) and frees; accepts NULL. */
+/* Closes (if not yet closed, without waiting) and frees; accepts NULL. */
 void consumer_destroy(consumer_t *c);
 
 /* Readable when the queue went from empty to non-empty. consumer_poll()
@@ -127,8 +127,12 @@ int consumer_query_watermarks(consumer_t *c, int32_t partition, int timeout_ms, 
 int64_t consumer_low_watermark(consumer_t *c, int32_t partition);
 
 /* Leaves the group: revokes every partition through the rebalance callback
- * and commits. Idempotent. Returns 0 or IX_EKAFKA. */
-int consumer_close(consumer_t *c);
+ * and commits. Idempotent. Returns 0 or IX_EKAFKA. Closing while the group
+ * join is under way (no assignment yet) first waits for the first assignment,
+ * at most wait_ms and session.timeout.ms, and hands it back without calling
+ * the rebalance callback; if it does not come, the librdkafka handle is kept
+ * undestroyed until exit (librdkafka 2.0.2 would abort; see consumer.c). */
+int consumer_close(consumer_t *c, int wait_ms);
 
 /* Checks one librdkafka property the way the consumer would apply it,
  * without creating a client: 0 or IX_ECONFIG with errstr filled. */

@@ -629,6 +629,19 @@ latency_run:;
     printf("  daemon histogram (queue read -> delivery report, warm-up included): mean %.2f ms "
            "over %.0f, p50 <= %g ms, p99 <= %g ms\n", cnt > 0 ? sum / cnt * 1e3 : 0.0, cnt,
            le50 * 1e3, le99 * 1e3);
+    /* the loop's turns (daemon/loopstat.h; absent from builds before it) */
+    double turns = h_metric_sum(body, "interestd_loop_busy_seconds_count");
+    double le99t = 0;
+    const char *tb = "interestd_loop_busy_seconds_bucket{le=\"";
+    for (const char *q = body; turns > 0 && (q = strstr(q, tb)); q++) {
+      const char *v = strchr(q, '}');
+      if (!le99t && v && strtod(v + 1, NULL) >= 0.99 * turns) le99t = strtod(q + strlen(tb), NULL);
+    }
+    if (turns > 0)
+      printf("  daemon loop: %.0f turns (%.2f per event), %.3f s busy, p99 turn <= %g ms, "
+             "longest %.2f ms\n", turns, turns / (double)(n_warm + n_lat),
+             h_metric_sum(body, "interestd_loop_busy_seconds_sum"), le99t * 1e3,
+             h_metric_sum(body, "interestd_loop_stall_max_seconds") * 1e3);
     free(body);
   }
   /* 5. the same paced feed through the plain pass-through (no decoding, no

@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -410,6 +411,28 @@ static H_UNUSED void h_produce(const char *brokers, const char *topic, h_msg_t *
   H_CHECK(pc.failed == 0 && pc.acked == hi - lo, "%zu acked, %zu failed", pc.acked, pc.failed);
   producer_destroy(p, 1000);
 }
+
+/* h_produce on a thread of its own, while the test drives daemons: fill in
+ * the fields, h_feed_start, and h_feed_join before reading msgs' offsets. */
+typedef struct {
+  const char *brokers, *topic;
+  h_msg_t *msgs;
+  size_t lo, hi;
+  double rate;
+  pthread_t th;
+} h_feed_t;
+
+static H_UNUSED void *h_feed_main(void *arg) {
+  h_feed_t *f = arg;
+  h_produce(f->brokers, f->topic, f->msgs, f->lo, f->hi, f->rate);
+  return NULL;
+}
+
+static H_UNUSED void h_feed_start(h_feed_t *f) {
+  H_CHECK(pthread_create(&f->th, NULL, h_feed_main, f) == 0, "feeder thread");
+}
+
+static H_UNUSED void h_feed_join(h_feed_t *f) { pthread_join(f->th, NULL); }
 
 /* interestd config for the broker at brokers: topics h_T("events") and
  * h_T("interests"), group h_T(group). extra: more INI lines (may be ""). */

@@ -13,7 +13,6 @@
  * daemon restoring from that copy re-reads from the older completion, skips
  * the events its users' newer records already hold (counted), and its
  * predictions still equal the offline pipeline's. */
-#include <pthread.h>
 
 #include "daemon_harness.h"
 #include "state/changelog.h"
@@ -27,17 +26,6 @@
 #define PARTS 4
 #endif
 #define RATE 4000.0
-
-typedef struct {
-  const char *brokers;
-  h_msg_t *msgs;
-} feed_t;
-
-static void *feeder(void *arg) {
-  feed_t *f = arg;
-  h_produce(f->brokers, "events", f->msgs, 0, N_EVENTS, RATE);
-  return NULL;
-}
 
 /* the value of one metric series line "name{labels} value" */
 static double metric(const char *page, const char *series) {
@@ -311,9 +299,9 @@ int main(void) {
   /* the mock answers no DescribeConfigs: one line says the policy is unchecked */
   H_CHECK(h_wait_log(log1, "does not support the Admin API", 1), "no line about the mock's "
           "missing Admin API (log %s)", log1);
-  feed_t f = {brokers, msgs};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = "events", .msgs = msgs,
+                .lo = 0, .hi = N_EVENTS, .rate = RATE};
+  h_feed_start(&f);
   h_sleep_ms((int)(N_EVENTS / RATE * 1000 / 2)); /* mid-stream */
   int port1 = h_metrics_port(log1);
   char *page1 = port1 ? h_http_get(port1, "/metrics") : NULL;
@@ -327,7 +315,7 @@ int main(void) {
 
   const char *log2 = h_path("second.log");
   pid_t d2 = h_spawn(conf, log2);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
 
   int *ok = calloc(N_EVENTS, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);

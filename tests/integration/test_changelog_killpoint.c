@@ -15,7 +15,6 @@
  * answered and every prediction equals the offline pipeline's (each event
  * applied to its user's state exactly once), and no partition of that last
  * daemon starts cold. */
-#include <pthread.h>
 
 #include "daemon_harness.h"
 
@@ -23,19 +22,6 @@
 #define PARTS 4
 #define RATE 1000.0
 #define ROUNDS 4
-
-typedef struct {
-  const char *brokers;
-  h_msg_t *msgs;
-  size_t lo, hi;
-} feed_t;
-
-/* each round streams its own slice of the events while its daemon runs */
-static void *feeder(void *arg) {
-  feed_t *f = arg;
-  h_produce(f->brokers, h_T("events"), f->msgs, f->lo, f->hi, RATE);
-  return NULL;
-}
 
 static double metric(const char *page, const char *series) {
   char line[256];
@@ -105,12 +91,13 @@ int main(void) {
       h_sleep_ms(100);
     H_CHECK(h_owned_from_log(logpath) == (1u << PARTS) - 1,
             "round %d: the partitions were not assigned (log %s)", round, logpath);
-    feed_t f = {brokers, msgs, (size_t)round * N_EVENTS / ROUNDS,
-                (size_t)(round + 1) * N_EVENTS / ROUNDS};
-    pthread_t th;
-    H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+    /* each round streams its own slice of the events while its daemon runs */
+    h_feed_t f = {.brokers = brokers, .topic = h_T("events"), .msgs = msgs,
+                  .lo = (size_t)round * N_EVENTS / ROUNDS,
+                  .hi = (size_t)(round + 1) * N_EVENTS / ROUNDS, .rate = RATE};
+    h_feed_start(&f);
     int st = h_wait_exit(d, 12);
-    pthread_join(th, NULL);
+    h_feed_join(&f);
     if (st == -1) { /* K not reached (h_wait_exit killed it): the stream moved on */
       printf("round %d: %s=%" PRIu64 " not reached in 12 s; killed by the test\n", round, var,
              k);

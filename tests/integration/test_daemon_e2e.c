@@ -114,6 +114,17 @@ int main(void) {
          lat_n > 0 ? lat_sum / lat_n : 0.0);
   H_CHECK(lat_n == N_EVENTS, "event_to_prediction_seconds_count = %g", lat_n);
   H_CHECK(lat_sum > 0 && lat_sum / lat_n < 30.0, "event_to_prediction_seconds_sum = %g", lat_sum);
+  /* the loop's turns are timed (daemon/loopstat.h): the batches of 4000
+   * events ran in some of them, the longest is among those counted */
+  double turns = h_metric_sum(body, "interestd_loop_busy_seconds_count");
+  double busy = h_metric_sum(body, "interestd_loop_busy_seconds_sum");
+  double stall = h_metric_sum(body, "interestd_loop_stall_max_seconds");
+  double recent = h_metric_sum(body, "interestd_loop_stall_recent_max_seconds");
+  printf("metrics: loop %.0f turns, %.4f s busy, longest %.4f s (last minute %.4f s)\n", turns,
+         busy, stall, recent);
+  H_CHECK(turns >= 1 && stall > 0 && stall <= busy && recent > 0 && recent <= stall,
+          "loop metrics: %g turns, %g s busy, longest %g s, recent %g s", turns, busy, stall,
+          recent);
   free(body);
   body = h_http_get(port, "/healthz");
   H_CHECK(body && strstr(body, " 200 "), "healthz not 200");

@@ -4,24 +4,12 @@
  * (before and after the restart) equals the offline pipeline's, i.e. every
  * event was applied to its user's state exactly once. Prints how many
  * events were re-processed (duplicate predictions). */
-#include <pthread.h>
 
 #include "daemon_harness.h"
 
 #define N_EVENTS 12000
 #define PARTS 4
 #define RATE 4000.0
-
-typedef struct {
-  const char *brokers, *topic;
-  h_msg_t *msgs;
-} feed_t;
-
-static void *feeder(void *arg) {
-  feed_t *f = arg;
-  h_produce(f->brokers, f->topic, f->msgs, 0, N_EVENTS, RATE);
-  return NULL;
-}
 
 int main(void) {
   h_init("test_daemon_restart");
@@ -39,9 +27,9 @@ int main(void) {
   const char *log1 = h_path("first.log");
   pid_t d1 = h_spawn(conf, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 20), "no assignment (log %s)", log1);
-  feed_t f = {brokers, h_T("events"), msgs};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = h_T("events"), .msgs = msgs,
+                .lo = 0, .hi = N_EVENTS, .rate = RATE};
+  h_feed_start(&f);
   h_sleep_ms(1500); /* mid-stream: about half of the events are in */
   double t0 = h_now();
   kill(d1, SIGTERM);
@@ -54,7 +42,7 @@ int main(void) {
 
   const char *log2 = h_path("second.log");
   pid_t d2 = h_spawn(conf, log2);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
 
   int *ok = calloc(N_EVENTS, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);

@@ -13,7 +13,6 @@
  *   - every input event is answered and every prediction equals the offline
  *     pipeline's (each event applied to its user's state exactly once).
  * test_standby_failover_kafka runs it against a real broker (tests/kafka). */
-#include <pthread.h>
 
 #include "daemon_harness.h"
 #include "stream/changelog_topic.h"
@@ -21,17 +20,6 @@
 #define N_EVENTS 16000
 #define PARTS 4
 #define RATE 2000.0
-
-typedef struct {
-  const char *brokers;
-  h_msg_t *msgs;
-} feed_t;
-
-static void *feeder(void *arg) {
-  feed_t *f = arg;
-  h_produce(f->brokers, h_T("events"), f->msgs, 0, N_EVENTS, RATE);
-  return NULL;
-}
 
 static double metric(const char *page, const char *series) {
   char line[256];
@@ -107,9 +95,9 @@ int main(void) {
   H_CHECK(own1 && own2 && !(own1 & own2) && (own1 | own2) == (1u << PARTS) - 1,
           "the partitions are not split between the two members");
 
-  feed_t f = {brokers, msgs};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = h_T("events"), .msgs = msgs,
+                .lo = 0, .hi = N_EVENTS, .rate = RATE};
+  h_feed_start(&f);
   h_sleep_ms((int)(N_EVENTS / RATE * 1000 / 2));
   int port2 = h_metrics_port(log2);
   H_CHECK(port2 > 0, "no metrics port in %s", log2);
@@ -126,6 +114,19 @@ int main(void) {
   printf("second member before the kill: standby partitions %.0f, users %.0f, lag %.0f records\n",
          sb_parts, sb_users, lag);
   H_CHECK(sb_parts == 2 && sb_users > 0, "no warm standby copy (log %s)", log2);
+  /* the placement rule: the group's membership on a real cluster, the
+   * member's own assignment on the mock (no Admin API: never described) */
+  double by_members = metric_at(port2, "interestd_standby_rule{rule=\"membership\"} ");
+  double by_own = metric_at(port2, "interestd_standby_rule{rule=\"assignment\"} ");
+  double described = metric_at(port2, "interestd_standby_describes_total{result=\"ok\"} ");
+  printf("second member: standby rule membership %.0f, own assignment %.0f; %.0f group "
+         "descriptions\n", by_members, by_own, described);
+  if (h_real_bootstrap())
+    H_CHECK(by_members == 1 && by_own == 0 && described > 0, "not placed by the group's "
+            "membership on a real cluster (log %s)", log2);
+  else
+    H_CHECK(by_members == 0 && by_own == 1 && described == 0, "not placed by the own-assignment "
+            "rule on the mock (log %s)", log2);
   double read_before = metric_at(port2, "interestd_changelog_read_bytes_total ");
 
   kill(d1, SIGKILL);
@@ -138,7 +139,7 @@ int main(void) {
     H_CHECK(h_wait_log(log2, want, 60), "partition %d not taken over from the standby copy "
             "(log %s)", p, log2);
   }
-  pthread_join(th, NULL);
+  h_feed_join(&f);
 
   int *ok = calloc(N_EVENTS, sizeof *ok);
   prediction_t *ref = h_offline(model, msgs, N_EVENTS, ok);

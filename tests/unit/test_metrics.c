@@ -383,6 +383,8 @@ static void test_metrics_docs_and_dashboard_match_the_registry(void **state) {
   metrics_standby_t sm; /* the standby replicas' families, registered with standby_replicas */
   assert_int_equal(metrics_standby_register(reg, &sm), 0);
   assert_non_null(metrics_standby_lag(reg, 0));
+  metrics_loop_t lm; /* the event loop's families (daemon/loopstat.c) */
+  assert_int_equal(metrics_loop_register(reg, &lm), 0);
   assert_int_equal(metrics_render(reg, &buf), 0);
   assert_non_null(strstr(buf.data, "interestd_quality_hits_total{model=\"1234abcd\",predictor=\"lstm\",k=\"5\"} 0"));
   char *ops = slurp("docs/OPERATIONS.md");
