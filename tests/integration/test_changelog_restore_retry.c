@@ -15,7 +15,12 @@
  * one per partition), and every input event gets a prediction equal to the
  * offline pipeline's (each event applied to its user's state exactly once:
  * a partition served cold would apply the events after the committed
- * offset to empty states, and its predictions would differ). */
+ * offset to empty states, and its predictions would differ).
+ * With the argument "both" (test_changelog_restore_retry_both): mode both,
+ * a local checkpoint directory kept across the kill; the restore reads the
+ * changelog's tail over the local checkpoint and that read fails the same
+ * way; no partition cold, each from the changelog over (or instead of) its
+ * local checkpoint, or from the local one where it is the newer. */
 
 #include "daemon_harness.h"
 
@@ -29,8 +34,9 @@
 #define LISTOFFSETS_ERRORS 40
 #endif
 
-int main(void) {
-  h_init("test_changelog_restore_retry");
+int main(int argc, char **argv) {
+  int both = argc > 1 && strcmp(argv[1], "both") == 0;
+  h_init(both ? "test_changelog_restore_retry_both" : "test_changelog_restore_retry");
   mockbroker_t *mb = h_mockbroker(PARTS);
   const char *brokers = mockbroker_bootstraps(mb);
   char err[512];
@@ -39,8 +45,13 @@ int main(void) {
   const char *model = h_path("model.ixm");
   h_write_model(model, 7);
   const char *conf = h_path("interestd.conf");
-  h_write_conf(conf, brokers, "clog", model,
-               "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n");
+  char extra[1024];
+  if (both)
+    snprintf(extra, sizeof extra, "[state]\nchangelog_mode = both\ncheckpoint_dir = %s\n"
+             "checkpoint_interval_s = 1\n", h_path("ckpt"));
+  else
+    snprintf(extra, sizeof extra, "[state]\nchangelog_mode = changelog\ncheckpoint_interval_s = 1\n");
+  h_write_conf(conf, brokers, "clog", model, extra);
   h_msg_t *msgs = h_load_events(N_EVENTS, PARTS);
 
   const char *log1 = h_path("first.log");
@@ -77,8 +88,11 @@ int main(void) {
   double waiting = h_metric_of(log2, "interestd_changelog_partitions_waiting ");
   double cold = h_metric_of(log2, "interestd_state_restores_total{source=\"cold\"} ");
   double from_cl = h_metric_of(log2, "interestd_state_restores_total{source=\"changelog\"} ");
+  double from_tail = h_metric_of(log2, "interestd_state_restores_total{source=\"local+changelog\"} ");
+  double from_local = h_metric_of(log2, "interestd_state_restores_total{source=\"local\"} ");
   printf("second process: changelog restore failures %.0f, partitions waiting %.0f; partitions "
-         "from the changelog %.0f, cold %.0f\n", fails, waiting, from_cl, cold);
+         "from the changelog %.0f, local+changelog %.0f, local %.0f, cold %.0f\n", fails, waiting,
+         from_cl, from_tail, from_local, cold);
   H_CHECK(missing == 0, "%zu events have no prediction (logs %s %s)", missing, log1, log2);
   printf("every prediction equals the offline pipeline's: each event applied once to state\n");
   H_CHECK(h_wait_log(log2, "changelog not restored", 1), "the injected errors never failed a "
@@ -87,12 +101,17 @@ int main(void) {
   /* past the assignment's bounded retries: a partition waited and was served later */
   H_CHECK(h_wait_log(log2, "the partition waits for its states", 1), "no partition waited: the "
           "errors were spent within the assignment's retries (log %s)", log2);
-  H_CHECK(h_wait_log(log2, "restored after waiting (states from changelog)", 1),
+  H_CHECK(h_wait_log(log2, both ? "restored after waiting (states from" :
+                     "restored after waiting (states from changelog)", 1),
           "no partition was restored from the changelog after waiting (log %s)", log2);
   H_CHECK(waiting == 0, "%.0f partitions still wait for their state (log %s)", waiting, log2);
   H_CHECK(cold == 0, "a partition started cold (log %s)", log2);
-  H_CHECK(from_cl == PARTS, "%.0f of %d partitions came from the changelog (log %s)", from_cl,
-          PARTS, log2);
+  if (both)
+    H_CHECK(from_cl + from_tail + from_local == PARTS, "%.0f of %d partitions restored (log %s)",
+            from_cl + from_tail + from_local, PARTS, log2);
+  else
+    H_CHECK(from_cl == PARTS, "%.0f of %d partitions came from the changelog (log %s)", from_cl,
+            PARTS, log2);
   kill(d2, SIGTERM);
   H_CHECK(h_wait_exit(d2, 30) == 0, "second process exit (log %s)", log2);
   free(ok);
