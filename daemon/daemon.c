@@ -1468,6 +1468,7 @@ out:
 /* A changelog read that fails in the assignment (IX_EKAFKA: a leader
  * election, a broker restarting, no progress) is tried RESTORE_TRIES times
  * there, RESTORE_PAUSE_MS apart (the loop waits meanwhile: a short bound);
+ * (once one partition of an assignment waits, the others of it try once);
  * then the partition waits, paused, and restore_timer_cb tries again every
  * RESTORE_RETRY_MIN_MS, doubling up to RESTORE_RETRY_MAX_MS, until the read
  * succeeds or the partition is revoked (docs/STATE.md, "A restore that
@@ -1617,6 +1618,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                    "partitions", list, NULL);
   if (ev == CONSUMER_ASSIGN) {
     int wm_timeout = 0;
+    size_t n_waiting = 0; /* partitions of this assignment waiting for their changelog */
     size_t *ws_idx = calloc(n + 1, sizeof *ws_idx), n_ws = 0; /* to warm-start */
     int64_t *ws_ckpt = calloc(n + 1, sizeof *ws_ckpt); /* their refused checkpoints' offsets */
     if (!ws_ckpt) {
@@ -1695,9 +1697,12 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         clog_source_t src;
         int64_t next;
         notify_extend_timeout(d->notify, 60ull * 1000000u);
+        /* once a partition of this assignment waits, the others try once:
+         * the cluster is likely away, and the loop is not held for each */
         rc = restore_clog(d, p, local_next, local_created_ms, &src, &next, why, sizeof why,
-                         RESTORE_TRIES);
+                          n_waiting ? 1 : RESTORE_TRIES);
         if (rc == IX_EKAFKA) {
+          n_waiting++;
           /* what the topic holds is unknown: not served cold, it waits */
           restore_wait(d, p, why);
           parts[i].offset = CONSUMER_OFFSET_COMMITTED;
