@@ -64,25 +64,11 @@
  *            not answered again, every later prediction equals the new model
  *            run from the reset's offsets.
  * `test_daemon_swap <scenario>` runs one. */
-#include <pthread.h>
 
 #include "daemon_harness.h"
 #include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (the harness includes it) */
 
 #define PARTS 4
-
-typedef struct {
-  const char *brokers, *topic;
-  h_msg_t *msgs;
-  size_t lo, hi;
-  double rate;
-} feed_t;
-
-static void *feeder(void *arg) {
-  feed_t *f = arg;
-  h_produce(f->brokers, f->topic, f->msgs, f->lo, f->hi, f->rate);
-  return NULL;
-}
 
 /* The pipeline run offline with model_path over the messages of msgs[0..n)
  * whose offset is at least from[partition] (in order), predictions indexed
@@ -272,9 +258,9 @@ static void scenario_swap(const char *brokers) {
   H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
   char topic_events[256];
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
-  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = 0, .hi = N1, .rate = 4000.0};
+  h_feed_start(&f);
   int mport = h_metrics_port(log);
   double until = h_now() + 60;
   for (;;) { /* mid-stream, with more than a window behind every partition */
@@ -289,7 +275,7 @@ static void scenario_swap(const char *brokers) {
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
   H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   h_produce(brokers, topic_events, msgs, N1, N2, 4000.0); /* after the switch for sure */
 
   int64_t start[PARTS], serving[PARTS];
@@ -428,9 +414,9 @@ static void scenario_interrupt(const char *brokers, int sig, int restart_new) {
     h_sleep_ms(200);
   }
   h_sleep_ms(1500);
-  feed_t f2 = {brokers, topic_events, msgs, N1, N, 2000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f2) == 0, "thread");
+  h_feed_t f2 = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = N1, .hi = N, .rate = 2000.0};
+  h_feed_start(&f2);
   write_conf(conf, brokers, group, new_m, ckpt, 10000000, SLOW);
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log1, "warming up on", 10), "no warm-up started (log %s)", log1);
@@ -459,7 +445,7 @@ static void scenario_interrupt(const char *brokers, int sig, int restart_new) {
      * read, nothing is skipped */
     write_conf(conf, brokers, group, new_m, ckpt, KILLNEW_W, "warm_window_s = 315360000\n");
     pid_t d2 = h_spawn(conf, log2);
-    pthread_join(th, NULL);
+    h_feed_join(&f2);
     check_after_new_restart(name, brokers, msgs, N, old_m, new_m, log1, log2, KILLNEW_W);
     int port2 = h_metrics_port(log2);
     char *body = h_http_get(port2, "/metrics");
@@ -479,7 +465,7 @@ static void scenario_interrupt(const char *brokers, int sig, int restart_new) {
   /* the old model's checkpoints are the directory's consistent state */
   write_conf(conf, brokers, group, old_m, ckpt, 10000000, "");
   pid_t d2 = h_spawn(conf, log2);
-  pthread_join(th, NULL);
+  h_feed_join(&f2);
   int *ok = calloc(N, sizeof *ok);
   int64_t zero[PARTS] = {0};
   prediction_t *ref = offline_from(old_m, msgs, N, zero, ok);
@@ -775,9 +761,9 @@ static void scenario_rolling(const char *brokers) {
     h_sleep_ms(200);
   }
   h_sleep_ms(1500); /* old-model checkpoints */
-  feed_t f = {brokers, topic_events, msgs, N1, N2, 1000.0}; /* during the roll */
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs, /* during the roll */
+                .lo = N1, .hi = N2, .rate = 1000.0};
+  h_feed_start(&f);
   /* A: the new model */
   kill(a, SIGTERM);
   H_CHECK(h_wait_exit(a, 30) == 0, "a exit (log %s)", loga);
@@ -791,7 +777,7 @@ static void scenario_rolling(const char *brokers) {
   write_conf(confb, brokers, "roll", new_m, ckpt, W, "");
   pid_t b2 = h_spawn(confb, logb2);
   H_CHECK(h_wait_log(logb2, "assigned partitions [", 90), "b2: no assignment (log %s)", logb2);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   h_sleep_ms(500);
   h_produce(brokers, topic_events, msgs, N2, N, 0);
 
@@ -1012,15 +998,15 @@ static void scenario_clog(const char *brokers) {
   H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
   char topic_events[256];
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
-  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = 0, .hi = N1, .rate = 4000.0};
+  h_feed_start(&f);
   wait_old_checkpoints(log);
   write_conf_clog(conf, brokers, "swapclog", new_m, W);
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
   H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   h_produce(brokers, topic_events, msgs, N1, N2, 4000.0);
 
   int64_t start[PARTS], serving[PARTS];
@@ -1051,8 +1037,9 @@ static void scenario_clog(const char *brokers) {
   }
   /* the last events stream in; the kill lands among them (and the next
    * checkpoints): the restart re-processes what follows its completion */
-  feed_t f3 = {brokers, topic_events, msgs, N2, N, 2000.0};
-  H_CHECK(pthread_create(&th, NULL, feeder, &f3) == 0, "thread");
+  h_feed_t f3 = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = N2, .hi = N, .rate = 2000.0};
+  h_feed_start(&f3);
   h_sleep_ms(500);
   kill(d, SIGKILL);
   H_CHECK(h_wait_exit(d, 10) == -2, "not killed by SIGKILL");
@@ -1064,7 +1051,7 @@ static void scenario_clog(const char *brokers) {
   const char *log2 = h_path("swapclog2.log");
   d = h_spawn(conf, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
-  pthread_join(th, NULL);
+  h_feed_join(&f3);
   free(g);
   g = collect(brokers, msgs, N, N, 60, &total);
   free(ref_new); /* again: the last events have their offsets now */
@@ -1121,9 +1108,9 @@ static void scenario_clogcrash(const char *brokers) {
   H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
   char topic_events[256];
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
-  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = 0, .hi = N1, .rate = 4000.0};
+  h_feed_start(&f);
   wait_old_checkpoints(log);
   write_conf_clog(conf, brokers, "swapclogx", new_m, W);
   kill(d, SIGHUP);
@@ -1132,7 +1119,7 @@ static void scenario_clogcrash(const char *brokers) {
   H_CHECK(st == -2 && h_wait_log(log, "IX_TEST_CLOG_KILL_BEFORE_SWITCH_EPOCH: SIGKILL", 1),
           "the process did not kill itself before the new model's first completion (status %d, "
           "log %s)", st, log);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   int64_t start[PARTS], serving[PARTS];
   for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
   H_CHECK(warm_starts(log, start, serving) == PARTS, "not every partition warmed (log %s)", log);
@@ -1258,9 +1245,9 @@ static void scenario_clogstandby(const char *brokers) {
           "the group did not settle on two partitions each (logs %s %s)", loga, logb);
   char topic_events[256];
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
-  feed_t f = {brokers, topic_events, msgs, 0, N1, 3000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = 0, .hi = N1, .rate = 3000.0};
+  h_feed_start(&f);
   int pa = h_metrics_port(loga), pb = h_metrics_port(logb);
   double until = h_now() + 60;
   for (;;) {
@@ -1278,7 +1265,7 @@ static void scenario_clogstandby(const char *brokers) {
   kill(b, SIGHUP);
   H_CHECK(h_wait_log(loga, "model swapped", 120) && h_wait_log(logb, "model swapped", 120),
           "no switch in both members (logs %s %s)", loga, logb);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   model_t *nm;
   char err[512];
   H_CHECK(model_load(new_m, &nm, err, sizeof err) == 0, "%s", err);
