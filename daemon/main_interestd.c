@@ -70,6 +70,12 @@ static int run_demo(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* before anything else: a SIGTERM, SIGINT or SIGHUP during start-up waits
+   * for the daemon's handlers (daemon_hold_signals()) */
+  if (daemon_hold_signals()) {
+    fprintf(stderr, "interestd: cannot hold the stop signals during start-up\n");
+    return 1;
+  }
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "--demo") == 0) return run_demo(argc, argv);
   config_args_t ca = {0};
