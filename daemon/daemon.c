@@ -2020,7 +2020,12 @@ static void warm_timer_cb(uv_timer_t *t) {
 /* ---------------------------------------------------------------- reload */
 
 /* SIGHUP: re-reads the config and the model; on any error keeps the old
- * ones (logged). Returns 0 when the new config is in service. */
+ * ones (logged). Returns 0 when the new config is in service. A reset
+ * (model.reload = reset, another fingerprint) drops every state and, as
+ * a warm swap's switch does, starts the next checkpoint at once: it
+ * rewrites every owned partition's local file (empty where no event came
+ * since) and changelog epoch with the new fingerprint, so that a restart
+ * with the new model resumes each partition at or after the reset. */
 static int reload(daemon_t *d) {
   /* before the first READY=1 (a SIGHUP during start-up) systemd hears of
    * neither: READY=1 waits for the first assignment (send_ready()) */
@@ -2074,6 +2079,16 @@ static int reload(daemon_t *d) {
    * supersedes the old model's records and the users dropped here (a
    * restore with the new model holds only the users changed since) */
   if (replaced && d->clog) swap_changelog(d);
+  if (replaced && (d->ckpt || d->clog)) {
+    /* as after a warm swap: every owned partition's local file still holds
+     * the old model's states, which a restart with the new model refuses
+     * (cold from the committed offset, possibly before the reset); the next
+     * checkpoint, brought forward, rewrites them all with the new model's
+     * states (none where no event came since the reset) */
+    d->ck_force = d->ckpt != NULL;
+    uint64_t ms = (uint64_t)d->cfg->state.checkpoint_interval_s * 1000u;
+    uv_timer_start(&d->ckpt_timer, ckpt_timer_cb, 10, ms);
+  }
   model_destroy(d->model);
   d->model = m;
   m = NULL;

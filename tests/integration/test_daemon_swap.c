@@ -56,26 +56,19 @@
  *            with events since the last reset (no expired user, no record of
  *            before the reset) and every prediction since a reset equals that
  *            model run from the reset's offsets.
+ *   localreset model.reload = reset with local checkpoints only: events on two
+ *            of four partitions after the reset, kill -9 after a checkpoint
+ *            (the committed offsets behind it), restart with the new model:
+ *            every partition restores the new model's checkpoint (the two
+ *            idle ones empty, at the reset's offset), phase A's events are
+ *            not answered again, every later prediction equals the new model
+ *            run from the reset's offsets.
  * `test_daemon_swap <scenario>` runs one. */
-#include <pthread.h>
 
 #include "daemon_harness.h"
 #include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (the harness includes it) */
 
 #define PARTS 4
-
-typedef struct {
-  const char *brokers, *topic;
-  h_msg_t *msgs;
-  size_t lo, hi;
-  double rate;
-} feed_t;
-
-static void *feeder(void *arg) {
-  feed_t *f = arg;
-  h_produce(f->brokers, f->topic, f->msgs, f->lo, f->hi, f->rate);
-  return NULL;
-}
 
 /* The pipeline run offline with model_path over the messages of msgs[0..n)
  * whose offset is at least from[partition] (in order), predictions indexed
@@ -265,9 +258,9 @@ static void scenario_swap(const char *brokers) {
   H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
   char topic_events[256];
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
-  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = 0, .hi = N1, .rate = 4000.0};
+  h_feed_start(&f);
   int mport = h_metrics_port(log);
   double until = h_now() + 60;
   for (;;) { /* mid-stream, with more than a window behind every partition */
@@ -282,7 +275,7 @@ static void scenario_swap(const char *brokers) {
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
   H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   h_produce(brokers, topic_events, msgs, N1, N2, 4000.0); /* after the switch for sure */
 
   int64_t start[PARTS], serving[PARTS];
@@ -421,9 +414,9 @@ static void scenario_interrupt(const char *brokers, int sig, int restart_new) {
     h_sleep_ms(200);
   }
   h_sleep_ms(1500);
-  feed_t f2 = {brokers, topic_events, msgs, N1, N, 2000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f2) == 0, "thread");
+  h_feed_t f2 = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = N1, .hi = N, .rate = 2000.0};
+  h_feed_start(&f2);
   write_conf(conf, brokers, group, new_m, ckpt, 10000000, SLOW);
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log1, "warming up on", 10), "no warm-up started (log %s)", log1);
@@ -452,7 +445,7 @@ static void scenario_interrupt(const char *brokers, int sig, int restart_new) {
      * read, nothing is skipped */
     write_conf(conf, brokers, group, new_m, ckpt, KILLNEW_W, "warm_window_s = 315360000\n");
     pid_t d2 = h_spawn(conf, log2);
-    pthread_join(th, NULL);
+    h_feed_join(&f2);
     check_after_new_restart(name, brokers, msgs, N, old_m, new_m, log1, log2, KILLNEW_W);
     int port2 = h_metrics_port(log2);
     char *body = h_http_get(port2, "/metrics");
@@ -472,7 +465,7 @@ static void scenario_interrupt(const char *brokers, int sig, int restart_new) {
   /* the old model's checkpoints are the directory's consistent state */
   write_conf(conf, brokers, group, old_m, ckpt, 10000000, "");
   pid_t d2 = h_spawn(conf, log2);
-  pthread_join(th, NULL);
+  h_feed_join(&f2);
   int *ok = calloc(N, sizeof *ok);
   int64_t zero[PARTS] = {0};
   prediction_t *ref = offline_from(old_m, msgs, N, zero, ok);
@@ -768,9 +761,9 @@ static void scenario_rolling(const char *brokers) {
     h_sleep_ms(200);
   }
   h_sleep_ms(1500); /* old-model checkpoints */
-  feed_t f = {brokers, topic_events, msgs, N1, N2, 1000.0}; /* during the roll */
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs, /* during the roll */
+                .lo = N1, .hi = N2, .rate = 1000.0};
+  h_feed_start(&f);
   /* A: the new model */
   kill(a, SIGTERM);
   H_CHECK(h_wait_exit(a, 30) == 0, "a exit (log %s)", loga);
@@ -784,7 +777,7 @@ static void scenario_rolling(const char *brokers) {
   write_conf(confb, brokers, "roll", new_m, ckpt, W, "");
   pid_t b2 = h_spawn(confb, logb2);
   H_CHECK(h_wait_log(logb2, "assigned partitions [", 90), "b2: no assignment (log %s)", logb2);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   h_sleep_ms(500);
   h_produce(brokers, topic_events, msgs, N2, N, 0);
 
@@ -1005,15 +998,15 @@ static void scenario_clog(const char *brokers) {
   H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
   char topic_events[256];
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
-  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = 0, .hi = N1, .rate = 4000.0};
+  h_feed_start(&f);
   wait_old_checkpoints(log);
   write_conf_clog(conf, brokers, "swapclog", new_m, W);
   kill(d, SIGHUP);
   H_CHECK(h_wait_log(log, "warming up on", 10), "no warm-up started (log %s)", log);
   H_CHECK(h_wait_log(log, "model swapped", 120), "no switch (log %s)", log);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   h_produce(brokers, topic_events, msgs, N1, N2, 4000.0);
 
   int64_t start[PARTS], serving[PARTS];
@@ -1044,8 +1037,9 @@ static void scenario_clog(const char *brokers) {
   }
   /* the last events stream in; the kill lands among them (and the next
    * checkpoints): the restart re-processes what follows its completion */
-  feed_t f3 = {brokers, topic_events, msgs, N2, N, 2000.0};
-  H_CHECK(pthread_create(&th, NULL, feeder, &f3) == 0, "thread");
+  h_feed_t f3 = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = N2, .hi = N, .rate = 2000.0};
+  h_feed_start(&f3);
   h_sleep_ms(500);
   kill(d, SIGKILL);
   H_CHECK(h_wait_exit(d, 10) == -2, "not killed by SIGKILL");
@@ -1057,7 +1051,7 @@ static void scenario_clog(const char *brokers) {
   const char *log2 = h_path("swapclog2.log");
   d = h_spawn(conf, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
-  pthread_join(th, NULL);
+  h_feed_join(&f3);
   free(g);
   g = collect(brokers, msgs, N, N, 60, &total);
   free(ref_new); /* again: the last events have their offsets now */
@@ -1114,9 +1108,9 @@ static void scenario_clogcrash(const char *brokers) {
   H_CHECK(h_wait_log(log, "assigned partitions", 30), "no assignment (log %s)", log);
   char topic_events[256];
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
-  feed_t f = {brokers, topic_events, msgs, 0, N1, 4000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = 0, .hi = N1, .rate = 4000.0};
+  h_feed_start(&f);
   wait_old_checkpoints(log);
   write_conf_clog(conf, brokers, "swapclogx", new_m, W);
   kill(d, SIGHUP);
@@ -1125,7 +1119,7 @@ static void scenario_clogcrash(const char *brokers) {
   H_CHECK(st == -2 && h_wait_log(log, "IX_TEST_CLOG_KILL_BEFORE_SWITCH_EPOCH: SIGKILL", 1),
           "the process did not kill itself before the new model's first completion (status %d, "
           "log %s)", st, log);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   int64_t start[PARTS], serving[PARTS];
   for (int p = 0; p < PARTS; p++) start[p] = serving[p] = -1;
   H_CHECK(warm_starts(log, start, serving) == PARTS, "not every partition warmed (log %s)", log);
@@ -1251,9 +1245,9 @@ static void scenario_clogstandby(const char *brokers) {
           "the group did not settle on two partitions each (logs %s %s)", loga, logb);
   char topic_events[256];
   snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
-  feed_t f = {brokers, topic_events, msgs, 0, N1, 3000.0};
-  pthread_t th;
-  H_CHECK(pthread_create(&th, NULL, feeder, &f) == 0, "thread");
+  h_feed_t f = {.brokers = brokers, .topic = topic_events, .msgs = msgs,
+                .lo = 0, .hi = N1, .rate = 3000.0};
+  h_feed_start(&f);
   int pa = h_metrics_port(loga), pb = h_metrics_port(logb);
   double until = h_now() + 60;
   for (;;) {
@@ -1271,7 +1265,7 @@ static void scenario_clogstandby(const char *brokers) {
   kill(b, SIGHUP);
   H_CHECK(h_wait_log(loga, "model swapped", 120) && h_wait_log(logb, "model swapped", 120),
           "no switch in both members (logs %s %s)", loga, logb);
-  pthread_join(th, NULL);
+  h_feed_join(&f);
   model_t *nm;
   char err[512];
   H_CHECK(model_load(new_m, &nm, err, sizeof err) == 0, "%s", err);
@@ -1464,7 +1458,7 @@ static size_t differ_in(const got_t *g, const h_msg_t *msgs, size_t lo, size_t h
     for (uint32_t k = 0; k < g[i].n && k < 4; k++)
       if (!ok[i] || !h_same_prediction(&g[i].p[k], &ref[i])) {
         if (differ++ < 3)
-          fprintf(stderr, "clogreset: prediction %u for %d/%" PRId64 " (user %" PRIu64 ") differs "
+          fprintf(stderr, "prediction %u for %d/%" PRId64 " (user %" PRIu64 ") differs "
                   "from %s\n", k, (int)msgs[i].partition, msgs[i].offset, g[i].p[k].user_id,
                   what);
       }
@@ -1604,19 +1598,195 @@ static void scenario_clogreset(const char *brokers) {
   printf("clogreset: PASS\n");
 }
 
+/* localreset: model.reload = reset with local checkpoints only. */
+static void write_conf_localreset(const char *conf, const char *brokers, const char *model,
+                                  const char *ckpt) {
+  char extra[1024];
+  /* commits wait for the fast-commit window after an assignment or a
+   * revocation: a kill -9 leaves the group's committed offsets behind the
+   * checkpoints (by at most auto.commit.interval.ms normally) */
+  snprintf(extra, sizeof extra,
+           "[kafka.consumer]\nauto.commit.interval.ms = 600000\n[state]\ncheckpoint_dir = %s\n"
+           "checkpoint_interval_s = 1\n[daemon]\nshutdown_timeout_s = 10\n[model]\n"
+           "reload = reset\n", ckpt);
+  h_write_conf(conf, brokers, "swaplocr", model, extra);
+}
+
+/* Waits (120 s at most) until the daemon logging to log has processed
+ * `total` events, then until its checkpoints are quiet (none completed for
+ * 2.5 s, at checkpoint_interval_s = 1: every one of those events in a
+ * published file). */
+static void wait_processed_checkpointed(const char *log, double total) {
+  double until = h_now() + 120, done = 0;
+  while ((done = h_metric_of(log, "interestd_events_processed_total ")) < total) {
+    H_CHECK(h_now() < until, "%.0f of %.0f events processed in 120 s (log %s)", done, total, log);
+    h_sleep_ms(100);
+  }
+  double last = -1, since = h_now();
+  until = h_now() + 60;
+  for (;;) {
+    double c = h_metric_of(log, "interestd_checkpoint_duration_seconds_count ");
+    if (c != last) last = c, since = h_now();
+    if (h_now() - since >= 2.5 && c > 0) return;
+    H_CHECK(h_now() < until, "the checkpoints of %s did not go quiet in 60 s", log);
+    h_sleep_ms(100);
+  }
+}
+
+/* Produces the messages of msgs[lo, hi) whose partition is in [p_lo, p_hi),
+ * in order; their offsets are set in msgs. Returns how many. */
+static size_t produce_parts(const char *brokers, const char *topic, h_msg_t *msgs, size_t lo,
+                            size_t hi, int p_lo, int p_hi) {
+  h_msg_t *sel = calloc(hi - lo + 1, sizeof *sel);
+  size_t *at = calloc(hi - lo + 1, sizeof *at), k = 0;
+  for (size_t i = lo; i < hi; i++)
+    if (msgs[i].partition >= p_lo && msgs[i].partition < p_hi) at[k] = i, sel[k++] = msgs[i];
+  if (k) h_produce(brokers, topic, sel, 0, k, 0);
+  for (size_t j = 0; j < k; j++) msgs[at[j]].offset = sel[j].offset;
+  free(sel); /* shallow copies: msgs keeps the keys and values */
+  free(at);
+  return k;
+}
+
+/* model.reload = reset with local checkpoints only (no changelog topic).
+ * Process 1 serves model A over phase A (every partition; its checkpoints
+ * published), then SIGHUP resets to model B; phase B1 goes to partitions 0
+ * and 1 only; once a checkpoint holds it, kill -9. The group's committed
+ * offsets stay behind (auto.commit.interval.ms = 600000). Process 2 (model
+ * B) must restore every partition from B's checkpoints: 0 and 1 with B1's
+ * users at B1's end, 2 and 3 with no user at the reset's offset (the docs:
+ * each user starts from B's zero state at the reset); then phase B1 of
+ * partitions 2 and 3 and phase C: every event answered, phase A's only by A
+ * and once, every later one as B run from the reset's offsets. */
+static void scenario_localreset(const char *brokers) {
+  enum { NA = 3000, NB = 6000, N = 8000 };
+  const char *a_m = h_path("locr-a.ixm"), *b_m = h_path("locr-b.ixm");
+  h_write_model(a_m, 5);
+  h_write_model(b_m, 11);
+  const char *conf = h_path("swaplocr.conf"), *ckpt = h_path("swaplocr-ckpt");
+  h_msg_t *msgs = h_load_events(N, PARTS);
+  char topic_events[256];
+  snprintf(topic_events, sizeof topic_events, "%s", h_T("events"));
+
+  /* process 1: A, then reset to B */
+  write_conf_localreset(conf, brokers, a_m, ckpt);
+  const char *log1 = h_path("swaplocr1.log");
+  pid_t d = h_spawn(conf, log1);
+  H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
+  h_sleep_ms(2500); /* past the fast-commit window of the assignment */
+  h_produce(brokers, topic_events, msgs, 0, NA, 0);
+  wait_processed_checkpointed(log1, NA);
+  write_conf_localreset(conf, brokers, b_m, ckpt);
+  kill(d, SIGHUP);
+  H_CHECK(h_wait_log(log1, "model reloaded with a new fingerprint", 10), "no reset (log %s)",
+          log1);
+  size_t n01 = produce_parts(brokers, topic_events, msgs, NA, NB, 0, 2);
+  wait_processed_checkpointed(log1, NA + (double)n01);
+  double committed[PARTS];
+  for (int p = 0; p < PARTS; p++) {
+    char series[128];
+    snprintf(series, sizeof series, "interestd_committed_offset{partition=\"%d\"} ", p);
+    committed[p] = h_metric_of(log1, series);
+  }
+  kill(d, SIGKILL);
+  H_CHECK(h_wait_exit(d, 10) == -2, "not killed by SIGKILL");
+  check_log_clean(log1);
+  /* each partition's offset at the reset (phase A's end) and after B1 */
+  int64_t reset_at[PARTS] = {0}, b1_end[PARTS];
+  for (size_t i = 0; i < NA; i++)
+    if (msgs[i].offset + 1 > reset_at[msgs[i].partition])
+      reset_at[msgs[i].partition] = msgs[i].offset + 1;
+  for (int p = 0; p < PARTS; p++) b1_end[p] = p < 2 ? reset_at[p] : -1;
+  for (size_t i = NA; i < NB; i++)
+    if (msgs[i].partition < 2 && msgs[i].offset + 1 > b1_end[msgs[i].partition])
+      b1_end[msgs[i].partition] = msgs[i].offset + 1;
+  printf("localreset: process 1: phase A (%d events), reset A -> B, phase B1 on partitions 0 "
+         "and 1 (%zu events); kill -9 with committed offsets %.0f %.0f %.0f %.0f (-1: none)\n",
+         NA, n01, committed[0], committed[1], committed[2], committed[3]);
+
+  /* process 2: B */
+  const char *log2 = h_path("swaplocr2.log");
+  d = h_spawn(conf, log2);
+  H_CHECK(h_wait_log(log2, "assigned partitions", 30), "no assignment (log %s)", log2);
+  int bad = 0;
+  {
+    char *s = h_read_file(log2);
+    size_t users[PARTS];
+    int64_t resume[PARTS];
+    int refused[PARTS] = {0};
+    for (int p = 0; p < PARTS; p++) users[p] = 0, resume[p] = -1;
+    for (char *q = s; (q = strstr(q, "partition ")); q++) {
+      int part;
+      size_t u;
+      long long gen, m;
+      if (sscanf(q, "partition %d: restored %zu users from checkpoint generation %lld, resuming "
+                 "at offset %lld", &part, &u, &gen, &m) == 4 && part >= 0 && part < PARTS)
+        users[part] = u, resume[part] = m;
+      else if (sscanf(q, "partition %d: checkpoint not restored", &part) == 1 && part >= 0 &&
+               part < PARTS && strncmp(strchr(q, ':'), ": checkpoint not restored", 25) == 0)
+        refused[part] = 1;
+    }
+    free(s);
+    for (int p = 0; p < PARTS; p++) {
+      int64_t want_at = p < 2 ? b1_end[p] : reset_at[p];
+      size_t want = p < 2 ? users_between(msgs, NA, NB, p, INT64_MAX) : 0;
+      printf("  partition %d: %s, %zu users, resume at %" PRId64 "; want %zu users at %" PRId64
+             "\n", p, refused[p] ? "checkpoint REFUSED (another model's), cold from the "
+             "committed offset" : resume[p] >= 0 ? "restored" : "nothing restored", users[p],
+             resume[p], want, want_at);
+      bad += refused[p] || resume[p] != want_at || users[p] != want;
+    }
+  }
+  size_t n23 = produce_parts(brokers, topic_events, msgs, NA, NB, 2, 4);
+  h_produce(brokers, topic_events, msgs, NB, N, 0);
+  double want2 = (double)(n23 + (N - NB));
+  wait_processed_checkpointed(log2, want2);
+  double done2 = h_metric_of(log2, "interestd_events_processed_total ");
+
+  /* phase A: A's predictions, once; everything after the reset: B run
+   * from the reset's offsets */
+  int64_t zero[PARTS] = {0};
+  int *ok_a = calloc(N, sizeof *ok_a), *ok_b = calloc(N, sizeof *ok_b);
+  prediction_t *ra = offline_from(a_m, msgs, N, zero, ok_a);
+  prediction_t *rb = offline_from(b_m, msgs, N, reset_at, ok_b);
+  uint64_t total;
+  got_t *g = collect(brokers, msgs, N, N, 90, &total);
+  size_t ma, mb, dups = 0;
+  for (size_t i = 0; i < NA; i++) dups += g[i].n > 1 ? g[i].n - 1 : 0;
+  size_t da = differ_in(g, msgs, 0, NA, ok_a, ra, &ma, "A's offline run (phase A)");
+  size_t db = differ_in(g, msgs, NA, N, ok_b, rb, &mb, "B run from the reset's offsets");
+  printf("localreset: process 2 processed %.0f events (%.0f new); %" PRIu64 " predictions for "
+         "%d events: %zu missing; phase A: %zu differ from A (%zu re-answered); after the "
+         "reset: %zu differ from B run from the reset; partitions restored wrong: %d\n", done2,
+         want2, total, N, ma + mb, da, dups, db, bad);
+  H_CHECK(ma + mb == 0, "%zu events unanswered (logs %s %s)", ma + mb, log1, log2);
+  H_CHECK(bad == 0, "process 2 did not restore B's checkpoints at the reset (log %s)", log2);
+  H_CHECK(da == 0 && db == 0, "%zu and %zu predictions differ (log %s)", da, db, log2);
+  kill(d, SIGTERM);
+  H_CHECK(h_wait_exit(d, 30) == 0, "exit after SIGTERM (log %s)", log2);
+  check_log_clean(log2);
+  free(ok_a);
+  free(ok_b);
+  free(ra);
+  free(rb);
+  free(g);
+  h_free_msgs(msgs, N);
+  printf("localreset: PASS\n");
+}
+
 int main(int argc, char **argv) {
   h_init("test_daemon_swap");
   const char *only = argc > 1 ? argv[1] : NULL;
   static const char *const names[] = {"swap",    "kill",      "term", "warmset",
                                       "killnew", "rolling",   "rebalance", "clog",
-                                      "clogcrash", "clogstandby", "clogreset"};
-  enum { N_SCENARIOS = 11 };
+                                      "clogcrash", "clogstandby", "clogreset", "localreset"};
+  enum { N_SCENARIOS = 12 };
   int known = !only;
   for (int k = 0; k < N_SCENARIOS; k++) known |= only && strcmp(only, names[k]) == 0;
   H_CHECK(known, "unknown scenario '%s'", only);
   for (int k = 0; k < N_SCENARIOS; k++) {
     if (only && strcmp(only, names[k])) continue;
-    if (!only && k >= 7) continue; /* their own ctests: test_daemon_swap_changelog* */
+    if (!only && k >= 7) continue; /* their own ctests: test_daemon_swap_changelog*, _local_reset */
     if (!only && h_real_bootstrap() && k < 6) {
       /* a real cluster keeps its topics: each scenario in its own process,
        * whose topic names get their own suffix */
@@ -1642,7 +1812,8 @@ int main(int argc, char **argv) {
     else if (k == 7) scenario_clog(brokers);
     else if (k == 8) scenario_clogcrash(brokers);
     else if (k == 9) scenario_clogstandby(brokers);
-    else scenario_clogreset(brokers);
+    else if (k == 10) scenario_clogreset(brokers);
+    else scenario_localreset(brokers);
     h_cluster_destroy();
   }
   printf("PASS\n");
