@@ -30,6 +30,7 @@ typedef enum { IDLE = 0, ENCODING, WAIT_ACKS, USERS_SENT, COMPLETE_SENT, DONE } 
 
 typedef struct {
   int owned;
+  int waiting;                 /* owned, but its restore's read failed: not served */
   uint16_t gen;                /* ownership generation: stale reports are ignored */
   changelog_dirty_t *dirty;
   /* users evicted from the store, each with the input position at its
@@ -470,6 +471,35 @@ static int64_t clock_margin_ms(void) {
   return e && *e ? strtoll(e, NULL, 10) : CLOG_CLOCK_MARGIN_MS;
 }
 
+/* interestd_changelog_partitions_waiting: the partitions whose restore read failed */
+static void waiting_gauge(clog_t *c) {
+  uint64_t n = 0;
+  for (int32_t p = 0; p < c->n_parts; p++) n += c->parts[p].waiting != 0;
+  metrics_gauge_set(c->m.waiting, (double)n);
+}
+
+/* The read of p's changelog failed (IX_EKAFKA: the broker away, a leader
+ * election, no progress): what the topic holds for p is unknown. A partial
+ * read into st (the direct restore, st not NULL) is dropped; p is not owned
+ * for checkpoints; it waits for another clog_assign (docs/STATE.md, "A
+ * restore that cannot read"). */
+static void restore_failed(clog_t *c, part_t *pt, int32_t p, store_t *st) {
+  if (st) store_drop_partition(st, p);
+  part_reset(pt);
+  pt->gen++;
+  pt->waiting = 1;
+  metrics_counter_inc(c->m.restore_failures);
+  waiting_gauge(c);
+}
+
+void clog_wait(clog_t *c, int32_t p) {
+  if (p >= 0 && p < c->n_parts) restore_failed(c, &c->parts[p], p, NULL);
+}
+
+int clog_waiting(const clog_t *c, int32_t p) {
+  return c && p >= 0 && p < c->n_parts && c->parts[p].waiting;
+}
+
 /* The start of an assignment's restore: p owned again with fresh
  * trackers. IX_ERANGE (errstr says why) when p is beyond the topic. */
 static int assign_begin(clog_t *c, int32_t p, part_t **out, char *errstr, size_t n) {
@@ -479,9 +509,11 @@ static int assign_begin(clog_t *c, int32_t p, part_t **out, char *errstr, size_t
     return IX_ERANGE;
   }
   part_t *pt = *out = &c->parts[p];
+  int was_waiting = pt->waiting;
   part_reset(pt);
   pt->gen++;
   pt->owned = 1;
+  if (was_waiting) waiting_gauge(c);
   if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted)) return IX_ENOMEM;
   return 0;
 }
@@ -585,6 +617,12 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
       rc = clog_read(c, p, -1, &rd, &records, &bytes, errstr, n);
   }
   metrics_counter_add(c->m.bytes_read, bytes);
+  if (rc == IX_EKAFKA) {
+    restore_failed(c, pt, p, direct ? st : NULL);
+    changelog_restore_destroy(rs);
+    store_destroy(scratch);
+    return rc;
+  }
   if (rc && direct) store_drop_partition(st, p); /* a partial read: start cold */
   changelog_restore_info_t info = {0};
   mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
@@ -656,6 +694,11 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
     changelog_restore_destroy(rs);
     return rc;
   }
+  if (rc == IX_EKAFKA) {
+    restore_failed(c, pt, p, NULL);
+    changelog_restore_destroy(rs);
+    return rc;
+  }
   changelog_restore_info_t info = {0};
   mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
   if (!rc) {
@@ -688,8 +731,10 @@ void clog_start_cold(clog_t *c, int32_t p) {
 
 void clog_revoke(clog_t *c, int32_t p) {
   if (p < 0 || p >= c->n_parts) return;
+  int was_waiting = c->parts[p].waiting;
   part_reset(&c->parts[p]);
   c->parts[p].gen++;
+  if (was_waiting) waiting_gauge(c);
 }
 
 typedef struct {

@@ -70,7 +70,14 @@ typedef enum {
  * CLOG_FROM_COLD) and every user of p in st is marked changed at
  * local_next - 1, so the next changelog checkpoint brings the topic up to
  * the local state. Logs and counts the source, time and bytes. A failure to
- * read or a refused record (other model, other partition) is returned with
+ * read (IX_EKAFKA: the broker away, a leader election, no progress within
+ * the reader's timeout) is returned with errstr, counted
+ * (interestd_changelog_restore_failures_total), a partial read into st is
+ * dropped (st keeps what the local restore put there) and p waits
+ * (clog_waiting(): not owned for checkpoints, counted in
+ * interestd_changelog_partitions_waiting) until a later clog_assign reads
+ * it or clog_revoke; the caller must not serve p meanwhile. A refused
+ * record (other model, other partition) or out of memory is returned with
  * errstr; st is then as the local restore left it. */
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
                 int64_t local_created_ms, clog_source_t *source, int64_t *next_offset,
@@ -108,6 +115,12 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                      int64_t local_next, store_t *copy, changelog_restore_t *rs, int64_t from,
                      clog_source_t *source, int64_t *next_offset, char *errstr,
                      size_t errstr_size);
+/* 1 while p's last restore failed to read the changelog (clog_assign's
+ * IX_EKAFKA) and no later one succeeded nor was it revoked. c may be NULL. */
+int clog_waiting(const clog_t *c, int32_t p);
+/* p waits as after a failed read (counted as one): the caller restored it
+ * but cannot serve it from there (its input position could not be set). */
+void clog_wait(clog_t *c, int32_t p);
 /* After clog_assign: forget what was restored for p (its states were
  * dropped: the caller starts it cold); changed users are tracked afresh. */
 void clog_start_cold(clog_t *c, int32_t p);

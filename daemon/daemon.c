@@ -199,7 +199,8 @@ struct ixd {
 
   uv_poll_t consumer_poll, producer_poll, ckpt_poll;
   uv_timer_t kick_timer, batch_timer, retry_timer, ckpt_timer, expire_timer, status_timer,
-      stop_timer, ckpt_slice_timer, clog_timer;
+      stop_timer, ckpt_slice_timer, clog_timer, restore_timer;
+  uint64_t restore_backoff_ms; /* the next retry of a restore that could not read (0: none due) */
   uv_signal_t sig_term, sig_int, sig_hup;
   int handle_signals;
   int ckpt_poll_active;
@@ -283,10 +284,11 @@ static int owns(const daemon_t *d, int32_t partition) {
 
 /* ---------------------------------------------------------------- pause */
 
+/* the owned partitions being served (not those waiting for their state) */
 static void owned_list(daemon_t *d, int32_t *out, size_t *n) {
   *n = 0;
   for (int32_t i = 0; i < inflight_partitions(d->inflight); i++)
-    if (owns(d, i)) out[(*n)++] = i;
+    if (owns(d, i) && !clog_waiting(d->clog, i)) out[(*n)++] = i;
 }
 
 /* Pauses or resumes every owned partition. When the list cannot be
@@ -716,6 +718,10 @@ static void process_batch(daemon_t *d, rec_t *recs, size_t n) {
     rec_t *r = &recs[i];
     uint64_t tok;
     if (d->txn && !txn_accept(d->txn, r->partition, r->offset)) continue; /* before a rewind */
+    /* waiting for its state (its changelog could not be read): not
+     * applied, not tracked, so no offset is stored for it; the restore
+     * seeks the partition back to where its state resumes */
+    if (d->clog && clog_waiting(d->clog, r->partition)) continue;
     int rc = inflight_push(d->inflight, r->partition, r->offset, r->ts_ms > 0 ? r->ts_ms : now,
                            now_ns, &tok);
     if (rc == IX_ESTATE) continue; /* revoked while queued: the next owner reads it */
@@ -1506,6 +1512,147 @@ out:
   free(props);
 }
 
+/* ---------------------------------------------------------------- restore retry */
+
+/* A changelog read that fails in the assignment (IX_EKAFKA: a leader
+ * election, a broker restarting, no progress) is tried RESTORE_TRIES times
+ * there, RESTORE_PAUSE_MS apart (the loop waits meanwhile: a short bound);
+ * (once one partition of an assignment waits, the others of it try once);
+ * then the partition waits, paused, and restore_timer_cb tries again every
+ * RESTORE_RETRY_MIN_MS, doubling up to RESTORE_RETRY_MAX_MS, until the read
+ * succeeds or the partition is revoked (docs/STATE.md, "A restore that
+ * cannot read"). */
+#define RESTORE_TRIES 3
+#define RESTORE_PAUSE_MS 250
+#define RESTORE_RETRY_MIN_MS 1000
+#define RESTORE_RETRY_MAX_MS 30000
+
+static int restore_clog(daemon_t *d, int32_t p, int64_t local_next, int64_t local_created_ms,
+                        clog_source_t *src, int64_t *next, char *why, size_t n, int tries) {
+  int rc = 0;
+  for (int t = 0; t < tries; t++) {
+    if (t) {
+      LOG_WARN("daemon", "partition %d: the changelog could not be read (%s); trying again in "
+               "%d ms", (int)p, why, RESTORE_PAUSE_MS * t);
+      uv_sleep((unsigned)(RESTORE_PAUSE_MS * t));
+    }
+    rc = standby_assign(d->standby, d->clog, p, pipeline_store(d->pipe),
+                        pipeline_fingerprint(d->pipe), local_next, local_created_ms, src, next,
+                        why, n);
+    if (rc != IX_EKAFKA) break;
+  }
+  return rc;
+}
+
+static void restore_timer_cb(uv_timer_t *t);
+
+/* p's changelog could not be read: it is not served (no event applied, no
+ * offset stored or committed, no checkpoint) until restore_timer_cb reads it. */
+static void restore_wait(daemon_t *d, int32_t p, const char *why) {
+  LOG_ERROR("daemon", "partition %d: changelog not restored (%s); the partition waits for its "
+            "states (paused, nothing applied or committed) and the restore is retried; it is "
+            "not served cold (docs/STATE.md, \"A restore that cannot read\")", (int)p, why);
+  store_drop_partition(pipeline_store(d->pipe), p);
+  inflight_assign(d->inflight, p, -1); /* cannot fail: p is tracked */
+  d->lag[p].local_behind = 0;
+  if (!d->restore_backoff_ms) {
+    d->restore_backoff_ms = RESTORE_RETRY_MIN_MS;
+    uv_timer_start(&d->restore_timer, restore_timer_cb, RESTORE_RETRY_MIN_MS, 0);
+  }
+}
+
+/* Where p resumes when nothing restored says so: the group's committed
+ * offset, else the low watermark (auto.offset.reset = earliest); -1 unknown. */
+static int64_t committed_start(daemon_t *d, int32_t p) {
+  int64_t off = -1, lo = -1, hi = -1;
+  if (consumer_committed(d->consumer, p, 2000, &off)) return -1;
+  if (off >= 0) return off;
+  return consumer_query_watermarks(d->consumer, p, 2000, &lo, &hi) ? -1 : lo;
+}
+
+/* One more restore of waiting partition p, from scratch (the local
+ * checkpoint, then the changelog); serves p from where its states resume.
+ * Returns 1 when p still waits. */
+static int restore_again(daemon_t *d, int32_t p) {
+  consumer_pause(d->consumer, &p, 1);
+  int64_t fallback = committed_start(d, p);
+  if (fallback < 0) return 1; /* the cluster is away: the next round */
+  store_t *st = pipeline_store(d->pipe);
+  store_drop_partition(st, p);
+  int64_t local_next = -1, local_created_ms = -1;
+  char why[512];
+  if (d->ckpt) {
+    ckpt_restore_info_t info;
+    int rc = ckpt_restore_partition(d->cfg->state.checkpoint_dir, p, pipeline_fingerprint(d->pipe),
+                                    st, &info, why, sizeof why);
+    if (rc || info.generation == 0 || beyond_end(d, p, info.next_offset)) {
+      if (rc) LOG_WARN("daemon", "partition %d: checkpoint not restored (%s)", (int)p, why);
+      store_drop_partition(st, p);
+    } else {
+      local_next = info.next_offset;
+      local_created_ms = info.created_ms;
+    }
+  }
+  clog_source_t src;
+  int64_t next = -1;
+  int rc = restore_clog(d, p, local_next, local_created_ms, &src, &next, why, sizeof why, 1);
+  if (rc == IX_EKAFKA) {
+    LOG_WARN("daemon", "partition %d: changelog still not readable (%s); it keeps waiting",
+             (int)p, why);
+    store_drop_partition(st, p);
+    return 1;
+  }
+  if (rc)
+    LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p, why,
+             local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
+  int from_topic = src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL ||
+                   src == CLOG_FROM_STANDBY;
+  int64_t start = -1;
+  if (from_topic && beyond_end(d, p, next)) {
+    LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the input's "
+             "end; starting cold", (int)p, next);
+    store_drop_partition(st, p);
+    clog_start_cold(d->clog, p);
+    metrics_counter_inc(d->md.checkpoints_refused);
+  } else if (from_topic) {
+    start = next;
+    d->lag[p].local_behind = d->ckpt != NULL;
+  } else if (local_next >= 0) {
+    start = local_next;
+  }
+  int64_t seek = start >= 0 ? start : fallback;
+  if (consumer_seek(d->consumer, p, seek, 5000)) {
+    LOG_WARN("daemon", "partition %d: restored, but its input cannot be moved to offset %" PRId64
+             "; it keeps waiting", (int)p, seek);
+    store_drop_partition(st, p);
+    clog_wait(d->clog, p);
+    return 1;
+  }
+  inflight_assign(d->inflight, p, start); /* cannot fail: p is tracked */
+  d->lag[p].start = seek;
+  if (!d->paused) consumer_resume(d->consumer, &p, 1);
+  LOG_INFO("daemon", "partition %d: restored after waiting (states from %s); served from input "
+           "offset %" PRId64, (int)p, metrics_state_source_label[src], seek);
+  return 0;
+}
+
+static void restore_timer_cb(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  int left = 0;
+  for (int32_t p = 0; p < inflight_partitions(d->inflight); p++)
+    if (owns(d, p) && clog_waiting(d->clog, p)) {
+      notify_extend_timeout(d->notify, 60ull * 1000000u);
+      left += restore_again(d, p);
+    }
+  if (!left || d->phase != RUNNING) {
+    d->restore_backoff_ms = 0;
+    return;
+  }
+  d->restore_backoff_ms *= 2;
+  if (d->restore_backoff_ms > RESTORE_RETRY_MAX_MS) d->restore_backoff_ms = RESTORE_RETRY_MAX_MS;
+  uv_timer_start(&d->restore_timer, restore_timer_cb, d->restore_backoff_ms, 0);
+}
+
 static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts, size_t n) {
   daemon_t *d = ctx;
   char list[512];
@@ -1520,6 +1667,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                    "partitions", list, NULL);
   if (ev == CONSUMER_ASSIGN) {
     int wm_timeout = 0;
+    size_t n_waiting = 0; /* partitions of this assignment waiting for their changelog */
     size_t *ws_idx = calloc(n + 1, sizeof *ws_idx), n_ws = 0; /* to warm-start */
     int64_t *ws_ckpt = calloc(n + 1, sizeof *ws_ckpt); /* their refused checkpoints' offsets */
     if (!ws_ckpt) {
@@ -1598,15 +1746,25 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
         clog_source_t src;
         int64_t next;
         notify_extend_timeout(d->notify, 60ull * 1000000u);
-        rc = standby_assign(d->standby, d->clog, p, pipeline_store(d->pipe),
-                            pipeline_fingerprint(d->pipe), local_next, local_created_ms, &src,
-                            &next, why, sizeof why);
-        if (rc)
+        /* once a partition of this assignment waits, the others try once:
+         * the cluster is likely away, and the loop is not held for each */
+        rc = restore_clog(d, p, local_next, local_created_ms, &src, &next, why, sizeof why,
+                          n_waiting ? 1 : RESTORE_TRIES);
+        if (rc == IX_EKAFKA) {
+          n_waiting++;
+          /* what the topic holds is unknown: not served cold, it waits */
+          restore_wait(d, p, why);
+          parts[i].offset = CONSUMER_OFFSET_COMMITTED;
+          if (n_ws && ws_idx[n_ws - 1] == i) n_ws--;
+        } else if (rc)
           LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
                    why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
+        int waiting = rc == IX_EKAFKA;
         int from_topic = src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL ||
                          src == CLOG_FROM_STANDBY;
-        if (from_topic && beyond_end(d, p, next)) {
+        if (waiting) {
+          /* restore_timer_cb serves it once its changelog is read */
+        } else if (from_topic && beyond_end(d, p, next)) {
           /* a changelog of another cluster or topic incarnation */
           LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the "
                    "input's end; starting cold", (int)p, next);
@@ -1765,7 +1923,8 @@ static void finish_stop(daemon_t *d) {
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
                           &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
-                          &d->clog_timer,   &d->warm_timer, &d->txn_timer};
+                          &d->clog_timer,   &d->warm_timer, &d->txn_timer,
+                          &d->restore_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
     close_handle((uv_handle_t *)timers[i]);
   if (d->handle_signals) {
@@ -2601,7 +2760,8 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
   uv_timer_t *timers[] = {&d->kick_timer,   &d->batch_timer,  &d->retry_timer,
                           &d->ckpt_timer,   &d->expire_timer, &d->status_timer,
                           &d->stop_timer,   &d->ckpt_slice_timer, &d->redis_timer,
-                          &d->clog_timer,   &d->warm_timer, &d->txn_timer};
+                          &d->clog_timer,   &d->warm_timer, &d->txn_timer,
+                          &d->restore_timer};
   for (size_t i = 0; i < sizeof timers / sizeof timers[0] && !uvrc; i++) {
     uvrc = uv_timer_init(&d->loop, timers[i]);
     timers[i]->data = d;

@@ -743,6 +743,15 @@ int metrics_changelog_register(metrics_t *m, metrics_changelog_t *cm) {
                              "interestd_changelog_produce_failures_total",
                              "Changelog records whose delivery failed.", NULL);
   if (!rc)
+    rc = metrics_counter_new(m, &cm->restore_failures,
+                             "interestd_changelog_restore_failures_total",
+                             "Restores of a partition whose changelog read failed (broker away, "
+                             "leader election, timeout): the partition waits, paused, and the "
+                             "restore is retried; it is not served cold.", NULL);
+  if (!rc)
+    rc = metrics_gauge_new(m, &cm->waiting, "interestd_changelog_partitions_waiting",
+                           "Owned partitions paused until their changelog can be read.", NULL);
+  if (!rc)
     rc = metrics_counter_new(m, &cm->skipped, "interestd_state_events_skipped_total",
                              "Events already in a state restored from the changelog (a record "
                              "newer than its completion): not applied again.", NULL);

@@ -87,6 +87,8 @@
  *  interestd_changelog_restore_seconds       histogram  -                        time to restore one partition from the changelog
  *  interestd_changelog_records_written_total counter    -                        changelog records acknowledged
  *  interestd_changelog_produce_failures_total counter   -                        changelog records not delivered
+ *  interestd_changelog_restore_failures_total counter   -                        restores whose changelog read failed (the partition waits, not cold)
+ *  interestd_changelog_partitions_waiting    gauge      -                        owned partitions paused until their changelog can be read
  *  interestd_changelog_encode_seconds        histogram  mode=slices|at_once      loop-thread time of one changelog encoding call
  *  interestd_standby_lag_records             gauge      partition                changelog records a standby copy is behind the topic's end
  *  interestd_standby_users                   gauge      -                        users held in standby copies
@@ -289,7 +291,8 @@ int metrics_redis_register(metrics_t *reg, metrics_redis_t *rm);
  * the registry, valid until metrics_destroy(). */
 typedef struct {
   metrics_counter_t *from[5], *users_from[5], *bytes_read, *records_written, *produce_failures,
-      *skipped;
+      *skipped, *restore_failures;
+  metrics_gauge_t *waiting; /* partitions owned whose restore read failed (not served) */
   metrics_histogram_t *restore_seconds;
   metrics_histogram_t *encode_seconds[2]; /* mode: 0 slices, 1 at_once */
 } metrics_changelog_t;

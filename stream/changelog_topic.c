@@ -26,6 +26,9 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char 
                                             * larger fetches (default 1 MiB) */
                                            {"max.partition.fetch.bytes", "16777216"},
                                            {"fetch.max.bytes", "67108864"},
+                                           /* a partition's queue (changelog_reader_t):
+                                            * no more fetched ahead (default 64 MiB) */
+                                           {"queued.max.messages.kbytes", "16384"},
                                            {"group.id", "interestd-changelog-restore"}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
       if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, n) != RD_KAFKA_CONF_OK) {
@@ -334,71 +337,73 @@ int changelog_topic_ensure(const char *brokers, const char *const *props, const 
 /* ---- restore reader: one client for every partition of an assignment ---- */
 
 /* Partitions fetched ahead of the one being read: their records arrive while
- * it is decoded, and wait in a stash (past READER_STASH_MAX bytes the
- * partition is paused until its turn). */
+ * it is decoded. Each assigned partition's records stay in its own queue in
+ * the client (not forwarded to the consumer queue): a read takes its
+ * partition's records and nothing else, and the client stops fetching a
+ * partition whose queue holds queued.max.messages.kbytes (16 MiB, client())
+ * until it is read. */
 #define READER_AHEAD 4
-#define READER_STASH_MAX (16u << 20)
 
 typedef struct {
   int32_t p;
   int wm;             /* lo and hi known (asked at changelog_reader_prefetch()) */
   int64_t lo, hi;
-  int assigned;       /* fetching from `start` */
-  int paused;
+  int assigned;       /* fetching from `start` into pq */
   int64_t start;
-  rd_kafka_message_t **stash; /* fetched, in offset order, from stash_head */
-  size_t n, cap, head, bytes;
+  rd_kafka_queue_t *pq; /* the partition's own queue while assigned */
 } ahead_t;
 
 struct changelog_reader {
   rd_kafka_t *rk;
-  rd_kafka_queue_t *q;
+  rd_kafka_queue_t *q; /* the consumer queue: errors of no partition, and what a
+                        * partition's queue held when it stopped */
   char *topic;
   ahead_t *ahead; /* hinted partitions not read yet, in the order given */
   size_t n_ahead;
   changelog_reader_stats_t stats;
 };
 
-static void ahead_free_stash(ahead_t *a) {
-  for (size_t i = a->head; i < a->n; i++) rd_kafka_message_destroy(a->stash[i]);
-  free(a->stash);
-  a->stash = NULL;
-  a->n = a->cap = a->head = a->bytes = 0;
-}
-
-static rd_kafka_resp_err_t part_assign(changelog_reader_t *r, int32_t p, int64_t offset) {
+/* Fetches a->p from offset into its own queue a->pq. */
+static rd_kafka_resp_err_t part_assign(changelog_reader_t *r, ahead_t *a, int64_t offset) {
+  if (!(a->pq = rd_kafka_queue_get_partition(r->rk, r->topic, a->p)))
+    return RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+  /* forwarding the application set (here: none) is kept when the fetch
+   * starts: the records stay on the partition's queue */
+  rd_kafka_queue_forward(a->pq, NULL);
   rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(tp, r->topic, p)->offset = offset;
+  rd_kafka_topic_partition_list_add(tp, r->topic, a->p)->offset = offset;
   rd_kafka_error_t *e = rd_kafka_incremental_assign(r->rk, tp);
   rd_kafka_topic_partition_list_destroy(tp);
-  if (!e) return RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (!e) {
+    a->assigned = 1;
+    a->start = offset;
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+  }
   rd_kafka_resp_err_t err = rd_kafka_error_code(e);
   rd_kafka_error_destroy(e);
+  rd_kafka_queue_forward(a->pq, r->q);
+  rd_kafka_queue_destroy(a->pq);
+  a->pq = NULL;
   return err ? err : RD_KAFKA_RESP_ERR__FAIL;
 }
 
-static void part_unassign(changelog_reader_t *r, int32_t p) {
-  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(tp, r->topic, p);
-  rd_kafka_error_t *e = rd_kafka_incremental_unassign(r->rk, tp);
-  if (e) rd_kafka_error_destroy(e);
-  rd_kafka_topic_partition_list_destroy(tp);
-}
-
-static void part_pause(changelog_reader_t *r, int32_t p, int pause) {
-  rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(tp, r->topic, p);
-  if (pause) rd_kafka_pause_partitions(r->rk, tp);
-  else rd_kafka_resume_partitions(r->rk, tp);
-  rd_kafka_topic_partition_list_destroy(tp);
-}
-
-/* a hinted partition no longer fetched ahead: unassigned, its stash freed */
+/* a->p no longer fetched: unassigned, and its queue forwarded to the
+ * consumer queue, with what it holds and what a fetch in flight still
+ * brings (dropped at the next read) */
 static void ahead_stop(changelog_reader_t *r, ahead_t *a) {
-  if (a->paused) part_pause(r, a->p, 0);
-  if (a->assigned) part_unassign(r, a->p);
-  a->assigned = a->paused = 0;
-  ahead_free_stash(a);
+  if (a->assigned) {
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, r->topic, a->p);
+    rd_kafka_error_t *e = rd_kafka_incremental_unassign(r->rk, tp);
+    if (e) rd_kafka_error_destroy(e);
+    rd_kafka_topic_partition_list_destroy(tp);
+  }
+  if (a->pq) {
+    rd_kafka_queue_forward(a->pq, r->q);
+    rd_kafka_queue_destroy(a->pq);
+    a->pq = NULL;
+  }
+  a->assigned = 0;
 }
 
 static void ahead_clear(changelog_reader_t *r) {
@@ -414,40 +419,67 @@ static void ahead_top_up(changelog_reader_t *r) {
     ahead_t *a = &r->ahead[i];
     if (!a->wm || a->hi <= a->lo) continue;
     k++;
-    if (!a->assigned && part_assign(r, a->p, a->lo) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      a->assigned = 1;
-      a->start = a->lo;
-    }
+    if (!a->assigned) (void)part_assign(r, a, a->lo); /* best effort: read anew at its turn */
   }
 }
 
-/* a message of a partition other than the one being read: kept when that
- * partition is fetched ahead, else dropped */
-static void ahead_keep(changelog_reader_t *r, rd_kafka_message_t *m) {
-  ahead_t *a = NULL;
-  for (size_t i = 0; m->rkt && i < r->n_ahead && !a; i++)
-    if (r->ahead[i].assigned && r->ahead[i].p == m->partition) a = &r->ahead[i];
-  if (!a) {
-    rd_kafka_message_destroy(m);
-    return;
-  }
-  if (a->n == a->cap) {
-    size_t cap = a->cap ? a->cap * 2 : 1024;
-    rd_kafka_message_t **s = realloc(a->stash, cap * sizeof *s);
-    if (!s) { /* read again from its start when its turn comes */
-      ahead_stop(r, a);
+/* Drops what the consumer queue holds: records of stopped partitions. An
+ * error of no partition (the client's, e.g. all brokers down) is returned,
+ * with errstr filled. */
+static int drain_consumer_queue(changelog_reader_t *r, int32_t partition, char *errstr,
+                                size_t n) {
+  rd_kafka_message_t *batch[256];
+  ssize_t got;
+  int rc = 0;
+  while ((got = rd_kafka_consume_batch_queue(r->q, 0, batch, 256)) > 0)
+    for (ssize_t i = 0; i < got; i++) {
+      rd_kafka_message_t *m = batch[i];
+      if (!m->rkt && m->err && !rc) {
+        snprintf(errstr, n, "changelog %s [%d]: %s", r->topic, (int)partition,
+                 rd_kafka_message_errstr(m));
+        rc = IX_EKAFKA;
+      }
       rd_kafka_message_destroy(m);
-      return;
     }
-    a->stash = s;
-    a->cap = cap;
+  return rc;
+}
+
+/* One read's state for read_cb. */
+typedef struct {
+  rd_kafka_t *rk;
+  int64_t next, hi; /* the offset the next record must have at least; the end */
+  changelog_topic_fn fn;
+  void *ctx;
+  uint64_t *records, *bytes;
+  char *errstr;
+  size_t n;
+  const char *topic;
+  int32_t partition;
+  int done, rc;
+} read_cb_t;
+
+/* A record (or event) of the partition being read, from its queue; the
+ * client frees it on return. Past the end, an error or fn's non-zero return
+ * the rest of the batch goes back to the queue (rd_kafka_yield). */
+static void read_cb(rd_kafka_message_t *m, void *opaque) {
+  read_cb_t *c = opaque;
+  if (c->done) return;
+  if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    /* end of the partition (a compacted log may end with no record at hi - 1) */
+    c->done = 1;
+  } else if (m->err) {
+    snprintf(c->errstr, c->n, "changelog %s [%d]: fetch failed at offset %lld: %s", c->topic,
+             (int)c->partition, (long long)c->next, rd_kafka_message_errstr(m));
+    c->rc = IX_EKAFKA;
+    c->done = 1;
+  } else if (m->offset >= c->next) {
+    c->next = m->offset + 1;
+    (*c->records)++;
+    *c->bytes += m->key_len + m->len;
+    c->rc = c->fn(c->ctx, m->offset, m->key, m->key_len, m->payload, m->len);
+    if (c->rc || c->next >= c->hi) c->done = 1;
   }
-  a->stash[a->n++] = m;
-  a->bytes += m->key_len + m->len;
-  if (a->bytes > READER_STASH_MAX && !a->paused) {
-    part_pause(r, a->p, 1);
-    a->paused = 1;
-  }
+  if (c->done) rd_kafka_yield(c->rk);
 }
 
 int changelog_reader_new(const char *brokers, const char *const *props, const char *topic,
@@ -587,87 +619,46 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
   }
   if (span) span(ctx, lo, hi);
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  if (cur.paused) part_pause(r, partition, 0);
-  if (!cur.assigned) err = part_assign(r, partition, lo);
   /* the next partitions fetch while this one is decoded: from its first
    * records on (asked together with it, they would come in the same
    * response and delay its first record by theirs) */
-  int topped = cur.n > cur.head;
+  int topped = cur.assigned;
+  if (!cur.assigned) err = part_assign(r, &cur, lo);
   if (topped) ahead_top_up(r);
-  cur.assigned = 1;
   if (err) {
     snprintf(errstr, n, "changelog %s [%d]: cannot assign: %s", topic, (int)partition,
              rd_kafka_err2str(err));
     rc = IX_EKAFKA;
   }
+  read_cb_t rcb = {.rk = r->rk, .next = lo, .hi = hi, .fn = fn, .ctx = ctx, .records = records,
+                   .bytes = bytes, .errstr = errstr, .n = n, .topic = topic,
+                   .partition = partition, .done = rc != 0};
   uint64_t last_progress = ix_mono_ms();
-  int64_t next = lo;
-  rd_kafka_message_t *batch[1024];
-  int done = rc != 0;
-  while (!done && next < hi) {
-    ssize_t got = 0;
-    if (cur.head < cur.n) {
-      /* fetched ahead first */
-      while (got < 1024 && cur.head < cur.n) batch[got++] = cur.stash[cur.head++];
-    } else {
-      /* what is there in one batch (one queue lock, not one per record);
-       * when nothing is, wait for one record (a batch call with a timeout
-       * waits it out for a full batch) */
-      got = rd_kafka_consume_batch_queue(r->q, 0, batch, 1024);
-      if (got == 0 && (batch[0] = rd_kafka_consume_queue(r->q, 100))) got = 1;
+  while (!rcb.done && rcb.next < hi) {
+    uint64_t before = *records;
+    /* every record the queue holds, one callback each (one queue lock a
+     * batch); when it holds none, wait for one */
+    rd_kafka_consume_callback_queue(cur.pq, 100, read_cb, &rcb);
+    if (!topped && *records != before) {
+      ahead_top_up(r);
+      topped = 1;
     }
-    if (got <= 0) {
-      if (ix_mono_ms() - last_progress > (uint64_t)timeout_ms) {
-        snprintf(errstr, n, "changelog %s [%d]: no progress for %d ms at offset %lld of %lld",
-                 topic, (int)partition, timeout_ms, (long long)next, (long long)hi);
-        rc = IX_EKAFKA;
-        break;
-      }
-      continue;
-    }
-    ssize_t i = 0;
-    for (; i < got && !done; i++) {
-      rd_kafka_message_t *m = batch[i];
-      if (m->rkt && m->partition != partition) {
-        ahead_keep(r, m); /* another partition's: fetched ahead, or left over */
-        continue;
-      } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        /* end of the partition (a compacted log may end with no record at hi - 1) */
-        done = 1;
-      } else if (m->err) {
-        snprintf(errstr, n, "changelog %s [%d]: fetch failed at offset %lld: %s", topic,
-                 (int)partition, (long long)next, rd_kafka_message_errstr(m));
-        rc = IX_EKAFKA;
-        done = 1;
-      } else if (m->offset >= next) {
-        if (!topped) {
-          ahead_top_up(r);
-          topped = 1;
-        }
-        last_progress = ix_mono_ms();
-        next = m->offset + 1;
-        (*records)++;
-        *bytes += m->key_len + m->len;
-        rc = fn(ctx, m->offset, m->key, m->key_len, m->payload, m->len);
-        if (rc || next >= hi) done = 1;
-      }
-      rd_kafka_message_destroy(m);
-    }
-    for (; i < got; i++) {
-      if (batch[i]->rkt && batch[i]->partition != partition) ahead_keep(r, batch[i]);
-      else rd_kafka_message_destroy(batch[i]);
+    if (!rcb.done && (rcb.rc = drain_consumer_queue(r, partition, errstr, n))) rcb.done = 1;
+    if (*records != before) {
+      last_progress = ix_mono_ms(); /* once a batch, not a record */
+    } else if (!rcb.done && ix_mono_ms() - last_progress > (uint64_t)timeout_ms) {
+      snprintf(errstr, n, "changelog %s [%d]: no progress for %d ms at offset %lld of %lld", topic,
+               (int)partition, timeout_ms, (long long)rcb.next, (long long)hi);
+      rcb.rc = IX_EKAFKA;
+      break;
     }
   }
+  if (!rc) rc = rcb.rc;
   /* this partition is done with: unassigned, and whatever was fetched for it
-   * dropped (others' records kept for their turn) */
+   * dropped */
   ahead_stop(r, &cur);
   if (!topped) ahead_top_up(r);
-  ssize_t got;
-  while ((got = rd_kafka_consume_batch_queue(r->q, 0, batch, 1024)) > 0)
-    for (ssize_t i = 0; i < got; i++) {
-      if (batch[i]->rkt && batch[i]->partition != partition) ahead_keep(r, batch[i]);
-      else rd_kafka_message_destroy(batch[i]);
-    }
+  (void)drain_consumer_queue(r, partition, errstr, 0);
   return rc;
 }
 

@@ -86,10 +86,11 @@ typedef void (*changelog_span_fn)(void *ctx, int64_t from, int64_t end);
 /* The partitions an assignment will read, in the order it will read them
  * (a hint, best effort): their watermarks are asked in one round, and from
  * the first record of one the next few (4) are fetched from their start,
- * their records kept until their turn (a partition is paused past 16 MiB
- * kept). A read of a hinted partition from its start takes what was
- * fetched; from another offset it is fetched anew. Replaces the previous
- * hints; n == 0 drops them and everything fetched for them. */
+ * each into its own queue in the client until its turn (the client stops
+ * fetching a partition whose queue holds 16 MiB). A read of a hinted
+ * partition from its start takes what was fetched; from another offset it
+ * is fetched anew. Replaces the previous hints; n == 0 drops them and
+ * everything fetched for them. */
 void changelog_reader_prefetch(changelog_reader_t *r, const int32_t *partitions, size_t n,
                                int timeout_ms);
 /* What r's reads found of the hints, since r was made. */

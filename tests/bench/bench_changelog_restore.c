@@ -13,6 +13,10 @@
  * a new store, after the first restore: on fresh memory, on a slab pool
  * pre-touched before it (the pre-touch timed apart), and again after
  * revoking every partition (the revoked slabs reused); pool_rounds() below.
+ * Environment: BENCH_CLOG_NO_PREFETCH=1 (no hint), BENCH_CLOG_PROPS="k=v ..."
+ * (the changelog clients' Kafka properties), BENCH_READ_ROUNDS=N (the read
+ * alone N times), BENCH_PERF_CTL / BENCH_PERF_CTL_READ=FIFO (perf record -D -1
+ * --control fifo:FIFO records only the restore / the reads alone).
  * usage: bench_changelog_restore [USERS (100000)] [PARTS (32)] [BLOB (1064)] */
 #include "../integration/daemon_harness.h"
 
@@ -44,29 +48,26 @@ static int count_rec(void *ctx, int64_t off, const void *k, size_t kl, const voi
 }
 
 /* CPU seconds of this process's threads whose name starts with `prefix`
- * ("" for all), from /proc/self/task/N/stat (utime + stime) */
+ * ("" for all): each thread's CPU-time clock (nanoseconds; the clock id of
+ * thread TID is Linux's ((~TID) << 3) | 6, as glibc's pthread_getcpuclockid
+ * makes it), the threads found in /proc/self/task/N/comm */
 static double threads_cpu(const char *prefix) {
   double t = 0;
-  long hz = sysconf(_SC_CLK_TCK);
   DIR *d = opendir("/proc/self/task");
   struct dirent *e;
   while (d && (e = readdir(d))) {
     if (e->d_name[0] == '.') continue;
-    char path[300], buf[1024];
-    snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+    char path[300], name[64] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
     FILE *f = fopen(path, "r");
     if (!f) continue;
-    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    if (!fgets(name, sizeof name, f)) name[0] = 0;
     fclose(f);
-    buf[k] = 0;
-    char *l = strchr(buf, '('), *r = strrchr(buf, ')');
-    if (!l || !r) continue;
-    *r = 0;
-    if (strncmp(l + 1, prefix, strlen(prefix)) != 0) continue;
-    unsigned long ut = 0, stt = 0;
-    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) == 2)
-      t += (double)(ut + stt) / (double)hz;
+    if (strncmp(name, prefix, strlen(prefix)) != 0) continue;
+    unsigned tid = (unsigned)strtoul(e->d_name, NULL, 10);
+    struct timespec ts;
+    if (clock_gettime((clockid_t)((~tid) << 3) | 6, &ts) == 0)
+      t += (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
   }
   if (d) closedir(d);
   return t;
@@ -86,6 +87,25 @@ static double main_cpu(void) {
   struct timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* perf record --control: the FIFO named by env var `name` (perf record -D -1
+ * --control fifo:FIFO) is told to enable recording; NULL when the variable
+ * is not set. perf_ctl_close() disables it. */
+static FILE *perf_ctl_enable(const char *name) {
+  const char *path = getenv(name);
+  FILE *f = path && *path ? fopen(path, "w") : NULL;
+  if (f) {
+    fputs("enable\n", f);
+    fflush(f);
+  }
+  return f;
+}
+
+static void perf_ctl_close(FILE *f) {
+  if (!f) return;
+  fputs("disable\n", f);
+  fclose(f);
 }
 
 static size_t failed;
@@ -296,6 +316,12 @@ int main(int argc, char **argv) {
   metrics_t *m;
   H_CHECK(metrics_new(&m) == 0, "metrics");
   clog_opts_t co = {.brokers = brokers, .topic = topic, .input_topic = input, .metrics = m};
+  /* BENCH_CLOG_PROPS: the changelog clients' Kafka properties, "k=v k=v" */
+  const char *cprops[32] = {0};
+  char *pe = getenv("BENCH_CLOG_PROPS") ? strdup(getenv("BENCH_CLOG_PROPS")) : NULL;
+  for (int i = 0; pe && i < 31 && (cprops[i] = strtok(i ? NULL : pe, " ")); i++)
+    ;
+  if (pe) co.props = cprops;
   clog_t *c;
   H_CHECK(clog_new(&co, &c, err, sizeof err) == 0, "%s", err);
   store_opts_t so = {.blob_size = blob};
@@ -311,6 +337,7 @@ int main(int argc, char **argv) {
   int32_t *all = malloc((size_t)parts * sizeof *all);
   for (int32_t p = 0; p < parts; p++) all[p] = p;
   double c_main = main_cpu(), c_mock = threads_cpu("rdk:mock"), c_all = threads_cpu("");
+  FILE *pctl = perf_ctl_enable("BENCH_PERF_CTL");
   t0 = h_now();
   if (prefetch) clog_prefetch(c, all, (size_t)parts);
   for (int32_t p = 0; p < parts; p++) {
@@ -329,10 +356,10 @@ int main(int argc, char **argv) {
   }
   if (prefetch) clog_prefetch(c, NULL, 0);
   double secs = h_now() - t0;
+  perf_ctl_close(pctl);
   c_main = main_cpu() - c_main;
   c_mock = threads_cpu("rdk:mock") - c_mock;
   c_all = threads_cpu("") - c_all;
-  free(all);
   store_stats_t sst;
   store_get_stats(st, &sst);
   for (uint64_t u = 0; u < users; u++) {
@@ -351,27 +378,50 @@ int main(int argc, char **argv) {
          "%.2f s (%.0f MB/s); the rest %.2f s: %.0f users/s\n",
          (double)sst.bytes / (1 << 20), map_s, (double)sst.bytes / map_s / 1e6, secs - map_s,
          (double)restored / (secs - map_s));
-  printf("  CPU: the restoring thread %.2f s (%.2f us per user; the fresh memory in it), the "
-         "client's threads %.2f s, the mock broker's threads %.2f s (load average %.1f)\n",
-         c_main, c_main / (double)restored * 1e6, c_all - c_main - c_mock, c_mock,
-         loadavg1());
+  double us = 1e6 / (double)restored;
+  printf("  CPU: the restoring thread %.3f s (%.2f us per user; the fresh memory in it), the "
+         "client's threads %.3f s (%.2f us), the mock broker's threads %.3f s (%.2f us) (load "
+         "average %.1f)\n", c_main, c_main * us, c_all - c_main - c_mock,
+         (c_all - c_main - c_mock) * us, c_mock, c_mock * us, loadavg1());
   const char *pt_env = getenv("BENCH_PRETOUCH"); /* before anything large is freed */
   if (pt_env && atoi(pt_env) > 0)
     pool_rounds(c, parts, blob, users, sst.bytes, prefetch, atoi(pt_env));
-  /* the Kafka part alone: the same group-less reads, records only counted */
-  uint64_t recs = 0, rbytes = 0;
-  t0 = h_now();
-  for (int32_t p = 0; p < parts; p++) {
-    uint64_t r, by;
-    H_CHECK(changelog_topic_read(brokers, NULL, topic, p, 30000, count_rec, NULL, &r, &by, err,
-                                 sizeof err) == 0, "%s", err);
-    recs += r;
-    rbytes += by;
+  /* the restore's read alone: a reader hinted with every partition as the
+   * restore's, records only counted (no decoding, no store),
+   * BENCH_READ_ROUNDS times (default 1) */
+  {
+    const char *rr = getenv("BENCH_READ_ROUNDS");
+    int rounds = rr && *rr ? atoi(rr) : 1;
+    FILE *rctl = perf_ctl_enable("BENCH_PERF_CTL_READ");
+    for (int k = 0; k < rounds; k++) {
+      changelog_reader_t *rd;
+      H_CHECK(changelog_reader_new(brokers, co.props, topic, &rd, err, sizeof err) == 0, "%s",
+              err);
+      double r_main = main_cpu(), r_mock = threads_cpu("rdk:mock"), r_all = threads_cpu("");
+      uint64_t recs = 0, rbytes = 0;
+      t0 = h_now();
+      changelog_reader_prefetch(rd, all, (size_t)parts, 10000);
+      for (int32_t p = 0; p < parts; p++) {
+        uint64_t r, by;
+        H_CHECK(changelog_reader_read(rd, p, -1, 30000, NULL, count_rec, NULL, &r, &by, err,
+                                      sizeof err) == 0, "%s", err);
+        recs += r;
+        rbytes += by;
+      }
+      double rsecs = h_now() - t0;
+      r_main = main_cpu() - r_main;
+      r_mock = threads_cpu("rdk:mock") - r_mock;
+      r_all = threads_cpu("") - r_all;
+      changelog_reader_destroy(rd);
+      double rus = 1e6 / (double)recs;
+      printf("read alone (the restore's reader and hint; no decoding, no store): %" PRIu64
+             " records in %.3f s: %.0f records/s, %.1f MB/s; the restore took %.2fx as long; CPU "
+             "us per record: reading thread %.2f, client %.2f, mock %.2f\n", recs, rsecs,
+             (double)recs / rsecs, (double)rbytes / rsecs / 1e6, secs / rsecs, r_main * rus,
+             (r_all - r_main - r_mock) * rus, r_mock * rus);
+    }
+    perf_ctl_close(rctl);
   }
-  double rsecs = h_now() - t0;
-  printf("read alone (no decoding, no store): %" PRIu64 " records in %.2f s: %.0f records/s, "
-         "%.1f MB/s; the restore took %.2fx as long\n", recs, rsecs, (double)recs / rsecs,
-         (double)rbytes / rsecs / 1e6, secs / rsecs);
   /* the decoder and the store alone, no Kafka: the same records (encoded
    * here, 1,000 at a time) through changelog_restore_add into a fresh
    * store, only the adds timed */
@@ -434,7 +484,9 @@ int main(int argc, char **argv) {
          ssecs, (double)users / ssecs);
   H_CHECK(restored == users && mismatches == 0, "%" PRIu64 " of %" PRIu64 " users restored, %"
           PRIu64 " mismatches", restored, users, mismatches);
+  free(all);
   clog_destroy(c, 0);
+  free(pe);
   pool_rounds_free();
   store_destroy(st);
   metrics_destroy(m);
