@@ -14,7 +14,9 @@
  * pre-touched before it (the pre-touch timed apart), and again after
  * revoking every partition (the revoked slabs reused); pool_rounds() below.
  * Environment: BENCH_CLOG_NO_PREFETCH=1 (no hint), BENCH_CLOG_PROPS="k=v ..."
- * (the changelog clients' Kafka properties), BENCH_READ_ROUNDS=N (the read
+ * (the changelog clients' Kafka properties), BENCH_FILL_PROPS="k=v ..." (the
+ * fill's producer properties), BENCH_FILL_CLOG=1 (the fill through the
+ * daemon's changelog writer: fill_with_clog()), BENCH_READ_ROUNDS=N (the read
  * alone N times), BENCH_PERF_CTL / BENCH_PERF_CTL_READ=FIFO (perf record -D -1
  * --control fifo:FIFO records only the restore / the reads alone).
  * usage: bench_changelog_restore [USERS (100000)] [PARTS (32)] [BLOB (1064)] */
@@ -112,6 +114,54 @@ static size_t failed;
 static void dr(void *ctx, const producer_report_t *r) {
   (void)ctx;
   if (r->err) failed++;
+}
+
+/* BENCH_FILL_CLOG=1: the fill through the daemon's changelog writer
+ * (daemon/clog.c) instead of a producer of its own: every user of partition p
+ * applied at offset 10 into a store, one checkpoint per partition at offset
+ * 100, pumped as the daemon's loop pumps it (slices of at most
+ * FILL_SLICE_US, the daemon's CLOG_SLICE_US, about every millisecond), so
+ * the topic holds the record batches the daemon writes. BENCH_CLOG_PROPS
+ * apply (after the writer's own producer settings). */
+#define FILL_SLICE_US 500
+static int64_t fill_acked(void *ctx, int32_t p) {
+  (void)ctx, (void)p;
+  return INT64_MAX;
+}
+static int32_t fill_durable_n;
+static void fill_durable(void *ctx, int32_t p, int64_t next) {
+  (void)ctx, (void)p;
+  if (next == 100) fill_durable_n++;
+}
+static void fill_with_clog(clog_opts_t co, uint64_t users, int32_t parts, size_t blob) {
+  char err[512];
+  co.slice_us = FILL_SLICE_US;
+  clog_t *c;
+  H_CHECK(clog_new(&co, &c, err, sizeof err) == 0, "%s", err);
+  store_opts_t so = {.blob_size = blob};
+  store_t *st;
+  H_CHECK(store_new(&so, &st) == 0, "store");
+  for (int32_t p = 0; p < parts; p++) clog_start_cold(c, p);
+  for (uint64_t u = 0; u < users; u++) {
+    int32_t p = (int32_t)(u % (uint64_t)parts);
+    int created = 0;
+    uint8_t *b = store_get(st, p, u, 10, 1, &created);
+    H_CHECK(b, "store_get");
+    fill(b, blob, u);
+    clog_applied(c, p, u, 10);
+  }
+  for (int32_t p = 0; p < parts; p++)
+    H_CHECK(clog_checkpoint(c, p, st, FP, 100) == 0, "clog_checkpoint %d", (int)p);
+  double t0 = h_now();
+  while (fill_durable_n < parts) {
+    clog_pump(c, st, FP, fill_acked, fill_durable, NULL);
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    H_CHECK(h_now() - t0 < 300, "fill: %d of %d partitions durable after 300 s",
+            (int)fill_durable_n, (int)parts);
+  }
+  clog_destroy(c, 10000);
+  store_destroy(st);
 }
 
 /* Restores every partition into st as the daemon does on an assignment;
@@ -275,15 +325,32 @@ int main(int argc, char **argv) {
     printf("WARNING: over the mock's ~5 MiB per partition: older records will be dropped\n");
 
   /* fill: user u goes to partition u % parts */
-  producer_opts_t po = {.brokers = brokers, .on_delivery = dr,
-                        .props = (const char *const[]){"linger.ms=20", "batch.size=1000000",
-                                                       "compression.type=none", NULL}};
+  uint8_t *b = malloc(blob), *val = malloc(CHANGELOG_USER_FIXED + blob);
+  const char *fcl = getenv("BENCH_FILL_CLOG");
+  double t0 = h_now();
+  if (fcl && *fcl && strcmp(fcl, "0") != 0) {
+    const char *fcp[32] = {0};
+    char *fce = getenv("BENCH_CLOG_PROPS") ? strdup(getenv("BENCH_CLOG_PROPS")) : NULL;
+    for (int i = 0; fce && i < 31 && (fcp[i] = strtok(i ? NULL : fce, " ")); i++)
+      ;
+    clog_opts_t fco = {.brokers = brokers, .topic = topic, .input_topic = input,
+                       .props = fce ? fcp : NULL};
+    H_CHECK(metrics_new(&fco.metrics) == 0, "metrics");
+    fill_with_clog(fco, users, parts, blob);
+    metrics_destroy(fco.metrics);
+    free(fce);
+    printf("filled through the daemon's changelog writer in %.1f s\n", h_now() - t0);
+  } else {
+  /* a producer of its own, then BENCH_FILL_PROPS ("k=v k=v", overriding) */
+  const char *fprops[48] = {"linger.ms=20", "batch.size=1000000", "compression.type=none"};
+  int nf = 3;
+  char *fe = getenv("BENCH_FILL_PROPS") ? strdup(getenv("BENCH_FILL_PROPS")) : NULL;
+  for (int i = 0; fe && nf < 47 && (fprops[nf] = strtok(i ? NULL : fe, " ")); i++) nf++;
+  producer_opts_t po = {.brokers = brokers, .on_delivery = dr, .props = fprops};
   producer_t *pr;
   H_CHECK(producer_new(&po, &pr, err, sizeof err) == 0, "%s", err);
   producer_topic_t *pt = producer_topic(pr, topic);
-  uint8_t *b = malloc(blob), *val = malloc(CHANGELOG_USER_FIXED + blob);
   uint8_t key[CHANGELOG_KEY_BYTES];
-  double t0 = h_now();
   for (uint64_t u = 0; u < users;) {
     int32_t p = (int32_t)(u % (uint64_t)parts);
     fill(b, blob, u);
@@ -310,7 +377,9 @@ int main(int argc, char **argv) {
   }
   H_CHECK(producer_flush(pr, 120000) == 0 && failed == 0, "fill: %zu failed", failed);
   producer_destroy(pr, 1000);
+  free(fe);
   printf("filled in %.1f s\n", h_now() - t0);
+  }
 
   /* restore every partition, as on assignment */
   metrics_t *m;
