@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -620,6 +622,53 @@ static void serve_reports(daemon_t *d) {
   d->ack_ns = 0;
   producer_poll(d->producer, 0);
   d->ack_cached = 0;
+}
+
+/* SIGTERM, SIGINT and SIGHUP from main()'s start until the loop's handlers
+ * are installed (daemon_hold_signals()): blocked in main()'s thread (and so
+ * in the threads it starts), and caught by held_cb in the threads that
+ * already ran before main() (OpenBLAS starts its thread pool from a library
+ * constructor, with nothing blocked). Each is then handled exactly once:
+ * either pending in the loop's thread until daemon_new() unblocks it, or
+ * noted in held[] and raised again there. */
+static volatile sig_atomic_t held[3];
+static const int held_sigs[3] = {SIGHUP, SIGINT, SIGTERM}; /* the kernel's order */
+
+static void held_cb(int signum) {
+  for (int i = 0; i < 3; i++)
+    if (held_sigs[i] == signum) held[i] = 1;
+}
+
+static int mask_signals(int how) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int i = 0; i < 3; i++) sigaddset(&set, held_sigs[i]);
+  return pthread_sigmask(how, &set, NULL) ? IX_ESYS : 0;
+}
+
+static int set_disposition(void (*fn)(int)) {
+  struct sigaction sa = {.sa_handler = fn, .sa_flags = SA_RESTART};
+  sigfillset(&sa.sa_mask);
+  for (int i = 0; i < 3; i++)
+    if (sigaction(held_sigs[i], &sa, NULL)) return IX_ESYS;
+  return 0;
+}
+
+int daemon_hold_signals(void) {
+  int rc = mask_signals(SIG_BLOCK);
+  return rc ? rc : set_disposition(held_cb);
+}
+
+/* the loop's handlers are installed: what came meanwhile reaches them now
+ * (through libuv's pipe, handled on the loop's next turn) */
+static int release_signals(void) {
+  if (mask_signals(SIG_UNBLOCK)) return IX_ESYS;
+  for (int i = 0; i < 3; i++)
+    if (held[i]) {
+      held[i] = 0;
+      raise(held_sigs[i]);
+    }
+  return 0;
 }
 
 static void finish_stop(daemon_t *d);
@@ -1882,6 +1931,9 @@ static void finish_stop(daemon_t *d) {
     close_handle((uv_handle_t *)&d->sig_term);
     close_handle((uv_handle_t *)&d->sig_int);
     close_handle((uv_handle_t *)&d->sig_hup);
+    /* closing restored the default action (termination): a signal during
+     * the rest of the teardown is ignored instead, the stop is under way */
+    set_disposition(SIG_IGN);
   }
   if (d->http) http_server_close(d->http, NULL, NULL);
   d->http = NULL;
@@ -2134,7 +2186,9 @@ static void warm_timer_cb(uv_timer_t *t) {
  * since) and changelog epoch with the new fingerprint, so that a restart
  * with the new model resumes each partition at or after the reset. */
 static int reload(daemon_t *d) {
-  notify_reloading(d->notify);
+  /* before the first READY=1 (a SIGHUP during start-up) systemd hears of
+   * neither: READY=1 waits for the first assignment (send_ready()) */
+  if (d->ready_sent) notify_reloading(d->notify);
   char why[512];
   config_t *cfg = NULL;
   model_t *m = NULL;
@@ -2238,7 +2292,7 @@ live:;
 out:
   model_destroy(m);
   config_destroy(cfg);
-  notify_ready(d->notify);
+  if (d->ready_sent) notify_ready(d->notify);
   return rc;
 }
 
@@ -2720,6 +2774,9 @@ int daemon_new(const daemon_opts_t *opts, daemon_t **out, char *errstr, size_t e
       sigs[i]->data = d;
       if (!uvrc) uvrc = uv_signal_start(sigs[i], signal_cb, nums[i]);
     }
+    /* a signal that came during start-up (daemon_hold_signals()) reaches
+     * its handler now, on the loop's first turn */
+    if (!uvrc && release_signals()) uvrc = UV_EINVAL;
   }
   if (uvrc) {
     snprintf(errstr, errstr_size, "cannot set up the event loop's handles: %s",
@@ -2783,6 +2840,7 @@ void daemon_destroy(daemon_t *d) {
       d->redis = NULL;
       loopstat_close(d->loopstat); /* its close callback frees it */
       uv_walk(&d->loop, walk_close, NULL);
+      if (d->handle_signals) set_disposition(SIG_IGN); /* as finish_stop() */
       d->phase = CLOSED;
     }
     uv_run(&d->loop, UV_RUN_DEFAULT);

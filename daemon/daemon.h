@@ -27,12 +27,27 @@ typedef struct {
   const char *config_path;       /* re-read on SIGHUP; NULL = keep cfg */
   const char *const *overrides;  /* "--set" values re-applied on SIGHUP (copied) */
   size_t n_overrides;
-  int handle_signals;            /* SIGTERM/SIGINT stop, SIGHUP reloads */
+  int handle_signals;            /* SIGTERM/SIGINT stop, SIGHUP reloads (see
+                                  * daemon_hold_signals()) */
   int ready_fd;                  /* >= 0: write "ready\n" here once partitions are assigned */
   daemon_prediction_fn on_prediction; /* may be NULL */
   void (*on_stop)(void *ctx);    /* called once when the shutdown begins; may be NULL */
   void *ctx;
 } daemon_opts_t;
+
+/* Holds SIGTERM, SIGINT and SIGHUP until daemon_new() has installed the
+ * loop's handlers: blocks them in the calling thread (and so in every thread
+ * it starts afterwards: librdkafka's, the state pool's, libuv's) and catches
+ * them, noting each, in the threads that ran before (a library's). Call it
+ * first thing in main(): a signal that arrives while daemon_new() sets up
+ * (Kafka clients created, input topic subscribed) then waits instead of
+ * killing the process. With handle_signals, daemon_new() unblocks and
+ * replays them once its handlers are installed, so each reaches its handler
+ * on the loop's first turn (SIGTERM/SIGINT stop cleanly, SIGHUP reloads;
+ * several of one kind count as one). Once the shutdown closes those handlers
+ * the three are ignored until exit. Without this call daemon_new() installs
+ * the handlers just the same. Returns 0 or IX_ESYS. */
+int daemon_hold_signals(void);
 
 #define DAEMON_LAT_BUCKETS 192
 

@@ -72,6 +72,13 @@ static int run_demo(int argc, char **argv) {
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "--demo") == 0) return run_demo(argc, argv);
+  /* before anything else (the demo's exec takes its mask along, so not for
+   * it): a SIGTERM, SIGINT or SIGHUP during start-up waits for the daemon's
+   * handlers (daemon_hold_signals()) */
+  if (daemon_hold_signals()) {
+    fprintf(stderr, "interestd: cannot hold the stop signals during start-up\n");
+    return 1;
+  }
   config_args_t ca = {0};
   const char *log_level = NULL;
   int check = 0, print = 0;

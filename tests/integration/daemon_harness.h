@@ -462,6 +462,11 @@ static H_UNUSED int h_interestd_path(char *out, size_t size) {
 static H_UNUSED pid_t h_spawn(const char *conf, const char *log) {
   char exe[1024];
   H_CHECK(h_interestd_path(exe, sizeof exe) == 0, "interestd not built at %s", exe);
+  /* a slot freed by h_wait_exit() is taken again */
+  int slot = 0;
+  while (slot < h_n_children && h_children[slot] > 0) slot++;
+  H_CHECK(slot < (int)(sizeof h_children / sizeof h_children[0]),
+          "more than %zu daemons running at once", sizeof h_children / sizeof h_children[0]);
   pid_t pid = fork();
   H_CHECK(pid >= 0, "fork");
   if (pid == 0) {
@@ -471,7 +476,8 @@ static H_UNUSED pid_t h_spawn(const char *conf, const char *log) {
     execl(exe, exe, "-c", conf, (char *)NULL);
     _exit(127);
   }
-  h_children[h_n_children++] = pid;
+  h_children[slot] = pid;
+  if (slot == h_n_children) h_n_children++;
   return pid;
 }
 
