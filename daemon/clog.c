@@ -518,6 +518,11 @@ static int assign_begin(clog_t *c, int32_t p, part_t **out, char *errstr, size_t
   return 0;
 }
 
+int clog_from_topic(clog_source_t source) {
+  return source == CLOG_FROM_CHANGELOG || source == CLOG_FROM_LOCAL_TAIL ||
+         source == CLOG_FROM_STANDBY;
+}
+
 /* The end of an assignment's restore, whatever its source: the position and
  * skip rule from a restored completion (takes *rs when it holds users to
  * skip), every user marked when the local checkpoint is newer than the
@@ -527,8 +532,7 @@ static double assign_end(clog_t *c, part_t *pt, int32_t p, store_t *st, clog_sou
                          const changelog_restore_info_t *info, changelog_restore_t **rs,
                          int64_t local_next, int64_t *next_offset, mark_t *m, uint64_t t0,
                          int *rc) {
-  if (source == CLOG_FROM_CHANGELOG || source == CLOG_FROM_LOCAL_TAIL ||
-      source == CLOG_FROM_STANDBY) {
+  if (clog_from_topic(source)) {
     *next_offset = info->next_offset;
     pt->durable_at = info->next_offset;
     pt->seq = info->sequence;

@@ -55,6 +55,10 @@ typedef enum {
   CLOG_FROM_STANDBY     /* a standby copy plus the changelog's tail (daemon/standby.h) */
 } clog_source_t;
 
+/* 1 when source's states were read from the changelog topic (the input then
+ * resumes at the restore's next offset), else 0. */
+int clog_from_topic(clog_source_t source);
+
 /* Partition p is assigned: read its changelog partition into a scratch
  * store. Without a local checkpoint (local_next -1), or with one older than
  * half the topic's delete.retention.ms (local_created_ms, Unix ms, when its

@@ -1546,6 +1546,20 @@ static int restore_clog(daemon_t *d, int32_t p, int64_t local_next, int64_t loca
 
 static void restore_timer_cb(uv_timer_t *t);
 
+/* States restored from the changelog that resume at offset next: when next
+ * is beyond the input's end (a changelog of another cluster or topic
+ * incarnation: resuming there would skip every event up to it), they are
+ * dropped, p starts cold and 1 is returned; else 0. */
+static int topic_beyond_end(daemon_t *d, int32_t p, int64_t next) {
+  if (!beyond_end(d, p, next)) return 0;
+  LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the input's "
+           "end; starting cold", (int)p, next);
+  store_drop_partition(pipeline_store(d->pipe), p);
+  clog_start_cold(d->clog, p);
+  metrics_counter_inc(d->md.checkpoints_refused);
+  return 1;
+}
+
 /* p's changelog could not be read: it is not served (no event applied, no
  * offset stored or committed, no checkpoint) until restore_timer_cb reads it. */
 static void restore_wait(daemon_t *d, int32_t p, const char *why) {
@@ -1605,15 +1619,10 @@ static int restore_again(daemon_t *d, int32_t p) {
   if (rc)
     LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p, why,
              local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
-  int from_topic = src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL ||
-                   src == CLOG_FROM_STANDBY;
+  int from_topic = clog_from_topic(src);
   int64_t start = -1;
-  if (from_topic && beyond_end(d, p, next)) {
-    LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the input's "
-             "end; starting cold", (int)p, next);
-    store_drop_partition(st, p);
-    clog_start_cold(d->clog, p);
-    metrics_counter_inc(d->md.checkpoints_refused);
+  if (from_topic && topic_beyond_end(d, p, next)) {
+    /* started cold */
   } else if (from_topic) {
     start = next;
     d->lag[p].local_behind = d->ckpt != NULL;
@@ -1760,17 +1769,11 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
           LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
                    why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
         int waiting = rc == IX_EKAFKA;
-        int from_topic = src == CLOG_FROM_CHANGELOG || src == CLOG_FROM_LOCAL_TAIL ||
-                         src == CLOG_FROM_STANDBY;
+        int from_topic = clog_from_topic(src);
         if (waiting) {
           /* restore_timer_cb serves it once its changelog is read */
-        } else if (from_topic && beyond_end(d, p, next)) {
-          /* a changelog of another cluster or topic incarnation */
-          LOG_WARN("daemon", "partition %d: the changelog's offset %" PRId64 " is beyond the "
-                   "input's end; starting cold", (int)p, next);
-          store_drop_partition(pipeline_store(d->pipe), p);
-          clog_start_cold(d->clog, p);
-          metrics_counter_inc(d->md.checkpoints_refused);
+        } else if (from_topic && topic_beyond_end(d, p, next)) {
+          /* started cold */
         } else if (from_topic) {
           parts[i].offset = next;
           d->lag[p].local_behind = d->ckpt != NULL;
