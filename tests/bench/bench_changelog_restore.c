@@ -19,6 +19,7 @@
  * daemon's changelog writer: fill_with_clog()), BENCH_READ_ROUNDS=N (the read
  * alone N times), BENCH_PERF_CTL / BENCH_PERF_CTL_READ=FIFO (perf record -D -1
  * --control fifo:FIFO records only the restore / the reads alone).
+ * BENCH_PIN=1: pin_broker_apart().
  * usage: bench_changelog_restore [USERS (100000)] [PARTS (32)] [BLOB (1064)] */
 #include "../integration/daemon_harness.h"
 
@@ -29,6 +30,9 @@
 #include "stream/changelog_topic.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +77,39 @@ static double threads_cpu(const char *prefix) {
   }
   if (d) closedir(d);
   return t;
+}
+
+/* BENCH_PIN=1: the broker off the daemon's core, as a remote broker is. The
+ * mock's threads (rdk:mock*) go to the last CPU; this thread to CPU 0, so the
+ * client's threads and the restore, all created after, run there. With a
+ * real broker start it on another CPU (taskset -c 1 tests/kafka/kafka.sh ...).
+ * Returns 0, or -1 when there are fewer than two CPUs or a call fails. */
+static int pin_broker_apart(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 2) return -1;
+  cpu_set_t one, last;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  CPU_ZERO(&last);
+  CPU_SET((int)n - 1, &last);
+  int rc = 0;
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char path[300], name[64] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    if (!fgets(name, sizeof name, f)) name[0] = 0;
+    fclose(f);
+    pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+    if (strncmp(name, "rdk:mock", 8) == 0 && sched_setaffinity(tid, sizeof last, &last) != 0)
+      rc = -1;
+  }
+  if (d) closedir(d);
+  if (sched_setaffinity(0, sizeof one, &one) != 0) rc = -1;
+  return rc;
 }
 
 static double loadavg1(void) {
@@ -316,6 +353,13 @@ int main(int argc, char **argv) {
     brokers = mockbroker_bootstraps(mb);
     H_CHECK(mockbroker_create_topic(mb, input, parts, err, sizeof err) == 0, "%s", err);
     H_CHECK(mockbroker_create_topic(mb, topic, parts, err, sizeof err) == 0, "%s", err);
+  }
+  const char *pin = getenv("BENCH_PIN");
+  if (pin && *pin == '1') {
+    H_CHECK(pin_broker_apart() == 0, "BENCH_PIN: cannot pin (needs two CPUs): %s",
+            strerror(errno));
+    printf("pinned: this process's client and restore on CPU 0, %s\n",
+           mb ? "the mock broker's threads on the last CPU" : "the broker where it was started");
   }
   double rec_mib = (double)users * (double)(blob + CHANGELOG_USER_FIXED + CHANGELOG_KEY_BYTES) /
                    parts / (1 << 20);
