@@ -132,6 +132,7 @@ typedef struct {
   int local_behind;           /* mode both: restored from the topic, newer than the local
                                * checkpoint; the next local one is written even with no
                                * new event */
+  int swapped;                /* the model changed while p waited for its states: SWAPPED_* */
 } lagpart_t;
 
 typedef enum { RUNNING = 0, STOPPING, CLOSING, CLOSED } phase_t;
@@ -1436,32 +1437,41 @@ static void warm_start_progress(void *ctx) {
   notify_extend_timeout(((daemon_t *)ctx)->notify, 10ull * 1000000u);
 }
 
-/* Warms parts[idx[0..k)] (just assigned; their checkpoints, whose offsets
- * are ckpt_next[0..k), were another model's) under the running model from
- * the input's window before their serving positions, and serves them from
- * there. A partition's position is the later of its committed offset and its
- * refused checkpoint's offset (a checkpoint is published only once every
- * event before its offset is answered, as a restore of it would resume
- * there). One with neither known, or the whole set when the warm-up fails,
- * starts cold from the committed offset (logged). */
-static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx,
-                       const int64_t *ckpt_next, size_t k) {
+/* Where a partition whose states were another model's resumes: the later
+ * of its committed offset and that model's consistent offset other_next (a
+ * checkpoint is published only once every event before its offset is
+ * answered, as a restore of it would resume there); -1 when neither is
+ * known. */
+static int64_t other_model_pos(daemon_t *d, int32_t p, int64_t other_next) {
+  int64_t committed = -1;
+  if (consumer_committed(d->consumer, p, 5000, &committed) || committed < 0) committed = -1;
+  if (other_next >= 0 && beyond_end(d, p, other_next)) other_next = -1;
+  return committed > other_next ? committed : other_next;
+}
+
+/* Warms partitions ps_in[0..k) (their checkpoints, whose offsets are
+ * ckpt_next[0..k), were another model's) under the running model from the
+ * input's window before their serving positions (other_model_pos), and
+ * serves them from there: served[j] gets the offset partition ps_in[j]
+ * resumes at, or -1 when it starts cold from the committed offset (neither
+ * position known, or the whole set when the warm-up fails; logged). Used by
+ * the assignment and by the retry of a partition that waited. */
+static void warm_start(daemon_t *d, const int32_t *ps_in, const int64_t *ckpt_next, size_t k,
+                       int64_t *served) {
   int32_t *ps = malloc(k * sizeof *ps);
   int64_t *pos = malloc(k * sizeof *pos);
   uint64_t *users = calloc(k, sizeof *users);
   size_t *at = malloc(k * sizeof *at);
   char **props = kafka_props(d->cfg, d->cfg->kafka.consumer_props);
   size_t m = 0;
+  for (size_t j = 0; j < k; j++) served[j] = -1;
   if (!ps || !pos || !users || !at || !props) {
     LOG_ERROR("daemon", "out of memory: %zu partitions start cold", k);
     goto out;
   }
   for (size_t j = 0; j < k; j++) {
-    int32_t p = parts[idx[j]].partition;
-    int64_t committed = -1, from_ckpt = ckpt_next[j];
-    if (consumer_committed(d->consumer, p, 5000, &committed) || committed < 0) committed = -1;
-    if (from_ckpt >= 0 && beyond_end(d, p, from_ckpt)) from_ckpt = -1;
-    int64_t at_pos = committed > from_ckpt ? committed : from_ckpt;
+    int32_t p = ps_in[j];
+    int64_t at_pos = other_model_pos(d, p, ckpt_next[j]);
     if (at_pos < 0) {
       LOG_WARN("daemon", "partition %d: neither a committed offset nor the checkpoint's offset "
                "known; starting cold (no window to warm from)", (int)p);
@@ -1469,7 +1479,7 @@ static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx,
     }
     ps[m] = p;
     pos[m] = at_pos;
-    at[m++] = idx[j];
+    at[m++] = j;
   }
   if (!m) goto out;
   store_opts_t so = store_opts_of(d->cfg, d->slabs);
@@ -1490,7 +1500,7 @@ static void warm_start(daemon_t *d, consumer_part_t *parts, const size_t *idx,
   }
   for (size_t j = 0; j < m; j++) {
     int32_t p = ps[j];
-    parts[at[j]].offset = pos[j]; /* served from where the window ends */
+    served[at[j]] = pos[j]; /* served from where the window ends */
     inflight_assign(d->inflight, p, pos[j]); /* cannot fail: p is tracked */
     d->lag[p].start = d->lag[p].committed_off = pos[j];
     metrics_counter_inc(d->wsm.restores);
@@ -1575,73 +1585,231 @@ static void restore_wait(daemon_t *d, int32_t p, const char *why) {
   }
 }
 
+/* What part_start decided for a partition. */
+typedef struct {
+  int64_t offset;     /* where its input resumes; -1: where the assignment says (committed) */
+  int waiting;        /* its changelog could not be read: not served (restore_wait) */
+  int other;          /* its states were another model's (other_next: their consistent
+                       * offset): the caller warm-starts it (model.warm_start) */
+  int64_t other_next;
+  clog_source_t source; /* where the states came from (cold, local, the changelog...) */
+} part_start_t;
+
+/* What part_start does with states of another model (a local checkpoint
+ * refused for its fingerprint, a changelog whose newest completion is
+ * another model's): OTHER_COLD starts cold (logged as before), OTHER_WARM
+ * and OTHER_RESET report it (part_start_t.other) for the caller to warm the
+ * partition from the input or to reset it at their consistent offset. */
+enum { OTHER_COLD = 0, OTHER_WARM, OTHER_RESET };
+
+/* The model changed while a partition waited (lagpart_t.swapped): its
+ * restore finds the old model's states and, whatever model.warm_start says,
+ * warms them from the input (a warm swap: as the swap would have done had it
+ * been served) or resets them at their consistent offset (model.reload =
+ * reset: as the reset did to the served partitions). */
+enum { SWAPPED_NO = 0, SWAPPED_WARM, SWAPPED_RESET };
+
+/* The start of assigned partition p, decided and performed in one place for
+ * the assignment and for the retry of a partition that waited: its states
+ * from the local checkpoint (refused when beyond the input's end), then the
+ * changelog (the whole topic, or its tail over the local checkpoint, or a
+ * standby copy's tail; `tries` reads, RESTORE_PAUSE_MS apart), refused when
+ * beyond the input's end; a read that fails leaves p waiting (restore_wait;
+ * on a retry it keeps waiting); with exactly_once, the transactional
+ * re-seek (txn_assigned: replay without output up to the committed offset,
+ * or rebuild from the input's start). The in-flight ring starts where the
+ * states resume. Returns 0, or IX_EKAFKA on a retry when the committed
+ * offset cannot be read for exactly_once (p keeps waiting); at assignment
+ * that failure stops the daemon (eos_fail). */
+static int part_start(daemon_t *d, int32_t p, int tries, int retry, int other_mode,
+                      part_start_t *out) {
+  store_t *st = pipeline_store(d->pipe);
+  *out = (part_start_t){.offset = -1, .other_next = -1};
+  int64_t local_next = -1, local_created_ms = -1;
+  int rc;
+  if (d->ckpt) {
+    char why[512];
+    ckpt_restore_info_t info;
+    notify_extend_timeout(d->notify, 60ull * 1000000u);
+    rc = ckpt_restore_partition(d->cfg->state.checkpoint_dir, p, pipeline_fingerprint(d->pipe),
+                                st, &info, why, sizeof why);
+    metrics_counter_add(d->md.checkpoints_skipped, info.skipped);
+    if (rc == IX_EMISMATCH && other_mode) {
+      if (other_mode == OTHER_WARM)
+        LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); its states are warmed "
+                 "from the input under the running model before it is served (model.warm_start)",
+                 (int)p, why);
+      else
+        LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); the model was reset "
+                 "while the partition waited: empty states from the checkpoint's offset on",
+                 (int)p, why);
+      store_drop_partition(st, p);
+      out->other = 1;
+      out->other_next = info.refused_next_offset;
+    } else if (rc) {
+      LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); starting from the "
+                         "committed offset with empty states", (int)p, why);
+      store_drop_partition(st, p);
+    } else if (info.generation > 0 && beyond_end(d, p, info.next_offset)) {
+      /* from another cluster or an earlier incarnation of the topic:
+       * resuming there would skip every event up to it */
+      store_drop_partition(st, p);
+      metrics_counter_inc(d->md.checkpoints_refused);
+    } else if (info.generation > 0) {
+      /* the checkpoint is the truth for state: resume right after it */
+      out->offset = local_next = info.next_offset;
+      local_created_ms = info.created_ms;
+      out->source = CLOG_FROM_LOCAL;
+      inflight_assign(d->inflight, p, info.next_offset); /* cannot fail: p is tracked */
+      LOG_INFO("daemon", "partition %d: restored %" PRIu64 " users from checkpoint "
+               "generation %" PRIu64 ", resuming at offset %" PRId64, (int)p, info.users,
+               info.generation, info.next_offset);
+    }
+  }
+  if (d->clog) {
+    char why[512];
+    clog_source_t src;
+    int64_t next;
+    notify_extend_timeout(d->notify, 60ull * 1000000u);
+    rc = restore_clog(d, p, local_next, local_created_ms, &src, &next, why, sizeof why, tries);
+    if (rc == IX_EKAFKA) {
+      /* what the topic holds is unknown: not served cold, it waits */
+      if (retry) {
+        LOG_WARN("daemon", "partition %d: changelog still not readable (%s); it keeps waiting",
+                 (int)p, why);
+        store_drop_partition(st, p);
+        inflight_assign(d->inflight, p, -1); /* cannot fail: p is tracked */
+      } else {
+        restore_wait(d, p, why);
+      }
+      *out = (part_start_t){.offset = -1, .waiting = 1, .other_next = -1};
+      return 0;
+    }
+    if (rc)
+      LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p, why,
+               local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
+    int from_topic = clog_from_topic(src);
+    out->source = src;
+    if (from_topic && topic_beyond_end(d, p, next)) {
+      out->source = CLOG_FROM_COLD; /* started cold */
+    } else if (from_topic) {
+      out->offset = next;
+      d->lag[p].local_behind = d->ckpt != NULL;
+      inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
+      /* the changelog had this model's states: no warm start for the
+       * refused local checkpoint of another model */
+      out->other = 0;
+      out->other_next = -1;
+    } else if (src == CLOG_FROM_COLD && other_mode && !out->other) {
+      int64_t other_next = -1;
+      if (clog_other_model(d->clog, p, &other_next)) {
+        if (other_mode == OTHER_WARM)
+          LOG_WARN("daemon", "partition %d: the changelog holds another model's states; they are "
+                   "warmed from the input under the running model before it is served "
+                   "(model.warm_start)", (int)p);
+        else
+          LOG_WARN("daemon", "partition %d: the changelog holds another model's states; the "
+                   "model was reset while the partition waited: empty states from their offset "
+                   "on", (int)p);
+        out->other = 1;
+        out->other_next = other_next;
+      }
+    }
+  }
+  if (d->txn) {
+    char why[512];
+    int64_t seek = -1;
+    if (txn_assigned(d->txn, p, inflight_part(d->inflight, p).consumed_next,
+                     d->ckpt != NULL || d->clog != NULL, &seek, why, sizeof why)) {
+      if (retry) return IX_EKAFKA;
+      eos_fail(d, why);
+    } else if (seek >= 0) {
+      out->offset = seek; /* states rebuilt from the input (daemon/txn.h) */
+      inflight_assign(d->inflight, p, seek);
+    }
+  }
+  return 0;
+}
+
 /* Where p resumes when nothing restored says so: the group's committed
- * offset, else the low watermark (auto.offset.reset = earliest); -1 unknown. */
-static int64_t committed_start(daemon_t *d, int32_t p) {
+ * offset, else the low watermark (auto.offset.reset = earliest); -1 unknown.
+ * *committed gets the committed offset (-1: none). */
+static int64_t committed_start(daemon_t *d, int32_t p, int64_t *committed) {
   int64_t off = -1, lo = -1, hi = -1;
+  *committed = -1;
   if (consumer_committed(d->consumer, p, 2000, &off)) return -1;
-  if (off >= 0) return off;
+  if (off >= 0) return *committed = off;
   return consumer_query_watermarks(d->consumer, p, 2000, &lo, &hi) ? -1 : lo;
 }
 
-/* One more restore of waiting partition p, from scratch (the local
- * checkpoint, then the changelog); serves p from where its states resume.
- * Returns 1 when p still waits. */
+/* One more start of waiting partition p, from scratch, decided as the
+ * assignment decides it (part_start); a warm start or a model reset as the
+ * assignment or the swap would have done; serves p from where its states
+ * resume, storing that offset for commit when it is ahead of the committed
+ * one (as the assignment does: store_start_offsets). Returns 1 when p still
+ * waits. */
 static int restore_again(daemon_t *d, int32_t p) {
   consumer_pause(d->consumer, &p, 1);
-  int64_t fallback = committed_start(d, p);
+  int64_t committed;
+  int64_t fallback = committed_start(d, p, &committed);
   if (fallback < 0) return 1; /* the cluster is away: the next round */
   store_t *st = pipeline_store(d->pipe);
   store_drop_partition(st, p);
-  int64_t local_next = -1, local_created_ms = -1;
-  char why[512];
-  if (d->ckpt) {
-    ckpt_restore_info_t info;
-    int rc = ckpt_restore_partition(d->cfg->state.checkpoint_dir, p, pipeline_fingerprint(d->pipe),
-                                    st, &info, why, sizeof why);
-    if (rc || info.generation == 0 || beyond_end(d, p, info.next_offset)) {
-      if (rc) LOG_WARN("daemon", "partition %d: checkpoint not restored (%s)", (int)p, why);
-      store_drop_partition(st, p);
-    } else {
-      local_next = info.next_offset;
-      local_created_ms = info.created_ms;
-    }
-  }
-  clog_source_t src;
-  int64_t next = -1;
-  int rc = restore_clog(d, p, local_next, local_created_ms, &src, &next, why, sizeof why, 1);
-  if (rc == IX_EKAFKA) {
-    LOG_WARN("daemon", "partition %d: changelog still not readable (%s); it keeps waiting",
-             (int)p, why);
-    store_drop_partition(st, p);
-    return 1;
-  }
-  if (rc)
-    LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p, why,
-             local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
-  int from_topic = clog_from_topic(src);
-  int64_t start = -1;
-  if (from_topic && topic_beyond_end(d, p, next)) {
-    /* started cold */
-  } else if (from_topic) {
-    start = next;
-    d->lag[p].local_behind = d->ckpt != NULL;
-  } else if (local_next >= 0) {
-    start = local_next;
-  }
-  int64_t seek = start >= 0 ? start : fallback;
-  if (consumer_seek(d->consumer, p, seek, 5000)) {
-    LOG_WARN("daemon", "partition %d: restored, but its input cannot be moved to offset %" PRId64
-             "; it keeps waiting", (int)p, seek);
+  inflight_assign(d->inflight, p, -1); /* cannot fail: p is tracked */
+  d->lag[p].local_behind = 0;
+  int swapped = d->lag[p].swapped;
+  int other_mode = swapped == SWAPPED_RESET ? OTHER_RESET
+                   : swapped == SWAPPED_WARM || warm_start_on(d) ? OTHER_WARM : OTHER_COLD;
+  if (d->txn) other_mode = OTHER_COLD; /* exactly_once rebuilds from the input (txn_assigned) */
+  part_start_t ps;
+  if (part_start(d, p, 1, 1, other_mode, &ps)) {
+    LOG_WARN("daemon", "partition %d: restored, but the group's committed offset could not be "
+             "read for exactly_once; it keeps waiting", (int)p);
     store_drop_partition(st, p);
     clog_wait(d->clog, p);
     return 1;
   }
-  inflight_assign(d->inflight, p, start); /* cannot fail: p is tracked */
+  if (ps.waiting) return 1;
+  const char *how = NULL;
+  if (ps.other && other_mode == OTHER_WARM) {
+    int64_t served;
+    warm_start(d, &p, &ps.other_next, 1, &served);
+    ps.offset = served;
+    how = served >= 0 ? "warm start" : "cold (the warm start failed)";
+  } else if (ps.other) {
+    /* a reset while it waited: empty states from where its states were
+     * consistent, in a new changelog epoch of the running model */
+    ps.offset = other_model_pos(d, p, ps.other_next);
+    if (ps.offset >= 0) {
+      inflight_assign(d->inflight, p, ps.offset); /* cannot fail: p is tracked */
+      if (clog_switch_model(d->clog, p, st, ps.offset))
+        LOG_ERROR("daemon", "partition %d: out of memory starting the changelog's new epoch",
+                  (int)p);
+      how = "the model reset while it waited (empty states)";
+    }
+  }
+  int64_t seek = ps.offset >= 0 ? ps.offset : fallback;
+  if (consumer_seek(d->consumer, p, seek, 5000)) {
+    LOG_WARN("daemon", "partition %d: restored, but its input cannot be moved to offset %" PRId64
+             "; it keeps waiting", (int)p, seek);
+    store_drop_partition(st, p);
+    inflight_assign(d->inflight, p, -1); /* cannot fail: p is tracked */
+    clog_wait(d->clog, p);
+    return 1;
+  }
+  d->lag[p].swapped = SWAPPED_NO;
   d->lag[p].start = seek;
+  if (committed >= 0) d->lag[p].committed_off = committed;
+  /* as store_start_offsets at assignment: with no new input the committed
+   * offset would otherwise stay behind the restored one for good */
+  if (ps.offset >= 0 && ps.offset > committed && consumer_store_offset(d->consumer, p, seek))
+    LOG_WARN("daemon", "partition %d: storing the restored offset %" PRId64 " for commit failed; "
+             "the next processed message stores it", (int)p, seek);
   if (!d->paused) consumer_resume(d->consumer, &p, 1);
   LOG_INFO("daemon", "partition %d: restored after waiting (states from %s); served from input "
-           "offset %" PRId64, (int)p, metrics_state_source_label[src], seek);
+           "offset %" PRId64, (int)p, how ? how : metrics_state_source_label[ps.source], seek);
+  /* a model warming up did not read p: it warms again with p in the set */
+  if (d->warm) swap_restart(d);
   return 0;
 }
 
@@ -1714,94 +1882,20 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       ckpt_forget_partition(d, p);
       store_drop_partition(pipeline_store(d->pipe), p);
       if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
-      int64_t local_next = -1, local_created_ms = -1;
-      if (d->ckpt) {
-        char why[512];
-        ckpt_restore_info_t info;
-        notify_extend_timeout(d->notify, 60ull * 1000000u);
-        rc = ckpt_restore_partition(d->cfg->state.checkpoint_dir, p,
-                                    pipeline_fingerprint(d->pipe), pipeline_store(d->pipe),
-                                    &info, why, sizeof why);
-        metrics_counter_add(d->md.checkpoints_skipped, info.skipped);
-        if (rc == IX_EMISMATCH && ws_idx && warm_start_on(d)) {
-          LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); its states are warmed "
-                   "from the input under the running model before it is served (model.warm_start)",
-                   (int)p, why);
-          store_drop_partition(pipeline_store(d->pipe), p);
-          ws_ckpt[n_ws] = info.refused_next_offset;
+      d->lag[p].swapped = SWAPPED_NO;
+      /* once a partition of this assignment waits, the others try once:
+       * the cluster is likely away, and the loop is not held for each */
+      part_start_t ps;
+      part_start(d, p, n_waiting ? 1 : RESTORE_TRIES, 0,
+                 ws_idx && warm_start_on(d) ? OTHER_WARM : OTHER_COLD, &ps);
+      if (ps.waiting) {
+        n_waiting++;
+        parts[i].offset = CONSUMER_OFFSET_COMMITTED; /* restore_timer_cb serves it */
+      } else {
+        if (ps.offset >= 0) parts[i].offset = ps.offset;
+        if (ps.other) {
+          ws_ckpt[n_ws] = ps.other_next;
           ws_idx[n_ws++] = i;
-        } else if (rc) {
-          LOG_WARN("daemon", "partition %d: checkpoint not restored (%s); starting from the "
-                             "committed offset with empty states", (int)p, why);
-          store_drop_partition(pipeline_store(d->pipe), p);
-        } else if (info.generation > 0 && beyond_end(d, p, info.next_offset)) {
-          /* from another cluster or an earlier incarnation of the topic:
-           * resuming there would skip every event up to it */
-          store_drop_partition(pipeline_store(d->pipe), p);
-          metrics_counter_inc(d->md.checkpoints_refused);
-        } else if (info.generation > 0) {
-          /* the checkpoint is the truth for state: resume right after it */
-          parts[i].offset = info.next_offset;
-          local_next = info.next_offset;
-          local_created_ms = info.created_ms;
-          inflight_assign(d->inflight, p, info.next_offset); /* cannot fail: p is tracked */
-          LOG_INFO("daemon", "partition %d: restored %" PRIu64 " users from checkpoint "
-                   "generation %" PRIu64 ", resuming at offset %" PRId64, (int)p, info.users,
-                   info.generation, info.next_offset);
-        }
-      }
-      if (d->clog) {
-        char why[512];
-        clog_source_t src;
-        int64_t next;
-        notify_extend_timeout(d->notify, 60ull * 1000000u);
-        /* once a partition of this assignment waits, the others try once:
-         * the cluster is likely away, and the loop is not held for each */
-        rc = restore_clog(d, p, local_next, local_created_ms, &src, &next, why, sizeof why,
-                          n_waiting ? 1 : RESTORE_TRIES);
-        if (rc == IX_EKAFKA) {
-          n_waiting++;
-          /* what the topic holds is unknown: not served cold, it waits */
-          restore_wait(d, p, why);
-          parts[i].offset = CONSUMER_OFFSET_COMMITTED;
-          if (n_ws && ws_idx[n_ws - 1] == i) n_ws--;
-        } else if (rc)
-          LOG_WARN("daemon", "partition %d: changelog not restored (%s); states from %s", (int)p,
-                   why, local_next >= 0 ? "the local checkpoint" : "nowhere (cold)");
-        int waiting = rc == IX_EKAFKA;
-        int from_topic = clog_from_topic(src);
-        if (waiting) {
-          /* restore_timer_cb serves it once its changelog is read */
-        } else if (from_topic && topic_beyond_end(d, p, next)) {
-          /* started cold */
-        } else if (from_topic) {
-          parts[i].offset = next;
-          d->lag[p].local_behind = d->ckpt != NULL;
-          inflight_assign(d->inflight, p, next); /* cannot fail: p is tracked */
-          /* the changelog had this model's states: no warm start for the
-           * refused local checkpoint of another model */
-          if (n_ws && ws_idx[n_ws - 1] == i) n_ws--;
-        } else if (src == CLOG_FROM_COLD && ws_idx && warm_start_on(d) &&
-                   !(n_ws && ws_idx[n_ws - 1] == i)) {
-          int64_t other_next = -1;
-          if (clog_other_model(d->clog, p, &other_next)) {
-            LOG_WARN("daemon", "partition %d: the changelog holds another model's states; they are "
-                     "warmed from the input under the running model before it is served "
-                     "(model.warm_start)", (int)p);
-            ws_ckpt[n_ws] = other_next;
-            ws_idx[n_ws++] = i;
-          }
-        }
-      }
-      if (d->txn) {
-        char why[512];
-        int64_t seek = -1;
-        if (txn_assigned(d->txn, p, inflight_part(d->inflight, p).consumed_next,
-                         d->ckpt != NULL || d->clog != NULL, &seek, why, sizeof why)) {
-          eos_fail(d, why);
-        } else if (seek >= 0) {
-          parts[i].offset = seek; /* states rebuilt from the input (daemon/txn.h) */
-          inflight_assign(d->inflight, p, seek);
         }
       }
       d->lag[p].gauge = metrics_daemon_lag(&d->md, p);
@@ -1830,7 +1924,20 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       d->progress_ns = ix_mono_ns();
     }
     if (d->clog) clog_prefetch(d->clog, NULL, 0);
-    if (n_ws) warm_start(d, parts, ws_idx, ws_ckpt, n_ws);
+    if (n_ws) {
+      int32_t *ws_p = malloc(n_ws * sizeof *ws_p);
+      int64_t *ws_at = malloc(n_ws * sizeof *ws_at);
+      if (ws_p && ws_at) {
+        for (size_t j = 0; j < n_ws; j++) ws_p[j] = parts[ws_idx[j]].partition;
+        warm_start(d, ws_p, ws_ckpt, n_ws, ws_at);
+        for (size_t j = 0; j < n_ws; j++)
+          if (ws_at[j] >= 0) parts[ws_idx[j]].offset = ws_at[j];
+      } else {
+        LOG_ERROR("daemon", "out of memory: %zu partitions start cold", n_ws);
+      }
+      free(ws_p);
+      free(ws_at);
+    }
     free(ws_idx);
     free(ws_ckpt);
     d->input_parts = 0; /* read again by the next GET /v1/users (the topic may have grown) */
@@ -1858,6 +1965,7 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
     ckpt_forget_partition(d, p);
     if (d->warm) warmup_drop_partition(d->warm, p);
     if (d->clog) clog_revoke(d->clog, p);
+    d->lag[p].swapped = SWAPPED_NO;
     store_drop_partition(pipeline_store(d->pipe), p);
     if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
     inflight_revoke(d->inflight, p);
@@ -2029,8 +2137,10 @@ static int swap_begin(daemon_t *d, model_t *m, const config_t *ncfg) {
   int rc = IX_ENOMEM;
   if (!parts || !pos || !props || !path) goto out;
   size_t n = 0;
+  /* a partition waiting for its states has none to warm nor a position to
+   * warm up to: its restore warms it once it reads them (restore_again) */
   for (int32_t p = 0; p < np; p++)
-    if (owns(d, p)) {
+    if (owns(d, p) && !clog_waiting(d->clog, p)) {
       parts[n] = p;
       pos[n++] = serving_next(d, p);
     }
@@ -2083,13 +2193,24 @@ static void swap_restart(daemon_t *d) {
  * warm one or a reset (model.reload = reset: the new store is empty): the
  * hooks follow the new pipeline and store, each owned partition's next
  * changelog checkpoint writes every user with the new fingerprint and
- * starts a new epoch, and the standby copies follow again for the new model. */
-static void swap_changelog(daemon_t *d) {
+ * starts a new epoch, and the standby copies follow again for the new model.
+ * A partition waiting for its states (none in either store) is marked
+ * (SWAPPED_WARM or SWAPPED_RESET): its restore finds the old model's states
+ * and warms or resets them (restore_again). */
+static void swap_changelog(daemon_t *d, int reset) {
   store_t *st = pipeline_store(d->pipe);
   pipeline_set_hooks(d->pipe, clog_skip, clog_applied, d->clog);
   store_set_evict_hook(st, clog_evicted, d->clog);
   for (int32_t p = 0; p < inflight_partitions(d->inflight); p++) {
     if (!owns(d, p)) continue;
+    if (clog_waiting(d->clog, p)) {
+      store_drop_partition(st, p);
+      d->lag[p].swapped = reset ? SWAPPED_RESET : SWAPPED_WARM;
+      LOG_INFO("daemon", "partition %d waits for its states through the model %s: its restore "
+               "%s the old model's states", (int)p, reset ? "reset" : "swap",
+               reset ? "resets, at their consistent offset," : "warms, from the input,");
+      continue;
+    }
     int rc = clog_switch_model(d->clog, p, st, serving_next(d, p));
     if (rc)
       LOG_ERROR("daemon", "partition %d: the changelog cannot be rewritten for the new model "
@@ -2146,7 +2267,7 @@ static int swap_switch(daemon_t *d) {
   LOG_INFO("daemon", "model swapped: %s (fingerprint %08x, was %08x) serves from now on with "
            "%" PRIu64 " warm users; input paused %.3f s", model_describe(d->model),
            model_fingerprint(d->model), old_fp, ss.users, paused);
-  if (d->clog) swap_changelog(d);
+  if (d->clog) swap_changelog(d, 0);
   if (d->ckpt || d->clog) {
     /* every partition's file and changelog records carry the old
      * fingerprint: rewrite them all */
@@ -2161,7 +2282,7 @@ static void warm_timer_cb(uv_timer_t *t) {
   daemon_t *d = t->data;
   if (!d->warm || d->phase != RUNNING) return;
   for (int32_t p = 0; p < inflight_partitions(d->inflight); p++)
-    if (owns(d, p)) {
+    if (owns(d, p) && !clog_waiting(d->clog, p)) {
       int64_t next = serving_next(d, p);
       if (next >= 0) warmup_advance(d->warm, p, next);
     }
@@ -2240,7 +2361,7 @@ static int reload(daemon_t *d) {
   /* the reset's empty store: its evictions get tombstones, and a new epoch
    * supersedes the old model's records and the users dropped here (a
    * restore with the new model holds only the users changed since) */
-  if (replaced && d->clog) swap_changelog(d);
+  if (replaced && d->clog) swap_changelog(d, 1);
   if (replaced && (d->ckpt || d->clog)) {
     /* as after a warm swap: every owned partition's local file still holds
      * the old model's states, which a restart with the new model refuses
