@@ -24,6 +24,22 @@
  *          first half by A, the second by B over all events (offline
  *          replay). Fails when the waiting partition starts cold from the
  *          committed offset (the first half answered again, by B).
+ *   swap   (test_changelog_wait_model_swap) model A with model.reload = warm
+ *          and model.warm_start = off; while the partitions wait, the model
+ *          file becomes B and SIGHUP swaps it (a warm-up of no partition):
+ *          each waiting partition is warm-started under B once its changelog
+ *          (A's) is read, whatever model.warm_start says, and answers the
+ *          second half: the first half by A, the second by B over all events.
+ *          Fails when it starts cold from the committed offset.
+ *   eos    (test_changelog_wait_model_eos) the first daemon runs at_least_once
+ *          with local checkpoints only (its offsets committed, the changelog
+ *          empty); the second runs exactly_once: each waiting partition,
+ *          with nothing in the changelog, is rebuilt from the input up to
+ *          the committed offset without output (txn_assigned) when it
+ *          resumes; every event answered once, equal to offline replay.
+ *          Fails when the daemon stops at the assignment (the re-seek asked
+ *          of a partition whose cluster is away) or serves it from the
+ *          committed offset with empty states.
  *   reset  (test_changelog_wait_model_reset) model A with model.reload =
  *          reset; while the partitions wait, the model file becomes B and
  *          SIGHUP resets the model: the waiting partitions resume at their
@@ -62,14 +78,15 @@ static int wait_count(const char *log, const char *needle, int want, double time
  * changelog holds nothing) and offsets committed every second; txn:
  * kafka.processing_guarantee = exactly_once */
 static void write_conf(const char *conf, const char *brokers, const char *model,
-                       const char *reload, int eos, int txn) {
+                       const char *reload, int eos, int txn, int warm_start_off) {
   char extra[2048], local[1200];
   snprintf(local, sizeof local, "local\ncheckpoint_dir = %s", h_path("first-ckpt"));
   snprintf(extra, sizeof extra,
            "[state]\nchangelog_mode = %s\ncheckpoint_interval_s = %d\n"
-           "[model]\nreload = %s\nwarm_window_s = 315360000\nwarm_max_events = 10000000\n"
+           "[model]\nreload = %s\nwarm_window_s = 315360000\nwarm_max_events = 10000000\n%s"
            "[kafka.consumer]\nauto.commit.interval.ms = %d\n%s",
            eos && !txn ? local : "changelog", 1, reload,
+           warm_start_off ? "warm_start = off\n" : "",
            eos ? 1000 : 600000,
            txn ? "[kafka]\nprocessing_guarantee = exactly_once\ninstance_id = a\n" : "");
   h_write_conf(conf, brokers, "waitmodel", model, extra);
@@ -85,7 +102,7 @@ static void ends_of(const h_msg_t *msgs, size_t n, int64_t *end) {
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "store";
   int warm = strcmp(mode, "warm") == 0, reset = strcmp(mode, "reset") == 0;
-  int eos = strcmp(mode, "eos") == 0;
+  int eos = strcmp(mode, "eos") == 0, swap = strcmp(mode, "swap") == 0;
   char name[128];
   snprintf(name, sizeof name, "test_changelog_wait_model_%s", mode);
   h_init(name);
@@ -107,7 +124,7 @@ int main(int argc, char **argv) {
   /* 1. model A answers the first half, writes its changelog, dies uncommitted */
   char conf1[1024];
   snprintf(conf1, sizeof conf1, "%s", h_path("first.conf"));
-  write_conf(conf1, brokers, model_a, "warm", eos, 0);
+  write_conf(conf1, brokers, model_a, "warm", eos, 0, 0);
   const char *log1 = h_path("first.log");
   pid_t d1 = h_spawn(conf1, log1);
   H_CHECK(h_wait_log(log1, "assigned partitions", 30), "no assignment (log %s)", log1);
@@ -152,23 +169,26 @@ int main(int argc, char **argv) {
                                           sizeof errs / sizeof errs[0], errs);
   char conf2[1024];
   snprintf(conf2, sizeof conf2, "%s", h_path("second.conf"));
-  write_conf(conf2, brokers, warm ? model_b : reset ? model_run : model_a,
-             reset ? "reset" : "warm", eos, eos);
+  write_conf(conf2, brokers, warm ? model_b : reset || swap ? model_run : model_a,
+             reset ? "reset" : "warm", eos, eos, swap);
   const char *log2 = h_path("second.log");
   double t0 = h_now();
   pid_t d2 = h_spawn(conf2, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 60), "no assignment (log %s)", log2);
   int waited = wait_count(log2, "the partition waits for its states", PARTS, 60);
   H_CHECK(waited == PARTS, "%d of %d partitions waited (log %s)", waited, PARTS, log2);
-  if (reset) {
+  if (reset || swap) {
     double waiting = h_metric_of(log2, "interestd_changelog_partitions_waiting ");
     h_write_model(model_tmp, 8); /* B, as b.ixm */
     H_CHECK(rename(model_tmp, model_run) == 0, "replacing the model file");
     kill(d2, SIGHUP);
-    H_CHECK(h_wait_log(log2, "reloaded: model", 30), "no reload (log %s)", log2);
-    printf("model reset to B with %.0f partitions waiting\n", waiting);
-    H_CHECK(waiting == PARTS, "%.0f of %d partitions waited through the reset (log %s)", waiting,
-            PARTS, log2);
+    H_CHECK(h_wait_log(log2, reset ? "reloaded: model" : "model swapped:", 60),
+            "no model %s (log %s)", reset ? "reset" : "swap", log2);
+    double still = h_metric_of(log2, "interestd_changelog_partitions_waiting ");
+    printf("model %s to B with %.0f partitions waiting (%.0f after it)\n",
+           reset ? "reset" : "swapped (warm)", waiting, still);
+    H_CHECK(waiting == PARTS && still == PARTS, "%.0f and %.0f of %d partitions waited through "
+            "the %s (log %s)", waiting, still, PARTS, reset ? "reset" : "swap", log2);
   }
   /* the changelog's leaders are back: the retries read it */
   rd_kafka_mock_clear_request_errors(mockbroker_cluster(mb), 2 /* ListOffsets */);
@@ -184,7 +204,7 @@ int main(int argc, char **argv) {
   prediction_t *ref = NULL;
   const char *last_log = log2;
   pid_t last = d2;
-  if (!warm && !reset && !eos) {
+  if (!warm && !reset && !eos && !swap) {
     /* store: no new input; the clean stop commits what was stored */
     kill(d2, SIGTERM);
     H_CHECK(h_wait_exit(d2, 30) == 0, "second process exit (log %s)", log2);
@@ -224,7 +244,7 @@ int main(int argc, char **argv) {
    * warm-up read the whole partition) or over the second half only (reset) */
   prediction_t *ref_a = h_offline(model_a, msgs, HALF, ok_a);
   prediction_t *ref_b = eos  ? h_offline(model_a, msgs, N_EVENTS, ok_b)
-                       : warm ? h_offline(model_b, msgs, N_EVENTS, ok_b)
+                       : warm || swap ? h_offline(model_b, msgs, N_EVENTS, ok_b)
                              : h_offline(model_b, msgs + HALF, N_EVENTS - HALF, ok_b + HALF);
   if (reset) { /* h_offline indexes from its first message */
     prediction_t *grown = realloc(ref_b, N_EVENTS * sizeof *ref_b);
@@ -247,7 +267,7 @@ int main(int argc, char **argv) {
   printf("%" PRIu64 " predictions for %d events, %zu missing, %zu duplicates; each equal to the "
          "offline pipeline's (first half model A, second half %s)\n", total, N_EVENTS, missing,
          dups, eos ? "model A over every event: rebuilt from the input" :
-         warm ? "model B over every event" : "model B from empty states at the reset");
+         warm || swap ? "model B over every event" : "model B from empty states at the reset");
   H_CHECK(missing == 0, "%zu events have no prediction (logs %s %s)", missing, log2, last_log);
   H_CHECK(dups == 0, "%zu events answered more than once (logs %s %s)", dups, log2, last_log);
   free(counts);
@@ -255,6 +275,11 @@ int main(int argc, char **argv) {
   if (warm)
     H_CHECK(count_in_log(log2, "restored after waiting (states from warm start)") == waited,
             "a waiting partition was not warm-started under the new model (log %s)", log2);
+  if (swap)
+    H_CHECK(count_in_log(log2, "waits for its states through the model swap") == waited &&
+                count_in_log(log2, "restored after waiting (states from warm start)") == waited,
+            "the swap did not mark the waiting partitions, or they were not warm-started "
+            "(log %s)", log2);
   if (eos)
     H_CHECK(count_in_log(log2, "no checkpoint; rebuilding the states from the input") >= waited,
             "a waiting partition was not rebuilt from the input (log %s)", log2);
