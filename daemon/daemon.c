@@ -1524,34 +1524,20 @@ out:
 
 /* ---------------------------------------------------------------- restore retry */
 
-/* A changelog read that fails in the assignment (IX_EKAFKA: a leader
- * election, a broker restarting, no progress) is tried RESTORE_TRIES times
- * there, RESTORE_PAUSE_MS apart (the loop waits meanwhile: a short bound);
- * (once one partition of an assignment waits, the others of it try once);
- * then the partition waits, paused, and restore_timer_cb tries again every
- * RESTORE_RETRY_MIN_MS, doubling up to RESTORE_RETRY_MAX_MS, until the read
- * succeeds or the partition is revoked (docs/STATE.md, "A restore that
- * cannot read"). */
-#define RESTORE_TRIES 3
-#define RESTORE_PAUSE_MS 250
-#define RESTORE_RETRY_MIN_MS 1000
+/* A changelog read that fails (IX_EKAFKA: a leader election, a broker
+ * restarting, no progress) is tried once in the assignment (the loop does
+ * not sleep on it); the partition then waits, paused, and restore_timer_cb
+ * starts it again after RESTORE_RETRY_MIN_MS, doubling up to
+ * RESTORE_RETRY_MAX_MS, until the read succeeds or the partition is revoked
+ * (docs/STATE.md, "A restore that cannot read"). */
+#define RESTORE_RETRY_MIN_MS 250
 #define RESTORE_RETRY_MAX_MS 30000
 
 static int restore_clog(daemon_t *d, int32_t p, int64_t local_next, int64_t local_created_ms,
-                        clog_source_t *src, int64_t *next, char *why, size_t n, int tries) {
-  int rc = 0;
-  for (int t = 0; t < tries; t++) {
-    if (t) {
-      LOG_WARN("daemon", "partition %d: the changelog could not be read (%s); trying again in "
-               "%d ms", (int)p, why, RESTORE_PAUSE_MS * t);
-      uv_sleep((unsigned)(RESTORE_PAUSE_MS * t));
-    }
-    rc = standby_assign(d->standby, d->clog, p, pipeline_store(d->pipe),
+                        clog_source_t *src, int64_t *next, char *why, size_t n) {
+  return standby_assign(d->standby, d->clog, p, pipeline_store(d->pipe),
                         pipeline_fingerprint(d->pipe), local_next, local_created_ms, src, next,
                         why, n);
-    if (rc != IX_EKAFKA) break;
-  }
-  return rc;
 }
 
 static void restore_timer_cb(uv_timer_t *t);
@@ -1613,7 +1599,7 @@ enum { SWAPPED_NO = 0, SWAPPED_WARM, SWAPPED_RESET };
  * the assignment and for the retry of a partition that waited: its states
  * from the local checkpoint (refused when beyond the input's end), then the
  * changelog (the whole topic, or its tail over the local checkpoint, or a
- * standby copy's tail; `tries` reads, RESTORE_PAUSE_MS apart), refused when
+ * standby copy's tail; one read), refused when
  * beyond the input's end; a read that fails leaves p waiting (restore_wait;
  * on a retry it keeps waiting); with exactly_once, the transactional
  * re-seek (txn_assigned: replay without output up to the committed offset,
@@ -1621,8 +1607,7 @@ enum { SWAPPED_NO = 0, SWAPPED_WARM, SWAPPED_RESET };
  * states resume. Returns 0, or IX_EKAFKA on a retry when the committed
  * offset cannot be read for exactly_once (p keeps waiting); at assignment
  * that failure stops the daemon (eos_fail). */
-static int part_start(daemon_t *d, int32_t p, int tries, int retry, int other_mode,
-                      part_start_t *out) {
+static int part_start(daemon_t *d, int32_t p, int retry, int other_mode, part_start_t *out) {
   store_t *st = pipeline_store(d->pipe);
   *out = (part_start_t){.offset = -1, .other_next = -1};
   int64_t local_next = -1, local_created_ms = -1;
@@ -1671,7 +1656,7 @@ static int part_start(daemon_t *d, int32_t p, int tries, int retry, int other_mo
     clog_source_t src;
     int64_t next;
     notify_extend_timeout(d->notify, 60ull * 1000000u);
-    rc = restore_clog(d, p, local_next, local_created_ms, &src, &next, why, sizeof why, tries);
+    rc = restore_clog(d, p, local_next, local_created_ms, &src, &next, why, sizeof why);
     if (rc == IX_EKAFKA) {
       /* what the topic holds is unknown: not served cold, it waits */
       if (retry) {
@@ -1762,7 +1747,7 @@ static int restore_again(daemon_t *d, int32_t p) {
                    : swapped == SWAPPED_WARM || warm_start_on(d) ? OTHER_WARM : OTHER_COLD;
   if (d->txn) other_mode = OTHER_COLD; /* exactly_once rebuilds from the input (txn_assigned) */
   part_start_t ps;
-  if (part_start(d, p, 1, 1, other_mode, &ps)) {
+  if (part_start(d, p, 1, other_mode, &ps)) {
     LOG_WARN("daemon", "partition %d: restored, but the group's committed offset could not be "
              "read for exactly_once; it keeps waiting", (int)p);
     store_drop_partition(st, p);
@@ -1844,7 +1829,6 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
                    "partitions", list, NULL);
   if (ev == CONSUMER_ASSIGN) {
     int wm_timeout = 0;
-    size_t n_waiting = 0; /* partitions of this assignment waiting for their changelog */
     size_t *ws_idx = calloc(n + 1, sizeof *ws_idx), n_ws = 0; /* to warm-start */
     int64_t *ws_ckpt = calloc(n + 1, sizeof *ws_ckpt); /* their refused checkpoints' offsets */
     if (!ws_ckpt) {
@@ -1883,13 +1867,9 @@ static void on_rebalance(void *ctx, consumer_event_t ev, consumer_part_t *parts,
       store_drop_partition(pipeline_store(d->pipe), p);
       if (d->shadow_pipe) store_drop_partition(pipeline_store(d->shadow_pipe), p);
       d->lag[p].swapped = SWAPPED_NO;
-      /* once a partition of this assignment waits, the others try once:
-       * the cluster is likely away, and the loop is not held for each */
       part_start_t ps;
-      part_start(d, p, n_waiting ? 1 : RESTORE_TRIES, 0,
-                 ws_idx && warm_start_on(d) ? OTHER_WARM : OTHER_COLD, &ps);
+      part_start(d, p, 0, ws_idx && warm_start_on(d) ? OTHER_WARM : OTHER_COLD, &ps);
       if (ps.waiting) {
-        n_waiting++;
         parts[i].offset = CONSUMER_OFFSET_COMMITTED; /* restore_timer_cb serves it */
       } else {
         if (ps.offset >= 0) parts[i].offset = ps.offset;
