@@ -458,10 +458,9 @@ static H_UNUSED int h_interestd_path(char *out, size_t size) {
   return access(out, X_OK);
 }
 
-/* Starts interestd -c conf with stderr to log. */
-static H_UNUSED pid_t h_spawn(const char *conf, const char *log) {
-  char exe[1024];
-  H_CHECK(h_interestd_path(exe, sizeof exe) == 0, "interestd not built at %s", exe);
+/* Starts argv[0] with argv, stderr (and with_stdout: stdout too) to log,
+ * the stop signals unblocked; killed with the test. */
+static H_UNUSED pid_t h_spawn_argv(const char *const *argv, const char *log, int with_stdout) {
   /* a slot freed by h_wait_exit() is taken again */
   int slot = 0;
   while (slot < h_n_children && h_children[slot] > 0) slot++;
@@ -472,13 +471,27 @@ static H_UNUSED pid_t h_spawn(const char *conf, const char *log) {
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     FILE *f = freopen(log, "a", stderr);
-    if (!f) _exit(126);
-    execl(exe, exe, "-c", conf, (char *)NULL);
+    if (!f || (with_stdout && dup2(fileno(stderr), STDOUT_FILENO) < 0)) _exit(126);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    execv(argv[0], (char *const *)argv);
     _exit(127);
   }
   h_children[slot] = pid;
   if (slot == h_n_children) h_n_children++;
   return pid;
+}
+
+/* Starts interestd -c conf with stderr to log. */
+static H_UNUSED pid_t h_spawn(const char *conf, const char *log) {
+  char exe[1024];
+  H_CHECK(h_interestd_path(exe, sizeof exe) == 0, "interestd not built at %s", exe);
+  const char *argv[] = {exe, "-c", conf, NULL};
+  return h_spawn_argv(argv, log, 0);
 }
 
 /* Waits for pid to exit within timeout_s; returns its exit status (0..255),
