@@ -106,6 +106,16 @@ static H_UNUSED const char *h_path(const char *name) {
   return p;
 }
 
+/* A test's random seed: the environment variable env when set, else one
+ * from the time and the pid; printed with how to repeat what it chose. */
+static H_UNUSED uint64_t h_seed(const char *env, const char *what) {
+  const char *e = getenv(env);
+  uint64_t seed = e ? strtoull(e, NULL, 10)
+                    : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
+  printf("seed %" PRIu64 " (%s=%" PRIu64 " repeats %s)\n", seed, env, seed, what);
+  return seed;
+}
+
 static H_UNUSED uint64_t h_rng(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;
   return *s >> 33;
@@ -562,6 +572,19 @@ static H_UNUSED int h_wait_log(const char *log, const char *needle, double timeo
     h_sleep_ms(50);
   }
   return 0;
+}
+
+/* The first line of log that contains needle, without its newline
+ * (malloc'd), or NULL. */
+static H_UNUSED char *h_log_line(const char *log, const char *needle) {
+  char *text = h_read_file(log), *line = strstr(text, needle), *copy = NULL;
+  if (line) {
+    while (line > text && line[-1] != '\n') line--;
+    size_t n = strcspn(line, "\n");
+    copy = strndup(line, n);
+  }
+  free(text);
+  return copy;
 }
 
 /* The metrics port from the daemon's log. */

@@ -150,11 +150,9 @@ static int round_run(int r, int via_interestd, int sig, long delay_us, int at_ca
 
 int main(void) {
   h_init("test_demo_stop_early");
-  uint64_t seed = getenv("IX_SEED") ? strtoull(getenv("IX_SEED"), NULL, 10)
-                                    : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
+  uint64_t seed = h_seed("IX_SEED", "the delays");
   int rounds = getenv("IX_STOP_ROUNDS") ? atoi(getenv("IX_STOP_ROUNDS")) : ROUNDS;
-  printf("seed %" PRIu64 " (IX_SEED=%" PRIu64 " repeats the delays), %d rounds\n", seed, seed,
-         rounds);
+  printf("%d rounds\n", rounds);
   uint64_t s = seed * 2654435761u + 1;
   /* the demo's data: the bundled sample's first 20,000 events, a file of the
    * test's own (its opening is the demo's sign of life) */

@@ -76,17 +76,15 @@ static int count_split(void *ctx, int64_t off, const void *k, size_t kl, const v
 /* From log's "partition p: states from standby" line: the offset the tail's
  * read began at and the records it read. Fails the test without one. */
 static void standby_read(const char *log, int p, int64_t *from, uint64_t *records) {
-  char *text = h_read_file(log), want[64];
+  char want[64];
   snprintf(want, sizeof want, "partition %d: states from standby", p);
-  char *line = strstr(text, want);
+  char *line = h_log_line(log, want);
   H_CHECK(line, "no \"%s\" line (log %s)", want, log);
-  char *eol = strchr(line, '\n');
-  if (eol) *eol = '\0';
   const char *r = strstr(line, "changelog read "), *t = strstr(line, "the tail from offset ");
   H_CHECK(r && t && sscanf(r, "changelog read %" SCNu64, records) == 1 &&
           sscanf(t, "the tail from offset %" SCNd64, from) == 1,
           "partition %d: no records and offset in \"%s\" (log %s)", p, line, log);
-  free(text);
+  free(line);
 }
 
 int main(void) {

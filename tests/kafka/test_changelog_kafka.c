@@ -166,12 +166,10 @@ static void scan(const char *topic, uint64_t *records, uint64_t *span) {
  * restore's read began at (-1: its start) and the records it read. Fails the
  * test without such a line. */
 static void restore_read(const char *log, int p, int64_t *from, uint64_t *records) {
-  char *text = h_read_file(log), want[64];
+  char want[64];
   snprintf(want, sizeof want, "partition %d: states from ", p);
-  char *line = strstr(text, want);
+  char *line = h_log_line(log, want);
   H_CHECK(line, "no \"%s\" line (log %s)", want, log);
-  char *eol = strchr(line, '\n');
-  if (eol) *eol = '\0';
   const char *at = strstr(line, "changelog read from ");
   H_CHECK(at, "partition %d: no \"changelog read from\" in \"%s\" (log %s)", p, line, log);
   at += strlen("changelog read from ");
@@ -182,7 +180,7 @@ static void restore_read(const char *log, int p, int64_t *from, uint64_t *record
   if (*from < 0) colon = strstr(at, ": ");
   H_CHECK(colon && sscanf(colon + (*from < 0 ? 2 : 3), "%" SCNu64 " records", records) == 1,
           "partition %d: no record count in \"%s\" (log %s)", p, line, log);
-  free(text);
+  free(line);
 }
 
 int main(void) {
