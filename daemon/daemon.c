@@ -1599,9 +1599,9 @@ enum { SWAPPED_NO = 0, SWAPPED_WARM, SWAPPED_RESET };
  * the assignment and for the retry of a partition that waited: its states
  * from the local checkpoint (refused when beyond the input's end), then the
  * changelog (the whole topic, or its tail over the local checkpoint, or a
- * standby copy's tail; one read), refused when
- * beyond the input's end; a read that fails leaves p waiting (restore_wait;
- * on a retry it keeps waiting); with exactly_once, the transactional
+ * standby copy's tail; one read), refused when beyond the input's end; a
+ * read that fails leaves p waiting (restore_wait; on a retry it keeps
+ * waiting) and skips the rest; with exactly_once, the transactional
  * re-seek (txn_assigned: replay without output up to the committed offset,
  * or rebuild from the input's start). The in-flight ring starts where the
  * states resume. Returns 0, or IX_EKAFKA on a retry when the committed
