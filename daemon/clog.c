@@ -729,6 +729,9 @@ void clog_start_cold(clog_t *c, int32_t p) {
   part_reset(pt);
   pt->gen++;
   pt->owned = 1;
+  /* it starts without states: counted as cold too (docs/OPERATIONS.md), the
+   * restore it read was counted by its source already */
+  metrics_counter_inc(c->m.from[CLOG_FROM_COLD]);
   if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted))
     LOG_ERROR("clog", "partition %d: out of memory; no changelog checkpoints for it", (int)p);
 }
