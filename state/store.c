@@ -77,6 +77,7 @@ struct store {
   uint64_t users, seq;
   uint64_t evicted_lru, evicted_ttl;
   uint64_t map_ns, slabs_reused, slabs_fresh, slab_failures;
+  uint32_t map_backoff; /* inserts left that evict instead of trying to map a slab */
   uint64_t pin_seq; /* st->seq at the last store_evict(): users touched after
                      * it may have blob pointers out, so store_get() does not
                      * evict them to make room */
@@ -491,18 +492,30 @@ static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, 
   uint32_t pidx, i;
   int rc = part_get_or_add(st, partition, &pidx);
   if (rc) return rc;
+  if (make_room && st->free_head == NIL && st->map_backoff) {
+    /* a slab failed lately: evict (below) without asking for memory again */
+    st->map_backoff--;
+    uint32_t v = lru_victim(st);
+    if (v != NIL && slot_at(st, v)->seq <= st->pin_seq) {
+      evict_slot(st, v);
+      b = table_find(st, partition, user_id, tag, &found);
+    }
+  }
   rc = slot_alloc(st, &i);
   if (rc == IX_ENOMEM && make_room && st->free_head == NIL) {
     /* No memory for another slab (the host is short of what the limit
      * allows): the least recently seen user makes room, as at capacity
      * (counted in evicted_lru; slab_failures says why), so the store keeps
-     * serving the users it can hold. Not a user touched since the last
-     * store_evict(): its blob pointer may be in use. */
+     * serving the users it can hold; the next slab's worth of such inserts
+     * evict without trying (a failing populate can take the kernel's
+     * reclaim time). Not a user touched since the last store_evict(): its
+     * blob pointer may be in use. */
     uint32_t v = lru_victim(st);
     if (v != NIL && slot_at(st, v)->seq <= st->pin_seq) {
       evict_slot(st, v);
       b = table_find(st, partition, user_id, tag, &found);
       rc = slot_alloc(st, &i);
+      st->map_backoff = st->sps;
     }
   }
   if (rc) return rc;

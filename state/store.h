@@ -58,7 +58,9 @@ void store_destroy(store_t *st);
  * be in use, so the insert goes over capacity and store_evict() trims.
  * When a new slab cannot be mapped (out of memory: slab_failures), the
  * least recently seen user not touched since the last store_evict() is
- * evicted the same way to make room; NULL when there is none. */
+ * evicted the same way to make room (and so for the next slab's worth of
+ * inserts that need a slab, without trying to map one); NULL when there is
+ * none. */
 void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms,
                 int create, int *created);
 

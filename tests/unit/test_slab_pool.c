@@ -521,6 +521,15 @@ static void test_store_evicts_to_make_room_when_no_slab_can_be_mapped(void **unu
   assert_non_null(store_get(st, 4, 2u << 20, 7000, 1, &created));
   assert_int_equal(stats_of(st).evicted_lru, 2);
   assert_null(store_peek(st, 4, 1u << 20)); /* seen at 5000: the oldest now */
+  /* no new attempt to map for a slab's worth of inserts after a failure */
+  store_evict(st);
+  for (uint64_t u = 0; u < 100; u++)
+    assert_non_null(store_get(st, 4, (3u << 20) + u, 8000 + (int64_t)u, 1, &created));
+  s = stats_of(st);
+  assert_int_equal(s.slab_failures, 2);
+  assert_int_equal(s.evicted_lru, 102);
+  assert_int_equal(s.users, sps);
+  assert_int_equal(pool_stats(pool).failed_takes, 2);
   store_destroy(st);
   slab_pool_destroy(pool);
 }
