@@ -36,8 +36,8 @@ struct slab_pool {
   uint64_t t_start_ns, t_end_ns;
   int stop, running, thread_on, pretouch_failed;
   /* test-only failpoints (below) */
-  int fail_pretouch, fail_assemble;
-  int64_t fresh_ok_left; /* fresh slabs populated before the failpoint fails one; -1: off */
+  int fail_pretouch, fail_assemble, fail_fresh; /* set at creation only */
+  int64_t fresh_ok_left; /* with fail_fresh: fresh slabs left before every one fails */
   pthread_t thr;
 };
 
@@ -54,19 +54,20 @@ static uint64_t now_ns(void) {
  * "fresh:N" (after N fresh slabs, populating every further one fails, as
  * out of memory). Unset in production; they cost one branch per slab. */
 static void failpoints_read(slab_pool_t *pool) {
-  pool->fresh_ok_left = -1;
   const char *e = getenv("IX_TEST_SLAB_FAIL");
   if (!e) return;
   pool->fail_pretouch = strstr(e, "pretouch") != NULL;
   pool->fail_assemble = strstr(e, "assemble") != NULL;
   const char *f = strstr(e, "fresh:");
-  if (f) pool->fresh_ok_left = strtoll(f + 6, NULL, 10);
+  if (f) {
+    pool->fail_fresh = 1;
+    pool->fresh_ok_left = strtoll(f + 6, NULL, 10);
+  }
 }
 
 /* 1 when the "fresh:N" failpoint fails this fresh slab (under the lock). */
 static int fresh_fails(slab_pool_t *pool) {
-  if (!pool || pool->fresh_ok_left < 0) return 0;
-  if (pool->fresh_ok_left == 0) return 1;
+  if (pool->fresh_ok_left <= 0) return 1;
   pool->fresh_ok_left--;
   return 0;
 }
@@ -193,7 +194,7 @@ int slab_pool_take(slab_pool_t *pool, size_t len, int small_pages, void **mem, i
   }
   unsigned char *m = map_aligned(len, pool ? 0 : small_pages);
   int fails = 0;
-  if (m && pool) {
+  if (m && pool && pool->fail_fresh) {
     pthread_mutex_lock(&pool->mu);
     fails = fresh_fails(pool);
     pthread_mutex_unlock(&pool->mu);
