@@ -10,6 +10,7 @@
 #include "ctl/ctl.h"
 #include "ctl/demo.h"
 #include "daemon/config.h"
+#include "daemon/daemon.h"
 
 
 static void usage(FILE *out) {
@@ -36,6 +37,14 @@ static void usage(FILE *out) {
 }
 
 int ctl_demo(int argc, char **argv) {
+  /* first, as interestd's main(): a SIGTERM, SIGINT or SIGHUP from now on
+   * (also one interestd --demo held before its exec) waits for the demo
+   * daemon's handlers and stops it cleanly; the threads started before
+   * main() (OpenBLAS's) would otherwise die of it (daemon_hold_signals()) */
+  if (daemon_hold_signals()) {
+    fprintf(stderr, "interestctl demo: cannot hold the stop signals during start-up\n");
+    return 1;
+  }
   config_args_t ca = {0};
   const char *log_level = NULL, *data = NULL;
   int loop = 0, quiet = 0, json = 0;

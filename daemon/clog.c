@@ -617,8 +617,10 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   read_t rd = {rs, direct ? st : scratch, errstr, n};
   if (!rc) {
     rc = clog_read(c, p, from, &rd, &records, &bytes, errstr, n);
-    if (rc == IX_ERANGE) /* below the low watermark: nothing was read */
+    if (rc == IX_ERANGE) { /* below the low watermark: nothing was read */
+      from = -1;
       rc = clog_read(c, p, -1, &rd, &records, &bytes, errstr, n);
+    }
   }
   metrics_counter_add(c->m.bytes_read, bytes);
   if (rc == IX_EKAFKA) {
@@ -664,12 +666,15 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   if (*source == CLOG_FROM_LOCAL_TAIL)
     snprintf(over, sizeof over, " (%" PRIu64 " from the changelog over the local checkpoint at "
              "%" PRId64 ", %" PRIu64 " dropped by tombstones)", put, local_next, dropped);
+  char start[80] = "its start";
+  if (from >= 0)
+    snprintf(start, sizeof start, "the local checkpoint's time (offset %" PRId64 ")", from);
   LOG_INFO("clog", "partition %d: states from %s (%zu users%s, resume at %" PRId64 "); changelog "
            "read from %s: %" PRIu64 " records, %" PRIu64 " bytes in %.3f s, newest completion "
            "at %" PRId64 " (epoch from changelog offset %" PRId64 ", %" PRIu64 " users before "
            "it superseded), %" PRIu64 " users newer than it",
            (int)p, metrics_state_source_label[*source], store_partition_users(st, p), over,
-           *next_offset, from >= 0 ? "the local checkpoint's time" : "its start", records, bytes,
+           *next_offset, start, records, bytes,
            secs, info.complete ? info.next_offset : -1, info.complete ? info.epoch_start : -1,
            info.superseded, info.skip_users);
   changelog_restore_destroy(rs);

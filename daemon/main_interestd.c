@@ -1,10 +1,14 @@
 /* interestd: the streaming daemon's entry point (options, then daemon/).
  * --demo hands over to interestctl demo: the production binary carries no
  * mock broker, importer or demo. */
+#include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -35,6 +39,35 @@ static void usage(FILE *out) {
           "                         --rate N, --loop, --data CSV, --events N, --json, --quiet)\n"
           "  -V, --version          print the version\n",
           config_default_path());
+}
+
+/* interestd --demo, from main()'s start to the exec: SIGTERM, SIGINT and
+ * SIGHUP are blocked in main()'s thread, and the threads that ran before
+ * main() (OpenBLAS's pool, nothing blocked) pass each they catch on to it.
+ * There they wait, pending; the exec keeps the mask and the pending
+ * signals, and interestctl demo holds them on (daemon_hold_signals()) until
+ * its daemon's handlers take them: a stop signal at any point after main()
+ * stops the demo through its handler. */
+static pid_t demo_main_tid;
+
+static void demo_forward_cb(int signum) {
+  int saved = errno;
+  syscall(SYS_tgkill, getpid(), demo_main_tid, signum);
+  errno = saved;
+}
+
+static int demo_hold_signals(void) {
+  static const int sigs[] = {SIGHUP, SIGINT, SIGTERM};
+  demo_main_tid = (pid_t)syscall(SYS_gettid);
+  sigset_t set;
+  sigemptyset(&set);
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&set, sigs[i]);
+  if (pthread_sigmask(SIG_BLOCK, &set, NULL)) return -1;
+  struct sigaction sa = {.sa_handler = demo_forward_cb, .sa_flags = SA_RESTART};
+  sigfillset(&sa.sa_mask);
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    if (sigaction(sigs[i], &sa, NULL)) return -1;
+  return 0;
 }
 
 /* interestd --demo: exec interestctl demo with the other arguments, from
@@ -71,10 +104,15 @@ static int run_demo(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
-    if (strcmp(argv[i], "--demo") == 0) return run_demo(argc, argv);
-  /* before anything else (the demo's exec takes its mask along, so not for
-   * it): a SIGTERM, SIGINT or SIGHUP during start-up waits for the daemon's
-   * handlers (daemon_hold_signals()) */
+    if (strcmp(argv[i], "--demo") == 0) {
+      if (demo_hold_signals()) {
+        fprintf(stderr, "interestd --demo: cannot hold the stop signals during start-up\n");
+        return 1;
+      }
+      return run_demo(argc, argv);
+    }
+  /* before anything else: a SIGTERM, SIGINT or SIGHUP during start-up waits
+   * for the daemon's handlers (daemon_hold_signals()) */
   if (daemon_hold_signals()) {
     fprintf(stderr, "interestd: cannot hold the stop signals during start-up\n");
     return 1;

@@ -53,6 +53,25 @@ static int count_rec(void *ctx, int64_t off, const void *k, size_t kl, const voi
   return 0;
 }
 
+/* The next thread of this process from d (opendir("/proc/self/task"), may
+ * be NULL): its id into *tid and its name (comm, with its newline) into
+ * name. Returns 0 when there is none left. */
+static int next_thread(DIR *d, pid_t *tid, char *name, size_t size) {
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char path[300];
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    if (!fgets(name, (int)size, f)) name[0] = 0;
+    fclose(f);
+    *tid = (pid_t)strtol(e->d_name, NULL, 10);
+    return 1;
+  }
+  return 0;
+}
+
 /* CPU seconds of this process's threads whose name starts with `prefix`
  * ("" for all): each thread's CPU-time clock (nanoseconds; the clock id of
  * thread TID is Linux's ((~TID) << 3) | 6, as glibc's pthread_getcpuclockid
@@ -60,17 +79,11 @@ static int count_rec(void *ctx, int64_t off, const void *k, size_t kl, const voi
 static double threads_cpu(const char *prefix) {
   double t = 0;
   DIR *d = opendir("/proc/self/task");
-  struct dirent *e;
-  while (d && (e = readdir(d))) {
-    if (e->d_name[0] == '.') continue;
-    char path[300], name[64] = "";
-    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (!f) continue;
-    if (!fgets(name, sizeof name, f)) name[0] = 0;
-    fclose(f);
+  pid_t id;
+  char name[64];
+  while (next_thread(d, &id, name, sizeof name)) {
     if (strncmp(name, prefix, strlen(prefix)) != 0) continue;
-    unsigned tid = (unsigned)strtoul(e->d_name, NULL, 10);
+    unsigned tid = (unsigned)id;
     struct timespec ts;
     if (clock_gettime((clockid_t)((~tid) << 3) | 6, &ts) == 0)
       t += (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
@@ -94,16 +107,9 @@ static int pin_broker_apart(void) {
   CPU_SET((int)n - 1, &last);
   int rc = 0;
   DIR *d = opendir("/proc/self/task");
-  struct dirent *e;
-  while (d && (e = readdir(d))) {
-    if (e->d_name[0] == '.') continue;
-    char path[300], name[64] = "";
-    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (!f) continue;
-    if (!fgets(name, sizeof name, f)) name[0] = 0;
-    fclose(f);
-    pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+  pid_t tid;
+  char name[64];
+  while (next_thread(d, &tid, name, sizeof name)) {
     if (strncmp(name, "rdk:mock", 8) == 0 && sched_setaffinity(tid, sizeof last, &last) != 0)
       rc = -1;
   }

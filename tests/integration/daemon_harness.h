@@ -106,6 +106,16 @@ static H_UNUSED const char *h_path(const char *name) {
   return p;
 }
 
+/* A test's random seed: the environment variable env when set, else one
+ * from the time and the pid; printed with how to repeat what it chose. */
+static H_UNUSED uint64_t h_seed(const char *env, const char *what) {
+  const char *e = getenv(env);
+  uint64_t seed = e ? strtoull(e, NULL, 10)
+                    : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
+  printf("seed %" PRIu64 " (%s=%" PRIu64 " repeats %s)\n", seed, env, seed, what);
+  return seed;
+}
+
 static H_UNUSED uint64_t h_rng(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;
   return *s >> 33;
@@ -458,10 +468,9 @@ static H_UNUSED int h_interestd_path(char *out, size_t size) {
   return access(out, X_OK);
 }
 
-/* Starts interestd -c conf with stderr to log. */
-static H_UNUSED pid_t h_spawn(const char *conf, const char *log) {
-  char exe[1024];
-  H_CHECK(h_interestd_path(exe, sizeof exe) == 0, "interestd not built at %s", exe);
+/* Starts argv[0] with argv, stderr (and with_stdout: stdout too) to log,
+ * the stop signals unblocked; killed with the test. */
+static H_UNUSED pid_t h_spawn_argv(const char *const *argv, const char *log, int with_stdout) {
   /* a slot freed by h_wait_exit() is taken again */
   int slot = 0;
   while (slot < h_n_children && h_children[slot] > 0) slot++;
@@ -472,13 +481,27 @@ static H_UNUSED pid_t h_spawn(const char *conf, const char *log) {
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     FILE *f = freopen(log, "a", stderr);
-    if (!f) _exit(126);
-    execl(exe, exe, "-c", conf, (char *)NULL);
+    if (!f || (with_stdout && dup2(fileno(stderr), STDOUT_FILENO) < 0)) _exit(126);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    execv(argv[0], (char *const *)argv);
     _exit(127);
   }
   h_children[slot] = pid;
   if (slot == h_n_children) h_n_children++;
   return pid;
+}
+
+/* Starts interestd -c conf with stderr to log. */
+static H_UNUSED pid_t h_spawn(const char *conf, const char *log) {
+  char exe[1024];
+  H_CHECK(h_interestd_path(exe, sizeof exe) == 0, "interestd not built at %s", exe);
+  const char *argv[] = {exe, "-c", conf, NULL};
+  return h_spawn_argv(argv, log, 0);
 }
 
 /* Waits for pid to exit within timeout_s; returns its exit status (0..255),
@@ -549,6 +572,19 @@ static H_UNUSED int h_wait_log(const char *log, const char *needle, double timeo
     h_sleep_ms(50);
   }
   return 0;
+}
+
+/* The first line of log that contains needle, without its newline
+ * (malloc'd), or NULL. */
+static H_UNUSED char *h_log_line(const char *log, const char *needle) {
+  char *text = h_read_file(log), *line = strstr(text, needle), *copy = NULL;
+  if (line) {
+    while (line > text && line[-1] != '\n') line--;
+    size_t n = strcspn(line, "\n");
+    copy = strndup(line, n);
+  }
+  free(text);
+  return copy;
 }
 
 /* The metrics port from the daemon's log. */

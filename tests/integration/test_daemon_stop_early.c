@@ -197,11 +197,9 @@ static int early_round(int r, long delay_us, int hup, int slow, uint64_t *s) {
 int main(void) {
   h_init("test_daemon_stop_early");
   h_write_model(h_path("model.ixm"), 3);
-  uint64_t seed = getenv("IX_SEED") ? strtoull(getenv("IX_SEED"), NULL, 10)
-                                    : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
+  uint64_t seed = h_seed("IX_SEED", "the delays");
   int rounds = getenv("IX_STOP_ROUNDS") ? atoi(getenv("IX_STOP_ROUNDS")) : ROUNDS;
-  printf("seed %" PRIu64 " (IX_SEED=%" PRIu64 " repeats the delays), %d rounds\n", seed, seed,
-         rounds);
+  printf("%d rounds\n", rounds);
   uint64_t s = seed * 2654435761u + 1;
   double t_start = h_now();
   int early = 0;
