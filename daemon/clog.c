@@ -426,7 +426,7 @@ static int clog_read(clog_t *c, int32_t p, int64_t from, read_t *rd, uint64_t *r
 
 static int read_rec(void *ctx, int64_t off, const void *k, size_t kl, const void *v, size_t vl) {
   read_t *r = ctx;
-  char why[300];
+  char why[300] = "";
   int rc = changelog_restore_add(r->rs, off, k, kl, v, vl, why, sizeof why);
   if (rc) snprintf(r->errstr, r->n, "changelog offset %" PRId64 ": %s", off, why);
   return rc;

@@ -1403,9 +1403,10 @@ static void memory_failures_note(daemon_t *d, const slab_pool_stats_t *ps,
                                  const store_stats_t *ss) {
   if (ps->failed_takes <= d->memory_failures_logged) return;
   LOG_ERROR("daemon", "state memory: %" PRIu64 " slabs could not be mapped or populated (out of "
-            "memory; %" PRIu64 " in all); the least recently seen users are evicted to make room "
-            "(%" PRIu64 " LRU evictions in all, %" PRIu64 " users held). The host has less memory "
-            "than state.memory_limit_mb needs: lower it or give the host memory",
+            "memory; %" PRIu64 " in all): a new user evicts the least recently seen one to make "
+            "room, a restore that needs a slab fails (%" PRIu64 " LRU evictions in all, %" PRIu64
+            " users held). The host has less memory than state.memory_limit_mb needs: lower it "
+            "or give the host memory",
             ps->failed_takes - d->memory_failures_logged, ps->failed_takes, ss->evicted_lru,
             ss->users);
   d->memory_failures_logged = ps->failed_takes;
