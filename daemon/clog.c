@@ -426,7 +426,7 @@ static int clog_read(clog_t *c, int32_t p, int64_t from, read_t *rd, uint64_t *r
 
 static int read_rec(void *ctx, int64_t off, const void *k, size_t kl, const void *v, size_t vl) {
   read_t *r = ctx;
-  char why[300];
+  char why[300] = "";
   int rc = changelog_restore_add(r->rs, off, k, kl, v, vl, why, sizeof why);
   if (rc) snprintf(r->errstr, r->n, "changelog offset %" PRId64 ": %s", off, why);
   return rc;
@@ -734,6 +734,9 @@ void clog_start_cold(clog_t *c, int32_t p) {
   part_reset(pt);
   pt->gen++;
   pt->owned = 1;
+  /* it starts without states: counted as cold too (docs/OPERATIONS.md), the
+   * restore it read was counted by its source already */
+  metrics_counter_inc(c->m.from[CLOG_FROM_COLD]);
   if (changelog_dirty_new(&pt->dirty) || changelog_dirty_new(&pt->evicted))
     LOG_ERROR("clog", "partition %d: out of memory; no changelog checkpoints for it", (int)p);
 }

@@ -126,7 +126,9 @@ int clog_waiting(const clog_t *c, int32_t p);
  * but cannot serve it from there (its input position could not be set). */
 void clog_wait(clog_t *c, int32_t p);
 /* After clog_assign: forget what was restored for p (its states were
- * dropped: the caller starts it cold); changed users are tracked afresh. */
+ * dropped: the caller starts it cold); changed users are tracked afresh.
+ * Counted in interestd_state_restores_total{source="cold"} (the restore
+ * read was counted under its own source). */
 void clog_start_cold(clog_t *c, int32_t p);
 /* Partition p leaves: its pending checkpoint, changed users and skip set are dropped. */
 void clog_revoke(clog_t *c, int32_t p);

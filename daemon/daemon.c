@@ -163,6 +163,7 @@ struct ixd {
   standby_t *standby;       /* standby copies (daemon/standby.h), NULL without standby_replicas */
   slab_pool_t *slabs;       /* the stores' memory (state/slab_pool.h); outlives every store */
   int pretouch_logged;      /* the end of state.pretouch_mb's pre-touch was logged */
+  uint64_t memory_failures_logged; /* the slab pool's failed_takes at the last log line */
   metrics_t *metrics;
   metrics_daemon_t md;
   loopstat_t *loopstat; /* the loop's turns timed (interestd_loop_*) */
@@ -1397,10 +1398,30 @@ static int new_slab_pool(const config_t *cfg, slab_pool_t **out) {
   return rc;
 }
 
+/* Logs when slabs could not be had since the last call (from the gauges'
+ * timer): the store evicted users to make room (state/store.h). */
+static void memory_failures_note(daemon_t *d, const slab_pool_stats_t *ps,
+                                 const store_stats_t *ss) {
+  if (ps->failed_takes <= d->memory_failures_logged) return;
+  LOG_ERROR("daemon", "state memory: %" PRIu64 " slabs could not be mapped or populated (out of "
+            "memory; %" PRIu64 " in all): a new user evicts the least recently seen one to make "
+            "room, a restore that needs a slab fails (%" PRIu64 " LRU evictions in all, %" PRIu64
+            " users held). The host has less memory than state.memory_limit_mb needs: lower it "
+            "or give the host memory",
+            ps->failed_takes - d->memory_failures_logged, ps->failed_takes, ss->evicted_lru,
+            ss->users);
+  d->memory_failures_logged = ps->failed_takes;
+}
+
 /* Logs once when the pre-touch has ended (from the gauges' timer). */
 static void pretouch_note(daemon_t *d, const slab_pool_stats_t *ps) {
   if (d->pretouch_logged || !d->cfg->state.pretouch_mb || ps->pretouch_running) return;
   d->pretouch_logged = 1;
+  if (ps->pretouch_failed)
+    LOG_WARN("daemon", "state.pretouch_mb: the pre-touch ended early, memory could not be "
+             "mapped or populated (the host has less than state.pretouch_mb free); slabs are "
+             "mapped fresh when a store needs them (interestd_state_memory_chunks_total"
+             "{from=\"fresh\"})");
   LOG_INFO("daemon", "state.pretouch_mb: %.0f MiB populated in %.2f s (%.0f MB/s); the pool "
            "holds %.0f MiB, the stores use %.0f MiB", (double)ps->pretouched_bytes / (1 << 20),
            (double)ps->pretouch_ns / 1e9,
@@ -2445,6 +2466,8 @@ static void update_gauges(daemon_t *d) {
   metrics_gauge_set(d->md.state_pool_bytes, (double)ps.held_bytes);
   metrics_counter_set(d->md.state_chunks_pool, ps.reused_chunks);
   metrics_counter_set(d->md.state_chunks_fresh, ps.fresh_chunks);
+  metrics_counter_set(d->md.state_memory_failures, ps.failed_takes);
+  memory_failures_note(d, &ps, &ss);
   pretouch_note(d, &ps);
   metrics_counter_set(d->md.evictions_lru, ss.evicted_lru);
   metrics_counter_set(d->md.evictions_ttl, ss.evicted_ttl);

@@ -663,6 +663,11 @@ int metrics_daemon_register(metrics_t *reg, const char *version, metrics_daemon_
                              "2 MiB chunks taken by the state stores' slabs, by where they came "
                              "from.", "from", "fresh", NULL);
   if (!rc)
+    rc = metrics_counter_new(reg, &md->state_memory_failures,
+                             "interestd_state_memory_failures_total",
+                             "Slabs the state stores could not map or populate (out of memory): "
+                             "the least recently seen users were evicted to make room.", NULL);
+  if (!rc)
     rc = metrics_counter_new(reg, &md->evictions_lru, "interestd_evictions_total",
                              "Users dropped from the state store, by cause.", "cause", "lru",
                              NULL);

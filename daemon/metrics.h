@@ -54,6 +54,8 @@
  *                                                                                the next slab (state/slab_pool.h)
  *  interestd_state_memory_chunks_total       counter    from="pool"|"fresh"      2 MiB chunks the stores' slabs took: held
  *                                                                                by the pool, or mapped fresh
+ *  interestd_state_memory_failures_total     counter    -                        slabs the stores could not map or populate
+ *                                                                                (out of memory): users evicted to make room
  *  interestd_evictions_total                 counter    cause="lru"|"ttl"        users dropped (memory limit | idle TTL)
  *  interestd_checkpoint_duration_seconds     histogram  -                        time to write one checkpoint
  *  interestd_checkpoint_failures_total       counter    -                        checkpoints that failed
@@ -251,6 +253,7 @@ typedef struct {
   metrics_gauge_t *state_pool_bytes;
   metrics_counter_t *state_chunks_pool;
   metrics_counter_t *state_chunks_fresh;
+  metrics_counter_t *state_memory_failures;
   metrics_counter_t *evictions_lru;
   metrics_counter_t *evictions_ttl;
   metrics_histogram_t *checkpoint_seconds;

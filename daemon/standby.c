@@ -365,7 +365,7 @@ static size_t unclaimed(const standby_t *sb, const groupdesc_view_t *v) {
   return n;
 }
 
-static void described(standby_t *sb, const groupdesc_view_t *v) {
+void standby_described(standby_t *sb, const groupdesc_view_t *v) {
   uint64_t now = ix_mono_ms();
   sb->next_describe_ms = now + DESCRIBE_PERIOD_MS;
   if (v->err) {
@@ -432,7 +432,7 @@ static void gd_poll_cb(uv_poll_t *h, int status, int events) {
   (void)status, (void)events;
   standby_t *sb = h->data;
   groupdesc_view_t v;
-  while (sb->gd && groupdesc_take(sb->gd, &v)) described(sb, &v);
+  while (sb->gd && groupdesc_take(sb->gd, &v)) standby_described(sb, &v);
 }
 
 int standby_watch_group(standby_t *sb, uv_loop_t *loop, consumer_t *c, const char *group,

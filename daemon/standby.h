@@ -78,6 +78,14 @@ standby_rule_t standby_rule(const standby_t *sb);
  * with errstr filled. */
 int standby_watch_group(standby_t *sb, uv_loop_t *loop, consumer_t *c, const char *group,
                         char *errstr, size_t errstr_size);
+/* What the group watch does with each finished description (v borrowed
+ * for the call): counted in interestd_standby_describes_total{result}; a
+ * consistent one puts the membership rule in force (standby_place); a
+ * failed one counts towards the fallback to the own-assignment rule after
+ * 3 in a row. Called by standby_watch_group()'s poll callback; exposed so
+ * that tests feed descriptions a cluster cannot be made to answer (a failed
+ * DescribeConsumerGroups: tests/unit/test_standby.c). Loop thread. */
+void standby_described(standby_t *sb, const groupdesc_view_t *v);
 /* Closes the loop handle of standby_watch_group() (shutdown; the memory is
  * freed by standby_destroy() after the loop ran). Accepts NULL. */
 void standby_stop(standby_t *sb);

@@ -8,6 +8,7 @@
  *             [version 2: i64 epoch_start] u32 crc */
 #include "state/changelog.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,7 +275,8 @@ int changelog_restore_add(changelog_restore_t *rs, int64_t at, const void *key, 
     rs->info.records++;
     rs->info.bytes += key_len;
     size_t j;
-    if (offmap_slot(&rs->users, user, &j)) return IX_ENOMEM;
+    if (offmap_slot(&rs->users, user, &j))
+      return ix_fail(IX_ENOMEM, errstr, n, "out of memory for the restore's index of users");
     store_remove(rs->st, rs->partition, user);
     if (rs->users.offs[j] < 0) rs->users.n++;
     rs->users.keys[j] = user;
@@ -314,12 +316,15 @@ int changelog_restore_add(changelog_restore_t *rs, int64_t at, const void *key, 
                 "changelog user record of partition %d has a %u-byte state, the store's is %zu",
                 (int)rec.partition, rec.blob_size, store_blob_size(rs->st));
   size_t j;
-  if (offmap_slot(&rs->users, rec.user_id, &j)) return IX_ENOMEM;
+  if (offmap_slot(&rs->users, rec.user_id, &j))
+    return ix_fail(IX_ENOMEM, errstr, n, "out of memory for the restore's index of users");
   /* the newest record in topic order: every record is a true fact ("the
    * state after the user's events up to its offset"), and the newest one
    * is the one the writer of the newest completion meant (docs/STATE.md) */
   err = store_put(rs->st, rs->partition, rec.user_id, rec.last_seen_ms, rec.blob);
-  if (err) return err;
+  if (err)
+    return ix_fail(err, errstr, n, "the state store cannot hold user %" PRIu64 " (%s)",
+                   rec.user_id, ix_strerror(err));
   if (rs->users.offs[j] < 0) rs->users.n++;
   rs->users.keys[j] = rec.user_id;
   rs->users.offs[j] = rec.offset;

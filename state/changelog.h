@@ -113,7 +113,8 @@ int changelog_restore_reserve(changelog_restore_t *rs, size_t n);
  * cold at finish). Refuses (leaving the store as it is) a record that does
  * not decode (its error), one for another partition (IX_EMISMATCH), and a
  * user record of this fingerprint with another blob size (IX_EMISMATCH);
- * errstr says which. IX_ENOMEM. */
+ * errstr says which. IX_ENOMEM (the index of users, or the store cannot
+ * map a slab for the state), errstr says which. */
 int changelog_restore_add(changelog_restore_t *rs, int64_t at, const void *key, size_t key_len,
                           const void *val, size_t val_len, char *errstr, size_t errstr_size);
 /* Restore over a local checkpoint (docs/STATE.md, "Local checkpoint plus

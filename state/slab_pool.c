@@ -32,8 +32,12 @@ struct slab_pool {
   size_t n_held, cap_held;
   uint64_t in_use, pending; /* bytes handed out; bytes the pre-touch is populating */
   uint64_t reused, fresh, released, pretouched;
+  uint64_t failed_takes;
   uint64_t t_start_ns, t_end_ns;
-  int stop, running, thread_on;
+  int stop, running, thread_on, pretouch_failed;
+  /* test-only failpoints (below) */
+  int fail_pretouch, fail_assemble, fail_fresh; /* set at creation only */
+  int64_t fresh_ok_left; /* with fail_fresh: fresh slabs left before every one fails */
   pthread_t thr;
 };
 
@@ -43,14 +47,47 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Test-only failpoints (docs/STATE.md, "Slab pool"), read once by
+ * slab_pool_new() from the environment variable IX_TEST_SLAB_FAIL, a list
+ * of: "pretouch" (the pre-touch thread's mapping fails), "assemble" (moving
+ * held chunks into one slab fails, as an mremap the kernel refuses),
+ * "fresh:N" (after N fresh slabs, populating every further one fails, as
+ * out of memory). Unset in production; they cost one branch per slab. */
+static void failpoints_read(slab_pool_t *pool) {
+  const char *e = getenv("IX_TEST_SLAB_FAIL");
+  if (!e) return;
+  pool->fail_pretouch = strstr(e, "pretouch") != NULL;
+  pool->fail_assemble = strstr(e, "assemble") != NULL;
+  const char *f = strstr(e, "fresh:");
+  if (f) {
+    pool->fail_fresh = 1;
+    pool->fresh_ok_left = strtoll(f + 6, NULL, 10);
+  }
+}
+
+/* 1 when the "fresh:N" failpoint fails this fresh slab (under the lock). */
+static int fresh_fails(slab_pool_t *pool) {
+  if (pool->fresh_ok_left <= 0) return 1;
+  pool->fresh_ok_left--;
+  return 0;
+}
+
 /* Populate [mem, mem + len) for writing in one call (a fraction of taking
  * one fault per page: 4.5 vs 27 us per 4 KiB measured on the build VM);
- * before Linux 5.14 (no MADV_POPULATE_WRITE), a write to each page. */
-static void populate(unsigned char *mem, size_t len) {
-  if (madvise(mem, len, MADV_POPULATE_WRITE) == 0) return;
+ * before Linux 5.14 (no MADV_POPULATE_WRITE: EINVAL), a write to each page.
+ * Returns 0, or IX_ENOMEM when the kernel cannot back the pages (a cgroup's
+ * memory limit, no swap): writing to them then would call the OOM killer,
+ * so the caller unmaps them and reports instead. */
+static int populate(unsigned char *mem, size_t len) {
+  for (int tries = 0; tries < 3; tries++) {
+    if (madvise(mem, len, MADV_POPULATE_WRITE) == 0) return 0;
+    if (errno != EINTR && errno != EAGAIN) break;
+  }
+  if (errno != EINVAL) return IX_ENOMEM;
   long pg = sysconf(_SC_PAGESIZE);
   for (size_t off = 0; off < len; off += (size_t)(pg > 0 ? pg : 4096))
     ((volatile unsigned char *)mem)[off] = 0;
+  return 0;
 }
 
 /* len bytes (a multiple of CHUNK) of fresh anonymous memory, 2 MiB-aligned
@@ -97,13 +134,15 @@ static void hold(slab_pool_t *pool, void *c) {
 /* Moves chunks c[0..k) next to each other into one k-chunk slab; NULL when
  * the kernel refused (the chunks not moved are left in c, moved ones and
  * the reservation are unmapped; *moved says how many were). */
-static unsigned char *assemble(void **c, size_t k, size_t *moved) {
+static unsigned char *assemble(void **c, size_t k, size_t *moved, int fail_at_last) {
   *moved = 0;
   size_t len = k * CHUNK;
   unsigned char *dst = map_aligned(len, 0); /* the address range, replaced below */
   if (!dst) return NULL;
   for (size_t i = 0; i < k; i++) {
-    void *r = mremap(c[i], CHUNK, CHUNK, MREMAP_MAYMOVE | MREMAP_FIXED, dst + i * CHUNK);
+    void *r = fail_at_last && i == k - 1
+                  ? MAP_FAILED
+                  : mremap(c[i], CHUNK, CHUNK, MREMAP_MAYMOVE | MREMAP_FIXED, dst + i * CHUNK);
     if (r == MAP_FAILED) {
       munmap(dst, len);
       return NULL;
@@ -136,7 +175,7 @@ int slab_pool_take(slab_pool_t *pool, size_t len, int small_pages, void **mem, i
     *reused = 1;
   } else if (got) {
     size_t moved;
-    *mem = assemble(got, k, &moved);
+    *mem = assemble(got, k, &moved, pool->fail_assemble);
     if (!*mem) { /* the unmoved ones go back; the moved ones were unmapped */
       pthread_mutex_lock(&pool->mu);
       for (size_t i = moved; i < k; i++) hold(pool, got[i]);
@@ -154,15 +193,25 @@ int slab_pool_take(slab_pool_t *pool, size_t len, int small_pages, void **mem, i
     return 0;
   }
   unsigned char *m = map_aligned(len, pool ? 0 : small_pages);
+  int fails = 0;
+  if (m && pool && pool->fail_fresh) {
+    pthread_mutex_lock(&pool->mu);
+    fails = fresh_fails(pool);
+    pthread_mutex_unlock(&pool->mu);
+  }
+  if (m && (fails || populate(m, len))) {
+    munmap(m, len);
+    m = NULL;
+  }
   if (!m) {
     if (pool) {
       pthread_mutex_lock(&pool->mu);
       pool->in_use -= len;
+      pool->failed_takes++;
       pthread_mutex_unlock(&pool->mu);
     }
     return IX_ENOMEM;
   }
-  populate(m, len);
   *mem = m;
   if (pool) {
     pthread_mutex_lock(&pool->mu);
@@ -211,10 +260,14 @@ static void *pretouch_main(void *arg) {
     if (!stop) pool->pending += n * CHUNK;
     pthread_mutex_unlock(&pool->mu);
     if (stop) break;
-    unsigned char *m = map_aligned(n * CHUNK, 0);
+    unsigned char *m = pool->fail_pretouch ? NULL : map_aligned(n * CHUNK, 0);
     size_t i = 0;
+    int failed = !m;
     for (; m && i < n; i++) {
-      populate(m + i * CHUNK, CHUNK);
+      if (populate(m + i * CHUNK, CHUNK)) {
+        failed = 1;
+        break;
+      }
       pthread_mutex_lock(&pool->mu);
       pool->pending -= CHUNK;
       /* stores may have mapped fresh slabs meanwhile: held only within the
@@ -231,9 +284,11 @@ static void *pretouch_main(void *arg) {
         break;
       }
     }
+    /* out of memory: the pre-touch ends; stores map what they need fresh */
     pthread_mutex_lock(&pool->mu);
     pool->pending -= (n - i) * CHUNK;
-    stop = pool->stop || !m;
+    if (failed) pool->pretouch_failed = 1;
+    stop = pool->stop || failed;
     pthread_mutex_unlock(&pool->mu);
     if (m && i < n) munmap(m + i * CHUNK, (n - i) * CHUNK);
     if (stop) break;
@@ -255,6 +310,7 @@ int slab_pool_new(const slab_pool_opts_t *opts, slab_pool_t **out) {
   if (!pool) return IX_ENOMEM;
   pool->keep = opts->keep_bytes;
   pool->pretouch = opts->pretouch_bytes;
+  failpoints_read(pool);
   pthread_mutex_init(&pool->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -329,6 +385,8 @@ void slab_pool_get_stats(slab_pool_t *pool, slab_pool_stats_t *s) {
   s->released_chunks = pool->released;
   s->pretouched_bytes = pool->pretouched;
   s->pretouch_running = pool->running;
+  s->pretouch_failed = pool->pretouch_failed;
+  s->failed_takes = pool->failed_takes;
   if (pool->t_start_ns) s->pretouch_ns = (pool->running ? now_ns() : pool->t_end_ns) - pool->t_start_ns;
   pthread_mutex_unlock(&pool->mu);
 }

@@ -44,6 +44,9 @@ typedef struct {
                               * over the bound once populated is released) */
   uint64_t pretouch_ns;      /* the pre-touch thread's wall time (so far, while it runs) */
   int pretouch_running;      /* 1 until the pre-touch thread has ended */
+  int pretouch_failed;       /* 1 when it ended early: memory could not be mapped or
+                              * populated (the stores then map fresh) */
+  uint64_t failed_takes;     /* slab_pool_take() calls that returned IX_ENOMEM, total */
 } slab_pool_stats_t;
 
 /* A pool with opts; starts the pre-touch thread when opts->pretouch_bytes
@@ -61,8 +64,10 @@ void slab_pool_destroy(slab_pool_t *pool);
  * holds len bytes (*reused = 1; its bytes are what the last user left),
  * else mapped fresh and populated here (*reused = 0; zeroed). pool NULL:
  * always fresh, with 4 KiB pages when small_pages (a pool's memory is
- * huge pages: stores with small pages do not use one). Returns 0 or
- * IX_ENOMEM. Give it back with slab_pool_give() on the same pool. */
+ * huge pages: stores with small pages do not use one). When held chunks
+ * cannot be moved into one slab (the kernel refused the mremap), the slab
+ * is mapped fresh instead. Returns 0 or IX_ENOMEM (the kernel could not
+ * map or populate fresh memory; counted in failed_takes). Give it back with slab_pool_give() on the same pool. */
 int slab_pool_take(slab_pool_t *pool, size_t len, int small_pages, void **mem, int *reused);
 /* Give back a slab from slab_pool_take(pool, len, ...): kept within the
  * bound, else unmapped. The caller must not touch mem afterwards. pool

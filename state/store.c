@@ -76,7 +76,8 @@ struct store {
 
   uint64_t users, seq;
   uint64_t evicted_lru, evicted_ttl;
-  uint64_t map_ns, slabs_reused, slabs_fresh;
+  uint64_t map_ns, slabs_reused, slabs_fresh, slab_failures;
+  uint32_t map_backoff; /* inserts left that evict instead of trying to map a slab */
   uint64_t pin_seq; /* st->seq at the last store_evict(): users touched after
                      * it may have blob pointers out, so store_get() does not
                      * evict them to make room */
@@ -198,7 +199,10 @@ static int slab_map(store_t *st) {
   void *raw;
   int reused;
   int rc = slab_pool_take(st->pool, st->slab_bytes, st->small_pages, &raw, &reused);
-  if (rc) return rc;
+  if (rc) {
+    st->slab_failures++;
+    return rc;
+  }
   unsigned char *mem = raw;
   clock_gettime(CLOCK_MONOTONIC, &t1);
   st->map_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
@@ -488,7 +492,32 @@ static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, 
   uint32_t pidx, i;
   int rc = part_get_or_add(st, partition, &pidx);
   if (rc) return rc;
+  if (make_room && st->free_head == NIL && st->map_backoff) {
+    /* a slab failed lately: evict (below) without asking for memory again */
+    st->map_backoff--;
+    uint32_t v = lru_victim(st);
+    if (v != NIL && slot_at(st, v)->seq <= st->pin_seq) {
+      evict_slot(st, v);
+      b = table_find(st, partition, user_id, tag, &found);
+    }
+  }
   rc = slot_alloc(st, &i);
+  if (rc == IX_ENOMEM && make_room && st->free_head == NIL) {
+    /* No memory for another slab (the host is short of what the limit
+     * allows): the least recently seen user makes room, as at capacity
+     * (counted in evicted_lru; slab_failures says why), so the store keeps
+     * serving the users it can hold; the next slab's worth of such inserts
+     * evict without trying (a failing populate can take the kernel's
+     * reclaim time). Not a user touched since the last store_evict(): its
+     * blob pointer may be in use. */
+    uint32_t v = lru_victim(st);
+    if (v != NIL && slot_at(st, v)->seq <= st->pin_seq) {
+      evict_slot(st, v);
+      b = table_find(st, partition, user_id, tag, &found);
+      rc = slot_alloc(st, &i);
+      st->map_backoff = st->sps;
+    }
+  }
   if (rc) return rc;
   slot_t *s = slot_at(st, i);
   s->user_id = user_id;
@@ -745,6 +774,7 @@ void store_get_stats(const store_t *st, store_stats_t *stats) {
   stats->map_ns = st->map_ns;
   stats->slabs_reused = st->slabs_reused;
   stats->slabs_fresh = st->slabs_fresh;
+  stats->slab_failures = st->slab_failures;
 }
 
 /* ---- snapshot capture ---------------------------------------------------- */

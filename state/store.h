@@ -41,6 +41,9 @@ typedef struct {
                             * slab from the pool counts too (microseconds) */
   uint64_t slabs_reused;   /* slabs taken populated from the pool, total */
   uint64_t slabs_fresh;    /* slabs mapped and populated fresh, total */
+  uint64_t slab_failures;  /* slabs that could not be had (out of memory), total:
+                            * store_get() then evicts the least recently seen
+                            * user to make room, or returns NULL */
 } store_stats_t;
 
 int store_new(const store_opts_t *opts, store_t **out);
@@ -52,7 +55,12 @@ void store_destroy(store_t *st);
  * An insert at capacity first evicts the least recently seen user (as
  * store_evict() would: counted in evicted_lru, the evict hook called) unless
  * that user was touched since the last store_evict(): its blob pointer may
- * be in use, so the insert goes over capacity and store_evict() trims. */
+ * be in use, so the insert goes over capacity and store_evict() trims.
+ * When a new slab cannot be mapped (out of memory: slab_failures), the
+ * least recently seen user not touched since the last store_evict() is
+ * evicted the same way to make room (and so for the next slab's worth of
+ * inserts that need a slab, without trying to map one); NULL when there is
+ * none. */
 void *store_get(store_t *st, int32_t partition, uint64_t user_id, int64_t now_ms,
                 int create, int *created);
 

@@ -22,6 +22,7 @@
 #include "common/err.h"
 #include "common/hash.h"
 #include "state/changelog.h"
+#include "state/slab_pool.h"
 #include "state/store.h"
 
 #define BLOB 16
@@ -157,6 +158,37 @@ static void test_changelog_restore_refuses_other_model_and_partition(void **stat
   assert_int_equal(store_partition_users(st, 2), 0);
   changelog_restore_destroy(rs);
   store_destroy(st);
+}
+
+/* A store that cannot map a slab for a restored state (the slab pool's
+ * test-only failpoint IX_TEST_SLAB_FAIL=fresh:0): the record is refused
+ * with IX_ENOMEM and a reason in errstr (it was left unwritten: the daemon
+ * logged "changelog offset N: " and stack bytes). */
+static void test_changelog_restore_out_of_memory_says_why(void **state) {
+  (void)state;
+  assert_int_equal(setenv("IX_TEST_SLAB_FAIL", "fresh:0", 1), 0);
+  slab_pool_opts_t po = {.keep_bytes = 64 << 20};
+  slab_pool_t *pool;
+  assert_int_equal(slab_pool_new(&po, &pool), 0);
+  unsetenv("IX_TEST_SLAB_FAIL");
+  store_t *st;
+  store_opts_t o = {.blob_size = BLOB, .pool = pool};
+  assert_int_equal(store_new(&o, &st), 0);
+  changelog_restore_t *rs;
+  assert_int_equal(changelog_restore_new(st, 2, FP, &rs), 0);
+  uint8_t key[CHANGELOG_KEY_BYTES], val[CHANGELOG_USER_FIXED + BLOB], blob[BLOB] = {0};
+  char err[300];
+  memset(err, 'x', sizeof err);
+  err[sizeof err - 1] = 0;
+  changelog_user_key(77, key);
+  size_t n = changelog_encode_user(2, FP, 77, 5, 0, blob, BLOB, val, sizeof val);
+  assert_int_equal(changelog_restore_add(rs, 3, key, sizeof key, val, n, err, sizeof err),
+                   IX_ENOMEM);
+  assert_non_null(strstr(err, "the state store cannot hold user 77"));
+  assert_int_equal(store_partition_users(st, 2), 0);
+  changelog_restore_destroy(rs);
+  store_destroy(st);
+  slab_pool_destroy(pool);
 }
 
 /* A tombstone (null value) drops the user on restore: an evicted user does
@@ -732,6 +764,7 @@ int main(void) {
       cmocka_unit_test(test_changelog_overlay_takes_only_users_recorded_after_local),
       cmocka_unit_test(test_changelog_dirty_forgets_only_what_a_checkpoint_wrote),
       cmocka_unit_test(test_changelog_restore_is_exact_after_crash_inside_checkpoint),
+      cmocka_unit_test(test_changelog_restore_out_of_memory_says_why),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -324,6 +324,216 @@ static void test_slab_pool_is_shared_by_stores_on_two_threads(void **unused) {
   slab_pool_destroy(pool);
 }
 
+/* ---- failures (the test-only failpoints IX_TEST_SLAB_FAIL, read by
+ * slab_pool_new(): state/slab_pool.c) --------------------------------------- */
+
+static slab_pool_t *new_failing_pool(const char *fail, uint64_t keep, uint64_t pretouch) {
+  assert_int_equal(setenv("IX_TEST_SLAB_FAIL", fail, 1), 0);
+  slab_pool_t *pool = new_pool(keep, pretouch);
+  unsetenv("IX_TEST_SLAB_FAIL");
+  return pool;
+}
+
+/* The pre-touch cannot map memory: it ends at once and says so
+ * (pretouch_failed), nothing is held or pending, and a store on the pool
+ * maps its slabs fresh (fresh_chunks, not reused) with the same states as
+ * a store without a pool. */
+static void test_slab_pool_pretouch_failure_leaves_stores_mapping_fresh(void **unused) {
+  slab_pool_t *pool = new_failing_pool("pretouch", 64 * MIB, 32 * MIB);
+  assert_int_equal(slab_pool_wait_pretouch(pool, 10000), 1);
+  slab_pool_stats_t ps = pool_stats(pool);
+  assert_int_equal(ps.pretouch_failed, 1);
+  assert_int_equal(ps.pretouch_running, 0);
+  assert_int_equal(ps.pretouched_bytes, 0);
+  assert_int_equal(ps.held_bytes, 0);
+  assert_int_equal(ps.in_use_bytes, 0);
+  store_t *st = new_store(1064, pool), *ref = new_store(1064, NULL);
+  uint64_t n = 3 * store_slab_slots(st);
+  load(st, 0, 0, n);
+  load(ref, 0, 0, n);
+  store_stats_t s = stats_of(st);
+  assert_int_equal(s.slabs_reused, 0);
+  assert_int_equal(s.slabs_fresh, 3);
+  assert_int_equal(s.slab_failures, 0);
+  ps = pool_stats(pool);
+  assert_int_equal(ps.fresh_chunks, 3);
+  assert_int_equal(ps.reused_chunks, 0);
+  assert_int_equal(ps.failed_takes, 0);
+  assert_int_equal(ps.in_use_bytes, 3 * CH);
+  assert_same_partition(st, ref, 0);
+  assert_same_partition(ref, st, 0);
+  store_destroy(st);
+  store_destroy(ref);
+  slab_pool_destroy(pool);
+  /* without the failpoint the same pool pre-touches: the test's check above
+   * is of the failure, not of a pre-touch that never runs */
+  pool = new_pool(64 * MIB, 32 * MIB);
+  assert_int_equal(slab_pool_wait_pretouch(pool, -1), 1);
+  assert_int_equal(pool_stats(pool).pretouch_failed, 0);
+  assert_int_equal(pool_stats(pool).held_bytes, 32 * MIB);
+  slab_pool_destroy(pool);
+}
+
+/* Held chunks that the kernel refuses to move into one slab (mremap): the
+ * slab is mapped fresh instead (zeroed, writable, counted fresh), the
+ * chunks already moved are released, the one not moved stays held, and the
+ * accounting adds up. A store of multi-chunk slabs on such a pool keeps
+ * the same states as one without a pool. */
+static void test_slab_pool_assemble_failure_maps_the_slab_fresh(void **unused) {
+  slab_pool_t *pool = new_failing_pool("assemble", 64 * MIB, 0);
+  void *mem;
+  int reused = -1;
+  assert_int_equal(slab_pool_take(pool, 3 * CH, 0, &mem, &reused), 0);
+  assert_int_equal(reused, 0);
+  memset(mem, 0x5a, 3 * CH);
+  slab_pool_give(pool, mem, 3 * CH);
+  assert_int_equal(pool_stats(pool).held_bytes, 3 * CH);
+  assert_int_equal(slab_pool_take(pool, 3 * CH, 0, &mem, &reused), 0);
+  assert_int_equal(reused, 0); /* fresh, not the held chunks */
+  for (size_t off = 0; off < 3 * CH; off += 4096) assert_int_equal(((uint8_t *)mem)[off], 0);
+  memset(mem, 0x11, 3 * CH);
+  slab_pool_stats_t ps = pool_stats(pool);
+  assert_int_equal(ps.fresh_chunks, 6);
+  assert_int_equal(ps.reused_chunks, 0);
+  assert_int_equal(ps.released_chunks, 2); /* moved before the refusal: unmapped */
+  assert_int_equal(ps.held_bytes, CH);     /* the one not moved */
+  assert_int_equal(ps.in_use_bytes, 3 * CH);
+  assert_int_equal(ps.failed_takes, 0);
+  slab_pool_give(pool, mem, 3 * CH);
+  /* one chunk still comes from what is held: no move needed */
+  assert_int_equal(slab_pool_take(pool, CH, 0, &mem, &reused), 0);
+  assert_int_equal(reused, 1);
+  slab_pool_give(pool, mem, CH);
+  /* a store of 3-chunk slabs (4000-byte states) on the failing pool */
+  store_t *st = new_store(4000, pool), *ref = new_store(4000, NULL);
+  for (int r = 0; r < 3; r++) {
+    load(st, r, (uint64_t)r << 32, store_slab_slots(st) + 5);
+    load(ref, r, (uint64_t)r << 32, store_slab_slots(ref) + 5);
+    if (r < 2) {
+      store_drop_partition(st, r);
+      store_drop_partition(ref, r);
+    }
+  }
+  assert_same_partition(st, ref, 2);
+  assert_same_partition(ref, st, 2);
+  assert_int_equal(stats_of(st).slabs_reused, 0);
+  store_destroy(st);
+  store_destroy(ref);
+  ps = pool_stats(pool);
+  assert_int_equal(ps.in_use_bytes, 0);
+  assert_true(ps.held_bytes <= 64 * MIB);
+  slab_pool_destroy(pool);
+}
+
+/* A fresh slab that cannot be populated (out of memory): IX_ENOMEM, no
+ * memory handed out, counted in failed_takes, the in-use accounting back
+ * where it was; memory the pool holds is still handed out. */
+static void test_slab_pool_fresh_failure_reports_out_of_memory(void **unused) {
+  slab_pool_t *pool = new_failing_pool("fresh:2", 64 * MIB, 0);
+  void *a, *b, *c = (void *)1;
+  int reused = -1;
+  assert_int_equal(slab_pool_take(pool, CH, 0, &a, &reused), 0);
+  assert_int_equal(slab_pool_take(pool, 2 * CH, 0, &b, &reused), 0);
+  assert_int_equal(slab_pool_take(pool, CH, 0, &c, &reused), IX_ENOMEM);
+  assert_null(c);
+  assert_int_equal(reused, 0);
+  slab_pool_stats_t ps = pool_stats(pool);
+  assert_int_equal(ps.failed_takes, 1);
+  assert_int_equal(ps.in_use_bytes, 3 * CH);
+  assert_int_equal(ps.fresh_chunks, 3);
+  assert_int_equal(slab_pool_take(pool, 4 * CH, 0, &c, &reused), IX_ENOMEM);
+  assert_int_equal(pool_stats(pool).failed_takes, 2);
+  slab_pool_give(pool, b, 2 * CH); /* held: two chunks */
+  assert_int_equal(slab_pool_take(pool, 2 * CH, 0, &c, &reused), 0);
+  assert_int_equal(reused, 1);
+  memset(c, 7, 2 * CH);
+  slab_pool_give(pool, c, 2 * CH);
+  slab_pool_give(pool, a, CH);
+  ps = pool_stats(pool);
+  assert_int_equal(ps.in_use_bytes, 0);
+  assert_int_equal(ps.held_bytes, 3 * CH);
+  slab_pool_destroy(pool);
+}
+
+/* A store whose next slab cannot be had: store_get() evicts the least
+ * recently seen user not touched since the last store_evict() and takes its
+ * slot (counted: slab_failures, evicted_lru; the evict hook called), the
+ * other users' states intact; when every user was touched since the last
+ * store_evict() there is nobody to evict and store_get() returns NULL. */
+typedef struct {
+  int n;
+  int32_t p;
+  uint64_t user;
+} evicted_t;
+
+static void on_evict(void *ctx, int32_t p, uint64_t user) {
+  evicted_t *e = ctx;
+  e->n++;
+  e->p = p;
+  e->user = user;
+}
+
+static void test_store_evicts_to_make_room_when_no_slab_can_be_mapped(void **unused) {
+  slab_pool_t *pool = new_failing_pool("fresh:1", 64 * MIB, 0);
+  store_t *st = new_store(1064, pool);
+  evicted_t ev = {0};
+  store_set_evict_hook(st, on_evict, &ev);
+  size_t sps = store_slab_slots(st);
+  for (uint64_t u = 0; u < sps; u++) {
+    uint8_t *b = store_get(st, 4, u, (int64_t)(100 + u), 1, NULL);
+    assert_non_null(b);
+    fill(b, 1064, u);
+  }
+  store_evict(st); /* the batch ends: nobody pinned */
+  int created = 0;
+  uint8_t *b = store_get(st, 4, 1u << 20, 5000, 1, &created);
+  assert_non_null(b);
+  assert_true(created);
+  for (size_t i = 0; i < 1064; i++) assert_int_equal(b[i], 0);
+  fill(b, 1064, 1u << 20);
+  store_stats_t s = stats_of(st);
+  assert_int_equal(s.slab_failures, 1);
+  assert_int_equal(s.evicted_lru, 1);
+  assert_int_equal(s.users, sps);
+  assert_int_equal(s.slabs_fresh, 1);
+  assert_int_equal(ev.n, 1);
+  assert_int_equal(ev.p, 4);
+  assert_int_equal(ev.user, 0); /* the least recently seen */
+  assert_null(store_peek(st, 4, 0));
+  uint8_t want[1064];
+  for (uint64_t u = 1; u < sps; u++) {
+    const uint8_t *g = store_peek(st, 4, u);
+    assert_non_null(g);
+    fill(want, 1064, u);
+    assert_memory_equal(g, want, 1064);
+  }
+  assert_int_equal(pool_stats(pool).failed_takes, 1);
+  /* every user pinned (touched in this batch, after the insert above):
+   * nothing may be evicted, the insert fails */
+  for (uint64_t u = 1; u < sps; u++) assert_non_null(store_get(st, 4, u, 6000, 0, NULL));
+  assert_null(store_get(st, 4, 2u << 20, 6000, 1, &created));
+  s = stats_of(st);
+  assert_int_equal(s.slab_failures, 2);
+  assert_int_equal(s.evicted_lru, 1);
+  assert_int_equal(s.users, sps);
+  /* the next batch may evict again */
+  store_evict(st);
+  assert_non_null(store_get(st, 4, 2u << 20, 7000, 1, &created));
+  assert_int_equal(stats_of(st).evicted_lru, 2);
+  assert_null(store_peek(st, 4, 1u << 20)); /* seen at 5000: the oldest now */
+  /* no new attempt to map for a slab's worth of inserts after a failure */
+  store_evict(st);
+  for (uint64_t u = 0; u < 100; u++)
+    assert_non_null(store_get(st, 4, (3u << 20) + u, 8000 + (int64_t)u, 1, &created));
+  s = stats_of(st);
+  assert_int_equal(s.slab_failures, 2);
+  assert_int_equal(s.evicted_lru, 102);
+  assert_int_equal(s.users, sps);
+  assert_int_equal(pool_stats(pool).failed_takes, 2);
+  store_destroy(st);
+  slab_pool_destroy(pool);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_slab_pool_store_reuses_a_revoked_partitions_slabs),
@@ -334,6 +544,10 @@ int main(void) {
       cmocka_unit_test(test_slab_pool_destroy_stops_the_pretouch),
       cmocka_unit_test(test_slab_pool_assembles_slabs_of_several_chunks),
       cmocka_unit_test(test_slab_pool_is_shared_by_stores_on_two_threads),
+      cmocka_unit_test(test_slab_pool_pretouch_failure_leaves_stores_mapping_fresh),
+      cmocka_unit_test(test_slab_pool_assemble_failure_maps_the_slab_fresh),
+      cmocka_unit_test(test_slab_pool_fresh_failure_reports_out_of_memory),
+      cmocka_unit_test(test_store_evicts_to_make_room_when_no_slab_can_be_mapped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

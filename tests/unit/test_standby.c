@@ -1,6 +1,7 @@
 /* The standby rules (daemon/standby.h): which partitions a member follows,
  * from its own assignment (standby_want, the fallback) and from the group's
- * membership (standby_place). */
+ * membership (standby_place). The switch between them as descriptions
+ * arrive: tests/unit/test_standby_fallback.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
