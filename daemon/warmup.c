@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,12 @@
 
 #define POLL_MS 50 /* the worker's reader wait; also how often it sees a stop */
 #define PEND_BATCHES 8 /* records kept beyond the serving position before a partition pauses */
+#define WM_TRIES 5     /* low-watermark asks per partition start, 250 ms doubling apart */
+#define WM_WAIT_MS 250
+
+/* Partition starts whose low watermark stayed unknown (every process's
+ * warm-ups; the metric mirrors it on the loop thread). */
+static _Atomic uint64_t wm_unknown_total;
 
 typedef struct {
   int32_t partition;
@@ -56,6 +63,7 @@ struct warmup {
   uint32_t batch;
   uint64_t max_events;
   int64_t min_ts; /* events with ts below this are skipped (INT64_MIN = none) */
+  int wm_down;    /* the last partition start's low watermark stayed unknown: ask once */
   rec_t *recs, *take;
   size_t cap_take;
   void **freeme; /* kept copies handed to the batch being applied */
@@ -68,9 +76,65 @@ static wpart_t *find(const warmup_t *w, int32_t p) {
   return NULL;
 }
 
+/* Worker: waits up to ms for a stop; returns whether one came. */
+static int wait_stop(warmup_t *w, int ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  t.tv_sec += ms / 1000;
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&w->mu);
+  while (!w->stop && pthread_cond_timedwait(&w->cond, &w->mu, &t) != ETIMEDOUT) {
+  }
+  int stop = w->stop;
+  pthread_mutex_unlock(&w->mu);
+  return stop;
+}
+
+/* Worker: the first offset to warm partition p from, serving at ceiling:
+ * max_events back, not below the low watermark. A watermark that cannot be
+ * read (or a high one below the serving position) is asked again, WM_TRIES
+ * times in all, on this thread (once only while the previous partition's
+ * stayed unknown: a warm start gives up after 30 s without progress); then
+ * the start is ceiling - max_events clamped at 0 (an offset below the log's
+ * start reads from it: the reader's auto.offset.reset = earliest), logged
+ * and counted. -1 = stopped. */
+static int64_t pick_start(warmup_t *w, int32_t p, int64_t ceiling) {
+  int64_t start = ceiling - (int64_t)w->max_events;
+  int wait = WM_WAIT_MS, tries = w->wm_down ? 1 : WM_TRIES;
+  for (int t = 1;; t++) {
+    int64_t lo = -1, hi = -1;
+    if (reader_watermarks(w->reader, p, 5000, &lo, &hi) == 0 && hi >= ceiling) {
+      if (start < lo) start = lo;
+      w->wm_down = 0;
+      break;
+    }
+    if (lo >= 0)
+      LOG_WARN("warmup", "partition %d: high watermark %" PRId64 " below the serving position "
+               "%" PRId64 ": not used", (int)p, hi, ceiling);
+    if (t == tries) {
+      atomic_fetch_add(&wm_unknown_total, 1);
+      w->wm_down = 1;
+      LOG_WARN("warmup", "partition %d: low watermark unknown after %d tries: warming from "
+               "%" PRId64 " (serving at %" PRId64 ", %" PRIu64 " events back, not below 0)",
+               (int)p, tries, start < 0 ? 0 : start, ceiling, w->max_events);
+      break;
+    }
+    if (wait_stop(w, wait)) return -1;
+    wait *= 2;
+  }
+  if (start < 0) start = 0;
+  if (start > ceiling) start = ceiling;
+  return start;
+}
+
 /* Worker: (re)assigns the reader to every known, kept partition at its next
  * offset to apply; a partition whose position just became known starts
- * max_events back (not below its low watermark). Called without the lock. */
+ * max_events back (not below its low watermark: pick_start). Called without
+ * the lock. */
 static int assign_reader(warmup_t *w) {
   int32_t *ps = malloc((w->n + 1) * sizeof *ps);
   int64_t *offs = malloc((w->n + 1) * sizeof *offs);
@@ -86,11 +150,12 @@ static int assign_reader(warmup_t *w) {
     pthread_mutex_unlock(&w->mu);
     if (pt.dropped || pt.ceiling < 0) continue;
     if (pt.start < 0) {
-      int64_t lo = 0, hi = 0, start = pt.ceiling - (int64_t)w->max_events;
-      if (reader_watermarks(w->reader, pt.partition, 5000, &lo, &hi) == 0 && start < lo)
-        start = lo;
-      if (start < 0) start = 0;
-      if (start > pt.ceiling) start = pt.ceiling;
+      int64_t start = pick_start(w, pt.partition, pt.ceiling);
+      if (start < 0) { /* stopped */
+        free(ps);
+        free(offs);
+        return 0;
+      }
       pthread_mutex_lock(&w->mu);
       w->parts[i].start = w->parts[i].applied = start;
       w->window_total += (uint64_t)(w->parts[i].ceiling - start);
@@ -511,6 +576,12 @@ void warmup_destroy(warmup_t *w) {
   free(w);
 }
 
+static void collect(void *arg, metrics_t *reg) {
+  (void)reg;
+  warmup_metrics_t *wm = arg;
+  metrics_counter_set(wm->wm_unknown, atomic_load(&wm_unknown_total));
+}
+
 int warmup_metrics_register(metrics_t *m, warmup_metrics_t *wm) {
   int rc = metrics_gauge_new(m, &wm->state, "interestd_model_swap_state",
                              "1 while a new model's states warm up (model.reload = warm).", NULL);
@@ -524,6 +595,11 @@ int warmup_metrics_register(metrics_t *m, warmup_metrics_t *wm) {
   if (!rc) rc = metrics_gauge_new(m, &wm->pause, "interestd_model_swap_pause_seconds",
                                   "How long the last switch to a warmed model paused the input.",
                                   NULL);
+  if (!rc) rc = metrics_counter_new(m, &wm->wm_unknown,
+                                    "interestd_model_swap_warmup_watermark_unknown_total",
+                                    "Warm-up partition starts whose low watermark could not be "
+                                    "read (warmed from max_events back, not below 0).", NULL);
+  if (!rc) rc = metrics_on_collect(m, collect, wm);
   if (!rc) rc = metrics_counter_new(m, &wm->swaps[0], "interestd_model_swaps_total",
                                     "Model swaps by outcome.", "result", "warm", NULL);
   if (!rc) rc = metrics_counter_new(m, &wm->swaps[1], "interestd_model_swaps_total",

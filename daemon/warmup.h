@@ -98,11 +98,14 @@ void warmup_destroy(warmup_t *w);
  *   interestd_model_swap_warmup_window_messages  gauge    offsets in the window being re-read
  *   interestd_model_swap_warmup_behind_messages  gauge    offsets still to apply before a switch
  *   interestd_model_swap_warmup_events_total     counter  events applied to new models' states
+ *   interestd_model_swap_warmup_watermark_unknown_total  counter  partition starts whose low
+ *                                                 watermark stayed unknown (model.reload = warm
+ *                                                 and model.warm_start alike)
  *   interestd_model_swap_pause_seconds           gauge    input paused by the last switch
  *   interestd_model_swaps_total{result}          counter  "warm" (switched) | "abandoned" */
 typedef struct {
   metrics_gauge_t *state, *window, *behind, *pause;
-  metrics_counter_t *applied;
+  metrics_counter_t *applied, *wm_unknown;
   metrics_counter_t *swaps[2]; /* warm, abandoned */
 } warmup_metrics_t;
 int warmup_metrics_register(metrics_t *reg, warmup_metrics_t *wm);

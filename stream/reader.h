@@ -39,8 +39,11 @@ int reader_resume(reader_t *r, int32_t partition);
 ssize_t reader_poll(reader_t *r, rec_t *out, size_t max, int timeout_ms);
 void reader_release(reader_t *r);
 
-/* The partition's low and high watermarks, asked of its leader (waits up to
- * timeout_ms). Returns 0 or IX_EKAFKA. */
+/* The partition's low and high watermarks, asked of its leader one after the
+ * other (each waits up to timeout_ms). Returns 0 with 0 <= *lo <= *hi, or
+ * IX_EKAFKA (logged; *lo and *hi untouched) when either is not known. An
+ * offset assigned below the low watermark reads from it (auto.offset.reset =
+ * earliest, fixed for this reader). */
 int reader_watermarks(reader_t *r, int32_t partition, int timeout_ms, int64_t *lo, int64_t *hi);
 
 #endif
