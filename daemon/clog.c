@@ -479,7 +479,9 @@ static void waiting_gauge(clog_t *c) {
 }
 
 /* The read of p's changelog failed (IX_EKAFKA: the broker away, a leader
- * election, no progress): what the topic holds for p is unknown. A partial
+ * election, no progress), or its states could not be held (IX_ENOMEM: no
+ * memory for the store's slabs): what the topic holds for p is unknown or
+ * not in st. A partial
  * read into st (the direct restore, st not NULL) is dropped; p is not owned
  * for checkpoints; it waits for another clog_assign (docs/STATE.md, "A
  * restore that cannot read"). */
@@ -623,7 +625,7 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
     }
   }
   metrics_counter_add(c->m.bytes_read, bytes);
-  if (rc == IX_EKAFKA) {
+  if (rc == IX_EKAFKA || rc == IX_ENOMEM) {
     restore_failed(c, pt, p, direct ? st : NULL);
     changelog_restore_destroy(rs);
     store_destroy(scratch);
@@ -658,6 +660,12 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
   if (!rc && whole) {
     rc = adopt_restored(st, p, scratch, &info, local_next, CLOG_FROM_CHANGELOG, source,
                         next_offset, errstr, n);
+  }
+  if (rc == IX_ENOMEM) { /* laying or copying the states: p's states in st are partial */
+    restore_failed(c, pt, p, st);
+    changelog_restore_destroy(rs);
+    store_destroy(scratch);
+    return rc;
   }
   log_models(p, &info, fingerprint, *source);
   double secs =
@@ -703,7 +711,7 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
     changelog_restore_destroy(rs);
     return rc;
   }
-  if (rc == IX_EKAFKA) {
+  if (rc == IX_EKAFKA || rc == IX_ENOMEM) {
     restore_failed(c, pt, p, NULL);
     changelog_restore_destroy(rs);
     return rc;
@@ -714,6 +722,11 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
     changelog_restore_finish(rs, &info);
     rc = adopt_restored(st, p, copy, &info, local_next, CLOG_FROM_STANDBY, source, next_offset,
                         errstr, n);
+  }
+  if (rc == IX_ENOMEM) { /* copying the states: p's states in st are partial */
+    restore_failed(c, pt, p, st);
+    changelog_restore_destroy(rs);
+    return rc;
   }
   log_models(p, &info, fingerprint, *source); /* rs was made for fingerprint */
   double secs =

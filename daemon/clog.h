@@ -75,14 +75,16 @@ int clog_from_topic(clog_source_t source);
  * local_next - 1, so the next changelog checkpoint brings the topic up to
  * the local state. Logs and counts the source, time and bytes. A failure to
  * read (IX_EKAFKA: the broker away, a leader election, no progress within
- * the reader's timeout) is returned with errstr, counted
- * (interestd_changelog_restore_failures_total), a partial read into st is
- * dropped (st keeps what the local restore put there) and p waits
+ * the reader's timeout) or to hold the states read (IX_ENOMEM: the store's
+ * slabs, the scratch store, the overlay or the copy) is returned with
+ * errstr, counted (interestd_changelog_restore_failures_total), a partial
+ * read into st is dropped (a failed read: st keeps what the local restore
+ * put there; out of memory: p's states in st are dropped) and p waits
  * (clog_waiting(): not owned for checkpoints, counted in
  * interestd_changelog_partitions_waiting) until a later clog_assign reads
  * it or clog_revoke; the caller must not serve p meanwhile. A refused
- * record (other model, other partition) or out of memory is returned with
- * errstr; st is then as the local restore left it. */
+ * record (other model, other partition) is returned with errstr; st is
+ * then as the local restore left it. */
 int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t local_next,
                 int64_t local_created_ms, clog_source_t *source, int64_t *next_offset,
                 char *errstr, size_t errstr_size);
@@ -114,13 +116,14 @@ void clog_read_stats(const clog_t *c, changelog_reader_stats_t *out);
  * counts only when it is at least as new). Source CLOG_FROM_STANDBY when the
  * copy wins. Takes ownership of rs; copy is borrowed (the caller drops p
  * from it afterwards). IX_ERANGE when `from` is below the topic's low
- * watermark (nothing restored: the caller falls back to clog_assign). */
+ * watermark (nothing restored: the caller falls back to clog_assign);
+ * IX_EKAFKA and IX_ENOMEM: p waits, as clog_assign's. */
 int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
                      int64_t local_next, store_t *copy, changelog_restore_t *rs, int64_t from,
                      clog_source_t *source, int64_t *next_offset, char *errstr,
                      size_t errstr_size);
-/* 1 while p's last restore failed to read the changelog (clog_assign's
- * IX_EKAFKA) and no later one succeeded nor was it revoked. c may be NULL. */
+/* 1 while p's last restore failed to read or hold the changelog's states
+ * (clog_assign's IX_EKAFKA or IX_ENOMEM) and no later one succeeded nor was it revoked. c may be NULL. */
 int clog_waiting(const clog_t *c, int32_t p);
 /* p waits as after a failed read (counted as one): the caller restored it
  * but cannot serve it from there (its input position could not be set). */

@@ -1678,8 +1678,9 @@ static int part_start(daemon_t *d, int32_t p, int retry, int other_mode, part_st
     int64_t next;
     notify_extend_timeout(d->notify, 60ull * 1000000u);
     rc = restore_clog(d, p, local_next, local_created_ms, &src, &next, why, sizeof why);
-    if (rc == IX_EKAFKA) {
-      /* what the topic holds is unknown: not served cold, it waits */
+    if (rc == IX_EKAFKA || rc == IX_ENOMEM) {
+      /* what the topic holds is unknown, or not held for want of memory:
+       * not served cold, it waits */
       if (retry) {
         LOG_WARN("daemon", "partition %d: changelog still not readable (%s); it keeps waiting",
                  (int)p, why);

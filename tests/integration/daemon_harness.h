@@ -311,6 +311,25 @@ typedef struct {
   int bad;        /* not a valid event */
 } h_msg_t;
 
+/* m (its key and value replaced, the old ones freed) holds ev encoded, keyed
+ * by its user id and partitioned as the importer does over `partitions`;
+ * buf is scratch. */
+static H_UNUSED void h_msg_set_event(h_msg_t *m, const event_t *ev, int partitions,
+                                     codec_buf_t *buf) {
+  H_CHECK(codec_encode_event(ev, buf) == 0, "encoding an event");
+  char key[24];
+  int kl = snprintf(key, sizeof key, "%" PRIu64, ev->user_id);
+  free(m->key);
+  free(m->value);
+  m->partition = importer_partition(key, (size_t)kl, partitions);
+  m->key_len = (size_t)kl;
+  m->value_len = buf->len;
+  m->key = malloc((size_t)kl + 1);
+  m->value = malloc(buf->len + 1);
+  memcpy(m->key, key, (size_t)kl + 1);
+  memcpy(m->value, buf->data, buf->len);
+}
+
 /* The first n events of the bundled Taobao sample, in event-time order,
  * keyed and partitioned by user like the importer does. For n beyond the
  * sample, the sample is replayed again with every user under a new id (user
@@ -354,16 +373,7 @@ static H_UNUSED h_msg_t *h_load_events(size_t n, int partitions) {
     H_CHECK(codec_decode_event(orig->value, orig->value_len, &ev, err, sizeof err) == 0, "%s", err);
     ev.user_id += k * H_REPLAY_ID_STEP;
     ev.ts_ms += (int64_t)k * 10 * 86400000;
-    H_CHECK(codec_encode_event(&ev, &buf) == 0, "encoding a replayed event");
-    char key[24];
-    int kl = snprintf(key, sizeof key, "%" PRIu64, ev.user_id);
-    m[i].partition = importer_partition(key, (size_t)kl, partitions);
-    m[i].key_len = (size_t)kl;
-    m[i].value_len = buf.len;
-    m[i].key = malloc((size_t)kl + 1);
-    m[i].value = malloc(buf.len + 1);
-    memcpy(m[i].key, key, (size_t)kl + 1);
-    memcpy(m[i].value, buf.data, buf.len);
+    h_msg_set_event(&m[i], &ev, partitions, &buf);
   }
   codec_buf_free(&buf);
   return m;

@@ -20,7 +20,15 @@
  * a local checkpoint directory kept across the kill; the restore reads the
  * changelog's tail over the local checkpoint and that read fails the same
  * way; no partition cold, each from the changelog over (or instead of) its
- * local checkpoint, or from the local one where it is the newer. */
+ * local checkpoint, or from the local one where it is the newer.
+ * With the argument "nomem" (test_changelog_restore_retry_nomem): the
+ * changelog reads, but the restoring daemon cannot map its store's slabs
+ * (the test-only failpoint IX_TEST_SLAB_FAIL=fresh:0, state/slab_pool.c):
+ * its partitions must wait as after a failed read, not start cold (every
+ * partition waiting, no partition cold, no prediction and no event
+ * applied while the feed goes on); SIGTERM stops it cleanly, and a third
+ * daemon with memory restores every partition from the changelog and
+ * answers every event as the offline pipeline does. */
 
 #include "daemon_harness.h"
 
@@ -36,7 +44,9 @@
 
 int main(int argc, char **argv) {
   int both = argc > 1 && strcmp(argv[1], "both") == 0;
-  h_init(both ? "test_changelog_restore_retry_both" : "test_changelog_restore_retry");
+  int nomem = argc > 1 && strcmp(argv[1], "nomem") == 0;
+  h_init(both ? "test_changelog_restore_retry_both"
+              : nomem ? "test_changelog_restore_retry_nomem" : "test_changelog_restore_retry");
   mockbroker_t *mb = h_mockbroker(PARTS);
   const char *brokers = mockbroker_bootstraps(mb);
   char err[512];
@@ -68,13 +78,43 @@ int main(int argc, char **argv) {
          written);
   H_CHECK(written > 0, "no changelog record was written before the kill (log %s)", log1);
 
-  /* the changelog's partitions lose their leader for a while */
-  /* the _array form: the variadic one reads one error code per count */
-  rd_kafka_resp_err_t errs[LISTOFFSETS_ERRORS];
-  for (size_t i = 0; i < LISTOFFSETS_ERRORS; i++)
-    errs[i] = RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION;
-  rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 2 /* ListOffsets */,
-                                          LISTOFFSETS_ERRORS, errs);
+  if (nomem) {
+    /* a daemon that cannot map a slab: its restores cannot hold the states */
+    const char *logm = h_path("nomem.log");
+    H_CHECK(setenv("IX_TEST_SLAB_FAIL", "fresh:0", 1) == 0, "setenv");
+    pid_t dm = h_spawn(conf, logm);
+    unsetenv("IX_TEST_SLAB_FAIL");
+    H_CHECK(h_wait_log(logm, "assigned partitions", 60), "no assignment (log %s)", logm);
+    double waiting = 0;
+    for (double end = h_now() + 30; h_now() < end && waiting < PARTS; h_sleep_ms(200))
+      waiting = h_metric_of(logm, "interestd_changelog_partitions_waiting ");
+    h_sleep_ms(2000); /* retries fail meanwhile; the feed goes on */
+    waiting = h_metric_of(logm, "interestd_changelog_partitions_waiting ");
+    double fails = h_metric_of(logm, "interestd_changelog_restore_failures_total ");
+    double cold = h_metric_of(logm, "interestd_state_restores_total{source=\"cold\"} ");
+    double applied = h_metric_of(logm, "interestd_events_processed_total ");
+    double produced = h_metric_of(logm, "interestd_predictions_produced_total ");
+    printf("without memory: partitions waiting %.0f, restore failures %.0f, cold %.0f, events "
+           "applied %.0f, predictions %.0f\n", waiting, fails, cold, applied, produced);
+    H_CHECK(h_wait_log(logm, "out of memory", 1), "the restore did not fail for memory: the "
+            "test did not exercise it (log %s)", logm);
+    H_CHECK(waiting == PARTS, "%.0f of %d partitions wait (log %s)", waiting, PARTS, logm);
+    H_CHECK(fails >= PARTS, "%.0f restore failures counted (log %s)", fails, logm);
+    H_CHECK(cold == 0, "a partition started cold (log %s)", logm);
+    H_CHECK(applied == 0 && produced == 0, "a waiting partition was served: %.0f events "
+            "applied, %.0f predictions (log %s)", applied, produced, logm);
+    kill(dm, SIGTERM);
+    H_CHECK(h_wait_exit(dm, 30) == 0, "the daemon without memory did not stop cleanly (log %s)",
+            logm);
+  } else {
+    /* the changelog's partitions lose their leader for a while */
+    /* the _array form: the variadic one reads one error code per count */
+    rd_kafka_resp_err_t errs[LISTOFFSETS_ERRORS];
+    for (size_t i = 0; i < LISTOFFSETS_ERRORS; i++)
+      errs[i] = RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION;
+    rd_kafka_mock_push_request_errors_array(mockbroker_cluster(mb), 2 /* ListOffsets */,
+                                            LISTOFFSETS_ERRORS, errs);
+  }
   const char *log2 = h_path("second.log");
   pid_t d2 = h_spawn(conf, log2);
   H_CHECK(h_wait_log(log2, "assigned partitions", 60), "no assignment (log %s)", log2);
@@ -99,15 +139,17 @@ int main(int argc, char **argv) {
          from_cl, from_tail, from_local, cold);
   H_CHECK(missing == 0, "%zu events have no prediction (logs %s %s)", missing, log1, log2);
   printf("every prediction equals the offline pipeline's: each event applied once to state\n");
-  H_CHECK(h_wait_log(log2, "changelog not restored", 1), "the injected errors never failed a "
-          "restore: the test did not exercise the failure (log %s)", log2);
-  H_CHECK(fails > 0, "no restore failure counted (log %s)", log2);
-  /* past the assignment's read: a partition waited and was served later */
-  H_CHECK(h_wait_log(log2, "the partition waits for its states", 1), "no partition waited: the "
-          "errors were spent within the assignment's read (log %s)", log2);
-  H_CHECK(h_wait_log(log2, both ? "restored after waiting (states from" :
-                     "restored after waiting (states from changelog)", 1),
-          "no partition was restored from the changelog after waiting (log %s)", log2);
+  if (!nomem) {
+    H_CHECK(h_wait_log(log2, "changelog not restored", 1), "the injected errors never failed a "
+            "restore: the test did not exercise the failure (log %s)", log2);
+    H_CHECK(fails > 0, "no restore failure counted (log %s)", log2);
+    /* past the assignment's read: a partition waited and was served later */
+    H_CHECK(h_wait_log(log2, "the partition waits for its states", 1), "no partition waited: "
+            "the errors were spent within the assignment's read (log %s)", log2);
+    H_CHECK(h_wait_log(log2, both ? "restored after waiting (states from" :
+                       "restored after waiting (states from changelog)", 1),
+            "no partition was restored from the changelog after waiting (log %s)", log2);
+  }
   H_CHECK(waiting == 0, "%.0f partitions still wait for their state (log %s)", waiting, log2);
   H_CHECK(cold == 0, "a partition started cold (log %s)", log2);
   if (both)

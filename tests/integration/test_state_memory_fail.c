@@ -33,18 +33,7 @@ static void spread_users(h_msg_t *m, size_t n) {
     event_t ev;
     H_CHECK(codec_decode_event(m[i].value, m[i].value_len, &ev, err, sizeof err) == 0, "%s", err);
     ev.user_id += (uint64_t)(i % SPREAD) * H_REPLAY_ID_STEP;
-    H_CHECK(codec_encode_event(&ev, &buf) == 0, "encoding an event");
-    char key[24];
-    int kl = snprintf(key, sizeof key, "%" PRIu64, ev.user_id);
-    free(m[i].key);
-    free(m[i].value);
-    m[i].partition = importer_partition(key, (size_t)kl, PARTS);
-    m[i].key_len = (size_t)kl;
-    m[i].value_len = buf.len;
-    m[i].key = malloc((size_t)kl + 1);
-    m[i].value = malloc(buf.len + 1);
-    memcpy(m[i].key, key, (size_t)kl + 1);
-    memcpy(m[i].value, buf.data, buf.len);
+    h_msg_set_event(&m[i], &ev, PARTS, &buf);
   }
   codec_buf_free(&buf);
 }
