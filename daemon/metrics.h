@@ -70,6 +70,7 @@
  *  interestd_model_swap_warmup_window_messages gauge      -                        input offsets in the window the warm-up re-reads
  *  interestd_model_swap_warmup_behind_messages gauge      -                        offsets still to apply before the serving position
  *  interestd_model_swap_warmup_events_total counter    -                        events applied to a new model's states by warm-ups
+ *  interestd_model_swap_warmup_watermark_unknown_total counter -                 warm-up partition starts whose low watermark stayed unknown (from max_events back, not below 0)
  *  interestd_model_swap_pause_seconds gauge      -                        input pause of the last switch to a warmed model
  *  interestd_model_swaps_total counter    result                   warm | abandoned
  *  (the model swap families above are registered by daemon/warmup.c)
