@@ -2,6 +2,7 @@
  * settings (Admin API), and a group-less read of one partition to its end
  * (restore). */
 #include "stream/changelog_topic.h"
+#include "stream/kafka_internal.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -528,18 +529,7 @@ static rd_kafka_resp_err_t list_offsets(changelog_reader_t *r,
 
 static rd_kafka_resp_err_t reader_watermarks(changelog_reader_t *r, int32_t partition,
                                              int timeout_ms, int64_t *lo, int64_t *hi) {
-  int64_t which[2] = {RD_KAFKA_OFFSET_BEGINNING, RD_KAFKA_OFFSET_END}, *out[2] = {lo, hi};
-  for (int i = 0; i < 2; i++) {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, r->topic, partition);
-    rd_kafka_resp_err_t err = list_offsets(r, l, which[i], timeout_ms);
-    if (!err) err = l->elems[0].err;
-    *out[i] = l->elems[0].offset;
-    rd_kafka_topic_partition_list_destroy(l);
-    if (err) return err;
-    if (*out[i] < 0) return RD_KAFKA_RESP_ERR__NO_OFFSET;
-  }
-  return RD_KAFKA_RESP_ERR_NO_ERROR;
+  return kafka_watermarks(r->rk, r->topic, partition, timeout_ms, lo, hi);
 }
 
 void changelog_reader_prefetch(changelog_reader_t *r, const int32_t *partitions, size_t n,

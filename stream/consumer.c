@@ -551,9 +551,7 @@ int64_t consumer_high_watermark(consumer_t *c, int32_t partition) {
 
 int consumer_query_watermarks(consumer_t *c, int32_t partition, int timeout_ms, int64_t *lo,
                               int64_t *hi) {
-  rd_kafka_resp_err_t err =
-      rd_kafka_query_watermark_offsets(c->rk, c->topic, partition, lo, hi, timeout_ms);
-  return err ? IX_EKAFKA : 0;
+  return kafka_watermarks(c->rk, c->topic, partition, timeout_ms, lo, hi) ? IX_EKAFKA : 0;
 }
 
 int64_t consumer_low_watermark(consumer_t *c, int32_t partition) {

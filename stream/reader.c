@@ -1,6 +1,7 @@
 /* A group-less partition reader (stream/reader.h): librdkafka's consumer
  * with a manual assignment and batch reads from its queue. */
 #include "stream/reader.h"
+#include "stream/kafka_internal.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -144,35 +145,13 @@ ssize_t reader_poll(reader_t *r, rec_t *out, size_t max, int timeout_ms) {
   return (ssize_t)n;
 }
 
-/* The low (BEGINNING) and high (END) watermarks asked one after the other,
- * each answer checked. Not rd_kafka_query_watermark_offsets(): in librdkafka
- * 2.0.2 it sends both requests at once and, when one of them is answered
- * with an error (seen with ListOffsets errors pushed on the mock cluster),
- * it can return success with low = high = the high watermark (its "empty
- * partition" case), and the warm-up then warmed nothing. */
+/* kafka_watermarks(), its failure logged. */
 int reader_watermarks(reader_t *r, int32_t partition, int timeout_ms, int64_t *lo, int64_t *hi) {
-  int64_t which[2] = {RD_KAFKA_OFFSET_BEGINNING, RD_KAFKA_OFFSET_END}, got[2] = {-1, -1};
-  for (int i = 0; i < 2; i++) {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    if (!l) return IX_ENOMEM;
-    rd_kafka_topic_partition_list_add(l, r->topic, partition)->offset = which[i];
-    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(r->rk, l, timeout_ms);
-    if (!err) err = l->elems[0].err;
-    got[i] = l->elems[0].offset;
-    rd_kafka_topic_partition_list_destroy(l);
-    if (!err && got[i] < 0) err = RD_KAFKA_RESP_ERR__NO_OFFSET;
-    if (err) {
-      LOG_WARN("reader", "%s [%d]: %s watermark unknown: %s", r->topic, (int)partition,
-               i ? "high" : "low", rd_kafka_err2str(err));
-      return IX_EKAFKA;
-    }
-  }
-  if (got[0] > got[1]) {
-    LOG_WARN("reader", "%s [%d]: watermarks unusable (low %lld above high %lld)", r->topic,
-             (int)partition, (long long)got[0], (long long)got[1]);
+  rd_kafka_resp_err_t err = kafka_watermarks(r->rk, r->topic, partition, timeout_ms, lo, hi);
+  if (err) {
+    LOG_WARN("reader", "%s [%d]: watermarks unknown: %s", r->topic, (int)partition,
+             rd_kafka_err2str(err));
     return IX_EKAFKA;
   }
-  *lo = got[0];
-  *hi = got[1];
   return 0;
 }

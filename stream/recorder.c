@@ -1,6 +1,7 @@
 /* interestctl record: a group-less consumer that assigns every partition of
  * one topic and appends what it reads to a record file. */
 #include "stream/recorder.h"
+#include "stream/kafka_internal.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -86,7 +87,7 @@ int recorder_run(const recorder_opts_t *opts, recorder_stats_t *stats, char *err
     rd_kafka_topic_partition_list_add(parts, opts->topic, p)->offset = start;
     if (opts->until_end) {
       int64_t lo = 0, hi = 0;
-      rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk, opts->topic, p, &lo, &hi, 10000);
+      rd_kafka_resp_err_t err = kafka_watermarks(rk, opts->topic, p, 10000, &lo, &hi);
       if (err) {
         snprintf(errstr, errstr_size, "cannot read the end offset of %s [%d]: %s", opts->topic,
                  (int)p, rd_kafka_err2str(err));
