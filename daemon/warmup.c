@@ -76,8 +76,9 @@ static wpart_t *find(const warmup_t *w, int32_t p) {
   return NULL;
 }
 
-/* Worker: waits up to ms for a stop; returns whether one came. */
-static int wait_stop(warmup_t *w, int ms) {
+/* The CLOCK_REALTIME time ms milliseconds from now (pthread_cond_timedwait's
+ * deadline). */
+static struct timespec deadline_in(int ms) {
   struct timespec t;
   clock_gettime(CLOCK_REALTIME, &t);
   t.tv_sec += ms / 1000;
@@ -86,6 +87,12 @@ static int wait_stop(warmup_t *w, int ms) {
     t.tv_sec++;
     t.tv_nsec -= 1000000000L;
   }
+  return t;
+}
+
+/* Worker: waits up to ms for a stop; returns whether one came. */
+static int wait_stop(warmup_t *w, int ms) {
+  struct timespec t = deadline_in(ms);
   pthread_mutex_lock(&w->mu);
   while (!w->stop && pthread_cond_timedwait(&w->cond, &w->mu, &t) != ETIMEDOUT) {
   }
@@ -375,13 +382,7 @@ static void *worker(void *arg) {
       int kept = 0;
       for (size_t j = 0; j < w->n; j++) kept |= w->parts[j].n_pend > 0;
       if (kept && !w->stop && !w->reassign) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 10 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-          ts.tv_sec++;
-          ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = deadline_in(10);
         pthread_cond_timedwait(&w->cond, &w->mu, &ts);
       }
     }
@@ -512,14 +513,7 @@ static void stop_worker(warmup_t *w) {
 
 int warmup_finish(warmup_t *w, int timeout_ms, const input_t *input, pipeline_t **pipe,
                   model_t **model) {
-  struct timespec deadline;
-  clock_gettime(CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
+  struct timespec deadline = deadline_in(timeout_ms);
   pthread_mutex_lock(&w->mu);
   int rc = 1;
   for (;;) {
