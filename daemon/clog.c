@@ -625,12 +625,6 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
     }
   }
   metrics_counter_add(c->m.bytes_read, bytes);
-  if (rc == IX_EKAFKA || rc == IX_ENOMEM) {
-    restore_failed(c, pt, p, direct ? st : NULL);
-    changelog_restore_destroy(rs);
-    store_destroy(scratch);
-    return rc;
-  }
   if (rc && direct) store_drop_partition(st, p); /* a partial read: start cold */
   changelog_restore_info_t info = {0};
   mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
@@ -661,8 +655,11 @@ int clog_assign(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint, int64_t
     rc = adopt_restored(st, p, scratch, &info, local_next, CLOG_FROM_CHANGELOG, source,
                         next_offset, errstr, n);
   }
-  if (rc == IX_ENOMEM) { /* laying or copying the states: p's states in st are partial */
-    restore_failed(c, pt, p, st);
+  if (rc == IX_EKAFKA || rc == IX_ENOMEM) {
+    /* p waits: a failed read keeps what the local restore put in st (a
+     * direct read's partial states dropped); out of memory reading, laying
+     * or copying leaves p's states in st partial */
+    restore_failed(c, pt, p, direct || rc == IX_ENOMEM ? st : NULL);
     changelog_restore_destroy(rs);
     store_destroy(scratch);
     return rc;
@@ -711,11 +708,6 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
     changelog_restore_destroy(rs);
     return rc;
   }
-  if (rc == IX_EKAFKA || rc == IX_ENOMEM) {
-    restore_failed(c, pt, p, NULL);
-    changelog_restore_destroy(rs);
-    return rc;
-  }
   changelog_restore_info_t info = {0};
   mark_t m = {.st = st, .p = p, .dirty = pt->dirty};
   if (!rc) {
@@ -723,8 +715,10 @@ int clog_assign_copy(clog_t *c, int32_t p, store_t *st, uint32_t fingerprint,
     rc = adopt_restored(st, p, copy, &info, local_next, CLOG_FROM_STANDBY, source, next_offset,
                         errstr, n);
   }
-  if (rc == IX_ENOMEM) { /* copying the states: p's states in st are partial */
-    restore_failed(c, pt, p, st);
+  if (rc == IX_EKAFKA || rc == IX_ENOMEM) {
+    /* p waits: a failed read leaves st as the local restore did; out of
+     * memory reading or copying leaves p's states in st partial */
+    restore_failed(c, pt, p, rc == IX_ENOMEM ? st : NULL);
     changelog_restore_destroy(rs);
     return rc;
   }

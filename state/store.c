@@ -458,6 +458,16 @@ void store_destroy(store_t *st) {
 static uint32_t lru_victim(const store_t *st);
 static void evict_slot(store_t *st, uint32_t victim);
 
+/* The least recently seen user makes room, unless it was touched since the
+ * last store_evict() (its blob pointer may be in use). Returns 1 when one
+ * was evicted (table buckets may have moved: find again), else 0. */
+static int evict_lru_unpinned(store_t *st) {
+  uint32_t v = lru_victim(st);
+  if (v == NIL || slot_at(st, v)->seq > st->pin_seq) return 0;
+  evict_slot(st, v);
+  return 1;
+}
+
 /* Find or insert; *slot gets the slot number. Sets *created on insert. */
 static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, uint32_t *slot,
                   int *created, int make_room) {
@@ -478,11 +488,7 @@ static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, 
      * grows the index) beyond the limit. Not a user touched since the last
      * store_evict() (its blob pointer may be in use): then the insert goes
      * over and store_evict() trims. */
-    uint32_t v = lru_victim(st);
-    if (v != NIL && slot_at(st, v)->seq <= st->pin_seq) {
-      evict_slot(st, v);
-      b = table_find(st, partition, user_id, tag, &found);
-    }
+    if (evict_lru_unpinned(st)) b = table_find(st, partition, user_id, tag, &found);
   }
   if (!TABLE_FITS(st->users + 1, st->mask + 1)) {
     int rc = table_reserve(st, st->users + 1);
@@ -495,11 +501,7 @@ static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, 
   if (make_room && st->free_head == NIL && st->map_backoff) {
     /* a slab failed lately: evict (below) without asking for memory again */
     st->map_backoff--;
-    uint32_t v = lru_victim(st);
-    if (v != NIL && slot_at(st, v)->seq <= st->pin_seq) {
-      evict_slot(st, v);
-      b = table_find(st, partition, user_id, tag, &found);
-    }
+    if (evict_lru_unpinned(st)) b = table_find(st, partition, user_id, tag, &found);
   }
   rc = slot_alloc(st, &i);
   if (rc == IX_ENOMEM && make_room && st->free_head == NIL) {
@@ -508,11 +510,8 @@ static int lookup(store_t *st, int32_t partition, uint64_t user_id, int create, 
      * (counted in evicted_lru; slab_failures says why), so the store keeps
      * serving the users it can hold; the next slab's worth of such inserts
      * evict without trying (a failing populate can take the kernel's
-     * reclaim time). Not a user touched since the last store_evict(): its
-     * blob pointer may be in use. */
-    uint32_t v = lru_victim(st);
-    if (v != NIL && slot_at(st, v)->seq <= st->pin_seq) {
-      evict_slot(st, v);
+     * reclaim time). */
+    if (evict_lru_unpinned(st)) {
       b = table_find(st, partition, user_id, tag, &found);
       rc = slot_alloc(st, &i);
       st->map_backoff = st->sps;

@@ -527,10 +527,6 @@ static rd_kafka_resp_err_t list_offsets(changelog_reader_t *r,
   return rd_kafka_offsets_for_times(r->rk, l, timeout_ms);
 }
 
-static rd_kafka_resp_err_t reader_watermarks(changelog_reader_t *r, int32_t partition,
-                                             int timeout_ms, int64_t *lo, int64_t *hi) {
-  return kafka_watermarks(r->rk, r->topic, partition, timeout_ms, lo, hi);
-}
 
 void changelog_reader_prefetch(changelog_reader_t *r, const int32_t *partitions, size_t n,
                                int timeout_ms) {
@@ -578,7 +574,7 @@ int changelog_reader_read(changelog_reader_t *r, int32_t partition, int64_t from
     lo = r->ahead[ai].lo;
     hi = r->ahead[ai].hi;
   } else {
-    rd_kafka_resp_err_t err = reader_watermarks(r, partition, timeout_ms, &lo, &hi);
+    rd_kafka_resp_err_t err = kafka_watermarks(r->rk, r->topic, partition, timeout_ms, &lo, &hi);
     if (err) {
       snprintf(errstr, n, "changelog %s [%d]: cannot read its watermarks: %s", topic,
                (int)partition, rd_kafka_err2str(err));
